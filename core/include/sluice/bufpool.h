@@ -1,0 +1,48 @@
+/*
+ * sluice/bufpool.h: a ready-made sl_pool over caller memory.
+ *
+ * Two size classes (small and large) carved from one region the caller
+ * supplies, each kept on a free list; no allocation.  Drivers that want a
+ * pool that grows with demand may write their own sl_pool instead; tests,
+ * the fuzzer and the replay driver use this one.
+ */
+#ifndef SLUICE_BUFPOOL_H
+#define SLUICE_BUFPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/relay.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sl_bufpool {
+  uint8_t *free_small, *free_large; /* free lists, linked through the
+                                       first bytes of each buffer */
+  uint32_t small_size, large_size;
+  uint32_t small_free, large_free;   /* buffers on the free lists */
+  uint32_t small_total, large_total;
+  uint64_t gets, misses;             /* for statistics and tests */
+} sl_bufpool;
+
+/*
+ * Carves nsmall buffers of small_size and nlarge of large_size bytes from
+ * mem (sizes multiples of 8, >= 16).  Returns 0 or SL_ERR_NOBUF if memlen is
+ * below sl_bufpool_need().
+ */
+int sl_bufpool_init(sl_bufpool *bp, void *mem, size_t memlen,
+                    uint32_t small_size, uint32_t nsmall, uint32_t large_size,
+                    uint32_t nlarge);
+size_t sl_bufpool_need(uint32_t small_size, uint32_t nsmall,
+                       uint32_t large_size, uint32_t nlarge);
+
+/* Fills pool with get/put functions over bp.  A request for more than
+   small_size gets a large buffer; none left: NULL. */
+void sl_bufpool_as_pool(sl_bufpool *bp, sl_pool *pool);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

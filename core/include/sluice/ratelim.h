@@ -1,0 +1,69 @@
+/*
+ * sluice/ratelim.h: per-client-address admission (concurrency and rate),
+ * pure and driver-owned.
+ *
+ * One table serves every relay of a process; the driver owns its memory and
+ * passes now.  A verdict from sl_ratelim_admit() becomes
+ * sl_conn_info.admission.  Addresses are grouped by prefix (IPv4 /32 and IPv6
+ * /64 by default) so one host cannot dodge the limits by hopping addresses.
+ * The table is a fixed-size open-addressing hash; when it is full the least
+ * recently seen idle entry is recycled, and entries with live connections are
+ * never evicted (so concurrency counts stay exact).
+ */
+#ifndef SLUICE_RATELIM_H
+#define SLUICE_RATELIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/addr.h"
+#include "sluice/limits.h"
+#include "sluice/relay.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sl_ratelim sl_ratelim;
+
+typedef struct sl_ratelim_config {
+  uint32_t entries;         /* table slots, e.g. 65536 */
+  uint32_t concurrency_max; /* live sessions per prefix; 0 = no limit (50) */
+  uint32_t rate_max;        /* new sessions per prefix per window; 0 = none */
+  sl_duration rate_window;  /* 60 s */
+  uint8_t ipv4_prefix;      /* 32 */
+  uint8_t ipv6_prefix;      /* 64 */
+  /* What exceeding a limit gives: SL_ADMIT_TEMPFAIL (421) or
+     SL_ADMIT_TARPIT. */
+  sl_admission over_concurrency;
+  sl_admission over_rate;
+} sl_ratelim_config;
+
+void sl_ratelim_config_default(sl_ratelim_config *c);
+
+/* Bytes of memory for a table with c->entries slots. */
+size_t sl_ratelim_size(const sl_ratelim_config *c);
+
+/* Creates the table in mem (memlen >= sl_ratelim_size(c), 8-aligned).
+   c is copied.  Returns 0 or SL_ERR_INVALID_ARGUMENT / SL_ERR_NOBUF. */
+int sl_ratelim_init(sl_ratelim **out, void *mem, size_t memlen,
+                    const sl_ratelim_config *c);
+
+/*
+ * A new connection from a at now.  Returns the verdict.  When it is
+ * SL_ADMIT_ACCEPT or SL_ADMIT_TARPIT the connection counts as live and the
+ * caller MUST call sl_ratelim_release() once when it ends; a TEMPFAIL
+ * verdict is not counted as live.
+ */
+sl_admission sl_ratelim_admit(sl_ratelim *rl, const sl_addr *a, sl_tstamp now);
+
+/* The connection admitted earlier from a has ended. */
+void sl_ratelim_release(sl_ratelim *rl, const sl_addr *a);
+
+/* Live sessions currently counted for a's prefix. */
+uint32_t sl_ratelim_live(const sl_ratelim *rl, const sl_addr *a);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
