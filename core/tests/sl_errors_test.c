@@ -1,0 +1,52 @@
+/* sl_errors_test.c: the X-macro table yields consistent names and messages. */
+#include <string.h>
+
+#include "sl_test.h"
+#include "sluice/errors.h"
+
+static void test_table(void) {
+  int seen = 0;
+#define ROW_(name, value, fatal, msg)                                         \
+  CHECK_STR(sl_err_name(value), #name);                                       \
+  CHECK_STR(sl_strerror(value), msg);                                         \
+  CHECK_INT(sl_err_is_fatal(value), fatal);                                   \
+  CHECK_INT(SL_ERR_##name, value);                                            \
+  CHECK(value < 0);                                                           \
+  seen++;
+  SL_ERR_MAP(ROW_)
+#undef ROW_
+  CHECK_INT(seen, 9);
+}
+
+static void test_known_values(void) {
+  CHECK_STR(sl_err_name(SL_ERR_BAD_STATE), "BAD_STATE");
+  CHECK_STR(sl_err_name(-7), "INCOMPLETE");
+  CHECK_STR(sl_strerror(SL_ERR_MALFORMED), "input does not follow the protocol");
+  CHECK(sl_err_is_fatal(SL_ERR_TIME_BACKWARDS));
+  CHECK(sl_err_is_fatal(SL_ERR_INTERNAL));
+  CHECK(!sl_err_is_fatal(SL_ERR_INCOMPLETE));
+  CHECK(!sl_err_is_fatal(SL_ERR_NOBUF));
+}
+
+static void test_ok_and_unknown(void) {
+  CHECK_STR(sl_err_name(SL_OK), "OK");
+  CHECK_STR(sl_strerror(0), "success");
+  CHECK(!sl_err_is_fatal(0));
+  CHECK_STR(sl_err_name(-1000), "UNKNOWN");
+  CHECK_STR(sl_strerror(-1000), "unknown error");
+  CHECK(sl_err_is_fatal(-1000));
+  CHECK_STR(sl_err_name(17), "UNKNOWN");
+  CHECK(!sl_err_is_fatal(17));
+  CHECK(sl_err_name(-2147483647 - 1) != NULL);
+  /* Every code has a distinct name. */
+  for (int i = -9; i <= 0; i++)
+    for (int j = i + 1; j <= 0; j++)
+      CHECK(strcmp(sl_err_name(i), sl_err_name(j)) != 0);
+}
+
+int main(void) {
+  SL_RUN(test_table);
+  SL_RUN(test_known_values);
+  SL_RUN(test_ok_and_unknown);
+  return sl_test_summary();
+}
