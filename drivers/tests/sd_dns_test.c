@@ -375,6 +375,32 @@ static void test_timeout(void) {
   close(silent);
 }
 
+/* Nothing listens: ICMP port unreachable ends the query early, as an error
+ * rather than a timeout. */
+static void test_refused(void) {
+  struct loop l;
+  struct result r = {0};
+  unsigned short port;
+  char srv[32];
+  int fd = udp_bound(&port);
+  double start;
+  sd_dns *d;
+  CHECK(fd >= 0);
+  close(fd);
+  snprintf(srv, sizeof srv, "127.0.0.1:%u", port);
+  d = dns_new(&l, srv, 2000, 1);
+  CHECK(d != NULL);
+  if (d == NULL) return;
+  start = now_s();
+  CHECK_INT(query(d, "2.0.0.127.dnsbl.test", &r), 0);
+  run(d, &l, 5);
+  CHECK_INT(r.called, 1);
+  CHECK_INT(r.status, SD_DNS_ERROR);
+  CHECK(r.at - start < 1.0);
+  sd_dns_free(d);
+  loop_close(&l);
+}
+
 static void test_free_cancels(void) {
   struct loop l;
   struct result r[3];
@@ -455,6 +481,7 @@ int main(void) {
   SL_RUN(test_chained_query);
   SL_RUN(test_many_concurrent);
   SL_RUN(test_timeout);
+  SL_RUN(test_refused);
   SL_RUN(test_free_cancels);
   SL_RUN(test_bad_input);
   stop_unbound();

@@ -463,6 +463,38 @@ static void test_starttls_no_read_ahead(void) {
   CHECK_INT(rs, -1);
   CHECK(contains(sd_tls_error(p.s), "wrong version number"));
   pair_close(&p);
+  /* Reading one record takes exactly that record off the socket: bytes
+   * behind it stay in the kernel (no read-ahead into OpenSSL). */
+  CHECK(pair_open(&p, server_ctx(NULL, 0), client_ctx(0, NULL), NULL) == 0);
+  CHECK(handshake_ok(&p));
+  CHECK_INT(sd_tls_write(p.c, "NOOP\r\n", 6), 6);
+  CHECK(write(p.cfd, "PLAIN", 5) == 5);
+  CHECK_INT(read_wait(p.s, p.sfd, buf, sizeof buf), 6);
+  CHECK_INT(sd_tls_pending(p.s), 0);
+  CHECK_INT(recv(p.sfd, buf, sizeof buf, MSG_PEEK), 5);
+  CHECK_MEM(buf, 5, "PLAIN", 5);
+  pair_close(&p);
+}
+
+/* The STARTTLS order of events on one socket: plaintext command and reply,
+ * then the handshake and TLS data on the same fd. */
+static void test_starttls_flow(void) {
+  struct pair p;
+  char buf[64];
+  CHECK(pair_open(&p, server_ctx(NULL, 0), client_ctx(1, path("ca.pem")),
+                  "mail.test") == 0);
+  CHECK(write(p.cfd, "STARTTLS\r\n", 10) == 10);
+  CHECK_INT(recv(p.sfd, buf, sizeof buf, 0), 10);
+  CHECK(write(p.sfd, "220 2.0.0 Ready\r\n", 17) == 17);
+  CHECK_INT(recv(p.cfd, buf, sizeof buf, 0), 17);
+  CHECK(handshake_ok(&p));
+  CHECK_INT(sd_tls_write(p.c, "EHLO client.test\r\n", 18), 18);
+  CHECK_INT(read_wait(p.s, p.sfd, buf, sizeof buf), 18);
+  CHECK_MEM(buf, 18, "EHLO client.test\r\n", 18);
+  CHECK_INT(sd_tls_write(p.s, "250 mail.test\r\n", 15), 15);
+  CHECK_INT(read_wait(p.c, p.cfd, buf, sizeof buf), 15);
+  CHECK_MEM(buf, 15, "250 mail.test\r\n", 15);
+  pair_close(&p);
 }
 
 static void test_eof(void) {
@@ -566,6 +598,7 @@ int main(void) {
   SL_RUN(test_sni);
   SL_RUN(test_garbage_client_hello);
   SL_RUN(test_starttls_no_read_ahead);
+  SL_RUN(test_starttls_flow);
   SL_RUN(test_eof);
   SL_RUN(test_min_version);
   SL_RUN(test_ctx_errors);
