@@ -352,6 +352,7 @@ sd_tls_ctx *sd_tls_server_ctx_new(const char *cert_file, const char *key_file,
     SSL_CTX_set_tlsext_servername_callback(ctx->ssl_ctx, sni_callback);
     SSL_CTX_set_tlsext_servername_arg(ctx->ssl_ctx, ctx);
   }
+  ERR_clear_error();
   return ctx;
 fail:
   ERR_clear_error();
@@ -384,6 +385,8 @@ sd_tls_ctx *sd_tls_client_ctx_new(int verify, const char *ca_file,
     errf(err, errlen, "system CA store: %s", queue_reason());
     goto fail;
   }
+  /* Loading the system store can leave notes about absent directories. */
+  ERR_clear_error();
   return ctx;
 fail:
   ERR_clear_error();
