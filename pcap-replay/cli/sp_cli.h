@@ -1,0 +1,17 @@
+/*
+ * sp_cli.h: the subcommands of sluice-replay.  Each lives in its own file
+ * (cmd_<name>.c), takes the arguments after its name (argv[0] is the
+ * subcommand name) and returns the process exit status.  To add one,
+ * declare it here and list it in main.c's table.
+ */
+#ifndef SP_CLI_H
+#define SP_CLI_H
+
+#define SP_EXIT_OK 0
+#define SP_EXIT_INPUT 1 /* malformed input, unsupported capture, write error */
+#define SP_EXIT_USAGE 2 /* bad command line, input file missing */
+
+int sp_cmd_extract(int argc, char **argv);
+int sp_cmd_stats(int argc, char **argv);
+
+#endif
