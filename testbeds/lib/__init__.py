@@ -1,0 +1,1 @@
+"""Helpers behind the testbeds fixtures: real servers on loopback ports."""
