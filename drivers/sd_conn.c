@@ -1,0 +1,1018 @@
+/*
+ * sd_conn.c: one proxied session: the client socket, at most one upstream
+ * socket, their TLS states and the relay that decides everything else.
+ *
+ * The driver never buffers SMTP bytes of its own: it reads straight into the
+ * relay's input space (sl_relay_*_in_buf) and only when the relay wants
+ * input, and it writes straight from the relay's output.  So there is never
+ * driver-held plaintext to discard at STARTTLS (SECURITY.md 1.2), and no byte
+ * is read ahead of the relay's decisions.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sd_log.h"
+#include "sd_worker.h"
+
+#define RUN_ROUNDS 64 /* bounded work per wake-up; level-triggered epoll
+                         brings us back for the rest */
+
+typedef struct sd_dnsq {
+  struct sd_dnsq *next;
+  sd_conn *c; /* NULL once the session is gone */
+  uint32_t id;
+  uint32_t zone;
+} sd_dnsq;
+
+struct sd_conn {
+  sd_handler ch, uh;
+  sd_timer timer;
+  sd_worker *w;
+  sd_gen *g;
+  sd_conn *prev, *next;
+  int cfd, ufd;
+  uint32_t cev, uev; /* epoll masks registered (cev valid while cfd >= 0) */
+  int ureg;
+  sd_tls_conn *ctls, *utls;
+  uint32_t c_hs_id, u_hs_id;
+  uint8_t c_hs, u_hs;         /* handshake in progress */
+  uint8_t c_hs_implicit;      /* implicit TLS on accept: no request to answer */
+  uint8_t u_connecting;
+  uint8_t u_implicit_pending; /* implicit TLS upstream: connect then handshake */
+  uint32_t u_conn_id;
+  uint8_t c_rblk, c_wblk, u_rblk, u_wblk; /* last I/O would block */
+  uint8_t c_tlswant, u_tlswant;           /* sd_tls_want() after -2 */
+  uint8_t c_eof, u_eof;       /* EOF given to the relay */
+  uint8_t c_hup, u_hup;
+  uint8_t c_broken, u_broken; /* writes fail: output is dropped */
+  uint8_t in_run, logged, admitted, expect_proxy, listener_tls;
+  sd_server *server;
+  uint64_t tried;
+  sl_addr peer, local;
+  const char *listener;
+  uint64_t t_accept;
+  sd_dnsq *dnsq;
+  /* for the session log line */
+  char upstream[64];
+  char upfail[64];
+  char msgs[160];
+  uint32_t nmsgs;
+  int32_t dnsbl_score;
+  uint8_t have_dnsbl_score;
+  uint64_t injection_bytes;
+  int smuggling;
+  uint32_t dns_listed, dns_timeouts;
+  char tls_version[16], tls_cipher[48];
+  sl_relay *r;
+  _Alignas(16) unsigned char mem[];
+};
+
+static void conn_run(sd_conn *c);
+static void conn_free(sd_conn *c);
+
+static uint64_t now_of(const sd_conn *c) { return sd_loop_now(c->w->loop); }
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void to_sl_addr(const struct sockaddr *sa, sl_addr *a) {
+  memset(a, 0, sizeof *a);
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+    a->family = SL_AF_INET;
+    a->port = ntohs(in->sin_port);
+    memcpy(a->bytes, &in->sin_addr, 4);
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    a->port = ntohs(in6->sin6_port);
+    if (memcmp(&in6->sin6_addr, mapped, 12) == 0) {
+      /* A dual-stack socket's IPv4 peer: treat as IPv4 everywhere (logs,
+         DNSBL names, per-IP limits). */
+      a->family = SL_AF_INET;
+      memcpy(a->bytes, (const uint8_t *)&in6->sin6_addr + 12, 4);
+    } else {
+      a->family = SL_AF_INET6;
+      memcpy(a->bytes, &in6->sin6_addr, 16);
+    }
+  }
+}
+
+static void set_nodelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+static void strappend(char *dst, size_t cap, const char *s) {
+  /* Appends ",s" (or "s") when it fits whole; a log field is never cut
+     in the middle of an item. */
+  size_t n = strlen(dst), m = strlen(s) + (n ? 1 : 0);
+  if (n + m + 1 > cap) return;
+  if (n) dst[n++] = ',';
+  memcpy(dst + n, s, strlen(s) + 1);
+}
+
+/* ---- refusing and lingering --------------------------------------------- */
+
+void sd_refuse(sd_worker *w, int fd, int tls, const char *why) {
+  if (!tls) {
+    char line[300];
+    const char *host = w->gen ? w->gen->cfg->policy.hostname : "localhost";
+    int n = snprintf(line, sizeof line, "421 4.7.0 %s %s, try again later\r\n", host, why);
+    /* A fresh socket's send buffer takes one short line; if not, the client
+       sees the close, which also means "try later". */
+    ssize_t wr = send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)wr;
+  }
+  sd_linger_close(w, fd);
+}
+
+#define LINGER_MAX 1024
+#define LINGER_TIME (2 * SL_SEC)
+
+struct sd_linger {
+  sd_handler h;
+  sd_timer timer;
+  sd_worker *w;
+  sd_linger *prev, *next;
+  int fd;
+  uint32_t drained;
+};
+
+static void linger_end(sd_linger *l) {
+  sd_worker *w = l->w;
+  sd_loop_del(w->loop, l->fd);
+  close(l->fd);
+  sd_timer_stop(w->loop, &l->timer);
+  if (l->prev) l->prev->next = l->next;
+  else w->lingers = l->next;
+  if (l->next) l->next->prev = l->prev;
+  w->nlinger--;
+  free(l);
+}
+
+static void linger_io(sd_handler *h, uint32_t ev) {
+  sd_linger *l = (sd_linger *)(void *)h;
+  char buf[4096];
+  (void)ev;
+  for (int i = 0; i < 4; i++) {
+    ssize_t n = recv(l->fd, buf, sizeof buf, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n <= 0 || (l->drained += (uint32_t)n) > 65536) {
+      linger_end(l);
+      return;
+    }
+  }
+}
+
+static void linger_timeout(sd_timer *t) {
+  linger_end((sd_linger *)(void *)((char *)t - offsetof(sd_linger, timer)));
+}
+
+void sd_linger_close(sd_worker *w, int fd) {
+  shutdown(fd, SHUT_WR);
+  sd_linger *l = w->nlinger < LINGER_MAX && !w->stop ? calloc(1, sizeof *l) : NULL;
+  if (l == NULL) {
+    close(fd);
+    return;
+  }
+  l->h.cb = linger_io;
+  l->w = w;
+  l->fd = fd;
+  sd_timer_init(&l->timer, linger_timeout);
+  if (sd_loop_add(w->loop, fd, EPOLLIN, &l->h) != 0) {
+    close(fd);
+    free(l);
+    return;
+  }
+  l->next = w->lingers;
+  if (l->next) l->next->prev = l;
+  w->lingers = l;
+  w->nlinger++;
+  sd_timer_set(w->loop, &l->timer, sd_loop_now(w->loop) + LINGER_TIME);
+}
+
+void sd_linger_free_all(sd_worker *w) {
+  while (w->lingers) linger_end(w->lingers);
+}
+
+/* ---- legs ---------------------------------------------------------------- */
+
+static void close_upstream(sd_conn *c) {
+  if (c->utls) {
+    sd_tls_conn_free(c->utls);
+    c->utls = NULL;
+  }
+  if (c->ufd >= 0) {
+    if (c->ureg) sd_loop_del(c->w->loop, c->ufd);
+    close(c->ufd);
+    c->ufd = -1;
+  }
+  c->ureg = 0;
+  c->uev = 0;
+  c->u_hs = c->u_connecting = c->u_implicit_pending = 0;
+  c->u_rblk = c->u_wblk = c->u_eof = c->u_hup = c->u_broken = 0;
+  c->u_tlswant = 0;
+  if (c->server) {
+    sd_upstream_release(c->server);
+    c->server = NULL;
+  }
+}
+
+static void close_client(sd_conn *c) {
+  if (c->cfd < 0) return;
+  if (c->ctls) {
+    /* sends close_notify when the session is healthy */
+    sd_tls_conn_free(c->ctls);
+    c->ctls = NULL;
+  }
+  sd_loop_del(c->w->loop, c->cfd);
+  sd_linger_close(c->w, c->cfd);
+  c->cfd = -1;
+  c->c_hs = 0;
+}
+
+static void complete(sd_conn *c, uint32_t id, sl_status st) {
+  sl_completion comp;
+  memset(&comp, 0, sizeof comp);
+  comp.id = id;
+  comp.status = st;
+  sl_relay_complete(c->r, &comp, now_of(c));
+}
+
+static void upstream_failed(sd_conn *c, const char *why) {
+  if (c->server) {
+    sd_upstream_report(c->server, 0, now_of(c));
+    if (c->server->index < SD_MAX_SERVERS)
+      __atomic_fetch_add(&sd_m->srv_connect_fail[c->server->index], 1, __ATOMIC_RELAXED);
+    sd_gauge_set(&sd_m->srv_up[c->server->index], (uint64_t)c->server->up);
+    sd_log(SD_LOG_DEBUG, "upstream %s: %s", c->server->cfg->text, why);
+  }
+  uint32_t id = c->u_conn_id;
+  close_upstream(c);
+  complete(c, id, SL_STATUS_FAILED);
+}
+
+static void upstream_ready(sd_conn *c) {
+  if (c->server) {
+    sd_upstream_report(c->server, 1, now_of(c));
+    if (c->server->index < SD_MAX_SERVERS) {
+      __atomic_fetch_add(&sd_m->srv_connect_ok[c->server->index], 1, __ATOMIC_RELAXED);
+      sd_gauge_set(&sd_m->srv_up[c->server->index], 1);
+    }
+  }
+  complete(c, c->u_conn_id, SL_STATUS_OK);
+}
+
+static void start_upstream_tls(sd_conn *c, uint32_t id, int implicit) {
+  const sd_config *cfg = c->g->cfg;
+  const char *name = cfg->upstream_tls_name;
+  c->utls = c->g->tls_client ? sd_tls_conn_new(c->g->tls_client, c->ufd, 0, name) : NULL;
+  if (c->utls == NULL) {
+    sd_count(SD_C_TLS_UP_FAIL, 1);
+    if (implicit) upstream_failed(c, "no TLS context");
+    else complete(c, id, SL_STATUS_FAILED);
+    return;
+  }
+  c->u_hs = 1;
+  c->u_hs_id = id;
+  c->u_implicit_pending = (uint8_t)implicit;
+  c->u_rblk = c->u_wblk = 0;
+}
+
+static void connect_upstream(sd_conn *c, uint32_t id) {
+  uint64_t now = now_of(c);
+  close_upstream(c);
+  c->u_conn_id = id;
+  sd_server *s = sd_upstream_pick(c->g->ups, &c->tried, now);
+  if (s == NULL) {
+    /* Every server was tried once: start a new round rather than fail while
+       the relay still allows attempts. */
+    c->tried = 0;
+    s = sd_upstream_pick(c->g->ups, &c->tried, now);
+  }
+  if (s == NULL) {
+    complete(c, id, SL_STATUS_FAILED);
+    return;
+  }
+  c->server = s;
+  sd_upstream_acquire(s);
+  snprintf(c->upstream, sizeof c->upstream, "%s", s->cfg->text);
+  int fd = socket(s->cfg->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    sd_log(SD_LOG_WARN, "upstream socket: %s", strerror(errno));
+    upstream_failed(c, "socket");
+    return;
+  }
+  c->ufd = fd;
+  set_nodelay(fd);
+  if (connect(fd, (const struct sockaddr *)&s->cfg->addr.ss, s->cfg->addr.len) == 0) {
+    c->u_connecting = 0;
+  } else if (errno == EINPROGRESS) {
+    c->u_connecting = 1;
+    c->u_wblk = 1; /* wait for EPOLLOUT */
+  } else {
+    upstream_failed(c, strerror(errno));
+    return;
+  }
+  if (sd_loop_add(c->w->loop, fd, c->u_connecting ? EPOLLOUT : EPOLLIN, &c->uh) != 0) {
+    upstream_failed(c, "epoll");
+    return;
+  }
+  c->ureg = 1;
+  c->uev = c->u_connecting ? EPOLLOUT : EPOLLIN;
+  if (!c->u_connecting) {
+    if (c->g->cfg->policy.upstream_tls == SL_UPTLS_IMPLICIT) start_upstream_tls(c, id, 1);
+    else upstream_ready(c);
+  }
+}
+
+static int finish_connect(sd_conn *c) {
+  int err = 0;
+  socklen_t el = sizeof err;
+  if (getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &err, &el) != 0) err = errno;
+  if (err == 0 && c->u_hup) err = ECONNREFUSED;
+  c->u_connecting = 0;
+  c->u_wblk = 0;
+  if (err != 0) {
+    upstream_failed(c, strerror(err));
+    return 1;
+  }
+  if (c->g->cfg->policy.upstream_tls == SL_UPTLS_IMPLICIT)
+    start_upstream_tls(c, c->u_conn_id, 1);
+  else
+    upstream_ready(c);
+  return 1;
+}
+
+static int step_client_hs(sd_conn *c) {
+  int rc = sd_tls_handshake(c->ctls);
+  if (rc == 0) {
+    c->c_tlswant = (uint8_t)sd_tls_want(c->ctls);
+    c->c_rblk = c->c_wblk = 1;
+    return 0;
+  }
+  c->c_hs = 0;
+  c->c_rblk = c->c_wblk = 0;
+  c->c_tlswant = 0;
+  if (rc == 1) {
+    sd_count(SD_C_TLS_CLIENT_OK, 1);
+    snprintf(c->tls_version, sizeof c->tls_version, "%s", sd_tls_version(c->ctls));
+    snprintf(c->tls_cipher, sizeof c->tls_cipher, "%s", sd_tls_cipher(c->ctls));
+    if (!c->c_hs_implicit) complete(c, c->c_hs_id, SL_STATUS_OK);
+  } else {
+    sd_count(SD_C_TLS_CLIENT_FAIL, 1);
+    sd_log(SD_LOG_DEBUG, "client TLS handshake failed: %s", sd_tls_error(c->ctls));
+    /* Nothing more can be said to this client in either protocol. */
+    c->c_broken = 1;
+    if (!c->c_hs_implicit) complete(c, c->c_hs_id, SL_STATUS_FAILED);
+    if (!c->c_eof) {
+      c->c_eof = 1;
+      sl_relay_client_eof(c->r, now_of(c));
+    }
+  }
+  c->c_hs_implicit = 0;
+  return 1;
+}
+
+static int step_upstream_hs(sd_conn *c) {
+  int rc = sd_tls_handshake(c->utls);
+  if (rc == 0) {
+    c->u_tlswant = (uint8_t)sd_tls_want(c->utls);
+    c->u_rblk = c->u_wblk = 1;
+    return 0;
+  }
+  c->u_hs = 0;
+  c->u_rblk = c->u_wblk = 0;
+  c->u_tlswant = 0;
+  int implicit = c->u_implicit_pending;
+  c->u_implicit_pending = 0;
+  if (rc == 1) {
+    sd_count(SD_C_TLS_UP_OK, 1);
+    if (implicit) upstream_ready(c);
+    else complete(c, c->u_hs_id, SL_STATUS_OK);
+  } else {
+    sd_count(SD_C_TLS_UP_FAIL, 1);
+    sd_log(SD_LOG_INFO, "upstream %s TLS handshake failed: %s", c->upstream,
+           sd_tls_error(c->utls));
+    if (implicit) {
+      upstream_failed(c, "TLS handshake");
+    } else {
+      /* The upstream session is unusable; the relay decides what the
+         client hears and asks us to close the leg. */
+      c->u_broken = 1;
+      complete(c, c->u_hs_id, SL_STATUS_FAILED);
+    }
+  }
+  return 1;
+}
+
+/* ---- DNS ---------------------------------------------------------------- */
+
+static void dns_done(void *arg, int status, const uint32_t *a, size_t n) {
+  sd_dnsq *q = arg;
+  sd_conn *c = q->c;
+  switch (status) {
+  case SD_DNS_OK: sd_count(SD_C_DNS_LISTED, 1); break;
+  case SD_DNS_NOTFOUND: sd_count(SD_C_DNS_NOTLISTED, 1); break;
+  case SD_DNS_TIMEOUT: sd_count(SD_C_DNS_TIMEOUT, 1); break;
+  default: sd_count(SD_C_DNS_ERROR, 1); break;
+  }
+  if (c != NULL) {
+    /* unlink q */
+    for (sd_dnsq **pp = &c->dnsq; *pp; pp = &(*pp)->next)
+      if (*pp == q) {
+        *pp = q->next;
+        break;
+      }
+    sl_completion comp;
+    memset(&comp, 0, sizeof comp);
+    comp.id = q->id;
+    if (status == SD_DNS_OK) {
+      comp.status = SL_STATUS_OK;
+      size_t m = n < SL_DNSBL_ANSWERS_MAX ? n : SL_DNSBL_ANSWERS_MAX;
+      memcpy(comp.dnsbl_answers, a, m * sizeof *a);
+      comp.ndnsbl_answers = (uint8_t)m;
+      c->dns_listed++;
+    } else if (status == SD_DNS_NOTFOUND) {
+      comp.status = SL_STATUS_OK; /* n = 0: not listed */
+    } else if (status == SD_DNS_TIMEOUT) {
+      comp.status = SL_STATUS_TIMEOUT;
+      c->dns_timeouts++;
+    } else {
+      comp.status = SL_STATUS_FAILED;
+    }
+    if (status != SD_DNS_CANCELLED) {
+      sl_relay_complete(c->r, &comp, now_of(c));
+      if (!c->in_run) conn_run(c);
+    }
+  }
+  free(q);
+}
+
+static void dnsbl_lookup(sd_conn *c, uint32_t id, uint32_t zone) {
+  const sl_policy *p = &c->g->cfg->policy;
+  char name[300];
+  if (c->g->dns == NULL || zone >= p->ndnsbl ||
+      sl_addr_dnsbl_name(sl_relay_client_addr(c->r), p->dnsbl[zone].zone, name, sizeof name) < 0) {
+    complete(c, id, SL_STATUS_FAILED);
+    return;
+  }
+  sd_dnsq *q = calloc(1, sizeof *q);
+  if (q == NULL) {
+    complete(c, id, SL_STATUS_FAILED);
+    return;
+  }
+  q->c = c;
+  q->id = id;
+  q->zone = zone;
+  if (sd_dns_query_a(c->g->dns, name, dns_done, q) != 0) {
+    free(q);
+    sd_count(SD_C_DNS_ERROR, 1);
+    complete(c, id, SL_STATUS_FAILED);
+    return;
+  }
+  q->next = c->dnsq;
+  c->dnsq = q;
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static const char *const stage_names[] = {"connect", "greeting", "helo", "mail",
+                                          "rcpt", "data", "delivered"};
+static const char *const end_names[] = {"none", "quit", "client_closed", "timeout",
+                                        "upstream", "rejected", "protocol"};
+static const char *const upfail_names[] = {"?", "connect", "timeout", "closed", "malformed",
+                                           "greeting", "tls", "identity"};
+static const char *const viol_names[] = {"none", "bare_lf", "bare_cr", "nul",
+                                         "line_too_long", "size"};
+
+static void log_session(sd_conn *c, const char *extra_end) {
+  if (c->logged) return;
+  c->logged = 1;
+  const sl_stats *st = sl_relay_stats(c->r);
+  char cli[SL_ADDR_STRLEN], loc[SL_ADDR_STRLEN];
+  sl_addr_format(sl_relay_client_addr(c->r), cli, sizeof cli);
+  sl_addr_format(&c->local, loc, sizeof loc);
+  uint64_t now = now_of(c);
+  uint64_t dur = now - c->t_accept;
+  unsigned end = st->end_reason < 7 ? st->end_reason : 0;
+
+  /* metrics */
+  static const enum sd_counter endc[] = {SD_C_END_OTHER, SD_C_END_QUIT, SD_C_END_CLIENT_CLOSED,
+                                         SD_C_END_TIMEOUT, SD_C_END_UPSTREAM,
+                                         SD_C_END_REJECTED, SD_C_END_PROTOCOL};
+  sd_count(extra_end ? SD_C_END_OTHER : endc[end], 1);
+  sd_count(SD_C_MSG_ACCEPTED, st->messages_accepted);
+  sd_count(SD_C_MSG_REJECTED, st->messages_rejected);
+  sd_count(SD_C_MSG_TEMPFAILED, st->messages_tempfailed);
+  sd_count(SD_C_RCPT_ACCEPTED, st->recipients_accepted);
+  sd_count(SD_C_CLIENT_IN, st->client_bytes_in);
+  sd_count(SD_C_CLIENT_OUT, st->client_bytes_out);
+  sd_count(SD_C_UP_IN, st->upstream_bytes_in);
+  sd_count(SD_C_UP_OUT, st->upstream_bytes_out);
+  if (st->tarpitted) sd_count(SD_C_TARPITTED, 1);
+  sd_observe(SD_H_SESSION, dur / 1000u);
+  if (st->delay_total) sd_observe(SD_H_DELAY, st->delay_total / 1000u);
+
+  if (sd_log_level() < SD_LOG_INFO) return;
+  sd_rec r;
+  sd_rec_begin(&r, "info", "session");
+  sd_rec_str(&r, "client", cli);
+  sd_rec_u64(&r, "client_port", sl_relay_client_addr(c->r)->port);
+  sd_rec_str(&r, "local", loc);
+  sd_rec_u64(&r, "local_port", c->local.port);
+  sd_rec_str(&r, "listener", c->listener);
+  if (c->expect_proxy) sd_rec_str(&r, "proxy_protocol", "yes");
+  static const char *const adm[] = {"accept", "tarpit", "tempfail"};
+  sd_rec_str(&r, "admission", adm[c->admitted % 3]);
+  if (c->tls_version[0]) {
+    sd_rec_str(&r, "tls", c->tls_version);
+    sd_rec_str(&r, "tls_cipher", c->tls_cipher);
+  }
+  sd_rec_str(&r, "upstream", c->upstream[0] ? c->upstream : "-");
+  sd_rec_u64(&r, "upstream_attempts", st->upstream_attempts);
+  if (c->upfail[0]) sd_rec_str(&r, "upstream_failures", c->upfail);
+  if (st->tls_upstream) sd_rec_str(&r, "upstream_tls", "yes");
+  sd_rec_str(&r, "stage", stage_names[st->stage < 7 ? st->stage : 0]);
+  sd_rec_str(&r, "end", extra_end ? extra_end : end_names[end]);
+  sd_rec_i64(&r, "score", st->score);
+  if (c->g->cfg->policy.ndnsbl) {
+    sd_rec_u64(&r, "dnsbl_listed", c->dns_listed);
+    sd_rec_u64(&r, "dnsbl_timeouts", c->dns_timeouts);
+  }
+  sd_rec_u64(&r, "pregreet_bytes", st->pregreet_bytes);
+  sd_rec_str(&r, "tarpitted", st->tarpitted ? "yes" : "no");
+  sd_rec_ms(&r, "delay_ms", st->delay_total);
+  if (c->injection_bytes) sd_rec_u64(&r, "starttls_injection_bytes", c->injection_bytes);
+  if (c->smuggling) sd_rec_str(&r, "smuggling", viol_names[c->smuggling < 6 ? c->smuggling : 0]);
+  sd_rec_u64(&r, "commands", st->commands);
+  sd_rec_u64(&r, "errors", st->errors);
+  sd_rec_u64(&r, "junk", st->junk);
+  sd_rec_u64(&r, "recipients", st->recipients_accepted);
+  sd_rec_u64(&r, "messages_accepted", st->messages_accepted);
+  sd_rec_u64(&r, "messages_rejected", st->messages_rejected);
+  sd_rec_u64(&r, "messages_tempfailed", st->messages_tempfailed);
+  /* code:size per message, in order */
+  sd_rec_str(&r, "messages", c->msgs);
+  sd_rec_u64(&r, "last_upstream_code", st->last_upstream_code);
+  sd_rec_u64(&r, "client_bytes_in", st->client_bytes_in);
+  sd_rec_u64(&r, "client_bytes_out", st->client_bytes_out);
+  sd_rec_u64(&r, "upstream_bytes_in", st->upstream_bytes_in);
+  sd_rec_u64(&r, "upstream_bytes_out", st->upstream_bytes_out);
+  sd_rec_ms(&r, "duration_ms", dur);
+  sd_rec_emit(&r);
+}
+
+static void on_event(sd_conn *c, sl_event_kind kind, uint64_t arg) {
+  char tmp[96];
+  switch (kind) {
+  case SL_EV_PREGREET: sd_count(SD_C_PREGREET, 1); break;
+  case SL_EV_DNSBL_SCORE:
+    c->dnsbl_score = (int32_t)arg;
+    c->have_dnsbl_score = 1;
+    break;
+  case SL_EV_TARPIT: break;
+  case SL_EV_STARTTLS_INJECTION:
+    sd_count(SD_C_STARTTLS_INJECTION, 1);
+    c->injection_bytes += arg;
+    break;
+  case SL_EV_SMUGGLING:
+    sd_count(SD_C_SMUGGLING, 1);
+    c->smuggling = (int)arg;
+    break;
+  case SL_EV_UPSTREAM_READY: break;
+  case SL_EV_UPSTREAM_FAILED: {
+    static const enum sd_counter m[] = {SD_C_UPFAIL_CONNECT, SD_C_UPFAIL_CONNECT,
+                                        SD_C_UPFAIL_TIMEOUT, SD_C_UPFAIL_CLOSED,
+                                        SD_C_UPFAIL_MALFORMED, SD_C_UPFAIL_GREETING,
+                                        SD_C_UPFAIL_TLS, SD_C_UPFAIL_IDENTITY};
+    unsigned k = arg < 8 ? (unsigned)arg : 0;
+    sd_count(m[k], 1);
+    /* A greeting/protocol failure also counts against the server's health
+       (the connect itself may have succeeded). */
+    if (c->server && k >= SL_UPFAIL_TIMEOUT && k != SL_UPFAIL_IDENTITY)
+      sd_upstream_report(c->server, 0, now_of(c));
+    snprintf(tmp, sizeof tmp, "%s:%s", upfail_names[k], c->upstream[0] ? c->upstream : "-");
+    strappend(c->upfail, sizeof c->upfail, tmp);
+    break;
+  }
+  case SL_EV_MESSAGE: {
+    uint64_t code = arg & 0xffff, size = arg >> 16;
+    snprintf(tmp, sizeof tmp, "%" PRIu64 ":%" PRIu64, code, size);
+    if (c->nmsgs++ < 12) strappend(c->msgs, sizeof c->msgs, tmp);
+    if (code >= 200 && code < 300) sd_observe(SD_H_MSG_SIZE, size);
+    break;
+  }
+  case SL_EV_SESSION_END: log_session(c, NULL); break;
+  }
+}
+
+static int drain_requests(sd_conn *c) {
+  sl_request req;
+  int n = 0;
+  while (n < 64 && sl_relay_next_request(c->r, &req) == 1) {
+    n++;
+    switch (req.type) {
+    case SL_REQ_CONNECT_UPSTREAM: connect_upstream(c, req.id); break;
+    case SL_REQ_STARTTLS_CLIENT:
+      if (c->g->tls_server == NULL || c->cfd < 0 ||
+          (c->ctls = sd_tls_conn_new(c->g->tls_server, c->cfd, 1, NULL)) == NULL) {
+        complete(c, req.id, SL_STATUS_FAILED);
+        break;
+      }
+      c->c_hs = 1;
+      c->c_hs_id = req.id;
+      c->c_rblk = c->c_wblk = 0;
+      break;
+    case SL_REQ_STARTTLS_UPSTREAM:
+      if (c->ufd < 0) complete(c, req.id, SL_STATUS_FAILED);
+      else start_upstream_tls(c, req.id, 0);
+      break;
+    case SL_REQ_DNSBL_LOOKUP: dnsbl_lookup(c, req.id, req.u.dnsbl.zone); break;
+    case SL_REQ_CLOSE_UPSTREAM: close_upstream(c); break;
+    case SL_REQ_CLOSE_CLIENT: close_client(c); break;
+    case SL_REQ_EVENT: on_event(c, req.u.event.kind, req.u.event.arg); break;
+    }
+  }
+  return n > 0;
+}
+
+/* ---- byte pumps --------------------------------------------------------- */
+
+/* Returns bytes (> 0), 0 EOF, -1 error, -2 would block. */
+static long leg_read(int fd, sd_tls_conn *t, uint8_t *buf, size_t cap, uint8_t *tlswant) {
+  if (t) {
+    long n = sd_tls_read(t, buf, cap);
+    if (n == -2) *tlswant = (uint8_t)sd_tls_want(t);
+    return n;
+  }
+  for (;;) {
+    ssize_t n = recv(fd, buf, cap, 0);
+    if (n >= 0) return (long)n;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? -2 : -1;
+  }
+}
+
+static long leg_write(int fd, sd_tls_conn *t, const uint8_t *buf, size_t len, uint8_t *tlswant) {
+  if (t) {
+    long n = sd_tls_write(t, buf, len);
+    if (n == -2) *tlswant = (uint8_t)sd_tls_want(t);
+    return n;
+  }
+  for (;;) {
+    ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+    if (n >= 0) return (long)n;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? -2 : -1;
+  }
+}
+
+static int read_client(sd_conn *c) {
+  if (c->cfd < 0 || c->c_hs || c->c_eof) return 0;
+  if (c->c_rblk && !(c->ctls && sd_tls_pending(c->ctls))) return 0;
+  if (!(sl_relay_want(c->r) & SL_WANT_CLIENT_READ)) return 0;
+  size_t cap = 0;
+  uint64_t now = now_of(c);
+  uint8_t *buf = sl_relay_client_in_buf(c->r, &cap, now);
+  if (buf == NULL || cap == 0) return 0;
+  long n = leg_read(c->cfd, c->ctls, buf, cap, &c->c_tlswant);
+  if (n == -2) {
+    c->c_rblk = 1;
+    return 0;
+  }
+  if (n > 0) {
+    sl_relay_client_in_ack(c->r, (size_t)n, now);
+    return 1;
+  }
+  c->c_eof = 1;
+  sl_relay_client_eof(c->r, now);
+  return 1;
+}
+
+static int read_upstream(sd_conn *c) {
+  if (c->ufd < 0 || c->u_hs || c->u_connecting || c->u_eof) return 0;
+  if (c->u_rblk && !(c->utls && sd_tls_pending(c->utls))) return 0;
+  if (!(sl_relay_want(c->r) & SL_WANT_UPSTREAM_READ)) return 0;
+  size_t cap = 0;
+  uint64_t now = now_of(c);
+  uint8_t *buf = sl_relay_upstream_in_buf(c->r, &cap, now);
+  if (buf == NULL || cap == 0) return 0;
+  long n = leg_read(c->ufd, c->utls, buf, cap, &c->u_tlswant);
+  if (n == -2) {
+    c->u_rblk = 1;
+    return 0;
+  }
+  if (n > 0) {
+    sl_relay_upstream_in_ack(c->r, (size_t)n, now);
+    return 1;
+  }
+  c->u_eof = 1;
+  sl_relay_upstream_eof(c->r, now);
+  return 1;
+}
+
+static int write_client(sd_conn *c) {
+  if (c->c_hs || (c->c_wblk && c->cfd >= 0 && !c->c_broken)) return 0;
+  size_t len = 0;
+  uint64_t now = now_of(c);
+  const uint8_t *p = sl_relay_client_out(c->r, &len, now);
+  if (p == NULL || len == 0) return 0;
+  if (c->cfd < 0 || c->c_broken) {
+    /* The client is gone: its bytes have nowhere to go. */
+    sl_relay_client_out_ack(c->r, len, now);
+    return 1;
+  }
+  long n = leg_write(c->cfd, c->ctls, p, len, &c->c_tlswant);
+  if (n == -2) {
+    c->c_wblk = 1;
+    return 0;
+  }
+  if (n > 0) {
+    sl_relay_client_out_ack(c->r, (size_t)n, now);
+    return 1;
+  }
+  c->c_broken = 1;
+  if (!c->c_eof) {
+    c->c_eof = 1;
+    sl_relay_client_eof(c->r, now);
+  }
+  return 1;
+}
+
+static int write_upstream(sd_conn *c) {
+  if (c->u_hs || c->u_connecting || (c->u_wblk && c->ufd >= 0 && !c->u_broken)) return 0;
+  size_t len = 0;
+  uint64_t now = now_of(c);
+  const uint8_t *p = sl_relay_upstream_out(c->r, &len, now);
+  if (p == NULL || len == 0) return 0;
+  if (c->ufd < 0 || c->u_broken) {
+    sl_relay_upstream_out_ack(c->r, len, now);
+    return 1;
+  }
+  long n = leg_write(c->ufd, c->utls, p, len, &c->u_tlswant);
+  if (n == -2) {
+    c->u_wblk = 1;
+    return 0;
+  }
+  if (n > 0) {
+    sl_relay_upstream_out_ack(c->r, (size_t)n, now);
+    return 1;
+  }
+  c->u_broken = 1;
+  if (!c->u_eof) {
+    c->u_eof = 1;
+    sl_relay_upstream_eof(c->r, now);
+  }
+  return 1;
+}
+
+static uint32_t tls_mask(uint8_t want) {
+  uint32_t m = 0;
+  if (want & SD_TLS_WANT_READ) m |= EPOLLIN;
+  if (want & SD_TLS_WANT_WRITE) m |= EPOLLOUT;
+  return m ? m : EPOLLIN;
+}
+
+static void update_masks(sd_conn *c, unsigned want) {
+  if (c->cfd >= 0) {
+    uint32_t m = 0;
+    if (c->c_hs) {
+      m = tls_mask(c->c_tlswant);
+    } else {
+      if ((want & SL_WANT_CLIENT_READ) && !c->c_eof) m |= EPOLLIN;
+      if (c->c_wblk && !c->c_broken) m |= EPOLLOUT;
+      if (c->ctls && c->c_tlswant && (c->c_rblk || c->c_wblk)) m |= tls_mask(c->c_tlswant);
+    }
+    if (c->c_hup && c->c_eof) {
+      /* A hung-up socket is reported whatever the mask: stop listening or
+         level-triggered epoll would spin on it. */
+      if (c->cev != UINT32_MAX) sd_loop_del(c->w->loop, c->cfd);
+      c->cev = UINT32_MAX;
+    } else if (m != c->cev && c->cev != UINT32_MAX) {
+      sd_loop_mod(c->w->loop, c->cfd, m, &c->ch);
+      c->cev = m;
+    }
+  }
+  if (c->ufd >= 0 && c->ureg) {
+    uint32_t m = 0;
+    if (c->u_connecting) m = EPOLLOUT;
+    else if (c->u_hs) m = tls_mask(c->u_tlswant);
+    else {
+      if ((want & SL_WANT_UPSTREAM_READ) && !c->u_eof) m |= EPOLLIN;
+      if (c->u_wblk && !c->u_broken) m |= EPOLLOUT;
+      if (c->utls && c->u_tlswant && (c->u_rblk || c->u_wblk)) m |= tls_mask(c->u_tlswant);
+    }
+    if (c->u_hup && (c->u_eof || c->u_broken) && !c->u_connecting) {
+      sd_loop_del(c->w->loop, c->ufd);
+      c->ureg = 0;
+    } else if (m != c->uev) {
+      sd_loop_mod(c->w->loop, c->ufd, m, &c->uh);
+      c->uev = m;
+    }
+  }
+}
+
+static void conn_run(sd_conn *c) {
+  c->in_run = 1;
+  for (int round = 0; round < RUN_ROUNDS; round++) {
+    int progress = 0;
+    if (c->c_hs && c->cfd >= 0 && !(c->c_rblk && c->c_wblk)) progress |= step_client_hs(c);
+    if (c->u_connecting && !c->u_wblk) progress |= finish_connect(c);
+    if (c->u_hs && c->ufd >= 0 && !(c->u_rblk && c->u_wblk)) progress |= step_upstream_hs(c);
+    progress |= drain_requests(c);
+    progress |= write_client(c);
+    progress |= write_upstream(c);
+    progress |= read_client(c);
+    progress |= read_upstream(c);
+    unsigned want = sl_relay_want(c->r);
+    if (c->c_hup && !c->c_eof && !(want & SL_WANT_CLIENT_READ)) {
+      c->c_eof = 1;
+      c->c_broken = 1;
+      sl_relay_client_eof(c->r, now_of(c));
+      progress = 1;
+    }
+    if (c->u_hup && !c->u_eof && c->ufd >= 0 && !c->u_connecting &&
+        !(want & SL_WANT_UPSTREAM_READ)) {
+      c->u_eof = 1;
+      c->u_broken = 1;
+      sl_relay_upstream_eof(c->r, now_of(c));
+      progress = 1;
+    }
+    if (!progress) break;
+  }
+  c->in_run = 0;
+  unsigned want = sl_relay_want(c->r);
+  if (want & SL_CLOSED) {
+    conn_free(c);
+    return;
+  }
+  if (sl_relay_last_error(c->r) && sl_err_is_fatal(sl_relay_last_error(c->r))) {
+    sd_log(SD_LOG_ERR, "relay error %s; ending session", sl_err_name(sl_relay_last_error(c->r)));
+    log_session(c, "internal_error");
+    conn_free(c);
+    return;
+  }
+  update_masks(c, want);
+  sd_timer_set(c->w->loop, &c->timer, sl_relay_next_deadline(c->r));
+}
+
+/* ---- epoll and timer callbacks ------------------------------------------ */
+
+static void client_io(sd_handler *h, uint32_t ev) {
+  sd_conn *c = (sd_conn *)(void *)((char *)h - offsetof(sd_conn, ch));
+  if (ev & (EPOLLERR | EPOLLHUP)) c->c_hup = 1;
+  if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) c->c_rblk = 0;
+  if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) c->c_wblk = 0;
+  conn_run(c);
+}
+
+static void upstream_io(sd_handler *h, uint32_t ev) {
+  sd_conn *c = (sd_conn *)(void *)((char *)h - offsetof(sd_conn, uh));
+  if (ev & (EPOLLERR | EPOLLHUP)) c->u_hup = 1;
+  if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) c->u_rblk = 0;
+  if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) c->u_wblk = 0;
+  conn_run(c);
+}
+
+static void conn_timer(sd_timer *t) {
+  sd_conn *c = (sd_conn *)(void *)((char *)t - offsetof(sd_conn, timer));
+  sl_relay_handle_expiry(c->r, now_of(c));
+  conn_run(c);
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static void conn_free(sd_conn *c) {
+  sd_worker *w = c->w;
+  if (!c->logged) log_session(c, NULL);
+  for (sd_dnsq *q = c->dnsq; q; q = q->next) q->c = NULL; /* answered later, dropped */
+  c->dnsq = NULL;
+  close_upstream(c);
+  close_client(c);
+  sd_timer_stop(w->loop, &c->timer);
+  if (c->admitted != SL_ADMIT_TEMPFAIL && !c->expect_proxy && c->g->rl)
+    sl_ratelim_release(c->g->rl, &c->peer);
+  sl_relay_free(c->r);
+  if (c->prev) c->prev->next = c->next;
+  else w->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  w->nconns--;
+  sd_gauge_set(&sd_m->active[w->index], w->nconns);
+  sd_gauge_set(&sd_m->pool_bytes[w->index], c->g->pool.allocated);
+  sd_gen_unref(c->g);
+  free(c);
+}
+
+void sd_conn_abort(sd_conn *c, const char *why) {
+  log_session(c, why);
+  conn_free(c);
+}
+
+static int trusted(const sd_config *cfg, const struct sockaddr *sa) {
+  for (size_t i = 0; i < cfg->ntrusted; i++)
+    if (sd_cidr_match(&cfg->trusted[i], sa)) return 1;
+  return 0;
+}
+
+void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr *peer,
+                    socklen_t peerlen) {
+  sd_gen *g = w->gen;
+  const sd_config *cfg = g->cfg;
+  uint64_t now = sd_loop_now(w->loop);
+  (void)peerlen;
+  if (w->nconns >= cfg->max_connections) {
+    sd_count(SD_C_REJECT_CAP, 1);
+    sd_refuse(w, fd, l->tls, "Too many connections");
+    return;
+  }
+  size_t rsize = sl_relay_size(&cfg->limits);
+  sd_conn *c = calloc(1, sizeof *c + rsize);
+  if (c == NULL) {
+    sd_count(SD_C_REJECT_NOMEM, 1);
+    sd_refuse(w, fd, l->tls, "Out of memory");
+    return;
+  }
+  c->ch.cb = client_io;
+  c->uh.cb = upstream_io;
+  sd_timer_init(&c->timer, conn_timer);
+  c->w = w;
+  c->cfd = fd;
+  c->ufd = -1;
+  c->listener = l->text;
+  c->listener_tls = (uint8_t)l->tls;
+  c->t_accept = now;
+  to_sl_addr(peer, &c->peer);
+  struct sockaddr_storage ls;
+  socklen_t lslen = sizeof ls;
+  if (getsockname(fd, (struct sockaddr *)&ls, &lslen) == 0)
+    to_sl_addr((const struct sockaddr *)&ls, &c->local);
+  set_nodelay(fd);
+
+  sl_conn_info info;
+  memset(&info, 0, sizeof info);
+  info.client = c->peer;
+  info.local = c->local;
+  if (l->tls) info.flags |= SL_CONN_TLS;
+  /* PROXY headers are honoured only from configured balancers; from anyone
+     else the same bytes are just bad SMTP. */
+  if (l->proxy && trusted(cfg, peer)) {
+    info.flags |= SL_CONN_EXPECT_PROXY;
+    c->expect_proxy = 1;
+  }
+  /* Per-IP limits key on the socket's peer; behind a balancer that is the
+     balancer itself, so PROXY sessions are not limited here. */
+  info.admission = SL_ADMIT_ACCEPT;
+  if (!c->expect_proxy && g->rl) info.admission = sl_ratelim_admit(g->rl, &c->peer, now);
+  c->admitted = (uint8_t)info.admission;
+  if (info.admission == SL_ADMIT_TARPIT) sd_count(SD_C_ADMIT_TARPIT, 1);
+  if (info.admission == SL_ADMIT_TEMPFAIL) sd_count(SD_C_ADMIT_TEMPFAIL, 1);
+
+  uint64_t seed = w->seed ^ (now * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(uintptr_t)c;
+  int rc = sl_relay_init(&c->r, c->mem, rsize, &cfg->limits, &cfg->policy, &g->slpool, &info,
+                         seed, now);
+  if (rc != 0) {
+    sd_log(SD_LOG_ERR, "relay init: %s", sl_strerror(rc));
+    if (info.admission != SL_ADMIT_TEMPFAIL && g->rl) sl_ratelim_release(g->rl, &c->peer);
+    free(c);
+    sd_count(SD_C_REJECT_NOMEM, 1);
+    sd_refuse(w, fd, l->tls, "Internal error");
+    return;
+  }
+  if (sd_loop_add(w->loop, fd, EPOLLIN, &c->ch) != 0) {
+    sl_relay_free(c->r);
+    if (info.admission != SL_ADMIT_TEMPFAIL && g->rl) sl_ratelim_release(g->rl, &c->peer);
+    free(c);
+    close(fd);
+    return;
+  }
+  c->cev = EPOLLIN;
+  c->g = sd_gen_ref(g);
+  c->next = w->conns;
+  if (c->next) c->next->prev = c;
+  w->conns = c;
+  w->nconns++;
+  sd_count(SD_C_ACCEPTED, 1);
+  sd_gauge_set(&sd_m->active[w->index], w->nconns);
+  if (l->tls) {
+    /* Implicit TLS: the relay already counts the leg as TLS; nothing moves
+       on it until the handshake is done. */
+    c->ctls = g->tls_server ? sd_tls_conn_new(g->tls_server, fd, 1, NULL) : NULL;
+    if (c->ctls == NULL) {
+      sd_conn_abort(c, "tls_unavailable");
+      return;
+    }
+    c->c_hs = 1;
+    c->c_hs_implicit = 1;
+  }
+  conn_run(c);
+}

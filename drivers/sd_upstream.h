@@ -1,0 +1,72 @@
+/*
+ * sd_upstream.h: the pool of upstream servers of one configuration
+ * generation: balancing (smooth weighted round-robin, nginx style, or
+ * least-connections), per-attempt failover (a session never retries a
+ * server it already tried), passive health (consecutive connect failures)
+ * and active health checks (connect, banner, EHLO, QUIT on an interval, as a
+ * small non-blocking SMTP client).
+ */
+#ifndef SD_UPSTREAM_H
+#define SD_UPSTREAM_H
+
+#include <stdint.h>
+
+#include "sd_config.h"
+#include "sd_loop.h"
+
+typedef struct sd_upstreams sd_upstreams;
+
+typedef struct sd_server {
+  sd_upstreams *owner;
+  const sd_upstream_cfg *cfg;
+  uint32_t index;
+  int64_t cur_weight; /* smooth WRR state */
+  uint32_t active;    /* sessions using it now */
+  int up;             /* 1 healthy, 0 down */
+  uint32_t fails;     /* consecutive failures (passive or active) */
+  uint32_t oks;       /* consecutive active successes while down */
+  uint64_t down_since;
+  uint64_t picks, connect_failures;
+  /* active health check */
+  sd_handler h;
+  sd_timer timer;
+  int fd;
+  int hc_state;
+  char hc_buf[1024];
+  uint32_t hc_len;
+  uint32_t hc_sent;
+} sd_server;
+
+struct sd_upstreams {
+  sd_server *s;
+  uint32_t n;
+  int balance;
+  uint32_t rise, fall;
+  uint64_t interval, timeout, down_retry;
+  const char *hostname;
+  sd_loop *loop; /* NULL: no active checks (unit tests) */
+  int checking;
+};
+
+/* Builds the pool from c (which must outlive it).  loop may be NULL. */
+sd_upstreams *sd_upstreams_new(const sd_config *c, sd_loop *loop);
+void sd_upstreams_free(sd_upstreams *u);
+
+/* Starts / stops active health checks (needs a loop and an interval). */
+void sd_upstreams_start_checks(sd_upstreams *u);
+void sd_upstreams_stop_checks(sd_upstreams *u);
+
+/*
+ * Chooses a server for a connection attempt, skipping those whose bit is set
+ * in *tried (and sets the chosen one's bit).  Healthy servers first; when
+ * none is left untried, a down server that is untried (its state may be
+ * stale); NULL when every server was tried.
+ */
+sd_server *sd_upstream_pick(sd_upstreams *u, uint64_t *tried, uint64_t now);
+
+void sd_upstream_acquire(sd_server *s); /* a session uses s */
+void sd_upstream_release(sd_server *s);
+/* Passive health: a connect (or TLS/greeting) outcome for s. */
+void sd_upstream_report(sd_server *s, int ok, uint64_t now);
+
+#endif

@@ -1,0 +1,461 @@
+/*
+ * sd_worker.c: a worker process: generations, listeners, signals, drain.
+ */
+#include "sd_worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sd_log.h"
+
+/* ---- generations -------------------------------------------------------- */
+
+static void dns_sock(void *arg, int fd, int want_read, int want_write);
+
+static void dns_fd_io(sd_handler *h, uint32_t ev) {
+  sd_dns_fd *d = (sd_dns_fd *)(void *)h;
+  sd_gen *g = d->g;
+  sd_gen_ref(g); /* callbacks may end sessions that hold the last ref */
+  sd_dns_process_fd(g->dns, d->fd, (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0,
+                    (ev & EPOLLOUT) != 0);
+  sd_gen_unref(g);
+}
+
+static void dns_sock(void *arg, int fd, int want_read, int want_write) {
+  sd_gen *g = arg;
+  sd_loop *loop = g->w->loop;
+  uint32_t ev = (want_read ? EPOLLIN : 0u) | (want_write ? EPOLLOUT : 0u);
+  sd_dns_fd *slot = NULL, *free_slot = NULL;
+  for (int i = 0; i < SD_DNS_FDS_MAX; i++) {
+    if (g->dnsfd[i].fd == fd) slot = &g->dnsfd[i];
+    else if (g->dnsfd[i].fd < 0 && free_slot == NULL) free_slot = &g->dnsfd[i];
+  }
+  if (ev == 0) {
+    if (slot) {
+      sd_loop_del(loop, fd);
+      slot->fd = -1;
+    }
+    return;
+  }
+  if (slot) {
+    if (slot->events != ev) sd_loop_mod(loop, fd, ev, &slot->h);
+    slot->events = ev;
+    return;
+  }
+  if (free_slot == NULL) {
+    sd_log(SD_LOG_ERR, "too many DNS sockets");
+    return;
+  }
+  free_slot->fd = fd;
+  free_slot->events = ev;
+  sd_loop_add(loop, fd, ev, &free_slot->h);
+}
+
+static void dns_timer_cb(sd_timer *t) {
+  sd_gen *g = (sd_gen *)(void *)((char *)t - offsetof(sd_gen, dns_timer));
+  sd_gen_ref(g);
+  sd_dns_process_timeouts(g->dns);
+  sd_gen_unref(g);
+}
+
+sd_gen *sd_gen_new(sd_worker *w, sd_config *cfg, char *err, size_t errlen) {
+  sd_gen *g = calloc(1, sizeof *g);
+  if (g == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  g->refs = 1;
+  g->w = w;
+  g->cfg = sd_config_ref(cfg);
+  for (int i = 0; i < SD_DNS_FDS_MAX; i++) {
+    g->dnsfd[i].fd = -1;
+    g->dnsfd[i].g = g;
+    g->dnsfd[i].h.cb = dns_fd_io;
+  }
+  sd_timer_init(&g->dns_timer, dns_timer_cb);
+  if (cfg->tls_cert) {
+    sd_tls_sni sni[64];
+    size_t nsni = cfg->nsni < 64 ? cfg->nsni : 64;
+    for (size_t i = 0; i < nsni; i++) {
+      sni[i].hostname = cfg->sni[i].hostname;
+      sni[i].cert_file = cfg->sni[i].cert;
+      sni[i].key_file = cfg->sni[i].key;
+    }
+    g->tls_server = sd_tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, cfg->tls_ciphers,
+                                          cfg->tls_ciphersuites, nsni ? sni : NULL, nsni, err,
+                                          errlen);
+    if (g->tls_server == NULL) goto bad;
+  }
+  g->tls_client = sd_tls_client_ctx_new(cfg->upstream_tls_verify, cfg->upstream_tls_ca,
+                                        cfg->upstream_tls_ciphers, err, errlen);
+  if (g->tls_client == NULL) goto bad;
+  if (cfg->policy.ndnsbl > 0) {
+    g->dns = sd_dns_new(cfg->dns_servers, (int)(cfg->dns_timeout / SL_MSEC), (int)cfg->dns_tries,
+                        err, errlen);
+    if (g->dns == NULL) goto bad;
+    sd_dns_set_sock_cb(g->dns, dns_sock, g);
+  }
+  g->ups = sd_upstreams_new(cfg, w ? w->loop : NULL);
+  if (g->ups == NULL) {
+    snprintf(err, errlen, "out of memory");
+    goto bad;
+  }
+  for (size_t i = 0; i < cfg->nupstream && i < SD_MAX_SERVERS; i++)
+    g->server_names[i] = cfg->upstream[i].text;
+  sd_pool_init(&g->pool, cfg->limits.small_buffer_size, cfg->limits.buffer_size,
+               (size_t)cfg->pool_memory, cfg->pool_keep_free);
+  sd_pool_as_sl_pool(&g->pool, &g->slpool);
+  size_t rls = sl_ratelim_size(&cfg->ratelim);
+  g->rl_mem = aligned_alloc(16, (rls + 15) & ~(size_t)15);
+  if (g->rl_mem == NULL || sl_ratelim_init(&g->rl, g->rl_mem, rls, &cfg->ratelim) != 0) {
+    snprintf(err, errlen, "%s: the per-client limits table cannot be set up (ratelim_entries?)",
+             cfg->path ? cfg->path : "config");
+    goto bad;
+  }
+  if (w) {
+    g->next = w->gens;
+    w->gens = g;
+  }
+  return g;
+bad:
+  if (g->dns) sd_dns_free(g->dns);
+  sd_upstreams_free(g->ups);
+  sd_tls_ctx_free(g->tls_server);
+  sd_tls_ctx_free(g->tls_client);
+  free(g->rl_mem);
+  sd_config_unref(g->cfg);
+  free(g);
+  return NULL;
+}
+
+sd_gen *sd_gen_ref(sd_gen *g) {
+  g->refs++;
+  return g;
+}
+
+void sd_gen_unref(sd_gen *g) {
+  if (g == NULL || --g->refs > 0) return;
+  sd_worker *w = g->w;
+  if (w) {
+    for (sd_gen **pp = &w->gens; *pp; pp = &(*pp)->next)
+      if (*pp == g) {
+        *pp = g->next;
+        break;
+      }
+    sd_timer_stop(w->loop, &g->dns_timer);
+  }
+  if (g->dns) sd_dns_free(g->dns); /* cancels: sessions are gone by now */
+  sd_upstreams_free(g->ups);
+  sd_tls_ctx_free(g->tls_server);
+  sd_tls_ctx_free(g->tls_client);
+  sd_pool_destroy(&g->pool);
+  free(g->rl_mem);
+  sd_config_unref(g->cfg);
+  free(g);
+}
+
+/* ---- listeners ---------------------------------------------------------- */
+
+static void accept_emfile(sd_worker *w, sd_listener *l) {
+  /* Out of descriptors: give the spare back, accept the waiting client,
+     tell it 421 and close, then take the spare again (so the client does
+     not sit in the backlog until it times out). */
+  if (w->spare_fd >= 0) {
+    close(w->spare_fd);
+    w->spare_fd = -1;
+  }
+  int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd >= 0) {
+    sd_count(SD_C_REJECT_EMFILE, 1);
+    if (!l->tls) {
+      static const char msg[] = "421 4.7.0 Too many open connections, try again later\r\n";
+      ssize_t n = send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      (void)n;
+    }
+    close(fd);
+  }
+  w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void listener_io(sd_handler *h, uint32_t ev) {
+  sd_listener *l = (sd_listener *)(void *)h;
+  sd_worker *w = l->w;
+  (void)ev;
+  /* A bounded batch per wake-up keeps one busy listener from starving the
+     sessions; level-triggered epoll calls again for the rest. */
+  for (int i = 0; i < 64 && !w->draining; i++) {
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE) accept_emfile(w, l);
+      else if (errno != EAGAIN && errno != EWOULDBLOCK)
+        sd_log(SD_LOG_WARN, "accept on %s: %s", l->text, strerror(errno));
+      return;
+    }
+    sd_conn_accept(w, l, fd, (const struct sockaddr *)&ss, sl);
+  }
+}
+
+static int open_listener(const sd_listen_cfg *lc, int *out, char *err, size_t errlen) {
+  int fd = socket(lc->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    snprintf(err, errlen, "listen %s: socket: %s", lc->text, strerror(errno));
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  /* One socket per worker on the same port; the kernel spreads clients. */
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (lc->addr.ss.ss_family == AF_INET6)
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (bind(fd, (const struct sockaddr *)&lc->addr.ss, lc->addr.len) != 0 ||
+      listen(fd, 1024) != 0) {
+    snprintf(err, errlen, "listen %s: %s", lc->text, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  *out = fd;
+  return 0;
+}
+
+static int same_addr(const sd_sockaddr *a, const sd_sockaddr *b) {
+  return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+/* Makes the listeners match cfg: keeps sockets whose address is unchanged
+   (so no queued client is dropped on reload), opens new ones, closes the
+   rest.  On failure nothing changes. */
+static int sync_listeners(sd_worker *w, const sd_config *cfg, char *err, size_t errlen) {
+  sd_listener *nl = calloc(cfg->nlisten, sizeof *nl);
+  if (nl == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  int *reused = calloc(w->nls + 1, sizeof *reused);
+  if (reused == NULL) {
+    free(nl);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < cfg->nlisten; i++) {
+    const sd_listen_cfg *lc = &cfg->listen[i];
+    nl[i].fd = -1;
+    for (size_t j = 0; j < w->nls; j++)
+      if (!reused[j] && same_addr(&w->ls[j].addr, &lc->addr)) {
+        nl[i].fd = w->ls[j].fd;
+        reused[j] = 1;
+        break;
+      }
+    if (nl[i].fd < 0 && open_listener(lc, &nl[i].fd, err, errlen) != 0) {
+      for (size_t k = 0; k < i; k++) {
+        int was_reused = 0;
+        for (size_t j = 0; j < w->nls; j++)
+          if (w->ls[j].fd == nl[k].fd) was_reused = 1;
+        if (!was_reused) close(nl[k].fd);
+      }
+      free(nl);
+      free(reused);
+      return -1;
+    }
+    nl[i].h.cb = listener_io;
+    nl[i].w = w;
+    nl[i].addr = lc->addr;
+    nl[i].tls = lc->tls;
+    nl[i].proxy = lc->proxy;
+    snprintf(nl[i].text, sizeof nl[i].text, "%s", lc->text);
+  }
+  for (size_t j = 0; j < w->nls; j++) {
+    sd_loop_del(w->loop, w->ls[j].fd);
+    if (!reused[j]) close(w->ls[j].fd);
+  }
+  free(w->ls);
+  free(reused);
+  w->ls = nl;
+  w->nls = cfg->nlisten;
+  for (size_t i = 0; i < w->nls; i++) sd_loop_add(w->loop, w->ls[i].fd, EPOLLIN, &w->ls[i].h);
+  return 0;
+}
+
+static void close_listeners(sd_worker *w) {
+  for (size_t i = 0; i < w->nls; i++) {
+    sd_loop_del(w->loop, w->ls[i].fd);
+    close(w->ls[i].fd);
+  }
+  free(w->ls);
+  w->ls = NULL;
+  w->nls = 0;
+}
+
+/* ---- signals, reload, drain --------------------------------------------- */
+
+static void apply_logging(const sd_config *cfg) {
+  if (sd_log_setup(cfg->log_file, cfg->log_level, cfg->log_format) != 0)
+    sd_log(SD_LOG_ERR, "log_file %s: %s", cfg->log_file, strerror(errno));
+}
+
+static void reload(sd_worker *w) {
+  char err[1024];
+  sd_config *cfg = NULL;
+  if (sd_config_load(w->config_path, &cfg, err, sizeof err) != 0) {
+    sd_count(SD_C_RELOAD_FAILURES, 1);
+    sd_log(SD_LOG_ERR, "reload failed, keeping the running config: %s", err);
+    return;
+  }
+  sd_gen *g = sd_gen_new(w, cfg, err, sizeof err);
+  if (g == NULL) {
+    sd_config_unref(cfg);
+    sd_count(SD_C_RELOAD_FAILURES, 1);
+    sd_log(SD_LOG_ERR, "reload failed, keeping the running config: %s", err);
+    return;
+  }
+  if (sync_listeners(w, cfg, err, sizeof err) != 0) {
+    sd_gen_unref(g);
+    sd_config_unref(cfg);
+    sd_count(SD_C_RELOAD_FAILURES, 1);
+    sd_log(SD_LOG_ERR, "reload failed, keeping the running config: %s", err);
+    return;
+  }
+  sd_config_unref(cfg); /* the generation holds it */
+  apply_logging(g->cfg);
+  sd_gen *old = w->gen;
+  sd_upstreams_stop_checks(old->ups);
+  w->gen = g;
+  sd_upstreams_start_checks(g->ups);
+  for (size_t i = 0; i < g->cfg->nupstream && i < SD_MAX_SERVERS; i++)
+    sd_gauge_set(&sd_m->srv_up[i], 1);
+  sd_gen_unref(old); /* lives on while its sessions do */
+  sd_count(SD_C_RELOADS, 1);
+  sd_log(SD_LOG_INFO, "configuration reloaded from %s (%u sessions continue)", w->config_path,
+         w->nconns);
+}
+
+static void start_drain(sd_worker *w) {
+  if (w->draining) return;
+  w->draining = 1;
+  close_listeners(w);
+  w->drain_deadline = sd_loop_now(w->loop) + w->gen->cfg->drain_timeout;
+  sd_log(SD_LOG_INFO, "draining %u sessions (up to %llu ms)", w->nconns,
+         (unsigned long long)(w->gen->cfg->drain_timeout / SL_MSEC));
+}
+
+static void signal_io(sd_handler *h, uint32_t ev) {
+  sd_worker *w = (sd_worker *)(void *)((char *)h - offsetof(sd_worker, sigh));
+  (void)ev;
+  struct signalfd_siginfo si;
+  while (read(w->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+    switch (si.ssi_signo) {
+    case SIGHUP: reload(w); break;
+    case SIGUSR1: sd_log_reopen(); break;
+    case SIGTERM:
+    case SIGINT: start_drain(w); break;
+    default: break;
+    }
+  }
+}
+
+static void metrics_names(void *arg, const char *const **names, size_t *n) {
+  sd_worker *w = arg;
+  *names = w->gen->server_names;
+  *n = w->gen->cfg->nupstream < SD_MAX_SERVERS ? w->gen->cfg->nupstream : SD_MAX_SERVERS;
+}
+
+static void before_sleep(void *arg) {
+  sd_worker *w = arg;
+  /* DNS retransmit/timeout deadlines of every generation with queries. */
+  for (sd_gen *g = w->gens; g; g = g->next) {
+    if (g->dns == NULL || sd_dns_pending(g->dns) == 0) {
+      if (g->dns) sd_timer_stop(w->loop, &g->dns_timer);
+      continue;
+    }
+    int ms = sd_dns_next_timeout_ms(g->dns, 1000);
+    if (ms < 0) ms = 1000;
+    sd_timer_set(w->loop, &g->dns_timer, sd_loop_now(w->loop) + (uint64_t)ms * SL_MSEC);
+  }
+  sd_gauge_set(&sd_m->pool_bytes[w->index], w->gen->pool.allocated);
+}
+
+int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int metrics_fd) {
+  sd_worker w;
+  memset(&w, 0, sizeof w);
+  w.index = index % SD_MAX_WORKERS;
+  w.config_path = config_path;
+  w.metrics_fd = metrics_fd;
+  w.sigfd = -1;
+  if (getrandom(&w.seed, sizeof w.seed, 0) != (ssize_t)sizeof w.seed)
+    w.seed = (uint64_t)(unsigned)getpid() * 0x2545f4914f6cdd1dull;
+  apply_logging(cfg);
+  w.loop = sd_loop_new();
+  if (w.loop == NULL) {
+    sd_log(SD_LOG_ERR, "epoll: %s", strerror(errno));
+    return 1;
+  }
+  sd_loop_set_before_sleep(w.loop, before_sleep, &w);
+  char err[1024];
+  w.gen = sd_gen_new(&w, cfg, err, sizeof err);
+  if (w.gen == NULL) {
+    sd_log(SD_LOG_ERR, "%s", err);
+    sd_loop_free(w.loop);
+    return 2;
+  }
+  if (sync_listeners(&w, cfg, err, sizeof err) != 0) {
+    sd_log(SD_LOG_ERR, "%s", err);
+    sd_gen_unref(w.gen);
+    sd_loop_free(w.loop);
+    return 1;
+  }
+  w.spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  w.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  w.sigh.cb = signal_io;
+  sd_loop_add(w.loop, w.sigfd, EPOLLIN, &w.sigh);
+  if (metrics_fd >= 0) w.mh = sd_metrics_http_new(w.loop, metrics_fd, metrics_names, &w);
+  sd_upstreams_start_checks(w.gen->ups);
+  for (size_t i = 0; i < cfg->nupstream && i < SD_MAX_SERVERS; i++) sd_gauge_set(&sd_m->srv_up[i], 1);
+  sd_log(SD_LOG_INFO, "worker %u ready: %zu listeners, %zu upstreams", w.index, w.nls,
+         cfg->nupstream);
+
+  int status = 0;
+  for (;;) {
+    if (sd_loop_once(w.loop, w.draining ? 100 : -1) < 0) {
+      sd_log(SD_LOG_ERR, "epoll_wait: %s", strerror(errno));
+      status = 1;
+      break;
+    }
+    if (w.draining) {
+      if (w.nconns == 0) break;
+      if (sd_loop_now(w.loop) >= w.drain_deadline) {
+        sd_log(SD_LOG_WARN, "drain deadline passed: closing %u sessions", w.nconns);
+        while (w.conns) sd_conn_abort(w.conns, "shutdown");
+        break;
+      }
+    }
+  }
+  w.stop = 1;
+  sd_metrics_http_free(w.mh);
+  close_listeners(&w);
+  sd_linger_free_all(&w);
+  sd_upstreams_stop_checks(w.gen->ups);
+  sd_gen_unref(w.gen);
+  if (w.spare_fd >= 0) close(w.spare_fd);
+  if (w.sigfd >= 0) close(w.sigfd);
+  sd_loop_free(w.loop);
+  sd_log(SD_LOG_INFO, "worker %u stopped", w.index);
+  return status;
+}
