@@ -196,6 +196,8 @@ typedef struct sl_stats {
   uint32_t recipients_accepted;
   int32_t score;
   uint32_t pregreet_bytes;
+  uint32_t sync_violations; /* bytes sent ahead of a reply they needed */
+  uint32_t starttls_discarded; /* plaintext bytes dropped after STARTTLS */
   uint16_t last_upstream_code; /* last end-of-data reply from upstream */
   uint8_t stage;       /* sl_stage, the furthest reached */
   uint8_t end_reason;  /* sl_end_reason */
@@ -238,6 +240,8 @@ void sl_relay_free(sl_relay *r);
  * (see sl_relay_want()).  The space stays valid until the next relay call.
  */
 uint8_t *sl_relay_client_in_buf(sl_relay *r, size_t *cap, sl_tstamp now);
+/* NULL while SL_WANT_CLIENT_READ is set means the pool had no buffer: the
+   relay clears the want bit and sets a short deadline to try again. */
 /* n (<= cap) bytes were written there; the relay processes them.  Returns 0
    or a negative SL_ERR_*. */
 int sl_relay_client_in_ack(sl_relay *r, size_t n, sl_tstamp now);
@@ -252,9 +256,16 @@ int sl_relay_upstream_in_ack(sl_relay *r, size_t n, sl_tstamp now);
 long sl_relay_feed_upstream(sl_relay *r, const uint8_t *data, size_t len,
                             sl_tstamp now);
 
-/* The client (or upstream) closed its sending side or the connection. */
+/* The client (or upstream) closed its sending side.  The relay still
+   answers what it has read; the session ends when nothing is left to do. */
 int sl_relay_client_eof(sl_relay *r, sl_tstamp now);
 int sl_relay_upstream_eof(sl_relay *r, sl_tstamp now);
+
+/* The client connection failed hard (reset, write error): the session ends
+   now; an upstream message in progress is aborted by closing the upstream
+   leg, never by sending its terminator.  The driver still drains requests
+   (CLOSE_*, the SESSION_END event) until SL_CLOSED. */
+int sl_relay_abort(sl_relay *r, sl_tstamp now);
 
 /*
  * The outcome of a request.  For SL_REQ_CONNECT_UPSTREAM, OK means the TCP

@@ -1,0 +1,116 @@
+/* sl_caps.c: EHLO capability parsing and rendering; see sl_caps.h. */
+#include "sl_caps.h"
+
+#include <string.h>
+
+#include "sl_cmd.h"
+
+static const struct {
+  const char *kw;
+  uint32_t bit;
+} keywords[] = {
+    {"PIPELINING", SL_CAP_PIPELINING},
+    {"SIZE", SL_CAP_SIZE},
+    {"8BITMIME", SL_CAP_8BITMIME},
+    {"SMTPUTF8", SL_CAP_SMTPUTF8},
+    {"ENHANCEDSTATUSCODES", SL_CAP_ENHANCEDSTATUSCODES},
+    {"DSN", SL_CAP_DSN},
+    {"CHUNKING", SL_CAP_CHUNKING},
+    {"STARTTLS", SL_CAP_STARTTLS},
+    {"AUTH", SL_CAP_AUTH},
+    {"XCLIENT", SL_CAP_XCLIENT},
+};
+
+/* An AUTH mechanism list we are willing to repeat: SASL names only. */
+static int sasl_names(const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint8_t c = p[i];
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+          (c >= '0' && c <= '9') || c == '-' || c == '_' || c == ' '))
+      return 0;
+  }
+  return n > 0;
+}
+
+void sl_caps_parse(const uint8_t *buf, const sl_reply *r, sl_caps *caps) {
+  memset(caps, 0, sizeof(*caps));
+  size_t pos = 0;
+  const uint8_t *text;
+  size_t len;
+  int first = 1;
+  while (sl_reply_next_line(buf, r, &pos, &text, &len)) {
+    if (first) {
+      first = 0;
+      continue;
+    }
+    size_t kwlen = 0;
+    while (kwlen < len && text[kwlen] != ' ' && text[kwlen] != '=')
+      kwlen++;
+    const uint8_t *arg = text + kwlen + (kwlen < len);
+    size_t arglen = kwlen < len ? len - kwlen - 1 : 0;
+    for (size_t k = 0; k < sizeof(keywords) / sizeof(keywords[0]); k++) {
+      if (strlen(keywords[k].kw) != kwlen || !sl_ieq(text, keywords[k].kw, kwlen))
+        continue;
+      if (keywords[k].bit == SL_CAP_SIZE) {
+        uint64_t v = 0;
+        size_t i = 0;
+        for (; i < arglen && i < 19 && arg[i] >= '0' && arg[i] <= '9'; i++)
+          v = v * 10 + (uint64_t)(arg[i] - '0');
+        caps->size = v;
+      } else if (keywords[k].bit == SL_CAP_AUTH) {
+        if (!sasl_names(arg, arglen))
+          break;
+        caps->auth_off = (uint32_t)(arg - buf);
+        caps->auth_len = (uint32_t)arglen;
+      }
+      caps->bits |= keywords[k].bit;
+      break;
+    }
+  }
+}
+
+static size_t put_u64(uint8_t *out, uint64_t v) {
+  uint8_t tmp[20];
+  size_t n = 0;
+  do {
+    tmp[n++] = (uint8_t)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t i = 0; i < n; i++)
+    out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+size_t sl_caps_render(uint8_t *out, const uint8_t *greet, size_t greetlen,
+                      uint32_t offer, uint64_t size, const uint8_t *auth,
+                      size_t authlen) {
+  if (!authlen)
+    offer &= ~(uint32_t)SL_CAP_AUTH;
+  offer &= ~(uint32_t)SL_CAP_XCLIENT;
+  size_t o = 0;
+  int more = (offer & (SL_CAP_XCLIENT - 1)) != 0;
+  o += sl_reply_put_line(out + o, 250, !more, greet, greetlen);
+  for (size_t k = 0; k < sizeof(keywords) / sizeof(keywords[0]); k++) {
+    uint32_t bit = keywords[k].bit;
+    if (!(offer & bit))
+      continue;
+    offer &= ~bit;
+    int last = (offer & (SL_CAP_XCLIENT - 1)) == 0;
+    uint8_t line[32];
+    size_t n = strlen(keywords[k].kw);
+    memcpy(line, keywords[k].kw, n);
+    if (bit == SL_CAP_SIZE && size) {
+      line[n++] = ' ';
+      n += put_u64(line + n, size);
+    }
+    if (bit == SL_CAP_AUTH) {
+      memcpy(out + o, last ? "250 AUTH " : "250-AUTH ", 9);
+      memcpy(out + o + 9, auth, authlen);
+      memcpy(out + o + 9 + authlen, "\r\n", 2);
+      o += 11 + authlen;
+      continue;
+    }
+    o += sl_reply_put_line(out + o, 250, last, line, n);
+  }
+  return o;
+}

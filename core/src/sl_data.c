@@ -1,0 +1,279 @@
+/* sl_data.c: DATA framing; see sl_data.h.  This is the per-byte path. */
+#include "sl_data.h"
+
+#include <string.h>
+
+enum {
+  ST_LINE_START = 0, /* at the start of a line */
+  ST_DOT,            /* the line so far is "." */
+  ST_DOT_CR,         /* the line so far is ".\r" */
+  ST_MID,            /* inside a line */
+  ST_CR,             /* inside a line, just after "\r" */
+  ST_LOOSE_START,    /* loose discard: at a line start */
+  ST_LOOSE_DOT,      /* loose discard: the line so far is "." */
+  ST_LOOSE_MID       /* loose discard: inside a line */
+};
+
+/* Flag kept in state's high bit: the previous line ended in a normalised
+   bare LF, so a following "." line is content, not end-of-data (Postfix's
+   "normalize" requires exactly CRLF . CRLF). */
+#define ST_AFTER_BARE_LF 0x80u
+#define ST_MASK 0x7fu
+
+void sl_data_init(sl_data *d, uint32_t text_line_max, uint64_t size_max,
+                  int normalize_lf) {
+  memset(d, 0, sizeof(*d));
+  d->text_max = text_line_max > 2 ? text_line_max - 2 : 0;
+  d->size_max = size_max;
+  d->normalize_lf = normalize_lf ? 1 : 0;
+  d->state = ST_LINE_START;
+}
+
+void sl_data_discard(sl_data *d, int loose) {
+  d->discard = 1;
+  if (loose && !d->loose_end) {
+    d->loose_end = 1;
+    uint8_t st = d->state & ST_MASK;
+    /* A "." already seen at a line start still counts. */
+    d->state = st == ST_DOT ? ST_LOOSE_DOT
+               : (st == ST_LINE_START || st == ST_CR) ? ST_LOOSE_START
+                                                      : ST_LOOSE_MID;
+  }
+}
+
+/* Index of the first CR, LF or NUL in p[0..n), or n.  Eight bytes at a time
+   with the exact "has zero byte" test; the tail byte by byte. */
+static size_t scan_special(const uint8_t *p, size_t n) {
+  const uint64_t ones = 0x0101010101010101ull;
+  const uint64_t highs = 0x8080808080808080ull;
+  const uint64_t crs = ones * '\r', lfs = ones * '\n';
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t v;
+    memcpy(&v, p + i, 8);
+    uint64_t a = v ^ crs, b = v ^ lfs;
+    uint64_t z = ((a - ones) & ~a) | ((b - ones) & ~b) | ((v - ones) & ~v);
+    if (z & highs)
+      break;
+  }
+  for (; i < n; i++)
+    if (p[i] == '\r' || p[i] == '\n' || p[i] == 0)
+      break;
+  return i;
+}
+
+static sl_data_status violation(sl_data *d, sl_violation v, size_t i,
+                                size_t o, size_t *consumed,
+                                size_t *produced) {
+  if (d->violation == SL_VIOL_NONE)
+    d->violation = v;
+  *consumed = i;
+  *produced = o;
+  return SL_DATA_VIOLATION;
+}
+
+/* Loose discard: any of CR, LF, CRLF ends a line; a "." line ends it all. */
+static sl_data_status run_loose(sl_data *d, const uint8_t *in, size_t inlen,
+                                size_t *consumed, size_t *produced) {
+  uint8_t st = d->state;
+  *produced = 0;
+  for (size_t i = 0; i < inlen; i++) {
+    uint8_t c = in[i];
+    int eol = c == '\r' || c == '\n';
+    if (st == ST_LOOSE_DOT && eol) {
+      d->state = ST_LOOSE_START;
+      *consumed = i + 1;
+      return SL_DATA_END;
+    }
+    if (eol)
+      st = ST_LOOSE_START;
+    else if (st == ST_LOOSE_START && c == '.')
+      st = ST_LOOSE_DOT;
+    else
+      st = ST_LOOSE_MID;
+  }
+  d->state = st;
+  *consumed = inlen;
+  return SL_DATA_MORE;
+}
+
+sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
+                           uint8_t *out, size_t outcap, size_t *consumed,
+                           size_t *produced) {
+  if (d->loose_end)
+    return run_loose(d, in, inlen, consumed, produced);
+
+  const int w = !d->discard; /* write output */
+  size_t i = 0, o = 0;
+  uint8_t st = d->state & ST_MASK;
+  uint8_t after_bare = d->state & ST_AFTER_BARE_LF;
+
+  /* Each step below writes at most 4 bytes, and a line's content at least
+     one: keep that much room. */
+  while (i < inlen && (!w || o + 4 <= outcap)) {
+    uint8_t c = in[i];
+    switch (st) {
+    case ST_LINE_START:
+      if (c == '.') {
+        st = ST_DOT;
+        i++;
+        break;
+      }
+      after_bare = 0;
+      st = ST_MID;
+      break; /* the byte is handled as line content */
+    case ST_DOT:
+      if (c == '\r') {
+        st = ST_DOT_CR;
+        i++;
+        break;
+      }
+      if (c == '\n' && !d->normalize_lf)
+        return violation(d, SL_VIOL_BARE_LF, i + 1, o, consumed, produced);
+      /* ".X": the dot was stuffing; redo it only if X is a dot. */
+      if (c == '.') {
+        if (w)
+          out[o++] = '.';
+      } else if (c == '\n') {
+        /* normalise ".<LF>": the content line is "." and needs stuffing */
+        if (w) {
+          memcpy(out + o, "..", 2);
+          o += 2;
+        }
+        st = ST_CR; /* the LF is consumed below as the line end */
+        after_bare = ST_AFTER_BARE_LF;
+        d->line_len = 1;
+        d->size += 1;
+        break;
+      }
+      after_bare = 0;
+      st = ST_MID;
+      break;
+    case ST_DOT_CR:
+      if (c != '\n')
+        return violation(d, SL_VIOL_BARE_CR, i, o, consumed, produced);
+      i++;
+      if (after_bare) {
+        /* "." after a normalised bare LF is content, not the end */
+        if (w) {
+          memcpy(out + o, "..\r", 3);
+          o += 3;
+        }
+        if (w)
+          out[o++] = '\n';
+        d->size += 3;
+        after_bare = 0;
+        st = ST_LINE_START;
+        d->line_len = 0;
+        break;
+      }
+      if (w) {
+        memcpy(out + o, ".\r\n", 3);
+        o += 3;
+      }
+      d->state = ST_LINE_START;
+      d->line_len = 0;
+      *consumed = i;
+      *produced = o;
+      return SL_DATA_END;
+    case ST_MID: {
+      size_t room = w ? outcap - o - 3 : inlen - i;
+      size_t avail = inlen - i < room ? inlen - i : room;
+      size_t n = scan_special(in + i, avail);
+      if (n) {
+        if (w)
+          memcpy(out + o, in + i, n);
+        o += w ? n : 0;
+        i += n;
+        d->line_len += (uint32_t)n;
+        d->size += n;
+        if (d->line_len > d->text_max)
+          return violation(d, SL_VIOL_LINE_TOO_LONG, i, o, consumed,
+                           produced);
+        if (d->size_max && d->size > d->size_max)
+          return violation(d, SL_VIOL_SIZE, i, o, consumed, produced);
+        break;
+      }
+      if (c == 0)
+        return violation(d, SL_VIOL_NUL, i + 1, o, consumed, produced);
+      if (c == '\r') {
+        st = ST_CR;
+        i++;
+        break;
+      }
+      /* bare LF */
+      if (!d->normalize_lf)
+        return violation(d, SL_VIOL_BARE_LF, i + 1, o, consumed, produced);
+      if (w) {
+        memcpy(out + o, "\r\n", 2);
+        o += 2;
+      }
+      i++;
+      d->size += 2;
+      d->line_len = 0;
+      st = ST_LINE_START;
+      after_bare = ST_AFTER_BARE_LF;
+      break;
+    }
+    case ST_CR:
+      if (c != '\n')
+        return violation(d, SL_VIOL_BARE_CR, i, o, consumed, produced);
+      if (w) {
+        memcpy(out + o, "\r\n", 2);
+        o += 2;
+      }
+      i++;
+      d->size += 2;
+      d->line_len = 0;
+      st = ST_LINE_START;
+      if (d->size_max && d->size > d->size_max)
+        return violation(d, SL_VIOL_SIZE, i, o, consumed, produced);
+      break;
+    default:
+      return violation(d, SL_VIOL_BARE_CR, i, o, consumed, produced);
+    }
+  }
+  d->state = (uint8_t)(st | after_bare);
+  *consumed = i;
+  *produced = o;
+  return SL_DATA_MORE;
+}
+
+sl_violation sl_bdat_check(uint8_t *state, const uint8_t *in, size_t len,
+                           size_t *consumed) {
+  size_t i = 0;
+  while (i < len) {
+    if (*state) { /* a CR ended the previous piece */
+      if (in[i] != '\n') {
+        *consumed = i;
+        return SL_VIOL_BARE_CR;
+      }
+      *state = 0;
+      i++;
+      continue;
+    }
+    i += scan_special(in + i, len - i);
+    if (i == len)
+      break;
+    uint8_t c = in[i++];
+    if (c == 0) {
+      *consumed = i;
+      return SL_VIOL_NUL;
+    }
+    if (c == '\n') {
+      *consumed = i;
+      return SL_VIOL_BARE_LF;
+    }
+    if (i < len) {
+      if (in[i] != '\n') {
+        *consumed = i;
+        return SL_VIOL_BARE_CR;
+      }
+      i++;
+    } else {
+      *state = 1;
+    }
+  }
+  *consumed = len;
+  return SL_VIOL_NONE;
+}

@@ -1,0 +1,2534 @@
+/*
+ * sl_relay.c: the SMTP relay state machine; see sluice/relay.h.
+ *
+ * Shape.  Every API call records its input, then run() makes all the
+ * progress it can: replies leave the pending queue in order (step_replies),
+ * the upstream preamble advances (step_upstream), client bytes become
+ * commands or message data (step_client), and the legs close (step_close).
+ *
+ * Ordering.  Each client command puts one entry on a small queue at the
+ * moment it is consumed: either a local reply or "the upstream's reply to
+ * what was just sent".  Replies are emitted from the head only, so local and
+ * relayed replies interleave in command order (RFC 2920) and every command
+ * gets exactly one.  Upstream reply bytes are parsed only when an upstream
+ * entry is at the head, so an upstream can never answer ahead of its turn.
+ * A command that needs an upstream which is not ready is left unconsumed in
+ * the input buffer and parsed again later, so nothing is stored twice.
+ */
+#include <string.h>
+
+#include "sluice/proxy.h"
+#include "sluice/relay.h"
+#include "sl_caps.h"
+#include "sl_cmd.h"
+#include "sl_data.h"
+#include "sl_pcg.h"
+#include "sl_reply.h"
+
+/* ---- internal types ---------------------------------------------------- */
+
+typedef struct sl_buf {
+  uint8_t *p;
+  uint32_t cap, off, len;
+} sl_buf;
+
+enum cl_state {
+  CL_PROXY,   /* reading a PROXY header from a trusted balancer */
+  CL_CMD,     /* reading command lines */
+  CL_AUTH,    /* the next line is an AUTH continuation */
+  CL_WAIT,    /* a reply must come before more input is meaningful */
+  CL_DATA,    /* message body after 354 */
+  CL_DISCARD, /* refusing the rest of a message body */
+  CL_BDAT,    /* inside a BDAT chunk */
+  CL_TLS,     /* TLS handshake running on the client leg */
+  CL_CLOSING, /* last reply queued; close when it is sent */
+  CL_CLOSED
+};
+
+enum up_state {
+  UP_NONE,
+  UP_CONNECTING,
+  UP_GREETING,
+  UP_EHLO,     /* our own EHLO, to learn the capabilities */
+  UP_HELO,     /* fallback when EHLO is refused */
+  UP_STARTTLS,
+  UP_TLS,
+  UP_XCLIENT,
+  UP_REPLAY,   /* replaying the client's EHLO/HELO */
+  UP_READY,
+  UP_QUIT      /* QUIT written; close once it is sent */
+};
+
+/* Queue entries: upstream replies below Q_LOCAL, local reply ids above. */
+enum q_kind {
+  Q_GREETING = 0,
+  Q_UP,
+  Q_UP_EHLO,
+  Q_UP_HELO,
+  Q_UP_MAIL,
+  Q_UP_RCPT,
+  Q_UP_DATA,
+  Q_UP_END,
+  Q_UP_BDAT,
+  Q_UP_BDAT_LAST,
+  Q_UP_RSET,
+  Q_UP_AUTH,
+  Q_UP_VRFY,
+  Q_LOCAL = 32
+};
+
+enum local_reply {
+  R_OK,
+  R_BYE,
+  R_HELP,
+  R_VRFY252,
+  R_VRFY502,
+  R_UNKNOWN,
+  R_LINE_TOO_LONG,
+  R_BAD_CHAR,
+  R_SYNTAX,
+  R_HELO_SYNTAX,
+  R_BAD_SENDER,
+  R_BAD_RCPT,
+  R_PATH_TOO_LONG,
+  R_PARAM,
+  R_NEED_UTF8,
+  R_SIZE,
+  R_TOO_MANY_RCPT,
+  R_NEED_HELO,
+  R_NEED_MAIL,
+  R_NESTED_MAIL,
+  R_NEED_RCPT,
+  R_TLS_READY,
+  R_TLS_UNAVAIL,
+  R_TLS_ACTIVE,
+  R_AUTH_UNAVAIL,
+  R_AUTH_NEED_TLS,
+  R_NOT_IMPL,
+  R_REJECTED,
+  R_DROP,
+  R_TEMPFAIL,
+  R_NO_UPSTREAM,
+  R_UPSTREAM_LOST,
+  R_UPSTREAM_FAIL,
+  R_SMUGGLE,
+  R_TEXT_TOO_LONG,
+  R_MSG_SIZE,
+  R_TIMEOUT,
+  R_TOO_MANY_ERRORS,
+  R_TOO_MANY_JUNK,
+  R_SYNC,
+  R_NONSMTP,
+  R_GREETING,
+  R_EHLO_LOCAL,
+  R_HELO_LOCAL,
+  R_COUNT
+};
+
+enum {
+  RF_CLOSE = 1, /* the session ends once this reply is sent */
+  RF_HOST = 2   /* "<code> <hostname> <text>" (greetings, closings) */
+};
+
+static const struct {
+  uint16_t code;
+  uint8_t flags;
+  const char *text;
+} replies[R_COUNT] = {
+    [R_OK] = {250, 0, "2.0.0 Ok"},
+    [R_BYE] = {221, RF_CLOSE, "2.0.0 Bye"},
+    [R_HELP] = {214, 0, "2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT"},
+    [R_VRFY252] = {252, 0, "2.5.0 Cannot VRFY user, but will accept message and attempt delivery"},
+    [R_VRFY502] = {502, 0, "5.5.1 VRFY and EXPN are disabled"},
+    [R_UNKNOWN] = {500, 0, "5.5.2 Error: command not recognized"},
+    [R_LINE_TOO_LONG] = {500, 0, "5.5.2 Error: line too long"},
+    [R_BAD_CHAR] = {500, 0, "5.5.2 Error: bare CR, bare LF or NUL in command"},
+    [R_SYNTAX] = {501, 0, "5.5.4 Syntax error in parameters or arguments"},
+    [R_HELO_SYNTAX] = {501, 0, "5.5.4 Syntax: EHLO hostname"},
+    [R_BAD_SENDER] = {501, 0, "5.1.7 Bad sender address syntax"},
+    [R_BAD_RCPT] = {501, 0, "5.1.3 Bad recipient address syntax"},
+    [R_PATH_TOO_LONG] = {501, 0, "5.1.3 Path too long"},
+    [R_PARAM] = {555, 0, "5.5.4 Unsupported option"},
+    [R_NEED_UTF8] = {553, 0, "5.6.7 Non-ASCII address requires SMTPUTF8"},
+    [R_SIZE] = {552, 0, "5.3.4 Message size exceeds fixed limit"},
+    [R_TOO_MANY_RCPT] = {452, 0, "4.5.3 Error: too many recipients"},
+    [R_NEED_HELO] = {503, 0, "5.5.1 Error: send HELO/EHLO first"},
+    [R_NEED_MAIL] = {503, 0, "5.5.1 Error: need MAIL command"},
+    [R_NESTED_MAIL] = {503, 0, "5.5.1 Error: nested MAIL command"},
+    [R_NEED_RCPT] = {503, 0, "5.5.1 Error: need RCPT command"},
+    [R_TLS_READY] = {220, 0, "2.0.0 Ready to start TLS"},
+    [R_TLS_UNAVAIL] = {502, 0, "5.5.1 Error: STARTTLS not available"},
+    [R_TLS_ACTIVE] = {503, 0, "5.5.1 Error: TLS already active"},
+    [R_AUTH_UNAVAIL] = {503, 0, "5.5.1 Error: authentication not enabled"},
+    [R_AUTH_NEED_TLS] = {538, 0, "5.7.11 Encryption required for requested authentication mechanism"},
+    [R_NOT_IMPL] = {502, 0, "5.5.1 Error: command not implemented"},
+    [R_REJECTED] = {554, 0, "5.7.1 Service unavailable; client rejected by policy"},
+    [R_DROP] = {521, RF_CLOSE | RF_HOST, "5.7.1 Service unavailable; closing connection"},
+    [R_TEMPFAIL] = {421, RF_CLOSE | RF_HOST, "4.7.0 Service temporarily unavailable; try again later"},
+    [R_NO_UPSTREAM] = {421, RF_CLOSE | RF_HOST, "4.3.2 Service not available; no mail server reachable"},
+    [R_UPSTREAM_LOST] = {451, 0, "4.4.2 Error: connection to the mail server lost; try again later"},
+    [R_UPSTREAM_FAIL] = {451, 0, "4.3.0 Error: mail server unavailable; try again later"},
+    [R_SMUGGLE] = {554, RF_CLOSE, "5.6.0 Error: bare CR, bare LF or NUL in message; SMTP smuggling refused"},
+    [R_TEXT_TOO_LONG] = {554, 0, "5.6.0 Error: message line too long"},
+    [R_MSG_SIZE] = {552, 0, "5.3.4 Error: message size exceeds fixed limit"},
+    [R_TIMEOUT] = {421, RF_CLOSE | RF_HOST, "4.4.2 Error: timeout exceeded"},
+    [R_TOO_MANY_ERRORS] = {421, RF_CLOSE | RF_HOST, "4.7.0 Error: too many errors"},
+    [R_TOO_MANY_JUNK] = {421, RF_CLOSE | RF_HOST, "4.7.0 Error: too many junk commands"},
+    [R_SYNC] = {554, RF_CLOSE, "5.5.0 Error: SMTP protocol synchronization"},
+    [R_NONSMTP] = {221, RF_CLOSE, "2.7.0 Error: I can break rules, too. Goodbye."},
+    [R_GREETING] = {220, RF_HOST, "ESMTP"},
+    [R_EHLO_LOCAL] = {250, 0, ""},
+    [R_HELO_LOCAL] = {250, RF_HOST, ""},
+};
+
+#define RING_CAP 8
+#define QUEUE_CAP 32
+/* Events may fill the ring only up to here, so the requests that matter
+   (connect, TLS, close, DNSBL) always find a slot. */
+#define RING_EVENT_MAX (RING_CAP - 3)
+
+typedef struct ring_ent {
+  uint8_t type, kind;
+  uint16_t pad_;
+  uint32_t id;
+  uint64_t arg;
+} ring_ent;
+
+/* Request id tags (low 8 bits); the rest is a sequence number, so answers
+   to an earlier connect attempt or handshake are recognised as stale. */
+enum { TAG_CONNECT = 1, TAG_TLS_CLIENT = 2, TAG_TLS_UPSTREAM = 3, TAG_DNSBL = 16 };
+
+struct sl_relay {
+  const sl_limits *lim;
+  const sl_policy *pol;
+  const sl_pool *pool;
+  const sl_tarpit *prof; /* tarpit profile in force */
+  sl_conn_info info;
+  sl_stats stats;
+  sl_pcg32 rng;
+
+  sl_buf cin, cout, uin, uout;
+  sl_buf ehlo; /* the client's last EHLO/HELO line, for replay upstream */
+
+  sl_tstamp now;
+  sl_tstamp t_client;   /* last client activity (input or output sent) */
+  sl_tstamp t_phase;    /* start of the PROXY wait or a TLS handshake */
+  sl_tstamp t_release;  /* the head reply leaves at this time */
+  sl_tstamp t_ready;    /* when the head reply became ready */
+  sl_tstamp t_up;       /* upstream must answer by then */
+  sl_tstamp t_uout;     /* last upstream output progress */
+  sl_tstamp t_stutter;  /* next stutter slot */
+  sl_tstamp t_tokens;   /* last throttle refill */
+  sl_tstamp t_retry;    /* pool was empty: try again at */
+  sl_duration greet_jitter;
+
+  uint64_t bdat_left;
+  uint64_t tokens;
+  uint64_t up_size;
+  sl_data data;
+
+  uint32_t seq;          /* request id sequence */
+  uint32_t id_connect, id_tls_client, id_tls_up;
+  uint32_t err;          /* sticky API error (stored negated) */
+  uint32_t up_caps;      /* upstream EHLO capabilities */
+  uint32_t offered;      /* capabilities offered to the client */
+  uint16_t dnsbl_pending; /* zones not yet answered */
+  uint16_t rcpts;        /* accepted + pending recipients */
+
+  ring_ent ring[RING_CAP];
+  uint8_t ring_head, ring_len;
+  uint8_t q[QUEUE_CAP];
+  uint8_t q_head, q_len;
+
+  uint8_t cl, up;       /* enum cl_state, enum up_state */
+  uint8_t attempt;      /* connect attempts in this round */
+  uint8_t up_out;       /* upstream replies outstanding (relayed commands) */
+  uint8_t up_sync;      /* outstanding commands that must end a group */
+  uint8_t viol;         /* sl_violation of the message being refused */
+  uint8_t bdat_cr;
+  uint8_t dnsbl_asked;  /* zones asked so far */
+
+  /* flags */
+  uint8_t greeted : 1;      /* the final greeting line went out */
+  uint8_t greet_held : 1;   /* cout holds the upstream greeting, unsent */
+  uint8_t teaser : 1;       /* "220-" sent */
+  uint8_t helo : 1;         /* EHLO/HELO accepted in this session */
+  uint8_t esmtp : 1;
+  uint8_t mail : 1;         /* MAIL accepted (or pending) */
+  uint8_t rejected : 1;     /* every transaction gets 554 */
+  uint8_t cl_eof : 1;
+  uint8_t up_eof : 1;
+  uint8_t up_used : 1;      /* the client saw something from this upstream */
+  uint8_t up_gave_up : 1;   /* all attempts failed: fail the next command */
+  uint8_t up_tls_refused : 1;
+  uint8_t xclient_done : 1;
+  uint8_t replayed : 1;
+  uint8_t dnsbl_done : 1;
+  uint8_t pregreet : 1;
+  uint8_t pregreet_judged : 1;
+  uint8_t skip_line : 1;    /* discarding an overlong line up to its LF */
+  uint8_t bdat_discard : 1;
+  uint8_t tls_pending : 1;  /* STARTTLS 220 queued; handshake after send */
+  uint8_t close_sent : 1;   /* CLOSE_CLIENT requested */
+  uint8_t end_sent : 1;     /* SESSION_END requested */
+  uint8_t starved : 1;      /* the pool had no buffer */
+  uint8_t no_input : 1;     /* after QUIT or STARTTLS: read nothing more */
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static sl_tstamp tmin(sl_tstamp a, sl_tstamp b) { return a < b ? a : b; }
+static sl_tstamp tadd(sl_tstamp t, sl_duration d) {
+  return d == 0 || t == SL_TSTAMP_NONE ? SL_TSTAMP_NONE
+         : t > SL_TSTAMP_NONE - d      ? SL_TSTAMP_NONE - 1
+                                       : t + d;
+}
+static int is_up(uint8_t k) { return k > Q_GREETING && k < Q_LOCAL; }
+static int is_smuggle(uint8_t v) {
+  return v == SL_VIOL_BARE_LF || v == SL_VIOL_BARE_CR || v == SL_VIOL_NUL;
+}
+
+/* ---- buffers ------------------------------------------------------------ */
+
+static void buf_release(sl_relay *r, sl_buf *b) {
+  if (b->p)
+    r->pool->put(r->pool->ctx, b->p, b->cap);
+  b->p = NULL;
+  b->cap = b->off = b->len = 0;
+}
+
+/* Makes room for need more bytes at the tail: compacts, or moves the bytes
+   to a larger buffer.  Returns 0, or -1 (pool empty or need too large). */
+static int buf_reserve(sl_relay *r, sl_buf *b, uint32_t need) {
+  if (b->p && b->cap - b->off - b->len >= need)
+    return 0;
+  if (b->p && b->cap - b->len >= need) {
+    memmove(b->p, b->p + b->off, b->len);
+    b->off = 0;
+    return 0;
+  }
+  uint32_t want = b->len + need;
+  if (want > r->lim->buffer_size)
+    return -1;
+  uint32_t cap = 0;
+  uint8_t *p = r->pool->get(r->pool->ctx, want, &cap);
+  if (!p || cap < want) {
+    if (p)
+      r->pool->put(r->pool->ctx, p, cap);
+    r->starved = 1;
+    r->t_retry = tadd(r->now, 50 * SL_MSEC);
+    return -1;
+  }
+  if (b->len)
+    memcpy(p, b->p + b->off, b->len);
+  uint32_t len = b->len;
+  buf_release(r, b);
+  b->p = p;
+  b->cap = cap;
+  b->off = 0;
+  b->len = len;
+  return 0;
+}
+
+static void buf_consume(sl_relay *r, sl_buf *b, size_t n) {
+  b->off += (uint32_t)n;
+  b->len -= (uint32_t)n;
+  if (b->len == 0)
+    buf_release(r, b);
+}
+
+static uint8_t *buf_tail(sl_buf *b) { return b->p + b->off + b->len; }
+static uint32_t buf_free(const sl_buf *b) {
+  return b->p ? b->cap - b->off - b->len : 0;
+}
+
+/* Appends bytes; the caller reserved room. */
+static void buf_put(sl_buf *b, const void *p, size_t n) {
+  memcpy(buf_tail(b), p, n);
+  b->len += (uint32_t)n;
+}
+
+/* ---- requests ------------------------------------------------------------- */
+
+static int ring_free(const sl_relay *r) { return RING_CAP - r->ring_len; }
+
+static uint32_t new_id(sl_relay *r, uint32_t tag) {
+  r->seq++;
+  return (r->seq << 8) | tag;
+}
+
+static void push_req(sl_relay *r, sl_request_type type, uint32_t id,
+                     uint8_t kind, uint64_t arg) {
+  if (r->ring_len == RING_CAP)
+    return; /* callers check ring_free(); only events can be dropped */
+  ring_ent *e = &r->ring[(r->ring_head + r->ring_len) % RING_CAP];
+  e->type = (uint8_t)type;
+  e->kind = kind;
+  e->id = id;
+  e->arg = arg;
+  r->ring_len++;
+}
+
+static void event(sl_relay *r, sl_event_kind kind, uint64_t arg) {
+  if (r->ring_len < RING_EVENT_MAX || kind == SL_EV_SESSION_END)
+    push_req(r, SL_REQ_EVENT, new_id(r, 0), (uint8_t)kind, arg);
+}
+
+/* ---- the reply queue ------------------------------------------------------ */
+
+static int q_full(const sl_relay *r) {
+  return r->q_len >= QUEUE_CAP || r->q_len >= r->lim->pipeline_max;
+}
+static uint8_t q_peek(const sl_relay *r) { return r->q[r->q_head]; }
+static void q_push(sl_relay *r, uint8_t k) {
+  r->q[(r->q_head + r->q_len) % QUEUE_CAP] = k;
+  r->q_len++;
+}
+static void q_push_local(sl_relay *r, enum local_reply id) {
+  q_push(r, (uint8_t)(Q_LOCAL + id));
+}
+static void q_pop(sl_relay *r) {
+  r->q_head = (uint8_t)((r->q_head + 1) % QUEUE_CAP);
+  r->q_len--;
+  r->t_release = SL_TSTAMP_NONE;
+  r->t_ready = SL_TSTAMP_NONE;
+}
+
+/* ---- upstream leg ------------------------------------------------------ */
+
+static sl_duration up_timeout(const sl_relay *r, uint8_t kind) {
+  switch (kind) {
+  case Q_UP_DATA:
+    return r->lim->upstream_data_init_timeout;
+  case Q_UP_END:
+  case Q_UP_BDAT_LAST:
+    return r->lim->upstream_data_term_timeout;
+  default:
+    return r->lim->upstream_command_timeout;
+  }
+}
+
+/* Writes a command line (without CRLF) upstream.  The caller checked room
+   with up_room(). */
+static void up_write_line(sl_relay *r, const uint8_t *line, size_t len) {
+  if (r->uout.len == 0)
+    r->t_uout = r->now;
+  buf_put(&r->uout, line, len);
+  buf_put(&r->uout, "\r\n", 2);
+}
+
+static int up_room(sl_relay *r, size_t n) {
+  return buf_reserve(r, &r->uout, (uint32_t)n + 2) == 0;
+}
+
+static void up_command(sl_relay *r, const char *s) {
+  if (up_room(r, strlen(s)))
+    up_write_line(r, (const uint8_t *)s, strlen(s));
+  r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
+}
+
+static void up_connect(sl_relay *r) {
+  r->id_connect = new_id(r, TAG_CONNECT);
+  push_req(r, SL_REQ_CONNECT_UPSTREAM, r->id_connect, 0, r->attempt);
+  r->stats.upstream_attempts++;
+  r->up = UP_CONNECTING;
+  r->up_caps = 0;
+  r->up_size = 0;
+  r->up_eof = 0;
+  r->up_used = 0;
+  r->up_tls_refused = 0;
+  r->xclient_done = 0;
+  r->replayed = 0;
+  r->up_out = r->up_sync = 0;
+  r->stats.tls_upstream = r->pol->upstream_tls == SL_UPTLS_IMPLICIT;
+  r->t_up = tadd(r->now, r->lim->upstream_connect_timeout);
+}
+
+/* Closes the upstream leg at once, discarding what it holds.  An open
+   message is thereby aborted without its terminator (SECURITY.md 1.1). */
+static void up_close(sl_relay *r) {
+  if (r->up != UP_NONE)
+    push_req(r, SL_REQ_CLOSE_UPSTREAM, new_id(r, 0), 0, 0);
+  buf_release(r, &r->uin);
+  buf_release(r, &r->uout);
+  r->up = UP_NONE;
+  r->up_out = r->up_sync = 0;
+  r->up_eof = 0;
+  r->t_up = SL_TSTAMP_NONE;
+  r->id_connect = r->id_tls_up = 0;
+}
+
+/* Every reply still owed by the upstream becomes a local one. */
+static void q_fail_upstream(sl_relay *r, enum local_reply why) {
+  for (uint8_t i = 0; i < r->q_len; i++) {
+    uint8_t *k = &r->q[(r->q_head + i) % QUEUE_CAP];
+    if (is_up(*k))
+      *k = (uint8_t)(Q_LOCAL + why);
+    else if (*k == Q_GREETING && r->pol->mode == SL_MODE_PASSTHROUGH)
+      *k = (uint8_t)(Q_LOCAL + R_NO_UPSTREAM);
+  }
+  r->mail = 0;
+  r->rcpts = 0;
+}
+
+static void up_fail(sl_relay *r, sl_upstream_failure why) {
+  event(r, SL_EV_UPSTREAM_FAILED, why);
+  int used = r->up_used;
+  up_close(r);
+  if (r->greet_held) {
+    /* the held greeting came from this upstream: the next one's replaces it */
+    buf_release(r, &r->cout);
+    r->greet_held = 0;
+  }
+  if (r->cl >= CL_CLOSING)
+    return;
+  if (!used && r->attempt + 1u < r->pol->upstream_attempts) {
+    r->attempt++;
+    up_connect(r);
+    return;
+  }
+  r->attempt = 0;
+  r->up_gave_up = 1;
+  q_fail_upstream(r, used ? R_UPSTREAM_LOST : R_UPSTREAM_FAIL);
+  if (r->cl == CL_DATA) {
+    r->viol = SL_VIOL_NONE;
+    sl_data_discard(&r->data, 0);
+    r->cl = CL_DISCARD;
+  } else if (r->cl == CL_BDAT) {
+    r->bdat_discard = 1;
+  } else if (r->cl == CL_WAIT && !r->tls_pending) {
+    /* the DATA or AUTH whose reply we waited for now has a local one */
+    r->cl = CL_CMD;
+  }
+}
+
+/* Asks for the upstream a command needs.  1: ready; 0: not yet (leave the
+   command unconsumed); -1: unavailable (answer it locally). */
+static int need_upstream(sl_relay *r) {
+  if (r->up == UP_READY)
+    return 1;
+  if (r->up_gave_up) {
+    r->up_gave_up = 0;
+    return -1;
+  }
+  if (r->up == UP_NONE && ring_free(r) >= 3) {
+    r->attempt = 0;
+    up_connect(r);
+  }
+  return 0;
+}
+
+/* May a command go upstream now (RFC 2920 pacing toward the upstream)? */
+static int up_can_send(const sl_relay *r) {
+  if (r->up_out == 0)
+    return 1;
+  return (r->up_caps & SL_CAP_PIPELINING) && r->up_sync == 0;
+}
+
+static void up_sent(sl_relay *r, uint8_t kind, int sync) {
+  q_push(r, kind);
+  r->up_out++;
+  r->up_sync = (uint8_t)(r->up_sync + (sync ? 1 : 0));
+  r->up_used = 1;
+  r->t_up = tadd(r->now, up_timeout(r, kind));
+}
+
+/* xtext (RFC 3461 4) of p into out; returns the length or 0 if over max. */
+static size_t xtext(uint8_t *out, size_t max, const uint8_t *p, size_t n) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t c = p[i];
+    if (c > 0x20 && c < 0x7f && c != '+' && c != '=') {
+      if (o + 1 > max)
+        return 0;
+      out[o++] = c;
+    } else {
+      if (o + 3 > max)
+        return 0;
+      out[o++] = '+';
+      out[o++] = (uint8_t)hex[c >> 4];
+      out[o++] = (uint8_t)hex[c & 15];
+    }
+  }
+  return o;
+}
+
+static size_t put_str(uint8_t *out, const char *s) {
+  size_t n = strlen(s);
+  memcpy(out, s, n);
+  return n;
+}
+
+static size_t put_uint(uint8_t *out, uint64_t v) {
+  uint8_t tmp[20];
+  size_t n = 0;
+  do {
+    tmp[n++] = (uint8_t)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t i = 0; i < n; i++)
+    out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+/* The EHLO/HELO argument stored in r->ehlo, or NULL. */
+static const uint8_t *helo_name(const sl_relay *r, size_t *n) {
+  if (!r->ehlo.len)
+    return NULL;
+  const uint8_t *l = r->ehlo.p + r->ehlo.off;
+  sl_cmd c;
+  sl_cmd_parse(l, r->ehlo.len, &c);
+  *n = sl_cmd_helo_arg(l + c.arg, r->ehlo.len - c.arg, r->lim->domain_max);
+  return l + c.arg;
+}
+
+/* XCLIENT ADDR PORT NAME HELO PROTO (Postfix XCLIENT_README): the upstream
+   logs and judges the real client, not sluice. */
+static void up_send_xclient(sl_relay *r) {
+  uint8_t line[512];
+  size_t o = put_str(line, "XCLIENT ADDR=");
+  const sl_addr *a = &r->info.client;
+  char ip[SL_ADDR_STRLEN];
+  if (a->family == SL_AF_UNSPEC) {
+    o += put_str(line + o, "[UNAVAILABLE]");
+  } else {
+    if (a->family == SL_AF_INET6)
+      o += put_str(line + o, "IPV6:");
+    int n = sl_addr_format(a, ip, sizeof(ip));
+    if (n > 0) {
+      memcpy(line + o, ip, (size_t)n);
+      o += (size_t)n;
+    }
+    o += put_str(line + o, " PORT=");
+    o += put_uint(line + o, a->port);
+  }
+  o += put_str(line + o, " NAME=");
+  size_t n = 0;
+  if (r->info.client_name)
+    n = xtext(line + o, 160, (const uint8_t *)r->info.client_name,
+              strlen(r->info.client_name));
+  o += n ? n : put_str(line + o, "[UNAVAILABLE]");
+  size_t hn;
+  const uint8_t *h = helo_name(r, &hn);
+  if (h && hn) {
+    size_t k = put_str(line + o, " HELO=");
+    size_t m = xtext(line + o + k, 160, h, hn);
+    if (m)
+      o += k + m;
+    o += put_str(line + o, r->esmtp ? " PROTO=ESMTP" : " PROTO=SMTP");
+  }
+  if (up_room(r, o))
+    up_write_line(r, line, o);
+  r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
+  r->up = UP_XCLIENT;
+}
+
+static void up_ready(sl_relay *r) {
+  r->up = UP_READY;
+  r->t_up = SL_TSTAMP_NONE;
+  event(r, SL_EV_UPSTREAM_READY, r->attempt);
+}
+
+/* After the upstream's EHLO: TLS, then identity, then the client's EHLO. */
+static void up_preamble_next(sl_relay *r) {
+  const sl_policy *p = r->pol;
+  if ((p->upstream_tls == SL_UPTLS_OPPORTUNISTIC ||
+       p->upstream_tls == SL_UPTLS_REQUIRED) &&
+      !r->stats.tls_upstream && !r->up_tls_refused &&
+      (r->up_caps & SL_CAP_STARTTLS)) {
+    up_command(r, "STARTTLS");
+    r->up = UP_STARTTLS;
+    return;
+  }
+  if (p->upstream_tls == SL_UPTLS_REQUIRED && !r->stats.tls_upstream) {
+    up_fail(r, SL_UPFAIL_TLS);
+    return;
+  }
+  if (p->identity == SL_IDENT_XCLIENT && !r->xclient_done &&
+      (r->up_caps & SL_CAP_XCLIENT)) {
+    up_send_xclient(r);
+    return;
+  }
+  if (r->helo && r->ehlo.len && !r->replayed) {
+    if (up_room(r, r->ehlo.len))
+      up_write_line(r, r->ehlo.p + r->ehlo.off, r->ehlo.len);
+    r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
+    r->replayed = 1;
+    r->up = UP_REPLAY;
+    return;
+  }
+  up_ready(r);
+}
+
+static void up_connected(sl_relay *r) {
+  r->up = UP_GREETING;
+  r->t_up = tadd(r->now, r->lim->upstream_greeting_timeout);
+  if (r->pol->identity == SL_IDENT_PROXY_V1 ||
+      r->pol->identity == SL_IDENT_PROXY_V2) {
+    /* The header must be the first bytes upstream, before its greeting. */
+    uint8_t hdr[232];
+    long n = r->pol->identity == SL_IDENT_PROXY_V1
+                 ? sl_proxy_write_v1(hdr, sizeof(hdr), &r->info.client,
+                                     &r->info.local)
+                 : sl_proxy_write_v2(hdr, sizeof(hdr), &r->info.client,
+                                     &r->info.local);
+    if (n > 0 && buf_reserve(r, &r->uout, (uint32_t)n) == 0) {
+      r->t_uout = r->now;
+      buf_put(&r->uout, hdr, (size_t)n);
+    }
+  }
+}
+
+/* ---- screening ------------------------------------------------------- */
+
+static void use_suspect(sl_relay *r, uint64_t reason) {
+  if (r->prof == &r->pol->suspect)
+    return;
+  r->prof = &r->pol->suspect;
+  r->stats.tarpitted = 1;
+  event(r, SL_EV_TARPIT, reason);
+}
+
+static int allowlisted(const sl_relay *r) {
+  return r->dnsbl_done && r->stats.score <= r->pol->allow_score;
+}
+
+static void dnsbl_finish(sl_relay *r) {
+  if (r->dnsbl_done)
+    return;
+  r->dnsbl_done = 1;
+  r->dnsbl_pending = 0;
+  if (r->pol->ndnsbl)
+    event(r, SL_EV_DNSBL_SCORE, (uint64_t)(int64_t)r->stats.score);
+  if (r->stats.score >= r->pol->tarpit_score && !allowlisted(r))
+    use_suspect(r, 1);
+}
+
+static int listed(const sl_dnsbl_zone *z, const sl_completion *c) {
+  for (uint8_t i = 0; i < c->ndnsbl_answers && i < SL_DNSBL_ANSWERS_MAX; i++) {
+    uint32_t a = c->dnsbl_answers[i];
+    if (z->ncodes == 0) {
+      /* 127.0.0.0/8, but not 127.255.255.x: the lists' "query refused"
+         and error codes must never list a client. */
+      if ((a >> 24) == 127 && (a >> 8) != 0x7fffffu)
+        return 1;
+      continue;
+    }
+    for (uint8_t k = 0; k < z->ncodes && k < SL_DNSBL_CODES_MAX; k++)
+      if (a == z->codes[k])
+        return 1;
+  }
+  return 0;
+}
+
+/* The action a verdict asks for, once the greeting is due. */
+static sl_action verdict(sl_relay *r) {
+  sl_action act = SL_ACT_CONTINUE;
+  if (allowlisted(r))
+    return act;
+  if (r->dnsbl_done && r->pol->ndnsbl && r->stats.score >= r->pol->reject_score)
+    act = r->pol->dnsbl_action;
+  if (r->pregreet && !r->pregreet_judged) {
+    r->pregreet_judged = 1;
+    event(r, SL_EV_PREGREET, r->stats.pregreet_bytes);
+    r->stats.score += r->pol->pregreet_score;
+    if (r->pol->pregreet_action > act)
+      act = r->pol->pregreet_action;
+    if (r->pol->ndnsbl && r->stats.score >= r->pol->reject_score &&
+        r->pol->dnsbl_action > act)
+      act = r->pol->dnsbl_action;
+    if (r->stats.score >= r->pol->tarpit_score && act < SL_ACT_TARPIT)
+      act = SL_ACT_TARPIT;
+  }
+  return act;
+}
+
+/* ---- replies to the client --------------------------------------------- */
+
+static sl_duration jitter(sl_relay *r) {
+  return r->prof->jitter ? sl_pcg32_bounded64(&r->rng, r->prof->jitter) : 0;
+}
+
+/* Tarpit gate for the head reply: 1 when it may be sent now. */
+static int released(sl_relay *r, sl_duration delay) {
+  if (delay == 0)
+    return 1;
+  if (r->t_release == SL_TSTAMP_NONE) {
+    r->t_ready = r->now;
+    r->t_release = tadd(r->now, delay + jitter(r));
+  }
+  if (r->now < r->t_release)
+    return 0;
+  r->stats.delay_total += r->now - r->t_ready;
+  return 1;
+}
+
+static void set_stage(sl_relay *r, sl_stage s) {
+  if (r->stats.stage < s)
+    r->stats.stage = (uint8_t)s;
+}
+
+static void client_close_after_reply(sl_relay *r, sl_end_reason why) {
+  r->cl = CL_CLOSING;
+  if (!r->stats.end_reason)
+    r->stats.end_reason = (uint8_t)why;
+}
+
+/* Bookkeeping after a reply with code went out. */
+static void replied(sl_relay *r, unsigned code) {
+  if (code >= 400 && r->cl < CL_CLOSING) {
+    r->stats.errors++;
+    if (r->lim->errors_max && r->stats.errors >= r->lim->errors_max &&
+        !q_full(r)) {
+      q_push_local(r, R_TOO_MANY_ERRORS);
+    }
+  }
+}
+
+static size_t local_len(const sl_relay *r, enum local_reply id) {
+  return strlen(replies[id].text) + strlen(r->pol->hostname) + 8;
+}
+
+/* Renders a local reply into cout.  0 when done, -1 when cout has no room
+   yet (the reply stays queued). */
+static int emit_local(sl_relay *r, enum local_reply id) {
+  const char *host = r->pol->hostname;
+  if (id == R_EHLO_LOCAL) {
+    /* screen-first: what sluice offers before any upstream exists */
+    uint32_t offer = r->pol->features & SL_FEAT_ALL;
+    if ((offer & SL_FEAT_STARTTLS) && r->stats.tls_client)
+      offer &= ~(uint32_t)SL_FEAT_STARTTLS;
+    const char *mech = r->pol->auth_mechanisms;
+    size_t mlen = mech ? strlen(mech) : 0;
+    if (r->pol->auth_requires_tls && !r->stats.tls_client)
+      mlen = 0;
+    size_t hl = strlen(host);
+    if (buf_reserve(r, &r->cout, (uint32_t)(hl + mlen + SL_CAPS_RENDER_MAX)))
+      return -1;
+    size_t n = sl_caps_render(buf_tail(&r->cout), (const uint8_t *)host, hl,
+                              offer, r->lim->message_size_max,
+                              (const uint8_t *)mech, mlen);
+    r->cout.len += (uint32_t)n;
+    r->offered = offer & (mlen ? ~0u : ~(uint32_t)SL_CAP_AUTH);
+    return 0;
+  }
+  if (buf_reserve(r, &r->cout, (uint32_t)local_len(r, id)))
+    return -1;
+  uint8_t *o = buf_tail(&r->cout);
+  size_t n = put_uint(o, replies[id].code);
+  o[n++] = ' ';
+  if (replies[id].flags & RF_HOST || id == R_HELO_LOCAL) {
+    n += put_str(o + n, host);
+    if (replies[id].text[0])
+      o[n++] = ' ';
+  }
+  n += put_str(o + n, replies[id].text);
+  o[n++] = '\r';
+  o[n++] = '\n';
+  r->cout.len += (uint32_t)n;
+  if (id == R_HELO_LOCAL)
+    r->offered = 0;
+  return 0;
+}
+
+/* Re-frames an upstream reply into cout; EHLO replies are rebuilt from the
+   capability intersection.  -1 when cout has no room yet. */
+static int emit_upstream(sl_relay *r, const uint8_t *buf, const sl_reply *rep,
+                         uint8_t kind) {
+  if (kind == Q_UP_EHLO && rep->code / 100 == 2) {
+    sl_caps caps;
+    sl_caps_parse(buf, rep, &caps);
+    size_t pos = 0, glen = 0;
+    const uint8_t *greet = NULL;
+    sl_reply_next_line(buf, rep, &pos, &greet, &glen);
+    uint32_t offer = (r->pol->features & SL_FEAT_ALL) &
+                     (caps.bits | SL_CAP_PIPELINING | SL_CAP_STARTTLS);
+    if (r->stats.tls_client)
+      offer &= ~(uint32_t)SL_CAP_STARTTLS;
+    if (r->pol->auth_requires_tls && !r->stats.tls_client)
+      offer &= ~(uint32_t)SL_CAP_AUTH;
+    uint64_t size = r->lim->message_size_max;
+    if (caps.size && (!size || caps.size < size))
+      size = caps.size;
+    size_t alen = (offer & SL_CAP_AUTH) ? caps.auth_len : 0;
+    if (buf_reserve(r, &r->cout,
+                    (uint32_t)(glen + alen + SL_CAPS_RENDER_MAX)))
+      return -1;
+    size_t n = sl_caps_render(buf_tail(&r->cout), greet, glen, offer, size,
+                              buf + caps.auth_off, alen);
+    r->cout.len += (uint32_t)n;
+    r->offered = offer & (alen ? ~0u : ~(uint32_t)SL_CAP_AUTH);
+    r->up_caps = caps.bits;
+    r->up_size = caps.size;
+    return 0;
+  }
+  /* Each line is rebuilt: code, separator, sanitised text, CRLF. */
+  if (buf_reserve(r, &r->cout, rep->len + 4u * rep->nlines))
+    return -1;
+  size_t pos = 0, len;
+  const uint8_t *text;
+  uint16_t line = 0;
+  while (sl_reply_next_line(buf, rep, &pos, &text, &len)) {
+    line++;
+    r->cout.len += (uint32_t)sl_reply_put_line(
+        buf_tail(&r->cout), rep->code, line == rep->nlines, text, len);
+  }
+  if (kind == Q_UP_HELO)
+    r->offered = 0;
+  return 0;
+}
+
+/* What a relayed reply means for the session. */
+static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code) {
+  unsigned cls = code / 100;
+  switch (kind) {
+  case Q_UP_EHLO:
+  case Q_UP_HELO:
+    if (cls == 2)
+      set_stage(r, SL_STAGE_HELO);
+    break;
+  case Q_UP_MAIL:
+    if (cls == 2)
+      set_stage(r, SL_STAGE_MAIL);
+    else
+      r->mail = 0;
+    break;
+  case Q_UP_RCPT:
+    if (cls == 2) {
+      r->stats.recipients_accepted++;
+      set_stage(r, SL_STAGE_RCPT);
+    } else if (r->rcpts) {
+      r->rcpts--;
+    }
+    break;
+  case Q_UP_DATA:
+    if (code == 354) {
+      sl_data_init(&r->data, r->lim->text_line_max, r->lim->message_size_max,
+                   (r->pol->lenient & SL_LENIENT_NORMALIZE_BARE_LF) != 0);
+      r->cl = CL_DATA;
+      r->t_client = r->now;
+      set_stage(r, SL_STAGE_DATA);
+    } else {
+      r->cl = CL_CMD;
+    }
+    break;
+  case Q_UP_END:
+  case Q_UP_BDAT_LAST:
+    if (cls == 2) {
+      r->stats.messages_accepted++;
+      set_stage(r, SL_STAGE_DELIVERED);
+    } else if (cls == 4) {
+      r->stats.messages_tempfailed++;
+    } else {
+      r->stats.messages_rejected++;
+    }
+    r->stats.last_upstream_code = (uint16_t)code;
+    event(r, SL_EV_MESSAGE, code | (r->data.size << 16));
+    r->mail = 0;
+    r->rcpts = 0;
+    break;
+  case Q_UP_RSET:
+    r->mail = 0;
+    r->rcpts = 0;
+    break;
+  case Q_UP_AUTH:
+    r->cl = code == 334 ? CL_AUTH : CL_CMD;
+    break;
+  default:
+    break;
+  }
+  if (code == 421) {
+    /* The upstream is closing: so is this session (RFC 5321 3.8). */
+    client_close_after_reply(r, SL_END_UPSTREAM);
+  }
+}
+
+/* After a local reply went out. */
+static void after_local_reply(sl_relay *r, enum local_reply id) {
+  if (replies[id].flags & RF_CLOSE) {
+    client_close_after_reply(r, id == R_BYE ? SL_END_QUIT
+                              : id == R_TIMEOUT ? SL_END_TIMEOUT
+                              : id == R_SMUGGLE || id == R_SYNC || id == R_NONSMTP
+                                  ? SL_END_PROTOCOL
+                              : id == R_NO_UPSTREAM ? SL_END_UPSTREAM
+                                                   : SL_END_REJECTED);
+    return;
+  }
+  if (id == R_TLS_READY) {
+    r->tls_pending = 1;
+    return;
+  }
+  if (id == R_EHLO_LOCAL || id == R_HELO_LOCAL)
+    set_stage(r, SL_STAGE_HELO);
+  if (r->cl == CL_WAIT && r->q_len == 0 && !r->no_input)
+    r->cl = CL_CMD; /* the DATA/AUTH we waited on was answered locally */
+}
+
+
+/* ---- step: replies leave the queue in order ------------------------- */
+
+static int greeting_due(const sl_relay *r) {
+  if (!r->dnsbl_done)
+    return 0;
+  if (!allowlisted(r) && r->prof->greet_delay &&
+      r->now < tadd(r->stats.start, r->prof->greet_delay + r->greet_jitter))
+    return 0;
+  if (r->pol->mode == SL_MODE_PASSTHROUGH && r->up != UP_READY && !r->rejected)
+    return 0;
+  return 1;
+}
+
+static int emit_greeting(sl_relay *r) {
+  sl_action act = verdict(r);
+  if (act == SL_ACT_TARPIT)
+    use_suspect(r, 2);
+  if (act == SL_ACT_DROP) {
+    if (r->greet_held) {
+      buf_release(r, &r->cout); /* the upstream's greeting is not sent */
+      r->greet_held = 0;
+    }
+    size_t need = local_len(r, R_DROP) + (r->teaser ? local_len(r, R_GREETING) : 0);
+    if (buf_reserve(r, &r->cout, (uint32_t)need))
+      return -1;
+    if (r->teaser)
+      emit_local(r, R_GREETING); /* finish the multi-line greeting first */
+    emit_local(r, R_DROP);
+    r->greeted = 1;
+    set_stage(r, SL_STAGE_GREETING);
+    q_pop(r);
+    up_close(r);
+    r->no_input = 1;
+    client_close_after_reply(r, SL_END_REJECTED);
+    return 0;
+  }
+  if (!r->greet_held && emit_local(r, R_GREETING))
+    return -1;
+  r->greet_held = 0;
+  if (act == SL_ACT_REJECT) {
+    r->rejected = 1;
+    if (r->up != UP_NONE)
+      up_close(r); /* a rejected client never reaches the mail server */
+  }
+  r->greeted = 1;
+  set_stage(r, SL_STAGE_GREETING);
+  q_pop(r);
+  if (r->pol->mode == SL_MODE_PASSTHROUGH)
+    r->up_used = 1;
+  return 0;
+}
+
+static int is_sync(uint8_t k) {
+  return k == Q_UP_EHLO || k == Q_UP_HELO || k == Q_UP_DATA ||
+         k == Q_UP_AUTH || k == Q_UP_VRFY;
+}
+
+static int step_replies(sl_relay *r) {
+  int progress = 0;
+  while (r->q_len && r->cl < CL_CLOSING && ring_free(r) >= 3) {
+    uint8_t k = q_peek(r);
+    if (k == Q_GREETING) {
+      if (!greeting_due(r) || emit_greeting(r))
+        break;
+      progress = 1;
+      continue;
+    }
+    if (k >= Q_LOCAL) {
+      enum local_reply id = (enum local_reply)(k - Q_LOCAL);
+      /* Tarpits delay answers, never the goodbye of a closing session. */
+      if (!(replies[id].flags & RF_CLOSE) && !released(r, r->prof->reply_delay))
+        break;
+      if (emit_local(r, id))
+        break;
+      q_pop(r);
+      after_local_reply(r, id);
+      replied(r, replies[id].code);
+      progress = 1;
+      continue;
+    }
+    if (r->up != UP_READY || !r->uin.len)
+      break;
+    sl_reply rep;
+    const uint8_t *b = r->uin.p + r->uin.off;
+    int rc = sl_reply_scan(b, r->uin.len, r->lim->reply_line_max,
+                           r->lim->reply_max, &rep);
+    if (rc < 0) {
+      up_fail(r, SL_UPFAIL_MALFORMED);
+      progress = 1;
+      continue;
+    }
+    if (rc == 0 || !released(r, r->prof->reply_delay) ||
+        emit_upstream(r, b, &rep, k))
+      break;
+    buf_consume(r, &r->uin, rep.len);
+    r->up_out--;
+    if (is_sync(k))
+      r->up_sync--;
+    r->t_up = r->up_out ? tadd(r->now, r->lim->upstream_command_timeout)
+                        : SL_TSTAMP_NONE;
+    if (!(k == Q_UP_AUTH && rep.code == 334))
+      q_pop(r);
+    else
+      r->t_release = r->t_ready = SL_TSTAMP_NONE;
+    after_upstream_reply(r, k, rep.code);
+    replied(r, rep.code);
+    progress = 1;
+  }
+  return progress;
+}
+
+/* ---- step: the upstream preamble ------------------------------------ */
+
+static void up_ehlo(sl_relay *r) {
+  uint8_t line[300];
+  size_t n = put_str(line, "EHLO ");
+  n += put_str(line + n, r->pol->hostname);
+  if (up_room(r, n))
+    up_write_line(r, line, n);
+  r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
+  r->up = UP_EHLO;
+}
+
+static int step_preamble(sl_relay *r) {
+  sl_reply rep;
+  int rc = r->uin.len ? sl_reply_scan(r->uin.p + r->uin.off, r->uin.len,
+                                      r->lim->reply_line_max,
+                                      r->lim->reply_max, &rep)
+                      : 0;
+  if (rc < 0) {
+    up_fail(r, SL_UPFAIL_MALFORMED);
+    return 1;
+  }
+  if (rc == 0) {
+    if (r->up_eof) {
+      up_fail(r, SL_UPFAIL_CLOSED);
+      return 1;
+    }
+    return 0;
+  }
+  const uint8_t *b = r->uin.p + r->uin.off;
+  unsigned code = rep.code, cls = code / 100;
+  sl_caps caps;
+  switch (r->up) {
+  case UP_GREETING:
+    if (code == 220 || (cls == 5 && r->pol->mode == SL_MODE_PASSTHROUGH &&
+                        !r->greeted)) {
+      if (r->pol->mode == SL_MODE_PASSTHROUGH && !r->greeted && !r->greet_held) {
+        /* Relayed as the client's greeting once the preamble is done. */
+        if (emit_upstream(r, b, &rep, Q_UP))
+          return 0;
+        r->greet_held = 1;
+      }
+      buf_consume(r, &r->uin, rep.len);
+      if (cls == 5) {
+        /* The mail server refuses this client: relay that, and answer
+           everything else locally until QUIT (RFC 5321 3.1). */
+        r->rejected = 1;
+        up_close(r);
+        return 1;
+      }
+      up_ehlo(r);
+      return 1;
+    }
+    buf_consume(r, &r->uin, rep.len);
+    up_fail(r, SL_UPFAIL_GREETING);
+    return 1;
+  case UP_EHLO:
+    if (cls == 2) {
+      sl_caps_parse(b, &rep, &caps);
+      r->up_caps = caps.bits;
+      r->up_size = caps.size;
+      buf_consume(r, &r->uin, rep.len);
+      up_preamble_next(r);
+    } else {
+      buf_consume(r, &r->uin, rep.len);
+      uint8_t line[300];
+      size_t n = put_str(line, "HELO ");
+      n += put_str(line + n, r->pol->hostname);
+      if (up_room(r, n))
+        up_write_line(r, line, n);
+      r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
+      r->up = UP_HELO;
+    }
+    return 1;
+  case UP_HELO:
+    buf_consume(r, &r->uin, rep.len);
+    if (cls != 2) {
+      up_fail(r, SL_UPFAIL_GREETING);
+      return 1;
+    }
+    r->up_caps = 0;
+    up_preamble_next(r);
+    return 1;
+  case UP_STARTTLS:
+    if (code == 220) {
+      /* Anything after the 220 was sent before TLS: never read it as a
+         reply (response injection, CVE-2011-0411's mirror). */
+      buf_release(r, &r->uin);
+      r->id_tls_up = new_id(r, TAG_TLS_UPSTREAM);
+      push_req(r, SL_REQ_STARTTLS_UPSTREAM, r->id_tls_up, 0, 0);
+      r->up = UP_TLS;
+      r->t_up = tadd(r->now, r->lim->tls_handshake_timeout);
+      return 1;
+    }
+    buf_consume(r, &r->uin, rep.len);
+    if (r->pol->upstream_tls == SL_UPTLS_REQUIRED) {
+      up_fail(r, SL_UPFAIL_TLS);
+      return 1;
+    }
+    r->up_tls_refused = 1;
+    up_preamble_next(r);
+    return 1;
+  case UP_XCLIENT:
+    buf_consume(r, &r->uin, rep.len);
+    if (code != 220) {
+      up_fail(r, SL_UPFAIL_IDENTITY);
+      return 1;
+    }
+    r->xclient_done = 1; /* the upstream is back at its greeting */
+    up_preamble_next(r);
+    return 1;
+  case UP_REPLAY:
+    if (cls != 2) {
+      buf_consume(r, &r->uin, rep.len);
+      up_fail(r, SL_UPFAIL_GREETING);
+      return 1;
+    }
+    if (r->esmtp) {
+      sl_caps_parse(b, &rep, &caps);
+      r->up_caps = caps.bits;
+      r->up_size = caps.size;
+    }
+    buf_consume(r, &r->uin, rep.len);
+    up_ready(r);
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+static int step_upstream(sl_relay *r) {
+  switch (r->up) {
+  case UP_GREETING:
+  case UP_EHLO:
+  case UP_HELO:
+  case UP_STARTTLS:
+  case UP_XCLIENT:
+  case UP_REPLAY:
+    if (ring_free(r) < 4)
+      return 0;
+    return step_preamble(r);
+  case UP_READY:
+    if (r->up_out == 0 && (r->uin.len || r->up_eof)) {
+      /* Idle and the upstream spoke or left (idle timeout, shutdown):
+         drop it; the next command reconnects and replays the EHLO. */
+      if (ring_free(r) < 3)
+        return 0;
+      event(r, SL_EV_UPSTREAM_FAILED, r->uin.len ? SL_UPFAIL_MALFORMED
+                                                  : SL_UPFAIL_CLOSED);
+      up_close(r);
+      return 1;
+    }
+    if (r->up_out && r->up_eof && ring_free(r) >= 3) {
+      sl_reply rep;
+      if (!r->uin.len ||
+          sl_reply_scan(r->uin.p + r->uin.off, r->uin.len,
+                        r->lim->reply_line_max, r->lim->reply_max, &rep) == 0) {
+        up_fail(r, SL_UPFAIL_CLOSED);
+        return 1;
+      }
+    }
+    return 0;
+  case UP_QUIT:
+    if (r->uout.len == 0 && ring_free(r) >= 2) {
+      up_close(r);
+      return 1;
+    }
+    return 0;
+  default:
+    return 0;
+  }
+}
+
+/* ---- step: client input ---------------------------------------------- */
+
+static uint32_t params_allowed(const sl_relay *r) {
+  uint32_t o = r->offered, p = 0;
+  if (o & SL_CAP_SIZE)
+    p |= SL_P_SIZE;
+  if (o & SL_CAP_8BITMIME)
+    p |= SL_P_BODY_8BIT;
+  if (o & SL_CAP_SMTPUTF8)
+    p |= SL_P_SMTPUTF8;
+  if (o & SL_CAP_DSN)
+    p |= SL_P_DSN;
+  if (o & SL_CAP_AUTH)
+    p |= SL_P_AUTH;
+  return p;
+}
+
+static enum local_reply path_reply(sl_path_err e, int is_mail) {
+  switch (e) {
+  case SL_PATH_TOO_LONG:
+    return R_PATH_TOO_LONG;
+  case SL_PATH_PARAM:
+    return R_PARAM;
+  case SL_PATH_NEED_SMTPUTF8:
+    return R_NEED_UTF8;
+  case SL_PATH_SIZE:
+    return R_SIZE;
+  default:
+    return is_mail ? R_BAD_SENDER : R_BAD_RCPT;
+  }
+}
+
+/* Bytes a client sent ahead of a reply it had to wait for (RFC 2920 3.1;
+   Postfix's smtpd_forbid_unauth_pipelining).  Returns 1 if that ends the
+   session. */
+static int sync_violation(sl_relay *r) {
+  r->stats.sync_violations++;
+  return r->pol->forbid_unauth_pipelining;
+}
+
+/* The message size allowed: the lower of ours and the upstream's SIZE. */
+static uint64_t size_limit(const sl_relay *r) {
+  uint64_t m = r->lim->message_size_max;
+  if (r->up_size && (!m || r->up_size < m))
+    m = r->up_size;
+  return m;
+}
+
+/* Sends a client command line upstream, if the upstream can take it now.
+   1: sent; 0: not now (leave it); -1: unavailable (answer locally). */
+static int relay_line(sl_relay *r, const uint8_t *line, size_t len,
+                      uint8_t kind) {
+  int u = need_upstream(r);
+  if (u <= 0)
+    return u;
+  if (!up_can_send(r) || !up_room(r, len))
+    return 0;
+  up_write_line(r, line, len);
+  up_sent(r, kind, is_sync(kind));
+  return 1;
+}
+
+static int is_junk(sl_verb v) {
+  return v == SL_V_NOOP || v == SL_V_RSET || v == SL_V_VRFY ||
+         v == SL_V_EXPN || v == SL_V_HELP;
+}
+
+/*
+ * One complete command line (CRLF stripped; `whole` bytes with it).
+ * Returns 1 when consumed, 0 to leave it for later.
+ */
+static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
+                    size_t whole) {
+  sl_cmd c;
+  sl_cmd_parse(line, len, &c);
+  const uint8_t *arg = line + c.arg;
+  size_t alen = len - c.arg;
+  int more = r->cin.len > whole; /* bytes pipelined after this line */
+  int lr = -1;                   /* a local reply, or -1 */
+  int rc;
+
+  if (r->cl == CL_AUTH) {
+    /* A SASL continuation: it belongs to the AUTH at the queue head. */
+    if (!up_room(r, len))
+      return 0;
+    up_write_line(r, line, len);
+    r->up_out++;
+    r->up_sync++;
+    r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
+    r->cl = CL_WAIT;
+    goto consumed;
+  }
+  if (is_junk(c.verb) && r->lim->junk_commands_max &&
+      ++r->stats.junk > r->lim->junk_commands_max) {
+    lr = R_TOO_MANY_JUNK;
+    r->no_input = 1;
+    goto reply;
+  }
+  if (r->rejected) {
+    switch (c.verb) {
+    case SL_V_QUIT:
+      lr = R_BYE;
+      r->no_input = 1;
+      break;
+    case SL_V_NOOP:
+    case SL_V_RSET:
+      lr = R_OK;
+      break;
+    case SL_V_HELP:
+      lr = R_HELP;
+      break;
+    default:
+      lr = R_REJECTED;
+    }
+    goto reply;
+  }
+
+  switch (c.verb) {
+  case SL_V_EHLO:
+  case SL_V_HELO: {
+    if (!sl_cmd_helo_arg(arg, alen, r->lim->domain_max)) {
+      lr = R_HELO_SYNTAX;
+      break;
+    }
+    if (more && sync_violation(r)) {
+      lr = R_SYNC;
+      r->no_input = 1;
+      break;
+    }
+    int via_up = r->pol->mode == SL_MODE_PASSTHROUGH || r->up == UP_READY;
+    if (via_up) {
+      int u = need_upstream(r);
+      if (u == 0 || (u > 0 && !up_can_send(r)))
+        return 0;
+      if (u < 0) {
+        lr = R_UPSTREAM_FAIL;
+        break;
+      }
+      if (!up_room(r, len))
+        return 0;
+    }
+    /* Keep the line: a later upstream connection replays it. */
+    buf_release(r, &r->ehlo);
+    if (buf_reserve(r, &r->ehlo, (uint32_t)len))
+      return 0;
+    buf_put(&r->ehlo, line, len);
+    r->helo = 1;
+    r->esmtp = c.verb == SL_V_EHLO;
+    r->mail = 0;
+    r->rcpts = 0;
+    if (via_up) {
+      up_write_line(r, line, len);
+      up_sent(r, r->esmtp ? Q_UP_EHLO : Q_UP_HELO, 1);
+      r->replayed = 1;
+    } else {
+      lr = r->esmtp ? R_EHLO_LOCAL : R_HELO_LOCAL;
+    }
+    break;
+  }
+  case SL_V_MAIL: {
+    if (!r->helo) {
+      lr = R_NEED_HELO;
+      break;
+    }
+    if (r->mail) {
+      lr = R_NESTED_MAIL;
+      break;
+    }
+    sl_path_limits pl = {r->lim->path_max, r->lim->domain_max, size_limit(r),
+                         params_allowed(r)};
+    uint64_t size = 0;
+    sl_path_err e = sl_cmd_check_path(arg, alen, 1, &pl, &size);
+    if (e != SL_PATH_OK) {
+      lr = (int)path_reply(e, 1);
+      break;
+    }
+    if ((rc = relay_line(r, line, len, Q_UP_MAIL)) == 0)
+      return 0;
+    if (rc < 0) {
+      lr = R_UPSTREAM_FAIL;
+      break;
+    }
+    r->mail = 1;
+    r->rcpts = 0;
+    r->data.size = 0;
+    break;
+  }
+  case SL_V_RCPT: {
+    if (!r->mail) {
+      lr = R_NEED_MAIL;
+      break;
+    }
+    if (r->rcpts >= r->lim->recipients_max) {
+      lr = R_TOO_MANY_RCPT;
+      break;
+    }
+    sl_path_limits pl = {r->lim->path_max, r->lim->domain_max, 0,
+                         params_allowed(r)};
+    sl_path_err e = sl_cmd_check_path(arg, alen, 0, &pl, NULL);
+    if (e != SL_PATH_OK) {
+      lr = (int)path_reply(e, 0);
+      break;
+    }
+    if ((rc = relay_line(r, line, len, Q_UP_RCPT)) == 0)
+      return 0;
+    if (rc < 0) {
+      lr = R_UPSTREAM_FAIL;
+      break;
+    }
+    r->rcpts++;
+    break;
+  }
+  case SL_V_DATA:
+    if (!r->mail) {
+      lr = R_NEED_MAIL;
+      break;
+    }
+    if (!r->rcpts) {
+      lr = R_NEED_RCPT;
+      break;
+    }
+    if (more && sync_violation(r)) {
+      lr = R_SYNC;
+      r->no_input = 1;
+      break;
+    }
+    if ((rc = relay_line(r, line, len, Q_UP_DATA)) == 0)
+      return 0;
+    if (rc < 0) {
+      lr = R_UPSTREAM_FAIL;
+      break;
+    }
+    r->cl = CL_WAIT;
+    break;
+  case SL_V_BDAT: {
+    uint64_t size;
+    int last;
+    if (sl_cmd_bdat(arg, alen, &size, &last)) {
+      lr = R_SYNTAX;
+      break;
+    }
+    uint64_t max = size_limit(r);
+    if (!(r->offered & SL_CAP_CHUNKING))
+      lr = R_NOT_IMPL;
+    else if (!r->mail)
+      lr = R_NEED_MAIL;
+    else if (!r->rcpts)
+      lr = R_NEED_RCPT;
+    else if (max && (size > max || r->data.size + size > max))
+      lr = R_MSG_SIZE;
+    if (lr < 0) {
+      rc = relay_line(r, line, len, last ? Q_UP_BDAT_LAST : Q_UP_BDAT);
+      if (rc == 0)
+        return 0;
+      if (rc < 0)
+        lr = R_UPSTREAM_FAIL;
+    }
+    /* The chunk's bytes follow whatever the answer is (RFC 3030 2). */
+    r->bdat_left = size;
+    r->bdat_discard = lr >= 0;
+    r->bdat_cr = 0;
+    if (lr < 0)
+      set_stage(r, SL_STAGE_DATA);
+    if (size)
+      r->cl = CL_BDAT;
+    break;
+  }
+  case SL_V_RSET:
+    r->mail = 0;
+    r->rcpts = 0;
+    if (r->up == UP_READY) {
+      if ((rc = relay_line(r, line, len, Q_UP_RSET)) == 0)
+        return 0;
+      if (rc > 0)
+        break;
+    }
+    lr = R_OK;
+    break;
+  case SL_V_NOOP:
+    lr = R_OK;
+    break;
+  case SL_V_QUIT:
+    lr = R_BYE;
+    r->no_input = 1;
+    break;
+  case SL_V_VRFY:
+  case SL_V_EXPN:
+    if (r->pol->vrfy == SL_VRFY_RELAY) {
+      if ((rc = relay_line(r, line, len, Q_UP_VRFY)) == 0)
+        return 0;
+      if (rc > 0)
+        break;
+      lr = R_UPSTREAM_FAIL;
+      break;
+    }
+    lr = r->pol->vrfy == SL_VRFY_502 ? R_VRFY502 : R_VRFY252;
+    break;
+  case SL_V_HELP:
+    lr = R_HELP;
+    break;
+  case SL_V_AUTH:
+    if (!(r->offered & SL_CAP_AUTH)) {
+      lr = (r->pol->features & SL_FEAT_AUTH) && r->pol->auth_requires_tls &&
+                   !r->stats.tls_client
+               ? R_AUTH_NEED_TLS
+               : R_AUTH_UNAVAIL;
+      break;
+    }
+    if (more && sync_violation(r)) {
+      lr = R_SYNC;
+      r->no_input = 1;
+      break;
+    }
+    if ((rc = relay_line(r, line, len, Q_UP_AUTH)) == 0)
+      return 0;
+    if (rc < 0) {
+      lr = R_UPSTREAM_FAIL;
+      break;
+    }
+    r->cl = CL_WAIT;
+    break;
+  case SL_V_STARTTLS:
+    if (!(r->pol->features & SL_FEAT_STARTTLS)) {
+      lr = R_TLS_UNAVAIL;
+      break;
+    }
+    if (r->stats.tls_client) {
+      lr = R_TLS_ACTIVE;
+      break;
+    }
+    /* Plaintext after STARTTLS must never be read as commands inside TLS
+       (CVE-2011-0411): drop it, count it, read nothing until the
+       handshake. */
+    if (more) {
+      size_t extra = r->cin.len - whole;
+      r->stats.starttls_discarded += (uint32_t)extra;
+      event(r, SL_EV_STARTTLS_INJECTION, extra);
+      whole = r->cin.len;
+    }
+    lr = R_TLS_READY;
+    r->no_input = 1;
+    r->cl = CL_WAIT;
+    break;
+  case SL_V_NONSMTP:
+    lr = R_NONSMTP;
+    r->no_input = 1;
+    break;
+  case SL_V_XCLIENT:
+  case SL_V_XFORWARD:
+  case SL_V_ETRN:
+    lr = R_NOT_IMPL;
+    break;
+  default:
+    lr = R_UNKNOWN;
+    break;
+  }
+reply:
+  if (lr >= 0)
+    q_push_local(r, (enum local_reply)lr);
+consumed:
+  buf_consume(r, &r->cin, whole);
+  r->stats.commands++;
+  r->t_client = r->now;
+  return 1;
+}
+
+/* One line from cin: 1 consumed, 0 wait for more. */
+static int step_line(sl_relay *r) {
+  uint8_t *p = r->cin.p + r->cin.off;
+  size_t n = r->cin.len;
+  uint8_t *nl = memchr(p, '\n', n);
+  if (r->skip_line) {
+    /* the rest of an overlong line, up to its end */
+    buf_consume(r, &r->cin, nl ? (size_t)(nl - p) + 1 : n);
+    if (nl)
+      r->skip_line = 0;
+    return 1;
+  }
+  uint32_t limit = r->lim->command_line_max;
+  if (r->cl == CL_AUTH || (n >= 5 && sl_ieq(p, "AUTH ", 5)))
+    limit = r->lim->auth_line_max;
+  if (!nl) {
+    if (n >= limit) {
+      /* Never split a long line into two commands: refuse it whole. */
+      buf_consume(r, &r->cin, n);
+      r->skip_line = 1;
+      goto too_long;
+    }
+    if (buf_free(&r->cin) == 0)
+      buf_reserve(r, &r->cin, limit - (uint32_t)n); /* a long AUTH line */
+    return 0;
+  }
+  size_t whole = (size_t)(nl - p) + 1;
+  if (whole > limit) {
+    buf_consume(r, &r->cin, whole);
+    goto too_long;
+  }
+  size_t len = whole - 1;
+  int bad = len == 0 || p[len - 1] != '\r';
+  if (!bad) {
+    len--;
+    bad = memchr(p, '\r', len) != NULL || memchr(p, 0, len) != NULL;
+  }
+  if (bad) {
+    if (r->cl == CL_AUTH) {
+      /* cancel the SASL exchange; the upstream's answer is the reply */
+      if (!up_room(r, 1))
+        return 0;
+      up_write_line(r, (const uint8_t *)"*", 1);
+      r->up_out++;
+      r->up_sync++;
+      r->cl = CL_WAIT;
+    } else {
+      q_push_local(r, R_BAD_CHAR);
+    }
+    buf_consume(r, &r->cin, whole);
+    r->stats.commands++;
+    return 1;
+  }
+  return dispatch(r, p, len, whole);
+too_long:
+  r->stats.commands++;
+  if (r->cl == CL_AUTH) {
+    if (up_room(r, 1)) {
+      up_write_line(r, (const uint8_t *)"*", 1);
+      r->up_out++;
+      r->up_sync++;
+      r->cl = CL_WAIT;
+    }
+  } else {
+    q_push_local(r, R_LINE_TOO_LONG);
+  }
+  return 1;
+}
+
+static enum local_reply refusal(uint8_t viol) {
+  if (is_smuggle(viol))
+    return R_SMUGGLE;
+  if (viol == SL_VIOL_LINE_TOO_LONG)
+    return R_TEXT_TOO_LONG;
+  if (viol == SL_VIOL_SIZE)
+    return R_MSG_SIZE;
+  return R_UPSTREAM_LOST;
+}
+
+/* Message data after 354: framed into uout, or discarded. */
+static int step_data(sl_relay *r) {
+  int discard = r->cl == CL_DISCARD;
+  uint8_t *out = NULL;
+  size_t room = 0;
+  if (!discard) {
+    uint32_t want = r->cin.len + 4 < r->lim->buffer_size
+                        ? r->cin.len + 4
+                        : r->lim->buffer_size / 2;
+    if (buf_free(&r->uout) < 4 && buf_reserve(r, &r->uout, want))
+      return 0;
+    if (buf_free(&r->uout) < want && r->uout.len == 0 &&
+        buf_reserve(r, &r->uout, want))
+      return 0;
+    room = buf_free(&r->uout);
+    if (room < 4)
+      return 0;
+    out = buf_tail(&r->uout);
+  }
+  size_t used = 0, made = 0;
+  sl_data_status st = sl_data_run(&r->data, r->cin.p + r->cin.off,
+                                  r->cin.len, out, room, &used, &made);
+  if (made) {
+    if (r->uout.len == 0)
+      r->t_uout = r->now;
+    r->uout.len += (uint32_t)made;
+  }
+  buf_consume(r, &r->cin, used);
+  if (st == SL_DATA_END) {
+    if (discard) {
+      q_push_local(r, refusal(r->viol));
+      if (is_smuggle(r->viol))
+        r->no_input = 1;
+      r->mail = 0;
+      r->rcpts = 0;
+      r->viol = SL_VIOL_NONE;
+    } else {
+      up_sent(r, Q_UP_END, 0);
+    }
+    r->cl = CL_CMD;
+    return 1;
+  }
+  if (st == SL_DATA_VIOLATION) {
+    r->viol = (uint8_t)r->data.violation;
+    if (is_smuggle(r->viol))
+      event(r, SL_EV_SMUGGLING, r->viol);
+    /* Abort the upstream transaction by closing; never send the
+       terminator after a violation (SECURITY.md 1.1, rule 3). */
+    up_close(r);
+    sl_data_discard(&r->data, is_smuggle(r->viol));
+    r->cl = CL_DISCARD;
+    return 1;
+  }
+  return used > 0;
+}
+
+/* A BDAT chunk's bytes: checked and copied upstream, or discarded. */
+static int step_bdat(sl_relay *r) {
+  size_t n = r->cin.len < r->bdat_left ? r->cin.len : (size_t)r->bdat_left;
+  if (!r->bdat_discard) {
+    if (buf_free(&r->uout) == 0 || !r->uout.p) {
+      uint32_t want = n + 1 < r->lim->buffer_size ? (uint32_t)n + 1
+                                                  : r->lim->buffer_size / 2;
+      if (buf_reserve(r, &r->uout, want))
+        return 0;
+    }
+    if (n > buf_free(&r->uout))
+      n = buf_free(&r->uout);
+    size_t ok;
+    sl_violation v = sl_bdat_check(&r->bdat_cr, r->cin.p + r->cin.off, n, &ok);
+    if (r->uout.len == 0)
+      r->t_uout = r->now;
+    buf_put(&r->uout, r->cin.p + r->cin.off, ok);
+    if (v != SL_VIOL_NONE) {
+      r->viol = (uint8_t)v;
+      event(r, SL_EV_SMUGGLING, v);
+      up_close(r);
+      q_fail_upstream(r, R_UPSTREAM_LOST);
+      /* this chunk's own reply says why, and the session ends */
+      r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP] = (uint8_t)(Q_LOCAL + R_SMUGGLE);
+      r->no_input = 1;
+      r->bdat_discard = 1;
+      n = ok;
+    }
+  }
+  buf_consume(r, &r->cin, n);
+  r->bdat_left -= n;
+  r->data.size += n;
+  if (r->bdat_left == 0)
+    r->cl = CL_CMD;
+  return n > 0;
+}
+
+static int step_proxy(sl_relay *r);
+
+static int step_client(sl_relay *r) {
+  int progress = 0;
+  while (r->cin.len && r->cl < CL_CLOSING && ring_free(r) >= 4) {
+    int rc;
+    switch (r->cl) {
+    case CL_PROXY:
+      rc = step_proxy(r);
+      break;
+    case CL_CMD:
+    case CL_AUTH:
+      /* Pregreet bytes wait for the greeting; a client that does not read
+         its replies gets no more of them. */
+      if (!r->greeted || r->no_input || q_full(r) ||
+          r->cout.len >= r->lim->buffer_size / 2)
+        return progress;
+      rc = step_line(r);
+      break;
+    case CL_DATA:
+    case CL_DISCARD:
+      rc = step_data(r);
+      break;
+    case CL_BDAT:
+      rc = step_bdat(r);
+      break;
+    default:
+      return progress;
+    }
+    if (rc <= 0)
+      break;
+    progress = 1;
+  }
+  return progress;
+}
+
+/* ---- session start, DNSBL, closing ------------------------------------ */
+
+static void session_start(sl_relay *r) {
+  r->t_client = r->now;
+  if (r->info.admission == SL_ADMIT_TEMPFAIL) {
+    r->dnsbl_done = 1;
+    r->greeted = 1;
+    r->no_input = 1;
+    q_push_local(r, R_TEMPFAIL);
+    return;
+  }
+  if (r->info.admission == SL_ADMIT_TARPIT)
+    use_suspect(r, 3);
+  if (r->pol->ndnsbl == 0 || r->info.client.family == SL_AF_UNSPEC)
+    r->dnsbl_done = 1;
+  q_push(r, Q_GREETING);
+  r->greet_jitter = jitter(r);
+  if (r->pol->mode == SL_MODE_PASSTHROUGH) {
+    r->attempt = 0;
+    up_connect(r);
+  } else if (r->pol->greet_teaser && r->prof->greet_delay &&
+             buf_reserve(r, &r->cout, (uint32_t)local_len(r, R_GREETING)) == 0) {
+    uint8_t *o = buf_tail(&r->cout);
+    size_t n = put_str(o, "220-");
+    n += put_str(o + n, r->pol->hostname);
+    n += put_str(o + n, " ESMTP\r\n");
+    r->cout.len += (uint32_t)n;
+    r->teaser = 1;
+  }
+}
+
+static int step_proxy(sl_relay *r) {
+  sl_proxy_header h;
+  long n = sl_proxy_parse(r->cin.p + r->cin.off, r->cin.len, &h);
+  if (n == SL_ERR_INCOMPLETE)
+    return 0;
+  if (n < 0) {
+    /* haproxy's rule: anything but a valid header aborts, unanswered */
+    buf_release(r, &r->cin);
+    r->no_input = 1;
+    client_close_after_reply(r, SL_END_PROTOCOL);
+    return 1;
+  }
+  if (!h.local) {
+    r->info.client = h.src;
+    r->info.local = h.dst;
+  }
+  buf_consume(r, &r->cin, (size_t)n);
+  r->cl = CL_CMD;
+  if (r->cin.len) {
+    r->pregreet = 1;
+    r->stats.pregreet_bytes += r->cin.len;
+  }
+  session_start(r);
+  return 1;
+}
+
+static int step_dnsbl(sl_relay *r) {
+  int progress = 0;
+  while (!r->dnsbl_done && r->cl != CL_PROXY &&
+         r->dnsbl_asked < r->pol->ndnsbl && ring_free(r) >= 4) {
+    uint8_t z = r->dnsbl_asked++;
+    r->dnsbl_pending = (uint16_t)(r->dnsbl_pending | (1u << z));
+    push_req(r, SL_REQ_DNSBL_LOOKUP, new_id(r, TAG_DNSBL + z), 0, z);
+    progress = 1;
+  }
+  return progress;
+}
+
+static int step_close(sl_relay *r) {
+  int progress = 0;
+  if (r->tls_pending && r->cout.len == 0 && ring_free(r) >= 2) {
+    r->tls_pending = 0;
+    buf_release(r, &r->cin);
+    r->id_tls_client = new_id(r, TAG_TLS_CLIENT);
+    push_req(r, SL_REQ_STARTTLS_CLIENT, r->id_tls_client, 0, 0);
+    r->cl = CL_TLS;
+    r->t_phase = r->now;
+    progress = 1;
+  }
+  if (r->cl_eof && r->cl < CL_CLOSING) {
+    if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT ||
+        r->cl == CL_PROXY || r->cl == CL_TLS) {
+      up_close(r); /* an unfinished message is never committed */
+      client_close_after_reply(r, SL_END_CLIENT_CLOSED);
+      progress = 1;
+    } else if (r->q_len == 0 && !r->tls_pending &&
+               (!r->cin.len || !memchr(r->cin.p + r->cin.off, '\n', r->cin.len) ||
+                r->no_input || !r->greeted)) {
+      client_close_after_reply(r, SL_END_CLIENT_CLOSED);
+      progress = 1;
+    }
+  }
+  if (r->cl == CL_CLOSING && r->cout.len == 0 && ring_free(r) >= 2) {
+    push_req(r, SL_REQ_CLOSE_CLIENT, new_id(r, 0), 0, 0);
+    r->close_sent = 1;
+    r->cl = CL_CLOSED;
+    r->stats.end = r->now;
+    buf_release(r, &r->cin);
+    progress = 1;
+  }
+  if (r->cl == CL_CLOSED && !r->end_sent) {
+    if (r->up == UP_READY && r->up_out == 0 && r->uout.len == 0) {
+      if (up_room(r, 4)) {
+        up_write_line(r, (const uint8_t *)"QUIT", 4);
+        r->up = UP_QUIT;
+      } else {
+        up_close(r);
+      }
+      progress = 1;
+    } else if (r->up != UP_NONE && r->up != UP_QUIT && ring_free(r) >= 2) {
+      up_close(r);
+      progress = 1;
+    }
+    if (r->up == UP_NONE && ring_free(r) >= 1) {
+      buf_release(r, &r->cout);
+      buf_release(r, &r->ehlo);
+      buf_release(r, &r->uin);
+      buf_release(r, &r->uout);
+      event(r, SL_EV_SESSION_END, r->stats.end_reason);
+      r->end_sent = 1;
+      progress = 1;
+    }
+  }
+  return progress;
+}
+
+static void run(sl_relay *r) {
+  /* Every step consumes input or changes state when it reports progress,
+     so this ends; the bound only guards against a bug looping forever. */
+  for (int i = 0; i < 100000; i++) {
+    int p = step_dnsbl(r);
+    p |= step_replies(r);
+    p |= step_upstream(r);
+    p |= step_client(r);
+    p |= step_close(r);
+    if (!p)
+      return;
+  }
+  r->err = (uint32_t)-SL_ERR_INTERNAL;
+}
+
+/* ---- the public API ----------------------------------------------------- */
+
+/* Every entry point: time must not go backwards (ngtcp2's rule). */
+static int enter(sl_relay *r, sl_tstamp now) {
+  if (!r)
+    return SL_ERR_INVALID_ARGUMENT;
+  if (r->err && sl_err_is_fatal(-(int)r->err))
+    return -(int)r->err;
+  if (now < r->now) {
+    r->err = (uint32_t)-SL_ERR_TIME_BACKWARDS;
+    return SL_ERR_TIME_BACKWARDS;
+  }
+  r->now = now;
+  if (r->starved && now >= r->t_retry)
+    r->starved = 0;
+  return 0;
+}
+
+static int leave(sl_relay *r) {
+  run(r);
+  return r->err ? -(int)r->err : 0;
+}
+
+size_t sl_relay_size(const sl_limits *limits) {
+  (void)limits;
+  return (sizeof(struct sl_relay) + 7u) & ~(size_t)7u;
+}
+
+size_t sl_relay_memory_bound(const sl_limits *limits) {
+  return sl_relay_size(limits) + 4u * (size_t)limits->buffer_size +
+         limits->small_buffer_size;
+}
+
+int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
+                  const sl_limits *limits, const sl_policy *policy,
+                  const sl_pool *pool, const sl_conn_info *info,
+                  uint64_t seed, sl_tstamp now) {
+  if (!out || !mem || !limits || !policy || !pool || !pool->get ||
+      !pool->put || !info || ((uintptr_t)mem & 7u) ||
+      now == SL_TSTAMP_NONE)
+    return SL_ERR_INVALID_ARGUMENT;
+  if (sl_limits_check(limits) || sl_policy_check(policy))
+    return SL_ERR_INVALID_ARGUMENT;
+  if (memlen < sl_relay_size(limits))
+    return SL_ERR_NOBUF;
+  sl_relay *r = mem;
+  memset(r, 0, sizeof(*r));
+  r->lim = limits;
+  r->pol = policy;
+  r->pool = pool;
+  r->prof = &policy->normal;
+  r->info = *info;
+  r->now = now;
+  r->stats.start = now;
+  r->stats.end = SL_TSTAMP_NONE;
+  r->t_client = r->t_phase = now;
+  r->t_release = r->t_ready = r->t_up = r->t_retry = SL_TSTAMP_NONE;
+  r->t_stutter = r->t_tokens = now;
+  sl_pcg32_seed(&r->rng, seed, 0x736c7569636531ull);
+  r->stats.tls_client = (info->flags & SL_CONN_TLS) != 0;
+  if (info->flags & SL_CONN_EXPECT_PROXY)
+    r->cl = CL_PROXY;
+  else {
+    r->cl = CL_CMD;
+    session_start(r);
+  }
+  *out = r;
+  return leave(r);
+}
+
+void sl_relay_free(sl_relay *r) {
+  if (!r)
+    return;
+  buf_release(r, &r->cin);
+  buf_release(r, &r->cout);
+  buf_release(r, &r->uin);
+  buf_release(r, &r->uout);
+  buf_release(r, &r->ehlo);
+}
+
+static int dataish(const sl_relay *r) {
+  return r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT ||
+         r->cl == CL_AUTH || (r->cl == CL_WAIT && !r->no_input);
+}
+
+static uint32_t cin_target(const sl_relay *r) {
+  return dataish(r) ? r->lim->buffer_size : r->lim->small_buffer_size;
+}
+
+/* Throttle (policy data_rate): a token bucket refilled from now. */
+static void refill(sl_relay *r) {
+  uint64_t rate = r->prof->data_rate;
+  if (!rate)
+    return;
+  uint64_t burst = rate / 8 > 512 ? rate / 8 : 512;
+  sl_duration dt = r->now - r->t_tokens;
+  if (dt > 10 * SL_SEC)
+    dt = 10 * SL_SEC;
+  uint64_t add = rate * (dt / SL_MSEC) / 1000u;
+  if (add) {
+    r->tokens = r->tokens + add > burst ? burst : r->tokens + add;
+    r->t_tokens = r->now;
+  } else if (r->tokens >= burst) {
+    r->t_tokens = r->now;
+  }
+}
+
+static int throttled(const sl_relay *r) {
+  return r->prof->data_rate &&
+         (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT);
+}
+
+static int client_read_ok(const sl_relay *r) {
+  if (r->cl > CL_BDAT || r->cl == CL_TLS || r->no_input || r->cl_eof ||
+      r->starved)
+    return 0;
+  if (r->cin.len >= cin_target(r))
+    return 0;
+  if (throttled(r) && r->tokens == 0)
+    return 0;
+  return 1;
+}
+
+uint8_t *sl_relay_client_in_buf(sl_relay *r, size_t *cap, sl_tstamp now) {
+  if (cap)
+    *cap = 0;
+  if (!cap || enter(r, now))
+    return NULL;
+  if (throttled(r))
+    refill(r);
+  if (!client_read_ok(r))
+    return NULL;
+  uint32_t target = cin_target(r);
+  if ((buf_free(&r->cin) == 0 || r->cin.cap < target) &&
+      buf_reserve(r, &r->cin, target - r->cin.len))
+    return NULL;
+  size_t room = buf_free(&r->cin);
+  if (throttled(r) && room > r->tokens)
+    room = (size_t)r->tokens;
+  *cap = room;
+  return buf_tail(&r->cin);
+}
+
+int sl_relay_client_in_ack(sl_relay *r, size_t n, sl_tstamp now) {
+  int e = enter(r, now);
+  if (e)
+    return e;
+  if (n > buf_free(&r->cin))
+    return SL_ERR_INVALID_ARGUMENT;
+  if (n) {
+    r->cin.len += (uint32_t)n;
+    r->stats.client_bytes_in += n;
+    r->t_client = now;
+    if (throttled(r))
+      r->tokens = r->tokens > n ? r->tokens - n : 0;
+    if (!r->greeted && r->cl != CL_PROXY) {
+      r->pregreet = 1;
+      r->stats.pregreet_bytes += (uint32_t)n;
+    }
+  } else if (r->cin.len == 0) {
+    buf_release(r, &r->cin);
+  }
+  return leave(r);
+}
+
+long sl_relay_feed_client(sl_relay *r, const uint8_t *data, size_t len,
+                          sl_tstamp now) {
+  size_t done = 0;
+  while (done < len) {
+    size_t cap;
+    uint8_t *p = sl_relay_client_in_buf(r, &cap, now);
+    if (!p || cap == 0)
+      break;
+    size_t n = len - done < cap ? len - done : cap;
+    memcpy(p, data + done, n);
+    int e = sl_relay_client_in_ack(r, n, now);
+    if (e)
+      return e;
+    done += n;
+  }
+  if (r && r->err && sl_err_is_fatal(-(int)r->err))
+    return -(long)r->err;
+  return (long)done;
+}
+
+static int upstream_read_ok(const sl_relay *r) {
+  return r->up >= UP_GREETING && r->up != UP_TLS && !r->up_eof &&
+         !r->starved && r->uin.len < r->lim->buffer_size;
+}
+
+uint8_t *sl_relay_upstream_in_buf(sl_relay *r, size_t *cap, sl_tstamp now) {
+  if (cap)
+    *cap = 0;
+  if (!cap || enter(r, now) || !upstream_read_ok(r))
+    return NULL;
+  uint32_t need = r->uin.len < r->lim->small_buffer_size
+                      ? r->lim->small_buffer_size - r->uin.len
+                      : r->lim->buffer_size - r->uin.len;
+  if (buf_free(&r->uin) == 0 && buf_reserve(r, &r->uin, need))
+    return NULL;
+  *cap = buf_free(&r->uin);
+  return buf_tail(&r->uin);
+}
+
+int sl_relay_upstream_in_ack(sl_relay *r, size_t n, sl_tstamp now) {
+  int e = enter(r, now);
+  if (e)
+    return e;
+  if (n > buf_free(&r->uin))
+    return SL_ERR_INVALID_ARGUMENT;
+  r->uin.len += (uint32_t)n;
+  r->stats.upstream_bytes_in += n;
+  if (r->uin.len == 0)
+    buf_release(r, &r->uin);
+  return leave(r);
+}
+
+long sl_relay_feed_upstream(sl_relay *r, const uint8_t *data, size_t len,
+                            sl_tstamp now) {
+  size_t done = 0;
+  while (done < len) {
+    size_t cap;
+    uint8_t *p = sl_relay_upstream_in_buf(r, &cap, now);
+    if (!p || cap == 0)
+      break;
+    size_t n = len - done < cap ? len - done : cap;
+    memcpy(p, data + done, n);
+    int e = sl_relay_upstream_in_ack(r, n, now);
+    if (e)
+      return e;
+    done += n;
+  }
+  if (r && r->err && sl_err_is_fatal(-(int)r->err))
+    return -(long)r->err;
+  return (long)done;
+}
+
+int sl_relay_client_eof(sl_relay *r, sl_tstamp now) {
+  int e = enter(r, now);
+  if (e)
+    return e;
+  r->cl_eof = 1;
+  return leave(r);
+}
+
+int sl_relay_upstream_eof(sl_relay *r, sl_tstamp now) {
+  int e = enter(r, now);
+  if (e)
+    return e;
+  if (r->up != UP_NONE && r->up != UP_CONNECTING)
+    r->up_eof = 1;
+  return leave(r);
+}
+
+int sl_relay_abort(sl_relay *r, sl_tstamp now) {
+  int e = enter(r, now);
+  if (e)
+    return e;
+  if (r->cl < CL_CLOSING) {
+    if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT ||
+        r->up_out)
+      up_close(r);
+    client_close_after_reply(r, SL_END_CLIENT_CLOSED);
+  }
+  r->q_len = 0;
+  r->no_input = 1;
+  r->tls_pending = 0;
+  buf_release(r, &r->cout);
+  r->greet_held = 0;
+  return leave(r);
+}
+
+int sl_relay_complete(sl_relay *r, const sl_completion *c, sl_tstamp now) {
+  int e = enter(r, now);
+  if (e)
+    return e;
+  if (!c)
+    return SL_ERR_INVALID_ARGUMENT;
+  uint32_t tag = c->id & 0xffu;
+  int ok = c->status == SL_STATUS_OK;
+  if (c->id == 0) {
+    return SL_ERR_UNKNOWN_REQUEST;
+  } else if (tag == TAG_CONNECT) {
+    if (c->id != r->id_connect || r->up != UP_CONNECTING)
+      return SL_ERR_UNKNOWN_REQUEST;
+    r->id_connect = 0;
+    if (ok)
+      up_connected(r);
+    else
+      up_fail(r, c->status == SL_STATUS_TIMEOUT ? SL_UPFAIL_TIMEOUT
+                                                : SL_UPFAIL_CONNECT);
+  } else if (tag == TAG_TLS_CLIENT) {
+    if (c->id != r->id_tls_client || r->cl != CL_TLS)
+      return SL_ERR_UNKNOWN_REQUEST;
+    r->id_tls_client = 0;
+    if (ok) {
+      /* RFC 3207 4.2: forget everything learnt before TLS. */
+      r->stats.tls_client = 1;
+      r->helo = r->esmtp = r->mail = 0;
+      r->rcpts = 0;
+      r->offered = 0;
+      buf_release(r, &r->ehlo);
+      r->replayed = 0;
+      r->cl = CL_CMD;
+      r->no_input = 0;
+      r->t_client = now;
+    } else {
+      up_close(r);
+      client_close_after_reply(r, SL_END_PROTOCOL);
+    }
+  } else if (tag == TAG_TLS_UPSTREAM) {
+    if (c->id != r->id_tls_up || r->up != UP_TLS)
+      return SL_ERR_UNKNOWN_REQUEST;
+    r->id_tls_up = 0;
+    if (ok) {
+      r->stats.tls_upstream = 1;
+      up_ehlo(r); /* capabilities learnt in plaintext are not trusted */
+    } else {
+      up_fail(r, SL_UPFAIL_TLS);
+    }
+  } else if (tag >= TAG_DNSBL && tag < TAG_DNSBL + SL_DNSBL_ZONES_MAX) {
+    uint32_t z = tag - TAG_DNSBL;
+    if (r->dnsbl_done || !(r->dnsbl_pending & (1u << z)))
+      return SL_ERR_UNKNOWN_REQUEST;
+    r->dnsbl_pending = (uint16_t)(r->dnsbl_pending & ~(1u << z));
+    if (ok && listed(&r->pol->dnsbl[z], c))
+      r->stats.score += r->pol->dnsbl[z].weight;
+    if (!r->dnsbl_pending && r->dnsbl_asked == r->pol->ndnsbl)
+      dnsbl_finish(r);
+  } else {
+    return SL_ERR_UNKNOWN_REQUEST;
+  }
+  return leave(r);
+}
+
+const uint8_t *sl_relay_client_out(sl_relay *r, size_t *len, sl_tstamp now) {
+  if (len)
+    *len = 0;
+  if (!len || enter(r, now) || !r->cout.len || r->greet_held)
+    return NULL;
+  size_t n = r->cout.len;
+  if (r->prof->stutter_bytes) {
+    if (now < r->t_stutter)
+      return NULL;
+    if (n > r->prof->stutter_bytes)
+      n = r->prof->stutter_bytes;
+  }
+  *len = n;
+  return r->cout.p + r->cout.off;
+}
+
+int sl_relay_client_out_ack(sl_relay *r, size_t n, sl_tstamp now) {
+  int e = enter(r, now);
+  if (e)
+    return e;
+  if (n > r->cout.len || (n && r->greet_held))
+    return SL_ERR_INVALID_ARGUMENT;
+  if (n) {
+    buf_consume(r, &r->cout, n);
+    r->stats.client_bytes_out += n;
+    r->t_client = now;
+    if (r->prof->stutter_bytes)
+      r->t_stutter = tadd(now, r->prof->stutter_interval);
+  }
+  return leave(r);
+}
+
+const uint8_t *sl_relay_upstream_out(sl_relay *r, size_t *len, sl_tstamp now) {
+  if (len)
+    *len = 0;
+  if (!len || enter(r, now) || !r->uout.len || r->up == UP_CONNECTING ||
+      r->up == UP_TLS || r->up == UP_NONE)
+    return NULL;
+  *len = r->uout.len;
+  return r->uout.p + r->uout.off;
+}
+
+int sl_relay_upstream_out_ack(sl_relay *r, size_t n, sl_tstamp now) {
+  int e = enter(r, now);
+  if (e)
+    return e;
+  if (n > r->uout.len)
+    return SL_ERR_INVALID_ARGUMENT;
+  if (n) {
+    buf_consume(r, &r->uout, n);
+    r->stats.upstream_bytes_out += n;
+    r->t_uout = now;
+  }
+  return leave(r);
+}
+
+int sl_relay_next_request(sl_relay *r, sl_request *out) {
+  if (!r || !out || r->ring_len == 0)
+    return 0;
+  const ring_ent *e = &r->ring[r->ring_head];
+  memset(out, 0, sizeof(*out));
+  out->type = (sl_request_type)e->type;
+  out->id = e->id;
+  switch (e->type) {
+  case SL_REQ_CONNECT_UPSTREAM:
+    out->u.connect.attempt = (uint32_t)e->arg;
+    break;
+  case SL_REQ_DNSBL_LOOKUP:
+    out->u.dnsbl.zone = (uint32_t)e->arg;
+    break;
+  case SL_REQ_EVENT:
+    out->u.event.kind = (sl_event_kind)e->kind;
+    out->u.event.arg = e->arg;
+    break;
+  default:
+    break;
+  }
+  r->ring_head = (uint8_t)((r->ring_head + 1) % RING_CAP);
+  r->ring_len--;
+  /* A full ring may have paused input: let it go on. */
+  run(r);
+  return 1;
+}
+
+/* Is the relay waiting on the client to send (command or data)? */
+static int waiting_for_client(const sl_relay *r) {
+  if (r->no_input || r->cl_eof)
+    return 0;
+  if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT)
+    return 1;
+  return (r->cl == CL_CMD || r->cl == CL_AUTH) && r->greeted &&
+         r->q_len == 0;
+}
+
+sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
+  if (!r || r->end_sent)
+    return SL_TSTAMP_NONE;
+  const sl_limits *l = r->lim;
+  sl_tstamp t = SL_TSTAMP_NONE;
+  if (r->starved)
+    t = tmin(t, r->t_retry);
+  if (r->cl == CL_PROXY)
+    t = tmin(t, tadd(r->t_phase, l->proxy_header_timeout));
+  if (r->cl == CL_TLS)
+    t = tmin(t, tadd(r->t_phase, l->tls_handshake_timeout));
+  if (!r->dnsbl_done && r->cl != CL_PROXY)
+    t = tmin(t, tadd(r->stats.start, r->pol->dnsbl_timeout));
+  if (r->q_len && q_peek(r) == Q_GREETING && r->prof->greet_delay)
+    t = tmin(t, tadd(r->stats.start, r->prof->greet_delay + r->greet_jitter));
+  t = tmin(t, r->t_release);
+  if (r->up != UP_NONE && r->up != UP_READY)
+    t = tmin(t, r->t_up);
+  if (r->up == UP_READY && r->up_out)
+    t = tmin(t, r->t_up);
+  if (r->uout.len && r->up != UP_CONNECTING && r->up != UP_TLS)
+    t = tmin(t, tadd(r->t_uout, l->upstream_command_timeout));
+  if (r->cl < CL_CLOSED) {
+    if (waiting_for_client(r))
+      t = tmin(t, tadd(r->t_client, (r->cl == CL_DATA || r->cl == CL_DISCARD ||
+                                     r->cl == CL_BDAT)
+                                        ? l->data_block_timeout
+                                        : l->command_timeout));
+    if (r->cout.len && !r->greet_held) {
+      t = tmin(t, tadd(r->t_client, l->send_timeout));
+      if (r->prof->stutter_bytes && r->t_stutter > r->now)
+        t = tmin(t, r->t_stutter);
+    }
+    if (throttled(r) && r->tokens == 0) {
+      uint64_t per_ms = r->prof->data_rate / 1000u;
+      sl_duration wait = per_ms ? SL_MSEC : (1000u / r->prof->data_rate + 1) * SL_MSEC;
+      t = tmin(t, r->t_tokens + wait);
+    }
+    t = tmin(t, tadd(r->stats.start, l->session_timeout));
+  }
+  return t;
+}
+
+/* Ends the session with a goodbye that jumps the queue: the replies still
+   owed will never come (timeouts, the session cap). */
+static void force_close(sl_relay *r, enum local_reply id) {
+  if (r->cl >= CL_CLOSING)
+    return;
+  if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT ||
+      r->up_out)
+    up_close(r);
+  r->q_len = 0;
+  r->no_input = 1;
+  r->tls_pending = 0;
+  if (r->greet_held) {
+    buf_release(r, &r->cout);
+    r->greet_held = 0;
+  }
+  if (r->cl == CL_PROXY || r->cl == CL_TLS) {
+    client_close_after_reply(r, SL_END_TIMEOUT);
+    return;
+  }
+  r->cl = CL_CMD;
+  q_push_local(r, id);
+}
+
+int sl_relay_handle_expiry(sl_relay *r, sl_tstamp now) {
+  int e = enter(r, now);
+  if (e)
+    return e;
+  const sl_limits *l = r->lim;
+  if (!r->dnsbl_done && r->cl != CL_PROXY &&
+      now >= tadd(r->stats.start, r->pol->dnsbl_timeout))
+    dnsbl_finish(r); /* late answers count as "not listed" */
+  if (r->cl < CL_CLOSING) {
+    if ((r->cl == CL_PROXY && now >= tadd(r->t_phase, l->proxy_header_timeout)) ||
+        (r->cl == CL_TLS && now >= tadd(r->t_phase, l->tls_handshake_timeout))) {
+      force_close(r, R_TIMEOUT);
+    } else if (r->cout.len && !r->greet_held &&
+               now >= tadd(r->t_client, l->send_timeout)) {
+      /* The client does not read: no goodbye can reach it. */
+      r->stats.end_reason = SL_END_TIMEOUT;
+      sl_relay_abort(r, now);
+      r->stats.end_reason = SL_END_TIMEOUT;
+      return leave(r);
+    } else if (waiting_for_client(r) &&
+               now >= tadd(r->t_client,
+                           (r->cl == CL_DATA || r->cl == CL_DISCARD ||
+                            r->cl == CL_BDAT)
+                               ? l->data_block_timeout
+                               : l->command_timeout)) {
+      force_close(r, R_TIMEOUT);
+    } else if (now >= tadd(r->stats.start, l->session_timeout)) {
+      force_close(r, R_TIMEOUT);
+    }
+  }
+  if (r->up != UP_NONE && r->up != UP_QUIT && r->t_up != SL_TSTAMP_NONE &&
+      now >= r->t_up && (r->up != UP_READY || r->up_out))
+    up_fail(r, SL_UPFAIL_TIMEOUT);
+  else if (r->up == UP_QUIT && now >= tadd(r->t_uout, l->upstream_command_timeout))
+    up_close(r);
+  else if (r->uout.len && r->up == UP_READY &&
+           now >= tadd(r->t_uout, l->upstream_command_timeout))
+    up_fail(r, SL_UPFAIL_TIMEOUT);
+  return leave(r);
+}
+
+unsigned sl_relay_want(const sl_relay *r) {
+  if (!r)
+    return 0;
+  unsigned w = 0;
+  if (r->ring_len)
+    w |= SL_WANT_REQUESTS;
+  if (r->end_sent)
+    return r->ring_len ? w : SL_CLOSED;
+  if (client_read_ok(r))
+    w |= SL_WANT_CLIENT_READ;
+  if (r->cout.len && !r->greet_held &&
+      (!r->prof->stutter_bytes || r->now >= r->t_stutter))
+    w |= SL_WANT_CLIENT_WRITE;
+  if (upstream_read_ok(r))
+    w |= SL_WANT_UPSTREAM_READ;
+  if (r->uout.len && r->up != UP_CONNECTING && r->up != UP_TLS &&
+      r->up != UP_NONE)
+    w |= SL_WANT_UPSTREAM_WRITE;
+  return w;
+}
+
+int sl_relay_last_error(const sl_relay *r) {
+  return r ? -(int)r->err : SL_ERR_INVALID_ARGUMENT;
+}
+
+const sl_stats *sl_relay_stats(const sl_relay *r) { return r ? &r->stats : NULL; }
+
+const sl_addr *sl_relay_client_addr(const sl_relay *r) {
+  return r ? &r->info.client : NULL;
+}
