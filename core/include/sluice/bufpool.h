@@ -30,7 +30,9 @@ typedef struct sl_bufpool {
 /*
  * Carves nsmall buffers of small_size and nlarge of large_size bytes from
  * mem (sizes multiples of 8, >= 16).  Returns 0 or SL_ERR_NOBUF if memlen is
- * below sl_bufpool_need().
+ * below sl_bufpool_need(), or SL_ERR_INVALID_ARGUMENT if a size breaks those
+ * rules or small_size > large_size.  sl_bufpool_need() gives SIZE_MAX when
+ * the total does not fit a size_t.
  */
 int sl_bufpool_init(sl_bufpool *bp, void *mem, size_t memlen,
                     uint32_t small_size, uint32_t nsmall, uint32_t large_size,
@@ -39,7 +41,10 @@ size_t sl_bufpool_need(uint32_t small_size, uint32_t nsmall,
                        uint32_t large_size, uint32_t nlarge);
 
 /* Fills pool with get/put functions over bp.  A request for more than
-   small_size gets a large buffer; none left: NULL. */
+   small_size gets a large buffer; none left: NULL.  There is no fallback
+   from small to large, so line buffers cannot starve DATA of large ones.
+   put() files a buffer by its cap; a cap matching neither class, or a
+   return to a class with none lent out, is ignored. */
 void sl_bufpool_as_pool(sl_bufpool *bp, sl_pool *pool);
 
 #ifdef __cplusplus

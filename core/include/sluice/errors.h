@@ -38,7 +38,9 @@ typedef enum sl_err {
 const char *sl_strerror(int err);
 /* The symbolic name of err without prefix, e.g. "BAD_STATE"; never NULL. */
 const char *sl_err_name(int err);
-/* Nonzero if err leaves the relay unusable: the caller must destroy it. */
+/* Nonzero if err leaves the relay unusable: the caller must destroy it.
+   A negative code missing from the table counts as fatal; SL_OK and
+   positive values do not. */
 int sl_err_is_fatal(int err);
 
 #ifdef __cplusplus

@@ -35,14 +35,21 @@ typedef struct sl_proxy_header {
  * Parses a header at the start of buf.  Returns the header's length (> 0)
  * and fills *h; SL_ERR_INCOMPLETE if buf is a valid prefix of a header
  * (read more, within the deadline); SL_ERR_MALFORMED otherwise (abort the
- * connection).  Never reads past len.
+ * connection); SL_ERR_INVALID_ARGUMENT for NULL h, or NULL buf with len > 0.
+ * Never reads past len; *h is written only on success.  v2 PROXY over
+ * UNSPEC is reported like LOCAL (local = 1).  A v1 line is refused when it
+ * passes 107 bytes even if its fields are valid (long "::ffff:a.b.c.d"
+ * forms can do that).  A v2 header announcing 65535 bytes stays INCOMPLETE
+ * until they arrive unless its TLVs prove it malformed first, so the
+ * caller needs SL_PROXY_V2_MAX bytes of buffer or must give up itself.
  */
 long sl_proxy_parse(const uint8_t *buf, size_t len, sl_proxy_header *h);
 
 /*
  * Writes a header naming src and dst (same family; SL_AF_UNSPEC writes v1
- * "PROXY UNKNOWN\r\n" or a v2 LOCAL header).  Returns its length, or
- * SL_ERR_NOBUF / SL_ERR_INVALID_ARGUMENT.
+ * "PROXY UNKNOWN\r\n" or a v2 LOCAL header).  Returns its length (v1 at
+ * most 104, v2 at most 52, no TLVs), or SL_ERR_NOBUF /
+ * SL_ERR_INVALID_ARGUMENT; nothing is written on error.
  */
 long sl_proxy_write_v1(uint8_t *out, size_t len, const sl_addr *src,
                        const sl_addr *dst);

@@ -9,6 +9,21 @@
  * The table is a fixed-size open-addressing hash; when it is full the least
  * recently seen idle entry is recycled, and entries with live connections are
  * never evicted (so concurrency counts stay exact).
+ *
+ * Details of the implementation the caller may rely on:
+ * - IPv4-mapped IPv6 addresses count as their IPv4 address; SL_AF_UNSPEC
+ *   addresses are not tracked (admit gives ACCEPT, release does nothing).
+ * - Lookups probe at most 64 slots, so a lookup is O(1) whatever the load;
+ *   size entries about 1.25x the distinct prefixes expected at once (at
+ *   90% load a few admissions already find no slot).  No slot for a new
+ *   prefix gives the over_concurrency verdict; if that is TARPIT, the
+ *   connection is not tracked and its release is a no-op.
+ * - The rate is a sliding window: attempts in the current window plus the
+ *   previous window's, weighted by how much of it lies within rate_window
+ *   of now.  Windows start at the prefix's first attempt.  Every attempt
+ *   counts, refused or not (as Postfix's anvil counts them).  Recycling an
+ *   idle entry forgets its rate history.
+ * - The hash key is fixed so runs and replays stay deterministic.
  */
 #ifndef SLUICE_RATELIM_H
 #define SLUICE_RATELIM_H
@@ -45,7 +60,10 @@ void sl_ratelim_config_default(sl_ratelim_config *c);
 size_t sl_ratelim_size(const sl_ratelim_config *c);
 
 /* Creates the table in mem (memlen >= sl_ratelim_size(c), 8-aligned).
-   c is copied.  Returns 0 or SL_ERR_INVALID_ARGUMENT / SL_ERR_NOBUF. */
+   c is copied.  Returns 0 or SL_ERR_INVALID_ARGUMENT (NULL or misaligned
+   mem, entries 0, prefixes above 32/128, rate_max without rate_window, a
+   verdict that is no sl_admission) / SL_ERR_NOBUF.  sl_ratelim_size()
+   returns 0 for such an invalid c. */
 int sl_ratelim_init(sl_ratelim **out, void *mem, size_t memlen,
                     const sl_ratelim_config *c);
 
@@ -57,7 +75,8 @@ int sl_ratelim_init(sl_ratelim **out, void *mem, size_t memlen,
  */
 sl_admission sl_ratelim_admit(sl_ratelim *rl, const sl_addr *a, sl_tstamp now);
 
-/* The connection admitted earlier from a has ended. */
+/* The connection admitted earlier from a has ended.  A release without a
+   live connection is ignored. */
 void sl_ratelim_release(sl_ratelim *rl, const sl_addr *a);
 
 /* Live sessions currently counted for a's prefix. */
