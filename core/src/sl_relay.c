@@ -2047,7 +2047,8 @@ void sl_relay_free(sl_relay *r) {
 }
 
 static int dataish(const sl_relay *r) {
-  return r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT ||
+  /* A PROXY v2 header with TLVs can exceed a small buffer. */
+  return r->cl == CL_PROXY || r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT ||
          r->cl == CL_AUTH || (r->cl == CL_WAIT && !r->no_input);
 }
 

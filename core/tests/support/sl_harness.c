@@ -1,0 +1,356 @@
+/* sl_harness.c: a test driver around one relay; see sl_harness.h. */
+#include "sl_harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__has_include)
+#if __has_include("sl_oracle.h")
+#include "sl_oracle.h"
+#define SL_HAVE_ORACLE 1
+#endif
+#endif
+
+void sl_bytes_add(sl_bytes *b, const void *p, size_t n) {
+  if (!n)
+    return;
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 256;
+    while (cap < b->len + n)
+      cap *= 2;
+    uint8_t *q = realloc(b->p, cap);
+    if (!q)
+      abort();
+    b->p = q;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, p, n);
+  b->len += n;
+}
+
+void sl_bytes_free(sl_bytes *b) {
+  free(b->p);
+  memset(b, 0, sizeof(*b));
+}
+
+void sl_harness_defaults(sl_harness *h) {
+  memset(h, 0, sizeof(*h));
+  sl_limits_default(&h->limits);
+  sl_policy_default(&h->policy);
+  h->policy.hostname = "mx.sluice.test";
+  h->info.client.family = SL_AF_INET;
+  h->info.client.bytes[0] = 192;
+  h->info.client.bytes[2] = 2;
+  h->info.client.bytes[3] = 1;
+  h->info.client.port = 40000;
+  h->info.local.family = SL_AF_INET;
+  h->info.local.bytes[0] = 198;
+  h->info.local.bytes[1] = 51;
+  h->info.local.bytes[2] = 100;
+  h->info.local.bytes[3] = 1;
+  h->info.local.port = 25;
+  h->now = 1000 * SL_SEC;
+}
+
+static void fail(sl_harness *h, const char *what) {
+  if (!h->failure[0])
+    snprintf(h->failure, sizeof(h->failure), "%s", what);
+}
+
+static void check(sl_harness *h) {
+#ifdef SL_HAVE_ORACLE
+  if (h->oracle && !h->failure[0]) {
+    char why[400];
+    if (sl_oracle_check(h->oracle, h->r, h->now, why, sizeof(why)) != 0)
+      fail(h, why);
+  }
+#endif
+  int e = sl_relay_last_error(h->r);
+  if (e) {
+    char why[96];
+    snprintf(why, sizeof(why), "relay API error %s", sl_err_name(e));
+    fail(h, why);
+  }
+}
+
+static void on_request(sl_harness *h, const sl_request *q) {
+  if (h->nlog < SL_HARNESS_LOG_MAX)
+    h->log[h->nlog++] = *q;
+#ifdef SL_HAVE_ORACLE
+  if (h->oracle)
+    sl_oracle_request(h->oracle, q);
+#endif
+  switch (q->type) {
+  case SL_REQ_CONNECT_UPSTREAM:
+    if (h->pending_connect || h->upstream_open)
+      fail(h, "CONNECT_UPSTREAM while an upstream leg is open");
+    h->pending_connect = q->id;
+    break;
+  case SL_REQ_STARTTLS_CLIENT:
+    h->pending_tls_client = q->id;
+    break;
+  case SL_REQ_STARTTLS_UPSTREAM:
+    h->pending_tls_upstream = q->id;
+    break;
+  case SL_REQ_DNSBL_LOOKUP:
+    if (q->u.dnsbl.zone < SL_DNSBL_ZONES_MAX)
+      h->pending_dnsbl[q->u.dnsbl.zone] = q->id;
+    break;
+  case SL_REQ_CLOSE_UPSTREAM:
+    h->upstream_open = 0;
+    h->pending_connect = 0;
+    h->pending_tls_upstream = 0;
+    h->upstream_closed++;
+    break;
+  case SL_REQ_CLOSE_CLIENT:
+    h->client_closed = 1;
+    break;
+  default:
+    break;
+  }
+}
+
+void sl_harness_pump(sl_harness *h) {
+  for (int guard = 0; guard < 10000; guard++) {
+    int progress = 0;
+    sl_request q;
+    while (sl_relay_next_request(h->r, &q)) {
+      on_request(h, &q);
+      progress = 1;
+    }
+    size_t n;
+    const uint8_t *p = sl_relay_client_out(h->r, &n, h->now);
+    if (p && n && !h->client_closed) {
+      if (h->out_chunk && n > h->out_chunk)
+        n = h->out_chunk;
+      sl_bytes_add(&h->client_out, p, n);
+#ifdef SL_HAVE_ORACLE
+      if (h->oracle)
+        sl_oracle_client_out(h->oracle, p, n);
+#endif
+      sl_relay_client_out_ack(h->r, n, h->now);
+      progress = 1;
+    }
+    p = sl_relay_upstream_out(h->r, &n, h->now);
+    if (p && n && h->upstream_open) {
+      if (h->out_chunk && n > h->out_chunk)
+        n = h->out_chunk;
+      sl_bytes_add(&h->upstream_out, p, n);
+#ifdef SL_HAVE_ORACLE
+      if (h->oracle)
+        sl_oracle_upstream_out(h->oracle, p, n);
+#endif
+      sl_relay_upstream_out_ack(h->r, n, h->now);
+      progress = 1;
+    }
+    if (!progress)
+      break;
+  }
+  check(h);
+}
+
+int sl_harness_start(sl_harness *h, uint32_t pool_buffers, int with_oracle,
+                     uint64_t seed) {
+  uint32_t ns = pool_buffers * 2, nl = pool_buffers;
+  size_t need = sl_bufpool_need(h->limits.small_buffer_size, ns,
+                                h->limits.buffer_size, nl);
+  h->pool_mem = malloc(need);
+  size_t rs = sl_relay_size(&h->limits);
+  h->relay_mem = malloc(rs);
+  if (!h->pool_mem || !h->relay_mem)
+    return SL_ERR_NOBUF;
+  int e = sl_bufpool_init(&h->bufpool, h->pool_mem, need,
+                          h->limits.small_buffer_size, ns,
+                          h->limits.buffer_size, nl);
+  if (e)
+    return e;
+  sl_bufpool_as_pool(&h->bufpool, &h->pool);
+#ifdef SL_HAVE_ORACLE
+  if (with_oracle)
+    h->oracle = sl_oracle_new(&h->limits, &h->policy, &h->info);
+#else
+  (void)with_oracle;
+#endif
+  e = sl_relay_init(&h->r, h->relay_mem, rs, &h->limits, &h->policy,
+                    &h->pool, &h->info, seed, h->now);
+  if (e)
+    return e;
+  sl_harness_pump(h);
+  return 0;
+}
+
+void sl_harness_free(sl_harness *h) {
+  if (h->r)
+    sl_relay_free(h->r);
+#ifdef SL_HAVE_ORACLE
+  if (h->oracle)
+    sl_oracle_free(h->oracle);
+#endif
+  free(h->pool_mem);
+  free(h->relay_mem);
+  sl_bytes_free(&h->client_out);
+  sl_bytes_free(&h->upstream_out);
+  sl_bytes_free(&h->client_in);
+  sl_bytes_free(&h->upstream_in);
+  h->r = NULL;
+}
+
+static size_t feed(sl_harness *h, int up, const uint8_t *p, size_t n,
+                   size_t chunk) {
+  size_t done = 0;
+  while (done < n) {
+    size_t want = n - done;
+    if (chunk && want > chunk)
+      want = chunk;
+    size_t cap;
+    uint8_t *buf = up ? sl_relay_upstream_in_buf(h->r, &cap, h->now)
+                      : sl_relay_client_in_buf(h->r, &cap, h->now);
+    if (!buf || !cap)
+      break;
+    if (want > cap)
+      want = cap;
+    memcpy(buf, p + done, want);
+    if (up) {
+      sl_bytes_add(&h->upstream_in, p + done, want);
+#ifdef SL_HAVE_ORACLE
+      if (h->oracle)
+        sl_oracle_upstream_in(h->oracle, p + done, want);
+#endif
+      sl_relay_upstream_in_ack(h->r, want, h->now);
+    } else {
+      sl_bytes_add(&h->client_in, p + done, want);
+#ifdef SL_HAVE_ORACLE
+      if (h->oracle)
+        sl_oracle_client_in(h->oracle, p + done, want);
+#endif
+      sl_relay_client_in_ack(h->r, want, h->now);
+    }
+    done += want;
+    sl_harness_pump(h);
+  }
+  return done;
+}
+
+size_t sl_harness_client(sl_harness *h, const void *p, size_t n, size_t chunk) {
+  return feed(h, 0, p, n, chunk);
+}
+
+size_t sl_harness_upstream(sl_harness *h, const void *p, size_t n,
+                           size_t chunk) {
+  return feed(h, 1, p, n, chunk);
+}
+
+void sl_harness_client_eof(sl_harness *h) {
+  sl_relay_client_eof(h->r, h->now);
+  sl_harness_pump(h);
+}
+
+void sl_harness_upstream_eof(sl_harness *h) {
+  sl_relay_upstream_eof(h->r, h->now);
+  sl_harness_pump(h);
+}
+
+static int answer(sl_harness *h, uint32_t *pending, sl_request_type type,
+                  sl_status st) {
+  if (!*pending)
+    return -1;
+  sl_completion c;
+  memset(&c, 0, sizeof(c));
+  c.id = *pending;
+  c.status = st;
+  *pending = 0;
+  if (type == SL_REQ_CONNECT_UPSTREAM && st == SL_STATUS_OK)
+    h->upstream_open = 1;
+#ifdef SL_HAVE_ORACLE
+  if (h->oracle)
+    sl_oracle_completed(h->oracle, type, st);
+#endif
+  sl_relay_complete(h->r, &c, h->now);
+  sl_harness_pump(h);
+  return 0;
+}
+
+int sl_harness_connect(sl_harness *h, sl_status st) {
+  return answer(h, &h->pending_connect, SL_REQ_CONNECT_UPSTREAM, st);
+}
+int sl_harness_tls_client(sl_harness *h, sl_status st) {
+  return answer(h, &h->pending_tls_client, SL_REQ_STARTTLS_CLIENT, st);
+}
+int sl_harness_tls_upstream(sl_harness *h, sl_status st) {
+  return answer(h, &h->pending_tls_upstream, SL_REQ_STARTTLS_UPSTREAM, st);
+}
+
+int sl_harness_dnsbl(sl_harness *h, uint32_t zone, sl_status st,
+                     const uint32_t *answers, uint8_t n) {
+  if (zone >= SL_DNSBL_ZONES_MAX || !h->pending_dnsbl[zone])
+    return -1;
+  sl_completion c;
+  memset(&c, 0, sizeof(c));
+  c.id = h->pending_dnsbl[zone];
+  c.status = st;
+  if (n > SL_DNSBL_ANSWERS_MAX)
+    n = SL_DNSBL_ANSWERS_MAX;
+  for (uint8_t i = 0; i < n; i++)
+    c.dnsbl_answers[i] = answers[i];
+  c.ndnsbl_answers = n;
+  h->pending_dnsbl[zone] = 0;
+#ifdef SL_HAVE_ORACLE
+  if (h->oracle)
+    sl_oracle_completed(h->oracle, SL_REQ_DNSBL_LOOKUP, st);
+#endif
+  sl_relay_complete(h->r, &c, h->now);
+  sl_harness_pump(h);
+  return 0;
+}
+
+void sl_harness_advance(sl_harness *h, sl_duration d) {
+  sl_tstamp target = h->now + d;
+  for (int guard = 0; guard < 100000; guard++) {
+    sl_tstamp t = sl_relay_next_deadline(h->r);
+    if (t == SL_TSTAMP_NONE || t > target)
+      break;
+    if (t > h->now)
+      h->now = t;
+    sl_relay_handle_expiry(h->r, h->now);
+    sl_harness_pump(h);
+    if (sl_relay_next_deadline(h->r) <= h->now && guard > 1000) {
+      fail(h, "deadline does not advance after handle_expiry (guarantee 7)");
+      break;
+    }
+  }
+  h->now = target;
+  sl_relay_handle_expiry(h->r, h->now);
+  sl_harness_pump(h);
+}
+
+int sl_harness_next_deadline(sl_harness *h, sl_duration max) {
+  sl_tstamp t = sl_relay_next_deadline(h->r);
+  if (t == SL_TSTAMP_NONE || t > h->now + max)
+    return 0;
+  if (t > h->now)
+    h->now = t;
+  sl_relay_handle_expiry(h->r, h->now);
+  sl_harness_pump(h);
+  return 1;
+}
+
+size_t sl_harness_events(const sl_harness *h, sl_event_kind kind) {
+  size_t n = 0;
+  for (size_t i = 0; i < h->nlog; i++)
+    if (h->log[i].type == SL_REQ_EVENT && h->log[i].u.event.kind == kind)
+      n++;
+  return n;
+}
+
+size_t sl_harness_requests(const sl_harness *h, sl_request_type type) {
+  size_t n = 0;
+  for (size_t i = 0; i < h->nlog; i++)
+    if (h->log[i].type == type)
+      n++;
+  return n;
+}
+
+int sl_harness_closed(const sl_harness *h) {
+  return (sl_relay_want(h->r) & SL_CLOSED) != 0;
+}
