@@ -55,6 +55,7 @@ struct sd_conn {
   uint8_t c_hup, u_hup;
   uint8_t c_broken, u_broken; /* writes fail: output is dropped */
   uint8_t in_run, logged, admitted, expect_proxy, listener_tls;
+  uint8_t dead; /* freed at the end of the loop iteration */
   sd_server *server;
   uint64_t tried;
   sl_addr peer, local;
@@ -870,6 +871,7 @@ static void conn_run(sd_conn *c) {
 
 static void client_io(sd_handler *h, uint32_t ev) {
   sd_conn *c = (sd_conn *)(void *)((char *)h - offsetof(sd_conn, ch));
+  if (c->dead) return;
   if (ev & (EPOLLERR | EPOLLHUP)) c->c_hup = 1;
   if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) c->c_rblk = 0;
   if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) c->c_wblk = 0;
@@ -878,6 +880,7 @@ static void client_io(sd_handler *h, uint32_t ev) {
 
 static void upstream_io(sd_handler *h, uint32_t ev) {
   sd_conn *c = (sd_conn *)(void *)((char *)h - offsetof(sd_conn, uh));
+  if (c->dead) return;
   if (ev & (EPOLLERR | EPOLLHUP)) c->u_hup = 1;
   if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) c->u_rblk = 0;
   if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) c->u_wblk = 0;
@@ -892,8 +895,15 @@ static void conn_timer(sd_timer *t) {
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
+static void conn_release(void *arg) {
+  sd_conn *c = arg;
+  sd_gen_unref(c->g);
+  free(c);
+}
+
 static void conn_free(sd_conn *c) {
   sd_worker *w = c->w;
+  if (c->dead) return;
   if (!c->logged) log_session(c, NULL);
   for (sd_dnsq *q = c->dnsq; q; q = q->next) q->c = NULL; /* answered later, dropped */
   c->dnsq = NULL;
@@ -909,8 +919,9 @@ static void conn_free(sd_conn *c) {
   w->nconns--;
   sd_gauge_set(&sd_m->active[w->index], w->nconns);
   sd_gauge_set(&sd_m->pool_bytes[w->index], c->g->pool.allocated);
-  sd_gen_unref(c->g);
-  free(c);
+  c->dead = 1;
+  /* epoll may still hold an event for the other leg in this batch. */
+  sd_loop_defer(w->loop, conn_release, c);
 }
 
 void sd_conn_abort(sd_conn *c, const char *why) {

@@ -11,8 +11,15 @@
 
 #define MAX_EVENTS 256
 
+typedef struct deferred {
+  void (*fn)(void *);
+  void *arg;
+} deferred;
+
 struct sd_loop {
   int epfd;
+  deferred *dv;
+  uint32_t ndv, capdv;
   uint64_t now;
   sd_heap heap;
   void (*before_sleep)(void *);
@@ -98,6 +105,29 @@ uint64_t sd_clock_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static void run_deferred(sd_loop *l) {
+  /* fn may defer more; those run in this pass too (the count is re-read). */
+  for (uint32_t i = 0; i < l->ndv; i++) l->dv[i].fn(l->dv[i].arg);
+  l->ndv = 0;
+}
+
+int sd_loop_defer(sd_loop *l, void (*fn)(void *), void *arg) {
+  if (l->ndv == l->capdv) {
+    uint32_t cap = l->capdv ? l->capdv * 2 : 64;
+    deferred *v = realloc(l->dv, cap * sizeof *v);
+    if (v == NULL) {
+      fn(arg);
+      return -1;
+    }
+    l->dv = v;
+    l->capdv = cap;
+  }
+  l->dv[l->ndv].fn = fn;
+  l->dv[l->ndv].arg = arg;
+  l->ndv++;
+  return 0;
+}
+
 sd_loop *sd_loop_new(void) {
   sd_loop *l = calloc(1, sizeof *l);
   if (l == NULL) return NULL;
@@ -113,6 +143,8 @@ sd_loop *sd_loop_new(void) {
 void sd_loop_free(sd_loop *l) {
   if (l == NULL) return;
   close(l->epfd);
+  run_deferred(l);
+  free(l->dv);
   sd_heap_free(&l->heap);
   free(l);
 }
@@ -200,5 +232,6 @@ int sd_loop_once(sd_loop *l, int max_wait_ms) {
     t->when = UINT64_MAX;
     t->cb(t);
   }
+  run_deferred(l);
   return n < 0 ? 0 : n;
 }

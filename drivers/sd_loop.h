@@ -70,4 +70,11 @@ int sd_loop_once(sd_loop *l, int max_wait_ms);
 
 uint32_t sd_loop_timers(const sd_loop *l);
 
+/* Runs fn(arg) after the current batch of events and timers.  Objects that
+   own several descriptors are freed this way: epoll may have returned an
+   event for one of their other descriptors in the same batch, and that
+   event's handler pointer must stay valid (the handler checks a "dead" flag
+   and returns).  0 or -1 (ENOMEM: fn runs at once). */
+int sd_loop_defer(sd_loop *l, void (*fn)(void *), void *arg);
+
 #endif

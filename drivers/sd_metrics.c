@@ -251,6 +251,7 @@ typedef struct http_client {
 
 struct sd_metrics_http {
   sd_handler h;
+  sd_timer pause; /* re-arms the listener after EMFILE */
   sd_loop *loop;
   int fd;
   void (*names_fn)(void *, const char *const **, size_t *);
@@ -340,7 +341,15 @@ static void listener_io(sd_handler *h, uint32_t ev) {
   (void)ev;
   for (int k = 0; k < 8; k++) {
     int fd = accept4(m->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        /* Level-triggered epoll would report the waiting scraper again at
+           once: stop listening for a second instead of spinning. */
+        sd_loop_del(m->loop, m->fd);
+        sd_timer_set(m->loop, &m->pause, sd_loop_now(m->loop) + 1000000000ull);
+      }
+      return;
+    }
     int slot = -1;
     for (int i = 0; i < HTTP_MAX_CLIENTS; i++)
       if (m->clients[i] == NULL) slot = i;
@@ -360,6 +369,11 @@ static void listener_io(sd_handler *h, uint32_t ev) {
   }
 }
 
+static void listener_resume(sd_timer *t) {
+  sd_metrics_http *m = (sd_metrics_http *)(void *)((char *)t - offsetof(sd_metrics_http, pause));
+  sd_loop_add(m->loop, m->fd, EPOLLIN, &m->h);
+}
+
 sd_metrics_http *sd_metrics_http_new(sd_loop *loop, int listen_fd,
                                      void (*names_fn)(void *, const char *const **, size_t *),
                                      void *arg) {
@@ -370,6 +384,7 @@ sd_metrics_http *sd_metrics_http_new(sd_loop *loop, int listen_fd,
   m->fd = listen_fd;
   m->names_fn = names_fn;
   m->arg = arg;
+  sd_timer_init(&m->pause, listener_resume);
   if (sd_loop_add(loop, listen_fd, EPOLLIN, &m->h) != 0) {
     free(m);
     return NULL;
@@ -381,6 +396,7 @@ void sd_metrics_http_free(sd_metrics_http *m) {
   if (m == NULL) return;
   for (int i = 0; i < HTTP_MAX_CLIENTS; i++)
     if (m->clients[i]) client_close(m->clients[i]);
+  sd_timer_stop(m->loop, &m->pause);
   sd_loop_del(m->loop, m->fd);
   free(m);
 }

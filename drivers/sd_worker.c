@@ -24,6 +24,7 @@ static void dns_sock(void *arg, int fd, int want_read, int want_write);
 static void dns_fd_io(sd_handler *h, uint32_t ev) {
   sd_dns_fd *d = (sd_dns_fd *)(void *)h;
   sd_gen *g = d->g;
+  if (d->fd < 0) return; /* stopped watching it earlier in this batch */
   sd_gen_ref(g); /* callbacks may end sessions that hold the last ref */
   sd_dns_process_fd(g->dns, d->fd, (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0,
                     (ev & EPOLLOUT) != 0);
@@ -142,6 +143,8 @@ sd_gen *sd_gen_ref(sd_gen *g) {
   return g;
 }
 
+static void gen_release(void *arg) { free(arg); }
+
 void sd_gen_unref(sd_gen *g) {
   if (g == NULL || --g->refs > 0) return;
   sd_worker *w = g->w;
@@ -160,7 +163,10 @@ void sd_gen_unref(sd_gen *g) {
   sd_pool_destroy(&g->pool);
   free(g->rl_mem);
   sd_config_unref(g->cfg);
-  free(g);
+  /* Its DNS fd handlers may have events pending in this batch. */
+  for (int i = 0; i < SD_DNS_FDS_MAX; i++) g->dnsfd[i].fd = -1;
+  if (w && !w->stop) sd_loop_defer(w->loop, gen_release, g);
+  else free(g);
 }
 
 /* ---- listeners ---------------------------------------------------------- */
@@ -190,6 +196,7 @@ static void listener_io(sd_handler *h, uint32_t ev) {
   sd_listener *l = (sd_listener *)(void *)h;
   sd_worker *w = l->w;
   (void)ev;
+  if (l->fd < 0) return; /* closed earlier in this batch */
   /* A bounded batch per wake-up keeps one busy listener from starving the
      sessions; level-triggered epoll calls again for the rest. */
   for (int i = 0; i < 64 && !w->draining; i++) {
@@ -278,8 +285,9 @@ static int sync_listeners(sd_worker *w, const sd_config *cfg, char *err, size_t 
   for (size_t j = 0; j < w->nls; j++) {
     sd_loop_del(w->loop, w->ls[j].fd);
     if (!reused[j]) close(w->ls[j].fd);
+    w->ls[j].fd = -1;
   }
-  free(w->ls);
+  if (w->ls) sd_loop_defer(w->loop, free, w->ls);
   free(reused);
   w->ls = nl;
   w->nls = cfg->nlisten;
@@ -291,8 +299,10 @@ static void close_listeners(sd_worker *w) {
   for (size_t i = 0; i < w->nls; i++) {
     sd_loop_del(w->loop, w->ls[i].fd);
     close(w->ls[i].fd);
+    w->ls[i].fd = -1;
   }
-  free(w->ls);
+  /* A listener event may be pending in this batch. */
+  if (w->ls) sd_loop_defer(w->loop, free, w->ls);
   w->ls = NULL;
   w->nls = 0;
 }
