@@ -294,7 +294,8 @@ static int process_file(const options *o, const char *path) {
     status = SP_EXIT_INPUT;
   }
   if (!o->write) {
-    qsort(r.lines, r.n_lines, sizeof *r.lines, cmp_line);
+    if (r.n_lines)
+      qsort(r.lines, r.n_lines, sizeof *r.lines, cmp_line);
     for (size_t i = 0; i < r.n_lines; i++)
       printf("%s\n", r.lines[i].text);
   }

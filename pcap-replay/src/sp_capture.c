@@ -74,7 +74,17 @@ int sp_capture_next(sp_capture *c, sp_frame *f, char *err, size_t errlen) {
     return SP_ERR_MALFORMED;
   }
   c->number++;
-  f->ts_us = (int64_t)h->ts.tv_sec * 1000000 + (int64_t)h->ts.tv_usec;
+  /* pcapng stores 64-bit times: a damaged one must not overflow here or in
+   * the differences taken later, so times are clamped to [0, 2^60] us
+   * (transcripts have no negative times either). */
+  const int64_t lim = INT64_C(1) << 60;
+  int64_t sec = (int64_t)h->ts.tv_sec;
+  if (sec > lim / 1000000)
+    f->ts_us = lim;
+  else if (sec < 0)
+    f->ts_us = 0;
+  else
+    f->ts_us = sec * 1000000 + (int64_t)h->ts.tv_usec;
   f->data = data;
   f->caplen = h->caplen;
   f->wirelen = h->len < h->caplen ? h->caplen : h->len;

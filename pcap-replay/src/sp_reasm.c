@@ -131,7 +131,7 @@ static int buffer_range(sp_stream *s, uint64_t start, uint64_t end,
                         const uint8_t *data) {
   size_t i = 0;
   while (start < end) {
-    sp_ival *base = s->iv + s->iv_head;
+    sp_ival *base = s->iv ? s->iv + s->iv_head : NULL; /* NULL + 0 is UB */
     while (i < s->iv_len && base[i].end <= start)
       i++;
     uint64_t piece_end = end;
