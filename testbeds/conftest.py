@@ -130,6 +130,10 @@ def sink_factory(tmp_path):
 
     yield make
     started.stop_all()
+    # A sink that crashed or reported a sanitizer error fails the test that used it.
+    for s in started.items:
+        if s.stats["rc"] != 0:
+            pytest.fail(f"sluice-sink exited with {s.stats['rc']}:\n{s.proc.stderr()[-4000:]}")
 
 
 @pytest.fixture

@@ -1496,10 +1496,9 @@ int main(int argc, char **argv)
         epoll_ctl(epfd, EPOLL_CTL_ADD, listeners[i].fd, &ev);
         n_listeners++;
         logmsg("listening on %s (port %u)", cfg.listen[i], bound_port(listeners[i].fd));
-        if (cfg.print_port)
-            printf("%u\n", bound_port(listeners[i].fd));
     }
-    fflush(stdout);
+    /* The pid file exists before the ports are announced, so whoever waits
+     * for the port can rely on it. */
     if (cfg.pid_file) {
         FILE *f = fopen(cfg.pid_file, "w");
         if (!f)
@@ -1507,6 +1506,9 @@ int main(int argc, char **argv)
         fprintf(f, "%ld\n", (long)getpid());
         fclose(f);
     }
+    for (size_t i = 0; cfg.print_port && i < n_listeners; i++)
+        printf("%u\n", bound_port(listeners[i].fd));
+    fflush(stdout);
 
     bool running = true;
     struct epoll_event events[256];
