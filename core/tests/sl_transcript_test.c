@@ -64,7 +64,8 @@ static size_t unescape(const char *s, uint8_t *out) {
 
 static int is_byte_op(const char *op) {
   return !strcmp(op, "c") || !strcmp(op, "u") || !strcmp(op, "expect-c") ||
-         !strcmp(op, "expect-u");
+         !strcmp(op, "expect-u") || !strcmp(op, "expect-c-not") ||
+         !strcmp(op, "expect-u-not");
 }
 
 static int load(const char *path, transcript *t) {
@@ -380,6 +381,14 @@ static int run(const transcript *t, const plan *pl, int verbose) {
                  "%s stream differs\n  got:  %.*s\n  want: %.*s", op + 7,
                  (int)(got->len > 300 ? 300 : got->len), (const char *)got->p,
                  (int)(want->len > 300 ? 300 : want->len), (const char *)want->p);
+        rc = -1;
+      }
+    } else if (!strcmp(op, "expect-c-not") || !strcmp(op, "expect-u-not")) {
+      const sl_bytes *got = op[7] == 'c' ? &h.client_out : &h.upstream_out;
+      if (s->nbytes && got->len >= s->nbytes &&
+          memmem(got->p, got->len, s->bytes, s->nbytes)) {
+        snprintf(why, sizeof(why), "%s stream contains forbidden '%s'",
+                 op + 7, s->arg);
         rc = -1;
       }
     } else if (!strcmp(op, "connect")) {
