@@ -171,8 +171,8 @@ static int cb_finish(void *ud, sp_session *s) {
            (unsigned)s->server.port, s->packets[0], s->packets[1], s->bytes[0],
            s->bytes[1], s->gaps[0] + s->gaps[1],
            s->first_command[0] ? s->first_command : "-", ends,
-           s->tls == SP_TLS_IMPLICIT   ? " tls implicit"
-           : s->tls == SP_TLS_STARTTLS ? " tls starttls"
+           s->tls == SP_TLS_IMPLICIT   ? " tls-mode implicit"
+           : s->tls == SP_TLS_STARTTLS ? " tls-mode starttls"
                                        : "",
            s->tunneled ? " tunnel http-connect" : "");
   if (r->n_lines == r->cap_lines) {

@@ -92,6 +92,7 @@ typedef struct sp_tracker_counters {
   uint64_t connections;     /* 4-tuples seen (incl. reuse after close) */
   uint64_t sessions;        /* SMTP sessions recognised */
   uint64_t late_packets;    /* for connections already finished */
+  uint64_t tls_packets;     /* of sessions after their E tls record */
   uint64_t undecided_bytes; /* held bytes dropped with non-SMTP connections */
   sp_reasm_stats reasm;     /* summed over SMTP sessions' directions */
 } sp_tracker_counters;

@@ -706,7 +706,11 @@ int sp_tracker_packet(sp_tracker *t, const sp_tcp_segment *s) {
   }
   c->last_ts = s->ts_us;
   if (c->state == C_DONE) {
-    t->ctr.late_packets++;
+    /* After E tls the encrypted rest of the connection is expected. */
+    if (c->sess.tls != SP_TLS_NONE)
+      t->ctr.tls_packets++;
+    else
+      t->ctr.late_packets++;
     return 0;
   }
   c->pkts[ep]++;
