@@ -59,7 +59,7 @@ struct sd_conn {
   sd_server *server;
   uint64_t tried;
   sl_addr peer, local;
-  const char *listener;
+  char listener[80]; /* a copy: listeners close on reload and drain */
   uint64_t t_accept;
   sd_dnsq *dnsq;
   /* for the session log line */
@@ -959,7 +959,7 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
   c->w = w;
   c->cfd = fd;
   c->ufd = -1;
-  c->listener = l->text;
+  memcpy(c->listener, l->text, sizeof c->listener);
   c->listener_tls = (uint8_t)l->tls;
   c->t_accept = now;
   to_sl_addr(peer, &c->peer);
