@@ -488,7 +488,9 @@ static void up_fail(sl_relay *r, sl_upstream_failure why) {
     return;
   }
   r->attempt = 0;
-  r->up_gave_up = 1;
+  /* A command left unconsumed while this upstream was being set up gets a
+     local failure instead of starting yet another round of attempts. */
+  r->up_gave_up = !used;
   q_fail_upstream(r, used ? R_UPSTREAM_LOST : R_UPSTREAM_FAIL);
   if (r->cl == CL_DATA) {
     r->viol = SL_VIOL_NONE;
@@ -1219,6 +1221,12 @@ static int step_upstream(sl_relay *r) {
       return 0;
     return step_preamble(r);
   case UP_READY:
+    if (r->up_out == 0 && (r->cl == CL_DATA || r->cl == CL_BDAT) &&
+        (r->uin.len || r->up_eof)) {
+      /* a message is being streamed: losing the upstream loses it */
+      up_fail(r, r->uin.len ? SL_UPFAIL_MALFORMED : SL_UPFAIL_CLOSED);
+      return 1;
+    }
     if (r->up_out == 0 && (r->uin.len || r->up_eof)) {
       /* Idle and the upstream spoke or left (idle timeout, shutdown):
          drop it; the next command reconnects and replays the EHLO. */
