@@ -297,3 +297,23 @@ def test_smtp_source_many_parallel_sessions(sink_factory):
     assert r.returncode == 0, r.stderr
     stats = s.stop()
     assert stats["messages"] == 1000 and stats["sessions"] >= 1000
+
+
+def test_several_listeners(tmp_path):
+    from lib.paths import project_binary
+    from lib.proc import Proc
+    p = Proc([project_binary("sluice-sink"), "--listen", "127.0.0.1:0", "--listen",
+              "127.0.0.2:0", "--print-port", "--count-only", "--stats"],
+             tmp_path, "sink", stdout_pipe=True)
+    try:
+        ports = [int(p.read_line()), int(p.read_line())]
+        for host, port in zip(("127.0.0.1", "127.0.0.2"), ports):
+            assert swaks((host, port)).rc == 0
+        # Each address is bound on its own: the other's port is not served there.
+        if ports[0] != ports[1]:
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.2", ports[0]), timeout=2).close()
+    finally:
+        rc = p.stop()
+    assert rc == 0
+    assert "messages=2 " in p.remaining_stdout()

@@ -76,7 +76,7 @@ def test_sink_stall_never_answers(sink):
         c.send("EHLO client.test\r\n")
         with pytest.raises(TimeoutError):
             c.read_reply(timeout=1.5)
-    r = swaks(sink.address, timeout=2)
+    r = swaks(sink.address, timeout=1)
     assert r.rc != 0 and "Timeout" in r.transcript
 
 
@@ -134,6 +134,16 @@ def test_swaks_to_aiosmtpd(aiosmtpd_upstream):
     assert m.envelope["mail_from"] == "sender@example.test"
     assert m.envelope["rcpt_tos"] == ["rcpt@example.test"]
     assert m.envelope["helo"] == "client.test"
+
+
+@pytest.mark.parametrize("aiosmtpd_upstream", [{"auth": ("alice", "s3cret")}], indirect=True)
+def test_swaks_auth_to_aiosmtpd(aiosmtpd_upstream):
+    r = swaks(aiosmtpd_upstream.address, auth=("PLAIN", "alice", "wrong"))
+    assert r.rc == 28 and r.replies("535"), r.transcript  # swaks: 28 = AUTH failed
+    r = swaks(aiosmtpd_upstream.address, auth=("LOGIN", "alice", "s3cret"), pipeline=True)
+    assert r.rc == 0, r.transcript
+    [m] = aiosmtpd_upstream.wait_messages(1)
+    assert m.envelope["auth_login"] == "alice"
 
 
 @pytest.mark.parametrize("aiosmtpd_upstream", [{"reject_rcpt": ["nobody"]}], indirect=True)

@@ -15,7 +15,7 @@ import signal
 import ssl
 import sys
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class KeepHandler:
@@ -53,6 +53,9 @@ class KeepHandler:
             "smtp_utf8": envelope.smtp_utf8,
             "tls": session.ssl is not None,
             "proxy": proxy,
+            "auth_login": (session.auth_data.login.decode(errors="replace")
+                           if session.authenticated and isinstance(session.auth_data, LoginPassword)
+                           else None),
         }
         tmp = os.path.join(self.directory, f".tmp.{n}")
         with open(tmp + ".eml", "wb") as f:
@@ -63,6 +66,19 @@ class KeepHandler:
         os.rename(tmp + ".json", os.path.join(self.directory, f"{n}.json"))
         os.rename(tmp + ".eml", os.path.join(self.directory, f"{n}.eml"))
         return f"250 2.0.0 Ok: queued as {n}"
+
+
+class Credentials:
+    """Accepts exactly one login/password pair (AUTH PLAIN and LOGIN)."""
+
+    def __init__(self, login, password):
+        self.login = login.encode()
+        self.password = password.encode()
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        ok = (isinstance(auth_data, LoginPassword) and auth_data.login == self.login
+              and auth_data.password == self.password)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
 
 def main():
@@ -77,6 +93,8 @@ def main():
     ap.add_argument("--proxy-protocol", action="store_true")
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
+    ap.add_argument("--auth", nargs=2, metavar=("LOGIN", "PASSWORD"),
+                    help="offer AUTH PLAIN/LOGIN (also without TLS) for this one account")
     a = ap.parse_args()
 
     handler = KeepHandler(a.dir, a.reject_rcpt, a.tempfail_data)
@@ -91,6 +109,9 @@ def main():
                   tls_context=tls_context, require_starttls=False)
         if a.proxy_protocol:
             kw["proxy_protocol_timeout"] = 5
+        if a.auth:
+            kw.update(authenticator=Credentials(*a.auth), auth_require_tls=False,
+                      auth_exclude_mechanism=["CRAM-MD5"])
         return SMTP(handler, **kw)
 
     loop = asyncio.new_event_loop()

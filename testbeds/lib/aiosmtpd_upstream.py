@@ -15,13 +15,13 @@ SERVER = Path(__file__).with_name("aiosmtpd_server.py")
 class AioMessage:
     id: int
     data: bytes          # envelope.original_content
-    envelope: dict       # mail_from, mail_options, rcpt_tos, rcpt_options, helo, peer, proxy, tls
+    envelope: dict       # mail_from, mail_options, rcpt_tos, rcpt_options, helo, peer, proxy, tls, auth_login
 
 
 class AiosmtpdUpstream:
     def __init__(self, workdir: Path, host: str = LOCALHOST, smtputf8: bool = False,
                  reject_rcpt=(), tempfail_data: bool = False, proxy_protocol: bool = False,
-                 tls_cert=None, tls_key=None, hostname: str = "aiosmtpd.test"):
+                 tls_cert=None, tls_key=None, hostname: str = "aiosmtpd.test", auth=None):
         self.workdir = Path(workdir)
         self.host = host
         self.maildir = self.workdir / "aiosmtpd-mail"
@@ -37,6 +37,9 @@ class AiosmtpdUpstream:
             argv.append("--proxy-protocol")
         if tls_cert:
             argv += ["--tls-cert", tls_cert, "--tls-key", tls_key]
+        if auth:
+            login, password = auth
+            argv += ["--auth", login, password]
         self.proc = Proc(argv, self.workdir / "logs", "aiosmtpd", stdout_pipe=True)
         try:
             self.port = int(self.proc.read_line(timeout=20))
