@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "sd_log.h"
+#include "sd_metrics.h"
 
 enum { HC_IDLE, HC_CONNECT, HC_BANNER, HC_EHLO, HC_QUIT };
 
@@ -137,8 +138,14 @@ void sd_upstream_release(sd_server *s) {
   if (s->active) s->active--;
 }
 
+static void publish(const sd_server *s) {
+  if (sd_m != NULL && s->index < SD_MAX_SERVERS)
+    __atomic_store_n(&sd_m->srv_up[s->index], (uint64_t)s->up, __ATOMIC_RELAXED);
+}
+
 static void mark(sd_server *s, int ok, uint64_t now, const char *why) {
   sd_upstreams *u = s->owner;
+  int was_up = s->up;
   if (ok) {
     s->fails = 0;
     if (!s->up) {
@@ -159,6 +166,7 @@ static void mark(sd_server *s, int ok, uint64_t now, const char *why) {
       s->down_since = now;
     }
   }
+  if (was_up != s->up) publish(s);
 }
 
 void sd_upstream_report(sd_server *s, int ok, uint64_t now) {
