@@ -317,3 +317,31 @@ def test_several_listeners(tmp_path):
         rc = p.stop()
     assert rc == 0
     assert "messages=2 " in p.remaining_stdout()
+
+
+def test_backpressure_keeps_every_reply(sink):
+    # The client writes far more pipelined commands than the sink's buffers and
+    # the socket buffers hold, and reads only later: the sink must stop reading
+    # rather than drop or reorder replies.
+    import threading
+    n = 30000
+    with RawSMTP(sink.address, timeout=20) as c:
+        assert c.read_reply().code == 220
+        blob = b"".join(b"NOOP %d\r\n" % i for i in range(n)) + b"QUIT\r\n"
+        t = threading.Thread(target=c.sock.sendall, args=(blob,), daemon=True)
+        t.start()
+        time.sleep(0.5)
+        codes = [c.read_reply().code for _ in range(n + 1)]
+        t.join(10)
+        assert codes == [250] * n + [221]
+        assert c.expect_closed(5)
+
+
+def test_delay_with_many_sessions(sink_factory):
+    s = sink_factory(delay_ms=100, count_only=True)
+    t0 = time.monotonic()
+    r = smtp_source(s.address, messages=200, sessions=100, reuse=False)
+    assert r.returncode == 0, r.stderr
+    # Each session waits ~8 delayed replies; 100 in parallel must overlap.
+    assert time.monotonic() - t0 < 8
+    assert s.stop()["messages"] == 200

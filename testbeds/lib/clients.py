@@ -147,7 +147,7 @@ class RawSMTP:
     reported as ConnectionError, a silent server as TimeoutError.
     """
 
-    def __init__(self, server, timeout: float = 10.0, family=None):
+    def __init__(self, server, timeout: float = 10.0):
         self.timeout = timeout
         self.sock = socket.create_connection(tuple(server[:2]), timeout=timeout)
         self.buf = b""
