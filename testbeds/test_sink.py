@@ -345,3 +345,21 @@ def test_delay_with_many_sessions(sink_factory):
     # Each session waits ~8 delayed replies; 100 in parallel must overlap.
     assert time.monotonic() - t0 < 8
     assert s.stop()["messages"] == 200
+
+
+def test_smtputf8_envelope_recorded(sink):
+    with RawSMTP(sink.address) as c:
+        assert c.read_reply().code == 220
+        assert c.cmd("EHLO client.test").code == 250
+        c.send("MAIL FROM:<jö@example.test> SMTPUTF8 BODY=8BITMIME\r\n".encode())
+        assert c.read_reply().code == 250
+        c.send("RCPT TO:<ü@例え.test> NOTIFY=NEVER\r\n".encode())
+        assert c.read_reply().code == 250
+        assert c.cmd("DATA").code == 354
+        c.send("Subject: é\r\n\r\n日本\r\n.\r\n".encode())
+        assert c.read_reply().code == 250
+    [m] = sink.wait_messages(1)
+    assert m.envelope.mail_from == "<jö@example.test>"
+    assert m.envelope.mail_params == "SMTPUTF8 BODY=8BITMIME"
+    assert m.envelope.rcpts == ["<ü@例え.test>"] and m.envelope.rcpt_params == ["NOTIFY=NEVER"]
+    assert m.data == "Subject: é\r\n\r\n日本\r\n".encode()

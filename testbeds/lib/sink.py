@@ -111,7 +111,7 @@ class Sink:
 
     def message(self, mid: int) -> Message:
         data = (self.maildir / f"{mid}.eml").read_bytes()
-        env = parse_env((self.maildir / f"{mid}.env").read_text(errors="surrogateescape"))
+        env = parse_env((self.maildir / f"{mid}.env").read_text(encoding="utf-8", errors="surrogateescape"))
         return Message(mid, data, env)
 
     def messages(self):
