@@ -273,3 +273,19 @@ def test_tls_certs_verify_with_openssl(tls_certs):
     assert b"DNS:localhost" in r.stdout and b"IP Address:127.0.0.1" in r.stdout
     r = run(["openssl", "verify", "-CAfile", tls_certs.server_cert, tls_certs.client_cert])
     assert r.returncode != 0
+
+
+@pytest.mark.parametrize("postfix_upstream", [{"main_cf": {"smtpd_upstream_proxy_protocol": "haproxy"}}],
+                         indirect=True)
+def test_postfix_proxy_protocol_changes_logged_client(postfix_upstream):
+    # The readiness probe connected without a header; that session is just dropped.
+    with RawSMTP(postfix_upstream.address) as c:
+        c.send(b"PROXY TCP4 198.51.100.77 127.0.0.1 40000 25\r\n")
+        assert c.read_reply().code == 220
+        assert c.cmd("EHLO client.test").code == 250
+        assert c.cmd("MAIL FROM:<a@example.test>").code == 250
+        assert c.cmd("RCPT TO:<b@example.test>").code == 250
+        assert c.cmd("DATA").code == 354
+        assert c.cmd("Subject: proxy\r\n\r\nhi\r\n.").code == 250
+    m = postfix_upstream.wait_log(r"(\w+): client=(\S+)\[(\S+)\]")
+    assert m[3] == "198.51.100.77", postfix_upstream.log()
