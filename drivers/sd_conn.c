@@ -377,7 +377,7 @@ static int step_client_hs(sd_conn *c) {
     if (!c->c_hs_implicit) complete(c, c->c_hs_id, SL_STATUS_FAILED);
     if (!c->c_eof) {
       c->c_eof = 1;
-      sl_relay_client_eof(c->r, now_of(c));
+      sl_relay_abort(c->r, now_of(c));
     }
   }
   c->c_hs_implicit = 0;
@@ -553,7 +553,11 @@ static void log_session(sd_conn *c, const char *extra_end) {
   sd_rec_u64(&r, "pregreet_bytes", st->pregreet_bytes);
   sd_rec_str(&r, "tarpitted", st->tarpitted ? "yes" : "no");
   sd_rec_ms(&r, "delay_ms", st->delay_total);
-  if (c->injection_bytes) sd_rec_u64(&r, "starttls_injection_bytes", c->injection_bytes);
+  if (c->injection_bytes || st->starttls_discarded)
+    sd_rec_u64(&r, "starttls_injection_bytes",
+               c->injection_bytes > st->starttls_discarded ? c->injection_bytes
+                                                           : st->starttls_discarded);
+  if (st->sync_violations) sd_rec_u64(&r, "sync_violations", st->sync_violations);
   if (c->smuggling) sd_rec_str(&r, "smuggling", viol_names[c->smuggling < 6 ? c->smuggling : 0]);
   sd_rec_u64(&r, "commands", st->commands);
   sd_rec_u64(&r, "errors", st->errors);
@@ -696,7 +700,13 @@ static int read_client(sd_conn *c) {
     return 1;
   }
   c->c_eof = 1;
-  sl_relay_client_eof(c->r, now);
+  if (n == 0) {
+    /* A half-close: the relay still answers what it has read. */
+    sl_relay_client_eof(c->r, now);
+  } else {
+    c->c_broken = 1;
+    sl_relay_abort(c->r, now);
+  }
   return 1;
 }
 
@@ -745,7 +755,7 @@ static int write_client(sd_conn *c) {
   c->c_broken = 1;
   if (!c->c_eof) {
     c->c_eof = 1;
-    sl_relay_client_eof(c->r, now);
+    sl_relay_abort(c->r, now);
   }
   return 1;
 }
@@ -837,9 +847,11 @@ static void conn_run(sd_conn *c) {
     progress |= read_upstream(c);
     unsigned want = sl_relay_want(c->r);
     if (c->c_hup && !c->c_eof && !(want & SL_WANT_CLIENT_READ)) {
+      /* Reset or fully closed while the relay was not reading (e.g. a
+         tarpit holding a reply): nobody is left to answer. */
       c->c_eof = 1;
       c->c_broken = 1;
-      sl_relay_client_eof(c->r, now_of(c));
+      sl_relay_abort(c->r, now_of(c));
       progress = 1;
     }
     if (c->u_hup && !c->u_eof && c->ufd >= 0 && !c->u_connecting &&
