@@ -14,6 +14,7 @@
 
 #include "sd_log.h"
 #include "sd_metrics.h"
+#include "sluice/proxy.h"
 
 enum { HC_IDLE, HC_CONNECT, HC_BANNER, HC_EHLO, HC_QUIT };
 
@@ -36,6 +37,8 @@ sd_upstreams *sd_upstreams_new(const sd_config *c, sd_loop *loop) {
   u->timeout = c->health_timeout;
   u->down_retry = c->down_retry;
   u->hostname = c->policy.hostname;
+  u->identity = c->policy.identity;
+  u->implicit_tls = c->policy.upstream_tls == SL_UPTLS_IMPLICIT;
   u->loop = loop;
   for (uint32_t i = 0; i < u->n; i++) {
     sd_server *s = &u->s[i];
@@ -249,6 +252,26 @@ static void hc_io(sd_handler *h, uint32_t ev) {
     if (err != 0 || (ev & (EPOLLERR | EPOLLHUP))) {
       hc_done(s, 0, "connect failed");
       return;
+    }
+    if (u->implicit_tls) {
+      /* The check's SMTP client speaks no TLS: for implicit-TLS upstreams
+         a completed TCP connect is the test. */
+      hc_done(s, 1, "connect");
+      return;
+    }
+    if (u->identity == SL_IDENT_PROXY_V1 || u->identity == SL_IDENT_PROXY_V2) {
+      /* An upstream that expects PROXY from us expects it from the check
+         too: say "no client" (v1 UNKNOWN, v2 LOCAL). */
+      sl_addr none;
+      uint8_t hdr[64];
+      memset(&none, 0, sizeof none);
+      long n = u->identity == SL_IDENT_PROXY_V1
+                   ? sl_proxy_write_v1(hdr, sizeof hdr, &none, &none)
+                   : sl_proxy_write_v2(hdr, sizeof hdr, &none, &none);
+      if (n > 0) {
+        ssize_t w = send(s->fd, hdr, (size_t)n, MSG_NOSIGNAL);
+        (void)w;
+      }
     }
     s->hc_state = HC_BANNER;
     sd_loop_mod(u->loop, s->fd, EPOLLIN, &s->h);

@@ -44,6 +44,8 @@ struct sd_upstreams {
   uint32_t rise, fall;
   uint64_t interval, timeout, down_retry;
   const char *hostname;
+  int identity;      /* sl_identity: PROXY upstreams need a header first */
+  int implicit_tls;  /* TLS from the first byte: checks stop at connect */
   sd_loop *loop; /* NULL: no active checks (unit tests) */
   int checking;
 };

@@ -89,3 +89,17 @@ def test_multiple_workers(sink, sluiced_factory):
     os.kill(s.pid, signal.SIGHUP)
     wait_for(lambda: s.stderr().count("configuration reloaded") >= 2, 10, what="both reload")
     assert swaks(s.address, body="after reload").rc == 0
+
+
+@pytest.mark.parametrize("sink", [{"proxy_protocol": True}], indirect=True)
+def test_health_check_speaks_proxy_to_proxy_upstreams(sink, sluiced_factory):
+    name = f"{sink.host}:{sink.port}"
+    s = sluiced_factory([sink.address], conf={
+        "identity": "proxy2", "health_interval": "100ms", "health_timeout": "300ms",
+        "health_fall": 1, "health_rise": 1})
+    # Several check rounds (each bounded by the 300 ms timeout) pass without
+    # marking the server down.
+    time.sleep(1.5)
+    assert s.metric("sluice_upstream_up", {"server": name}) == 1
+    assert "is down" not in s.stderr()
+    assert swaks(s.address, body="x").rc == 0
