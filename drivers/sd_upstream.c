@@ -37,7 +37,7 @@ sd_upstreams *sd_upstreams_new(const sd_config *c, sd_loop *loop) {
   u->timeout = c->health_timeout;
   u->down_retry = c->down_retry;
   u->hostname = c->policy.hostname;
-  u->identity = c->policy.identity;
+  u->identity = (int)c->policy.identity;
   u->implicit_tls = c->policy.upstream_tls == SL_UPTLS_IMPLICIT;
   u->loop = loop;
   for (uint32_t i = 0; i < u->n; i++) {
