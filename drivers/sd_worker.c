@@ -171,6 +171,23 @@ void sd_gen_unref(sd_gen *g) {
 
 /* ---- listeners ---------------------------------------------------------- */
 
+static void pause_accepting(sd_worker *w) {
+  /* No descriptor to answer with: level-triggered epoll would report the
+     waiting clients again at once, so stop listening for 100 ms. */
+  if (w->accept_paused) return;
+  w->accept_paused = 1;
+  for (size_t i = 0; i < w->nls; i++) sd_loop_del(w->loop, w->ls[i].fd);
+  sd_timer_set(w->loop, &w->accept_pause, sd_loop_now(w->loop) + 100 * SL_MSEC);
+}
+
+static void resume_accepting(sd_timer *t) {
+  sd_worker *w = (sd_worker *)(void *)((char *)t - offsetof(sd_worker, accept_pause));
+  if (!w->accept_paused) return;
+  w->accept_paused = 0;
+  if (w->draining) return;
+  for (size_t i = 0; i < w->nls; i++) sd_loop_add(w->loop, w->ls[i].fd, EPOLLIN, &w->ls[i].h);
+}
+
 static void accept_emfile(sd_worker *w, sd_listener *l) {
   /* Out of descriptors: give the spare back, accept the waiting client,
      tell it 421 and close, then take the spare again (so the client does
@@ -190,6 +207,7 @@ static void accept_emfile(sd_worker *w, sd_listener *l) {
     close(fd);
   }
   w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || w->spare_fd < 0) pause_accepting(w);
 }
 
 static void listener_io(sd_handler *h, uint32_t ev) {
@@ -291,7 +309,8 @@ static int sync_listeners(sd_worker *w, const sd_config *cfg, char *err, size_t 
   free(reused);
   w->ls = nl;
   w->nls = cfg->nlisten;
-  for (size_t i = 0; i < w->nls; i++) sd_loop_add(w->loop, w->ls[i].fd, EPOLLIN, &w->ls[i].h);
+  if (!w->accept_paused)
+    for (size_t i = 0; i < w->nls; i++) sd_loop_add(w->loop, w->ls[i].fd, EPOLLIN, &w->ls[i].h);
   return 0;
 }
 
@@ -402,6 +421,7 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
   w.config_path = config_path;
   w.metrics_fd = metrics_fd;
   w.sigfd = -1;
+  sd_timer_init(&w.accept_pause, resume_accepting);
   if (getrandom(&w.seed, sizeof w.seed, 0) != (ssize_t)sizeof w.seed)
     w.seed = (uint64_t)(unsigned)getpid() * 0x2545f4914f6cdd1dull;
   apply_logging(cfg);
@@ -458,6 +478,7 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
     }
   }
   w.stop = 1;
+  sd_timer_stop(w.loop, &w.accept_pause);
   sd_metrics_http_free(w.mh);
   close_listeners(&w);
   sd_linger_free_all(&w);

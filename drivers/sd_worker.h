@@ -73,6 +73,8 @@ struct sd_worker {
   sd_listener *ls;
   size_t nls;
   int spare_fd;  /* closed to accept-and-421 when accept() hits EMFILE */
+  sd_timer accept_pause; /* listeners off for a moment when even that fails */
+  int accept_paused;
   uint32_t nconns;
   sd_conn *conns; /* doubly linked */
   uint32_t nlinger;
