@@ -147,3 +147,28 @@ def test_reload_picks_up_new_certificate_config(sink, sluiced_factory, tls_certs
     s.reload({})
     r = swaks(s.address, tls=True, tls_verify_ca=tls_certs.ca_cert, body="after reload")
     assert r.rc == 0, r.transcript
+
+
+def test_sni_selects_certificate(sink, sluiced_factory, tls_certs, tmp_path):
+    import subprocess
+    key, cert = tmp_path / "other.key", tmp_path / "other.pem"
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                        "/CN=other.test", "-addext", "subjectAltName=DNS:other.test",
+                        "-keyout", str(key), "-out", str(cert)], capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    s = sluiced_factory([sink.address], tls_certs=tls_certs, tls_listen=True,
+                        conf={"sni": f"other.test {cert} {key}"})
+
+    def served_cert(name):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(s.tls_address, timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname=name) as t:
+                return t.getpeercert(binary_form=True)
+
+    other_der = ssl.PEM_cert_to_DER_cert(cert.read_text())
+    default_der = ssl.PEM_cert_to_DER_cert(tls_certs.server_cert.read_text())
+    assert served_cert("other.test") == other_der
+    assert served_cert("localhost") == default_der
