@@ -17,6 +17,13 @@ static const struct {
      "write one transcript per SMTP session found in captures"},
     {"stats", sp_cmd_stats,
      "print one line per SMTP session found in captures, write nothing"},
+    {"sim", sp_cmd_sim,
+     "replay client sessions through the core on a virtual clock"},
+    {"patience", sp_cmd_patience,
+     "Kaplan-Meier estimate of client patience from captures"},
+    {"bench", sp_cmd_bench, "sessions replayed per second through the core"},
+    {"live", sp_cmd_live,
+     "replay client sessions over TCP against a loopback SMTP server"},
 };
 
 static void usage(FILE *f) {

@@ -13,5 +13,9 @@
 
 int sp_cmd_extract(int argc, char **argv);
 int sp_cmd_stats(int argc, char **argv);
+int sp_cmd_sim(int argc, char **argv);
+int sp_cmd_patience(int argc, char **argv);
+int sp_cmd_bench(int argc, char **argv);
+int sp_cmd_live(int argc, char **argv);
 
 #endif

@@ -1,0 +1,338 @@
+/*
+ * sim, patience and bench: captured client sessions through the sluice
+ * core in-process on a virtual clock (sp_sim.h), the Kaplan-Meier estimate
+ * of client patience from captures (sp_km.h), and the replay speed.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sp_cli.h"
+#include "sp_km.h"
+#include "sp_sim.h"
+#include "sp_simopts.h"
+
+static FILE *open_out(const char *path) {
+  FILE *f = fopen(path, "w");
+  if (!f)
+    fprintf(stderr, "sluice-replay: %s: cannot write\n", path);
+  return f;
+}
+
+static void sim_usage(FILE *f) {
+  fprintf(f,
+          "usage: sluice-replay sim [OPTIONS] FILE...\n"
+          "Replays each client session of FILEs (captures or transcripts) "
+          "through the core\non a virtual clock.\n"
+          "  --policy FILE        policy in sluiced.conf format (repeatable: "
+          "one run each)\n"
+          "  --set KEY=VALUE      override a policy key (repeatable)\n"
+          "  --sweep KEY=V1,V2..  one policy per value (repeatable), e.g.\n"
+          "                       --sweep greet_delay=0,2,6,10,21,45,100\n"
+          "  --patience MODEL     none, fixed:S, exp:MEAN, uniform:A:B, ops90, "
+          "vendor10,\n"
+          "                       captured, empirical, km:FILE.csv "
+          "(repeatable; default none)\n"
+          "  --patience-clock read|reply   (default read)\n"
+          "  --upstream capture|sink:LATENCY   (default capture)\n"
+          "  --dnsbl-answers FILE lines \"IP ZONE A-record...\"\n"
+          "  --seed N             patience draws and relay jitter (default 1)\n"
+          "  --jsonl FILE, --csv FILE   one record per session and policy\n"
+          "  -q                   no summary table\n");
+}
+
+int sp_cmd_sim(int argc, char **argv) {
+  static sp_simopts o;
+  memset(&o, 0, sizeof o);
+  o.cfg.seed = 1;
+  static const struct option longopts[] = {
+      SP_SIMOPTS_LONG, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+  optind = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, "hq", longopts, NULL)) != -1) {
+    int r = sp_simopts_option(&o, c, optarg);
+    if (r < 0)
+      return SP_EXIT_USAGE;
+    if (r)
+      continue;
+    if (c == 'h') {
+      sim_usage(stdout);
+      return SP_EXIT_OK;
+    }
+    if (c == 'q') {
+      o.quiet = 1;
+      continue;
+    }
+    sim_usage(stderr);
+    return SP_EXIT_USAGE;
+  }
+  if (optind >= argc) {
+    sim_usage(stderr);
+    return SP_EXIT_USAGE;
+  }
+  int rc = sp_simopts_build(&o, argc - optind, argv + optind);
+  if (rc) {
+    sp_simopts_free(&o);
+    return rc;
+  }
+  FILE *fj = NULL, *fc = NULL;
+  if ((o.jsonl && !(fj = open_out(o.jsonl))) || (o.csv && !(fc = open_out(o.csv)))) {
+    sp_simopts_free(&o);
+    return SP_EXIT_INPUT;
+  }
+  if (fc) {
+    sp_simopts_describe(&o, fc, "# ");
+    sp_result_csv_header(fc);
+  }
+  if (fj) {
+    fputs("{\"model\":\"", fj);
+    /* the description as one JSON string, lines joined with "; " */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    if (m) {
+      sp_simopts_describe(&o, m, "");
+      fclose(m);
+      for (size_t i = 0; i < len; i++) {
+        char ch = buf[i];
+        if (ch == '\n')
+          fputs(i + 1 < len ? "; " : "", fj);
+        else if (ch == '"' || ch == '\\')
+          fprintf(fj, "\\%c", ch);
+        else
+          fputc(ch, fj);
+      }
+      free(buf);
+    }
+    fprintf(fj, "\",\"sessions\":%zu,\"policies\":%d,\"patience_models\":%d}\n",
+            o.set.n, o.npols, o.npats);
+  }
+  if (!o.quiet) {
+    printf("sluice-replay sim: %zu sessions, %d policies, %d patience models\n",
+           o.set.n, o.npols, o.npats);
+    sp_simopts_describe(&o, stdout, "# ");
+    sp_summary_print_header(stdout);
+  }
+  int status = SP_EXIT_OK;
+  for (int m = 0; m < o.npats && !status; m++) {
+    for (int p = 0; p < o.npols && !status; p++) {
+      sp_sim *sim = sp_sim_new(&o.pols[p], &o.cfg);
+      if (!sim) {
+        fprintf(stderr, "sluice-replay: out of memory\n");
+        status = SP_EXIT_INPUT;
+        break;
+      }
+      sp_summary sum;
+      memset(&sum, 0, sizeof sum);
+      for (size_t i = 0; i < o.set.n; i++) {
+        const sp_script *s = &o.set.v[i];
+        double pat = sp_patience_draw(&o.pats[m],
+                                      sp_rng_seed(o.cfg.seed, s->source, s->session),
+                                      s->gave_up ? s->wait_s : -1.0);
+        sp_result res;
+        if (sp_sim_run(sim, s, pat, &res)) {
+          fprintf(stderr, "sluice-replay: out of memory\n");
+          status = SP_EXIT_INPUT;
+          break;
+        }
+        res.patience_model = o.pats[m].name;
+        sp_summary_add(&sum, &res);
+        if (fj)
+          sp_result_write_jsonl(fj, &res);
+        if (fc)
+          sp_result_write_csv(fc, &res);
+      }
+      if (!o.quiet)
+        sp_summary_print(stdout, o.pols[p].label, o.pats[m].name, &sum);
+      sp_sim_free(sim);
+    }
+  }
+  if (fj && fclose(fj))
+    status = SP_EXIT_INPUT;
+  if (fc && fclose(fc))
+    status = SP_EXIT_INPUT;
+  sp_simopts_free(&o);
+  return status;
+}
+
+/* ---- patience ----------------------------------------------------------- */
+
+int sp_cmd_patience(int argc, char **argv) {
+  static const struct option longopts[] = {{"csv", required_argument, 0, 'c'},
+                                           {"obs", required_argument, 0, 'o'},
+                                           {"help", no_argument, 0, 'h'},
+                                           {0, 0, 0, 0}};
+  const char *csv = NULL, *obsf = NULL;
+  optind = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    if (c == 'c')
+      csv = optarg;
+    else if (c == 'o')
+      obsf = optarg;
+    else {
+      FILE *f = c == 'h' ? stdout : stderr;
+      fprintf(f, "usage: sluice-replay patience [--csv KM.csv] [--obs OBS.csv] "
+              "FILE...\nKaplan-Meier survival of the time clients waited for a "
+              "reply before giving up\n(censored: sessions that did not give "
+              "up waited at least their longest wait).\n");
+      return c == 'h' ? SP_EXIT_OK : SP_EXIT_USAGE;
+    }
+  }
+  if (optind >= argc) {
+    fprintf(stderr, "usage: sluice-replay patience [--csv KM.csv] FILE...\n");
+    return SP_EXIT_USAGE;
+  }
+  sp_script_set set = {0};
+  char err[768];
+  for (int i = optind; i < argc; i++) {
+    int rc = sp_script_load_file(&set, argv[i], err, sizeof err);
+    if (rc) {
+      fprintf(stderr, "sluice-replay: %s\n", err);
+      sp_script_set_free(&set);
+      return rc == SP_ERR_IO ? SP_EXIT_USAGE : SP_EXIT_INPUT;
+    }
+  }
+  sp_km_obs *obs = calloc(set.n ? set.n : 1, sizeof *obs);
+  sp_km_row *rows = calloc(set.n ? set.n : 1, sizeof *rows);
+  if (!obs || !rows) {
+    free(obs);
+    free(rows);
+    sp_script_set_free(&set);
+    return SP_EXIT_INPUT;
+  }
+  FILE *fo = obsf ? open_out(obsf) : NULL;
+  if (fo)
+    fprintf(fo, "source,session,client,wait_s,event,waiting_for\n");
+  size_t n = 0, events = 0, skipped = 0;
+  for (size_t i = 0; i < set.n; i++) {
+    const sp_script *s = &set.v[i];
+    if (!s->server_seen) {
+      skipped++;
+      continue;
+    }
+    obs[n].t = s->wait_s;
+    obs[n].event = s->gave_up;
+    events += (size_t)s->gave_up;
+    n++;
+    if (fo)
+      fprintf(fo, "%s,%llu,%s,%.6f,%d,%s\n", s->source,
+              (unsigned long long)s->session, s->client_ip, s->wait_s,
+              s->gave_up, s->gave_up ? sp_unit_name(s->gave_up_waiting) : "");
+  }
+  size_t nr = sp_km_estimate(obs, n, 1.96, rows);
+  printf("sluice-replay patience: %zu sessions (%zu without server side "
+         "skipped), %zu gave up while waiting (events), %zu censored\n",
+         n, skipped, events, n - events);
+  printf("time waiting for a reply before giving up: Kaplan-Meier, Greenwood "
+         "95%% CI (plain, clipped)\n");
+  printf("%10s %8s %7s %9s %9s %8s %8s %8s\n", "time_s", "at_risk", "events",
+         "censored", "survival", "se", "lower95", "upper95");
+  for (size_t i = 0; i < nr; i++)
+    printf("%10.3f %8u %7u %9u %9.4f %8.4f %8.4f %8.4f\n", rows[i].t,
+           rows[i].at_risk, rows[i].events, rows[i].censored, rows[i].s,
+           rows[i].se, rows[i].lo, rows[i].hi);
+  if (!nr)
+    printf("(no events: every observation is censored; S(t) = 1 up to the "
+           "longest wait, %.3f s)\n", n ? obs[n - 1].t : 0.0);
+  int status = SP_EXIT_OK;
+  if (csv) {
+    FILE *f = open_out(csv);
+    if (!f)
+      status = SP_EXIT_INPUT;
+    else {
+      sp_km_write_csv(f, rows, nr);
+      if (fclose(f))
+        status = SP_EXIT_INPUT;
+    }
+  }
+  if (fo && fclose(fo))
+    status = SP_EXIT_INPUT;
+  free(obs);
+  free(rows);
+  sp_script_set_free(&set);
+  return status;
+}
+
+/* ---- bench -------------------------------------------------------------- */
+
+int sp_cmd_bench(int argc, char **argv) {
+  static sp_simopts o;
+  memset(&o, 0, sizeof o);
+  o.cfg.seed = 1;
+  static const struct option longopts[] = {
+      SP_SIMOPTS_LONG, {"repeat", required_argument, 0, OPT_REPEAT},
+      {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+  long repeat = 0;
+  double min_secs = 1.0;
+  optind = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    int r = sp_simopts_option(&o, c, optarg);
+    if (r < 0)
+      return SP_EXIT_USAGE;
+    if (r)
+      continue;
+    if (c == OPT_REPEAT) {
+      repeat = strtol(optarg, NULL, 10);
+      if (repeat < 1 || repeat > 100000000) {
+        fprintf(stderr, "sluice-replay: --repeat: 1..100000000\n");
+        return SP_EXIT_USAGE;
+      }
+      continue;
+    }
+    FILE *f = c == 'h' ? stdout : stderr;
+    fprintf(f, "usage: sluice-replay bench [--repeat N] [sim policy options] "
+            "FILE...\nReplays the sessions N times (default: as many times as "
+            "fit in ~1 s) through the\ncore on one core and prints "
+            "sessions/s.\n");
+    return c == 'h' ? SP_EXIT_OK : SP_EXIT_USAGE;
+  }
+  if (optind >= argc) {
+    fprintf(stderr, "usage: sluice-replay bench [--repeat N] FILE...\n");
+    return SP_EXIT_USAGE;
+  }
+  int rc = sp_simopts_build(&o, argc - optind, argv + optind);
+  if (rc || !o.set.n) {
+    if (!rc)
+      fprintf(stderr, "sluice-replay: no sessions\n");
+    sp_simopts_free(&o);
+    return rc ? rc : SP_EXIT_INPUT;
+  }
+  sp_sim *sim = sp_sim_new(&o.pols[0], &o.cfg);
+  if (!sim) {
+    sp_simopts_free(&o);
+    return SP_EXIT_INPUT;
+  }
+  double *pat = calloc(o.set.n, sizeof *pat);
+  for (size_t i = 0; pat && i < o.set.n; i++)
+    pat[i] = sp_patience_draw(&o.pats[0],
+                              sp_rng_seed(o.cfg.seed, o.set.v[i].source, o.set.v[i].session),
+                              o.set.v[i].gave_up ? o.set.v[i].wait_s : -1.0);
+  struct timespec a, b;
+  uint64_t done = 0, delivered = 0;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
+  double el = 0;
+  for (long r = 0; pat && (repeat ? r < repeat : el < min_secs); r++) {
+    for (size_t i = 0; i < o.set.n; i++) {
+      sp_result res;
+      sp_sim_run(sim, &o.set.v[i], pat[i], &res);
+      delivered += res.outcome == SP_OUT_DELIVERED;
+      done++;
+    }
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
+    el = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+  }
+  printf("bench: %zu sessions x %llu = %llu replays (%llu delivered) in %.3f s "
+         "CPU: %.0f sessions/s on one core (policy %s, patience %s)\n",
+         o.set.n, (unsigned long long)(o.set.n ? done / o.set.n : 0),
+         (unsigned long long)done, (unsigned long long)delivered, el,
+         el > 0 ? (double)done / el : 0.0, o.pols[0].label, o.pats[0].name);
+  free(pat);
+  sp_sim_free(sim);
+  sp_simopts_free(&o);
+  return SP_EXIT_OK;
+}

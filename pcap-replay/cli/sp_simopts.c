@@ -1,0 +1,241 @@
+/* sp_simopts.c: options shared by sim, bench and live; see sp_simopts.h. */
+#include "sp_simopts.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sp_cli.h"
+
+int sp_simopts_option(sp_simopts *o, int c, const char *arg) {
+  char *end;
+  switch (c) {
+  case OPT_POLICY:
+    if (o->npolicy_files >= SP_MAX_POLICIES)
+      goto many;
+    o->policy_files[o->npolicy_files++] = arg;
+    return 1;
+  case OPT_SET:
+    if (o->nsets >= SP_MAX_SETS)
+      goto many;
+    o->sets[o->nsets++] = arg;
+    return 1;
+  case OPT_SWEEP:
+    if (o->nsweeps >= SP_MAX_SETS)
+      goto many;
+    o->sweeps[o->nsweeps++] = arg;
+    return 1;
+  case OPT_PATIENCE:
+    if (o->nmodels >= SP_MAX_MODELS)
+      goto many;
+    o->models[o->nmodels++] = arg;
+    return 1;
+  case OPT_CLOCK:
+    if (!strcmp(arg, "read"))
+      o->cfg.clock_reply = 0;
+    else if (!strcmp(arg, "reply"))
+      o->cfg.clock_reply = 1;
+    else {
+      fprintf(stderr, "sluice-replay: --patience-clock: read or reply\n");
+      return -1;
+    }
+    return 1;
+  case OPT_UPSTREAM:
+    if (!strcmp(arg, "capture")) {
+      o->cfg.upstream_sink = 0;
+      return 1;
+    }
+    if (!strncmp(arg, "sink:", 5)) {
+      sl_duration d;
+      if (sp_parse_duration(arg + 5, &d) == 0) {
+        o->cfg.upstream_sink = 1;
+        o->cfg.sink_latency_s = (double)d / 1e9;
+        return 1;
+      }
+    }
+    fprintf(stderr, "sluice-replay: --upstream: capture or sink:LATENCY "
+            "(e.g. sink:20ms)\n");
+    return -1;
+  case OPT_DNSBL:
+    o->dnsbl_file = arg;
+    return 1;
+  case OPT_SEED:
+    errno = 0;
+    o->cfg.seed = strtoull(arg, &end, 10);
+    if (errno || !*arg || *end) {
+      fprintf(stderr, "sluice-replay: --seed: not a number\n");
+      return -1;
+    }
+    return 1;
+  case OPT_JSONL:
+    o->jsonl = arg;
+    return 1;
+  case OPT_CSV:
+    o->csv = arg;
+    return 1;
+  default:
+    return 0;
+  }
+many:
+  fprintf(stderr, "sluice-replay: too many of that option\n");
+  return -1;
+}
+
+static int apply_kv(sp_policy *p, const char *kv, const char *where) {
+  char key[128], err[512];
+  const char *eq = strchr(kv, '=');
+  if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof key) {
+    fprintf(stderr, "sluice-replay: %s: expected KEY=VALUE, got \"%s\"\n", where, kv);
+    return -1;
+  }
+  memcpy(key, kv, (size_t)(eq - kv));
+  key[eq - kv] = '\0';
+  if (sp_policy_set(p, key, eq + 1, where, err, sizeof err)) {
+    fprintf(stderr, "sluice-replay: %s\n", err);
+    return -1;
+  }
+  return 0;
+}
+
+static int add_pol(sp_simopts *o, const sp_policy *p) {
+  sp_policy *v = realloc(o->pols, (size_t)(o->npols + 1) * sizeof *v);
+  if (!v)
+    return -1;
+  o->pols = v;
+  o->pols[o->npols] = *p;
+  sp_policy_fixup(&o->pols[o->npols]);
+  char err[512];
+  if (sp_policy_finish(&o->pols[o->npols], err, sizeof err)) {
+    fprintf(stderr, "sluice-replay: %s\n", err);
+    return -1;
+  }
+  o->npols++;
+  return 0;
+}
+
+int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
+  char err[768];
+  /* Base policies: each file, or the default. */
+  int nbase = o->npolicy_files ? o->npolicy_files : 1;
+  for (int b = 0; b < nbase; b++) {
+    sp_policy base;
+    sp_policy_init(&base);
+    if (o->npolicy_files && sp_policy_load(&base, o->policy_files[b], err, sizeof err)) {
+      fprintf(stderr, "sluice-replay: %s\n", err);
+      return SP_EXIT_USAGE;
+    }
+    for (int i = 0; i < o->nsets; i++)
+      if (apply_kv(&base, o->sets[i], "--set"))
+        return SP_EXIT_USAGE;
+    if (!o->nsweeps) {
+      if (add_pol(o, &base))
+        return SP_EXIT_USAGE;
+      continue;
+    }
+    for (int s = 0; s < o->nsweeps; s++) {
+      const char *eq = strchr(o->sweeps[s], '=');
+      if (!eq || eq == o->sweeps[s] || !eq[1]) {
+        fprintf(stderr, "sluice-replay: --sweep: expected KEY=V1,V2,...\n");
+        return SP_EXIT_USAGE;
+      }
+      char list[1024];
+      snprintf(list, sizeof list, "%s", eq + 1);
+      int klen = (int)(eq - o->sweeps[s]);
+      char *save = NULL;
+      for (char *v = strtok_r(list, ",", &save); v; v = strtok_r(NULL, ",", &save)) {
+        if (o->npols >= SP_MAX_POLICIES) {
+          fprintf(stderr, "sluice-replay: at most %d policies\n", SP_MAX_POLICIES);
+          return SP_EXIT_USAGE;
+        }
+        sp_policy p = base;
+        sp_policy_fixup(&p);
+        char kv[1200];
+        snprintf(kv, sizeof kv, "%.*s=%s", klen, o->sweeps[s], v);
+        if (apply_kv(&p, kv, "--sweep"))
+          return SP_EXIT_USAGE;
+        if (o->npolicy_files)
+          snprintf(p.label, sizeof p.label, "%.60s:%.60s", base.label, kv);
+        else
+          snprintf(p.label, sizeof p.label, "%.120s", kv);
+        if (add_pol(o, &p))
+          return SP_EXIT_USAGE;
+      }
+    }
+  }
+  if (o->dnsbl_file) {
+    if (sp_dnsbl_load(&o->dnsbl, o->dnsbl_file, err, sizeof err)) {
+      fprintf(stderr, "sluice-replay: %s\n", err);
+      return SP_EXIT_USAGE;
+    }
+    o->cfg.dnsbl = &o->dnsbl;
+  }
+  for (int i = 0; i < nfiles; i++) {
+    int rc = sp_script_load_file(&o->set, files[i], err, sizeof err);
+    if (rc) {
+      fprintf(stderr, "sluice-replay: %s\n", err);
+      return rc == SP_ERR_IO ? SP_EXIT_USAGE : SP_EXIT_INPUT;
+    }
+  }
+  if (!o->nmodels)
+    o->models[o->nmodels++] = "none";
+  for (int i = 0; i < o->nmodels; i++) {
+    if (sp_patience_parse(&o->pats[i], o->models[i], err, sizeof err)) {
+      fprintf(stderr, "sluice-replay: %s\n", err);
+      return SP_EXIT_USAGE;
+    }
+    o->npats++;
+    if (o->pats[i].kind == SP_PAT_EMPIRICAL) {
+      size_t n = o->set.n;
+      sp_km_obs *obs = calloc(n ? n : 1, sizeof *obs);
+      sp_km_row *rows = calloc(n ? n : 1, sizeof *rows);
+      size_t k = 0;
+      for (size_t j = 0; obs && rows && j < n; j++)
+        if (o->set.v[j].server_seen) {
+          obs[k].t = o->set.v[j].wait_s;
+          obs[k++].event = o->set.v[j].gave_up;
+        }
+      size_t nr = obs && rows ? sp_km_estimate(obs, k, 1.96, rows) : 0;
+      int bad = !obs || !rows || sp_patience_set_km(&o->pats[i], rows, nr);
+      free(obs);
+      free(rows);
+      if (bad) {
+        fprintf(stderr, "sluice-replay: out of memory\n");
+        return SP_EXIT_INPUT;
+      }
+    }
+  }
+  return SP_EXIT_OK;
+}
+
+void sp_simopts_free(sp_simopts *o) {
+  free(o->pols);
+  for (int i = 0; i < o->npats; i++)
+    sp_patience_free(&o->pats[i]);
+  sp_dnsbl_free(&o->dnsbl);
+  sp_script_set_free(&o->set);
+}
+
+void sp_simopts_describe(const sp_simopts *o, FILE *f, const char *prefix) {
+  fprintf(f, "%sclient model: each write at its captured think time after the "
+          "reply it followed (pipelining and segment boundaries as captured); "
+          "commands and reactions to 4xx/5xx as captured; the end (FIN/RST) "
+          "anchored the same way\n", prefix);
+  fprintf(f, "%spatience clock: %s; a client never waits for the reply to "
+          "QUIT; one patience value per session, seed %llu\n", prefix,
+          o->cfg.clock_reply ? "since the awaited request was sent (reply)"
+                             : "since the last byte sent or received (read)",
+          (unsigned long long)o->cfg.seed);
+  for (int i = 0; i < o->npats; i++) {
+    char d[400];
+    sp_patience_describe(&o->pats[i], d, sizeof d);
+    fprintf(f, "%spatience model %s = %s\n", prefix, o->pats[i].name, d);
+  }
+  if (o->cfg.upstream_sink)
+    fprintf(f, "%supstream: accept-all sink, %.3f s per reply and connect\n",
+            prefix, o->cfg.sink_latency_s);
+  else
+    fprintf(f, "%supstream: captured replies with captured latencies "
+            "(synthetic 250/354/221 where the capture has none)\n", prefix);
+  fprintf(f, "%sdnsbl answers: %s\n", prefix, o->dnsbl_file ? o->dnsbl_file : "none (not listed)");
+}

@@ -1,0 +1,125 @@
+/*
+ * sp_sim.h: replaying client sessions through the sluice core in-process,
+ * on a virtual clock, and the per-session result records shared with the
+ * live replay.
+ *
+ * The clock jumps to the earliest of: the client's next write (sp_script
+ * anchoring), the client's patience running out, the modelled upstream's
+ * next reply, the relay's next deadline.  Nothing sleeps.  The same input,
+ * policy, patience model and seed give the same records byte for byte.
+ *
+ * Client: writes as captured (sp_script.h); reads everything the relay
+ * sends at once; waiting for a reply, it closes (abort) when no byte has
+ * arrived for its patience (--patience-clock read, the default) or when a
+ * reply has been awaited that long since its request (reply).
+ * Upstream: "capture" answers each command the relay sends with the
+ * captured reply to the same kind of command, after the captured server
+ * latency (a synthetic 250/354/221 when the capture has none); "sink"
+ * accepts everything after a fixed latency.
+ */
+#ifndef SP_SIM_H
+#define SP_SIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "sp_patience.h"
+#include "sp_policy.h"
+#include "sp_script.h"
+#include "sluice/relay.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum sp_outcome {
+  SP_OUT_DELIVERED, SP_OUT_REJECTED, SP_OUT_GAVE_UP, SP_OUT_NO_MAIL,
+  SP_OUT_ERROR, SP_OUT_N
+} sp_outcome;
+const char *sp_outcome_name(sp_outcome o);
+
+typedef struct sp_dnsbl_answer {
+  char ip[SP_ADDRSTRLEN];
+  char zone[SP_ZONE_NAME_MAX];
+  uint32_t a[SL_DNSBL_ANSWERS_MAX];
+  uint8_t n;
+} sp_dnsbl_answer;
+
+typedef struct sp_dnsbl_table {
+  sp_dnsbl_answer *v;
+  size_t n;
+} sp_dnsbl_table;
+
+/* Lines "IP ZONE A-record..." ('#' comments); 0 or -1 + err (FILE:LINE). */
+int sp_dnsbl_load(sp_dnsbl_table *t, const char *path, char *err,
+                  size_t errlen);
+void sp_dnsbl_free(sp_dnsbl_table *t);
+
+typedef struct sp_sim_config {
+  int upstream_sink;        /* 0: capture replies, 1: accept-all sink */
+  double sink_latency_s;    /* per reply (and connect) with the sink */
+  int clock_reply;          /* patience clock: 0 since last byte, 1 since
+                               the request */
+  uint64_t seed;
+  const sp_dnsbl_table *dnsbl;
+} sp_sim_config;
+
+/* One session under one policy and patience model. */
+typedef struct sp_result {
+  const char *source;
+  uint64_t session;
+  const char *client_ip;
+  const char *policy;
+  const char *patience_model;
+  double patience_s;        /* INFINITY: never */
+  sp_outcome outcome;
+  const char *gave_up_at;   /* unit name awaited, "" unless gave up */
+  const char *stage;        /* furthest stage the client saw succeed */
+  const char *note;         /* why error / how the script ended */
+  double held_s;            /* client connection open (virtual or real) */
+  double captured_s;        /* the capture's duration */
+  double delay_s;           /* tarpit delay suffered (sim: relay's count) */
+  double deliver_s;         /* time of the first 2xx to a message, -1 */
+  uint64_t bytes_client, bytes_server; /* sent / received by the client */
+  uint32_t messages;        /* messages the client saw accepted */
+  uint32_t replies;         /* complete replies the client got */
+  double upstream_s;        /* upstream connection-seconds */
+  uint32_t synth_replies;   /* upstream replies the capture lacked */
+  uint64_t relay_bytes;     /* sl_relay_size */
+  uint64_t peak_pool_bytes; /* most pool memory the relay held at once */
+  int32_t score;
+  int tarpitted;
+} sp_result;
+
+typedef struct sp_sim sp_sim;
+
+/* A reusable simulator for one policy.  NULL on allocation failure. */
+sp_sim *sp_sim_new(const sp_policy *pol, const sp_sim_config *cfg);
+void sp_sim_free(sp_sim *sim);
+
+/* Replays one script.  patience: seconds (INFINITY: never).  Fills res
+ * (strings point into the script, the policy or static storage). */
+int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
+               sp_result *res);
+
+/* Records. */
+void sp_result_write_jsonl(FILE *f, const sp_result *r);
+void sp_result_csv_header(FILE *f);
+void sp_result_write_csv(FILE *f, const sp_result *r);
+
+/* Summary per (policy, patience model). */
+typedef struct sp_summary {
+  uint64_t n, by[SP_OUT_N];
+  double held, upstream, delay_delivered, deliver_time;
+  uint64_t delivered_n;
+} sp_summary;
+void sp_summary_add(sp_summary *s, const sp_result *r);
+void sp_summary_print_header(FILE *f);
+void sp_summary_print(FILE *f, const char *policy, const char *patience,
+                      const sp_summary *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
