@@ -111,6 +111,8 @@ static sl_path_err check_params(const uint8_t *p, size_t n, int is_mail,
       uint64_t v;
       if (!has_val || parse_u64(val, vlen, &v) < 0)
         return SL_PATH_SYNTAX;
+      if (!(lim->allowed & SL_P_SIZE))
+        return SL_PATH_PARAM;
       if (lim->size_max && v > lim->size_max)
         return SL_PATH_SIZE;
       if (size)

@@ -62,11 +62,11 @@ static size_t scan_special(const uint8_t *p, size_t n) {
   return i;
 }
 
-static sl_data_status violation(sl_data *d, sl_violation v, size_t i,
-                                size_t o, size_t *consumed,
+static sl_data_status violation(sl_data *d, sl_violation v, uint8_t st,
+                                size_t i, size_t o, size_t *consumed,
                                 size_t *produced) {
-  if (d->violation == SL_VIOL_NONE)
-    d->violation = v;
+  d->violation = v;
+  d->state = st; /* the refused message is read on from here */
   *consumed = i;
   *produced = o;
   return SL_DATA_VIOLATION;
@@ -129,7 +129,7 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
         break;
       }
       if (c == '\n' && !d->normalize_lf)
-        return violation(d, SL_VIOL_BARE_LF, i + 1, o, consumed, produced);
+        return violation(d, SL_VIOL_BARE_LF, ST_LINE_START, i + 1, o, consumed, produced);
       /* ".X": the dot was stuffing; redo it only if X is a dot. */
       if (c == '.') {
         if (w)
@@ -151,7 +151,7 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
       break;
     case ST_DOT_CR:
       if (c != '\n')
-        return violation(d, SL_VIOL_BARE_CR, i, o, consumed, produced);
+        return violation(d, SL_VIOL_BARE_CR, ST_MID, i, o, consumed, produced);
       i++;
       if (after_bare) {
         /* "." after a normalised bare LF is content, not the end */
@@ -187,15 +187,19 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
         i += n;
         d->line_len += (uint32_t)n;
         d->size += n;
+        /* A refused message is read to its end whatever its size; only
+           a smuggling form can still change how it ends. */
+        if (d->discard)
+          break;
         if (d->line_len > d->text_max)
-          return violation(d, SL_VIOL_LINE_TOO_LONG, i, o, consumed,
+          return violation(d, SL_VIOL_LINE_TOO_LONG, ST_MID, i, o, consumed,
                            produced);
         if (d->size_max && d->size > d->size_max)
-          return violation(d, SL_VIOL_SIZE, i, o, consumed, produced);
+          return violation(d, SL_VIOL_SIZE, ST_MID, i, o, consumed, produced);
         break;
       }
       if (c == 0)
-        return violation(d, SL_VIOL_NUL, i + 1, o, consumed, produced);
+        return violation(d, SL_VIOL_NUL, ST_MID, i + 1, o, consumed, produced);
       if (c == '\r') {
         st = ST_CR;
         i++;
@@ -203,7 +207,7 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
       }
       /* bare LF */
       if (!d->normalize_lf)
-        return violation(d, SL_VIOL_BARE_LF, i + 1, o, consumed, produced);
+        return violation(d, SL_VIOL_BARE_LF, ST_LINE_START, i + 1, o, consumed, produced);
       if (w) {
         memcpy(out + o, "\r\n", 2);
         o += 2;
@@ -217,7 +221,7 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
     }
     case ST_CR:
       if (c != '\n')
-        return violation(d, SL_VIOL_BARE_CR, i, o, consumed, produced);
+        return violation(d, SL_VIOL_BARE_CR, ST_MID, i, o, consumed, produced);
       if (w) {
         memcpy(out + o, "\r\n", 2);
         o += 2;
@@ -226,11 +230,11 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
       d->size += 2;
       d->line_len = 0;
       st = ST_LINE_START;
-      if (d->size_max && d->size > d->size_max)
-        return violation(d, SL_VIOL_SIZE, i, o, consumed, produced);
+      if (!d->discard && d->size_max && d->size > d->size_max)
+        return violation(d, SL_VIOL_SIZE, ST_LINE_START, i, o, consumed, produced);
       break;
     default:
-      return violation(d, SL_VIOL_BARE_CR, i, o, consumed, produced);
+      return violation(d, SL_VIOL_BARE_CR, ST_MID, i, o, consumed, produced);
     }
   }
   d->state = (uint8_t)(st | after_bare);

@@ -33,7 +33,7 @@ typedef struct sl_data {
   uint8_t discard;      /* write nothing: the message is being refused */
   uint8_t loose_end;    /* discarding after smuggling: a "." line with any
                            line ending ends the message */
-  sl_violation violation; /* the first violation seen */
+  sl_violation violation; /* the latest violation */
 } sl_data;
 
 void sl_data_init(sl_data *d, uint32_t text_line_max, uint64_t size_max,

@@ -377,10 +377,16 @@ static int run(const transcript *t, const plan *pl, int verbose) {
       const sl_bytes *got = op[7] == 'c' ? &h.client_out : &h.upstream_out;
       sl_bytes_add(want, s->bytes, s->nbytes);
       if (got->len != want->len || memcmp(got->p, want->p, got->len)) {
+        size_t at = 0;
+        while (at < got->len && at < want->len && got->p[at] == want->p[at])
+          at++;
+        size_t from = at > 120 ? at - 120 : 0;
         snprintf(why, sizeof(why),
-                 "%s stream differs\n  got:  %.*s\n  want: %.*s", op + 7,
-                 (int)(got->len > 300 ? 300 : got->len), (const char *)got->p,
-                 (int)(want->len > 300 ? 300 : want->len), (const char *)want->p);
+                 "%s stream differs at byte %zu\n  got:  ...%.*s\n  want: ...%.*s",
+                 op + 7, at, (int)(got->len - from > 240 ? 240 : got->len - from),
+                 (const char *)got->p + from,
+                 (int)(want->len - from > 240 ? 240 : want->len - from),
+                 (const char *)want->p + from);
         rc = -1;
       }
     } else if (!strcmp(op, "expect-c-not") || !strcmp(op, "expect-u-not")) {

@@ -1,0 +1,1266 @@
+/*
+ * sl_oracle.c: the protocol oracle; see sl_oracle.h.
+ *
+ * Two small stream models, one per leg, each fed the bytes in the order
+ * they crossed the relay's boundary.
+ *
+ * Client leg.  Accepted client bytes are split into "commands", each owed
+ * exactly one reply: the greeting (owed for the connection itself), every
+ * line ended by LF (a line that is too long is one command, answered as soon
+ * as it passes the limit), the end of a DATA body, a BDAT command (its chunk
+ * follows whatever the reply is, RFC 3030 2), an AUTH continuation.  After
+ * DATA, AUTH (and continuations) and STARTTLS the model waits for the reply
+ * before reading on, since only the reply says what the next bytes are.
+ * Client output is parsed into replies (guarantee 5) and matched in order.
+ *
+ * Upstream leg.  Emitted bytes are parsed as the commands of an SMTP client
+ * (guarantee 3), received bytes as replies matched to those commands in
+ * order.  2xx replies to a terminator or BDAT LAST that completed after the
+ * command was sent count as upstream acceptances (guarantee 2).
+ */
+#include "sl_oracle.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/proxy.h"
+
+/* ---- small growable containers ------------------------------------------ */
+
+typedef struct obuf {
+  uint8_t *p;
+  size_t len, cap;
+} obuf;
+
+static void ob_add(obuf *b, const uint8_t *p, size_t n) {
+  if (!n)
+    return;
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n)
+      cap *= 2;
+    uint8_t *q = realloc(b->p, cap);
+    if (!q)
+      abort();
+    b->p = q;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, p, n);
+  b->len += n;
+}
+
+static void ob_drop(obuf *b, size_t n) {
+  if (n >= b->len) {
+    b->len = 0;
+    return;
+  }
+  memmove(b->p, b->p + n, b->len - n);
+  b->len -= n;
+}
+
+/* A FIFO of small records. */
+typedef struct fifo {
+  uint32_t *v;
+  size_t head, len, cap;
+} fifo;
+
+static void fifo_push(fifo *f, uint32_t x) {
+  if (f->head + f->len == f->cap) {
+    if (f->head) {
+      memmove(f->v, f->v + f->head, f->len * sizeof(*f->v));
+      f->head = 0;
+    }
+    if (f->len == f->cap) {
+      size_t cap = f->cap ? f->cap * 2 : 16;
+      uint32_t *q = realloc(f->v, cap * sizeof(*q));
+      if (!q)
+        abort();
+      f->v = q;
+      f->cap = cap;
+    }
+  }
+  f->v[f->head + f->len++] = x;
+}
+
+static int fifo_pop(fifo *f, uint32_t *x) {
+  if (!f->len)
+    return 0;
+  *x = f->v[f->head++];
+  f->len--;
+  if (!f->len)
+    f->head = 0;
+  return 1;
+}
+
+static void fifo_clear(fifo *f) { f->head = f->len = 0; }
+
+/* ---- reply-line framing, used on both legs -------------------------------- */
+
+/* The reply being read: lines so far, code, whether it is complete. */
+typedef struct rparse {
+  uint32_t linelen;  /* bytes of the current line, CRLF excluded */
+  uint32_t total;    /* bytes of the current reply */
+  uint16_t code;     /* code of the first line of the current reply */
+  uint16_t curcode;  /* code digits of the current line */
+  uint8_t cr;        /* last byte was CR */
+  uint8_t sep;       /* byte after the code on the current line, 0: none */
+  uint8_t nlines;
+  uint8_t pipelining; /* a line "PIPELINING" seen (EHLO keyword) */
+  uint8_t kw[12];     /* first bytes of the current line's text */
+} rparse;
+
+enum { RP_MORE = 0, RP_DONE = 1, RP_BAD = -1 };
+
+static uint8_t upc(uint8_t c) {
+  return c >= 'a' && c <= 'z' ? (uint8_t)(c - 32) : c;
+}
+
+/* Feeds one byte; returns RP_DONE at the end of a complete reply (code in
+   rp->code), RP_BAD on a framing error (why set), else RP_MORE. */
+static int rp_byte(rparse *rp, uint8_t c, uint32_t line_max,
+                   uint32_t total_max, const char **why) {
+  rp->total++;
+  if (total_max && rp->total > total_max) {
+    *why = "reply longer than reply_max";
+    return RP_BAD;
+  }
+  if (rp->cr) {
+    rp->cr = 0;
+    if (c != '\n') {
+      *why = "bare CR in a reply line";
+      return RP_BAD;
+    }
+    if (rp->linelen < 3) {
+      *why = "reply line shorter than its code";
+      return RP_BAD;
+    }
+    if (rp->nlines && rp->curcode != rp->code) {
+      *why = "reply code changes between lines";
+      return RP_BAD;
+    }
+    if (!rp->nlines)
+      rp->code = rp->curcode;
+    rp->nlines++;
+    if (rp->nlines > 1 && rp->linelen >= 14 &&
+        memcmp(rp->kw, "PIPELINING", 10) == 0 &&
+        (rp->linelen - 4 == 10 || rp->kw[10] == ' '))
+      rp->pipelining = 1;
+    int last = rp->sep != '-';
+    rp->linelen = 0;
+    rp->sep = 0;
+    rp->curcode = 0;
+    if (last) {
+      rp->total = 0;
+      rp->nlines = 0;
+      return RP_DONE;
+    }
+    return RP_MORE;
+  }
+  if (c == '\r') {
+    rp->cr = 1;
+    if (line_max && rp->linelen + 2 > line_max) {
+      *why = "reply line longer than reply_line_max";
+      return RP_BAD;
+    }
+    return RP_MORE;
+  }
+  if (c == '\n') {
+    *why = "bare LF in a reply line";
+    return RP_BAD;
+  }
+  if (c == 0) {
+    *why = "NUL in a reply line";
+    return RP_BAD;
+  }
+  uint32_t i = rp->linelen++;
+  if (line_max && rp->linelen + 2 > line_max) {
+    *why = "reply line longer than reply_line_max";
+    return RP_BAD;
+  }
+  if (i < 3) {
+    if (c < '0' || c > '9' || (i == 0 && (c < '2' || c > '5'))) {
+      *why = "reply line does not start with a code 2xx..5xx";
+      return RP_BAD;
+    }
+    rp->curcode = (uint16_t)(rp->curcode * 10 + (c - '0'));
+  } else if (i == 3) {
+    if (c != '-' && c != ' ') {
+      *why = "reply code not followed by '-', ' ' or CRLF";
+      return RP_BAD;
+    }
+    rp->sep = c;
+  } else if (i - 4 < sizeof(rp->kw)) {
+    rp->kw[i - 4] = upc(c);
+  }
+  return RP_MORE;
+}
+
+/* ---- the oracle ------------------------------------------------------------ */
+
+/* Client-side commands, in the order they are owed a reply. */
+enum ck {
+  CK_GREETING = 1,
+  CK_CMD,
+  CK_DATA,      /* held: a 354 makes the next bytes a body */
+  CK_AUTH,      /* AUTH or a continuation; held: 334 asks for another line */
+  CK_STARTTLS,  /* held: 220 discards everything up to the TLS completion */
+  CK_EOD,       /* end of a DATA body; the body index in the high bits */
+  CK_EOD_AMBIG, /* a body made ambiguous by a smuggling byte */
+  CK_BDAT,
+  CK_BDAT_LAST
+};
+#define CK_KIND(x) ((x)&0xffu)
+#define CK_ARG(x) ((x) >> 8)
+
+enum cmode {
+  CM_PROXY,   /* PROXY header from the balancer expected first */
+  CM_CMD,     /* command lines */
+  CM_SKIP,    /* rest of an overlong line, up to LF */
+  CM_HOLD,    /* waiting for the reply to the last command */
+  CM_BODY,    /* DATA body */
+  CM_CHUNK,   /* BDAT chunk bytes */
+  CM_TLS,     /* between 220 to STARTTLS and the handshake's end: discard */
+  CM_DEAD     /* nothing more is read as SMTP */
+};
+
+/* Upstream-side commands awaiting a reply. */
+enum uk {
+  UK_GREETING = 1, /* the greeting, or the 220 after XCLIENT */
+  UK_CMD,          /* may be pipelined */
+  UK_SYNC,         /* must end a pipelined group (RFC 2920 3.1) */
+  UK_EHLO,
+  UK_DATA,
+  UK_AUTH,
+  UK_STARTTLS,
+  UK_QUIT,
+  UK_EOD,
+  UK_BDAT,
+  UK_BDAT_LAST
+};
+
+enum umode {
+  UM_NONE,   /* no upstream connection */
+  UM_PROXY,  /* a PROXY header must come first */
+  UM_CMD,
+  UM_BODY,   /* after 354 */
+  UM_CHUNK,
+  UM_TLS,    /* 220 to STARTTLS: nothing may be sent until the handshake */
+  UM_DEAD    /* QUIT sent or TLS failed: nothing may be sent */
+};
+
+typedef struct body {
+  uint8_t complete, bad;
+} body;
+
+struct sl_oracle {
+  sl_limits lim;
+  sl_policy pol;
+  sl_conn_info info;
+  sl_addr client_addr; /* in force: after an inbound PROXY header, its src */
+  char why[512];
+  int failed;
+
+  /* ---- client leg ---- */
+  obuf cin;           /* accepted client bytes not yet modelled */
+  enum cmode cm;
+  fifo owed;          /* CK_* still owed a reply */
+  uint32_t held;      /* the CK_* being held for (CM_HOLD) */
+  int closing;        /* an unsolicited closing reply was sent */
+  int ambig_open;     /* CK_EOD_AMBIG owed or answered: session must end */
+  uint64_t chunk_left;
+  /* DATA body scanner */
+  uint32_t b_linelen;
+  uint8_t b_cr, b_after_crlf, b_first_dot, b_line_bad;
+  uint64_t b_size;
+  body *bodies;       /* every DATA body the client started, in order */
+  size_t nbodies, capbodies;
+  rparse cout;        /* client output reply parser */
+  uint64_t commands, replies, client_accepted;
+  uint64_t out_bytes, up_out_bytes, nrequests;
+  int client_close_req, tls_client_pending;
+
+  /* ---- upstream leg ---- */
+  enum umode um;
+  obuf uout;          /* emitted upstream bytes not yet modelled */
+  fifo upend;         /* UK_* awaiting a reply (emitted completely) */
+  int up_broken;      /* a malformed or unsolicited reply: stop counting */
+  int up_pipelining;  /* the last EHLO reply offered PIPELINING */
+  int up_auth_cont;   /* the next line is an AUTH continuation (334) */
+  uint32_t up_last_kind; /* kind of the command the last reply answered */
+  rparse uin;
+  uint64_t up_chunk_left;
+  int up_chunk_last;
+  uint8_t up_chunk_cr, up_chunk_bad;
+  uint32_t ub_linelen;
+  uint8_t ub_cr, ub_first_dot;
+  size_t up_bodies;   /* upstream DATA bodies started (session-wide) */
+  uint64_t upstream_accepted, up_commands, up_replies;
+
+  /* ---- guarantees 6 and 7 ---- */
+  const sl_bufpool *pool;
+  uint32_t drv_small, drv_large;
+  int exp_valid;
+  sl_tstamp exp_deadline, exp_now;
+  unsigned exp_want;
+  uint64_t exp_out, exp_req;
+  sl_tstamp t_close_req;
+};
+
+static void fail(sl_oracle *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void fail(sl_oracle *o, const char *fmt, ...) {
+  if (o->failed)
+    return;
+  o->failed = 1;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(o->why, sizeof(o->why), fmt, ap);
+  va_end(ap);
+}
+
+/* Printable excerpt of bytes for messages. */
+static const char *show(const uint8_t *p, size_t n, char *buf, size_t cap) {
+  size_t o = 0;
+  for (size_t i = 0; i < n && o + 5 < cap; i++) {
+    uint8_t c = p[i];
+    if (c == '\r') {
+      buf[o++] = '\\';
+      buf[o++] = 'r';
+    } else if (c == '\n') {
+      buf[o++] = '\\';
+      buf[o++] = 'n';
+    } else if (c < 0x20 || c >= 0x7f) {
+      o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
+    } else {
+      buf[o++] = (char)c;
+    }
+  }
+  buf[o < cap ? o : cap - 1] = 0;
+  return buf;
+}
+
+static int ieq(const uint8_t *p, size_t n, const char *upper) {
+  size_t k = strlen(upper);
+  if (n < k)
+    return 0;
+  for (size_t i = 0; i < k; i++)
+    if (upc(p[i]) != (uint8_t)upper[i])
+      return 0;
+  return 1;
+}
+
+/* The verb of a line: the bytes before the first space. */
+static int verb_is(const uint8_t *p, size_t n, const char *upper) {
+  size_t k = strlen(upper);
+  return ieq(p, n, upper) && (n == k || p[k] == ' ');
+}
+
+sl_oracle *sl_oracle_new(const sl_limits *l, const sl_policy *p,
+                         const sl_conn_info *info) {
+  sl_oracle *o = calloc(1, sizeof(*o));
+  if (!o)
+    abort();
+  o->lim = *l;
+  o->pol = *p;
+  o->info = *info;
+  o->client_addr = info->client;
+  o->b_after_crlf = 1;
+  o->t_close_req = SL_TSTAMP_NONE;
+  if (info->flags & SL_CONN_EXPECT_PROXY) {
+    o->cm = CM_PROXY;
+  } else {
+    o->cm = CM_CMD;
+    fifo_push(&o->owed, CK_GREETING);
+  }
+  o->um = UM_NONE;
+  return o;
+}
+
+void sl_oracle_free(sl_oracle *o) {
+  if (!o)
+    return;
+  free(o->cin.p);
+  free(o->uout.p);
+  free(o->owed.v);
+  free(o->upend.v);
+  free(o->bodies);
+  free(o);
+}
+
+void sl_oracle_watch_pool(sl_oracle *o, const sl_bufpool *bp) { o->pool = bp; }
+
+void sl_oracle_pool_driver_held(sl_oracle *o, uint32_t nsmall,
+                                uint32_t nlarge) {
+  o->drv_small = nsmall;
+  o->drv_large = nlarge;
+}
+
+void sl_oracle_counts_get(const sl_oracle *o, sl_oracle_counts *c) {
+  c->client_commands = o->commands;
+  c->client_replies = o->replies;
+  c->client_accepted = o->client_accepted;
+  c->upstream_accepted = o->upstream_accepted;
+  c->upstream_commands = o->up_commands;
+  c->upstream_replies = o->up_replies;
+}
+
+/* ---- client leg: commands --------------------------------------------------- */
+
+static void owe(sl_oracle *o, uint32_t k) {
+  fifo_push(&o->owed, k);
+  o->commands++;
+}
+
+static body *new_body(sl_oracle *o) {
+  if (o->nbodies == o->capbodies) {
+    size_t cap = o->capbodies ? o->capbodies * 2 : 8;
+    body *q = realloc(o->bodies, cap * sizeof(*q));
+    if (!q)
+      abort();
+    o->bodies = q;
+    o->capbodies = cap;
+  }
+  body *b = &o->bodies[o->nbodies++];
+  b->complete = b->bad = 0;
+  return b;
+}
+
+/* A clean command line: CRLF-terminated, no other CR, no NUL, within the
+   limit.  Anything else is refused as a whole and only owed one reply. */
+static int clean_line(const uint8_t *p, size_t whole, uint32_t limit) {
+  if (whole > limit || whole < 2 || p[whole - 2] != '\r')
+    return 0;
+  for (size_t i = 0; i + 2 < whole; i++)
+    if (p[i] == '\r' || p[i] == 0)
+      return 0;
+  return 1;
+}
+
+/* "BDAT" 1*SP 1*19DIGIT [1*SP "LAST"] *SP... as RFC 3030 writes it (the
+   trailing spaces after the size are tolerated, as many servers do). */
+static int parse_bdat(const uint8_t *p, size_t n, uint64_t *size, int *last) {
+  size_t i = 4;
+  if (i >= n || p[i] != ' ')
+    return -1;
+  while (i < n && p[i] == ' ')
+    i++;
+  size_t d0 = i;
+  uint64_t v = 0;
+  while (i < n && p[i] >= '0' && p[i] <= '9') {
+    v = v * 10 + (uint64_t)(p[i] - '0');
+    i++;
+  }
+  if (i == d0 || i - d0 > 19 || (i < n && p[i] != ' '))
+    return -1;
+  while (i < n && p[i] == ' ')
+    i++;
+  *last = 0;
+  if (i < n) {
+    if (n - i != 4 || !ieq(p + i, 4, "LAST"))
+      return -1;
+    *last = 1;
+  }
+  *size = v;
+  return 0;
+}
+
+/* The limit the relay applies to the line starting at p. */
+static uint32_t line_limit(const sl_oracle *o, const uint8_t *p, size_t n,
+                           int auth_cont) {
+  if (auth_cont || (n >= 5 && ieq(p, n, "AUTH ")))
+    return o->lim.auth_line_max;
+  return o->lim.command_line_max;
+}
+
+static void body_line_end(sl_oracle *o, int crlf) {
+  uint32_t content = o->b_linelen;
+  if (o->b_first_dot && content > 0)
+    content--; /* the stuffed dot does not count (4.5.3.1.6) */
+  if (content + 2 > o->lim.text_line_max)
+    o->b_line_bad = 1;
+  o->b_size += (uint64_t)content + 2;
+  if (o->lim.message_size_max && o->b_size > o->lim.message_size_max)
+    o->b_line_bad = 1;
+  o->b_linelen = 0;
+  o->b_first_dot = 0;
+  o->b_after_crlf = (uint8_t)crlf;
+}
+
+/* One body byte; returns 1 at the end of the body. */
+static int body_byte(sl_oracle *o, uint8_t c) {
+  body *b = &o->bodies[o->nbodies - 1];
+  int lenient = (o->pol.lenient & SL_LENIENT_NORMALIZE_BARE_LF) != 0;
+  if (o->b_cr) {
+    o->b_cr = 0;
+    if (c == '\n') {
+      if (o->b_after_crlf && o->b_first_dot && o->b_linelen == 1)
+        return 1; /* CRLF "." CRLF */
+      body_line_end(o, 1);
+      return 0;
+    }
+    b->bad = 2; /* bare CR: where the body ends is now ambiguous */
+  }
+  if (c == '\r') {
+    o->b_cr = 1;
+    return 0;
+  }
+  if (c == '\n') {
+    if (!lenient) {
+      b->bad = 2;
+      return 0;
+    }
+    body_line_end(o, 0); /* normalised; a following "." is content */
+    return 0;
+  }
+  if (c == 0) {
+    b->bad = 2;
+    return 0;
+  }
+  if (o->b_linelen == 0 && c == '.')
+    o->b_first_dot = 1;
+  o->b_linelen++;
+  return 0;
+}
+
+/* Models as much of the accepted client bytes as can be known now. */
+static void client_parse(sl_oracle *o) {
+  size_t pos = 0;
+  obuf *b = &o->cin;
+  while (pos < b->len) {
+    const uint8_t *p = b->p + pos;
+    size_t n = b->len - pos;
+    switch (o->cm) {
+    case CM_PROXY: {
+      sl_proxy_header h;
+      long k = sl_proxy_parse(p, n, &h);
+      if (k == SL_ERR_INCOMPLETE)
+        goto out;
+      if (k < 0) {
+        o->cm = CM_DEAD; /* aborted, unanswered (haproxy's rule) */
+        continue;
+      }
+      if (!h.local)
+        o->client_addr = h.src;
+      pos += (size_t)k;
+      owe(o, CK_GREETING);
+      o->commands--; /* the greeting answers the connection, not a command */
+      o->cm = CM_CMD;
+      continue;
+    }
+    case CM_CMD: {
+      int cont = o->held == CK_AUTH; /* previous AUTH answered 334 */
+      uint32_t limit = line_limit(o, p, n, cont);
+      uint8_t *nl = memchr(p, '\n', n);
+      if (!nl) {
+        if (n >= limit) {
+          /* refused as soon as it passes the limit; the rest is skipped */
+          owe(o, CK_CMD);
+          o->held = 0;
+          pos += n;
+          o->cm = CM_SKIP;
+          continue;
+        }
+        goto out;
+      }
+      size_t whole = (size_t)(nl - p) + 1;
+      pos += whole;
+      if (!clean_line(p, whole, limit)) {
+        /* a bad AUTH continuation cancels the exchange: still one reply */
+        owe(o, CK_CMD);
+        if (cont) {
+          o->held = CK_AUTH;
+          o->cm = CM_HOLD;
+        } else {
+          o->held = 0;
+        }
+        continue;
+      }
+      size_t len = whole - 2;
+      if (cont) {
+        owe(o, CK_AUTH);
+        o->held = CK_AUTH;
+        o->cm = CM_HOLD;
+      } else if (verb_is(p, len, "DATA")) {
+        owe(o, CK_DATA);
+        o->held = CK_DATA;
+        o->cm = CM_HOLD;
+      } else if (verb_is(p, len, "AUTH")) {
+        owe(o, CK_AUTH);
+        o->held = CK_AUTH;
+        o->cm = CM_HOLD;
+      } else if (verb_is(p, len, "STARTTLS")) {
+        owe(o, CK_STARTTLS);
+        o->held = CK_STARTTLS;
+        o->cm = CM_HOLD;
+      } else if (verb_is(p, len, "BDAT")) {
+        uint64_t size;
+        int last;
+        if (parse_bdat(p, len, &size, &last) == 0) {
+          owe(o, last ? CK_BDAT_LAST : CK_BDAT);
+          o->chunk_left = size;
+          if (size)
+            o->cm = CM_CHUNK;
+        } else {
+          owe(o, CK_CMD);
+        }
+      } else {
+        owe(o, CK_CMD);
+      }
+      continue;
+    }
+    case CM_SKIP: {
+      uint8_t *nl = memchr(p, '\n', n);
+      if (!nl) {
+        pos += n;
+        continue;
+      }
+      pos += (size_t)(nl - p) + 1;
+      o->cm = CM_CMD;
+      continue;
+    }
+    case CM_HOLD:
+      goto out;
+    case CM_BODY: {
+      body *bd = &o->bodies[o->nbodies - 1];
+      while (pos < b->len) {
+        uint8_t c = b->p[pos++];
+        int end = body_byte(o, c);
+        if (bd->bad == 2) {
+          /* A smuggling byte: only the relay knows where it ends this
+             message; allow its one reply, then the session must end. */
+          owe(o, CK_EOD_AMBIG | (uint32_t)((o->nbodies - 1) << 8));
+          o->ambig_open = 1;
+          o->cm = CM_DEAD;
+          break;
+        }
+        if (end) {
+          bd->complete = 1;
+          if (o->b_line_bad)
+            bd->bad = 1;
+          owe(o, CK_EOD | (uint32_t)((o->nbodies - 1) << 8));
+          o->cm = CM_CMD;
+          break;
+        }
+      }
+      continue;
+    }
+    case CM_CHUNK: {
+      uint64_t k = o->chunk_left < n ? o->chunk_left : n;
+      pos += (size_t)k;
+      o->chunk_left -= k;
+      if (!o->chunk_left)
+        o->cm = CM_CMD;
+      continue;
+    }
+    case CM_TLS:
+    case CM_DEAD:
+      pos = b->len;
+      continue;
+    }
+  }
+out:
+  ob_drop(b, pos);
+}
+
+void sl_oracle_client_in(sl_oracle *o, const uint8_t *p, size_t n) {
+  ob_add(&o->cin, p, n);
+  client_parse(o);
+}
+
+/* ---- client leg: replies ------------------------------------------------------ */
+
+static int closing_code(unsigned code) {
+  return code == 421 || code == 221 || code == 554 || code == 521;
+}
+
+static void client_reply(sl_oracle *o, unsigned code) {
+  o->replies++;
+  if (o->closing) {
+    fail(o, "guarantee 1: reply %u after the closing reply", code);
+    return;
+  }
+  uint32_t k;
+  if (!fifo_pop(&o->owed, &k)) {
+    if (closing_code(code)) {
+      o->closing = 1;
+      return;
+    }
+    if (o->cm == CM_TLS)
+      fail(o, "guarantee 4: reply %u to plaintext sent after STARTTLS", code);
+    else
+      fail(o, "guarantee 1: reply %u without a command (%llu replies to %llu "
+              "commands)", code, (unsigned long long)o->replies,
+           (unsigned long long)o->commands);
+    return;
+  }
+  unsigned cls = code / 100;
+  switch (CK_KIND(k)) {
+  case CK_DATA:
+    if (code == 354) {
+      new_body(o);
+      o->b_linelen = 0;
+      o->b_cr = 0;
+      o->b_after_crlf = 1;
+      o->b_first_dot = 0;
+      o->b_line_bad = 0;
+      o->b_size = 0;
+      o->cm = CM_BODY;
+    } else {
+      o->cm = CM_CMD;
+    }
+    o->held = 0;
+    break;
+  case CK_AUTH:
+    if (code == 334) {
+      o->held = CK_AUTH; /* the next line is a continuation */
+    } else {
+      o->held = 0;
+    }
+    o->cm = CM_CMD;
+    break;
+  case CK_STARTTLS:
+    o->held = 0;
+    if (code == 220) {
+      o->cm = CM_TLS;
+      o->tls_client_pending = 1;
+    } else {
+      o->cm = CM_CMD;
+    }
+    break;
+  case CK_EOD:
+  case CK_EOD_AMBIG:
+  case CK_BDAT_LAST:
+    if (cls == 2) {
+      if (CK_KIND(k) != CK_BDAT_LAST) {
+        size_t i = CK_ARG(k);
+        if (i < o->nbodies && o->bodies[i].bad)
+          fail(o, "guarantee 2: %u to a message with a framing violation "
+                  "(bare CR/LF, NUL, overlong line or size)", code);
+      }
+      o->client_accepted++;
+      if (o->client_accepted > o->upstream_accepted)
+        fail(o, "guarantee 2: client got %u to end-of-data #%llu but the "
+                "upstream accepted only %llu", code,
+             (unsigned long long)o->client_accepted,
+             (unsigned long long)o->upstream_accepted);
+    }
+    if (CK_KIND(k) == CK_EOD_AMBIG)
+      o->closing = 1; /* nothing may follow the answer to smuggling */
+    break;
+  default:
+    break;
+  }
+  if (o->cm == CM_CMD || o->cm == CM_BODY)
+    client_parse(o);
+}
+
+void sl_oracle_client_out(sl_oracle *o, const uint8_t *p, size_t n) {
+  o->out_bytes += n;
+  for (size_t i = 0; i < n; i++) {
+    const char *why = NULL;
+    int rc = rp_byte(&o->cout, p[i], 0, 0, &why);
+    if (rc == RP_BAD) {
+      char s[160];
+      size_t from = i > 40 ? i - 40 : 0;
+      fail(o, "guarantee 5: %s in client output near \"%s\"", why,
+           show(p + from, i + 1 - from, s, sizeof(s)));
+      o->cout.cr = 0;
+      return;
+    }
+    if (rc == RP_DONE)
+      client_reply(o, o->cout.code);
+  }
+}
+
+/* ---- upstream leg -------------------------------------------------------------- */
+
+static const char *uk_name(uint32_t k) {
+  static const char *const names[] = {"?",    "greeting", "command",
+                                      "sync", "EHLO",     "DATA",
+                                      "AUTH", "STARTTLS", "QUIT",
+                                      "end-of-data", "BDAT", "BDAT LAST"};
+  return k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
+}
+
+static void up_fresh(sl_oracle *o, int greeting) {
+  ob_drop(&o->uout, o->uout.len);
+  fifo_clear(&o->upend);
+  memset(&o->uin, 0, sizeof(o->uin));
+  o->up_broken = 0;
+  o->up_pipelining = 0;
+  o->up_auth_cont = 0;
+  o->up_last_kind = 0;
+  if (greeting) {
+    fifo_push(&o->upend, UK_GREETING);
+    int proxy = o->pol.identity == SL_IDENT_PROXY_V1 ||
+                o->pol.identity == SL_IDENT_PROXY_V2;
+    o->um = proxy ? UM_PROXY : UM_CMD;
+  } else {
+    o->um = UM_CMD;
+  }
+}
+
+/* A command is about to be outstanding: RFC 2920 pacing. */
+static void up_pace(sl_oracle *o, uint32_t kind, const uint8_t *line,
+                    size_t len) {
+  char s[96];
+  if (o->upend.len && kind != UK_QUIT) {
+    for (size_t i = 0; i < o->upend.len; i++) {
+      uint32_t k = o->upend.v[o->upend.head + i];
+      if (k != UK_CMD && k != UK_BDAT && k != UK_BDAT_LAST) {
+        fail(o, "guarantee 3: \"%s\" sent upstream before the reply to %s",
+             show(line, len < 60 ? len : 60, s, sizeof(s)), uk_name(k));
+        return;
+      }
+    }
+    if (!o->up_pipelining)
+      fail(o, "guarantee 3: \"%s\" pipelined upstream without PIPELINING",
+           show(line, len < 60 ? len : 60, s, sizeof(s)));
+  }
+}
+
+/* One complete command line (with its CRLF) sent upstream. */
+static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
+  char s[120];
+  o->up_commands++;
+  size_t len = whole - 2;
+  int cont = o->up_auth_cont;
+  o->up_auth_cont = 0;
+  uint32_t limit = o->lim.command_line_max;
+  int xclient = verb_is(p, len, "XCLIENT");
+  if (cont || verb_is(p, len, "AUTH"))
+    limit = o->lim.auth_line_max;
+  else if (xclient && o->pol.identity == SL_IDENT_XCLIENT && limit < 512)
+    limit = 512; /* built by sluice itself: the RFC limit applies */
+  if (whole > limit)
+    fail(o, "guarantee 3: upstream command line of %zu bytes (limit %u): "
+            "\"%s\"", whole, limit, show(p, 60, s, sizeof(s)));
+  for (size_t i = 0; i < len; i++) {
+    if (p[i] == '\r' || p[i] == '\n' || p[i] == 0) {
+      fail(o, "guarantee 3: bare CR/LF or NUL in upstream command \"%s\"",
+           show(p, whole < 80 ? whole : 80, s, sizeof(s)));
+      break;
+    }
+  }
+  if (!cont && ((xclient && o->pol.identity != SL_IDENT_XCLIENT) ||
+                verb_is(p, len, "XFORWARD")))
+    fail(o, "guarantee 3: \"%s\" sent upstream (identity is sluice's)",
+         show(p, len < 60 ? len : 60, s, sizeof(s)));
+  if (o->um == UM_DEAD) {
+    fail(o, "guarantee 3: \"%s\" sent upstream after QUIT or a failed "
+            "handshake", show(p, len < 60 ? len : 60, s, sizeof(s)));
+    return;
+  }
+  uint32_t kind = UK_CMD;
+  if (cont)
+    kind = UK_AUTH;
+  else if (verb_is(p, len, "EHLO") || verb_is(p, len, "HELO"))
+    kind = UK_EHLO;
+  else if (verb_is(p, len, "DATA"))
+    kind = UK_DATA;
+  else if (verb_is(p, len, "AUTH"))
+    kind = UK_AUTH;
+  else if (verb_is(p, len, "STARTTLS"))
+    kind = UK_STARTTLS;
+  else if (verb_is(p, len, "QUIT"))
+    kind = UK_QUIT;
+  else if (xclient)
+    kind = UK_GREETING; /* answered by a new 220 greeting */
+  else if (verb_is(p, len, "NOOP") || verb_is(p, len, "VRFY") ||
+           verb_is(p, len, "EXPN") || verb_is(p, len, "HELP"))
+    kind = UK_SYNC;
+  else if (verb_is(p, len, "BDAT")) {
+    uint64_t size;
+    int last;
+    if (parse_bdat(p, len, &size, &last) != 0) {
+      fail(o, "guarantee 3: malformed BDAT sent upstream: \"%s\"",
+           show(p, len < 60 ? len : 60, s, sizeof(s)));
+      return;
+    }
+    up_pace(o, UK_CMD, p, len);
+    o->up_chunk_left = size;
+    o->up_chunk_last = last;
+    o->um = UM_CHUNK;
+    if (!size) {
+      o->um = UM_CMD;
+      fifo_push(&o->upend, last ? UK_BDAT_LAST : UK_BDAT);
+      if (o->up_chunk_cr && last)
+        fail(o, "guarantee 3: BDAT LAST ends the message on a bare CR");
+      if (last)
+        o->up_chunk_cr = o->up_chunk_bad = 0;
+    }
+    return;
+  }
+  up_pace(o, kind, p, len);
+  fifo_push(&o->upend, kind);
+  if (kind == UK_QUIT)
+    o->um = UM_DEAD;
+}
+
+/* One body byte sent upstream (after the 354). */
+static void up_body_byte(sl_oracle *o, uint8_t c) {
+  if (o->ub_cr) {
+    o->ub_cr = 0;
+    if (c != '\n') {
+      fail(o, "guarantee 3: bare CR in the DATA body sent upstream");
+      return;
+    }
+    uint32_t content = o->ub_linelen;
+    if (o->ub_first_dot && content == 1) {
+      /* the terminator: it commits the message the client sent */
+      size_t i = o->up_bodies - 1;
+      if (i >= o->nbodies)
+        fail(o, "guarantee 3: end-of-data sent upstream for message #%zu "
+                "that the client never sent", i + 1);
+      else if (!o->bodies[i].complete)
+        fail(o, "guarantee 3: end-of-data sent upstream before the client's "
+                "message #%zu ended", i + 1);
+      else if (o->bodies[i].bad)
+        fail(o, "guarantee 3: end-of-data sent upstream for message #%zu "
+                "that had a framing violation (smuggling bytes, overlong "
+                "line or size)", i + 1);
+      o->um = UM_CMD;
+      o->up_commands++;
+      fifo_push(&o->upend, UK_EOD);
+    } else {
+      if (o->ub_first_dot)
+        content--;
+      if (content + 2 > o->lim.text_line_max)
+        fail(o, "guarantee 3: DATA line of %u octets sent upstream (limit %u)",
+             content + 2, o->lim.text_line_max);
+    }
+    o->ub_linelen = 0;
+    o->ub_first_dot = 0;
+    return;
+  }
+  if (c == '\r') {
+    o->ub_cr = 1;
+    return;
+  }
+  if (c == '\n' || c == 0) {
+    fail(o, "guarantee 3: %s in the DATA body sent upstream",
+         c ? "bare LF" : "NUL");
+    return;
+  }
+  if (o->ub_linelen == 0 && c == '.')
+    o->ub_first_dot = 1;
+  o->ub_linelen++;
+}
+
+static void up_chunk_byte(sl_oracle *o, uint8_t c) {
+  if (o->up_chunk_cr) {
+    o->up_chunk_cr = 0;
+    if (c != '\n')
+      o->up_chunk_bad = 1;
+    else
+      return;
+  }
+  if (c == '\r')
+    o->up_chunk_cr = 1;
+  else if (c == '\n' || c == 0)
+    o->up_chunk_bad = 1;
+}
+
+/* A DATA sent upstream is outstanding until its reply: nothing may follow
+   it (the upstream would read it as body after its 354). */
+static int data_outstanding(const sl_oracle *o) {
+  for (size_t i = 0; i < o->upend.len; i++)
+    if (o->upend.v[o->upend.head + i] == UK_DATA)
+      return 1;
+  return 0;
+}
+
+static void up_parse(sl_oracle *o) {
+  size_t pos = 0;
+  obuf *b = &o->uout;
+  char s[120];
+  while (pos < b->len && !o->failed) {
+    const uint8_t *p = b->p + pos;
+    size_t n = b->len - pos;
+    if (data_outstanding(o)) {
+      fail(o, "guarantee 3: \"%s\" sent upstream before the reply to DATA",
+           show(p, n < 40 ? n : 40, s, sizeof(s)));
+      break;
+    }
+    switch (o->um) {
+    case UM_NONE:
+      fail(o, "guarantee 3: bytes \"%s\" sent upstream with no connection",
+           show(p, n < 40 ? n : 40, s, sizeof(s)));
+      pos = b->len;
+      continue;
+    case UM_PROXY: {
+      sl_proxy_header h;
+      long k = sl_proxy_parse(p, n, &h);
+      if (k == SL_ERR_INCOMPLETE)
+        goto out;
+      unsigned want = o->pol.identity == SL_IDENT_PROXY_V1 ? 1u : 2u;
+      if (k < 0 || h.version != want) {
+        fail(o, "guarantee 3: upstream does not start with a PROXY v%u "
+                "header: \"%s\"", want, show(p, n < 40 ? n : 40, s, sizeof(s)));
+      } else if (!h.local && !sl_addr_equal_ip(&h.src, &o->client_addr)) {
+        char a[SL_ADDR_STRLEN], c[SL_ADDR_STRLEN];
+        sl_addr_format(&h.src, a, sizeof(a));
+        sl_addr_format(&o->client_addr, c, sizeof(c));
+        fail(o, "guarantee 3: PROXY header upstream names %s, the client is %s",
+             a, c);
+      }
+      pos += k > 0 ? (size_t)k : n;
+      o->um = UM_CMD;
+      continue;
+    }
+    case UM_CMD: {
+      if (o->pol.identity != SL_IDENT_PROXY_V1 &&
+          o->pol.identity != SL_IDENT_PROXY_V2 && n >= 6 &&
+          memcmp(p, "PROXY ", 6) == 0)
+        fail(o, "guarantee 3: a PROXY header went upstream though the "
+                "policy has none");
+      uint8_t *nl = memchr(p, '\n', n);
+      if (!nl) {
+        uint32_t lim = o->lim.auth_line_max > 512 ? o->lim.auth_line_max : 512;
+        if (n > lim)
+          fail(o, "guarantee 3: upstream command line longer than %u without "
+                  "LF: \"%s\"", lim, show(p, 40, s, sizeof(s)));
+        goto out;
+      }
+      size_t whole = (size_t)(nl - p) + 1;
+      if (whole < 2 || p[whole - 2] != '\r') {
+        fail(o, "guarantee 3: upstream command line not ended by CRLF: \"%s\"",
+             show(p, whole < 60 ? whole : 60, s, sizeof(s)));
+        pos = b->len;
+        continue;
+      }
+      pos += whole;
+      up_line(o, p, whole);
+      continue;
+    }
+    case UM_BODY:
+      while (pos < b->len && o->um == UM_BODY && !o->failed)
+        up_body_byte(o, b->p[pos++]);
+      continue;
+    case UM_CHUNK: {
+      uint64_t k = o->up_chunk_left < n ? o->up_chunk_left : n;
+      for (size_t i = 0; i < k; i++)
+        up_chunk_byte(o, p[i]);
+      pos += (size_t)k;
+      o->up_chunk_left -= k;
+      if (!o->up_chunk_left) {
+        /* A completed chunk must be canonical text (RFC 3030 3): a bare CR
+           or LF inside it reaches the upstream's parser as is. */
+        if (o->up_chunk_bad)
+          fail(o, "guarantee 3: a BDAT chunk with bare CR, bare LF or NUL "
+                  "was sent upstream in full");
+        if (o->up_chunk_last && o->up_chunk_cr)
+          fail(o, "guarantee 3: BDAT LAST chunk ends on a bare CR");
+        fifo_push(&o->upend, o->up_chunk_last ? UK_BDAT_LAST : UK_BDAT);
+        if (o->up_chunk_last)
+          o->up_chunk_cr = 0;
+        o->up_chunk_bad = 0;
+        o->um = UM_CMD;
+      }
+      continue;
+    }
+    case UM_TLS:
+    case UM_DEAD:
+      fail(o, "guarantee 3: bytes \"%s\" sent upstream %s",
+           show(p, n < 40 ? n : 40, s, sizeof(s)),
+           o->um == UM_TLS ? "between the 220 to STARTTLS and the handshake"
+                           : "after QUIT");
+      pos = b->len;
+      continue;
+    }
+  }
+out:
+  ob_drop(b, pos);
+}
+
+void sl_oracle_upstream_out(sl_oracle *o, const uint8_t *p, size_t n) {
+  o->up_out_bytes += n;
+  ob_add(&o->uout, p, n);
+  up_parse(o);
+}
+
+static void up_reply(sl_oracle *o, unsigned code, int pipelining) {
+  o->up_replies++;
+  uint32_t k;
+  if (!fifo_pop(&o->upend, &k)) {
+    /* Nothing was outstanding: an unsolicited reply.  The relay must not
+       match it to a later command; stop counting on this connection. */
+    o->up_broken = 1;
+    return;
+  }
+  o->up_last_kind = k;
+  unsigned cls = code / 100;
+  switch (k) {
+  case UK_EHLO:
+    if (cls == 2)
+      o->up_pipelining = pipelining;
+    break;
+  case UK_DATA:
+    if (code == 354) {
+      o->um = UM_BODY;
+      o->up_bodies++;
+      o->ub_linelen = 0;
+      o->ub_cr = 0;
+      o->ub_first_dot = 0;
+    }
+    break;
+  case UK_AUTH:
+    if (code == 334)
+      o->up_auth_cont = 1;
+    break;
+  case UK_STARTTLS:
+    if (code == 220)
+      o->um = UM_TLS;
+    break;
+  case UK_EOD:
+  case UK_BDAT_LAST:
+    if (cls == 2)
+      o->upstream_accepted++;
+    break;
+  default:
+    break;
+  }
+}
+
+void sl_oracle_upstream_in(sl_oracle *o, const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (o->up_broken || o->um == UM_TLS || o->um == UM_NONE)
+      return; /* not replies to anything: discarded by a correct relay */
+    const char *why = NULL;
+    int rc = rp_byte(&o->uin, p[i], o->lim.reply_line_max, o->lim.reply_max,
+                     &why);
+    if (rc == RP_BAD) {
+      o->up_broken = 1;
+      return;
+    }
+    if (rc == RP_DONE) {
+      int pl = o->uin.pipelining;
+      o->uin.pipelining = 0;
+      up_reply(o, o->uin.code, pl);
+    }
+  }
+}
+
+/* ---- requests and completions ---------------------------------------------------- */
+
+void sl_oracle_request(sl_oracle *o, const sl_request *q) {
+  o->nrequests++;
+  switch (q->type) {
+  case SL_REQ_CLOSE_UPSTREAM:
+    o->um = UM_NONE;
+    ob_drop(&o->uout, o->uout.len);
+    fifo_clear(&o->upend);
+    break;
+  case SL_REQ_CLOSE_CLIENT:
+    o->client_close_req = 1;
+    break;
+  case SL_REQ_STARTTLS_CLIENT:
+    if (o->cm != CM_TLS)
+      fail(o, "guarantee 4: STARTTLS_CLIENT requested without a 220 reply to "
+              "STARTTLS");
+    break;
+  default:
+    break;
+  }
+}
+
+void sl_oracle_completed(sl_oracle *o, uint32_t type, sl_status st) {
+  switch (type) {
+  case SL_REQ_CONNECT_UPSTREAM:
+    if (st == SL_STATUS_OK)
+      up_fresh(o, 1);
+    break;
+  case SL_REQ_STARTTLS_UPSTREAM:
+    if (st == SL_STATUS_OK && o->um == UM_TLS)
+      up_fresh(o, 0);
+    else
+      o->um = UM_DEAD;
+    break;
+  case SL_REQ_STARTTLS_CLIENT:
+    o->tls_client_pending = 0;
+    /* Every byte received before this moment was plaintext sent before TLS
+       and is never read as a command (guarantee 4). */
+    ob_drop(&o->cin, o->cin.len);
+    if (st == SL_STATUS_OK && o->cm == CM_TLS) {
+      if (o->owed.len)
+        fail(o, "guarantee 1: %zu command(s) before STARTTLS still owed a "
+                "reply at the TLS switch", o->owed.len);
+      fifo_clear(&o->owed);
+      o->cm = CM_CMD;
+      o->held = 0;
+    } else {
+      o->cm = CM_DEAD;
+    }
+    break;
+  default:
+    break;
+  }
+}
+
+void sl_oracle_expiry(sl_oracle *o, const sl_relay *r, sl_tstamp now) {
+  o->exp_valid = 1;
+  o->exp_now = now;
+  o->exp_deadline = sl_relay_next_deadline(r);
+  o->exp_want = sl_relay_want(r);
+  o->exp_out = o->out_bytes + o->up_out_bytes;
+  o->exp_req = o->nrequests;
+}
+
+static sl_duration timeouts_sum(const sl_limits *l) {
+  return l->proxy_header_timeout + l->command_timeout + l->data_block_timeout +
+         l->send_timeout + l->upstream_connect_timeout +
+         l->upstream_greeting_timeout + l->upstream_command_timeout +
+         l->upstream_data_init_timeout + l->upstream_data_term_timeout +
+         l->tls_handshake_timeout;
+}
+
+int sl_oracle_check(sl_oracle *o, const sl_relay *r, sl_tstamp now, char *why,
+                    size_t whylen) {
+  if (!o->failed) {
+    unsigned want = sl_relay_want(r);
+    /* (6) memory */
+    if (o->pool) {
+      const sl_bufpool *bp = o->pool;
+      uint32_t ns = bp->small_total - bp->small_free - o->drv_small;
+      uint32_t nl = bp->large_total - bp->large_free - o->drv_large;
+      size_t held = sl_relay_size(&o->lim) + (size_t)ns * bp->small_size +
+                    (size_t)nl * bp->large_size;
+      size_t bound = sl_relay_memory_bound(&o->lim);
+      if (held > bound)
+        fail(o, "guarantee 6: relay holds %zu bytes, bound %zu (small %u/%u, "
+                "large %u/%u lent)", held, bound,
+             ns, bp->small_total, nl, bp->large_total);
+    }
+    /* (7) a due deadline handled must lead somewhere */
+    if (o->exp_valid) {
+      o->exp_valid = 0;
+      sl_tstamp d = sl_relay_next_deadline(r);
+      int progress = o->out_bytes + o->up_out_bytes != o->exp_out ||
+                     o->nrequests != o->exp_req || want != o->exp_want;
+      if (o->exp_deadline != SL_TSTAMP_NONE && o->exp_deadline <= o->exp_now &&
+          !progress && d != SL_TSTAMP_NONE && d <= o->exp_now)
+        fail(o, "guarantee 7: handle_expiry at %llu (deadline %llu) changed "
+                "nothing and the deadline stays at %llu",
+             (unsigned long long)o->exp_now,
+             (unsigned long long)o->exp_deadline, (unsigned long long)d);
+    }
+    if (o->client_close_req && !(want & SL_WANT_REQUESTS)) {
+      if (o->t_close_req == SL_TSTAMP_NONE)
+        o->t_close_req = now;
+      sl_duration bound = timeouts_sum(&o->lim);
+      if (!(want & SL_CLOSED) && bound && now > o->t_close_req + bound)
+        fail(o, "guarantee 7: client closed at %llu, not SL_CLOSED at %llu "
+                "(bound %llu ns)", (unsigned long long)o->t_close_req,
+             (unsigned long long)now, (unsigned long long)bound);
+    }
+  }
+  if (o->failed) {
+    if (why && whylen)
+      snprintf(why, whylen, "%s", o->why);
+    return -1;
+  }
+  return 0;
+}
