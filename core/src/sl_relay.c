@@ -74,6 +74,9 @@ enum q_kind {
   Q_UP_RSET,
   Q_UP_AUTH,
   Q_UP_VRFY,
+  Q_UP_DATA_SYNC, /* a DATA whose body came too early: its reply is
+                     swallowed, the client gets 554 and the upstream leg
+                     closes before any body byte is sent */
   Q_LOCAL = 32
 };
 
@@ -273,6 +276,7 @@ struct sl_relay {
   uint8_t end_sent : 1;     /* SESSION_END requested */
   uint8_t starved : 1;      /* the pool had no buffer */
   uint8_t no_input : 1;     /* after QUIT or STARTTLS: read nothing more */
+  uint8_t wait_354 : 1;     /* DATA sent upstream, its reply not yet out */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -469,6 +473,7 @@ static void q_fail_upstream(sl_relay *r, enum local_reply why) {
   }
   r->mail = 0;
   r->rcpts = 0;
+  r->wait_354 = 0;
 }
 
 static void up_fail(sl_relay *r, sl_upstream_failure why) {
@@ -781,9 +786,19 @@ static void client_close_after_reply(sl_relay *r, sl_end_reason why) {
 static void replied(sl_relay *r, unsigned code) {
   if (code >= 400 && r->cl < CL_CLOSING) {
     r->stats.errors++;
-    if (r->lim->errors_max && r->stats.errors >= r->lim->errors_max &&
-        !q_full(r)) {
+    if (r->lim->errors_max && r->stats.errors >= r->lim->errors_max) {
+      /* Commands read but not yet answered locally get no answer: the
+         421 comes next whatever the client's write sizes were.  Replies
+         owed by the upstream keep their place. */
+      uint8_t n = 0;
+      for (uint8_t i = 0; i < r->q_len; i++) {
+        uint8_t k = r->q[(r->q_head + i) % QUEUE_CAP];
+        if (k < Q_LOCAL)
+          r->q[(r->q_head + n++) % QUEUE_CAP] = k;
+      }
+      r->q_len = n;
       q_push_local(r, R_TOO_MANY_ERRORS);
+      r->no_input = 1;
     }
   }
 }
@@ -905,6 +920,7 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code) {
     }
     break;
   case Q_UP_DATA:
+    r->wait_354 = 0;
     if (code == 354) {
       sl_data_init(&r->data, r->lim->text_line_max, r->lim->message_size_max,
                    (r->pol->lenient & SL_LENIENT_NORMALIZE_BARE_LF) != 0);
@@ -1022,6 +1038,7 @@ static int emit_greeting(sl_relay *r) {
 
 static int is_sync(uint8_t k) {
   return k == Q_UP_EHLO || k == Q_UP_HELO || k == Q_UP_DATA ||
+         k == Q_UP_DATA_SYNC ||
          k == Q_UP_AUTH || k == Q_UP_VRFY;
 }
 
@@ -1056,6 +1073,16 @@ static int step_replies(sl_relay *r) {
                            r->lim->reply_max, &rep);
     if (rc < 0) {
       up_fail(r, SL_UPFAIL_MALFORMED);
+      progress = 1;
+      continue;
+    }
+    if (k == Q_UP_DATA_SYNC) {
+      if (rc == 0 || emit_local(r, R_SYNC))
+        break;
+      q_pop(r);
+      up_close(r);
+      after_local_reply(r, R_SYNC);
+      replied(r, replies[R_SYNC].code);
       progress = 1;
       continue;
     }
@@ -1298,6 +1325,16 @@ static int sync_violation(sl_relay *r) {
   return r->pol->forbid_unauth_pipelining;
 }
 
+/* Message bytes sent before the 354 they needed, under
+   forbid_unauth_pipelining.  The DATA already went upstream: the replies
+   before it are relayed as usual, its own is replaced by the refusal and
+   the upstream leg closed before a body byte moves. */
+static void refuse_sync(sl_relay *r) {
+  r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP] = Q_UP_DATA_SYNC;
+  r->wait_354 = 0;
+  r->no_input = 1;
+}
+
 /* The message size allowed: the lower of ours and the upstream's SIZE. */
 static uint64_t size_limit(const sl_relay *r) {
   uint64_t m = r->lim->message_size_max;
@@ -1491,6 +1528,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       break;
     }
     r->cl = CL_WAIT;
+    r->wait_354 = 1;
     break;
   case SL_V_BDAT: {
     uint64_t size;
@@ -2133,6 +2171,11 @@ int sl_relay_client_in_ack(sl_relay *r, size_t n, sl_tstamp now) {
     if (!r->greeted && r->cl != CL_PROXY) {
       r->pregreet = 1;
       r->stats.pregreet_bytes += (uint32_t)n;
+    }
+    if (r->wait_354 && r->cl == CL_WAIT) {
+      r->wait_354 = 0; /* counted once per DATA */
+      if (sync_violation(r))
+        refuse_sync(r);
     }
   } else if (r->cin.len == 0) {
     buf_release(r, &r->cin);
