@@ -285,6 +285,9 @@ struct sl_oracle {
   enum umode um;
   obuf uout;          /* emitted upstream bytes not yet modelled */
   fifo upend;         /* UK_* awaiting a reply (emitted completely) */
+  fifo early;         /* replies that came before any command awaited them:
+                         code | pipelining << 16 (test scripts and eager
+                         upstreams queue replies ahead) */
   int up_broken;      /* a malformed or unsolicited reply: stop counting */
   int up_pipelining;  /* the last EHLO reply offered PIPELINING */
   int up_auth_cont;   /* the next line is an AUTH continuation (334) */
@@ -386,6 +389,7 @@ void sl_oracle_free(sl_oracle *o) {
   free(o->uout.p);
   free(o->owed.v);
   free(o->upend.v);
+  free(o->early.v);
   free(o->bodies);
   free(o);
 }
@@ -788,6 +792,7 @@ static const char *uk_name(uint32_t k) {
 static void up_fresh(sl_oracle *o, int greeting) {
   ob_drop(&o->uout, o->uout.len);
   fifo_clear(&o->upend);
+  fifo_clear(&o->early);
   memset(&o->uin, 0, sizeof(o->uin));
   o->up_broken = 0;
   o->up_pipelining = 0;
@@ -803,10 +808,14 @@ static void up_fresh(sl_oracle *o, int greeting) {
   }
 }
 
+static void up_sent(sl_oracle *o, uint32_t kind);
+
 /* A command is about to be outstanding: RFC 2920 pacing. */
 static void up_pace(sl_oracle *o, uint32_t kind, const uint8_t *line,
                     size_t len) {
   char s[96];
+  if (o->up_broken)
+    return; /* desynchronised by a malformed reply: the relay must drop it */
   if (o->upend.len && kind != UK_QUIT) {
     for (size_t i = 0; i < o->upend.len; i++) {
       uint32_t k = o->upend.v[o->upend.head + i];
@@ -857,8 +866,10 @@ static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
   uint32_t kind = UK_CMD;
   if (cont)
     kind = UK_AUTH;
-  else if (verb_is(p, len, "EHLO") || verb_is(p, len, "HELO"))
+  else if (verb_is(p, len, "EHLO"))
     kind = UK_EHLO;
+  else if (verb_is(p, len, "HELO"))
+    kind = UK_SYNC; /* keeps what the last EHLO offered (see findings) */
   else if (verb_is(p, len, "DATA"))
     kind = UK_DATA;
   else if (verb_is(p, len, "AUTH"))
@@ -886,7 +897,7 @@ static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
     o->um = UM_CHUNK;
     if (!size) {
       o->um = UM_CMD;
-      fifo_push(&o->upend, last ? UK_BDAT_LAST : UK_BDAT);
+      up_sent(o, last ? UK_BDAT_LAST : UK_BDAT);
       if (o->up_chunk_cr && last)
         fail(o, "guarantee 3: BDAT LAST ends the message on a bare CR");
       if (last)
@@ -895,7 +906,7 @@ static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
     return;
   }
   up_pace(o, kind, p, len);
-  fifo_push(&o->upend, kind);
+  up_sent(o, kind);
   if (kind == UK_QUIT)
     o->um = UM_DEAD;
 }
@@ -924,7 +935,7 @@ static void up_body_byte(sl_oracle *o, uint8_t c) {
                 "line or size)", i + 1);
       o->um = UM_CMD;
       o->up_commands++;
-      fifo_push(&o->upend, UK_EOD);
+      up_sent(o, UK_EOD);
     } else {
       if (o->ub_first_dot)
         content--;
@@ -1054,7 +1065,7 @@ static void up_parse(sl_oracle *o) {
                   "was sent upstream in full");
         if (o->up_chunk_last && o->up_chunk_cr)
           fail(o, "guarantee 3: BDAT LAST chunk ends on a bare CR");
-        fifo_push(&o->upend, o->up_chunk_last ? UK_BDAT_LAST : UK_BDAT);
+        up_sent(o, o->up_chunk_last ? UK_BDAT_LAST : UK_BDAT);
         if (o->up_chunk_last)
           o->up_chunk_cr = 0;
         o->up_chunk_bad = 0;
@@ -1082,15 +1093,9 @@ void sl_oracle_upstream_out(sl_oracle *o, const uint8_t *p, size_t n) {
   up_parse(o);
 }
 
-static void up_reply(sl_oracle *o, unsigned code, int pipelining) {
-  o->up_replies++;
-  uint32_t k;
-  if (!fifo_pop(&o->upend, &k)) {
-    /* Nothing was outstanding: an unsolicited reply.  The relay must not
-       match it to a later command; stop counting on this connection. */
-    o->up_broken = 1;
-    return;
-  }
+/* The reply to command kind k; early: it arrived before k was sent. */
+static void up_answer(sl_oracle *o, uint32_t k, unsigned code, int pipelining,
+                      int early) {
   o->up_last_kind = k;
   unsigned cls = code / 100;
   switch (k) {
@@ -1117,12 +1122,34 @@ static void up_reply(sl_oracle *o, unsigned code, int pipelining) {
     break;
   case UK_EOD:
   case UK_BDAT_LAST:
-    if (cls == 2)
+    /* A 2xx that was on the wire before the terminator went out is not the
+       upstream accepting this message (guarantee 2). */
+    if (cls == 2 && !early)
       o->upstream_accepted++;
     break;
   default:
     break;
   }
+}
+
+static void up_reply(sl_oracle *o, unsigned code, int pipelining) {
+  o->up_replies++;
+  uint32_t k;
+  if (!fifo_pop(&o->upend, &k)) {
+    /* Nothing outstanding yet: keep it for the next command, as a relay
+       reading a buffered stream will. */
+    fifo_push(&o->early, code | (pipelining ? 1u << 16 : 0));
+    return;
+  }
+  up_answer(o, k, code, pipelining, 0);
+}
+
+/* A command was just sent: a reply already waiting answers it at once. */
+static void up_sent(sl_oracle *o, uint32_t kind) {
+  fifo_push(&o->upend, kind);
+  uint32_t e, k;
+  if (fifo_pop(&o->early, &e) && fifo_pop(&o->upend, &k))
+    up_answer(o, k, e & 0xffffu, (e >> 16) & 1, 1);
 }
 
 void sl_oracle_upstream_in(sl_oracle *o, const uint8_t *p, size_t n) {
@@ -1153,6 +1180,7 @@ void sl_oracle_request(sl_oracle *o, const sl_request *q) {
     o->um = UM_NONE;
     ob_drop(&o->uout, o->uout.len);
     fifo_clear(&o->upend);
+    fifo_clear(&o->early);
     break;
   case SL_REQ_CLOSE_CLIENT:
     o->client_close_req = 1;
