@@ -1,0 +1,216 @@
+/*
+ * sl_relay_test.c: the relay's API contract, beyond what transcripts show:
+ * memory (state size, buffers lent only while they hold bytes, all returned
+ * at the end, pool exhaustion), sticky errors, stale answers, determinism of
+ * seeded jitter, and STARTTLS injection counting.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sl_harness.h"
+#include "sl_test.h"
+
+#define S(x) x, sizeof(x) - 1
+
+static uint32_t lent_small(const sl_harness *h) {
+  return h->bufpool.small_total - h->bufpool.small_free;
+}
+static uint32_t lent_large(const sl_harness *h) {
+  return h->bufpool.large_total - h->bufpool.large_free;
+}
+
+static void screen_first(sl_harness *h) {
+  sl_harness_defaults(h);
+  h->policy.mode = SL_MODE_SCREEN_FIRST;
+}
+
+/* An idle session holds no buffer; after EHLO only the small one that
+   keeps the EHLO line for replay; at the end every buffer is back. */
+static void test_buffers_lent_only_while_used(void) {
+  sl_harness h;
+  screen_first(&h);
+  CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
+  CHECK(h.client_out.len > 0);
+  CHECK_INT(lent_small(&h), 0);
+  CHECK_INT(lent_large(&h), 0);
+  sl_harness_client(&h, S("EHLO client.example\r\n"), 0);
+  CHECK_INT(lent_small(&h), 1);
+  CHECK_INT(lent_large(&h), 0);
+  sl_harness_client(&h, S("QUIT\r\n"), 0);
+  CHECK(sl_harness_closed(&h));
+  CHECK_INT(lent_small(&h), 0);
+  CHECK_INT(lent_large(&h), 0);
+  CHECK(sl_relay_size(&h.limits) <= 1024);
+  sl_harness_free(&h);
+}
+
+/* A pool with no buffer left stalls the relay without losing anything; it
+   goes on once buffers come back. */
+static void test_pool_exhaustion(void) {
+  sl_harness h;
+  screen_first(&h);
+  CHECK_INT(sl_harness_start(&h, 1, 1, 1), 0);
+  /* take every buffer away */
+  uint32_t cap;
+  uint8_t *held[8];
+  int nheld = 0;
+  while (nheld < 8 && (held[nheld] = h.pool.get(h.pool.ctx, 1, &cap)))
+    nheld++;
+  size_t got = sl_harness_client(&h, S("EHLO client.example\r\n"), 0);
+  CHECK_INT(got, 0);
+  CHECK(!(sl_relay_want(h.r) & SL_WANT_CLIENT_READ));
+  CHECK(sl_relay_next_deadline(h.r) != SL_TSTAMP_NONE);
+  for (int i = 0; i < nheld; i++)
+    h.pool.put(h.pool.ctx, held[i], i < 2 ? 512 : 16384);
+  sl_harness_advance(&h, 100 * SL_MSEC);
+  CHECK(sl_relay_want(h.r) & SL_WANT_CLIENT_READ);
+  got = sl_harness_client(&h, S("EHLO client.example\r\n"), 0);
+  CHECK_INT(got, 21);
+  CHECK(h.client_out.len > 30);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+static void test_time_backwards_is_sticky(void) {
+  sl_harness h;
+  screen_first(&h);
+  CHECK_INT(sl_harness_start(&h, 4, 0, 1), 0);
+  CHECK_INT(sl_relay_handle_expiry(h.r, h.now - 1), SL_ERR_TIME_BACKWARDS);
+  CHECK_INT(sl_relay_last_error(h.r), SL_ERR_TIME_BACKWARDS);
+  CHECK(sl_err_is_fatal(SL_ERR_TIME_BACKWARDS));
+  CHECK_INT(sl_relay_client_eof(h.r, h.now + 1), SL_ERR_TIME_BACKWARDS);
+  sl_harness_free(&h);
+}
+
+static void test_stale_and_unknown_answers(void) {
+  sl_harness h;
+  sl_harness_defaults(&h);
+  CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
+  uint32_t id = h.pending_connect;
+  CHECK(id != 0);
+  sl_completion c;
+  memset(&c, 0, sizeof(c));
+  c.id = id + 256; /* a later sequence number with the same tag */
+  CHECK_INT(sl_relay_complete(h.r, &c, h.now), SL_ERR_UNKNOWN_REQUEST);
+  c.id = 0;
+  CHECK_INT(sl_relay_complete(h.r, &c, h.now), SL_ERR_UNKNOWN_REQUEST);
+  c.id = 0xffffff01u;
+  CHECK_INT(sl_relay_complete(h.r, &c, h.now), SL_ERR_UNKNOWN_REQUEST);
+  CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
+  /* answering the same request twice is refused */
+  c.id = id;
+  CHECK_INT(sl_relay_complete(h.r, &c, h.now), SL_ERR_UNKNOWN_REQUEST);
+  CHECK_INT(sl_relay_last_error(h.r), 0);
+  sl_harness_free(&h);
+}
+
+static void test_init_arguments(void) {
+  sl_limits l;
+  sl_policy p;
+  sl_limits_default(&l);
+  sl_policy_default(&p);
+  sl_conn_info info;
+  memset(&info, 0, sizeof(info));
+  uint64_t mem[256];
+  static uint64_t pmem[2048];
+  sl_bufpool bp;
+  sl_pool pool;
+  CHECK_INT(sl_bufpool_init(&bp, pmem, sizeof(pmem), 512, 4, 2048, 4), 0);
+  sl_bufpool_as_pool(&bp, &pool);
+  sl_relay *r;
+  CHECK_INT(sl_relay_init(&r, mem, 8, &l, &p, &pool, &info, 1, 1),
+            SL_ERR_NOBUF);
+  CHECK_INT(sl_relay_init(&r, (char *)mem + 1, sizeof(mem) - 8, &l, &p, &pool,
+                          &info, 1, 1),
+            SL_ERR_INVALID_ARGUMENT);
+  sl_limits bad = l;
+  bad.command_line_max = 100000;
+  CHECK_INT(sl_relay_init(&r, mem, sizeof(mem), &bad, &p, &pool, &info, 1, 1),
+            SL_ERR_INVALID_ARGUMENT);
+  sl_policy badp = p;
+  badp.hostname = "two words";
+  CHECK_INT(sl_relay_init(&r, mem, sizeof(mem), &l, &badp, &pool, &info, 1, 1),
+            SL_ERR_INVALID_ARGUMENT);
+  CHECK(sl_relay_memory_bound(&l) >= sl_relay_size(&l) + 4 * l.buffer_size);
+}
+
+/* Equal seeds give equal outputs; jitter comes only from the seed. */
+static sl_tstamp greeting_time(uint64_t seed) {
+  sl_harness h;
+  screen_first(&h);
+  h.policy.greet_teaser = 0;
+  h.policy.normal.greet_delay = 2 * SL_SEC;
+  h.policy.normal.jitter = 5 * SL_SEC;
+  sl_harness_start(&h, 4, 1, seed);
+  sl_tstamp start = h.now;
+  while (h.client_out.len == 0 && sl_harness_next_deadline(&h, 60 * SL_SEC))
+    ;
+  sl_tstamp t = h.now - start;
+  sl_harness_free(&h);
+  return t;
+}
+
+static void test_seeded_jitter(void) {
+  sl_tstamp a = greeting_time(11), b = greeting_time(11);
+  CHECK_INT(a, b);
+  CHECK(a >= 2 * SL_SEC && a < 7 * SL_SEC);
+  int differs = 0;
+  for (uint64_t s = 12; s < 20; s++)
+    differs |= greeting_time(s) != a;
+  CHECK(differs);
+}
+
+/* Plaintext pipelined after STARTTLS in the same write is discarded and
+   counted, never answered. */
+static void test_starttls_injection_counted(void) {
+  sl_harness h;
+  screen_first(&h);
+  h.policy.features |= SL_FEAT_STARTTLS;
+  CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
+  sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
+  size_t before = h.client_out.len;
+  sl_harness_client(&h, S("STARTTLS\r\nMAIL FROM:<x@example.org>\r\n"), 0);
+  CHECK_INT(sl_harness_events(&h, SL_EV_STARTTLS_INJECTION), 1);
+  CHECK_INT(sl_relay_stats(h.r)->starttls_discarded, 27);
+  static const char ready[] = "220 2.0.0 Ready to start TLS\r\n";
+  CHECK_MEM(h.client_out.p + before, h.client_out.len - before, ready,
+            sizeof(ready) - 1);
+  CHECK(h.pending_tls_client != 0);
+  /* nothing is read until the handshake is over */
+  CHECK(!(sl_relay_want(h.r) & SL_WANT_CLIENT_READ));
+  CHECK_INT(sl_harness_tls_client(&h, SL_STATUS_OK), 0);
+  CHECK(sl_relay_want(h.r) & SL_WANT_CLIENT_READ);
+  CHECK_INT(sl_relay_stats(h.r)->tls_client, 1);
+  sl_harness_free(&h);
+}
+
+/* Output the client does not read: the relay stops reading it too, and
+   drops it after the send timeout. */
+static void test_client_that_does_not_read(void) {
+  sl_harness h;
+  screen_first(&h);
+  h.limits.send_timeout = 10 * SL_SEC;
+  CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
+  h.client_closed = 1; /* the harness stops acknowledging client output */
+  char many[600];
+  for (int i = 0; i < 100; i++)
+    memcpy(many + 6 * i, "NOOP\r\n", 6);
+  sl_harness_client(&h, many, sizeof(many), 0);
+  sl_harness_advance(&h, 11 * SL_SEC);
+  CHECK(sl_harness_closed(&h));
+  CHECK_INT(sl_relay_stats(h.r)->end_reason, SL_END_TIMEOUT);
+  CHECK_INT(lent_small(&h) + lent_large(&h), 0);
+  sl_harness_free(&h);
+}
+
+int main(void) {
+  SL_RUN(test_buffers_lent_only_while_used);
+  SL_RUN(test_pool_exhaustion);
+  SL_RUN(test_time_backwards_is_sticky);
+  SL_RUN(test_stale_and_unknown_answers);
+  SL_RUN(test_init_arguments);
+  SL_RUN(test_seeded_jitter);
+  SL_RUN(test_starttls_injection_counted);
+  SL_RUN(test_client_that_does_not_read);
+  return sl_test_summary();
+}
