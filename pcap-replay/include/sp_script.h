@@ -13,7 +13,8 @@
  * k-th reply has arrived, think time later: every write moves by exactly
  * the extra delay the server imposed before the reply that preceded it.
  * The end of the client's side (FIN, RST, TLS, end of capture) is anchored
- * the same way.
+ * the same way, except a captured give-up (below), which a replay leaves to
+ * its patience model.
  *
  * Patience observation (for Kaplan-Meier): the client is waiting while a
  * unit it sent has no reply yet (a reply to QUIT is not waited for); the
@@ -86,7 +87,7 @@ typedef struct sp_script {
   uint32_t end_after;      /* the end's anchor, as for writes */
   int64_t end_think_us;
   int64_t duration_us;     /* last record's time */
-  int server_seen;         /* the capture holds server bytes */
+  int server_seen;         /* the capture holds server bytes or its close */
   /* Patience observation. */
   double wait_s;           /* event: the give-up wait; else longest wait */
   int gave_up;             /* 1: event */

@@ -107,7 +107,7 @@ int sp_script_from_transcript(sp_script *s, const uint8_t *data, size_t len,
   size_t nrp = 0, caprp = 0;
   size_t capu = 0;
   sp_buf cb = {0}, sb = {0};
-  int client_done = 0;
+  int client_done = 0, server_end = 0;
   s->end = SP_SEND_CAPTURE;
   int64_t end_t = -1;
   sp_record x;
@@ -141,6 +141,8 @@ int sp_script_from_transcript(sp_script *s, const uint8_t *data, size_t len,
       continue;
     } else {
       e.end = x.end;
+      if (x.end == SP_END_SERVER_FIN || x.end == SP_END_SERVER_RST)
+        server_end = 1;
       if (!client_done) {
         if (x.end == SP_END_CLIENT_FIN || x.end == SP_END_CLIENT_RST ||
             x.end == SP_END_TLS || x.end == SP_END_CAPTURE) {
@@ -171,7 +173,8 @@ int sp_script_from_transcript(sp_script *s, const uint8_t *data, size_t len,
   s->clen = cb.len;
   s->sdata = sb.data;
   s->slen = sb.len;
-  s->server_seen = sb.len > 0;
+  /* The capture holds the server's side if it sent bytes or closed. */
+  s->server_seen = sb.len > 0 || server_end;
 
   /* Server replies: a final line is "ddd" then SP or the line end. */
   for (uint64_t i = 0, start = 0, rstart = 0; i < s->slen; i++) {

@@ -599,7 +599,9 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
           sl_tstamp a = anchor(&x, w->after_replies) + (sl_tstamp)w->think_us * 1000;
           t_write = x.woff ? x.now : (a > x.now ? a : x.now);
         }
-      } else if (!x.end_done && s->end != SP_SEND_SERVER && x.rx >= s->end_after) {
+      } else if (!x.end_done && s->end != SP_SEND_SERVER && !s->gave_up &&
+                 x.rx >= s->end_after) {
+        /* (A captured give-up is not replayed: the patience model decides.) */
         sl_tstamp a = anchor(&x, s->end_after) + (sl_tstamp)s->end_think_us * 1000;
         t_end = a > x.now ? a : x.now;
       }

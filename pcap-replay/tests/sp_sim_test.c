@@ -1,0 +1,307 @@
+/* sp_sim_test.c: the virtual-clock replay, Kaplan-Meier, policy files and
+ * patience models, on hand-made sessions with hand-computed answers. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sl_test.h"
+#include "sp_km.h"
+#include "sp_patience.h"
+#include "sp_policy.h"
+#include "sp_script.h"
+#include "sp_sim.h"
+
+typedef struct tb {
+  char buf[16384];
+  size_t len;
+} tb;
+
+static void tb_head(tb *t) {
+  t->len = (size_t)snprintf(t->buf, sizeof t->buf,
+                            "sluice-transcript 1\nsource hand.pcap session 1\n"
+                            "client 192.0.2.7 40000\nserver 198.51.100.1 25\n"
+                            "start 1700000000.000000\n\n");
+}
+
+static void tb_rec(tb *t, char type, unsigned long long us, const char *data) {
+  t->len += (size_t)snprintf(t->buf + t->len, sizeof t->buf - t->len,
+                             "%c %llu %zu\n%s\n", type, us, strlen(data), data);
+}
+
+static void tb_end(tb *t, unsigned long long us, const char *why) {
+  t->len += (size_t)snprintf(t->buf + t->len, sizeof t->buf - t->len, "E %llu %s\n",
+                             us, why);
+}
+
+/* A plain MTA session, one command per write, 10 ms server latency. */
+static void plain_session(tb *t) {
+  tb_head(t);
+  tb_rec(t, 'S', 50000, "220 mx.example ESMTP\r\n");
+  tb_rec(t, 'C', 100000, "EHLO client.example\r\n");
+  tb_rec(t, 'S', 110000, "250-mx.example\r\n250 PIPELINING\r\n");
+  tb_rec(t, 'C', 200000, "MAIL FROM:<a@example.org>\r\n");
+  tb_rec(t, 'S', 210000, "250 2.1.0 Ok\r\n");
+  tb_rec(t, 'C', 300000, "RCPT TO:<b@example.net>\r\n");
+  tb_rec(t, 'S', 310000, "250 2.1.5 Ok\r\n");
+  tb_rec(t, 'C', 400000, "DATA\r\n");
+  tb_rec(t, 'S', 410000, "354 go ahead\r\n");
+  tb_rec(t, 'C', 500000, "Subject: t\r\n\r\nhello\r\n.\r\n");
+  tb_rec(t, 'S', 510000, "250 2.0.0 queued\r\n");
+  tb_rec(t, 'C', 600000, "QUIT\r\n");
+  tb_rec(t, 'S', 610000, "221 2.0.0 Bye\r\n");
+  tb_end(t, 620000, "server-fin");
+  tb_end(t, 630000, "client-fin");
+}
+
+static int load(sp_script *s, const tb *t) {
+  char err[256];
+  int rc = sp_script_from_transcript(s, (const uint8_t *)t->buf, t->len, err, sizeof err);
+  if (rc)
+    fprintf(stderr, "transcript: %s\n", err);
+  return rc;
+}
+
+static sp_result run_one(const sp_script *s, const char *setting, double patience) {
+  sp_policy p;
+  sp_policy_init(&p);
+  char err[256];
+  if (setting) {
+    char k[64];
+    const char *eq = strchr(setting, '=');
+    snprintf(k, sizeof k, "%.*s", (int)(eq - setting), setting);
+    CHECK_INT(sp_policy_set(&p, k, eq + 1, "test", err, sizeof err), 0);
+  }
+  CHECK_INT(sp_policy_finish(&p, err, sizeof err), 0);
+  sp_sim_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.seed = 1;
+  sp_sim *sim = sp_sim_new(&p, &cfg);
+  sp_result r;
+  memset(&r, 0, sizeof r);
+  CHECK(sim != NULL);
+  if (sim) {
+    CHECK_INT(sp_sim_run(sim, s, patience, &r), 0);
+    sp_sim_free(sim);
+  }
+  return r;
+}
+
+static void test_script_model(void) {
+  tb t;
+  plain_session(&t);
+  sp_script s;
+  if (load(&s, &t)) {
+    CHECK(0);
+    return;
+  }
+  CHECK_INT(s.nu, 6); /* EHLO MAIL RCPT DATA message QUIT */
+  CHECK_INT(s.u[4].kind, SP_U_MESSAGE);
+  CHECK_INT(s.u[4].reply_code, 250);
+  CHECK_INT(s.nw, 6);
+  CHECK_INT(s.w[0].after_replies, 1);
+  CHECK_INT(s.w[0].think_us, 50000); /* 100 ms - greeting at 50 ms */
+  CHECK_INT(s.w[3].after_replies, 4);
+  CHECK_INT(s.end, SP_SEND_FIN);
+  CHECK_INT(s.gave_up, 0);           /* censored */
+  CHECK(fabs(s.wait_s - 0.05) < 1e-9); /* longest wait: the greeting */
+  sp_script_free(&s);
+}
+
+static void test_greet_delay_patience(void) {
+  tb t;
+  plain_session(&t);
+  sp_script s;
+  if (load(&s, &t)) {
+    CHECK(0);
+    return;
+  }
+  /* 10 s greeting delay, 5 s patience: gives up waiting for the greeting. */
+  sp_result r = run_one(&s, "greet_delay=10s", 5.0);
+  CHECK_INT(r.outcome, SP_OUT_GAVE_UP);
+  CHECK_STR(r.gave_up_at, "greeting");
+  CHECK(fabs(r.held_s - 5.0) < 1e-6);
+  CHECK_INT(r.messages, 0);
+  /* 20 s patience: waits the 10 s out and delivers. */
+  r = run_one(&s, "greet_delay=10s", 20.0);
+  CHECK_INT(r.outcome, SP_OUT_DELIVERED);
+  CHECK_INT(r.messages, 1);
+  CHECK(r.deliver_s > 10.0 && r.deliver_s < 11.0);
+  CHECK_STR(r.stage, "delivered");
+  /* No delay: the timing is the capture's (within the model's latencies). */
+  r = run_one(&s, NULL, 5.0);
+  CHECK_INT(r.outcome, SP_OUT_DELIVERED);
+  CHECK(r.held_s > 0.55 && r.held_s < 0.7);
+  /* A per-reply delay of 3 s with 2 s patience: gives up at the EHLO. */
+  r = run_one(&s, "reply_delay=3", 2.0);
+  CHECK_INT(r.outcome, SP_OUT_GAVE_UP);
+  CHECK_STR(r.gave_up_at, "helo");
+  sp_script_free(&s);
+}
+
+static void test_pipelining_as_captured(void) {
+  tb t;
+  tb_head(&t);
+  tb_rec(&t, 'S', 10000, "220 mx ESMTP\r\n");
+  tb_rec(&t, 'C', 20000, "EHLO c\r\n");
+  tb_rec(&t, 'S', 30000, "250-mx\r\n250 PIPELINING\r\n");
+  tb_rec(&t, 'C', 40000, "MAIL FROM:<a@x.org>\r\nRCPT TO:<b@y.org>\r\nDATA\r\n");
+  tb_rec(&t, 'S', 50000, "250 Ok\r\n250 Ok\r\n354 go\r\n");
+  tb_rec(&t, 'C', 60000, "x\r\n.\r\nQUIT\r\n");
+  tb_rec(&t, 'S', 70000, "250 queued\r\n221 Bye\r\n");
+  tb_end(&t, 80000, "client-fin");
+  tb_end(&t, 80100, "server-fin");
+  sp_script s;
+  if (load(&s, &t)) {
+    CHECK(0);
+    return;
+  }
+  CHECK_INT(s.nw, 3);
+  CHECK_INT(s.w[1].after_replies, 2); /* after greeting + EHLO only */
+  CHECK_INT(s.nu, 6);
+  /* Every reply delayed 1 s: the pipelined write still goes out once,
+   * 10 ms after the EHLO reply, and the message is delivered. */
+  sp_result r = run_one(&s, "reply_delay=1s", 100.0);
+  CHECK_INT(r.outcome, SP_OUT_DELIVERED);
+  CHECK_INT(r.replies, 7);
+  CHECK_INT(r.bytes_client, s.clen);
+  sp_script_free(&s);
+}
+
+static void test_captured_giveup(void) {
+  tb t;
+  tb_head(&t);
+  tb_rec(&t, 'S', 10000, "220 mx ESMTP\r\n");
+  tb_rec(&t, 'C', 20000, "HELO c\r\n");
+  tb_end(&t, 7020000, "client-fin"); /* gave up after 7 s without a reply */
+  tb_end(&t, 7020100, "server-fin");
+  sp_script s;
+  if (load(&s, &t)) {
+    CHECK(0);
+    return;
+  }
+  CHECK_INT(s.gave_up, 1);
+  CHECK(fabs(s.wait_s - 7.0) < 1e-9);
+  CHECK_INT(s.gave_up_waiting, SP_U_HELO);
+  sp_script_free(&s);
+}
+
+static void test_km_hand(void) {
+  /* 1 event, 2 censored, 3 event, 3 censored, 4 event, 5 censored. */
+  sp_km_obs o[6] = {{3, 0}, {1, 1}, {5, 0}, {3, 1}, {2, 0}, {4, 1}};
+  sp_km_row r[6];
+  size_t n = sp_km_estimate(o, 6, 1.96, r);
+  CHECK_INT(n, 3);
+  CHECK(fabs(r[0].t - 1) < 1e-12 && r[0].at_risk == 6 && r[0].events == 1);
+  CHECK(fabs(r[0].s - 5.0 / 6.0) < 1e-12);
+  CHECK(fabs(r[0].se - (5.0 / 6.0) * sqrt(1.0 / 30.0)) < 1e-12);
+  CHECK(r[1].at_risk == 4 && r[1].censored == 1);
+  CHECK(fabs(r[1].s - 0.625) < 1e-12);
+  CHECK(fabs(r[2].s - 0.3125) < 1e-12);
+  CHECK(fabs(r[2].se - 0.3125 * sqrt(1.0 / 30 + 1.0 / 12 + 0.5)) < 1e-12);
+  CHECK(fabs(r[2].lo - 0.0) < 1e-12); /* 0.3125 - 1.96 * 0.2454 < 0 */
+  CHECK(fabs(sp_km_survival(r, n, 3.5) - 0.625) < 1e-12);
+  CHECK(fabs(sp_km_survival(r, n, 0.5) - 1.0) < 1e-12);
+}
+
+static void test_patience_models(void) {
+  sp_patience m;
+  char err[256];
+  CHECK_INT(sp_patience_parse(&m, "ops90", err, sizeof err), 0);
+  unsigned le10 = 0, le25 = 0, le60 = 0, inf = 0, N = 100000;
+  for (unsigned i = 0; i < N; i++) {
+    double p = sp_patience_draw(&m, sp_rng_seed(7, "x", i), -1);
+    le10 += p <= 10 ? 1u : 0u;
+    le25 += p <= 25 ? 1u : 0u;
+    le60 += p <= 60 ? 1u : 0u;
+    inf += isinf(p) ? 1u : 0u;
+  }
+  CHECK(fabs(le10 / (double)N - 0.08) < 0.005);
+  CHECK(fabs(le25 / (double)N - 0.63) < 0.01);
+  CHECK(fabs(le60 / (double)N - 0.98) < 0.005);
+  CHECK(fabs(inf / (double)N - 0.02) < 0.003);
+  CHECK_INT(sp_patience_parse(&m, "vendor10", err, sizeof err), 0);
+  unsigned ten = 0;
+  for (unsigned i = 0; i < N; i++)
+    ten += sp_patience_draw(&m, sp_rng_seed(7, "x", i), -1) == 10.0 ? 1u : 0u;
+  CHECK(fabs(ten / (double)N - 0.90) < 0.005);
+  CHECK_INT(sp_patience_parse(&m, "fixed:5", err, sizeof err), 0);
+  CHECK(sp_patience_draw(&m, 1, -1) == 5.0);
+  CHECK_INT(sp_patience_parse(&m, "captured", err, sizeof err), 0);
+  CHECK(sp_patience_draw(&m, 1, 3.5) == 3.5);
+  CHECK(isinf(sp_patience_draw(&m, 1, -1)));
+  CHECK(sp_patience_parse(&m, "fixed:x", err, sizeof err) < 0);
+  CHECK(sp_patience_parse(&m, "uniform:5:1", err, sizeof err) < 0);
+  CHECK(sp_patience_parse(&m, "weibull:3", err, sizeof err) < 0);
+}
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  if (f) {
+    fputs(text, f);
+    fclose(f);
+  }
+}
+
+static void test_policy_file(void) {
+  const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+  char path[512], err[768];
+  snprintf(path, sizeof path, "%s/sp_sim_test_%d.conf", dir, (int)getpid());
+  sp_policy p;
+  /* a good file, with daemon-only keys that are ignored */
+  write_file(path, "# comment\nlisten = 127.0.0.1:2525\nmode = screen\n"
+                   "normal_greet_delay = 6s\nsuspect_reply_delay = 500ms\n"
+                   "suspect_stutter_bytes = 1\nsuspect_stutter_interval = 1s\n"
+                   "dnsbl = zen.example.org 10 127.0.0.2 127.0.0.3\n"
+                   "tarpit_score = 5\nworkers = 2\n");
+  sp_policy_init(&p);
+  CHECK_INT(sp_policy_load(&p, path, err, sizeof err), 0);
+  CHECK_INT(sp_policy_finish(&p, err, sizeof err), 0);
+  CHECK_INT(p.policy.mode, SL_MODE_SCREEN_FIRST);
+  CHECK(p.policy.normal.greet_delay == 6 * SL_SEC);
+  CHECK(p.policy.suspect.reply_delay == 500 * SL_MSEC);
+  CHECK_INT(p.policy.ndnsbl, 1);
+  CHECK_INT(p.policy.dnsbl[0].ncodes, 2);
+  CHECK_INT(p.policy.dnsbl[0].codes[1], 0x7f000003);
+  CHECK_STR(p.policy.dnsbl[0].zone, "zen.example.org");
+  CHECK_INT(p.policy.tarpit_score, 5);
+  /* unknown key: FILE:LINE */
+  write_file(path, "mode = screen\n\nnormal_greet_dalay = 6s\n");
+  sp_policy_init(&p);
+  CHECK(sp_policy_load(&p, path, err, sizeof err) < 0);
+  char want[600];
+  snprintf(want, sizeof want, "%s:3: unknown key \"normal_greet_dalay\"", path);
+  CHECK_STR(err, want);
+  /* bad values */
+  const char *bad[] = {"normal_greet_delay = 6 parsecs\n", "mode = sideways\n",
+                       "dnsbl = nozone 10\n", "dnsbl = z.example 10 10.0.0.1\n",
+                       "tarpit_score = lots\n", "features = pipelining teleport\n",
+                       "just a line\n", "pipeline_max = 1\n"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    write_file(path, bad[i]);
+    sp_policy_init(&p);
+    int rc = sp_policy_load(&p, path, err, sizeof err);
+    if (!rc)
+      rc = sp_policy_finish(&p, err, sizeof err);
+    CHECK(rc < 0);
+    if (i < 7) {
+      char where[560];
+      snprintf(where, sizeof where, "%s:1: ", path);
+      CHECK(!strncmp(err, where, strlen(where)));
+    }
+  }
+  unlink(path);
+}
+
+int main(void) {
+  SL_RUN(test_script_model);
+  SL_RUN(test_greet_delay_patience);
+  SL_RUN(test_pipelining_as_captured);
+  SL_RUN(test_captured_giveup);
+  SL_RUN(test_km_hand);
+  SL_RUN(test_patience_models);
+  SL_RUN(test_policy_file);
+  return sl_test_summary();
+}
