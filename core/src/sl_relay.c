@@ -241,6 +241,9 @@ struct sl_relay {
   ring_ent ring[RING_CAP];
   uint8_t ring_head, ring_len;
   uint8_t q[QUEUE_CAP];
+  uint32_t q_cur; /* bit per queue slot: a MAIL or RCPT of the transaction
+                     in force (pipelined replies must not undo the state a
+                     later RSET, MAIL or end of data set up) */
   uint8_t q_head, q_len;
 
   uint8_t cl, up;       /* enum cl_state, enum up_state */
@@ -385,8 +388,24 @@ static int q_full(const sl_relay *r) {
 }
 static uint8_t q_peek(const sl_relay *r) { return r->q[r->q_head]; }
 static void q_push(sl_relay *r, uint8_t k) {
-  r->q[(r->q_head + r->q_len) % QUEUE_CAP] = k;
+  unsigned slot = (r->q_head + r->q_len) % QUEUE_CAP;
+  r->q[slot] = k;
+  r->q_cur &= ~(1u << slot);
+  if (k == Q_UP_MAIL || k == Q_UP_RCPT)
+    r->q_cur |= 1u << slot;
   r->q_len++;
+}
+
+/* A new transaction state starts (RSET, MAIL, EHLO, end of data): replies
+   still owed to earlier MAIL/RCPT commands no longer change it. */
+static void txn_reset(sl_relay *r) {
+  r->q_cur = 0;
+  r->mail = 0;
+  r->rcpts = 0;
+}
+
+static int q_head_current(const sl_relay *r) {
+  return (r->q_cur >> r->q_head) & 1u;
 }
 static void q_push_local(sl_relay *r, enum local_reply id) {
   q_push(r, (uint8_t)(Q_LOCAL + id));
@@ -897,7 +916,8 @@ static int emit_upstream(sl_relay *r, const uint8_t *buf, const sl_reply *rep,
 }
 
 /* What a relayed reply means for the session. */
-static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code) {
+static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
+                                 int current) {
   unsigned cls = code / 100;
   switch (kind) {
   case Q_UP_EHLO:
@@ -908,14 +928,14 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code) {
   case Q_UP_MAIL:
     if (cls == 2)
       set_stage(r, SL_STAGE_MAIL);
-    else
-      r->mail = 0;
+    else if (current)
+      txn_reset(r);
     break;
   case Q_UP_RCPT:
     if (cls == 2) {
       r->stats.recipients_accepted++;
       set_stage(r, SL_STAGE_RCPT);
-    } else if (r->rcpts) {
+    } else if (current && r->rcpts) {
       r->rcpts--;
     }
     break;
@@ -943,12 +963,6 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code) {
     }
     r->stats.last_upstream_code = (uint16_t)code;
     event(r, SL_EV_MESSAGE, code | (r->data.size << 16));
-    r->mail = 0;
-    r->rcpts = 0;
-    break;
-  case Q_UP_RSET:
-    r->mail = 0;
-    r->rcpts = 0;
     break;
   case Q_UP_AUTH:
     r->cl = code == 334 ? CL_AUTH : CL_CMD;
@@ -1089,6 +1103,7 @@ static int step_replies(sl_relay *r) {
     if (rc == 0 || !released(r, r->prof->reply_delay) ||
         emit_upstream(r, b, &rep, k))
       break;
+    int current = q_head_current(r);
     buf_consume(r, &r->uin, rep.len);
     r->up_out--;
     if (is_sync(k))
@@ -1099,7 +1114,7 @@ static int step_replies(sl_relay *r) {
       q_pop(r);
     else
       r->t_release = r->t_ready = SL_TSTAMP_NONE;
-    after_upstream_reply(r, k, rep.code);
+    after_upstream_reply(r, k, rep.code, current);
     replied(r, rep.code);
     progress = 1;
   }
@@ -1443,8 +1458,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     buf_put(&r->ehlo, line, len);
     r->helo = 1;
     r->esmtp = c.verb == SL_V_EHLO;
-    r->mail = 0;
-    r->rcpts = 0;
+    txn_reset(r);
     if (via_up) {
       up_write_line(r, line, len);
       up_sent(r, r->esmtp ? Q_UP_EHLO : Q_UP_HELO, 1);
@@ -1471,14 +1485,17 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       lr = (int)path_reply(e, 1);
       break;
     }
-    if ((rc = relay_line(r, line, len, Q_UP_MAIL)) == 0)
+    int u = need_upstream(r);
+    if (u == 0 || (u > 0 && !(up_can_send(r) && up_room(r, len))))
       return 0;
-    if (rc < 0) {
+    if (u < 0) {
       lr = R_UPSTREAM_FAIL;
       break;
     }
+    txn_reset(r);
+    up_write_line(r, line, len);
+    up_sent(r, Q_UP_MAIL, 0);
     r->mail = 1;
-    r->rcpts = 0;
     r->data.size = 0;
     break;
   }
@@ -1552,6 +1569,8 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
         return 0;
       if (rc < 0)
         lr = R_UPSTREAM_FAIL;
+      else if (last)
+        txn_reset(r); /* the transaction ends with this chunk */
     }
     /* The chunk's bytes follow whatever the answer is (RFC 3030 2). */
     r->bdat_left = size;
@@ -1564,8 +1583,9 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     break;
   }
   case SL_V_RSET:
-    r->mail = 0;
-    r->rcpts = 0;
+    if (r->up == UP_READY && !(up_can_send(r) && up_room(r, len)))
+      return 0;
+    txn_reset(r);
     if (r->up == UP_READY) {
       if ((rc = relay_line(r, line, len, Q_UP_RSET)) == 0)
         return 0;
@@ -1778,6 +1798,7 @@ static int step_data(sl_relay *r) {
       r->rcpts = 0;
       r->viol = SL_VIOL_NONE;
     } else {
+      txn_reset(r);
       up_sent(r, Q_UP_END, 0);
     }
     r->cl = CL_CMD;
