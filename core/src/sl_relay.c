@@ -1037,6 +1037,8 @@ static int emit_greeting(sl_relay *r) {
   if (!r->greet_held && emit_local(r, R_GREETING))
     return -1;
   r->greet_held = 0;
+  if (r->prof->greet_delay)
+    r->stats.delay_total += r->now - r->stats.start; /* held by the tarpit */
   if (act == SL_ACT_REJECT) {
     r->rejected = 1;
     if (r->up != UP_NONE)

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs every test of sluice, the README's second command.
+#
+#   1. gcc build with -Werror: every ctest (core unit tests and transcripts,
+#      driver unit tests, pcap-replay, traffic generator, fuzz corpus
+#      replays), then the pytest test beds (real Postfix, aiosmtpd, sink,
+#      unbound, swaks, smtplib, smtp-source) against sluiced;
+#   2. clang build with ASan+UBSan: the same ctest suite and the proxy test
+#      beds again, so memory errors in sluiced show up under real traffic;
+#   3. fuzz/ci.sh: a bounded libFuzzer run of each main target and the lcov
+#      coverage report of core/ with its floor.
+#
+# Environment: SLUICE_TEST_QUICK=1 skips step 2's test beds and step 3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+jobs=$(nproc 2>/dev/null || echo 2)
+
+bash tools/install-deps.sh
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "gcc build (-Werror)"
+cmake -S . -B build -G Ninja -DCMAKE_C_COMPILER=gcc -DSLUICE_WERROR=ON >/dev/null
+ninja -C build -j"$jobs"
+
+step "ctest (gcc)"
+ctest --test-dir build --output-on-failure -j"$jobs" -LE testbeds
+
+step "test beds against the gcc build"
+SLUICE_BUILD_DIR=$root/build /usr/bin/python3 -m pytest testbeds -q -p no:cacheprovider
+
+step "clang build with ASan+UBSan"
+cmake -S . -B build-asan -G Ninja -DCMAKE_C_COMPILER=clang -DSLUICE_SANITIZE=ON \
+  -DSLUICE_WERROR=ON >/dev/null
+ninja -C build-asan -j"$jobs"
+
+step "ctest (ASan+UBSan)"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j"$jobs"
+
+if [ "${SLUICE_TEST_QUICK:-0}" != 1 ]; then
+  step "proxy test beds against the ASan+UBSan build"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    SLUICE_BUILD_DIR=$root/build-asan /usr/bin/python3 -m pytest testbeds -q \
+    -p no:cacheprovider -k "proxy"
+
+  if [ -x fuzz/ci.sh ]; then
+    step "fuzzing and coverage"
+    bash fuzz/ci.sh "$root/build-fuzzci"
+  fi
+fi
+step "all tests passed"
