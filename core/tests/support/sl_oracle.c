@@ -819,7 +819,10 @@ static void up_pace(sl_oracle *o, uint32_t kind, const uint8_t *line,
   if (o->upend.len && kind != UK_QUIT) {
     for (size_t i = 0; i < o->upend.len; i++) {
       uint32_t k = o->upend.v[o->upend.head + i];
-      if (k != UK_CMD && k != UK_BDAT && k != UK_BDAT_LAST) {
+      /* RFC 2920 3.1: only EHLO, DATA, VRFY, EXPN, NOOP, QUIT (and
+         extensions such as STARTTLS, AUTH, XCLIENT) must end a group; the
+         end of a message may be followed by the next MAIL. */
+      if (k != UK_CMD && k != UK_BDAT && k != UK_BDAT_LAST && k != UK_EOD) {
         fail(o, "guarantee 3: \"%s\" sent upstream before the reply to %s",
              show(line, len < 60 ? len : 60, s, sizeof(s)), uk_name(k));
         return;

@@ -1,0 +1,69 @@
+#!/bin/sh
+# ci.sh BUILD_ROOT: the fuzzing part of CI.
+#  (a) builds the libFuzzer targets (clang, ASan+UBSan) in BUILD_ROOT/fuzz
+#      and runs relay, data, reply, cmd, proxy for FUZZ_SECONDS each (40),
+#      one process at a time, from the corpus; any crash fails, except one
+#      matching fuzz/findings/known-signatures.txt (an open, reported core
+#      bug), which is only reported;
+#  (b) builds a gcc coverage configuration in BUILD_ROOT/cov, runs ctest
+#      (core unit tests + corpus replays + oracle test), captures lcov data
+#      into BUILD_ROOT/coverage/html and fails if core/ line coverage is
+#      under COVERAGE_FLOOR (see fuzz/README.md).  -Werror is off there:
+#      -O0 --coverage changes what gcc warns about; other builds enforce it.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+B=${1:?usage: ci.sh BUILD_ROOT}
+mkdir -p "$B"
+B=$(cd "$B" && pwd)
+secs=${FUZZ_SECONDS:-40}
+floor=${COVERAGE_FLOOR:-89}
+known=$here/findings/known-signatures.txt
+
+echo "== libFuzzer build"
+cmake -S "$root" -B "$B/fuzz" -G Ninja -DSLUICE_CORE_ONLY=ON -DCMAKE_C_COMPILER=clang \
+  -DSLUICE_FUZZ=ON >/dev/null
+ninja -C "$B/fuzz" >/dev/null
+fail=0
+for t in relay data reply cmd proxy; do
+  work=$B/fuzz-work/$t
+  mkdir -p "$work"
+  log=$B/fuzz-work/$t.log
+  echo "== fuzz $t for ${secs}s"
+  if "$B/fuzz/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+       -dict="$here/smtp.dict" -artifact_prefix="$B/fuzz-work/$t-" \
+       "$work" "$here/corpus/$t" >"$log" 2>&1; then
+    grep -E '^Done|stat::' "$log" | tail -1 || true
+  elif grep -v '^#' "$known" | grep -v '^$' | grep -E -q -f - "$log"; then
+    echo "   known open finding reproduced (fuzz/findings/README.md):"
+    grep -E '^fuzz_' "$log" | head -2 | sed 's/^/   /'
+  else
+    echo "   CRASH in $t, see $log"
+    grep -E '^fuzz_|ERROR|runtime error|Test unit written' "$log" | head -5 | sed 's/^/   /'
+    fail=1
+  fi
+done
+
+echo "== coverage build"
+cmake -S "$root" -B "$B/cov" -G Ninja -DSLUICE_CORE_ONLY=ON -DCMAKE_C_COMPILER=gcc \
+  -DSLUICE_COVERAGE=ON -DSLUICE_WERROR=OFF >/dev/null
+ninja -C "$B/cov" >/dev/null
+find "$B/cov" -name '*.gcda' -delete
+(cd "$B/cov" && ctest --output-on-failure -j2) || fail=1
+mkdir -p "$B/coverage"
+lcov --quiet --capture --rc lcov_branch_coverage=1 --directory "$B/cov" \
+  --output-file "$B/coverage/all.info" >/dev/null 2>&1
+lcov --quiet --rc lcov_branch_coverage=1 --extract "$B/coverage/all.info" \
+  "$root/core/src/*" "$root/pcap-replay/src/*" --output-file "$B/coverage/core.info" >/dev/null 2>&1
+genhtml --quiet --branch-coverage "$B/coverage/core.info" \
+  --output-directory "$B/coverage/html" >/dev/null 2>&1
+lcov --rc lcov_branch_coverage=1 --list "$B/coverage/core.info"
+summary=$(lcov --rc lcov_branch_coverage=1 --summary "$B/coverage/core.info" 2>&1)
+echo "$summary"
+lines=$(echo "$summary" | sed -n 's/.*lines\.*: \([0-9.]*\)%.*/\1/p')
+echo "== core line coverage ${lines}% (floor ${floor}%), html: $B/coverage/html/index.html"
+if [ -z "$lines" ] || [ "$(echo "$lines < $floor" | bc)" = 1 ]; then
+  echo "   coverage below the floor"
+  fail=1
+fi
+exit $fail

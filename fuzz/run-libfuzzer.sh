@@ -1,0 +1,19 @@
+#!/bin/sh
+# run-libfuzzer.sh TARGET SECONDS [BUILD_DIR]: one libFuzzer process on
+# TARGET (relay cmd reply data bdat proxy) for SECONDS, starting from
+# fuzz/corpus/TARGET, new inputs kept in BUILD_DIR/fuzz-work/TARGET, crashes
+# written as BUILD_DIR/fuzz-work/TARGET-crash-*.  Builds BUILD_DIR
+# (default build-fuzz, clang, SLUICE_FUZZ=ON) first.  Extra libFuzzer flags
+# via LIBFUZZER_FLAGS.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+t=${1:?target}; secs=${2:?seconds}; b=${3:-$root/build-fuzz}
+cmake -S "$root" -B "$b" -G Ninja -DSLUICE_CORE_ONLY=ON -DCMAKE_C_COMPILER=clang \
+  -DSLUICE_FUZZ=ON >/dev/null
+ninja -C "$b" "fuzz_$t" >/dev/null
+work=$b/fuzz-work/$t
+mkdir -p "$work"
+exec "$b/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+  -dict="$here/smtp.dict" -artifact_prefix="$b/fuzz-work/$t-" ${LIBFUZZER_FLAGS:-} \
+  "$work" "$here/corpus/$t"
