@@ -282,6 +282,11 @@ struct sl_relay {
   uint8_t wait_354 : 1;     /* DATA sent upstream, its reply not yet out */
 };
 
+static int throttled(const sl_relay *r);
+static void refill(sl_relay *r);
+static void throttle_start(sl_relay *r);
+static uint64_t burst(const sl_relay *r);
+
 /* ---- small helpers ------------------------------------------------------ */
 
 static sl_tstamp tmin(sl_tstamp a, sl_tstamp b) { return a < b ? a : b; }
@@ -946,6 +951,7 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
                    (r->pol->lenient & SL_LENIENT_NORMALIZE_BARE_LF) != 0);
       r->cl = CL_DATA;
       r->t_client = r->now;
+      throttle_start(r);
       set_stage(r, SL_STAGE_DATA);
     } else {
       r->cl = CL_CMD;
@@ -1580,8 +1586,10 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     r->bdat_cr = 0;
     if (lr < 0)
       set_stage(r, SL_STAGE_DATA);
-    if (size)
+    if (size) {
       r->cl = CL_BDAT;
+      throttle_start(r);
+    }
     break;
   }
   case SL_V_RSET:
@@ -2037,6 +2045,7 @@ static void run(sl_relay *r) {
 
 /* ---- the public API ----------------------------------------------------- */
 
+
 /* Every entry point: time must not go backwards (ngtcp2's rule). */
 static int enter(sl_relay *r, sl_tstamp now) {
   if (!r)
@@ -2050,6 +2059,8 @@ static int enter(sl_relay *r, sl_tstamp now) {
   r->now = now;
   if (r->starved && now >= r->t_retry)
     r->starved = 0;
+  if (throttled(r))
+    refill(r);
   return 0;
 }
 
@@ -2130,15 +2141,32 @@ static void refill(sl_relay *r) {
   uint64_t rate = r->prof->data_rate;
   if (!rate)
     return;
-  uint64_t burst = rate / 8 > 512 ? rate / 8 : 512;
-  sl_duration dt = r->now - r->t_tokens;
-  if (dt > 10 * SL_SEC)
-    dt = 10 * SL_SEC;
-  uint64_t add = rate * (dt / SL_MSEC) / 1000u;
-  if (add) {
-    r->tokens = r->tokens + add > burst ? burst : r->tokens + add;
+  uint64_t cap = burst(r);
+  if (r->now - r->t_tokens > 10 * SL_SEC)
+    r->t_tokens = r->now - 10 * SL_SEC; /* the bucket is full long before */
+  uint64_t add = rate * ((r->now - r->t_tokens) / SL_USEC) / 1000000u;
+  if (!add)
+    return;
+  /* Only the time the new tokens stand for is used up, so fractions carry
+     over to the next refill instead of being rounded away. */
+  r->t_tokens += add * SL_SEC / rate;
+  r->tokens += add;
+  if (r->tokens >= cap) {
+    r->tokens = cap;
     r->t_tokens = r->now;
-  } else if (r->tokens >= burst) {
+  }
+}
+
+static uint64_t burst(const sl_relay *r) {
+  uint64_t rate = r->prof->data_rate;
+  return rate / 8 > 512 ? rate / 8 : 512;
+}
+
+/* A message starts with a full bucket: the throttle slows bulk data, not
+   the first lines. */
+static void throttle_start(sl_relay *r) {
+  if (r->prof->data_rate) {
+    r->tokens = burst(r);
     r->t_tokens = r->now;
   }
 }
@@ -2483,8 +2511,12 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
     t = tmin(t, tadd(r->t_phase, l->tls_handshake_timeout));
   if (!r->dnsbl_done && r->cl != CL_PROXY)
     t = tmin(t, tadd(r->stats.start, r->pol->dnsbl_timeout));
-  if (r->q_len && q_peek(r) == Q_GREETING && r->prof->greet_delay)
-    t = tmin(t, tadd(r->stats.start, r->prof->greet_delay + r->greet_jitter));
+  if (r->q_len && q_peek(r) == Q_GREETING && r->prof->greet_delay) {
+    /* once passed, the greeting waits on something else (the upstream) */
+    sl_tstamp due = tadd(r->stats.start, r->prof->greet_delay + r->greet_jitter);
+    if (due > r->now)
+      t = tmin(t, due);
+  }
   t = tmin(t, r->t_release);
   if (r->up != UP_NONE && r->up != UP_READY)
     t = tmin(t, r->t_up);
@@ -2503,11 +2535,9 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
       if (r->prof->stutter_bytes && r->t_stutter > r->now)
         t = tmin(t, r->t_stutter);
     }
-    if (throttled(r) && r->tokens == 0) {
-      uint64_t per_ms = r->prof->data_rate / 1000u;
-      sl_duration wait = per_ms ? SL_MSEC : (1000u / r->prof->data_rate + 1) * SL_MSEC;
-      t = tmin(t, r->t_tokens + wait);
-    }
+    if (throttled(r) && r->tokens == 0) /* until the next token */
+      t = tmin(t, r->t_tokens + (SL_SEC + r->prof->data_rate - 1) /
+                                    r->prof->data_rate);
     t = tmin(t, tadd(r->stats.start, l->session_timeout));
   }
   return t;

@@ -191,7 +191,7 @@ static void test_client_that_does_not_read(void) {
   screen_first(&h);
   h.limits.send_timeout = 10 * SL_SEC;
   CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
-  h.client_closed = 1; /* the harness stops acknowledging client output */
+  h.client_stalled = 1; /* nothing the relay sends is read */
   char many[600];
   for (int i = 0; i < 100; i++)
     memcpy(many + 6 * i, "NOOP\r\n", 6);

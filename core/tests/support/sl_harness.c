@@ -98,12 +98,15 @@ static void on_request(sl_harness *h, const sl_request *q) {
       h->pending_dnsbl[q->u.dnsbl.zone] = q->id;
     break;
   case SL_REQ_CLOSE_UPSTREAM:
+    /* that connection is gone, with whatever it had still to deliver */
+    h->pending_upstream.len = 0;
     h->upstream_open = 0;
     h->pending_connect = 0;
     h->pending_tls_upstream = 0;
     h->upstream_closed++;
     break;
   case SL_REQ_CLOSE_CLIENT:
+    h->pending_client.len = 0;
     h->client_closed = 1;
     break;
   default:
@@ -121,7 +124,7 @@ void sl_harness_pump(sl_harness *h) {
     }
     size_t n;
     const uint8_t *p = sl_relay_client_out(h->r, &n, h->now);
-    if (p && n && !h->client_closed) {
+    if (p && n && !h->client_closed && !h->client_stalled) {
       if (h->out_chunk && n > h->out_chunk)
         n = h->out_chunk;
       sl_bytes_add(&h->client_out, p, n);
@@ -193,16 +196,19 @@ void sl_harness_free(sl_harness *h) {
   sl_bytes_free(&h->upstream_out);
   sl_bytes_free(&h->client_in);
   sl_bytes_free(&h->upstream_in);
+  sl_bytes_free(&h->pending_client);
+  sl_bytes_free(&h->pending_upstream);
   h->r = NULL;
 }
 
-static size_t feed(sl_harness *h, int up, const uint8_t *p, size_t n,
-                   size_t chunk) {
+/* Offers the pending bytes of one peer; returns how many were taken. */
+static size_t offer(sl_harness *h, int up) {
+  sl_bytes *pb = up ? &h->pending_upstream : &h->pending_client;
   size_t done = 0;
-  while (done < n) {
-    size_t want = n - done;
-    if (chunk && want > chunk)
-      want = chunk;
+  while (done < pb->len) {
+    size_t want = pb->len - done;
+    if (h->in_chunk && want > h->in_chunk)
+      want = h->in_chunk;
     size_t cap;
     uint8_t *buf = up ? sl_relay_upstream_in_buf(h->r, &cap, h->now)
                       : sl_relay_client_in_buf(h->r, &cap, h->now);
@@ -210,26 +216,68 @@ static size_t feed(sl_harness *h, int up, const uint8_t *p, size_t n,
       break;
     if (want > cap)
       want = cap;
-    memcpy(buf, p + done, want);
+    const uint8_t *p = pb->p + done;
+    memcpy(buf, p, want);
     if (up) {
-      sl_bytes_add(&h->upstream_in, p + done, want);
+      sl_bytes_add(&h->upstream_in, p, want);
 #ifdef SL_HAVE_ORACLE
       if (h->oracle)
-        sl_oracle_upstream_in(h->oracle, p + done, want);
+        sl_oracle_upstream_in(h->oracle, p, want);
 #endif
       sl_relay_upstream_in_ack(h->r, want, h->now);
     } else {
-      sl_bytes_add(&h->client_in, p + done, want);
+      sl_bytes_add(&h->client_in, p, want);
 #ifdef SL_HAVE_ORACLE
       if (h->oracle)
-        sl_oracle_client_in(h->oracle, p + done, want);
+        sl_oracle_client_in(h->oracle, p, want);
 #endif
       sl_relay_client_in_ack(h->r, want, h->now);
     }
     done += want;
     sl_harness_pump(h);
+    if (pb->len < done)
+      return done; /* the connection closed: its pending bytes are gone */
+  }
+  if (done) {
+    memmove(pb->p, pb->p + done, pb->len - done);
+    pb->len -= done;
   }
   return done;
+}
+
+/* After every step: pending input first, then ends of stream behind it. */
+static void settle(sl_harness *h) {
+  for (int round = 0; round < 4; round++) {
+    size_t moved = offer(h, 0) + offer(h, 1);
+    if (h->eof_client == 1 && !h->pending_client.len) {
+      h->eof_client = 2;
+      sl_relay_client_eof(h->r, h->now);
+      sl_harness_pump(h);
+      moved = 1;
+    }
+    if (h->eof_upstream == 1 && !h->pending_upstream.len) {
+      h->eof_upstream = 2;
+      sl_relay_upstream_eof(h->r, h->now);
+      sl_harness_pump(h);
+      moved = 1;
+    }
+    if (!moved)
+      break;
+  }
+}
+
+static size_t feed(sl_harness *h, int up, const uint8_t *p, size_t n,
+                   size_t chunk) {
+  sl_bytes *pb = up ? &h->pending_upstream : &h->pending_client;
+  if ((up && !h->upstream_open) || (!up && h->client_closed))
+    return 0; /* nobody is connected to receive them */
+  sl_bytes_add(pb, p, n);
+  size_t saved = h->in_chunk;
+  h->in_chunk = chunk;
+  size_t took = offer(h, up);
+  h->in_chunk = saved;
+  settle(h);
+  return took;
 }
 
 size_t sl_harness_client(sl_harness *h, const void *p, size_t n, size_t chunk) {
@@ -242,13 +290,13 @@ size_t sl_harness_upstream(sl_harness *h, const void *p, size_t n,
 }
 
 void sl_harness_client_eof(sl_harness *h) {
-  sl_relay_client_eof(h->r, h->now);
-  sl_harness_pump(h);
+  h->eof_client = 1;
+  settle(h);
 }
 
 void sl_harness_upstream_eof(sl_harness *h) {
-  sl_relay_upstream_eof(h->r, h->now);
-  sl_harness_pump(h);
+  h->eof_upstream = 1;
+  settle(h);
 }
 
 static int answer(sl_harness *h, uint32_t *pending, sl_request_type type,
@@ -262,12 +310,19 @@ static int answer(sl_harness *h, uint32_t *pending, sl_request_type type,
   *pending = 0;
   if (type == SL_REQ_CONNECT_UPSTREAM && st == SL_STATUS_OK)
     h->upstream_open = 1;
+  /* Plaintext a peer sent before the handshake is consumed by the TLS
+     layer (as a bad ClientHello or record), never by the relay. */
+  if (type == SL_REQ_STARTTLS_CLIENT)
+    h->pending_client.len = 0;
+  if (type == SL_REQ_STARTTLS_UPSTREAM)
+    h->pending_upstream.len = 0;
 #ifdef SL_HAVE_ORACLE
   if (h->oracle)
     sl_oracle_completed(h->oracle, type, st);
 #endif
   sl_relay_complete(h->r, &c, h->now);
   sl_harness_pump(h);
+  settle(h);
   return 0;
 }
 
@@ -301,6 +356,7 @@ int sl_harness_dnsbl(sl_harness *h, uint32_t zone, sl_status st,
 #endif
   sl_relay_complete(h->r, &c, h->now);
   sl_harness_pump(h);
+  settle(h);
   return 0;
 }
 
@@ -314,6 +370,7 @@ void sl_harness_advance(sl_harness *h, sl_duration d) {
       h->now = t;
     sl_relay_handle_expiry(h->r, h->now);
     sl_harness_pump(h);
+    settle(h);
     if (sl_relay_next_deadline(h->r) <= h->now && guard > 1000) {
       fail(h, "deadline does not advance after handle_expiry (guarantee 7)");
       break;
@@ -322,6 +379,7 @@ void sl_harness_advance(sl_harness *h, sl_duration d) {
   h->now = target;
   sl_relay_handle_expiry(h->r, h->now);
   sl_harness_pump(h);
+  settle(h);
 }
 
 int sl_harness_next_deadline(sl_harness *h, sl_duration max) {
@@ -332,6 +390,7 @@ int sl_harness_next_deadline(sl_harness *h, sl_duration max) {
     h->now = t;
   sl_relay_handle_expiry(h->r, h->now);
   sl_harness_pump(h);
+  settle(h);
   return 1;
 }
 

@@ -51,7 +51,15 @@ typedef struct sl_harness {
   uint32_t pending_dnsbl[SL_DNSBL_ZONES_MAX];
   int client_closed, upstream_closed, upstream_open;
 
+  /* Bytes a peer has sent that the relay has not taken yet (it stopped
+     reading): like a TCP socket, they wait and are offered again after
+     every step, including each expiry while time advances. */
+  sl_bytes pending_client, pending_upstream;
+  size_t in_chunk;    /* offer input at most this many bytes at a time */
+  int eof_client, eof_upstream; /* an end of stream waits behind them */
+
   size_t out_chunk;   /* ack output at most this many bytes a step (0: all) */
+  int client_stalled; /* the client reads nothing (a full socket buffer) */
   struct sl_oracle *oracle; /* NULL: no oracle checks */
   char failure[512];  /* first oracle violation or API error, "" if none */
 } sl_harness;
@@ -65,9 +73,10 @@ int sl_harness_start(sl_harness *h, uint32_t pool_buffers, int with_oracle,
                      uint64_t seed);
 void sl_harness_free(sl_harness *h);
 
-/* Feeds bytes from a peer in chunks of at most chunk bytes (0: as much as
-   the relay takes), draining output and requests after each chunk.  Returns
-   the bytes the relay accepted (fewer if it stopped reading). */
+/* A peer sends bytes: offered in chunks of at most chunk bytes (0: as much
+   as the relay takes), draining output and requests after each chunk.
+   What the relay does not take now stays pending and is offered again
+   after later steps.  Returns the bytes the relay took during this call. */
 size_t sl_harness_client(sl_harness *h, const void *p, size_t n, size_t chunk);
 size_t sl_harness_upstream(sl_harness *h, const void *p, size_t n, size_t chunk);
 void sl_harness_client_eof(sl_harness *h);
