@@ -144,6 +144,8 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
         after_bare = ST_AFTER_BARE_LF;
         d->line_len = 1;
         d->size += 1;
+        if (!d->discard && d->size_max && d->size > d->size_max)
+          return violation(d, SL_VIOL_SIZE, st, i, o, consumed, produced);
         break;
       }
       after_bare = 0;
@@ -165,6 +167,8 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
         after_bare = 0;
         st = ST_LINE_START;
         d->line_len = 0;
+        if (!d->discard && d->size_max && d->size > d->size_max)
+          return violation(d, SL_VIOL_SIZE, st, i, o, consumed, produced);
         break;
       }
       if (w) {
@@ -217,6 +221,8 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
       d->line_len = 0;
       st = ST_LINE_START;
       after_bare = ST_AFTER_BARE_LF;
+      if (!d->discard && d->size_max && d->size > d->size_max)
+        return violation(d, SL_VIOL_SIZE, st, i, o, consumed, produced);
       break;
     }
     case ST_CR:

@@ -915,8 +915,10 @@ static int emit_upstream(sl_relay *r, const uint8_t *buf, const sl_reply *rep,
     r->cout.len += (uint32_t)sl_reply_put_line(
         buf_tail(&r->cout), rep->code, line == rep->nlines, text, len);
   }
-  if (kind == Q_UP_HELO)
+  if (kind == Q_UP_HELO) {
     r->offered = 0;
+    r->up_caps = 0; /* a HELO session has no extensions upstream either */
+  }
   return 0;
 }
 
@@ -1246,6 +1248,10 @@ static int step_preamble(sl_relay *r) {
       up_fail(r, SL_UPFAIL_GREETING);
       return 1;
     }
+    /* After a replayed HELO the session has no extensions (RFC 2920 binds
+       PIPELINING to the EHLO that offered it). */
+    r->up_caps = 0;
+    r->up_size = 0;
     if (r->esmtp) {
       sl_caps_parse(b, &rep, &caps);
       r->up_caps = caps.bits;
