@@ -171,7 +171,14 @@ sl_path_err sl_cmd_check_path(const uint8_t *arg, size_t len, int is_mail,
   for (; i < len; i++) {
     uint8_t c = arg[i];
     if (c == '\\' && quoted) {
-      i++;
+      /* quoted-pairSMTP (RFC 5321 4.1.2): a backslash and one printable
+         ASCII byte; UTF-8 only with SMTPUTF8 (RFC 6531 3.3) */
+      if (++i >= len)
+        return SL_PATH_SYNTAX;
+      if (arg[i] >= 0x80)
+        nonascii = 1;
+      else if (arg[i] < 0x20 || arg[i] == 0x7f)
+        return SL_PATH_SYNTAX;
       continue;
     }
     if (c == '"')

@@ -11,7 +11,8 @@ enum {
   ST_CR,             /* inside a line, just after "\r" */
   ST_LOOSE_START,    /* loose discard: at a line start */
   ST_LOOSE_DOT,      /* loose discard: the line so far is "." */
-  ST_LOOSE_MID       /* loose discard: inside a line */
+  ST_LOOSE_MID,      /* loose discard: inside a line */
+  ST_LOOSE_ENDED     /* loose discard: the violation itself ended a "." line */
 };
 
 /* Flag kept in state's high bit: the previous line ended in a normalised
@@ -34,8 +35,11 @@ void sl_data_discard(sl_data *d, int loose) {
   if (loose && !d->loose_end) {
     d->loose_end = 1;
     uint8_t st = d->state & ST_MASK;
-    /* A "." already seen at a line start still counts. */
-    d->state = st == ST_DOT ? ST_LOOSE_DOT
+    /* Where a smuggling violation left off, in loose terms (a CR or LF it
+       stopped at ended a line); otherwise a "." already seen at a line
+       start still counts. */
+    d->state = d->loose_state                         ? d->loose_state
+               : st == ST_DOT                         ? ST_LOOSE_DOT
                : (st == ST_LINE_START || st == ST_CR) ? ST_LOOSE_START
                                                       : ST_LOOSE_MID;
   }
@@ -67,8 +71,19 @@ static sl_data_status violation(sl_data *d, sl_violation v, uint8_t st,
                                 size_t *produced) {
   d->violation = v;
   d->state = st; /* the refused message is read on from here */
+  d->loose_state = 0;
   *consumed = i;
   *produced = o;
+  return SL_DATA_VIOLATION;
+}
+
+/* A smuggling violation: the message will be read loosely to its end, from
+   the state the offending byte leaves (see sl_data_discard). */
+static sl_data_status smuggled(sl_data *d, sl_violation v, uint8_t loose,
+                               size_t i, size_t o, size_t *consumed,
+                               size_t *produced) {
+  violation(d, v, ST_MID, i, o, consumed, produced);
+  d->loose_state = loose;
   return SL_DATA_VIOLATION;
 }
 
@@ -77,6 +92,11 @@ static sl_data_status run_loose(sl_data *d, const uint8_t *in, size_t inlen,
                                 size_t *consumed, size_t *produced) {
   uint8_t st = d->state;
   *produced = 0;
+  if (st == ST_LOOSE_ENDED) {
+    d->state = ST_LOOSE_START;
+    *consumed = 0;
+    return SL_DATA_END;
+  }
   for (size_t i = 0; i < inlen; i++) {
     uint8_t c = in[i];
     int eol = c == '\r' || c == '\n';
@@ -129,7 +149,8 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
         break;
       }
       if (c == '\n' && !d->normalize_lf)
-        return violation(d, SL_VIOL_BARE_LF, ST_LINE_START, i + 1, o, consumed, produced);
+        return smuggled(d, SL_VIOL_BARE_LF, ST_LOOSE_ENDED, i + 1, o, consumed,
+                        produced);
       /* ".X": the dot was stuffing; redo it only if X is a dot. */
       if (c == '.') {
         if (w)
@@ -143,9 +164,7 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
         st = ST_CR; /* the LF is consumed below as the line end */
         after_bare = ST_AFTER_BARE_LF;
         d->line_len = 1;
-        d->size += 1;
-        if (!d->discard && d->size_max && d->size > d->size_max)
-          return violation(d, SL_VIOL_SIZE, st, i, o, consumed, produced);
+        d->size += 1; /* checked with the line end, in ST_CR */
         break;
       }
       after_bare = 0;
@@ -153,7 +172,8 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
       break;
     case ST_DOT_CR:
       if (c != '\n')
-        return violation(d, SL_VIOL_BARE_CR, ST_MID, i, o, consumed, produced);
+        return smuggled(d, SL_VIOL_BARE_CR, ST_LOOSE_ENDED, i, o, consumed,
+                        produced);
       i++;
       if (after_bare) {
         /* "." after a normalised bare LF is content, not the end */
@@ -184,6 +204,29 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
       size_t room = w ? outcap - o - 3 : inlen - i;
       size_t avail = inlen - i < room ? inlen - i : room;
       size_t n = scan_special(in + i, avail);
+      if (n && !d->discard) {
+        /* Stop at the exact byte that breaks a limit, so the violation and
+           where it is reported never depend on how the input was split. */
+        size_t line_room =
+            d->line_len < d->text_max ? d->text_max - d->line_len : 0;
+        uint64_t size_room = !d->size_max            ? UINT64_MAX
+                             : d->size < d->size_max ? d->size_max - d->size
+                                                     : 0;
+        if (n > line_room || n > size_room) {
+          /* up to and including the offending byte */
+          size_t k =
+              (line_room <= size_room ? line_room : (size_t)size_room) + 1;
+          if (w)
+            memcpy(out + o, in + i, k);
+          o += w ? k : 0;
+          i += k;
+          d->line_len += (uint32_t)k;
+          d->size += k;
+          return violation(
+              d, k == line_room + 1 ? SL_VIOL_LINE_TOO_LONG : SL_VIOL_SIZE,
+              ST_MID, i, o, consumed, produced);
+        }
+      }
       if (n) {
         if (w)
           memcpy(out + o, in + i, n);
@@ -191,19 +234,11 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
         i += n;
         d->line_len += (uint32_t)n;
         d->size += n;
-        /* A refused message is read to its end whatever its size; only
-           a smuggling form can still change how it ends. */
-        if (d->discard)
-          break;
-        if (d->line_len > d->text_max)
-          return violation(d, SL_VIOL_LINE_TOO_LONG, ST_MID, i, o, consumed,
-                           produced);
-        if (d->size_max && d->size > d->size_max)
-          return violation(d, SL_VIOL_SIZE, ST_MID, i, o, consumed, produced);
         break;
       }
       if (c == 0)
-        return violation(d, SL_VIOL_NUL, ST_MID, i + 1, o, consumed, produced);
+        return smuggled(d, SL_VIOL_NUL, ST_LOOSE_MID, i + 1, o, consumed,
+                        produced);
       if (c == '\r') {
         st = ST_CR;
         i++;
@@ -211,7 +246,8 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
       }
       /* bare LF */
       if (!d->normalize_lf)
-        return violation(d, SL_VIOL_BARE_LF, ST_LINE_START, i + 1, o, consumed, produced);
+        return smuggled(d, SL_VIOL_BARE_LF, ST_LOOSE_START, i + 1, o, consumed,
+                        produced);
       if (w) {
         memcpy(out + o, "\r\n", 2);
         o += 2;
@@ -227,7 +263,8 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
     }
     case ST_CR:
       if (c != '\n')
-        return violation(d, SL_VIOL_BARE_CR, ST_MID, i, o, consumed, produced);
+        return smuggled(d, SL_VIOL_BARE_CR, ST_LOOSE_START, i, o, consumed,
+                        produced);
       if (w) {
         memcpy(out + o, "\r\n", 2);
         o += 2;
@@ -237,10 +274,12 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
       d->line_len = 0;
       st = ST_LINE_START;
       if (!d->discard && d->size_max && d->size > d->size_max)
-        return violation(d, SL_VIOL_SIZE, ST_LINE_START, i, o, consumed, produced);
+        return violation(d, SL_VIOL_SIZE, ST_LINE_START, i, o, consumed,
+                         produced);
       break;
     default:
-      return violation(d, SL_VIOL_BARE_CR, ST_MID, i, o, consumed, produced);
+      return smuggled(d, SL_VIOL_BARE_CR, ST_LOOSE_MID, i, o, consumed,
+                      produced);
     }
   }
   d->state = (uint8_t)(st | after_bare);

@@ -33,6 +33,7 @@ typedef struct sl_data {
   uint8_t discard;      /* write nothing: the message is being refused */
   uint8_t loose_end;    /* discarding after smuggling: a "." line with any
                            line ending ends the message */
+  uint8_t loose_state;  /* private: where loose discarding resumes */
   sl_violation violation; /* the latest violation */
 } sl_data;
 

@@ -909,7 +909,7 @@ static int emit_upstream(sl_relay *r, const uint8_t *buf, const sl_reply *rep,
     return -1;
   size_t pos = 0, len;
   const uint8_t *text;
-  uint16_t line = 0;
+  uint32_t line = 0;
   while (sl_reply_next_line(buf, rep, &pos, &text, &len)) {
     line++;
     r->cout.len += (uint32_t)sl_reply_put_line(

@@ -7,7 +7,7 @@ int sl_reply_scan(const uint8_t *buf, size_t len, uint32_t line_max,
                   uint32_t total_max, sl_reply *r) {
   size_t pos = 0;
   unsigned code = 0;
-  uint16_t nlines = 0;
+  uint32_t nlines = 0;
   for (;;) {
     size_t start = pos;
     /* The code: three digits, the first 2..5 (4.3.2), the same on every line
@@ -61,7 +61,7 @@ int sl_reply_scan(const uint8_t *buf, size_t len, uint32_t line_max,
     if (pos > total_max)
       return -1;
     if (last) {
-      r->code = (uint16_t)code;
+      r->code = code;
       r->nlines = nlines;
       r->len = (uint32_t)pos;
       return 1;

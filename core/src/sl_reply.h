@@ -15,8 +15,8 @@
 #include <stdint.h>
 
 typedef struct sl_reply {
-  uint16_t code;   /* 200..599 */
-  uint16_t nlines;
+  uint32_t code;   /* 200..599 */
+  uint32_t nlines;
   uint32_t len;    /* bytes of the whole reply, CRLFs included */
 } sl_reply;
 
