@@ -115,7 +115,8 @@ static void reference(const uint8_t *in, size_t n, uint32_t text_line_max,
     else
       put_line(r, u, ulen);
     put(r, "\r\n", 2);
-    size += ulen + 2;
+    /* a "." content line (after a normalised bare LF) holds one byte */
+    size += (dot && ulen == 0 ? 1 : ulen) + 2;
     if (size_max && size > size_max) {
       r->st = SL_DATA_VIOLATION;
       r->viol = SL_VIOL_SIZE;
