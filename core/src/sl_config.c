@@ -48,7 +48,7 @@ int sl_limits_check(const sl_limits *l) {
       l->reply_max < l->reply_line_max ||
       (uint64_t)l->reply_max + 512 > l->buffer_size ||
       l->text_line_max < 80 || l->path_max < 16 || l->domain_max < 16 ||
-      l->path_max + 64 > l->command_line_max || l->recipients_max < 1 ||
+      l->recipients_max < 1 ||
       l->pipeline_max < 2 || l->pipeline_max > 32 || l->buffer_size > (1u << 30))
     return SL_ERR_INVALID_ARGUMENT;
   return SL_OK;
