@@ -2546,6 +2546,9 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
                                     r->prof->data_rate);
     t = tmin(t, tadd(r->stats.start, l->session_timeout));
   }
+  /* What is due but waits for a pool buffer is retried, not spun on. */
+  if (r->starved && t <= r->now)
+    t = r->t_retry;
   return t;
 }
 
