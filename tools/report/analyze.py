@@ -270,11 +270,15 @@ def main():
         w(f"**{label}: reply stutter and DATA throttle**\n")
         nst = sum(1 for r in srecs if "throttle" in r["policy"] and r["note"] == "client:script-end")
         nth = sum(1 for r in srecs if "throttle" in r["policy"])
-        w(f"Caveat: {nst} of {nth} throttled replays end with note `client:script-end` at stage data: "
-          "the relay stopped reading the throttled DATA and gave no deadline to resume, so the replay "
-          "had nothing left to wait for. Until that is explained (a core question, reported), the "
-          "throttle rows are not usable. The last column is the core's own `sl_stats.delay_total`, "
-          "which stays 0 for these profiles.\n")
+        if nst:
+            w(f"Caveat: {nst} of {nth} throttled replays end with note `client:script-end` at "
+              "stage data: the relay stopped reading the throttled DATA and the replay had nothing "
+              "left to wait for, so the throttle rows are not usable.\n")
+        else:
+            w(f"All {nth} throttled replays ran to their end (none stalled at stage data).\n")
+        w("The last column is the core's own `sl_stats.delay_total`: the time replies were held "
+          "back (greeting and per-reply delays). Stutter and throttle slow the transfer instead of "
+          "holding replies, so they do not add to it; their cost shows in the time held.\n")
         w("| policy | patience | gave up | delivered | mean held (s) | mean delay counted by the relay (s) |")
         w("|---|---|---|---|---|---|")
         g = collections.defaultdict(list)
