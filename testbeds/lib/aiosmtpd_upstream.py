@@ -53,7 +53,8 @@ class AiosmtpdUpstream:
         return (self.host, self.port)
 
     def message_ids(self):
-        return sorted(int(p.stem) for p in self.maildir.glob("*.eml"))
+        return sorted(int(p.stem) for p in self.maildir.glob("*.eml")
+                      if p.stem.isdigit())
 
     def messages(self):
         return [AioMessage(i, (self.maildir / f"{i}.eml").read_bytes(),

@@ -23,7 +23,7 @@ class SwaksResult:
         """Reply lines as the server sent them (without swaks' markers)."""
         out = []
         for line in self.transcript.splitlines():
-            m = re.match(r"^<(?:-|~|\*\*)\s+(.*)$", line)
+            m = re.match(r"^<(?:-|~|\*\*|~\*)\s+(.*)$", line)
             if m:
                 out.append(m[1])
         return out

@@ -107,7 +107,9 @@ class Sink:
     def message_ids(self):
         if self.maildir is None or not self.maildir.exists():
             return []
-        return sorted(int(p.stem) for p in self.maildir.glob("*.eml"))
+        # <n>.eml only: the sink writes .tmp.<n>.eml first and renames it
+        return sorted(int(p.stem) for p in self.maildir.glob("*.eml")
+                      if p.stem.isdigit())
 
     def message(self, mid: int) -> Message:
         data = (self.maildir / f"{mid}.eml").read_bytes()
