@@ -17,13 +17,13 @@
  */
 #include <string.h>
 
-#include "sluice/proxy.h"
-#include "sluice/relay.h"
 #include "sl_caps.h"
 #include "sl_cmd.h"
 #include "sl_data.h"
 #include "sl_pcg.h"
 #include "sl_reply.h"
+#include "sluice/proxy.h"
+#include "sluice/relay.h"
 
 /* ---- internal types ---------------------------------------------------- */
 
@@ -49,14 +49,14 @@ enum up_state {
   UP_NONE,
   UP_CONNECTING,
   UP_GREETING,
-  UP_EHLO,     /* our own EHLO, to learn the capabilities */
-  UP_HELO,     /* fallback when EHLO is refused */
+  UP_EHLO, /* our own EHLO, to learn the capabilities */
+  UP_HELO, /* fallback when EHLO is refused */
   UP_STARTTLS,
   UP_TLS,
   UP_XCLIENT,
-  UP_REPLAY,   /* replaying the client's EHLO/HELO */
+  UP_REPLAY, /* replaying the client's EHLO/HELO */
   UP_READY,
-  UP_QUIT      /* QUIT written; close once it is sent */
+  UP_QUIT /* QUIT written; close once it is sent */
 };
 
 /* Queue entries: upstream replies below Q_LOCAL, local reply ids above. */
@@ -140,8 +140,11 @@ static const struct {
 } replies[R_COUNT] = {
     [R_OK] = {250, 0, "2.0.0 Ok"},
     [R_BYE] = {221, RF_CLOSE, "2.0.0 Bye"},
-    [R_HELP] = {214, 0, "2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT"},
-    [R_VRFY252] = {252, 0, "2.5.0 Cannot VRFY user, but will accept message and attempt delivery"},
+    [R_HELP] = {214, 0,
+                "2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT"},
+    [R_VRFY252] = {252, 0,
+                   "2.5.0 Cannot VRFY user, but will accept message and "
+                   "attempt delivery"},
     [R_VRFY502] = {502, 0, "5.5.1 VRFY and EXPN are disabled"},
     [R_UNKNOWN] = {500, 0, "5.5.2 Error: command not recognized"},
     [R_LINE_TOO_LONG] = {500, 0, "5.5.2 Error: line too long"},
@@ -163,22 +166,36 @@ static const struct {
     [R_TLS_UNAVAIL] = {502, 0, "5.5.1 Error: STARTTLS not available"},
     [R_TLS_ACTIVE] = {503, 0, "5.5.1 Error: TLS already active"},
     [R_AUTH_UNAVAIL] = {503, 0, "5.5.1 Error: authentication not enabled"},
-    [R_AUTH_NEED_TLS] = {538, 0, "5.7.11 Encryption required for requested authentication mechanism"},
+    [R_AUTH_NEED_TLS] =
+        {538, 0,
+         "5.7.11 Encryption required for requested authentication mechanism"},
     [R_NOT_IMPL] = {502, 0, "5.5.1 Error: command not implemented"},
-    [R_REJECTED] = {554, 0, "5.7.1 Service unavailable; client rejected by policy"},
-    [R_DROP] = {521, RF_CLOSE | RF_HOST, "5.7.1 Service unavailable; closing connection"},
-    [R_TEMPFAIL] = {421, RF_CLOSE | RF_HOST, "4.7.0 Service temporarily unavailable; try again later"},
-    [R_NO_UPSTREAM] = {421, RF_CLOSE | RF_HOST, "4.3.2 Service not available; no mail server reachable"},
-    [R_UPSTREAM_LOST] = {451, 0, "4.4.2 Error: connection to the mail server lost; try again later"},
-    [R_UPSTREAM_FAIL] = {451, 0, "4.3.0 Error: mail server unavailable; try again later"},
-    [R_SMUGGLE] = {554, RF_CLOSE, "5.6.0 Error: bare CR, bare LF or NUL in message; SMTP smuggling refused"},
+    [R_REJECTED] = {554, 0,
+                    "5.7.1 Service unavailable; client rejected by policy"},
+    [R_DROP] = {521, RF_CLOSE | RF_HOST,
+                "5.7.1 Service unavailable; closing connection"},
+    [R_TEMPFAIL] = {421, RF_CLOSE | RF_HOST,
+                    "4.7.0 Service temporarily unavailable; try again later"},
+    [R_NO_UPSTREAM] = {421, RF_CLOSE | RF_HOST,
+                       "4.3.2 Service not available; no mail server reachable"},
+    [R_UPSTREAM_LOST] =
+        {451, 0,
+         "4.4.2 Error: connection to the mail server lost; try again later"},
+    [R_UPSTREAM_FAIL] =
+        {451, 0, "4.3.0 Error: mail server unavailable; try again later"},
+    [R_SMUGGLE] = {554, RF_CLOSE,
+                   "5.6.0 Error: bare CR, bare LF or NUL in message; SMTP "
+                   "smuggling refused"},
     [R_TEXT_TOO_LONG] = {554, 0, "5.6.0 Error: message line too long"},
     [R_MSG_SIZE] = {552, 0, "5.3.4 Error: message size exceeds fixed limit"},
     [R_TIMEOUT] = {421, RF_CLOSE | RF_HOST, "4.4.2 Error: timeout exceeded"},
-    [R_TOO_MANY_ERRORS] = {421, RF_CLOSE | RF_HOST, "4.7.0 Error: too many errors"},
-    [R_TOO_MANY_JUNK] = {421, RF_CLOSE | RF_HOST, "4.7.0 Error: too many junk commands"},
+    [R_TOO_MANY_ERRORS] = {421, RF_CLOSE | RF_HOST,
+                           "4.7.0 Error: too many errors"},
+    [R_TOO_MANY_JUNK] = {421, RF_CLOSE | RF_HOST,
+                         "4.7.0 Error: too many junk commands"},
     [R_SYNC] = {554, RF_CLOSE, "5.5.0 Error: SMTP protocol synchronization"},
-    [R_NONSMTP] = {221, RF_CLOSE, "2.7.0 Error: I can break rules, too. Goodbye."},
+    [R_NONSMTP] = {221, RF_CLOSE,
+                   "2.7.0 Error: I can break rules, too. Goodbye."},
     [R_GREETING] = {220, RF_HOST, "ESMTP"},
     [R_EHLO_LOCAL] = {250, 0, ""},
     [R_HELO_LOCAL] = {250, RF_HOST, ""},
@@ -199,7 +216,12 @@ typedef struct ring_ent {
 
 /* Request id tags (low 8 bits); the rest is a sequence number, so answers
    to an earlier connect attempt or handshake are recognised as stale. */
-enum { TAG_CONNECT = 1, TAG_TLS_CLIENT = 2, TAG_TLS_UPSTREAM = 3, TAG_DNSBL = 16 };
+enum {
+  TAG_CONNECT = 1,
+  TAG_TLS_CLIENT = 2,
+  TAG_TLS_UPSTREAM = 3,
+  TAG_DNSBL = 16
+};
 
 struct sl_relay {
   const sl_limits *lim;
@@ -214,15 +236,15 @@ struct sl_relay {
   sl_buf ehlo; /* the client's last EHLO/HELO line, for replay upstream */
 
   sl_tstamp now;
-  sl_tstamp t_client;   /* last client activity (input or output sent) */
-  sl_tstamp t_phase;    /* start of the PROXY wait or a TLS handshake */
-  sl_tstamp t_release;  /* the head reply leaves at this time */
-  sl_tstamp t_ready;    /* when the head reply became ready */
-  sl_tstamp t_up;       /* upstream must answer by then */
-  sl_tstamp t_uout;     /* last upstream output progress */
-  sl_tstamp t_stutter;  /* next stutter slot */
-  sl_tstamp t_tokens;   /* last throttle refill */
-  sl_tstamp t_retry;    /* pool was empty: try again at */
+  sl_tstamp t_client;  /* last client activity (input or output sent) */
+  sl_tstamp t_phase;   /* start of the PROXY wait or a TLS handshake */
+  sl_tstamp t_release; /* the head reply leaves at this time */
+  sl_tstamp t_ready;   /* when the head reply became ready */
+  sl_tstamp t_up;      /* upstream must answer by then */
+  sl_tstamp t_uout;    /* last upstream output progress */
+  sl_tstamp t_stutter; /* next stutter slot */
+  sl_tstamp t_tokens;  /* last throttle refill */
+  sl_tstamp t_retry;   /* pool was empty: try again at */
   sl_duration greet_jitter;
 
   uint64_t bdat_left;
@@ -230,13 +252,13 @@ struct sl_relay {
   uint64_t up_size;
   sl_data data;
 
-  uint32_t seq;          /* request id sequence */
+  uint32_t seq; /* request id sequence */
   uint32_t id_connect, id_tls_client, id_tls_up;
-  uint32_t err;          /* sticky API error (stored negated) */
-  uint32_t up_caps;      /* upstream EHLO capabilities */
-  uint32_t offered;      /* capabilities offered to the client */
+  uint32_t err;           /* sticky API error (stored negated) */
+  uint32_t up_caps;       /* upstream EHLO capabilities */
+  uint32_t offered;       /* capabilities offered to the client */
   uint16_t dnsbl_pending; /* zones not yet answered */
-  uint16_t rcpts;        /* accepted + pending recipients */
+  uint16_t rcpts;         /* accepted + pending recipients */
 
   ring_ent ring[RING_CAP];
   uint8_t ring_head, ring_len;
@@ -246,40 +268,40 @@ struct sl_relay {
                      later RSET, MAIL or end of data set up) */
   uint8_t q_head, q_len;
 
-  uint8_t cl, up;       /* enum cl_state, enum up_state */
-  uint8_t attempt;      /* connect attempts in this round */
-  uint8_t up_out;       /* upstream replies outstanding (relayed commands) */
-  uint8_t up_sync;      /* outstanding commands that must end a group */
-  uint8_t viol;         /* sl_violation of the message being refused */
+  uint8_t cl, up;  /* enum cl_state, enum up_state */
+  uint8_t attempt; /* connect attempts in this round */
+  uint8_t up_out;  /* upstream replies outstanding (relayed commands) */
+  uint8_t up_sync; /* outstanding commands that must end a group */
+  uint8_t viol;    /* sl_violation of the message being refused */
   uint8_t bdat_cr;
-  uint8_t dnsbl_asked;  /* zones asked so far */
+  uint8_t dnsbl_asked; /* zones asked so far */
 
   /* flags */
-  uint8_t greeted : 1;      /* the final greeting line went out */
-  uint8_t greet_held : 1;   /* cout holds the upstream greeting, unsent */
-  uint8_t teaser : 1;       /* "220-" sent */
-  uint8_t helo : 1;         /* EHLO/HELO accepted in this session */
+  uint8_t greeted : 1;    /* the final greeting line went out */
+  uint8_t greet_held : 1; /* cout holds the upstream greeting, unsent */
+  uint8_t teaser : 1;     /* "220-" sent */
+  uint8_t helo : 1;       /* EHLO/HELO accepted in this session */
   uint8_t esmtp : 1;
-  uint8_t mail : 1;         /* MAIL accepted (or pending) */
-  uint8_t rejected : 1;     /* every transaction gets 554 */
+  uint8_t mail : 1;     /* MAIL accepted (or pending) */
+  uint8_t rejected : 1; /* every transaction gets 554 */
   uint8_t cl_eof : 1;
   uint8_t up_eof : 1;
-  uint8_t up_used : 1;      /* the client saw something from this upstream */
-  uint8_t up_gave_up : 1;   /* all attempts failed: fail the next command */
+  uint8_t up_used : 1;    /* the client saw something from this upstream */
+  uint8_t up_gave_up : 1; /* all attempts failed: fail the next command */
   uint8_t up_tls_refused : 1;
   uint8_t xclient_done : 1;
   uint8_t replayed : 1;
   uint8_t dnsbl_done : 1;
   uint8_t pregreet : 1;
   uint8_t pregreet_judged : 1;
-  uint8_t skip_line : 1;    /* discarding an overlong line up to its LF */
+  uint8_t skip_line : 1; /* discarding an overlong line up to its LF */
   uint8_t bdat_discard : 1;
-  uint8_t tls_pending : 1;  /* STARTTLS 220 queued; handshake after send */
-  uint8_t close_sent : 1;   /* CLOSE_CLIENT requested */
-  uint8_t end_sent : 1;     /* SESSION_END requested */
-  uint8_t starved : 1;      /* the pool had no buffer */
-  uint8_t no_input : 1;     /* after QUIT or STARTTLS: read nothing more */
-  uint8_t wait_354 : 1;     /* DATA sent upstream, its reply not yet out */
+  uint8_t tls_pending : 1; /* STARTTLS 220 queued; handshake after send */
+  uint8_t close_sent : 1;  /* CLOSE_CLIENT requested */
+  uint8_t end_sent : 1;    /* SESSION_END requested */
+  uint8_t starved : 1;     /* the pool had no buffer */
+  uint8_t no_input : 1;    /* after QUIT or STARTTLS: read nothing more */
+  uint8_t wait_354 : 1;    /* DATA sent upstream, its reply not yet out */
 };
 
 static int throttled(const sl_relay *r);
@@ -360,7 +382,8 @@ static void buf_put(sl_buf *b, const void *p, size_t n) {
   b->len += (uint32_t)n;
 }
 
-/* ---- requests ------------------------------------------------------------- */
+/* ---- requests -------------------------------------------------------------
+ */
 
 static int ring_free(const sl_relay *r) { return RING_CAP - r->ring_len; }
 
@@ -386,7 +409,8 @@ static void event(sl_relay *r, sl_event_kind kind, uint64_t arg) {
     push_req(r, SL_REQ_EVENT, new_id(r, 0), (uint8_t)kind, arg);
 }
 
-/* ---- the reply queue ------------------------------------------------------ */
+/* ---- the reply queue ------------------------------------------------------
+ */
 
 static int q_full(const sl_relay *r) {
   return r->q_len >= QUEUE_CAP || r->q_len >= r->lim->pipeline_max;
@@ -847,9 +871,9 @@ static int emit_local(sl_relay *r, enum local_reply id) {
     size_t hl = strlen(host);
     if (buf_reserve(r, &r->cout, (uint32_t)(hl + mlen + SL_CAPS_RENDER_MAX)))
       return -1;
-    size_t n = sl_caps_render(buf_tail(&r->cout), (const uint8_t *)host, hl,
-                              offer, r->lim->message_size_max,
-                              (const uint8_t *)mech, mlen);
+    size_t n =
+        sl_caps_render(buf_tail(&r->cout), (const uint8_t *)host, hl, offer,
+                       r->lim->message_size_max, (const uint8_t *)mech, mlen);
     r->cout.len += (uint32_t)n;
     r->offered = offer & (mlen ? ~0u : ~(uint32_t)SL_CAP_AUTH);
     return 0;
@@ -893,8 +917,7 @@ static int emit_upstream(sl_relay *r, const uint8_t *buf, const sl_reply *rep,
     if (caps.size && (!size || caps.size < size))
       size = caps.size;
     size_t alen = (offer & SL_CAP_AUTH) ? caps.auth_len : 0;
-    if (buf_reserve(r, &r->cout,
-                    (uint32_t)(glen + alen + SL_CAPS_RENDER_MAX)))
+    if (buf_reserve(r, &r->cout, (uint32_t)(glen + alen + SL_CAPS_RENDER_MAX)))
       return -1;
     size_t n = sl_caps_render(buf_tail(&r->cout), greet, glen, offer, size,
                               buf + caps.auth_off, alen);
@@ -912,8 +935,8 @@ static int emit_upstream(sl_relay *r, const uint8_t *buf, const sl_reply *rep,
   uint32_t line = 0;
   while (sl_reply_next_line(buf, rep, &pos, &text, &len)) {
     line++;
-    r->cout.len += (uint32_t)sl_reply_put_line(
-        buf_tail(&r->cout), rep->code, line == rep->nlines, text, len);
+    r->cout.len += (uint32_t)sl_reply_put_line(buf_tail(&r->cout), rep->code,
+                                               line == rep->nlines, text, len);
   }
   if (kind == Q_UP_HELO) {
     r->offered = 0;
@@ -987,12 +1010,13 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
 /* After a local reply went out. */
 static void after_local_reply(sl_relay *r, enum local_reply id) {
   if (replies[id].flags & RF_CLOSE) {
-    client_close_after_reply(r, id == R_BYE ? SL_END_QUIT
-                              : id == R_TIMEOUT ? SL_END_TIMEOUT
-                              : id == R_SMUGGLE || id == R_SYNC || id == R_NONSMTP
-                                  ? SL_END_PROTOCOL
-                              : id == R_NO_UPSTREAM ? SL_END_UPSTREAM
-                                                   : SL_END_REJECTED);
+    client_close_after_reply(r, id == R_BYE       ? SL_END_QUIT
+                                : id == R_TIMEOUT ? SL_END_TIMEOUT
+                                : id == R_SMUGGLE || id == R_SYNC ||
+                                        id == R_NONSMTP
+                                    ? SL_END_PROTOCOL
+                                : id == R_NO_UPSTREAM ? SL_END_UPSTREAM
+                                                      : SL_END_REJECTED);
     return;
   }
   if (id == R_TLS_READY) {
@@ -1004,7 +1028,6 @@ static void after_local_reply(sl_relay *r, enum local_reply id) {
   if (r->cl == CL_WAIT && r->q_len == 0 && !r->no_input)
     r->cl = CL_CMD; /* the DATA/AUTH we waited on was answered locally */
 }
-
 
 /* ---- step: replies leave the queue in order ------------------------- */
 
@@ -1028,7 +1051,8 @@ static int emit_greeting(sl_relay *r) {
       buf_release(r, &r->cout); /* the upstream's greeting is not sent */
       r->greet_held = 0;
     }
-    size_t need = local_len(r, R_DROP) + (r->teaser ? local_len(r, R_GREETING) : 0);
+    size_t need =
+        local_len(r, R_DROP) + (r->teaser ? local_len(r, R_GREETING) : 0);
     if (buf_reserve(r, &r->cout, (uint32_t)need))
       return -1;
     if (r->teaser)
@@ -1062,8 +1086,7 @@ static int emit_greeting(sl_relay *r) {
 
 static int is_sync(uint8_t k) {
   return k == Q_UP_EHLO || k == Q_UP_HELO || k == Q_UP_DATA ||
-         k == Q_UP_DATA_SYNC ||
-         k == Q_UP_AUTH || k == Q_UP_VRFY;
+         k == Q_UP_DATA_SYNC || k == Q_UP_AUTH || k == Q_UP_VRFY;
 }
 
 static int step_replies(sl_relay *r) {
@@ -1145,10 +1168,10 @@ static void up_ehlo(sl_relay *r) {
 
 static int step_preamble(sl_relay *r) {
   sl_reply rep;
-  int rc = r->uin.len ? sl_reply_scan(r->uin.p + r->uin.off, r->uin.len,
-                                      r->lim->reply_line_max,
-                                      r->lim->reply_max, &rep)
-                      : 0;
+  int rc = r->uin.len
+               ? sl_reply_scan(r->uin.p + r->uin.off, r->uin.len,
+                               r->lim->reply_line_max, r->lim->reply_max, &rep)
+               : 0;
   if (rc < 0) {
     up_fail(r, SL_UPFAIL_MALFORMED);
     return 1;
@@ -1165,9 +1188,10 @@ static int step_preamble(sl_relay *r) {
   sl_caps caps;
   switch (r->up) {
   case UP_GREETING:
-    if (code == 220 || (cls == 5 && r->pol->mode == SL_MODE_PASSTHROUGH &&
-                        !r->greeted)) {
-      if (r->pol->mode == SL_MODE_PASSTHROUGH && !r->greeted && !r->greet_held) {
+    if (code == 220 ||
+        (cls == 5 && r->pol->mode == SL_MODE_PASSTHROUGH && !r->greeted)) {
+      if (r->pol->mode == SL_MODE_PASSTHROUGH && !r->greeted &&
+          !r->greet_held) {
         /* Relayed as the client's greeting once the preamble is done. */
         if (emit_upstream(r, b, &rep, Q_UP))
           return 0;
@@ -1277,9 +1301,12 @@ static int step_upstream(sl_relay *r) {
       return 0;
     return step_preamble(r);
   case UP_READY:
-    if (r->up_out == 0 && (r->cl == CL_DATA || r->cl == CL_BDAT) &&
+    if (r->up_out == 0 &&
+        (r->cl == CL_DATA || r->cl == CL_BDAT ||
+         (r->q_len && q_peek(r) == Q_GREETING)) &&
         (r->uin.len || r->up_eof)) {
-      /* a message is being streamed: losing the upstream loses it */
+      /* a message is being streamed, or the greeting still waits on this
+         upstream: losing it is a failure, not an idle close */
       up_fail(r, r->uin.len ? SL_UPFAIL_MALFORMED : SL_UPFAIL_CLOSED);
       return 1;
     }
@@ -1288,8 +1315,8 @@ static int step_upstream(sl_relay *r) {
          drop it; the next command reconnects and replays the EHLO. */
       if (ring_free(r) < 3)
         return 0;
-      event(r, SL_EV_UPSTREAM_FAILED, r->uin.len ? SL_UPFAIL_MALFORMED
-                                                  : SL_UPFAIL_CLOSED);
+      event(r, SL_EV_UPSTREAM_FAILED,
+            r->uin.len ? SL_UPFAIL_MALFORMED : SL_UPFAIL_CLOSED);
       up_close(r);
       return 1;
     }
@@ -1387,8 +1414,8 @@ static int relay_line(sl_relay *r, const uint8_t *line, size_t len,
 }
 
 static int is_junk(sl_verb v) {
-  return v == SL_V_NOOP || v == SL_V_RSET || v == SL_V_VRFY ||
-         v == SL_V_EXPN || v == SL_V_HELP;
+  return v == SL_V_NOOP || v == SL_V_RSET || v == SL_V_VRFY || v == SL_V_EXPN ||
+         v == SL_V_HELP;
 }
 
 /*
@@ -1797,8 +1824,8 @@ static int step_data(sl_relay *r) {
     out = buf_tail(&r->uout);
   }
   size_t used = 0, made = 0;
-  sl_data_status st = sl_data_run(&r->data, r->cin.p + r->cin.off,
-                                  r->cin.len, out, room, &used, &made);
+  sl_data_status st = sl_data_run(&r->data, r->cin.p + r->cin.off, r->cin.len,
+                                  out, room, &used, &made);
   if (made) {
     if (r->uout.len == 0)
       r->t_uout = r->now;
@@ -1857,7 +1884,8 @@ static int step_bdat(sl_relay *r) {
       up_close(r);
       q_fail_upstream(r, R_UPSTREAM_LOST);
       /* this chunk's own reply says why, and the session ends */
-      r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP] = (uint8_t)(Q_LOCAL + R_SMUGGLE);
+      r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP] =
+          (uint8_t)(Q_LOCAL + R_SMUGGLE);
       r->no_input = 1;
       r->bdat_discard = 1;
       n = ok;
@@ -1928,7 +1956,8 @@ static void session_start(sl_relay *r) {
     r->attempt = 0;
     up_connect(r);
   } else if (r->pol->greet_teaser && r->prof->greet_delay &&
-             buf_reserve(r, &r->cout, (uint32_t)local_len(r, R_GREETING)) == 0) {
+             buf_reserve(r, &r->cout, (uint32_t)local_len(r, R_GREETING)) ==
+                 0) {
     uint8_t *o = buf_tail(&r->cout);
     size_t n = put_str(o, "220-");
     n += put_str(o + n, r->pol->hostname);
@@ -1993,8 +2022,10 @@ static int step_close(sl_relay *r) {
       up_close(r); /* an unfinished message is never committed */
       client_close_after_reply(r, SL_END_CLIENT_CLOSED);
       progress = 1;
-    } else if (r->q_len == 0 && !r->tls_pending &&
-               (!r->cin.len || !memchr(r->cin.p + r->cin.off, '\n', r->cin.len) ||
+    } else if ((r->q_len == 0 || (r->q_len == 1 && q_peek(r) == Q_GREETING)) &&
+               !r->tls_pending &&
+               (!r->cin.len ||
+                !memchr(r->cin.p + r->cin.off, '\n', r->cin.len) ||
                 r->no_input || !r->greeted)) {
       client_close_after_reply(r, SL_END_CLIENT_CLOSED);
       progress = 1;
@@ -2051,7 +2082,6 @@ static void run(sl_relay *r) {
 
 /* ---- the public API ----------------------------------------------------- */
 
-
 /* Every entry point: time must not go backwards (ngtcp2's rule). */
 static int enter(sl_relay *r, sl_tstamp now) {
   if (!r)
@@ -2087,11 +2117,10 @@ size_t sl_relay_memory_bound(const sl_limits *limits) {
 
 int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
                   const sl_limits *limits, const sl_policy *policy,
-                  const sl_pool *pool, const sl_conn_info *info,
-                  uint64_t seed, sl_tstamp now) {
-  if (!out || !mem || !limits || !policy || !pool || !pool->get ||
-      !pool->put || !info || ((uintptr_t)mem & 7u) ||
-      now == SL_TSTAMP_NONE)
+                  const sl_pool *pool, const sl_conn_info *info, uint64_t seed,
+                  sl_tstamp now) {
+  if (!out || !mem || !limits || !policy || !pool || !pool->get || !pool->put ||
+      !info || ((uintptr_t)mem & 7u) || now == SL_TSTAMP_NONE)
     return SL_ERR_INVALID_ARGUMENT;
   if (sl_limits_check(limits) || sl_policy_check(policy))
     return SL_ERR_INVALID_ARGUMENT;
@@ -2134,8 +2163,9 @@ void sl_relay_free(sl_relay *r) {
 
 static int dataish(const sl_relay *r) {
   /* A PROXY v2 header with TLVs can exceed a small buffer. */
-  return r->cl == CL_PROXY || r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT ||
-         r->cl == CL_AUTH || (r->cl == CL_WAIT && !r->no_input);
+  return r->cl == CL_PROXY || r->cl == CL_DATA || r->cl == CL_DISCARD ||
+         r->cl == CL_BDAT || r->cl == CL_AUTH ||
+         (r->cl == CL_WAIT && !r->no_input);
 }
 
 static uint32_t cin_target(const sl_relay *r) {
@@ -2261,8 +2291,8 @@ long sl_relay_feed_client(sl_relay *r, const uint8_t *data, size_t len,
 }
 
 static int upstream_read_ok(const sl_relay *r) {
-  return r->up >= UP_GREETING && r->up != UP_TLS && !r->up_eof &&
-         !r->starved && r->uin.len < r->lim->buffer_size;
+  return r->up >= UP_GREETING && r->up != UP_TLS && !r->up_eof && !r->starved &&
+         r->uin.len < r->lim->buffer_size;
 }
 
 uint8_t *sl_relay_upstream_in_buf(sl_relay *r, size_t *cap, sl_tstamp now) {
@@ -2500,8 +2530,7 @@ static int waiting_for_client(const sl_relay *r) {
     return 0;
   if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT)
     return 1;
-  return (r->cl == CL_CMD || r->cl == CL_AUTH) && r->greeted &&
-         r->q_len == 0;
+  return (r->cl == CL_CMD || r->cl == CL_AUTH) && r->greeted && r->q_len == 0;
 }
 
 sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
@@ -2519,7 +2548,8 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
     t = tmin(t, tadd(r->stats.start, r->pol->dnsbl_timeout));
   if (r->q_len && q_peek(r) == Q_GREETING && r->prof->greet_delay) {
     /* once passed, the greeting waits on something else (the upstream) */
-    sl_tstamp due = tadd(r->stats.start, r->prof->greet_delay + r->greet_jitter);
+    sl_tstamp due =
+        tadd(r->stats.start, r->prof->greet_delay + r->greet_jitter);
     if (due > r->now)
       t = tmin(t, due);
   }
@@ -2542,8 +2572,8 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
         t = tmin(t, r->t_stutter);
     }
     if (throttled(r) && r->tokens == 0) /* until the next token */
-      t = tmin(t, r->t_tokens + (SL_SEC + r->prof->data_rate - 1) /
-                                    r->prof->data_rate);
+      t = tmin(t, r->t_tokens +
+                      (SL_SEC + r->prof->data_rate - 1) / r->prof->data_rate);
     t = tmin(t, tadd(r->stats.start, l->session_timeout));
   }
   /* What is due but waits for a pool buffer is retried, not spun on. */
@@ -2557,8 +2587,7 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
 static void force_close(sl_relay *r, enum local_reply id) {
   if (r->cl >= CL_CLOSING)
     return;
-  if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT ||
-      r->up_out)
+  if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT || r->up_out)
     up_close(r);
   r->q_len = 0;
   r->no_input = 1;
@@ -2584,8 +2613,10 @@ int sl_relay_handle_expiry(sl_relay *r, sl_tstamp now) {
       now >= tadd(r->stats.start, r->pol->dnsbl_timeout))
     dnsbl_finish(r); /* late answers count as "not listed" */
   if (r->cl < CL_CLOSING) {
-    if ((r->cl == CL_PROXY && now >= tadd(r->t_phase, l->proxy_header_timeout)) ||
-        (r->cl == CL_TLS && now >= tadd(r->t_phase, l->tls_handshake_timeout))) {
+    if ((r->cl == CL_PROXY &&
+         now >= tadd(r->t_phase, l->proxy_header_timeout)) ||
+        (r->cl == CL_TLS &&
+         now >= tadd(r->t_phase, l->tls_handshake_timeout))) {
       force_close(r, R_TIMEOUT);
     } else if (r->cout.len && !r->greet_held &&
                now >= tadd(r->t_client, l->send_timeout)) {
@@ -2595,11 +2626,11 @@ int sl_relay_handle_expiry(sl_relay *r, sl_tstamp now) {
       r->stats.end_reason = SL_END_TIMEOUT;
       return leave(r);
     } else if (waiting_for_client(r) &&
-               now >= tadd(r->t_client,
-                           (r->cl == CL_DATA || r->cl == CL_DISCARD ||
-                            r->cl == CL_BDAT)
-                               ? l->data_block_timeout
-                               : l->command_timeout)) {
+               now >=
+                   tadd(r->t_client, (r->cl == CL_DATA || r->cl == CL_DISCARD ||
+                                      r->cl == CL_BDAT)
+                                         ? l->data_block_timeout
+                                         : l->command_timeout)) {
       force_close(r, R_TIMEOUT);
     } else if (now >= tadd(r->stats.start, l->session_timeout)) {
       force_close(r, R_TIMEOUT);
@@ -2608,7 +2639,8 @@ int sl_relay_handle_expiry(sl_relay *r, sl_tstamp now) {
   if (r->up != UP_NONE && r->up != UP_QUIT && r->t_up != SL_TSTAMP_NONE &&
       now >= r->t_up && (r->up != UP_READY || r->up_out))
     up_fail(r, SL_UPFAIL_TIMEOUT);
-  else if (r->up == UP_QUIT && now >= tadd(r->t_uout, l->upstream_command_timeout))
+  else if (r->up == UP_QUIT &&
+           now >= tadd(r->t_uout, l->upstream_command_timeout))
     up_close(r);
   else if (r->uout.len && r->up == UP_READY &&
            now >= tadd(r->t_uout, l->upstream_command_timeout))
@@ -2641,7 +2673,9 @@ int sl_relay_last_error(const sl_relay *r) {
   return r ? -(int)r->err : SL_ERR_INVALID_ARGUMENT;
 }
 
-const sl_stats *sl_relay_stats(const sl_relay *r) { return r ? &r->stats : NULL; }
+const sl_stats *sl_relay_stats(const sl_relay *r) {
+  return r ? &r->stats : NULL;
+}
 
 const sl_addr *sl_relay_client_addr(const sl_relay *r) {
   return r ? &r->info.client : NULL;
