@@ -150,7 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memset(&r, 0, sizeof(r));
   r.out = malloc(n * 2 + 8);
   uint8_t *out = malloc(n * 2 + 8);
-  uint8_t *tmp = malloc(n + 8);
+  uint8_t *tmp = malloc(n + 12); /* cap below is at most chunk + 11 */
   if (!r.out || !out || !tmp)
     abort();
   reference(in, n, text_line_max, size_max, norm, &r);
