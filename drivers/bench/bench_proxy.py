@@ -78,11 +78,12 @@ def rss_bytes(pid):
     return 0
 
 
-def start_sluiced(binary, workdir, name, sink_port, extra):
+def start_sluiced(binary, workdir, name, sink_port, extra, workers=1):
     port = free_port()
     conf = workdir / f"{name}.conf"
     conf.write_text("\n".join([
-        f"listen = 127.0.0.1:{port}", f"upstream = 127.0.0.1:{sink_port}", "workers = 1",
+        f"listen = 127.0.0.1:{port}", f"upstream = 127.0.0.1:{sink_port}",
+        f"workers = {workers}", "drain_timeout = 2s",
         "log_level = warn", "health_interval = 0", "max_connections = 100000",
         "per_ip_concurrency = 0", "hostname = bench.test"] + extra) + "\n")
     err = open(workdir / f"{name}.stderr", "wb")
@@ -112,6 +113,7 @@ class Client:
 
     def __init__(self, port, timeout=10):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
 
     def reply(self):
@@ -153,7 +155,8 @@ def latencies(port, n, body):
 
 
 def fresh_round_trip(port, tries=5):
-    best = []
+    """Connect, greeting, EHLO, QUIT: (median, max) seconds over tries."""
+    out = []
     for _ in range(tries):
         t0 = time.perf_counter()
         c = Client(port)
@@ -161,29 +164,198 @@ def fresh_round_trip(port, tries=5):
         assert c.cmd(b"EHLO fresh.test\r\n") == 250
         c.cmd(b"QUIT\r\n")
         c.close()
-        best.append(time.perf_counter() - t0)
-    return statistics.median(best)
+        out.append(time.perf_counter() - t0)
+    return statistics.median(out), max(out)
 
 
-def hold(port, n, ehlo, expect_ehlo_reply, deadline):
-    """Opens n connections, reads each greeting, optionally sends EHLO (and
-    reads its reply when it is not held by a tarpit)."""
-    socks = []
-    for _ in range(n):
-        if time.monotonic() > deadline:
-            break
-        c = Client(port, timeout=10)
-        socks.append(c)
-    for c in socks:
-        assert c.reply() == 220
-    if ehlo:
-        for c in socks:
-            c.s.sendall(b"EHLO held.test\r\n")
-        if expect_ehlo_reply:
-            for c in socks:
-                assert c.reply() == 250
-    return socks
+def process_tree(pid):
+    """pid and its children (sluiced's master and workers)."""
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pids += [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    return pids
 
+
+def pss_bytes(pid):
+    """Pss summed over sluiced's processes (smaps_rollup; RSS if absent)."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            total += rss_bytes(p)
+    return total
+
+
+IP_BIND_ADDRESS_NO_PORT = 24
+HOLDER_INFLIGHT = 256  # connections being set up at once per holder
+
+
+def holder(port, n, src, ehlo, expect_reply, wfd, rfd, until):
+    """Child process: opens n non-blocking connections from source address
+    src, reads each greeting, optionally sends EHLO (and reads its reply),
+    reports "held failed" on wfd, holds them until rfd is readable or closed
+    (or until the monotonic time `until`), then closes them and exits."""
+    import select
+    ep = select.epoll()
+    conns = {}
+    opened = done = failed = inflight = 0
+    try:
+        while done + failed < n and time.monotonic() < until:
+            while opened < n and inflight < HOLDER_INFLIGHT:
+                s = socket.socket()
+                s.setblocking(False)
+                s.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                s.bind((src, 0))
+                err = s.connect_ex(("127.0.0.1", port))
+                opened += 1
+                if err not in (0, 115):  # EINPROGRESS
+                    s.close()
+                    failed += 1
+                    continue
+                conns[s.fileno()] = [s, b"", 0]
+                ep.register(s.fileno(), select.EPOLLIN)
+                inflight += 1
+            for fd, ev in ep.poll(0.5):
+                st = conns[fd]
+                try:
+                    data = st[0].recv(4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    ep.unregister(fd)
+                    st[0].close()
+                    del conns[fd]
+                    inflight -= 1
+                    failed += 1
+                    continue
+                st[1] += data
+                final = b"220 " if st[2] == 0 else b"250 "
+                if not any(l.startswith(final) for l in st[1].split(b"\r\n")):
+                    continue
+                st[1] = b""
+                if st[2] == 0 and ehlo:
+                    st[0].send(b"EHLO held.test\r\n")
+                    if expect_reply:
+                        st[2] = 1
+                        continue
+                ep.unregister(fd)  # held: nothing more is read
+                inflight -= 1
+                done += 1
+        os.write(wfd, f"{done} {failed}\n".encode())
+        select.select([rfd], [], [], max(0.0, until - time.monotonic()))
+    finally:
+        for st in conns.values():
+            st[0].close()
+        os._exit(0)
+
+
+def start_holders(port, counts, srcs, ehlo, expect_reply, until):
+    """Forks one holder per count; returns [(pid, report_fd, release_fd)]."""
+    out = []
+    for n, src in zip(counts, srcs):
+        r1, w1 = os.pipe()
+        r2, w2 = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r1)
+            os.close(w2)
+            try:
+                holder(port, n, src, ehlo, expect_reply, w1, r2, until)
+            finally:
+                os._exit(1)
+        os.close(w1)
+        os.close(r2)
+        out.append((pid, r1, w2))
+    return out
+
+
+def wait_holders(hs, until):
+    """Waits for every holder's report; returns (held, failed)."""
+    import select
+    held = failed = 0
+    for _, r, _ in hs:
+        rem = max(0.1, until - time.monotonic())
+        if not select.select([r], [], [], rem)[0]:
+            continue
+        line = os.read(r, 100).split()
+        if len(line) == 2:
+            held += int(line[0])
+            failed += int(line[1])
+    return held, failed
+
+
+def release_holders(hs):
+    for pid, r, w in hs:
+        os.close(w)
+        os.close(r)
+    for pid, _, _ in hs:
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def split(n, k):
+    return [n // k + (1 if i < n % k else 0) for i in range(k)]
+
+
+def hold_phase(sluiced, work, sink_port, name, extra, n, workers, per_holder,
+               phase_no, ehlo, expect_reply, hold_deadline):
+    """A fresh sluiced; n connections held in two halves by several holder
+    processes, each from its own loopback source address.  Returns a dict
+    of the measurements."""
+    proc, port = start_sluiced(sluiced, work, name, sink_port, ["mode = screen"] + extra,
+                               workers)
+    try:
+        # wait_port's probe must be gone before the fresh client (one session
+        # per source address in the tarpit phases)
+        time.sleep(0.3)
+        for _ in range(3):
+            fresh_round_trip(port, tries=3)  # warm every code path once
+        time.sleep(0.3)
+        pss0 = pss_bytes(proc.pid)
+        nh = max(2, -(-n // per_holder))
+        nh += nh % 2
+        counts = split(n, nh)
+        srcs = [f"127.{10 + phase_no}.{i // 200}.{2 + i % 200}" for i in range(nh)]
+        until = hold_deadline
+        first = start_holders(port, counts[:nh // 2], srcs[:nh // 2], ehlo, expect_reply, until)
+        t0 = time.monotonic()
+        h1, f1 = wait_holders(first, until)
+        time.sleep(0.5)
+        pss1 = pss_bytes(proc.pid)
+        second = start_holders(port, counts[nh // 2:], srcs[nh // 2:], ehlo, expect_reply,
+                               until)
+        h2, f2 = wait_holders(second, until)
+        setup = time.monotonic() - t0
+        time.sleep(0.5)
+        pss2 = pss_bytes(proc.pid)
+        rtt, rtt_max = fresh_round_trip(port, tries=11)
+        release_holders(first + second)
+        held = h1 + h2
+        return dict(held=held, failed=f1 + f2, holders=nh, setup=setup,
+                    per_conn=(pss2 - pss0) / max(1, held),
+                    marginal=(pss2 - pss1) / max(1, h2), pss0=pss0, pss2=pss2,
+                    rtt=rtt, rtt_max=rtt_max, procs=len(process_tree(proc.pid)))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -193,16 +365,30 @@ def main():
     ap.add_argument("--sessions", type=int, default=8, help="parallel smtp-source sessions")
     ap.add_argument("--size", type=int, default=2000, help="message size in bytes")
     ap.add_argument("--latency-messages", type=int, default=300)
-    ap.add_argument("--idle", type=int, default=1000, help="N idle and N tarpitted connections")
+    ap.add_argument("--idle", type=int, default=2000,
+                    help="connections held in each held phase (idle and tarpitted)")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="sluiced workers for the held phases (0: enough that each stays "
+                         "well under its 20 000 descriptors)")
+    ap.add_argument("--per-holder", type=int, default=15000,
+                    help="connections per client process (each under its fd limit)")
+    ap.add_argument("--phases", default="greeting,ehlo,tarpit-greeting,tarpit-ehlo",
+                    help="held phases to run, comma-separated")
+    ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--deadline", type=float, default=170)
     a = ap.parse_args()
-    if a.idle > 9000:
-        sys.exit("bench_proxy: --idle above 9000 would pass the 20 000 fd limit of one process")
     deadline = time.monotonic() + a.deadline
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = min(hard, 2 * a.idle + 256)
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    if a.per_holder > hard - 200:
+        sys.exit(f"bench_proxy: --per-holder must stay under the fd limit ({hard})")
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # screen mode: one descriptor per held client in sluiced; keep a worker
+    # at most at 3/4 of its limit so SO_REUSEPORT's uneven spread still fits
+    workers = a.workers or max(1, -(-a.idle * 4 // (3 * (hard - 200))))
+    if -(-a.idle // workers) > hard - 200:
+        sys.exit(f"bench_proxy: {a.idle} connections over {workers} workers pass the "
+                 f"{hard} fd limit of a worker: raise --workers")
 
     sluiced = find_binary("sluiced", a.sluiced)
     sink_bin = find_binary("sluice-sink", a.sink)
@@ -216,64 +402,78 @@ def main():
         procs.append(sink)
         sink_port = int(sink.stdout.readline())
         wait_port(sink_port, sink)
-        px, px_port = start_sluiced(sluiced, work, "passthrough", sink_port, [])
-        procs.append(px)
-        body = b"Subject: bench\r\n\r\n" + (b"x" * 76 + b"\r\n") * max(1, a.size // 78)
+        print(f"bench_proxy: sluiced {sluiced}\n  sink {sink_bin}\n  {os.cpu_count()} cores\n")
+        if not a.skip_throughput:
+            px, px_port = start_sluiced(sluiced, work, "passthrough", sink_port, [])
+            procs.append(px)
+            body = b"Subject: bench\r\n\r\n" + (b"x" * 76 + b"\r\n") * max(1, a.size // 78)
+            print("== throughput (smtp-source, C client) ==")
+            for label, reuse in (("many messages per session", True),
+                                 ("one message per session", False)):
+                n = a.messages if reuse else max(200, a.messages // 3)
+                d = smtp_source(sink_port, n, a.sessions, a.size, reuse, 120)
+                if d is None:
+                    print("  smtp-source not installed: skipped")
+                    break
+                cpu0 = cpu_seconds(px.pid)
+                p = smtp_source(px_port, n, a.sessions, a.size, reuse, 120)
+                cpu = cpu_seconds(px.pid) - cpu0
+                print(f"  {label:28s} direct {d:9.0f} msg/s  via sluiced {p:9.0f} msg/s"
+                      f"  ratio {p / d:5.2f}  sluiced CPU {cpu / n * 1e6:7.1f} us/msg"
+                      f"  (goal <= 100)")
 
-        print(f"bench_proxy: sluiced {sluiced}\n  sink {sink_bin}\n")
-        print("== throughput (smtp-source, C client) ==")
-        rows = []
-        for label, reuse in (("many messages per session", True), ("one message per session", False)):
-            n = a.messages if reuse else max(200, a.messages // 3)
-            d = smtp_source(sink_port, n, a.sessions, a.size, reuse, 120)
-            if d is None:
-                print("  smtp-source not installed: skipped")
-                break
-            cpu0 = cpu_seconds(px.pid)
-            p = smtp_source(px_port, n, a.sessions, a.size, reuse, 120)
-            cpu = cpu_seconds(px.pid) - cpu0
-            rows.append((label, d, p, cpu / n * 1e6))
-            print(f"  {label:28s} direct {d:9.0f} msg/s  via sluiced {p:9.0f} msg/s"
-                  f"  ratio {p / d:5.2f}  sluiced CPU {cpu / n * 1e6:7.1f} us/msg")
+            print("\n== per-message latency (sequential, pipelined MAIL/RCPT/DATA, "
+                  "TCP_NODELAY on every leg) ==")
+            ld = latencies(sink_port, a.latency_messages, body)
+            lp = latencies(px_port, a.latency_messages, body)
 
-        print("\n== per-message latency (sequential, pipelined MAIL/RCPT/DATA) ==")
-        ld = latencies(sink_port, a.latency_messages, body)
-        lp = latencies(px_port, a.latency_messages, body)
-        def pct(v, q):
-            v = sorted(v)
-            return v[min(len(v) - 1, int(q * len(v)))] * 1e3
-        print(f"  direct       p50 {pct(ld, .5):7.3f} ms  p99 {pct(ld, .99):7.3f} ms")
-        print(f"  via sluiced  p50 {pct(lp, .5):7.3f} ms  p99 {pct(lp, .99):7.3f} ms"
-              f"  ratio p50 {pct(lp, .5) / pct(ld, .5):5.2f}")
+            def pct(v, q):
+                v = sorted(v)
+                return v[min(len(v) - 1, int(q * len(v)))] * 1e3
+            print(f"  direct       p50 {pct(ld, .5):7.3f} ms  p99 {pct(ld, .99):7.3f} ms")
+            print(f"  via sluiced  p50 {pct(lp, .5):7.3f} ms  p99 {pct(lp, .99):7.3f} ms"
+                  f"  ratio p50 {pct(lp, .5) / pct(ld, .5):5.2f}")
+            print(f"  added per transaction: p50 {(pct(lp, .5) - pct(ld, .5)) * 1e3:6.1f} us"
+                  f"  (goal <= 15 us)")
+            px.send_signal(signal.SIGTERM)
+            px.wait(30)
 
-        print(f"\n== {a.idle} held connections (screen mode: no upstream connection) ==")
-        sc, sc_port = start_sluiced(sluiced, work, "screen", sink_port, ["mode = screen"])
-        procs.append(sc)
-        tp, tp_port = start_sluiced(sluiced, work, "tarpit", sink_port, [
-            "mode = screen", "normal_reply_delay = 120s", "greet_teaser = no"])
-        procs.append(tp)
-        base_rtt = fresh_round_trip(sc_port)
-        for name, proc, port, ehlo, expect in (
-                ("idle after greeting", sc, sc_port, False, True),
-                ("idle after EHLO", sc, sc_port, True, True),
-                ("tarpitted after greeting", tp, tp_port, False, True),
-                ("tarpitted in EHLO (reply held)", tp, tp_port, True, False)):
-            r0 = rss_bytes(proc.pid)
-            held = hold(port, a.idle, ehlo, expect, deadline)
-            time.sleep(0.2)
-            r1 = rss_bytes(proc.pid)
-            rtt = fresh_round_trip(sc_port)
-            print(f"  {name:32s} {len(held):6d} conns  RSS +{(r1 - r0) / 1024:8.0f} KiB"
-                  f"  = {(r1 - r0) / max(1, len(held)):7.0f} B/conn"
-                  f"  fresh client RTT {rtt * 1e3:6.2f} ms (idle: {base_rtt * 1e3:.2f} ms)")
-            for c in held:
-                c.close()
-            time.sleep(0.3)
-            if time.monotonic() > deadline:
+        # Held clients are suspects: past one session per source address they
+        # get the suspect profile, whose replies wait 120 s; the fresh client
+        # (127.0.0.1) is served normally.
+        TARPIT = ["per_ip_concurrency = 1", "over_concurrency = tarpit",
+                  "suspect_reply_delay = 120s", "greet_teaser = no"]
+        phases = {
+            "greeting": ("idle after greeting", [], False, True, 768),
+            "ehlo": ("idle after EHLO", [], True, True, 1536),
+            "tarpit-greeting": ("tarpitted after greeting",
+                                TARPIT,
+                                False, True, 768),
+            "tarpit-ehlo": ("tarpitted in EHLO (reply held)",
+                            TARPIT,
+                            True, False, 1536),
+        }
+        print(f"\n== {a.idle} held connections per phase, screen mode, a fresh sluiced "
+              f"per phase ({workers} worker{'s' if workers > 1 else ''}) ==")
+        print("  bytes/conn: growth of Pss summed over sluiced's processes from before the "
+              "clients to all held, / held;\n  marginal: the growth over the second half "
+              "only (no fixed costs); fresh RTT: connect, greeting, EHLO, QUIT, median/max "
+              "of 11")
+        for k, key in enumerate(a.phases.split(",")):
+            label, extra, ehlo, expect, goal = phases[key]
+            left = deadline - time.monotonic()
+            if left < 10:
                 print("  deadline reached: stopping early")
                 break
-        print(f"\n  sluiced RSS now: screen {rss_bytes(sc.pid) / 1024:.0f} KiB, "
-              f"tarpit {rss_bytes(tp.pid) / 1024:.0f} KiB, passthrough {rss_bytes(px.pid) / 1024:.0f} KiB")
+            r = hold_phase(sluiced, work, sink_port, key, extra, a.idle, workers,
+                           a.per_holder, k, ehlo, expect,
+                           time.monotonic() + min(100.0, left - 5))
+            print(f"  {label:31s} held {r['held']:6d}/{a.idle} ({r['failed']} failed, "
+                  f"{r['holders']} clients, {r['setup']:.1f} s)  "
+                  f"{r['per_conn']:6.0f} B/conn, marginal {r['marginal']:6.0f} B/conn "
+                  f"(goal <= {goal})  fresh RTT {r['rtt'] * 1e3:5.2f}/{r['rtt_max'] * 1e3:5.2f} ms "
+                  f"(goal <= 5)  [Pss {r['pss0'] / 2**20:.1f} -> {r['pss2'] / 2**20:.1f} MiB, "
+                  f"{r['procs']} procs]", flush=True)
     finally:
         for p in procs:
             if p.poll() is None:
