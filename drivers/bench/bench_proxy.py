@@ -7,15 +7,19 @@ Starts sluice-sink (--count-only) and sluiced in front of it, then measures:
   2. per-message latency (a sequential Python client): p50/p99 direct and
      through sluiced;
   3. sluiced's CPU time per message (utime+stime from /proc/<pid>/stat);
-  4. N idle connections held after the greeting and after EHLO, and N
-     tarpitted ones (replies held by the tarpit), with sluiced's RSS per
-     connection and a fresh client's round trip while they are held.
-Prints ratios to direct, CPU us per message and bytes per connection.
+  4. N connections held in screen mode after the greeting and after EHLO,
+     idle and tarpitted, each phase against a fresh sluiced: bytes per
+     connection from Pss summed over sluiced's master and workers, and a
+     fresh client's round trip while they are held.
+Prints ratios to direct, CPU us per message, added latency per transaction
+and bytes per connection, each with its goal.
 
-Bounded: every socket operation has a timeout and the whole run a deadline
-(--deadline, default 170 s); defaults finish in well under two minutes.
-The per-process fd limit (20 000 here) bounds --idle: sluiced needs one fd
-per held connection in screen mode.
+Bounded: every socket operation has a timeout, every holder a deadline, and
+the whole run one too (--deadline, default 170 s).  The per-process fd limit
+(20 000 here) bounds one process, so the held connections are spread over
+several client processes (--per-holder), each bound to its own loopback
+source address, and over several sluiced workers (--workers; screen mode
+needs one fd per held client).
 """
 import argparse
 import os
