@@ -1413,6 +1413,16 @@ static int relay_line(sl_relay *r, const uint8_t *line, size_t len,
   return 1;
 }
 
+/* A SASL line toward the AUTH at the queue head (a continuation, or "*"
+   to cancel the exchange); the upstream's answer is the client's reply. */
+static void sasl_line(sl_relay *r, const uint8_t *line, size_t len) {
+  up_write_line(r, line, len);
+  r->up_out++;
+  r->up_sync++;
+  r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
+  r->cl = CL_WAIT;
+}
+
 static int is_junk(sl_verb v) {
   return v == SL_V_NOOP || v == SL_V_RSET || v == SL_V_VRFY || v == SL_V_EXPN ||
          v == SL_V_HELP;
@@ -1433,14 +1443,9 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
   int rc;
 
   if (r->cl == CL_AUTH) {
-    /* A SASL continuation: it belongs to the AUTH at the queue head. */
     if (!up_room(r, len))
       return 0;
-    up_write_line(r, line, len);
-    r->up_out++;
-    r->up_sync++;
-    r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
-    r->cl = CL_WAIT;
+    sasl_line(r, line, len); /* it belongs to the AUTH at the queue head */
     goto consumed;
   }
   if (is_junk(c.verb) && r->lim->junk_commands_max &&
@@ -1740,6 +1745,8 @@ static int step_line(sl_relay *r) {
   uint32_t limit = r->lim->command_line_max;
   if (r->cl == CL_AUTH || (n >= 5 && sl_ieq(p, "AUTH ", 5)))
     limit = r->lim->auth_line_max;
+  if (r->cl == CL_AUTH && !up_room(r, 1))
+    return 0; /* a cancel may have to go upstream */
   if (!nl) {
     if (n >= limit) {
       /* Never split a long line into two commands: refuse it whole. */
@@ -1764,13 +1771,9 @@ static int step_line(sl_relay *r) {
   }
   if (bad) {
     if (r->cl == CL_AUTH) {
-      /* cancel the SASL exchange; the upstream's answer is the reply */
       if (!up_room(r, 1))
         return 0;
-      up_write_line(r, (const uint8_t *)"*", 1);
-      r->up_out++;
-      r->up_sync++;
-      r->cl = CL_WAIT;
+      sasl_line(r, (const uint8_t *)"*", 1); /* cancel the exchange */
     } else {
       q_push_local(r, R_BAD_CHAR);
     }
@@ -1781,14 +1784,9 @@ static int step_line(sl_relay *r) {
   return dispatch(r, p, len, whole);
 too_long:
   r->stats.commands++;
-  if (r->cl == CL_AUTH) {
-    if (up_room(r, 1)) {
-      up_write_line(r, (const uint8_t *)"*", 1);
-      r->up_out++;
-      r->up_sync++;
-      r->cl = CL_WAIT;
-    }
-  } else {
+  if (r->cl == CL_AUTH)
+    sasl_line(r, (const uint8_t *)"*", 1); /* room checked before consuming */
+  else {
     q_push_local(r, R_LINE_TOO_LONG);
   }
   return 1;

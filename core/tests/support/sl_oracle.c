@@ -572,8 +572,9 @@ static void client_parse(sl_oracle *o) {
       size_t whole = (size_t)(nl - p) + 1;
       pos += whole;
       if (!clean_line(p, whole, limit)) {
-        /* a bad AUTH continuation cancels the exchange: still one reply */
-        owe(o, CK_CMD);
+        /* a bad AUTH continuation cancels the exchange: still one reply,
+           and that reply (not a 334) ends the hold */
+        owe(o, cont ? CK_AUTH : CK_CMD);
         if (cont) {
           o->held = CK_AUTH;
           o->cm = CM_HOLD;
