@@ -27,9 +27,12 @@
 
 /* ---- internal types ---------------------------------------------------- */
 
+/* Offsets are 16 bits (limits keep buffer_size below 64 KiB) so that five
+   of these cost 80 bytes of state, not 120. */
 typedef struct sl_buf {
   uint8_t *p;
-  uint32_t cap, off, len;
+  uint32_t cap; /* as the pool reported it (given back to put()) */
+  uint16_t off, len;
 } sl_buf;
 
 enum cl_state {
@@ -201,7 +204,7 @@ static const struct {
     [R_HELO_LOCAL] = {250, RF_HOST, ""},
 };
 
-#define RING_CAP 8
+#define RING_CAP 6
 #define QUEUE_CAP 32
 /* Events may fill the ring only up to here, so the requests that matter
    (connect, TLS, close, DNSBL) always find a slot. */
@@ -230,7 +233,7 @@ struct sl_relay {
   const sl_tarpit *prof; /* tarpit profile in force */
   sl_conn_info info;
   sl_stats stats;
-  sl_pcg32 rng;
+  uint64_t rng; /* PCG32 state; the stream is fixed (RNG_STREAM) */
 
   sl_buf cin, cout, uin, uout;
   sl_buf ehlo; /* the client's last EHLO/HELO line, for replay upstream */
@@ -239,7 +242,6 @@ struct sl_relay {
   sl_tstamp t_client;  /* last client activity (input or output sent) */
   sl_tstamp t_phase;   /* start of the PROXY wait or a TLS handshake */
   sl_tstamp t_release; /* the head reply leaves at this time */
-  sl_tstamp t_ready;   /* when the head reply became ready */
   sl_tstamp t_up;      /* upstream must answer by then */
   sl_tstamp t_uout;    /* last upstream output progress */
   sl_tstamp t_stutter; /* next stutter slot */
@@ -328,15 +330,19 @@ static void buf_release(sl_relay *r, sl_buf *b) {
   if (b->p)
     r->pool->put(r->pool->ctx, b->p, b->cap);
   b->p = NULL;
-  b->cap = b->off = b->len = 0;
+  b->cap = 0;
+  b->off = b->len = 0;
 }
+
+/* The part of a lent buffer the 16-bit offsets can address. */
+static uint32_t buf_cap(const sl_buf *b) { return b->cap < 65535u ? b->cap : 65535u; }
 
 /* Makes room for need more bytes at the tail: compacts, or moves the bytes
    to a larger buffer.  Returns 0, or -1 (pool empty or need too large). */
 static int buf_reserve(sl_relay *r, sl_buf *b, uint32_t need) {
-  if (b->p && b->cap - b->off - b->len >= need)
+  if (b->p && buf_cap(b) - b->off - b->len >= need)
     return 0;
-  if (b->p && b->cap - b->len >= need) {
+  if (b->p && buf_cap(b) - b->len >= need) {
     memmove(b->p, b->p + b->off, b->len);
     b->off = 0;
     return 0;
@@ -355,7 +361,7 @@ static int buf_reserve(sl_relay *r, sl_buf *b, uint32_t need) {
   }
   if (b->len)
     memcpy(p, b->p + b->off, b->len);
-  uint32_t len = b->len;
+  uint16_t len = b->len;
   buf_release(r, b);
   b->p = p;
   b->cap = cap;
@@ -365,21 +371,24 @@ static int buf_reserve(sl_relay *r, sl_buf *b, uint32_t need) {
 }
 
 static void buf_consume(sl_relay *r, sl_buf *b, size_t n) {
-  b->off += (uint32_t)n;
-  b->len -= (uint32_t)n;
+  b->off = (uint16_t)(b->off + n);
+  b->len = (uint16_t)(b->len - n);
   if (b->len == 0)
     buf_release(r, b);
 }
 
 static uint8_t *buf_tail(sl_buf *b) { return b->p + b->off + b->len; }
 static uint32_t buf_free(const sl_buf *b) {
-  return b->p ? b->cap - b->off - b->len : 0;
+  return b->p ? buf_cap(b) - b->off - b->len : 0;
 }
+
+/* Counts n bytes written at the tail. */
+static void buf_grow(sl_buf *b, size_t n) { b->len = (uint16_t)(b->len + n); }
 
 /* Appends bytes; the caller reserved room. */
 static void buf_put(sl_buf *b, const void *p, size_t n) {
   memcpy(buf_tail(b), p, n);
-  b->len += (uint32_t)n;
+  buf_grow(b, n);
 }
 
 /* ---- requests -------------------------------------------------------------
@@ -443,7 +452,6 @@ static void q_pop(sl_relay *r) {
   r->q_head = (uint8_t)((r->q_head + 1) % QUEUE_CAP);
   r->q_len--;
   r->t_release = SL_TSTAMP_NONE;
-  r->t_ready = SL_TSTAMP_NONE;
 }
 
 /* ---- upstream leg ------------------------------------------------------ */
@@ -801,8 +809,15 @@ static sl_action verdict(sl_relay *r) {
 
 /* ---- replies to the client --------------------------------------------- */
 
+#define RNG_STREAM 0x736c7569636531ull
+
 static sl_duration jitter(sl_relay *r) {
-  return r->prof->jitter ? sl_pcg32_bounded64(&r->rng, r->prof->jitter) : 0;
+  if (!r->prof->jitter)
+    return 0;
+  sl_pcg32 g = {r->rng, (RNG_STREAM << 1u) | 1u};
+  sl_duration d = sl_pcg32_bounded64(&g, r->prof->jitter);
+  r->rng = g.state;
+  return d;
 }
 
 /* Tarpit gate for the head reply: 1 when it may be sent now. */
@@ -810,13 +825,11 @@ static int released(sl_relay *r, sl_duration delay) {
   if (delay == 0)
     return 1;
   if (r->t_release == SL_TSTAMP_NONE) {
-    r->t_ready = r->now;
-    r->t_release = tadd(r->now, delay + jitter(r));
+    sl_duration d = delay + jitter(r);
+    r->t_release = tadd(r->now, d);
+    r->stats.delay_total += d; /* counted when the hold is decided */
   }
-  if (r->now < r->t_release)
-    return 0;
-  r->stats.delay_total += r->now - r->t_ready;
-  return 1;
+  return r->now >= r->t_release;
 }
 
 static void set_stage(sl_relay *r, sl_stage s) {
@@ -874,7 +887,7 @@ static int emit_local(sl_relay *r, enum local_reply id) {
     size_t n =
         sl_caps_render(buf_tail(&r->cout), (const uint8_t *)host, hl, offer,
                        r->lim->message_size_max, (const uint8_t *)mech, mlen);
-    r->cout.len += (uint32_t)n;
+    buf_grow(&r->cout, n);
     r->offered = offer & (mlen ? ~0u : ~(uint32_t)SL_CAP_AUTH);
     return 0;
   }
@@ -891,7 +904,7 @@ static int emit_local(sl_relay *r, enum local_reply id) {
   n += put_str(o + n, replies[id].text);
   o[n++] = '\r';
   o[n++] = '\n';
-  r->cout.len += (uint32_t)n;
+  buf_grow(&r->cout, n);
   if (id == R_HELO_LOCAL)
     r->offered = 0;
   return 0;
@@ -921,7 +934,7 @@ static int emit_upstream(sl_relay *r, const uint8_t *buf, const sl_reply *rep,
       return -1;
     size_t n = sl_caps_render(buf_tail(&r->cout), greet, glen, offer, size,
                               buf + caps.auth_off, alen);
-    r->cout.len += (uint32_t)n;
+    buf_grow(&r->cout, n);
     r->offered = offer & (alen ? ~0u : ~(uint32_t)SL_CAP_AUTH);
     r->up_caps = caps.bits;
     r->up_size = caps.size;
@@ -935,8 +948,8 @@ static int emit_upstream(sl_relay *r, const uint8_t *buf, const sl_reply *rep,
   uint32_t line = 0;
   while (sl_reply_next_line(buf, rep, &pos, &text, &len)) {
     line++;
-    r->cout.len += (uint32_t)sl_reply_put_line(buf_tail(&r->cout), rep->code,
-                                               line == rep->nlines, text, len);
+    buf_grow(&r->cout, sl_reply_put_line(buf_tail(&r->cout), rep->code,
+                                         line == rep->nlines, text, len));
   }
   if (kind == Q_UP_HELO) {
     r->offered = 0;
@@ -1146,7 +1159,7 @@ static int step_replies(sl_relay *r) {
     if (!(k == Q_UP_AUTH && rep.code == 334))
       q_pop(r);
     else
-      r->t_release = r->t_ready = SL_TSTAMP_NONE;
+      r->t_release = SL_TSTAMP_NONE;
     after_upstream_reply(r, k, rep.code, current);
     replied(r, rep.code);
     progress = 1;
@@ -1808,8 +1821,8 @@ static int step_data(sl_relay *r) {
   uint8_t *out = NULL;
   size_t room = 0;
   if (!discard) {
-    uint32_t want = r->cin.len + 4 < r->lim->buffer_size
-                        ? r->cin.len + 4
+    uint32_t want = r->cin.len + 4u < r->lim->buffer_size
+                        ? r->cin.len + 4u
                         : r->lim->buffer_size / 2;
     if (buf_free(&r->uout) < 4 && buf_reserve(r, &r->uout, want))
       return 0;
@@ -1827,7 +1840,7 @@ static int step_data(sl_relay *r) {
   if (made) {
     if (r->uout.len == 0)
       r->t_uout = r->now;
-    r->uout.len += (uint32_t)made;
+    buf_grow(&r->uout, made);
   }
   buf_consume(r, &r->cin, used);
   if (st == SL_DATA_END) {
@@ -1960,7 +1973,7 @@ static void session_start(sl_relay *r) {
     size_t n = put_str(o, "220-");
     n += put_str(o + n, r->pol->hostname);
     n += put_str(o + n, " ESMTP\r\n");
-    r->cout.len += (uint32_t)n;
+    buf_grow(&r->cout, n);
     r->teaser = 1;
   }
 }
@@ -2135,9 +2148,11 @@ int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
   r->stats.start = now;
   r->stats.end = SL_TSTAMP_NONE;
   r->t_client = r->t_phase = now;
-  r->t_release = r->t_ready = r->t_up = r->t_retry = SL_TSTAMP_NONE;
+  r->t_release = r->t_up = r->t_retry = SL_TSTAMP_NONE;
   r->t_stutter = r->t_tokens = now;
-  sl_pcg32_seed(&r->rng, seed, 0x736c7569636531ull);
+  sl_pcg32 g;
+  sl_pcg32_seed(&g, seed, RNG_STREAM);
+  r->rng = g.state;
   r->stats.tls_client = (info->flags & SL_CONN_TLS) != 0;
   if (info->flags & SL_CONN_EXPECT_PROXY)
     r->cl = CL_PROXY;
@@ -2248,7 +2263,7 @@ int sl_relay_client_in_ack(sl_relay *r, size_t n, sl_tstamp now) {
   if (n > buf_free(&r->cin))
     return SL_ERR_INVALID_ARGUMENT;
   if (n) {
-    r->cin.len += (uint32_t)n;
+    buf_grow(&r->cin, n);
     r->stats.client_bytes_in += n;
     r->t_client = now;
     if (throttled(r))
@@ -2313,7 +2328,7 @@ int sl_relay_upstream_in_ack(sl_relay *r, size_t n, sl_tstamp now) {
     return e;
   if (n > buf_free(&r->uin))
     return SL_ERR_INVALID_ARGUMENT;
-  r->uin.len += (uint32_t)n;
+  buf_grow(&r->uin, n);
   r->stats.upstream_bytes_in += n;
   if (r->uin.len == 0)
     buf_release(r, &r->uin);

@@ -48,8 +48,8 @@ typedef struct sl_limits {
                                 421 4.7.0 */
   uint32_t junk_commands_max; /* 100 (smtpd_junk_command_limit), NOOP,
                                  RSET, VRFY, EXPN, HELP: 421 4.7.0 */
-  uint32_t buffer_size; /* a large pool buffer: 16384 (>= reply_max and
-                           >= auth_line_max + 2) */
+  uint32_t buffer_size; /* a large pool buffer: 16384 (>= reply_max + 512,
+                           >= auth_line_max + 2, <= 65528) */
   uint32_t small_buffer_size; /* a small pool buffer: 512 (>= 300) */
 
   /* Timeouts (RFC 5321 4.5.3.2); 0 disables one. */
