@@ -335,7 +335,9 @@ static void buf_release(sl_relay *r, sl_buf *b) {
 }
 
 /* The part of a lent buffer the 16-bit offsets can address. */
-static uint32_t buf_cap(const sl_buf *b) { return b->cap < 65535u ? b->cap : 65535u; }
+static uint32_t buf_cap(const sl_buf *b) {
+  return b->cap < 65535u ? b->cap : 65535u;
+}
 
 /* Makes room for need more bytes at the tail: compacts, or moves the bytes
    to a larger buffer.  Returns 0, or -1 (pool empty or need too large). */
@@ -1113,6 +1115,10 @@ static int step_replies(sl_relay *r) {
       continue;
     }
     if (k >= Q_LOCAL) {
+      /* An AUTH whose upstream was lost after its 334: the answer goes to
+         the continuation line the client is still to send. */
+      if (r->cl == CL_AUTH)
+        break;
       enum local_reply id = (enum local_reply)(k - Q_LOCAL);
       /* Tarpits delay answers, never the goodbye of a closing session. */
       if (!(replies[id].flags & RF_CLOSE) && !released(r, r->prof->reply_delay))
@@ -1456,6 +1462,10 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
   int rc;
 
   if (r->cl == CL_AUTH) {
+    if (r->up != UP_READY) {
+      r->cl = CL_CMD; /* the upstream is gone: the AUTH's 451 answers this */
+      goto consumed;
+    }
     if (!up_room(r, len))
       return 0;
     sasl_line(r, line, len); /* it belongs to the AUTH at the queue head */
@@ -1758,7 +1768,7 @@ static int step_line(sl_relay *r) {
   uint32_t limit = r->lim->command_line_max;
   if (r->cl == CL_AUTH || (n >= 5 && sl_ieq(p, "AUTH ", 5)))
     limit = r->lim->auth_line_max;
-  if (r->cl == CL_AUTH && !up_room(r, 1))
+  if (r->cl == CL_AUTH && r->up == UP_READY && !up_room(r, 1))
     return 0; /* a cancel may have to go upstream */
   if (!nl) {
     if (n >= limit) {
@@ -1783,7 +1793,9 @@ static int step_line(sl_relay *r) {
     bad = memchr(p, '\r', len) != NULL || memchr(p, 0, len) != NULL;
   }
   if (bad) {
-    if (r->cl == CL_AUTH) {
+    if (r->cl == CL_AUTH && r->up != UP_READY) {
+      r->cl = CL_CMD; /* the AUTH's local answer goes to this line */
+    } else if (r->cl == CL_AUTH) {
       if (!up_room(r, 1))
         return 0;
       sasl_line(r, (const uint8_t *)"*", 1); /* cancel the exchange */
@@ -1797,7 +1809,9 @@ static int step_line(sl_relay *r) {
   return dispatch(r, p, len, whole);
 too_long:
   r->stats.commands++;
-  if (r->cl == CL_AUTH)
+  if (r->cl == CL_AUTH && r->up != UP_READY)
+    r->cl = CL_CMD; /* the AUTH's local answer goes to this line */
+  else if (r->cl == CL_AUTH)
     sasl_line(r, (const uint8_t *)"*", 1); /* room checked before consuming */
   else {
     q_push_local(r, R_LINE_TOO_LONG);
@@ -2028,9 +2042,13 @@ static int step_close(sl_relay *r) {
     progress = 1;
   }
   if (r->cl_eof && r->cl < CL_CLOSING) {
+    int line_left =
+        r->cin.len && memchr(r->cin.p + r->cin.off, '\n', r->cin.len);
     if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT ||
-        r->cl == CL_PROXY || r->cl == CL_TLS) {
-      up_close(r); /* an unfinished message is never committed */
+        r->cl == CL_PROXY || r->cl == CL_TLS ||
+        (r->cl == CL_AUTH && !line_left)) {
+      /* an unfinished message or SASL exchange is never completed */
+      up_close(r);
       client_close_after_reply(r, SL_END_CLIENT_CLOSED);
       progress = 1;
     } else if ((r->q_len == 0 || (r->q_len == 1 && q_peek(r) == Q_GREETING)) &&
