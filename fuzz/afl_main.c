@@ -13,6 +13,12 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #ifdef __AFL_FUZZ_TESTCASE_LEN
+/* afl-clang-fast's macros cast away const and narrow read()'s result: the
+   project's picky warnings (-Werror) must not reject them. */
+#pragma clang diagnostic ignored "-Wcast-qual"
+#pragma clang diagnostic ignored "-Wshorten-64-to-32"
+#pragma clang diagnostic ignored "-Wconversion"
+#pragma clang diagnostic ignored "-Wsign-conversion"
 __AFL_FUZZ_INIT();
 #endif
 
