@@ -298,6 +298,7 @@ struct sl_relay {
   uint8_t pregreet_judged : 1;
   uint8_t skip_line : 1; /* discarding an overlong line up to its LF */
   uint8_t bdat_discard : 1;
+  uint8_t bdat_last : 1;    /* the chunk being read ends the message */
   uint8_t tls_pending : 1; /* STARTTLS 220 queued; handshake after send */
   uint8_t close_sent : 1;  /* CLOSE_CLIENT requested */
   uint8_t end_sent : 1;    /* SESSION_END requested */
@@ -1137,6 +1138,12 @@ static int step_replies(sl_relay *r) {
     const uint8_t *b = r->uin.p + r->uin.off;
     int rc = sl_reply_scan(b, r->uin.len, r->lim->reply_line_max,
                            r->lim->reply_max, &rep);
+    /* A reply to the last command sent while its bytes (a BDAT chunk, the
+       message, the line itself) are not all out yet answers something the
+       upstream never received: a broken or hostile upstream. */
+    if (rc > 0 && r->q_len == 1 &&
+        (r->uout.len || (r->cl == CL_BDAT && !r->bdat_discard)))
+      rc = -1;
     if (rc < 0) {
       up_fail(r, SL_UPFAIL_MALFORMED);
       progress = 1;
@@ -1562,6 +1569,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       break;
     }
     txn_reset(r);
+    r->bdat_cr = 0; /* a CRLF may span two chunks of one message only */
     up_write_line(r, line, len);
     up_sent(r, Q_UP_MAIL, 0);
     r->mail = 1;
@@ -1644,7 +1652,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     /* The chunk's bytes follow whatever the answer is (RFC 3030 2). */
     r->bdat_left = size;
     r->bdat_discard = lr >= 0;
-    r->bdat_cr = 0;
+    r->bdat_last = last != 0;
     if (lr < 0)
       set_stage(r, SL_STAGE_DATA);
     if (size) {
@@ -1900,6 +1908,11 @@ static int step_bdat(sl_relay *r) {
       n = buf_free(&r->uout);
     size_t ok;
     sl_violation v = sl_bdat_check(&r->bdat_cr, r->cin.p + r->cin.off, n, &ok);
+    if (v == SL_VIOL_NONE && r->bdat_last && n == r->bdat_left && r->bdat_cr) {
+      /* the message would end on a bare CR: keep it back and refuse */
+      v = SL_VIOL_BARE_CR;
+      ok = n - 1;
+    }
     if (r->uout.len == 0)
       r->t_uout = r->now;
     buf_put(&r->uout, r->cin.p + r->cin.off, ok);
