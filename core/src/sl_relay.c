@@ -1497,6 +1497,18 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     case SL_V_HELP:
       lr = R_HELP;
       break;
+    case SL_V_BDAT: {
+      /* refused, but its chunk follows all the same (RFC 3030 2) */
+      uint64_t size;
+      int last;
+      if (sl_cmd_bdat(arg, alen, &size, &last) == 0 && size) {
+        r->bdat_left = size;
+        r->bdat_discard = 1;
+        r->cl = CL_BDAT;
+      }
+      lr = R_REJECTED;
+      break;
+    }
     default:
       lr = R_REJECTED;
     }
@@ -2072,6 +2084,11 @@ static int step_close(sl_relay *r) {
       client_close_after_reply(r, SL_END_CLIENT_CLOSED);
       progress = 1;
     }
+  }
+  if (r->cl == CL_CLOSING && r->greet_held) {
+    /* a greeting held back for a client that is gone is never sent */
+    buf_release(r, &r->cout);
+    r->greet_held = 0;
   }
   if (r->cl == CL_CLOSING && r->cout.len == 0 && ring_free(r) >= 2) {
     push_req(r, SL_REQ_CLOSE_CLIENT, new_id(r, 0), 0, 0);

@@ -83,8 +83,11 @@ int sp_capture_next(sp_capture *c, sp_frame *f, char *err, size_t errlen) {
     f->ts_us = lim;
   else if (sec < 0)
     f->ts_us = 0;
-  else
-    f->ts_us = sec * 1000000 + (int64_t)h->ts.tv_usec;
+  else {
+    /* a damaged record's microseconds may be negative or past 10^6 */
+    int64_t us = (int64_t)h->ts.tv_usec;
+    f->ts_us = sec * 1000000 + (us < 0 ? 0 : us > 999999 ? 999999 : us);
+  }
   f->data = data;
   f->caplen = h->caplen;
   f->wirelen = h->len < h->caplen ? h->caplen : h->len;
