@@ -509,7 +509,13 @@ static void up_connect(sl_relay *r) {
 
 /* Closes the upstream leg at once, discarding what it holds.  An open
    message is thereby aborted without its terminator (SECURITY.md 1.1). */
+static int q_owes_upstream(const sl_relay *r);
+static void q_fail_upstream(sl_relay *r, enum local_reply why);
+
 static void up_close(sl_relay *r) {
+  /* whatever the reason, a reply this upstream still owed becomes local */
+  if (q_owes_upstream(r))
+    q_fail_upstream(r, R_UPSTREAM_LOST);
   if (r->up != UP_NONE)
     push_req(r, SL_REQ_CLOSE_UPSTREAM, new_id(r, 0), 0, 0);
   buf_release(r, &r->uin);
@@ -519,6 +525,14 @@ static void up_close(sl_relay *r) {
   r->up_eof = 0;
   r->t_up = SL_TSTAMP_NONE;
   r->id_connect = r->id_tls_up = 0;
+}
+
+/* Does a queued reply still depend on the upstream? */
+static int q_owes_upstream(const sl_relay *r) {
+  for (uint8_t i = 0; i < r->q_len; i++)
+    if (is_up(r->q[(r->q_head + i) % QUEUE_CAP]))
+      return 1;
+  return 0;
 }
 
 /* Every reply still owed by the upstream becomes a local one. */
@@ -1333,6 +1347,11 @@ static int step_upstream(sl_relay *r) {
         (r->uin.len || r->up_eof)) {
       /* a message is being streamed, or the greeting still waits on this
          upstream: losing it is a failure, not an idle close */
+      up_fail(r, r->uin.len ? SL_UPFAIL_MALFORMED : SL_UPFAIL_CLOSED);
+      return 1;
+    }
+    if (r->up_out == 0 && (r->uin.len || r->up_eof) && q_owes_upstream(r)) {
+      /* an AUTH answered 334 waits on this upstream: not idle */
       up_fail(r, r->uin.len ? SL_UPFAIL_MALFORMED : SL_UPFAIL_CLOSED);
       return 1;
     }
