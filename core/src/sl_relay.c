@@ -1155,8 +1155,9 @@ static int step_replies(sl_relay *r) {
     /* A reply to the last command sent while its bytes (a BDAT chunk, the
        message, the line itself) are not all out yet answers something the
        upstream never received: a broken or hostile upstream. */
-    if (rc > 0 && r->q_len == 1 &&
-        (r->uout.len || (r->cl == CL_BDAT && !r->bdat_discard)))
+    if (rc > 0 && (r->up_out == 0 || /* nothing asked: an AUTH after 334 */
+                   (r->q_len == 1 &&
+                    (r->uout.len || (r->cl == CL_BDAT && !r->bdat_discard)))))
       rc = -1;
     if (rc < 0) {
       up_fail(r, SL_UPFAIL_MALFORMED);
