@@ -2634,7 +2634,8 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
     if (due > r->now)
       t = tmin(t, due);
   }
-  t = tmin(t, r->t_release);
+  if (r->cl < CL_CLOSING) /* a closing session sends no more replies */
+    t = tmin(t, r->t_release);
   if (r->up != UP_NONE && r->up != UP_READY)
     t = tmin(t, r->t_up);
   if (r->up == UP_READY && r->up_out)
