@@ -20,7 +20,22 @@ root=$(dirname "$here")
 B=${1:?usage: ci.sh BUILD_ROOT}
 mkdir -p "$B"
 B=$(cd "$B" && pwd)
-secs=${FUZZ_SECONDS:-40}
+# CI fuzzing is deterministic: a fixed seed and a bounded number of runs
+# per target (about 20-40 s each here), so a red run reproduces exactly with
+# the same command.  FUZZ_SECONDS caps each target's wall time in any case;
+# long, randomly seeded campaigns are run-libfuzzer.sh and run-campaign.sh.
+secs=${FUZZ_SECONDS:-90}
+seed=${FUZZ_SEED:-1}
+runs_for() {
+  case $1 in
+    relay) echo "${FUZZ_RUNS_RELAY:-30000}" ;;
+    data) echo 800000 ;;
+    reply) echo 300000 ;;
+    cmd) echo 2000000 ;;
+    proxy) echo 500000 ;;
+    *) echo 100000 ;;
+  esac
+}
 floor=${COVERAGE_FLOOR:-92.4}
 known=$here/findings/known-signatures.txt
 jobs=${NINJA_JOBS:+-j$NINJA_JOBS}
@@ -40,8 +55,11 @@ for t in $targets; do
   work=$B/fuzz-work/$t
   mkdir -p "$work"
   log=$B/fuzz-work/$t.log
-  echo "== fuzz $t for ${secs}s"
-  if "$B/fuzz/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+  runs=$(runs_for "$t")
+  echo "== fuzz $t: $runs runs, seed $seed (at most ${secs}s)"
+  rm -rf "$work" && mkdir -p "$work"
+  if "$B/fuzz/fuzz/fuzz_$t" -seed="$seed" -runs="$runs" -max_total_time="$secs" \
+       -timeout=10 -rss_limit_mb=2048 \
        -dict="$here/smtp.dict" -artifact_prefix="$B/fuzz-work/$t-" \
        "$work" "$here/corpus/$t" >"$log" 2>&1; then
     grep -E '^Done|stat::' "$log" | tail -1 || true

@@ -2245,8 +2245,7 @@ void sl_relay_free(sl_relay *r) {
 static int dataish(const sl_relay *r) {
   /* A PROXY v2 header with TLVs can exceed a small buffer. */
   return r->cl == CL_PROXY || r->cl == CL_DATA || r->cl == CL_DISCARD ||
-         r->cl == CL_BDAT || r->cl == CL_AUTH ||
-         (r->cl == CL_WAIT && !r->no_input);
+         r->cl == CL_BDAT || (r->cl == CL_WAIT && !r->no_input);
 }
 
 static uint32_t cin_target(const sl_relay *r) {
@@ -2611,7 +2610,9 @@ static int waiting_for_client(const sl_relay *r) {
     return 0;
   if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT)
     return 1;
-  return (r->cl == CL_CMD || r->cl == CL_AUTH) && r->greeted && r->q_len == 0;
+  /* in CL_AUTH the queue holds the AUTH that waits for this client */
+  return r->cl == CL_AUTH ||
+         (r->cl == CL_CMD && r->greeted && r->q_len == 0);
 }
 
 sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
