@@ -33,6 +33,7 @@ runs_for() {
     reply) echo 300000 ;;
     cmd) echo 2000000 ;;
     proxy) echo 500000 ;;
+    pcap) echo 10000 ;;
     *) echo 100000 ;;
   esac
 }
@@ -41,7 +42,8 @@ known=$here/findings/known-signatures.txt
 jobs=${NINJA_JOBS:+-j$NINJA_JOBS}
 
 echo "== libFuzzer build"
-cmake -S "$root" -B "$B/fuzz" -G Ninja -DCMAKE_C_COMPILER=clang -DSLUICE_FUZZ=ON >/dev/null
+cmake -S "$root" -B "$B/fuzz" -G Ninja -DCMAKE_C_COMPILER=clang -DSLUICE_FUZZ=ON \
+  -DSLUICE_CORE_ONLY=OFF >/dev/null
 targets="relay data reply cmd proxy"
 if ninja -C "$B/fuzz" -t targets all | grep -q '^fuzz_pcap:'; then
   targets="$targets pcap"
