@@ -49,7 +49,8 @@ void sl_caps_parse(const uint8_t *buf, const sl_reply *r, sl_caps *caps) {
     const uint8_t *arg = text + kwlen + (kwlen < len);
     size_t arglen = kwlen < len ? len - kwlen - 1 : 0;
     for (size_t k = 0; k < sizeof(keywords) / sizeof(keywords[0]); k++) {
-      if (strlen(keywords[k].kw) != kwlen || !sl_ieq(text, keywords[k].kw, kwlen))
+      if (strlen(keywords[k].kw) != kwlen ||
+          !sl_ieq(text, keywords[k].kw, kwlen))
         continue;
       if (keywords[k].bit == SL_CAP_SIZE) {
         uint64_t v = 0;
@@ -67,18 +68,6 @@ void sl_caps_parse(const uint8_t *buf, const sl_reply *r, sl_caps *caps) {
       break;
     }
   }
-}
-
-static size_t put_u64(uint8_t *out, uint64_t v) {
-  uint8_t tmp[20];
-  size_t n = 0;
-  do {
-    tmp[n++] = (uint8_t)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  for (size_t i = 0; i < n; i++)
-    out[i] = tmp[n - 1 - i];
-  return n;
 }
 
 size_t sl_caps_render(uint8_t *out, const uint8_t *greet, size_t greetlen,
@@ -101,7 +90,7 @@ size_t sl_caps_render(uint8_t *out, const uint8_t *greet, size_t greetlen,
     memcpy(line, keywords[k].kw, n);
     if (bit == SL_CAP_SIZE && size) {
       line[n++] = ' ';
-      n += put_u64(line + n, size);
+      n += sl_put_decimal(line + n, size);
     }
     if (bit == SL_CAP_AUTH) {
       memcpy(out + o, last ? "250 AUTH " : "250-AUTH ", 9);

@@ -298,7 +298,7 @@ struct sl_relay {
   uint8_t pregreet_judged : 1;
   uint8_t skip_line : 1; /* discarding an overlong line up to its LF */
   uint8_t bdat_discard : 1;
-  uint8_t bdat_last : 1;    /* the chunk being read ends the message */
+  uint8_t bdat_last : 1;   /* the chunk being read ends the message */
   uint8_t tls_pending : 1; /* STARTTLS 220 queued; handshake after send */
   uint8_t close_sent : 1;  /* CLOSE_CLIENT requested */
   uint8_t end_sent : 1;    /* SESSION_END requested */
@@ -640,18 +640,6 @@ static size_t put_str(uint8_t *out, const char *s) {
   return n;
 }
 
-static size_t put_uint(uint8_t *out, uint64_t v) {
-  uint8_t tmp[20];
-  size_t n = 0;
-  do {
-    tmp[n++] = (uint8_t)('0' + v % 10);
-    v /= 10;
-  } while (v);
-  for (size_t i = 0; i < n; i++)
-    out[i] = tmp[n - 1 - i];
-  return n;
-}
-
 /* The EHLO/HELO argument stored in r->ehlo, or NULL. */
 static const uint8_t *helo_name(const sl_relay *r, size_t *n) {
   if (!r->ehlo.len)
@@ -681,7 +669,7 @@ static void up_send_xclient(sl_relay *r) {
       o += (size_t)n;
     }
     o += put_str(line + o, " PORT=");
-    o += put_uint(line + o, a->port);
+    o += sl_put_decimal(line + o, a->port);
   }
   o += put_str(line + o, " NAME=");
   size_t n = 0;
@@ -911,7 +899,7 @@ static int emit_local(sl_relay *r, enum local_reply id) {
   if (buf_reserve(r, &r->cout, (uint32_t)local_len(r, id)))
     return -1;
   uint8_t *o = buf_tail(&r->cout);
-  size_t n = put_uint(o, replies[id].code);
+  size_t n = sl_put_decimal(o, replies[id].code);
   o[n++] = ' ';
   if (replies[id].flags & RF_HOST || id == R_HELO_LOCAL) {
     n += put_str(o + n, host);
@@ -2350,17 +2338,20 @@ int sl_relay_client_in_ack(sl_relay *r, size_t n, sl_tstamp now) {
   return leave(r);
 }
 
-long sl_relay_feed_client(sl_relay *r, const uint8_t *data, size_t len,
-                          sl_tstamp now) {
+/* The copying convenience over in_buf/in_ack, for either leg. */
+static long feed(sl_relay *r, int up, const uint8_t *data, size_t len,
+                 sl_tstamp now) {
   size_t done = 0;
   while (done < len) {
     size_t cap;
-    uint8_t *p = sl_relay_client_in_buf(r, &cap, now);
+    uint8_t *p = up ? sl_relay_upstream_in_buf(r, &cap, now)
+                    : sl_relay_client_in_buf(r, &cap, now);
     if (!p || cap == 0)
       break;
     size_t n = len - done < cap ? len - done : cap;
     memcpy(p, data + done, n);
-    int e = sl_relay_client_in_ack(r, n, now);
+    int e = up ? sl_relay_upstream_in_ack(r, n, now)
+               : sl_relay_client_in_ack(r, n, now);
     if (e)
       return e;
     done += n;
@@ -2368,6 +2359,11 @@ long sl_relay_feed_client(sl_relay *r, const uint8_t *data, size_t len,
   if (r && r->err && sl_err_is_fatal(-(int)r->err))
     return -(long)r->err;
   return (long)done;
+}
+
+long sl_relay_feed_client(sl_relay *r, const uint8_t *data, size_t len,
+                          sl_tstamp now) {
+  return feed(r, 0, data, len, now);
 }
 
 static int upstream_read_ok(const sl_relay *r) {
@@ -2404,22 +2400,7 @@ int sl_relay_upstream_in_ack(sl_relay *r, size_t n, sl_tstamp now) {
 
 long sl_relay_feed_upstream(sl_relay *r, const uint8_t *data, size_t len,
                             sl_tstamp now) {
-  size_t done = 0;
-  while (done < len) {
-    size_t cap;
-    uint8_t *p = sl_relay_upstream_in_buf(r, &cap, now);
-    if (!p || cap == 0)
-      break;
-    size_t n = len - done < cap ? len - done : cap;
-    memcpy(p, data + done, n);
-    int e = sl_relay_upstream_in_ack(r, n, now);
-    if (e)
-      return e;
-    done += n;
-  }
-  if (r && r->err && sl_err_is_fatal(-(int)r->err))
-    return -(long)r->err;
-  return (long)done;
+  return feed(r, 1, data, len, now);
 }
 
 int sl_relay_client_eof(sl_relay *r, sl_tstamp now) {
@@ -2611,8 +2592,7 @@ static int waiting_for_client(const sl_relay *r) {
   if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT)
     return 1;
   /* in CL_AUTH the queue holds the AUTH that waits for this client */
-  return r->cl == CL_AUTH ||
-         (r->cl == CL_CMD && r->greeted && r->q_len == 0);
+  return r->cl == CL_AUTH || (r->cl == CL_CMD && r->greeted && r->q_len == 0);
 }
 
 sl_tstamp sl_relay_next_deadline(const sl_relay *r) {

@@ -99,3 +99,15 @@ size_t sl_reply_put_line(uint8_t *out, unsigned code, int last,
   out[5 + textlen] = '\n';
   return textlen + 6;
 }
+
+size_t sl_put_decimal(uint8_t *out, uint64_t v) {
+  uint8_t tmp[20];
+  size_t n = 0;
+  do {
+    tmp[n++] = (uint8_t)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t i = 0; i < n; i++)
+    out[i] = tmp[n - 1 - i];
+  return n;
+}

@@ -43,4 +43,7 @@ int sl_reply_next_line(const uint8_t *buf, const sl_reply *r, size_t *pos,
 size_t sl_reply_put_line(uint8_t *out, unsigned code, int last,
                          const uint8_t *text, size_t textlen);
 
+/* Writes v in decimal (at most 20 digits); returns the digits written. */
+size_t sl_put_decimal(uint8_t *out, uint64_t v);
+
 #endif
