@@ -1447,6 +1447,18 @@ static int relay_line(sl_relay *r, const uint8_t *line, size_t len,
   return 1;
 }
 
+static int sasl_response(const uint8_t *p, size_t n) {
+  if (n == 1 && p[0] == '*')
+    return 1;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t c = p[i];
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+          (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '='))
+      return 0;
+  }
+  return 1;
+}
+
 /* A SASL line toward the AUTH at the queue head (a continuation, or "*"
    to cancel the exchange); the upstream's answer is the client's reply. */
 static void sasl_line(sl_relay *r, const uint8_t *line, size_t len) {
@@ -1483,7 +1495,13 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     }
     if (!up_room(r, len))
       return 0;
-    sasl_line(r, line, len); /* it belongs to the AUTH at the queue head */
+    /* It belongs to the AUTH at the queue head.  Only a SASL response
+       (base64, or "*" to cancel; RFC 4954 4) goes upstream: any other text
+       cancels the exchange, so no arbitrary line reaches the upstream. */
+    if (sasl_response(line, len))
+      sasl_line(r, line, len);
+    else
+      sasl_line(r, (const uint8_t *)"*", 1);
     goto consumed;
   }
   if (is_junk(c.verb) && r->lim->junk_commands_max &&
