@@ -42,8 +42,11 @@ known=$here/findings/known-signatures.txt
 jobs=${NINJA_JOBS:+-j$NINJA_JOBS}
 
 echo "== libFuzzer build"
+# The file prefix maps make the binaries the same from any checkout path, so
+# the seeded runs below explore the same inputs wherever CI clones the tree.
 cmake -S "$root" -B "$B/fuzz" -G Ninja -DCMAKE_C_COMPILER=clang -DSLUICE_FUZZ=ON \
-  -DSLUICE_CORE_ONLY=OFF >/dev/null
+  -DSLUICE_CORE_ONLY=OFF \
+  "-DCMAKE_C_FLAGS=-ffile-prefix-map=$root=. -ffile-prefix-map=$B=build" >/dev/null
 targets="relay data reply cmd proxy"
 if ninja -C "$B/fuzz" -t targets all | grep -q '^fuzz_pcap:'; then
   targets="$targets pcap"
