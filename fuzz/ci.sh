@@ -42,19 +42,27 @@ known=$here/findings/known-signatures.txt
 jobs=${NINJA_JOBS:+-j$NINJA_JOBS}
 
 echo "== libFuzzer build"
-# The file prefix maps make the binaries the same from any checkout path, so
-# the seeded runs below explore the same inputs wherever CI clones the tree.
-cmake -S "$root" -B "$B/fuzz" -G Ninja -DCMAKE_C_COMPILER=clang -DSLUICE_FUZZ=ON \
-  -DSLUICE_CORE_ONLY=OFF \
-  "-DCMAKE_C_FLAGS=-ffile-prefix-map=$root=. -ffile-prefix-map=$B=build" >/dev/null
+# Sanitizer metadata embeds source paths, and they shift the code, so the
+# fuzzers are built from a copy of the sources at one fixed path: the same
+# binaries, hence the same seeded runs, from any checkout.
+fixed=${FUZZ_FIXED_DIR:-/tmp/sluice-ci-fuzz}
+rm -rf "$fixed" && mkdir -p "$fixed/src"
+if git -C "$root" rev-parse --git-dir >/dev/null 2>&1; then
+  (cd "$root" && git ls-files -z | xargs -0 cp --parents -t "$fixed/src")
+else
+  (cd "$root" && tar --exclude='./build*' -cf - .) | (cd "$fixed/src" && tar -xf -)
+fi
+FB=$fixed/build
+cmake -S "$fixed/src" -B "$FB" -G Ninja -DCMAKE_C_COMPILER=clang -DSLUICE_FUZZ=ON \
+  -DSLUICE_CORE_ONLY=OFF >/dev/null
 targets="relay data reply cmd proxy"
-if ninja -C "$B/fuzz" -t targets all | grep -q '^fuzz_pcap:'; then
+if ninja -C "$FB" -t targets all | grep -q '^fuzz_pcap:'; then
   targets="$targets pcap"
 else
   echo "   (no sluice_pcap: libpcap missing, the pcap target is skipped)"
 fi
 # shellcheck disable=SC2086
-ninja -C "$B/fuzz" $jobs $(for t in $targets; do printf 'fuzz_%s ' "$t"; done) >/dev/null
+ninja -C "$FB" $jobs $(for t in $targets; do printf 'fuzz_%s ' "$t"; done) >/dev/null
 fail=0
 for t in $targets; do
   work=$B/fuzz-work/$t
@@ -63,7 +71,7 @@ for t in $targets; do
   runs=$(runs_for "$t")
   echo "== fuzz $t: $runs runs, seed $seed (at most ${secs}s)"
   rm -rf "$work" && mkdir -p "$work"
-  if "$B/fuzz/fuzz/fuzz_$t" -seed="$seed" -runs="$runs" -max_total_time="$secs" \
+  if "$FB/fuzz/fuzz_$t" -seed="$seed" -runs="$runs" -max_total_time="$secs" \
        -timeout=10 -rss_limit_mb=2048 \
        -dict="$here/smtp.dict" -artifact_prefix="$B/fuzz-work/$t-" \
        "$work" "$here/corpus/$t" >"$log" 2>&1; then
