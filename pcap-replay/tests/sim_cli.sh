@@ -42,5 +42,15 @@ grep -q "bad.conf:2: unknown key \"normal_greet_dealy\"" "$W/err" || bad "messag
 head -1 "$W/km.csv" | grep -q '^time_s,at_risk,events,censored,survival' || bad "KM CSV header"
 [ "$(wc -l < "$W/km.csv")" -gt 5 ] || bad "KM CSV has too few rows"
 "$R" sim -q --patience "km:$W/km.csv" --jsonl "$W/km.jsonl" "$SRC/generated/tarpit-greet-2.pcap" || bad "km: model"
+# DNSBL answers from a file: every client listed, drop at the reject score
+"$R" stats "$SRC/generated/tarpit-greet-2.pcap" 2>/dev/null |
+  awk '/ session /{print $5" zen.test 127.0.0.2"}' | sort -u > "$W/answers"
+printf 'mode = screen\ndnsbl = zen.test 5\nreject_score = 5\ndnsbl_action = drop\n' > "$W/dnsbl.conf"
+"$R" sim -q --policy "$W/dnsbl.conf" --dnsbl-answers "$W/answers" --jsonl "$W/listed.jsonl" \
+  "$SRC/generated/tarpit-greet-2.pcap" || bad "sim with dnsbl answers"
+"$R" sim -q --policy "$W/dnsbl.conf" --jsonl "$W/unlisted.jsonl" \
+  "$SRC/generated/tarpit-greet-2.pcap" || bad "sim without dnsbl answers"
+grep -q '"outcome":"delivered"' "$W/listed.jsonl" && bad "a listed client delivered"
+grep -q '"outcome":"delivered"' "$W/unlisted.jsonl" || bad "no unlisted client delivered"
 [ $fail -eq 0 ] && echo "sim_cli: all passed"
 exit $fail
