@@ -54,6 +54,7 @@ static const keydef keys[] = {
     /* process */
     {"workers", K_U32, O(workers), 0, 256, NULL},
     {"max_connections", K_U32, O(max_connections), 1, 1000000, NULL},
+    {"max_connections_total", K_U32, O(max_connections_total), 0, 100000000, NULL},
     {"pool_memory", K_SIZE64, O(pool_memory), 0, 0, NULL},
     {"pool_keep_free", K_U32, O(pool_keep_free), 0, 1000000, NULL},
     {"drain_timeout", K_DUR, O(drain_timeout), 0, 0, NULL},

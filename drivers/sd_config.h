@@ -88,6 +88,7 @@ typedef struct sd_config {
 
   sl_ratelim_config ratelim;
   uint32_t max_connections; /* per worker process */
+  uint32_t max_connections_total; /* across all workers; 0: no such cap */
   uint64_t pool_memory;     /* buffer-pool cap per worker, bytes */
   uint32_t pool_keep_free;
 

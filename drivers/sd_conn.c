@@ -1028,13 +1028,23 @@ static int trusted(const sd_config *cfg, const struct sockaddr *sa) {
   return 0;
 }
 
+/* The cap across workers: each publishes its live count in shared memory. */
+static int over_total(const sd_config *cfg) {
+  if (!cfg->max_connections_total || !sd_m)
+    return 0;
+  uint64_t n = 0;
+  for (size_t i = 0; i < SD_MAX_WORKERS; i++)
+    n += __atomic_load_n(&sd_m->active[i], __ATOMIC_RELAXED);
+  return n >= cfg->max_connections_total;
+}
+
 void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr *peer,
                     socklen_t peerlen) {
   sd_gen *g = w->gen;
   const sd_config *cfg = g->cfg;
   uint64_t now = sd_loop_now(w->loop);
   (void)peerlen;
-  if (w->nconns >= cfg->max_connections) {
+  if (w->nconns >= cfg->max_connections || over_total(cfg)) {
     sd_count(SD_C_REJECT_CAP, 1);
     sd_refuse(w, fd, l->tls, "Too many connections");
     return;

@@ -54,6 +54,22 @@ def test_global_cap_answers_421(sink, sluiced_factory):
         h.close()
 
 
+def test_global_cap_across_workers(sink, sluiced_factory):
+    # Two workers share one cap: connections land on either (SO_REUSEPORT),
+    # and the fourth is refused whichever worker takes it.
+    s = sluiced_factory([sink.address],
+                        conf={"workers": 2, "max_connections_total": 3})
+    held = [raw_connect(s.address) for _ in range(3)]
+    for h in held:
+        assert greet(h).code == 220
+    extra = raw_connect(s.address)
+    r = greet(extra)
+    assert r.code == 421 and "4.7.0" in r.text
+    assert extra.expect_closed(5)
+    for h in held:
+        h.close()
+
+
 def test_emfile_answers_421(sink, sluiced_factory):
     if os.geteuid() != 0:
         pytest.skip("lowering another process's fd limit needs root")
