@@ -12,11 +12,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "sl_caps.h"
 #include "sl_reply.h"
+#include "sl_guard.h"
 #include "sl_test.h"
 
 #define U(s) ((const uint8_t *)(s))
@@ -25,10 +24,7 @@
 static uint8_t *guard_end;
 
 static const uint8_t *guarded(const void *p, size_t n) {
-  uint8_t *g = guard_end - n;
-  if (n)
-    memcpy(g, p, n);
-  return g;
+  return sl_guard_copy(guard_end, p, n);
 }
 
 /* Scans s as a reply (it must be one, exactly) and parses it. */
@@ -277,14 +273,7 @@ static void test_render_roundtrip(void) {
 }
 
 int main(void) {
-  long pg = sysconf(_SC_PAGESIZE);
-  uint8_t *m = mmap(NULL, AREA + (size_t)pg, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED || mprotect(m + AREA, (size_t)pg, PROT_NONE) != 0) {
-    perror("mmap");
-    return 2;
-  }
-  guard_end = m + AREA;
+  guard_end = sl_guard_area(AREA);
   SL_RUN(test_parse_postfix);
   SL_RUN(test_parse_variants);
   SL_RUN(test_parse_auth);

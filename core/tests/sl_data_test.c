@@ -13,10 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "sl_data.h"
+#include "sl_guard.h"
 #include "sl_test.h"
 
 #define U(s) ((const uint8_t *)(s))
@@ -27,23 +27,9 @@
 
 static uint8_t *guard_in_end, *guard_out_end;
 
-static uint8_t *guard_area(void) {
-  long pg = sysconf(_SC_PAGESIZE);
-  uint8_t *m = mmap(NULL, AREA + (size_t)pg, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED || mprotect(m + AREA, (size_t)pg, PROT_NONE) != 0) {
-    perror("mmap/mprotect");
-    exit(2);
-  }
-  return m + AREA;
-}
-
 /* Copies p[0..n) so that it ends right at the guard page. */
 static const uint8_t *guarded(const uint8_t *p, size_t n) {
-  uint8_t *g = guard_in_end - n;
-  if (n)
-    memcpy(g, p, n);
-  return g;
+  return sl_guard_copy(guard_in_end, p, n);
 }
 
 /* ---- running the framer ------------------------------------------------- */
@@ -866,8 +852,8 @@ static void test_bdat(void) {
 }
 
 int main(void) {
-  guard_in_end = guard_area();
-  guard_out_end = guard_area();
+  guard_in_end = sl_guard_area(AREA);
+  guard_out_end = sl_guard_area(AREA);
   SL_RUN(test_table);
   SL_RUN(test_long_lines);
   SL_RUN(test_smuggling_strict);

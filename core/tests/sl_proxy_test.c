@@ -11,33 +11,15 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "sl_guard.h"
 #include "sl_test.h"
 #include "sluice/errors.h"
 #include "sluice/proxy.h"
 
-static uint8_t *guard_base;
-static size_t guard_span; /* bytes usable before the guard page */
-
-static void guard_setup(void) {
-  size_t page = (size_t)sysconf(_SC_PAGESIZE);
-  guard_span = (SL_PROXY_V2_MAX + 64 + page - 1) / page * page;
-  void *m = mmap(NULL, guard_span + page, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED) {
-    perror("mmap");
-    exit(2);
-  }
-  guard_base = m;
-  if (mprotect(guard_base + guard_span, page, PROT_NONE) != 0) {
-    perror("mprotect");
-    exit(2);
-  }
-}
+static uint8_t *guard_end;
 
 static long parse_guarded(const void *data, size_t len, sl_proxy_header *h) {
-  uint8_t *p = guard_base + guard_span - len;
-  memcpy(p, data, len);
-  return sl_proxy_parse(p, len, h);
+  return sl_proxy_parse(sl_guard_copy(guard_end, data, len), len, h);
 }
 
 static long parse_str(const char *s, sl_proxy_header *h) {
@@ -671,7 +653,7 @@ static void test_mutation_monotonic(void) {
 }
 
 int main(void) {
-  guard_setup();
+  guard_end = sl_guard_area(SL_PROXY_V2_MAX + 64);
   SL_RUN(test_v1_good);
   SL_RUN(test_v1_length_limit);
   SL_RUN(test_v1_bad);

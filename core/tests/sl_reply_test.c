@@ -11,10 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "sl_reply.h"
+#include "sl_guard.h"
 #include "sl_test.h"
 
 #define U(s) ((const uint8_t *)(s))
@@ -24,10 +23,7 @@
 static uint8_t *guard_end;
 
 static const uint8_t *guarded(const void *p, size_t n) {
-  uint8_t *g = guard_end - n;
-  if (n)
-    memcpy(g, p, n);
-  return g;
+  return sl_guard_copy(guard_end, p, n);
 }
 
 static int scan(const void *p, size_t n, uint32_t line_max, uint32_t total_max,
@@ -292,14 +288,7 @@ static void test_put_line(void) {
 }
 
 int main(void) {
-  long pg = sysconf(_SC_PAGESIZE);
-  uint8_t *m = mmap(NULL, AREA + (size_t)pg, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED || mprotect(m + AREA, (size_t)pg, PROT_NONE) != 0) {
-    perror("mmap");
-    return 2;
-  }
-  guard_end = m + AREA;
+  guard_end = sl_guard_area(AREA);
   SL_RUN(test_table);
   SL_RUN(test_limits);
   SL_RUN(test_many_lines);
