@@ -5,12 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__has_include)
-#if __has_include("sl_oracle.h")
 #include "sl_oracle.h"
-#define SL_HAVE_ORACLE 1
-#endif
-#endif
 
 void sl_bytes_add(sl_bytes *b, const void *p, size_t n) {
   if (!n)
@@ -59,13 +54,11 @@ static void fail(sl_harness *h, const char *what) {
 }
 
 static void check(sl_harness *h) {
-#ifdef SL_HAVE_ORACLE
   if (h->oracle && !h->failure[0]) {
     char why[400];
     if (sl_oracle_check(h->oracle, h->r, h->now, why, sizeof(why)) != 0)
       fail(h, why);
   }
-#endif
   int e = sl_relay_last_error(h->r);
   if (e) {
     char why[96];
@@ -77,10 +70,8 @@ static void check(sl_harness *h) {
 static void on_request(sl_harness *h, const sl_request *q) {
   if (h->nlog < SL_HARNESS_LOG_MAX)
     h->log[h->nlog++] = *q;
-#ifdef SL_HAVE_ORACLE
   if (h->oracle)
     sl_oracle_request(h->oracle, q);
-#endif
   switch (q->type) {
   case SL_REQ_CONNECT_UPSTREAM:
     if (h->pending_connect || h->upstream_open)
@@ -128,10 +119,8 @@ void sl_harness_pump(sl_harness *h) {
       if (h->out_chunk && n > h->out_chunk)
         n = h->out_chunk;
       sl_bytes_add(&h->client_out, p, n);
-#ifdef SL_HAVE_ORACLE
       if (h->oracle)
         sl_oracle_client_out(h->oracle, p, n);
-#endif
       sl_relay_client_out_ack(h->r, n, h->now);
       progress = 1;
     }
@@ -140,10 +129,8 @@ void sl_harness_pump(sl_harness *h) {
       if (h->out_chunk && n > h->out_chunk)
         n = h->out_chunk;
       sl_bytes_add(&h->upstream_out, p, n);
-#ifdef SL_HAVE_ORACLE
       if (h->oracle)
         sl_oracle_upstream_out(h->oracle, p, n);
-#endif
       sl_relay_upstream_out_ack(h->r, n, h->now);
       progress = 1;
     }
@@ -169,14 +156,10 @@ int sl_harness_start(sl_harness *h, uint32_t pool_buffers, int with_oracle,
   if (e)
     return e;
   sl_bufpool_as_pool(&h->bufpool, &h->pool);
-#ifdef SL_HAVE_ORACLE
   if (with_oracle)
     h->oracle = sl_oracle_new(&h->limits, &h->policy, &h->info);
-#else
-  (void)with_oracle;
-#endif
-  e = sl_relay_init(&h->r, h->relay_mem, rs, &h->limits, &h->policy,
-                    &h->pool, &h->info, seed, h->now);
+  e = sl_relay_init(&h->r, h->relay_mem, rs, &h->limits, &h->policy, &h->pool,
+                    &h->info, seed, h->now);
   if (e)
     return e;
   sl_harness_pump(h);
@@ -186,10 +169,8 @@ int sl_harness_start(sl_harness *h, uint32_t pool_buffers, int with_oracle,
 void sl_harness_free(sl_harness *h) {
   if (h->r)
     sl_relay_free(h->r);
-#ifdef SL_HAVE_ORACLE
   if (h->oracle)
     sl_oracle_free(h->oracle);
-#endif
   free(h->pool_mem);
   free(h->relay_mem);
   sl_bytes_free(&h->client_out);
@@ -220,17 +201,13 @@ static size_t offer(sl_harness *h, int up) {
     memcpy(buf, p, want);
     if (up) {
       sl_bytes_add(&h->upstream_in, p, want);
-#ifdef SL_HAVE_ORACLE
       if (h->oracle)
         sl_oracle_upstream_in(h->oracle, p, want);
-#endif
       sl_relay_upstream_in_ack(h->r, want, h->now);
     } else {
       sl_bytes_add(&h->client_in, p, want);
-#ifdef SL_HAVE_ORACLE
       if (h->oracle)
         sl_oracle_client_in(h->oracle, p, want);
-#endif
       sl_relay_client_in_ack(h->r, want, h->now);
     }
     done += want;
@@ -299,6 +276,16 @@ void sl_harness_upstream_eof(sl_harness *h) {
   settle(h);
 }
 
+/* Hands an answer to the relay (and the oracle), then lets things settle. */
+static void deliver(sl_harness *h, const sl_completion *c,
+                    sl_request_type type) {
+  if (h->oracle)
+    sl_oracle_completed(h->oracle, type, c->status);
+  sl_relay_complete(h->r, c, h->now);
+  sl_harness_pump(h);
+  settle(h);
+}
+
 static int answer(sl_harness *h, uint32_t *pending, sl_request_type type,
                   sl_status st) {
   if (!*pending)
@@ -316,13 +303,7 @@ static int answer(sl_harness *h, uint32_t *pending, sl_request_type type,
     h->pending_client.len = 0;
   if (type == SL_REQ_STARTTLS_UPSTREAM)
     h->pending_upstream.len = 0;
-#ifdef SL_HAVE_ORACLE
-  if (h->oracle)
-    sl_oracle_completed(h->oracle, type, st);
-#endif
-  sl_relay_complete(h->r, &c, h->now);
-  sl_harness_pump(h);
-  settle(h);
+  deliver(h, &c, type);
   return 0;
 }
 
@@ -350,13 +331,7 @@ int sl_harness_dnsbl(sl_harness *h, uint32_t zone, sl_status st,
     c.dnsbl_answers[i] = answers[i];
   c.ndnsbl_answers = n;
   h->pending_dnsbl[zone] = 0;
-#ifdef SL_HAVE_ORACLE
-  if (h->oracle)
-    sl_oracle_completed(h->oracle, SL_REQ_DNSBL_LOOKUP, st);
-#endif
-  sl_relay_complete(h->r, &c, h->now);
-  sl_harness_pump(h);
-  settle(h);
+  deliver(h, &c, SL_REQ_DNSBL_LOOKUP);
   return 0;
 }
 
