@@ -32,9 +32,12 @@ static void usage(FILE *f) {
 "\n"
 "Options:\n"
 "  -c, --config FILE   configuration file (default /etc/sluiced.conf)\n"
-"  -t, --check-config  parse the configuration, load its certificates, and\n"
-"                      exit: 0 if valid, 2 with \"file:line: message\" if not\n"
+"  -t, --check-config  parse the configuration, check its files, load its\n"
+"                      certificates, and exit: 0 if valid, 2 with\n"
+"                      \"file:line: key: message\" if not\n"
 "  --print-config      print the effective configuration (every key) and exit\n"
+"  -n                  with --print-config (or alone): only the settings the\n"
+"                      file changes from their defaults, like postconf -n\n"
 "  --print-defaults    print every key with its default value and exit\n"
 "  -w, --workers N     worker processes (overrides \"workers\"; 0 = one per core)\n"
 "  -h, --help          this text\n"
@@ -178,7 +181,7 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
 
 int main(int argc, char **argv) {
   const char *path = "/etc/sluiced.conf";
-  int check = 0, print_cfg = 0, print_defaults = 0;
+  int check = 0, print_cfg = 0, print_defaults = 0, changed_only = 0;
   long workers_override = -1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -186,6 +189,7 @@ int main(int argc, char **argv) {
     else if (!strncmp(a, "--config=", 9)) path = a + 9;
     else if (!strcmp(a, "-t") || !strcmp(a, "--check-config")) check = 1;
     else if (!strcmp(a, "--print-config")) print_cfg = 1;
+    else if (!strcmp(a, "-n") || !strcmp(a, "--non-default")) print_cfg = changed_only = 1;
     else if (!strcmp(a, "--print-defaults")) print_defaults = 1;
     else if ((!strcmp(a, "-w") || !strcmp(a, "--workers")) && i + 1 < argc) {
       char *end;
@@ -232,7 +236,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (print_cfg) {
-    sd_config_dump(cfg, stdout);
+    sl_config_dump(cfg, stdout, changed_only ? SL_DUMP_CHANGED : 0);
     sd_config_unref(cfg);
     return 0;
   }
