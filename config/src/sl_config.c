@@ -514,6 +514,7 @@ static int fail(pctx *p, const char *fmt, ...) {
 }
 
 static int set_value(pctx *p, sl_config *c, const sl_config_key *k, char *v);
+static int set_machine_hostname(pctx *p, sl_config *c);
 
 sl_config *sl_config_new(void) {
   sl_config *c = calloc(1, sizeof *c);
@@ -540,12 +541,12 @@ sl_config *sl_config_new(void) {
       return NULL;
     }
   }
-  char host[256];
-  if (gethostname(host, sizeof host) != 0 || host[0] == '\0')
-    strcpy(host, "localhost");
-  host[sizeof host - 1] = '\0';
-  c->hostname = xstrdup(host);
-  c->policy.hostname = c->hostname;
+  char err[256];
+  pctx p = {"default", "hostname", 0, err, sizeof err};
+  if (set_machine_hostname(&p, c) != 0) {
+    sl_config_unref(c);
+    return NULL;
+  }
   return c;
 }
 
@@ -756,6 +757,19 @@ static int set_features(pctx *p, sl_config *c, char *v) {
   return 0;
 }
 
+static int set_machine_hostname(pctx *p, sl_config *c) {
+  char host[256];
+  if (gethostname(host, sizeof host) != 0 || host[0] == '\0')
+    strcpy(host, "localhost");
+  host[sizeof host - 1] = '\0';
+  char *s = xstrdup(host);
+  if (s == NULL) return fail(p, "out of memory");
+  free(c->hostname);
+  c->hostname = s;
+  c->policy.hostname = s;
+  return 0;
+}
+
 static int set_value(pctx *p, sl_config *c, const sl_config_key *k, char *v) {
   void *dst = (char *)c + k->off;
   int64_t i;
@@ -822,6 +836,8 @@ static int set_value(pctx *p, sl_config *c, const sl_config_key *k, char *v) {
       return fail(p, "\"%s\" is not one of: %s", v, list);
     }
   case SL_CT_HOSTNAME:
+    /* Empty: back to the machine's name (the documented default). */
+    if (*v == '\0') return set_machine_hostname(p, c);
     /* Goes into replies and EHLO: one DNS name, never "mx example". */
     if (!sl_hostname_valid(v))
       return fail(p, "\"%s\" is not a host name (letters, digits, '-', '_' "
@@ -1281,7 +1297,9 @@ void sl_config_dump(const sl_config *c, FILE *f, unsigned flags) {
       /* Like postconf -n: what the file set, when it is not the default. */
       if (c->key_line[i] == 0) continue;
       format_value(def, k, dv, sizeof dv);
-      if (strcmp(v, dv) == 0) continue;
+      /* features set in the file also stops STARTTLS being added for a
+         certificate, so it matters even when it spells the default. */
+      if (strcmp(v, dv) == 0 && k->type != SL_CT_FEATURES) continue;
     }
     fprintf(f, "%s = %s\n", k->name, v);
   }

@@ -136,6 +136,8 @@ static void note_daemon_keys(const sl_config *c, const char *path) {
     if (used + strlen(k[i].name) + 8 < sizeof list)
       snprintf(list + used, sizeof list - used, "%s%s", count ? ", " : "",
                k[i].name);
+    else if (used + 6 < sizeof list && strcmp(list + used - 3, "...") != 0)
+      snprintf(list + used, sizeof list - used, ", ...");
     count++;
   }
   if (count && getenv("SLUICE_REPLAY_QUIET_NOTES") == NULL)
