@@ -85,6 +85,7 @@ static pid_t spawn(const char *path, sd_config *cfg, uint32_t index, int metrics
   if (pid != 0) return pid;
   /* A worker must not outlive its master. */
   prctl(PR_SET_PDEATHSIG, SIGTERM);
+  sd_worker_counts_reloads = 0; /* the master counts each reload once */
   signal(SIGHUP, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
   signal(SIGINT, SIG_DFL);
@@ -120,16 +121,26 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
       int s = got_sig[SIGHUP] ? SIGHUP : SIGUSR1;
       got_sig[SIGHUP] = got_sig[SIGUSR1] = 0;
       if (s == SIGHUP) {
-        /* Check here once so a bad file gives one clear message; each
-           worker still loads it itself. */
+        /* Check here once, as --check-config does (the file, its
+           certificates, the resolver), so a bad file gives one clear
+           message and one count; each worker still loads it itself. */
         char err[1024];
         sd_config *nc = NULL;
-        if (sd_config_load(path, &nc, err, sizeof err) != 0) {
+        sd_gen *g = NULL;
+        if (sd_config_load(path, &nc, err, sizeof err) != 0 ||
+            (g = sd_gen_new(NULL, nc, err, sizeof err)) == NULL) {
+          sd_config_unref(nc);
+          sd_count(SD_C_RELOAD_FAILURES, 1);
           sd_log(SD_LOG_ERR, "reload refused: %s", err);
           continue;
         }
+        sd_gen_unref(g);
         sd_config_unref(cfg);
         cfg = nc; /* new workers (restarts) start from it */
+        /* The master's own lines follow the new log settings too. */
+        if (sd_log_setup(cfg->log_file, cfg->log_level, cfg->log_format) != 0)
+          sd_log(SD_LOG_ERR, "log_file %s: %s", cfg->log_file, strerror(errno));
+        sd_count(SD_C_RELOADS, 1);
       }
       for (uint32_t i = 0; i < nworkers; i++)
         if (pids[i] > 0) kill(pids[i], s);

@@ -5,7 +5,9 @@ config/tests/sl_config_test.c."""
 import re
 import subprocess
 
+from lib.clients import swaks
 from lib.paths import REPO, project_binary
+from test_proxy_support import sluiced_factory  # noqa: F401
 
 BASE = "listen = 127.0.0.1:2525\nupstream = 127.0.0.1:2526\n"
 
@@ -123,3 +125,44 @@ def test_example_uncommented_replays_as_is(tmp_path):
                         str(pcap)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "daemon-only keys ignored by the replay" in r.stderr
+
+
+def test_reload_counted_once_and_master_follows_log_format(sink, sluiced_factory):
+    """With a master and two workers: a reload counts once, a refused one
+    counts as failed, and after log_format changes the master's own lines
+    use the new format."""
+    import json
+    import os
+    import signal
+
+    from lib.net import wait_for
+
+    s = sluiced_factory([sink.address], conf={"workers": 2, "log_format": "logfmt"})
+    wait_for(lambda: s.stderr().count(" ready: ") >= 2, 10, what="two workers")
+    os.kill(s.pid, signal.SIGHUP)
+    wait_for(lambda: s.stderr().count("configuration reloaded") >= 2, 10, what="both reload")
+    assert s.metric("sluice_config_reloads_total", {"result": "ok"}) == 1
+    assert s.metric("sluice_config_reloads_total", {"result": "failed"}) == 0
+
+    good = s.conf_path.read_text()
+    s.conf_path.write_text(good + "max_conections_total = 5\n")
+    os.kill(s.pid, signal.SIGHUP)
+    wait_for(lambda: "reload refused" in s.stderr(), 10, what="refused reload")
+    assert 'did you mean \\"max_connections_total\\"' in s.stderr() or \
+        'did you mean "max_connections_total"' in s.stderr()
+    wait_for(lambda: s.metric("sluice_config_reloads_total", {"result": "failed"}) == 1, 5)
+    assert s.metric("sluice_config_reloads_total", {"result": "ok"}) == 1
+
+    s.conf_path.write_text(good.replace("log_format = logfmt", "log_format = json"))
+    os.kill(s.pid, signal.SIGHUP)
+    wait_for(lambda: s.stderr().count("configuration reloaded") >= 4, 10, what="second reload")
+    assert s.metric("sluice_config_reloads_total", {"result": "ok"}) == 2
+    # A line only the master writes (a refused reload), now in JSON.
+    s.conf_path.write_text(good.replace("log_format = logfmt", "log_format = json") +
+                           "mode = sideways\n")
+    os.kill(s.pid, signal.SIGHUP)
+    wait_for(lambda: s.stderr().count("reload refused") >= 2, 10, what="second refusal")
+    last = [l for l in s.stderr().splitlines() if "reload refused" in l][-1]
+    rec = json.loads(last)
+    assert rec["pid"] == s.pid and "mode" in rec["msg"]
+    assert swaks(s.address, body="after reloads").rc == 0
