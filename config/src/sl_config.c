@@ -51,22 +51,38 @@ _Static_assert(SL_FEAT_AUTH == 1u << 8 && SL_FEAT_STARTTLS == 1u << 7,
 #define O(f) offsetof(sl_config, f)
 #define D SL_KEY_DAEMON
 #define R SL_KEY_REPEAT
-#define KEY(name, type, field, min, max, names, def, flags, doc)              \
-  {name, type, O(field), min, max, names, def, flags, doc}
-#define TARPIT_KEYS(p, f)                                                     \
-  KEY(p "_greet_delay", SL_CT_DURATION, policy.f.greet_delay, 0, 0, NULL,     \
-      NULL, 0, "hold the greeting this long"),                                \
-  KEY(p "_reply_delay", SL_CT_DURATION, policy.f.reply_delay, 0, 0, NULL,     \
-      NULL, 0, "hold every other reply this long"),                           \
-  KEY(p "_jitter", SL_CT_DURATION, policy.f.jitter, 0, 0, NULL, NULL, 0,      \
-      "add [0, jitter) to each delay"),                                       \
-  KEY(p "_stutter_bytes", SL_CT_U32, policy.f.stutter_bytes, 0, 1 << 20,      \
-      NULL, NULL, 0, "reply bytes sent per stutter_interval (0: off)"),       \
-  KEY(p "_stutter_interval", SL_CT_DURATION, policy.f.stutter_interval, 0, 0, \
-      NULL, NULL, 0, "interval between stutter chunks"),                      \
-  KEY(p "_data_rate", SL_CT_SIZE64, policy.f.data_rate, 0, 0, NULL, NULL, 0,  \
-      "DATA bytes/s read (0: unlimited)")
+#define KEY(name, type, field, min, max, names, def, flags, doc)               \
+  { name, type, O(field), min, max, names, def, flags, doc }
+#define TARPIT_KEYS(p, f)                                                      \
+  KEY(p "_greet_delay", SL_CT_DURATION, policy.f.greet_delay, 0, 0, NULL,      \
+      NULL, 0, "hold the greeting this long"),                                 \
+      KEY(p "_reply_delay", SL_CT_DURATION, policy.f.reply_delay, 0, 0, NULL,  \
+          NULL, 0, "hold every other reply this long"),                        \
+      KEY(p "_jitter", SL_CT_DURATION, policy.f.jitter, 0, 0, NULL, NULL, 0,   \
+          "add [0, jitter) to each delay"),                                    \
+      KEY(p "_stutter_bytes", SL_CT_U32, policy.f.stutter_bytes, 0, 1 << 20,   \
+          NULL, NULL, 0, "reply bytes sent per stutter_interval (0: off)"),    \
+      KEY(p "_stutter_interval", SL_CT_DURATION, policy.f.stutter_interval, 0, \
+          0, NULL, NULL, 0, "interval between stutter chunks"),                \
+      KEY(p "_data_rate", SL_CT_SIZE64, policy.f.data_rate, 0, 0, NULL, NULL,  \
+          0, "DATA bytes/s read (0: unlimited)")
 
+/*
+ * One row per key, in the order --print-config and sluiced.conf.example
+ * list them:
+ *   KEY(name, type, field of sl_config, min, max, enum names, default text,
+ *       flags, doc)
+ * min/max bound integers and enum indexes (both 0: the type's range); a
+ * NULL default means the core's (sl_limits_default, sl_policy_default,
+ * sl_ratelim_config_default) or none; flags D = daemon-only (sluice-replay
+ * ignores it), R = repeatable.  A new relay limit is its sl_limits field
+ * plus, e.g.:
+ *   KEY("foo_max", SL_CT_U32, limits.foo_max, 1, 1000, NULL, NULL, 0,
+ *       "what it bounds"),
+ * and its "#foo_max = DEFAULT" line in drivers/sluiced.conf.example (the
+ * ctest config_example_all_keys and testbeds check that the example lists
+ * every key with its default).
+ */
 static const sl_config_key keys[] = {
     /* listeners */
     KEY("listen", SL_CT_LISTEN, listen, 0, 0, NULL, NULL, D | R,
@@ -149,8 +165,8 @@ static const sl_config_key keys[] = {
         NULL, NULL, 0, "score from which the suspect profile applies"),
     KEY("reject_score", SL_CT_I32, policy.reject_score, INT32_MIN, INT32_MAX,
         NULL, NULL, 0, "score from which dnsbl_action applies"),
-    KEY("allow_score", SL_CT_I32, policy.allow_score, INT32_MIN, INT32_MAX, NULL,
-        NULL, 0, "score up to which pregreet and tarpit are skipped"),
+    KEY("allow_score", SL_CT_I32, policy.allow_score, INT32_MIN, INT32_MAX,
+        NULL, NULL, 0, "score up to which pregreet and tarpit are skipped"),
     KEY("dnsbl_action", SL_CT_ENUM, policy.dnsbl_action, 0, 0, action_names,
         NULL, 0, "what reaching reject_score gets"),
     KEY("dns_servers", SL_CT_STRING, dns_servers, 0, 0, NULL, NULL, D,
@@ -236,8 +252,8 @@ static const sl_config_key keys[] = {
         "worker processes (0: one per core)"),
     KEY("max_connections", SL_CT_U32, max_connections, 1, 1000000, NULL,
         "10000", D, "sessions per worker"),
-    KEY("max_connections_total", SL_CT_U32, max_connections_total, 0,
-        100000000, NULL, "0", D, "sessions across all workers (0: no cap)"),
+    KEY("max_connections_total", SL_CT_U32, max_connections_total, 0, 100000000,
+        NULL, "0", D, "sessions across all workers (0: no cap)"),
     KEY("pool_memory", SL_CT_SIZE64, pool_memory, 0, 0, NULL, "268435456", D,
         "buffer-pool memory per worker"),
     KEY("pool_keep_free", SL_CT_U32, pool_keep_free, 0, 1000000, NULL, "1024",
@@ -256,13 +272,15 @@ static const sl_config_key keys[] = {
 #define NKEYS (sizeof keys / sizeof keys[0])
 
 const sl_config_key *sl_config_keys(size_t *n) {
-  if (n) *n = NKEYS;
+  if (n)
+    *n = NKEYS;
   return keys;
 }
 
 static size_t key_index(const char *name) {
   for (size_t i = 0; i < NKEYS; i++)
-    if (strcmp(keys[i].name, name) == 0) return i;
+    if (strcmp(keys[i].name, name) == 0)
+      return i;
   return NKEYS;
 }
 
@@ -273,17 +291,21 @@ const sl_config_key *sl_config_key_find(const char *name) {
 
 size_t sl_config_edit_distance(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b);
-  if (la > 64 || lb > 64) return (size_t)-1; /* no key is that long */
+  if (la > 64 || lb > 64)
+    return (size_t)-1; /* no key is that long */
   size_t row[65];
-  for (size_t j = 0; j <= lb; j++) row[j] = j;
+  for (size_t j = 0; j <= lb; j++)
+    row[j] = j;
   for (size_t i = 1; i <= la; i++) {
     size_t diag = row[0];
     row[0] = i;
     for (size_t j = 1; j <= lb; j++) {
       size_t up = row[j];
       size_t best = diag + (a[i - 1] != b[j - 1]);
-      if (up + 1 < best) best = up + 1;
-      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      if (up + 1 < best)
+        best = up + 1;
+      if (row[j - 1] + 1 < best)
+        best = row[j - 1] + 1;
       row[j] = best;
       diag = up;
     }
@@ -295,7 +317,8 @@ const char *sl_config_suggest(const char *name) {
   /* Close enough to be a typo: 2 edits, or a third of the name for long
      names (normal_greet_dealy, max_conections_total...). */
   size_t limit = strlen(name) / 3;
-  if (limit < 2) limit = 2;
+  if (limit < 2)
+    limit = 2;
   const char *best = NULL;
   size_t bestd = limit + 1;
   for (size_t i = 0; i < NKEYS; i++) {
@@ -311,10 +334,12 @@ const char *sl_config_suggest(const char *name) {
 /* ---- value parsers ------------------------------------------------------ */
 
 static char *xstrdup(const char *s) {
-  if (s == NULL) return NULL;
+  if (s == NULL)
+    return NULL;
   size_t n = strlen(s) + 1;
   char *d = malloc(n);
-  if (d) memcpy(d, s, n);
+  if (d)
+    memcpy(d, s, n);
   return d;
 }
 
@@ -323,32 +348,45 @@ static int is_digit(char ch) { return ch >= '0' && ch <= '9'; }
 int sl_parse_duration(const char *s, sl_duration *out) {
   /* Whole part exact in integers; a fraction ("2.5s", "0.25ms") is added
      rounded to the nanosecond. */
-  if (!is_digit(*s)) return -1;
+  if (!is_digit(*s))
+    return -1;
   uint64_t whole = 0;
   for (; is_digit(*s); s++) {
-    if (whole > (UINT64_MAX - 9) / 10) return -1;
+    if (whole > (UINT64_MAX - 9) / 10)
+      return -1;
     whole = whole * 10 + (uint64_t)(*s - '0');
   }
   double frac = 0, scale = 1;
   if (*s == '.') {
     s++;
-    if (!is_digit(*s)) return -1;
+    if (!is_digit(*s))
+      return -1;
     for (; is_digit(*s); s++) {
       scale /= 10;
       frac += (*s - '0') * scale;
     }
   }
-  static const struct { const char *unit; uint64_t mul; } units[] = {
-      {"", SL_SEC},        {"s", SL_SEC},           {"ms", SL_MSEC},
-      {"us", SL_USEC},     {"ns", 1},               {"m", 60 * SL_SEC},
-      {"h", 3600 * SL_SEC}, {"d", 86400 * SL_SEC}};
+  static const struct {
+    const char *unit;
+    uint64_t mul;
+  } units[] = {{"", SL_SEC},
+               {"s", SL_SEC},
+               {"ms", SL_MSEC},
+               {"us", SL_USEC},
+               {"ns", 1},
+               {"m", 60 * SL_SEC},
+               {"h", 3600 * SL_SEC},
+               {"d", 86400 * SL_SEC}};
   for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-    if (strcmp(s, units[i].unit) != 0) continue;
+    if (strcmp(s, units[i].unit) != 0)
+      continue;
     uint64_t mul = units[i].mul;
-    if (whole > UINT64_MAX / mul) return -1;
+    if (whole > UINT64_MAX / mul)
+      return -1;
     uint64_t ns = whole * mul;
     uint64_t extra = (uint64_t)(frac * (double)mul + 0.5);
-    if (ns > UINT64_MAX - extra) return -1;
+    if (ns > UINT64_MAX - extra)
+      return -1;
     *out = (sl_duration)(ns + extra);
     return 0;
   }
@@ -356,19 +394,27 @@ int sl_parse_duration(const char *s, sl_duration *out) {
 }
 
 int sl_parse_size(const char *s, uint64_t *out) {
-  if (!is_digit(*s)) return -1;
+  if (!is_digit(*s))
+    return -1;
   uint64_t v = 0;
   for (; is_digit(*s); s++) {
-    if (v > (UINT64_MAX - 9) / 10) return -1;
+    if (v > (UINT64_MAX - 9) / 10)
+      return -1;
     v = v * 10 + (uint64_t)(*s - '0');
   }
   uint64_t mul;
-  if (*s == '\0') mul = 1;
-  else if (!strcmp(s, "k") || !strcmp(s, "K")) mul = 1024;
-  else if (!strcmp(s, "M")) mul = 1024 * 1024;
-  else if (!strcmp(s, "G")) mul = 1024ull * 1024 * 1024;
-  else return -1;
-  if (v > UINT64_MAX / mul) return -1;
+  if (*s == '\0')
+    mul = 1;
+  else if (!strcmp(s, "k") || !strcmp(s, "K"))
+    mul = 1024;
+  else if (!strcmp(s, "M"))
+    mul = 1024 * 1024;
+  else if (!strcmp(s, "G"))
+    mul = 1024ull * 1024 * 1024;
+  else
+    return -1;
+  if (v > UINT64_MAX / mul)
+    return -1;
   *out = v * mul;
   return 0;
 }
@@ -386,29 +432,34 @@ int sl_parse_bool(const char *s, int *out) {
 }
 
 static int parse_i64(const char *s, int64_t *out) {
-  if (*s == '\0') return -1;
+  if (*s == '\0')
+    return -1;
   char *end;
   errno = 0;
   long long v = strtoll(s, &end, 10);
-  if (errno || *end != '\0') return -1;
+  if (errno || *end != '\0')
+    return -1;
   *out = v;
   return 0;
 }
 
 int sl_hostname_valid(const char *s) {
   size_t n = strlen(s), label = 0;
-  if (n == 0 || n > 255) return 0;
+  if (n == 0 || n > 255)
+    return 0;
   for (size_t i = 0; i < n; i++) {
     char ch = s[i];
     if (ch == '.') {
-      if (label == 0) return 0; /* empty label */
+      if (label == 0)
+        return 0; /* empty label */
       label = 0;
       continue;
     }
     if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
           is_digit(ch) || ch == '-' || ch == '_'))
       return 0;
-    if (++label > 63) return 0;
+    if (++label > 63)
+      return 0;
   }
   return 1;
 }
@@ -420,22 +471,27 @@ static int split_hostport(const char *s, char *host, size_t hostlen,
   size_t n;
   if (s[0] == '[') {
     const char *rb = strchr(s, ']');
-    if (rb == NULL || rb[1] != ':') return -1;
+    if (rb == NULL || rb[1] != ':')
+      return -1;
     n = (size_t)(rb - s - 1);
-    if (n >= hostlen) return -1;
+    if (n >= hostlen)
+      return -1;
     memcpy(host, s + 1, n);
     p = rb + 2;
   } else {
     const char *colon = strrchr(s, ':');
-    if (colon == NULL) return -1;
+    if (colon == NULL)
+      return -1;
     n = (size_t)(colon - s);
-    if (n >= hostlen || memchr(s, ':', n) != NULL) return -1; /* v6 needs [] */
+    if (n >= hostlen || memchr(s, ':', n) != NULL)
+      return -1; /* v6 needs [] */
     memcpy(host, s, n);
     p = colon + 1;
   }
   host[n] = '\0';
   int64_t v;
-  if (parse_i64(p, &v) != 0 || v < 0 || v > 65535) return -1;
+  if (parse_i64(p, &v) != 0 || v < 0 || v > 65535)
+    return -1;
   *port = (uint16_t)v;
   return 0;
 }
@@ -443,8 +499,10 @@ static int split_hostport(const char *s, char *host, size_t hostlen,
 int sl_parse_addrport(const char *s, sl_sockaddr *out) {
   char host[256];
   uint16_t port;
-  if (split_hostport(s, host, sizeof host, &port) != 0) return -1;
-  if (strcmp(host, "*") == 0 || host[0] == '\0') strcpy(host, "0.0.0.0");
+  if (split_hostport(s, host, sizeof host, &port) != 0)
+    return -1;
+  if (strcmp(host, "*") == 0 || host[0] == '\0')
+    strcpy(host, "0.0.0.0");
   memset(out, 0, sizeof *out);
   struct sockaddr_in *in = (struct sockaddr_in *)(void *)&out->ss;
   struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)(void *)&out->ss;
@@ -466,7 +524,8 @@ int sl_cidr_parse(const char *s, sl_cidr *out) {
   char buf[80];
   const char *slash = strchr(s, '/');
   size_t n = slash ? (size_t)(slash - s) : strlen(s);
-  if (n >= sizeof buf) return -1;
+  if (n >= sizeof buf)
+    return -1;
   memcpy(buf, s, n);
   buf[n] = '\0';
   memset(out, 0, sizeof *out);
@@ -481,8 +540,7 @@ int sl_cidr_parse(const char *s, sl_cidr *out) {
     return -1;
   }
   int64_t bits = maxbits;
-  if (slash &&
-      (parse_i64(slash + 1, &bits) != 0 || bits < 0 || bits > maxbits))
+  if (slash && (parse_i64(slash + 1, &bits) != 0 || bits < 0 || bits > maxbits))
     return -1;
   out->bits = (uint8_t)bits;
   return 0;
@@ -518,7 +576,8 @@ static int set_machine_hostname(pctx *p, sl_config *c);
 
 sl_config *sl_config_new(void) {
   sl_config *c = calloc(1, sizeof *c);
-  if (c == NULL) return NULL;
+  if (c == NULL)
+    return NULL;
   c->refs = 1;
   c->key_line = calloc(NKEYS, sizeof *c->key_line);
   if (c->key_line == NULL) {
@@ -531,7 +590,8 @@ sl_config *sl_config_new(void) {
   sl_policy_default(&c->policy);
   sl_ratelim_config_default(&c->ratelim);
   for (size_t i = 0; i < NKEYS; i++) {
-    if (keys[i].def == NULL) continue;
+    if (keys[i].def == NULL)
+      continue;
     char buf[128], err[256];
     snprintf(buf, sizeof buf, "%s", keys[i].def);
     pctx p = {"default", keys[i].name, 0, err, sizeof err};
@@ -561,13 +621,16 @@ static int is_string_type(sl_config_type t) {
 }
 
 void sl_config_unref(sl_config *c) {
-  if (c == NULL || --c->refs > 0) return;
+  if (c == NULL || --c->refs > 0)
+    return;
   for (size_t i = 0; i < NKEYS; i++)
     if (is_string_type(keys[i].type))
       free(*(char **)(void *)((char *)c + keys[i].off));
-  for (size_t i = 0; i < c->nlisten; i++) free(c->listen[i].text);
+  for (size_t i = 0; i < c->nlisten; i++)
+    free(c->listen[i].text);
   free(c->listen);
-  for (size_t i = 0; i < c->nupstream; i++) free(c->upstream[i].text);
+  for (size_t i = 0; i < c->nupstream; i++)
+    free(c->upstream[i].text);
   free(c->upstream);
   free(c->trusted);
   for (size_t i = 0; i < c->nsni; i++) {
@@ -576,7 +639,8 @@ void sl_config_unref(sl_config *c) {
     free(c->sni[i].key);
   }
   free(c->sni);
-  for (size_t i = 0; i < SL_DNSBL_ZONES_MAX; i++) free(c->zone_names[i]);
+  for (size_t i = 0; i < SL_DNSBL_ZONES_MAX; i++)
+    free(c->zone_names[i]);
   free(c->key_line);
   free(c->path);
   free(c);
@@ -587,7 +651,8 @@ void sl_config_unref(sl_config *c) {
 static int split(char *s, char **w, int max) {
   int n = 0;
   for (char *t = strtok(s, " \t"); t; t = strtok(NULL, " \t")) {
-    if (n == max) return max + 1;
+    if (n == max)
+      return max + 1;
     w[n++] = t;
   }
   return n;
@@ -596,7 +661,8 @@ static int split(char *s, char **w, int max) {
 static int enum_list(const sl_config_key *k, char *list, size_t len) {
   list[0] = '\0';
   for (int j = 0; k->names[j]; j++) {
-    if ((k->min || k->max) && (j < k->min || j > k->max)) continue;
+    if ((k->min || k->max) && (j < k->min || j > k->max))
+      continue;
     size_t used = strlen(list);
     snprintf(list + used, len - used, "%s%s", used ? ", " : "", k->names[j]);
   }
@@ -606,19 +672,24 @@ static int enum_list(const sl_config_key *k, char *list, size_t len) {
 static int add_listen(pctx *p, sl_config *c, char *v) {
   char *w[8];
   int n = split(v, w, 7);
-  if (n < 1 || n > 7) return fail(p, "expected ADDRESS:PORT [tls] [proxy]");
+  if (n < 1 || n > 7)
+    return fail(p, "expected ADDRESS:PORT [tls] [proxy]");
   sl_listen_cfg l;
   memset(&l, 0, sizeof l);
   if (sl_parse_addrport(w[0], &l.addr) != 0)
     return fail(p, "\"%s\" is not a numeric ADDRESS:PORT (IPv6 as [::1]:25)",
                 w[0]);
   for (int i = 1; i < n; i++) {
-    if (!strcmp(w[i], "tls")) l.tls = 1;
-    else if (!strcmp(w[i], "proxy")) l.proxy = 1;
-    else return fail(p, "unknown option \"%s\" (tls, proxy)", w[i]);
+    if (!strcmp(w[i], "tls"))
+      l.tls = 1;
+    else if (!strcmp(w[i], "proxy"))
+      l.proxy = 1;
+    else
+      return fail(p, "unknown option \"%s\" (tls, proxy)", w[i]);
   }
   sl_listen_cfg *nl = realloc(c->listen, (c->nlisten + 1) * sizeof *nl);
-  if (nl == NULL) return fail(p, "out of memory");
+  if (nl == NULL)
+    return fail(p, "out of memory");
   c->listen = nl;
   l.text = xstrdup(w[0]);
   l.line = p->line;
@@ -629,7 +700,8 @@ static int add_listen(pctx *p, sl_config *c, char *v) {
 static int add_upstream(pctx *p, sl_config *c, char *v) {
   char *w[4];
   int n = split(v, w, 3);
-  if (n < 1 || n > 3) return fail(p, "expected HOST:PORT [weight=N]");
+  if (n < 1 || n > 3)
+    return fail(p, "expected HOST:PORT [weight=N]");
   sl_upstream_cfg u;
   memset(&u, 0, sizeof u);
   u.weight = 1;
@@ -652,9 +724,11 @@ static int add_upstream(pctx *p, sl_config *c, char *v) {
     else
       return fail(p, "bad option \"%s\" (weight=1..1000)", w[i]);
   }
-  if (c->nupstream >= 64) return fail(p, "at most 64 servers");
+  if (c->nupstream >= 64)
+    return fail(p, "at most 64 servers");
   sl_upstream_cfg *nu = realloc(c->upstream, (c->nupstream + 1) * sizeof *nu);
-  if (nu == NULL) return fail(p, "out of memory");
+  if (nu == NULL)
+    return fail(p, "out of memory");
   c->upstream = nu;
   u.text = xstrdup(w[0]);
   u.line = p->line;
@@ -687,7 +761,8 @@ static int add_dnsbl(pctx *p, sl_config *c, char *v) {
   size_t zi = c->policy.ndnsbl;
   free(c->zone_names[zi]);
   c->zone_names[zi] = xstrdup(w[0]);
-  if (c->zone_names[zi] == NULL) return fail(p, "out of memory");
+  if (c->zone_names[zi] == NULL)
+    return fail(p, "out of memory");
   c->zone_lines[zi] = p->line;
   z->zone = c->zone_names[zi];
   z->weight = (int32_t)wt;
@@ -698,16 +773,19 @@ static int add_dnsbl(pctx *p, sl_config *c, char *v) {
 
 static int add_trusted(pctx *p, sl_config *c, char *v) {
   for (char *q = v; *q; q++)
-    if (*q == ',') *q = ' ';
+    if (*q == ',')
+      *q = ' ';
   char *w[33];
   int n = split(v, w, 32);
-  if (n < 1 || n > 32) return fail(p, "expected 1 to 32 CIDR ranges");
+  if (n < 1 || n > 32)
+    return fail(p, "expected 1 to 32 CIDR ranges");
   for (int i = 0; i < n; i++) {
     sl_cidr cd;
     if (sl_cidr_parse(w[i], &cd) != 0)
       return fail(p, "\"%s\" is not an address or CIDR range", w[i]);
     sl_cidr *nt = realloc(c->trusted, (c->ntrusted + 1) * sizeof *nt);
-    if (nt == NULL) return fail(p, "out of memory");
+    if (nt == NULL)
+      return fail(p, "out of memory");
     c->trusted = nt;
     c->trusted[c->ntrusted++] = cd;
   }
@@ -717,9 +795,11 @@ static int add_trusted(pctx *p, sl_config *c, char *v) {
 static int add_sni(pctx *p, sl_config *c, char *v) {
   char *w[4];
   int n = split(v, w, 3);
-  if (n != 3) return fail(p, "expected HOSTNAME CERT_FILE KEY_FILE");
+  if (n != 3)
+    return fail(p, "expected HOSTNAME CERT_FILE KEY_FILE");
   sl_sni_cfg *ns = realloc(c->sni, (c->nsni + 1) * sizeof *ns);
-  if (ns == NULL) return fail(p, "out of memory");
+  if (ns == NULL)
+    return fail(p, "out of memory");
   c->sni = ns;
   sl_sni_cfg *s = &c->sni[c->nsni];
   s->hostname = xstrdup(w[0]);
@@ -727,30 +807,35 @@ static int add_sni(pctx *p, sl_config *c, char *v) {
   s->key = xstrdup(w[2]);
   s->line = p->line;
   c->nsni++;
-  if (!s->hostname || !s->cert || !s->key) return fail(p, "out of memory");
+  if (!s->hostname || !s->cert || !s->key)
+    return fail(p, "out of memory");
   return 0;
 }
 
 static int set_features(pctx *p, sl_config *c, char *v) {
   for (char *q = v; *q; q++)
-    if (*q == ',') *q = ' ';
+    if (*q == ',')
+      *q = ' ';
   char *w[16];
   int n = split(v, w, 15);
-  if (n > 15) return fail(p, "too many words");
+  if (n > 15)
+    return fail(p, "too many words");
   uint32_t f = 0;
   for (int j = 0; j < n; j++) {
     if (!strcmp(w[j], "all")) {
       f = SL_FEAT_ALL;
       continue;
     }
-    if (!strcmp(w[j], "none")) continue;
+    if (!strcmp(w[j], "none"))
+      continue;
     int found = 0;
     for (int x = 0; feature_names[x]; x++)
       if (!strcmp(feature_names[x], w[j])) {
         f |= 1u << x;
         found = 1;
       }
-    if (!found) return fail(p, "unknown feature \"%s\"", w[j]);
+    if (!found)
+      return fail(p, "unknown feature \"%s\"", w[j]);
   }
   c->policy.features = f;
   c->features_set = 1;
@@ -763,7 +848,8 @@ static int set_machine_hostname(pctx *p, sl_config *c) {
     strcpy(host, "localhost");
   host[sizeof host - 1] = '\0';
   char *s = xstrdup(host);
-  if (s == NULL) return fail(p, "out of memory");
+  if (s == NULL)
+    return fail(p, "out of memory");
   free(c->hostname);
   c->hostname = s;
   c->policy.hostname = s;
@@ -781,8 +867,7 @@ static int set_value(pctx *p, sl_config *c, const sl_config_key *k, char *v) {
   switch (k->type) {
   case SL_CT_DURATION:
     if (sl_parse_duration(v, &d) != 0)
-      return fail(p, "\"%s\" is not a duration (e.g. 30s, 2.5s, 500ms, 5m)",
-                  v);
+      return fail(p, "\"%s\" is not a duration (e.g. 30s, 2.5s, 500ms, 5m)", v);
     *(sl_duration *)dst = d;
     return 0;
   case SL_CT_SIZE32:
@@ -790,7 +875,8 @@ static int set_value(pctx *p, sl_config *c, const sl_config_key *k, char *v) {
     if (sl_parse_size(v, &u) != 0)
       return fail(p, "\"%s\" is not a size (e.g. 512, 64k, 10M)", v);
     if (k->type == SL_CT_SIZE32) {
-      if (u > UINT32_MAX) return fail(p, "%s is too large", v);
+      if (u > UINT32_MAX)
+        return fail(p, "%s is too large", v);
       *(uint32_t *)dst = (uint32_t)u;
     } else {
       *(uint64_t *)dst = u;
@@ -799,34 +885,43 @@ static int set_value(pctx *p, sl_config *c, const sl_config_key *k, char *v) {
   case SL_CT_U8:
   case SL_CT_U32:
   case SL_CT_I32: {
-    if (parse_i64(v, &i) != 0) return fail(p, "\"%s\" is not an integer", v);
+    if (parse_i64(v, &i) != 0)
+      return fail(p, "\"%s\" is not an integer", v);
     int64_t lo = k->min, hi = k->max;
     if (!lo && !hi) {
       lo = k->type == SL_CT_I32 ? INT32_MIN : 0;
-      hi = k->type == SL_CT_U8 ? UINT8_MAX
+      hi = k->type == SL_CT_U8    ? UINT8_MAX
            : k->type == SL_CT_U32 ? (int64_t)UINT32_MAX
                                   : INT32_MAX;
     }
     if (i < lo || i > hi)
       return fail(p, "%s is out of range %" PRId64 "..%" PRId64, v, lo, hi);
-    if (k->type == SL_CT_U8) *(uint8_t *)dst = (uint8_t)i;
-    else if (k->type == SL_CT_U32) *(uint32_t *)dst = (uint32_t)i;
-    else *(int32_t *)dst = (int32_t)i;
+    if (k->type == SL_CT_U8)
+      *(uint8_t *)dst = (uint8_t)i;
+    else if (k->type == SL_CT_U32)
+      *(uint32_t *)dst = (uint32_t)i;
+    else
+      *(int32_t *)dst = (int32_t)i;
     return 0;
   }
   case SL_CT_BOOL:
   case SL_CT_BOOL8:
   case SL_CT_LENIENT:
-    if (sl_parse_bool(v, &b) != 0) return fail(p, "\"%s\" is not yes or no", v);
-    if (k->type == SL_CT_BOOL8) *(uint8_t *)dst = (uint8_t)b;
+    if (sl_parse_bool(v, &b) != 0)
+      return fail(p, "\"%s\" is not yes or no", v);
+    if (k->type == SL_CT_BOOL8)
+      *(uint8_t *)dst = (uint8_t)b;
     else if (k->type == SL_CT_LENIENT)
       *(uint32_t *)dst = b ? SL_LENIENT_NORMALIZE_BARE_LF : 0;
-    else *(int *)dst = b;
+    else
+      *(int *)dst = b;
     return 0;
   case SL_CT_ENUM:
     for (int j = 0; k->names[j]; j++) {
-      if (strcmp(k->names[j], v) != 0) continue;
-      if ((k->min || k->max) && (j < k->min || j > k->max)) break;
+      if (strcmp(k->names[j], v) != 0)
+        continue;
+      if ((k->min || k->max) && (j < k->min || j > k->max))
+        break;
       *(int *)dst = j;
       return 0;
     }
@@ -837,11 +932,14 @@ static int set_value(pctx *p, sl_config *c, const sl_config_key *k, char *v) {
     }
   case SL_CT_HOSTNAME:
     /* Empty: back to the machine's name (the documented default). */
-    if (*v == '\0') return set_machine_hostname(p, c);
+    if (*v == '\0')
+      return set_machine_hostname(p, c);
     /* Goes into replies and EHLO: one DNS name, never "mx example". */
     if (!sl_hostname_valid(v))
-      return fail(p, "\"%s\" is not a host name (letters, digits, '-', '_' "
-                     "and dots, no blanks, at most 255 characters)", v);
+      return fail(p,
+                  "\"%s\" is not a host name (letters, digits, '-', '_' "
+                  "and dots, no blanks, at most 255 characters)",
+                  v);
     /* fall through */
   case SL_CT_STRING:
   case SL_CT_FILE:
@@ -853,19 +951,28 @@ static int set_value(pctx *p, sl_config *c, const sl_config_key *k, char *v) {
         return fail(p, "\"%s\" is not a numeric ADDRESS:PORT", v);
     }
     char *s = v[0] ? xstrdup(v) : NULL;
-    if (v[0] && s == NULL) return fail(p, "out of memory");
+    if (v[0] && s == NULL)
+      return fail(p, "out of memory");
     free(*(char **)dst);
     *(char **)dst = s;
-    if (k->type == SL_CT_HOSTNAME) c->policy.hostname = c->hostname;
-    if (k->off == O(auth_mechanisms)) c->policy.auth_mechanisms = s;
+    if (k->type == SL_CT_HOSTNAME)
+      c->policy.hostname = c->hostname;
+    if (k->off == O(auth_mechanisms))
+      c->policy.auth_mechanisms = s;
     return 0;
   }
-  case SL_CT_FEATURES: return set_features(p, c, v);
-  case SL_CT_LISTEN: return add_listen(p, c, v);
-  case SL_CT_UPSTREAM: return add_upstream(p, c, v);
-  case SL_CT_TRUSTED: return add_trusted(p, c, v);
-  case SL_CT_SNI: return add_sni(p, c, v);
-  case SL_CT_DNSBL: return add_dnsbl(p, c, v);
+  case SL_CT_FEATURES:
+    return set_features(p, c, v);
+  case SL_CT_LISTEN:
+    return add_listen(p, c, v);
+  case SL_CT_UPSTREAM:
+    return add_upstream(p, c, v);
+  case SL_CT_TRUSTED:
+    return add_trusted(p, c, v);
+  case SL_CT_SNI:
+    return add_sni(p, c, v);
+  case SL_CT_DNSBL:
+    return add_dnsbl(p, c, v);
   }
   return fail(p, "internal: bad key type");
 }
@@ -873,7 +980,8 @@ static int set_value(pctx *p, sl_config *c, const sl_config_key *k, char *v) {
 static int unknown_key(pctx *p, const char *key) {
   p->key = NULL;
   const char *near = sl_config_suggest(key);
-  if (near) return fail(p, "unknown key \"%s\" (did you mean \"%s\"?)", key, near);
+  if (near)
+    return fail(p, "unknown key \"%s\" (did you mean \"%s\"?)", key, near);
   return fail(p, "unknown key \"%s\"", key);
 }
 
@@ -881,17 +989,22 @@ int sl_config_set(sl_config *c, const char *key, const char *value,
                   const char *where, int line, char *err, size_t errlen) {
   pctx p = {where, key, line, err, errlen};
   size_t i = key_index(key);
-  if (i == NKEYS) return unknown_key(&p, key);
+  if (i == NKEYS)
+    return unknown_key(&p, key);
   char buf[4096];
-  if (strlen(value) >= sizeof buf) return fail(&p, "value too long");
+  if (strlen(value) >= sizeof buf)
+    return fail(&p, "value too long");
   snprintf(buf, sizeof buf, "%s", value);
-  if (set_value(&p, c, &keys[i], buf) != 0) return -1;
-  if (line > 0) c->key_line[i] = line;
+  if (set_value(&p, c, &keys[i], buf) != 0)
+    return -1;
+  if (line > 0)
+    c->key_line[i] = line;
   return 0;
 }
 
 static char *trim(char *s) {
-  while (*s == ' ' || *s == '\t') s++;
+  while (*s == ' ' || *s == '\t')
+    s++;
   size_t n = strlen(s);
   while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
     s[--n] = '\0';
@@ -907,7 +1020,8 @@ int sl_config_parse(sl_config *c, const char *text, size_t len,
     snprintf(err, errlen, "%s: out of memory", name);
     return -1;
   }
-  if (c->path == NULL) c->path = xstrdup(name); /* for finish's messages */
+  if (c->path == NULL)
+    c->path = xstrdup(name); /* for finish's messages */
   char where[600];
   pctx p = {where, NULL, 0, err, errlen};
   size_t pos = 0;
@@ -931,9 +1045,11 @@ int sl_config_parse(sl_config *c, const char *text, size_t len,
       break;
     }
     char *hash = strchr(raw, '#');
-    if (hash) *hash = '\0';
+    if (hash)
+      *hash = '\0';
     char *s = trim(raw);
-    if (*s == '\0') continue;
+    if (*s == '\0')
+      continue;
     char *eq = strchr(s, '=');
     if (eq == NULL) {
       rc = fail(&p, "expected \"key = value\"");
@@ -952,14 +1068,16 @@ int sl_config_parse(sl_config *c, const char *text, size_t len,
     }
     p.key = keys[i].name;
     if (seen[i] && !(keys[i].flags & SL_KEY_REPEAT)) {
-      rc = fail(&p, "already set at line %d (only listen, upstream, "
-                    "trusted_proxy, sni and dnsbl may repeat)",
+      rc = fail(&p,
+                "already set at line %d (only listen, upstream, "
+                "trusted_proxy, sni and dnsbl may repeat)",
                 seen[i]);
       break;
     }
     seen[i] = p.line;
     rc = set_value(&p, c, &keys[i], v);
-    if (rc == 0) c->key_line[i] = p.line;
+    if (rc == 0)
+      c->key_line[i] = p.line;
   }
   free(seen);
   return rc;
@@ -975,7 +1093,8 @@ int sl_config_load(sl_config *c, const char *path, char *err, size_t errlen) {
   char *buf = malloc(cap);
   while (buf && (n = fread(buf + len, 1, cap - len, f)) > 0) {
     len += n;
-    if (len < cap) continue;
+    if (len < cap)
+      continue;
     char *nb = cap >= (16u << 20) ? NULL : realloc(buf, cap * 2);
     if (nb == NULL) {
       fclose(f);
@@ -1007,21 +1126,23 @@ static void key_where(const sl_config *c, const char *name, const char *key,
                       char *out, size_t len) {
   size_t i = key_index(key);
   int line = (c && i < NKEYS) ? c->key_line[i] : 0;
-  if (line > 0) snprintf(out, len, "%s:%d: %s", name, line, key);
-  else snprintf(out, len, "%s: %s", name, key);
+  if (line > 0)
+    snprintf(out, len, "%s:%d: %s", name, line, key);
+  else
+    snprintf(out, len, "%s: %s", name, key);
 }
 
 static int check_core(const sl_policy *pol, const sl_limits *l,
                       const sl_config *c, const char *name, char *err,
                       size_t errlen) {
   char w[700];
-#define LIMIT_FAIL(key, ...)                                                  \
-  do {                                                                        \
-    char m_[300];                                                             \
-    snprintf(m_, sizeof m_, __VA_ARGS__);                                     \
-    key_where(c, name, key, w, sizeof w);                                     \
-    snprintf(err, errlen, "%s: %s", w, m_);                                   \
-    return -1;                                                                \
+#define LIMIT_FAIL(key, ...)                                                   \
+  do {                                                                         \
+    char m_[300];                                                              \
+    snprintf(m_, sizeof m_, __VA_ARGS__);                                      \
+    key_where(c, name, key, w, sizeof w);                                      \
+    snprintf(err, errlen, "%s: %s", w, m_);                                    \
+    return -1;                                                                 \
   } while (0)
   if (sl_limits_check(l) != 0) {
     /* The same conditions as sl_limits_check, each named. */
@@ -1051,11 +1172,13 @@ static int check_core(const sl_policy *pol, const sl_limits *l,
       LIMIT_FAIL("reply_max", "%u is below reply_line_max (%u)", l->reply_max,
                  l->reply_line_max);
     if ((uint64_t)l->reply_max + 512 > l->buffer_size)
-      LIMIT_FAIL("buffer_size", "%u must be at least reply_max + 512 (%" PRIu64
-                 ")", l->buffer_size, (uint64_t)l->reply_max + 512);
+      LIMIT_FAIL("buffer_size",
+                 "%u must be at least reply_max + 512 (%" PRIu64 ")",
+                 l->buffer_size, (uint64_t)l->reply_max + 512);
     if (l->text_line_max < 80)
       LIMIT_FAIL("text_line_max", "%u is below 80", l->text_line_max);
-    if (l->path_max < 16) LIMIT_FAIL("path_max", "%u is below 16", l->path_max);
+    if (l->path_max < 16)
+      LIMIT_FAIL("path_max", "%u is below 16", l->path_max);
     if (l->domain_max < 16)
       LIMIT_FAIL("domain_max", "%u is below 16", l->domain_max);
     snprintf(err, errlen, "%s: the limits are inconsistent (sl_limits_check)",
@@ -1092,13 +1215,17 @@ int sl_config_finish(sl_config *c, unsigned flags, char *err, size_t errlen) {
   c->features_set = c->key_line[key_index("features")] > 0 || c->features_set;
   if (flags & SL_CONFIG_DAEMON) {
     if (c->nlisten == 0) {
-      snprintf(err, errlen, "%s: no \"listen\" line (e.g. listen = "
-               "127.0.0.1:2525)", name);
+      snprintf(err, errlen,
+               "%s: no \"listen\" line (e.g. listen = "
+               "127.0.0.1:2525)",
+               name);
       return -1;
     }
     if (c->nupstream == 0) {
-      snprintf(err, errlen, "%s: no \"upstream\" line (e.g. upstream = "
-               "127.0.0.1:2526)", name);
+      snprintf(err, errlen,
+               "%s: no \"upstream\" line (e.g. upstream = "
+               "127.0.0.1:2526)",
+               name);
       return -1;
     }
     if ((c->tls_cert == NULL) != (c->tls_key == NULL)) {
@@ -1113,9 +1240,10 @@ int sl_config_finish(sl_config *c, unsigned flags, char *err, size_t errlen) {
         return -1;
       }
       if (c->listen[i].proxy && c->ntrusted == 0) {
-        snprintf(err, errlen, "%s:%d: listen %s proxy needs at least one "
-                 "trusted_proxy range", name, c->listen[i].line,
-                 c->listen[i].text);
+        snprintf(err, errlen,
+                 "%s:%d: listen %s proxy needs at least one "
+                 "trusted_proxy range",
+                 name, c->listen[i].line, c->listen[i].text);
         return -1;
       }
     }
@@ -1125,8 +1253,10 @@ int sl_config_finish(sl_config *c, unsigned flags, char *err, size_t errlen) {
       return -1;
     }
     /* STARTTLS is only offered when there is a certificate to offer it with. */
-    if (c->tls_cert == NULL) c->policy.features &= ~(uint32_t)SL_FEAT_STARTTLS;
-    else if (!c->features_set) c->policy.features |= SL_FEAT_STARTTLS;
+    if (c->tls_cert == NULL)
+      c->policy.features &= ~(uint32_t)SL_FEAT_STARTTLS;
+    else if (!c->features_set)
+      c->policy.features |= SL_FEAT_STARTTLS;
     if (c->metrics_listen &&
         sl_parse_addrport(c->metrics_listen, &c->metrics_addr) != 0) {
       key_where(c, name, "metrics_listen", w, sizeof w);
@@ -1147,7 +1277,8 @@ static int check_readable(const char *path, char *why, size_t len) {
   struct stat st;
   int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
   close(fd);
-  if (!ok) snprintf(why, len, "not a regular file");
+  if (!ok)
+    snprintf(why, len, "not a regular file");
   return ok ? 0 : -1;
 }
 
@@ -1155,7 +1286,8 @@ int sl_config_check_files(const sl_config *c, char *err, size_t errlen) {
   const char *name = c->path ? c->path : "config";
   char w[700], why[128];
   for (size_t i = 0; i < NKEYS; i++) {
-    const char *v = *(char *const *)(const void *)((const char *)c + keys[i].off);
+    const char *v =
+        *(char *const *)(const void *)((const char *)c + keys[i].off);
     if (keys[i].type == SL_CT_FILE && v && check_readable(v, why, sizeof why)) {
       key_where(c, name, keys[i].name, w, sizeof w);
       snprintf(err, errlen, "%s: cannot read \"%s\": %s", w, v, why);
@@ -1166,9 +1298,12 @@ int sl_config_check_files(const sl_config *c, char *err, size_t errlen) {
       char dir[4096];
       snprintf(dir, sizeof dir, "%s", v);
       char *slash = strrchr(dir, '/');
-      if (slash == dir) slash[1] = '\0';
-      else if (slash) *slash = '\0';
-      else snprintf(dir, sizeof dir, ".");
+      if (slash == dir)
+        slash[1] = '\0';
+      else if (slash)
+        *slash = '\0';
+      else
+        snprintf(dir, sizeof dir, ".");
       struct stat st;
       if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         key_where(c, name, keys[i].name, w, sizeof w);
@@ -1192,10 +1327,14 @@ int sl_config_check_files(const sl_config *c, char *err, size_t errlen) {
 /* ---- dump --------------------------------------------------------------- */
 
 static void format_duration(sl_duration d, char *out, size_t len) {
-  if (d % SL_SEC == 0) snprintf(out, len, "%" PRIu64 "s", d / SL_SEC);
-  else if (d % SL_MSEC == 0) snprintf(out, len, "%" PRIu64 "ms", d / SL_MSEC);
-  else if (d % SL_USEC == 0) snprintf(out, len, "%" PRIu64 "us", d / SL_USEC);
-  else snprintf(out, len, "%" PRIu64 "ns", d);
+  if (d % SL_SEC == 0)
+    snprintf(out, len, "%" PRIu64 "s", d / SL_SEC);
+  else if (d % SL_MSEC == 0)
+    snprintf(out, len, "%" PRIu64 "ms", d / SL_MSEC);
+  else if (d % SL_USEC == 0)
+    snprintf(out, len, "%" PRIu64 "us", d / SL_USEC);
+  else
+    snprintf(out, len, "%" PRIu64 "ns", d);
 }
 
 /* The value of a single-valued key, as the file would spell it. */
@@ -1204,14 +1343,22 @@ static void format_value(const sl_config *c, const sl_config_key *k, char *out,
   const void *src = (const char *)c + k->off;
   out[0] = '\0';
   switch (k->type) {
-  case SL_CT_DURATION: format_duration(*(const sl_duration *)src, out, len); break;
-  case SL_CT_U8: snprintf(out, len, "%u", *(const uint8_t *)src); break;
+  case SL_CT_DURATION:
+    format_duration(*(const sl_duration *)src, out, len);
+    break;
+  case SL_CT_U8:
+    snprintf(out, len, "%u", *(const uint8_t *)src);
+    break;
   case SL_CT_U32:
-  case SL_CT_SIZE32: snprintf(out, len, "%u", *(const uint32_t *)src); break;
+  case SL_CT_SIZE32:
+    snprintf(out, len, "%u", *(const uint32_t *)src);
+    break;
   case SL_CT_SIZE64:
     snprintf(out, len, "%" PRIu64, *(const uint64_t *)src);
     break;
-  case SL_CT_I32: snprintf(out, len, "%d", *(const int32_t *)src); break;
+  case SL_CT_I32:
+    snprintf(out, len, "%d", *(const int32_t *)src);
+    break;
   case SL_CT_BOOL8:
     snprintf(out, len, "%s", *(const uint8_t *)src ? "yes" : "no");
     break;
@@ -1221,7 +1368,9 @@ static void format_value(const sl_config *c, const sl_config_key *k, char *out,
   case SL_CT_BOOL:
     snprintf(out, len, "%s", *(const int *)src ? "yes" : "no");
     break;
-  case SL_CT_ENUM: snprintf(out, len, "%s", k->names[*(const int *)src]); break;
+  case SL_CT_ENUM:
+    snprintf(out, len, "%s", k->names[*(const int *)src]);
+    break;
   case SL_CT_STRING:
   case SL_CT_FILE:
   case SL_CT_LOGFILE:
@@ -1239,7 +1388,8 @@ static void format_value(const sl_config *c, const sl_config_key *k, char *out,
                  feature_names[x]);
       }
     break;
-  default: break; /* repeatable keys: dump_entries */
+  default:
+    break; /* repeatable keys: dump_entries */
   }
 }
 
@@ -1248,7 +1398,8 @@ static void dump_entries(const sl_config *c, const sl_config_key *k, FILE *f) {
   case SL_CT_LISTEN:
     for (size_t i = 0; i < c->nlisten; i++)
       fprintf(f, "listen = %s%s%s\n", c->listen[i].text,
-              c->listen[i].tls ? " tls" : "", c->listen[i].proxy ? " proxy" : "");
+              c->listen[i].tls ? " tls" : "",
+              c->listen[i].proxy ? " proxy" : "");
     break;
   case SL_CT_UPSTREAM:
     for (size_t i = 0; i < c->nupstream; i++)
@@ -1279,7 +1430,8 @@ static void dump_entries(const sl_config *c, const sl_config_key *k, FILE *f) {
       fputc('\n', f);
     }
     break;
-  default: break;
+  default:
+    break;
   }
 }
 
@@ -1295,11 +1447,13 @@ void sl_config_dump(const sl_config *c, FILE *f, unsigned flags) {
     format_value(c, k, v, sizeof v);
     if (def) {
       /* Like postconf -n: what the file set, when it is not the default. */
-      if (c->key_line[i] == 0) continue;
+      if (c->key_line[i] == 0)
+        continue;
       format_value(def, k, dv, sizeof dv);
       /* features set in the file also stops STARTTLS being added for a
          certificate, so it matters even when it spells the default. */
-      if (strcmp(v, dv) == 0 && k->type != SL_CT_FEATURES) continue;
+      if (strcmp(v, dv) == 0 && k->type != SL_CT_FEATURES)
+        continue;
     }
     fprintf(f, "%s = %s\n", k->name, v);
   }

@@ -16,7 +16,8 @@ static char err[1024];
 static sl_config *parse(const char *text) {
   sl_config *c = sl_config_new();
   CHECK(c != NULL);
-  if (!c) return NULL;
+  if (!c)
+    return NULL;
   err[0] = '\0';
   if (sl_config_parse(c, text, strlen(text), "t.conf", err, sizeof err) != 0) {
     sl_config_unref(c);
@@ -53,7 +54,8 @@ static void test_table(void) {
   /* The defaults in the table parse (sl_config_new applies them). */
   sl_config *c = sl_config_new();
   CHECK(c != NULL);
-  if (!c) return;
+  if (!c)
+    return;
   CHECK_INT(c->max_connections, 10000);
   CHECK(c->health_interval == 10 * SL_SEC);
   CHECK_INT(c->log_level, SL_LOGLEVEL_INFO);
@@ -175,34 +177,46 @@ static void test_errors_name_file_line_key(void) {
   expect_error("\n= 5\n", "t.conf:2: expected");
   expect_error("command_timeout = 5 parsecs\n",
                "t.conf:1: command_timeout: \"5 parsecs\" is not a duration");
-  expect_error("mode = sideways\n",
-               "t.conf:1: mode: \"sideways\" is not one of: passthrough, screen");
+  expect_error(
+      "mode = sideways\n",
+      "t.conf:1: mode: \"sideways\" is not one of: passthrough, screen");
   expect_error("x = 1\npipeline_max = 99\n", "t.conf:1: unknown key");
-  expect_error("pipeline_max = 99\n", "t.conf:1: pipeline_max: 99 is out of range 2..32");
-  expect_error("ipv4_prefix = 300\n", "t.conf:1: ipv4_prefix: 300 is out of range");
-  expect_error("tarpit_score = lots\n", "t.conf:1: tarpit_score: \"lots\" is not an integer");
+  expect_error("pipeline_max = 99\n",
+               "t.conf:1: pipeline_max: 99 is out of range 2..32");
+  expect_error("ipv4_prefix = 300\n",
+               "t.conf:1: ipv4_prefix: 300 is out of range");
+  expect_error("tarpit_score = lots\n",
+               "t.conf:1: tarpit_score: \"lots\" is not an integer");
   expect_error("health_rise = \n", "t.conf:1: health_rise: empty value");
-  expect_error("greet_teaser = maybe\n", "greet_teaser: \"maybe\" is not yes or no");
-  expect_error("message_size_max = 5X\n", "message_size_max: \"5X\" is not a size");
+  expect_error("greet_teaser = maybe\n",
+               "greet_teaser: \"maybe\" is not yes or no");
+  expect_error("message_size_max = 5X\n",
+               "message_size_max: \"5X\" is not a size");
   expect_error("text_line_max = 5G\n", "text_line_max: 5G is too large");
-  expect_error("over_rate = accept\n", "t.conf:1: over_rate: \"accept\" is not one of: tarpit, tempfail");
+  expect_error(
+      "over_rate = accept\n",
+      "t.conf:1: over_rate: \"accept\" is not one of: tarpit, tempfail");
   expect_error("dnsbl = zen.example.org ten\n", "t.conf:1: dnsbl: weight");
-  expect_error("dnsbl = zen.example.org 1 10.0.0.2\n", "t.conf:1: dnsbl: return code");
+  expect_error("dnsbl = zen.example.org 1 10.0.0.2\n",
+               "t.conf:1: dnsbl: return code");
   expect_error("dnsbl = nozone 1\n", "dnsbl: \"nozone\" is not a DNS zone");
   expect_error("features = pipelining teleport\n",
                "t.conf:1: features: unknown feature \"teleport\"");
   expect_error("listen = 127.0.0.1:99999\n", "t.conf:1: listen");
   expect_error("listen = ::1:25\n", "t.conf:1: listen");
-  expect_error("listen = 127.0.0.1:25 fast\n", "listen: unknown option \"fast\"");
+  expect_error("listen = 127.0.0.1:25 fast\n",
+               "listen: unknown option \"fast\"");
   expect_error("upstream = bad host!:25\n", "t.conf:1: upstream");
   expect_error("upstream = 127.0.0.1:2 weight=0\n", "upstream: bad option");
   expect_error("trusted_proxy = 10.0.0.0/33\n", "t.conf:1: trusted_proxy");
   expect_error("sni = a.example /x/a.pem\n", "t.conf:1: sni: expected");
-  expect_error("metrics_listen = localhost:9025\n",
-               "metrics_listen: \"localhost:9025\" is not a numeric ADDRESS:PORT");
+  expect_error(
+      "metrics_listen = localhost:9025\n",
+      "metrics_listen: \"localhost:9025\" is not a numeric ADDRESS:PORT");
   sl_config *c = sl_config_new();
   if (c) {
-    CHECK(sl_config_parse(c, "mode = scr\0een\n", 15, "t.conf", err, sizeof err) != 0);
+    CHECK(sl_config_parse(c, "mode = scr\0een\n", 15, "t.conf", err,
+                          sizeof err) != 0);
     CHECK_STR(err, "t.conf:1: NUL byte in line");
     sl_config_unref(c);
   }
@@ -221,7 +235,8 @@ static void test_suggestions(void) {
   expect_error("mode = screen\nnormal_greet_dalay = 6s\n",
                "t.conf:2: unknown key \"normal_greet_dalay\" (did you mean "
                "\"normal_greet_delay\"?)");
-  expect_error("bogus_thing_entirely = 1\n", "t.conf:1: unknown key \"bogus_thing_entirely\"");
+  expect_error("bogus_thing_entirely = 1\n",
+               "t.conf:1: unknown key \"bogus_thing_entirely\"");
   /* no suggestion when nothing is close */
   sl_config *c = parse("bogus_thing_entirely = 1\n");
   CHECK(c == NULL && strstr(err, "did you mean") == NULL);
@@ -234,12 +249,14 @@ static void test_repeated_keys(void) {
                        "dnsbl = a.example 1\ndnsbl = b.example 2\n"
                        "upstream = 127.0.0.1:3\nupstream = 127.0.0.1:4\n");
   CHECK(c != NULL);
-  if (!c) return;
+  if (!c)
+    return;
   CHECK_INT(c->nlisten, 2);
   CHECK_INT(c->policy.ndnsbl, 2);
   /* sl_config_set is an override (--set): no repeat check */
   CHECK(sl_config_set(c, "mode", "screen", "--set", 0, err, sizeof err) == 0);
-  CHECK(sl_config_set(c, "mode", "passthrough", "--set", 0, err, sizeof err) == 0);
+  CHECK(sl_config_set(c, "mode", "passthrough", "--set", 0, err, sizeof err) ==
+        0);
   CHECK(sl_config_set(c, "mode", "other", "--set", 0, err, sizeof err) != 0);
   CHECK_STR(err, "--set: mode: \"other\" is not one of: passthrough, screen");
   CHECK(sl_config_set(c, "moed", "screen", "--set", 0, err, sizeof err) != 0);
@@ -272,7 +289,8 @@ static void test_hostname(void) {
 
 static sl_config *finished(const char *text, unsigned flags) {
   sl_config *c = parse(text);
-  if (c == NULL) return NULL;
+  if (c == NULL)
+    return NULL;
   if (sl_config_finish(c, flags, err, sizeof err) != 0) {
     sl_config_unref(c);
     return NULL;
@@ -280,7 +298,8 @@ static sl_config *finished(const char *text, unsigned flags) {
   return c;
 }
 
-static void expect_finish_error(const char *text, unsigned flags, const char *want) {
+static void expect_finish_error(const char *text, unsigned flags,
+                                const char *want) {
   sl_config *c = finished(text, flags);
   CHECK(c == NULL);
   if (c) {
@@ -300,19 +319,27 @@ static void test_daemon_only_and_finish(void) {
   sl_config *c = finished("mode = screen\nworkers = 4\n", 0);
   CHECK(c != NULL);
   sl_config_unref(c);
-  expect_finish_error("mode = screen\n", SL_CONFIG_DAEMON, "no \"listen\" line");
-  expect_finish_error("listen = 127.0.0.1:1\n", SL_CONFIG_DAEMON, "no \"upstream\" line");
+  expect_finish_error("mode = screen\n", SL_CONFIG_DAEMON,
+                      "no \"listen\" line");
+  expect_finish_error("listen = 127.0.0.1:1\n", SL_CONFIG_DAEMON,
+                      "no \"upstream\" line");
   snprintf(buf, sizeof buf, "%slisten = 127.0.0.1:3 tls\n", lu);
-  expect_finish_error(buf, SL_CONFIG_DAEMON, "t.conf:3: listen 127.0.0.1:3 tls needs tls_cert");
+  expect_finish_error(buf, SL_CONFIG_DAEMON,
+                      "t.conf:3: listen 127.0.0.1:3 tls needs tls_cert");
   snprintf(buf, sizeof buf, "%slisten = 127.0.0.1:3 proxy\n", lu);
-  expect_finish_error(buf, SL_CONFIG_DAEMON, "needs at least one trusted_proxy");
+  expect_finish_error(buf, SL_CONFIG_DAEMON,
+                      "needs at least one trusted_proxy");
   snprintf(buf, sizeof buf, "%s\ntls_cert = /x.pem\n", lu);
-  expect_finish_error(buf, SL_CONFIG_DAEMON, "t.conf:4: tls_cert: tls_cert and tls_key go together");
+  expect_finish_error(buf, SL_CONFIG_DAEMON,
+                      "t.conf:4: tls_cert: tls_cert and tls_key go together");
   /* Limits and policy errors name the key and its line. */
-  expect_finish_error("buffer_size = 8k\n", 0, "t.conf:1: buffer_size: 8192 must be at least");
-  expect_finish_error("small_buffer_size = 100\n", 0, "t.conf:1: small_buffer_size: 100 is below 300");
-  expect_finish_error("normal_stutter_bytes = 1\n", 0,
-                      "t.conf:1: normal_stutter_bytes: needs normal_stutter_interval");
+  expect_finish_error("buffer_size = 8k\n", 0,
+                      "t.conf:1: buffer_size: 8192 must be at least");
+  expect_finish_error("small_buffer_size = 100\n", 0,
+                      "t.conf:1: small_buffer_size: 100 is below 300");
+  expect_finish_error(
+      "normal_stutter_bytes = 1\n", 0,
+      "t.conf:1: normal_stutter_bytes: needs normal_stutter_interval");
   /* STARTTLS follows the certificate unless features is set. */
   c = finished(lu, SL_CONFIG_DAEMON);
   CHECK(c != NULL);
@@ -320,7 +347,8 @@ static void test_daemon_only_and_finish(void) {
     CHECK(!(c->policy.features & SL_FEAT_STARTTLS));
     sl_config_unref(c);
   }
-  snprintf(buf, sizeof buf, "%stls_cert = /c\ntls_key = /k\nmetrics_listen = 127.0.0.1:9\n", lu);
+  snprintf(buf, sizeof buf,
+           "%stls_cert = /c\ntls_key = /k\nmetrics_listen = 127.0.0.1:9\n", lu);
   c = finished(buf, SL_CONFIG_DAEMON);
   CHECK(c != NULL);
   if (c) {
@@ -336,10 +364,12 @@ static void test_check_files(void) {
   snprintf(path, sizeof path, "%s/sl_config_test_%d.pem", dir, (int)getpid());
   FILE *f = fopen(path, "w");
   CHECK(f != NULL);
-  if (!f) return;
+  if (!f)
+    return;
   fputs("x\n", f);
   fclose(f);
-  snprintf(text, sizeof text, "tls_cert = %s\ntls_key = %s\nlog_file = %s/x.log\n", path, path,
+  snprintf(text, sizeof text,
+           "tls_cert = %s\ntls_key = %s\nlog_file = %s/x.log\n", path, path,
            dir);
   sl_config *c = parse(text);
   CHECK(c != NULL);
@@ -347,7 +377,8 @@ static void test_check_files(void) {
     CHECK(sl_config_check_files(c, err, sizeof err) == 0);
     sl_config_unref(c);
   }
-  snprintf(text, sizeof text, "tls_cert = %s\n\ntls_key = %s/missing.key\n", path, dir);
+  snprintf(text, sizeof text, "tls_cert = %s\n\ntls_key = %s/missing.key\n",
+           path, dir);
   c = parse(text);
   CHECK(c != NULL);
   if (c) {
@@ -366,7 +397,9 @@ static void test_check_files(void) {
   c = parse("log_file = /nonexistent-dir-sl/sluiced.log\n");
   if (c) {
     CHECK(sl_config_check_files(c, err, sizeof err) != 0);
-    CHECK_STR(err, "t.conf:1: log_file: directory \"/nonexistent-dir-sl\" does not exist");
+    CHECK_STR(
+        err,
+        "t.conf:1: log_file: directory \"/nonexistent-dir-sl\" does not exist");
     sl_config_unref(c);
   }
   snprintf(text, sizeof text, "sni = a.example %s /nope.key\n", path);
@@ -388,14 +421,16 @@ static char *dump(const sl_config *c, unsigned flags, size_t *n) {
 }
 
 static void test_dump(void) {
-  const char *text = "listen = 127.0.0.1:2525\nupstream = 127.0.0.1:2526 weight=2\n"
-                     "dnsbl = bl.example 3 127.0.0.2\nnormal_reply_delay = 150ms\n"
-                     "suspect_greet_delay = 2.5s\ncommand_timeout = 300s\n"
-                     "features = size pipelining\nhostname = h.example\n"
-                     "workers = 0\nlog_format = json\n";
+  const char *text =
+      "listen = 127.0.0.1:2525\nupstream = 127.0.0.1:2526 weight=2\n"
+      "dnsbl = bl.example 3 127.0.0.2\nnormal_reply_delay = 150ms\n"
+      "suspect_greet_delay = 2.5s\ncommand_timeout = 300s\n"
+      "features = size pipelining\nhostname = h.example\n"
+      "workers = 0\nlog_format = json\n";
   sl_config *c = parse(text);
   CHECK(c != NULL);
-  if (!c) return;
+  if (!c)
+    return;
   size_t n1, n2;
   /* The full dump parses back to the same dump. */
   char *d1 = dump(c, 0, &n1);

@@ -60,7 +60,8 @@ static sl_config *to_config(const sp_policy *p, char *err, size_t errlen) {
   c->policy = p->policy;
   free(c->hostname);
   c->hostname = strdup(p->hostname);
-  c->auth_mechanisms = p->auth_mechanisms[0] ? strdup(p->auth_mechanisms) : NULL;
+  c->auth_mechanisms =
+      p->auth_mechanisms[0] ? strdup(p->auth_mechanisms) : NULL;
   for (unsigned i = 0; i < p->policy.ndnsbl; i++) {
     c->zones[i] = p->zones[i];
     c->zone_names[i] = strdup(p->zone_names[i]);

@@ -45,15 +45,15 @@ typedef struct sl_sockaddr {
 } sl_sockaddr;
 
 typedef struct sl_listen_cfg {
-  char *text;   /* as written, e.g. "[::1]:2465" */
+  char *text; /* as written, e.g. "[::1]:2465" */
   sl_sockaddr addr;
-  int tls;      /* implicit TLS (port 465 style) */
-  int proxy;    /* PROXY v1/v2 expected from trusted_proxy sources */
+  int tls;   /* implicit TLS (port 465 style) */
+  int proxy; /* PROXY v1/v2 expected from trusted_proxy sources */
   int line;
 } sl_listen_cfg;
 
 typedef struct sl_upstream_cfg {
-  char *text;   /* HOST:PORT as written */
+  char *text; /* HOST:PORT as written */
   sl_sockaddr addr;
   uint32_t weight;
   int line;
@@ -73,8 +73,12 @@ typedef struct sl_sni_cfg {
 enum { SL_BALANCE_RR = 0, SL_BALANCE_LEASTCONN = 1 };
 /* log_format and log_level values (the order of their name tables). */
 enum { SL_LOGFORMAT_LOGFMT = 0, SL_LOGFORMAT_JSON = 1 };
-enum { SL_LOGLEVEL_ERROR = 0, SL_LOGLEVEL_WARN, SL_LOGLEVEL_INFO,
-       SL_LOGLEVEL_DEBUG };
+enum {
+  SL_LOGLEVEL_ERROR = 0,
+  SL_LOGLEVEL_WARN,
+  SL_LOGLEVEL_INFO,
+  SL_LOGLEVEL_DEBUG
+};
 
 /*
  * A whole configuration.  The policy and limits are the core's own structs;
@@ -83,7 +87,7 @@ enum { SL_LOGLEVEL_ERROR = 0, SL_LOGLEVEL_WARN, SL_LOGLEVEL_INFO,
  */
 typedef struct sl_config {
   int refs;
-  char *path; /* the file (or name) it came from */
+  char *path;    /* the file (or name) it came from */
   int *key_line; /* per key of sl_config_keys: line it was last set on, 0 */
 
   sl_limits limits;
@@ -137,15 +141,16 @@ typedef enum sl_config_type {
   SL_CT_U8,
   SL_CT_U32,
   SL_CT_I32,
-  SL_CT_SIZE32, /* uint32_t with k/M/G */
-  SL_CT_SIZE64, /* uint64_t with k/M/G */
-  SL_CT_BOOL,   /* int */
-  SL_CT_BOOL8,  /* uint8_t */
+  SL_CT_SIZE32,  /* uint32_t with k/M/G */
+  SL_CT_SIZE64,  /* uint64_t with k/M/G */
+  SL_CT_BOOL,    /* int */
+  SL_CT_BOOL8,   /* uint8_t */
   SL_CT_LENIENT, /* policy.lenient: yes = SL_LENIENT_NORMALIZE_BARE_LF */
-  SL_CT_ENUM,   /* int, index into names */
-  SL_CT_STRING, /* char *, empty = NULL */
-  SL_CT_FILE,   /* char *: a file sluiced must be able to read */
-  SL_CT_LOGFILE, /* char *: a file sluiced appends to (its directory must exist) */
+  SL_CT_ENUM,    /* int, index into names */
+  SL_CT_STRING,  /* char *, empty = NULL */
+  SL_CT_FILE,    /* char *: a file sluiced must be able to read */
+  SL_CT_LOGFILE, /* char *: a file sluiced appends to (its directory must exist)
+                  */
   SL_CT_HOSTNAME, /* char *: a DNS host name */
   SL_CT_ADDRPORT, /* char * + metrics_addr: numeric ADDRESS:PORT */
   SL_CT_FEATURES, /* policy.features from names */
@@ -158,19 +163,20 @@ typedef enum sl_config_type {
 } sl_config_type;
 
 enum {
-  SL_KEY_DAEMON = 1u << 0, /* applied by sluiced only; sluice-replay ignores it */
+  SL_KEY_DAEMON =
+      1u << 0, /* applied by sluiced only; sluice-replay ignores it */
   SL_KEY_REPEAT = 1u << 1, /* may appear on several lines, each adds one */
 };
 
 typedef struct sl_config_key {
   const char *name;
   sl_config_type type;
-  size_t off;          /* offset of the target field in sl_config */
-  int64_t min, max;    /* integers and enums; both 0: the type's range */
+  size_t off;               /* offset of the target field in sl_config */
+  int64_t min, max;         /* integers and enums; both 0: the type's range */
   const char *const *names; /* SL_CT_ENUM: value i is names[i] */
-  const char *def;     /* default as text; NULL: the core's default
-                          (sl_*_default) or none */
-  unsigned flags;      /* SL_KEY_* */
+  const char *def;          /* default as text; NULL: the core's default
+                               (sl_*_default) or none */
+  unsigned flags;           /* SL_KEY_* */
   const char *doc;
 } sl_config_key;
 
