@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -499,25 +500,28 @@ static int split_hostport(const char *s, char *host, size_t hostlen,
 int sl_parse_addrport(const char *s, sl_sockaddr *out) {
   char host[256];
   uint16_t port;
-  if (split_hostport(s, host, sizeof host, &port) != 0)
-    return -1;
-  if (strcmp(host, "*") == 0 || host[0] == '\0')
-    strcpy(host, "0.0.0.0");
-  memset(out, 0, sizeof *out);
-  struct sockaddr_in *in = (struct sockaddr_in *)(void *)&out->ss;
-  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)(void *)&out->ss;
-  if (inet_pton(AF_INET, host, &in->sin_addr) == 1) {
-    in->sin_family = AF_INET;
-    in->sin_port = htons(port);
-    out->len = sizeof *in;
-  } else if (s[0] == '[' && inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(port);
-    out->len = sizeof *in6;
-  } else {
-    return -1;
+  if (split_hostport(s, host, sizeof host, &port) != 0) return -1;
+  if (strcmp(host, "*") == 0 || host[0] == '\0') strcpy(host, "0.0.0.0");
+  /* AI_NUMERICHOST: a literal only, never a lookup (the same literals the
+     daemon always took, "127.1" and "fe80::1%eth0" included). */
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST;
+  if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL) return -1;
+  int ok = res->ai_addrlen <= sizeof out->ss &&
+           (res->ai_family == AF_INET || res->ai_family == AF_INET6);
+  if (ok) {
+    memset(out, 0, sizeof *out);
+    memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
+    out->len = res->ai_addrlen;
+    if (res->ai_family == AF_INET)
+      ((struct sockaddr_in *)(void *)&out->ss)->sin_port = htons(port);
+    else
+      ((struct sockaddr_in6 *)(void *)&out->ss)->sin6_port = htons(port);
   }
-  return 0;
+  freeaddrinfo(res);
+  return ok ? 0 : -1;
 }
 
 int sl_cidr_parse(const char *s, sl_cidr *out) {
@@ -744,8 +748,7 @@ static int add_dnsbl(pctx *p, sl_config *c, char *v) {
                 SL_DNSBL_CODES_MAX);
   if (c->policy.ndnsbl >= SL_DNSBL_ZONES_MAX)
     return fail(p, "at most %d zones", SL_DNSBL_ZONES_MAX);
-  if (strlen(w[0]) > 200 || strchr(w[0], '.') == NULL ||
-      !sl_hostname_valid(w[0]))
+  if (strlen(w[0]) > 200 || strchr(w[0], '.') == NULL)
     return fail(p, "\"%s\" is not a DNS zone", w[0]);
   int64_t wt;
   if (parse_i64(w[1], &wt) != 0 || wt < -1000000 || wt > 1000000)

@@ -15,9 +15,10 @@
  * Booleans: yes/no, true/false, on/off, 1/0.  Every error reads
  * "FILE:LINE: KEY: message" (or "FILE: message" for whole-file checks).
  *
- * The library reads files and calls gethostname(), inet_pton(), stat() and
- * access(), but opens no socket and does no DNS: host names in "upstream"
- * are checked for syntax and left for the daemon to resolve (addr.len 0).
+ * The library reads files and calls gethostname(), stat(), open() and
+ * getaddrinfo() with AI_NUMERICHOST (literals only), but opens no socket and
+ * does no DNS: host names in "upstream" are checked for syntax and left for
+ * the daemon to resolve (addr.len 0).
  * Daemon-only keys (SL_KEY_DAEMON: listeners, upstreams, TLS files, processes,
  * logs, metrics, resolver, per-IP admission) are parsed and validated
  * here; only sluiced applies them, sluice-replay accepts and ignores them.
