@@ -943,7 +943,7 @@ static int set_value(pctx *p, sl_config *c, const sl_config_key *k, char *v) {
                   "\"%s\" is not a host name (letters, digits, '-', '_' "
                   "and dots, no blanks, at most 255 characters)",
                   v);
-    /* fall through */
+    __attribute__((fallthrough)); /* then stored like any string */
   case SL_CT_STRING:
   case SL_CT_FILE:
   case SL_CT_LOGFILE:
@@ -1289,6 +1289,7 @@ int sl_config_check_files(const sl_config *c, char *err, size_t errlen) {
   const char *name = c->path ? c->path : "config";
   char w[700], why[128];
   for (size_t i = 0; i < NKEYS; i++) {
+    if (keys[i].type != SL_CT_FILE && keys[i].type != SL_CT_LOGFILE) continue;
     const char *v =
         *(char *const *)(const void *)((const char *)c + keys[i].off);
     if (keys[i].type == SL_CT_FILE && v && check_readable(v, why, sizeof why)) {
