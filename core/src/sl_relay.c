@@ -1516,11 +1516,17 @@ static void refuse_sync(sl_relay *r) {
   r->no_input = 1;
 }
 
-/* The message size allowed: the lower of ours and the upstream's SIZE. */
+/* The message size allowed: the lower of ours and the upstream's SIZE
+   (and, in screen-first, the pool's, which is what the client was
+   offered). */
 static uint64_t size_limit(const sl_relay *r) {
   uint64_t m = r->lim->message_size_max;
   if (r->up_size && (!m || r->up_size < m))
     m = r->up_size;
+  if (r->pol->mode == SL_MODE_SCREEN_FIRST &&
+      (r->info.flags & SL_CONN_POOL_CAPS) && r->info.pool_size &&
+      (!m || r->info.pool_size < m))
+    m = r->info.pool_size;
   return m;
 }
 
