@@ -621,6 +621,10 @@ static void up_fail(sl_relay *r, sl_upstream_failure why) {
     r->cl = CL_DISCARD;
   } else if (r->cl == CL_BDAT) {
     r->bdat_discard = 1;
+    /* a chunk on its way to DATA upstream is not received after all */
+    uint8_t *tail = &r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP];
+    if (r->q_len && *tail == Q_LOCAL + R_BDAT_OK)
+      *tail = Q_LOCAL + R_UPSTREAM_LOST;
   } else if (r->cl == CL_WAIT && !r->tls_pending) {
     /* the DATA or AUTH whose reply we waited for now has a local one */
     r->cl = CL_CMD;
