@@ -221,8 +221,9 @@ static const struct {
     /* a chunk taken on the way to DATA upstream: nothing is accepted yet */
     [R_BDAT_OK] = {250, 0, "2.0.0 Ok: chunk received"},
     /* the code is the upstream's refusal of DATA (bdat_fail_code) */
-    [R_BDAT_FAILED] = {554, 0, ".0.0 Error: the mail server refused the "
-                               "message"},
+    [R_BDAT_FAILED] = {554, 0,
+                       ".0.0 Error: the mail server refused the "
+                       "message"},
 };
 
 #define RING_CAP 6
@@ -524,8 +525,8 @@ static void up_write_params(sl_relay *r, const uint8_t *line, size_t len,
   sl_cmd_parse(line, len, &c);
   if (r->uout.len == 0)
     r->t_uout = r->now;
-  buf_grow(&r->uout, sl_cmd_drop_params(line, len, c.arg, drop,
-                                        buf_tail(&r->uout)));
+  buf_grow(&r->uout,
+           sl_cmd_drop_params(line, len, c.arg, drop, buf_tail(&r->uout)));
   buf_put(&r->uout, "\r\n", 2);
 }
 
@@ -945,9 +946,8 @@ static int emit_local(sl_relay *r, enum local_reply id) {
     size_t hl = strlen(host);
     if (buf_reserve(r, &r->cout, (uint32_t)(hl + mlen + SL_CAPS_RENDER_MAX)))
       return -1;
-    size_t n =
-        sl_caps_render(buf_tail(&r->cout), (const uint8_t *)host, hl, offer,
-                       size, (const uint8_t *)mech, mlen);
+    size_t n = sl_caps_render(buf_tail(&r->cout), (const uint8_t *)host, hl,
+                              offer, size, (const uint8_t *)mech, mlen);
     buf_grow(&r->cout, n);
     r->offered = offer & (mlen ? ~0u : ~(uint32_t)SL_CAP_AUTH);
     return 0;
@@ -2104,8 +2104,8 @@ static int step_bdat_down(sl_relay *r) {
     return 0; /* the chunk waits in cin for the 354 */
   size_t n = r->cin.len < r->bdat_left ? r->cin.len : (size_t)r->bdat_left;
   if (n) {
-    uint32_t want = n + 2 < r->lim->buffer_size ? (uint32_t)n + 2
-                                                : r->lim->buffer_size / 2;
+    uint32_t want =
+        n + 2 < r->lim->buffer_size ? (uint32_t)n + 2 : r->lim->buffer_size / 2;
     if (buf_free(&r->uout) < 2 && buf_reserve(r, &r->uout, want))
       return 0;
     size_t used = 0, made = 0;

@@ -14,12 +14,13 @@
 #include <string.h>
 
 #include "sl_caps.h"
-#include "sluice/caps.h"
-#include "sluice/errors.h"
-#include "sluice/policy.h"
 #include "sl_reply.h"
 #include "sl_guard.h"
 #include "sl_test.h"
+
+#include "sluice/caps.h"
+#include "sluice/errors.h"
+#include "sluice/policy.h"
 
 #define U(s) ((const uint8_t *)(s))
 #define AREA (64 * 1024)

@@ -445,8 +445,8 @@ static void test_drop_params(void) {
             "MAIL FROM:<a@b.c> BODY=8BITMIME", SL_P_SIZE | SL_P_BODY_8BIT);
   drop_case("MAIL FROM:<a@b.c> SMTPUTF8", 0, "MAIL FROM:<a@b.c> SMTPUTF8",
             SL_P_SMTPUTF8);
-  drop_case("RCPT TO:<b@c.d> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;b@c.d",
-            SL_P_DSN, "RCPT TO:<b@c.d>", SL_P_DSN);
+  drop_case("RCPT TO:<b@c.d> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;b@c.d", SL_P_DSN,
+            "RCPT TO:<b@c.d>", SL_P_DSN);
   /* a quoted local part may hold '>' and spaces: the path is kept whole */
   drop_case("MAIL FROM:<\"x> SIZE=1\"@b.c> SIZE=5", SL_P_SIZE,
             "MAIL FROM:<\"x> SIZE=1\"@b.c>", SL_P_SIZE);

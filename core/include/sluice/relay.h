@@ -66,7 +66,7 @@ typedef enum sl_admission {
 } sl_admission;
 
 enum sl_conn_flag {
-  SL_CONN_TLS = 1u << 0,         /* client leg is implicit TLS already */
+  SL_CONN_TLS = 1u << 0,          /* client leg is implicit TLS already */
   SL_CONN_EXPECT_PROXY = 1u << 1, /* a PROXY v1/v2 header from a trusted
                                      balancer precedes SMTP */
   SL_CONN_POOL_CAPS = 1u << 2     /* pool_features and pool_size are known */

@@ -980,8 +980,10 @@ static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
       return;
     }
     if (!o->up_chunking)
-      fail(o, "guarantee 8: \"%s\" sent upstream though its EHLO reply did "
-              "not offer CHUNKING", show(p, len < 60 ? len : 60, s, sizeof(s)));
+      fail(o,
+           "guarantee 8: \"%s\" sent upstream though its EHLO reply did "
+           "not offer CHUNKING",
+           show(p, len < 60 ? len : 60, s, sizeof(s)));
     up_pace(o, UK_CMD, p, len);
     o->up_chunk_left = size;
     o->up_chunk_last = last;
