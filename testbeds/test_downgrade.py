@@ -194,8 +194,8 @@ def test_bdat_to_postfix_without_chunking(postfix_factory, sluiced_factory, cuts
 
 def test_bdat_refused_data_reaches_last_chunk(postfix_factory, sluiced_factory):
     """Postfix refuses DATA (no valid recipient): the first chunk gets that
-    refusal, the LAST one a failure too, and no chunk byte reaches Postfix
-    as a command."""
+    refusal, the LAST one a failure too, no chunk byte reaches Postfix as a
+    command, and the next transaction of the session goes through."""
     pf = postfix_factory(main_cf={**NO_CHUNKING,
                                   "smtpd_recipient_restrictions":
                                       "check_recipient_access inline:{nobody@example.test=REJECT}, "
@@ -205,17 +205,32 @@ def test_bdat_refused_data_reaches_last_chunk(postfix_factory, sluiced_factory):
         assert c.read_reply().code == 220
         c.send(b"EHLO client.test\r\n")
         assert "CHUNKING" in ehlo_keywords(c.read_reply())
-        assert c.cmd(f"MAIL FROM:<{LEGIT}>").code == 250
-        assert c.cmd("RCPT TO:<nobody@example.test>").code >= 500
-        # a client that pipelines BDAT without waiting (RFC 3030 allows it)
-        c.send(f"BDAT {len(SMUGGLED)}\r\n".encode() + SMUGGLED + b"BDAT 6 LAST\r\nend\r\n\r\n")
+        # a client that pipelines the whole transaction (RFC 2920, 3030):
+        # sluice relays DATA before the RCPT's refusal is known, so the
+        # refusal comes from Postfix, to DATA
+        c.send(f"MAIL FROM:<{LEGIT}>\r\nRCPT TO:<nobody@example.test>\r\n"
+               f"BDAT {len(SMUGGLED)}\r\n".encode() + SMUGGLED +
+               b"BDAT 7 LAST\r\nend\r\n\r\n")
+        mail, rcpt = c.read_reply(timeout=15), c.read_reply(timeout=15)
         first, last = c.read_reply(timeout=15), c.read_reply(timeout=15)
+        assert mail.code == 250 and rcpt.code >= 500, (mail, rcpt)
+        assert first.code == 554 and "no valid recipients" in first.text, (first, pf.log()[-3000:])
+        assert last.code == 554, last
+        # the client's transaction ended with LAST: it starts a new one at
+        # once, and Postfix (whose DATA refusal left its MAIL in force) must
+        # not see it as nested
+        assert c.cmd(f"MAIL FROM:<{LEGIT}>").code == 250
+        assert c.cmd(f"RCPT TO:<{RCPT}>").code == 250
+        c.send(f"BDAT {len(CONTENT)} LAST\r\n".encode() + CONTENT)
+        assert c.read_reply(timeout=15).code == 250
         c.send(b"QUIT\r\n")
-    assert first.code >= 500 and last.code >= 500, (first, last)
     s.wait_sessions(1)
-    time.sleep(1)
-    assert pf.held() == []
+    held = pf.wait_held(1, timeout=15)
+    time.sleep(0.5)
+    held = pf.held()
+    assert [h.get("sender") for h in held] == [LEGIT]
     assert "smuggled@evil.test" not in pf.log()
+    assert "nested MAIL" not in pf.log()
 
 
 def test_parameters_to_postfix_without_extensions(postfix_factory, sluiced_factory):

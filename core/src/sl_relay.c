@@ -84,6 +84,8 @@ enum q_kind {
                      without CHUNKING: its 354 is swallowed and the entry
                      becomes the first chunk's reply; any other reply is
                      that chunk's */
+  Q_UP_RSET_OWN,  /* sluice's own RSET after that DATA was refused: its
+                     reply goes to no client command */
   Q_LOCAL = 32
 };
 
@@ -581,15 +583,22 @@ static int q_owes_upstream(const sl_relay *r) {
   return 0;
 }
 
-/* Every reply still owed by the upstream becomes a local one. */
+/* Every reply still owed by the upstream becomes a local one; replies to
+   sluice's own commands are owed to no one and go. */
 static void q_fail_upstream(sl_relay *r, enum local_reply why) {
+  uint8_t n = 0;
   for (uint8_t i = 0; i < r->q_len; i++) {
-    uint8_t *k = &r->q[(r->q_head + i) % QUEUE_CAP];
-    if (is_up(*k))
-      *k = (uint8_t)(Q_LOCAL + why);
-    else if (*k == Q_GREETING && r->pol->mode == SL_MODE_PASSTHROUGH)
-      *k = (uint8_t)(Q_LOCAL + R_NO_UPSTREAM);
+    uint8_t k = r->q[(r->q_head + i) % QUEUE_CAP];
+    if (k == Q_UP_RSET_OWN)
+      continue;
+    if (is_up(k))
+      k = (uint8_t)(Q_LOCAL + why);
+    else if (k == Q_GREETING && r->pol->mode == SL_MODE_PASSTHROUGH)
+      k = (uint8_t)(Q_LOCAL + R_NO_UPSTREAM);
+    r->q[(r->q_head + n++) % QUEUE_CAP] = k;
   }
+  r->q_len = n;
+  r->q_cur = 0; /* no reply left can change the transaction */
   r->mail = 0;
   r->rcpts = 0;
   r->wait_354 = 0;
@@ -1176,6 +1185,17 @@ static int is_sync(uint8_t k) {
          k == Q_UP_BDAT_DATA;
 }
 
+/* After a BDAT transaction's DATA was refused, the upstream may still hold
+   its MAIL and RCPTs while the client, whose transaction ends with LAST,
+   starts afresh: reset it, with a reply that goes to no one. */
+static void up_hidden_rset(sl_relay *r) {
+  if (r->up != UP_READY || r->cl >= CL_CLOSING || r->q_len >= QUEUE_CAP ||
+      !up_can_send(r) || !up_room(r, 4))
+    return;
+  up_write_line(r, (const uint8_t *)"RSET", 4);
+  up_sent(r, Q_UP_RSET_OWN, 0);
+}
+
 /* The upstream's 354 to the DATA carrying a BDAT transaction: the client
    never sees it; the chunk waiting for it may now be framed, and the entry
    becomes that chunk's reply (taken locally, or the end-of-data's). */
@@ -1247,6 +1267,17 @@ static int step_replies(sl_relay *r) {
       progress = 1;
       continue;
     }
+    if (k == Q_UP_RSET_OWN) {
+      if (rc == 0)
+        break;
+      buf_consume(r, &r->uin, rep.len);
+      r->up_out--;
+      r->t_up = r->up_out ? tadd(r->now, r->lim->upstream_command_timeout)
+                          : SL_TSTAMP_NONE;
+      q_pop(r);
+      progress = 1;
+      continue;
+    }
     if (k == Q_UP_DATA_SYNC) {
       if (rc == 0 || emit_local(r, R_SYNC))
         break;
@@ -1273,6 +1304,8 @@ static int step_replies(sl_relay *r) {
       r->t_release = SL_TSTAMP_NONE;
     after_upstream_reply(r, k, rep.code, current);
     replied(r, rep.code);
+    if (k == Q_UP_BDAT_DATA)
+      up_hidden_rset(r);
     progress = 1;
   }
   return progress;
@@ -1794,7 +1827,13 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       lr = R_NOT_IMPL;
     else if (!r->mail)
       lr = R_NEED_MAIL;
-    else if (!r->rcpts)
+    else if (r->bdat_failed) {
+      /* the upstream refused this transaction's DATA: every chunk fails
+         with its code, and LAST ends the transaction as usual */
+      lr = R_BDAT_FAILED;
+      if (last)
+        txn_reset(r);
+    } else if (!r->rcpts)
       lr = R_NEED_RCPT;
     else if (max && (size > max || r->data.size + size > max))
       lr = R_MSG_SIZE;
@@ -1808,9 +1847,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       /* Promised CHUNKING, but this upstream lacks it: the transaction
          goes to it as one DATA, never as BDAT (guarantee 8). */
       down = 1;
-      if (r->bdat_failed) {
-        lr = R_BDAT_FAILED;
-      } else if (!r->bdat_down) {
+      if (!r->bdat_down) {
         if (!up_can_send(r) || !up_room(r, 4))
           return 0;
         up_write_line(r, (const uint8_t *)"DATA", 4);
