@@ -1099,6 +1099,10 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
   c->admitted = (unsigned)info.admission & 3u;
   if (info.admission == SL_ADMIT_TARPIT) sd_count(SD_C_ADMIT_TARPIT, 1);
   if (info.admission == SL_ADMIT_TEMPFAIL) sd_count(SD_C_ADMIT_TEMPFAIL, 1);
+  /* Screen-first greets before it knows its upstream: it offers only what
+     the healthy pool took at its last health checks (guarantee 8). */
+  if (sd_upstreams_features(g->ups, &info.pool_features, &info.pool_size))
+    info.flags |= SL_CONN_POOL_CAPS;
 
   uint64_t seed = w->seed ^ (now * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(uintptr_t)c;
   sl_relay *r = NULL;

@@ -80,6 +80,12 @@ enum q_kind {
   Q_UP_DATA_SYNC, /* a DATA whose body came too early: its reply is
                      swallowed, the client gets 554 and the upstream leg
                      closes before any body byte is sent */
+  Q_UP_BDAT_DATA, /* the DATA that carries a BDAT transaction to an upstream
+                     without CHUNKING: its 354 is swallowed and the entry
+                     becomes the first chunk's reply; any other reply is
+                     that chunk's */
+  Q_UP_RSET_OWN,  /* sluice's own RSET after that DATA was refused: its
+                     reply goes to no client command */
   Q_LOCAL = 32
 };
 
@@ -128,6 +134,10 @@ enum local_reply {
   R_GREETING,
   R_EHLO_LOCAL,
   R_HELO_LOCAL,
+  R_UP_NO_8BIT,
+  R_UP_NO_UTF8,
+  R_BDAT_OK,
+  R_BDAT_FAILED,
   R_COUNT
 };
 
@@ -202,6 +212,20 @@ static const struct {
     [R_GREETING] = {220, RF_HOST, "ESMTP"},
     [R_EHLO_LOCAL] = {250, 0, ""},
     [R_HELO_LOCAL] = {250, RF_HOST, ""},
+    /* RFC 6152 3: convert or refuse; sluice stores nothing to convert */
+    [R_UP_NO_8BIT] = {550, 0,
+                      "5.6.3 Error: 8-bit content needs a conversion the mail "
+                      "server does not support"},
+    /* RFC 6531 3.2: never forwarded to a server without SMTPUTF8 */
+    [R_UP_NO_UTF8] = {553, 0,
+                      "5.6.7 Error: the mail server does not support "
+                      "SMTPUTF8"},
+    /* a chunk taken on the way to DATA upstream: nothing is accepted yet */
+    [R_BDAT_OK] = {250, 0, "2.0.0 Ok: chunk received"},
+    /* the code is the upstream's refusal of DATA (bdat_fail_code) */
+    [R_BDAT_FAILED] = {554, 0,
+                       ".0.0 Error: the mail server refused the "
+                       "message"},
 };
 
 #define RING_CAP 6
@@ -261,6 +285,8 @@ struct sl_relay {
   uint32_t offered;       /* capabilities offered to the client */
   uint16_t dnsbl_pending; /* zones not yet answered */
   uint16_t rcpts;         /* accepted + pending recipients */
+  uint16_t bdat_fail_code; /* the upstream's refusal of a BDAT's DATA */
+  sl_stuff stuff;          /* BDAT content framed as DATA (bdat_down) */
 
   ring_ent ring[RING_CAP];
   uint8_t ring_head, ring_len;
@@ -305,6 +331,9 @@ struct sl_relay {
   uint8_t starved : 1;     /* the pool had no buffer */
   uint8_t no_input : 1;    /* after QUIT or STARTTLS: read nothing more */
   uint8_t wait_354 : 1;    /* DATA sent upstream, its reply not yet out */
+  uint8_t bdat_down : 1;   /* this BDAT transaction goes upstream as DATA */
+  uint8_t bdat_go : 1;     /* ... and the upstream said 354 */
+  uint8_t bdat_failed : 1; /* ... and the upstream refused the DATA */
 };
 
 static int throttled(const sl_relay *r);
@@ -462,6 +491,7 @@ static void q_pop(sl_relay *r) {
 static sl_duration up_timeout(const sl_relay *r, uint8_t kind) {
   switch (kind) {
   case Q_UP_DATA:
+  case Q_UP_BDAT_DATA:
     return r->lim->upstream_data_init_timeout;
   case Q_UP_END:
   case Q_UP_BDAT_LAST:
@@ -482,6 +512,24 @@ static void up_write_line(sl_relay *r, const uint8_t *line, size_t len) {
 
 static int up_room(sl_relay *r, size_t n) {
   return buf_reserve(r, &r->uout, (uint32_t)n + 2) == 0;
+}
+
+/* Writes a checked MAIL or RCPT line upstream without the parameters of
+   the classes in drop (extensions the upstream did not offer).  The caller
+   checked room for the whole line. */
+static void up_write_params(sl_relay *r, const uint8_t *line, size_t len,
+                            uint32_t drop) {
+  if (!drop) {
+    up_write_line(r, line, len);
+    return;
+  }
+  sl_cmd c;
+  sl_cmd_parse(line, len, &c);
+  if (r->uout.len == 0)
+    r->t_uout = r->now;
+  buf_grow(&r->uout,
+           sl_cmd_drop_params(line, len, c.arg, drop, buf_tail(&r->uout)));
+  buf_put(&r->uout, "\r\n", 2);
 }
 
 static void up_command(sl_relay *r, const char *s) {
@@ -535,15 +583,22 @@ static int q_owes_upstream(const sl_relay *r) {
   return 0;
 }
 
-/* Every reply still owed by the upstream becomes a local one. */
+/* Every reply still owed by the upstream becomes a local one; replies to
+   sluice's own commands are owed to no one and go. */
 static void q_fail_upstream(sl_relay *r, enum local_reply why) {
+  uint8_t n = 0;
   for (uint8_t i = 0; i < r->q_len; i++) {
-    uint8_t *k = &r->q[(r->q_head + i) % QUEUE_CAP];
-    if (is_up(*k))
-      *k = (uint8_t)(Q_LOCAL + why);
-    else if (*k == Q_GREETING && r->pol->mode == SL_MODE_PASSTHROUGH)
-      *k = (uint8_t)(Q_LOCAL + R_NO_UPSTREAM);
+    uint8_t k = r->q[(r->q_head + i) % QUEUE_CAP];
+    if (k == Q_UP_RSET_OWN)
+      continue;
+    if (is_up(k))
+      k = (uint8_t)(Q_LOCAL + why);
+    else if (k == Q_GREETING && r->pol->mode == SL_MODE_PASSTHROUGH)
+      k = (uint8_t)(Q_LOCAL + R_NO_UPSTREAM);
+    r->q[(r->q_head + n++) % QUEUE_CAP] = k;
   }
+  r->q_len = n;
+  r->q_cur = 0; /* no reply left can change the transaction */
   r->mail = 0;
   r->rcpts = 0;
   r->wait_354 = 0;
@@ -576,6 +631,10 @@ static void up_fail(sl_relay *r, sl_upstream_failure why) {
     r->cl = CL_DISCARD;
   } else if (r->cl == CL_BDAT) {
     r->bdat_discard = 1;
+    /* a chunk on its way to DATA upstream is not received after all */
+    uint8_t *tail = &r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP];
+    if (r->q_len && *tail == Q_LOCAL + R_BDAT_OK)
+      *tail = Q_LOCAL + R_UPSTREAM_LOST;
   } else if (r->cl == CL_WAIT && !r->tls_pending) {
     /* the DATA or AUTH whose reply we waited for now has a local one */
     r->cl = CL_CMD;
@@ -878,20 +937,26 @@ static size_t local_len(const sl_relay *r, enum local_reply id) {
 static int emit_local(sl_relay *r, enum local_reply id) {
   const char *host = r->pol->hostname;
   if (id == R_EHLO_LOCAL) {
-    /* screen-first: what sluice offers before any upstream exists */
+    /* screen-first: what sluice offers before any upstream exists, no
+       more than the pool can take (guarantee 8) */
     uint32_t offer = r->pol->features & SL_FEAT_ALL;
+    uint64_t size = r->lim->message_size_max;
+    if (r->info.flags & SL_CONN_POOL_CAPS) {
+      offer &= r->info.pool_features | SL_FEAT_PIPELINING | SL_FEAT_STARTTLS;
+      if (r->info.pool_size && (!size || r->info.pool_size < size))
+        size = r->info.pool_size;
+    }
     if ((offer & SL_FEAT_STARTTLS) && r->stats.tls_client)
       offer &= ~(uint32_t)SL_FEAT_STARTTLS;
     const char *mech = r->pol->auth_mechanisms;
-    size_t mlen = mech ? strlen(mech) : 0;
+    size_t mlen = mech && (offer & SL_FEAT_AUTH) ? strlen(mech) : 0;
     if (r->pol->auth_requires_tls && !r->stats.tls_client)
       mlen = 0;
     size_t hl = strlen(host);
     if (buf_reserve(r, &r->cout, (uint32_t)(hl + mlen + SL_CAPS_RENDER_MAX)))
       return -1;
-    size_t n =
-        sl_caps_render(buf_tail(&r->cout), (const uint8_t *)host, hl, offer,
-                       r->lim->message_size_max, (const uint8_t *)mech, mlen);
+    size_t n = sl_caps_render(buf_tail(&r->cout), (const uint8_t *)host, hl,
+                              offer, size, (const uint8_t *)mech, mlen);
     buf_grow(&r->cout, n);
     r->offered = offer & (mlen ? ~0u : ~(uint32_t)SL_CAP_AUTH);
     return 0;
@@ -899,8 +964,13 @@ static int emit_local(sl_relay *r, enum local_reply id) {
   if (buf_reserve(r, &r->cout, (uint32_t)local_len(r, id)))
     return -1;
   uint8_t *o = buf_tail(&r->cout);
-  size_t n = sl_put_decimal(o, replies[id].code);
+  unsigned code = replies[id].code;
+  if (id == R_BDAT_FAILED && r->bdat_fail_code)
+    code = r->bdat_fail_code;
+  size_t n = sl_put_decimal(o, code);
   o[n++] = ' ';
+  if (id == R_BDAT_FAILED)
+    o[n++] = (uint8_t)('0' + code / 100);
   if (replies[id].flags & RF_HOST || id == R_HELO_LOCAL) {
     n += put_str(o + n, host);
     if (replies[id].text[0])
@@ -1016,6 +1086,13 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
   case Q_UP_AUTH:
     r->cl = code == 334 ? CL_AUTH : CL_CMD;
     break;
+  case Q_UP_BDAT_DATA:
+    /* DATA refused (354 is handled before): this chunk had that reply, the
+       transaction's other chunks get its code, and no chunk byte moves. */
+    r->bdat_failed = 1;
+    r->bdat_fail_code = (uint16_t)code;
+    r->bdat_discard = 1;
+    break;
   default:
     break;
   }
@@ -1104,7 +1181,34 @@ static int emit_greeting(sl_relay *r) {
 
 static int is_sync(uint8_t k) {
   return k == Q_UP_EHLO || k == Q_UP_HELO || k == Q_UP_DATA ||
-         k == Q_UP_DATA_SYNC || k == Q_UP_AUTH || k == Q_UP_VRFY;
+         k == Q_UP_DATA_SYNC || k == Q_UP_AUTH || k == Q_UP_VRFY ||
+         k == Q_UP_BDAT_DATA;
+}
+
+/* After a BDAT transaction's DATA was refused, the upstream may still hold
+   its MAIL and RCPTs while the client, whose transaction ends with LAST,
+   starts afresh: reset it, with a reply that goes to no one. */
+static void up_hidden_rset(sl_relay *r) {
+  if (r->up != UP_READY || r->cl >= CL_CLOSING || r->q_len >= QUEUE_CAP ||
+      !up_can_send(r) || !up_room(r, 4))
+    return;
+  up_write_line(r, (const uint8_t *)"RSET", 4);
+  up_sent(r, Q_UP_RSET_OWN, 0);
+}
+
+/* The upstream's 354 to the DATA carrying a BDAT transaction: the client
+   never sees it; the chunk waiting for it may now be framed, and the entry
+   becomes that chunk's reply (taken locally, or the end-of-data's). */
+static void bdat_go(sl_relay *r, const sl_reply *rep) {
+  buf_consume(r, &r->uin, rep->len);
+  r->up_out--;
+  r->up_sync--;
+  r->t_up = r->up_out ? tadd(r->now, r->lim->upstream_command_timeout)
+                      : SL_TSTAMP_NONE;
+  r->t_release = SL_TSTAMP_NONE;
+  r->bdat_go = 1;
+  r->q[r->q_head] = r->bdat_last ? Q_UP_BDAT_LAST : Q_LOCAL + R_BDAT_OK;
+  set_stage(r, SL_STAGE_DATA);
 }
 
 static int step_replies(sl_relay *r) {
@@ -1123,6 +1227,9 @@ static int step_replies(sl_relay *r) {
       if (r->cl == CL_AUTH)
         break;
       enum local_reply id = (enum local_reply)(k - Q_LOCAL);
+      /* A chunk is answered once it has been read (RFC 3030 2). */
+      if (id == R_BDAT_OK && r->cl == CL_BDAT && r->q_len == 1)
+        break;
       /* Tarpits delay answers, never the goodbye of a closing session. */
       if (!(replies[id].flags & RF_CLOSE) && !released(r, r->prof->reply_delay))
         break;
@@ -1145,10 +1252,29 @@ static int step_replies(sl_relay *r) {
        upstream never received: a broken or hostile upstream. */
     if (rc > 0 && (r->up_out == 0 || /* nothing asked: an AUTH after 334 */
                    (r->q_len == 1 &&
-                    (r->uout.len || (r->cl == CL_BDAT && !r->bdat_discard)))))
+                    (r->uout.len || (r->cl == CL_BDAT && !r->bdat_discard &&
+                                     k != Q_UP_BDAT_DATA)))))
       rc = -1;
+    if (k == Q_UP_BDAT_DATA && rc > 0 && rep.code != 354 && rep.code < 400)
+      rc = -1; /* DATA "accepted" with no body: never a chunk's 2xx */
     if (rc < 0) {
       up_fail(r, SL_UPFAIL_MALFORMED);
+      progress = 1;
+      continue;
+    }
+    if (k == Q_UP_BDAT_DATA && rc > 0 && rep.code == 354) {
+      bdat_go(r, &rep);
+      progress = 1;
+      continue;
+    }
+    if (k == Q_UP_RSET_OWN) {
+      if (rc == 0)
+        break;
+      buf_consume(r, &r->uin, rep.len);
+      r->up_out--;
+      r->t_up = r->up_out ? tadd(r->now, r->lim->upstream_command_timeout)
+                          : SL_TSTAMP_NONE;
+      q_pop(r);
       progress = 1;
       continue;
     }
@@ -1178,6 +1304,8 @@ static int step_replies(sl_relay *r) {
       r->t_release = SL_TSTAMP_NONE;
     after_upstream_reply(r, k, rep.code, current);
     replied(r, rep.code);
+    if (k == Q_UP_BDAT_DATA)
+      up_hidden_rset(r);
     progress = 1;
   }
   return progress;
@@ -1425,11 +1553,17 @@ static void refuse_sync(sl_relay *r) {
   r->no_input = 1;
 }
 
-/* The message size allowed: the lower of ours and the upstream's SIZE. */
+/* The message size allowed: the lower of ours and the upstream's SIZE
+   (and, in screen-first, the pool's, which is what the client was
+   offered). */
 static uint64_t size_limit(const sl_relay *r) {
   uint64_t m = r->lim->message_size_max;
   if (r->up_size && (!m || r->up_size < m))
     m = r->up_size;
+  if (r->pol->mode == SL_MODE_SCREEN_FIRST &&
+      (r->info.flags & SL_CONN_POOL_CAPS) && r->info.pool_size &&
+      (!m || r->info.pool_size < m))
+    m = r->info.pool_size;
   return m;
 }
 
@@ -1442,7 +1576,10 @@ static int relay_line(sl_relay *r, const uint8_t *line, size_t len,
     return u;
   if (!up_can_send(r) || !up_room(r, len))
     return 0;
-  up_write_line(r, line, len);
+  /* RFC 3461 6.2: relayed without NOTIFY/ORCPT to a server without DSN */
+  up_write_params(r, line, len,
+                  kind == Q_UP_RCPT && !(r->up_caps & SL_CAP_DSN) ? SL_P_DSN
+                                                                  : 0);
   up_sent(r, kind, is_sync(kind));
   return 1;
 }
@@ -1606,9 +1743,25 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       lr = R_UPSTREAM_FAIL;
       break;
     }
+    /* Only what this upstream's EHLO offered goes to it (guarantee 8):
+       what cannot be dropped without changing the message is refused. */
+    uint32_t has = sl_cmd_param_classes(arg, alen), up = r->up_caps;
+    if ((has & SL_P_SMTPUTF8) && !(up & SL_CAP_SMTPUTF8)) {
+      lr = R_UP_NO_UTF8;
+      break;
+    }
+    if ((has & SL_P_BODY_8BIT) && !(up & SL_CAP_8BITMIME)) {
+      lr = R_UP_NO_8BIT;
+      break;
+    }
+    uint32_t drop = (up & SL_CAP_SIZE ? 0 : SL_P_SIZE) |
+                    (up & SL_CAP_8BITMIME ? 0 : SL_P_BODY_7BIT) |
+                    (up & SL_CAP_DSN ? 0 : SL_P_DSN) |
+                    (up & SL_CAP_AUTH ? 0 : SL_P_AUTH);
     txn_reset(r);
     r->bdat_cr = 0; /* a CRLF may span two chunks of one message only */
-    up_write_line(r, line, len);
+    r->bdat_down = r->bdat_go = r->bdat_failed = 0;
+    up_write_params(r, line, len, drop);
     up_sent(r, Q_UP_MAIL, 0);
     r->mail = 1;
     r->data.size = 0;
@@ -1674,11 +1827,42 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       lr = R_NOT_IMPL;
     else if (!r->mail)
       lr = R_NEED_MAIL;
-    else if (!r->rcpts)
+    else if (r->bdat_failed) {
+      /* the upstream refused this transaction's DATA: every chunk fails
+         with its code, and LAST ends the transaction as usual */
+      lr = R_BDAT_FAILED;
+      if (last)
+        txn_reset(r);
+    } else if (!r->rcpts)
       lr = R_NEED_RCPT;
     else if (max && (size > max || r->data.size + size > max))
       lr = R_MSG_SIZE;
-    if (lr < 0) {
+    int down = 0;
+    if (lr < 0 && (rc = need_upstream(r)) <= 0) {
+      if (rc == 0)
+        return 0;
+      lr = R_UPSTREAM_FAIL;
+    }
+    if (lr < 0 && !(r->up_caps & SL_CAP_CHUNKING)) {
+      /* Promised CHUNKING, but this upstream lacks it: the transaction
+         goes to it as one DATA, never as BDAT (guarantee 8). */
+      down = 1;
+      if (!r->bdat_down) {
+        if (!up_can_send(r) || !up_room(r, 4))
+          return 0;
+        up_write_line(r, (const uint8_t *)"DATA", 4);
+        up_sent(r, Q_UP_BDAT_DATA, 1);
+        r->bdat_down = 1;
+        r->bdat_go = 0;
+        sl_stuff_init(&r->stuff, r->lim->text_line_max);
+      } else {
+        /* LAST is owed the end-of-data's reply once the terminator is
+           out; other chunks are answered when read */
+        q_push(r, last ? Q_UP_BDAT_LAST : (uint8_t)(Q_LOCAL + R_BDAT_OK));
+      }
+      if (last)
+        txn_reset(r);
+    } else if (lr < 0) {
       rc = relay_line(r, line, len, last ? Q_UP_BDAT_LAST : Q_UP_BDAT);
       if (rc == 0)
         return 0;
@@ -1693,7 +1877,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     r->bdat_last = last != 0;
     if (lr < 0)
       set_stage(r, SL_STAGE_DATA);
-    if (size) {
+    if (size || (down && lr < 0)) { /* an empty chunk still ends a DATA */
       r->cl = CL_BDAT;
       throttle_start(r);
     }
@@ -1739,6 +1923,10 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
                    !r->stats.tls_client
                ? R_AUTH_NEED_TLS
                : R_AUTH_UNAVAIL;
+      break;
+    }
+    if (r->up == UP_READY && !(r->up_caps & SL_CAP_AUTH)) {
+      lr = R_AUTH_UNAVAIL; /* offered by screen-first, not by this server */
       break;
     }
     if (more && sync_violation(r)) {
@@ -1932,8 +2120,78 @@ static int step_data(sl_relay *r) {
   return used > 0;
 }
 
+/* A chunk's content refused on the way to DATA upstream: the upstream
+   transaction is aborted by closing, never by its terminator. */
+static void bdat_down_refuse(sl_relay *r, sl_violation v) {
+  r->viol = (uint8_t)v;
+  up_close(r);
+  q_fail_upstream(r, R_UPSTREAM_LOST);
+  enum local_reply why = refusal((uint8_t)v);
+  r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP] = (uint8_t)(Q_LOCAL + why);
+  if (is_smuggle(r->viol)) {
+    event(r, SL_EV_SMUGGLING, v);
+    r->no_input = 1; /* as for DATA, the session ends */
+  }
+  r->bdat_discard = 1;
+}
+
+/* BDAT content framed as DATA for an upstream without CHUNKING. */
+static int step_bdat_down(sl_relay *r) {
+  if (!r->bdat_go)
+    return 0; /* the chunk waits in cin for the 354 */
+  size_t n = r->cin.len < r->bdat_left ? r->cin.len : (size_t)r->bdat_left;
+  if (n) {
+    uint32_t want =
+        n + 2 < r->lim->buffer_size ? (uint32_t)n + 2 : r->lim->buffer_size / 2;
+    if (buf_free(&r->uout) < 2 && buf_reserve(r, &r->uout, want))
+      return 0;
+    size_t used = 0, made = 0;
+    sl_violation v =
+        sl_stuff_run(&r->stuff, r->cin.p + r->cin.off, n, buf_tail(&r->uout),
+                     buf_free(&r->uout), &used, &made);
+    if (made && r->uout.len == 0)
+      r->t_uout = r->now;
+    buf_grow(&r->uout, made);
+    if (used > n)
+      used = n;
+    buf_consume(r, &r->cin, used);
+    r->bdat_left -= used;
+    r->data.size += used;
+    if (v != SL_VIOL_NONE) {
+      bdat_down_refuse(r, v);
+      if (r->bdat_left == 0)
+        r->cl = CL_CMD;
+      return 1;
+    }
+    if (r->bdat_left)
+      return used > 0;
+  }
+  r->cl = CL_CMD;
+  if (!r->bdat_last)
+    return 1;
+  if (r->stuff.cr) {
+    /* the message would end on a bare CR */
+    bdat_down_refuse(r, SL_VIOL_BARE_CR);
+    return 1;
+  }
+  if (buf_reserve(r, &r->uout, 5)) {
+    r->cl = CL_BDAT; /* try the end again when the pool has room */
+    return 0;
+  }
+  if (r->uout.len == 0)
+    r->t_uout = r->now;
+  buf_grow(&r->uout, sl_stuff_end(&r->stuff, buf_tail(&r->uout)));
+  /* the LAST chunk's entry now waits for the end-of-data's reply */
+  r->up_out++;
+  r->t_up = tadd(r->now, up_timeout(r, Q_UP_BDAT_LAST));
+  r->bdat_down = r->bdat_go = 0;
+  return 1;
+}
+
 /* A BDAT chunk's bytes: checked and copied upstream, or discarded. */
 static int step_bdat(sl_relay *r) {
+  if (r->bdat_down && !r->bdat_discard)
+    return step_bdat_down(r);
   size_t n = r->cin.len < r->bdat_left ? r->cin.len : (size_t)r->bdat_left;
   if (!r->bdat_discard) {
     if (buf_free(&r->uout) == 0 || !r->uout.p) {
@@ -1970,8 +2228,10 @@ static int step_bdat(sl_relay *r) {
   buf_consume(r, &r->cin, n);
   r->bdat_left -= n;
   r->data.size += n;
-  if (r->bdat_left == 0)
+  if (r->bdat_left == 0) {
     r->cl = CL_CMD;
+    return 1;
+  }
   return n > 0;
 }
 
@@ -1979,7 +2239,8 @@ static int step_proxy(sl_relay *r);
 
 static int step_client(sl_relay *r) {
   int progress = 0;
-  while (r->cin.len && r->cl < CL_CLOSING && ring_free(r) >= 4) {
+  while ((r->cin.len || (r->cl == CL_BDAT && r->bdat_left == 0)) &&
+         r->cl < CL_CLOSING && ring_free(r) >= 4) {
     int rc;
     switch (r->cl) {
     case CL_PROXY:

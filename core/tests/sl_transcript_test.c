@@ -261,6 +261,18 @@ static int apply_set(sl_harness *h, const char *arg) {
     h->info.flags |= SL_CONN_EXPECT_PROXY;
   else if (!strcmp(key, "conn_tls"))
     h->info.flags |= SL_CONN_TLS;
+  else if (!strcmp(key, "pool_features")) {
+    /* comma-separated feature names, or "none" */
+    h->info.flags |= SL_CONN_POOL_CAPS;
+    h->info.pool_features = 0;
+    for (char *t = strtok(v1, ","); t; t = strtok(NULL, ",")) {
+      uint32_t b = features_bit(t);
+      if (!b && strcmp(t, "none"))
+        return -1;
+      h->info.pool_features |= b;
+    }
+  } else if (!strcmp(key, "pool_size"))
+    h->info.pool_size = (uint64_t)n;
   else if (!strcmp(key, "client_name")) {
     snprintf(client_name, sizeof(client_name), "%s", v1);
     h->info.client_name = client_name;

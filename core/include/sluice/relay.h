@@ -66,9 +66,10 @@ typedef enum sl_admission {
 } sl_admission;
 
 enum sl_conn_flag {
-  SL_CONN_TLS = 1u << 0,         /* client leg is implicit TLS already */
-  SL_CONN_EXPECT_PROXY = 1u << 1 /* a PROXY v1/v2 header from a trusted
-                                    balancer precedes SMTP */
+  SL_CONN_TLS = 1u << 0,          /* client leg is implicit TLS already */
+  SL_CONN_EXPECT_PROXY = 1u << 1, /* a PROXY v1/v2 header from a trusted
+                                     balancer precedes SMTP */
+  SL_CONN_POOL_CAPS = 1u << 2     /* pool_features and pool_size are known */
 };
 
 typedef struct sl_conn_info {
@@ -77,6 +78,15 @@ typedef struct sl_conn_info {
   uint32_t flags;         /* sl_conn_flag */
   sl_admission admission; /* e.g. from sl_ratelim_admit() */
   const char *client_name; /* verified rDNS or NULL; must outlive the relay */
+  /* With SL_CONN_POOL_CAPS: what the upstream pool can take, e.g. the
+     intersection over the healthy upstreams of sl_ehlo_features() on their
+     health-check EHLO replies.  Screen-first, whose EHLO reply comes before
+     any upstream, offers no extension outside pool_features (PIPELINING and
+     STARTTLS are sluice's own) and a SIZE no larger than pool_size (0: no
+     limit known).  The upstream a session reaches is checked again: if it
+     offers less, the relay downgrades or refuses (guarantee 8). */
+  uint32_t pool_features; /* sl_feature bits */
+  uint64_t pool_size;
 } sl_conn_info;
 
 /* ---- requests (relay to driver) -------------------------------------- */
