@@ -21,6 +21,7 @@
 #include "sl_cmd.h"
 #include "sl_data.h"
 #include "sl_pcg.h"
+#include "sl_relay_replies.h"
 #include "sl_reply.h"
 #include "sluice/proxy.h"
 #include "sluice/relay.h"
@@ -873,6 +874,45 @@ static size_t local_len(const sl_relay *r, enum local_reply id) {
   return strlen(replies[id].text) + strlen(r->pol->hostname) + 8;
 }
 
+/* An enhanced status code "d.ddd.ddd " (RFC 3463) at the start of s: its
+   length with the space, or 0. */
+static size_t enhanced_len(const char *s) {
+  size_t i = 0;
+  for (int part = 0; part < 3; part++) {
+    size_t d = 0;
+    while (s[i] >= '0' && s[i] <= '9' && d < 3) {
+      i++;
+      d++;
+    }
+    if (d == 0 || s[i] != (part < 2 ? '.' : ' '))
+      return 0;
+    i++;
+  }
+  return i;
+}
+
+/* "<code> <text>", or with RF_HOST "<code> <enhanced> <host> <rest>": RFC
+   2034 puts the enhanced status code right after the reply code, so the
+   hostname goes after it (as Postfix writes "421 4.4.2 host Error: ..."). */
+static size_t render_local(uint8_t *o, enum local_reply id, const char *host) {
+  const char *text = replies[id].text;
+  size_t n = sl_put_decimal(o, replies[id].code);
+  o[n++] = ' ';
+  if (replies[id].flags & RF_HOST || id == R_HELO_LOCAL) {
+    size_t e = enhanced_len(text);
+    memcpy(o + n, text, e);
+    n += e;
+    text += e;
+    n += put_str(o + n, host);
+    if (text[0])
+      o[n++] = ' ';
+  }
+  n += put_str(o + n, text);
+  o[n++] = '\r';
+  o[n++] = '\n';
+  return n;
+}
+
 /* Renders a local reply into cout.  0 when done, -1 when cout has no room
    yet (the reply stays queued). */
 static int emit_local(sl_relay *r, enum local_reply id) {
@@ -898,21 +938,25 @@ static int emit_local(sl_relay *r, enum local_reply id) {
   }
   if (buf_reserve(r, &r->cout, (uint32_t)local_len(r, id)))
     return -1;
-  uint8_t *o = buf_tail(&r->cout);
-  size_t n = sl_put_decimal(o, replies[id].code);
-  o[n++] = ' ';
-  if (replies[id].flags & RF_HOST || id == R_HELO_LOCAL) {
-    n += put_str(o + n, host);
-    if (replies[id].text[0])
-      o[n++] = ' ';
-  }
-  n += put_str(o + n, replies[id].text);
-  o[n++] = '\r';
-  o[n++] = '\n';
-  buf_grow(&r->cout, n);
+  buf_grow(&r->cout, render_local(buf_tail(&r->cout), id, host));
   if (id == R_HELO_LOCAL)
     r->offered = 0;
   return 0;
+}
+
+unsigned sl_relay_reply_count(void) { return R_COUNT; }
+
+int sl_relay_reply_enhanced(unsigned id) {
+  return id < R_COUNT && id != R_GREETING && id != R_EHLO_LOCAL &&
+         id != R_HELO_LOCAL;
+}
+
+size_t sl_relay_reply_render(unsigned id, const char *host, uint8_t *out,
+                             size_t cap) {
+  if (id >= R_COUNT || id == R_EHLO_LOCAL || !host ||
+      cap < strlen(replies[id].text) + strlen(host) + 8)
+    return 0;
+  return render_local(out, (enum local_reply)id, host);
 }
 
 /* Re-frames an upstream reply into cout; EHLO replies are rebuilt from the

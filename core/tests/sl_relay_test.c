@@ -4,10 +4,12 @@
  * at the end, pool exhaustion), sticky errors, stale answers, determinism of
  * seeded jitter, and STARTTLS injection counting.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sl_harness.h"
+#include "sl_relay_replies.h"
 #include "sl_test.h"
 
 #define S(x) x, sizeof(x) - 1
@@ -203,6 +205,54 @@ static void test_client_that_does_not_read(void) {
   sl_harness_free(&h);
 }
 
+
+/* Every local reply: "ddd " then, where RFC 2034 asks for one, the enhanced
+   status code "c.d.d " with c the reply's class, before anything else (the
+   hostname of greetings and closings comes after it); CRLF-terminated, one
+   line. */
+static int digits(const uint8_t *p, size_t n, size_t *i, size_t max) {
+  size_t d = 0;
+  while (*i < n && p[*i] >= '0' && p[*i] <= '9' && d < max) {
+    (*i)++;
+    d++;
+  }
+  return d > 0;
+}
+
+static void test_local_replies_enhanced_codes(void) {
+  static const char host[] = "mx.sluice.test";
+  unsigned n = sl_relay_reply_count(), rendered = 0, enhanced = 0;
+  CHECK(n > 40);
+  for (unsigned id = 0; id < n; id++) {
+    uint8_t out[600];
+    size_t len = sl_relay_reply_render(id, host, out, sizeof(out));
+    if (!len)
+      continue; /* the EHLO reply is rendered from flags */
+    rendered++;
+    CHECK(len >= 6 && out[len - 2] == '\r' && out[len - 1] == '\n');
+    CHECK(memchr(out, '\n', len - 1) == NULL);
+    CHECK(out[0] >= '2' && out[0] <= '5' && out[3] == ' ');
+    if (!sl_relay_reply_enhanced(id))
+      continue;
+    enhanced++;
+    size_t i = 4;
+    int ok = out[i] == out[0];
+    i++;
+    ok = ok && i < len && out[i++] == '.' && digits(out, len, &i, 3) &&
+         i < len && out[i++] == '.' && digits(out, len, &i, 3) && i < len &&
+         out[i] == ' ';
+    if (!ok)
+      fprintf(stderr, "reply %u not \"ddd c.d.d ...\": %.*s", id, (int)len,
+              (const char *)out);
+    CHECK(ok);
+  }
+  CHECK(rendered + 1 == n);
+  CHECK(enhanced + 2 == rendered); /* all but the greeting and HELO reply */
+  /* too small a buffer renders nothing */
+  uint8_t small[8];
+  CHECK_INT(sl_relay_reply_render(0, host, small, sizeof(small)), 0);
+}
+
 int main(void) {
   SL_RUN(test_buffers_lent_only_while_used);
   SL_RUN(test_pool_exhaustion);
@@ -212,5 +262,6 @@ int main(void) {
   SL_RUN(test_seeded_jitter);
   SL_RUN(test_starttls_injection_counted);
   SL_RUN(test_client_that_does_not_read);
+  SL_RUN(test_local_replies_enhanced_codes);
   return sl_test_summary();
 }
