@@ -1843,6 +1843,8 @@ consumed:
   return 1;
 }
 
+static uint32_t line_limit(const sl_relay *r);
+
 /* One line from cin: 1 consumed, 0 wait for more. */
 static int step_line(sl_relay *r) {
   uint8_t *p = r->cin.p + r->cin.off;
@@ -1855,9 +1857,7 @@ static int step_line(sl_relay *r) {
       r->skip_line = 0;
     return 1;
   }
-  uint32_t limit = r->lim->command_line_max;
-  if (r->cl == CL_AUTH || (n >= 5 && sl_ieq(p, "AUTH ", 5)))
-    limit = r->lim->auth_line_max;
+  uint32_t limit = line_limit(r);
   if (r->cl == CL_AUTH && r->up == UP_READY && !up_room(r, 1))
     return 0; /* a cancel may have to go upstream */
   if (!nl) {
@@ -2298,8 +2298,23 @@ static int dataish(const sl_relay *r) {
          r->cl == CL_BDAT || (r->cl == CL_WAIT && !r->no_input);
 }
 
+/* The longest line the client may send next: an AUTH command and its SASL
+   continuations may be auth_line_max long (RFC 4954 4), every other command
+   command_line_max. */
+static uint32_t line_limit(const sl_relay *r) {
+  if (r->cl == CL_AUTH ||
+      (r->cin.len >= 5 && sl_ieq(r->cin.p + r->cin.off, "AUTH ", 5)))
+    return r->lim->auth_line_max;
+  return r->lim->command_line_max;
+}
+
+/* How many client bytes to hold: a long AUTH line needs the large buffer,
+   or reading would stop short of its end and the line would never get its
+   reply (guarantee 9). */
 static uint32_t cin_target(const sl_relay *r) {
-  return dataish(r) ? r->lim->buffer_size : r->lim->small_buffer_size;
+  return dataish(r) || line_limit(r) > r->lim->small_buffer_size
+             ? r->lim->buffer_size
+             : r->lim->small_buffer_size;
 }
 
 /* Throttle (policy data_rate): a token bucket refilled from now. */
