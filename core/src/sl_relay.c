@@ -102,6 +102,7 @@ enum local_reply {
   R_NEED_UTF8,
   R_SIZE,
   R_TOO_MANY_RCPT,
+  R_RCPT_OVERSHOOT,
   R_NEED_HELO,
   R_NEED_MAIL,
   R_NESTED_MAIL,
@@ -134,7 +135,9 @@ enum local_reply {
 
 enum {
   RF_CLOSE = 1, /* the session ends once this reply is sent */
-  RF_HOST = 2   /* "<code> <hostname> <text>" (greetings, closings) */
+  RF_HOST = 2,  /* "<code> <enhanced> <hostname> <text>" (greetings,
+                   closings) */
+  RF_NOERR = 4  /* a refusal that does not count toward errors_max */
 };
 
 static const struct {
@@ -162,6 +165,7 @@ static const struct {
     [R_NEED_UTF8] = {553, 0, "5.6.7 Non-ASCII address requires SMTPUTF8"},
     [R_SIZE] = {552, 0, "5.3.4 Message size exceeds fixed limit"},
     [R_TOO_MANY_RCPT] = {452, 0, "4.5.3 Error: too many recipients"},
+    [R_RCPT_OVERSHOOT] = {452, RF_NOERR, "4.5.3 Error: too many recipients"},
     [R_NEED_HELO] = {503, 0, "5.5.1 Error: send HELO/EHLO first"},
     [R_NEED_MAIL] = {503, 0, "5.5.1 Error: need MAIL command"},
     [R_NESTED_MAIL] = {503, 0, "5.5.1 Error: nested MAIL command"},
@@ -262,6 +266,8 @@ struct sl_relay {
   uint32_t offered;       /* capabilities offered to the client */
   uint16_t dnsbl_pending; /* zones not yet answered */
   uint16_t rcpts;         /* accepted + pending recipients */
+  uint16_t overshoot;     /* RCPTs over recipients_max in this
+                             transaction */
 
   ring_ent ring[RING_CAP];
   uint8_t ring_head, ring_len;
@@ -444,6 +450,7 @@ static void txn_reset(sl_relay *r) {
   r->q_cur = 0;
   r->mail = 0;
   r->rcpts = 0;
+  r->overshoot = 0;
 }
 
 static int q_head_current(const sl_relay *r) {
@@ -1174,7 +1181,8 @@ static int step_replies(sl_relay *r) {
         break;
       q_pop(r);
       after_local_reply(r, id);
-      replied(r, replies[id].code);
+      if (!(replies[id].flags & RF_NOERR))
+        replied(r, replies[id].code);
       progress = 1;
       continue;
     }
@@ -1664,7 +1672,18 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       break;
     }
     if (r->rcpts >= r->lim->recipients_max) {
-      lr = R_TOO_MANY_RCPT;
+      /* 452 (RFC 5321 4.5.3.1.10): the client delivers to the accepted
+         ones and retries the rest.  A client that pipelines past the
+         limit (Postfix's smtp client does) is not making errors until it
+         overshoots by recipient_overshoot_max (Postfix's
+         smtpd_recipient_overshoot_limit); then each one counts. */
+      if (r->overshoot < r->lim->recipient_overshoot_max) {
+        if (r->overshoot < UINT16_MAX)
+          r->overshoot++;
+        lr = R_RCPT_OVERSHOOT;
+      } else {
+        lr = R_TOO_MANY_RCPT;
+      }
       break;
     }
     sl_path_limits pl = {r->lim->path_max, r->lim->domain_max, 0,
