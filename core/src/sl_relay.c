@@ -211,6 +211,9 @@ static const struct {
 
 #define RING_CAP 6
 #define QUEUE_CAP 32
+/* Messages whose end-of-data reply is still owed (BDAT LAST transactions
+   can be pipelined back to back); a ninth waits for the first's reply. */
+#define MSIZE_CAP 8
 /* Events may fill the ring only up to here, so the requests that matter
    (connect, TLS, close, DNSBL) always find a slot. */
 #define RING_EVENT_MAX (RING_CAP - 3)
@@ -276,6 +279,11 @@ struct sl_relay {
                      in force (pipelined replies must not undo the state a
                      later RSET, MAIL or end of data set up) */
   uint8_t q_head, q_len;
+  /* The size of each message whose end is in the queue, in queue order:
+     the next MAIL may be read before the reply to the previous end of data
+     arrives, so the size cannot live in the transaction state. */
+  uint32_t msize[MSIZE_CAP];
+  uint8_t msize_head, msize_len;
 
   uint8_t cl, up;  /* enum cl_state, enum up_state */
   uint8_t attempt; /* connect attempts in this round */
@@ -453,6 +461,23 @@ static void txn_reset(sl_relay *r) {
   r->overshoot = 0;
 }
 
+static void msize_push(sl_relay *r, uint64_t size) {
+  r->msize[(r->msize_head + r->msize_len) % MSIZE_CAP] =
+      size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
+  r->msize_len++;
+}
+static uint64_t msize_pop(sl_relay *r) {
+  if (!r->msize_len)
+    return 0;
+  uint32_t v = r->msize[r->msize_head];
+  r->msize_head = (uint8_t)((r->msize_head + 1) % MSIZE_CAP);
+  r->msize_len--;
+  return v;
+}
+/* Every end-of-data reply still owed is gone (failed over to local
+   replies, or the queue was dropped). */
+static void msize_clear(sl_relay *r) { r->msize_head = r->msize_len = 0; }
+
 static int q_head_current(const sl_relay *r) {
   return (r->q_cur >> r->q_head) & 1u;
 }
@@ -555,6 +580,7 @@ static void q_fail_upstream(sl_relay *r, enum local_reply why) {
   r->mail = 0;
   r->rcpts = 0;
   r->wait_354 = 0;
+  msize_clear(r);
 }
 
 static void up_fail(sl_relay *r, sl_upstream_failure why) {
@@ -1062,7 +1088,7 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
       r->stats.messages_rejected++;
     }
     r->stats.last_upstream_code = (uint16_t)code;
-    event(r, SL_EV_MESSAGE, code | (r->data.size << 16));
+    event(r, SL_EV_MESSAGE, code | (msize_pop(r) << 16));
     break;
   case Q_UP_AUTH:
     r->cl = code == 334 ? CL_AUTH : CL_CMD;
@@ -1742,13 +1768,17 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     else if (max && (size > max || r->data.size + size > max))
       lr = R_MSG_SIZE;
     if (lr < 0) {
+      if (last && r->msize_len == MSIZE_CAP)
+        return 0; /* wait for an earlier message's reply */
       rc = relay_line(r, line, len, last ? Q_UP_BDAT_LAST : Q_UP_BDAT);
       if (rc == 0)
         return 0;
-      if (rc < 0)
+      if (rc < 0) {
         lr = R_UPSTREAM_FAIL;
-      else if (last)
+      } else if (last) {
+        msize_push(r, r->data.size + size);
         txn_reset(r); /* the transaction ends with this chunk */
+      }
     }
     /* The chunk's bytes follow whatever the answer is (RFC 3030 2). */
     r->bdat_left = size;
@@ -1944,6 +1974,8 @@ static int step_data(sl_relay *r) {
   uint8_t *out = NULL;
   size_t room = 0;
   if (!discard) {
+    if (r->msize_len == MSIZE_CAP)
+      return 0; /* cannot happen: a 354 comes after earlier ends' replies */
     uint32_t want = r->cin.len + 4u < r->lim->buffer_size
                         ? r->cin.len + 4u
                         : r->lim->buffer_size / 2;
@@ -1976,6 +2008,7 @@ static int step_data(sl_relay *r) {
       r->viol = SL_VIOL_NONE;
     } else {
       txn_reset(r);
+      msize_push(r, r->data.size);
       up_sent(r, Q_UP_END, 0);
     }
     r->cl = CL_CMD;
@@ -2527,6 +2560,7 @@ int sl_relay_abort(sl_relay *r, sl_tstamp now) {
     client_close_after_reply(r, SL_END_CLIENT_CLOSED);
   }
   r->q_len = 0;
+  msize_clear(r);
   r->no_input = 1;
   r->tls_pending = 0;
   buf_release(r, &r->cout);
@@ -2749,6 +2783,7 @@ static void force_close(sl_relay *r, enum local_reply id) {
   if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT || r->up_out)
     up_close(r);
   r->q_len = 0;
+  msize_clear(r);
   r->no_input = 1;
   r->tls_pending = 0;
   if (r->greet_held) {
