@@ -209,14 +209,20 @@ static const struct {
     [R_HELO_LOCAL] = {250, RF_HOST, ""},
 };
 
-#define RING_CAP 6
+/* The request ring never drops a request or an event (guarantee 10).  A
+   step of run() pushes at most STEP_PUSH requests and runs only while
+   STEP_ROOM slots are free, so one more is always left for the only push
+   outside run() (sl_relay_abort's close); answers and expiries are applied
+   by steps of run() too.  With less room the relay consumes no input and
+   waits for the driver to drain sl_relay_next_request(), which runs it
+   again. */
+#define RING_CAP 8
+#define STEP_PUSH 3
+#define STEP_ROOM (STEP_PUSH + 1)
 #define QUEUE_CAP 32
 /* Messages whose end-of-data reply is still owed (BDAT LAST transactions
    can be pipelined back to back); a ninth waits for the first's reply. */
 #define MSIZE_CAP 8
-/* Events may fill the ring only up to here, so the requests that matter
-   (connect, TLS, close, DNSBL) always find a slot. */
-#define RING_EVENT_MAX (RING_CAP - 3)
 
 typedef struct ring_ent {
   uint8_t type, kind;
@@ -292,6 +298,9 @@ struct sl_relay {
   uint8_t viol;    /* sl_violation of the message being refused */
   uint8_t bdat_cr;
   uint8_t dnsbl_asked; /* zones asked so far */
+  /* Answers taken by sl_relay_complete() and applied by a step of run()
+     once the ring has room for what they push: status + 1, 0 none. */
+  uint8_t res_connect, res_tls_client, res_tls_up;
 
   /* flags */
   uint8_t greeted : 1;    /* the final greeting line went out */
@@ -320,6 +329,7 @@ struct sl_relay {
   uint8_t starved : 1;     /* the pool had no buffer */
   uint8_t no_input : 1;    /* after QUIT or STARTTLS: read nothing more */
   uint8_t wait_354 : 1;    /* DATA sent upstream, its reply not yet out */
+  uint8_t expire : 1;      /* handle_expiry() called: check the timers */
 };
 
 static int throttled(const sl_relay *r);
@@ -421,8 +431,12 @@ static uint32_t new_id(sl_relay *r, uint32_t tag) {
 
 static void push_req(sl_relay *r, sl_request_type type, uint32_t id,
                      uint8_t kind, uint64_t arg) {
-  if (r->ring_len == RING_CAP)
-    return; /* callers check ring_free(); only events can be dropped */
+  if (r->ring_len == RING_CAP) {
+    /* Steps reserve room before they run: a full ring here is a bug, and
+       is reported rather than a request silently lost. */
+    r->err = (uint32_t)-SL_ERR_INTERNAL;
+    return;
+  }
   ring_ent *e = &r->ring[(r->ring_head + r->ring_len) % RING_CAP];
   e->type = (uint8_t)type;
   e->kind = kind;
@@ -432,8 +446,7 @@ static void push_req(sl_relay *r, sl_request_type type, uint32_t id,
 }
 
 static void event(sl_relay *r, sl_event_kind kind, uint64_t arg) {
-  if (r->ring_len < RING_EVENT_MAX || kind == SL_EV_SESSION_END)
-    push_req(r, SL_REQ_EVENT, new_id(r, 0), (uint8_t)kind, arg);
+  push_req(r, SL_REQ_EVENT, new_id(r, 0), (uint8_t)kind, arg);
 }
 
 /* ---- the reply queue ------------------------------------------------------
@@ -558,6 +571,7 @@ static void up_close(sl_relay *r) {
   r->up_eof = 0;
   r->t_up = SL_TSTAMP_NONE;
   r->id_connect = r->id_tls_up = 0;
+  r->res_connect = r->res_tls_up = 0; /* answers for that leg are stale */
 }
 
 /* Does a queued reply still depend on the upstream? */
@@ -1186,7 +1200,7 @@ static int is_sync(uint8_t k) {
 
 static int step_replies(sl_relay *r) {
   int progress = 0;
-  while (r->q_len && r->cl < CL_CLOSING && ring_free(r) >= 3) {
+  while (r->q_len && r->cl < CL_CLOSING && ring_free(r) >= STEP_ROOM) {
     uint8_t k = q_peek(r);
     if (k == Q_GREETING) {
       if (!greeting_due(r) || emit_greeting(r))
@@ -1404,10 +1418,12 @@ static int step_upstream(sl_relay *r) {
   case UP_STARTTLS:
   case UP_XCLIENT:
   case UP_REPLAY:
-    if (ring_free(r) < 4)
+    if (ring_free(r) < STEP_ROOM)
       return 0;
     return step_preamble(r);
   case UP_READY:
+    if (ring_free(r) < STEP_ROOM)
+      return 0;
     if (r->up_out == 0 &&
         (r->cl == CL_DATA || r->cl == CL_BDAT ||
          (r->q_len && q_peek(r) == Q_GREETING)) &&
@@ -1425,14 +1441,12 @@ static int step_upstream(sl_relay *r) {
     if (r->up_out == 0 && (r->uin.len || r->up_eof)) {
       /* Idle and the upstream spoke or left (idle timeout, shutdown):
          drop it; the next command reconnects and replays the EHLO. */
-      if (ring_free(r) < 3)
-        return 0;
       event(r, SL_EV_UPSTREAM_FAILED,
             r->uin.len ? SL_UPFAIL_MALFORMED : SL_UPFAIL_CLOSED);
       up_close(r);
       return 1;
     }
-    if (r->up_out && r->up_eof && ring_free(r) >= 3) {
+    if (r->up_out && r->up_eof) {
       sl_reply rep;
       if (!r->uin.len ||
           sl_reply_scan(r->uin.p + r->uin.off, r->uin.len,
@@ -2075,7 +2089,7 @@ static int step_proxy(sl_relay *r);
 
 static int step_client(sl_relay *r) {
   int progress = 0;
-  while (r->cin.len && r->cl < CL_CLOSING && ring_free(r) >= 4) {
+  while (r->cin.len && r->cl < CL_CLOSING && ring_free(r) >= STEP_ROOM) {
     int rc;
     switch (r->cl) {
     case CL_PROXY:
@@ -2165,10 +2179,69 @@ static int step_proxy(sl_relay *r) {
   return 1;
 }
 
+/* Applies one answer taken by sl_relay_complete(), if the ring has room. */
+static int step_answers(sl_relay *r) {
+  if (ring_free(r) < STEP_ROOM)
+    return 0;
+  if (r->res_connect) {
+    sl_status st = (sl_status)(r->res_connect - 1);
+    r->res_connect = 0;
+    r->id_connect = 0;
+    if (st == SL_STATUS_OK)
+      up_connected(r);
+    else
+      up_fail(r, st == SL_STATUS_TIMEOUT ? SL_UPFAIL_TIMEOUT
+                                         : SL_UPFAIL_CONNECT);
+    return 1;
+  }
+  if (r->res_tls_client) {
+    int ok = r->res_tls_client == SL_STATUS_OK + 1;
+    r->res_tls_client = 0;
+    r->id_tls_client = 0;
+    if (r->cl != CL_TLS)
+      return 1; /* the session ended meanwhile (a timeout) */
+    if (ok) {
+      /* RFC 3207 4.2: forget everything learnt before TLS. */
+      r->stats.tls_client = 1;
+      r->helo = r->esmtp = r->mail = 0;
+      r->rcpts = 0;
+      r->offered = 0;
+      buf_release(r, &r->ehlo);
+      r->replayed = 0;
+      r->cl = CL_CMD;
+      r->no_input = 0;
+      r->t_client = r->now;
+    } else {
+      up_close(r);
+      client_close_after_reply(r, SL_END_PROTOCOL);
+    }
+    return 1;
+  }
+  if (r->res_tls_up) {
+    int ok = r->res_tls_up == SL_STATUS_OK + 1;
+    r->res_tls_up = 0;
+    r->id_tls_up = 0;
+    if (ok) {
+      r->stats.tls_upstream = 1;
+      up_ehlo(r); /* capabilities learnt in plaintext are not trusted */
+    } else {
+      up_fail(r, SL_UPFAIL_TLS);
+    }
+    return 1;
+  }
+  return 0;
+}
+
 static int step_dnsbl(sl_relay *r) {
   int progress = 0;
+  if (!r->dnsbl_done && r->pol->ndnsbl &&
+      r->dnsbl_asked == r->pol->ndnsbl && !r->dnsbl_pending &&
+      ring_free(r) >= STEP_ROOM) {
+    dnsbl_finish(r); /* every zone answered */
+    progress = 1;
+  }
   while (!r->dnsbl_done && r->cl != CL_PROXY &&
-         r->dnsbl_asked < r->pol->ndnsbl && ring_free(r) >= 4) {
+         r->dnsbl_asked < r->pol->ndnsbl && ring_free(r) >= STEP_ROOM) {
     uint8_t z = r->dnsbl_asked++;
     r->dnsbl_pending = (uint16_t)(r->dnsbl_pending | (1u << z));
     push_req(r, SL_REQ_DNSBL_LOOKUP, new_id(r, TAG_DNSBL + z), 0, z);
@@ -2188,7 +2261,7 @@ static int step_close(sl_relay *r) {
     r->t_phase = r->now;
     progress = 1;
   }
-  if (r->cl_eof && r->cl < CL_CLOSING) {
+  if (r->cl_eof && r->cl < CL_CLOSING && ring_free(r) >= 2) {
     int line_left =
         r->cin.len && memchr(r->cin.p + r->cin.off, '\n', r->cin.len);
     if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT ||
@@ -2220,7 +2293,7 @@ static int step_close(sl_relay *r) {
     buf_release(r, &r->cin);
     progress = 1;
   }
-  if (r->cl == CL_CLOSED && !r->end_sent) {
+  if (r->cl == CL_CLOSED && !r->end_sent && ring_free(r) >= 2) {
     if (r->up == UP_READY && r->up_out == 0 && r->uout.len == 0) {
       if (up_room(r, 4)) {
         up_write_line(r, (const uint8_t *)"QUIT", 4);
@@ -2229,11 +2302,11 @@ static int step_close(sl_relay *r) {
         up_close(r);
       }
       progress = 1;
-    } else if (r->up != UP_NONE && r->up != UP_QUIT && ring_free(r) >= 2) {
+    } else if (r->up != UP_NONE && r->up != UP_QUIT) {
       up_close(r);
       progress = 1;
     }
-    if (r->up == UP_NONE && ring_free(r) >= 1) {
+    if (r->up == UP_NONE) {
       buf_release(r, &r->cout);
       buf_release(r, &r->ehlo);
       buf_release(r, &r->uin);
@@ -2246,11 +2319,15 @@ static int step_close(sl_relay *r) {
   return progress;
 }
 
+static int step_expiry(sl_relay *r);
+
 static void run(sl_relay *r) {
   /* Every step consumes input or changes state when it reports progress,
      so this ends; the bound only guards against a bug looping forever. */
   for (int i = 0; i < 100000; i++) {
-    int p = step_dnsbl(r);
+    int p = step_answers(r);
+    p |= step_expiry(r);
+    p |= step_dnsbl(r);
     p |= step_replies(r);
     p |= step_upstream(r);
     p |= step_client(r);
@@ -2413,6 +2490,8 @@ static int client_read_ok(const sl_relay *r) {
   if (r->cl > CL_BDAT || r->cl == CL_TLS || r->no_input || r->cl_eof ||
       r->starved)
     return 0;
+  if (ring_free(r) < STEP_ROOM)
+    return 0; /* backpressure: the driver drains requests first */
   if (r->cin.len >= cin_target(r))
     return 0;
   if (throttled(r) && r->tokens == 0)
@@ -2497,7 +2576,7 @@ long sl_relay_feed_client(sl_relay *r, const uint8_t *data, size_t len,
 
 static int upstream_read_ok(const sl_relay *r) {
   return r->up >= UP_GREETING && r->up != UP_TLS && !r->up_eof && !r->starved &&
-         r->uin.len < r->lim->buffer_size;
+         r->uin.len < r->lim->buffer_size && ring_free(r) >= STEP_ROOM;
 }
 
 uint8_t *sl_relay_upstream_in_buf(sl_relay *r, size_t *cap, sl_tstamp now) {
@@ -2549,10 +2628,8 @@ int sl_relay_upstream_eof(sl_relay *r, sl_tstamp now) {
   return leave(r);
 }
 
-int sl_relay_abort(sl_relay *r, sl_tstamp now) {
-  int e = enter(r, now);
-  if (e)
-    return e;
+/* The body of sl_relay_abort(); pushes at most one request (a close). */
+static void abort_now(sl_relay *r) {
   if (r->cl < CL_CLOSING) {
     if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT ||
         r->up_out)
@@ -2565,6 +2642,13 @@ int sl_relay_abort(sl_relay *r, sl_tstamp now) {
   r->tls_pending = 0;
   buf_release(r, &r->cout);
   r->greet_held = 0;
+}
+
+int sl_relay_abort(sl_relay *r, sl_tstamp now) {
+  int e = enter(r, now);
+  if (e)
+    return e;
+  abort_now(r);
   return leave(r);
 }
 
@@ -2576,46 +2660,25 @@ int sl_relay_complete(sl_relay *r, const sl_completion *c, sl_tstamp now) {
     return SL_ERR_INVALID_ARGUMENT;
   uint32_t tag = c->id & 0xffu;
   int ok = c->status == SL_STATUS_OK;
+  uint8_t res = (uint8_t)(c->status + 1);
+  if (c->status > SL_STATUS_TIMEOUT)
+    return SL_ERR_INVALID_ARGUMENT;
+  /* Connect and TLS answers are applied by step_answers() in run(), when
+     the ring has room for the requests they make (guarantee 10). */
   if (c->id == 0) {
     return SL_ERR_UNKNOWN_REQUEST;
   } else if (tag == TAG_CONNECT) {
-    if (c->id != r->id_connect || r->up != UP_CONNECTING)
+    if (c->id != r->id_connect || r->up != UP_CONNECTING || r->res_connect)
       return SL_ERR_UNKNOWN_REQUEST;
-    r->id_connect = 0;
-    if (ok)
-      up_connected(r);
-    else
-      up_fail(r, c->status == SL_STATUS_TIMEOUT ? SL_UPFAIL_TIMEOUT
-                                                : SL_UPFAIL_CONNECT);
+    r->res_connect = res;
   } else if (tag == TAG_TLS_CLIENT) {
-    if (c->id != r->id_tls_client || r->cl != CL_TLS)
+    if (c->id != r->id_tls_client || r->cl != CL_TLS || r->res_tls_client)
       return SL_ERR_UNKNOWN_REQUEST;
-    r->id_tls_client = 0;
-    if (ok) {
-      /* RFC 3207 4.2: forget everything learnt before TLS. */
-      r->stats.tls_client = 1;
-      r->helo = r->esmtp = r->mail = 0;
-      r->rcpts = 0;
-      r->offered = 0;
-      buf_release(r, &r->ehlo);
-      r->replayed = 0;
-      r->cl = CL_CMD;
-      r->no_input = 0;
-      r->t_client = now;
-    } else {
-      up_close(r);
-      client_close_after_reply(r, SL_END_PROTOCOL);
-    }
+    r->res_tls_client = res;
   } else if (tag == TAG_TLS_UPSTREAM) {
-    if (c->id != r->id_tls_up || r->up != UP_TLS)
+    if (c->id != r->id_tls_up || r->up != UP_TLS || r->res_tls_up)
       return SL_ERR_UNKNOWN_REQUEST;
-    r->id_tls_up = 0;
-    if (ok) {
-      r->stats.tls_upstream = 1;
-      up_ehlo(r); /* capabilities learnt in plaintext are not trusted */
-    } else {
-      up_fail(r, SL_UPFAIL_TLS);
-    }
+    r->res_tls_up = res;
   } else if (tag >= TAG_DNSBL && tag < TAG_DNSBL + SL_DNSBL_ZONES_MAX) {
     uint32_t z = tag - TAG_DNSBL;
     if (r->dnsbl_done || !(r->dnsbl_pending & (1u << z)))
@@ -2623,8 +2686,7 @@ int sl_relay_complete(sl_relay *r, const sl_completion *c, sl_tstamp now) {
     r->dnsbl_pending = (uint16_t)(r->dnsbl_pending & ~(1u << z));
     if (ok && listed(&r->pol->dnsbl[z], c))
       r->stats.score += r->pol->dnsbl[z].weight;
-    if (!r->dnsbl_pending && r->dnsbl_asked == r->pol->ndnsbl)
-      dnsbl_finish(r);
+    /* the last answer: step_dnsbl() decides */
   } else {
     return SL_ERR_UNKNOWN_REQUEST;
   }
@@ -2802,6 +2864,17 @@ int sl_relay_handle_expiry(sl_relay *r, sl_tstamp now) {
   int e = enter(r, now);
   if (e)
     return e;
+  r->expire = 1; /* step_expiry() runs the timers */
+  return leave(r);
+}
+
+/* The timers due at r->now, once the ring has room for everything they may
+   push (a DNSBL verdict, a close, an upstream failure: guarantee 10). */
+static int step_expiry(sl_relay *r) {
+  if (!r->expire || ring_free(r) < RING_CAP - 1)
+    return 0;
+  r->expire = 0;
+  sl_tstamp now = r->now;
   const sl_limits *l = r->lim;
   if (!r->dnsbl_done && r->cl != CL_PROXY &&
       now >= tadd(r->stats.start, r->pol->dnsbl_timeout))
@@ -2816,9 +2889,9 @@ int sl_relay_handle_expiry(sl_relay *r, sl_tstamp now) {
                now >= tadd(r->t_client, l->send_timeout)) {
       /* The client does not read: no goodbye can reach it. */
       r->stats.end_reason = SL_END_TIMEOUT;
-      sl_relay_abort(r, now);
+      abort_now(r);
       r->stats.end_reason = SL_END_TIMEOUT;
-      return leave(r);
+      return 1;
     } else if (waiting_for_client(r) &&
                now >=
                    tadd(r->t_client, (r->cl == CL_DATA || r->cl == CL_DISCARD ||
@@ -2839,7 +2912,7 @@ int sl_relay_handle_expiry(sl_relay *r, sl_tstamp now) {
   else if (r->uout.len && r->up == UP_READY &&
            now >= tadd(r->t_uout, l->upstream_command_timeout))
     up_fail(r, SL_UPFAIL_TIMEOUT);
-  return leave(r);
+  return 1;
 }
 
 unsigned sl_relay_want(const sl_relay *r) {

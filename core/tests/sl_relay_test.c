@@ -356,6 +356,6 @@ int main(void) {
   SL_RUN(test_client_that_does_not_read);
   SL_RUN(test_local_replies_enhanced_codes);
   SL_RUN(test_message_sizes_pipelined);
-  // SL_RUN(test_five_bdat_events);
+  SL_RUN(test_five_bdat_events);
   return sl_test_summary();
 }
