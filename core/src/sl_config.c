@@ -72,6 +72,8 @@ void sl_policy_default(sl_policy *p) {
   p->upstream_attempts = 3;
   p->auth_requires_tls = 1;
   p->greet_teaser = 1;
+  /* Postfix 3.9's default for smtpd_forbid_unauth_pipelining */
+  p->forbid_unauth_pipelining = 1;
   p->pregreet_action = SL_ACT_CONTINUE;
   p->pregreet_score = 0;
   p->dnsbl_timeout = 5 * SL_SEC;

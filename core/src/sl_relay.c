@@ -284,6 +284,9 @@ struct sl_relay {
   uint32_t q_cur; /* bit per queue slot: a MAIL or RCPT of the transaction
                      in force (pipelined replies must not undo the state a
                      later RSET, MAIL or end of data set up) */
+  uint32_t q_sync; /* bit per queue slot: a command that must end a
+                      pipelined group (RFC 2920 3.1), whose client must
+                      wait for this reply */
   uint8_t q_head, q_len;
   /* The size of each message whose end is in the queue, in queue order:
      the next MAIL may be read before the reply to the previous end of data
@@ -328,7 +331,14 @@ struct sl_relay {
   uint8_t end_sent : 1;    /* SESSION_END requested */
   uint8_t starved : 1;     /* the pool had no buffer */
   uint8_t no_input : 1;    /* after QUIT or STARTTLS: read nothing more */
-  uint8_t wait_354 : 1;    /* DATA sent upstream, its reply not yet out */
+  uint8_t wait_354 : 1;    /* after DATA: its reply is not yet out (sent
+                              to the client); the bytes after it wait */
+  uint8_t body_early : 1;  /* bytes came after DATA before its reply */
+  uint8_t quiet : 1;       /* discarding such a body after a refused DATA:
+                              no reply at its end */
+  uint8_t sync_bad : 1;    /* bytes came before the reply to a command
+                              that ends a group: the next command gets
+                              554 5.5.0 (forbid_unauth_pipelining) */
   uint8_t expire : 1;      /* handle_expiry() called: check the timers */
 };
 
@@ -460,6 +470,7 @@ static void q_push(sl_relay *r, uint8_t k) {
   unsigned slot = (r->q_head + r->q_len) % QUEUE_CAP;
   r->q[slot] = k;
   r->q_cur &= ~(1u << slot);
+  r->q_sync &= ~(1u << slot);
   if (k == Q_UP_MAIL || k == Q_UP_RCPT)
     r->q_cur |= 1u << slot;
   r->q_len++;
@@ -498,6 +509,7 @@ static void q_push_local(sl_relay *r, enum local_reply id) {
   q_push(r, (uint8_t)(Q_LOCAL + id));
 }
 static void q_pop(sl_relay *r) {
+  r->q_sync &= ~(1u << r->q_head);
   r->q_head = (uint8_t)((r->q_head + 1) % QUEUE_CAP);
   r->q_len--;
   r->t_release = SL_TSTAMP_NONE;
@@ -593,7 +605,6 @@ static void q_fail_upstream(sl_relay *r, enum local_reply why) {
   }
   r->mail = 0;
   r->rcpts = 0;
-  r->wait_354 = 0;
   msize_clear(r);
 }
 
@@ -624,8 +635,9 @@ static void up_fail(sl_relay *r, sl_upstream_failure why) {
     r->cl = CL_DISCARD;
   } else if (r->cl == CL_BDAT) {
     r->bdat_discard = 1;
-  } else if (r->cl == CL_WAIT && !r->tls_pending) {
-    /* the DATA or AUTH whose reply we waited for now has a local one */
+  } else if (r->cl == CL_WAIT && !r->tls_pending && !r->wait_354) {
+    /* the AUTH whose reply we waited for now has a local one (a DATA's
+       bytes keep waiting until its reply is out) */
     r->cl = CL_CMD;
   }
 }
@@ -911,6 +923,7 @@ static void replied(sl_relay *r, unsigned code) {
           r->q[(r->q_head + n++) % QUEUE_CAP] = k;
       }
       r->q_len = n;
+      r->q_sync = 0;
       q_push_local(r, R_TOO_MANY_ERRORS);
       r->no_input = 1;
     }
@@ -1079,17 +1092,17 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
     }
     break;
   case Q_UP_DATA:
-    r->wait_354 = 0;
     if (code == 354) {
+      r->wait_354 = 0;
+      r->body_early = 0; /* those bytes were the body */
       sl_data_init(&r->data, r->lim->text_line_max, r->lim->message_size_max,
                    (r->pol->lenient & SL_LENIENT_NORMALIZE_BARE_LF) != 0);
       r->cl = CL_DATA;
       r->t_client = r->now;
       throttle_start(r);
       set_stage(r, SL_STAGE_DATA);
-    } else {
-      r->cl = CL_CMD;
     }
+    /* refused: step_client() goes on once the reply is out */
     break;
   case Q_UP_END:
   case Q_UP_BDAT_LAST:
@@ -1134,8 +1147,8 @@ static void after_local_reply(sl_relay *r, enum local_reply id) {
   }
   if (id == R_EHLO_LOCAL || id == R_HELO_LOCAL)
     set_stage(r, SL_STAGE_HELO);
-  if (r->cl == CL_WAIT && r->q_len == 0 && !r->no_input)
-    r->cl = CL_CMD; /* the DATA/AUTH we waited on was answered locally */
+  if (r->cl == CL_WAIT && r->q_len == 0 && !r->no_input && !r->wait_354)
+    r->cl = CL_CMD; /* the AUTH we waited on was answered locally */
 }
 
 /* ---- step: replies leave the queue in order ------------------------- */
@@ -1507,14 +1520,51 @@ static int sync_violation(sl_relay *r) {
   return r->pol->forbid_unauth_pipelining;
 }
 
-/* Message bytes sent before the 354 they needed, under
-   forbid_unauth_pipelining.  The DATA already went upstream: the replies
-   before it are relayed as usual, its own is replaced by the refusal and
-   the upstream leg closed before a body byte moves. */
+/* Must this command end a pipelined group (RFC 2920 3.1; Postfix's
+   SMTPD_CMD_FLAG_LAST)?  Without EHLO and an offered PIPELINING every
+   command must.  STARTTLS (its plaintext tail is discarded), QUIT (nothing
+   after it is read) and BDAT (its chunk follows it) have their own rules. */
+static int ends_group(const sl_relay *r, sl_verb v) {
+  switch (v) {
+  case SL_V_EHLO:
+  case SL_V_HELO:
+  case SL_V_DATA:
+  case SL_V_NOOP:
+  case SL_V_VRFY:
+  case SL_V_EXPN:
+  case SL_V_AUTH:
+    return 1;
+  case SL_V_STARTTLS:
+  case SL_V_QUIT:
+  case SL_V_BDAT:
+    return 0;
+  default:
+    return !(r->esmtp && (r->offered & SL_CAP_PIPELINING));
+  }
+}
+
+/* Message bytes sent before the reply to DATA, under
+   forbid_unauth_pipelining, while that reply is still queued: it is
+   replaced by the refusal (a relayed DATA's own reply is swallowed and the
+   upstream leg closed before a body byte moves). */
 static void refuse_sync(sl_relay *r) {
-  r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP] = Q_UP_DATA_SYNC;
+  uint8_t *k = &r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP];
+  *k = *k >= Q_LOCAL ? (uint8_t)(Q_LOCAL + R_SYNC) : (uint8_t)Q_UP_DATA_SYNC;
   r->wait_354 = 0;
   r->no_input = 1;
+}
+
+/* The body a client sent after a DATA that was then refused (locally or by
+   the upstream) is message content, never commands: it is read up to its
+   end-of-data line and dropped without a reply. */
+static void discard_early_body(sl_relay *r) {
+  sl_data_init(&r->data, r->lim->text_line_max, 0,
+               (r->pol->lenient & SL_LENIENT_NORMALIZE_BARE_LF) != 0);
+  sl_data_discard(&r->data, 0);
+  r->viol = SL_VIOL_NONE;
+  r->quiet = 1;
+  r->cl = CL_DISCARD;
+  r->t_client = r->now;
 }
 
 /* The message size allowed: the lower of ours and the upstream's SIZE. */
@@ -1602,6 +1652,19 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     r->no_input = 1;
     goto reply;
   }
+  /* RFC 2920 3.1, checked before the command runs as Postfix does: bytes
+     after a command that must end a group, or that came before the reply
+     to an earlier one, are a synchronisation error. */
+  int early = more && ends_group(r, c.verb);
+  if ((early || r->sync_bad) && r->pol->forbid_unauth_pipelining) {
+    if (early)
+      r->stats.sync_violations++;
+    lr = R_SYNC;
+    r->no_input = 1;
+    goto reply;
+  }
+  if (early)
+    r->stats.sync_violations++; /* consumed below: counted once */
   if (r->rejected) {
     switch (c.verb) {
     case SL_V_QUIT:
@@ -1638,11 +1701,6 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
   case SL_V_HELO: {
     if (!sl_cmd_helo_arg(arg, alen, r->lim->domain_max)) {
       lr = R_HELO_SYNTAX;
-      break;
-    }
-    if (more && sync_violation(r)) {
-      lr = R_SYNC;
-      r->no_input = 1;
       break;
     }
     int via_up = r->pol->mode == SL_MODE_PASSTHROUGH || r->up == UP_READY;
@@ -1743,27 +1801,20 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     break;
   }
   case SL_V_DATA:
-    if (!r->mail) {
+    if (!r->mail)
       lr = R_NEED_MAIL;
-      break;
-    }
-    if (!r->rcpts) {
+    else if (!r->rcpts)
       lr = R_NEED_RCPT;
-      break;
-    }
-    if (more && sync_violation(r)) {
-      lr = R_SYNC;
-      r->no_input = 1;
-      break;
-    }
-    if ((rc = relay_line(r, line, len, Q_UP_DATA)) == 0)
+    else if ((rc = relay_line(r, line, len, Q_UP_DATA)) == 0)
       return 0;
-    if (rc < 0) {
+    else if (rc < 0)
       lr = R_UPSTREAM_FAIL;
-      break;
-    }
+    /* Whatever the answer, the bytes after DATA wait for its reply: a
+       354 makes them the body, a refusal makes them a body to drop, never
+       commands (RFC 2920 3.1; they could smuggle a RCPT upstream). */
     r->cl = CL_WAIT;
     r->wait_354 = 1;
+    r->body_early = early != 0;
     break;
   case SL_V_BDAT: {
     uint64_t size;
@@ -1848,11 +1899,6 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
                : R_AUTH_UNAVAIL;
       break;
     }
-    if (more && sync_violation(r)) {
-      lr = R_SYNC;
-      r->no_input = 1;
-      break;
-    }
     if ((rc = relay_line(r, line, len, Q_UP_AUTH)) == 0)
       return 0;
     if (rc < 0) {
@@ -1899,6 +1945,9 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
 reply:
   if (lr >= 0)
     q_push_local(r, (enum local_reply)lr);
+  r->sync_bad = 0;
+  if (ends_group(r, c.verb) && r->q_len)
+    r->q_sync |= 1u << ((r->q_head + r->q_len - 1) % QUEUE_CAP);
 consumed:
   buf_consume(r, &r->cin, whole);
   r->stats.commands++;
@@ -2013,7 +2062,9 @@ static int step_data(sl_relay *r) {
   }
   buf_consume(r, &r->cin, used);
   if (st == SL_DATA_END) {
-    if (discard) {
+    if (r->quiet) {
+      r->quiet = 0; /* an early body after a refused DATA: no reply */
+    } else if (discard) {
       q_push_local(r, refusal(r->viol));
       if (is_smuggle(r->viol))
         r->no_input = 1;
@@ -2026,6 +2077,16 @@ static int step_data(sl_relay *r) {
       up_sent(r, Q_UP_END, 0);
     }
     r->cl = CL_CMD;
+    return 1;
+  }
+  if (st == SL_DATA_VIOLATION && r->quiet) {
+    /* smuggling bytes in a body that was never accepted: where it ends is
+       ambiguous, so nothing after it is read; the session ends */
+    event(r, SL_EV_SMUGGLING, r->data.violation);
+    r->quiet = 0;
+    r->cl = CL_CMD;
+    r->no_input = 1;
+    q_push_local(r, R_SMUGGLE);
     return 1;
   }
   if (st == SL_DATA_VIOLATION) {
@@ -2089,6 +2150,18 @@ static int step_proxy(sl_relay *r);
 
 static int step_client(sl_relay *r) {
   int progress = 0;
+  if (r->cl == CL_WAIT && r->wait_354 && r->q_len == 0 && r->cout.len == 0 &&
+      !r->no_input) {
+    /* A refused DATA's reply has left: bytes the client sent before it
+       arrived are the body it should not have sent. */
+    r->wait_354 = 0;
+    if (r->body_early)
+      discard_early_body(r);
+    else
+      r->cl = CL_CMD;
+    r->body_early = 0;
+    progress = 1;
+  }
   while (r->cin.len && r->cl < CL_CLOSING && ring_free(r) >= STEP_ROOM) {
     int rc;
     switch (r->cl) {
@@ -2536,9 +2609,14 @@ int sl_relay_client_in_ack(sl_relay *r, size_t n, sl_tstamp now) {
       r->stats.pregreet_bytes += (uint32_t)n;
     }
     if (r->wait_354 && r->cl == CL_WAIT) {
-      r->wait_354 = 0; /* counted once per DATA */
-      if (sync_violation(r))
-        refuse_sync(r);
+      if (!r->body_early) { /* counted once per DATA */
+        r->body_early = 1;
+        if (sync_violation(r) && r->q_len)
+          refuse_sync(r);
+      }
+    } else if (r->q_sync && r->greeted && !r->sync_bad) {
+      /* before the reply to a command that ends a group */
+      r->sync_bad = sync_violation(r) != 0;
     }
   } else if (r->cin.len == 0) {
     buf_release(r, &r->cin);
@@ -2846,6 +2924,8 @@ static void force_close(sl_relay *r, enum local_reply id) {
     up_close(r);
   r->q_len = 0;
   msize_clear(r);
+  r->q_sync = 0;
+  r->wait_354 = r->body_early = r->quiet = 0;
   r->no_input = 1;
   r->tls_pending = 0;
   if (r->greet_held) {

@@ -192,6 +192,7 @@ static void test_client_that_does_not_read(void) {
   sl_harness h;
   screen_first(&h);
   h.limits.send_timeout = 10 * SL_SEC;
+  h.policy.forbid_unauth_pipelining = 0; /* NOOPs pipelined on purpose */
   CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
   h.client_stalled = 1; /* nothing the relay sends is read */
   char many[600];
@@ -345,6 +346,85 @@ static void test_five_bdat_events(void) {
   sl_harness_free(&h);
 }
 
+/* Whether bytes "came after" a command depends on how they were split, so
+   these run with whole writes, as a client would send them. */
+static const char sync554[] = "554 5.5.0 Error: SMTP protocol synchronization\r\n";
+
+static int ends_with(const sl_bytes *b, const char *s) {
+  size_t n = strlen(s);
+  return b->len >= n && memcmp(b->p + b->len - n, s, n) == 0;
+}
+
+/* forbid_unauth_pipelining is on by default (Postfix 3.9): EHLO and MAIL
+   in one write end the session with 554 5.5.0, before MAIL reaches an
+   upstream (issue 8 defect 5). */
+static void test_sync_ehlo_mail(void) {
+  sl_harness h;
+  screen_first(&h);
+  CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
+  sl_harness_client(&h, S("EHLO c.example\r\nMAIL FROM:<a@example.org>\r\n"),
+                    0);
+  CHECK(ends_with(&h.client_out, sync554));
+  CHECK(sl_harness_closed(&h));
+  CHECK_INT(sl_relay_stats(h.r)->sync_violations, 1);
+  CHECK_INT(sl_relay_stats(h.r)->end_reason, SL_END_PROTOCOL);
+  CHECK_INT(sl_harness_requests(&h, SL_REQ_CONNECT_UPSTREAM), 0);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+/* After HELO there is no PIPELINING: two commands in one write are a
+   violation; after EHLO, MAIL RCPT DATA in one group are not. */
+static void test_sync_helo_and_groups(void) {
+  sl_harness h;
+  screen_first(&h);
+  CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
+  sl_harness_client(&h, S("HELO c.example\r\n"), 0);
+  sl_harness_client(&h, S("RSET\r\nRSET\r\n"), 0);
+  CHECK(ends_with(&h.client_out, sync554));
+  CHECK(sl_harness_closed(&h));
+  sl_harness_free(&h);
+
+  passthrough_ready(&h);
+  size_t before = h.client_out.len;
+  sl_harness_client(&h, S("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>"
+                          "\r\nDATA\r\n"), 0);
+  sl_harness_upstream(&h, S("250 ok\r\n250 ok\r\n354 go\r\n"), 0);
+  sl_harness_client(&h, S("hi\r\n.\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b"
+                          "@example.net>\r\nBDAT 2 LAST\r\nhiQUIT\r\n"), 0);
+  sl_harness_upstream(&h, S("250 queued\r\n250 ok\r\n250 ok\r\n250 queued\r\n"
+                            "221 bye\r\n"), 0);
+  static const char want[] = "250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n250 ok"
+                             "\r\n250 ok\r\n250 queued\r\n221 2.0.0 Bye\r\n";
+  CHECK_MEM(h.client_out.p + before, h.client_out.len - before, want,
+            sizeof(want) - 1);
+  CHECK_INT(sl_relay_stats(h.r)->sync_violations, 0);
+  CHECK_INT(sl_relay_stats(h.r)->messages_accepted, 2);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+/* Bytes that arrive while the reply to a command that ends a group is
+   still owed (an EHLO relayed upstream) are a violation too: the next
+   command gets 554 5.5.0 after the EHLO's own reply. */
+static void test_sync_before_reply(void) {
+  sl_harness h;
+  sl_harness_defaults(&h);
+  CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
+  CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
+  sl_harness_upstream(&h, S("220 up ESMTP\r\n250-up\r\n250 PIPELINING\r\n"), 0);
+  sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
+  sl_harness_client(&h, S("MAIL FROM:<a@example.org>\r\n"), 0);
+  sl_harness_upstream(&h, S("250-up\r\n250 PIPELINING\r\n"), 0);
+  CHECK(ends_with(&h.client_out, "250 PIPELINING\r\n"
+                                 "554 5.5.0 Error: SMTP protocol "
+                                 "synchronization\r\n"));
+  CHECK(sl_harness_closed(&h));
+  CHECK(memmem(h.upstream_out.p, h.upstream_out.len, "MAIL", 4) == NULL);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
 int main(void) {
   SL_RUN(test_buffers_lent_only_while_used);
   SL_RUN(test_pool_exhaustion);
@@ -357,5 +437,8 @@ int main(void) {
   SL_RUN(test_local_replies_enhanced_codes);
   SL_RUN(test_message_sizes_pipelined);
   SL_RUN(test_five_bdat_events);
+  SL_RUN(test_sync_ehlo_mail);
+  SL_RUN(test_sync_helo_and_groups);
+  SL_RUN(test_sync_before_reply);
   return sl_test_summary();
 }
