@@ -261,6 +261,8 @@ struct sl_relay {
   sl_tstamp t_stutter; /* next stutter slot */
   sl_tstamp t_tokens;  /* last throttle refill */
   sl_tstamp t_retry;   /* pool was empty: try again at */
+  sl_tstamp t_rec;     /* first byte of the client's unfinished line */
+  sl_tstamp t_urec;    /* first byte of the upstream's unfinished line */
   sl_duration greet_jitter;
 
   uint64_t bdat_left;
@@ -336,6 +338,8 @@ struct sl_relay {
   uint8_t body_early : 1;  /* bytes came after DATA before its reply */
   uint8_t quiet : 1;       /* discarding such a body after a refused DATA:
                               no reply at its end */
+  uint8_t c_reading : 1;   /* client input was wanted at the last run() */
+  uint8_t u_reading : 1;   /* upstream input likewise */
   uint8_t sync_bad : 1;    /* bytes came before the reply to a command
                               that ends a group: the next command gets
                               554 5.5.0 (forbid_unauth_pipelining) */
@@ -578,6 +582,7 @@ static void up_close(sl_relay *r) {
     push_req(r, SL_REQ_CLOSE_UPSTREAM, new_id(r, 0), 0, 0);
   buf_release(r, &r->uin);
   buf_release(r, &r->uout);
+  r->t_urec = SL_TSTAMP_NONE;
   r->up = UP_NONE;
   r->up_out = r->up_sync = 0;
   r->up_eof = 0;
@@ -1377,6 +1382,7 @@ static int step_preamble(sl_relay *r) {
       /* Anything after the 220 was sent before TLS: never read it as a
          reply (response injection, CVE-2011-0411's mirror). */
       buf_release(r, &r->uin);
+      r->t_urec = SL_TSTAMP_NONE;
       r->id_tls_up = new_id(r, TAG_TLS_UPSTREAM);
       push_req(r, SL_REQ_STARTTLS_UPSTREAM, r->id_tls_up, 0, 0);
       r->up = UP_TLS;
@@ -2141,8 +2147,11 @@ static int step_bdat(sl_relay *r) {
   buf_consume(r, &r->cin, n);
   r->bdat_left -= n;
   r->data.size += n;
-  if (r->bdat_left == 0)
+  if (r->bdat_left == 0) {
     r->cl = CL_CMD;
+    if (!r->cin.len)
+      r->t_rec = SL_TSTAMP_NONE; /* the chunk was the record */
+  }
   return n > 0;
 }
 
@@ -2244,6 +2253,8 @@ static int step_proxy(sl_relay *r) {
   }
   buf_consume(r, &r->cin, (size_t)n);
   r->cl = CL_CMD;
+  if (!r->cin.len)
+    r->t_rec = SL_TSTAMP_NONE; /* the header has its own deadline */
   if (r->cin.len) {
     r->pregreet = 1;
     r->stats.pregreet_bytes += r->cin.len;
@@ -2328,6 +2339,7 @@ static int step_close(sl_relay *r) {
   if (r->tls_pending && r->cout.len == 0 && ring_free(r) >= 2) {
     r->tls_pending = 0;
     buf_release(r, &r->cin);
+    r->t_rec = SL_TSTAMP_NONE;
     r->id_tls_client = new_id(r, TAG_TLS_CLIENT);
     push_req(r, SL_REQ_STARTTLS_CLIENT, r->id_tls_client, 0, 0);
     r->cl = CL_TLS;
@@ -2393,11 +2405,42 @@ static int step_close(sl_relay *r) {
 }
 
 static int step_expiry(sl_relay *r);
+static int client_read_ok(const sl_relay *r);
+static int upstream_read_ok(const sl_relay *r);
+
+/* Per-record deadlines (record_timeout, Postfix's smtpd_per_record_deadline):
+   the time from the first byte of a line to its LF, whatever the reads in
+   between, so a peer dripping a byte at a time is bounded too.  n bytes
+   just arrived at the tail of b. */
+static sl_tstamp record_start(sl_tstamp t, const sl_buf *b, size_t n,
+                              sl_tstamp now) {
+  const uint8_t *p = b->p + b->off + b->len - n;
+  if (memchr(p, '\n', n))
+    return p[n - 1] == '\n' ? SL_TSTAMP_NONE : now; /* a new line began */
+  return t == SL_TSTAMP_NONE ? now : t;
+}
+
+/* The record clocks run only while the relay reads that leg: a pause in
+   reading (flow control, a throttle, a full ring) is the relay's own, so a
+   line's clock starts again when reading resumes. */
+static void record_clocks(sl_relay *r) {
+  int c = client_read_ok(r), u = upstream_read_ok(r);
+  if (c && !r->c_reading && r->t_rec != SL_TSTAMP_NONE)
+    r->t_rec = r->now;
+  if (u && !r->u_reading && r->t_urec != SL_TSTAMP_NONE)
+    r->t_urec = r->now;
+  r->c_reading = c != 0;
+  r->u_reading = u != 0;
+}
 
 static void run(sl_relay *r) {
   /* Every step consumes input or changes state when it reports progress,
      so this ends; the bound only guards against a bug looping forever. */
-  for (int i = 0; i < 100000; i++) {
+  for (int i = 0;; i++) {
+    if (i == 100000) {
+      r->err = (uint32_t)-SL_ERR_INTERNAL;
+      break;
+    }
     int p = step_answers(r);
     p |= step_expiry(r);
     p |= step_dnsbl(r);
@@ -2406,9 +2449,9 @@ static void run(sl_relay *r) {
     p |= step_client(r);
     p |= step_close(r);
     if (!p)
-      return;
+      break;
   }
-  r->err = (uint32_t)-SL_ERR_INTERNAL;
+  record_clocks(r);
 }
 
 /* ---- the public API ----------------------------------------------------- */
@@ -2469,6 +2512,7 @@ int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
   r->stats.end = SL_TSTAMP_NONE;
   r->t_client = r->t_phase = now;
   r->t_release = r->t_up = r->t_retry = SL_TSTAMP_NONE;
+  r->t_rec = r->t_urec = SL_TSTAMP_NONE;
   r->t_stutter = r->t_tokens = now;
   sl_pcg32 g;
   sl_pcg32_seed(&g, seed, RNG_STREAM);
@@ -2601,7 +2645,12 @@ int sl_relay_client_in_ack(sl_relay *r, size_t n, sl_tstamp now) {
   if (n) {
     buf_grow(&r->cin, n);
     r->stats.client_bytes_in += n;
-    r->t_client = now;
+    /* The command timeout counts until a whole line is in (a drip of
+       bytes does not restart it); DATA's timeout is per block (4.5.3.2.5). */
+    if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT ||
+        memchr(buf_tail(&r->cin) - n, '\n', n))
+      r->t_client = now;
+    r->t_rec = record_start(r->t_rec, &r->cin, n, now);
     if (throttled(r))
       r->tokens = r->tokens > n ? r->tokens - n : 0;
     if (!r->greeted && r->cl != CL_PROXY) {
@@ -2679,6 +2728,8 @@ int sl_relay_upstream_in_ack(sl_relay *r, size_t n, sl_tstamp now) {
     return SL_ERR_INVALID_ARGUMENT;
   buf_grow(&r->uin, n);
   r->stats.upstream_bytes_in += n;
+  if (n)
+    r->t_urec = record_start(r->t_urec, &r->uin, n, now);
   if (r->uin.len == 0)
     buf_release(r, &r->uin);
   return leave(r);
@@ -2865,6 +2916,22 @@ static int waiting_for_client(const sl_relay *r) {
   return r->cl == CL_AUTH || (r->cl == CL_CMD && r->greeted && r->q_len == 0);
 }
 
+/* When the client's or the upstream's unfinished line runs out of time,
+   or SL_TSTAMP_NONE. */
+static sl_tstamp client_record_due(const sl_relay *r) {
+  if (r->t_rec == SL_TSTAMP_NONE || r->cl >= CL_CLOSING ||
+      r->cl == CL_PROXY || r->cl == CL_TLS || !client_read_ok(r))
+    return SL_TSTAMP_NONE;
+  return tadd(r->t_rec, r->lim->record_timeout);
+}
+
+static sl_tstamp upstream_record_due(const sl_relay *r) {
+  if (r->t_urec == SL_TSTAMP_NONE || r->up < UP_GREETING || r->up == UP_TLS ||
+      r->up == UP_QUIT || !upstream_read_ok(r))
+    return SL_TSTAMP_NONE;
+  return tadd(r->t_urec, r->lim->record_timeout);
+}
+
 sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
   if (!r || r->end_sent)
     return SL_TSTAMP_NONE;
@@ -2893,6 +2960,8 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
     t = tmin(t, r->t_up);
   if (r->uout.len && r->up != UP_CONNECTING && r->up != UP_TLS)
     t = tmin(t, tadd(r->t_uout, l->upstream_command_timeout));
+  t = tmin(t, upstream_record_due(r));
+  t = tmin(t, client_record_due(r));
   if (r->cl < CL_CLOSED) {
     if (waiting_for_client(r))
       t = tmin(t, tadd(r->t_client, (r->cl == CL_DATA || r->cl == CL_DISCARD ||
@@ -2979,9 +3048,15 @@ static int step_expiry(sl_relay *r) {
                                          ? l->data_block_timeout
                                          : l->command_timeout)) {
       force_close(r, R_TIMEOUT);
+    } else if (now >= client_record_due(r)) {
+      force_close(r, R_TIMEOUT); /* a line dripping in */
     } else if (now >= tadd(r->stats.start, l->session_timeout)) {
       force_close(r, R_TIMEOUT);
     }
+  }
+  if (now >= upstream_record_due(r)) {
+    up_fail(r, SL_UPFAIL_TIMEOUT); /* a reply line dripping in */
+    return 1;
   }
   if (r->up != UP_NONE && r->up != UP_QUIT && r->t_up != SL_TSTAMP_NONE &&
       now >= r->t_up && (r->up != UP_READY || r->up_out))

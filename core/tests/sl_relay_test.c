@@ -425,6 +425,52 @@ static void test_sync_before_reply(void) {
   sl_harness_free(&h);
 }
 
+/* With the default limits, an EHLO dripped one byte every half second (a
+   line that never ends) is ended by record_timeout (60 s), not held for
+   ever (issue 8 defect 10). */
+static void test_drip_default_limits(void) {
+  sl_harness h;
+  screen_first(&h);
+  h.policy.greet_teaser = 0;
+  CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
+  sl_tstamp start = h.now;
+  sl_harness_client(&h, S("EHLO "), 0);
+  for (int i = 0; i < 1000 && !sl_harness_closed(&h); i++) {
+    sl_harness_advance(&h, 500 * SL_MSEC);
+    sl_harness_client(&h, S("a"), 0);
+  }
+  CHECK(sl_harness_closed(&h));
+  CHECK(h.now - start >= 60 * SL_SEC && h.now - start <= 61 * SL_SEC);
+  CHECK(ends_with(&h.client_out,
+                  "421 4.4.2 mx.sluice.test Error: timeout exceeded\r\n"));
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+/* The default session cap (7200 s) ends a client that keeps every timer
+   happy: a message line every 170 s, under the data block timeout and each
+   line whole.  The message is aborted, never committed. */
+static void test_session_cap_default(void) {
+  sl_harness h;
+  passthrough_ready(&h);
+  sl_tstamp start = h.now;
+  sl_harness_client(&h, S("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>"
+                          "\r\nDATA\r\n"), 0);
+  sl_harness_upstream(&h, S("250 ok\r\n250 ok\r\n354 go\r\n"), 0);
+  for (int i = 0; i < 100 && !sl_harness_closed(&h); i++) {
+    sl_harness_client(&h, S("x\r\n"), 0);
+    sl_harness_advance(&h, 170 * SL_SEC);
+  }
+  CHECK(sl_harness_closed(&h));
+  CHECK(h.now - start >= 7200 * SL_SEC && h.now - start < 7400 * SL_SEC);
+  CHECK(ends_with(&h.client_out,
+                  "421 4.4.2 mx.sluice.test Error: timeout exceeded\r\n"));
+  CHECK(memmem(h.upstream_out.p, h.upstream_out.len, "\r\n.\r\n", 5) == NULL);
+  CHECK_INT(sl_relay_stats(h.r)->messages_accepted, 0);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
 int main(void) {
   SL_RUN(test_buffers_lent_only_while_used);
   SL_RUN(test_pool_exhaustion);
@@ -440,5 +486,7 @@ int main(void) {
   SL_RUN(test_sync_ehlo_mail);
   SL_RUN(test_sync_helo_and_groups);
   SL_RUN(test_sync_before_reply);
+  SL_RUN(test_drip_default_limits);
+  SL_RUN(test_session_cap_default);
   return sl_test_summary();
 }
