@@ -1282,10 +1282,14 @@ static int step_replies(sl_relay *r) {
       r->up_sync--;
     r->t_up = r->up_out ? tadd(r->now, r->lim->upstream_command_timeout)
                         : SL_TSTAMP_NONE;
-    if (!(k == Q_UP_AUTH && rep.code == 334))
+    if (!(k == Q_UP_AUTH && rep.code == 334)) {
       q_pop(r);
-    else
+    } else {
       r->t_release = SL_TSTAMP_NONE;
+      /* the client was waiting for this: its continuation is no
+         synchronisation error */
+      r->q_sync &= ~(1u << r->q_head);
+    }
     after_upstream_reply(r, k, rep.code, current);
     replied(r, rep.code);
     progress = 1;
@@ -1611,6 +1615,7 @@ static int sasl_response(const uint8_t *p, size_t n) {
    to cancel the exchange); the upstream's answer is the client's reply. */
 static void sasl_line(sl_relay *r, const uint8_t *line, size_t len) {
   up_write_line(r, line, len);
+  r->q_sync |= 1u << r->q_head; /* the client waits for the answer again */
   r->up_out++;
   r->up_sync++;
   r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
@@ -1634,9 +1639,11 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
   size_t alen = len - c.arg;
   int more = r->cin.len > whole; /* bytes pipelined after this line */
   int lr = -1;                   /* a local reply, or -1 */
+  int early = 0; /* bytes follow a command that must end its group */
   int rc;
 
   if (r->cl == CL_AUTH) {
+    r->sync_bad = 0; /* a continuation sent before the 334: counted */
     if (r->up != UP_READY) {
       r->cl = CL_CMD; /* the upstream is gone: the AUTH's 451 answers this */
       goto consumed;
@@ -1661,16 +1668,12 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
   /* RFC 2920 3.1, checked before the command runs as Postfix does: bytes
      after a command that must end a group, or that came before the reply
      to an earlier one, are a synchronisation error. */
-  int early = more && ends_group(r, c.verb);
+  early = more && ends_group(r, c.verb); /* counted once consumed */
   if ((early || r->sync_bad) && r->pol->forbid_unauth_pipelining) {
-    if (early)
-      r->stats.sync_violations++;
     lr = R_SYNC;
     r->no_input = 1;
     goto reply;
   }
-  if (early)
-    r->stats.sync_violations++; /* consumed below: counted once */
   if (r->rejected) {
     switch (c.verb) {
     case SL_V_QUIT:
@@ -1951,6 +1954,8 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
 reply:
   if (lr >= 0)
     q_push_local(r, (enum local_reply)lr);
+  if (early)
+    r->stats.sync_violations++;
   r->sync_bad = 0;
   if (ends_group(r, c.verb) && r->q_len)
     r->q_sync |= 1u << ((r->q_head + r->q_len - 1) % QUEUE_CAP);
