@@ -1024,6 +1024,27 @@ size_t sl_relay_reply_render(unsigned id, const char *host, uint8_t *out,
   return render_local(out, (enum local_reply)id, host);
 }
 
+/* The length of an enhanced status code (RFC 3463 "d.ddd.ddd") at the
+   start of a reply line's text, followed by a space or the end; 0 if none. */
+static size_t esc_len(const uint8_t *t, size_t n) {
+  size_t i = 0;
+  for (int part = 0; part < 3; part++) {
+    size_t d = 0;
+    while (i < n && t[i] >= '0' && t[i] <= '9' && d < 3) {
+      i++;
+      d++;
+    }
+    if (d == 0)
+      return 0;
+    if (part < 2) {
+      if (i >= n || t[i] != '.')
+        return 0;
+      i++;
+    }
+  }
+  return i == n || t[i] == ' ' ? i : 0;
+}
+
 /* Re-frames an upstream reply into cout; EHLO replies are rebuilt from the
    capability intersection.  -1 when cout has no room yet. */
 static int emit_upstream(sl_relay *r, const uint8_t *buf, const sl_reply *rep,
@@ -1054,16 +1075,30 @@ static int emit_upstream(sl_relay *r, const uint8_t *buf, const sl_reply *rep,
     r->up_size = caps.size;
     return 0;
   }
-  /* Each line is rebuilt: code, separator, sanitised text, CRLF. */
-  if (buf_reserve(r, &r->cout, rep->len + 4u * rep->nlines))
+  /* Each line is rebuilt: code, separator, sanitised text, CRLF.  RFC
+     2034: once ENHANCEDSTATUSCODES is offered, every 2xx/4xx/5xx reply but
+     the greeting and EHLO's starts with one; an upstream that does not
+     write one (screen-first offered the extension before the upstream was
+     known) gets the class's generic "c.0.0" (RFC 3463). */
+  unsigned cls = rep->code / 100;
+  int esc = (r->offered & SL_CAP_ENHANCEDSTATUSCODES) && kind != Q_UP &&
+            kind != Q_UP_EHLO && kind != Q_UP_HELO && cls != 3;
+  if (buf_reserve(r, &r->cout, rep->len + 10u * rep->nlines))
     return -1;
   size_t pos = 0, len;
   const uint8_t *text;
   uint32_t line = 0;
   while (sl_reply_next_line(buf, rep, &pos, &text, &len)) {
     line++;
-    buf_grow(&r->cout, sl_reply_put_line(buf_tail(&r->cout), rep->code,
-                                         line == rep->nlines, text, len));
+    uint8_t *o = buf_tail(&r->cout);
+    size_t n = sl_reply_put_line(o, rep->code, line == rep->nlines, text, len);
+    if (esc && !esc_len(text, len)) {
+      memmove(o + 10, o + 4, n - 4);
+      memcpy(o + 4, "0.0.0 ", 6);
+      o[4] = (uint8_t)('0' + cls);
+      n += 6;
+    }
+    buf_grow(&r->cout, n);
   }
   if (kind == Q_UP_HELO) {
     r->offered = 0;
