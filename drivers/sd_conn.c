@@ -953,7 +953,10 @@ static void conn_run(sd_conn *c) {
     return;
   }
   update_masks(c, want);
-  sd_timer_set(CW(c)->loop, &c->timer, sl_relay_next_deadline(RELAY(c)));
+  /* Requests left after the bounded rounds: come back at once, since the
+     relay consumes no input until they are drained. */
+  sd_timer_set(CW(c)->loop, &c->timer,
+               (want & SL_WANT_REQUESTS) ? now_of(c) : sl_relay_next_deadline(RELAY(c)));
 }
 
 /* ---- epoll and timer callbacks ------------------------------------------ */

@@ -280,6 +280,10 @@ static int apply_set(sl_harness *h, const char *arg) {
   /* limits */
   else if (!strcmp(key, "recipients_max"))
     l->recipients_max = (uint32_t)n;
+  else if (!strcmp(key, "recipient_overshoot_max"))
+    l->recipient_overshoot_max = (uint32_t)n;
+  else if (!strcmp(key, "record_timeout"))
+    l->record_timeout = parse_dur(v1);
   else if (!strcmp(key, "message_size_max"))
     l->message_size_max = (uint64_t)n;
   else if (!strcmp(key, "text_line_max"))

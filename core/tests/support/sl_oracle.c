@@ -227,6 +227,8 @@ enum cmode {
   CM_BODY,    /* DATA body */
   CM_CHUNK,   /* BDAT chunk bytes */
   CM_TLS,     /* between 220 to STARTTLS and the handshake's end: discard */
+  CM_QUIET,   /* a body sent before the reply to a DATA that was refused:
+                 dropped up to its end-of-data line, owed no reply */
   CM_DEAD     /* nothing more is read as SMTP */
 };
 
@@ -281,6 +283,7 @@ struct sl_oracle {
   int closing;        /* an unsolicited closing reply was sent */
   int ambig_open;     /* CK_EOD_AMBIG owed or answered: session must end */
   uint64_t chunk_left;
+  uint8_t q_state;    /* CM_QUIET scanner (see quiet_byte) */
   /* DATA body scanner */
   uint32_t b_linelen;
   uint8_t b_cr, b_after_crlf, b_first_dot, b_line_bad;
@@ -600,6 +603,47 @@ static int body_byte(sl_oracle *o, uint8_t c) {
   return 0;
 }
 
+/* One byte of a dropped early body: 1 at its end ("." line after CRLF), -1
+   at a smuggling byte (the relay then ends the session), else 0.  States:
+   0 line start, 1 ".", 2 ".\r", 3 inside a line, 4 CR inside a line; with
+   the bare-LF leniency 5/6/7 are 0/1/2 after a normalised bare LF, where a
+   "." line is content. */
+static int quiet_byte(sl_oracle *o, uint8_t c) {
+  int lenient = (o->pol.lenient & SL_LENIENT_NORMALIZE_BARE_LF) != 0;
+  uint8_t st = o->q_state;
+  if (c == 0)
+    return -1;
+  switch (st) {
+  case 2:
+    return c == '\n' ? 1 : -1;
+  case 7:
+  case 4:
+    if (c != '\n')
+      return -1;
+    o->q_state = 0;
+    return 0;
+  case 0:
+  case 5:
+  case 1:
+  case 6:
+  case 3:
+    if (c == '\r') {
+      o->q_state = st == 1 ? 2 : st == 6 ? 7 : 4;
+    } else if (c == '\n') {
+      if (!lenient)
+        return -1;
+      o->q_state = 5;
+    } else if (c == '.' && (st == 0 || st == 5)) {
+      o->q_state = st == 0 ? 1 : 6;
+    } else {
+      o->q_state = 3;
+    }
+    return 0;
+  default:
+    return -1;
+  }
+}
+
 /* Models as much of the accepted client bytes as can be known now. */
 static void client_parse(sl_oracle *o) {
   size_t pos = 0;
@@ -743,6 +787,16 @@ static void client_parse(sl_oracle *o) {
       }
       continue;
     }
+    case CM_QUIET: {
+      while (pos < b->len && o->cm == CM_QUIET) {
+        int q = quiet_byte(o, b->p[pos++]);
+        if (q > 0)
+          o->cm = CM_CMD;
+        else if (q < 0)
+          o->cm = CM_DEAD; /* the relay ends the session (554) */
+      }
+      continue;
+    }
     case CM_TLS:
     case CM_DEAD:
       pos = b->len;
@@ -796,6 +850,10 @@ static void client_reply(sl_oracle *o, unsigned code) {
       o->b_line_bad = 0;
       o->b_size = 0;
       o->cm = CM_BODY;
+    } else if (o->cin.len) {
+      /* bytes sent before this refusal arrived: a body, never commands */
+      o->cm = CM_QUIET;
+      o->q_state = 0;
     } else {
       o->cm = CM_CMD;
     }
@@ -841,7 +899,7 @@ static void client_reply(sl_oracle *o, unsigned code) {
   default:
     break;
   }
-  if (o->cm == CM_CMD || o->cm == CM_BODY)
+  if (o->cm == CM_CMD || o->cm == CM_BODY || o->cm == CM_QUIET)
     client_parse(o);
 }
 
