@@ -1,0 +1,88 @@
+"""What every receiver of the matrix offers (Exim, OpenSMTPD, Postfix).
+
+A receiver is judged from its own log and queue, never from sluice's view:
+
+- ``messages()`` -> ``[ReceivedMessage]``: what it accepted, oldest first,
+  with the envelope it recorded and the content it stored;
+- ``log_text()``: its own log; ``log_mark()`` / ``log_since(mark)``;
+- ``mail_commands(text)``: the MAIL commands it read in that stretch of log
+  (each one a transaction it opened, accepted or not), from a line each
+  receiver writes for every MAIL command (Exim: an ACL ``logwrite``; Postfix:
+  ``check_sender_access static:INFO``; OpenSMTPD: its ``-T smtp`` trace);
+- ``wait_idle()``: waits until every SMTP connection it accepted has ended, so
+  nothing a session sent can still arrive after a check.
+
+Content: every receiver stores lines with LF ends and its own trace header on
+top.  ``ReceivedMessage.data`` is the stored message without that first
+``Received:`` header the receiver added, with LF line ends;
+``canonical(sent)`` turns what a client sent (CRLF, after unstuffing) into the
+same form, so ``m.data == canonical(sent)`` is the byte-exact check.
+"""
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Where tools/install-deps.sh unpacks exim4-daemon-light and opensmtpd.
+RECEIVERS_ROOT = Path(os.environ.get("SLUICE_RECEIVERS_ROOT", "/opt/sluice-test-receivers"))
+
+
+@dataclass
+class ReceivedMessage:
+    id: str
+    sender: str                 # envelope sender without <>, "" for the null sender
+    rcpts: list                 # envelope recipients as the receiver recorded them
+    data: bytes                 # stored content, receiver's own Received: header removed
+    stored: bytes = b""         # stored content as is
+    envelope: dict = field(default_factory=dict)   # receiver-specific records (DSN, SMTPUTF8...)
+
+
+def canonical(sent: bytes) -> bytes:
+    """A message as a client sent it (CRLF lines) in the receivers' storage form."""
+    return sent.replace(b"\r\n", b"\n")
+
+
+def strip_own_received(stored: bytes, by_host: str) -> bytes:
+    """Removes the first header if it is a Received: header naming by_host."""
+    if not stored[:9].lower() == b"received:":
+        return stored
+    end = 0
+    while True:
+        nl = stored.find(b"\n", end)
+        if nl < 0:
+            return stored
+        end = nl + 1
+        if end >= len(stored) or stored[end:end + 1] not in (b" ", b"\t"):
+            break
+    header = stored[:end]
+    if by_host.encode() not in header:
+        return stored
+    return stored[end:]
+
+
+def count_lines(pattern: str, text: str) -> int:
+    return len(re.findall(pattern, text, re.M))
+
+
+# The receivers of the matrix: Exim, OpenSMTPD, Postfix, and Postfix with each
+# of its EHLO keywords turned off in turn (smtpd_discard_ehlo_keywords).
+POSTFIX_VARIANTS = ["postfix-no-" + k for k in ("chunking", "pipelining", "smtputf8", "8bitmime",
+                                               "dsn", "enhancedstatuscodes")]
+RECEIVER_NAMES = ["exim", "opensmtpd", "postfix"] + POSTFIX_VARIANTS
+
+
+def make_receiver(name: str):
+    """Starts the named receiver of RECEIVER_NAMES on a free loopback port."""
+    if name == "exim":
+        from .exim import EximInstance
+        return EximInstance()
+    if name == "opensmtpd":
+        from .opensmtpd import OpenSMTPDInstance
+        return OpenSMTPDInstance()
+    if name == "postfix" or name.startswith("postfix-no-"):
+        from .postfix import PostfixInstance, matrix_main_cf
+        discard = name[len("postfix-no-"):] if name != "postfix" else None
+        r = PostfixInstance(main_cf=matrix_main_cf(discard))
+        r.name = name
+        return r
+    raise ValueError(f"unknown receiver {name}")
