@@ -135,10 +135,7 @@ class Checkpoint:
         self.r.wait_idle()
         self.log = self.r.log_since(self.mark)
         new = [i for i in self.r.message_ids() if i not in self.ids]
-        if not new:
-            self.messages = []
-        else:
-            self.messages = [m for m in self.r.messages() if m.id in new]
+        self.messages = [self.r.message(i) for i in new]
         self.mails = self.r.mail_commands(self.log)
         return self
 
@@ -161,6 +158,14 @@ class CaseResult:
 def classify(res: CaseResult, want_rcpts) -> CaseResult:
     if res.status:
         return res
+    pre, res.detail = res.detail, ""
+    try:
+        return _classify(res, want_rcpts)
+    finally:
+        res.detail = pre + res.detail
+
+
+def _classify(res: CaseResult, want_rcpts) -> CaseResult:
     delivered = set()
     for t in res.txs:
         if t.delivered:
@@ -217,6 +222,8 @@ def with_session(fn):
     def run(address, tag):
         with Session(address) as s:
             res = CaseResult("", dict(s.caps))
+            if s.ehlo_reply is not None and s.ehlo_reply.code != 250:
+                res.detail = f"EHLO refused: {s.ehlo_reply.code} {s.ehlo_reply.text}; "
             fn(s, res, tag)
             try:
                 s.cmd("QUIT", timeout=5)
@@ -245,7 +252,7 @@ def case_smtputf8(s, res, tag):
     """UTF-8 sender, recipient and headers with SMTPUTF8 (only if offered)."""
     if not s.has("SMTPUTF8"):
         res.status = "not-attempted"
-        res.detail = "SMTPUTF8 not offered"
+        res.detail += "SMTPUTF8 not offered"
         return
     res.used.add("SMTPUTF8")
     params = "SMTPUTF8" + (" BODY=8BITMIME" if s.has("8BITMIME") else "")
@@ -261,7 +268,7 @@ def case_8bit(s, res, tag):
     """An 8-bit body with BODY=8BITMIME (only if offered)."""
     if not s.has("8BITMIME"):
         res.status = "not-attempted"
-        res.detail = "8BITMIME not offered"
+        res.detail += "8BITMIME not offered"
         return
     res.used.add("8BITMIME")
     body = b"caf\xc3\xa9 na\xc3\xafve \xe2\x82\xac\r\nlatin-1 byte \xe9\xff\r\n"

@@ -160,7 +160,9 @@ class EximInstance:
         return out
 
     def wait_idle(self, timeout: float = 15.0):
-        """Waits until no session process of the daemon is left."""
+        """Waits until no connection is open and no session process of the daemon is left."""
+        from .receiver import wait_connections_closed
+        wait_connections_closed([self.port], timeout)
         wait_for(lambda: not self._children(), timeout, interval=0.02, what="exim sessions ended")
 
     # ------------------------------------------------------------------ queue

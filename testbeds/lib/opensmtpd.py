@@ -105,6 +105,9 @@ class OpenSMTPDInstance:
         return count_lines(r"^smtp: 0x[0-9a-f]+: <<< (?i:mail from)", text)
 
     def wait_idle(self, timeout: float = 15.0):
+        from .receiver import wait_connections_closed
+        wait_connections_closed([self.port], timeout)
+
         def idle():
             t = self.log_text()
             return (count_lines(r" smtp connected ", t) <=
@@ -122,6 +125,9 @@ class OpenSMTPDInstance:
 
     def message_ids(self) -> list:
         return [d.name for d in self._dirs()]
+
+    def message(self, mid: str) -> ReceivedMessage:
+        return [m for m in self.messages() if m.id == mid][0]
 
     def messages(self) -> list:
         out = []

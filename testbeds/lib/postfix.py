@@ -303,17 +303,60 @@ def _pf_mail_commands(text: str) -> int:
 
 
 def _pf_wait_idle(self, timeout: float = 15.0):
-    """Waits until every 'connect from' has its 'disconnect from' in the maillog."""
+    """Waits until no TCP connection to any smtpd port of the instance is
+    open, then until the maillog (written by postlogd, a little later) has a
+    'disconnect from' for every 'connect from' and has stopped growing."""
+    from .receiver import wait_connections_closed
+    ports = [self.port] + list(getattr(self, "service_ports", {}).values())
+    wait_connections_closed(ports, timeout)
+    last = [None]
+
     def idle():
         t = self.log()
-        return (len(re.findall(r"\]: connect from ", t)) <=
+        done = (len(re.findall(r"\]: connect from ", t)) <=
                 len(re.findall(r"\]: disconnect from ", t)))
-    wait_for(idle, timeout, interval=0.05, what="Postfix sessions ended")
+        stable = last[0] == len(t)
+        last[0] = len(t)
+        return done and stable
+    wait_for(idle, timeout, interval=0.03, what="Postfix sessions ended")
 
 
 def _pf_message_ids(self) -> list:
-    q = sorted(self.queue(), key=lambda m: (m.get("arrival_time", 0), m["queue_id"]))
-    return [m["queue_id"] for m in q]
+    """Queue ids of every complete queue file, oldest first, read from the
+    queue directory itself (Postfix sets the owner-execute bit on a queue
+    file once it is complete); faster than postqueue -j."""
+    found = []
+    for sub in ("incoming", "active", "deferred", "hold", "corrupt"):
+        for dp, _, files in os.walk(self.queue_dir / sub):
+            for f in files:
+                try:
+                    st = os.stat(os.path.join(dp, f))
+                except FileNotFoundError:
+                    continue
+                if st.st_mode & 0o100:
+                    found.append((st.st_mtime_ns, f))
+    return [f for _, f in sorted(found)]
+
+
+def _pf_message(self, queue_id: str):
+    """One queued message (see _pf_messages), from a single `postcat -ehb`."""
+    from .receiver import ReceivedMessage, strip_own_received
+    r = run([POSTCAT, "-c", self.config_dir, "-e", "-h", "-b", "-q", queue_id], timeout=20)
+    out = r.stdout
+    m = re.search(rb"\*\*\* MESSAGE CONTENTS [^\n]*\n(.*)\*\*\* HEADER EXTRACTED", out, re.S)
+    stored = m[1] if m else b""
+    env = out.split(b"*** MESSAGE CONTENTS", 1)[0].decode(errors="replace")
+    sender = ""
+    rcpts = []
+    for line in env.splitlines():
+        if line.startswith("sender: "):
+            sender = line[len("sender: "):]
+        elif line == "sender:":
+            sender = ""
+        elif line.startswith("recipient: "):
+            rcpts.append(line[len("recipient: "):])
+    return ReceivedMessage(queue_id, sender, rcpts, strip_own_received(stored, self.hostname),
+                           stored, {"records": env})
 
 
 def _pf_messages(self, content: bool = True) -> list:
@@ -348,6 +391,7 @@ PostfixInstance.mail_commands = staticmethod(_pf_mail_commands)
 PostfixInstance.wait_idle = _pf_wait_idle
 PostfixInstance.message_ids = _pf_message_ids
 PostfixInstance.messages = _pf_messages
+PostfixInstance.message = _pf_message
 
 
 class PostfixService:

@@ -60,6 +60,29 @@ def strip_own_received(stored: bytes, by_host: str) -> bytes:
     return stored[end:]
 
 
+def open_connections(ports) -> int:
+    """TCP connections to these local ports still open on the server side
+    (ESTABLISHED, SYN_RECV, CLOSE_WAIT), from /proc/net/tcp and tcp6."""
+    want = {f"{p:04X}" for p in ports}
+    n = 0
+    for f in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(f).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if parts[1].rsplit(":", 1)[1] in want and parts[3] in ("01", "03", "08"):
+                n += 1
+    return n
+
+
+def wait_connections_closed(ports, timeout: float = 15.0):
+    from .net import wait_for
+    wait_for(lambda: open_connections(ports) == 0, timeout, interval=0.02,
+             what=f"connections to {list(ports)} closed")
+
+
 def count_lines(pattern: str, text: str) -> int:
     return len(re.findall(pattern, text, re.M))
 

@@ -36,8 +36,12 @@ class Session(RawSMTP):
         self.greeting = self.read_reply()
         self.caps = {}
         self.ehlo_reply = None
+        self.helo_fallback = None
         if self.greeting.code == 220:
-            self.ehlo(ehlo)
+            r = self.ehlo(ehlo)
+            if r.code // 100 == 5:
+                # RFC 5321 3.2: a client whose EHLO is refused falls back to HELO.
+                self.helo_fallback = self.cmd(f"HELO {ehlo}")
 
     def ehlo(self, name="client.test") -> Reply:
         r = self.cmd(f"EHLO {name}")
