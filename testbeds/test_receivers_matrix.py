@@ -433,7 +433,8 @@ def test_legit(pool, name, mode, case):
     direct = pool.direct[key]
     s = pool.sluiced(name, mode)
     via, chk = run_legit(pool, name, case, s.address, f"{mode}-{case}")
-    ctx = f"{name}/{mode}/{case}: direct {direct!r}; via sluice {via!r}"
+    ctx = (f"{name}/{mode}/{case}: direct {direct!r}; via sluice {via!r}"
+           f"\n  receiver log:\n    {evidence(chk)}")
 
     # 1. The outcome: the same success, or the RFC's refusal where allowed.
     if direct.status == "delivered":
@@ -469,6 +470,13 @@ def test_legit(pool, name, mode, case):
 
 # ---------------------------------------------------------------- hostile clients
 
+def evidence(chk: Checkpoint, n: int = 14) -> str:
+    """The receiver's own log for the step (its message-content trace left out)."""
+    lines = [l for l in chk.log.splitlines() if "<<< [MSG]" not in l and "STATE_" not in l
+             and ">>> 250-" not in l]
+    return "\n    ".join(l[:240] for l in lines[-n:])
+
+
 def check_hostile(chk: Checkpoint, ctx: str, max_mails: int = 1):
     """At most the one legitimate MAIL at the receiver, nothing smuggled queued."""
     chk.settle()
@@ -488,7 +496,7 @@ def check_hostile(chk: Checkpoint, ctx: str, max_mails: int = 1):
                                                for m in bad))
     if len(chk.messages) > max_mails:
         problems.append(f"{len(chk.messages)} messages queued")
-    assert not problems, ctx + ": " + "; ".join(problems)
+    assert not problems, ctx + ": " + "; ".join(problems) + "\n  receiver log:\n    " + evidence(chk)
 
 
 LEGIT_START = [b"MAIL FROM:<legit@example.test>\r\n", 1, b"RCPT TO:<rcpt@example.test>\r\n", 1]
@@ -533,7 +541,9 @@ def test_smuggle_bdat(pool, name, mode, variant):
     check_hostile(chk, ctx)
 
 
-FAILED_BODY = b"Subject: after a failed DATA\r\n\r\n" + smuggled("afterdata") + b"\r\n.\r\n"
+# The body starts with the smuggled commands themselves (a "Subject:" first line would
+# be caught as a header-looking command, which is not what this checks).
+FAILED_BODY = smuggled("afterdata") + b"\r\n.\r\n"
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -616,7 +626,7 @@ def test_relay_trick(pool, name, mode, trick):
     relayed = [m for m in chk.messages if any("elsewhere" in r for r in m.rcpts)]
     seen = [l.strip()[:200] for l in chk.log.splitlines() if "elsewhere" in l]
     assert not relayed and not seen, f"{ctx}: queued {[(m.id, m.rcpts) for m in relayed]}; " \
-                                     f"receiver log: {seen[:3]}"
+                                     f"receiver log: {seen[:3]}\n  receiver log:\n    {evidence(chk)}"
     assert chk.mails <= 1, ctx
     # The local recipient was not collateral damage.
     assert [m.rcpts for m in chk.messages] == [["rcpt@example.test"]], ctx

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from .net import LOCALHOST, free_port, wait_for, wait_port
 from .proc import Proc
-from .receiver import RECEIVERS_ROOT, ReceivedMessage, count_lines, strip_own_received
+from .receiver import (RECEIVERS_ROOT, ReceivedMessage, count_lines, file_size, read_from,
+                       strip_own_received)
 
 EXIM = RECEIVERS_ROOT / "usr/sbin/exim4"
 EXIM_USER = "Debian-exim"
@@ -133,10 +134,10 @@ class EximInstance:
             return ""
 
     def log_mark(self) -> int:
-        return len(self.log_text())
+        return file_size(self.mainlog)
 
     def log_since(self, mark: int) -> str:
-        return self.log_text()[mark:]
+        return read_from(self.mainlog, mark)
 
     @staticmethod
     def mail_commands(text: str) -> int:

@@ -30,7 +30,8 @@ from pathlib import Path
 
 from .net import LOCALHOST, free_port, wait_for, wait_port
 from .proc import Proc
-from .receiver import RECEIVERS_ROOT, ReceivedMessage, count_lines, strip_own_received
+from .receiver import (RECEIVERS_ROOT, LineCounter, ReceivedMessage, count_lines, file_size,
+                       read_from, strip_own_received)
 
 SMTPD = RECEIVERS_ROOT / "usr/sbin/smtpd"
 
@@ -94,10 +95,10 @@ class OpenSMTPDInstance:
         return self.proc.stderr() if self.proc else self.kept_log
 
     def log_mark(self) -> int:
-        return len(self.log_text())
+        return file_size(self.proc.stderr_path)
 
     def log_since(self, mark: int) -> str:
-        return self.log_text()[mark:]
+        return read_from(self.proc.stderr_path, mark)
 
     @staticmethod
     def mail_commands(text: str) -> int:
@@ -108,10 +109,14 @@ class OpenSMTPDInstance:
         from .receiver import wait_connections_closed
         wait_connections_closed([self.port], timeout)
 
+        if getattr(self, "_idle_counter", None) is None:
+            self._idle_counter = LineCounter(self.proc.stderr_path, conn=r" smtp connected ",
+                                             disc=r" smtp disconnected ")
+        c = self._idle_counter
+
         def idle():
-            t = self.log_text()
-            return (count_lines(r" smtp connected ", t) <=
-                    count_lines(r" smtp disconnected ", t))
+            c.update()
+            return c.counts["conn"] <= c.counts["disc"]
         wait_for(idle, timeout, interval=0.02, what="opensmtpd sessions ended")
 
     # ------------------------------------------------------------------ queue

@@ -290,11 +290,13 @@ def _pf_log_text(self) -> str:
 
 
 def _pf_log_mark(self) -> int:
-    return len(self.log())
+    from .receiver import file_size
+    return file_size(self.maillog)
 
 
 def _pf_log_since(self, mark: int) -> str:
-    return self.log()[mark:]
+    from .receiver import read_from
+    return read_from(self.maillog, mark)
 
 
 def _pf_mail_commands(text: str) -> int:
@@ -306,19 +308,18 @@ def _pf_wait_idle(self, timeout: float = 15.0):
     """Waits until no TCP connection to any smtpd port of the instance is
     open, then until the maillog (written by postlogd, a little later) has a
     'disconnect from' for every 'connect from' and has stopped growing."""
-    from .receiver import wait_connections_closed
+    from .receiver import LineCounter, wait_connections_closed
     ports = [self.port] + list(getattr(self, "service_ports", {}).values())
     wait_connections_closed(ports, timeout)
-    last = [None]
+    if getattr(self, "_idle_counter", None) is None:
+        self._idle_counter = LineCounter(self.maillog, conn=r"\]: connect from ",
+                                         disc=r"\]: disconnect from ")
+    c = self._idle_counter
 
     def idle():
-        t = self.log()
-        done = (len(re.findall(r"\]: connect from ", t)) <=
-                len(re.findall(r"\]: disconnect from ", t)))
-        stable = last[0] == len(t)
-        last[0] = len(t)
-        return done and stable
-    wait_for(idle, timeout, interval=0.03, what="Postfix sessions ended")
+        stable = c.settled()
+        return stable and c.counts["conn"] <= c.counts["disc"]
+    wait_for(idle, timeout, interval=0.02, what="Postfix sessions ended")
 
 
 def _pf_message_ids(self) -> list:

@@ -83,6 +83,57 @@ def wait_connections_closed(ports, timeout: float = 15.0):
              what=f"connections to {list(ports)} closed")
 
 
+def file_size(path) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def read_from(path, offset: int) -> str:
+    """The text of a log file from a byte offset (a mark) on."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+class LineCounter:
+    """Counts lines matching a few regexes in a growing log file, reading only
+    what was added since the last call."""
+
+    def __init__(self, path, **patterns):
+        self.path = path
+        self.offset = 0
+        self.patterns = {k: re.compile(v, re.M) for k, v in patterns.items()}
+        self.counts = {k: 0 for k in patterns}
+        self.size_seen = -1
+
+    def update(self) -> dict:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            data = b""
+        data = data[:data.rfind(b"\n") + 1]     # whole lines only
+        self.offset += len(data)
+        text = data.decode(errors="replace")
+        for k, rx in self.patterns.items():
+            self.counts[k] += len(rx.findall(text))
+        return self.counts
+
+    def settled(self) -> bool:
+        """Counts updated; True if the file did not grow since the previous call."""
+        self.update()
+        size = file_size(self.path)
+        same = size == self.size_seen
+        self.size_seen = size
+        return same
+
+
 def count_lines(pattern: str, text: str) -> int:
     return len(re.findall(pattern, text, re.M))
 
