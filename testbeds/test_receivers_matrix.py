@@ -63,7 +63,10 @@ class Pool:
                     if self.postfix is None:
                         self.postfix = PostfixInstance(
                             main_cf=matrix_main_cf(),
-                            extra_smtpd={v: {"smtpd_discard_ehlo_keywords": v[len("postfix-no-"):]}
+                            extra_smtpd={v: {"smtpd_discard_ehlo_keywords": v[len("postfix-no-"):],
+                                             # every command line in the maillog ("< ...")
+                                             "debug_peer_list": "127.0.0.1",
+                                             "debug_peer_level": "1"}
                                          for v in POSTFIX_VARIANTS})
                     self.receivers[name] = (self.postfix if name == "postfix"
                                             else service(self.postfix, name))
@@ -462,13 +465,41 @@ def test_legit(pool, name, mode, case):
     exp, got = expected_messages(via), got_messages(chk)
     assert exp == got, f"{ctx}\n{describe_diff(exp, got)}"
 
-    # 3. DSN parameters survive when client, sluice and receiver all do DSN.
+    # 3. Nothing reached the receiver that it did not offer (its own command log).
+    problems = upstream_view_problems(name, chk)
+    assert not problems, f"{problems}\n{ctx}"
+
+    # 4. DSN parameters survive when client, sluice and receiver all do DSN.
     if case == "dsn" and "DSN" in via.used and direct.envid_kept and via.status == "delivered":
         assert any(ENVID in str(m.envelope) for m in chk.messages), \
             f"ENVID lost on the way to {name}: {[m.envelope for m in chk.messages]}"
 
 
 # ---------------------------------------------------------------- hostile clients
+
+# Guarantee 8 from the receiver's side: what a Postfix variant logged reading
+# a command (debug_peer_list: "< localhost[127.0.0.1]: <command>") that uses
+# the extension it did not offer; with PIPELINING off, Postfix's own verdict.
+UPSTREAM_FORBIDDEN = {
+    "postfix-no-chunking": r"^.*\]: < localhost\[127\.0\.0\.1\]: BDAT\b.*$",
+    "postfix-no-8bitmime": r"^.*\]: < localhost\[127\.0\.0\.1\]: MAIL FROM:.*\bBODY=8BITMIME\b.*$",
+    "postfix-no-smtputf8": r"^.*\]: < localhost\[127\.0\.0\.1\]: MAIL FROM:.*\bSMTPUTF8\b.*$",
+    "postfix-no-dsn": r"^.*\]: < localhost\[127\.0\.0\.1\]: (MAIL FROM:.*\b(RET|ENVID)=|"
+                      r"RCPT TO:.*\b(NOTIFY|ORCPT)=).*$",
+    "postfix-no-pipelining": r"^.*improper command pipelining.*$",
+}
+
+
+def upstream_view_problems(name: str, chk: "Checkpoint") -> list:
+    rx = UPSTREAM_FORBIDDEN.get(name)
+    if not rx:
+        return []
+    hits = re.findall(rx, chk.log, re.M | re.I)
+    lines = [l if isinstance(l, str) else l[0] for l in hits]
+    lines = [m.group(0) for m in re.finditer(rx, chk.log, re.M | re.I)]
+    return [f"sent upstream what {name} did not offer (guarantee 8): "
+            + " | ".join(l.strip()[:200] for l in lines[:3])] if lines else []
+
 
 def evidence(chk: Checkpoint, n: int = 14) -> str:
     """The receiver's own log for the step (its message-content trace left out)."""
@@ -477,8 +508,9 @@ def evidence(chk: Checkpoint, n: int = 14) -> str:
     return "\n    ".join(l[:240] for l in lines[-n:])
 
 
-def check_hostile(chk: Checkpoint, ctx: str, max_mails: int = 1):
-    """At most the one legitimate MAIL at the receiver, nothing smuggled queued."""
+def check_hostile(chk: Checkpoint, ctx: str, max_mails: int = 1, name: str = ""):
+    """At most the one legitimate MAIL at the receiver, nothing smuggled queued,
+    nothing the receiver did not offer."""
     chk.settle()
     # (OpenSMTPD traces message content as "<<< [MSG] ...": content, not commands.)
     smuggled_mails = [l for l in re.findall(r".*MAIL.*<smuggled-[^>]*>.*", chk.log, re.I)
@@ -496,6 +528,7 @@ def check_hostile(chk: Checkpoint, ctx: str, max_mails: int = 1):
                                                for m in bad))
     if len(chk.messages) > max_mails:
         problems.append(f"{len(chk.messages)} messages queued")
+    problems += upstream_view_problems(name, chk)
     assert not problems, ctx + ": " + "; ".join(problems) + "\n  receiver log:\n    " + evidence(chk)
 
 
@@ -522,7 +555,7 @@ def test_smuggle_data(pool, name, mode, variant):
     tag = f"d-{variant_id(variant)}"
     steps = LEGIT_START + [b"DATA\r\n", 1, LEGIT_HEAD + variant + smuggled(tag) + b"\r\n.\r\n", 1]
     chk, ctx = hostile_run(pool, name, mode, steps, f"{name}/{mode}/DATA {tag}")
-    check_hostile(chk, ctx)
+    check_hostile(chk, ctx, name=name)
 
 
 @pytest.mark.parametrize("variant", SMUGGLING_VARIANTS, ids=VIDS)
@@ -538,7 +571,7 @@ def test_smuggle_bdat(pool, name, mode, variant):
              + b"\r\n.\r\n")
     steps = LEGIT_START + [f"BDAT {len(chunk)} LAST\r\n".encode() + chunk, 1]
     chk, ctx = hostile_run(pool, name, mode, steps, f"{name}/{mode}/BDAT {tag}")
-    check_hostile(chk, ctx)
+    check_hostile(chk, ctx, name=name)
 
 
 # The body starts with the smuggled commands themselves (a "Subject:" first line would
@@ -554,7 +587,7 @@ def test_body_after_failed_data_pipelined(pool, name, mode):
     steps = [b"MAIL FROM:<legit@example.test>\r\nRCPT TO:<reject-me@example.test>\r\nDATA\r\n"
              + FAILED_BODY, 3]
     chk, ctx = hostile_run(pool, name, mode, steps, f"{name}/{mode}/failed DATA, pipelined")
-    check_hostile(chk, ctx)
+    check_hostile(chk, ctx, name=name)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -565,7 +598,7 @@ def test_body_after_failed_data(pool, name, mode):
     steps = [b"MAIL FROM:<legit@example.test>\r\n", 1, b"RCPT TO:<reject-me@example.test>\r\n", 1,
              b"DATA\r\n" + FAILED_BODY, 1]
     chk, ctx = hostile_run(pool, name, mode, steps, f"{name}/{mode}/failed DATA")
-    check_hostile(chk, ctx)
+    check_hostile(chk, ctx, name=name)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -577,7 +610,7 @@ def test_chunk_after_failed_rcpt(pool, name, mode):
     steps = [b"MAIL FROM:<legit@example.test>\r\n", 1, b"RCPT TO:<reject-me@example.test>\r\n", 1,
              f"BDAT {len(chunk)} LAST\r\n".encode() + chunk, 1]
     chk, ctx = hostile_run(pool, name, mode, steps, f"{name}/{mode}/BDAT after failed RCPT")
-    check_hostile(chk, ctx)
+    check_hostile(chk, ctx, name=name)
 
 
 @pytest.mark.parametrize("pipelined", [False, True], ids=["lockstep", "pipelined"])
@@ -596,7 +629,7 @@ def test_command_like_chunks(pool, name, mode, pipelined):
     else:
         steps = LEGIT_START + [b1, 1, b2, 1]
     chk, ctx = hostile_run(pool, name, mode, steps, f"{name}/{mode}/command-like chunks")
-    check_hostile(chk, ctx)
+    check_hostile(chk, ctx, name=name)
 
 
 RELAY_TRICKS = {
