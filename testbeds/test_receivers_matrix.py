@@ -36,6 +36,9 @@ from lib.smtpraw import (SMUGGLING_VARIANTS, Session, attack, send_tx, smuggled,
                          variant_id)
 from test_proxy_support import Sluiced
 
+# A test that is the first to use a receiver also starts it (Postfix: ~10 s).
+pytestmark = pytest.mark.deadline(120)
+
 MODES = ["passthrough", "screen"]
 # The twelve smuggling variants run against every receiver with
 # SLUICE_MATRIX_FULL=1; by default against those whose capability set changes
