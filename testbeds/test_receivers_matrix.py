@@ -23,13 +23,11 @@ Run one cell: -k "exim and screen and smuggle_data" (see testbeds/README.md).
 """
 import os
 import re
-import time
 from dataclasses import dataclass, field
 
 import pytest
 
 from lib.clients import swaks
-from lib.net import wait_for
 from lib.postfix import PostfixInstance, matrix_main_cf, service
 from lib.receiver import POSTFIX_VARIANTS, RECEIVER_NAMES, canonical
 from lib.smtpraw import (SMUGGLING_VARIANTS, Session, attack, send_tx, smuggled, stuff,
@@ -508,8 +506,6 @@ def upstream_view_problems(name: str, chk: "Checkpoint") -> list:
     rx = UPSTREAM_FORBIDDEN.get(name)
     if not rx:
         return []
-    hits = re.findall(rx, chk.log, re.M | re.I)
-    lines = [l if isinstance(l, str) else l[0] for l in hits]
     lines = [m.group(0) for m in re.finditer(rx, chk.log, re.M | re.I)]
     return [f"sent upstream what {name} did not offer (guarantee 8): "
             + " | ".join(l.strip()[:200] for l in lines[:3])] if lines else []
