@@ -708,3 +708,21 @@ def test_control_postfix_is_a_vulnerable_b(pool):
     attack(r.address, steps)
     with pytest.raises(AssertionError, match="smuggled"):
         check_hostile(chk, "direct control")
+
+
+@pytest.mark.parametrize("name", ["postfix", "exim", "opensmtpd"])
+def test_control_receiver_is_an_open_relay_for_loopback(pool, name):
+    """Directly, each receiver takes every relay trick from 127.0.0.1 (it
+    trusts sluice's address): relay control is sluice's alone, and the relay
+    check sees the foreign recipients in the receiver's log and queue."""
+    r = pool.receiver(name)
+    chk = Checkpoint(r)
+    with Session(r.address) as s:
+        t = send_tx(s, "legit@example.test", list(RELAY_TRICKS.values()),
+                    b"Subject: relay control\r\n\r\nrelay control\r\n", bdat=False)
+        s.cmd("QUIT")
+    chk.settle()
+    assert t.delivered, t
+    queued = [rc for m in chk.messages for rc in m.rcpts if "elsewhere" in rc]
+    assert len(queued) >= 4, (queued, [m.rcpts for m in chk.messages])
+    assert "elsewhere" in chk.log
