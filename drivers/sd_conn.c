@@ -92,6 +92,7 @@ struct sd_conn {
   unsigned c_rblk : 1, c_wblk : 1;       /* last I/O would block */
   unsigned c_eof : 1, c_hup : 1, c_broken : 1;
   unsigned in_run : 1, logged : 1, admitted : 2, expect_proxy : 1, listener_tls : 1;
+  unsigned counted : 1; /* live in the admission table: release once at the end */
   unsigned dead : 1; /* freed at the end of the loop iteration */
   /* The relay's state; sl_relay_init() puts it at the start of mem. */
   _Alignas(8) unsigned char mem[];
@@ -1003,15 +1004,16 @@ static void conn_free(sd_conn *c) {
   close_upstream(c);
   close_client(c);
   sd_timer_stop(w->loop, &c->timer);
-  if (c->admitted != SL_ADMIT_TEMPFAIL && !c->expect_proxy && c->g->rl)
-    sl_ratelim_release(c->g->rl, sl_relay_client_addr(RELAY(c))); /* no PROXY: the peer */
+  /* The address admitted: the peer, or the one its PROXY header named
+     (sl_relay_client_addr is that one once the header is parsed). */
+  if (c->counted) sd_state_release(w->state, sl_relay_client_addr(RELAY(c)));
   sl_relay_free(RELAY(c));
   if (c->prev) c->prev->next = c->next;
   else w->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   w->nconns--;
   sd_gauge_set(&sd_m->active[w->index], w->nconns);
-  sd_gauge_set(&sd_m->pool_bytes[w->index], c->g->pool.allocated);
+  sd_gauge_set(&sd_m->pool_bytes[w->index], w->budget.allocated);
   c->dead = 1;
   /* epoll may still hold an event for the other leg in this batch. */
   sd_loop_defer(w->loop, conn_release, c);
@@ -1036,6 +1038,21 @@ static int over_total(const sd_config *cfg) {
   for (size_t i = 0; i < SD_MAX_WORKERS; i++)
     n += __atomic_load_n(&sd_m->active[i], __ATOMIC_RELAXED);
   return n >= cfg->max_connections_total;
+}
+
+static void count_admission(sd_conn *c, sl_admission v) {
+  c->admitted = (unsigned)v & 3u;
+  c->counted = v != SL_ADMIT_TEMPFAIL && CW(c)->state != NULL;
+  if (v == SL_ADMIT_TARPIT) sd_count(SD_C_ADMIT_TARPIT, 1);
+  if (v == SL_ADMIT_TEMPFAIL) sd_count(SD_C_ADMIT_TEMPFAIL, 1);
+}
+
+/* The relay parsed a trusted PROXY header: admit the client it names. */
+static sl_admission proxy_admit(void *ctx, const sl_addr *client, sl_tstamp now) {
+  sd_conn *c = ctx;
+  sl_admission v = sd_state_admit(CW(c)->state, client, now);
+  count_admission(c, v);
+  return v;
 }
 
 void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr *peer,
@@ -1092,13 +1109,18 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
     info.flags |= SL_CONN_EXPECT_PROXY;
     c->expect_proxy = 1;
   }
-  /* Per-IP limits key on the socket's peer; behind a balancer that is the
-     balancer itself, so PROXY sessions are not limited here. */
+  /* Per-IP limits key on the real client: the socket's peer, or behind a
+     balancer the address its PROXY header names (admitted when the relay
+     has parsed it, before anything is said to the client).  One table per
+     machine (sd_state), so every worker and generation counts together. */
   info.admission = SL_ADMIT_ACCEPT;
-  if (!c->expect_proxy && g->rl) info.admission = sl_ratelim_admit(g->rl, &peer_addr, now);
-  c->admitted = (unsigned)info.admission & 3u;
-  if (info.admission == SL_ADMIT_TARPIT) sd_count(SD_C_ADMIT_TARPIT, 1);
-  if (info.admission == SL_ADMIT_TEMPFAIL) sd_count(SD_C_ADMIT_TEMPFAIL, 1);
+  if (c->expect_proxy) {
+    info.proxy_admit = proxy_admit;
+    info.proxy_admit_ctx = c;
+  } else {
+    info.admission = sd_state_admit(w->state, &peer_addr, now);
+    count_admission(c, info.admission);
+  }
 
   uint64_t seed = w->seed ^ (now * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(uintptr_t)c;
   sl_relay *r = NULL;
@@ -1111,7 +1133,7 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
   }
   if (rc != 0) {
     sd_log(SD_LOG_ERR, "relay init: %s", sl_strerror(rc));
-    if (info.admission != SL_ADMIT_TEMPFAIL && g->rl) sl_ratelim_release(g->rl, &peer_addr);
+    if (c->counted) sd_state_release(w->state, &peer_addr);
     free(c->x);
     free(c);
     sd_count(SD_C_REJECT_NOMEM, 1);
@@ -1120,7 +1142,7 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
   }
   if (sd_loop_add(w->loop, fd, EPOLLIN, &c->ch) != 0) {
     sl_relay_free(RELAY(c));
-    if (info.admission != SL_ADMIT_TEMPFAIL && g->rl) sl_ratelim_release(g->rl, &peer_addr);
+    if (c->counted) sd_state_release(w->state, &peer_addr);
     free(c->x);
     free(c);
     close(fd);

@@ -16,9 +16,11 @@
 
 #include "sd_config.h"
 #include "sd_dns.h"
+#include "sd_listen.h"
 #include "sd_loop.h"
 #include "sd_metrics.h"
 #include "sd_pool.h"
+#include "sd_state.h"
 #include "sd_tls.h"
 #include "sd_upstream.h"
 #include "sluice/ratelim.h"
@@ -48,8 +50,6 @@ typedef struct sd_gen {
   sd_upstreams *ups;
   sd_pool pool;
   sl_pool slpool;
-  sl_ratelim *rl;
-  void *rl_mem;
   const char *server_names[SD_MAX_SERVERS];
 } sd_gen;
 
@@ -86,6 +86,10 @@ struct sd_worker {
   int draining, stop;
   uint64_t drain_deadline;
   uint64_t seed;
+  sd_state *state;       /* per-machine state (admission table), shared */
+  sd_guards *guards;     /* no master: this process holds the port guards,
+                            reconfigures state and counts reloads itself */
+  sd_pool_budget budget; /* pool_memory across this worker's generations */
 };
 
 /* Generations. */
@@ -107,6 +111,10 @@ void sd_linger_close(sd_worker *w, int fd);
 void sd_linger_free_all(sd_worker *w);
 
 /* The worker's main loop (sd_worker.c); returns the exit status. */
-int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int metrics_fd);
+/* state: the shared per-machine state (may be NULL).  guards: non-NULL
+   when there is no master process: the worker then keeps the port guards
+   in step at reloads, reconfigures state and counts reloads itself. */
+int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int metrics_fd,
+                  sd_state *state, sd_guards *guards);
 
 #endif

@@ -2058,6 +2058,9 @@ static int step_proxy(sl_relay *r) {
   if (!h.local) {
     r->info.client = h.src;
     r->info.local = h.dst;
+    if (r->info.proxy_admit)
+      r->info.admission =
+          r->info.proxy_admit(r->info.proxy_admit_ctx, &h.src, r->now);
   }
   buf_consume(r, &r->cin, (size_t)n);
   r->cl = CL_CMD;

@@ -67,6 +67,13 @@ size_t sl_ratelim_size(const sl_ratelim_config *c);
 int sl_ratelim_init(sl_ratelim **out, void *mem, size_t memlen,
                     const sl_ratelim_config *c);
 
+/* Applies new limits to a live table (a configuration reload) without
+   losing its counts.  c->entries must equal the table's.  Returns 0, 1 when
+   the prefix lengths changed and the table was emptied (its keys no longer
+   match; releases of earlier connections are then ignored), or
+   SL_ERR_INVALID_ARGUMENT. */
+int sl_ratelim_reconfigure(sl_ratelim *rl, const sl_ratelim_config *c);
+
 /*
  * A new connection from a at now.  Returns the verdict.  When it is
  * SL_ADMIT_ACCEPT or SL_ADMIT_TARPIT the connection counts as live and the

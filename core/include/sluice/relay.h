@@ -77,6 +77,12 @@ typedef struct sl_conn_info {
   uint32_t flags;         /* sl_conn_flag */
   sl_admission admission; /* e.g. from sl_ratelim_admit() */
   const char *client_name; /* verified rDNS or NULL; must outlive the relay */
+  /* With SL_CONN_EXPECT_PROXY: called once when a header naming a client
+     (not LOCAL) is parsed, before anything is said to the client; its
+     verdict replaces admission.  Per-client limits then count the real
+     client, not the balancer.  NULL: admission stays as given. */
+  sl_admission (*proxy_admit)(void *ctx, const sl_addr *client, sl_tstamp now);
+  void *proxy_admit_ctx;
 } sl_conn_info;
 
 /* ---- requests (relay to driver) -------------------------------------- */
