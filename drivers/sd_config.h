@@ -74,6 +74,7 @@ typedef struct sd_config {
   size_t nupstream;
   int balance;
   sl_duration health_interval, health_timeout, down_retry;
+  sl_duration upstream_wait; /* retry refused connects with back-off this long */
   uint32_t health_rise, health_fall;
 
   char *tls_cert, *tls_key, *tls_ciphers, *tls_ciphersuites;
