@@ -52,6 +52,11 @@ typedef struct sd_uleg {
   uint8_t u_implicit_pending; /* implicit TLS upstream: connect then handshake */
   uint8_t u_rblk, u_wblk, u_tlswant, u_eof, u_hup, u_broken;
   uint8_t last; /* 1 + index of the last server picked, 0: none (log line) */
+  /* upstream_wait: refused connects retried with back-off while every
+     server has been tried, until wait_until (0: not waiting yet). */
+  sd_timer retry;
+  uint64_t wait_until;
+  uint32_t backoff_ms, retries;
 } sd_uleg;
 
 static const sd_uleg no_uleg = {.ufd = -1};
@@ -245,6 +250,9 @@ void sd_linger_free_all(sd_worker *w) {
 
 static void close_upstream(sd_conn *c) {
   if (c->u == &no_uleg) return;
+  /* A pending upstream_wait retry belongs to the leg being closed (the
+     relay may have given up on the attempt: its timeout, the client gone). */
+  sd_timer_stop(CW(c)->loop, &c->u->retry);
   if (c->u->utls) {
     sd_tls_conn_free(c->u->utls);
     c->u->utls = NULL;
@@ -286,7 +294,43 @@ static void complete(sd_conn *c, uint32_t id, sl_status st) {
   sl_relay_complete(RELAY(c), &comp, now_of(c));
 }
 
-static void upstream_failed(sd_conn *c, const char *why) {
+static void connect_upstream(sd_conn *c, uint32_t id);
+
+static void retry_timer(sd_timer *t) {
+  sd_uleg *u = (sd_uleg *)(void *)((char *)t - offsetof(sd_uleg, retry));
+  sd_conn *c = u->c;
+  if (c->dead) return;
+  u->tried = 0; /* a new round over every server */
+  u->retries++;
+  connect_upstream(c, u->u_conn_id);
+  conn_run(c);
+}
+
+/* A refused connect with every server tried: with upstream_wait, try the
+   round again after a back-off (50 ms doubling to 1 s) rather than fail
+   the attempt, so an upstream restart costs the client a short wait, not
+   a 4xx.  Returns 1 when a retry is scheduled. */
+static int wait_for_upstream(sd_conn *c) {
+  const sd_config *cfg = c->g->cfg;
+  sd_uleg *u = c->u;
+  uint64_t now = now_of(c);
+  if (cfg->upstream_wait == 0 || u == &no_uleg) return 0;
+  for (uint32_t i = 0; i < c->g->ups->n && i < 64; i++)
+    if (!(u->tried & (1ull << i))) return 0; /* another server is left: fail over */
+  if (u->wait_until == 0) {
+    u->wait_until = now + cfg->upstream_wait;
+    u->backoff_ms = 50;
+  }
+  uint64_t at = now + (uint64_t)u->backoff_ms * SL_MSEC;
+  if (at >= u->wait_until) return 0;
+  u->backoff_ms = u->backoff_ms >= 500 ? 1000 : u->backoff_ms * 2;
+  sd_timer_set(CW(c)->loop, &u->retry, at);
+  return 1;
+}
+
+/* may_wait: a TCP connect failure (refused, unreachable), which
+   upstream_wait may ride out; TLS and later failures never wait. */
+static void upstream_failed_how(sd_conn *c, const char *why, int may_wait) {
   if (c->u->server) {
     sd_upstream_report(c->u->server, 0, now_of(c));
     if (c->u->server->index < SD_MAX_SERVERS)
@@ -296,8 +340,11 @@ static void upstream_failed(sd_conn *c, const char *why) {
   }
   uint32_t id = c->u->u_conn_id;
   close_upstream(c);
+  if (may_wait && wait_for_upstream(c)) return;
   complete(c, id, SL_STATUS_FAILED);
 }
+
+static void upstream_failed(sd_conn *c, const char *why) { upstream_failed_how(c, why, 0); }
 
 static void upstream_ready(sd_conn *c) {
   if (c->u->server) {
@@ -337,6 +384,7 @@ static void connect_upstream(sd_conn *c, uint32_t id) {
     u->uh.cb = upstream_io;
     u->c = c;
     u->ufd = -1;
+    sd_timer_init(&u->retry, retry_timer);
     c->u = u;
   }
   close_upstream(c);
@@ -369,7 +417,7 @@ static void connect_upstream(sd_conn *c, uint32_t id) {
     c->u->u_connecting = 1;
     c->u->u_wblk = 1; /* wait for EPOLLOUT */
   } else {
-    upstream_failed(c, strerror(errno));
+    upstream_failed_how(c, strerror(errno), 1);
     return;
   }
   if (sd_loop_add(CW(c)->loop, fd, c->u->u_connecting ? EPOLLOUT : EPOLLIN, &c->u->uh) != 0) {
@@ -392,7 +440,7 @@ static int finish_connect(sd_conn *c) {
   c->u->u_connecting = 0;
   c->u->u_wblk = 0;
   if (err != 0) {
-    upstream_failed(c, strerror(err));
+    upstream_failed_how(c, strerror(err), 1);
     return 1;
   }
   if (c->g->cfg->policy.upstream_tls == SL_UPTLS_IMPLICIT)
@@ -606,6 +654,10 @@ static void log_session(sd_conn *c, const char *extra_end) {
       strappend(upfail, sizeof upfail, tmp);
     }
     sd_rec_str(&r, "upstream_failures", upfail);
+  }
+  if (c->u != &no_uleg && c->u->retries) {
+    /* rounds retried under upstream_wait */
+    sd_rec_u64(&r, "upstream_retries", c->u->retries);
   }
   if (st->tls_upstream) sd_rec_str(&r, "upstream_tls", "yes");
   sd_rec_str(&r, "stage", stage_names[st->stage < 7 ? st->stage : 0]);
@@ -1004,6 +1056,7 @@ static void conn_free(sd_conn *c) {
   close_upstream(c);
   close_client(c);
   sd_timer_stop(w->loop, &c->timer);
+  if (c->u != &no_uleg) sd_timer_stop(w->loop, &c->u->retry);
   /* The address admitted: the peer, or the one its PROXY header named
      (sl_relay_client_addr is that one once the header is parsed). */
   if (c->counted) sd_state_release(w->state, sl_relay_client_addr(RELAY(c)));
