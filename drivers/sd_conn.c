@@ -335,7 +335,6 @@ static void upstream_failed_how(sd_conn *c, const char *why, int may_wait) {
     sd_upstream_report(c->u->server, 0, now_of(c));
     if (c->u->server->index < SD_MAX_SERVERS)
       __atomic_fetch_add(&sd_m->srv_connect_fail[c->u->server->index], 1, __ATOMIC_RELAXED);
-    sd_gauge_set(&sd_m->srv_up[c->u->server->index], (uint64_t)c->u->server->up);
     sd_log(SD_LOG_DEBUG, "upstream %s: %s", c->u->server->cfg->text, why);
   }
   uint32_t id = c->u->u_conn_id;
@@ -351,7 +350,6 @@ static void upstream_ready(sd_conn *c) {
     sd_upstream_report(c->u->server, 1, now_of(c));
     if (c->u->server->index < SD_MAX_SERVERS) {
       __atomic_fetch_add(&sd_m->srv_connect_ok[c->u->server->index], 1, __ATOMIC_RELAXED);
-      sd_gauge_set(&sd_m->srv_up[c->u->server->index], 1);
     }
   }
   complete(c, c->u->u_conn_id, SL_STATUS_OK);

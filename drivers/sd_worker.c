@@ -369,9 +369,11 @@ static void reload(sd_worker *w) {
   sd_gen *old = w->gen;
   sd_upstreams_stop_checks(old->ups);
   w->gen = g;
-  sd_upstreams_start_checks(g->ups);
-  for (size_t i = 0; i < g->cfg->nupstream && i < SD_MAX_SERVERS; i++)
-    sd_gauge_set(&sd_m->srv_up[i], 1);
+  /* Checks run in worker 0 only; it also resets the shared verdicts. */
+  if (w->index == 0 && !g->ups->interval)
+    for (size_t i = 0; i < g->cfg->nupstream && i < SD_MAX_SERVERS; i++)
+      sd_gauge_set(&sd_m->srv_up[i], 1);
+  sd_upstreams_start_checks(g->ups, w->index == 0);
   sd_gen_unref(old); /* lives on while its sessions do */
   if (w->guards) sd_count(SD_C_RELOADS, 1);
   sd_log(SD_LOG_INFO, "configuration reloaded from %s (%u sessions continue)", w->config_path,
@@ -469,8 +471,10 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
   w.sigh.cb = signal_io;
   sd_loop_add(w.loop, w.sigfd, EPOLLIN, &w.sigh);
   if (metrics_fd >= 0) w.mh = sd_metrics_http_new(w.loop, metrics_fd, metrics_names, &w);
-  sd_upstreams_start_checks(w.gen->ups);
-  for (size_t i = 0; i < cfg->nupstream && i < SD_MAX_SERVERS; i++) sd_gauge_set(&sd_m->srv_up[i], 1);
+  if (w.index == 0 && !w.gen->ups->interval)
+    for (size_t i = 0; i < cfg->nupstream && i < SD_MAX_SERVERS; i++)
+      sd_gauge_set(&sd_m->srv_up[i], 1);
+  sd_upstreams_start_checks(w.gen->ups, w.index == 0);
   sd_log(SD_LOG_INFO, "worker %u ready: %zu listeners, %zu upstreams", w.index, w.nls,
          cfg->nupstream);
 

@@ -122,3 +122,78 @@ def test_upstream_restarts_under_load(sluiced_factory, tmp_path, wait):
         # is refused, they only wait.
         assert m["refused"] == 0, m
         assert any(r.get("upstream_retries") for r in s.sessions()), "retries are logged"
+
+
+class CountingSMTP:
+    """A minimal SMTP server (220, 250 to EHLO, 221 to QUIT) that counts
+    connections: what a health check costs the mail server."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind((LOCALHOST, 0))
+        self.sock.listen(64)
+        self.address = self.sock.getsockname()
+        self.connections = 0
+        self.stopped = False
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while not self.stopped:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self.session, args=(c,), daemon=True).start()
+
+    def session(self, c):
+        with c:
+            try:
+                c.sendall(b"220 counting ESMTP\r\n")
+                f = c.makefile("rb")
+                for line in f:
+                    verb = line[:4].upper()
+                    if verb == b"QUIT":
+                        c.sendall(b"221 bye\r\n")
+                        return
+                    c.sendall(b"250 ok\r\n")
+            except OSError:
+                pass
+
+    def close(self):
+        self.stopped = True
+        self.sock.close()
+
+
+def test_health_checks_run_once_per_machine(sluiced_factory):
+    up = CountingSMTP()
+    try:
+        s = sluiced_factory([up.address], conf={"workers": 2, "health_interval": "300ms"})
+        wait_for(lambda: s.stderr().count(" ready: ") >= 2, 10)
+        n0 = up.connections
+        time.sleep(3)
+        n = up.connections - n0
+        # One checker: about 10 checks in 3 s; one per worker would be 20.
+        assert 5 <= n <= 13, n
+    finally:
+        up.close()
+
+
+def test_health_verdicts_are_shared_by_workers(sink, sluiced_factory):
+    # Two upstreams; the first is gone.  Once worker 0's checks mark it down
+    # (health_fall = 1), no session on either worker tries it first.
+    dead = socket.socket()
+    dead.bind((LOCALHOST, 0))
+    dead_addr = dead.getsockname()
+    dead.close()
+    s = sluiced_factory([dead_addr, sink.address],
+                        conf={"workers": 2, "health_interval": "200ms", "health_fall": 1})
+    wait_for(lambda: s.metric("sluice_upstream_up",
+                              {"server": f"{dead_addr[0]}:{dead_addr[1]}"}) == 0, 10)
+    for _ in range(12):
+        with smtplib.SMTP(*s.address, timeout=10) as c:
+            c.sendmail("a@example.test", ["b@example.test"], b"Subject: t\r\n\r\nx\r\n")
+    recs = s.wait_sessions(12)
+    assert len({r["pid"] for r in recs}) == 2, "sessions on both workers"
+    assert all(r["upstream_attempts"] == 1 for r in recs), [r.get("upstream_failures")
+                                                            for r in recs]
