@@ -98,6 +98,7 @@ struct sd_conn {
   unsigned c_eof : 1, c_hup : 1, c_broken : 1;
   unsigned in_run : 1, logged : 1, admitted : 2, expect_proxy : 1, listener_tls : 1;
   unsigned counted : 1; /* live in the admission table: release once at the end */
+  uint32_t ticket;      /* the admission table's count this session is in */
   unsigned dead : 1; /* freed at the end of the loop iteration */
   /* The relay's state; sl_relay_init() puts it at the start of mem. */
   _Alignas(8) unsigned char mem[];
@@ -1057,7 +1058,7 @@ static void conn_free(sd_conn *c) {
   if (c->u != &no_uleg) sd_timer_stop(w->loop, &c->u->retry);
   /* The address admitted: the peer, or the one its PROXY header named
      (sl_relay_client_addr is that one once the header is parsed). */
-  if (c->counted) sd_state_release(w->state, sl_relay_client_addr(RELAY(c)));
+  if (c->counted) sd_state_release(w->state, sl_relay_client_addr(RELAY(c)), c->ticket);
   sl_relay_free(RELAY(c));
   if (c->prev) c->prev->next = c->next;
   else w->conns = c->next;
@@ -1068,6 +1069,12 @@ static void conn_free(sd_conn *c) {
   c->dead = 1;
   /* epoll may still hold an event for the other leg in this batch. */
   sd_loop_defer(w->loop, conn_release, c);
+}
+
+void sd_conn_hold_all(sd_worker *w) {
+  for (sd_conn *c = w->conns; c; c = c->next)
+    if (c->counted && !c->dead)
+      sd_state_hold(w->state, sl_relay_client_addr(RELAY(c)), sd_loop_now(w->loop), &c->ticket);
 }
 
 void sd_conn_abort(sd_conn *c, const char *why) {
@@ -1101,7 +1108,7 @@ static void count_admission(sd_conn *c, sl_admission v) {
 /* The relay parsed a trusted PROXY header: admit the client it names. */
 static sl_admission proxy_admit(void *ctx, const sl_addr *client, sl_tstamp now) {
   sd_conn *c = ctx;
-  sl_admission v = sd_state_admit(CW(c)->state, client, now);
+  sl_admission v = sd_state_admit(CW(c)->state, client, now, &c->ticket);
   count_admission(c, v);
   return v;
 }
@@ -1169,7 +1176,7 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
     info.proxy_admit = proxy_admit;
     info.proxy_admit_ctx = c;
   } else {
-    info.admission = sd_state_admit(w->state, &peer_addr, now);
+    info.admission = sd_state_admit(w->state, &peer_addr, now, &c->ticket);
     count_admission(c, info.admission);
   }
 
@@ -1184,7 +1191,7 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
   }
   if (rc != 0) {
     sd_log(SD_LOG_ERR, "relay init: %s", sl_strerror(rc));
-    if (c->counted) sd_state_release(w->state, &peer_addr);
+    if (c->counted) sd_state_release(w->state, &peer_addr, c->ticket);
     free(c->x);
     free(c);
     sd_count(SD_C_REJECT_NOMEM, 1);
@@ -1193,7 +1200,7 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
   }
   if (sd_loop_add(w->loop, fd, EPOLLIN, &c->ch) != 0) {
     sl_relay_free(RELAY(c));
-    if (c->counted) sd_state_release(w->state, &peer_addr);
+    if (c->counted) sd_state_release(w->state, &peer_addr, c->ticket);
     free(c->x);
     free(c);
     close(fd);

@@ -100,6 +100,7 @@ static pid_t spawn(const char *path, sd_config *cfg, uint32_t index, int metrics
   sigaddset(&keep, SIGTERM);
   sigaddset(&keep, SIGINT);
   sigaddset(&keep, SIGUSR1);
+  sigaddset(&keep, SIGUSR2);
   sigprocmask(SIG_SETMASK, &keep, NULL);
   _exit(sd_worker_run(path, cfg, index, metrics_fd, state, NULL));
 }
@@ -241,6 +242,15 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
           if (stopping) break;
           char how[96];
           describe_status(st, how, sizeof how);
+          if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+            /* Its live sessions were never released from the shared
+               admission table: forget every live count and have the
+               survivors count theirs again.  Until they have (a few ms),
+               the counts are low, never stuck high. */
+            sd_state_recount(state);
+            for (uint32_t j = 0; j < nworkers; j++)
+              if (ws[j].pid > 0) kill(ws[j].pid, SIGUSR2);
+          }
           if (WIFEXITED(st) && WEXITSTATUS(st) == 2) {
             sd_log(SD_LOG_ERR, "worker %u cannot start (%s); stopping", i, how);
             status = 1;

@@ -20,6 +20,7 @@
 typedef struct shm_hdr {
   pthread_mutex_t lock;
   uint32_t entries; /* fixed for the mapping's life */
+  uint32_t epoch;   /* bumped by each recount; tickets are epochs */
   _Alignas(16) unsigned char table[];
 } shm_hdr;
 
@@ -37,18 +38,37 @@ static void lock(shm_state *s) {
 
 static void unlock(shm_state *s) { pthread_mutex_unlock(&s->h->lock); }
 
-static sl_admission shm_admit(sd_state *st, const sl_addr *a, uint64_t now) {
+static sl_admission shm_admit(sd_state *st, const sl_addr *a, uint64_t now, uint32_t *ticket) {
   shm_state *s = (shm_state *)st;
   lock(s);
   sl_admission v = sl_ratelim_admit(s->rl, a, now);
+  *ticket = s->h->epoch;
   unlock(s);
   return v;
 }
 
-static void shm_release(sd_state *st, const sl_addr *a) {
+static void shm_release(sd_state *st, const sl_addr *a, uint32_t ticket) {
   shm_state *s = (shm_state *)st;
   lock(s);
-  sl_ratelim_release(s->rl, a);
+  if (ticket == s->h->epoch) sl_ratelim_release(s->rl, a);
+  unlock(s);
+}
+
+static void shm_recount(sd_state *st) {
+  shm_state *s = (shm_state *)st;
+  lock(s);
+  sl_ratelim_clear_live(s->rl);
+  s->h->epoch++;
+  unlock(s);
+}
+
+static void shm_hold(sd_state *st, const sl_addr *a, uint64_t now, uint32_t *ticket) {
+  shm_state *s = (shm_state *)st;
+  lock(s);
+  if (*ticket != s->h->epoch) {
+    sl_ratelim_hold(s->rl, a, now);
+    *ticket = s->h->epoch;
+  }
   unlock(s);
 }
 
@@ -98,8 +118,8 @@ static void shm_free(sd_state *st) {
   free(s);
 }
 
-static const sd_state_ops shm_ops = {"shm", shm_admit, shm_release, shm_live, shm_configure,
-                                     shm_free};
+static const sd_state_ops shm_ops = {"shm",         shm_admit,   shm_release, shm_live,
+                                     shm_configure, shm_recount, shm_hold,    shm_free};
 
 sd_state *sd_state_shm_new(const sl_ratelim_config *c, char *err, size_t errlen) {
   size_t tl = sl_ratelim_size(c);

@@ -26,14 +26,23 @@ typedef struct sd_state sd_state;
 typedef struct sd_state_ops {
   const char *name;
   /* A new session from a (sl_ratelim_admit semantics: ACCEPT and TARPIT
-     count as live and need one release). */
-  sl_admission (*admit)(sd_state *st, const sl_addr *a, uint64_t now);
-  void (*release)(sd_state *st, const sl_addr *a);
+     count as live and need one release).  *ticket records which count the
+     session is in, for release and hold. */
+  sl_admission (*admit)(sd_state *st, const sl_addr *a, uint64_t now, uint32_t *ticket);
+  /* The session ended.  A ticket from before a recount is not in the
+     counts any more (unless hold renewed it): nothing is released. */
+  void (*release)(sd_state *st, const sl_addr *a, uint32_t ticket);
   uint32_t (*live)(sd_state *st, const sl_addr *a);
   /* New limits at a reload.  Returns 0, or 1 with a note in msg (a change
      that is applied only in part, or that forgets counts), or -1 with an
      error in msg. */
   int (*configure)(sd_state *st, const sl_ratelim_config *c, char *msg, size_t msglen);
+  /* A process holding live sessions died without releasing them: forget
+     every live count (the master calls this) ... */
+  void (*recount)(sd_state *st);
+  /* ... and each surviving process holds its sessions again: counts a's
+     session if its ticket predates the recount, and renews the ticket. */
+  void (*hold)(sd_state *st, const sl_addr *a, uint64_t now, uint32_t *ticket);
   void (*free)(sd_state *st);
 } sd_state_ops;
 
@@ -44,11 +53,18 @@ struct sd_state {
 /* The shared-memory backend, sized from c (entries); call before fork. */
 sd_state *sd_state_shm_new(const sl_ratelim_config *c, char *err, size_t errlen);
 
-static inline sl_admission sd_state_admit(sd_state *st, const sl_addr *a, uint64_t now) {
-  return st ? st->ops->admit(st, a, now) : SL_ADMIT_ACCEPT;
+static inline sl_admission sd_state_admit(sd_state *st, const sl_addr *a, uint64_t now,
+                                          uint32_t *ticket) {
+  return st ? st->ops->admit(st, a, now, ticket) : SL_ADMIT_ACCEPT;
 }
-static inline void sd_state_release(sd_state *st, const sl_addr *a) {
-  if (st) st->ops->release(st, a);
+static inline void sd_state_release(sd_state *st, const sl_addr *a, uint32_t ticket) {
+  if (st) st->ops->release(st, a, ticket);
+}
+static inline void sd_state_recount(sd_state *st) {
+  if (st) st->ops->recount(st);
+}
+static inline void sd_state_hold(sd_state *st, const sl_addr *a, uint64_t now, uint32_t *ticket) {
+  if (st) st->ops->hold(st, a, now, ticket);
 }
 static inline uint32_t sd_state_live(sd_state *st, const sl_addr *a) {
   return st ? st->ops->live(st, a) : 0;

@@ -397,6 +397,7 @@ static void signal_io(sd_handler *h, uint32_t ev) {
     switch (si.ssi_signo) {
     case SIGHUP: reload(w); break;
     case SIGUSR1: sd_log_reopen(); break;
+    case SIGUSR2: sd_conn_hold_all(w); break;
     case SIGTERM:
     case SIGINT: start_drain(w); break;
     default: break;
@@ -466,6 +467,7 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGUSR1);
+  sigaddset(&set, SIGUSR2);
   sigprocmask(SIG_BLOCK, &set, NULL);
   w.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
   w.sigh.cb = signal_io;

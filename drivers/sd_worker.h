@@ -100,6 +100,9 @@ void sd_gen_unref(sd_gen *g);
 /* Sessions (sd_conn.c). */
 void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr *peer,
                     socklen_t peerlen);
+/* Counts every admitted session of w in the shared table again (SIGUSR2
+   from the master, after another worker died holding counts). */
+void sd_conn_hold_all(sd_worker *w);
 /* Ends a session at once (drain deadline passed); logs it. */
 void sd_conn_abort(sd_conn *c, const char *why);
 /* Writes a one-line reply and closes fd, for connections refused at accept. */

@@ -215,3 +215,39 @@ def test_worker_that_keeps_dying_backs_off_then_stops(sink, tmp_path):
     delays = [int(x) for x in re.findall(r"restarting in (\d+) ms", s.stderr())]
     assert delays[:4] == [1000, 2000, 4000, 8000], delays
     s.stop(signal.SIGKILL)
+
+
+def closed_now(c):
+    c.sock.settimeout(0.5)
+    try:
+        return c.sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_counts_of_a_crashed_worker_are_recounted(sink, sluiced_factory):
+    # A worker killed with live sessions never releases them; the master
+    # has the survivors count theirs again, so the dead worker's sessions
+    # stop counting against the client.
+    s = sluiced_factory([sink.address], conf={"workers": 2, "per_ip_concurrency": 4})
+    wait_for(lambda: len(worker_pids(s.pid)) == 2 and s.stderr().count(" ready: ") >= 2, 10)
+    held = [raw_connect(s.address) for _ in range(4)]
+    assert greet_codes(held) == [220] * 4
+    victims = worker_pids(s.pid)
+    os.kill(victims[0], signal.SIGKILL)
+    time.sleep(0.5)
+    alive = [c for c in held if not closed_now(c)]
+    if len(alive) == 4:  # the first worker held none of them: kill the other
+        os.kill(victims[1], signal.SIGKILL)
+        time.sleep(0.5)
+        alive = [c for c in held if not closed_now(c)]
+    assert len(alive) < 4
+    wait_for(lambda: len(worker_pids(s.pid)) == 2, 10)
+    wait_for(lambda: s.stderr().count(" ready: ") >= 3, 10)
+    new = [raw_connect(s.address) for _ in range(4)]
+    codes = greet_codes(new)
+    assert codes.count(220) == 4 - len(alive), (codes, len(alive))
+    for c in held + new:
+        c.close()

@@ -281,3 +281,21 @@ uint32_t sl_ratelim_live(const sl_ratelim *rl, const sl_addr *a) {
   sl_rl_entry *e = find((sl_ratelim *)(uintptr_t)rl, key, family, 0, 0);
   return e ? e->live : 0;
 }
+
+void sl_ratelim_clear_live(sl_ratelim *rl) {
+  if (!rl)
+    return;
+  for (uint32_t i = 0; i < rl->cfg.entries; i++)
+    rl->slots[i].live = 0;
+}
+
+void sl_ratelim_hold(sl_ratelim *rl, const sl_addr *a, sl_tstamp now) {
+  uint8_t key[16], family;
+  if (!rl || !a || !make_key(rl, a, key, &family))
+    return;
+  /* No slot left: the session goes uncounted, as admit would have left
+     it with a TARPIT over_concurrency verdict. */
+  sl_rl_entry *e = find(rl, key, family, 1, now);
+  if (e && e->live < UINT32_MAX)
+    e->live++;
+}

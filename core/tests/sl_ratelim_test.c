@@ -399,7 +399,31 @@ static void test_reconfigure(void) {
   CHECK_INT(sl_ratelim_reconfigure(NULL, &c), SL_ERR_INVALID_ARGUMENT);
 }
 
+/* Rebuilding live counts: clear, then hold each surviving session. */
+static void test_clear_and_hold(void) {
+  sl_ratelim_config c;
+  sl_ratelim_config_default(&c);
+  c.entries = 64;
+  c.concurrency_max = 2;
+  c.rate_max = 3;
+  sl_ratelim *rl = make(&c);
+  sl_addr a = A("192.0.2.1");
+  CHECK_INT(sl_ratelim_admit(rl, &a, 0), SL_ADMIT_ACCEPT);
+  CHECK_INT(sl_ratelim_admit(rl, &a, 0), SL_ADMIT_ACCEPT);
+  sl_ratelim_clear_live(rl);
+  CHECK_INT(sl_ratelim_live(rl, &a), 0);
+  sl_ratelim_hold(rl, &a, 0); /* one session survived */
+  CHECK_INT(sl_ratelim_live(rl, &a), 1);
+  CHECK_INT(sl_ratelim_admit(rl, &a, 0), SL_ADMIT_ACCEPT); /* 3rd attempt */
+  /* hold counted no attempt: the 4th is over the rate, not the 3rd */
+  sl_ratelim_release(rl, &a);
+  CHECK_INT(sl_ratelim_admit(rl, &a, 0), SL_ADMIT_TEMPFAIL);
+  sl_ratelim_clear_live(NULL);
+  sl_ratelim_hold(NULL, &a, 0);
+}
+
 int main(void) {
+  SL_RUN(test_clear_and_hold);
   SL_RUN(test_reconfigure);
   SL_RUN(test_defaults_and_init);
   SL_RUN(test_concurrency);

@@ -86,6 +86,13 @@ sl_admission sl_ratelim_admit(sl_ratelim *rl, const sl_addr *a, sl_tstamp now);
    live connection is ignored. */
 void sl_ratelim_release(sl_ratelim *rl, const sl_addr *a);
 
+/* Rebuilding the live counts (a driver process that held some of them
+   died): clear_live() forgets every live count, keeping rate history;
+   hold() then counts one live session of a again, without counting an
+   attempt or judging it. */
+void sl_ratelim_clear_live(sl_ratelim *rl);
+void sl_ratelim_hold(sl_ratelim *rl, const sl_addr *a, sl_tstamp now);
+
 /* Live sessions currently counted for a's prefix. */
 uint32_t sl_ratelim_live(const sl_ratelim *rl, const sl_addr *a);
 
