@@ -81,6 +81,7 @@ static const keydef keys[] = {
     {"health_fall", K_U32, O(health_fall), 1, 100, NULL},
     {"down_retry", K_DUR, O(down_retry), 0, 0, NULL},
     {"upstream_wait", K_DUR, O(upstream_wait), 0, 0, NULL},
+    {"client_name_lookup", K_BOOL, O(client_name_lookup), 0, 0, NULL},
     /* SMTP policy */
     {"mode", K_ENUM, O(policy.mode), 0, 0, mode_names},
     {"hostname", K_STR, O(hostname), 0, 0, NULL},
