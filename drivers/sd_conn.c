@@ -78,6 +78,13 @@ typedef struct sd_xtra {
   uint8_t smuggling;
   uint8_t have_local;
   sl_addr local;
+  /* client_name_lookup: the name for XCLIENT NAME= (malloc'ed, verified or
+     "[UNAVAILABLE]"/"[TEMPUNAVAIL]"), the PTR name being confirmed, and an
+     upstream connect held until the lookup is over. */
+  char *client_name, *ptr_name;
+  uint8_t name_state; /* 0 no lookup, 1 looking up, 2 done */
+  uint8_t connect_held;
+  uint32_t held_id;
 } sd_xtra;
 
 struct sd_conn {
@@ -374,6 +381,13 @@ static void start_upstream_tls(sd_conn *c, uint32_t id, int implicit) {
 
 static void connect_upstream(sd_conn *c, uint32_t id) {
   uint64_t now = now_of(c);
+  if (c->x && c->x->name_state == 1) {
+    /* XCLIENT needs the name: connect when the lookup is over (bounded by
+       dns_timeout x dns_tries; the relay's connect timeout runs too). */
+    c->x->connect_held = 1;
+    c->x->held_id = id;
+    return;
+  }
   if (c->u == &no_uleg) {
     sd_uleg *u = calloc(1, sizeof *u);
     if (u == NULL) {
@@ -584,6 +598,157 @@ static void dnsbl_lookup(sd_conn *c, uint32_t id, uint32_t zone) {
   c->x->dnsq = q;
 }
 
+/* ---- the client's name (XCLIENT NAME=) ------------------------------------ */
+
+/* Postfix's rule for a usable name: letters, digits, hyphens and dots,
+   labels of 1 to 63, at most 255 in all, and not an address in disguise. */
+static int valid_hostname(const char *n) {
+  size_t len = strlen(n), label = 0;
+  int alpha = 0;
+  if (len == 0 || len > 255) return 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = n[i];
+    if (ch == '.') {
+      if (label == 0 && i + 1 < len) return 0;
+      label = 0;
+    } else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-' ||
+               (ch >= '0' && ch <= '9')) {
+      if (++label > 63) return 0;
+      if (!(ch >= '0' && ch <= '9')) alpha = 1;
+    } else {
+      return 0;
+    }
+  }
+  return alpha;
+}
+
+static void name_finish(sd_conn *c, const char *name) {
+  sd_xtra *x = c->x;
+  x->client_name = strdup(name);
+  sl_relay_set_client_name(RELAY(c), x->client_name); /* NULL: [UNAVAILABLE] */
+  x->name_state = 2;
+  if (x->connect_held) {
+    x->connect_held = 0;
+    connect_upstream(c, x->held_id);
+  }
+  if (!c->in_run) conn_run(c);
+}
+
+/* A query of this session's name lookup ended: unlinks q, returns its
+   session or NULL (session gone, or lookups cancelled). */
+static sd_conn *name_query_done(sd_dnsq *q, int status) {
+  sd_conn *c = q->c;
+  if (c != NULL)
+    for (sd_dnsq **pp = &c->x->dnsq; *pp; pp = &(*pp)->next)
+      if (*pp == q) {
+        *pp = q->next;
+        break;
+      }
+  free(q);
+  return status == SD_DNS_CANCELLED ? NULL : c;
+}
+
+static const char *name_failure(int status) {
+  /* No such name: permanent.  No answer, or an error: temporary (Postfix's
+     TRY_AGAIN), so a reject_unknown_client_hostname says 450, not 550. */
+  return status == SD_DNS_NOTFOUND ? "[UNAVAILABLE]" : "[TEMPUNAVAIL]";
+}
+
+static void fwd_a_done(void *arg, int status, const uint32_t *a, size_t n) {
+  sd_conn *c = name_query_done(arg, status);
+  if (c == NULL) return;
+  const sl_addr *ca = sl_relay_client_addr(RELAY(c));
+  uint32_t want = (uint32_t)ca->bytes[0] << 24 | (uint32_t)ca->bytes[1] << 16 |
+                  (uint32_t)ca->bytes[2] << 8 | ca->bytes[3];
+  if (status != SD_DNS_OK) {
+    name_finish(c, name_failure(status));
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (a[i] == want) {
+      name_finish(c, c->x->ptr_name);
+      return;
+    }
+  name_finish(c, "[UNAVAILABLE]"); /* the name does not lead back: forged */
+}
+
+static void fwd_aaaa_done(void *arg, int status, const uint8_t (*a)[16], size_t n) {
+  sd_conn *c = name_query_done(arg, status);
+  if (c == NULL) return;
+  const sl_addr *ca = sl_relay_client_addr(RELAY(c));
+  if (status != SD_DNS_OK) {
+    name_finish(c, name_failure(status));
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (memcmp(a[i], ca->bytes, 16) == 0) {
+      name_finish(c, c->x->ptr_name);
+      return;
+    }
+  name_finish(c, "[UNAVAILABLE]");
+}
+
+static sd_dnsq *name_query(sd_conn *c) {
+  sd_dnsq *q = calloc(1, sizeof *q);
+  if (q == NULL) return NULL;
+  q->c = c;
+  q->zone = UINT32_MAX; /* not a DNSBL zone */
+  q->next = c->x->dnsq;
+  c->x->dnsq = q;
+  return q;
+}
+
+static void name_unlink(sd_conn *c, sd_dnsq *q) {
+  c->x->dnsq = q->next; /* q was pushed last */
+  free(q);
+}
+
+static void ptr_done(void *arg, int status, const char *name) {
+  sd_conn *c = name_query_done(arg, status);
+  if (c == NULL) return;
+  if (status != SD_DNS_OK) {
+    name_finish(c, name_failure(status));
+    return;
+  }
+  char n[256];
+  snprintf(n, sizeof n, "%s", name);
+  size_t len = strlen(n);
+  if (len && n[len - 1] == '.') n[len - 1] = 0;
+  if (!valid_hostname(n) || (c->x->ptr_name = strdup(n)) == NULL) {
+    name_finish(c, "[UNAVAILABLE]");
+    return;
+  }
+  const sl_addr *ca = sl_relay_client_addr(RELAY(c));
+  sd_dnsq *q = name_query(c);
+  int rc = -1;
+  if (q && ca->family == SL_AF_INET) rc = sd_dns_query_a(c->g->dns, n, fwd_a_done, q);
+  else if (q) rc = sd_dns_query_aaaa(c->g->dns, n, fwd_aaaa_done, q);
+  if (rc != 0) {
+    if (q) name_unlink(c, q);
+    name_finish(c, "[TEMPUNAVAIL]");
+  }
+}
+
+/* Starts the lookup of the client's name (for XCLIENT), from accept or
+   once a PROXY header named the client. */
+static void name_lookup_start(sd_conn *c, const sl_addr *a) {
+  const sd_config *cfg = c->g->cfg;
+  if (!cfg->client_name_lookup || cfg->policy.identity != SL_IDENT_XCLIENT ||
+      c->g->dns == NULL || a->family == SL_AF_UNSPEC || xtra(c) == NULL)
+    return;
+  char rev[128];
+  if (sl_addr_dnsbl_name(a, a->family == SL_AF_INET ? "in-addr.arpa" : "ip6.arpa", rev,
+                         sizeof rev) < 0)
+    return;
+  sd_dnsq *q = name_query(c);
+  if (q == NULL) return;
+  if (sd_dns_query_ptr(c->g->dns, rev, ptr_done, q) != 0) {
+    name_unlink(c, q);
+    return;
+  }
+  c->x->name_state = 1;
+}
+
 /* ---- events ------------------------------------------------------------- */
 
 static const char *const stage_names[] = {"connect", "greeting", "helo", "mail",
@@ -634,6 +799,7 @@ static void log_session(sd_conn *c, const char *extra_end) {
   sd_rec_u64(&r, "client_port", sl_relay_client_addr(RELAY(c))->port);
   sd_rec_str(&r, "local", loc);
   sd_rec_u64(&r, "local_port", local.port);
+  if (c->x && c->x->client_name) sd_rec_str(&r, "client_name", c->x->client_name);
   sd_rec_str(&r, "listener", c->g->cfg->listen[c->listener].text);
   if (c->expect_proxy) sd_rec_str(&r, "proxy_protocol", "yes");
   static const char *const adm[] = {"accept", "tarpit", "tempfail"};
@@ -1040,6 +1206,10 @@ static void conn_release(void *arg) {
   sd_conn *c = arg;
   sd_gen_unref(c->g);
   if (c->u != &no_uleg) free(c->u);
+  if (c->x) {
+    free(c->x->client_name);
+    free(c->x->ptr_name);
+  }
   free(c->x);
   free(c);
 }
@@ -1110,6 +1280,7 @@ static sl_admission proxy_admit(void *ctx, const sl_addr *client, sl_tstamp now)
   sd_conn *c = ctx;
   sl_admission v = sd_state_admit(CW(c)->state, client, now, &c->ticket);
   count_admission(c, v);
+  if (v != SL_ADMIT_TEMPFAIL) name_lookup_start(c, client);
   return v;
 }
 
@@ -1217,6 +1388,7 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
   w->nconns++;
   sd_count(SD_C_ACCEPTED, 1);
   sd_gauge_set(&sd_m->active[w->index], w->nconns);
+  if (!c->expect_proxy && c->admitted != SL_ADMIT_TEMPFAIL) name_lookup_start(c, &peer_addr);
   if (l->tls) {
     /* Implicit TLS: the relay already counts the leg as TLS; nothing moves
        on it until the handshake is done. */

@@ -99,7 +99,8 @@ sd_gen *sd_gen_new(sd_worker *w, sd_config *cfg, char *err, size_t errlen) {
   g->tls_client = sd_tls_client_ctx_new(cfg->upstream_tls_verify, cfg->upstream_tls_ca,
                                         cfg->upstream_tls_ciphers, err, errlen);
   if (g->tls_client == NULL) goto bad;
-  if (cfg->policy.ndnsbl > 0) {
+  if (cfg->policy.ndnsbl > 0 ||
+      (cfg->client_name_lookup && cfg->policy.identity == SL_IDENT_XCLIENT)) {
     g->dns = sd_dns_new(cfg->dns_servers, (int)(cfg->dns_timeout / SL_MSEC), (int)cfg->dns_tries,
                         err, errlen);
     if (g->dns == NULL) goto bad;

@@ -2241,6 +2241,11 @@ int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
   return leave(r);
 }
 
+void sl_relay_set_client_name(sl_relay *r, const char *name) {
+  if (r)
+    r->info.client_name = name;
+}
+
 void sl_relay_free(sl_relay *r) {
   if (!r)
     return;

@@ -320,6 +320,12 @@ int sl_relay_last_error(const sl_relay *r);
 /* The session's counters; valid for the relay's lifetime. */
 const sl_stats *sl_relay_stats(const sl_relay *r);
 
+/* The client's name for XCLIENT NAME= learnt after creation (the driver
+   looks it up from accept on and holds the upstream connect until it is
+   known): a verified name, "[UNAVAILABLE]" or "[TEMPUNAVAIL]".  Used if
+   XCLIENT has not been sent yet; name must outlive the relay. */
+void sl_relay_set_client_name(sl_relay *r, const char *name);
+
 /* The client address in force (after a PROXY header, the real client). */
 const sl_addr *sl_relay_client_addr(const sl_relay *r);
 
