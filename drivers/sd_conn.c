@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -37,6 +38,9 @@ typedef struct sd_dnsq {
    failover state and the log line) until the session ends.  Sessions that
    never go upstream (screened, tarpitted, held) point at no_uleg, a
    read-only stand-in with no socket, so a stray write faults at once. */
+#define SD_REPLY_MAX 100 /* bytes of a reply line kept for the log */
+#define SD_REPLY_RING 6
+
 typedef struct sd_uleg {
   sd_handler uh;
   sd_conn *c;
@@ -57,6 +61,16 @@ typedef struct sd_uleg {
   sd_timer retry;
   uint64_t wait_until;
   uint32_t backoff_ms, retries;
+  /* Servers that refused this session's identity (XCLIENT): never tried
+     again for it. */
+  uint64_t identity_refused;
+  /* The upstream's last final reply lines (a copy of what the relay read,
+     for the log: a failure's reason, each message's queue id).  line is
+     the one being read; ring holds the last SD_REPLY_RING, oldest first
+     from ring_next; since counts those read after the last message. */
+  char line[SD_REPLY_MAX];
+  uint8_t line_len, ring_next, since;
+  char ring[SD_REPLY_RING][SD_REPLY_MAX];
 } sd_uleg;
 
 static const sd_uleg no_uleg = {.ufd = -1};
@@ -85,6 +99,9 @@ typedef struct sd_xtra {
   uint8_t name_state; /* 0 no lookup, 1 looking up, 2 done */
   uint8_t connect_held;
   uint32_t held_id;
+  char *upreply;                /* the upstream's reply when it failed */
+  char *pregreet;               /* the first bytes sent before the greeting, escaped */
+  char *msgtext[SD_MSGS_MAX];   /* each message's final reply line */
 } sd_xtra;
 
 struct sd_conn {
@@ -106,6 +123,7 @@ struct sd_conn {
   unsigned in_run : 1, logged : 1, admitted : 2, expect_proxy : 1, listener_tls : 1;
   unsigned counted : 1; /* live in the admission table: release once at the end */
   uint32_t ticket;      /* the admission table's count this session is in */
+  char *helo;           /* the client's HELO/EHLO argument (malloc'ed) */
   unsigned dead : 1; /* freed at the end of the loop iteration */
   /* The relay's state; sl_relay_init() puts it at the start of mem. */
   _Alignas(8) unsigned char mem[];
@@ -121,7 +139,32 @@ static void upstream_io(sd_handler *h, uint32_t ev);
 
 static uint64_t now_of(const sd_conn *c) { return sd_loop_now(CW(c)->loop); }
 
+static uint64_t fmix(uint64_t h);
+static const char *reply_back(const sd_uleg *u, unsigned k);
+
+/* The session id as 16 hex digits. */
+typedef struct sd_sid {
+  char s[17];
+} sd_sid;
+static sd_sid sid_of(sd_conn *c) {
+  sd_sid v;
+  /* Derived, not stored (a held session's bytes count): the worker's
+     random seed, the session's start (ns) and its block's address. */
+  uint64_t id = fmix(CW(c)->seed ^ fmix(sl_relay_stats(RELAY(c))->start ^ (uintptr_t)c));
+  snprintf(v.s, sizeof v.s, "%016" PRIx64, id);
+  return v;
+}
+
 /* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t fmix(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
 
 static sd_xtra *xtra(sd_conn *c) {
   if (c->x == NULL) c->x = calloc(1, sizeof *c->x);
@@ -308,7 +351,7 @@ static void retry_timer(sd_timer *t) {
   sd_uleg *u = (sd_uleg *)(void *)((char *)t - offsetof(sd_uleg, retry));
   sd_conn *c = u->c;
   if (c->dead) return;
-  u->tried = 0; /* a new round over every server */
+  u->tried = u->identity_refused; /* a new round over every server */
   u->retries++;
   connect_upstream(c, u->u_conn_id);
   conn_run(c);
@@ -402,11 +445,14 @@ static void connect_upstream(sd_conn *c, uint32_t id) {
   }
   close_upstream(c);
   c->u->u_conn_id = id;
+  c->u->tried |= c->u->identity_refused;
   sd_server *s = sd_upstream_pick(c->g->ups, &c->u->tried, now);
   if (s == NULL) {
     /* Every server was tried once: start a new round rather than fail while
-       the relay still allows attempts. */
-    c->u->tried = 0;
+       the relay still allows attempts; never with a server that refused
+       this client's identity (it would refuse it again: an IPv6 client and
+       a Postfix with inet_protocols = ipv4). */
+    c->u->tried = c->u->identity_refused;
     s = sd_upstream_pick(c->g->ups, &c->u->tried, now);
   }
   if (s == NULL) {
@@ -795,12 +841,14 @@ static void log_session(sd_conn *c, const char *extra_end) {
   if (sd_log_level() < SD_LOG_INFO) return;
   sd_rec r;
   sd_rec_begin(&r, "info", "session");
+  sd_rec_str(&r, "session", sid_of(c).s);
   sd_rec_str(&r, "client", cli);
   sd_rec_u64(&r, "client_port", sl_relay_client_addr(RELAY(c))->port);
   sd_rec_str(&r, "local", loc);
   sd_rec_u64(&r, "local_port", local.port);
   if (c->x && c->x->client_name) sd_rec_str(&r, "client_name", c->x->client_name);
   sd_rec_str(&r, "listener", c->g->cfg->listen[c->listener].text);
+  if (c->helo) sd_rec_str(&r, "helo", c->helo);
   if (c->expect_proxy) sd_rec_str(&r, "proxy_protocol", "yes");
   static const char *const adm[] = {"accept", "tarpit", "tempfail"};
   sd_rec_str(&r, "admission", adm[c->admitted % 3]);
@@ -857,6 +905,19 @@ static void log_session(sd_conn *c, const char *extra_end) {
     strappend(msgs, sizeof msgs, tmp);
   }
   sd_rec_str(&r, "messages", msgs);
+  if (x) {
+    /* Each message's final reply from the upstream, "; "-separated: the
+       queue id the operator greps the mail server's log for. */
+    char rep[600] = "";
+    for (unsigned i = 0; i < x->nmsgs; i++) {
+      if (i) strappend(rep, sizeof rep, "; ");
+      strappend(rep, sizeof rep, x->msgtext[i] ? x->msgtext[i] : "-");
+    }
+    if (x->nmsgs) sd_rec_str(&r, "replies", rep);
+    if (x->upreply) sd_rec_str(&r, "upstream_reply", x->upreply);
+
+    if (x->pregreet) sd_rec_str(&r, "pregreet", x->pregreet);
+  }
   sd_rec_u64(&r, "last_upstream_code", st->last_upstream_code);
   sd_rec_u64(&r, "client_bytes_in", st->client_bytes_in);
   sd_rec_u64(&r, "client_bytes_out", st->client_bytes_out);
@@ -894,12 +955,42 @@ static void on_event(sd_conn *c, sl_event_kind kind, uint64_t arg) {
       sd_upstream_report(c->u->server, 0, now_of(c));
     if (xtra(c) && c->x->nupfail < SD_UPFAIL_MAX)
       c->x->upfail[c->x->nupfail++] = (uint16_t)(k | (unsigned)c->u->last << 8);
+    if (c->u != &no_uleg) {
+      /* What the upstream said, if it said anything: the operator's first
+         question.  A refused identity is not retried on that server. */
+      const char *said = k == SL_UPFAIL_CONNECT || k == SL_UPFAIL_TIMEOUT
+                             ? NULL : reply_back(c->u, 0);
+      if (said && xtra(c) && c->x->upreply == NULL) c->x->upreply = strdup(said);
+      if (k == SL_UPFAIL_IDENTITY && c->u->last)
+        c->u->identity_refused |= 1ull << (c->u->last - 1);
+      sd_log(k == SL_UPFAIL_IDENTITY ? SD_LOG_ERR : SD_LOG_WARN,
+             "session=%s upstream %s failed (%s)%s%s%s", sid_of(c).s, server_name(c, c->u->last),
+             upfail_names[k & 7], said ? ": \"" : "", said ? said : "", said ? "\"" : "");
+    }
     break;
   }
   case SL_EV_MESSAGE: {
     uint64_t code = arg & 0xffff, size = arg >> 16;
     sd_xtra *x = xtra(c);
-    if (x && x->nmsgs < SD_MSGS_MAX) x->msgs[x->nmsgs++] = arg;
+    if (x && x->nmsgs < SD_MSGS_MAX) {
+      x->msgs[x->nmsgs] = arg;
+      /* The reply to the end of data: after the last 354 read since the
+         previous message, the first line with this code (pipelined MAIL
+         and RCPT replies come before the 354); without a 354 (BDAT), the
+         newest line with the code. */
+      const char *text = NULL;
+      if (c->u != &no_uleg && code) {
+        int after354 = 0;
+        for (unsigned k = c->u->since; k-- > 0;) {
+          const char *l = reply_back(c->u, k);
+          if (l && !strncmp(l, "354", 3)) after354 = 1, text = NULL;
+          else if (l && (unsigned)atoi(l) == code && (!after354 || text == NULL)) text = l;
+        }
+        c->u->since = 0;
+      }
+      x->msgtext[x->nmsgs] = text ? strdup(text) : NULL;
+      x->nmsgs++;
+    }
     if (code >= 200 && code < 300) sd_observe(SD_H_MSG_SIZE, size);
     break;
   }
@@ -968,6 +1059,42 @@ static long leg_write(int fd, sd_tls_conn *t, const uint8_t *buf, size_t len, ui
   }
 }
 
+/* The argument of a HELO or EHLO at the start of a line in b (first 64
+   bytes, printable), malloc'ed, or NULL.  A command split across two reads
+   is missed (the log line then has no helo). */
+static char *helo_of(const uint8_t *b, size_t n) {
+  for (size_t i = 0; i + 5 < n; i++) {
+    if (i && b[i - 1] != '\n') continue;
+    if (strncasecmp((const char *)b + i, "EHLO ", 5) && strncasecmp((const char *)b + i, "HELO ", 5))
+      continue;
+    size_t j = i + 5, k = 0;
+    char out[65];
+    while (j < n && b[j] == ' ') j++;
+    while (j < n && k < 64 && b[j] > 0x20 && b[j] < 0x7f) out[k++] = (char)b[j++];
+    out[k] = 0;
+    return k ? strdup(out) : NULL;
+  }
+  return NULL;
+}
+
+/* Bytes as printable text: \r, \n, \t, \\ and \xHH for the rest. */
+static char *escaped(const uint8_t *b, size_t n) {
+  char *o = malloc(n * 4 + 1);
+  if (o == NULL) return NULL;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t ch = b[i];
+    if (ch == '\r') k += (size_t)sprintf(o + k, "\\r");
+    else if (ch == '\n') k += (size_t)sprintf(o + k, "\\n");
+    else if (ch == '\t') k += (size_t)sprintf(o + k, "\\t");
+    else if (ch == '\\') k += (size_t)sprintf(o + k, "\\\\");
+    else if (ch >= 0x20 && ch < 0x7f) o[k++] = (char)ch;
+    else k += (size_t)sprintf(o + k, "\\x%02x", ch);
+  }
+  o[k] = 0;
+  return o;
+}
+
 static int read_client(sd_conn *c) {
   if (c->cfd < 0 || c->c_hs || c->c_eof) return 0;
   if (c->c_rblk && !(c->ctls && sd_tls_pending(c->ctls))) return 0;
@@ -989,7 +1116,19 @@ static int read_client(sd_conn *c) {
        triggered, so nothing is missed) rather than try a read that would
        only block. */
     if (c->ctls == NULL && (size_t)n < cap) c->c_rblk = 1;
+    const sl_stats *st = sl_relay_stats(RELAY(c));
+    uint8_t early[32];
+    size_t nearly = 0;
+    uint32_t pregreet = st->pregreet_bytes;
+    if (st->stage < SL_STAGE_MAIL) {
+      if (c->helo == NULL) c->helo = helo_of(buf, (size_t)n);
+      if (c->x == NULL || c->x->pregreet == NULL) {
+        nearly = (size_t)n < sizeof early ? (size_t)n : sizeof early;
+        memcpy(early, buf, nearly); /* the relay may release buf */
+      }
+    }
     sl_relay_client_in_ack(RELAY(c), (size_t)n, now);
+    if (nearly && st->pregreet_bytes > pregreet && xtra(c)) c->x->pregreet = escaped(early, nearly);
     return 1;
   }
   c->c_eof = 1;
@@ -1001,6 +1140,34 @@ static int read_client(sd_conn *c) {
     sl_relay_abort(RELAY(c), now);
   }
   return 1;
+}
+
+/* Keeps the final lines of upstream replies ("250 2.0.0 Ok: queued as
+   82EDCA78366"), printable ASCII only, for the log. */
+static void tee_replies(sd_uleg *u, const uint8_t *b, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint8_t ch = b[i];
+    if (ch == '\n') {
+      const char *l = u->line;
+      if (u->line_len >= 3 && l[0] >= '2' && l[0] <= '5' && l[1] >= '0' && l[1] <= '9' &&
+          l[2] >= '0' && l[2] <= '9' && (u->line_len == 3 || l[3] == ' ')) {
+        memcpy(u->ring[u->ring_next], u->line, u->line_len);
+        u->ring[u->ring_next][u->line_len] = 0;
+        u->ring_next = (uint8_t)((u->ring_next + 1) % SD_REPLY_RING);
+        if (u->since < SD_REPLY_RING) u->since++;
+      }
+      u->line_len = 0;
+    } else if (ch >= 0x20 && ch < 0x7f && u->line_len < SD_REPLY_MAX - 1) {
+      u->line[u->line_len++] = (char)ch;
+    }
+  }
+}
+
+/* The k-th newest kept reply line (0: newest), or NULL. */
+static const char *reply_back(const sd_uleg *u, unsigned k) {
+  if (k >= SD_REPLY_RING) return NULL;
+  const char *l = u->ring[((unsigned)u->ring_next + SD_REPLY_RING - 1u - k) % SD_REPLY_RING];
+  return l[0] ? l : NULL;
 }
 
 static int read_upstream(sd_conn *c) {
@@ -1019,6 +1186,7 @@ static int read_upstream(sd_conn *c) {
   }
   if (n > 0) {
     if (c->u->utls == NULL && (size_t)n < cap) c->u->u_rblk = 1;
+    tee_replies(c->u, buf, (size_t)n);
     sl_relay_upstream_in_ack(RELAY(c), (size_t)n, now);
     return 1;
   }
@@ -1206,9 +1374,13 @@ static void conn_release(void *arg) {
   sd_conn *c = arg;
   sd_gen_unref(c->g);
   if (c->u != &no_uleg) free(c->u);
+  free(c->helo);
   if (c->x) {
     free(c->x->client_name);
     free(c->x->ptr_name);
+    free(c->x->upreply);
+    free(c->x->pregreet);
+    for (unsigned i = 0; i < c->x->nmsgs; i++) free(c->x->msgtext[i]);
   }
   free(c->x);
   free(c);
@@ -1352,6 +1524,7 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
   }
 
   uint64_t seed = w->seed ^ (now * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(uintptr_t)c;
+
   sl_relay *r = NULL;
   int rc = sl_relay_init(&r, c->mem, rsize, &cfg->limits, &cfg->policy, &g->slpool, &info,
                          seed, now);
