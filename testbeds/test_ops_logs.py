@@ -60,3 +60,38 @@ def test_identity_refused_is_logged_and_not_retried(postfix_upstream, sluiced_fa
     errs = [l for l in s.stderr().splitlines() if "failed (identity)" in l]
     assert len(errs) == 1 and "501" in errs[0] and rec["session"] in errs[0], errs
     assert time.monotonic() - t0 < 5
+
+
+def test_syslog_facility_mail(sink, sluiced_factory, tmp_path):
+    import socket
+    path = str(tmp_path / "log.sock")
+    rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    rx.bind(path)
+    rx.settimeout(10)
+    s = Sluiced_noready(sluiced_factory, sink, {"log_file": f"syslog:{path}",
+                                                "log_format": "logfmt"})
+    with raw_connect(s.address) as c:
+        assert c.read_reply().code == 220
+        c.cmd("QUIT")
+    got = []
+    while not any("msg=session" in g for g in got):
+        got.append(rx.recv(4096).decode())
+    line = next(g for g in got if "msg=session" in g)
+    # <22> = facility mail (2) * 8 + info (6), then the tag Postfix
+    # operators grep for.
+    assert re.match(r"<22>\w{3} [ \d]\d \d\d:\d\d:\d\d sluiced\[\d+\]: ts=", line), line
+    assert any(g.startswith("<22>") and "ready" in g for g in got)
+    rx.close()
+
+
+def Sluiced_noready(factory, sink, conf):
+    """A started sluiced whose lines go to syslog: its readiness is the
+    listening port, not a line on stderr."""
+    from test_proxy_support import Sluiced
+    from lib.net import wait_port
+    s = factory([sink.address], conf=conf, start=False)
+    from lib.proc import Proc
+    from test_proxy_support import sluiced_binary
+    s.proc = Proc([sluiced_binary(), "-c", s.conf_path], s.workdir / "logs", "sluiced")
+    wait_port(s.host, s.port, timeout=10, proc=s.proc.popen)
+    return s
