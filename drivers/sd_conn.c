@@ -80,6 +80,7 @@ static const sd_uleg no_uleg = {.ufd = -1};
    lists.  A held plaintext session has none. */
 #define SD_UPFAIL_MAX 8
 #define SD_MSGS_MAX 12
+#define SD_REFUSALS_MAX 480 /* bytes of refusal text kept for the log line */
 typedef struct sd_xtra {
   sd_dnsq *dnsq;
   const char *tls_version, *tls_cipher; /* OpenSSL's static strings */
@@ -101,6 +102,9 @@ typedef struct sd_xtra {
   uint32_t held_id;
   char *upreply;                /* the upstream's reply when it failed */
   char *pregreet;               /* the first bytes sent before the greeting, escaped */
+  char *refusals;               /* the 4xx/5xx replies the client got, "; "-separated */
+  char refline[SD_REPLY_MAX];   /* the one being sent */
+  uint8_t reflen;
   char *msgtext[SD_MSGS_MAX];   /* each message's final reply line */
 } sd_xtra;
 
@@ -125,6 +129,7 @@ struct sd_conn {
   uint32_t ticket;      /* the admission table's count this session is in */
   char *helo;           /* the client's HELO/EHLO argument (malloc'ed) */
   unsigned dead : 1; /* freed at the end of the loop iteration */
+  unsigned out_mid : 1, out_cap : 1; /* client output: inside a line; in a 4xx/5xx line */
   /* The relay's state; sl_relay_init() puts it at the start of mem. */
   _Alignas(8) unsigned char mem[];
 };
@@ -917,6 +922,7 @@ static void log_session(sd_conn *c, const char *extra_end) {
     if (x->upreply) sd_rec_str(&r, "upstream_reply", x->upreply);
 
     if (x->pregreet) sd_rec_str(&r, "pregreet", x->pregreet);
+    if (x->refusals) sd_rec_str(&r, "refusals", x->refusals);
   }
   sd_rec_u64(&r, "last_upstream_code", st->last_upstream_code);
   sd_rec_u64(&r, "client_bytes_in", st->client_bytes_in);
@@ -1195,6 +1201,35 @@ static int read_upstream(sd_conn *c) {
   return 1;
 }
 
+/* Keeps the final line of each 4xx/5xx reply the client was sent (a
+   refused MAIL or RCPT with its code, a tarpit's 421, a smuggling 554):
+   what the client was told, whoever said it.  Sessions that are never
+   refused allocate nothing. */
+static void tee_refusals(sd_conn *c, const uint8_t *b, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint8_t ch = b[i];
+    if (!c->out_mid) {
+      c->out_mid = 1;
+      c->out_cap = (ch == '4' || ch == '5') && xtra(c) != NULL;
+      if (c->out_cap) c->x->reflen = 0;
+    }
+    if (ch == '\n') {
+      c->out_mid = 0;
+      sd_xtra *x = c->x;
+      if (!c->out_cap || x->reflen < 3 || (x->reflen > 3 && x->refline[3] != ' ')) continue;
+      x->refline[x->reflen] = 0;
+      size_t have = x->refusals ? strlen(x->refusals) : 0;
+      if (have + x->reflen + 3 > SD_REFUSALS_MAX) continue;
+      char *nr = realloc(x->refusals, have + x->reflen + 3);
+      if (nr == NULL) continue;
+      snprintf(nr + have, x->reflen + 3, "%s%s", have ? "; " : "", x->refline);
+      x->refusals = nr;
+    } else if (c->out_cap && ch >= 0x20 && ch < 0x7f && c->x->reflen < SD_REPLY_MAX - 1) {
+      c->x->refline[c->x->reflen++] = (char)ch;
+    }
+  }
+}
+
 static int write_client(sd_conn *c) {
   if (c->c_hs || (c->c_wblk && c->cfd >= 0 && !c->c_broken)) return 0;
   size_t len = 0;
@@ -1212,6 +1247,7 @@ static int write_client(sd_conn *c) {
     return 0;
   }
   if (n > 0) {
+    tee_refusals(c, p, (size_t)n);
     sl_relay_client_out_ack(RELAY(c), (size_t)n, now);
     return 1;
   }
@@ -1380,6 +1416,7 @@ static void conn_release(void *arg) {
     free(c->x->ptr_name);
     free(c->x->upreply);
     free(c->x->pregreet);
+    free(c->x->refusals);
     for (unsigned i = 0; i < c->x->nmsgs; i++) free(c->x->msgtext[i]);
   }
   free(c->x);

@@ -95,3 +95,19 @@ def Sluiced_noready(factory, sink, conf):
     s.proc = Proc([sluiced_binary(), "-c", s.conf_path], s.workdir / "logs", "sluiced")
     wait_port(s.host, s.port, timeout=10, proc=s.proc.popen)
     return s
+
+
+@pytest.mark.parametrize("sink", [{"reject_rcpt": "bad"}], indirect=True)
+def test_refused_commands_are_logged_with_their_codes(sink, sluiced_factory):
+    s = sluiced_factory([sink.address])
+    with raw_connect(s.address) as c:
+        assert c.read_reply().code == 220
+        c.cmd("EHLO client.test")
+        assert c.cmd("MAIL FROM:<a@example.test> NOSUCHPARAM=1").code == 555  # sluice's own
+        assert c.cmd("MAIL FROM:<a@example.test>").code == 250
+        assert c.cmd("RCPT TO:<bad@example.test>").code == 550  # the upstream's
+        assert c.cmd("RCPT TO:<good@example.test>").code == 250
+        c.cmd("QUIT")
+    rec = s.wait_sessions(1)[0]
+    ref = rec["refusals"].split("; ")
+    assert [r[:3] for r in ref] == ["555", "550"], rec["refusals"]
