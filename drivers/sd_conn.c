@@ -126,10 +126,10 @@ struct sd_conn {
   unsigned c_eof : 1, c_hup : 1, c_broken : 1;
   unsigned in_run : 1, logged : 1, admitted : 2, expect_proxy : 1, listener_tls : 1;
   unsigned counted : 1; /* live in the admission table: release once at the end */
-  uint32_t ticket;      /* the admission table's count this session is in */
-  char *helo;           /* the client's HELO/EHLO argument (malloc'ed) */
   unsigned dead : 1; /* freed at the end of the loop iteration */
   unsigned out_mid : 1, out_cap : 1; /* client output: inside a line; in a 4xx/5xx line */
+  uint32_t ticket;      /* the admission table's count this session is in */
+  char *helo;           /* the client's HELO/EHLO argument (malloc'ed) */
   /* The relay's state; sl_relay_init() puts it at the start of mem. */
   _Alignas(8) unsigned char mem[];
 };
