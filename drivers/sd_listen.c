@@ -24,7 +24,8 @@ static int new_socket(const sd_listen_cfg *lc) {
   return fd;
 }
 
-static int guard_one(const sd_listen_cfg *lc, int *out, char *err, size_t errlen) {
+static int guard_one(const sd_listen_cfg *lc, int *out, char *err,
+                     size_t errlen) {
   /* The probe: SO_REUSEADDR (connections of an earlier run in TIME_WAIT
      must not block a restart) but not SO_REUSEPORT, so any other socket
      bound to the port, listening or guarding, makes it fail. */
@@ -39,11 +40,13 @@ static int guard_one(const sd_listen_cfg *lc, int *out, char *err, size_t errlen
     close(p);
     if (e == EADDRINUSE)
       snprintf(err, errlen,
-               "listen %s: the port is already in use by another program (a mail server, "
+               "listen %s: the port is already in use by another program (a "
+               "mail server, "
                "another sluiced?); sluiced does not share its ports",
                lc->text);
     else if (e == EADDRNOTAVAIL)
-      snprintf(err, errlen, "listen %s: the address is not one of this machine's", lc->text);
+      snprintf(err, errlen,
+               "listen %s: the address is not one of this machine's", lc->text);
     else
       snprintf(err, errlen, "listen %s: %s", lc->text, strerror(e));
     return -1;
@@ -55,14 +58,16 @@ static int guard_one(const sd_listen_cfg *lc, int *out, char *err, size_t errlen
   if (g < 0 || setsockopt(g, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
       bind(g, (const struct sockaddr *)&lc->addr.ss, lc->addr.len) != 0) {
     snprintf(err, errlen, "listen %s: %s", lc->text, strerror(errno));
-    if (g >= 0) close(g);
+    if (g >= 0)
+      close(g);
     return -1;
   }
   *out = g;
   return 0;
 }
 
-int sd_guards_sync(sd_guards *gs, const sd_config *cfg, char *err, size_t errlen) {
+int sd_guards_sync(sd_guards *gs, const sd_config *cfg, char *err,
+                   size_t errlen) {
   sd_guard *ng = calloc(cfg->nlisten ? cfg->nlisten : 1, sizeof *ng);
   char *kept = calloc(gs->n + 1, 1);
   if (ng == NULL || kept == NULL) {
@@ -76,8 +81,10 @@ int sd_guards_sync(sd_guards *gs, const sd_config *cfg, char *err, size_t errlen
     const sd_listen_cfg *lc = &cfg->listen[i];
     int fd = -1;
     for (size_t j = 0; j < n; j++)
-      if (same_addr(&ng[j].addr, &lc->addr)) fd = -2; /* listed twice */
-    if (fd == -2) continue;
+      if (same_addr(&ng[j].addr, &lc->addr))
+        fd = -2; /* listed twice */
+    if (fd == -2)
+      continue;
     for (size_t j = 0; j < gs->n; j++)
       if (!kept[j] && same_addr(&gs->g[j].addr, &lc->addr)) {
         fd = gs->g[j].fd;
@@ -88,8 +95,10 @@ int sd_guards_sync(sd_guards *gs, const sd_config *cfg, char *err, size_t errlen
       for (size_t k = 0; k < n; k++) {
         int old = 0;
         for (size_t j = 0; j < gs->n; j++)
-          if (gs->g[j].fd == ng[k].fd) old = 1;
-        if (!old) close(ng[k].fd);
+          if (gs->g[j].fd == ng[k].fd)
+            old = 1;
+        if (!old)
+          close(ng[k].fd);
       }
       free(ng);
       free(kept);
@@ -100,7 +109,8 @@ int sd_guards_sync(sd_guards *gs, const sd_config *cfg, char *err, size_t errlen
     n++;
   }
   for (size_t j = 0; j < gs->n; j++)
-    if (!kept[j]) close(gs->g[j].fd);
+    if (!kept[j])
+      close(gs->g[j].fd);
   free(gs->g);
   free(kept);
   gs->g = ng;
@@ -109,7 +119,8 @@ int sd_guards_sync(sd_guards *gs, const sd_config *cfg, char *err, size_t errlen
 }
 
 void sd_guards_close(sd_guards *gs) {
-  for (size_t j = 0; j < gs->n; j++) close(gs->g[j].fd);
+  for (size_t j = 0; j < gs->n; j++)
+    close(gs->g[j].fd);
   free(gs->g);
   gs->g = NULL;
   gs->n = 0;

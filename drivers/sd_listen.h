@@ -35,7 +35,8 @@ typedef struct sd_guards {
    still lists, probes and guards new ones, and closes the rest.  On a
    refusal nothing changes and err says which address and why (exit 2 at
    start, "reload failed" at SIGHUP). */
-int sd_guards_sync(sd_guards *gs, const sd_config *cfg, char *err, size_t errlen);
+int sd_guards_sync(sd_guards *gs, const sd_config *cfg, char *err,
+                   size_t errlen);
 void sd_guards_close(sd_guards *gs);
 
 #endif

@@ -33,12 +33,14 @@ typedef struct shm_state {
 
 static void lock(shm_state *s) {
   int rc = pthread_mutex_lock(&s->h->lock);
-  if (rc == EOWNERDEAD) pthread_mutex_consistent(&s->h->lock);
+  if (rc == EOWNERDEAD)
+    pthread_mutex_consistent(&s->h->lock);
 }
 
 static void unlock(shm_state *s) { pthread_mutex_unlock(&s->h->lock); }
 
-static sl_admission shm_admit(sd_state *st, const sl_addr *a, uint64_t now, uint32_t *ticket) {
+static sl_admission shm_admit(sd_state *st, const sl_addr *a, uint64_t now,
+                              uint32_t *ticket) {
   shm_state *s = (shm_state *)st;
   lock(s);
   sl_admission v = sl_ratelim_admit(s->rl, a, now);
@@ -50,7 +52,8 @@ static sl_admission shm_admit(sd_state *st, const sl_addr *a, uint64_t now, uint
 static void shm_release(sd_state *st, const sl_addr *a, uint32_t ticket) {
   shm_state *s = (shm_state *)st;
   lock(s);
-  if (ticket == s->h->epoch) sl_ratelim_release(s->rl, a);
+  if (ticket == s->h->epoch)
+    sl_ratelim_release(s->rl, a);
   unlock(s);
 }
 
@@ -62,7 +65,8 @@ static void shm_recount(sd_state *st) {
   unlock(s);
 }
 
-static void shm_hold(sd_state *st, const sl_addr *a, uint64_t now, uint32_t *ticket) {
+static void shm_hold(sd_state *st, const sl_addr *a, uint64_t now,
+                     uint32_t *ticket) {
   shm_state *s = (shm_state *)st;
   lock(s);
   if (*ticket != s->h->epoch) {
@@ -80,7 +84,8 @@ static uint32_t shm_live(sd_state *st, const sl_addr *a) {
   return n;
 }
 
-static int shm_configure(sd_state *st, const sl_ratelim_config *c, char *msg, size_t msglen) {
+static int shm_configure(sd_state *st, const sl_ratelim_config *c, char *msg,
+                         size_t msglen) {
   shm_state *s = (shm_state *)st;
   sl_ratelim_config nc = *c;
   int note = 0;
@@ -88,10 +93,11 @@ static int shm_configure(sd_state *st, const sl_ratelim_config *c, char *msg, si
   if (nc.entries != s->h->entries) {
     /* The mapping is shared with running workers and cannot grow under
        them; a new size needs a restart. */
-    o += (size_t)snprintf(msg, msglen,
-                          "ratelim_entries %u takes effect at the next restart; the "
-                          "shared table keeps %u entries",
-                          nc.entries, s->h->entries);
+    o += (size_t)snprintf(
+        msg, msglen,
+        "ratelim_entries %u takes effect at the next restart; the "
+        "shared table keeps %u entries",
+        nc.entries, s->h->entries);
     nc.entries = s->h->entries;
     note = 1;
   }
@@ -104,8 +110,10 @@ static int shm_configure(sd_state *st, const sl_ratelim_config *c, char *msg, si
   }
   if (rc == 1) {
     if (o < msglen)
-      snprintf(msg + o, msglen - o, "%sipv4_prefix/ipv6_prefix changed: per-client counts "
-               "start afresh", o ? "; " : "");
+      snprintf(msg + o, msglen - o,
+               "%sipv4_prefix/ipv6_prefix changed: per-client counts "
+               "start afresh",
+               o ? "; " : "");
     note = 1;
   }
   return note;
@@ -118,13 +126,16 @@ static void shm_free(sd_state *st) {
   free(s);
 }
 
-static const sd_state_ops shm_ops = {"shm",         shm_admit,   shm_release, shm_live,
-                                     shm_configure, shm_recount, shm_hold,    shm_free};
+static const sd_state_ops shm_ops = {"shm",    shm_admit,     shm_release,
+                                     shm_live, shm_configure, shm_recount,
+                                     shm_hold, shm_free};
 
-sd_state *sd_state_shm_new(const sl_ratelim_config *c, char *err, size_t errlen) {
+sd_state *sd_state_shm_new(const sl_ratelim_config *c, char *err,
+                           size_t errlen) {
   size_t tl = sl_ratelim_size(c);
   if (tl == 0) {
-    snprintf(err, errlen, "the per-client limits table cannot be set up (ratelim_entries?)");
+    snprintf(err, errlen,
+             "the per-client limits table cannot be set up (ratelim_entries?)");
     return NULL;
   }
   shm_state *s = calloc(1, sizeof *s);
@@ -133,9 +144,11 @@ sd_state *sd_state_shm_new(const sl_ratelim_config *c, char *err, size_t errlen)
     return NULL;
   }
   s->maplen = sizeof(shm_hdr) + tl;
-  void *p = mmap(NULL, s->maplen, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  void *p = mmap(NULL, s->maplen, PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
-    snprintf(err, errlen, "per-client limits table (%zu bytes): %s", s->maplen, strerror(errno));
+    snprintf(err, errlen, "per-client limits table (%zu bytes): %s", s->maplen,
+             strerror(errno));
     free(s);
     return NULL;
   }
