@@ -22,10 +22,16 @@ def pids_of_sessions(s):
     return {r["pid"] for r in s.sessions()}
 
 
+def all_ready(s, n=2):
+    """The fixture waits for one worker; these tests need every worker."""
+    wait_for(lambda: s.stderr().count(" ready: ") >= n, 10, what=f"{n} workers ready")
+    return s
+
+
 def test_per_ip_concurrency_holds_across_workers(sink, sluiced_factory):
     # Eight connections from one address, two workers: SO_REUSEPORT spreads
     # them (all eight on one worker has odds 1/128), yet only two are let in.
-    s = sluiced_factory([sink.address], conf={"workers": 2, "per_ip_concurrency": 2})
+    s = all_ready(sluiced_factory([sink.address], conf={"workers": 2, "per_ip_concurrency": 2}))
     conns = [raw_connect(s.address) for _ in range(8)]
     codes = greet_codes(conns)
     assert sorted(codes) == [220, 220] + [421] * 6, codes
@@ -37,8 +43,8 @@ def test_per_ip_concurrency_holds_across_workers(sink, sluiced_factory):
 
 
 def test_per_ip_counts_survive_reload(sink, sluiced_factory):
-    s = sluiced_factory([sink.address], conf={"workers": 2, "per_ip_concurrency": 2,
-                                              "per_ip_rate": 5, "per_ip_rate_window": "60s"})
+    s = all_ready(sluiced_factory([sink.address], conf={
+        "workers": 2, "per_ip_concurrency": 2, "per_ip_rate": 5, "per_ip_rate_window": "60s"}))
     held = [raw_connect(s.address) for _ in range(2)]
     assert greet_codes(held) == [220, 220]
     s.reload()

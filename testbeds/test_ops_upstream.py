@@ -188,6 +188,7 @@ def test_health_verdicts_are_shared_by_workers(sink, sluiced_factory):
     dead.close()
     s = sluiced_factory([dead_addr, sink.address],
                         conf={"workers": 2, "health_interval": "200ms", "health_fall": 1})
+    wait_for(lambda: s.stderr().count(" ready: ") >= 2, 10)
     wait_for(lambda: s.metric("sluice_upstream_up",
                               {"server": f"{dead_addr[0]}:{dead_addr[1]}"}) == 0, 10)
     for _ in range(12):
