@@ -64,6 +64,7 @@ typedef struct sd_uleg {
   /* Servers that refused this session's identity (XCLIENT): never tried
      again for it. */
   uint64_t identity_refused;
+  const char *why; /* the last connect failure (a static string), for the log */
   /* The upstream's last final reply lines (a copy of what the relay read,
      for the log: a failure's reason, each message's queue id).  line is
      the one being read; ring holds the last SD_REPLY_RING, oldest first
@@ -387,6 +388,7 @@ static int wait_for_upstream(sd_conn *c) {
 /* may_wait: a TCP connect failure (refused, unreachable), which
    upstream_wait may ride out; TLS and later failures never wait. */
 static void upstream_failed_how(sd_conn *c, const char *why, int may_wait) {
+  if (c->u != &no_uleg) c->u->why = why;
   if (c->u->server) {
     sd_upstream_report(c->u->server, 0, now_of(c));
     if (c->u->server->index < SD_MAX_SERVERS)
@@ -969,6 +971,7 @@ static void on_event(sd_conn *c, sl_event_kind kind, uint64_t arg) {
       if (said && xtra(c) && c->x->upreply == NULL) c->x->upreply = strdup(said);
       if (k == SL_UPFAIL_IDENTITY && c->u->last)
         c->u->identity_refused |= 1ull << (c->u->last - 1);
+      if (said == NULL && k == SL_UPFAIL_CONNECT && c->u->why) said = c->u->why;
       sd_log(k == SL_UPFAIL_IDENTITY ? SD_LOG_ERR : SD_LOG_WARN,
              "session=%s upstream %s failed (%s)%s%s%s", sid_of(c).s, server_name(c, c->u->last),
              upfail_names[k & 7], said ? ": \"" : "", said ? said : "", said ? "\"" : "");
