@@ -99,7 +99,7 @@ def measure(sluiced, sink, seconds=8.0, clients=4, seed=1):
             "down_share": down / seconds, "outages": len(sink.down)}
 
 
-@pytest.mark.parametrize("wait", ["0", "3s"])
+@pytest.mark.parametrize("wait", ["0", "5s"])
 def test_upstream_restarts_under_load(sluiced_factory, tmp_path, wait):
     sink = FlappingSink(tmp_path)
     try:
@@ -118,8 +118,8 @@ def test_upstream_restarts_under_load(sluiced_factory, tmp_path, wait):
         # refused (the attempts are immediate): the share follows downtime.
         assert m["refused"] > 0, m
     else:
-        # Outages of at most 0.7 s (+ the sink's start) fit in 3 s: nobody
-        # is refused, they only wait.
+        # Outages of at most 0.7 s (+ the sink's start) fit in 5 s, with
+        # room for a loaded machine: nobody is refused, they only wait.
         assert m["refused"] == 0, m
         assert any(r.get("upstream_retries") for r in s.sessions()), "retries are logged"
 
@@ -173,8 +173,9 @@ def test_health_checks_run_once_per_machine(sluiced_factory):
         n0 = up.connections
         time.sleep(3)
         n = up.connections - n0
-        # One checker: about 10 checks in 3 s; one per worker would be 20.
-        assert 5 <= n <= 13, n
+        # One checker: about 10 checks in 3 s; one per worker would be 20
+        # (loaded machines delay timers, so only the lower end is loose).
+        assert 3 <= n <= 14, n
     finally:
         up.close()
 
