@@ -95,9 +95,10 @@ static void test_recount(void) {
   sd_state_recount(st);
   CHECK_INT(sd_state_live(st, &a), 0);
   uint32_t newer;
-  CHECK_INT(sd_state_admit(st, &a, 0, &newer), SL_ADMIT_ACCEPT); /* before the hold */
+  CHECK_INT(sd_state_admit(st, &a, 0, &newer),
+            SL_ADMIT_ACCEPT); /* before the hold */
   sd_state_hold(st, &a, 0, &kept);
-  sd_state_hold(st, &a, 0, &kept); /* twice: counted once */
+  sd_state_hold(st, &a, 0, &kept);  /* twice: counted once */
   sd_state_hold(st, &a, 0, &newer); /* admitted after the recount: already in */
   CHECK_INT(sd_state_live(st, &a), 2);
   sd_state_release(st, &a, dead1); /* never held again: not in the counts */
