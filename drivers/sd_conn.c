@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -37,6 +38,9 @@ typedef struct sd_dnsq {
    failover state and the log line) until the session ends.  Sessions that
    never go upstream (screened, tarpitted, held) point at no_uleg, a
    read-only stand-in with no socket, so a stray write faults at once. */
+#define SD_REPLY_MAX 100 /* bytes of a reply line kept for the log */
+#define SD_REPLY_RING 6
+
 typedef struct sd_uleg {
   sd_handler uh;
   sd_conn *c;
@@ -52,6 +56,22 @@ typedef struct sd_uleg {
   uint8_t u_implicit_pending; /* implicit TLS upstream: connect then handshake */
   uint8_t u_rblk, u_wblk, u_tlswant, u_eof, u_hup, u_broken;
   uint8_t last; /* 1 + index of the last server picked, 0: none (log line) */
+  /* upstream_wait: refused connects retried with back-off while every
+     server has been tried, until wait_until (0: not waiting yet). */
+  sd_timer retry;
+  uint64_t wait_until;
+  uint32_t backoff_ms, retries;
+  /* Servers that refused this session's identity (XCLIENT): never tried
+     again for it. */
+  uint64_t identity_refused;
+  const char *why; /* the last connect failure (a static string), for the log */
+  /* The upstream's last final reply lines (a copy of what the relay read,
+     for the log: a failure's reason, each message's queue id).  line is
+     the one being read; ring holds the last SD_REPLY_RING, oldest first
+     from ring_next; since counts those read after the last message. */
+  char line[SD_REPLY_MAX];
+  uint8_t line_len, ring_next, since;
+  char ring[SD_REPLY_RING][SD_REPLY_MAX];
 } sd_uleg;
 
 static const sd_uleg no_uleg = {.ufd = -1};
@@ -61,6 +81,7 @@ static const sd_uleg no_uleg = {.ufd = -1};
    lists.  A held plaintext session has none. */
 #define SD_UPFAIL_MAX 8
 #define SD_MSGS_MAX 12
+#define SD_REFUSALS_MAX 480 /* bytes of refusal text kept for the log line */
 typedef struct sd_xtra {
   sd_dnsq *dnsq;
   const char *tls_version, *tls_cipher; /* OpenSSL's static strings */
@@ -73,6 +94,19 @@ typedef struct sd_xtra {
   uint8_t smuggling;
   uint8_t have_local;
   sl_addr local;
+  /* client_name_lookup: the name for XCLIENT NAME= (malloc'ed, verified or
+     "[UNAVAILABLE]"/"[TEMPUNAVAIL]"), the PTR name being confirmed, and an
+     upstream connect held until the lookup is over. */
+  char *client_name, *ptr_name;
+  uint8_t name_state; /* 0 no lookup, 1 looking up, 2 done */
+  uint8_t connect_held;
+  uint32_t held_id;
+  char *upreply;                /* the upstream's reply when it failed */
+  char *pregreet;               /* the first bytes sent before the greeting, escaped */
+  char *refusals;               /* the 4xx/5xx replies the client got, "; "-separated */
+  char refline[SD_REPLY_MAX];   /* the one being sent */
+  uint8_t reflen;
+  char *msgtext[SD_MSGS_MAX];   /* each message's final reply line */
 } sd_xtra;
 
 struct sd_conn {
@@ -92,7 +126,11 @@ struct sd_conn {
   unsigned c_rblk : 1, c_wblk : 1;       /* last I/O would block */
   unsigned c_eof : 1, c_hup : 1, c_broken : 1;
   unsigned in_run : 1, logged : 1, admitted : 2, expect_proxy : 1, listener_tls : 1;
+  unsigned counted : 1; /* live in the admission table: release once at the end */
   unsigned dead : 1; /* freed at the end of the loop iteration */
+  unsigned out_mid : 1, out_cap : 1; /* client output: inside a line; in a 4xx/5xx line */
+  uint32_t ticket;      /* the admission table's count this session is in */
+  char *helo;           /* the client's HELO/EHLO argument (malloc'ed) */
   /* The relay's state; sl_relay_init() puts it at the start of mem. */
   _Alignas(8) unsigned char mem[];
 };
@@ -107,7 +145,32 @@ static void upstream_io(sd_handler *h, uint32_t ev);
 
 static uint64_t now_of(const sd_conn *c) { return sd_loop_now(CW(c)->loop); }
 
+static uint64_t fmix(uint64_t h);
+static const char *reply_back(const sd_uleg *u, unsigned k);
+
+/* The session id as 16 hex digits. */
+typedef struct sd_sid {
+  char s[17];
+} sd_sid;
+static sd_sid sid_of(sd_conn *c) {
+  sd_sid v;
+  /* Derived, not stored (a held session's bytes count): the worker's
+     random seed, the session's start (ns) and its block's address. */
+  uint64_t id = fmix(CW(c)->seed ^ fmix(sl_relay_stats(RELAY(c))->start ^ (uintptr_t)c));
+  snprintf(v.s, sizeof v.s, "%016" PRIx64, id);
+  return v;
+}
+
 /* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t fmix(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
 
 static sd_xtra *xtra(sd_conn *c) {
   if (c->x == NULL) c->x = calloc(1, sizeof *c->x);
@@ -244,6 +307,9 @@ void sd_linger_free_all(sd_worker *w) {
 
 static void close_upstream(sd_conn *c) {
   if (c->u == &no_uleg) return;
+  /* A pending upstream_wait retry belongs to the leg being closed (the
+     relay may have given up on the attempt: its timeout, the client gone). */
+  sd_timer_stop(CW(c)->loop, &c->u->retry);
   if (c->u->utls) {
     sd_tls_conn_free(c->u->utls);
     c->u->utls = NULL;
@@ -285,25 +351,63 @@ static void complete(sd_conn *c, uint32_t id, sl_status st) {
   sl_relay_complete(RELAY(c), &comp, now_of(c));
 }
 
-static void upstream_failed(sd_conn *c, const char *why) {
+static void connect_upstream(sd_conn *c, uint32_t id);
+
+static void retry_timer(sd_timer *t) {
+  sd_uleg *u = (sd_uleg *)(void *)((char *)t - offsetof(sd_uleg, retry));
+  sd_conn *c = u->c;
+  if (c->dead) return;
+  u->tried = u->identity_refused; /* a new round over every server */
+  u->retries++;
+  connect_upstream(c, u->u_conn_id);
+  conn_run(c);
+}
+
+/* A refused connect with every server tried: with upstream_wait, try the
+   round again after a back-off (50 ms doubling to 1 s) rather than fail
+   the attempt, so an upstream restart costs the client a short wait, not
+   a 4xx.  Returns 1 when a retry is scheduled. */
+static int wait_for_upstream(sd_conn *c) {
+  const sd_config *cfg = c->g->cfg;
+  sd_uleg *u = c->u;
+  uint64_t now = now_of(c);
+  if (cfg->upstream_wait == 0 || u == &no_uleg) return 0;
+  for (uint32_t i = 0; i < c->g->ups->n && i < 64; i++)
+    if (!(u->tried & (1ull << i))) return 0; /* another server is left: fail over */
+  if (u->wait_until == 0) {
+    u->wait_until = now + cfg->upstream_wait;
+    u->backoff_ms = 50;
+  }
+  uint64_t at = now + (uint64_t)u->backoff_ms * SL_MSEC;
+  if (at >= u->wait_until) return 0;
+  u->backoff_ms = u->backoff_ms >= 500 ? 1000 : u->backoff_ms * 2;
+  sd_timer_set(CW(c)->loop, &u->retry, at);
+  return 1;
+}
+
+/* may_wait: a TCP connect failure (refused, unreachable), which
+   upstream_wait may ride out; TLS and later failures never wait. */
+static void upstream_failed_how(sd_conn *c, const char *why, int may_wait) {
+  if (c->u != &no_uleg) c->u->why = why;
   if (c->u->server) {
     sd_upstream_report(c->u->server, 0, now_of(c));
     if (c->u->server->index < SD_MAX_SERVERS)
       __atomic_fetch_add(&sd_m->srv_connect_fail[c->u->server->index], 1, __ATOMIC_RELAXED);
-    sd_gauge_set(&sd_m->srv_up[c->u->server->index], (uint64_t)c->u->server->up);
     sd_log(SD_LOG_DEBUG, "upstream %s: %s", c->u->server->cfg->text, why);
   }
   uint32_t id = c->u->u_conn_id;
   close_upstream(c);
+  if (may_wait && wait_for_upstream(c)) return;
   complete(c, id, SL_STATUS_FAILED);
 }
+
+static void upstream_failed(sd_conn *c, const char *why) { upstream_failed_how(c, why, 0); }
 
 static void upstream_ready(sd_conn *c) {
   if (c->u->server) {
     sd_upstream_report(c->u->server, 1, now_of(c));
     if (c->u->server->index < SD_MAX_SERVERS) {
       __atomic_fetch_add(&sd_m->srv_connect_ok[c->u->server->index], 1, __ATOMIC_RELAXED);
-      sd_gauge_set(&sd_m->srv_up[c->u->server->index], 1);
     }
   }
   complete(c, c->u->u_conn_id, SL_STATUS_OK);
@@ -327,6 +431,13 @@ static void start_upstream_tls(sd_conn *c, uint32_t id, int implicit) {
 
 static void connect_upstream(sd_conn *c, uint32_t id) {
   uint64_t now = now_of(c);
+  if (c->x && c->x->name_state == 1) {
+    /* XCLIENT needs the name: connect when the lookup is over (bounded by
+       dns_timeout x dns_tries; the relay's connect timeout runs too). */
+    c->x->connect_held = 1;
+    c->x->held_id = id;
+    return;
+  }
   if (c->u == &no_uleg) {
     sd_uleg *u = calloc(1, sizeof *u);
     if (u == NULL) {
@@ -336,15 +447,19 @@ static void connect_upstream(sd_conn *c, uint32_t id) {
     u->uh.cb = upstream_io;
     u->c = c;
     u->ufd = -1;
+    sd_timer_init(&u->retry, retry_timer);
     c->u = u;
   }
   close_upstream(c);
   c->u->u_conn_id = id;
+  c->u->tried |= c->u->identity_refused;
   sd_server *s = sd_upstream_pick(c->g->ups, &c->u->tried, now);
   if (s == NULL) {
     /* Every server was tried once: start a new round rather than fail while
-       the relay still allows attempts. */
-    c->u->tried = 0;
+       the relay still allows attempts; never with a server that refused
+       this client's identity (it would refuse it again: an IPv6 client and
+       a Postfix with inet_protocols = ipv4). */
+    c->u->tried = c->u->identity_refused;
     s = sd_upstream_pick(c->g->ups, &c->u->tried, now);
   }
   if (s == NULL) {
@@ -368,7 +483,7 @@ static void connect_upstream(sd_conn *c, uint32_t id) {
     c->u->u_connecting = 1;
     c->u->u_wblk = 1; /* wait for EPOLLOUT */
   } else {
-    upstream_failed(c, strerror(errno));
+    upstream_failed_how(c, strerror(errno), 1);
     return;
   }
   if (sd_loop_add(CW(c)->loop, fd, c->u->u_connecting ? EPOLLOUT : EPOLLIN, &c->u->uh) != 0) {
@@ -391,7 +506,7 @@ static int finish_connect(sd_conn *c) {
   c->u->u_connecting = 0;
   c->u->u_wblk = 0;
   if (err != 0) {
-    upstream_failed(c, strerror(err));
+    upstream_failed_how(c, strerror(err), 1);
     return 1;
   }
   if (c->g->cfg->policy.upstream_tls == SL_UPTLS_IMPLICIT)
@@ -536,6 +651,157 @@ static void dnsbl_lookup(sd_conn *c, uint32_t id, uint32_t zone) {
   c->x->dnsq = q;
 }
 
+/* ---- the client's name (XCLIENT NAME=) ------------------------------------ */
+
+/* Postfix's rule for a usable name: letters, digits, hyphens and dots,
+   labels of 1 to 63, at most 255 in all, and not an address in disguise. */
+static int valid_hostname(const char *n) {
+  size_t len = strlen(n), label = 0;
+  int alpha = 0;
+  if (len == 0 || len > 255) return 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = n[i];
+    if (ch == '.') {
+      if (label == 0 && i + 1 < len) return 0;
+      label = 0;
+    } else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-' ||
+               (ch >= '0' && ch <= '9')) {
+      if (++label > 63) return 0;
+      if (!(ch >= '0' && ch <= '9')) alpha = 1;
+    } else {
+      return 0;
+    }
+  }
+  return alpha;
+}
+
+static void name_finish(sd_conn *c, const char *name) {
+  sd_xtra *x = c->x;
+  x->client_name = strdup(name);
+  sl_relay_set_client_name(RELAY(c), x->client_name); /* NULL: [UNAVAILABLE] */
+  x->name_state = 2;
+  if (x->connect_held) {
+    x->connect_held = 0;
+    connect_upstream(c, x->held_id);
+  }
+  if (!c->in_run) conn_run(c);
+}
+
+/* A query of this session's name lookup ended: unlinks q, returns its
+   session or NULL (session gone, or lookups cancelled). */
+static sd_conn *name_query_done(sd_dnsq *q, int status) {
+  sd_conn *c = q->c;
+  if (c != NULL)
+    for (sd_dnsq **pp = &c->x->dnsq; *pp; pp = &(*pp)->next)
+      if (*pp == q) {
+        *pp = q->next;
+        break;
+      }
+  free(q);
+  return status == SD_DNS_CANCELLED ? NULL : c;
+}
+
+static const char *name_failure(int status) {
+  /* No such name: permanent.  No answer, or an error: temporary (Postfix's
+     TRY_AGAIN), so a reject_unknown_client_hostname says 450, not 550. */
+  return status == SD_DNS_NOTFOUND ? "[UNAVAILABLE]" : "[TEMPUNAVAIL]";
+}
+
+static void fwd_a_done(void *arg, int status, const uint32_t *a, size_t n) {
+  sd_conn *c = name_query_done(arg, status);
+  if (c == NULL) return;
+  const sl_addr *ca = sl_relay_client_addr(RELAY(c));
+  uint32_t want = (uint32_t)ca->bytes[0] << 24 | (uint32_t)ca->bytes[1] << 16 |
+                  (uint32_t)ca->bytes[2] << 8 | ca->bytes[3];
+  if (status != SD_DNS_OK) {
+    name_finish(c, name_failure(status));
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (a[i] == want) {
+      name_finish(c, c->x->ptr_name);
+      return;
+    }
+  name_finish(c, "[UNAVAILABLE]"); /* the name does not lead back: forged */
+}
+
+static void fwd_aaaa_done(void *arg, int status, const uint8_t (*a)[16], size_t n) {
+  sd_conn *c = name_query_done(arg, status);
+  if (c == NULL) return;
+  const sl_addr *ca = sl_relay_client_addr(RELAY(c));
+  if (status != SD_DNS_OK) {
+    name_finish(c, name_failure(status));
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (memcmp(a[i], ca->bytes, 16) == 0) {
+      name_finish(c, c->x->ptr_name);
+      return;
+    }
+  name_finish(c, "[UNAVAILABLE]");
+}
+
+static sd_dnsq *name_query(sd_conn *c) {
+  sd_dnsq *q = calloc(1, sizeof *q);
+  if (q == NULL) return NULL;
+  q->c = c;
+  q->zone = UINT32_MAX; /* not a DNSBL zone */
+  q->next = c->x->dnsq;
+  c->x->dnsq = q;
+  return q;
+}
+
+static void name_unlink(sd_conn *c, sd_dnsq *q) {
+  c->x->dnsq = q->next; /* q was pushed last */
+  free(q);
+}
+
+static void ptr_done(void *arg, int status, const char *name) {
+  sd_conn *c = name_query_done(arg, status);
+  if (c == NULL) return;
+  if (status != SD_DNS_OK) {
+    name_finish(c, name_failure(status));
+    return;
+  }
+  char n[256];
+  snprintf(n, sizeof n, "%s", name);
+  size_t len = strlen(n);
+  if (len && n[len - 1] == '.') n[len - 1] = 0;
+  if (!valid_hostname(n) || (c->x->ptr_name = strdup(n)) == NULL) {
+    name_finish(c, "[UNAVAILABLE]");
+    return;
+  }
+  const sl_addr *ca = sl_relay_client_addr(RELAY(c));
+  sd_dnsq *q = name_query(c);
+  int rc = -1;
+  if (q && ca->family == SL_AF_INET) rc = sd_dns_query_a(c->g->dns, n, fwd_a_done, q);
+  else if (q) rc = sd_dns_query_aaaa(c->g->dns, n, fwd_aaaa_done, q);
+  if (rc != 0) {
+    if (q) name_unlink(c, q);
+    name_finish(c, "[TEMPUNAVAIL]");
+  }
+}
+
+/* Starts the lookup of the client's name (for XCLIENT), from accept or
+   once a PROXY header named the client. */
+static void name_lookup_start(sd_conn *c, const sl_addr *a) {
+  const sd_config *cfg = c->g->cfg;
+  if (!cfg->client_name_lookup || cfg->policy.identity != SL_IDENT_XCLIENT ||
+      c->g->dns == NULL || a->family == SL_AF_UNSPEC || xtra(c) == NULL)
+    return;
+  char rev[128];
+  if (sl_addr_dnsbl_name(a, a->family == SL_AF_INET ? "in-addr.arpa" : "ip6.arpa", rev,
+                         sizeof rev) < 0)
+    return;
+  sd_dnsq *q = name_query(c);
+  if (q == NULL) return;
+  if (sd_dns_query_ptr(c->g->dns, rev, ptr_done, q) != 0) {
+    name_unlink(c, q);
+    return;
+  }
+  c->x->name_state = 1;
+}
+
 /* ---- events ------------------------------------------------------------- */
 
 static const char *const stage_names[] = {"connect", "greeting", "helo", "mail",
@@ -582,11 +848,14 @@ static void log_session(sd_conn *c, const char *extra_end) {
   if (sd_log_level() < SD_LOG_INFO) return;
   sd_rec r;
   sd_rec_begin(&r, "info", "session");
+  sd_rec_str(&r, "session", sid_of(c).s);
   sd_rec_str(&r, "client", cli);
   sd_rec_u64(&r, "client_port", sl_relay_client_addr(RELAY(c))->port);
   sd_rec_str(&r, "local", loc);
   sd_rec_u64(&r, "local_port", local.port);
+  if (c->x && c->x->client_name) sd_rec_str(&r, "client_name", c->x->client_name);
   sd_rec_str(&r, "listener", c->g->cfg->listen[c->listener].text);
+  if (c->helo) sd_rec_str(&r, "helo", c->helo);
   if (c->expect_proxy) sd_rec_str(&r, "proxy_protocol", "yes");
   static const char *const adm[] = {"accept", "tarpit", "tempfail"};
   sd_rec_str(&r, "admission", adm[c->admitted % 3]);
@@ -605,6 +874,10 @@ static void log_session(sd_conn *c, const char *extra_end) {
       strappend(upfail, sizeof upfail, tmp);
     }
     sd_rec_str(&r, "upstream_failures", upfail);
+  }
+  if (c->u != &no_uleg && c->u->retries) {
+    /* rounds retried under upstream_wait */
+    sd_rec_u64(&r, "upstream_retries", c->u->retries);
   }
   if (st->tls_upstream) sd_rec_str(&r, "upstream_tls", "yes");
   sd_rec_str(&r, "stage", stage_names[st->stage < 7 ? st->stage : 0]);
@@ -639,6 +912,20 @@ static void log_session(sd_conn *c, const char *extra_end) {
     strappend(msgs, sizeof msgs, tmp);
   }
   sd_rec_str(&r, "messages", msgs);
+  if (x) {
+    /* Each message's final reply from the upstream, "; "-separated: the
+       queue id the operator greps the mail server's log for. */
+    char rep[600] = "";
+    for (unsigned i = 0; i < x->nmsgs; i++) {
+      if (i) strappend(rep, sizeof rep, "; ");
+      strappend(rep, sizeof rep, x->msgtext[i] ? x->msgtext[i] : "-");
+    }
+    if (x->nmsgs) sd_rec_str(&r, "replies", rep);
+    if (x->upreply) sd_rec_str(&r, "upstream_reply", x->upreply);
+
+    if (x->pregreet) sd_rec_str(&r, "pregreet", x->pregreet);
+    if (x->refusals) sd_rec_str(&r, "refusals", x->refusals);
+  }
   sd_rec_u64(&r, "last_upstream_code", st->last_upstream_code);
   sd_rec_u64(&r, "client_bytes_in", st->client_bytes_in);
   sd_rec_u64(&r, "client_bytes_out", st->client_bytes_out);
@@ -676,12 +963,43 @@ static void on_event(sd_conn *c, sl_event_kind kind, uint64_t arg) {
       sd_upstream_report(c->u->server, 0, now_of(c));
     if (xtra(c) && c->x->nupfail < SD_UPFAIL_MAX)
       c->x->upfail[c->x->nupfail++] = (uint16_t)(k | (unsigned)c->u->last << 8);
+    if (c->u != &no_uleg) {
+      /* What the upstream said, if it said anything: the operator's first
+         question.  A refused identity is not retried on that server. */
+      const char *said = k == SL_UPFAIL_CONNECT || k == SL_UPFAIL_TIMEOUT
+                             ? NULL : reply_back(c->u, 0);
+      if (said && xtra(c) && c->x->upreply == NULL) c->x->upreply = strdup(said);
+      if (k == SL_UPFAIL_IDENTITY && c->u->last)
+        c->u->identity_refused |= 1ull << (c->u->last - 1);
+      if (said == NULL && k == SL_UPFAIL_CONNECT && c->u->why) said = c->u->why;
+      sd_log(k == SL_UPFAIL_IDENTITY ? SD_LOG_ERR : SD_LOG_WARN,
+             "session=%s upstream %s failed (%s)%s%s%s", sid_of(c).s, server_name(c, c->u->last),
+             upfail_names[k & 7], said ? ": \"" : "", said ? said : "", said ? "\"" : "");
+    }
     break;
   }
   case SL_EV_MESSAGE: {
     uint64_t code = arg & 0xffff, size = arg >> 16;
     sd_xtra *x = xtra(c);
-    if (x && x->nmsgs < SD_MSGS_MAX) x->msgs[x->nmsgs++] = arg;
+    if (x && x->nmsgs < SD_MSGS_MAX) {
+      x->msgs[x->nmsgs] = arg;
+      /* The reply to the end of data: after the last 354 read since the
+         previous message, the first line with this code (pipelined MAIL
+         and RCPT replies come before the 354); without a 354 (BDAT), the
+         newest line with the code. */
+      const char *text = NULL;
+      if (c->u != &no_uleg && code) {
+        int after354 = 0;
+        for (unsigned k = c->u->since; k-- > 0;) {
+          const char *l = reply_back(c->u, k);
+          if (l && !strncmp(l, "354", 3)) after354 = 1, text = NULL;
+          else if (l && (unsigned)atoi(l) == code && (!after354 || text == NULL)) text = l;
+        }
+        c->u->since = 0;
+      }
+      x->msgtext[x->nmsgs] = text ? strdup(text) : NULL;
+      x->nmsgs++;
+    }
     if (code >= 200 && code < 300) sd_observe(SD_H_MSG_SIZE, size);
     break;
   }
@@ -750,6 +1068,42 @@ static long leg_write(int fd, sd_tls_conn *t, const uint8_t *buf, size_t len, ui
   }
 }
 
+/* The argument of a HELO or EHLO at the start of a line in b (first 64
+   bytes, printable), malloc'ed, or NULL.  A command split across two reads
+   is missed (the log line then has no helo). */
+static char *helo_of(const uint8_t *b, size_t n) {
+  for (size_t i = 0; i + 5 < n; i++) {
+    if (i && b[i - 1] != '\n') continue;
+    if (strncasecmp((const char *)b + i, "EHLO ", 5) && strncasecmp((const char *)b + i, "HELO ", 5))
+      continue;
+    size_t j = i + 5, k = 0;
+    char out[65];
+    while (j < n && b[j] == ' ') j++;
+    while (j < n && k < 64 && b[j] > 0x20 && b[j] < 0x7f) out[k++] = (char)b[j++];
+    out[k] = 0;
+    return k ? strdup(out) : NULL;
+  }
+  return NULL;
+}
+
+/* Bytes as printable text: \r, \n, \t, \\ and \xHH for the rest. */
+static char *escaped(const uint8_t *b, size_t n) {
+  char *o = malloc(n * 4 + 1);
+  if (o == NULL) return NULL;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t ch = b[i];
+    if (ch == '\r') k += (size_t)sprintf(o + k, "\\r");
+    else if (ch == '\n') k += (size_t)sprintf(o + k, "\\n");
+    else if (ch == '\t') k += (size_t)sprintf(o + k, "\\t");
+    else if (ch == '\\') k += (size_t)sprintf(o + k, "\\\\");
+    else if (ch >= 0x20 && ch < 0x7f) o[k++] = (char)ch;
+    else k += (size_t)sprintf(o + k, "\\x%02x", ch);
+  }
+  o[k] = 0;
+  return o;
+}
+
 static int read_client(sd_conn *c) {
   if (c->cfd < 0 || c->c_hs || c->c_eof) return 0;
   if (c->c_rblk && !(c->ctls && sd_tls_pending(c->ctls))) return 0;
@@ -771,7 +1125,19 @@ static int read_client(sd_conn *c) {
        triggered, so nothing is missed) rather than try a read that would
        only block. */
     if (c->ctls == NULL && (size_t)n < cap) c->c_rblk = 1;
+    const sl_stats *st = sl_relay_stats(RELAY(c));
+    uint8_t early[32];
+    size_t nearly = 0;
+    uint32_t pregreet = st->pregreet_bytes;
+    if (st->stage < SL_STAGE_MAIL) {
+      if (c->helo == NULL) c->helo = helo_of(buf, (size_t)n);
+      if (c->x == NULL || c->x->pregreet == NULL) {
+        nearly = (size_t)n < sizeof early ? (size_t)n : sizeof early;
+        memcpy(early, buf, nearly); /* the relay may release buf */
+      }
+    }
     sl_relay_client_in_ack(RELAY(c), (size_t)n, now);
+    if (nearly && st->pregreet_bytes > pregreet && xtra(c)) c->x->pregreet = escaped(early, nearly);
     return 1;
   }
   c->c_eof = 1;
@@ -783,6 +1149,34 @@ static int read_client(sd_conn *c) {
     sl_relay_abort(RELAY(c), now);
   }
   return 1;
+}
+
+/* Keeps the final lines of upstream replies ("250 2.0.0 Ok: queued as
+   82EDCA78366"), printable ASCII only, for the log. */
+static void tee_replies(sd_uleg *u, const uint8_t *b, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint8_t ch = b[i];
+    if (ch == '\n') {
+      const char *l = u->line;
+      if (u->line_len >= 3 && l[0] >= '2' && l[0] <= '5' && l[1] >= '0' && l[1] <= '9' &&
+          l[2] >= '0' && l[2] <= '9' && (u->line_len == 3 || l[3] == ' ')) {
+        memcpy(u->ring[u->ring_next], u->line, u->line_len);
+        u->ring[u->ring_next][u->line_len] = 0;
+        u->ring_next = (uint8_t)((u->ring_next + 1) % SD_REPLY_RING);
+        if (u->since < SD_REPLY_RING) u->since++;
+      }
+      u->line_len = 0;
+    } else if (ch >= 0x20 && ch < 0x7f && u->line_len < SD_REPLY_MAX - 1) {
+      u->line[u->line_len++] = (char)ch;
+    }
+  }
+}
+
+/* The k-th newest kept reply line (0: newest), or NULL. */
+static const char *reply_back(const sd_uleg *u, unsigned k) {
+  if (k >= SD_REPLY_RING) return NULL;
+  const char *l = u->ring[((unsigned)u->ring_next + SD_REPLY_RING - 1u - k) % SD_REPLY_RING];
+  return l[0] ? l : NULL;
 }
 
 static int read_upstream(sd_conn *c) {
@@ -801,12 +1195,42 @@ static int read_upstream(sd_conn *c) {
   }
   if (n > 0) {
     if (c->u->utls == NULL && (size_t)n < cap) c->u->u_rblk = 1;
+    tee_replies(c->u, buf, (size_t)n);
     sl_relay_upstream_in_ack(RELAY(c), (size_t)n, now);
     return 1;
   }
   c->u->u_eof = 1;
   sl_relay_upstream_eof(RELAY(c), now);
   return 1;
+}
+
+/* Keeps the final line of each 4xx/5xx reply the client was sent (a
+   refused MAIL or RCPT with its code, a tarpit's 421, a smuggling 554):
+   what the client was told, whoever said it.  Sessions that are never
+   refused allocate nothing. */
+static void tee_refusals(sd_conn *c, const uint8_t *b, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    uint8_t ch = b[i];
+    if (!c->out_mid) {
+      c->out_mid = 1;
+      c->out_cap = (ch == '4' || ch == '5') && xtra(c) != NULL;
+      if (c->out_cap) c->x->reflen = 0;
+    }
+    if (ch == '\n') {
+      c->out_mid = 0;
+      sd_xtra *x = c->x;
+      if (!c->out_cap || x->reflen < 3 || (x->reflen > 3 && x->refline[3] != ' ')) continue;
+      x->refline[x->reflen] = 0;
+      size_t have = x->refusals ? strlen(x->refusals) : 0;
+      if (have + x->reflen + 3 > SD_REFUSALS_MAX) continue;
+      char *nr = realloc(x->refusals, have + x->reflen + 3);
+      if (nr == NULL) continue;
+      snprintf(nr + have, x->reflen + 3, "%s%s", have ? "; " : "", x->refline);
+      x->refusals = nr;
+    } else if (c->out_cap && ch >= 0x20 && ch < 0x7f && c->x->reflen < SD_REPLY_MAX - 1) {
+      c->x->refline[c->x->reflen++] = (char)ch;
+    }
+  }
 }
 
 static int write_client(sd_conn *c) {
@@ -826,6 +1250,7 @@ static int write_client(sd_conn *c) {
     return 0;
   }
   if (n > 0) {
+    tee_refusals(c, p, (size_t)n);
     sl_relay_client_out_ack(RELAY(c), (size_t)n, now);
     return 1;
   }
@@ -991,6 +1416,15 @@ static void conn_release(void *arg) {
   sd_conn *c = arg;
   sd_gen_unref(c->g);
   if (c->u != &no_uleg) free(c->u);
+  free(c->helo);
+  if (c->x) {
+    free(c->x->client_name);
+    free(c->x->ptr_name);
+    free(c->x->upreply);
+    free(c->x->pregreet);
+    free(c->x->refusals);
+    for (unsigned i = 0; i < c->x->nmsgs; i++) free(c->x->msgtext[i]);
+  }
   free(c->x);
   free(c);
 }
@@ -1006,18 +1440,26 @@ static void conn_free(sd_conn *c) {
   close_upstream(c);
   close_client(c);
   sd_timer_stop(w->loop, &c->timer);
-  if (c->admitted != SL_ADMIT_TEMPFAIL && !c->expect_proxy && c->g->rl)
-    sl_ratelim_release(c->g->rl, sl_relay_client_addr(RELAY(c))); /* no PROXY: the peer */
+  if (c->u != &no_uleg) sd_timer_stop(w->loop, &c->u->retry);
+  /* The address admitted: the peer, or the one its PROXY header named
+     (sl_relay_client_addr is that one once the header is parsed). */
+  if (c->counted) sd_state_release(w->state, sl_relay_client_addr(RELAY(c)), c->ticket);
   sl_relay_free(RELAY(c));
   if (c->prev) c->prev->next = c->next;
   else w->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   w->nconns--;
   sd_gauge_set(&sd_m->active[w->index], w->nconns);
-  sd_gauge_set(&sd_m->pool_bytes[w->index], c->g->pool.allocated);
+  sd_gauge_set(&sd_m->pool_bytes[w->index], w->budget.allocated);
   c->dead = 1;
   /* epoll may still hold an event for the other leg in this batch. */
   sd_loop_defer(w->loop, conn_release, c);
+}
+
+void sd_conn_hold_all(sd_worker *w) {
+  for (sd_conn *c = w->conns; c; c = c->next)
+    if (c->counted && !c->dead)
+      sd_state_hold(w->state, sl_relay_client_addr(RELAY(c)), sd_loop_now(w->loop), &c->ticket);
 }
 
 void sd_conn_abort(sd_conn *c, const char *why) {
@@ -1039,6 +1481,22 @@ static int over_total(const sd_config *cfg) {
   for (size_t i = 0; i < SD_MAX_WORKERS; i++)
     n += __atomic_load_n(&sd_m->active[i], __ATOMIC_RELAXED);
   return n >= cfg->max_connections_total;
+}
+
+static void count_admission(sd_conn *c, sl_admission v) {
+  c->admitted = (unsigned)v & 3u;
+  c->counted = v != SL_ADMIT_TEMPFAIL && CW(c)->state != NULL;
+  if (v == SL_ADMIT_TARPIT) sd_count(SD_C_ADMIT_TARPIT, 1);
+  if (v == SL_ADMIT_TEMPFAIL) sd_count(SD_C_ADMIT_TEMPFAIL, 1);
+}
+
+/* The relay parsed a trusted PROXY header: admit the client it names. */
+static sl_admission proxy_admit(void *ctx, const sl_addr *client, sl_tstamp now) {
+  sd_conn *c = ctx;
+  sl_admission v = sd_state_admit(CW(c)->state, client, now, &c->ticket);
+  count_admission(c, v);
+  if (v != SL_ADMIT_TEMPFAIL) name_lookup_start(c, client);
+  return v;
 }
 
 void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr *peer,
@@ -1095,19 +1553,25 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
     info.flags |= SL_CONN_EXPECT_PROXY;
     c->expect_proxy = 1;
   }
-  /* Per-IP limits key on the socket's peer; behind a balancer that is the
-     balancer itself, so PROXY sessions are not limited here. */
+  /* Per-IP limits key on the real client: the socket's peer, or behind a
+     balancer the address its PROXY header names (admitted when the relay
+     has parsed it, before anything is said to the client).  One table per
+     machine (sd_state), so every worker and generation counts together. */
   info.admission = SL_ADMIT_ACCEPT;
-  if (!c->expect_proxy && g->rl) info.admission = sl_ratelim_admit(g->rl, &peer_addr, now);
-  c->admitted = (unsigned)info.admission & 3u;
-  if (info.admission == SL_ADMIT_TARPIT) sd_count(SD_C_ADMIT_TARPIT, 1);
-  if (info.admission == SL_ADMIT_TEMPFAIL) sd_count(SD_C_ADMIT_TEMPFAIL, 1);
+  if (c->expect_proxy) {
+    info.proxy_admit = proxy_admit;
+    info.proxy_admit_ctx = c;
+  } else {
+    info.admission = sd_state_admit(w->state, &peer_addr, now, &c->ticket);
+    count_admission(c, info.admission);
+  }
   /* Screen-first greets before it knows its upstream: it offers only what
      the healthy pool took at its last health checks (guarantee 8). */
   if (sd_upstreams_features(g->ups, &info.pool_features, &info.pool_size))
     info.flags |= SL_CONN_POOL_CAPS;
 
   uint64_t seed = w->seed ^ (now * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(uintptr_t)c;
+
   sl_relay *r = NULL;
   int rc = sl_relay_init(&r, c->mem, rsize, &cfg->limits, &cfg->policy, &g->slpool, &info,
                          seed, now);
@@ -1118,7 +1582,7 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
   }
   if (rc != 0) {
     sd_log(SD_LOG_ERR, "relay init: %s", sl_strerror(rc));
-    if (info.admission != SL_ADMIT_TEMPFAIL && g->rl) sl_ratelim_release(g->rl, &peer_addr);
+    if (c->counted) sd_state_release(w->state, &peer_addr, c->ticket);
     free(c->x);
     free(c);
     sd_count(SD_C_REJECT_NOMEM, 1);
@@ -1127,7 +1591,7 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
   }
   if (sd_loop_add(w->loop, fd, EPOLLIN, &c->ch) != 0) {
     sl_relay_free(RELAY(c));
-    if (info.admission != SL_ADMIT_TEMPFAIL && g->rl) sl_ratelim_release(g->rl, &peer_addr);
+    if (c->counted) sd_state_release(w->state, &peer_addr, c->ticket);
     free(c->x);
     free(c);
     close(fd);
@@ -1144,6 +1608,7 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
   w->nconns++;
   sd_count(SD_C_ACCEPTED, 1);
   sd_gauge_set(&sd_m->active[w->index], w->nconns);
+  if (!c->expect_proxy && c->admitted != SL_ADMIT_TEMPFAIL) name_lookup_start(c, &peer_addr);
   if (l->tls) {
     /* Implicit TLS: the relay already counts the leg as TLS; nothing moves
        on it until the handshake is done. */

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,8 @@ struct sd_dns {
 struct sd_dns_query {
   sd_dns *dns;
   sd_dns_cb cb;
+  sd_dns_name_cb name_cb; /* PTR */
+  sd_dns_aaaa_cb aaaa_cb; /* AAAA */
   void *arg;
   /* c-ares may complete a query from inside ares_query() (bad name, no
    * server it can send to).  The API promises never to call back from
@@ -93,6 +96,45 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf,
   q->dns->pending--;
   free(q);
   cb(cb_arg, st, a, n);
+}
+
+/* PTR: the first name.  AAAA: up to SD_DNS_MAX_A addresses. */
+static void on_answer_other(void *arg, int status, int timeouts, unsigned char *abuf,
+                            int alen) {
+  struct sd_dns_query *q = arg;
+  int st = status_of(status);
+  (void)timeouts;
+  if (q->submitting) {
+    q->sync_done = 1;
+    return;
+  }
+  char name[256] = "";
+  struct ares_addr6ttl rr[SD_DNS_MAX_A];
+  uint8_t a6[SD_DNS_MAX_A][16];
+  size_t n = 0;
+  if (st == SD_DNS_OK && q->name_cb) {
+    struct hostent *h = NULL;
+    int r = ares_parse_ptr_reply(abuf, alen, NULL, 0, AF_INET, &h);
+    if (r == ARES_SUCCESS && h && h->h_name && strlen(h->h_name) < sizeof name)
+      snprintf(name, sizeof name, "%s", h->h_name);
+    else
+      st = r == ARES_SUCCESS || r == ARES_ENODATA ? SD_DNS_NOTFOUND : SD_DNS_ERROR;
+    if (h) ares_free_hostent(h);
+  } else if (st == SD_DNS_OK) {
+    int nrr = SD_DNS_MAX_A;
+    int r = ares_parse_aaaa_reply(abuf, alen, NULL, rr, &nrr);
+    if (r == ARES_SUCCESS && nrr > 0)
+      for (n = 0; n < (size_t)nrr; n++) memcpy(a6[n], &rr[n].ip6addr, 16);
+    else
+      st = r == ARES_SUCCESS || r == ARES_ENODATA ? SD_DNS_NOTFOUND : SD_DNS_ERROR;
+  }
+  sd_dns_name_cb ncb = q->name_cb;
+  sd_dns_aaaa_cb acb = q->aaaa_cb;
+  void *cb_arg = q->arg;
+  q->dns->pending--;
+  free(q);
+  if (ncb) ncb(cb_arg, st, st == SD_DNS_OK ? name : NULL);
+  else acb(cb_arg, st, (const uint8_t(*)[16])a6, n);
 }
 
 sd_dns *sd_dns_new(const char *servers, int timeout_ms, int tries, char *err,
@@ -174,6 +216,35 @@ int sd_dns_query_a(sd_dns *d, const char *name, sd_dns_cb cb, void *arg) {
   }
   d->pending++;
   return 0;
+}
+
+static int query_other(sd_dns *d, const char *name, int type, sd_dns_name_cb ncb,
+                       sd_dns_aaaa_cb acb, void *arg) {
+  struct sd_dns_query *q;
+  if (name == NULL || name[0] == '\0' || (ncb == NULL && acb == NULL)) return -1;
+  q = calloc(1, sizeof *q);
+  if (q == NULL) return -1;
+  q->dns = d;
+  q->name_cb = ncb;
+  q->aaaa_cb = acb;
+  q->arg = arg;
+  q->submitting = 1;
+  ares_query(d->ch, name, ns_c_in, type, on_answer_other, q);
+  q->submitting = 0;
+  if (q->sync_done) {
+    free(q);
+    return -1;
+  }
+  d->pending++;
+  return 0;
+}
+
+int sd_dns_query_ptr(sd_dns *d, const char *name, sd_dns_name_cb cb, void *arg) {
+  return query_other(d, name, ns_t_ptr, cb, NULL, arg);
+}
+
+int sd_dns_query_aaaa(sd_dns *d, const char *name, sd_dns_aaaa_cb cb, void *arg) {
+  return query_other(d, name, ns_t_aaaa, NULL, cb, arg);
 }
 
 void sd_dns_set_sock_cb(sd_dns *d, sd_dns_sock_cb cb, void *arg) {

@@ -66,6 +66,15 @@ typedef void (*sd_dns_cb)(void *arg, int status, const uint32_t *a, size_t n);
  * memory): the callback will then never run.  Callbacks may start queries. */
 int sd_dns_query_a(sd_dns *, const char *name, sd_dns_cb cb, void *arg);
 
+/* The client's name (reverse lookup confirmed by a forward lookup, in the
+ * driver): a PTR lookup of name (e.g. "7.2.0.192.in-addr.arpa") gives the
+ * first name of the answer (valid during the call; NULL unless OK), and an
+ * AAAA lookup gives n addresses of 16 bytes.  Same rules as sd_dns_query_a. */
+typedef void (*sd_dns_name_cb)(void *arg, int status, const char *name);
+typedef void (*sd_dns_aaaa_cb)(void *arg, int status, const uint8_t (*a)[16], size_t n);
+int sd_dns_query_ptr(sd_dns *, const char *name, sd_dns_name_cb cb, void *arg);
+int sd_dns_query_aaaa(sd_dns *, const char *name, sd_dns_aaaa_cb cb, void *arg);
+
 /* Which sockets the loop watches: (fd, want_read, want_write); both 0 means
  * stop watching (the fd is closed right after).  Call before the first query;
  * the callback must not call back into the module. */

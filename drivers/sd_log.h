@@ -12,8 +12,10 @@
 enum { SD_LOG_ERR = 0, SD_LOG_WARN = 1, SD_LOG_INFO = 2, SD_LOG_DEBUG = 3 };
 enum { SD_LOGFMT = 0, SD_LOGJSON = 1 };
 
-/* Sets where lines go (NULL or "-": stderr), the threshold and the format.
-   Returns 0 or -1 (file not writable; errno set). */
+/* Sets where lines go (NULL or "-": stderr; "syslog": the local syslog
+   socket /dev/log, facility mail, as Postfix logs; "syslog:PATH": another
+   datagram socket), the threshold and the format.  Returns 0 or -1 (file
+   not writable, socket not there; errno set). */
 int sd_log_setup(const char *file, int level, int format);
 int sd_log_level(void);
 int sd_log_format(void);
@@ -30,6 +32,7 @@ typedef struct sd_rec {
   size_t len;
   int format;
   int truncated;
+  int severity; /* syslog severity of the line */
 } sd_rec;
 
 void sd_rec_begin(sd_rec *r, const char *level, const char *msg);

@@ -4,6 +4,7 @@
  * signals to them and restarts a worker that dies.
  */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,8 +16,10 @@
 #include <unistd.h>
 
 #include "sd_config.h"
+#include "sd_listen.h"
 #include "sd_log.h"
 #include "sd_metrics.h"
+#include "sd_state.h"
 #include "sd_worker.h"
 
 #define SLUICED_VERSION "0.1.0"
@@ -80,26 +83,91 @@ static int open_metrics(const sd_config *cfg) {
   return fd;
 }
 
-static pid_t spawn(const char *path, sd_config *cfg, uint32_t index, int metrics_fd) {
+static pid_t spawn(const char *path, sd_config *cfg, uint32_t index, int metrics_fd,
+                   sd_state *state) {
   pid_t pid = fork();
   if (pid != 0) return pid;
   /* A worker must not outlive its master. */
   prctl(PR_SET_PDEATHSIG, SIGTERM);
-  sd_worker_counts_reloads = 0; /* the master counts each reload once */
   signal(SIGHUP, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
   signal(SIGINT, SIG_DFL);
   signal(SIGUSR1, SIG_DFL);
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
-  _exit(sd_worker_run(path, cfg, index, metrics_fd));
+  signal(SIGCHLD, SIG_DFL);
+  /* HUP, TERM, INT and USR1 stay blocked (as in the master) until the
+     worker reads them from its signalfd: one sent while it is starting is
+     taken then, instead of killing it. */
+  sigset_t keep;
+  sigemptyset(&keep);
+  sigaddset(&keep, SIGHUP);
+  sigaddset(&keep, SIGTERM);
+  sigaddset(&keep, SIGINT);
+  sigaddset(&keep, SIGUSR1);
+  sigaddset(&keep, SIGUSR2);
+  sigprocmask(SIG_SETMASK, &keep, NULL);
+  _exit(sd_worker_run(path, cfg, index, metrics_fd, state, NULL));
 }
 
-static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metrics_fd) {
-  pid_t *pids = calloc(nworkers, sizeof *pids);
-  time_t *started = calloc(nworkers, sizeof *started);
-  if (pids == NULL || started == NULL) return 1;
+/* Restart policy.  A worker that dies within QUICK_DEATH of its start is
+   restarted after a delay that doubles with each such death in a row (1 s,
+   2 s, 4 s ... up to 30 s); after MAX_QUICK_DEATHS of them the master
+   gives up and stops with an error, so a worker that can never run (an
+   address it cannot bind, a descriptor limit) does not loop forever. */
+#define QUICK_DEATH_S 10
+#define MAX_QUICK_DEATHS 5
+#define BACKOFF_MAX_MS 30000
+
+typedef struct worker_slot {
+  pid_t pid;
+  uint64_t started_ms, restart_at_ms; /* restart_at: 0 = none pending */
+  uint32_t quick_deaths;
+} worker_slot;
+
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void describe_status(int st, char *buf, size_t len) {
+  if (WIFEXITED(st)) snprintf(buf, len, "exit status %d", WEXITSTATUS(st));
+  else if (WIFSIGNALED(st)) snprintf(buf, len, "signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+  else snprintf(buf, len, "status %d", st);
+}
+
+/* The master checks a new file once, as --check-config does (certificates,
+   DNS setup), then the ports, then the shared state, and only then tells
+   the workers: so a reload counts once, and a refused one is counted. */
+static sd_config *master_reload(const char *path, sd_config *cfg, sd_guards *guards,
+                                sd_state *state) {
+  char err[1024];
+  sd_config *nc = NULL;
+  sd_gen *g = NULL;
+  if (sd_config_load(path, &nc, err, sizeof err) != 0 ||
+      (g = sd_gen_new(NULL, nc, err, sizeof err)) == NULL ||
+      sd_guards_sync(guards, nc, err, sizeof err) != 0) {
+    sd_gen_unref(g);
+    sd_config_unref(nc);
+    sd_count(SD_C_RELOAD_FAILURES, 1);
+    sd_log(SD_LOG_ERR, "reload failed, keeping the running config: %s", err);
+    return NULL;
+  }
+  sd_gen_unref(g);
+  /* The master's own lines follow the new log settings too. */
+  if (sd_log_setup(nc->log_file, nc->log_level, nc->log_format) != 0)
+    sd_log(SD_LOG_ERR, "log_file %s: %s", nc->log_file, strerror(errno));
+  if (sd_state_configure(state, &nc->ratelim, err, sizeof err) != 0)
+    sd_log(SD_LOG_WARN, "reload: %s", err);
+  sd_count(SD_C_RELOADS, 1);
+  sd_log(SD_LOG_INFO, "reload: %s checked, telling the workers", path);
+  sd_config_unref(cfg);
+  return nc;
+}
+
+static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metrics_fd,
+                  sd_state *state, sd_guards *guards) {
+  worker_slot *ws = calloc(nworkers, sizeof *ws);
+  if (ws == NULL) return 1;
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
@@ -109,46 +177,61 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGUSR1, &sa, NULL);
   sigaction(SIGCHLD, &sa, NULL);
+  /* Signals are taken only inside ppoll(), so none is lost between a check
+     of got_sig and the wait. */
+  sigset_t block, waitmask;
+  sigemptyset(&block);
+  sigaddset(&block, SIGHUP);
+  sigaddset(&block, SIGTERM);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGUSR1);
+  sigaddset(&block, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &block, &waitmask);
+  sigdelset(&waitmask, SIGHUP);
+  sigdelset(&waitmask, SIGTERM);
+  sigdelset(&waitmask, SIGINT);
+  sigdelset(&waitmask, SIGUSR1);
+  sigdelset(&waitmask, SIGCHLD);
   for (uint32_t i = 0; i < nworkers; i++) {
-    pids[i] = spawn(path, cfg, i, metrics_fd);
-    started[i] = time(NULL);
+    ws[i].pid = spawn(path, cfg, i, metrics_fd, state);
+    ws[i].started_ms = mono_ms();
   }
   sd_log(SD_LOG_INFO, "sluiced %s master: %u workers", SLUICED_VERSION, nworkers);
   int stopping = 0, status = 0;
   for (;;) {
-    pause();
+    uint64_t now = mono_ms(), next = 0;
+    for (uint32_t i = 0; i < nworkers && !stopping; i++) {
+      if (ws[i].restart_at_ms == 0) continue;
+      if (ws[i].restart_at_ms <= now) {
+        ws[i].restart_at_ms = 0;
+        ws[i].pid = spawn(path, cfg, i, metrics_fd, state);
+        ws[i].started_ms = now;
+      } else if (next == 0 || ws[i].restart_at_ms < next) {
+        next = ws[i].restart_at_ms;
+      }
+    }
+    struct timespec ts = {0, 0};
+    if (next) {
+      ts.tv_sec = (time_t)((next - now) / 1000u);
+      ts.tv_nsec = (long)((next - now) % 1000u) * 1000000L;
+    }
+    ppoll(NULL, 0, next ? &ts : NULL, &waitmask);
     if (got_sig[SIGHUP] || got_sig[SIGUSR1]) {
       int s = got_sig[SIGHUP] ? SIGHUP : SIGUSR1;
       got_sig[SIGHUP] = got_sig[SIGUSR1] = 0;
+      if (s == SIGUSR1) sd_log_reopen();
       if (s == SIGHUP) {
-        /* Check here once, as --check-config does (the file, its
-           certificates, the resolver), so a bad file gives one clear
-           message and one count; each worker still loads it itself. */
-        char err[1024];
-        sd_config *nc = NULL;
-        sd_gen *g = NULL;
-        if (sd_config_load(path, &nc, err, sizeof err) != 0 ||
-            (g = sd_gen_new(NULL, nc, err, sizeof err)) == NULL) {
-          sd_config_unref(nc);
-          sd_count(SD_C_RELOAD_FAILURES, 1);
-          sd_log(SD_LOG_ERR, "reload refused: %s", err);
-          continue;
-        }
-        sd_gen_unref(g);
-        sd_config_unref(cfg);
+        sd_config *nc = master_reload(path, cfg, guards, state);
+        if (nc == NULL) continue;
         cfg = nc; /* new workers (restarts) start from it */
-        /* The master's own lines follow the new log settings too. */
-        if (sd_log_setup(cfg->log_file, cfg->log_level, cfg->log_format) != 0)
-          sd_log(SD_LOG_ERR, "log_file %s: %s", cfg->log_file, strerror(errno));
-        sd_count(SD_C_RELOADS, 1);
       }
       for (uint32_t i = 0; i < nworkers; i++)
-        if (pids[i] > 0) kill(pids[i], s);
+        if (ws[i].pid > 0) kill(ws[i].pid, s);
     }
     if ((got_sig[SIGTERM] || got_sig[SIGINT]) && !stopping) {
       stopping = 1;
       for (uint32_t i = 0; i < nworkers; i++)
-        if (pids[i] > 0) kill(pids[i], SIGTERM);
+        if (ws[i].pid > 0) kill(ws[i].pid, SIGTERM);
     }
     got_sig[SIGTERM] = got_sig[SIGINT] = 0;
     if (got_sig[SIGCHLD]) {
@@ -157,34 +240,55 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
       pid_t pid;
       while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
         for (uint32_t i = 0; i < nworkers; i++) {
-          if (pids[i] != pid) continue;
-          pids[i] = 0;
+          if (ws[i].pid != pid) continue;
+          ws[i].pid = 0;
           if (stopping) break;
+          char how[96];
+          describe_status(st, how, sizeof how);
+          if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+            /* Its live sessions were never released from the shared
+               admission table: forget every live count and have the
+               survivors count theirs again.  Until they have (a few ms),
+               the counts are low, never stuck high. */
+            sd_state_recount(state);
+            for (uint32_t j = 0; j < nworkers; j++)
+              if (ws[j].pid > 0) kill(ws[j].pid, SIGUSR2);
+          }
           if (WIFEXITED(st) && WEXITSTATUS(st) == 2) {
-            sd_log(SD_LOG_ERR, "worker %u cannot start; stopping", i);
+            sd_log(SD_LOG_ERR, "worker %u cannot start (%s); stopping", i, how);
             status = 1;
             stopping = 1;
-            for (uint32_t j = 0; j < nworkers; j++)
-              if (pids[j] > 0) kill(pids[j], SIGTERM);
-            break;
+          } else if (mono_ms() - ws[i].started_ms < QUICK_DEATH_S * 1000u &&
+                     ++ws[i].quick_deaths >= MAX_QUICK_DEATHS) {
+            sd_log(SD_LOG_ERR,
+                   "worker %u died %u times in a row within %d s of starting (last: %s); "
+                   "giving up and stopping",
+                   i, ws[i].quick_deaths, QUICK_DEATH_S, how);
+            status = 1;
+            stopping = 1;
+          } else {
+            if (mono_ms() - ws[i].started_ms >= QUICK_DEATH_S * 1000u) ws[i].quick_deaths = 0;
+            uint64_t delay = ws[i].quick_deaths ? 1000u << (ws[i].quick_deaths - 1) : 0;
+            if (delay > BACKOFF_MAX_MS) delay = BACKOFF_MAX_MS;
+            sd_log(SD_LOG_ERR, "worker %u (pid %d) died (%s); restarting in %llu ms", i,
+                   (int)pid, how, (unsigned long long)delay);
+            ws[i].restart_at_ms = mono_ms() + (delay ? delay : 1);
           }
-          sd_log(SD_LOG_ERR, "worker %u (pid %d) died (status %d); restarting", i, (int)pid, st);
-          /* Crash loops are throttled to one restart per second. */
-          if (time(NULL) - started[i] < 1) sleep(1);
-          pids[i] = spawn(path, cfg, i, metrics_fd);
-          started[i] = time(NULL);
+          if (stopping)
+            for (uint32_t j = 0; j < nworkers; j++)
+              if (ws[j].pid > 0) kill(ws[j].pid, SIGTERM);
+          break;
         }
       }
     }
     if (stopping) {
       int alive = 0;
       for (uint32_t i = 0; i < nworkers; i++)
-        if (pids[i] > 0) alive = 1;
+        if (ws[i].pid > 0) alive = 1;
       if (!alive) break;
     }
   }
-  free(pids);
-  free(started);
+  free(ws);
   sd_config_unref(cfg);
   sd_log(SD_LOG_INFO, "sluiced stopped");
   return status;
@@ -266,17 +370,34 @@ int main(int argc, char **argv) {
     nworkers = n > 0 ? (uint32_t)n : 1;
   }
   if (nworkers > SD_MAX_WORKERS) nworkers = SD_MAX_WORKERS;
+  /* The ports first: refusing to share one is a configuration error. */
+  sd_guards guards = {NULL, 0};
+  if (sd_guards_sync(&guards, cfg, err, sizeof err) != 0) {
+    sd_log(SD_LOG_ERR, "%s", err);
+    sd_config_unref(cfg);
+    return 2;
+  }
+  /* One admission table for the machine, made before the workers fork. */
+  sd_state *state = sd_state_shm_new(&cfg->ratelim, err, sizeof err);
+  if (state == NULL) {
+    sd_log(SD_LOG_ERR, "%s", err);
+    sd_guards_close(&guards);
+    sd_config_unref(cfg);
+    return 1;
+  }
   int metrics_fd = open_metrics(cfg);
   if (metrics_fd == -2) return 1;
   int rc;
   if (nworkers == 1) {
     /* One worker: no master process, so the pid a supervisor sees is the
        one that holds the connections. */
-    rc = sd_worker_run(path, cfg, 0, metrics_fd);
+    rc = sd_worker_run(path, cfg, 0, metrics_fd, state, &guards);
     sd_config_unref(cfg);
   } else {
-    rc = master(path, cfg, nworkers, metrics_fd);
+    rc = master(path, cfg, nworkers, metrics_fd, state, &guards);
   }
   if (metrics_fd >= 0) close(metrics_fd);
+  sd_guards_close(&guards);
+  sd_state_free(state);
   return rc;
 }

@@ -18,6 +18,18 @@ void sd_pool_init(sd_pool *p, uint32_t small_size, uint32_t large_size,
   p->keep_free = keep_free;
 }
 
+void sd_pool_set_budget(sd_pool *p, sd_pool_budget *b) { p->budget = b; }
+
+static void charge(sd_pool *p, size_t n) {
+  p->allocated += n;
+  if (p->budget) p->budget->allocated += n;
+}
+
+static void uncharge(sd_pool *p, size_t n) {
+  p->allocated -= n;
+  if (p->budget) p->budget->allocated -= n;
+}
+
 static void free_list(void **head) {
   while (*head != NULL) {
     void *next;
@@ -30,8 +42,7 @@ static void free_list(void **head) {
 void sd_pool_destroy(sd_pool *p) {
   free_list(&p->free_small);
   free_list(&p->free_large);
-  p->allocated -= (size_t)p->nfree_small * p->small_size +
-                  (size_t)p->nfree_large * p->large_size;
+  uncharge(p, (size_t)p->nfree_small * p->small_size + (size_t)p->nfree_large * p->large_size);
   p->nfree_small = p->nfree_large = 0;
 }
 
@@ -53,19 +64,21 @@ uint8_t *sd_pool_get(sd_pool *p, uint32_t min, uint32_t *cap) {
     *head = next;
     (*nfree)--;
   } else {
-    if (p->cap != 0 && p->allocated + size > p->cap) {
+    size_t limit = p->budget ? p->budget->cap : p->cap;
+    size_t used = p->budget ? p->budget->allocated : p->allocated;
+    if (limit != 0 && used + size > limit) {
       /* At the cap, a free buffer of the other class is still memory that
          could serve: release one so the next request can be met. */
       void **oh = small ? &p->free_large : &p->free_small;
       uint32_t *on = small ? &p->nfree_large : &p->nfree_small;
       uint32_t osize = small ? p->large_size : p->small_size;
-      if (*oh != NULL && p->allocated - osize + size <= p->cap) {
+      if (*oh != NULL && used - osize + size <= limit) {
         void *next;
         memcpy(&next, *oh, sizeof next);
         free(*oh);
         *oh = next;
         (*on)--;
-        p->allocated -= osize;
+        uncharge(p, osize);
       } else {
         p->misses++;
         return NULL;
@@ -76,7 +89,7 @@ uint8_t *sd_pool_get(sd_pool *p, uint32_t min, uint32_t *cap) {
       p->misses++;
       return NULL;
     }
-    p->allocated += size;
+    charge(p, size);
   }
   p->lent += size;
   *cap = size;
@@ -91,7 +104,7 @@ void sd_pool_put(sd_pool *p, uint8_t *buf, uint32_t cap) {
   p->lent -= cap;
   if (*nfree >= p->keep_free) {
     free(buf);
-    p->allocated -= cap;
+    uncharge(p, cap);
     return;
   }
   memcpy(buf, head, sizeof(void *));

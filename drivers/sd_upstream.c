@@ -81,13 +81,27 @@ void sd_upstreams_free(sd_upstreams *u) {
   free(u);
 }
 
-void sd_upstreams_start_checks(sd_upstreams *u) {
+void sd_upstreams_start_checks(sd_upstreams *u, int run_here) {
   if (u->loop == NULL || u->interval == 0 || u->checking) return;
   u->checking = 1;
+  u->checker = run_here;
+  if (!run_here) return;
+  /* The verdicts of this generation's servers start from "up". */
+  for (uint32_t i = 0; i < u->n && sd_m; i++)
+    if (i < SD_MAX_SERVERS) __atomic_store_n(&sd_m->srv_up[i], 1, __ATOMIC_RELAXED);
   uint64_t now = sd_loop_now(u->loop);
   /* Spread the first checks so N servers are not probed in one burst. */
   for (uint32_t i = 0; i < u->n; i++)
     sd_timer_set(u->loop, &u->s[i].timer, now + (u->interval / (u->n + 1)) * i / 4 + SL_MSEC);
+}
+
+/* With active checks, the shared verdict is the server's state. */
+static void sync_shared(sd_server *s) {
+  if (s->owner->checking && sd_m && s->index < SD_MAX_SERVERS) {
+    int up = __atomic_load_n(&sd_m->srv_up[s->index], __ATOMIC_RELAXED) != 0;
+    if (up && !s->up) s->fails = 0;
+    s->up = up;
+  }
 }
 
 static int usable(sd_upstreams *u, sd_server *s, uint64_t now) {
@@ -130,6 +144,7 @@ static sd_server *pick_among(sd_upstreams *u, uint64_t tried, uint64_t now, int 
 }
 
 sd_server *sd_upstream_pick(sd_upstreams *u, uint64_t *tried, uint64_t now) {
+  for (uint32_t i = 0; i < u->n; i++) sync_shared(&u->s[i]);
   sd_server *s = pick_among(u, *tried, now, 1);
   if (s == NULL) s = pick_among(u, *tried, now, 0);
   if (s == NULL) return NULL;
@@ -151,11 +166,14 @@ static void publish(const sd_server *s) {
 
 static void mark(sd_server *s, int ok, uint64_t now, const char *why) {
   sd_upstreams *u = s->owner;
+  sync_shared(s);
   int was_up = s->up;
   if (ok) {
     s->fails = 0;
     if (!s->up) {
-      if (++s->oks >= u->rise || !u->checking) {
+      /* With checks, only the checker's passes bring a server back. */
+      if (u->checking && !u->checker) {
+      } else if (++s->oks >= u->rise || !u->checking) {
         s->up = 1;
         s->oks = 0;
         sd_log(SD_LOG_WARN, "upstream %s is up (%s)", s->cfg->text, why);

@@ -53,15 +53,20 @@ struct sd_upstreams {
   int implicit_tls;  /* TLS from the first byte: checks stop at connect */
   int starttls;      /* sessions STARTTLS upstream when it is offered */
   sd_loop *loop; /* NULL: no active checks (unit tests) */
-  int checking;
+  int checking;  /* active checks are on (here or in another worker) */
+  int checker;   /* this process runs them */
 };
 
 /* Builds the pool from c (which must outlive it).  loop may be NULL. */
 sd_upstreams *sd_upstreams_new(const sd_config *c, sd_loop *loop);
 void sd_upstreams_free(sd_upstreams *u);
 
-/* Starts / stops active health checks (needs a loop and an interval). */
-void sd_upstreams_start_checks(sd_upstreams *u);
+/* Starts / stops active health checks (needs a loop and an interval).
+   Checks run once per machine: in the worker where run_here is set
+   (worker 0); the others read its verdicts, and their own passive marks,
+   from the shared metrics block (sd_m->srv_up), so a server is up or
+   down for every worker at once. */
+void sd_upstreams_start_checks(sd_upstreams *u, int run_here);
 void sd_upstreams_stop_checks(sd_upstreams *u);
 
 /*

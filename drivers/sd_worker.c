@@ -99,7 +99,8 @@ sd_gen *sd_gen_new(sd_worker *w, sd_config *cfg, char *err, size_t errlen) {
   g->tls_client = sd_tls_client_ctx_new(cfg->upstream_tls_verify, cfg->upstream_tls_ca,
                                         cfg->upstream_tls_ciphers, err, errlen);
   if (g->tls_client == NULL) goto bad;
-  if (cfg->policy.ndnsbl > 0) {
+  if (cfg->policy.ndnsbl > 0 ||
+      (cfg->client_name_lookup && cfg->policy.identity == SL_IDENT_XCLIENT)) {
     g->dns = sd_dns_new(cfg->dns_servers, (int)(cfg->dns_timeout / SL_MSEC), (int)cfg->dns_tries,
                         err, errlen);
     if (g->dns == NULL) goto bad;
@@ -115,9 +116,8 @@ sd_gen *sd_gen_new(sd_worker *w, sd_config *cfg, char *err, size_t errlen) {
   sd_pool_init(&g->pool, cfg->limits.small_buffer_size, cfg->limits.buffer_size,
                (size_t)cfg->pool_memory, cfg->pool_keep_free);
   sd_pool_as_sl_pool(&g->pool, &g->slpool);
-  size_t rls = sl_ratelim_size(&cfg->ratelim);
-  g->rl_mem = aligned_alloc(16, (rls + 15) & ~(size_t)15);
-  if (g->rl_mem == NULL || sl_ratelim_init(&g->rl, g->rl_mem, rls, &cfg->ratelim) != 0) {
+  if (w) sd_pool_set_budget(&g->pool, &w->budget);
+  if (sl_ratelim_size(&cfg->ratelim) == 0) {
     snprintf(err, errlen, "%s: the per-client limits table cannot be set up (ratelim_entries?)",
              cfg->path ? cfg->path : "config");
     goto bad;
@@ -132,7 +132,6 @@ bad:
   sd_upstreams_free(g->ups);
   sd_tls_ctx_free(g->tls_server);
   sd_tls_ctx_free(g->tls_client);
-  free(g->rl_mem);
   sd_config_unref(g->cfg);
   free(g);
   return NULL;
@@ -161,7 +160,6 @@ void sd_gen_unref(sd_gen *g) {
   sd_tls_ctx_free(g->tls_server);
   sd_tls_ctx_free(g->tls_client);
   sd_pool_destroy(&g->pool);
-  free(g->rl_mem);
   sd_config_unref(g->cfg);
   /* Its DNS fd handlers may have events pending in this batch. */
   for (int i = 0; i < SD_DNS_FDS_MAX; i++) g->dnsfd[i].fd = -1;
@@ -333,44 +331,52 @@ static void apply_logging(const sd_config *cfg) {
     sd_log(SD_LOG_ERR, "log_file %s: %s", cfg->log_file, strerror(errno));
 }
 
-int sd_worker_counts_reloads = 1;
-
-static void count_reload(enum sd_counter result) {
-  if (sd_worker_counts_reloads) sd_count(result, 1);
+/* A reload counts once per machine: with a master, the master counts it
+   (it checked the file before signalling the workers); a lone worker
+   counts its own. */
+static void reload_failed(sd_worker *w, const char *err) {
+  if (w->guards) sd_count(SD_C_RELOAD_FAILURES, 1);
+  sd_log(SD_LOG_ERR, "reload failed, keeping the running config: %s", err);
 }
 
 static void reload(sd_worker *w) {
   char err[1024];
   sd_config *cfg = NULL;
   if (sd_config_load(w->config_path, &cfg, err, sizeof err) != 0) {
-    count_reload(SD_C_RELOAD_FAILURES);
-    sd_log(SD_LOG_ERR, "reload failed, keeping the running config: %s", err);
+    reload_failed(w, err);
     return;
   }
   sd_gen *g = sd_gen_new(w, cfg, err, sizeof err);
   if (g == NULL) {
     sd_config_unref(cfg);
-    count_reload(SD_C_RELOAD_FAILURES);
-    sd_log(SD_LOG_ERR, "reload failed, keeping the running config: %s", err);
+    reload_failed(w, err);
     return;
   }
-  if (sync_listeners(w, cfg, err, sizeof err) != 0) {
+  if ((w->guards && sd_guards_sync(w->guards, cfg, err, sizeof err) != 0) ||
+      sync_listeners(w, cfg, err, sizeof err) != 0) {
     sd_gen_unref(g);
     sd_config_unref(cfg);
-    count_reload(SD_C_RELOAD_FAILURES);
-    sd_log(SD_LOG_ERR, "reload failed, keeping the running config: %s", err);
+    reload_failed(w, err);
     return;
   }
   sd_config_unref(cfg); /* the generation holds it */
   apply_logging(g->cfg);
+  w->budget.cap = (size_t)g->cfg->pool_memory;
+  if (w->guards) {
+    char note[512];
+    if (sd_state_configure(w->state, &g->cfg->ratelim, note, sizeof note) != 0)
+      sd_log(SD_LOG_WARN, "reload: %s", note);
+  }
   sd_gen *old = w->gen;
   sd_upstreams_stop_checks(old->ups);
   w->gen = g;
-  sd_upstreams_start_checks(g->ups);
-  for (size_t i = 0; i < g->cfg->nupstream && i < SD_MAX_SERVERS; i++)
-    sd_gauge_set(&sd_m->srv_up[i], 1);
+  /* Checks run in worker 0 only; it also resets the shared verdicts. */
+  if (w->index == 0 && !g->ups->interval)
+    for (size_t i = 0; i < g->cfg->nupstream && i < SD_MAX_SERVERS; i++)
+      sd_gauge_set(&sd_m->srv_up[i], 1);
+  sd_upstreams_start_checks(g->ups, w->index == 0);
   sd_gen_unref(old); /* lives on while its sessions do */
-  count_reload(SD_C_RELOADS);
+  if (w->guards) sd_count(SD_C_RELOADS, 1);
   sd_log(SD_LOG_INFO, "configuration reloaded from %s (%u sessions continue)", w->config_path,
          w->nconns);
 }
@@ -392,6 +398,7 @@ static void signal_io(sd_handler *h, uint32_t ev) {
     switch (si.ssi_signo) {
     case SIGHUP: reload(w); break;
     case SIGUSR1: sd_log_reopen(); break;
+    case SIGUSR2: sd_conn_hold_all(w); break;
     case SIGTERM:
     case SIGINT: start_drain(w); break;
     default: break;
@@ -417,12 +424,16 @@ static void before_sleep(void *arg) {
     if (ms < 0) ms = 1000;
     sd_timer_set(w->loop, &g->dns_timer, sd_loop_now(w->loop) + (uint64_t)ms * SL_MSEC);
   }
-  sd_gauge_set(&sd_m->pool_bytes[w->index], w->gen->pool.allocated);
+  sd_gauge_set(&sd_m->pool_bytes[w->index], w->budget.allocated);
 }
 
-int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int metrics_fd) {
+int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int metrics_fd,
+                  sd_state *state, sd_guards *guards) {
   sd_worker w;
   memset(&w, 0, sizeof w);
+  w.state = state;
+  w.guards = guards;
+  w.budget.cap = (size_t)cfg->pool_memory;
   w.index = index % SD_MAX_WORKERS;
   w.config_path = config_path;
   w.metrics_fd = metrics_fd;
@@ -457,13 +468,16 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGUSR1);
+  sigaddset(&set, SIGUSR2);
   sigprocmask(SIG_BLOCK, &set, NULL);
   w.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
   w.sigh.cb = signal_io;
   sd_loop_add(w.loop, w.sigfd, EPOLLIN, &w.sigh);
   if (metrics_fd >= 0) w.mh = sd_metrics_http_new(w.loop, metrics_fd, metrics_names, &w);
-  sd_upstreams_start_checks(w.gen->ups);
-  for (size_t i = 0; i < cfg->nupstream && i < SD_MAX_SERVERS; i++) sd_gauge_set(&sd_m->srv_up[i], 1);
+  if (w.index == 0 && !w.gen->ups->interval)
+    for (size_t i = 0; i < cfg->nupstream && i < SD_MAX_SERVERS; i++)
+      sd_gauge_set(&sd_m->srv_up[i], 1);
+  sd_upstreams_start_checks(w.gen->ups, w.index == 0);
   sd_log(SD_LOG_INFO, "worker %u ready: %zu listeners, %zu upstreams", w.index, w.nls,
          cfg->nupstream);
 

@@ -16,9 +16,11 @@
 
 #include "sd_config.h"
 #include "sd_dns.h"
+#include "sd_listen.h"
 #include "sd_loop.h"
 #include "sd_metrics.h"
 #include "sd_pool.h"
+#include "sd_state.h"
 #include "sd_tls.h"
 #include "sd_upstream.h"
 #include "sluice/ratelim.h"
@@ -48,8 +50,6 @@ typedef struct sd_gen {
   sd_upstreams *ups;
   sd_pool pool;
   sl_pool slpool;
-  sl_ratelim *rl;
-  void *rl_mem;
   const char *server_names[SD_MAX_SERVERS];
 } sd_gen;
 
@@ -86,6 +86,10 @@ struct sd_worker {
   int draining, stop;
   uint64_t drain_deadline;
   uint64_t seed;
+  sd_state *state;       /* per-machine state (admission table), shared */
+  sd_guards *guards;     /* no master: this process holds the port guards,
+                            reconfigures state and counts reloads itself */
+  sd_pool_budget budget; /* pool_memory across this worker's generations */
 };
 
 /* Generations. */
@@ -96,6 +100,9 @@ void sd_gen_unref(sd_gen *g);
 /* Sessions (sd_conn.c). */
 void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr *peer,
                     socklen_t peerlen);
+/* Counts every admitted session of w in the shared table again (SIGUSR2
+   from the master, after another worker died holding counts). */
+void sd_conn_hold_all(sd_worker *w);
 /* Ends a session at once (drain deadline passed); logs it. */
 void sd_conn_abort(sd_conn *c, const char *why);
 /* Writes a one-line reply and closes fd, for connections refused at accept. */
@@ -106,12 +113,11 @@ void sd_refuse(sd_worker *w, int fd, int tls, const char *why);
 void sd_linger_close(sd_worker *w, int fd);
 void sd_linger_free_all(sd_worker *w);
 
-/* 1 (the default): this worker counts its SIGHUP reloads in
-   sluice_config_reloads_total.  A master sets it to 0 in the workers it
-   forks and counts each reload once itself. */
-extern int sd_worker_counts_reloads;
-
 /* The worker's main loop (sd_worker.c); returns the exit status. */
-int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int metrics_fd);
+/* state: the shared per-machine state (may be NULL).  guards: non-NULL
+   when there is no master process: the worker then keeps the port guards
+   in step at reloads, reconfigures state and counts reloads itself. */
+int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int metrics_fd,
+                  sd_state *state, sd_guards *guards);
 
 #endif

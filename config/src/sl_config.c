@@ -117,6 +117,10 @@ static const sl_config_key keys[] = {
         "consecutive failures that mark a server down"),
     KEY("down_retry", SL_CT_DURATION, down_retry, 0, 0, NULL, "30s", D,
         "without checks, a down server is tried again after this"),
+    KEY("upstream_wait", SL_CT_DURATION, upstream_wait, 0, 0, NULL, "0s", D,
+        "once every upstream refused, retry with back-off this long"),
+    KEY("client_name_lookup", SL_CT_BOOL, client_name_lookup, 0, 0, NULL, "no",
+        D, "forward-confirmed reverse lookup of the client for XCLIENT NAME="),
     /* client TLS */
     KEY("tls_cert", SL_CT_FILE, tls_cert, 0, 0, NULL, NULL, D,
         "certificate chain (PEM); with it STARTTLS is offered"),

@@ -120,6 +120,19 @@ int sl_ratelim_init(sl_ratelim **out, void *mem, size_t memlen,
   return 0;
 }
 
+int sl_ratelim_reconfigure(sl_ratelim *rl, const sl_ratelim_config *c) {
+  if (!rl || !config_ok(c) || c->entries != rl->cfg.entries)
+    return SL_ERR_INVALID_ARGUMENT;
+  /* Other prefix lengths make other keys: the old entries would never be
+     found again, so they are forgotten rather than left to go stale. */
+  int reset = c->ipv4_prefix != rl->cfg.ipv4_prefix ||
+              c->ipv6_prefix != rl->cfg.ipv6_prefix;
+  if (reset)
+    memset(rl->slots, 0, (size_t)rl->cfg.entries * sizeof(sl_rl_entry));
+  rl->cfg = *c;
+  return reset;
+}
+
 /* The prefix of a as a key; 0 if a is not one the table tracks.  An
    IPv4-mapped IPv6 address is its IPv4 address: behind a dual-stack socket
    every IPv4 client would otherwise share the /64 ::ffff:0:0. */
@@ -267,4 +280,22 @@ uint32_t sl_ratelim_live(const sl_ratelim *rl, const sl_addr *a) {
   /* find() only writes when creating. */
   sl_rl_entry *e = find((sl_ratelim *)(uintptr_t)rl, key, family, 0, 0);
   return e ? e->live : 0;
+}
+
+void sl_ratelim_clear_live(sl_ratelim *rl) {
+  if (!rl)
+    return;
+  for (uint32_t i = 0; i < rl->cfg.entries; i++)
+    rl->slots[i].live = 0;
+}
+
+void sl_ratelim_hold(sl_ratelim *rl, const sl_addr *a, sl_tstamp now) {
+  uint8_t key[16], family;
+  if (!rl || !a || !make_key(rl, a, key, &family))
+    return;
+  /* No slot left: the session goes uncounted, as admit would have left
+     it with a TARPIT over_concurrency verdict. */
+  sl_rl_entry *e = find(rl, key, family, 1, now);
+  if (e && e->live < UINT32_MAX)
+    e->live++;
 }

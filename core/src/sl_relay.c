@@ -2556,6 +2556,9 @@ static int step_proxy(sl_relay *r) {
   if (!h.local) {
     r->info.client = h.src;
     r->info.local = h.dst;
+    if (r->info.proxy_admit)
+      r->info.admission =
+          r->info.proxy_admit(r->info.proxy_admit_ctx, &h.src, r->now);
   }
   buf_consume(r, &r->cin, (size_t)n);
   r->cl = CL_CMD;
@@ -2832,6 +2835,11 @@ int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
   }
   *out = r;
   return leave(r);
+}
+
+void sl_relay_set_client_name(sl_relay *r, const char *name) {
+  if (r)
+    r->info.client_name = name;
 }
 
 void sl_relay_free(sl_relay *r) {

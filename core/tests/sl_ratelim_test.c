@@ -369,7 +369,62 @@ static void test_load(void) {
   }
 }
 
+/* A reload keeps live counts and applies new limits; other prefix lengths
+   empty the table; another size is refused. */
+static void test_reconfigure(void) {
+  sl_ratelim_config c;
+  sl_ratelim_config_default(&c);
+  c.entries = 64;
+  c.concurrency_max = 2;
+  sl_ratelim *rl = make(&c);
+  sl_addr a = A("192.0.2.1");
+  CHECK_INT(sl_ratelim_admit(rl, &a, 0), SL_ADMIT_ACCEPT);
+  CHECK_INT(sl_ratelim_admit(rl, &a, 0), SL_ADMIT_ACCEPT);
+  CHECK_INT(sl_ratelim_admit(rl, &a, 0), SL_ADMIT_TEMPFAIL);
+  c.concurrency_max = 3;
+  CHECK_INT(sl_ratelim_reconfigure(rl, &c), 0);
+  CHECK_INT(sl_ratelim_live(rl, &a), 2);
+  CHECK_INT(sl_ratelim_admit(rl, &a, 0), SL_ADMIT_ACCEPT);
+  CHECK_INT(sl_ratelim_admit(rl, &a, 0), SL_ADMIT_TEMPFAIL);
+  c.over_concurrency = SL_ADMIT_TARPIT;
+  CHECK_INT(sl_ratelim_reconfigure(rl, &c), 0);
+  CHECK_INT(sl_ratelim_admit(rl, &a, 0), SL_ADMIT_TARPIT);
+  c.ipv4_prefix = 24;
+  CHECK_INT(sl_ratelim_reconfigure(rl, &c), 1);
+  CHECK_INT(sl_ratelim_live(rl, &a), 0);
+  sl_ratelim_release(rl, &a); /* an earlier session ends: ignored */
+  CHECK_INT(sl_ratelim_live(rl, &a), 0);
+  c.entries = 128;
+  CHECK_INT(sl_ratelim_reconfigure(rl, &c), SL_ERR_INVALID_ARGUMENT);
+  CHECK_INT(sl_ratelim_reconfigure(NULL, &c), SL_ERR_INVALID_ARGUMENT);
+}
+
+/* Rebuilding live counts: clear, then hold each surviving session. */
+static void test_clear_and_hold(void) {
+  sl_ratelim_config c;
+  sl_ratelim_config_default(&c);
+  c.entries = 64;
+  c.concurrency_max = 2;
+  c.rate_max = 3;
+  sl_ratelim *rl = make(&c);
+  sl_addr a = A("192.0.2.1");
+  CHECK_INT(sl_ratelim_admit(rl, &a, 0), SL_ADMIT_ACCEPT);
+  CHECK_INT(sl_ratelim_admit(rl, &a, 0), SL_ADMIT_ACCEPT);
+  sl_ratelim_clear_live(rl);
+  CHECK_INT(sl_ratelim_live(rl, &a), 0);
+  sl_ratelim_hold(rl, &a, 0); /* one session survived */
+  CHECK_INT(sl_ratelim_live(rl, &a), 1);
+  CHECK_INT(sl_ratelim_admit(rl, &a, 0), SL_ADMIT_ACCEPT); /* 3rd attempt */
+  /* hold counted no attempt: the 4th is over the rate, not the 3rd */
+  sl_ratelim_release(rl, &a);
+  CHECK_INT(sl_ratelim_admit(rl, &a, 0), SL_ADMIT_TEMPFAIL);
+  sl_ratelim_clear_live(NULL);
+  sl_ratelim_hold(NULL, &a, 0);
+}
+
 int main(void) {
+  SL_RUN(test_clear_and_hold);
+  SL_RUN(test_reconfigure);
   SL_RUN(test_defaults_and_init);
   SL_RUN(test_concurrency);
   SL_RUN(test_rate_windows);

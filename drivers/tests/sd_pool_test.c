@@ -63,7 +63,35 @@ static void test_keep_free_bound(void) {
   sd_pool_destroy(&p);
 }
 
+/* Two pools (two config generations of one worker) under one budget:
+   together they stay under its cap, and a buffer freed by either makes
+   room for the other. */
+static void test_budget(void) {
+  sd_pool_budget b = {2 * 4096, 0};
+  sd_pool old, cur;
+  sd_pool_init(&old, 512, 4096, 2 * 4096, 0);
+  sd_pool_init(&cur, 512, 4096, 2 * 4096, 0);
+  sd_pool_set_budget(&old, &b);
+  sd_pool_set_budget(&cur, &b);
+  uint32_t cap;
+  uint8_t *a = sd_pool_get(&old, 1000, &cap);
+  uint8_t *c = sd_pool_get(&cur, 1000, &cap);
+  CHECK(a != NULL && c != NULL);
+  CHECK_INT(b.allocated, 2 * 4096);
+  CHECK(sd_pool_get(&cur, 1000, &cap) == NULL); /* each pool alone is under 2 * 4096 */
+  sd_pool_put(&old, a, 4096);                   /* keep_free 0: freed */
+  CHECK_INT(b.allocated, 4096);
+  uint8_t *d = sd_pool_get(&cur, 1000, &cap);
+  CHECK(d != NULL);
+  sd_pool_put(&cur, c, 4096);
+  sd_pool_put(&cur, d, 4096);
+  sd_pool_destroy(&old);
+  sd_pool_destroy(&cur);
+  CHECK_INT(b.allocated, 0);
+}
+
 int main(void) {
+  SL_RUN(test_budget);
   SL_RUN(test_classes_and_reuse);
   SL_RUN(test_cap);
   SL_RUN(test_keep_free_bound);

@@ -109,6 +109,8 @@ typedef struct sl_config {
   size_t nupstream;
   int balance;
   sl_duration health_interval, health_timeout, down_retry;
+  sl_duration upstream_wait; /* retry refused connects with back-off this long */
+  int client_name_lookup;    /* forward-confirmed reverse lookup for XCLIENT NAME= */
   uint32_t health_rise, health_fall;
 
   char *tls_cert, *tls_key, *tls_ciphers, *tls_ciphersuites;

@@ -67,6 +67,13 @@ size_t sl_ratelim_size(const sl_ratelim_config *c);
 int sl_ratelim_init(sl_ratelim **out, void *mem, size_t memlen,
                     const sl_ratelim_config *c);
 
+/* Applies new limits to a live table (a configuration reload) without
+   losing its counts.  c->entries must equal the table's.  Returns 0, 1 when
+   the prefix lengths changed and the table was emptied (its keys no longer
+   match; releases of earlier connections are then ignored), or
+   SL_ERR_INVALID_ARGUMENT. */
+int sl_ratelim_reconfigure(sl_ratelim *rl, const sl_ratelim_config *c);
+
 /*
  * A new connection from a at now.  Returns the verdict.  When it is
  * SL_ADMIT_ACCEPT or SL_ADMIT_TARPIT the connection counts as live and the
@@ -78,6 +85,13 @@ sl_admission sl_ratelim_admit(sl_ratelim *rl, const sl_addr *a, sl_tstamp now);
 /* The connection admitted earlier from a has ended.  A release without a
    live connection is ignored. */
 void sl_ratelim_release(sl_ratelim *rl, const sl_addr *a);
+
+/* Rebuilding the live counts (a driver process that held some of them
+   died): clear_live() forgets every live count, keeping rate history;
+   hold() then counts one live session of a again, without counting an
+   attempt or judging it. */
+void sl_ratelim_clear_live(sl_ratelim *rl);
+void sl_ratelim_hold(sl_ratelim *rl, const sl_addr *a, sl_tstamp now);
 
 /* Live sessions currently counted for a's prefix. */
 uint32_t sl_ratelim_live(const sl_ratelim *rl, const sl_addr *a);

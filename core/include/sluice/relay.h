@@ -88,6 +88,12 @@ typedef struct sl_conn_info {
      offers less, the relay downgrades or refuses (guarantee 8). */
   uint32_t pool_features; /* sl_feature bits */
   uint64_t pool_size;
+  /* With SL_CONN_EXPECT_PROXY: called once when a header naming a client
+     (not LOCAL) is parsed, before anything is said to the client; its
+     verdict replaces admission.  Per-client limits then count the real
+     client, not the balancer.  NULL: admission stays as given. */
+  sl_admission (*proxy_admit)(void *ctx, const sl_addr *client, sl_tstamp now);
+  void *proxy_admit_ctx;
 } sl_conn_info;
 
 /* ---- requests (relay to driver) -------------------------------------- */
@@ -332,6 +338,12 @@ int sl_relay_last_error(const sl_relay *r);
 
 /* The session's counters; valid for the relay's lifetime. */
 const sl_stats *sl_relay_stats(const sl_relay *r);
+
+/* The client's name for XCLIENT NAME= learnt after creation (the driver
+   looks it up from accept on and holds the upstream connect until it is
+   known): a verified name, "[UNAVAILABLE]" or "[TEMPUNAVAIL]".  Used if
+   XCLIENT has not been sent yet; name must outlive the relay. */
+void sl_relay_set_client_name(sl_relay *r, const char *name);
 
 /* The client address in force (after a PROXY header, the real client). */
 const sl_addr *sl_relay_client_addr(const sl_relay *r);
