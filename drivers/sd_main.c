@@ -15,8 +15,10 @@
 #include <unistd.h>
 
 #include "sd_config.h"
+#include "sd_daemon.h"
 #include "sd_log.h"
 #include "sd_metrics.h"
+#include "sd_privs.h"
 #include "sd_worker.h"
 
 #define SLUICED_VERSION "0.1.0"
@@ -54,6 +56,9 @@ static void usage(FILE *f) {
 "  SIGINT    same as SIGTERM\n"
 "  SIGUSR1   reopen log_file (after rotation)\n"
 "\n"
+"Service: with \"user\" (and \"group\") sluiced binds as root, then drops to\n"
+"that user before forking workers; \"pid_file\" is written after the drop.\n"
+"\n"
 "Logs: one line per session (logfmt or JSON: log_format) on stderr or\n"
 "log_file.  Metrics: OpenMetrics text at http://<metrics_listen>/metrics.\n"
 "Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a bad\n"
@@ -85,6 +90,8 @@ static pid_t spawn(const char *path, sd_config *cfg, uint32_t index, int metrics
   if (pid != 0) return pid;
   /* A worker must not outlive its master. */
   prctl(PR_SET_PDEATHSIG, SIGTERM);
+  sd_privs_select(index); /* its own pre-bound sockets, if the master bound them */
+  sd_proctitle_set("sluiced: worker %u", index);
   sd_worker_counts_reloads = 0; /* the master counts each reload once */
   signal(SIGHUP, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
@@ -100,6 +107,7 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
   pid_t *pids = calloc(nworkers, sizeof *pids);
   time_t *started = calloc(nworkers, sizeof *started);
   if (pids == NULL || started == NULL) return 1;
+  sd_proctitle_set("sluiced: master");
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
@@ -135,18 +143,28 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
           continue;
         }
         sd_gen_unref(g);
+        if (sd_privs_check_reload(cfg, nc, err, sizeof err) != 0) {
+          sd_config_unref(nc);
+          sd_count(SD_C_RELOAD_FAILURES, 1);
+          sd_log(SD_LOG_ERR, "reload refused: %s", err);
+          continue;
+        }
+        sd_privs_sync(nc); /* no pre-bound socket of a dropped listener stays open */
         sd_config_unref(cfg);
         cfg = nc; /* new workers (restarts) start from it */
         /* The master's own lines follow the new log settings too. */
         if (sd_log_setup(cfg->log_file, cfg->log_level, cfg->log_format) != 0)
           sd_log(SD_LOG_ERR, "log_file %s: %s", cfg->log_file, strerror(errno));
         sd_count(SD_C_RELOADS, 1);
+      } else {
+        sd_log_reopen(); /* the master's own lines go to log_file too */
       }
       for (uint32_t i = 0; i < nworkers; i++)
         if (pids[i] > 0) kill(pids[i], s);
     }
     if ((got_sig[SIGTERM] || got_sig[SIGINT]) && !stopping) {
       stopping = 1;
+      sd_privs_close_all(); /* new clients are refused while workers drain */
       for (uint32_t i = 0; i < nworkers; i++)
         if (pids[i] > 0) kill(pids[i], SIGTERM);
     }
@@ -191,6 +209,7 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
 }
 
 int main(int argc, char **argv) {
+  sd_proctitle_init(argc, argv); /* argv[i] now point at copies */
   const char *path = "/etc/sluiced.conf";
   int check = 0, print_cfg = 0, print_defaults = 0, changed_only = 0;
   long workers_override = -1;
@@ -242,6 +261,12 @@ int main(int argc, char **argv) {
       return 2;
     }
     sd_gen_unref(g);
+    sd_privs pv;
+    if (sd_privs_resolve(cfg, &pv, err, sizeof err) != 0) {
+      fprintf(stderr, "sluiced: %s\n", err);
+      sd_config_unref(cfg);
+      return 2;
+    }
     printf("%s: configuration OK\n", path);
     sd_config_unref(cfg);
     return 0;
@@ -256,27 +281,58 @@ int main(int argc, char **argv) {
     fprintf(stderr, "sluiced: cannot map the metrics block\n");
     return 1;
   }
-  if (sd_log_setup(cfg->log_file, cfg->log_level, cfg->log_format) != 0) {
-    fprintf(stderr, "sluiced: log_file %s: %s\n", cfg->log_file, strerror(errno));
-    return 2;
-  }
   uint32_t nworkers = workers_override >= 0 ? (uint32_t)workers_override : cfg->workers;
   if (nworkers == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     nworkers = n > 0 ? (uint32_t)n : 1;
   }
   if (nworkers > SD_MAX_WORKERS) nworkers = SD_MAX_WORKERS;
+  /* Service start (sd_privs.c, sd_daemon.c): refuse a live pidfile before
+     binding anything, bind what needs root, drop, then open the log and
+     write the pidfile as the user every later reopen runs as. */
+  sd_privs pv;
+  if (sd_pidfile_check(cfg->pid_file, err, sizeof err) != 0 ||
+      sd_privs_resolve(cfg, &pv, err, sizeof err) != 0) {
+    fprintf(stderr, "sluiced: %s\n", err);
+    return 2;
+  }
+  if (sd_privs_prebind(&pv, cfg, nworkers, err, sizeof err) != 0) {
+    fprintf(stderr, "sluiced: %s\n", err);
+    return 1;
+  }
   int metrics_fd = open_metrics(cfg);
   if (metrics_fd == -2) return 1;
+  if (sd_privs_drop(&pv, err, sizeof err) != 0) {
+    fprintf(stderr, "sluiced: %s\n", err);
+    return 1;
+  }
+  /* SIGHUP re-reads the file as this user: fail now, not at the reload. */
+  if (pv.drop && access(path, R_OK) != 0) {
+    fprintf(stderr, "sluiced: %s: not readable by user %s (%s): reloads would fail\n", path,
+            pv.user, strerror(errno));
+    return 2;
+  }
+  if (sd_log_setup(cfg->log_file, cfg->log_level, cfg->log_format) != 0) {
+    fprintf(stderr, "sluiced: log_file %s: %s\n", cfg->log_file, strerror(errno));
+    return 2;
+  }
+  if (sd_pidfile_write(cfg->pid_file, err, sizeof err) != 0) {
+    fprintf(stderr, "sluiced: %s\n", err);
+    return 2;
+  }
+  if (pv.drop) sd_log(SD_LOG_INFO, "running as user %s (uid %u, gid %u)", pv.user,
+                      (unsigned)pv.uid, (unsigned)pv.gid);
   int rc;
   if (nworkers == 1) {
     /* One worker: no master process, so the pid a supervisor sees is the
        one that holds the connections. */
+    sd_proctitle_set("sluiced: worker 0");
     rc = sd_worker_run(path, cfg, 0, metrics_fd);
     sd_config_unref(cfg);
   } else {
     rc = master(path, cfg, nworkers, metrics_fd);
   }
   if (metrics_fd >= 0) close(metrics_fd);
+  sd_pidfile_remove();
   return rc;
 }
