@@ -107,8 +107,11 @@ int sd_pidfile_check(const char *path, char *err, size_t errlen) {
     snprintf(err, errlen, "pid_file %s: sluiced is already running as pid %ld", path, pid);
     return -1;
   }
-  /* Stale (a crash, a kill -9, a reboot without tmpfs): replace it. */
-  if (unlink(path) != 0 && errno != ENOENT) {
+  /* Stale (a crash, a kill -9, a reboot without tmpfs): replace it.  A
+     root without CAP_DAC_OVERRIDE (the systemd unit) cannot unlink in the
+     user's directory; then sd_pidfile_write, run as that user, who wrote
+     the stale file, overwrites it in place. */
+  if (unlink(path) != 0 && errno != ENOENT && errno != EACCES && errno != EPERM) {
     snprintf(err, errlen, "pid_file %s: stale, and cannot be removed: %s", path, strerror(errno));
     return -1;
   }

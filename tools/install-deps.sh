@@ -10,6 +10,7 @@ packages=(
   python3-pytest python3-aiosmtpd python3-matplotlib
   swaks libnet-ssleay-perl libio-socket-inet6-perl postfix unbound dnsutils tshark tcpdump
   gnuplot-nox lcov afl++ iproute2 procps
+  mandoc logrotate systemd debhelper dpkg-dev fakeroot lintian adduser
 )
 
 missing=()
