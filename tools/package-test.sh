@@ -68,7 +68,8 @@ dpkg-deb -x "$deb" "$root"
 for f in usr/sbin/sluiced usr/bin/sluice-replay usr/bin/sluice-sink usr/bin/sluice-gen-traffic \
          usr/share/doc/sluice/examples/sluiced.conf.example etc/sluice/sluiced.conf \
          usr/share/man/man8/sluiced.8.gz usr/share/man/man5/sluiced.conf.5.gz \
-         usr/share/man/man1/sluice-replay.1.gz lib/systemd/system/sluiced.service \
+         usr/share/man/man1/sluice-replay.1.gz usr/share/man/man1/sluice-sink.1.gz \
+         usr/share/man/man1/sluice-gen-traffic.1.gz lib/systemd/system/sluiced.service \
          etc/logrotate.d/sluiced usr/lib/tmpfiles.d/sluice.conf; do
   [ -e "$root/$f" ] || fail "$f not in the package"
 done

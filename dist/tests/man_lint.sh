@@ -6,7 +6,8 @@ set -u
 M=$1 D=$2 DIR=$3
 fail() { echo "FAIL: $*" >&2; exit 1; }
 [ -x "$M" ] || fail "mandoc not found (apt-get install mandoc; tools/install-deps.sh)"
-for p in "$DIR/man8/sluiced.8" "$DIR/man5/sluiced.conf.5" "$DIR/man1/sluice-replay.1"; do
+for p in "$DIR/man8/sluiced.8" "$DIR/man5/sluiced.conf.5" "$DIR/man1/sluice-replay.1" \
+         "$DIR/man1/sluice-sink.1" "$DIR/man1/sluice-gen-traffic.1"; do
   [ -s "$p" ] || fail "$p missing"
   out=$("$M" -T lint -W warning "$p" 2>&1) || fail "mandoc -T lint $p: $out"
   [ -z "$out" ] || fail "mandoc -T lint $p: $out"
@@ -22,4 +23,4 @@ done
 # Each entry is a .TP paragraph: as many as keys, no stray ones.
 tp=$(grep -c '^\.TP$' "$conf")
 [ "$tp" -ge "$n" ] || fail "$tp entries for $n keys"
-echo "ok: 3 pages lint clean, sluiced.conf(5) lists $n keys"
+echo "ok: 5 pages lint clean, sluiced.conf(5) lists $n keys"
