@@ -291,38 +291,34 @@ int main(int argc, char **argv) {
      binding anything, bind what needs root, drop, then open the log and
      write the pidfile as the user every later reopen runs as. */
   sd_privs pv;
+  int rc = 2, metrics_fd = -1;
   if (sd_pidfile_check(cfg->pid_file, err, sizeof err) != 0 ||
-      sd_privs_resolve(cfg, &pv, err, sizeof err) != 0) {
-    fprintf(stderr, "sluiced: %s\n", err);
-    return 2;
+      sd_privs_resolve(cfg, &pv, err, sizeof err) != 0)
+    goto fail;
+  rc = 1;
+  if (sd_privs_prebind(&pv, cfg, nworkers, err, sizeof err) != 0) goto fail;
+  metrics_fd = open_metrics(cfg);
+  if (metrics_fd == -2) {
+    metrics_fd = -1;
+    snprintf(err, sizeof err, "metrics_listen %s: cannot listen", cfg->metrics_listen);
+    goto fail;
   }
-  if (sd_privs_prebind(&pv, cfg, nworkers, err, sizeof err) != 0) {
-    fprintf(stderr, "sluiced: %s\n", err);
-    return 1;
-  }
-  int metrics_fd = open_metrics(cfg);
-  if (metrics_fd == -2) return 1;
-  if (sd_privs_drop(&pv, err, sizeof err) != 0) {
-    fprintf(stderr, "sluiced: %s\n", err);
-    return 1;
-  }
+  if (sd_privs_drop(&pv, err, sizeof err) != 0) goto fail;
+  rc = 2;
   /* SIGHUP re-reads the file as this user: fail now, not at the reload. */
   if (pv.drop && access(path, R_OK) != 0) {
-    fprintf(stderr, "sluiced: %s: not readable by user %s (%s): reloads would fail\n", path,
-            pv.user, strerror(errno));
-    return 2;
+    snprintf(err, sizeof err, "%s: not readable by user %s (%s): reloads would fail", path,
+             pv.user, strerror(errno));
+    goto fail;
   }
   if (sd_log_setup(cfg->log_file, cfg->log_level, cfg->log_format) != 0) {
-    fprintf(stderr, "sluiced: log_file %s: %s\n", cfg->log_file, strerror(errno));
-    return 2;
+    snprintf(err, sizeof err, "log_file %s: %s", cfg->log_file, strerror(errno));
+    goto fail;
   }
-  if (sd_pidfile_write(cfg->pid_file, err, sizeof err) != 0) {
-    fprintf(stderr, "sluiced: %s\n", err);
-    return 2;
-  }
-  if (pv.drop) sd_log(SD_LOG_INFO, "running as user %s (uid %u, gid %u)", pv.user,
-                      (unsigned)pv.uid, (unsigned)pv.gid);
-  int rc;
+  if (sd_pidfile_write(cfg->pid_file, err, sizeof err) != 0) goto fail;
+  if (pv.drop)
+    sd_log(SD_LOG_INFO, "running as user %s (uid %u, gid %u)", pv.user, (unsigned)pv.uid,
+           (unsigned)pv.gid);
   if (nworkers == 1) {
     /* One worker: no master process, so the pid a supervisor sees is the
        one that holds the connections. */
@@ -334,5 +330,11 @@ int main(int argc, char **argv) {
   }
   if (metrics_fd >= 0) close(metrics_fd);
   sd_pidfile_remove();
+  return rc;
+fail:
+  fprintf(stderr, "sluiced: %s\n", err);
+  sd_privs_close_all();
+  if (metrics_fd >= 0) close(metrics_fd);
+  sd_config_unref(cfg);
   return rc;
 }

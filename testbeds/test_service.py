@@ -125,7 +125,12 @@ def service(svcdir, sink):
 
     yield make
     for s in started:
-        s.stop(signal.SIGKILL) if s.proc and s.proc.poll() is None else None
+        if s.proc and s.proc.poll() is None:
+            s.stop(signal.SIGKILL)
+        # Sanitizer reports (an ASan build) go to stderr, workers' too.
+        if s.proc:
+            err = s.stderr()
+            assert "ERROR: AddressSanitizer" not in err and "runtime error:" not in err, err[-4000:]
 
 
 def status(pid):
