@@ -23,24 +23,31 @@ static char *title_area; /* argv[0] .. the end of the last contiguous string */
 static size_t title_len;
 
 void sd_proctitle_init(int argc, char **argv) {
-  if (argc < 1 || argv[0] == NULL) return;
+  if (argc < 1 || argv[0] == NULL)
+    return;
   /* The area the kernel shows as /proc/PID/cmdline: argv's strings and,
      when contiguous with them, the environment's (as nginx and Postfix). */
   char *start = argv[0];
   char *end = argv[0] + strlen(argv[0]) + 1;
   for (int i = 1; i < argc; i++)
-    if (argv[i] == end) end = argv[i] + strlen(argv[i]) + 1;
+    if (argv[i] == end)
+      end = argv[i] + strlen(argv[i]) + 1;
   size_t nenv = 0;
-  while (environ[nenv]) nenv++;
+  while (environ[nenv])
+    nenv++;
   for (size_t i = 0; i < nenv; i++)
-    if (environ[i] == end) end = environ[i] + strlen(environ[i]) + 1;
+    if (environ[i] == end)
+      end = environ[i] + strlen(environ[i]) + 1;
   /* Copies first: every title overwrites the original strings. */
   char **env = calloc(nenv + 1, sizeof *env);
-  if (env == NULL) return;
+  if (env == NULL)
+    return;
   for (size_t i = 0; i < nenv; i++)
-    if ((env[i] = strdup(environ[i])) == NULL) return;
+    if ((env[i] = strdup(environ[i])) == NULL)
+      return;
   for (int i = 0; i < argc; i++)
-    if ((argv[i] = strdup(argv[i])) == NULL) return;
+    if ((argv[i] = strdup(argv[i])) == NULL)
+      return;
   environ = env;
   title_area = start;
   title_len = (size_t)(end - start);
@@ -65,11 +72,13 @@ void sd_proctitle_set(const char *fmt, ...) {
   memcpy(comm, src, cn);
   comm[cn] = '\0';
   prctl(PR_SET_NAME, comm, 0, 0, 0);
-  if (title_area == NULL || title_len < 2) return;
+  if (title_area == NULL || title_len < 2)
+    return;
   /* NULs after the title: the kernel then ends cmdline at the title. */
   memset(title_area, 0, title_len);
   size_t n = strlen(buf);
-  if (n > title_len - 1) n = title_len - 1;
+  if (n > title_len - 1)
+    n = title_len - 1;
   memcpy(title_area, buf, n);
 }
 
@@ -81,22 +90,27 @@ static char pid_path[4096];
 /* 1 if pid is a running sluiced: alive, and its name (as sluiced sets it,
    or as exec gave it) says sluiced.  An unreadable name counts as ours. */
 static int live_sluiced(pid_t pid) {
-  if (pid <= 0 || pid == getpid()) return 0;
-  if (kill(pid, 0) != 0 && errno != EPERM) return 0;
+  if (pid <= 0 || pid == getpid())
+    return 0;
+  if (kill(pid, 0) != 0 && errno != EPERM)
+    return 0;
   char p[64], comm[32] = "";
   snprintf(p, sizeof p, "/proc/%d/comm", (int)pid);
   FILE *f = fopen(p, "r");
-  if (f == NULL) return 1;
+  if (f == NULL)
+    return 1;
   int ok = fgets(comm, sizeof comm, f) != NULL;
   fclose(f);
   return !ok || strncmp(comm, "sluiced", 7) == 0;
 }
 
 int sd_pidfile_check(const char *path, char *err, size_t errlen) {
-  if (path == NULL) return 0;
+  if (path == NULL)
+    return 0;
   FILE *f = fopen(path, "r");
   if (f == NULL) {
-    if (errno == ENOENT) return 0;
+    if (errno == ENOENT)
+      return 0;
     snprintf(err, errlen, "pid_file %s: %s", path, strerror(errno));
     return -1;
   }
@@ -104,33 +118,40 @@ int sd_pidfile_check(const char *path, char *err, size_t errlen) {
   int n = fscanf(f, "%ld", &pid);
   fclose(f);
   if (n == 1 && live_sluiced((pid_t)pid)) {
-    snprintf(err, errlen, "pid_file %s: sluiced is already running as pid %ld", path, pid);
+    snprintf(err, errlen, "pid_file %s: sluiced is already running as pid %ld",
+             path, pid);
     return -1;
   }
   /* Stale (a crash, a kill -9, a reboot without tmpfs): replace it.  A
      root without CAP_DAC_OVERRIDE (the systemd unit) cannot unlink in the
      user's directory; then sd_pidfile_write, run as that user, who wrote
      the stale file, overwrites it in place. */
-  if (unlink(path) != 0 && errno != ENOENT && errno != EACCES && errno != EPERM) {
-    snprintf(err, errlen, "pid_file %s: stale, and cannot be removed: %s", path, strerror(errno));
+  if (unlink(path) != 0 && errno != ENOENT && errno != EACCES &&
+      errno != EPERM) {
+    snprintf(err, errlen, "pid_file %s: stale, and cannot be removed: %s", path,
+             strerror(errno));
     return -1;
   }
   return 0;
 }
 
 int sd_pidfile_write(const char *path, char *err, size_t errlen) {
-  if (path == NULL) return 0;
+  if (path == NULL)
+    return 0;
   int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) {
     int e = errno;
-    snprintf(err, errlen, "pid_file %s: %s (it is written as uid %u, after the drop: its "
+    snprintf(err, errlen,
+             "pid_file %s: %s (it is written as uid %u, after the drop: its "
              "directory must be writable by that user)",
              path, strerror(e), (unsigned)geteuid());
     return -1;
   }
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    snprintf(err, errlen, "pid_file %s: locked by another sluiced that started at the same time",
-             path);
+    snprintf(
+        err, errlen,
+        "pid_file %s: locked by another sluiced that started at the same time",
+        path);
     close(fd);
     return -1;
   }
@@ -147,11 +168,12 @@ int sd_pidfile_write(const char *path, char *err, size_t errlen) {
 }
 
 void sd_pidfile_remove(void) {
-  if (pid_fd < 0) return;
+  if (pid_fd < 0)
+    return;
   /* Only the file this process wrote: another instance may own the name. */
   struct stat a, b;
-  if (fstat(pid_fd, &a) == 0 && stat(pid_path, &b) == 0 && a.st_dev == b.st_dev &&
-      a.st_ino == b.st_ino)
+  if (fstat(pid_fd, &a) == 0 && stat(pid_path, &b) == 0 &&
+      a.st_dev == b.st_dev && a.st_ino == b.st_ino)
     unlink(pid_path);
   close(pid_fd);
   pid_fd = -1;

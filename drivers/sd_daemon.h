@@ -14,7 +14,8 @@
 void sd_proctitle_init(int argc, char **argv);
 /* Sets the title: the argv area (ps, /proc/PID/cmdline) and, shortened to
    15 bytes, the thread name (top, /proc/PID/comm). */
-void sd_proctitle_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void sd_proctitle_set(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
 
 /* Before binding: a pidfile naming a live sluiced refuses the start (-1 +
    err); one naming a dead process (or another program) is removed.  0

@@ -30,14 +30,16 @@ static char dropped_user[64];
 
 static const char *str_or_empty(const char *s) { return s ? s : ""; }
 
-int sd_privs_resolve(const sd_config *cfg, sd_privs *p, char *err, size_t errlen) {
+int sd_privs_resolve(const sd_config *cfg, sd_privs *p, char *err,
+                     size_t errlen) {
   memset(p, 0, sizeof *p);
   p->uid = (uid_t)-1;
   p->gid = (gid_t)-1;
   const char *name = cfg->path ? cfg->path : "config";
   if (cfg->user == NULL) {
     if (cfg->group != NULL) {
-      snprintf(err, errlen, "%s: group: needs user (the drop switches both)", name);
+      snprintf(err, errlen, "%s: group: needs user (the drop switches both)",
+               name);
       return -1;
     }
     return 0;
@@ -51,7 +53,8 @@ int sd_privs_resolve(const sd_config *cfg, sd_privs *p, char *err, size_t errlen
      almost certainly a mistake that would leave workers as root. */
   if (pw->pw_uid == 0) {
     snprintf(err, errlen,
-             "%s: user: \"%s\" is uid 0; name an unprivileged user (or leave user empty)",
+             "%s: user: \"%s\" is uid 0; name an unprivileged user (or leave "
+             "user empty)",
              name, cfg->user);
     return -1;
   }
@@ -61,13 +64,16 @@ int sd_privs_resolve(const sd_config *cfg, sd_privs *p, char *err, size_t errlen
   if (cfg->group != NULL) {
     struct group *gr = getgrnam(cfg->group);
     if (gr == NULL) {
-      snprintf(err, errlen, "%s: group: no such group \"%s\"", name, cfg->group);
+      snprintf(err, errlen, "%s: group: no such group \"%s\"", name,
+               cfg->group);
       return -1;
     }
     p->gid = gr->gr_gid;
   }
   if (p->gid == 0) {
-    snprintf(err, errlen, "%s: group: gid 0 would keep root's group; name another group", name);
+    snprintf(err, errlen,
+             "%s: group: gid 0 would keep root's group; name another group",
+             name);
     return -1;
   }
   if (geteuid() == 0) {
@@ -75,17 +81,20 @@ int sd_privs_resolve(const sd_config *cfg, sd_privs *p, char *err, size_t errlen
   } else if (geteuid() != p->uid) {
     /* Started unprivileged as someone else (not by root): no way to switch. */
     snprintf(err, errlen,
-             "%s: user: sluiced runs as uid %u, not root, and cannot switch to \"%s\"", name,
-             (unsigned)geteuid(), cfg->user);
+             "%s: user: sluiced runs as uid %u, not root, and cannot switch to "
+             "\"%s\"",
+             name, (unsigned)geteuid(), cfg->user);
     return -1;
   }
   /* Already that user (e.g. systemd's User=): nothing to drop. */
   return 0;
 }
 
-static int bind_one(const sd_listen_cfg *lc, int *out, char *err, size_t errlen) {
+static int bind_one(const sd_listen_cfg *lc, int *out, char *err,
+                    size_t errlen) {
   /* The same socket options as the worker's own open_listener(). */
-  int fd = socket(lc->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(lc->addr.ss.ss_family,
+                  SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     snprintf(err, errlen, "listen %s: socket: %s", lc->text, strerror(errno));
     return -1;
@@ -105,9 +114,10 @@ static int bind_one(const sd_listen_cfg *lc, int *out, char *err, size_t errlen)
   return 0;
 }
 
-int sd_privs_prebind(const sd_privs *p, const sd_config *cfg, uint32_t nworkers, char *err,
-                     size_t errlen) {
-  if (!p->drop) return 0;
+int sd_privs_prebind(const sd_privs *p, const sd_config *cfg, uint32_t nworkers,
+                     char *err, size_t errlen) {
+  if (!p->drop)
+    return 0;
   pb = calloc((size_t)nworkers * cfg->nlisten + 1, sizeof *pb);
   if (pb == NULL) {
     snprintf(err, errlen, "out of memory");
@@ -134,25 +144,30 @@ static int no_capabilities(void) {
   memset(d, 0, sizeof d);
   if (syscall(SYS_capget, &h, d) == 0) {
     for (int i = 0; i < 2; i++)
-      if (d[i].effective || d[i].permitted) return 0;
+      if (d[i].effective || d[i].permitted)
+        return 0;
     return 1;
   }
   /* capget filtered (a seccomp policy): the kernel's own account. */
   FILE *f = fopen("/proc/self/status", "r");
-  if (f == NULL) return 0; /* cannot tell: fail closed */
+  if (f == NULL)
+    return 0; /* cannot tell: fail closed */
   char line[256];
   int seen = 0, clear = 1;
   while (fgets(line, sizeof line, f)) {
-    if (strncmp(line, "CapPrm:", 7) != 0 && strncmp(line, "CapEff:", 7) != 0) continue;
+    if (strncmp(line, "CapPrm:", 7) != 0 && strncmp(line, "CapEff:", 7) != 0)
+      continue;
     seen++;
-    if (strtoull(line + 7, NULL, 16) != 0) clear = 0;
+    if (strtoull(line + 7, NULL, 16) != 0)
+      clear = 0;
   }
   fclose(f);
   return seen == 2 && clear;
 }
 
 int sd_privs_drop(const sd_privs *p, char *err, size_t errlen) {
-  if (!p->drop) return 0;
+  if (!p->drop)
+    return 0;
   /* Supplementary groups first (they need root), from /etc/group, so that
      e.g. membership of ssl-cert lets the user read private keys. */
   if (initgroups(p->user, p->gid) != 0) {
@@ -160,13 +175,13 @@ int sd_privs_drop(const sd_privs *p, char *err, size_t errlen) {
     return -1;
   }
   if (setresgid(p->gid, p->gid, p->gid) != 0) {
-    snprintf(err, errlen, "user %s: setresgid(%u): %s", p->user, (unsigned)p->gid,
-             strerror(errno));
+    snprintf(err, errlen, "user %s: setresgid(%u): %s", p->user,
+             (unsigned)p->gid, strerror(errno));
     return -1;
   }
   if (setresuid(p->uid, p->uid, p->uid) != 0) {
-    snprintf(err, errlen, "user %s: setresuid(%u): %s", p->user, (unsigned)p->uid,
-             strerror(errno));
+    snprintf(err, errlen, "user %s: setresuid(%u): %s", p->user,
+             (unsigned)p->uid, strerror(errno));
     return -1;
   }
   /* Trust but verify: no saved root id, no way back, no capability left
@@ -174,9 +189,11 @@ int sd_privs_drop(const sd_privs *p, char *err, size_t errlen) {
   uid_t r, e, s;
   gid_t rg, eg, sg;
   if (getresuid(&r, &e, &s) != 0 || r != p->uid || e != p->uid || s != p->uid ||
-      getresgid(&rg, &eg, &sg) != 0 || rg != p->gid || eg != p->gid || sg != p->gid ||
-      setuid(0) == 0 || seteuid(0) == 0 || setgid(0) == 0 || !no_capabilities()) {
-    snprintf(err, errlen, "user %s: privileges could not be dropped for good", p->user);
+      getresgid(&rg, &eg, &sg) != 0 || rg != p->gid || eg != p->gid ||
+      sg != p->gid || setuid(0) == 0 || seteuid(0) == 0 || setgid(0) == 0 ||
+      !no_capabilities()) {
+    snprintf(err, errlen, "user %s: privileges could not be dropped for good",
+             p->user);
     return -1;
   }
   prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
@@ -214,8 +231,10 @@ int sd_privs_take_listener(const sd_sockaddr *addr) {
 }
 
 const char *sd_privs_bind_hint(int err) {
-  if (!dropped || err != EACCES) return "";
-  return " (sluiced dropped privileges after start: a new port below 1024 needs a restart)";
+  if (!dropped || err != EACCES)
+    return "";
+  return " (sluiced dropped privileges after start: a new port below 1024 "
+         "needs a restart)";
 }
 
 static int str_changed(const char *a, const char *b) {
@@ -224,31 +243,38 @@ static int str_changed(const char *a, const char *b) {
 
 static int prebound_has(const sd_sockaddr *a) {
   for (size_t i = 0; i < npb; i++)
-    if (same_addr(&pb[i].addr, a)) return 1;
+    if (same_addr(&pb[i].addr, a))
+      return 1;
   return 0;
 }
 
-int sd_privs_check_reload(const sd_config *old, const sd_config *nw, char *err, size_t errlen) {
+int sd_privs_check_reload(const sd_config *old, const sd_config *nw, char *err,
+                          size_t errlen) {
   const char *name = nw->path ? nw->path : "config";
   static const char *const keys[] = {"user", "group", "pid_file"};
   const char *const was[] = {old->user, old->group, old->pid_file};
   const char *const now[] = {nw->user, nw->group, nw->pid_file};
   for (int i = 0; i < 3; i++)
     if (str_changed(was[i], now[i])) {
-      snprintf(err, errlen, "%s: %s: changed from \"%s\" to \"%s\"; that needs a restart", name,
-               keys[i], str_or_empty(was[i]), str_or_empty(now[i]));
+      snprintf(err, errlen,
+               "%s: %s: changed from \"%s\" to \"%s\"; that needs a restart",
+               name, keys[i], str_or_empty(was[i]), str_or_empty(now[i]));
       return -1;
     }
-  if (!dropped) return 0;
+  if (!dropped)
+    return 0;
   for (size_t i = 0; i < nw->nlisten; i++) {
     const sd_listen_cfg *lc = &nw->listen[i];
     int known = prebound_has(&lc->addr);
-    for (size_t j = 0; j < old->nlisten && !known; j++) known = same_addr(&old->listen[j].addr, &lc->addr);
-    if (known) continue; /* the workers keep their socket for it */
+    for (size_t j = 0; j < old->nlisten && !known; j++)
+      known = same_addr(&old->listen[j].addr, &lc->addr);
+    if (known)
+      continue; /* the workers keep their socket for it */
     /* A new address: the workers will bind it as this user; try now, so the
        reload is refused as a whole with the reason. */
     int fd = socket(lc->addr.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) continue;
+    if (fd < 0)
+      continue;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
@@ -258,11 +284,13 @@ int sd_privs_check_reload(const sd_config *old, const sd_config *nw, char *err, 
     int e = errno;
     close(fd);
     if (rc != 0) {
-      snprintf(err, errlen, "%s:%d: listen: %s: %s as user %s%s", name, lc->line, lc->text,
-               strerror(e), dropped_user,
-               e == EACCES ? " (a port below 1024 is bound only at start, as root: restart "
-                             "sluiced to add it)"
-                           : "");
+      snprintf(
+          err, errlen, "%s:%d: listen: %s: %s as user %s%s", name, lc->line,
+          lc->text, strerror(e), dropped_user,
+          e == EACCES
+              ? " (a port below 1024 is bound only at start, as root: restart "
+                "sluiced to add it)"
+              : "");
       return -1;
     }
   }
@@ -273,7 +301,8 @@ void sd_privs_sync(const sd_config *cfg) {
   size_t k = 0;
   for (size_t i = 0; i < npb; i++) {
     int keep = 0;
-    for (size_t j = 0; j < cfg->nlisten && !keep; j++) keep = same_addr(&cfg->listen[j].addr, &pb[i].addr);
+    for (size_t j = 0; j < cfg->nlisten && !keep; j++)
+      keep = same_addr(&cfg->listen[j].addr, &pb[i].addr);
     if (!keep) {
       close(pb[i].fd);
       continue;
@@ -284,6 +313,7 @@ void sd_privs_sync(const sd_config *cfg) {
 }
 
 void sd_privs_close_all(void) {
-  for (size_t i = 0; i < npb; i++) close(pb[i].fd);
+  for (size_t i = 0; i < npb; i++)
+    close(pb[i].fd);
   npb = 0;
 }

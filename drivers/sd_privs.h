@@ -27,12 +27,13 @@ typedef struct sd_privs {
 /* Looks up user and group (also for --check-config).  Refuses uid or gid
    0, a group without a user, and a user other than the current one when
    not started as root.  0 or -1 + err. */
-int sd_privs_resolve(const sd_config *cfg, sd_privs *p, char *err, size_t errlen);
+int sd_privs_resolve(const sd_config *cfg, sd_privs *p, char *err,
+                     size_t errlen);
 
 /* Binds every listener of cfg nworkers times (rows 0..nworkers-1), when
    p->drop.  0 or -1 + err ("listen ADDR: ..."). */
-int sd_privs_prebind(const sd_privs *p, const sd_config *cfg, uint32_t nworkers, char *err,
-                     size_t errlen);
+int sd_privs_prebind(const sd_privs *p, const sd_config *cfg, uint32_t nworkers,
+                     char *err, size_t errlen);
 
 /* setgroups (initgroups), setgid, setuid, then checks that neither uid 0
    nor any capability can be had back.  No-op without p->drop. 0 or -1. */
@@ -55,7 +56,8 @@ const char *sd_privs_bind_hint(int err);
 /* Master, reload: what the new config may not change after the drop (user,
    group, pid_file), and new listeners the unprivileged master cannot bind
    (tried with a bind that is closed at once).  0 or -1 + err. */
-int sd_privs_check_reload(const sd_config *old, const sd_config *nw, char *err, size_t errlen);
+int sd_privs_check_reload(const sd_config *old, const sd_config *nw, char *err,
+                          size_t errlen);
 
 /* Master, after an accepted reload: closes its copies of listeners the new
    config no longer has, so that no socket is left listening unserved. */

@@ -13,23 +13,30 @@
 /* man(7) text: a backslash is \e, and a line must not start with a control
    character (the doc strings are single lines, so only their start). */
 static void put_text(FILE *o, const char *s) {
-  if (*s == '.' || *s == '\'') fputs("\\&", o);
+  if (*s == '.' || *s == '\'')
+    fputs("\\&", o);
   for (; *s; s++) {
-    if (*s == '\\') fputs("\\e", o);
-    else if (*s == '-') fputs("\\-", o);
-    else fputc(*s, o);
+    if (*s == '\\')
+      fputs("\\e", o);
+    else if (*s == '-')
+      fputs("\\-", o);
+    else
+      fputc(*s, o);
   }
 }
 
 /* The default of key as --print-defaults spells it, from the dump of a
    fresh config (repeatable keys have none). */
-static const char *default_of(const char *dump, const char *key, char *out, size_t n) {
+static const char *default_of(const char *dump, const char *key, char *out,
+                              size_t n) {
   size_t kl = strlen(key);
-  for (const char *l = dump; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+  for (const char *l = dump; l && *l;
+       l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
     if (strncmp(l, key, kl) == 0 && strncmp(l + kl, " = ", 3) == 0) {
       const char *v = l + kl + 3, *e = strchr(v, '\n');
       size_t len = e ? (size_t)(e - v) : strlen(v);
-      if (len >= n) len = n - 1;
+      if (len >= n)
+        len = n - 1;
       memcpy(out, v, len);
       out[len] = '\0';
       return out;
@@ -52,7 +59,8 @@ int main(int argc, char **argv) {
   char *dump = NULL;
   size_t dlen = 0;
   FILE *d = open_memstream(&dump, &dlen);
-  if (c == NULL || d == NULL) return 1;
+  if (c == NULL || d == NULL)
+    return 1;
   sl_config_dump(c, d, 0);
   fclose(d);
   FILE *o = fopen(argv[2], "w");
