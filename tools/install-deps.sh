@@ -10,9 +10,11 @@ packages=(
   python3-pytest python3-aiosmtpd python3-matplotlib
   swaks libnet-ssleay-perl libio-socket-inet6-perl postfix unbound dnsutils tshark tcpdump
   gnuplot-nox lcov afl++ iproute2 procps
-  mandoc logrotate systemd debhelper dpkg-dev fakeroot lintian adduser
 )
 
+# sluice as a service: man page lint, unit and logrotate checks, the Debian
+# package build and its lintian (dist/, debian/, tools/package-test.sh).
+packages+=(mandoc logrotate systemd debhelper dpkg-dev fakeroot lintian adduser)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

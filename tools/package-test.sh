@@ -14,12 +14,23 @@
 #      removed again if it did not exist), pid file, process titles, a
 #      message relayed to sluice-sink, SIGUSR1 reopen, SIGTERM stop.
 # Bounded: each wait has a timeout; the build is the long part (~2-3 min
-# on two cores).  Usage: tools/package-test.sh [--keep]
+# on two cores).  Usage: tools/package-test.sh [--keep] [--dpkg]
+# --dpkg also installs the package with dpkg -i (maintainer scripts: the
+# user, the directories, the conffile; policy-rc.d keeps any service from
+# starting), runs --check-config on the installed /etc/sluice/sluiced.conf,
+# then purges it and checks that nothing is left (the user is removed too
+# when this script created it).  Refused if sluice is already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
-keep=0
-[ "${1:-}" = "--keep" ] && keep=1
+keep=0 dpkg_trial=0
+for a in "$@"; do
+  case $a in
+    --keep) keep=1 ;;
+    --dpkg) dpkg_trial=1 ;;
+    *) echo "usage: $0 [--keep] [--dpkg]" >&2; exit 2 ;;
+  esac
+done
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 step() { printf '\n=== %s\n' "$*"; }
@@ -148,5 +159,34 @@ wait "$spid" && rc=0 || rc=$?
 [ $rc -eq 0 ] || fail "sluiced exited with $rc: $(cat "$tmp/sluiced.out")"
 [ ! -e "$tmp/run/sluiced.pid" ] || fail "pid file left behind"
 grep -q 'msg=session .*stage=delivered' "$tmp/log/sluiced.log.1" || fail "no session line"
+if [ $dpkg_trial -eq 1 ]; then
+  step "dpkg -i, then purge"
+  dpkg-query -W -f='${Status}' sluice 2>/dev/null | grep -q 'installed' &&
+    fail "sluice is installed on this machine already: not touching it"
+  # The user this script made for the run goes first, so that the
+  # postinst's own adduser is what is tested (cleanup removes its user).
+  if [ $created_user -eq 1 ]; then
+    userdel sluice
+    groupdel sluice 2>/dev/null || true
+  fi
+  policy_created=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    policy_created=1
+  fi
+  dpkg -i "$deb" > "$tmp/dpkg-i.log" 2>&1 || { cat "$tmp/dpkg-i.log"; dpkg --purge sluice || true; fail "dpkg -i"; }
+  getent passwd sluice > /dev/null || fail "postinst did not create user sluice"
+  [ "$(stat -c %U:%G:%a /run/sluice)" = sluice:sluice:755 ] || fail "/run/sluice: $(stat -c %U:%G:%a /run/sluice)"
+  [ "$(stat -c %U:%G:%a /var/log/sluice)" = sluice:adm:750 ] || fail "/var/log/sluice"
+  /usr/sbin/sluiced --check-config -c /etc/sluice/sluiced.conf || fail "installed config does not check"
+  dpkg --purge sluice > "$tmp/dpkg-purge.log" 2>&1 || { cat "$tmp/dpkg-purge.log"; fail "dpkg --purge"; }
+  [ $policy_created -eq 1 ] && rm -f /usr/sbin/policy-rc.d
+  for f in /usr/sbin/sluiced /etc/sluice /var/log/sluice /run/sluice /lib/systemd/system/sluiced.service; do
+    [ ! -e "$f" ] || fail "$f left after purge"
+  done
+  echo "installed and purged cleanly"
+fi
+
 echo "ok: package built, lintian clean of errors, installed sluiced ran as sluice and relayed" \
      "($(( $(date +%s) - start )) s)"
