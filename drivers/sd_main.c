@@ -16,9 +16,11 @@
 #include <unistd.h>
 
 #include "sd_config.h"
+#include "sd_daemon.h"
 #include "sd_listen.h"
 #include "sd_log.h"
 #include "sd_metrics.h"
+#include "sd_privs.h"
 #include "sd_state.h"
 #include "sd_worker.h"
 
@@ -57,6 +59,9 @@ static void usage(FILE *f) {
 "  SIGINT    same as SIGTERM\n"
 "  SIGUSR1   reopen log_file (after rotation)\n"
 "\n"
+"Service: with \"user\" (and \"group\") sluiced binds as root, then drops to\n"
+"that user before forking workers; \"pid_file\" is written after the drop.\n"
+"\n"
 "Logs: one line per session (logfmt or JSON: log_format) on stderr or\n"
 "log_file.  Metrics: OpenMetrics text at http://<metrics_listen>/metrics.\n"
 "Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a bad\n"
@@ -89,6 +94,8 @@ static pid_t spawn(const char *path, sd_config *cfg, uint32_t index, int metrics
   if (pid != 0) return pid;
   /* A worker must not outlive its master. */
   prctl(PR_SET_PDEATHSIG, SIGTERM);
+  sd_privs_select(index); /* its own pre-bound sockets, if the master bound them */
+  sd_proctitle_set("sluiced: worker %u", index);
   signal(SIGHUP, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
   signal(SIGINT, SIG_DFL);
@@ -145,6 +152,7 @@ static sd_config *master_reload(const char *path, sd_config *cfg, sd_guards *gua
   sd_gen *g = NULL;
   if (sd_config_load(path, &nc, err, sizeof err) != 0 ||
       (g = sd_gen_new(NULL, nc, err, sizeof err)) == NULL ||
+      sd_privs_check_reload(cfg, nc, err, sizeof err) != 0 ||
       sd_guards_sync(guards, nc, err, sizeof err) != 0) {
     sd_gen_unref(g);
     sd_config_unref(nc);
@@ -153,6 +161,7 @@ static sd_config *master_reload(const char *path, sd_config *cfg, sd_guards *gua
     return NULL;
   }
   sd_gen_unref(g);
+  sd_privs_sync(nc); /* no pre-bound socket of a dropped listener stays open */
   /* The master's own lines follow the new log settings too. */
   if (sd_log_setup(nc->log_file, nc->log_level, nc->log_format) != 0)
     sd_log(SD_LOG_ERR, "log_file %s: %s", nc->log_file, strerror(errno));
@@ -168,6 +177,7 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
                   sd_state *state, sd_guards *guards) {
   worker_slot *ws = calloc(nworkers, sizeof *ws);
   if (ws == NULL) return 1;
+  sd_proctitle_set("sluiced: master");
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
@@ -230,6 +240,8 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
     }
     if ((got_sig[SIGTERM] || got_sig[SIGINT]) && !stopping) {
       stopping = 1;
+      sd_privs_close_all(); /* new clients are refused while workers drain */
+      sd_privs_close_all(); /* new clients are refused while workers drain */
       for (uint32_t i = 0; i < nworkers; i++)
         if (ws[i].pid > 0) kill(ws[i].pid, SIGTERM);
     }
@@ -295,6 +307,7 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
 }
 
 int main(int argc, char **argv) {
+  sd_proctitle_init(argc, argv); /* argv[i] now point at copies */
   const char *path = "/etc/sluiced.conf";
   int check = 0, print_cfg = 0, print_defaults = 0, changed_only = 0;
   long workers_override = -1;
@@ -346,6 +359,12 @@ int main(int argc, char **argv) {
       return 2;
     }
     sd_gen_unref(g);
+    sd_privs pv;
+    if (sd_privs_resolve(cfg, &pv, err, sizeof err) != 0) {
+      fprintf(stderr, "sluiced: %s\n", err);
+      sd_config_unref(cfg);
+      return 2;
+    }
     printf("%s: configuration OK\n", path);
     sd_config_unref(cfg);
     return 0;
@@ -360,37 +379,56 @@ int main(int argc, char **argv) {
     fprintf(stderr, "sluiced: cannot map the metrics block\n");
     return 1;
   }
-  if (sd_log_setup(cfg->log_file, cfg->log_level, cfg->log_format) != 0) {
-    fprintf(stderr, "sluiced: log_file %s: %s\n", cfg->log_file, strerror(errno));
-    return 2;
-  }
   uint32_t nworkers = workers_override >= 0 ? (uint32_t)workers_override : cfg->workers;
   if (nworkers == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     nworkers = n > 0 ? (uint32_t)n : 1;
   }
   if (nworkers > SD_MAX_WORKERS) nworkers = SD_MAX_WORKERS;
-  /* The ports first: refusing to share one is a configuration error. */
+  /* Service start (sd_privs.c, sd_daemon.c): refuse a live pidfile before
+     binding anything, claim the ports and bind what needs root, drop, then
+     open the log and write the pidfile as the user every later reopen runs
+     as. */
+  sd_privs pv;
   sd_guards guards = {NULL, 0};
-  if (sd_guards_sync(&guards, cfg, err, sizeof err) != 0) {
-    sd_log(SD_LOG_ERR, "%s", err);
-    sd_config_unref(cfg);
-    return 2;
-  }
+  sd_state *state = NULL;
+  int rc = 2, metrics_fd = -1;
+  if (sd_pidfile_check(cfg->pid_file, err, sizeof err) != 0 ||
+      sd_privs_resolve(cfg, &pv, err, sizeof err) != 0)
+    goto fail;
+  /* The ports first: refusing to share one is a configuration error. */
+  if (sd_guards_sync(&guards, cfg, err, sizeof err) != 0) goto fail;
+  rc = 1;
   /* One admission table for the machine, made before the workers fork. */
-  sd_state *state = sd_state_shm_new(&cfg->ratelim, err, sizeof err);
-  if (state == NULL) {
-    sd_log(SD_LOG_ERR, "%s", err);
-    sd_guards_close(&guards);
-    sd_config_unref(cfg);
-    return 1;
+  state = sd_state_shm_new(&cfg->ratelim, err, sizeof err);
+  if (state == NULL) goto fail;
+  if (sd_privs_prebind(&pv, cfg, nworkers, err, sizeof err) != 0) goto fail;
+  metrics_fd = open_metrics(cfg);
+  if (metrics_fd == -2) {
+    metrics_fd = -1;
+    snprintf(err, sizeof err, "metrics_listen %s: cannot listen", cfg->metrics_listen);
+    goto fail;
   }
-  int metrics_fd = open_metrics(cfg);
-  if (metrics_fd == -2) return 1;
-  int rc;
+  if (sd_privs_drop(&pv, err, sizeof err) != 0) goto fail;
+  rc = 2;
+  /* SIGHUP re-reads the file as this user: fail now, not at the reload. */
+  if (pv.drop && access(path, R_OK) != 0) {
+    snprintf(err, sizeof err, "%s: not readable by user %s (%s): reloads would fail", path,
+             pv.user, strerror(errno));
+    goto fail;
+  }
+  if (sd_log_setup(cfg->log_file, cfg->log_level, cfg->log_format) != 0) {
+    snprintf(err, sizeof err, "log_file %s: %s", cfg->log_file, strerror(errno));
+    goto fail;
+  }
+  if (sd_pidfile_write(cfg->pid_file, err, sizeof err) != 0) goto fail;
+  if (pv.drop)
+    sd_log(SD_LOG_INFO, "running as user %s (uid %u, gid %u)", pv.user, (unsigned)pv.uid,
+           (unsigned)pv.gid);
   if (nworkers == 1) {
     /* One worker: no master process, so the pid a supervisor sees is the
        one that holds the connections. */
+    sd_proctitle_set("sluiced: worker 0");
     rc = sd_worker_run(path, cfg, 0, metrics_fd, state, &guards);
     sd_config_unref(cfg);
   } else {
@@ -399,5 +437,14 @@ int main(int argc, char **argv) {
   if (metrics_fd >= 0) close(metrics_fd);
   sd_guards_close(&guards);
   sd_state_free(state);
+  sd_pidfile_remove();
+  return rc;
+fail:
+  fprintf(stderr, "sluiced: %s\n", err);
+  sd_privs_close_all();
+  sd_guards_close(&guards);
+  if (state) sd_state_free(state);
+  if (metrics_fd >= 0) close(metrics_fd);
+  sd_config_unref(cfg);
   return rc;
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "sd_log.h"
+#include "sd_privs.h"
 
 /* ---- generations -------------------------------------------------------- */
 
@@ -231,6 +232,8 @@ static void listener_io(sd_handler *h, uint32_t ev) {
 }
 
 static int open_listener(const sd_listen_cfg *lc, int *out, char *err, size_t errlen) {
+  /* Bound by the master as root before it dropped privileges (sd_privs.c). */
+  if ((*out = sd_privs_take_listener(&lc->addr)) >= 0) return 0;
   int fd = socket(lc->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     snprintf(err, errlen, "listen %s: socket: %s", lc->text, strerror(errno));
@@ -244,7 +247,8 @@ static int open_listener(const sd_listen_cfg *lc, int *out, char *err, size_t er
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   if (bind(fd, (const struct sockaddr *)&lc->addr.ss, lc->addr.len) != 0 ||
       listen(fd, 1024) != 0) {
-    snprintf(err, errlen, "listen %s: %s", lc->text, strerror(errno));
+    snprintf(err, errlen, "listen %s: %s%s", lc->text, strerror(errno),
+             sd_privs_bind_hint(errno));
     close(fd);
     return -1;
   }
@@ -346,8 +350,10 @@ static void reload(sd_worker *w) {
     reload_failed(w, err);
     return;
   }
-  sd_gen *g = sd_gen_new(w, cfg, err, sizeof err);
-  if (g == NULL) {
+  sd_gen *g = NULL;
+  /* user, group, pid_file need a restart (the master checks this too). */
+  if (sd_privs_check_reload(w->gen->cfg, cfg, err, sizeof err) != 0 ||
+      (g = sd_gen_new(w, cfg, err, sizeof err)) == NULL) {
     sd_config_unref(cfg);
     reload_failed(w, err);
     return;

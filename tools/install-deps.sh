@@ -13,6 +13,9 @@ packages=(
   libidn12 util-linux
 )
 
+# sluice as a service: man page lint, unit and logrotate checks, the Debian
+# package build and its lintian (dist/, debian/, tools/package-test.sh).
+packages+=(mandoc logrotate systemd debhelper dpkg-dev fakeroot lintian adduser)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -13,6 +13,8 @@
 #      coverage report of core/ with its floor.
 #
 # Environment: SLUICE_TEST_QUICK=1 skips step 2's test beds and step 3.
+# The Debian package is built and run by tools/package-test.sh, separately
+# (3-5 minutes, most of it dpkg-buildpackage's own build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD

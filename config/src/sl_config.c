@@ -278,6 +278,13 @@ static const sl_config_key keys[] = {
         "log file (empty: stderr; SIGUSR1 reopens it)"),
     KEY("metrics_listen", SL_CT_ADDRPORT, metrics_listen, 0, 0, NULL, NULL, D,
         "ADDRESS:PORT of the OpenMetrics endpoint (empty: off)"),
+    /* service: privileges and pidfile (sluiced binds, then drops) */
+    KEY("user", SL_CT_STRING, user, 0, 0, NULL, NULL, D,
+        "after binding, run as this user (not root; empty: stay as started)"),
+    KEY("group", SL_CT_STRING, group, 0, 0, NULL, NULL, D,
+        "with user: run with this group (empty: the user's primary group)"),
+    KEY("pid_file", SL_CT_LOGFILE, pid_file, 0, 0, NULL, NULL, D,
+        "the master's pid, written after the drop (empty: none)"),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

@@ -135,6 +135,9 @@ typedef struct sl_config {
   char *metrics_listen;
   sl_sockaddr metrics_addr;
   sl_duration drain_timeout;
+  /* Privileges and pidfile (sluiced's sd_privs.c, sd_daemon.c). */
+  char *user, *group;
+  char *pid_file;
 } sl_config;
 
 /* ---- the key table ------------------------------------------------------ */
