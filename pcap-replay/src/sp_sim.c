@@ -537,6 +537,56 @@ static void client_close(run *x, int abort_it) {
     sl_relay_client_eof(x->r, x->now);
 }
 
+/* The unit the client is waiting for the reply to (valid when waiting). */
+static sp_unit_kind awaited(const run *x) {
+  return x->rx == 0 ? SP_U_GREETING
+         : x->rx - 1 < x->s->nu ? (sp_unit_kind)x->s->u[x->rx - 1].kind
+                                : SP_U_OTHER;
+}
+
+/* Start of the current wait under the reply clock. */
+static sl_tstamp reply_base(const run *x) {
+  return x->rx == 0 ? T0
+                    : x->sim->unit_t[x->rx - 1 < x->s->nu ? x->rx - 1 : 0];
+}
+
+static sl_tstamp read_base(const run *x) {
+  return x->last_tx > x->last_rx ? x->last_tx : x->last_rx;
+}
+
+static void upd(double *m, double v) {
+  if (v > *m)
+    *m = v;
+}
+
+/* Called at every instant the clock reaches, before anything due at that
+ * instant is handled (a wait is longest just before the byte that ends it
+ * arrives, and bytes arrive only at such instants). */
+static void note_waits(run *x) {
+  if (x->cl_closed || !is_waiting(x))
+    return;
+  sp_result *r = x->res;
+  sp_unit_kind k = awaited(x);
+  double rd = (double)(x->now - read_base(x)) / 1e9;
+  double rp = (double)(x->now - reply_base(x)) / 1e9;
+  upd(&r->w_read, rd);
+  upd(&r->w_reply, rp);
+  upd(&r->w_read_by[k], rd);
+  upd(&r->w_reply_by[k], rp);
+  upd(&r->w_session, (double)(x->now - T0) / 1e9);
+}
+
+/* The client waits for a reply that will never come (nothing else is due):
+ * every finite patience runs out. */
+static void note_forever(run *x) {
+  if (x->cl_closed || !is_waiting(x))
+    return;
+  sp_result *r = x->res;
+  sp_unit_kind k = awaited(x);
+  r->w_read = r->w_reply = r->w_session = INFINITY;
+  r->w_read_by[k] = r->w_reply_by[k] = INFINITY;
+}
+
 int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
                sp_result *res) {
   memset(res, 0, sizeof *res);
@@ -580,7 +630,9 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
     return 0;
   }
   const char *note = NULL;
-  double pat_ns = isinf(patience) ? -1 : patience * 1e9;
+  /* Rounded, not truncated: a patience equal to a wait in whole
+   * nanoseconds must meet the tie rule, not expire 1 ns early. */
+  double pat_ns = isinf(patience) ? -1 : nearbyint(patience * 1e9);
   int steps, moved = 1;
   sl_tstamp expired_at = NEVER;
   for (steps = 0; steps < MAX_STEPS; steps++) {
@@ -606,11 +658,7 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
         t_end = a > x.now ? a : x.now;
       }
       if (pat_ns >= 0 && is_waiting(&x)) {
-        sl_tstamp base;
-        if (sim->cfg.clock_reply)
-          base = x.rx == 0 ? T0 : sim->unit_t[x.rx - 1 < s->nu ? x.rx - 1 : 0];
-        else
-          base = x.last_tx > x.last_rx ? x.last_tx : x.last_rx;
+        sl_tstamp base = sim->cfg.clock_reply ? reply_base(&x) : read_base(&x);
         t_pat = base + (sl_tstamp)pat_ns;
         if (t_pat < x.now)
           t_pat = x.now;
@@ -634,6 +682,7 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
     if (t_conn < t) t = t_conn;
     if (t_dl < t) t = t_dl;
     if (t == NEVER) {
+      note_forever(&x);
       if (!x.cl_closed) {
         note = "client:script-end";
         client_close(&x, 1);
@@ -645,7 +694,9 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
       x.now = t;
       moved = 1;
     }
-    /* Everything due at now, in a fixed order. */
+    note_waits(&x);
+    /* Everything due at now, in a fixed order: the core's deadlines and the
+     * upstream before the client's patience (the tie rule of sp_sim.h). */
     if (t_conn <= x.now) {
       sl_completion c;
       memset(&c, 0, sizeof c);
@@ -690,9 +741,7 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
     }
     if (t_pat <= x.now) {
       x.gave_up = 1;
-      x.gave_up_at = x.rx == 0 ? SP_U_GREETING
-                     : x.rx - 1 < s->nu ? (sp_unit_kind)s->u[x.rx - 1].kind
-                                        : SP_U_OTHER;
+      x.gave_up_at = awaited(&x);
       note = "client:gave-up";
       client_close(&x, 1);
       moved = 1;
@@ -796,6 +845,30 @@ static void fmt_pat(char *b, size_t n, double p) {
     snprintf(b, n, "%.3f", p);
 }
 
+/* Waits: seconds, or the string "inf" (JSON has no infinity). */
+static void json_wait(FILE *f, const char *key, double v) {
+  if (isinf(v))
+    fprintf(f, ",\"%s\":\"inf\"", key);
+  else
+    fprintf(f, ",\"%s\":%.6f", key, v);
+}
+
+static void json_wait_by(FILE *f, const char *key, const double *v) {
+  fprintf(f, ",\"%s\":{", key);
+  int first = 1;
+  for (int k = 0; k < SP_U_NKINDS; k++) {
+    if (!(v[k] > 0))
+      continue;
+    fprintf(f, "%s\"%s\":", first ? "" : ",", sp_unit_name((sp_unit_kind)k));
+    if (isinf(v[k]))
+      fputs("\"inf\"", f);
+    else
+      fprintf(f, "%.6f", v[k]);
+    first = 0;
+  }
+  fputc('}', f);
+}
+
 void sp_result_write_jsonl(FILE *f, const sp_result *r) {
   char pat[32];
   fmt_pat(pat, sizeof pat, r->patience_s);
@@ -816,19 +889,26 @@ void sp_result_write_jsonl(FILE *f, const sp_result *r) {
           "\"deliver_s\":%.6f,\"bytes_client\":%llu,\"bytes_server\":%llu,"
           "\"messages\":%u,\"replies\":%u,\"upstream_s\":%.6f,"
           "\"synth_replies\":%u,\"relay_bytes\":%llu,\"peak_pool_bytes\":%llu,"
-          "\"score\":%d,\"tarpitted\":%d}\n",
+          "\"score\":%d,\"tarpitted\":%d",
           r->held_s, r->captured_s, r->delay_s, r->deliver_s,
           (unsigned long long)r->bytes_client, (unsigned long long)r->bytes_server,
           r->messages, r->replies, r->upstream_s, r->synth_replies,
           (unsigned long long)r->relay_bytes,
           (unsigned long long)r->peak_pool_bytes, r->score, r->tarpitted);
+  json_wait(f, "w_read", r->w_read);
+  json_wait(f, "w_reply", r->w_reply);
+  json_wait(f, "w_session", r->w_session);
+  json_wait_by(f, "w_read_by", r->w_read_by);
+  json_wait_by(f, "w_reply_by", r->w_reply_by);
+  fputs("}\n", f);
 }
 
 void sp_result_csv_header(FILE *f) {
   fputs("source,session,client,policy,patience_model,patience_s,outcome,"
         "gave_up_at,stage,note,held_s,captured_s,delay_s,deliver_s,"
         "bytes_client,bytes_server,messages,replies,upstream_s,synth_replies,"
-        "relay_bytes,peak_pool_bytes,score,tarpitted\n", f);
+        "relay_bytes,peak_pool_bytes,score,tarpitted,w_read,w_reply,w_session\n",
+        f);
 }
 
 static void csv_str(FILE *f, const char *s) {
@@ -858,12 +938,13 @@ void sp_result_write_csv(FILE *f, const sp_result *r) {
   fprintf(f, ",%s,%s,%s,%s,", pat, sp_outcome_name(r->outcome), r->gave_up_at,
           r->stage);
   csv_str(f, r->note ? r->note : "");
-  fprintf(f, ",%.6f,%.6f,%.6f,%.6f,%llu,%llu,%u,%u,%.6f,%u,%llu,%llu,%d,%d\n",
+  fprintf(f, ",%.6f,%.6f,%.6f,%.6f,%llu,%llu,%u,%u,%.6f,%u,%llu,%llu,%d,%d",
           r->held_s, r->captured_s, r->delay_s, r->deliver_s,
           (unsigned long long)r->bytes_client, (unsigned long long)r->bytes_server,
           r->messages, r->replies, r->upstream_s, r->synth_replies,
           (unsigned long long)r->relay_bytes,
           (unsigned long long)r->peak_pool_bytes, r->score, r->tarpitted);
+  fprintf(f, ",%.6f,%.6f,%.6f\n", r->w_read, r->w_reply, r->w_session);
 }
 
 void sp_summary_add(sp_summary *s, const sp_result *r) {
