@@ -32,7 +32,7 @@ static void sim_usage(FILE *f) {
           "  --set KEY=VALUE      override a policy key (repeatable)\n"
           "  --sweep KEY=V1,V2..  one policy per value (repeatable), e.g.\n"
           "                       --sweep greet_delay=0,2,6,10,21,45,100\n"
-          "  --patience MODEL     none, fixed:S, exp:MEAN, uniform:A:B, ops90, "
+          "  --patience MODEL     none, fixed:S, exp:MEAN, uniform:A:B, ops90, ops90-late, "
           "vendor10,\n"
           "                       captured, empirical, km:FILE.csv "
           "(repeatable; default none)\n"
