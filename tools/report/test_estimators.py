@@ -50,20 +50,34 @@ class Models(unittest.TestCase):
         self.assertAlmostEqual(E.vendor_band(10.001)[0], 0.90)
         self.assertAlmostEqual(E.vendor_band(E.INF)[0], 1.0)
 
-    def test_ops_band(self):
+    def test_ops_fit(self):
+        # The log-normal fits pass near the published points of their
+        # reading (within 4 points of percentage) and the lower-edge reading
+        # is the later curve.
+        for reading in ("upper", "lower"):
+            for t, p in E.ops_points(reading)[1:]:
+                self.assertLess(abs(E.ops_cdf(reading, t) - p), 0.04, (reading, t))
+        for w in (5.0, 12.0, 20.0, 30.0, 60.0, 200.0):
+            lo, hi = E.ops_band(w)
+            self.assertLessEqual(lo, hi)
+            self.assertAlmostEqual(lo, min(E.ops_cdf("lower", w), E.ops_cdf("upper", w)))
+        # the censored tail is not "never": the fit reaches 1
+        self.assertGreater(E.ops_band(1e5)[0], 0.999)
+
+    def test_ops_bounds(self):
         closed = 1 - E.OPS_STILL_WAITING_90
         # Upper-edge reading: 8 % of the closers by 10 s; lower-edge: by 15 s.
-        lo, hi = E.ops_band(10.0)
+        lo, hi = E.ops_bounds(10.0)
         self.assertEqual(lo, 0.0)
         self.assertAlmostEqual(hi, 0.08 * closed)
-        lo, hi = E.ops_band(15.5)
+        lo, hi = E.ops_bounds(15.5)
         self.assertAlmostEqual(lo, 0.08 * closed)
         self.assertAlmostEqual(hi, 0.37 * closed)
         # Past 90 s: censored, not "never": between 95.1 % and 100 %.
-        self.assertEqual(E.ops_band(200.0), (closed, 1.0))
+        self.assertEqual(E.ops_bounds(200.0), (closed, 1.0))
         prev = (0, 0)
         for w in [0.5 * i for i in range(0, 260)]:
-            b = E.ops_band(w)
+            b = E.ops_bounds(w)
             self.assertLessEqual(b[0], b[1])
             self.assertGreaterEqual(b[0], prev[0])
             self.assertGreaterEqual(b[1], prev[1])
