@@ -52,7 +52,8 @@ void sp_simopts_describe(const sp_simopts *o, FILE *f, const char *prefix);
 enum {
   OPT_POLICY = 1000, OPT_SET, OPT_SWEEP, OPT_PATIENCE, OPT_CLOCK, OPT_UPSTREAM,
   OPT_DNSBL, OPT_SEED, OPT_JSONL, OPT_CSV, OPT_REPEAT, OPT_TIMESCALE,
-  OPT_CONCURRENCY, OPT_TIMELIMIT, OPT_CONNECT, OPT_NETNS
+  OPT_CONCURRENCY, OPT_TIMELIMIT, OPT_CONNECT, OPT_NETNS, OPT_ARRIVALS,
+  OPT_SOURCE
 };
 
 #define SP_SIMOPTS_LONG                                                       \

@@ -72,6 +72,7 @@ typedef struct sp_script {
   uint64_t session;
   char client_ip[SP_ADDRSTRLEN], server_ip[SP_ADDRSTRLEN];
   uint16_t client_port, server_port;
+  int64_t start_us;        /* capture time of the connection's first packet */
   uint8_t *cdata, *sdata;  /* client and server streams */
   uint64_t clen, slen;
   sp_cwrite *w;

@@ -100,6 +100,7 @@ int sp_script_from_transcript(sp_script *s, const uint8_t *data, size_t len,
   snprintf(s->server_ip, sizeof s->server_ip, "%s", rd.hdr.server_ip);
   s->client_port = rd.hdr.client_port;
   s->server_port = rd.hdr.server_port;
+  s->start_us = rd.hdr.start_sec * 1000000 + (int64_t)rd.hdr.start_usec;
 
   trec *r = NULL;
   size_t nr = 0, capr = 0;

@@ -478,12 +478,14 @@ def main():
     FILE_GROUPS = True
 
     # ------------------------------------------------------------ rest
+    import simlive
+    simlive.write(D, w)
     SECTION4(S, CLS, w, A, a)
-    w("## 5. Replay speed\n")
+    w("## 6. Replay speed\n")
     w("`sluice-replay bench` (one core, CPU time; virtual clock, core in-process):\n")
     w("- real captures: `" + S["real"]["bench"] + "`")
     w("- SYNTHETIC mixed-1000: `" + S["synth"]["bench"] + "`\n")
-    w("## 6. Limits of this evidence\n")
+    w("## 7. Limits of this evidence\n")
     w(f"- The real captures are a test set gathered from public repositories: {ccount['bot']} bot "
       f"sessions in {fcount['bot']} files, none under a tarpit and none with an observed "
       "impatient close. Every bot figure is the published patience models applied to the waits "
@@ -495,7 +497,7 @@ def main():
       "answered a synthetic reply is used and counted (`synth_replies`).\n"
       "- Timestamps of several test captures are meaningless (SOURCES.md); waits over a day are "
       "excluded from the Kaplan–Meier input.\n")
-    w("## 7. Reproduce\n")
+    w("## 8. Reproduce\n")
     w("```\ntools/report/make-report.sh [BUILD_DIR]\n```\n")
     w("It builds `sluice-replay`, runs the commands at the top of the script (a few minutes) and "
       "rewrites this file and `REPORT.assets/*.png`. The estimators are tested by "

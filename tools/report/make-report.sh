@@ -55,6 +55,13 @@ run_set real $REAL
 run_set synth "$SYN"
 $R patience --csv "$DATA/synth-tarpit-km.csv" --obs "$DATA/synth-tarpit-obs.csv" \
   "$ROOT"/pcap-replay/generated/tarpit-*.pcap > "$DATA/synth-tarpit-km.txt"
+# The simulator against the live proxy (SIMLIVE=0 skips: needs sluiced and
+# sluice-sink built, about a minute of wall time).
+if [ "${SIMLIVE:-1}" != 0 ]; then
+  ninja -C "$BUILD" sluiced sluice-sink > /dev/null
+  echo "make-report: sim against live sluiced on mixed-1000" >&2
+  sh "$ROOT/tools/report/sim-vs-live.sh" "$BUILD" "$DATA/simlive" "$SYN"
+fi
 "$PY" "$ROOT/tools/report/analyze.py" --data "$DATA" --assets "$OUT" --seeds "$SEEDS" \
   --sources "$PCAPS/SOURCES.md" --generated "$ROOT/pcap-replay/generated" \
   --relay "$R" --out "$ROOT/REPORT.md"
