@@ -48,6 +48,14 @@ run_set() { # tag files...
       --set greet_delay=6 --patience ops90 --patience vendor10 \
       --jsonl "$DATA/$tag-costmode-$seed.jsonl" "$@"
   done
+  echo "make-report: $tag: slow-lane scenario under each clock" >&2
+  for seed in $SEEDS; do
+    for clock in read reply; do
+      $R sim -q --seed "$seed" --policy "$POL/spamd-stutter.conf" --policy "$POL/throttle-1k.conf" \
+        --patience vendor10 --patience ops90 --patience-clock $clock \
+        --jsonl "$DATA/$tag-scen2-$clock-$seed.jsonl" "$@"
+    done
+  done
   $R bench --policy "$POL/base.conf" "$@" > "$DATA/$tag-bench.txt"
 }
 # shellcheck disable=SC2086
