@@ -664,7 +664,7 @@ int sp_cmd_live(int argc, char **argv) {
     fprintf(fc, "# live replay against %s, time scale %g (times in capture "
             "seconds); delay_s = wait beyond the captured reply time\n", target, scale);
     sp_simopts_describe(&o, fc, "# ");
-    sp_result_csv_header(fc);
+    sp_result_csv_header(fc, 0, NULL);
   }
   sp_summary sum;
   memset(&sum, 0, sizeof sum);
@@ -675,7 +675,7 @@ int sp_cmd_live(int argc, char **argv) {
     if (fj)
       sp_result_write_jsonl(fj, &ls[i].res);
     if (fc)
-      sp_result_write_csv(fc, &ls[i].res);
+      sp_result_write_csv(fc, &ls[i].res, 0, NULL);
   }
   if (fj && fclose(fj))
     status = SP_EXIT_INPUT;

@@ -40,7 +40,15 @@ static void sim_usage(FILE *f) {
           "  --upstream capture|sink:LATENCY   (default capture)\n"
           "  --dnsbl-answers FILE lines \"IP ZONE A-record...\"\n"
           "  --seed N             patience draws and relay jitter (default 1)\n"
+          "  --grid               combine the sweeps as a cartesian product\n"
           "  --jsonl FILE, --csv FILE   one record per session and policy\n"
+          "                       (swept values as numeric columns)\n"
+          "  --summary-csv FILE   one line per policy and patience model\n"
+          "  --progress           a line per file and per 1000 sessions on "
+          "stderr\n"
+          "  --keep-going         a damaged file does not stop the run (its "
+          "sessions read\n"
+          "                       before the damage stay; exit status 1)\n"
           "  -q                   no summary table\n");
 }
 
@@ -85,7 +93,7 @@ int sp_cmd_sim(int argc, char **argv) {
   }
   if (fc) {
     sp_simopts_describe(&o, fc, "# ");
-    sp_result_csv_header(fc);
+    sp_result_csv_header(fc, o.nsweep_keys, o.sweep_keys);
   }
   if (fj) {
     fputs("{\"model\":\"", fj);
@@ -116,7 +124,27 @@ int sp_cmd_sim(int argc, char **argv) {
     sp_simopts_describe(&o, stdout, "# ");
     sp_summary_print_header(stdout);
   }
+  FILE *fs = NULL;
+  if (o.summary_csv) {
+    fs = open_out(o.summary_csv);
+    if (!fs) {
+      if (fj)
+        fclose(fj);
+      if (fc)
+        fclose(fc);
+      sp_simopts_free(&o);
+      return SP_EXIT_INPUT;
+    }
+    sp_simopts_describe(&o, fs, "# ");
+    fputs("policy,patience_model,n,delivered,rejected,rejected_upstream,"
+          "rejected_sluice,rejected_timeout,gave_up,completed_without_mail,"
+          "error,held_s,upstream_s", fs);
+    for (int k = 0; k < o.nsweep_keys; k++)
+      fprintf(fs, ",sweep_%s", o.sweep_keys[k]);
+    fputc('\n', fs);
+  }
   int status = SP_EXIT_OK;
+  size_t done = 0, total = o.set.n * (size_t)o.npats * (size_t)o.npols;
   for (int m = 0; m < o.npats && !status; m++) {
     for (int p = 0; p < o.npols && !status; p++) {
       sp_sim *sim = sp_sim_new(&o.pols[p], &o.cfg);
@@ -127,6 +155,9 @@ int sp_cmd_sim(int argc, char **argv) {
       }
       sp_summary sum;
       memset(&sum, 0, sizeof sum);
+      uint64_t rej[3] = {0, 0, 0}; /* upstream, sluice, timeout */
+      sp_result last;
+      memset(&last, 0, sizeof last);
       for (size_t i = 0; i < o.set.n; i++) {
         const sp_script *s = &o.set.v[i];
         double pat = sp_patience_draw(&o.pats[m],
@@ -139,11 +170,41 @@ int sp_cmd_sim(int argc, char **argv) {
           break;
         }
         res.patience_model = o.pats[m].name;
+        sp_simopts_fill_sweep(&o, p, &res);
         sp_summary_add(&sum, &res);
+        if (res.outcome == SP_OUT_REJECTED)
+          rej[!strcmp(res.reject_by, "sluice") ? 1 : !strcmp(res.reject_by, "timeout") ? 2 : 0]++;
+        last = res;
         if (fj)
           sp_result_write_jsonl(fj, &res);
         if (fc)
-          sp_result_write_csv(fc, &res);
+          sp_result_write_csv(fc, &res, o.nsweep_keys, o.sweep_keys);
+        if (o.progress && ++done % 1000 == 0)
+          fprintf(stderr, "sluice-replay: %zu of %zu replays (policy %s, patience %s)\n",
+                  done, total, o.pols[p].label, o.pats[m].name);
+      }
+      if (fs) {
+        fputs(o.pols[p].label, fs);
+        fprintf(fs, ",%s,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.6f,%.6f",
+                o.pats[m].name, (unsigned long long)sum.n,
+                (unsigned long long)sum.by[SP_OUT_DELIVERED],
+                (unsigned long long)sum.by[SP_OUT_REJECTED], (unsigned long long)rej[0],
+                (unsigned long long)rej[1], (unsigned long long)rej[2],
+                (unsigned long long)sum.by[SP_OUT_GAVE_UP],
+                (unsigned long long)sum.by[SP_OUT_NO_MAIL],
+                (unsigned long long)sum.by[SP_OUT_ERROR], sum.held, sum.upstream);
+        sp_simopts_fill_sweep(&o, p, &last);
+        for (int k = 0; k < o.nsweep_keys; k++) {
+          fputc(',', fs);
+          for (int j = 0; j < last.nsweep; j++)
+            if (!strcmp(last.sweep_key[j], o.sweep_keys[k])) {
+              if (isnan(last.sweep_num[j]))
+                fputs(last.sweep_text[j], fs);
+              else
+                fprintf(fs, "%.9g", last.sweep_num[j]);
+            }
+        }
+        fputc('\n', fs);
       }
       if (!o.quiet)
         sp_summary_print(stdout, o.pols[p].label, o.pats[m].name, &sum);
@@ -154,6 +215,13 @@ int sp_cmd_sim(int argc, char **argv) {
     status = SP_EXIT_INPUT;
   if (fc && fclose(fc))
     status = SP_EXIT_INPUT;
+  if (fs && fclose(fs))
+    status = SP_EXIT_INPUT;
+  if (!status && o.failed_files) {
+    fprintf(stderr, "sluice-replay: %d damaged file(s); the results hold the "
+            "sessions read before the damage\n", o.failed_files);
+    status = SP_EXIT_INPUT;
+  }
   sp_simopts_free(&o);
   return status;
 }

@@ -74,6 +74,18 @@ int sp_simopts_option(sp_simopts *o, int c, const char *arg) {
   case OPT_CSV:
     o->csv = arg;
     return 1;
+  case OPT_SUMMARY_CSV:
+    o->summary_csv = arg;
+    return 1;
+  case OPT_PROGRESS:
+    o->progress = 1;
+    return 1;
+  case OPT_KEEP_GOING:
+    o->keep_going = 1;
+    return 1;
+  case OPT_GRID:
+    o->grid = 1;
+    return 1;
   default:
     return 0;
   }
@@ -98,11 +110,67 @@ static int apply_kv(sp_policy *p, const char *kv, const char *where) {
   return 0;
 }
 
+static void add_key(sp_simopts *o, const char *k) {
+  for (int i = 0; i < o->nsweep_keys; i++)
+    if (!strcmp(o->sweep_keys[i], k))
+      return;
+  if (o->nsweep_keys >= SP_SWEEP_MAX)
+    return;
+  snprintf(o->sweep_key_buf[o->nsweep_keys], 64, "%.63s", k);
+  o->sweep_keys[o->nsweep_keys] = o->sweep_key_buf[o->nsweep_keys];
+  o->nsweep_keys++;
+}
+
+/* A number, or a duration with a unit (ms, s, m, h) in seconds; NAN else. */
+static double sweep_number(const char *v) {
+  char *end;
+  double x = strtod(v, &end);
+  if (end == v)
+    return NAN;
+  if (!*end)
+    return x;
+  sl_duration d;
+  if (sp_parse_duration(v, &d) == 0)
+    return (double)d / 1e9;
+  return NAN;
+}
+
+static int set_sweep(sp_simopts *o, int p, int n, const char *const *keys,
+                     const char *const *vals) {
+  struct sp_polsweep *q = &o->psw[p];
+  memset(q, 0, sizeof *q);
+  for (int i = 0; i < n && i < SP_SWEEP_MAX; i++) {
+    snprintf(q->key[i], sizeof q->key[i], "%s", keys[i]);
+    snprintf(q->text[i], sizeof q->text[i], "%s", vals[i]);
+    q->num[i] = sweep_number(vals[i]);
+    q->n++;
+  }
+  return 0;
+}
+
+void sp_simopts_fill_sweep(const sp_simopts *o, int p, sp_result *r) {
+  r->nsweep = 0;
+  if (!o->psw || p < 0 || p >= o->npols)
+    return;
+  const struct sp_polsweep *q = &o->psw[p];
+  for (int i = 0; i < q->n; i++) {
+    r->sweep_key[i] = q->key[i];
+    r->sweep_text[i] = q->text[i];
+    r->sweep_num[i] = q->num[i];
+  }
+  r->nsweep = q->n;
+}
+
 static int add_pol(sp_simopts *o, const sp_policy *p) {
   sp_policy *v = realloc(o->pols, (size_t)(o->npols + 1) * sizeof *v);
   if (!v)
     return -1;
   o->pols = v;
+  struct sp_polsweep *w = realloc(o->psw, (size_t)(o->npols + 1) * sizeof *w);
+  if (!w)
+    return -1;
+  o->psw = w;
+  memset(&o->psw[o->npols], 0, sizeof *w);
   o->pols[o->npols] = *p;
   sp_policy_fixup(&o->pols[o->npols]);
   char err[512];
@@ -133,34 +201,89 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
         return SP_EXIT_USAGE;
       continue;
     }
+    /* Each sweep's key and values. */
+    struct { char key[64]; char vals[64][64]; int n; } sw[SP_SWEEP_MAX];
+    int nsw = 0;
     for (int s = 0; s < o->nsweeps; s++) {
       const char *eq = strchr(o->sweeps[s], '=');
-      if (!eq || eq == o->sweeps[s] || !eq[1]) {
+      if (!eq || eq == o->sweeps[s] || !eq[1] || eq - o->sweeps[s] >= 64) {
         fprintf(stderr, "sluice-replay: --sweep: expected KEY=V1,V2,...\n");
         return SP_EXIT_USAGE;
       }
+      if (nsw >= SP_SWEEP_MAX) {
+        fprintf(stderr, "sluice-replay: at most %d --sweep\n", SP_SWEEP_MAX);
+        return SP_EXIT_USAGE;
+      }
+      snprintf(sw[nsw].key, sizeof sw[nsw].key, "%.*s", (int)(eq - o->sweeps[s]),
+               o->sweeps[s]);
+      sw[nsw].n = 0;
       char list[1024];
       snprintf(list, sizeof list, "%s", eq + 1);
-      int klen = (int)(eq - o->sweeps[s]);
       char *save = NULL;
       for (char *v = strtok_r(list, ",", &save); v; v = strtok_r(NULL, ",", &save)) {
-        if (o->npols >= SP_MAX_POLICIES) {
-          fprintf(stderr, "sluice-replay: at most %d policies\n", SP_MAX_POLICIES);
+        if (sw[nsw].n >= 64 || strlen(v) >= 64) {
+          fprintf(stderr, "sluice-replay: --sweep: at most 64 values of 63 bytes\n");
           return SP_EXIT_USAGE;
         }
-        sp_policy p = base;
-        sp_policy_fixup(&p);
-        char kv[1200];
-        snprintf(kv, sizeof kv, "%.*s=%s", klen, o->sweeps[s], v);
-        if (apply_kv(&p, kv, "--sweep"))
-          return SP_EXIT_USAGE;
-        if (o->npolicy_files)
-          snprintf(p.label, sizeof p.label, "%.60s:%.60s", base.label, kv);
-        else
-          snprintf(p.label, sizeof p.label, "%.120s", kv);
-        if (add_pol(o, &p))
-          return SP_EXIT_USAGE;
+        snprintf(sw[nsw].vals[sw[nsw].n++], 64, "%.63s", v);
       }
+      add_key(o, sw[nsw].key);
+      nsw++;
+    }
+    /* --grid: every combination; else one policy per value of each sweep. */
+    long total = 1;
+    if (o->grid)
+      for (int s = 0; s < nsw; s++)
+        total *= sw[s].n;
+    else {
+      total = 0;
+      for (int s = 0; s < nsw; s++)
+        total += sw[s].n;
+    }
+    for (long c = 0; c < total; c++) {
+      if (o->npols >= SP_MAX_POLICIES) {
+        fprintf(stderr, "sluice-replay: at most %d policies\n", SP_MAX_POLICIES);
+        return SP_EXIT_USAGE;
+      }
+      const char *keys[SP_SWEEP_MAX], *vals[SP_SWEEP_MAX];
+      int nkv = 0;
+      if (o->grid) {
+        long r = c;
+        for (int s = nsw - 1; s >= 0; s--) {
+          keys[s] = sw[s].key;
+          vals[s] = sw[s].vals[r % sw[s].n];
+          r /= sw[s].n;
+        }
+        nkv = nsw;
+      } else {
+        long r = c;
+        int s = 0;
+        while (r >= sw[s].n)
+          r -= sw[s++].n;
+        keys[0] = sw[s].key;
+        vals[0] = sw[s].vals[r];
+        nkv = 1;
+      }
+      sp_policy p = base;
+      sp_policy_fixup(&p);
+      char lab[sizeof p.label] = "";
+      size_t ll = 0;
+      for (int k = 0; k < nkv; k++) {
+        char kv[160];
+        snprintf(kv, sizeof kv, "%s=%s", keys[k], vals[k]);
+        if (apply_kv(&p, kv, o->grid ? "--grid" : "--sweep"))
+          return SP_EXIT_USAGE;
+        ll += (size_t)snprintf(lab + ll, ll < sizeof lab ? sizeof lab - ll : 0, "%s%s",
+                               k ? "," : "", kv);
+        if (ll >= sizeof lab)
+          ll = sizeof lab - 1;
+      }
+      if (o->npolicy_files)
+        snprintf(p.label, sizeof p.label, "%.50s:%.70s", base.label, lab);
+      else
+        snprintf(p.label, sizeof p.label, "%.120s", lab);
+      if (add_pol(o, &p) || set_sweep(o, o->npols - 1, nkv, keys, vals))
+        return SP_EXIT_USAGE;
     }
   }
   if (o->dnsbl_file) {
@@ -171,11 +294,20 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
     o->cfg.dnsbl = &o->dnsbl;
   }
   for (int i = 0; i < nfiles; i++) {
+    size_t before = o->set.n;
     int rc = sp_script_load_file(&o->set, files[i], err, sizeof err);
     if (rc) {
       fprintf(stderr, "sluice-replay: %s\n", err);
-      return rc == SP_ERR_IO ? SP_EXIT_USAGE : SP_EXIT_INPUT;
+      /* --keep-going: the sessions read before the damage stay, the other
+       * files are still read, and the exit status reports the failure. */
+      if (!o->keep_going || rc == SP_ERR_NOMEM)
+        return rc == SP_ERR_IO ? SP_EXIT_USAGE : SP_EXIT_INPUT;
+      o->failed_files++;
     }
+    if (o->progress)
+      fprintf(stderr, "sluice-replay: [%d/%d] %s: %zu sessions%s (%zu in all)\n",
+              i + 1, nfiles, files[i], o->set.n - before, rc ? ", damaged" : "",
+              o->set.n);
   }
   if (!o->nmodels)
     o->models[o->nmodels++] = "none";
@@ -210,6 +342,7 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
 
 void sp_simopts_free(sp_simopts *o) {
   free(o->pols);
+  free(o->psw);
   for (int i = 0; i < o->npats; i++)
     sp_patience_free(&o->pats[i]);
   sp_dnsbl_free(&o->dnsbl);

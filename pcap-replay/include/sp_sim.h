@@ -39,6 +39,8 @@
 extern "C" {
 #endif
 
+#define SP_SWEEP_MAX 8
+
 typedef enum sp_outcome {
   SP_OUT_DELIVERED, SP_OUT_REJECTED, SP_OUT_GAVE_UP, SP_OUT_NO_MAIL,
   SP_OUT_ERROR, SP_OUT_N
@@ -109,6 +111,17 @@ typedef struct sp_result {
   double w_read, w_reply, w_session;
   /* The same per awaited unit (sp_unit_kind), for per-command timeouts. */
   double w_read_by[SP_U_NKINDS], w_reply_by[SP_U_NKINDS];
+  /* Who refused a "rejected" session: "upstream" (its reply reached the
+   * client), "sluice" (the relay ended the session with its own refusal:
+   * admission, DNSBL, pre-greeting, framing), "timeout" (the relay's 421
+   * after a client timeout); "" otherwise. */
+  const char *reject_by;
+  /* The swept settings of the policy (--sweep/--grid), numeric where the
+   * value is a number or a duration (seconds), for numeric columns. */
+  int nsweep;
+  const char *sweep_key[SP_SWEEP_MAX];
+  const char *sweep_text[SP_SWEEP_MAX];
+  double sweep_num[SP_SWEEP_MAX]; /* NAN: not numeric */
 } sp_result;
 
 typedef struct sp_sim sp_sim;
@@ -124,8 +137,10 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
 
 /* Records. */
 void sp_result_write_jsonl(FILE *f, const sp_result *r);
-void sp_result_csv_header(FILE *f);
-void sp_result_write_csv(FILE *f, const sp_result *r);
+/* keys: the swept keys, one trailing column "sweep_<key>" each. */
+void sp_result_csv_header(FILE *f, int nkeys, const char *const *keys);
+void sp_result_write_csv(FILE *f, const sp_result *r, int nkeys,
+                         const char *const *keys);
 
 /* Summary per (policy, patience model). */
 typedef struct sp_summary {

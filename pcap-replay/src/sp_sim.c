@@ -597,6 +597,7 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
   res->patience_s = patience;
   res->deliver_s = -1;
   res->gave_up_at = "";
+  res->reject_by = "";
   res->captured_s = (double)s->duration_us / 1e6;
   res->relay_bytes = sim->relay_size;
   if (ensure((void **)&sim->reply_t, &sim->reply_cap, s->nu + 2, sizeof(sl_tstamp)) ||
@@ -811,6 +812,11 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
   } else if (x.rejected || st->end_reason == SL_END_REJECTED ||
              st->end_reason == SL_END_PROTOCOL) {
     res->outcome = SP_OUT_REJECTED;
+    res->reject_by = st->end_reason == SL_END_TIMEOUT ? "timeout"
+                     : st->end_reason == SL_END_REJECTED ||
+                             st->end_reason == SL_END_PROTOCOL
+                         ? "sluice"
+                         : "upstream";
   } else if (st->end_reason == SL_END_UPSTREAM || s->end == SP_SEND_GAP) {
     res->outcome = SP_OUT_ERROR;
   } else {
@@ -900,15 +906,32 @@ void sp_result_write_jsonl(FILE *f, const sp_result *r) {
   json_wait(f, "w_session", r->w_session);
   json_wait_by(f, "w_read_by", r->w_read_by);
   json_wait_by(f, "w_reply_by", r->w_reply_by);
-  fputs("}\n", f);
+  fputs(",\"reject_by\":", f);
+  json_str(f, r->reject_by ? r->reject_by : "");
+  fputs(",\"sweep\":{", f);
+  for (int i = 0; i < r->nsweep; i++) {
+    if (i)
+      fputc(',', f);
+    json_str(f, r->sweep_key[i]);
+    fputc(':', f);
+    if (isnan(r->sweep_num[i]))
+      json_str(f, r->sweep_text[i]);
+    else
+      fprintf(f, "%.9g", r->sweep_num[i]);
+  }
+  fputs("}}\n", f);
 }
 
-void sp_result_csv_header(FILE *f) {
+void sp_result_csv_header(FILE *f, int nkeys, const char *const *keys) {
   fputs("source,session,client,policy,patience_model,patience_s,outcome,"
         "gave_up_at,stage,note,held_s,captured_s,delay_s,deliver_s,"
         "bytes_client,bytes_server,messages,replies,upstream_s,synth_replies,"
-        "relay_bytes,peak_pool_bytes,score,tarpitted,w_read,w_reply,w_session\n",
+        "relay_bytes,peak_pool_bytes,score,tarpitted,w_read,w_reply,w_session,"
+        "reject_by",
         f);
+  for (int i = 0; i < nkeys; i++)
+    fprintf(f, ",sweep_%s", keys[i]);
+  fputc('\n', f);
 }
 
 static void csv_str(FILE *f, const char *s) {
@@ -925,7 +948,8 @@ static void csv_str(FILE *f, const char *s) {
   fputc('"', f);
 }
 
-void sp_result_write_csv(FILE *f, const sp_result *r) {
+void sp_result_write_csv(FILE *f, const sp_result *r, int nkeys,
+                         const char *const *keys) {
   char pat[32];
   fmt_pat(pat, sizeof pat, r->patience_s);
   csv_str(f, r->source);
@@ -944,7 +968,21 @@ void sp_result_write_csv(FILE *f, const sp_result *r) {
           r->messages, r->replies, r->upstream_s, r->synth_replies,
           (unsigned long long)r->relay_bytes,
           (unsigned long long)r->peak_pool_bytes, r->score, r->tarpitted);
-  fprintf(f, ",%.6f,%.6f,%.6f\n", r->w_read, r->w_reply, r->w_session);
+  fprintf(f, ",%.6f,%.6f,%.6f,%s", r->w_read, r->w_reply, r->w_session,
+          r->reject_by ? r->reject_by : "");
+  /* one numeric (or text) column per swept key; empty if not swept here */
+  for (int k = 0; k < nkeys; k++) {
+    fputc(',', f);
+    for (int i = 0; i < r->nsweep; i++)
+      if (!strcmp(r->sweep_key[i], keys[k])) {
+        if (isnan(r->sweep_num[i]))
+          csv_str(f, r->sweep_text[i]);
+        else
+          fprintf(f, "%.9g", r->sweep_num[i]);
+        break;
+      }
+  }
+  fputc('\n', f);
 }
 
 void sp_summary_add(sp_summary *s, const sp_result *r) {
