@@ -197,8 +197,10 @@ def main():
       "every byte: `read`), a per-reply timeout since the command was sent (`reply`; RFC 5321 "
       "§4.5.3.2's timeouts are per command), and a whole-session deadline (`session`, since the "
       "connection opened). The wait under each is recorded; results are given under each, and "
-      "read ≤ reply ≤ session makes them bounds. A stutter or a throttle restarts the read clock "
-      "with every byte, so only the other two can make a client leave.\n")
+      "read ≤ reply ≤ session makes them bounds. A stutter restarts the read clock with every "
+      "byte, so it can only act through the reply and session clocks; a DATA throttle slows the "
+      "client's own writes, which no reply clock sees, so it can only act through the session "
+      "clock.\n")
     w("**Patience models.**\n")
     w("- `ops90`: the operator's published closes under a 90 s greeting delay. The table is "
       "conditional on closing within 90 s (8 %, 37 %, 63 %, 87 %, 98 % of the closers at the "
@@ -400,7 +402,9 @@ def main():
         w(f"**{label}: cost of defence per 1 connection/s of arrivals** (Little's law: concurrent "
           "sockets = arrival rate × mean time held; memory = sockets × (relay state + mean peak "
           "buffer-pool bytes measured in the replay); held times under the patience models are "
-          f"means over {len(seeds)} seeded draws, `none` is the upper bound where nobody leaves)\n")
+          f"means over {len(seeds)} seeded draws, `none` is the upper bound where nobody leaves; the "
+          "`ops90` draws keep the 4.9 % censored at 90 s connected, so their time held is an upper "
+          "bound too)\n")
         w("| policy | n | sockets, none | sockets, ops90 / ops90-late / vendor10 | memory, none (KiB) | "
           "upstream conn-s per connection, none / ops90 |")
         w("|---|---|---|---|---|---|")
