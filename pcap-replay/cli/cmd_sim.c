@@ -22,6 +22,32 @@ static FILE *open_out(const char *path) {
   return f;
 }
 
+/* One --summary-csv line (sweep columns from r). */
+static void summary_line(FILE *fs, const sp_simopts *o, const char *pol,
+                         const char *model, const char *cls, const sp_summary *sum,
+                         const uint64_t rej[3], const sp_result *r) {
+  fputs(pol, fs);
+  fprintf(fs, ",%s,%s,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.6f,%.6f", model,
+          cls, (unsigned long long)sum->n,
+          (unsigned long long)sum->by[SP_OUT_DELIVERED],
+          (unsigned long long)sum->by[SP_OUT_REJECTED], (unsigned long long)rej[0],
+          (unsigned long long)rej[1], (unsigned long long)rej[2],
+          (unsigned long long)sum->by[SP_OUT_GAVE_UP],
+          (unsigned long long)sum->by[SP_OUT_NO_MAIL],
+          (unsigned long long)sum->by[SP_OUT_ERROR], sum->held, sum->upstream);
+  for (int k = 0; k < o->nsweep_keys; k++) {
+    fputc(',', fs);
+    for (int j = 0; j < r->nsweep; j++)
+      if (!strcmp(r->sweep_key[j], o->sweep_keys[k])) {
+        if (isnan(r->sweep_num[j]))
+          fputs(r->sweep_text[j], fs);
+        else
+          fprintf(fs, "%.9g", r->sweep_num[j]);
+      }
+  }
+  fputc('\n', fs);
+}
+
 static void sim_usage(FILE *f) {
   fprintf(f,
           "usage: sluice-replay sim [OPTIONS] FILE...\n"
@@ -43,7 +69,10 @@ static void sim_usage(FILE *f) {
           "  --grid               combine the sweeps as a cartesian product\n"
           "  --jsonl FILE, --csv FILE   one record per session and policy\n"
           "                       (swept values as numeric columns)\n"
-          "  --summary-csv FILE   one line per policy and patience model\n"
+          "  --summary-csv FILE   one line per policy and patience model (and "
+          "class)\n"
+          "  --labels FILE        client classes: lines \"SOURCE SESSION|* "
+          "CLASS\"\n"
           "  --progress           a line per file and per 1000 sessions on "
           "stderr\n"
           "  --keep-going         a damaged file does not stop the run (its "
@@ -136,7 +165,7 @@ int sp_cmd_sim(int argc, char **argv) {
       return SP_EXIT_INPUT;
     }
     sp_simopts_describe(&o, fs, "# ");
-    fputs("policy,patience_model,n,delivered,rejected,rejected_upstream,"
+    fputs("policy,patience_model,class,n,delivered,rejected,rejected_upstream,"
           "rejected_sluice,rejected_timeout,gave_up,completed_without_mail,"
           "error,held_s,upstream_s", fs);
     for (int k = 0; k < o.nsweep_keys; k++)
@@ -156,6 +185,11 @@ int sp_cmd_sim(int argc, char **argv) {
       sp_summary sum;
       memset(&sum, 0, sizeof sum);
       uint64_t rej[3] = {0, 0, 0}; /* upstream, sluice, timeout */
+      /* per class (--labels): the same counts */
+      sp_summary csum[16];
+      uint64_t crej[16][3];
+      memset(csum, 0, sizeof csum);
+      memset(crej, 0, sizeof crej);
       sp_result last;
       memset(&last, 0, sizeof last);
       for (size_t i = 0; i < o.set.n; i++) {
@@ -172,8 +206,15 @@ int sp_cmd_sim(int argc, char **argv) {
         res.patience_model = o.pats[m].name;
         sp_simopts_fill_sweep(&o, p, &res);
         sp_summary_add(&sum, &res);
+        int rk = !strcmp(res.reject_by, "sluice") ? 1 : !strcmp(res.reject_by, "timeout") ? 2 : 0;
         if (res.outcome == SP_OUT_REJECTED)
-          rej[!strcmp(res.reject_by, "sluice") ? 1 : !strcmp(res.reject_by, "timeout") ? 2 : 0]++;
+          rej[rk]++;
+        for (int k = 0; k < o.nclasses; k++)
+          if (!strcmp(o.classes[k], s->cls)) {
+            sp_summary_add(&csum[k], &res);
+            if (res.outcome == SP_OUT_REJECTED)
+              crej[k][rk]++;
+          }
         last = res;
         if (fj)
           sp_result_write_jsonl(fj, &res);
@@ -184,27 +225,11 @@ int sp_cmd_sim(int argc, char **argv) {
                   done, total, o.pols[p].label, o.pats[m].name);
       }
       if (fs) {
-        fputs(o.pols[p].label, fs);
-        fprintf(fs, ",%s,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.6f,%.6f",
-                o.pats[m].name, (unsigned long long)sum.n,
-                (unsigned long long)sum.by[SP_OUT_DELIVERED],
-                (unsigned long long)sum.by[SP_OUT_REJECTED], (unsigned long long)rej[0],
-                (unsigned long long)rej[1], (unsigned long long)rej[2],
-                (unsigned long long)sum.by[SP_OUT_GAVE_UP],
-                (unsigned long long)sum.by[SP_OUT_NO_MAIL],
-                (unsigned long long)sum.by[SP_OUT_ERROR], sum.held, sum.upstream);
         sp_simopts_fill_sweep(&o, p, &last);
-        for (int k = 0; k < o.nsweep_keys; k++) {
-          fputc(',', fs);
-          for (int j = 0; j < last.nsweep; j++)
-            if (!strcmp(last.sweep_key[j], o.sweep_keys[k])) {
-              if (isnan(last.sweep_num[j]))
-                fputs(last.sweep_text[j], fs);
-              else
-                fprintf(fs, "%.9g", last.sweep_num[j]);
-            }
-        }
-        fputc('\n', fs);
+        for (int k = -1; k < o.nclasses; k++)
+          summary_line(fs, &o, o.pols[p].label, o.pats[m].name,
+                       k < 0 ? "all" : o.classes[k], k < 0 ? &sum : &csum[k],
+                       k < 0 ? rej : crej[k], &last);
       }
       if (!o.quiet)
         sp_summary_print(stdout, o.pols[p].label, o.pats[m].name, &sum);

@@ -86,6 +86,9 @@ int sp_simopts_option(sp_simopts *o, int c, const char *arg) {
   case OPT_GRID:
     o->grid = 1;
     return 1;
+  case OPT_LABELS:
+    o->labels = arg;
+    return 1;
   default:
     return 0;
   }
@@ -159,6 +162,65 @@ void sp_simopts_fill_sweep(const sp_simopts *o, int p, sp_result *r) {
     r->sweep_num[i] = q->num[i];
   }
   r->nsweep = q->n;
+}
+
+/* --labels FILE: lines "SOURCE SESSION CLASS" or "SOURCE * CLASS" ('#'
+ * comments); SOURCE is the capture's file name as in the records.  A
+ * session line wins over a file line.  At most 16 distinct classes. */
+static int apply_labels(sp_simopts *o) {
+  FILE *f = fopen(o->labels, "r");
+  if (!f) {
+    fprintf(stderr, "sluice-replay: %s: cannot open\n", o->labels);
+    return -1;
+  }
+  char line[1024];
+  unsigned lineno = 0;
+  int rc = 0;
+  while (!rc && fgets(line, sizeof line, f)) {
+    lineno++;
+    char *h = strchr(line, '#');
+    if (h)
+      *h = '\0';
+    char src[512], sess[32], cls[64];
+    int n = sscanf(line, "%511s %31s %63s", src, sess, cls);
+    if (n <= 0)
+      continue;
+    char *end = NULL;
+    unsigned long long num = strtoull(sess, &end, 10);
+    int any = !strcmp(sess, "*");
+    if (n != 3 || (!any && (*end || end == sess)) || strlen(cls) >= 24) {
+      fprintf(stderr, "sluice-replay: %s:%u: expected \"SOURCE SESSION|* CLASS\" "
+              "(class at most 23 bytes)\n", o->labels, lineno);
+      rc = -1;
+      break;
+    }
+    int known = 0;
+    for (int i = 0; i < o->nclasses; i++)
+      known |= !strcmp(o->classes[i], cls);
+    if (!known) {
+      if (o->nclasses >= 16) {
+        fprintf(stderr, "sluice-replay: %s:%u: more than 16 classes\n", o->labels, lineno);
+        rc = -1;
+        break;
+      }
+      snprintf(o->classes[o->nclasses++], 24, "%.23s", cls);
+    }
+    for (size_t i = 0; i < o->set.n; i++) {
+      sp_script *s = &o->set.v[i];
+      if (strcmp(s->source, src))
+        continue;
+      if (any ? !s->cls[0] || s->cls[23] == '*' : s->session == num) {
+        snprintf(s->cls, sizeof s->cls, "%.22s", cls);
+        /* remember that a file line set it, so a session line may override */
+        if (any)
+          s->cls[23] = '*';
+        else
+          s->cls[23] = '\0';
+      }
+    }
+  }
+  fclose(f);
+  return rc;
 }
 
 static int add_pol(sp_simopts *o, const sp_policy *p) {
@@ -309,6 +371,8 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
               i + 1, nfiles, files[i], o->set.n - before, rc ? ", damaged" : "",
               o->set.n);
   }
+  if (o->labels && apply_labels(o))
+    return SP_EXIT_USAGE;
   if (!o->nmodels)
     o->models[o->nmodels++] = "none";
   for (int i = 0; i < o->nmodels; i++) {

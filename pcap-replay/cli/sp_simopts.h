@@ -28,7 +28,7 @@ typedef struct sp_simopts {
   int nmodels;
   sp_sim_config cfg;
   const char *dnsbl_file;
-  const char *jsonl, *csv, *summary_csv;
+  const char *jsonl, *csv, *summary_csv, *labels;
   int quiet;
   int progress;    /* --progress: a line per file and per 1000 sessions */
   int keep_going;  /* --keep-going: a damaged file does not stop the run */
@@ -46,6 +46,9 @@ typedef struct sp_simopts {
   const char *sweep_keys[SP_SWEEP_MAX]; /* distinct swept keys, in order */
   char sweep_key_buf[SP_SWEEP_MAX][64];
   int nsweep_keys;
+  /* distinct classes of the loaded sessions (--labels), for summaries */
+  char classes[16][24];
+  int nclasses;
   sp_patience pats[SP_MAX_MODELS];
   int npats;
   sp_dnsbl_table dnsbl;
@@ -68,7 +71,8 @@ enum {
   OPT_POLICY = 1000, OPT_SET, OPT_SWEEP, OPT_PATIENCE, OPT_CLOCK, OPT_UPSTREAM,
   OPT_DNSBL, OPT_SEED, OPT_JSONL, OPT_CSV, OPT_REPEAT, OPT_TIMESCALE,
   OPT_CONCURRENCY, OPT_TIMELIMIT, OPT_CONNECT, OPT_NETNS, OPT_ARRIVALS,
-  OPT_SOURCE, OPT_PROGRESS, OPT_KEEP_GOING, OPT_GRID, OPT_SUMMARY_CSV
+  OPT_SOURCE, OPT_PROGRESS, OPT_KEEP_GOING, OPT_GRID, OPT_SUMMARY_CSV,
+  OPT_LABELS
 };
 
 #define SP_SIMOPTS_LONG                                                       \
@@ -85,6 +89,7 @@ enum {
   {"summary-csv", required_argument, 0, OPT_SUMMARY_CSV},                     \
   {"progress", no_argument, 0, OPT_PROGRESS},                                 \
   {"keep-going", no_argument, 0, OPT_KEEP_GOING},                             \
-  {"grid", no_argument, 0, OPT_GRID}
+  {"grid", no_argument, 0, OPT_GRID},                                         \
+  {"labels", required_argument, 0, OPT_LABELS}
 
 #endif

@@ -73,6 +73,7 @@ typedef struct sp_script {
   char client_ip[SP_ADDRSTRLEN], server_ip[SP_ADDRSTRLEN];
   uint16_t client_port, server_port;
   int64_t start_us;        /* capture time of the connection's first packet */
+  char cls[24];            /* client class from --labels ("": unknown) */
   uint8_t *cdata, *sdata;  /* client and server streams */
   uint64_t clen, slen;
   sp_cwrite *w;

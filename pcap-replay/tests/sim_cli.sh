@@ -61,9 +61,19 @@ G="$SRC/generated/tarpit-greet-2.pcap"
 "$R" sim -q --grid --sweep greet_delay=0,10s --sweep reply_delay=0,500ms,2 --csv "$W/grid.csv" \
   --summary-csv "$W/sum.csv" "$G" || bad "grid exit"
 [ "$(grep -vc '^#' "$W/sum.csv")" -eq 7 ] || bad "grid: expected 6 summary lines + header"
-grep -q '^greet_delay=10s,reply_delay=500ms,none,200,.*,10,0.5$' "$W/sum.csv" ||
+grep -q '^greet_delay=10s,reply_delay=500ms,none,all,200,.*,10,0.5$' "$W/sum.csv" ||
   bad "grid summary numeric columns: $(grep 500ms "$W/sum.csv")"
 head -20 "$W/grid.csv" | grep -q ',sweep_greet_delay,sweep_reply_delay$' || bad "grid CSV header"
+# --labels: classes per file, a session line overriding its file's; the
+# records carry the class and the summary has a line per class
+printf '# test\ntarpit-greet-2.pcap * bot\ntarpit-greet-2.pcap 3 mta\n' > "$W/labels"
+"$R" sim -q --labels "$W/labels" --jsonl "$W/lab.jsonl" --summary-csv "$W/lab.csv" "$G" || bad "labels exit"
+[ "$(grep -c '"class":"bot"' "$W/lab.jsonl")" -eq 199 ] || bad "labels: 199 bot records expected"
+grep -q '"session":3,.*"class":"mta"' "$W/lab.jsonl" || bad "labels: session line did not win"
+grep -q '^base,none,mta,1,' "$W/lab.csv" || grep -q ',none,mta,1,' "$W/lab.csv" || bad "labels: no mta summary line: $(cat "$W/lab.csv")"
+printf 'tarpit-greet-2.pcap x bot\n' > "$W/badlabels"
+"$R" sim -q --labels "$W/badlabels" "$G" 2> "$W/err"
+[ $? -eq 2 ] && grep -q "badlabels:1:" "$W/err" || bad "bad labels line: $(cat "$W/err")"
 # --keep-going: a truncated capture keeps its sessions read before the
 # damage and the other files' results, with exit status 1; --progress
 # reports each file on stderr

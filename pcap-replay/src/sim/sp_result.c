@@ -86,6 +86,8 @@ void sp_result_write_jsonl(FILE *f, const sp_result *r) {
   json_wait_by(f, "w_reply_by", r->w_reply_by);
   fputs(",\"reject_by\":", f);
   json_str(f, r->reject_by ? r->reject_by : "");
+  fputs(",\"class\":", f);
+  json_str(f, r->cls ? r->cls : "");
   fputs(",\"sweep\":{", f);
   for (int i = 0; i < r->nsweep; i++) {
     if (i)
@@ -105,7 +107,7 @@ void sp_result_csv_header(FILE *f, int nkeys, const char *const *keys) {
         "gave_up_at,stage,note,held_s,captured_s,delay_s,deliver_s,"
         "bytes_client,bytes_server,messages,replies,upstream_s,synth_replies,"
         "relay_bytes,peak_pool_bytes,score,tarpitted,w_read,w_reply,w_session,"
-        "reject_by",
+        "reject_by,class",
         f);
   for (int i = 0; i < nkeys; i++)
     fprintf(f, ",sweep_%s", keys[i]);
@@ -146,8 +148,9 @@ void sp_result_write_csv(FILE *f, const sp_result *r, int nkeys,
           r->messages, r->replies, r->upstream_s, r->synth_replies,
           (unsigned long long)r->relay_bytes,
           (unsigned long long)r->peak_pool_bytes, r->score, r->tarpitted);
-  fprintf(f, ",%.6f,%.6f,%.6f,%s", r->w_read, r->w_reply, r->w_session,
+  fprintf(f, ",%.6f,%.6f,%.6f,%s,", r->w_read, r->w_reply, r->w_session,
           r->reject_by ? r->reject_by : "");
+  csv_str(f, r->cls ? r->cls : "");
   /* one numeric (or text) column per swept key; empty if not swept here */
   for (int k = 0; k < nkeys; k++) {
     fputc(',', f);

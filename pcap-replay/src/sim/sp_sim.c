@@ -525,6 +525,7 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
   res->deliver_s = -1;
   res->gave_up_at = "";
   res->reject_by = "";
+  res->cls = s->cls;
   res->captured_s = (double)s->duration_us / 1e6;
   res->relay_bytes = sim->relay_size;
   if (ensure((void **)&sim->reply_t, &sim->reply_cap, s->nu + 2, sizeof(sl_tstamp)) ||
