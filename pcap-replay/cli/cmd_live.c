@@ -398,6 +398,10 @@ int sp_cmd_live(int argc, char **argv) {
     fprintf(stderr, "sluice-replay: live: no input files\n");
     return SP_EXIT_USAGE;
   }
+  if (o.stream) {
+    fprintf(stderr, "sluice-replay: --stream is for sim only\n");
+    return SP_EXIT_USAGE;
+  }
   int rc = sp_simopts_build(&o, argc - optind, argv + optind);
   if (rc) {
     sp_simopts_free(&o);

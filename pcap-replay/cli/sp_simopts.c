@@ -89,6 +89,9 @@ int sp_simopts_option(sp_simopts *o, int c, const char *arg) {
   case OPT_LABELS:
     o->labels = arg;
     return 1;
+  case OPT_STREAM:
+    o->stream = 1;
+    return 1;
   default:
     return 0;
   }
@@ -355,21 +358,14 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
     }
     o->cfg.dnsbl = &o->dnsbl;
   }
-  for (int i = 0; i < nfiles; i++) {
-    size_t before = o->set.n;
-    int rc = sp_script_load_file(&o->set, files[i], err, sizeof err);
-    if (rc) {
-      fprintf(stderr, "sluice-replay: %s\n", err);
-      /* --keep-going: the sessions read before the damage stay, the other
-       * files are still read, and the exit status reports the failure. */
-      if (!o->keep_going || rc == SP_ERR_NOMEM)
-        return rc == SP_ERR_IO ? SP_EXIT_USAGE : SP_EXIT_INPUT;
-      o->failed_files++;
-    }
-    if (o->progress)
-      fprintf(stderr, "sluice-replay: [%d/%d] %s: %zu sessions%s (%zu in all)\n",
-              i + 1, nfiles, files[i], o->set.n - before, rc ? ", damaged" : "",
-              o->set.n);
+  for (int i = 0; i < nfiles && !o->stream; i++) {
+    int rc = sp_simopts_load(o, files[i], i, nfiles);
+    if (rc)
+      return rc;
+  }
+  if (o->labels && o->stream) {
+    fprintf(stderr, "sluice-replay: --labels does not work with --stream yet\n");
+    return SP_EXIT_USAGE;
   }
   if (o->labels && apply_labels(o))
     return SP_EXIT_USAGE;
@@ -381,6 +377,12 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
       return SP_EXIT_USAGE;
     }
     o->npats++;
+    if (o->pats[i].kind == SP_PAT_EMPIRICAL && o->stream) {
+      fprintf(stderr, "sluice-replay: the empirical model needs every session "
+              "first: not with --stream (write it with \"patience --csv\" and "
+              "use km:FILE)\n");
+      return SP_EXIT_USAGE;
+    }
     if (o->pats[i].kind == SP_PAT_EMPIRICAL) {
       size_t n = o->set.n;
       sp_km_obs *obs = calloc(n ? n : 1, sizeof *obs);
@@ -401,6 +403,25 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
       }
     }
   }
+  return SP_EXIT_OK;
+}
+
+int sp_simopts_load(sp_simopts *o, const char *file, int i, int nfiles) {
+  char err[768];
+  size_t before = o->set.n + o->set.streamed;
+  int rc = sp_script_load_file(&o->set, file, err, sizeof err);
+  if (rc) {
+    fprintf(stderr, "sluice-replay: %s\n", err);
+    /* --keep-going: the sessions read before the damage stay, the other
+     * files are still read, and the exit status reports the failure. */
+    if (!o->keep_going || rc == SP_ERR_NOMEM)
+      return rc == SP_ERR_IO ? SP_EXIT_USAGE : SP_EXIT_INPUT;
+    o->failed_files++;
+  }
+  size_t now = o->set.n + o->set.streamed;
+  if (o->progress)
+    fprintf(stderr, "sluice-replay: [%d/%d] %s: %zu sessions%s (%zu in all)\n", i + 1,
+            nfiles, file, now - before, rc ? ", damaged" : "", now);
   return SP_EXIT_OK;
 }
 

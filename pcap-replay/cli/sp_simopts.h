@@ -33,6 +33,7 @@ typedef struct sp_simopts {
   int progress;    /* --progress: a line per file and per 1000 sessions */
   int keep_going;  /* --keep-going: a damaged file does not stop the run */
   int grid;        /* --grid: sweeps combine as a cartesian product */
+  int stream;      /* --stream: sim replays each session as it is read */
   int failed_files;
   /* built */
   sp_policy *pols;
@@ -61,6 +62,9 @@ int sp_simopts_option(sp_simopts *o, int c, const char *arg);
 /* Loads files, builds policies and models.  Returns an SP_EXIT_* code. */
 int sp_simopts_build(sp_simopts *o, int nfiles, char **files);
 void sp_simopts_free(sp_simopts *o);
+/* Loads one input file into o->set (progress, --keep-going); an SP_EXIT_*
+ * code, with *failed set when --keep-going let a damaged file pass. */
+int sp_simopts_load(sp_simopts *o, const char *file, int i, int nfiles);
 /* Copies policy p's swept settings into a result (for the records). */
 void sp_simopts_fill_sweep(const sp_simopts *o, int p, sp_result *r);
 /* "# ..." lines describing the client, patience and upstream model. */
@@ -72,7 +76,7 @@ enum {
   OPT_DNSBL, OPT_SEED, OPT_JSONL, OPT_CSV, OPT_REPEAT, OPT_TIMESCALE,
   OPT_CONCURRENCY, OPT_TIMELIMIT, OPT_CONNECT, OPT_NETNS, OPT_ARRIVALS,
   OPT_SOURCE, OPT_PROGRESS, OPT_KEEP_GOING, OPT_GRID, OPT_SUMMARY_CSV,
-  OPT_LABELS
+  OPT_LABELS, OPT_STREAM
 };
 
 #define SP_SIMOPTS_LONG                                                       \
@@ -90,6 +94,7 @@ enum {
   {"progress", no_argument, 0, OPT_PROGRESS},                                 \
   {"keep-going", no_argument, 0, OPT_KEEP_GOING},                             \
   {"grid", no_argument, 0, OPT_GRID},                                         \
-  {"labels", required_argument, 0, OPT_LABELS}
+  {"labels", required_argument, 0, OPT_LABELS},                              \
+  {"stream", no_argument, 0, OPT_STREAM}
 
 #endif

@@ -106,6 +106,13 @@ void sp_script_free(sp_script *s);
 typedef struct sp_script_set {
   sp_script *v;
   size_t n, cap;
+  /* Streaming: when set, every script is handed to on_script as soon as its
+   * session ends and freed afterwards instead of being kept in v (memory
+   * bounded by the sessions open at once, not the capture).  A non-zero
+   * return stops the load with that error.  streamed counts them. */
+  int (*on_script)(void *ud, sp_script *s);
+  void *ud;
+  size_t streamed;
 } sp_script_set;
 
 /*

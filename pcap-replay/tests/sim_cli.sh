@@ -84,5 +84,14 @@ grep -q "\[2/2\] .*tarpit-greet-2.pcap: 200 sessions" "$W/kg.err" || bad "progre
 [ "$(grep -c '"source":"tarpit-greet-2.pcap"' "$W/kg.jsonl")" -eq 200 ] || bad "--keep-going lost the other file"
 "$R" sim -q --jsonl "$W/nkg.jsonl" "$W/cut.pcap" "$G" 2> /dev/null
 [ $? -eq 1 ] || bad "a truncated capture without --keep-going: exit status not 1"
+# --stream: the same records (in session order) and the same summary
+"$R" sim --stream --sweep greet_delay=0,21 --patience ops90 --jsonl "$W/st.jsonl" \
+  --summary-csv "$W/st.csv" $IN > "$W/st.txt" || bad "stream exit"
+"$R" sim --sweep greet_delay=0,21 --patience ops90 --jsonl "$W/ns.jsonl" \
+  --summary-csv "$W/ns.csv" $IN > "$W/ns.txt" || bad "non-stream exit"
+[ "$(tail -n +2 "$W/st.jsonl" | sort | md5sum)" = "$(tail -n +2 "$W/ns.jsonl" | sort | md5sum)" ] || bad "--stream records differ"
+cmp -s "$W/st.csv" "$W/ns.csv" || bad "--stream summary differs"
+"$R" sim --stream --patience empirical "$G" > /dev/null 2>&1
+[ $? -eq 2 ] || bad "--stream with the empirical model: exit status not 2"
 [ $fail -eq 0 ] && echo "sim_cli: all passed"
 exit $fail

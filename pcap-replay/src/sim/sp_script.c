@@ -368,6 +368,20 @@ void sp_script_set_free(sp_script_set *set) {
 
 static int set_add(sp_script_set *set, const uint8_t *data, size_t len,
                    char *err, size_t errlen) {
+  if (set->on_script) {
+    sp_script one;
+    int rc = sp_script_from_transcript(&one, data, len, err, errlen);
+    if (rc)
+      return rc;
+    rc = set->on_script(set->ud, &one);
+    sp_script_free(&one);
+    if (rc) {
+      snprintf(err, errlen, "%s", sp_strerror(rc));
+      return rc;
+    }
+    set->streamed++;
+    return 0;
+  }
   if (set->n == set->cap) {
     size_t nc = set->cap ? set->cap * 2 : 64;
     sp_script *p = realloc(set->v, nc * sizeof *p);
