@@ -39,8 +39,8 @@
 
 typedef struct lsess {
   const sp_script *s;
-  double start_at;  /* wall time the connection is due (captured arrival) */
-  uint32_t src;     /* source IPv4 address (host order), 0: kernel's */
+  double start_at; /* wall time the connection is due (captured arrival) */
+  uint32_t src;    /* source IPv4 address (host order), 0: kernel's */
   int fd, connected, done, gave_up, rejected, stage, eof_sent;
   double t0, last_tx, last_rx, patience, closed_at, end_wait_until;
   size_t wi, units_sent;
@@ -133,16 +133,19 @@ static void reply_done(lsess *l, uint16_t code, double t, double scale) {
    * (a server talking out of turn) has no wait. */
   double prev = idx == 0 ? l->t0 : l->reply_t[idx - 1];
   double asked = idx == 0 ? l->t0
-                 : idx - 1 < s->nu && idx - 1 < l->units_sent ? l->unit_t[idx - 1]
-                                                              : t;
+                 : idx - 1 < s->nu && idx - 1 < l->units_sent
+                     ? l->unit_t[idx - 1]
+                     : t;
   double from = asked > prev ? asked : prev;
   double cap = 0;
   if (idx == 0)
     cap = s->greet_us >= 0 ? (double)s->greet_us / 1e6 : 0;
   else if (idx - 1 < s->nu && s->u[idx - 1].reply_us >= 0) {
     int64_t cprev = idx == 1 ? (s->greet_us >= 0 ? s->greet_us : 0)
-                    : s->u[idx - 2].reply_us >= 0 ? s->u[idx - 2].reply_us : 0;
-    int64_t cfrom = s->u[idx - 1].sent_us > cprev ? s->u[idx - 1].sent_us : cprev;
+                    : s->u[idx - 2].reply_us >= 0 ? s->u[idx - 2].reply_us
+                                                  : 0;
+    int64_t cfrom =
+        s->u[idx - 1].sent_us > cprev ? s->u[idx - 1].sent_us : cprev;
     cap = (double)(s->u[idx - 1].reply_us - cfrom) / 1e6;
   }
   double extra = (t - from) / scale - (cap > 0 ? cap : 0);
@@ -200,17 +203,19 @@ static void upd(double *m, double v) {
 
 /* The longest waits under the three clocks (sp_sim.h), in capture seconds;
  * called before bytes are taken in and when the connection ends. */
-static void note_waits(lsess *l, double t, double scale, int clock_reply_unused) {
+static void note_waits(lsess *l, double t, double scale,
+                       int clock_reply_unused) {
   (void)clock_reply_unused;
   if (!l->connected || l->eof_sent || !waiting(l))
     return;
   const sp_script *s = l->s;
-  sp_unit_kind k = l->rx == 0 ? SP_U_GREETING
+  sp_unit_kind k = l->rx == 0          ? SP_U_GREETING
                    : l->rx - 1 < s->nu ? (sp_unit_kind)s->u[l->rx - 1].kind
                                        : SP_U_OTHER;
   double rb = l->last_tx > l->last_rx ? l->last_tx : l->last_rx;
-  double pb = l->rx == 0 ? l->t0
-              : l->rx - 1 < l->units_sent ? l->unit_t[l->rx - 1] : rb;
+  double pb = l->rx == 0                  ? l->t0
+              : l->rx - 1 < l->units_sent ? l->unit_t[l->rx - 1]
+                                          : rb;
   double rd = (t - rb) / scale, rp = (t - pb) / scale;
   upd(&l->res.w_read, rd);
   upd(&l->res.w_reply, rp);
@@ -292,7 +297,8 @@ static void plan_sources(const sp_script_set *set, lsess *ls) {
   for (size_t i = 0; i < set->n; i++) {
     if (!i || strcmp(set->v[ix[i]].client_ip, set->v[ix[i - 1]].client_ip))
       k++;
-    ls[ix[i]].src = 0x7f010000u + (k < 0xfeffffu ? k : 0xfeffffu); /* 127.1.0.1 up */
+    ls[ix[i]].src =
+        0x7f010000u + (k < 0xfeffffu ? k : 0xfeffffu); /* 127.1.0.1 up */
   }
   free(ix);
 }
@@ -367,7 +373,8 @@ int sp_cmd_live(int argc, char **argv) {
     case 'h':
     default: {
       FILE *f = c == 'h' ? stdout : stderr;
-      fprintf(f, "usage: sluice-replay live --connect ADDR:PORT [--time-scale F] "
+      fprintf(f,
+              "usage: sluice-replay live --connect ADDR:PORT [--time-scale F] "
               "[--concurrency N]\n       [--time-limit S] [--patience MODEL] "
               "[--jsonl FILE] [--csv FILE] [--netns]\n"
               "       [--arrivals captured|asap] [--source per-client|fixed] "
@@ -564,7 +571,8 @@ int sp_cmd_live(int argc, char **argv) {
       pmap[np++] = i;
     }
     for (size_t j = 0; j < next; j++)
-      if (ls[order[j]].done && ls[order[j]].fd == -1 && !ls[order[j]].res.source) {
+      if (ls[order[j]].done && ls[order[j]].fd == -1 &&
+          !ls[order[j]].res.source) {
         lsess *l = &ls[order[j]];
         l->fd = -2;
         active--;
@@ -686,11 +694,15 @@ int sp_cmd_live(int argc, char **argv) {
   if (fc && fclose(fc))
     status = SP_EXIT_INPUT;
   if (!o.quiet) {
-    printf("sluice-replay live: %zu sessions against %s, time scale %g, %.2f s wall, "
-           "arrivals %s, %zu started late (concurrency), %zu not started (time limit), "
+    printf("sluice-replay live: %zu sessions against %s, time scale %g, %.2f s "
+           "wall, "
+           "arrivals %s, %zu started late (concurrency), %zu not started (time "
+           "limit), "
            "sources %s\n",
-           n, target, scale, now_s() - tstart, asap ? "asap" : "captured", late, not_started,
-           fixed_src || ss.ss_family != AF_INET ? "kernel's" : "127.1.0.0 + k per client");
+           n, target, scale, now_s() - tstart, asap ? "asap" : "captured", late,
+           not_started,
+           fixed_src || ss.ss_family != AF_INET ? "kernel's"
+                                                : "127.1.0.0 + k per client");
     sp_simopts_describe(&o, stdout, "# ");
     sp_summary_print_header(stdout);
     sp_summary_print(stdout, label, pm->name, &sum);

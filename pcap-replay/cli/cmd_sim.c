@@ -24,14 +24,16 @@ static FILE *open_out(const char *path) {
 
 /* One --summary-csv line (sweep columns from r). */
 static void summary_line(FILE *fs, const sp_simopts *o, const char *pol,
-                         const char *model, const char *cls, const sp_summary *sum,
-                         const uint64_t rej[3], const sp_result *r) {
+                         const char *model, const char *cls,
+                         const sp_summary *sum, const uint64_t rej[3],
+                         const sp_result *r) {
   fputs(pol, fs);
-  fprintf(fs, ",%s,%s,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.6f,%.6f", model,
-          cls, (unsigned long long)sum->n,
+  fprintf(fs, ",%s,%s,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.6f,%.6f",
+          model, cls, (unsigned long long)sum->n,
           (unsigned long long)sum->by[SP_OUT_DELIVERED],
-          (unsigned long long)sum->by[SP_OUT_REJECTED], (unsigned long long)rej[0],
-          (unsigned long long)rej[1], (unsigned long long)rej[2],
+          (unsigned long long)sum->by[SP_OUT_REJECTED],
+          (unsigned long long)rej[0], (unsigned long long)rej[1],
+          (unsigned long long)rej[2],
           (unsigned long long)sum->by[SP_OUT_GAVE_UP],
           (unsigned long long)sum->by[SP_OUT_NO_MAIL],
           (unsigned long long)sum->by[SP_OUT_ERROR], sum->held, sum->upstream);
@@ -65,7 +67,8 @@ typedef struct simctx {
 /* One session under model m and policy p: record and summaries. */
 static int replay_one(simctx *X, const sp_script *s, int m, int p) {
   sp_simopts *o = X->o;
-  double pat = sp_patience_draw(&o->pats[m], sp_rng_seed(o->cfg.seed, s->source, s->session),
+  double pat = sp_patience_draw(&o->pats[m],
+                                sp_rng_seed(o->cfg.seed, s->source, s->session),
                                 s->gave_up ? s->wait_s : -1.0);
   sp_result res;
   if (sp_sim_run(X->sims[p], s, pat, &res)) {
@@ -76,7 +79,9 @@ static int replay_one(simctx *X, const sp_script *s, int m, int p) {
   sp_simopts_fill_sweep(o, p, &res);
   simacc *a = &X->acc[(size_t)m * (size_t)o->npols + (size_t)p];
   sp_summary_add(&a->sum, &res);
-  int rk = !strcmp(res.reject_by, "sluice") ? 1 : !strcmp(res.reject_by, "timeout") ? 2 : 0;
+  int rk = !strcmp(res.reject_by, "sluice")    ? 1
+           : !strcmp(res.reject_by, "timeout") ? 2
+                                               : 0;
   if (res.outcome == SP_OUT_REJECTED)
     a->rej[rk]++;
   for (int k = 0; k < o->nclasses; k++)
@@ -86,7 +91,8 @@ static int replay_one(simctx *X, const sp_script *s, int m, int p) {
         a->crej[k][rk]++;
     }
   a->last = res;
-  a->last.source = a->last.client_ip = a->last.stage = a->last.note = ""; /* s may go */
+  a->last.source = a->last.client_ip = a->last.stage = a->last.note =
+      ""; /* s may go */
   a->last.cls = "";
   if (X->fj)
     sp_result_write_jsonl(X->fj, &res);
@@ -94,7 +100,8 @@ static int replay_one(simctx *X, const sp_script *s, int m, int p) {
     sp_result_write_csv(X->fc, &res, o->nsweep_keys, o->sweep_keys);
   if (o->progress && ++X->done % 1000 == 0) {
     if (X->total)
-      fprintf(stderr, "sluice-replay: %zu of %zu replays (policy %s, patience %s)\n",
+      fprintf(stderr,
+              "sluice-replay: %zu of %zu replays (policy %s, patience %s)\n",
               X->done, X->total, o->pols[p].label, o->pats[m].name);
     else
       fprintf(stderr, "sluice-replay: %zu replays\n", X->done);
@@ -112,40 +119,41 @@ static int stream_one(void *ud, sp_script *s) {
 }
 
 static void sim_usage(FILE *f) {
-  fprintf(f,
-          "usage: sluice-replay sim [OPTIONS] FILE...\n"
-          "Replays each client session of FILEs (captures or transcripts) "
-          "through the core\non a virtual clock.\n"
-          "  --policy FILE        policy in sluiced.conf format (repeatable: "
-          "one run each)\n"
-          "  --set KEY=VALUE      override a policy key (repeatable)\n"
-          "  --sweep KEY=V1,V2..  one policy per value (repeatable), e.g.\n"
-          "                       --sweep greet_delay=0,2,6,10,21,45,100\n"
-          "  --patience MODEL     none, fixed:S, exp:MEAN, uniform:A:B, ops90, ops90-late, "
-          "vendor10,\n"
-          "                       captured, empirical, km:FILE.csv "
-          "(repeatable; default none)\n"
-          "  --patience-clock read|reply   (default read)\n"
-          "  --upstream capture|sink:LATENCY   (default capture)\n"
-          "  --dnsbl-answers FILE lines \"IP ZONE A-record...\"\n"
-          "  --seed N             patience draws and relay jitter (default 1)\n"
-          "  --grid               combine the sweeps as a cartesian product\n"
-          "  --jsonl FILE, --csv FILE   one record per session and policy\n"
-          "                       (swept values as numeric columns)\n"
-          "  --summary-csv FILE   one line per policy and patience model (and "
-          "class)\n"
-          "  --labels FILE        client classes: lines \"SOURCE SESSION|* "
-          "CLASS\"\n"
-          "  --progress           a line per file and per 1000 sessions on "
-          "stderr\n"
-          "  --keep-going         a damaged file does not stop the run (its "
-          "sessions read\n"
-          "                       before the damage stay; exit status 1)\n"
-          "  --stream             replay each session as soon as it is read and "
-          "free it\n"
-          "                       (memory bounded by open sessions; records "
-          "grouped by session)\n"
-          "  -q                   no summary table\n");
+  fprintf(
+      f, "usage: sluice-replay sim [OPTIONS] FILE...\n"
+         "Replays each client session of FILEs (captures or transcripts) "
+         "through the core\non a virtual clock.\n"
+         "  --policy FILE        policy in sluiced.conf format (repeatable: "
+         "one run each)\n"
+         "  --set KEY=VALUE      override a policy key (repeatable)\n"
+         "  --sweep KEY=V1,V2..  one policy per value (repeatable), e.g.\n"
+         "                       --sweep greet_delay=0,2,6,10,21,45,100\n"
+         "  --patience MODEL     none, fixed:S, exp:MEAN, uniform:A:B, ops90, "
+         "ops90-late, "
+         "vendor10,\n"
+         "                       captured, empirical, km:FILE.csv "
+         "(repeatable; default none)\n"
+         "  --patience-clock read|reply   (default read)\n"
+         "  --upstream capture|sink:LATENCY   (default capture)\n"
+         "  --dnsbl-answers FILE lines \"IP ZONE A-record...\"\n"
+         "  --seed N             patience draws and relay jitter (default 1)\n"
+         "  --grid               combine the sweeps as a cartesian product\n"
+         "  --jsonl FILE, --csv FILE   one record per session and policy\n"
+         "                       (swept values as numeric columns)\n"
+         "  --summary-csv FILE   one line per policy and patience model (and "
+         "class)\n"
+         "  --labels FILE        client classes: lines \"SOURCE SESSION|* "
+         "CLASS\"\n"
+         "  --progress           a line per file and per 1000 sessions on "
+         "stderr\n"
+         "  --keep-going         a damaged file does not stop the run (its "
+         "sessions read\n"
+         "                       before the damage stay; exit status 1)\n"
+         "  --stream             replay each session as soon as it is read and "
+         "free it\n"
+         "                       (memory bounded by open sessions; records "
+         "grouped by session)\n"
+         "  -q                   no summary table\n");
 }
 
 int sp_cmd_sim(int argc, char **argv) {
@@ -234,7 +242,8 @@ int sp_cmd_sim(int argc, char **argv) {
     sp_simopts_describe(&o, fs, "# ");
     fputs("policy,patience_model,class,n,delivered,rejected,rejected_upstream,"
           "rejected_sluice,rejected_timeout,gave_up,completed_without_mail,"
-          "error,held_s,upstream_s", fs);
+          "error,held_s,upstream_s",
+          fs);
     for (int k = 0; k < o.nsweep_keys; k++)
       fprintf(fs, ",sweep_%s", o.sweep_keys[k]);
     fputc('\n', fs);
@@ -273,7 +282,8 @@ int sp_cmd_sim(int argc, char **argv) {
         sp_simopts_fill_sweep(&o, p, &a->last);
         for (int k = -1; k < o.nclasses; k++)
           summary_line(fs, &o, o.pols[p].label, o.pats[m].name,
-                       k < 0 ? "all" : o.classes[k], k < 0 ? &a->sum : &a->csum[k],
+                       k < 0 ? "all" : o.classes[k],
+                       k < 0 ? &a->sum : &a->csum[k],
                        k < 0 ? a->rej : a->crej[k], &a->last);
       }
       if (!o.quiet)
@@ -290,8 +300,10 @@ int sp_cmd_sim(int argc, char **argv) {
   if (fs && fclose(fs))
     status = SP_EXIT_INPUT;
   if (!status && o.failed_files) {
-    fprintf(stderr, "sluice-replay: %d damaged file(s); the results hold the "
-            "sessions read before the damage\n", o.failed_files);
+    fprintf(stderr,
+            "sluice-replay: %d damaged file(s); the results hold the "
+            "sessions read before the damage\n",
+            o.failed_files);
     status = SP_EXIT_INPUT;
   }
   sp_simopts_free(&o);

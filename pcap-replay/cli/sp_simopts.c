@@ -192,8 +192,10 @@ static int apply_labels(sp_simopts *o) {
     unsigned long long num = strtoull(sess, &end, 10);
     int any = !strcmp(sess, "*");
     if (n != 3 || (!any && (*end || end == sess)) || strlen(cls) >= 24) {
-      fprintf(stderr, "sluice-replay: %s:%u: expected \"SOURCE SESSION|* CLASS\" "
-              "(class at most 23 bytes)\n", o->labels, lineno);
+      fprintf(stderr,
+              "sluice-replay: %s:%u: expected \"SOURCE SESSION|* CLASS\" "
+              "(class at most 23 bytes)\n",
+              o->labels, lineno);
       rc = -1;
       break;
     }
@@ -202,7 +204,8 @@ static int apply_labels(sp_simopts *o) {
       known |= !strcmp(o->classes[i], cls);
     if (!known) {
       if (o->nclasses >= 16) {
-        fprintf(stderr, "sluice-replay: %s:%u: more than 16 classes\n", o->labels, lineno);
+        fprintf(stderr, "sluice-replay: %s:%u: more than 16 classes\n",
+                o->labels, lineno);
         rc = -1;
         break;
       }
@@ -267,7 +270,11 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
       continue;
     }
     /* Each sweep's key and values. */
-    struct { char key[64]; char vals[64][64]; int n; } sw[SP_SWEEP_MAX];
+    struct {
+      char key[64];
+      char vals[64][64];
+      int n;
+    } sw[SP_SWEEP_MAX];
     int nsw = 0;
     for (int s = 0; s < o->nsweeps; s++) {
       const char *eq = strchr(o->sweeps[s], '=');
@@ -279,15 +286,16 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
         fprintf(stderr, "sluice-replay: at most %d --sweep\n", SP_SWEEP_MAX);
         return SP_EXIT_USAGE;
       }
-      snprintf(sw[nsw].key, sizeof sw[nsw].key, "%.*s", (int)(eq - o->sweeps[s]),
-               o->sweeps[s]);
+      snprintf(sw[nsw].key, sizeof sw[nsw].key, "%.*s",
+               (int)(eq - o->sweeps[s]), o->sweeps[s]);
       sw[nsw].n = 0;
       char list[1024];
       snprintf(list, sizeof list, "%s", eq + 1);
       char *save = NULL;
       for (char *v = strtok_r(list, ",", &save); v; v = strtok_r(NULL, ",", &save)) {
         if (sw[nsw].n >= 64 || strlen(v) >= 64) {
-          fprintf(stderr, "sluice-replay: --sweep: at most 64 values of 63 bytes\n");
+          fprintf(stderr,
+                  "sluice-replay: --sweep: at most 64 values of 63 bytes\n");
           return SP_EXIT_USAGE;
         }
         snprintf(sw[nsw].vals[sw[nsw].n++], 64, "%.63s", v);
@@ -307,7 +315,8 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
     }
     for (long c = 0; c < total; c++) {
       if (o->npols >= SP_MAX_POLICIES) {
-        fprintf(stderr, "sluice-replay: at most %d policies\n", SP_MAX_POLICIES);
+        fprintf(stderr, "sluice-replay: at most %d policies\n",
+                SP_MAX_POLICIES);
         return SP_EXIT_USAGE;
       }
       const char *keys[SP_SWEEP_MAX], *vals[SP_SWEEP_MAX];
@@ -338,8 +347,8 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
         snprintf(kv, sizeof kv, "%s=%s", keys[k], vals[k]);
         if (apply_kv(&p, kv, o->grid ? "--grid" : "--sweep"))
           return SP_EXIT_USAGE;
-        ll += (size_t)snprintf(lab + ll, ll < sizeof lab ? sizeof lab - ll : 0, "%s%s",
-                               k ? "," : "", kv);
+        ll += (size_t)snprintf(lab + ll, ll < sizeof lab ? sizeof lab - ll : 0,
+                               "%s%s", k ? "," : "", kv);
         if (ll >= sizeof lab)
           ll = sizeof lab - 1;
       }
@@ -364,7 +373,8 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
       return rc;
   }
   if (o->labels && o->stream) {
-    fprintf(stderr, "sluice-replay: --labels does not work with --stream yet\n");
+    fprintf(stderr,
+            "sluice-replay: --labels does not work with --stream yet\n");
     return SP_EXIT_USAGE;
   }
   if (o->labels && apply_labels(o))
@@ -378,7 +388,8 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
     }
     o->npats++;
     if (o->pats[i].kind == SP_PAT_EMPIRICAL && o->stream) {
-      fprintf(stderr, "sluice-replay: the empirical model needs every session "
+      fprintf(stderr,
+              "sluice-replay: the empirical model needs every session "
               "first: not with --stream (write it with \"patience --csv\" and "
               "use km:FILE)\n");
       return SP_EXIT_USAGE;
@@ -420,8 +431,8 @@ int sp_simopts_load(sp_simopts *o, const char *file, int i, int nfiles) {
   }
   size_t now = o->set.n + o->set.streamed;
   if (o->progress)
-    fprintf(stderr, "sluice-replay: [%d/%d] %s: %zu sessions%s (%zu in all)\n", i + 1,
-            nfiles, file, now - before, rc ? ", damaged" : "", now);
+    fprintf(stderr, "sluice-replay: [%d/%d] %s: %zu sessions%s (%zu in all)\n",
+            i + 1, nfiles, file, now - before, rc ? ", damaged" : "", now);
   return SP_EXIT_OK;
 }
 

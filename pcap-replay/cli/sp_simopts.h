@@ -30,10 +30,10 @@ typedef struct sp_simopts {
   const char *dnsbl_file;
   const char *jsonl, *csv, *summary_csv, *labels;
   int quiet;
-  int progress;    /* --progress: a line per file and per 1000 sessions */
-  int keep_going;  /* --keep-going: a damaged file does not stop the run */
-  int grid;        /* --grid: sweeps combine as a cartesian product */
-  int stream;      /* --stream: sim replays each session as it is read */
+  int progress;   /* --progress: a line per file and per 1000 sessions */
+  int keep_going; /* --keep-going: a damaged file does not stop the run */
+  int grid;       /* --grid: sweeps combine as a cartesian product */
+  int stream;     /* --stream: sim replays each session as it is read */
   int failed_files;
   /* built */
   sp_policy *pols;
@@ -43,7 +43,7 @@ typedef struct sp_simopts {
     int n;
     char key[SP_SWEEP_MAX][64], text[SP_SWEEP_MAX][64];
     double num[SP_SWEEP_MAX];
-  } *psw;
+  } * psw;
   const char *sweep_keys[SP_SWEEP_MAX]; /* distinct swept keys, in order */
   char sweep_key_buf[SP_SWEEP_MAX][64];
   int nsweep_keys;
@@ -72,29 +72,49 @@ void sp_simopts_describe(const sp_simopts *o, FILE *f, const char *prefix);
 
 /* Long-option codes shared by the commands. */
 enum {
-  OPT_POLICY = 1000, OPT_SET, OPT_SWEEP, OPT_PATIENCE, OPT_CLOCK, OPT_UPSTREAM,
-  OPT_DNSBL, OPT_SEED, OPT_JSONL, OPT_CSV, OPT_REPEAT, OPT_TIMESCALE,
-  OPT_CONCURRENCY, OPT_TIMELIMIT, OPT_CONNECT, OPT_NETNS, OPT_ARRIVALS,
-  OPT_SOURCE, OPT_PROGRESS, OPT_KEEP_GOING, OPT_GRID, OPT_SUMMARY_CSV,
-  OPT_LABELS, OPT_STREAM
+  OPT_POLICY = 1000,
+  OPT_SET,
+  OPT_SWEEP,
+  OPT_PATIENCE,
+  OPT_CLOCK,
+  OPT_UPSTREAM,
+  OPT_DNSBL,
+  OPT_SEED,
+  OPT_JSONL,
+  OPT_CSV,
+  OPT_REPEAT,
+  OPT_TIMESCALE,
+  OPT_CONCURRENCY,
+  OPT_TIMELIMIT,
+  OPT_CONNECT,
+  OPT_NETNS,
+  OPT_ARRIVALS,
+  OPT_SOURCE,
+  OPT_PROGRESS,
+  OPT_KEEP_GOING,
+  OPT_GRID,
+  OPT_SUMMARY_CSV,
+  OPT_LABELS,
+  OPT_STREAM
 };
 
-#define SP_SIMOPTS_LONG                                                       \
-  {"policy", required_argument, 0, OPT_POLICY},                               \
-  {"set", required_argument, 0, OPT_SET},                                     \
-  {"sweep", required_argument, 0, OPT_SWEEP},                                 \
-  {"patience", required_argument, 0, OPT_PATIENCE},                           \
-  {"patience-clock", required_argument, 0, OPT_CLOCK},                        \
-  {"upstream", required_argument, 0, OPT_UPSTREAM},                           \
-  {"dnsbl-answers", required_argument, 0, OPT_DNSBL},                         \
-  {"seed", required_argument, 0, OPT_SEED},                                   \
-  {"jsonl", required_argument, 0, OPT_JSONL},                                 \
-  {"csv", required_argument, 0, OPT_CSV},                                     \
-  {"summary-csv", required_argument, 0, OPT_SUMMARY_CSV},                     \
-  {"progress", no_argument, 0, OPT_PROGRESS},                                 \
-  {"keep-going", no_argument, 0, OPT_KEEP_GOING},                             \
-  {"grid", no_argument, 0, OPT_GRID},                                         \
-  {"labels", required_argument, 0, OPT_LABELS},                              \
-  {"stream", no_argument, 0, OPT_STREAM}
+#define SP_SIMOPTS_LONG                                                        \
+  {"policy", required_argument, 0, OPT_POLICY},                                \
+      {"set", required_argument, 0, OPT_SET},                                  \
+      {"sweep", required_argument, 0, OPT_SWEEP},                              \
+      {"patience", required_argument, 0, OPT_PATIENCE},                        \
+      {"patience-clock", required_argument, 0, OPT_CLOCK},                     \
+      {"upstream", required_argument, 0, OPT_UPSTREAM},                        \
+      {"dnsbl-answers", required_argument, 0, OPT_DNSBL},                      \
+      {"seed", required_argument, 0, OPT_SEED},                                \
+      {"jsonl", required_argument, 0, OPT_JSONL},                              \
+      {"csv", required_argument, 0, OPT_CSV},                                  \
+      {"summary-csv", required_argument, 0, OPT_SUMMARY_CSV},                  \
+      {"progress", no_argument, 0, OPT_PROGRESS},                              \
+      {"keep-going", no_argument, 0, OPT_KEEP_GOING},                          \
+      {"grid", no_argument, 0, OPT_GRID},                                      \
+      {"labels", required_argument, 0, OPT_LABELS}, {                          \
+    "stream", no_argument, 0, OPT_STREAM                                       \
+  }
 
 #endif

@@ -116,7 +116,7 @@ typedef struct sp_result {
    * admission, DNSBL, pre-greeting, framing), "timeout" (the relay's 421
    * after a client timeout); "" otherwise. */
   const char *reject_by;
-  const char *cls;          /* client class (--labels), "" if unknown */
+  const char *cls; /* client class (--labels), "" if unknown */
   /* The swept settings of the policy (--sweep/--grid), numeric where the
    * value is a number or a duration (seconds), for numeric columns. */
   int nsweep;

@@ -98,7 +98,8 @@ static sp_result run_clock(const sp_script *s, const char *setting,
   return r;
 }
 
-static sp_result run_one(const sp_script *s, const char *setting, double patience) {
+static sp_result run_one(const sp_script *s, const char *setting,
+                         double patience) {
   return run_clock(s, setting, patience, 0);
 }
 
@@ -246,7 +247,8 @@ static void test_patience_models(void) {
     le15 += p <= 15 ? 1u : 0u;
   }
   CHECK(fabs(le15 / (double)N - 0.08 * 0.951) < 0.005);
-  CHECK(fabs(le10 / (double)N - 0.08 * 0.951 * 10 / 15) < 0.005); /* linear from 0 */
+  CHECK(fabs(le10 / (double)N - 0.08 * 0.951 * 10 / 15) <
+        0.005); /* linear from 0 */
   CHECK_INT(sp_patience_parse(&m, "vendor10", err, sizeof err), 0);
   unsigned ten = 0;
   for (unsigned i = 0; i < N; i++)
