@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build clang llvm lld libclang-rt-14-dev
   libssl-dev openssl libpcap-dev libc-ares-dev pkg-config
-  python3-pytest python3-aiosmtpd python3-matplotlib
+  python3-pytest python3-aiosmtpd python3-matplotlib python3-numpy python3-scipy
   swaks libnet-ssleay-perl libio-socket-inet6-perl postfix unbound dnsutils tshark tcpdump
   gnuplot-nox lcov afl++ iproute2 procps
   libidn12 util-linux

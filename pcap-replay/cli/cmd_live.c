@@ -6,6 +6,15 @@
  * once through poll(), bounded in count and in total time.  The records are
  * sim's, measured from the client side; times are reported in capture
  * seconds (wall time divided by the time scale).
+ *
+ * Arrivals: each session starts at its captured start time (offset from
+ * the first session of its capture file, times the time scale); captures
+ * given together overlay their timelines.  --arrivals asap starts them as
+ * fast as the concurrency allows (the old behaviour, a load test).
+ * Source addresses: every distinct captured client address gets its own
+ * loopback address 127.1.0.0 + k (IPv4 targets; Linux routes all of
+ * 127.0.0.0/8 to lo), so the proxy's per-IP limits see the capture's
+ * clients, not one host.  --source fixed uses the kernel's choice.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,6 +39,8 @@
 
 typedef struct lsess {
   const sp_script *s;
+  double start_at; /* wall time the connection is due (captured arrival) */
+  uint32_t src;    /* source IPv4 address (host order), 0: kernel's */
   int fd, connected, done, gave_up, rejected, stage, eof_sent;
   double t0, last_tx, last_rx, patience, closed_at, end_wait_until;
   size_t wi, units_sent;
@@ -114,14 +125,31 @@ static void reply_done(lsess *l, uint16_t code, double t, double scale) {
   sp_unit_kind k = idx == 0 ? SP_U_GREETING
                    : idx - 1 < s->nu ? (sp_unit_kind)s->u[idx - 1].kind
                                      : SP_U_OTHER;
-  /* delay: the wait beyond the captured wait for this reply */
-  double asked = idx == 0 ? l->t0 : idx - 1 < s->nu ? l->unit_t[idx - 1] : t;
-  double cap = idx == 0 ? (s->greet_us >= 0 ? (double)s->greet_us / 1e6 : 0)
-               : idx - 1 < s->nu && s->u[idx - 1].reply_us >= 0
-                   ? (double)(s->u[idx - 1].reply_us - s->u[idx - 1].sent_us) / 1e6
-                   : 0;
-  double extra = (t - asked) / scale - cap;
-  if (extra > 0)
+  /* delay: the wait for this reply beyond the captured one.  The wait runs
+   * from the later of the request going out and the previous reply (a
+   * pipelined group's replies queue behind each other: counting each from
+   * its own request would count one hold several times), and so does the
+   * captured wait it is compared with.  A reply to a request not yet sent
+   * (a server talking out of turn) has no wait. */
+  double prev = idx == 0 ? l->t0 : l->reply_t[idx - 1];
+  double asked = idx == 0 ? l->t0
+                 : idx - 1 < s->nu && idx - 1 < l->units_sent
+                     ? l->unit_t[idx - 1]
+                     : t;
+  double from = asked > prev ? asked : prev;
+  double cap = 0;
+  if (idx == 0)
+    cap = s->greet_us >= 0 ? (double)s->greet_us / 1e6 : 0;
+  else if (idx - 1 < s->nu && s->u[idx - 1].reply_us >= 0) {
+    int64_t cprev = idx == 1 ? (s->greet_us >= 0 ? s->greet_us : 0)
+                    : s->u[idx - 2].reply_us >= 0 ? s->u[idx - 2].reply_us
+                                                  : 0;
+    int64_t cfrom =
+        s->u[idx - 1].sent_us > cprev ? s->u[idx - 1].sent_us : cprev;
+    cap = (double)(s->u[idx - 1].reply_us - cfrom) / 1e6;
+  }
+  double extra = (t - from) / scale - (cap > 0 ? cap : 0);
+  if (from <= t && extra > 0)
     l->res.delay_s += extra;
   int cls = code / 100;
   if (cls == 2 || cls == 3) {
@@ -168,6 +196,34 @@ static int waiting(const lsess *l) {
   return !(l->rx >= 1 && l->rx - 1 < l->s->nu && l->s->u[l->rx - 1].kind == SP_U_QUIT);
 }
 
+static void upd(double *m, double v) {
+  if (v > *m)
+    *m = v;
+}
+
+/* The longest waits under the three clocks (sp_sim.h), in capture seconds;
+ * called before bytes are taken in and when the connection ends. */
+static void note_waits(lsess *l, double t, double scale,
+                       int clock_reply_unused) {
+  (void)clock_reply_unused;
+  if (!l->connected || l->eof_sent || !waiting(l))
+    return;
+  const sp_script *s = l->s;
+  sp_unit_kind k = l->rx == 0          ? SP_U_GREETING
+                   : l->rx - 1 < s->nu ? (sp_unit_kind)s->u[l->rx - 1].kind
+                                       : SP_U_OTHER;
+  double rb = l->last_tx > l->last_rx ? l->last_tx : l->last_rx;
+  double pb = l->rx == 0                  ? l->t0
+              : l->rx - 1 < l->units_sent ? l->unit_t[l->rx - 1]
+                                          : rb;
+  double rd = (t - rb) / scale, rp = (t - pb) / scale;
+  upd(&l->res.w_read, rd);
+  upd(&l->res.w_reply, rp);
+  upd(&l->res.w_read_by[k], rd);
+  upd(&l->res.w_reply_by[k], rp);
+  upd(&l->res.w_session, (t - l->t0) / scale);
+}
+
 static void finish(lsess *l, double t, const char *note, int rst) {
   if (l->done)
     return;
@@ -189,6 +245,64 @@ static double anchor(const lsess *l, uint32_t k) {
   return k == 0 ? l->t0 : l->reply_t[k - 1];
 }
 
+/* Captured arrivals: each session's start relative to the first session of
+ * its capture file, scaled; order[] lists sessions by due time (stable). */
+static const lsess *g_sort_ls;
+static int by_start(const void *a, const void *b) {
+  size_t x = *(const size_t *)a, y = *(const size_t *)b;
+  double dx = g_sort_ls[x].start_at, dy = g_sort_ls[y].start_at;
+  return dx < dy ? -1 : dx > dy ? 1 : x < y ? -1 : x > y;
+}
+
+static void plan_arrivals(const sp_script_set *set, lsess *ls, size_t *order,
+                          double tstart, double scale, int asap) {
+  /* A file's sessions are consecutive in the set (loaded file by file). */
+  for (size_t i = 0, run = 0; i < set->n; i++) {
+    order[i] = i;
+    ls[i].start_at = tstart;
+    if (i == set->n - 1 || strcmp(set->v[i + 1].source, set->v[i].source)) {
+      int64_t first = set->v[run].start_us;
+      for (size_t j = run; j <= i; j++)
+        if (set->v[j].start_us < first)
+          first = set->v[j].start_us;
+      for (size_t j = run; j <= i && !asap; j++) {
+        double off = (double)(set->v[j].start_us - first) / 1e6;
+        ls[j].start_at = tstart + (off > 0 ? off : 0) * scale;
+      }
+      run = i + 1;
+    }
+  }
+  g_sort_ls = ls;
+  qsort(order, set->n, sizeof *order, by_start);
+}
+
+/* One loopback address per distinct captured client address: 127.1.0.0 + k
+ * (k from 1 in order of first appearance). */
+static const sp_script_set *g_sort_set;
+static int by_client(const void *a, const void *b) {
+  size_t x = *(const size_t *)a, y = *(const size_t *)b;
+  int c = strcmp(g_sort_set->v[x].client_ip, g_sort_set->v[y].client_ip);
+  return c ? c : x < y ? -1 : x > y;
+}
+
+static void plan_sources(const sp_script_set *set, lsess *ls) {
+  size_t *ix = calloc(set->n ? set->n : 1, sizeof *ix);
+  if (!ix)
+    return; /* the kernel's address for everyone */
+  for (size_t i = 0; i < set->n; i++)
+    ix[i] = i;
+  g_sort_set = set;
+  qsort(ix, set->n, sizeof *ix, by_client);
+  uint32_t k = 0;
+  for (size_t i = 0; i < set->n; i++) {
+    if (!i || strcmp(set->v[ix[i]].client_ip, set->v[ix[i - 1]].client_ip))
+      k++;
+    ls[ix[i]].src =
+        0x7f010000u + (k < 0xfeffffu ? k : 0xfeffffu); /* 127.1.0.1 up */
+  }
+  free(ix);
+}
+
 int sp_cmd_live(int argc, char **argv) {
   static sp_simopts o;
   memset(&o, 0, sizeof o);
@@ -200,12 +314,14 @@ int sp_cmd_live(int argc, char **argv) {
       {"concurrency", required_argument, 0, OPT_CONCURRENCY},
       {"time-limit", required_argument, 0, OPT_TIMELIMIT},
       {"netns", no_argument, 0, OPT_NETNS},
+      {"arrivals", required_argument, 0, OPT_ARRIVALS},
+      {"source", required_argument, 0, OPT_SOURCE},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   const char *target = NULL;
   double scale = 1.0, limit = 60.0;
   long conc = 100;
-  int netns = 0;
+  int netns = 0, asap = 0, fixed_src = 0;
   optind = 1;
   int c;
   while ((c = getopt_long(argc, argv, "hq", longopts, NULL)) != -1) {
@@ -239,17 +355,36 @@ int sp_cmd_live(int argc, char **argv) {
       }
       break;
     case OPT_NETNS: netns = 1; break;
+    case OPT_ARRIVALS:
+      if (strcmp(optarg, "captured") && strcmp(optarg, "asap")) {
+        fprintf(stderr, "sluice-replay: --arrivals: captured or asap\n");
+        return SP_EXIT_USAGE;
+      }
+      asap = !strcmp(optarg, "asap");
+      break;
+    case OPT_SOURCE:
+      if (strcmp(optarg, "per-client") && strcmp(optarg, "fixed")) {
+        fprintf(stderr, "sluice-replay: --source: per-client or fixed\n");
+        return SP_EXIT_USAGE;
+      }
+      fixed_src = !strcmp(optarg, "fixed");
+      break;
     case 'q': o.quiet = 1; break;
     case 'h':
     default: {
       FILE *f = c == 'h' ? stdout : stderr;
-      fprintf(f, "usage: sluice-replay live --connect ADDR:PORT [--time-scale F] "
+      fprintf(f,
+              "usage: sluice-replay live --connect ADDR:PORT [--time-scale F] "
               "[--concurrency N]\n       [--time-limit S] [--patience MODEL] "
-              "[--jsonl FILE] [--csv FILE] [--netns] FILE...\n"
+              "[--jsonl FILE] [--csv FILE] [--netns]\n"
+              "       [--arrivals captured|asap] [--source per-client|fixed] "
+              "FILE...\n"
               "Replays the client sessions over TCP against a server on "
               "loopback (or, with\n--netns, any address inside a test network "
               "namespace).  Defaults: scale 1,\nconcurrency 100, time limit 60 "
-              "s (wall clock, for the whole run).\n");
+              "s (wall clock, for the whole run), arrivals at their\ncaptured "
+              "times (scaled), each captured client from its own 127.1.x.y "
+              "address.\n");
       return c == 'h' ? SP_EXIT_OK : SP_EXIT_USAGE;
     }
     }
@@ -268,6 +403,10 @@ int sp_cmd_live(int argc, char **argv) {
   }
   if (optind >= argc) {
     fprintf(stderr, "sluice-replay: live: no input files\n");
+    return SP_EXIT_USAGE;
+  }
+  if (o.stream) {
+    fprintf(stderr, "sluice-replay: --stream is for sim only\n");
     return SP_EXIT_USAGE;
   }
   int rc = sp_simopts_build(&o, argc - optind, argv + optind);
@@ -289,16 +428,41 @@ int sp_cmd_live(int argc, char **argv) {
   }
   const sp_patience *pm = &o.pats[0];
   double tstart = now_s(), deadline = tstart + limit;
-  size_t next = 0, active = 0, finished = 0;
+  /* Arrival order and times; source addresses per distinct client. */
+  size_t *order = calloc(n ? n : 1, sizeof *order);
+  if (!order) {
+    fprintf(stderr, "sluice-replay: out of memory\n");
+    free(ls);
+    free(pf);
+    free(pmap);
+    sp_simopts_free(&o);
+    return SP_EXIT_INPUT;
+  }
+  plan_arrivals(&o.set, ls, order, tstart, scale, asap);
+  if (!fixed_src && ss.ss_family == AF_INET)
+    plan_sources(&o.set, ls);
+  size_t next = 0, active = 0, finished = 0, late = 0;
   int status = SP_EXIT_OK;
   static char label[160];
   snprintf(label, sizeof label, "live:%s", target);
+  size_t not_started = 0;
   while (finished < n) {
     double t = now_s();
-    /* start sessions */
-    while (next < n && active < (size_t)conc && t < deadline) {
-      lsess *l = &ls[next];
-      l->s = &o.set.v[next];
+    /* past the time limit, sessions not yet started never will be */
+    while (t >= deadline && next < n) {
+      lsess *l = &ls[order[next++]];
+      l->done = 1;
+      l->fd = -2;
+      not_started++;
+      finished++;
+    }
+    /* start sessions whose arrival is due */
+    while (next < n && active < (size_t)conc && t < deadline &&
+           ls[order[next]].start_at <= t) {
+      lsess *l = &ls[order[next]];
+      if (t - l->start_at > 0.1 * scale + 0.01)
+        late++; /* held back by --concurrency */
+      l->s = &o.set.v[order[next]];
       l->reply_t = calloc(l->s->nu + 2, sizeof(double));
       l->unit_t = calloc(l->s->nu + 1, sizeof(double));
       l->res.deliver_s = -1;
@@ -308,6 +472,17 @@ int sp_cmd_live(int argc, char **argv) {
       l->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
       next++;
       active++;
+      if (l->fd >= 0 && l->src) {
+        struct sockaddr_in sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(l->src);
+        if (bind(l->fd, (struct sockaddr *)&sa, sizeof sa)) {
+          finish(l, t, "bind-failed", 0);
+          l->res.outcome = SP_OUT_ERROR;
+          continue;
+        }
+      }
       if (!l->reply_t || !l->unit_t || l->fd < 0 ||
           (connect(l->fd, (struct sockaddr *)&ss, sslen) && errno != EINPROGRESS)) {
         finish(l, t, "connect-failed", 0);
@@ -319,13 +494,17 @@ int sp_cmd_live(int argc, char **argv) {
     }
     /* timers and writes */
     double wake = t + 0.05;
+    if (next < n && ls[order[next]].start_at < wake)
+      wake = ls[order[next]].start_at;
     nfds_t np = 0;
-    for (size_t i = 0; i < next; i++) {
+    for (size_t j = 0; j < next; j++) {
+      size_t i = order[j];
       lsess *l = &ls[i];
       if (l->done)
         continue;
       const sp_script *s = l->s;
       if (t >= deadline) {
+        note_waits(l, t, scale, 0);
         finish(l, t, "time-limit", 1);
         l->res.outcome = SP_OUT_ERROR;
         continue;
@@ -339,6 +518,7 @@ int sp_cmd_live(int argc, char **argv) {
                           : (l->last_tx > l->last_rx ? l->last_tx : l->last_rx);
         double dl = base + l->patience * scale;
         if (t >= dl) {
+          note_waits(l, t, scale, 0);
           l->gave_up = 1;
           l->gave_up_at = l->rx == 0 ? SP_U_GREETING
                           : l->rx - 1 < s->nu ? (sp_unit_kind)s->u[l->rx - 1].kind
@@ -390,9 +570,10 @@ int sp_cmd_live(int argc, char **argv) {
       pf[np].revents = 0;
       pmap[np++] = i;
     }
-    for (size_t i = 0; i < next; i++)
-      if (ls[i].done && ls[i].fd == -1 && !ls[i].res.source) {
-        lsess *l = &ls[i];
+    for (size_t j = 0; j < next; j++)
+      if (ls[order[j]].done && ls[order[j]].fd == -1 &&
+          !ls[order[j]].res.source) {
+        lsess *l = &ls[order[j]];
         l->fd = -2;
         active--;
         finished++;
@@ -455,9 +636,11 @@ int sp_cmd_live(int argc, char **argv) {
       if (pf[k].revents & (POLLIN | POLLHUP | POLLERR)) {
         uint8_t buf[16384];
         ssize_t got = recv(l->fd, buf, sizeof buf, 0);
-        if (got > 0)
+        if (got > 0) {
+          note_waits(l, t, scale, 0);
           on_bytes(l, buf, (size_t)got, t, scale);
-        else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
+        } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
+          note_waits(l, t, scale, 0);
           finish(l, t, l->eof_sent ? "client:fin" : "server-closed", 0);
           continue;
         }
@@ -493,7 +676,7 @@ int sp_cmd_live(int argc, char **argv) {
     fprintf(fc, "# live replay against %s, time scale %g (times in capture "
             "seconds); delay_s = wait beyond the captured reply time\n", target, scale);
     sp_simopts_describe(&o, fc, "# ");
-    sp_result_csv_header(fc);
+    sp_result_csv_header(fc, 0, NULL);
   }
   sp_summary sum;
   memset(&sum, 0, sizeof sum);
@@ -504,15 +687,22 @@ int sp_cmd_live(int argc, char **argv) {
     if (fj)
       sp_result_write_jsonl(fj, &ls[i].res);
     if (fc)
-      sp_result_write_csv(fc, &ls[i].res);
+      sp_result_write_csv(fc, &ls[i].res, 0, NULL);
   }
   if (fj && fclose(fj))
     status = SP_EXIT_INPUT;
   if (fc && fclose(fc))
     status = SP_EXIT_INPUT;
   if (!o.quiet) {
-    printf("sluice-replay live: %zu sessions against %s, time scale %g, %.2f s wall\n",
-           n, target, scale, now_s() - tstart);
+    printf("sluice-replay live: %zu sessions against %s, time scale %g, %.2f s "
+           "wall, "
+           "arrivals %s, %zu started late (concurrency), %zu not started (time "
+           "limit), "
+           "sources %s\n",
+           n, target, scale, now_s() - tstart, asap ? "asap" : "captured", late,
+           not_started,
+           fixed_src || ss.ss_family != AF_INET ? "kernel's"
+                                                : "127.1.0.0 + k per client");
     sp_simopts_describe(&o, stdout, "# ");
     sp_summary_print_header(stdout);
     sp_summary_print(stdout, label, pm->name, &sum);
@@ -524,6 +714,7 @@ int sp_cmd_live(int argc, char **argv) {
     free(ls[i].unit_t);
   }
   free(ls);
+  free(order);
   free(pf);
   free(pmap);
   sp_simopts_free(&o);

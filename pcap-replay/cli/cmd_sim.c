@@ -22,26 +22,138 @@ static FILE *open_out(const char *path) {
   return f;
 }
 
+/* One --summary-csv line (sweep columns from r). */
+static void summary_line(FILE *fs, const sp_simopts *o, const char *pol,
+                         const char *model, const char *cls,
+                         const sp_summary *sum, const uint64_t rej[3],
+                         const sp_result *r) {
+  fputs(pol, fs);
+  fprintf(fs, ",%s,%s,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.6f,%.6f",
+          model, cls, (unsigned long long)sum->n,
+          (unsigned long long)sum->by[SP_OUT_DELIVERED],
+          (unsigned long long)sum->by[SP_OUT_REJECTED],
+          (unsigned long long)rej[0], (unsigned long long)rej[1],
+          (unsigned long long)rej[2],
+          (unsigned long long)sum->by[SP_OUT_GAVE_UP],
+          (unsigned long long)sum->by[SP_OUT_NO_MAIL],
+          (unsigned long long)sum->by[SP_OUT_ERROR], sum->held, sum->upstream);
+  for (int k = 0; k < o->nsweep_keys; k++) {
+    fputc(',', fs);
+    for (int j = 0; j < r->nsweep; j++)
+      if (!strcmp(r->sweep_key[j], o->sweep_keys[k])) {
+        if (isnan(r->sweep_num[j]))
+          fputs(r->sweep_text[j], fs);
+        else
+          fprintf(fs, "%.9g", r->sweep_num[j]);
+      }
+  }
+  fputc('\n', fs);
+}
+
+typedef struct simacc {
+  sp_summary sum, csum[16];
+  uint64_t rej[3], crej[16][3]; /* upstream, sluice, timeout */
+  sp_result last;
+} simacc;
+
+typedef struct simctx {
+  sp_simopts *o;
+  sp_sim **sims;
+  simacc *acc;
+  FILE *fj, *fc;
+  size_t done, total;
+} simctx;
+
+/* One session under model m and policy p: record and summaries. */
+static int replay_one(simctx *X, const sp_script *s, int m, int p) {
+  sp_simopts *o = X->o;
+  double pat = sp_patience_draw(&o->pats[m],
+                                sp_rng_seed(o->cfg.seed, s->source, s->session),
+                                s->gave_up ? s->wait_s : -1.0);
+  sp_result res;
+  if (sp_sim_run(X->sims[p], s, pat, &res)) {
+    fprintf(stderr, "sluice-replay: out of memory\n");
+    return SP_EXIT_INPUT;
+  }
+  res.patience_model = o->pats[m].name;
+  sp_simopts_fill_sweep(o, p, &res);
+  simacc *a = &X->acc[(size_t)m * (size_t)o->npols + (size_t)p];
+  sp_summary_add(&a->sum, &res);
+  int rk = !strcmp(res.reject_by, "sluice")    ? 1
+           : !strcmp(res.reject_by, "timeout") ? 2
+                                               : 0;
+  if (res.outcome == SP_OUT_REJECTED)
+    a->rej[rk]++;
+  for (int k = 0; k < o->nclasses; k++)
+    if (!strcmp(o->classes[k], s->cls)) {
+      sp_summary_add(&a->csum[k], &res);
+      if (res.outcome == SP_OUT_REJECTED)
+        a->crej[k][rk]++;
+    }
+  a->last = res;
+  a->last.source = a->last.client_ip = a->last.stage = a->last.note =
+      ""; /* s may go */
+  a->last.cls = "";
+  if (X->fj)
+    sp_result_write_jsonl(X->fj, &res);
+  if (X->fc)
+    sp_result_write_csv(X->fc, &res, o->nsweep_keys, o->sweep_keys);
+  if (o->progress && ++X->done % 1000 == 0) {
+    if (X->total)
+      fprintf(stderr,
+              "sluice-replay: %zu of %zu replays (policy %s, patience %s)\n",
+              X->done, X->total, o->pols[p].label, o->pats[m].name);
+    else
+      fprintf(stderr, "sluice-replay: %zu replays\n", X->done);
+  }
+  return 0;
+}
+
+static int stream_one(void *ud, sp_script *s) {
+  simctx *X = ud;
+  for (int m = 0; m < X->o->npats; m++)
+    for (int p = 0; p < X->o->npols; p++)
+      if (replay_one(X, s, m, p))
+        return SP_ERR_NOMEM;
+  return 0;
+}
+
 static void sim_usage(FILE *f) {
-  fprintf(f,
-          "usage: sluice-replay sim [OPTIONS] FILE...\n"
-          "Replays each client session of FILEs (captures or transcripts) "
-          "through the core\non a virtual clock.\n"
-          "  --policy FILE        policy in sluiced.conf format (repeatable: "
-          "one run each)\n"
-          "  --set KEY=VALUE      override a policy key (repeatable)\n"
-          "  --sweep KEY=V1,V2..  one policy per value (repeatable), e.g.\n"
-          "                       --sweep greet_delay=0,2,6,10,21,45,100\n"
-          "  --patience MODEL     none, fixed:S, exp:MEAN, uniform:A:B, ops90, "
-          "vendor10,\n"
-          "                       captured, empirical, km:FILE.csv "
-          "(repeatable; default none)\n"
-          "  --patience-clock read|reply   (default read)\n"
-          "  --upstream capture|sink:LATENCY   (default capture)\n"
-          "  --dnsbl-answers FILE lines \"IP ZONE A-record...\"\n"
-          "  --seed N             patience draws and relay jitter (default 1)\n"
-          "  --jsonl FILE, --csv FILE   one record per session and policy\n"
-          "  -q                   no summary table\n");
+  fprintf(
+      f, "usage: sluice-replay sim [OPTIONS] FILE...\n"
+         "Replays each client session of FILEs (captures or transcripts) "
+         "through the core\non a virtual clock.\n"
+         "  --policy FILE        policy in sluiced.conf format (repeatable: "
+         "one run each)\n"
+         "  --set KEY=VALUE      override a policy key (repeatable)\n"
+         "  --sweep KEY=V1,V2..  one policy per value (repeatable), e.g.\n"
+         "                       --sweep greet_delay=0,2,6,10,21,45,100\n"
+         "  --patience MODEL     none, fixed:S, exp:MEAN, uniform:A:B, ops90, "
+         "ops90-late, "
+         "vendor10,\n"
+         "                       captured, empirical, km:FILE.csv "
+         "(repeatable; default none)\n"
+         "  --patience-clock read|reply   (default read)\n"
+         "  --upstream capture|sink:LATENCY   (default capture)\n"
+         "  --dnsbl-answers FILE lines \"IP ZONE A-record...\"\n"
+         "  --seed N             patience draws and relay jitter (default 1)\n"
+         "  --grid               combine the sweeps as a cartesian product\n"
+         "  --jsonl FILE, --csv FILE   one record per session and policy\n"
+         "                       (swept values as numeric columns)\n"
+         "  --summary-csv FILE   one line per policy and patience model (and "
+         "class)\n"
+         "  --labels FILE        client classes: lines \"SOURCE SESSION|* "
+         "CLASS\"\n"
+         "  --progress           a line per file and per 1000 sessions on "
+         "stderr\n"
+         "  --keep-going         a damaged file does not stop the run (its "
+         "sessions read\n"
+         "                       before the damage stay; exit status 1)\n"
+         "  --stream             replay each session as soon as it is read and "
+         "free it\n"
+         "                       (memory bounded by open sessions; records "
+         "grouped by session)\n"
+         "  -q                   no summary table\n");
 }
 
 int sp_cmd_sim(int argc, char **argv) {
@@ -85,7 +197,7 @@ int sp_cmd_sim(int argc, char **argv) {
   }
   if (fc) {
     sp_simopts_describe(&o, fc, "# ");
-    sp_result_csv_header(fc);
+    sp_result_csv_header(fc, o.nsweep_keys, o.sweep_keys);
   }
   if (fj) {
     fputs("{\"model\":\"", fj);
@@ -116,44 +228,84 @@ int sp_cmd_sim(int argc, char **argv) {
     sp_simopts_describe(&o, stdout, "# ");
     sp_summary_print_header(stdout);
   }
+  FILE *fs = NULL;
+  if (o.summary_csv) {
+    fs = open_out(o.summary_csv);
+    if (!fs) {
+      if (fj)
+        fclose(fj);
+      if (fc)
+        fclose(fc);
+      sp_simopts_free(&o);
+      return SP_EXIT_INPUT;
+    }
+    sp_simopts_describe(&o, fs, "# ");
+    fputs("policy,patience_model,class,n,delivered,rejected,rejected_upstream,"
+          "rejected_sluice,rejected_timeout,gave_up,completed_without_mail,"
+          "error,held_s,upstream_s",
+          fs);
+    for (int k = 0; k < o.nsweep_keys; k++)
+      fprintf(fs, ",sweep_%s", o.sweep_keys[k]);
+    fputc('\n', fs);
+  }
   int status = SP_EXIT_OK;
-  for (int m = 0; m < o.npats && !status; m++) {
-    for (int p = 0; p < o.npols && !status; p++) {
-      sp_sim *sim = sp_sim_new(&o.pols[p], &o.cfg);
-      if (!sim) {
-        fprintf(stderr, "sluice-replay: out of memory\n");
-        status = SP_EXIT_INPUT;
-        break;
-      }
-      sp_summary sum;
-      memset(&sum, 0, sizeof sum);
-      for (size_t i = 0; i < o.set.n; i++) {
-        const sp_script *s = &o.set.v[i];
-        double pat = sp_patience_draw(&o.pats[m],
-                                      sp_rng_seed(o.cfg.seed, s->source, s->session),
-                                      s->gave_up ? s->wait_s : -1.0);
-        sp_result res;
-        if (sp_sim_run(sim, s, pat, &res)) {
-          fprintf(stderr, "sluice-replay: out of memory\n");
-          status = SP_EXIT_INPUT;
-          break;
-        }
-        res.patience_model = o.pats[m].name;
-        sp_summary_add(&sum, &res);
-        if (fj)
-          sp_result_write_jsonl(fj, &res);
-        if (fc)
-          sp_result_write_csv(fc, &res);
+  /* Accumulators per (model, policy) and one simulator per policy. */
+  size_t ncell = (size_t)o.npats * (size_t)o.npols;
+  simacc *acc = calloc(ncell ? ncell : 1, sizeof *acc);
+  sp_sim **sims = calloc((size_t)o.npols, sizeof *sims);
+  for (int p = 0; sims && p < o.npols; p++)
+    if (!(sims[p] = sp_sim_new(&o.pols[p], &o.cfg)))
+      status = SP_EXIT_INPUT;
+  if (!acc || !sims || status) {
+    fprintf(stderr, "sluice-replay: out of memory\n");
+    status = SP_EXIT_INPUT;
+  }
+  simctx X = {&o, sims, acc, fj, fc, 0, 0};
+  if (!status && o.stream) {
+    /* --stream: every session through every policy and model as soon as
+     * it is read, then freed (records grouped by session). */
+    o.set.on_script = stream_one;
+    o.set.ud = &X;
+    for (int i = optind; i < argc && !status; i++)
+      status = sp_simopts_load(&o, argv[i], i - optind + 1 - 1, argc - optind);
+  } else if (!status) {
+    X.total = o.set.n * ncell;
+    for (int m = 0; m < o.npats && !status; m++)
+      for (int p = 0; p < o.npols && !status; p++)
+        for (size_t i = 0; i < o.set.n && !status; i++)
+          status = replay_one(&X, &o.set.v[i], m, p);
+  }
+  for (int m = 0; m < o.npats && !status; m++)
+    for (int p = 0; p < o.npols; p++) {
+      simacc *a = &acc[(size_t)m * (size_t)o.npols + (size_t)p];
+      if (fs) {
+        sp_simopts_fill_sweep(&o, p, &a->last);
+        for (int k = -1; k < o.nclasses; k++)
+          summary_line(fs, &o, o.pols[p].label, o.pats[m].name,
+                       k < 0 ? "all" : o.classes[k],
+                       k < 0 ? &a->sum : &a->csum[k],
+                       k < 0 ? a->rej : a->crej[k], &a->last);
       }
       if (!o.quiet)
-        sp_summary_print(stdout, o.pols[p].label, o.pats[m].name, &sum);
-      sp_sim_free(sim);
+        sp_summary_print(stdout, o.pols[p].label, o.pats[m].name, &a->sum);
     }
-  }
+  for (int p = 0; sims && p < o.npols; p++)
+    sp_sim_free(sims[p]);
+  free(sims);
+  free(acc);
   if (fj && fclose(fj))
     status = SP_EXIT_INPUT;
   if (fc && fclose(fc))
     status = SP_EXIT_INPUT;
+  if (fs && fclose(fs))
+    status = SP_EXIT_INPUT;
+  if (!status && o.failed_files) {
+    fprintf(stderr,
+            "sluice-replay: %d damaged file(s); the results hold the "
+            "sessions read before the damage\n",
+            o.failed_files);
+    status = SP_EXIT_INPUT;
+  }
   sp_simopts_free(&o);
   return status;
 }
@@ -293,6 +445,10 @@ int sp_cmd_bench(int argc, char **argv) {
   }
   if (optind >= argc) {
     fprintf(stderr, "usage: sluice-replay bench [--repeat N] FILE...\n");
+    return SP_EXIT_USAGE;
+  }
+  if (o.stream) {
+    fprintf(stderr, "sluice-replay: --stream is for sim only\n");
     return SP_EXIT_USAGE;
   }
   int rc = sp_simopts_build(&o, argc - optind, argv + optind);

@@ -8,6 +8,10 @@
 
 #include "sp_cli.h"
 
+#ifndef SP_VERSION
+#define SP_VERSION "unknown" /* set by CMake from the project version */
+#endif
+
 static const struct {
   const char *name;
   int (*run)(int argc, char **argv);
@@ -48,6 +52,10 @@ int main(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
     return SP_EXIT_USAGE;
+  }
+  if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+    printf("sluice-replay %s\n", SP_VERSION);
+    return SP_EXIT_OK;
   }
   if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
       !strcmp(argv[1], "help")) {

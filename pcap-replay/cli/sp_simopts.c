@@ -74,6 +74,24 @@ int sp_simopts_option(sp_simopts *o, int c, const char *arg) {
   case OPT_CSV:
     o->csv = arg;
     return 1;
+  case OPT_SUMMARY_CSV:
+    o->summary_csv = arg;
+    return 1;
+  case OPT_PROGRESS:
+    o->progress = 1;
+    return 1;
+  case OPT_KEEP_GOING:
+    o->keep_going = 1;
+    return 1;
+  case OPT_GRID:
+    o->grid = 1;
+    return 1;
+  case OPT_LABELS:
+    o->labels = arg;
+    return 1;
+  case OPT_STREAM:
+    o->stream = 1;
+    return 1;
   default:
     return 0;
   }
@@ -98,11 +116,129 @@ static int apply_kv(sp_policy *p, const char *kv, const char *where) {
   return 0;
 }
 
+static void add_key(sp_simopts *o, const char *k) {
+  for (int i = 0; i < o->nsweep_keys; i++)
+    if (!strcmp(o->sweep_keys[i], k))
+      return;
+  if (o->nsweep_keys >= SP_SWEEP_MAX)
+    return;
+  snprintf(o->sweep_key_buf[o->nsweep_keys], 64, "%.63s", k);
+  o->sweep_keys[o->nsweep_keys] = o->sweep_key_buf[o->nsweep_keys];
+  o->nsweep_keys++;
+}
+
+/* A number, or a duration with a unit (ms, s, m, h) in seconds; NAN else. */
+static double sweep_number(const char *v) {
+  char *end;
+  double x = strtod(v, &end);
+  if (end == v)
+    return NAN;
+  if (!*end)
+    return x;
+  sl_duration d;
+  if (sp_parse_duration(v, &d) == 0)
+    return (double)d / 1e9;
+  return NAN;
+}
+
+static int set_sweep(sp_simopts *o, int p, int n, const char *const *keys,
+                     const char *const *vals) {
+  struct sp_polsweep *q = &o->psw[p];
+  memset(q, 0, sizeof *q);
+  for (int i = 0; i < n && i < SP_SWEEP_MAX; i++) {
+    snprintf(q->key[i], sizeof q->key[i], "%s", keys[i]);
+    snprintf(q->text[i], sizeof q->text[i], "%s", vals[i]);
+    q->num[i] = sweep_number(vals[i]);
+    q->n++;
+  }
+  return 0;
+}
+
+void sp_simopts_fill_sweep(const sp_simopts *o, int p, sp_result *r) {
+  r->nsweep = 0;
+  if (!o->psw || p < 0 || p >= o->npols)
+    return;
+  const struct sp_polsweep *q = &o->psw[p];
+  for (int i = 0; i < q->n; i++) {
+    r->sweep_key[i] = q->key[i];
+    r->sweep_text[i] = q->text[i];
+    r->sweep_num[i] = q->num[i];
+  }
+  r->nsweep = q->n;
+}
+
+/* --labels FILE: lines "SOURCE SESSION CLASS" or "SOURCE * CLASS" ('#'
+ * comments); SOURCE is the capture's file name as in the records.  A
+ * session line wins over a file line.  At most 16 distinct classes. */
+static int apply_labels(sp_simopts *o) {
+  FILE *f = fopen(o->labels, "r");
+  if (!f) {
+    fprintf(stderr, "sluice-replay: %s: cannot open\n", o->labels);
+    return -1;
+  }
+  char line[1024];
+  unsigned lineno = 0;
+  int rc = 0;
+  while (!rc && fgets(line, sizeof line, f)) {
+    lineno++;
+    char *h = strchr(line, '#');
+    if (h)
+      *h = '\0';
+    char src[512], sess[32], cls[64];
+    int n = sscanf(line, "%511s %31s %63s", src, sess, cls);
+    if (n <= 0)
+      continue;
+    char *end = NULL;
+    unsigned long long num = strtoull(sess, &end, 10);
+    int any = !strcmp(sess, "*");
+    if (n != 3 || (!any && (*end || end == sess)) || strlen(cls) >= 24) {
+      fprintf(stderr,
+              "sluice-replay: %s:%u: expected \"SOURCE SESSION|* CLASS\" "
+              "(class at most 23 bytes)\n",
+              o->labels, lineno);
+      rc = -1;
+      break;
+    }
+    int known = 0;
+    for (int i = 0; i < o->nclasses; i++)
+      known |= !strcmp(o->classes[i], cls);
+    if (!known) {
+      if (o->nclasses >= 16) {
+        fprintf(stderr, "sluice-replay: %s:%u: more than 16 classes\n",
+                o->labels, lineno);
+        rc = -1;
+        break;
+      }
+      snprintf(o->classes[o->nclasses++], 24, "%.23s", cls);
+    }
+    for (size_t i = 0; i < o->set.n; i++) {
+      sp_script *s = &o->set.v[i];
+      if (strcmp(s->source, src))
+        continue;
+      if (any ? !s->cls[0] || s->cls[23] == '*' : s->session == num) {
+        snprintf(s->cls, sizeof s->cls, "%.22s", cls);
+        /* remember that a file line set it, so a session line may override */
+        if (any)
+          s->cls[23] = '*';
+        else
+          s->cls[23] = '\0';
+      }
+    }
+  }
+  fclose(f);
+  return rc;
+}
+
 static int add_pol(sp_simopts *o, const sp_policy *p) {
   sp_policy *v = realloc(o->pols, (size_t)(o->npols + 1) * sizeof *v);
   if (!v)
     return -1;
   o->pols = v;
+  struct sp_polsweep *w = realloc(o->psw, (size_t)(o->npols + 1) * sizeof *w);
+  if (!w)
+    return -1;
+  o->psw = w;
+  memset(&o->psw[o->npols], 0, sizeof *w);
   o->pols[o->npols] = *p;
   sp_policy_fixup(&o->pols[o->npols]);
   char err[512];
@@ -133,34 +269,95 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
         return SP_EXIT_USAGE;
       continue;
     }
+    /* Each sweep's key and values. */
+    struct {
+      char key[64];
+      char vals[64][64];
+      int n;
+    } sw[SP_SWEEP_MAX];
+    int nsw = 0;
     for (int s = 0; s < o->nsweeps; s++) {
       const char *eq = strchr(o->sweeps[s], '=');
-      if (!eq || eq == o->sweeps[s] || !eq[1]) {
+      if (!eq || eq == o->sweeps[s] || !eq[1] || eq - o->sweeps[s] >= 64) {
         fprintf(stderr, "sluice-replay: --sweep: expected KEY=V1,V2,...\n");
         return SP_EXIT_USAGE;
       }
+      if (nsw >= SP_SWEEP_MAX) {
+        fprintf(stderr, "sluice-replay: at most %d --sweep\n", SP_SWEEP_MAX);
+        return SP_EXIT_USAGE;
+      }
+      snprintf(sw[nsw].key, sizeof sw[nsw].key, "%.*s",
+               (int)(eq - o->sweeps[s]), o->sweeps[s]);
+      sw[nsw].n = 0;
       char list[1024];
       snprintf(list, sizeof list, "%s", eq + 1);
-      int klen = (int)(eq - o->sweeps[s]);
       char *save = NULL;
       for (char *v = strtok_r(list, ",", &save); v; v = strtok_r(NULL, ",", &save)) {
-        if (o->npols >= SP_MAX_POLICIES) {
-          fprintf(stderr, "sluice-replay: at most %d policies\n", SP_MAX_POLICIES);
+        if (sw[nsw].n >= 64 || strlen(v) >= 64) {
+          fprintf(stderr,
+                  "sluice-replay: --sweep: at most 64 values of 63 bytes\n");
           return SP_EXIT_USAGE;
         }
-        sp_policy p = base;
-        sp_policy_fixup(&p);
-        char kv[1200];
-        snprintf(kv, sizeof kv, "%.*s=%s", klen, o->sweeps[s], v);
-        if (apply_kv(&p, kv, "--sweep"))
-          return SP_EXIT_USAGE;
-        if (o->npolicy_files)
-          snprintf(p.label, sizeof p.label, "%.60s:%.60s", base.label, kv);
-        else
-          snprintf(p.label, sizeof p.label, "%.120s", kv);
-        if (add_pol(o, &p))
-          return SP_EXIT_USAGE;
+        snprintf(sw[nsw].vals[sw[nsw].n++], 64, "%.63s", v);
       }
+      add_key(o, sw[nsw].key);
+      nsw++;
+    }
+    /* --grid: every combination; else one policy per value of each sweep. */
+    long total = 1;
+    if (o->grid)
+      for (int s = 0; s < nsw; s++)
+        total *= sw[s].n;
+    else {
+      total = 0;
+      for (int s = 0; s < nsw; s++)
+        total += sw[s].n;
+    }
+    for (long c = 0; c < total; c++) {
+      if (o->npols >= SP_MAX_POLICIES) {
+        fprintf(stderr, "sluice-replay: at most %d policies\n",
+                SP_MAX_POLICIES);
+        return SP_EXIT_USAGE;
+      }
+      const char *keys[SP_SWEEP_MAX], *vals[SP_SWEEP_MAX];
+      int nkv = 0;
+      if (o->grid) {
+        long r = c;
+        for (int s = nsw - 1; s >= 0; s--) {
+          keys[s] = sw[s].key;
+          vals[s] = sw[s].vals[r % sw[s].n];
+          r /= sw[s].n;
+        }
+        nkv = nsw;
+      } else {
+        long r = c;
+        int s = 0;
+        while (r >= sw[s].n)
+          r -= sw[s++].n;
+        keys[0] = sw[s].key;
+        vals[0] = sw[s].vals[r];
+        nkv = 1;
+      }
+      sp_policy p = base;
+      sp_policy_fixup(&p);
+      char lab[sizeof p.label] = "";
+      size_t ll = 0;
+      for (int k = 0; k < nkv; k++) {
+        char kv[160];
+        snprintf(kv, sizeof kv, "%s=%s", keys[k], vals[k]);
+        if (apply_kv(&p, kv, o->grid ? "--grid" : "--sweep"))
+          return SP_EXIT_USAGE;
+        ll += (size_t)snprintf(lab + ll, ll < sizeof lab ? sizeof lab - ll : 0,
+                               "%s%s", k ? "," : "", kv);
+        if (ll >= sizeof lab)
+          ll = sizeof lab - 1;
+      }
+      if (o->npolicy_files)
+        snprintf(p.label, sizeof p.label, "%.50s:%.70s", base.label, lab);
+      else
+        snprintf(p.label, sizeof p.label, "%.120s", lab);
+      if (add_pol(o, &p) || set_sweep(o, o->npols - 1, nkv, keys, vals))
+        return SP_EXIT_USAGE;
     }
   }
   if (o->dnsbl_file) {
@@ -170,13 +367,18 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
     }
     o->cfg.dnsbl = &o->dnsbl;
   }
-  for (int i = 0; i < nfiles; i++) {
-    int rc = sp_script_load_file(&o->set, files[i], err, sizeof err);
-    if (rc) {
-      fprintf(stderr, "sluice-replay: %s\n", err);
-      return rc == SP_ERR_IO ? SP_EXIT_USAGE : SP_EXIT_INPUT;
-    }
+  for (int i = 0; i < nfiles && !o->stream; i++) {
+    int rc = sp_simopts_load(o, files[i], i, nfiles);
+    if (rc)
+      return rc;
   }
+  if (o->labels && o->stream) {
+    fprintf(stderr,
+            "sluice-replay: --labels does not work with --stream yet\n");
+    return SP_EXIT_USAGE;
+  }
+  if (o->labels && apply_labels(o))
+    return SP_EXIT_USAGE;
   if (!o->nmodels)
     o->models[o->nmodels++] = "none";
   for (int i = 0; i < o->nmodels; i++) {
@@ -185,6 +387,13 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
       return SP_EXIT_USAGE;
     }
     o->npats++;
+    if (o->pats[i].kind == SP_PAT_EMPIRICAL && o->stream) {
+      fprintf(stderr,
+              "sluice-replay: the empirical model needs every session "
+              "first: not with --stream (write it with \"patience --csv\" and "
+              "use km:FILE)\n");
+      return SP_EXIT_USAGE;
+    }
     if (o->pats[i].kind == SP_PAT_EMPIRICAL) {
       size_t n = o->set.n;
       sp_km_obs *obs = calloc(n ? n : 1, sizeof *obs);
@@ -208,8 +417,28 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
   return SP_EXIT_OK;
 }
 
+int sp_simopts_load(sp_simopts *o, const char *file, int i, int nfiles) {
+  char err[768];
+  size_t before = o->set.n + o->set.streamed;
+  int rc = sp_script_load_file(&o->set, file, err, sizeof err);
+  if (rc) {
+    fprintf(stderr, "sluice-replay: %s\n", err);
+    /* --keep-going: the sessions read before the damage stay, the other
+     * files are still read, and the exit status reports the failure. */
+    if (!o->keep_going || rc == SP_ERR_NOMEM)
+      return rc == SP_ERR_IO ? SP_EXIT_USAGE : SP_EXIT_INPUT;
+    o->failed_files++;
+  }
+  size_t now = o->set.n + o->set.streamed;
+  if (o->progress)
+    fprintf(stderr, "sluice-replay: [%d/%d] %s: %zu sessions%s (%zu in all)\n",
+            i + 1, nfiles, file, now - before, rc ? ", damaged" : "", now);
+  return SP_EXIT_OK;
+}
+
 void sp_simopts_free(sp_simopts *o) {
   free(o->pols);
+  free(o->psw);
   for (int i = 0; i < o->npats; i++)
     sp_patience_free(&o->pats[i]);
   sp_dnsbl_free(&o->dnsbl);

@@ -28,11 +28,28 @@ typedef struct sp_simopts {
   int nmodels;
   sp_sim_config cfg;
   const char *dnsbl_file;
-  const char *jsonl, *csv;
+  const char *jsonl, *csv, *summary_csv, *labels;
   int quiet;
+  int progress;   /* --progress: a line per file and per 1000 sessions */
+  int keep_going; /* --keep-going: a damaged file does not stop the run */
+  int grid;       /* --grid: sweeps combine as a cartesian product */
+  int stream;     /* --stream: sim replays each session as it is read */
+  int failed_files;
   /* built */
   sp_policy *pols;
   int npols;
+  /* per policy: the swept settings (numeric columns) */
+  struct sp_polsweep {
+    int n;
+    char key[SP_SWEEP_MAX][64], text[SP_SWEEP_MAX][64];
+    double num[SP_SWEEP_MAX];
+  } * psw;
+  const char *sweep_keys[SP_SWEEP_MAX]; /* distinct swept keys, in order */
+  char sweep_key_buf[SP_SWEEP_MAX][64];
+  int nsweep_keys;
+  /* distinct classes of the loaded sessions (--labels), for summaries */
+  char classes[16][24];
+  int nclasses;
   sp_patience pats[SP_MAX_MODELS];
   int npats;
   sp_dnsbl_table dnsbl;
@@ -45,26 +62,59 @@ int sp_simopts_option(sp_simopts *o, int c, const char *arg);
 /* Loads files, builds policies and models.  Returns an SP_EXIT_* code. */
 int sp_simopts_build(sp_simopts *o, int nfiles, char **files);
 void sp_simopts_free(sp_simopts *o);
+/* Loads one input file into o->set (progress, --keep-going); an SP_EXIT_*
+ * code, with *failed set when --keep-going let a damaged file pass. */
+int sp_simopts_load(sp_simopts *o, const char *file, int i, int nfiles);
+/* Copies policy p's swept settings into a result (for the records). */
+void sp_simopts_fill_sweep(const sp_simopts *o, int p, sp_result *r);
 /* "# ..." lines describing the client, patience and upstream model. */
 void sp_simopts_describe(const sp_simopts *o, FILE *f, const char *prefix);
 
 /* Long-option codes shared by the commands. */
 enum {
-  OPT_POLICY = 1000, OPT_SET, OPT_SWEEP, OPT_PATIENCE, OPT_CLOCK, OPT_UPSTREAM,
-  OPT_DNSBL, OPT_SEED, OPT_JSONL, OPT_CSV, OPT_REPEAT, OPT_TIMESCALE,
-  OPT_CONCURRENCY, OPT_TIMELIMIT, OPT_CONNECT, OPT_NETNS
+  OPT_POLICY = 1000,
+  OPT_SET,
+  OPT_SWEEP,
+  OPT_PATIENCE,
+  OPT_CLOCK,
+  OPT_UPSTREAM,
+  OPT_DNSBL,
+  OPT_SEED,
+  OPT_JSONL,
+  OPT_CSV,
+  OPT_REPEAT,
+  OPT_TIMESCALE,
+  OPT_CONCURRENCY,
+  OPT_TIMELIMIT,
+  OPT_CONNECT,
+  OPT_NETNS,
+  OPT_ARRIVALS,
+  OPT_SOURCE,
+  OPT_PROGRESS,
+  OPT_KEEP_GOING,
+  OPT_GRID,
+  OPT_SUMMARY_CSV,
+  OPT_LABELS,
+  OPT_STREAM
 };
 
-#define SP_SIMOPTS_LONG                                                       \
-  {"policy", required_argument, 0, OPT_POLICY},                               \
-  {"set", required_argument, 0, OPT_SET},                                     \
-  {"sweep", required_argument, 0, OPT_SWEEP},                                 \
-  {"patience", required_argument, 0, OPT_PATIENCE},                           \
-  {"patience-clock", required_argument, 0, OPT_CLOCK},                        \
-  {"upstream", required_argument, 0, OPT_UPSTREAM},                           \
-  {"dnsbl-answers", required_argument, 0, OPT_DNSBL},                         \
-  {"seed", required_argument, 0, OPT_SEED},                                   \
-  {"jsonl", required_argument, 0, OPT_JSONL},                                 \
-  {"csv", required_argument, 0, OPT_CSV}
+#define SP_SIMOPTS_LONG                                                        \
+  {"policy", required_argument, 0, OPT_POLICY},                                \
+      {"set", required_argument, 0, OPT_SET},                                  \
+      {"sweep", required_argument, 0, OPT_SWEEP},                              \
+      {"patience", required_argument, 0, OPT_PATIENCE},                        \
+      {"patience-clock", required_argument, 0, OPT_CLOCK},                     \
+      {"upstream", required_argument, 0, OPT_UPSTREAM},                        \
+      {"dnsbl-answers", required_argument, 0, OPT_DNSBL},                      \
+      {"seed", required_argument, 0, OPT_SEED},                                \
+      {"jsonl", required_argument, 0, OPT_JSONL},                              \
+      {"csv", required_argument, 0, OPT_CSV},                                  \
+      {"summary-csv", required_argument, 0, OPT_SUMMARY_CSV},                  \
+      {"progress", no_argument, 0, OPT_PROGRESS},                              \
+      {"keep-going", no_argument, 0, OPT_KEEP_GOING},                          \
+      {"grid", no_argument, 0, OPT_GRID},                                      \
+      {"labels", required_argument, 0, OPT_LABELS}, {                          \
+    "stream", no_argument, 0, OPT_STREAM                                       \
+  }
 
 #endif

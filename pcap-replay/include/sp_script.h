@@ -72,6 +72,8 @@ typedef struct sp_script {
   uint64_t session;
   char client_ip[SP_ADDRSTRLEN], server_ip[SP_ADDRSTRLEN];
   uint16_t client_port, server_port;
+  int64_t start_us;        /* capture time of the connection's first packet */
+  char cls[24];            /* client class from --labels ("": unknown) */
   uint8_t *cdata, *sdata;  /* client and server streams */
   uint64_t clen, slen;
   sp_cwrite *w;
@@ -104,6 +106,13 @@ void sp_script_free(sp_script *s);
 typedef struct sp_script_set {
   sp_script *v;
   size_t n, cap;
+  /* Streaming: when set, every script is handed to on_script as soon as its
+   * session ends and freed afterwards instead of being kept in v (memory
+   * bounded by the sessions open at once, not the capture).  A non-zero
+   * return stops the load with that error.  streamed counts them. */
+  int (*on_script)(void *ud, sp_script *s);
+  void *ud;
+  size_t streamed;
 } sp_script_set;
 
 /*

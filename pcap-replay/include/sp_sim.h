@@ -12,6 +12,12 @@
  * sends at once; waiting for a reply, it closes (abort) when no byte has
  * arrived for its patience (--patience-clock read, the default) or when a
  * reply has been awaited that long since its request (reply).
+ * Tie rule: a reply (or any byte) that reaches the client at the very
+ * instant its patience runs out is received first; the client gives up only
+ * when its patience is strictly shorter than the wait (P(give up) = F(W-),
+ * the left limit of the patience CDF at the wait W).  The report evaluates
+ * point-mass models at both F(W-) and F(W) so that no figure rests on this
+ * ordering.  Patience is rounded to the nearest nanosecond.
  * Upstream: "capture" answers each command the relay sends with the
  * captured reply to the same kind of command, after the captured server
  * latency (a synthetic 250/354/221 when the capture has none); "sink"
@@ -32,6 +38,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#define SP_SWEEP_MAX 8
 
 typedef enum sp_outcome {
   SP_OUT_DELIVERED, SP_OUT_REJECTED, SP_OUT_GAVE_UP, SP_OUT_NO_MAIL,
@@ -90,6 +98,31 @@ typedef struct sp_result {
   uint64_t peak_pool_bytes; /* most pool memory the relay held at once */
   int32_t score;
   int tarpitted;
+  /* The longest wait for a reply the client sat through, under each of the
+   * three clocks a real client may run (INFINITY: a reply it waited for never
+   * came).  Measured whatever the patience; with patience "none" they are the
+   * waits the policy imposes, and a client with patience p under a clock
+   * gives up iff p < that clock's wait (tie rule in sp_sim.h), so the
+   * analysis computes expected give-up exactly as mean F(W-).
+   *   read:    since the last byte sent or received (a per-read timeout)
+   *   reply:   since the awaited request was sent (a per-reply timeout;
+   *            RFC 5321 4.5.3.2 timeouts are per command)
+   *   session: since the connection opened (a whole-session deadline) */
+  double w_read, w_reply, w_session;
+  /* The same per awaited unit (sp_unit_kind), for per-command timeouts. */
+  double w_read_by[SP_U_NKINDS], w_reply_by[SP_U_NKINDS];
+  /* Who refused a "rejected" session: "upstream" (its reply reached the
+   * client), "sluice" (the relay ended the session with its own refusal:
+   * admission, DNSBL, pre-greeting, framing), "timeout" (the relay's 421
+   * after a client timeout); "" otherwise. */
+  const char *reject_by;
+  const char *cls; /* client class (--labels), "" if unknown */
+  /* The swept settings of the policy (--sweep/--grid), numeric where the
+   * value is a number or a duration (seconds), for numeric columns. */
+  int nsweep;
+  const char *sweep_key[SP_SWEEP_MAX];
+  const char *sweep_text[SP_SWEEP_MAX];
+  double sweep_num[SP_SWEEP_MAX]; /* NAN: not numeric */
 } sp_result;
 
 typedef struct sp_sim sp_sim;
@@ -105,8 +138,10 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
 
 /* Records. */
 void sp_result_write_jsonl(FILE *f, const sp_result *r);
-void sp_result_csv_header(FILE *f);
-void sp_result_write_csv(FILE *f, const sp_result *r);
+/* keys: the swept keys, one trailing column "sweep_<key>" each. */
+void sp_result_csv_header(FILE *f, int nkeys, const char *const *keys);
+void sp_result_write_csv(FILE *f, const sp_result *r, int nkeys,
+                         const char *const *keys);
 
 /* Summary per (policy, patience model). */
 typedef struct sp_summary {

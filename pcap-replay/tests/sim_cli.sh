@@ -52,5 +52,46 @@ printf 'mode = screen\ndnsbl = zen.test 5\nreject_score = 5\ndnsbl_action = drop
   "$SRC/generated/tarpit-greet-2.pcap" || bad "sim without dnsbl answers"
 grep -q '"outcome":"delivered"' "$W/listed.jsonl" && bad "a listed client delivered"
 grep -q '"outcome":"delivered"' "$W/unlisted.jsonl" || bad "no unlisted client delivered"
+# the listed clients are refused by sluice itself, not by the upstream
+grep -q '"outcome":"rejected".*"reject_by":"sluice"' "$W/listed.jsonl" || bad "DNSBL drop not reject_by sluice"
+# --version
+"$R" --version | grep -q '^sluice-replay [0-9]' || bad "--version"
+# --grid: 2 x 3 policies, numeric sweep columns, a summary line each
+G="$SRC/generated/tarpit-greet-2.pcap"
+"$R" sim -q --grid --sweep greet_delay=0,10s --sweep reply_delay=0,500ms,2 --csv "$W/grid.csv" \
+  --summary-csv "$W/sum.csv" "$G" || bad "grid exit"
+[ "$(grep -vc '^#' "$W/sum.csv")" -eq 7 ] || bad "grid: expected 6 summary lines + header"
+grep -q '^greet_delay=10s,reply_delay=500ms,none,all,200,.*,10,0.5$' "$W/sum.csv" ||
+  bad "grid summary numeric columns: $(grep 500ms "$W/sum.csv")"
+head -20 "$W/grid.csv" | grep -q ',sweep_greet_delay,sweep_reply_delay$' || bad "grid CSV header"
+# --labels: classes per file, a session line overriding its file's; the
+# records carry the class and the summary has a line per class
+printf '# test\ntarpit-greet-2.pcap * bot\ntarpit-greet-2.pcap 3 mta\n' > "$W/labels"
+"$R" sim -q --labels "$W/labels" --jsonl "$W/lab.jsonl" --summary-csv "$W/lab.csv" "$G" || bad "labels exit"
+[ "$(grep -c '"class":"bot"' "$W/lab.jsonl")" -eq 199 ] || bad "labels: 199 bot records expected"
+grep -q '"session":3,.*"class":"mta"' "$W/lab.jsonl" || bad "labels: session line did not win"
+grep -q '^base,none,mta,1,' "$W/lab.csv" || grep -q ',none,mta,1,' "$W/lab.csv" || bad "labels: no mta summary line: $(cat "$W/lab.csv")"
+printf 'tarpit-greet-2.pcap x bot\n' > "$W/badlabels"
+"$R" sim -q --labels "$W/badlabels" "$G" 2> "$W/err"
+[ $? -eq 2 ] && grep -q "badlabels:1:" "$W/err" || bad "bad labels line: $(cat "$W/err")"
+# --keep-going: a truncated capture keeps its sessions read before the
+# damage and the other files' results, with exit status 1; --progress
+# reports each file on stderr
+head -c 20000 "$SRC/generated/tarpit-greet-10.pcap" > "$W/cut.pcap"
+"$R" sim -q --keep-going --progress --jsonl "$W/kg.jsonl" "$W/cut.pcap" "$G" 2> "$W/kg.err"
+[ $? -eq 1 ] || bad "--keep-going: exit status not 1"
+grep -q "\[2/2\] .*tarpit-greet-2.pcap: 200 sessions" "$W/kg.err" || bad "progress: $(cat "$W/kg.err")"
+[ "$(grep -c '"source":"tarpit-greet-2.pcap"' "$W/kg.jsonl")" -eq 200 ] || bad "--keep-going lost the other file"
+"$R" sim -q --jsonl "$W/nkg.jsonl" "$W/cut.pcap" "$G" 2> /dev/null
+[ $? -eq 1 ] || bad "a truncated capture without --keep-going: exit status not 1"
+# --stream: the same records (in session order) and the same summary
+"$R" sim --stream --sweep greet_delay=0,21 --patience ops90 --jsonl "$W/st.jsonl" \
+  --summary-csv "$W/st.csv" $IN > "$W/st.txt" || bad "stream exit"
+"$R" sim --sweep greet_delay=0,21 --patience ops90 --jsonl "$W/ns.jsonl" \
+  --summary-csv "$W/ns.csv" $IN > "$W/ns.txt" || bad "non-stream exit"
+[ "$(tail -n +2 "$W/st.jsonl" | sort | md5sum)" = "$(tail -n +2 "$W/ns.jsonl" | sort | md5sum)" ] || bad "--stream records differ"
+cmp -s "$W/st.csv" "$W/ns.csv" || bad "--stream summary differs"
+"$R" sim --stream --patience empirical "$G" > /dev/null 2>&1
+[ $? -eq 2 ] || bad "--stream with the empirical model: exit status not 2"
 [ $fail -eq 0 ] && echo "sim_cli: all passed"
 exit $fail

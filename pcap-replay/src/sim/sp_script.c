@@ -100,6 +100,7 @@ int sp_script_from_transcript(sp_script *s, const uint8_t *data, size_t len,
   snprintf(s->server_ip, sizeof s->server_ip, "%s", rd.hdr.server_ip);
   s->client_port = rd.hdr.client_port;
   s->server_port = rd.hdr.server_port;
+  s->start_us = rd.hdr.start_sec * 1000000 + (int64_t)rd.hdr.start_usec;
 
   trec *r = NULL;
   size_t nr = 0, capr = 0;
@@ -367,6 +368,20 @@ void sp_script_set_free(sp_script_set *set) {
 
 static int set_add(sp_script_set *set, const uint8_t *data, size_t len,
                    char *err, size_t errlen) {
+  if (set->on_script) {
+    sp_script one;
+    int rc = sp_script_from_transcript(&one, data, len, err, errlen);
+    if (rc)
+      return rc;
+    rc = set->on_script(set->ud, &one);
+    sp_script_free(&one);
+    if (rc) {
+      snprintf(err, errlen, "%s", sp_strerror(rc));
+      return rc;
+    }
+    set->streamed++;
+    return 0;
+  }
   if (set->n == set->cap) {
     size_t nc = set->cap ? set->cap * 2 : 64;
     sp_script *p = realloc(set->v, nc * sizeof *p);

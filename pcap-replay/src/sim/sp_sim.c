@@ -24,79 +24,6 @@ const char *sp_outcome_name(sp_outcome o) {
 static const char *const stage_names[] = {"connect", "greeting", "helo", "mail",
                                           "rcpt",    "data",     "delivered"};
 
-/* ---- DNSBL answers ------------------------------------------------------ */
-
-int sp_dnsbl_load(sp_dnsbl_table *t, const char *path, char *err,
-                  size_t errlen) {
-  memset(t, 0, sizeof *t);
-  FILE *f = fopen(path, "r");
-  if (!f) {
-    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-    return -1;
-  }
-  char line[1024];
-  unsigned lineno = 0;
-  size_t cap = 0;
-  while (fgets(line, sizeof line, f)) {
-    lineno++;
-    char *h = strchr(line, '#');
-    if (h)
-      *h = '\0';
-    char *w[2 + SL_DNSBL_ANSWERS_MAX + 1];
-    int n = 0;
-    for (char *s = strtok(line, " \t\r\n"); s && n < (int)(sizeof w / sizeof w[0]);
-         s = strtok(NULL, " \t\r\n"))
-      w[n++] = s;
-    if (!n)
-      continue;
-    sl_addr a;
-    if (n < 2 || n > 2 + SL_DNSBL_ANSWERS_MAX ||
-        sl_addr_parse(&a, w[0], strlen(w[0])) ||
-        strlen(w[1]) >= SP_ZONE_NAME_MAX) {
-      snprintf(err, errlen, "%s:%u: expected \"IP ZONE [A-record...]\" (at most %d)",
-               path, lineno, SL_DNSBL_ANSWERS_MAX);
-      fclose(f);
-      sp_dnsbl_free(t);
-      return -1;
-    }
-    if (t->n == cap) {
-      cap = cap ? cap * 2 : 16;
-      sp_dnsbl_answer *p = realloc(t->v, cap * sizeof *p);
-      if (!p) {
-        fclose(f);
-        sp_dnsbl_free(t);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-      }
-      t->v = p;
-    }
-    sp_dnsbl_answer *e = &t->v[t->n];
-    memset(e, 0, sizeof *e);
-    snprintf(e->ip, sizeof e->ip, "%s", w[0]);
-    snprintf(e->zone, sizeof e->zone, "%s", w[1]);
-    for (int i = 2; i < n; i++) {
-      sl_addr r;
-      if (sl_addr_parse(&r, w[i], strlen(w[i])) || r.family != SL_AF_INET) {
-        snprintf(err, errlen, "%s:%u: \"%s\" is not an IPv4 A record", path,
-                 lineno, w[i]);
-        fclose(f);
-        sp_dnsbl_free(t);
-        return -1;
-      }
-      e->a[e->n++] = (uint32_t)r.bytes[0] << 24 | (uint32_t)r.bytes[1] << 16 |
-                     (uint32_t)r.bytes[2] << 8 | r.bytes[3];
-    }
-    t->n++;
-  }
-  fclose(f);
-  return 0;
-}
-
-void sp_dnsbl_free(sp_dnsbl_table *t) {
-  free(t->v);
-  memset(t, 0, sizeof *t);
-}
-
 /* ---- the simulator ------------------------------------------------------ */
 
 typedef struct upreply {
@@ -537,6 +464,56 @@ static void client_close(run *x, int abort_it) {
     sl_relay_client_eof(x->r, x->now);
 }
 
+/* The unit the client is waiting for the reply to (valid when waiting). */
+static sp_unit_kind awaited(const run *x) {
+  return x->rx == 0 ? SP_U_GREETING
+         : x->rx - 1 < x->s->nu ? (sp_unit_kind)x->s->u[x->rx - 1].kind
+                                : SP_U_OTHER;
+}
+
+/* Start of the current wait under the reply clock. */
+static sl_tstamp reply_base(const run *x) {
+  return x->rx == 0 ? T0
+                    : x->sim->unit_t[x->rx - 1 < x->s->nu ? x->rx - 1 : 0];
+}
+
+static sl_tstamp read_base(const run *x) {
+  return x->last_tx > x->last_rx ? x->last_tx : x->last_rx;
+}
+
+static void upd(double *m, double v) {
+  if (v > *m)
+    *m = v;
+}
+
+/* Called at every instant the clock reaches, before anything due at that
+ * instant is handled (a wait is longest just before the byte that ends it
+ * arrives, and bytes arrive only at such instants). */
+static void note_waits(run *x) {
+  if (x->cl_closed || !is_waiting(x))
+    return;
+  sp_result *r = x->res;
+  sp_unit_kind k = awaited(x);
+  double rd = (double)(x->now - read_base(x)) / 1e9;
+  double rp = (double)(x->now - reply_base(x)) / 1e9;
+  upd(&r->w_read, rd);
+  upd(&r->w_reply, rp);
+  upd(&r->w_read_by[k], rd);
+  upd(&r->w_reply_by[k], rp);
+  upd(&r->w_session, (double)(x->now - T0) / 1e9);
+}
+
+/* The client waits for a reply that will never come (nothing else is due):
+ * every finite patience runs out. */
+static void note_forever(run *x) {
+  if (x->cl_closed || !is_waiting(x))
+    return;
+  sp_result *r = x->res;
+  sp_unit_kind k = awaited(x);
+  r->w_read = r->w_reply = r->w_session = INFINITY;
+  r->w_read_by[k] = r->w_reply_by[k] = INFINITY;
+}
+
 int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
                sp_result *res) {
   memset(res, 0, sizeof *res);
@@ -547,6 +524,8 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
   res->patience_s = patience;
   res->deliver_s = -1;
   res->gave_up_at = "";
+  res->reject_by = "";
+  res->cls = s->cls;
   res->captured_s = (double)s->duration_us / 1e6;
   res->relay_bytes = sim->relay_size;
   if (ensure((void **)&sim->reply_t, &sim->reply_cap, s->nu + 2, sizeof(sl_tstamp)) ||
@@ -580,7 +559,9 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
     return 0;
   }
   const char *note = NULL;
-  double pat_ns = isinf(patience) ? -1 : patience * 1e9;
+  /* Rounded, not truncated: a patience equal to a wait in whole
+   * nanoseconds must meet the tie rule, not expire 1 ns early. */
+  double pat_ns = isinf(patience) ? -1 : nearbyint(patience * 1e9);
   int steps, moved = 1;
   sl_tstamp expired_at = NEVER;
   for (steps = 0; steps < MAX_STEPS; steps++) {
@@ -606,11 +587,7 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
         t_end = a > x.now ? a : x.now;
       }
       if (pat_ns >= 0 && is_waiting(&x)) {
-        sl_tstamp base;
-        if (sim->cfg.clock_reply)
-          base = x.rx == 0 ? T0 : sim->unit_t[x.rx - 1 < s->nu ? x.rx - 1 : 0];
-        else
-          base = x.last_tx > x.last_rx ? x.last_tx : x.last_rx;
+        sl_tstamp base = sim->cfg.clock_reply ? reply_base(&x) : read_base(&x);
         t_pat = base + (sl_tstamp)pat_ns;
         if (t_pat < x.now)
           t_pat = x.now;
@@ -634,6 +611,7 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
     if (t_conn < t) t = t_conn;
     if (t_dl < t) t = t_dl;
     if (t == NEVER) {
+      note_forever(&x);
       if (!x.cl_closed) {
         note = "client:script-end";
         client_close(&x, 1);
@@ -645,7 +623,9 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
       x.now = t;
       moved = 1;
     }
-    /* Everything due at now, in a fixed order. */
+    note_waits(&x);
+    /* Everything due at now, in a fixed order: the core's deadlines and the
+     * upstream before the client's patience (the tie rule of sp_sim.h). */
     if (t_conn <= x.now) {
       sl_completion c;
       memset(&c, 0, sizeof c);
@@ -690,9 +670,7 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
     }
     if (t_pat <= x.now) {
       x.gave_up = 1;
-      x.gave_up_at = x.rx == 0 ? SP_U_GREETING
-                     : x.rx - 1 < s->nu ? (sp_unit_kind)s->u[x.rx - 1].kind
-                                        : SP_U_OTHER;
+      x.gave_up_at = awaited(&x);
       note = "client:gave-up";
       client_close(&x, 1);
       moved = 1;
@@ -762,6 +740,11 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
   } else if (x.rejected || st->end_reason == SL_END_REJECTED ||
              st->end_reason == SL_END_PROTOCOL) {
     res->outcome = SP_OUT_REJECTED;
+    res->reject_by = st->end_reason == SL_END_TIMEOUT ? "timeout"
+                     : st->end_reason == SL_END_REJECTED ||
+                             st->end_reason == SL_END_PROTOCOL
+                         ? "sluice"
+                         : "upstream";
   } else if (st->end_reason == SL_END_UPSTREAM || s->end == SP_SEND_GAP) {
     res->outcome = SP_OUT_ERROR;
   } else {
@@ -773,127 +756,3 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
   return 0;
 }
 
-/* ---- records ------------------------------------------------------------ */
-
-static void json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\')
-      fprintf(f, "\\%c", c);
-    else if (c < 0x20)
-      fprintf(f, "\\u%04x", c);
-    else
-      fputc(c, f);
-  }
-  fputc('"', f);
-}
-
-static void fmt_pat(char *b, size_t n, double p) {
-  if (isinf(p))
-    snprintf(b, n, "inf");
-  else
-    snprintf(b, n, "%.3f", p);
-}
-
-void sp_result_write_jsonl(FILE *f, const sp_result *r) {
-  char pat[32];
-  fmt_pat(pat, sizeof pat, r->patience_s);
-  fputs("{\"source\":", f);
-  json_str(f, r->source);
-  fprintf(f, ",\"session\":%llu,\"client\":", (unsigned long long)r->session);
-  json_str(f, r->client_ip);
-  fputs(",\"policy\":", f);
-  json_str(f, r->policy);
-  fputs(",\"patience_model\":", f);
-  json_str(f, r->patience_model ? r->patience_model : "");
-  fprintf(f, ",\"patience_s\":%s%s%s,\"outcome\":\"%s\",\"gave_up_at\":\"%s\","
-          "\"stage\":\"%s\",\"note\":", isinf(r->patience_s) ? "\"" : "", pat,
-          isinf(r->patience_s) ? "\"" : "", sp_outcome_name(r->outcome),
-          r->gave_up_at, r->stage);
-  json_str(f, r->note ? r->note : "");
-  fprintf(f, ",\"held_s\":%.6f,\"captured_s\":%.6f,\"delay_s\":%.6f,"
-          "\"deliver_s\":%.6f,\"bytes_client\":%llu,\"bytes_server\":%llu,"
-          "\"messages\":%u,\"replies\":%u,\"upstream_s\":%.6f,"
-          "\"synth_replies\":%u,\"relay_bytes\":%llu,\"peak_pool_bytes\":%llu,"
-          "\"score\":%d,\"tarpitted\":%d}\n",
-          r->held_s, r->captured_s, r->delay_s, r->deliver_s,
-          (unsigned long long)r->bytes_client, (unsigned long long)r->bytes_server,
-          r->messages, r->replies, r->upstream_s, r->synth_replies,
-          (unsigned long long)r->relay_bytes,
-          (unsigned long long)r->peak_pool_bytes, r->score, r->tarpitted);
-}
-
-void sp_result_csv_header(FILE *f) {
-  fputs("source,session,client,policy,patience_model,patience_s,outcome,"
-        "gave_up_at,stage,note,held_s,captured_s,delay_s,deliver_s,"
-        "bytes_client,bytes_server,messages,replies,upstream_s,synth_replies,"
-        "relay_bytes,peak_pool_bytes,score,tarpitted\n", f);
-}
-
-static void csv_str(FILE *f, const char *s) {
-  if (!strpbrk(s, ",\"\n\r")) {
-    fputs(s, f);
-    return;
-  }
-  fputc('"', f);
-  for (; *s; s++) {
-    if (*s == '"')
-      fputc('"', f);
-    fputc(*s, f);
-  }
-  fputc('"', f);
-}
-
-void sp_result_write_csv(FILE *f, const sp_result *r) {
-  char pat[32];
-  fmt_pat(pat, sizeof pat, r->patience_s);
-  csv_str(f, r->source);
-  fprintf(f, ",%llu,", (unsigned long long)r->session);
-  csv_str(f, r->client_ip);
-  fputc(',', f);
-  csv_str(f, r->policy);
-  fputc(',', f);
-  csv_str(f, r->patience_model ? r->patience_model : "");
-  fprintf(f, ",%s,%s,%s,%s,", pat, sp_outcome_name(r->outcome), r->gave_up_at,
-          r->stage);
-  csv_str(f, r->note ? r->note : "");
-  fprintf(f, ",%.6f,%.6f,%.6f,%.6f,%llu,%llu,%u,%u,%.6f,%u,%llu,%llu,%d,%d\n",
-          r->held_s, r->captured_s, r->delay_s, r->deliver_s,
-          (unsigned long long)r->bytes_client, (unsigned long long)r->bytes_server,
-          r->messages, r->replies, r->upstream_s, r->synth_replies,
-          (unsigned long long)r->relay_bytes,
-          (unsigned long long)r->peak_pool_bytes, r->score, r->tarpitted);
-}
-
-void sp_summary_add(sp_summary *s, const sp_result *r) {
-  s->n++;
-  s->by[r->outcome]++;
-  s->held += r->held_s;
-  s->upstream += r->upstream_s;
-  if (r->outcome == SP_OUT_DELIVERED) {
-    s->delivered_n++;
-    s->delay_delivered += r->delay_s;
-    s->deliver_time += r->deliver_s;
-  }
-}
-
-void sp_summary_print_header(FILE *f) {
-  fprintf(f, "%-28s %-12s %6s %9s %9s %9s %9s %6s %10s %10s %9s\n", "policy",
-          "patience", "n", "delivered", "rejected", "gave-up", "no-mail",
-          "error", "sock-s", "upstream-s", "delay/dlv");
-}
-
-void sp_summary_print(FILE *f, const char *policy, const char *patience,
-                      const sp_summary *s) {
-  double n = s->n ? (double)s->n : 1;
-  fprintf(f, "%-28.28s %-12.12s %6llu %4llu %3.0f%% %4llu %3.0f%% %4llu %3.0f%% "
-          "%4llu %3.0f%% %6llu %10.1f %10.1f %9.2f\n", policy, patience,
-          (unsigned long long)s->n,
-          (unsigned long long)s->by[SP_OUT_DELIVERED], 100.0 * (double)s->by[SP_OUT_DELIVERED] / n,
-          (unsigned long long)s->by[SP_OUT_REJECTED], 100.0 * (double)s->by[SP_OUT_REJECTED] / n,
-          (unsigned long long)s->by[SP_OUT_GAVE_UP], 100.0 * (double)s->by[SP_OUT_GAVE_UP] / n,
-          (unsigned long long)s->by[SP_OUT_NO_MAIL], 100.0 * (double)s->by[SP_OUT_NO_MAIL] / n,
-          (unsigned long long)s->by[SP_OUT_ERROR], s->held, s->upstream,
-          s->delivered_n ? s->delay_delivered / (double)s->delivered_n : 0.0);
-}
