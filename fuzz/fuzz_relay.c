@@ -49,7 +49,44 @@ typedef struct fz {
   sl_duration bound; /* guarantee 7: time allowed after the client left */
 } fz;
 
+/* FUZZ_RELAY_TRACE=1: on a violation, print what crossed the boundary. */
+static void dump(const char *name, const sl_bytes *b) {
+  fprintf(stderr, "--- %s (%zu bytes)\n", name, b->len);
+  for (size_t i = 0; i < b->len && i < 8192; i++) {
+    uint8_t c = b->p[i];
+    if (c == '\n')
+      fputs("\\n\n", stderr);
+    else if (c == '\r')
+      fputs("\\r", stderr);
+    else if (c < 0x20 || c >= 0x7f)
+      fprintf(stderr, "\\x%02x", c);
+    else
+      fputc(c, stderr);
+  }
+  fputc('\n', stderr);
+}
+
+static void trace(fz *f) {
+  if (!f || !getenv("FUZZ_RELAY_TRACE"))
+    return;
+  sl_harness *h = &f->h;
+  dump("client in", &h->client_in);
+  dump("client out", &h->client_out);
+  dump("upstream out", &h->upstream_out);
+  dump("upstream in", &h->upstream_in);
+  fprintf(stderr, "--- requests (now %llu)\n", (unsigned long long)h->now);
+  for (size_t i = 0; i < h->nlog; i++)
+    fprintf(stderr, "  type %u id %u kind/zone/attempt %u arg %llu\n",
+            (unsigned)h->log[i].type, h->log[i].id,
+            h->log[i].type == SL_REQ_EVENT ? (unsigned)h->log[i].u.event.kind
+                                           : h->log[i].u.connect.attempt,
+            h->log[i].type == SL_REQ_EVENT
+                ? (unsigned long long)h->log[i].u.event.arg
+                : 0ull);
+}
+
 static void die(fz *f, const char *what) {
+  trace(f);
   fprintf(stderr, "fuzz_relay: %s\n", what);
   if (f && f->h.failure[0])
     fprintf(stderr, "fuzz_relay: %s\n", f->h.failure);
@@ -61,12 +98,22 @@ static void verify(fz *f) {
     die(f, "violation");
 }
 
+/* Guarantee 9: the relay is drained and checked before time moves or an
+   expiry runs (sl_harness_before_time). */
+static void before_time(fz *f) {
+  sl_harness_before_time(&f->h);
+  verify(f);
+}
+
 static void expire(fz *f) {
   sl_harness *h = &f->h;
+  before_time(f);
   if (h->oracle)
     sl_oracle_expiry(h->oracle, h->r, h->now);
   sl_relay_handle_expiry(h->r, h->now);
   sl_harness_pump(h);
+  /* a retry the relay scheduled for lack of a buffer has now had its turn */
+  h->pool_pressure = f->nheld != 0;
   verify(f);
 }
 
@@ -78,10 +125,12 @@ static void advance_to(fz *f, sl_tstamp target) {
     sl_tstamp t = sl_relay_next_deadline(h->r);
     if (t == SL_TSTAMP_NONE || t > target)
       break;
+    before_time(f);
     if (t > h->now)
       h->now = t;
     expire(f);
   }
+  before_time(f);
   if (target > h->now)
     h->now = target;
   expire(f);
@@ -221,6 +270,7 @@ static void pool_op(fz *f, uint8_t a) {
         break;
       f->held[f->nheld] = b;
       f->heldcap[f->nheld++] = cap;
+      h->pool_pressure = 1;
       if (cap > h->limits.small_buffer_size)
         f->held_large++;
       else
@@ -260,9 +310,52 @@ static void next_deadline(fz *f) {
   sl_tstamp t = sl_relay_next_deadline(f->h.r);
   if (t == SL_TSTAMP_NONE || t > f->h.now + 86400 * SL_SEC)
     return;
+  before_time(f);
   if (t > f->h.now)
     f->h.now = t;
   expire(f);
+}
+
+/* The simulated upstream's EHLO reply with a chosen capability set
+   (guarantee 8: the oracle learns it from these bytes and holds the relay
+   to it).  mask bits: 0 PIPELINING, 1 CHUNKING, 2 BINARYMIME, 3 8BITMIME,
+   4 SMTPUTF8, 5 DSN, 6 SIZE 10240000, 7 STARTTLS, 8 AUTH PLAIN LOGIN,
+   9 XCLIENT, 10 ENHANCEDSTATUSCODES, 11 XFORWARD, 12 keywords in lower
+   case, 13 refuse EHLO ("502 5.5.2", the client falls back to HELO),
+   14 SIZE without a value, 15 a 220 greeting first. */
+static void ehlo_op(fz *f, rd *r) {
+  static const char *const kw[12] = {
+      "PIPELINING", "CHUNKING",  "BINARYMIME", "8BITMIME",
+      "SMTPUTF8",   "DSN",       "SIZE 10240000", "STARTTLS",
+      "AUTH PLAIN LOGIN", "XCLIENT NAME ADDR PORT PROTO HELO LOGIN",
+      "ENHANCEDSTATUSCODES", "XFORWARD NAME ADDR PROTO HELO"};
+  uint16_t mask = get16(r);
+  char buf[640];
+  size_t n = 0;
+  if (mask & 0x8000)
+    n += (size_t)snprintf(buf + n, sizeof(buf) - n, "220 up.example ESMTP\r\n");
+  if (mask & 0x2000) {
+    n += (size_t)snprintf(buf + n, sizeof(buf) - n, "502 5.5.2 EHLO?\r\n");
+  } else {
+    const char *lines[13];
+    size_t nl = 0;
+    for (unsigned i = 0; i < 12; i++)
+      if (mask & (1u << i))
+        lines[nl++] = i == 6 && (mask & 0x4000) ? "SIZE" : kw[i];
+    n += (size_t)snprintf(buf + n, sizeof(buf) - n, "250%cup.example\r\n",
+                          nl ? '-' : ' ');
+    for (size_t i = 0; i < nl; i++) {
+      size_t at = n + 4;
+      n += (size_t)snprintf(buf + n, sizeof(buf) - n, "250%c%s\r\n",
+                            i + 1 < nl ? '-' : ' ', lines[i]);
+      if (mask & 0x1000)
+        for (size_t j = at; j < n - 2; j++)
+          if (buf[j] >= 'A' && buf[j] <= 'Z')
+            buf[j] = (char)(buf[j] + 32);
+    }
+  }
+  if (f->h.upstream_open)
+    sl_harness_upstream(&f->h, buf, n, 0);
 }
 
 static void dnsbl_op(fz *f, rd *r) {
@@ -274,7 +367,7 @@ static void dnsbl_op(fz *f, rd *r) {
 }
 
 static void run_op(fz *f, rd *r) {
-  static const char ops[] = "CUTDASsNEeKPXcu";
+  static const char ops[] = "CUTDASsNEeKPXcuH";
   uint8_t op = get8(r);
   if (!strchr(ops, op) || op == 0)
     op = (uint8_t)ops[op % (sizeof(ops) - 1)];
@@ -326,6 +419,9 @@ static void run_op(fz *f, rd *r) {
   case 'X':
     sl_relay_abort(h->r, h->now);
     sl_harness_pump(h);
+    break;
+  case 'H':
+    ehlo_op(f, r);
     break;
   default:
     break;
@@ -402,6 +498,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                (unsigned long long)t, (unsigned long long)bound);
       die(f, m);
     }
+    before_time(f);
     if (t > f->h.now)
       f->h.now = t;
     expire(f);

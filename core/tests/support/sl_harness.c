@@ -56,6 +56,7 @@ static void fail(sl_harness *h, const char *what) {
 static void check(sl_harness *h) {
   if (h->oracle && !h->failure[0]) {
     char why[400];
+    sl_oracle_stats(h->oracle, sl_relay_stats(h->r), sl_relay_want(h->r));
     if (sl_oracle_check(h->oracle, h->r, h->now, why, sizeof(why)) != 0)
       fail(h, why);
   }
@@ -335,37 +336,66 @@ int sl_harness_dnsbl(sl_harness *h, uint32_t zone, sl_status st,
   return 0;
 }
 
+static void settle(sl_harness *h);
+
+void sl_harness_before_time(sl_harness *h) {
+  sl_harness_pump(h);
+  settle(h);
+  if (!h->oracle || h->failure[0])
+    return;
+  unsigned holds = 0;
+  int dnsbl = 0;
+  for (size_t i = 0; i < SL_DNSBL_ZONES_MAX; i++)
+    dnsbl |= h->pending_dnsbl[i] != 0;
+  if (h->pending_connect || h->pending_tls_client || h->pending_tls_upstream ||
+      dnsbl)
+    holds |= SL_HOLD_REQUEST;
+  if (h->client_stalled)
+    holds |= SL_HOLD_CLIENT_OUT;
+  if (h->pool_pressure || !h->bufpool.small_free || !h->bufpool.large_free)
+    holds |= SL_HOLD_POOL;
+  sl_oracle_progress(h->oracle, holds, h->now);
+  check(h);
+}
+
+/* One expiry at h->now, as a driver runs it. */
+static void expire_now(sl_harness *h) {
+  sl_harness_before_time(h);
+  if (h->oracle)
+    sl_oracle_expiry(h->oracle, h->r, h->now);
+  sl_relay_handle_expiry(h->r, h->now);
+  sl_harness_pump(h);
+  settle(h);
+}
+
 void sl_harness_advance(sl_harness *h, sl_duration d) {
   sl_tstamp target = h->now + d;
   for (int guard = 0; guard < 100000; guard++) {
     sl_tstamp t = sl_relay_next_deadline(h->r);
     if (t == SL_TSTAMP_NONE || t > target)
       break;
+    sl_harness_before_time(h);
     if (t > h->now)
       h->now = t;
-    sl_relay_handle_expiry(h->r, h->now);
-    sl_harness_pump(h);
-    settle(h);
+    expire_now(h);
     if (sl_relay_next_deadline(h->r) <= h->now && guard > 1000) {
       fail(h, "deadline does not advance after handle_expiry (guarantee 7)");
       break;
     }
   }
+  sl_harness_before_time(h);
   h->now = target;
-  sl_relay_handle_expiry(h->r, h->now);
-  sl_harness_pump(h);
-  settle(h);
+  expire_now(h);
 }
 
 int sl_harness_next_deadline(sl_harness *h, sl_duration max) {
   sl_tstamp t = sl_relay_next_deadline(h->r);
   if (t == SL_TSTAMP_NONE || t > h->now + max)
     return 0;
+  sl_harness_before_time(h);
   if (t > h->now)
     h->now = t;
-  sl_relay_handle_expiry(h->r, h->now);
-  sl_harness_pump(h);
-  settle(h);
+  expire_now(h);
   return 1;
 }
 

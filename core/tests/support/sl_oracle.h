@@ -73,6 +73,29 @@ void sl_oracle_expiry(sl_oracle *, const sl_relay *r, sl_tstamp now);
 int sl_oracle_check(sl_oracle *, const sl_relay *r, sl_tstamp now, char *why,
                     size_t whylen);
 
+/* Guarantee 9.  Called by the driver after it has drained the relay (all
+   output taken, all requests read) and before it moves the clock or runs an
+   expiry: every command the relay consumed must have been answered unless
+   something legitimately holds the oldest one unanswered.  The oracle knows
+   the policy (a tarpit profile in force that delays replies: reply_delay,
+   jitter, stutter, greet_delay for the greeting, data_rate for a body) and
+   the upstream (a reply outstanding, a TLS switch); the driver tells what
+   only it knows, as SL_HOLD_* bits. */
+enum sl_oracle_hold {
+  SL_HOLD_REQUEST = 1u << 0,    /* a connect/TLS/DNSBL request unanswered */
+  SL_HOLD_CLIENT_OUT = 1u << 1, /* the client is not reading its output */
+  SL_HOLD_POOL = 1u << 2        /* the pool ran dry since the last expiry */
+};
+void sl_oracle_progress(sl_oracle *, unsigned holds, sl_tstamp now);
+
+/* Guarantee 10.  The relay's statistics against what crossed the boundary:
+   bytes in and out on both legs, the MESSAGE events (accepted / tempfailed
+   / rejected by the upstream's code class, the last code), the
+   STARTTLS_INJECTION bytes, the TARPIT switch, SESSION_END (once, the last
+   request, stats final, before SL_CLOSED).  want: sl_relay_want() now.
+   Request ids are checked unique as they are told (sl_oracle_request). */
+void sl_oracle_stats(sl_oracle *, const sl_stats *, unsigned want);
+
 /* Counters for tests and the fuzz harness's statistics. */
 typedef struct sl_oracle_counts {
   uint64_t client_commands, client_replies;
