@@ -110,10 +110,9 @@ static void expire(fz *f) {
   before_time(f);
   if (h->oracle)
     sl_oracle_expiry(h->oracle, h->r, h->now);
+  h->pool_refused = 0; /* the relay retries now; a refusal sets it again */
   sl_relay_handle_expiry(h->r, h->now);
   sl_harness_pump(h);
-  /* a retry the relay scheduled for lack of a buffer has now had its turn */
-  h->pool_pressure = f->nheld != 0;
   verify(f);
 }
 
@@ -249,7 +248,7 @@ static void configure(fz *f, rd *r, uint32_t *pool_buffers, uint64_t *seed) {
 static uint8_t *take_buf(fz *f, int large, uint32_t *cap) {
   sl_harness *h = &f->h;
   uint32_t min = large ? h->limits.buffer_size : h->limits.small_buffer_size;
-  return h->pool.get(h->pool.ctx, min, cap);
+  return h->inner_pool.get(h->inner_pool.ctx, min, cap);
 }
 
 static void pool_op(fz *f, uint8_t a) {
@@ -257,7 +256,7 @@ static void pool_op(fz *f, uint8_t a) {
   if (a & 0x80) {
     /* give everything back */
     for (size_t i = 0; i < f->nheld; i++)
-      h->pool.put(h->pool.ctx, f->held[i], f->heldcap[i]);
+      h->inner_pool.put(h->inner_pool.ctx, f->held[i], f->heldcap[i]);
     f->nheld = 0;
     f->held_small = f->held_large = 0;
   } else {
@@ -270,7 +269,6 @@ static void pool_op(fz *f, uint8_t a) {
         break;
       f->held[f->nheld] = b;
       f->heldcap[f->nheld++] = cap;
-      h->pool_pressure = 1;
       if (cap > h->limits.small_buffer_size)
         f->held_large++;
       else
@@ -332,8 +330,12 @@ static void ehlo_op(fz *f, rd *r) {
   uint16_t mask = get16(r);
   char buf[640];
   size_t n = 0;
+  if (!f->h.upstream_open)
+    return;
+  /* The greeting goes alone, so the relay has sent its EHLO before the
+     reply arrives, as with a real server. */
   if (mask & 0x8000)
-    n += (size_t)snprintf(buf + n, sizeof(buf) - n, "220 up.example ESMTP\r\n");
+    sl_harness_upstream(&f->h, "220 up.example ESMTP\r\n", 22, 0);
   if (mask & 0x2000) {
     n += (size_t)snprintf(buf + n, sizeof(buf) - n, "502 5.5.2 EHLO?\r\n");
   } else {
@@ -480,7 +482,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   sl_tstamp start = f->h.now;
   sl_duration bound = end_bound(&f->h);
   int steps = 0;
-  while (!sl_harness_closed(&f->h) && steps < 20000) {
+  while (!sl_harness_closed(&f->h) && steps < 400000) {
     sl_tstamp t = sl_relay_next_deadline(f->h.r);
     if (t == SL_TSTAMP_NONE) {
       if (sl_relay_want(f->h.r) & SL_WANT_REQUESTS) {
@@ -490,21 +492,38 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       }
       die(f, "guarantee 7: client gone, session open and no deadline left");
     }
-    if (t > start + bound) {
-      char m[160];
-      snprintf(m, sizeof(m),
-               "guarantee 7: client gone at %llu, next deadline %llu is past "
-               "the bound %llu", (unsigned long long)start,
-               (unsigned long long)t, (unsigned long long)bound);
-      die(f, m);
-    }
+    if (t > start + bound)
+      break;
     before_time(f);
     if (t > f->h.now)
       f->h.now = t;
     expire(f);
     steps++;
   }
+  if (!sl_harness_closed(&f->h)) {
+    /* An open finding (findings/relay-g7-pool-starved-never-ends): a relay
+       the pool keeps refusing retries forever instead of timing out.  Most
+       inputs with the smallest pool reach it, so a campaign skips it with
+       FUZZ_RELAY_SKIP_OPEN_FINDINGS=1 to look for the others. */
+    const char *skip = getenv("FUZZ_RELAY_SKIP_OPEN_FINDINGS");
+    if (f->h.pool_refused && skip && *skip == '1') {
+      sl_harness_free(&f->h);
+      free(f);
+      return 0;
+    }
+    char m[240];
+    sl_tstamp t = sl_relay_next_deadline(f->h.r);
+    snprintf(m, sizeof(m),
+             "guarantee 7: client gone at %llu, still open at %llu after %d "
+             "deadlines (next %llu, bound %llu)%s", (unsigned long long)start,
+             (unsigned long long)f->h.now, steps, (unsigned long long)t,
+             (unsigned long long)bound,
+             f->h.pool_refused ? ", the pool refusing it buffers" : "");
+    die(f, m);
+  }
   verify(f);
+  if (getenv("FUZZ_RELAY_TRACE") && !strcmp(getenv("FUZZ_RELAY_TRACE"), "2"))
+    trace(f); /* every input, not only a failing one */
   sl_harness_free(&f->h);
   free(f);
   return 0;

@@ -141,6 +141,20 @@ void sl_harness_pump(sl_harness *h) {
   check(h);
 }
 
+/* The pool the relay sees: the bufpool, noting every refusal. */
+static uint8_t *counted_get(void *ctx, uint32_t min, uint32_t *cap) {
+  sl_harness *h = ctx;
+  uint8_t *b = h->inner_pool.get(h->inner_pool.ctx, min, cap);
+  if (!b)
+    h->pool_refused = 1;
+  return b;
+}
+
+static void counted_put(void *ctx, uint8_t *buf, uint32_t cap) {
+  sl_harness *h = ctx;
+  h->inner_pool.put(h->inner_pool.ctx, buf, cap);
+}
+
 int sl_harness_start(sl_harness *h, uint32_t pool_buffers, int with_oracle,
                      uint64_t seed) {
   uint32_t ns = pool_buffers * 2, nl = pool_buffers;
@@ -156,7 +170,10 @@ int sl_harness_start(sl_harness *h, uint32_t pool_buffers, int with_oracle,
                           h->limits.buffer_size, nl);
   if (e)
     return e;
-  sl_bufpool_as_pool(&h->bufpool, &h->pool);
+  sl_bufpool_as_pool(&h->bufpool, &h->inner_pool);
+  h->pool.get = counted_get;
+  h->pool.put = counted_put;
+  h->pool.ctx = h;
   if (with_oracle)
     h->oracle = sl_oracle_new(&h->limits, &h->policy, &h->info);
   e = sl_relay_init(&h->r, h->relay_mem, rs, &h->limits, &h->policy, &h->pool,
@@ -352,7 +369,7 @@ void sl_harness_before_time(sl_harness *h) {
     holds |= SL_HOLD_REQUEST;
   if (h->client_stalled)
     holds |= SL_HOLD_CLIENT_OUT;
-  if (h->pool_pressure || !h->bufpool.small_free || !h->bufpool.large_free)
+  if (h->pool_refused)
     holds |= SL_HOLD_POOL;
   sl_oracle_progress(h->oracle, holds, h->now);
   check(h);
@@ -363,6 +380,7 @@ static void expire_now(sl_harness *h) {
   sl_harness_before_time(h);
   if (h->oracle)
     sl_oracle_expiry(h->oracle, h->r, h->now);
+  h->pool_refused = 0; /* the relay retries now; a refusal sets it again */
   sl_relay_handle_expiry(h->r, h->now);
   sl_harness_pump(h);
   settle(h);

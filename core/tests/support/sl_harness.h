@@ -60,8 +60,9 @@ typedef struct sl_harness {
 
   size_t out_chunk;   /* ack output at most this many bytes a step (0: all) */
   int client_stalled; /* the client reads nothing (a full socket buffer) */
-  int pool_pressure;  /* the driver took pool buffers since the last expiry
-                         (guarantee 9: the relay may be waiting for one) */
+  sl_pool inner_pool; /* h->pool wraps it to see refusals */
+  int pool_refused;   /* the pool refused the relay a buffer since the last
+                         expiry (guarantee 9: it waits for its retry timer) */
   struct sl_oracle *oracle; /* NULL: no oracle checks */
   char failure[512];  /* first oracle violation or API error, "" if none */
 } sl_harness;
