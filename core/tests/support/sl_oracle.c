@@ -16,7 +16,16 @@
  * Upstream leg.  Emitted bytes are parsed as the commands of an SMTP client
  * (guarantee 3), received bytes as replies matched to those commands in
  * order.  2xx replies to a terminator or BDAT LAST that completed after the
- * command was sent count as upstream acceptances (guarantee 2).
+ * command was sent count as upstream acceptances (guarantee 2).  The same
+ * parse is the strict receiver's reading of the stream (guarantee 8): the
+ * keywords of its last 2xx EHLO reply are the only extensions it knows, it
+ * reads a body only after its own 354 and a chunk only after a BDAT it
+ * offered, and everything else as commands, so a line that is no command
+ * sluice sends is content read as a command.
+ *
+ * Progress and completeness (guarantees 9 and 10) are asked by the driver:
+ * sl_oracle_progress() before the clock moves, sl_oracle_stats() with the
+ * relay's statistics after each step.
  */
 #include "sl_oracle.h"
 

@@ -12,7 +12,7 @@
  *
  * Test-only code: it allocates with malloc and aborts on out-of-memory.
  *
- * Guarantees checked (numbers as in DESIGN.md 2):
+ * Guarantees checked (numbers as in DESIGN.md 3):
  *  (1) client output is a sequence of replies, never more than the client's
  *      commands (command lines, DATA bodies after a 354, BDAT chunks, AUTH
  *      continuations after 334), matched in order; unsolicited 421, 221,
@@ -29,7 +29,29 @@
  *      sl_relay_memory_bound(), when a pool is being watched;
  *  (7) handle_expiry at a due deadline makes progress or moves the deadline
  *      past now; after the relay asked to close the client, SL_CLOSED comes
- *      within the sum of the configured timeouts.
+ *      within the sum of the configured timeouts;
+ *  (8) the upstream is a strict RFC 5321 receiver whose capability set is
+ *      what its own EHLO reply offered (learned from the upstream bytes; none
+ *      before an EHLO, after HELO, a refused EHLO, XCLIENT or a TLS switch):
+ *      no command (BDAT, STARTTLS, AUTH, XCLIENT, XFORWARD) and no MAIL/RCPT
+ *      parameter (SIZE, BODY=8BITMIME/7BIT/BINARYMIME, SMTPUTF8, RET, ENVID,
+ *      NOTIFY, ORCPT, AUTH; unknown ones) it did not offer, no 8-bit path
+ *      without SMTPUTF8 on the transaction; no second command in flight
+ *      without PIPELINING, none after a command that ends a group (RFC 2920
+ *      3.1) before its reply; and nothing sluice meant as content that the
+ *      receiver reads as a command: bytes after DATA before its 354, a line
+ *      in command state that is no command sluice sends (a body after a
+ *      refused DATA, content after end-of-data), body or chunk bytes after
+ *      the receiver answered in the middle of them;
+ *  (9) progress (sl_oracle_progress): when the driver has drained the relay
+ *      and is about to move the clock, every consumed command is answered
+ *      unless the tarpit policy in force delays it, a request is pending,
+ *      the upstream owes a reply, the client is not reading, or the pool
+ *      refused a buffer;
+ *  (10) completeness (sl_oracle_stats): request ids are unique, SESSION_END
+ *      comes once and last and before SL_CLOSED, and the statistics equal
+ *      the bytes that crossed the boundary and the events (MESSAGE by code
+ *      class and last code, STARTTLS_INJECTION bytes, the TARPIT switch).
  */
 #ifndef SL_ORACLE_H
 #define SL_ORACLE_H
