@@ -341,11 +341,18 @@ static void next_deadline(fz *f) {
    case, 13 refuse EHLO ("502 5.5.2", the client falls back to HELO),
    14 SIZE without a value, 15 a 220 greeting first. */
 static void ehlo_op(fz *f, rd *r) {
-  static const char *const kw[12] = {
-      "PIPELINING", "CHUNKING",  "BINARYMIME", "8BITMIME",
-      "SMTPUTF8",   "DSN",       "SIZE 10240000", "STARTTLS",
-      "AUTH PLAIN LOGIN", "XCLIENT NAME ADDR PORT PROTO HELO LOGIN",
-      "ENHANCEDSTATUSCODES", "XFORWARD NAME ADDR PROTO HELO"};
+  static const char *const kw[12] = {"PIPELINING",
+                                     "CHUNKING",
+                                     "BINARYMIME",
+                                     "8BITMIME",
+                                     "SMTPUTF8",
+                                     "DSN",
+                                     "SIZE 10240000",
+                                     "STARTTLS",
+                                     "AUTH PLAIN LOGIN",
+                                     "XCLIENT NAME ADDR PORT PROTO HELO LOGIN",
+                                     "ENHANCEDSTATUSCODES",
+                                     "XFORWARD NAME ADDR PROTO HELO"};
   uint16_t mask = get16(r);
   char buf[640];
   size_t n = 0;
@@ -535,9 +542,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     sl_tstamp t = sl_relay_next_deadline(f->h.r);
     snprintf(m, sizeof(m),
              "guarantee 7: client gone at %llu, still open at %llu after %d "
-             "deadlines (next %llu, bound %llu)%s", (unsigned long long)start,
-             (unsigned long long)f->h.now, steps, (unsigned long long)t,
-             (unsigned long long)bound,
+             "deadlines (next %llu, bound %llu)%s",
+             (unsigned long long)start, (unsigned long long)f->h.now, steps,
+             (unsigned long long)t, (unsigned long long)bound,
              f->h.pool_refused ? ", the pool refusing it buffers" : "");
     die(f, m);
   }

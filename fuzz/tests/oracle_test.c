@@ -150,9 +150,9 @@ static void clean_prefix(env *e) {
 
 /* ---- guarantee 8: the upstream's view --------------------------------- */
 
-#define ALL_EXT                                                              \
-  "250-up\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-BINARYMIME\r\n"           \
-  "250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250-SIZE 1000000\r\n"          \
+#define ALL_EXT                                                                \
+  "250-up\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-BINARYMIME\r\n"             \
+  "250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250-SIZE 1000000\r\n"            \
   "250-STARTTLS\r\n250 AUTH PLAIN\r\n"
 
 /* One command line sent upstream after sluice's EHLO got ehlo_reply. */
@@ -206,8 +206,8 @@ static void upstream_view_tests(void) {
           "belongs to no extension");
   one_cmd("UTF-8 path without SMTPUTF8 on MAIL", ALL_EXT,
           "MAIL FROM:<a\xc3\xa9@b.c>\r\n", "without SMTPUTF8");
-  one_cmd("UTF-8 path, SMTPUTF8 not offered", "250 up\r\n",
-          "VRFY \xc3\xa9\r\n", "did not offer SMTPUTF8");
+  one_cmd("UTF-8 path, SMTPUTF8 not offered", "250 up\r\n", "VRFY \xc3\xa9\r\n",
+          "did not offer SMTPUTF8");
   one_cmd("no EHLO extension after a refused EHLO", "502 5.5.2 no\r\n",
           "MAIL FROM:<a@b.c> SIZE=1\r\n", "did not offer SIZE");
 
@@ -251,15 +251,16 @@ static void upstream_view_tests(void) {
 
   /* Pipelined groups. */
   one_cmd("two commands in flight without PIPELINING", "250-up\r\n250 SIZE\r\n",
-          "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n", "did not offer PIPELINING");
+          "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n",
+          "did not offer PIPELINING");
   one_cmd("command after NOOP before its reply", ALL_EXT,
           "NOOP\r\nMAIL FROM:<a@b.c>\r\n", "before the reply to sync");
   one_cmd("command after HELO before its reply", ALL_EXT,
           "HELO c\r\nMAIL FROM:<a@b.c>\r\n", "before the reply to HELO");
-  one_cmd("QUIT after AUTH before its reply", ALL_EXT,
-          "AUTH LOGIN\r\nQUIT\r\n", "before the reply to AUTH");
-  one_cmd("QUIT after a pipelined MAIL", ALL_EXT, "MAIL FROM:<a@b.c>\r\nQUIT\r\n",
-          NULL);
+  one_cmd("QUIT after AUTH before its reply", ALL_EXT, "AUTH LOGIN\r\nQUIT\r\n",
+          "before the reply to AUTH");
+  one_cmd("QUIT after a pipelined MAIL", ALL_EXT,
+          "MAIL FROM:<a@b.c>\r\nQUIT\r\n", NULL);
 
   /* Content a strict receiver would read as commands. */
   one_cmd("body before the 354", ALL_EXT,
@@ -295,7 +296,8 @@ static void upstream_view_tests(void) {
   expect(&e, "chunk abandoned after the BDAT was answered", NULL);
 }
 
-/* ---- guarantee 9: progress ------------------------------------------------ */
+/* ---- guarantee 9: progress ------------------------------------------------
+ */
 
 static void progress_tests(void) {
   env e;
@@ -387,7 +389,8 @@ static void progress_tests(void) {
   expect(&e, "BDAT whose chunk is still coming", NULL);
 }
 
-/* ---- guarantee 10: completeness -------------------------------------------- */
+/* ---- guarantee 10: completeness --------------------------------------------
+ */
 
 static void event(env *e, uint32_t id, sl_event_kind kind, uint64_t arg) {
   sl_request q;
@@ -436,7 +439,8 @@ static void completeness_tests(void) {
   stats_session(&e, &st);
   st.messages_accepted = 2;
   sl_oracle_stats(e.o, &st, 0);
-  expect(&e, "a MESSAGE event dropped", "guarantee 10: stats messages_accepted");
+  expect(&e, "a MESSAGE event dropped",
+         "guarantee 10: stats messages_accepted");
 
   env_init(&e);
   stats_session(&e, &st);

@@ -143,11 +143,16 @@ enum {
 static const struct {
   const char *kw;
   uint32_t bit;
-} uc_names[] = {{"PIPELINING", UC_PIPELINING}, {"CHUNKING", UC_CHUNKING},
-                {"BINARYMIME", UC_BINARYMIME}, {"8BITMIME", UC_8BITMIME},
-                {"SMTPUTF8", UC_SMTPUTF8},     {"DSN", UC_DSN},
-                {"SIZE", UC_SIZE},             {"STARTTLS", UC_STARTTLS},
-                {"AUTH", UC_AUTH},             {"XCLIENT", UC_XCLIENT},
+} uc_names[] = {{"PIPELINING", UC_PIPELINING},
+                {"CHUNKING", UC_CHUNKING},
+                {"BINARYMIME", UC_BINARYMIME},
+                {"8BITMIME", UC_8BITMIME},
+                {"SMTPUTF8", UC_SMTPUTF8},
+                {"DSN", UC_DSN},
+                {"SIZE", UC_SIZE},
+                {"STARTTLS", UC_STARTTLS},
+                {"AUTH", UC_AUTH},
+                {"XCLIENT", UC_XCLIENT},
                 {"XFORWARD", UC_XFORWARD}};
 
 /* The keyword of an EHLO line: its first word, compared without case. */
@@ -283,7 +288,7 @@ enum uk {
   UK_CMD,          /* may be pipelined */
   UK_SYNC,         /* must end a pipelined group (RFC 2920 3.1) */
   UK_EHLO,
-  UK_HELO,         /* ends a group; a 2xx leaves no extension offered */
+  UK_HELO, /* ends a group; a 2xx leaves no extension offered */
   UK_DATA,
   UK_AUTH,
   UK_STARTTLS,
@@ -363,10 +368,10 @@ struct sl_oracle {
   uint64_t upstream_accepted, up_commands, up_replies;
 
   /* ---- guarantee 10: requests and events against the statistics ---- */
-  uint32_t *req_ids;  /* every request id so far (unique per relay) */
+  uint32_t *req_ids; /* every request id so far (unique per relay) */
   size_t nreq_ids, capreq_ids;
   uint32_t last_req_id;
-  int session_end;    /* SESSION_END seen */
+  int session_end; /* SESSION_END seen */
   uint32_t ev_count[16];
   uint64_t ev_msg_2xx, ev_msg_4xx, ev_msg_5xx, ev_starttls_bytes;
   uint16_t ev_last_code;
@@ -857,9 +862,9 @@ void sl_oracle_client_out(sl_oracle *o, const uint8_t *p, size_t n) {
 
 static const char *uk_name(uint32_t k) {
   static const char *const names[] = {
-      "?",    "greeting", "command",     "sync", "EHLO",      "HELO", "DATA",
-      "AUTH", "STARTTLS", "QUIT",        "end-of-data",       "BDAT",
-      "BDAT LAST", "MAIL"};
+      "?",           "greeting", "command",   "sync",     "EHLO",
+      "HELO",        "DATA",     "AUTH",      "STARTTLS", "QUIT",
+      "end-of-data", "BDAT",     "BDAT LAST", "MAIL"};
   return k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
 }
 
@@ -907,14 +912,16 @@ static void up_pace(sl_oracle *o, uint32_t kind, const uint8_t *line,
       continue;
     if (kind == UK_QUIT && k != UK_AUTH && k != UK_STARTTLS)
       continue;
-    fail(o, "guarantee 8: \"%s\" sent upstream before the reply to %s "
-            "(RFC 2920 3.1: that command ends a pipelined group)",
+    fail(o,
+         "guarantee 8: \"%s\" sent upstream before the reply to %s "
+         "(RFC 2920 3.1: that command ends a pipelined group)",
          show(line, len < 60 ? len : 60, s, sizeof(s)), uk_name(k));
     return;
   }
   if (kind != UK_QUIT && !(o->up_caps & UC_PIPELINING))
-    fail(o, "guarantee 8: \"%s\" sent upstream while %zu command(s) await "
-            "a reply, to an upstream that did not offer PIPELINING",
+    fail(o,
+         "guarantee 8: \"%s\" sent upstream while %zu command(s) await "
+         "a reply, to an upstream that did not offer PIPELINING",
          show(line, len < 60 ? len : 60, s, sizeof(s)), o->upend.len);
 }
 
@@ -929,7 +936,8 @@ static uint32_t param_need(const uint8_t *k, size_t kn, const uint8_t *val,
     if (kn == 4 && ieq(k, kn, "BODY")) {
       if (vn == 10 && ieq(val, vn, "BINARYMIME"))
         return UC_BINARYMIME; /* with CHUNKING too, checked by the caller */
-      if ((vn == 8 && ieq(val, vn, "8BITMIME")) || (vn == 4 && ieq(val, vn, "7BIT")))
+      if ((vn == 8 && ieq(val, vn, "8BITMIME")) ||
+          (vn == 4 && ieq(val, vn, "7BIT")))
         return UC_8BITMIME;
       return 0;
     }
@@ -961,20 +969,31 @@ static void up_offered(sl_oracle *o, const uint8_t *p, size_t len) {
   static const struct {
     const char *verb;
     uint32_t need;
-  } verbs[] = {{"EHLO", 0},     {"HELO", 0},        {"MAIL", 0},
-               {"RCPT", 0},     {"DATA", 0},        {"RSET", 0},
-               {"NOOP", 0},     {"QUIT", 0},        {"VRFY", 0},
-               {"EXPN", 0},     {"HELP", 0},        {"BDAT", UC_CHUNKING},
-               {"STARTTLS", UC_STARTTLS},           {"AUTH", UC_AUTH},
-               {"XCLIENT", UC_XCLIENT},             {"XFORWARD", UC_XFORWARD}};
+  } verbs[] = {{"EHLO", 0},
+               {"HELO", 0},
+               {"MAIL", 0},
+               {"RCPT", 0},
+               {"DATA", 0},
+               {"RSET", 0},
+               {"NOOP", 0},
+               {"QUIT", 0},
+               {"VRFY", 0},
+               {"EXPN", 0},
+               {"HELP", 0},
+               {"BDAT", UC_CHUNKING},
+               {"STARTTLS", UC_STARTTLS},
+               {"AUTH", UC_AUTH},
+               {"XCLIENT", UC_XCLIENT},
+               {"XFORWARD", UC_XFORWARD}};
   char s[120];
   size_t nv = sizeof(verbs) / sizeof(verbs[0]), vi;
   for (vi = 0; vi < nv; vi++)
     if (verb_is(p, len, verbs[vi].verb))
       break;
   if (vi == nv) {
-    fail(o, "guarantee 8: the upstream reads \"%s\" as a command, and it is "
-            "no command sluice sends (content read as a command?)",
+    fail(o,
+         "guarantee 8: the upstream reads \"%s\" as a command, and it is "
+         "no command sluice sends (content read as a command?)",
          show(p, len < 60 ? len : 60, s, sizeof(s)));
     return;
   }
@@ -990,8 +1009,10 @@ static void up_offered(sl_oracle *o, const uint8_t *p, size_t len) {
       eight = 1;
   if (!mail && !rcpt) {
     if (eight && !(o->up_caps & UC_SMTPUTF8))
-      fail(o, "guarantee 8: 8-bit bytes in \"%s\" sent upstream, which did "
-              "not offer SMTPUTF8", show(p, len < 60 ? len : 60, s, sizeof(s)));
+      fail(o,
+           "guarantee 8: 8-bit bytes in \"%s\" sent upstream, which did "
+           "not offer SMTPUTF8",
+           show(p, len < 60 ? len : 60, s, sizeof(s)));
     return;
   }
   /* MAIL FROM:<path> params / RCPT TO:<path> params (RFC 5321 4.1.2) */
@@ -1029,15 +1050,18 @@ static void up_offered(sl_oracle *o, const uint8_t *p, size_t len) {
     if (need == UC_BINARYMIME)
       need |= UC_CHUNKING; /* RFC 3030 3: BINARYMIME needs CHUNKING */
     if (!need) {
-      fail(o, "guarantee 8: %s parameter \"%s\" sent upstream belongs to no "
-              "extension (a strict receiver answers 555)",
+      fail(o,
+           "guarantee 8: %s parameter \"%s\" sent upstream belongs to no "
+           "extension (a strict receiver answers 555)",
            mail ? "MAIL" : "RCPT",
            show(p + k0, i - k0 < 40 ? i - k0 : 40, s, sizeof(s)));
       return;
     }
     if ((o->up_caps & need) != need) {
-      fail(o, "guarantee 8: %s parameter \"%s\" sent upstream, which did not "
-              "offer %s", mail ? "MAIL" : "RCPT",
+      fail(o,
+           "guarantee 8: %s parameter \"%s\" sent upstream, which did not "
+           "offer %s",
+           mail ? "MAIL" : "RCPT",
            show(p + k0, i - k0 < 40 ? i - k0 : 40, s, sizeof(s)),
            uc_name((need & ~o->up_caps) & (~(need & ~o->up_caps) + 1u)));
       return;
@@ -1048,8 +1072,9 @@ static void up_offered(sl_oracle *o, const uint8_t *p, size_t len) {
   /* RFC 6531 3.4: UTF-8 in a path only in a transaction whose MAIL said
      SMTPUTF8 (which itself needs the extension offered). */
   if (eight && !(mail ? utf8 : o->up_tx_utf8))
-    fail(o, "guarantee 8: 8-bit bytes in \"%s\" sent upstream without "
-            "SMTPUTF8 on the transaction's MAIL",
+    fail(o,
+         "guarantee 8: 8-bit bytes in \"%s\" sent upstream without "
+         "SMTPUTF8 on the transaction's MAIL",
          show(p, len < 60 ? len : 60, s, sizeof(s)));
 }
 
@@ -1277,9 +1302,10 @@ static void up_parse(sl_oracle *o) {
     }
     case UM_BODY:
       if (o->up_orphan) {
-        fail(o, "guarantee 8: body bytes \"%s\" sent upstream after it "
-                "answered %u in the middle of the body: a strict receiver "
-                "reads them as commands",
+        fail(o,
+             "guarantee 8: body bytes \"%s\" sent upstream after it "
+             "answered %u in the middle of the body: a strict receiver "
+             "reads them as commands",
              show(p, n < 40 ? n : 40, s, sizeof(s)), o->up_orphan_code);
         break;
       }
@@ -1288,9 +1314,10 @@ static void up_parse(sl_oracle *o) {
       continue;
     case UM_CHUNK: {
       if (o->up_orphan && o->up_chunk_left) {
-        fail(o, "guarantee 8: BDAT chunk bytes \"%s\" sent upstream after "
-                "it answered %u before the chunk was complete: a strict "
-                "receiver reads them as commands",
+        fail(o,
+             "guarantee 8: BDAT chunk bytes \"%s\" sent upstream after "
+             "it answered %u before the chunk was complete: a strict "
+             "receiver reads them as commands",
              show(p, n < 40 ? n : 40, s, sizeof(s)), o->up_orphan_code);
         break;
       }
@@ -1437,8 +1464,10 @@ void sl_oracle_upstream_in(sl_oracle *o, const uint8_t *p, size_t n) {
    last request of a session. */
 static void req_id(sl_oracle *o, const sl_request *q) {
   if (o->session_end)
-    fail(o, "guarantee 10: request type %u after SESSION_END (the last "
-            "request)", (unsigned)q->type);
+    fail(o,
+         "guarantee 10: request type %u after SESSION_END (the last "
+         "request)",
+         (unsigned)q->type);
   int dup = 0;
   if (o->nreq_ids && q->id <= o->last_req_id)
     for (size_t i = 0; i < o->nreq_ids && !dup; i++)
@@ -1574,21 +1603,21 @@ void sl_oracle_progress(sl_oracle *o, unsigned holds, sl_tstamp now) {
      (admission said so, or the relay announced the switch). */
   if (profile_holds(&o->pol.normal, head))
     return;
-  int suspect = o->info.admission == SL_ADMIT_TARPIT ||
-                o->ev_count[SL_EV_TARPIT] != 0;
+  int suspect =
+      o->info.admission == SL_ADMIT_TARPIT || o->ev_count[SL_EV_TARPIT] != 0;
   if (suspect && profile_holds(&o->pol.suspect, head))
     return;
   /* Flow control: the upstream owes a reply, or a TLS switch is under way
      (its request is pending, told as a hold). */
   if (o->upend.len || o->um == UM_TLS)
     return;
-  static const char *const names[] = {"?",    "greeting", "command",
-                                      "DATA", "AUTH",     "STARTTLS",
-                                      "end-of-data", "end-of-data",
-                                      "BDAT", "BDAT LAST"};
-  fail(o, "guarantee 9: the %s (%zu owed) is unanswered with nothing to "
-          "wait for (no tarpit delay, no pending request, no upstream reply "
-          "outstanding), yet the clock has to move",
+  static const char *const names[] = {
+      "?",        "greeting",    "command",     "DATA", "AUTH",
+      "STARTTLS", "end-of-data", "end-of-data", "BDAT", "BDAT LAST"};
+  fail(o,
+       "guarantee 9: the %s (%zu owed) is unanswered with nothing to "
+       "wait for (no tarpit delay, no pending request, no upstream reply "
+       "outstanding), yet the clock has to move",
        head < sizeof(names) / sizeof(names[0]) ? names[head] : "?",
        o->owed.len);
 }
@@ -1598,11 +1627,11 @@ void sl_oracle_progress(sl_oracle *o, unsigned holds, sl_tstamp now) {
 void sl_oracle_stats(sl_oracle *o, const sl_stats *st, unsigned want) {
   if (o->failed)
     return;
-#define SAME(field, value, what)                                             \
-  if ((uint64_t)st->field != (uint64_t)(value)) {                            \
-    fail(o, "guarantee 10: stats " #field " = %llu, but %s say %llu",        \
-         (unsigned long long)st->field, what, (unsigned long long)(value));  \
-    return;                                                                  \
+#define SAME(field, value, what)                                               \
+  if ((uint64_t)st->field != (uint64_t)(value)) {                              \
+    fail(o, "guarantee 10: stats " #field " = %llu, but %s say %llu",          \
+         (unsigned long long)st->field, what, (unsigned long long)(value));    \
+    return;                                                                    \
   }
   SAME(client_bytes_in, o->client_in_bytes, "the bytes taken");
   SAME(client_bytes_out, o->out_bytes, "the bytes sent");
