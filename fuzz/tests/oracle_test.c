@@ -259,6 +259,8 @@ static void upstream_view_tests(void) {
           "HELO c\r\nMAIL FROM:<a@b.c>\r\n", "before the reply to HELO");
   one_cmd("QUIT after AUTH before its reply", ALL_EXT, "AUTH LOGIN\r\nQUIT\r\n",
           "before the reply to AUTH");
+  one_cmd("QUIT in flight without PIPELINING", "250-up\r\n250 SIZE\r\n",
+          "MAIL FROM:<a@b.c>\r\nQUIT\r\n", "did not offer PIPELINING");
   one_cmd("QUIT after a pipelined MAIL", ALL_EXT,
           "MAIL FROM:<a@b.c>\r\nQUIT\r\n", NULL);
 

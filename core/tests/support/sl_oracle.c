@@ -918,7 +918,9 @@ static void up_pace(sl_oracle *o, uint32_t kind, const uint8_t *line,
          show(line, len < 60 ? len : 60, s, sizeof(s)), uk_name(k));
     return;
   }
-  if (kind != UK_QUIT && !(o->up_caps & UC_PIPELINING))
+  /* Without PIPELINING every command waits for the previous reply (RFC
+     5321 has no pipelining of its own), QUIT included. */
+  if (!(o->up_caps & UC_PIPELINING))
     fail(o,
          "guarantee 8: \"%s\" sent upstream while %zu command(s) await "
          "a reply, to an upstream that did not offer PIPELINING",
