@@ -385,6 +385,12 @@ static void progress_tests(void) {
   expect(&e, "upstream answered end-of-data, client not", "guarantee 9");
 
   env_init(&e);
+  sl_oracle_completed(e.o, SL_REQ_CONNECT_UPSTREAM, SL_STATUS_OK);
+  U(&e, "220-up ESMTP\r\n");
+  sl_oracle_progress(e.o, 0, 1000);
+  expect(&e, "greeting held while the upstream's greeting arrives", NULL);
+
+  env_init(&e);
   chunking_prefix(&e);
   C(&e, "BDAT 10 LAST\r\nabc");
   sl_oracle_progress(e.o, 0, 1000);

@@ -1613,6 +1613,10 @@ void sl_oracle_progress(sl_oracle *o, unsigned holds, sl_tstamp now) {
      (its request is pending, told as a hold). */
   if (o->upend.len || o->um == UM_TLS)
     return;
+  /* A reply (even an unsolicited one) is half received: what it is, and
+     so what the relay does next, is known only at its end. */
+  if (o->uin.linelen || o->uin.nlines || o->uin.cr)
+    return;
   static const char *const names[] = {
       "?",        "greeting",    "command",     "DATA", "AUTH",
       "STARTTLS", "end-of-data", "end-of-data", "BDAT", "BDAT LAST"};

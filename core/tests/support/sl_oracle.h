@@ -46,8 +46,8 @@
  *  (9) progress (sl_oracle_progress): when the driver has drained the relay
  *      and is about to move the clock, every consumed command is answered
  *      unless the tarpit policy in force delays it, a request is pending,
- *      the upstream owes a reply, the client is not reading, or the pool
- *      refused a buffer;
+ *      the upstream owes a reply (or is half-way through one), the client
+ *      is not reading, or the pool refused a buffer;
  *  (10) completeness (sl_oracle_stats): request ids are unique, SESSION_END
  *      comes once and last and before SL_CLOSED, and the statistics equal
  *      the bytes that crossed the boundary and the events (MESSAGE by code
