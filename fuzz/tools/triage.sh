@@ -18,6 +18,7 @@ done 2>/dev/null | awk -F'\t' -v sigs="$sigs" '
     n[k]++ }
   END { for (k in n) {
           known = (system("printf %s " quote(msg[k]) " | grep -E -q -f " sigs) == 0) ? "known" : "NEW"
+          if (msg[k] ~ /passed, 0 failed/) known = "passes-now"
           printf "%d\t%s\t%s\t%s\n", n[k], first[k], known, substr(msg[k], 1, 200) } }
   function quote(s) { gsub(/\x27/, "\x27\\\x27\x27", s); return "\x27" s "\x27" }' | sort -rn
 rm -f "$sigs"
