@@ -363,11 +363,38 @@ static void progress_tests(void) {
   sl_oracle_progress(e.o, 0, 1000);
   expect(&e, "suspect profile in force after TARPIT", NULL);
 
+  static const struct {
+    unsigned hold;
+    const char *name;
+  } holds[] = {{SL_HOLD_REQUEST, "waiting for the connect request"},
+               {SL_HOLD_CLIENT_OUT, "waiting for the client to read"},
+               {SL_HOLD_POOL, "waiting for a pool buffer"}};
+  for (size_t i = 0; i < sizeof(holds) / sizeof(holds[0]); i++) {
+    env_init(&e);
+    c(&e, "220 hi\r\n");
+    C(&e, "MAIL FROM:<a@b.c>\r\n");
+    sl_oracle_progress(e.o, holds[i].hold, 1000);
+    expect(&e, holds[i].name, NULL);
+  }
+
   env_init(&e);
+  e.info.admission = SL_ADMIT_TARPIT;
+  e.pol.suspect.reply_delay = SL_SEC;
+  sl_oracle_free(e.o);
+  e.o = sl_oracle_new(&e.lim, &e.pol, &e.info);
   c(&e, "220 hi\r\n");
-  C(&e, "MAIL FROM:<a@b.c>\r\n");
-  sl_oracle_progress(e.o, SL_HOLD_REQUEST, 1000);
-  expect(&e, "waiting for the connect request", NULL);
+  C(&e, "NOOP\r\n");
+  sl_oracle_progress(e.o, 0, 1000);
+  expect(&e, "suspect profile in force by admission", NULL);
+
+  env_init(&e);
+  e.pol.normal.data_rate = 10;
+  sl_oracle_free(e.o);
+  e.o = sl_oracle_new(&e.lim, &e.pol, &e.info);
+  c(&e, "220 hi\r\n");
+  C(&e, "NOOP\r\n");
+  sl_oracle_progress(e.o, 0, 1000);
+  expect(&e, "data_rate does not hold a command's reply", "guarantee 9");
 
   env_init(&e);
   clean_prefix(&e);
@@ -475,6 +502,59 @@ static void completeness_tests(void) {
   sl_oracle_stats(e.o, &st, 0);
   expect(&e, "STARTTLS_INJECTION bytes not in the stats",
          "guarantee 10: stats starttls_discarded");
+
+  /* every other field compared, each off by one */
+  static const char *const fields[] = {
+      "client_bytes_out", "upstream_bytes_in", "upstream_bytes_out",
+      "messages_tempfailed", "last_upstream_code"};
+  for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+    env_init(&e);
+    stats_session(&e, &st);
+    if (i == 0)
+      st.client_bytes_out++;
+    else if (i == 1)
+      st.upstream_bytes_in++;
+    else if (i == 2)
+      st.upstream_bytes_out--;
+    else if (i == 3)
+      st.messages_tempfailed = 1;
+    else
+      st.last_upstream_code = 451;
+    sl_oracle_stats(e.o, &st, 0);
+    char name[64], needle[64];
+    snprintf(name, sizeof(name), "stats %s off", fields[i]);
+    snprintf(needle, sizeof(needle), "guarantee 10: stats %s", fields[i]);
+    expect(&e, name, needle);
+  }
+
+  env_init(&e);
+  stats_session(&e, &st);
+  event(&e, 0x201, SL_EV_TARPIT, 1);
+  event(&e, 0x202, SL_EV_TARPIT, 2);
+  st.tarpitted = 1;
+  sl_oracle_stats(e.o, &st, 0);
+  expect(&e, "two TARPIT switches", "2 TARPIT events");
+
+  env_init(&e);
+  stats_session(&e, &st);
+  event(&e, 0x201, SL_EV_TARPIT, 1);
+  sl_oracle_stats(e.o, &st, 0);
+  expect(&e, "TARPIT event, stats not tarpitted", "tarpitted = 0");
+
+  env_init(&e);
+  e.info.admission = SL_ADMIT_TARPIT;
+  sl_oracle_free(e.o);
+  e.o = sl_oracle_new(&e.lim, &e.pol, &e.info);
+  stats_session(&e, &st);
+  st.tarpitted = 1;
+  sl_oracle_stats(e.o, &st, 0);
+  expect(&e, "tarpitted by admission, no event needed", NULL);
+
+  env_init(&e);
+  stats_session(&e, &st);
+  event(&e, 0x301, SL_EV_SESSION_END, 0);
+  sl_oracle_stats(e.o, &st, 0);
+  expect(&e, "SESSION_END with stats still open", "stats end is unset");
 
   env_init(&e);
   stats_session(&e, &st);
