@@ -1596,6 +1596,11 @@ void sl_oracle_progress(sl_oracle *o, unsigned holds, sl_tstamp now) {
   if (o->closing || o->client_close_req)
     return;
   uint32_t head = CK_KIND(o->owed.v[o->owed.head]);
+  /* A body made ambiguous by a smuggling byte ends where the relay decides
+     (it may read on to the client's CRLF "." CRLF before it answers), so
+     it may be waiting for client input. */
+  if (head == CK_EOD_AMBIG)
+    return;
   /* A BDAT is complete with its chunk (RFC 3030 2: the reply follows the
      chunk): while the client is still sending it, it waits for input. */
   if ((head == CK_BDAT || head == CK_BDAT_LAST) && o->owed.len == 1 &&
