@@ -219,6 +219,23 @@ static void upstream_view_tests(void) {
   u(&e, "XCLIENT ADDR=192.0.0.7\r\n");
   expect(&e, "XCLIENT not offered", "did not offer XCLIENT");
 
+  /* A refused EHLO leaves the state (and the extensions) of the last
+     accepted one (RFC 5321 4.1.4). */
+  env_init(&e);
+  up_with(&e, ALL_EXT);
+  u(&e, "EHLO c\r\n");
+  U(&e, "502 5.5.2 no\r\n");
+  u(&e, "MAIL FROM:<a@b.c> SIZE=1\r\nRCPT TO:<d@e.f>\r\n");
+  expect(&e, "extensions kept after a refused second EHLO", NULL);
+
+  env_init(&e);
+  up_with(&e, ALL_EXT);
+  u(&e, "EHLO c\r\n");
+  U(&e, "250-up\r\n250 SIZE\r\n");
+  u(&e, "MAIL FROM:<a@b.c> SIZE=1\r\nRCPT TO:<d@e.f>\r\n");
+  expect(&e, "a second accepted EHLO replaces the set",
+         "did not offer PIPELINING");
+
   /* HELO: a strict receiver offers no extension afterwards. */
   env_init(&e);
   up_with(&e, ALL_EXT);

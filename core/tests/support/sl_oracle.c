@@ -1371,12 +1371,15 @@ static void up_answer(sl_oracle *o, uint32_t k, unsigned code, uint32_t caps,
   unsigned cls = code / 100;
   switch (k) {
   case UK_EHLO:
-    /* RFC 5321 4.1.4: EHLO resets; only a 2xx names the extensions.  A
-       refused EHLO leaves a strict receiver offering nothing. */
-    o->up_caps = cls == 2 ? caps : 0;
-    o->up_tx_utf8 = 0;
-    break;
   case UK_HELO:
+    /* RFC 5321 4.1.4: a 2xx to EHLO resets and names the extensions, a 2xx
+       to HELO leaves none; a refused one leaves the receiver in the state
+       it was in (with what an earlier EHLO offered). */
+    if (cls == 2) {
+      o->up_caps = k == UK_EHLO ? caps : 0;
+      o->up_tx_utf8 = 0;
+    }
+    break;
   case UK_GREETING: /* a greeting, or the 220 after XCLIENT: EHLO again */
     o->up_caps = 0;
     o->up_tx_utf8 = 0;

@@ -31,8 +31,9 @@
  *      past now; after the relay asked to close the client, SL_CLOSED comes
  *      within the sum of the configured timeouts;
  *  (8) the upstream is a strict RFC 5321 receiver whose capability set is
- *      what its own EHLO reply offered (learned from the upstream bytes; none
- *      before an EHLO, after HELO, a refused EHLO, XCLIENT or a TLS switch):
+ *      what its own last accepted EHLO offered (learned from the upstream
+ *      bytes; none before an EHLO, after HELO, XCLIENT or a TLS switch; a
+ *      refused EHLO or HELO changes nothing, RFC 5321 4.1.4):
  *      no command (BDAT, STARTTLS, AUTH, XCLIENT, XFORWARD) and no MAIL/RCPT
  *      parameter (SIZE, BODY=8BITMIME/7BIT/BINARYMIME, SMTPUTF8, RET, ENVID,
  *      NOTIFY, ORCPT, AUTH; unknown ones) it did not offer, no 8-bit path
