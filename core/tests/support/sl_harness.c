@@ -56,6 +56,7 @@ static void fail(sl_harness *h, const char *what) {
 static void check(sl_harness *h) {
   if (h->oracle && !h->failure[0]) {
     char why[400];
+    sl_oracle_stats(h->oracle, sl_relay_stats(h->r), sl_relay_want(h->r));
     if (sl_oracle_check(h->oracle, h->r, h->now, why, sizeof(why)) != 0)
       fail(h, why);
   }
@@ -140,6 +141,20 @@ void sl_harness_pump(sl_harness *h) {
   check(h);
 }
 
+/* The pool the relay sees: the bufpool, noting every refusal. */
+static uint8_t *counted_get(void *ctx, uint32_t min, uint32_t *cap) {
+  sl_harness *h = ctx;
+  uint8_t *b = h->inner_pool.get(h->inner_pool.ctx, min, cap);
+  if (!b)
+    h->pool_refused = 1;
+  return b;
+}
+
+static void counted_put(void *ctx, uint8_t *buf, uint32_t cap) {
+  sl_harness *h = ctx;
+  h->inner_pool.put(h->inner_pool.ctx, buf, cap);
+}
+
 int sl_harness_start(sl_harness *h, uint32_t pool_buffers, int with_oracle,
                      uint64_t seed) {
   uint32_t ns = pool_buffers * 2, nl = pool_buffers;
@@ -155,7 +170,10 @@ int sl_harness_start(sl_harness *h, uint32_t pool_buffers, int with_oracle,
                           h->limits.buffer_size, nl);
   if (e)
     return e;
-  sl_bufpool_as_pool(&h->bufpool, &h->pool);
+  sl_bufpool_as_pool(&h->bufpool, &h->inner_pool);
+  h->pool.get = counted_get;
+  h->pool.put = counted_put;
+  h->pool.ctx = h;
   if (with_oracle)
     h->oracle = sl_oracle_new(&h->limits, &h->policy, &h->info);
   e = sl_relay_init(&h->r, h->relay_mem, rs, &h->limits, &h->policy, &h->pool,
@@ -335,37 +353,67 @@ int sl_harness_dnsbl(sl_harness *h, uint32_t zone, sl_status st,
   return 0;
 }
 
+static void settle(sl_harness *h);
+
+void sl_harness_before_time(sl_harness *h) {
+  sl_harness_pump(h);
+  settle(h);
+  if (!h->oracle || h->failure[0])
+    return;
+  unsigned holds = 0;
+  int dnsbl = 0;
+  for (size_t i = 0; i < SL_DNSBL_ZONES_MAX; i++)
+    dnsbl |= h->pending_dnsbl[i] != 0;
+  if (h->pending_connect || h->pending_tls_client || h->pending_tls_upstream ||
+      dnsbl)
+    holds |= SL_HOLD_REQUEST;
+  if (h->client_stalled)
+    holds |= SL_HOLD_CLIENT_OUT;
+  if (h->pool_refused)
+    holds |= SL_HOLD_POOL;
+  sl_oracle_progress(h->oracle, holds, h->now);
+  check(h);
+}
+
+/* One expiry at h->now, as a driver runs it. */
+static void expire_now(sl_harness *h) {
+  sl_harness_before_time(h);
+  if (h->oracle)
+    sl_oracle_expiry(h->oracle, h->r, h->now);
+  h->pool_refused = 0; /* the relay retries now; a refusal sets it again */
+  sl_relay_handle_expiry(h->r, h->now);
+  sl_harness_pump(h);
+  settle(h);
+}
+
 void sl_harness_advance(sl_harness *h, sl_duration d) {
   sl_tstamp target = h->now + d;
   for (int guard = 0; guard < 100000; guard++) {
     sl_tstamp t = sl_relay_next_deadline(h->r);
     if (t == SL_TSTAMP_NONE || t > target)
       break;
+    sl_harness_before_time(h);
     if (t > h->now)
       h->now = t;
-    sl_relay_handle_expiry(h->r, h->now);
-    sl_harness_pump(h);
-    settle(h);
+    expire_now(h);
     if (sl_relay_next_deadline(h->r) <= h->now && guard > 1000) {
       fail(h, "deadline does not advance after handle_expiry (guarantee 7)");
       break;
     }
   }
+  sl_harness_before_time(h);
   h->now = target;
-  sl_relay_handle_expiry(h->r, h->now);
-  sl_harness_pump(h);
-  settle(h);
+  expire_now(h);
 }
 
 int sl_harness_next_deadline(sl_harness *h, sl_duration max) {
   sl_tstamp t = sl_relay_next_deadline(h->r);
   if (t == SL_TSTAMP_NONE || t > h->now + max)
     return 0;
+  sl_harness_before_time(h);
   if (t > h->now)
     h->now = t;
-  sl_relay_handle_expiry(h->r, h->now);
-  sl_harness_pump(h);
-  settle(h);
+  expire_now(h);
   return 1;
 }
 

@@ -60,6 +60,9 @@ typedef struct sl_harness {
 
   size_t out_chunk;   /* ack output at most this many bytes a step (0: all) */
   int client_stalled; /* the client reads nothing (a full socket buffer) */
+  sl_pool inner_pool; /* h->pool wraps it to see refusals */
+  int pool_refused;   /* the pool refused the relay a buffer since the last
+                         expiry (guarantee 9: it waits for its retry timer) */
   struct sl_oracle *oracle; /* NULL: no oracle checks */
   char failure[512];  /* first oracle violation or API error, "" if none */
 } sl_harness;
@@ -98,6 +101,13 @@ int sl_harness_next_deadline(sl_harness *h, sl_duration max);
 
 /* Drains output and requests (done by every call above). */
 void sl_harness_pump(sl_harness *h);
+
+/* Guarantee 9: drains the relay (output, requests, pending input) and has
+   the oracle check that every command it consumed is answered unless
+   something legitimately holds it.  Called before the clock moves and
+   before every handle_expiry, by the calls above and by drivers that run
+   expiries themselves (the fuzzer). */
+void sl_harness_before_time(sl_harness *h);
 
 /* Number of logged events of a kind, and of requests of a type. */
 size_t sl_harness_events(const sl_harness *h, sl_event_kind kind);

@@ -16,7 +16,16 @@
  * Upstream leg.  Emitted bytes are parsed as the commands of an SMTP client
  * (guarantee 3), received bytes as replies matched to those commands in
  * order.  2xx replies to a terminator or BDAT LAST that completed after the
- * command was sent count as upstream acceptances (guarantee 2).
+ * command was sent count as upstream acceptances (guarantee 2).  The same
+ * parse is the strict receiver's reading of the stream (guarantee 8): the
+ * keywords of its last 2xx EHLO reply are the only extensions it knows, it
+ * reads a body only after its own 354 and a chunk only after a BDAT it
+ * offered, and everything else as commands, so a line that is no command
+ * sluice sends is content read as a command.
+ *
+ * Progress and completeness (guarantees 9 and 10) are asked by the driver:
+ * sl_oracle_progress() before the clock moves, sl_oracle_stats() with the
+ * relay's statistics after each step.
  */
 #include "sl_oracle.h"
 
@@ -107,10 +116,52 @@ typedef struct rparse {
   uint8_t cr;        /* last byte was CR */
   uint8_t sep;       /* byte after the code on the current line, 0: none */
   uint8_t nlines;
-  uint8_t pipelining; /* a line "PIPELINING" seen (EHLO keyword) */
-  uint8_t chunking;   /* a line "CHUNKING" seen */
+  uint8_t kwlen;      /* bytes of the line's first word, 0xff: not ended */
+  uint32_t caps;      /* UC_* keywords seen on lines 2.. (EHLO reply) */
   uint8_t kw[12];     /* first bytes of the current line's text */
 } rparse;
+
+/* Service extensions a strict receiver offers in its EHLO reply (RFC 5321
+   4.1.1.1: one keyword per line after the first).  Only what sluice could
+   ever use is named; the oracle checks every command, parameter and group
+   sent upstream against the set the upstream itself offered (guarantee 8). */
+enum {
+  UC_PIPELINING = 1u << 0, /* RFC 2920 */
+  UC_CHUNKING = 1u << 1,   /* RFC 3030: BDAT */
+  UC_BINARYMIME = 1u << 2, /* RFC 3030: BODY=BINARYMIME */
+  UC_8BITMIME = 1u << 3,   /* RFC 6152: BODY=8BITMIME / 7BIT */
+  UC_SMTPUTF8 = 1u << 4,   /* RFC 6531 */
+  UC_DSN = 1u << 5,        /* RFC 3461: RET ENVID NOTIFY ORCPT */
+  UC_SIZE = 1u << 6,       /* RFC 1870 */
+  UC_STARTTLS = 1u << 7,   /* RFC 3207 */
+  UC_AUTH = 1u << 8,       /* RFC 4954: AUTH, MAIL AUTH= */
+  UC_XCLIENT = 1u << 9,    /* Postfix XCLIENT */
+  UC_XFORWARD = 1u << 10,  /* Postfix XFORWARD */
+  UC_ALL = (1u << 11) - 1
+};
+
+static const struct {
+  const char *kw;
+  uint32_t bit;
+} uc_names[] = {{"PIPELINING", UC_PIPELINING},
+                {"CHUNKING", UC_CHUNKING},
+                {"BINARYMIME", UC_BINARYMIME},
+                {"8BITMIME", UC_8BITMIME},
+                {"SMTPUTF8", UC_SMTPUTF8},
+                {"DSN", UC_DSN},
+                {"SIZE", UC_SIZE},
+                {"STARTTLS", UC_STARTTLS},
+                {"AUTH", UC_AUTH},
+                {"XCLIENT", UC_XCLIENT},
+                {"XFORWARD", 0}}; /* refused by guarantee 3 */
+
+/* The keyword of an EHLO line: its first word, compared without case. */
+static uint32_t uc_of(const uint8_t *kw, size_t n) {
+  for (size_t i = 0; i < sizeof(uc_names) / sizeof(uc_names[0]); i++)
+    if (strlen(uc_names[i].kw) == n && memcmp(uc_names[i].kw, kw, n) == 0)
+      return uc_names[i].bit;
+  return 0;
+}
 
 enum { RP_MORE = 0, RP_DONE = 1, RP_BAD = -1 };
 
@@ -144,15 +195,13 @@ static int rp_byte(rparse *rp, uint8_t c, uint32_t line_max,
     if (!rp->nlines)
       rp->code = rp->curcode;
     rp->nlines++;
-    if (rp->nlines > 1 && rp->linelen >= 14 &&
-        memcmp(rp->kw, "PIPELINING", 10) == 0 &&
-        (rp->linelen - 4 == 10 || rp->kw[10] == ' '))
-      rp->pipelining = 1;
-    if (rp->nlines > 1 && rp->linelen >= 12 &&
-        memcmp(rp->kw, "CHUNKING", 8) == 0 &&
-        (rp->linelen - 4 == 8 || rp->kw[8] == ' '))
-      rp->chunking = 1;
+    if (rp->nlines > 1 && rp->linelen > 4) {
+      size_t k = rp->kwlen != 0xff ? rp->kwlen : rp->linelen - 4;
+      if (k <= sizeof(rp->kw))
+        rp->caps |= uc_of(rp->kw, k);
+    }
     int last = rp->sep != '-';
+    rp->kwlen = 0xff;
     rp->linelen = 0;
     rp->sep = 0;
     rp->curcode = 0;
@@ -196,8 +245,11 @@ static int rp_byte(rparse *rp, uint8_t c, uint32_t line_max,
       return RP_BAD;
     }
     rp->sep = c;
-  } else if (i - 4 < sizeof(rp->kw)) {
-    rp->kw[i - 4] = upc(c);
+  } else {
+    if (c == ' ' && rp->kwlen == 0xff)
+      rp->kwlen = (uint8_t)(i - 4 < 0xfe ? i - 4 : 0xfe);
+    if (i - 4 < sizeof(rp->kw))
+      rp->kw[i - 4] = upc(c);
   }
   return RP_MORE;
 }
@@ -238,13 +290,15 @@ enum uk {
   UK_CMD,          /* may be pipelined */
   UK_SYNC,         /* must end a pipelined group (RFC 2920 3.1) */
   UK_EHLO,
+  UK_HELO, /* ends a group; a 2xx leaves no extension offered */
   UK_DATA,
   UK_AUTH,
   UK_STARTTLS,
   UK_QUIT,
   UK_EOD,
   UK_BDAT,
-  UK_BDAT_LAST
+  UK_BDAT_LAST,
+  UK_MAIL /* pipelinable; its reply opens the transaction */
 };
 
 enum umode {
@@ -305,11 +359,17 @@ struct sl_oracle {
   obuf uout;          /* emitted upstream bytes not yet modelled */
   fifo upend;         /* UK_* awaiting a reply (emitted completely) */
   fifo early;         /* replies that came before any command awaited them:
-                         code | pipelining << 16 (test scripts and eager
+                         code | caps << 10 (test scripts and eager
                          upstreams queue replies ahead) */
   int up_broken;      /* a malformed or unsolicited reply: stop counting */
-  int up_pipelining;  /* the last EHLO reply offered PIPELINING */
-  int up_chunking;    /* the last EHLO reply offered CHUNKING */
+  uint32_t up_caps;   /* UC_*: what the upstream offers now (guarantee 8):
+                         its last 2xx EHLO reply on this connection since the
+                         greeting, a TLS switch or XCLIENT; HELO: none */
+  int up_orphan;      /* the upstream answered while sluice was sending a
+                         body or chunk it had not finished: the receiver is
+                         no longer reading content, so more is commands */
+  unsigned up_orphan_code;
+  int up_tx_utf8;     /* the transaction's MAIL carried SMTPUTF8 */
   int up_auth_cont;   /* the next line is an AUTH continuation (334) */
   uint32_t up_last_kind; /* kind of the command the last reply answered */
   rparse uin;
@@ -320,6 +380,16 @@ struct sl_oracle {
   uint8_t ub_cr, ub_first_dot;
   size_t up_bodies;   /* upstream DATA bodies started (session-wide) */
   uint64_t upstream_accepted, up_commands, up_replies;
+
+  /* ---- guarantee 10: requests and events against the statistics ---- */
+  uint32_t *req_ids; /* every request id so far (unique per relay) */
+  size_t nreq_ids, capreq_ids;
+  uint32_t last_req_id;
+  int session_end; /* SESSION_END seen */
+  uint32_t ev_count[16];
+  uint64_t ev_msg_2xx, ev_msg_4xx, ev_msg_5xx, ev_starttls_bytes;
+  uint16_t ev_last_code;
+  uint64_t client_in_bytes, up_in_bytes;
 
   /* ---- guarantees 6 and 7 ---- */
   const sl_bufpool *pool;
@@ -412,6 +482,7 @@ void sl_oracle_free(sl_oracle *o) {
   free(o->early.v);
   free(o->bodies);
   free(o->chunks);
+  free(o->req_ids);
   free(o);
 }
 
@@ -808,6 +879,7 @@ out:
 }
 
 void sl_oracle_client_in(sl_oracle *o, const uint8_t *p, size_t n) {
+  o->client_in_bytes += n;
   ob_add(&o->cin, p, n);
   client_parse(o);
 }
@@ -924,10 +996,10 @@ void sl_oracle_client_out(sl_oracle *o, const uint8_t *p, size_t n) {
 /* ---- upstream leg -------------------------------------------------------------- */
 
 static const char *uk_name(uint32_t k) {
-  static const char *const names[] = {"?",    "greeting", "command",
-                                      "sync", "EHLO",     "DATA",
-                                      "AUTH", "STARTTLS", "QUIT",
-                                      "end-of-data", "BDAT", "BDAT LAST"};
+  static const char *const names[] = {
+      "?",           "greeting", "command",   "sync",     "EHLO",
+      "HELO",        "DATA",     "AUTH",      "STARTTLS", "QUIT",
+      "end-of-data", "BDAT",     "BDAT LAST", "MAIL"};
   return k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
 }
 
@@ -937,8 +1009,9 @@ static void up_fresh(sl_oracle *o, int greeting) {
   fifo_clear(&o->early);
   memset(&o->uin, 0, sizeof(o->uin));
   o->up_broken = 0;
-  o->up_pipelining = 0;
-  o->up_chunking = 0;
+  o->up_caps = 0; /* re-learned from the next EHLO (RFC 3207 4.2) */
+  o->up_orphan = 0;
+  o->up_tx_utf8 = 0;
   o->up_auth_cont = 0;
   o->up_last_kind = 0;
   if (greeting) {
@@ -959,22 +1032,187 @@ static void up_pace(sl_oracle *o, uint32_t kind, const uint8_t *line,
   char s[96];
   if (o->up_broken)
     return; /* desynchronised by a malformed reply: the relay must drop it */
-  if (o->upend.len && kind != UK_QUIT) {
-    for (size_t i = 0; i < o->upend.len; i++) {
-      uint32_t k = o->upend.v[o->upend.head + i];
-      /* RFC 2920 3.1: only EHLO, DATA, VRFY, EXPN, NOOP, QUIT (and
-         extensions such as STARTTLS, AUTH, XCLIENT) must end a group; the
-         end of a message may be followed by the next MAIL. */
-      if (k != UK_CMD && k != UK_BDAT && k != UK_BDAT_LAST && k != UK_EOD) {
-        fail(o, "guarantee 3: \"%s\" sent upstream before the reply to %s",
-             show(line, len < 60 ? len : 60, s, sizeof(s)), uk_name(k));
-        return;
-      }
-    }
-    if (!o->up_pipelining)
-      fail(o, "guarantee 3: \"%s\" pipelined upstream without PIPELINING",
-           show(line, len < 60 ? len : 60, s, sizeof(s)));
+  if (!o->upend.len)
+    return;
+  for (size_t i = 0; i < o->upend.len; i++) {
+    uint32_t k = o->upend.v[o->upend.head + i];
+    /* RFC 2920 3.1: EHLO, DATA, VRFY, EXPN, NOOP, QUIT (and extensions
+       such as STARTTLS, AUTH, XCLIENT) must end a group; the end of a
+       message may be followed by the next MAIL.  A QUIT may follow any
+       command whose reply cannot change how the receiver reads the next
+       line; after AUTH (a 334 makes it the SASL response) or STARTTLS (a
+       220 makes it handshake bytes) it may not. */
+    if (k == UK_CMD || k == UK_MAIL || k == UK_BDAT || k == UK_BDAT_LAST ||
+        k == UK_EOD)
+      continue;
+    if (kind == UK_QUIT && k != UK_AUTH && k != UK_STARTTLS)
+      continue;
+    fail(o,
+         "guarantee 8: \"%s\" sent upstream before the reply to %s "
+         "(RFC 2920 3.1: that command ends a pipelined group)",
+         show(line, len < 60 ? len : 60, s, sizeof(s)), uk_name(k));
+    return;
   }
+  /* Without PIPELINING every command waits for the previous reply (RFC
+     5321 has no pipelining of its own), QUIT included. */
+  if (!(o->up_caps & UC_PIPELINING))
+    fail(o,
+         "guarantee 8: \"%s\" sent upstream while %zu command(s) await "
+         "a reply, to an upstream that did not offer PIPELINING",
+         show(line, len < 60 ? len : 60, s, sizeof(s)), o->upend.len);
+}
+
+/* The extension a MAIL or RCPT parameter belongs to, 0 if it belongs to
+   none a strict receiver knows (it answers 555, RFC 5321 4.1.1.11).  *val
+   and vn: the value after '=', if any. */
+static uint32_t param_need(const uint8_t *k, size_t kn, const uint8_t *val,
+                           size_t vn, int mail) {
+  if (mail) {
+    if (kn == 4 && ieq(k, kn, "SIZE"))
+      return UC_SIZE;
+    if (kn == 4 && ieq(k, kn, "BODY")) {
+      if (vn == 10 && ieq(val, vn, "BINARYMIME"))
+        return UC_BINARYMIME; /* with CHUNKING too, checked by the caller */
+      if ((vn == 8 && ieq(val, vn, "8BITMIME")) ||
+          (vn == 4 && ieq(val, vn, "7BIT")))
+        return UC_8BITMIME;
+      return 0;
+    }
+    if (kn == 8 && ieq(k, kn, "SMTPUTF8"))
+      return UC_SMTPUTF8;
+    if ((kn == 3 && ieq(k, kn, "RET")) || (kn == 5 && ieq(k, kn, "ENVID")))
+      return UC_DSN;
+    if (kn == 4 && ieq(k, kn, "AUTH"))
+      return UC_AUTH;
+    return 0;
+  }
+  if ((kn == 6 && ieq(k, kn, "NOTIFY")) || (kn == 5 && ieq(k, kn, "ORCPT")))
+    return UC_DSN;
+  return 0;
+}
+
+static const char *uc_name(uint32_t bit) {
+  for (size_t i = 0; i < sizeof(uc_names) / sizeof(uc_names[0]); i++)
+    if (uc_names[i].bit == bit)
+      return uc_names[i].kw;
+  return "?";
+}
+
+/* Guarantee 8 for one command line: the verb and every parameter must be
+   something the upstream's own EHLO reply offered, and the line must be a
+   command sluice means (a strict receiver reads anything in command state
+   as a command: a body line there is content read as a command). */
+static void up_offered(sl_oracle *o, const uint8_t *p, size_t len) {
+  static const struct {
+    const char *verb;
+    uint32_t need;
+  } verbs[] = {{"EHLO", 0},
+               {"HELO", 0},
+               {"MAIL", 0},
+               {"RCPT", 0},
+               {"DATA", 0},
+               {"RSET", 0},
+               {"NOOP", 0},
+               {"QUIT", 0},
+               {"VRFY", 0},
+               {"EXPN", 0},
+               {"HELP", 0},
+               {"BDAT", UC_CHUNKING},
+               {"STARTTLS", UC_STARTTLS},
+               {"AUTH", UC_AUTH},
+               {"XCLIENT", UC_XCLIENT},
+               {"XFORWARD", 0}}; /* refused by guarantee 3 */
+  char s[120];
+  size_t nv = sizeof(verbs) / sizeof(verbs[0]), vi;
+  for (vi = 0; vi < nv; vi++)
+    if (verb_is(p, len, verbs[vi].verb))
+      break;
+  if (vi == nv) {
+    fail(o,
+         "guarantee 8: the upstream reads \"%s\" as a command, and it is "
+         "no command sluice sends (content read as a command?)",
+         show(p, len < 60 ? len : 60, s, sizeof(s)));
+    return;
+  }
+  if (verbs[vi].need && !(o->up_caps & verbs[vi].need)) {
+    fail(o, "guarantee 8: %s sent upstream, which did not offer %s",
+         verbs[vi].verb, uc_name(verbs[vi].need));
+    return;
+  }
+  int mail = verb_is(p, len, "MAIL"), rcpt = verb_is(p, len, "RCPT");
+  int eight = 0;
+  for (size_t i = 0; i < len; i++)
+    if (p[i] & 0x80)
+      eight = 1;
+  if (!mail && !rcpt) {
+    if (eight && !(o->up_caps & UC_SMTPUTF8))
+      fail(o,
+           "guarantee 8: 8-bit bytes in \"%s\" sent upstream, which did "
+           "not offer SMTPUTF8",
+           show(p, len < 60 ? len : 60, s, sizeof(s)));
+    return;
+  }
+  /* MAIL FROM:<path> params / RCPT TO:<path> params (RFC 5321 4.1.2) */
+  size_t i = 4;
+  while (i < len && p[i] != ':')
+    i++;
+  i++;
+  while (i < len && p[i] == ' ')
+    i++;
+  if (i < len && p[i] == '<') {
+    while (i < len && p[i] != '>')
+      i++;
+    i++;
+  } else {
+    while (i < len && p[i] != ' ')
+      i++;
+  }
+  int utf8 = 0;
+  while (i < len) {
+    while (i < len && p[i] == ' ')
+      i++;
+    size_t k0 = i;
+    while (i < len && p[i] != ' ')
+      i++;
+    if (i == k0)
+      break;
+    size_t kn = 0;
+    while (k0 + kn < i && p[k0 + kn] != '=')
+      kn++;
+    const uint8_t *val = p + k0 + kn + (k0 + kn < i ? 1 : 0);
+    size_t vn = (size_t)(p + i - val);
+    uint32_t need = param_need(p + k0, kn, val, vn, mail);
+    if (need == UC_SMTPUTF8)
+      utf8 = 1;
+    if (need == UC_BINARYMIME)
+      need |= UC_CHUNKING; /* RFC 3030 3: BINARYMIME needs CHUNKING */
+    if (!need) {
+      fail(o,
+           "guarantee 8: %s parameter \"%s\" sent upstream belongs to no "
+           "extension (a strict receiver answers 555)",
+           mail ? "MAIL" : "RCPT",
+           show(p + k0, i - k0 < 40 ? i - k0 : 40, s, sizeof(s)));
+      return;
+    }
+    if ((o->up_caps & need) != need) {
+      fail(o,
+           "guarantee 8: %s parameter \"%s\" sent upstream, which did not "
+           "offer %s",
+           mail ? "MAIL" : "RCPT",
+           show(p + k0, i - k0 < 40 ? i - k0 : 40, s, sizeof(s)),
+           uc_name((need & ~o->up_caps) & (~(need & ~o->up_caps) + 1u)));
+      return;
+    }
+  }
+  if (mail)
+    o->up_tx_utf8 = utf8;
+  /* RFC 6531 3.4: UTF-8 in a path only in a transaction whose MAIL said
+     SMTPUTF8 (which itself needs the extension offered). */
+  if (eight && !(mail ? utf8 : o->up_tx_utf8))
+    fail(o,
+         "guarantee 8: 8-bit bytes in \"%s\" sent upstream without "
+         "SMTPUTF8 on the transaction's MAIL",
+         show(p, len < 60 ? len : 60, s, sizeof(s)));
 }
 
 /* One complete command line (with its CRLF) sent upstream. */
@@ -1009,13 +1247,17 @@ static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
             "handshake", show(p, len < 60 ? len : 60, s, sizeof(s)));
     return;
   }
+  if (!cont && !o->up_broken)
+    up_offered(o, p, len);
   uint32_t kind = UK_CMD;
   if (cont)
     kind = UK_AUTH;
   else if (verb_is(p, len, "EHLO"))
     kind = UK_EHLO;
   else if (verb_is(p, len, "HELO"))
-    kind = UK_SYNC; /* keeps what the last EHLO offered (see findings) */
+    kind = UK_HELO;
+  else if (verb_is(p, len, "MAIL"))
+    kind = UK_MAIL;
   else if (verb_is(p, len, "DATA"))
     kind = UK_DATA;
   else if (verb_is(p, len, "AUTH"))
@@ -1037,11 +1279,6 @@ static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
            show(p, len < 60 ? len : 60, s, sizeof(s)));
       return;
     }
-    if (!o->up_chunking)
-      fail(o,
-           "guarantee 8: \"%s\" sent upstream though its EHLO reply did "
-           "not offer CHUNKING",
-           show(p, len < 60 ? len : 60, s, sizeof(s)));
     up_pace(o, UK_CMD, p, len);
     o->up_chunk_left = size;
     o->up_chunk_last = last;
@@ -1146,7 +1383,9 @@ static void up_parse(sl_oracle *o) {
     const uint8_t *p = b->p + pos;
     size_t n = b->len - pos;
     if (data_outstanding(o)) {
-      fail(o, "guarantee 3: \"%s\" sent upstream before the reply to DATA",
+      /* before the 354 a strict receiver reads these bytes as commands
+         (and after a refusal it never reads them as a body) */
+      fail(o, "guarantee 8: \"%s\" sent upstream before the reply to DATA",
            show(p, n < 40 ? n : 40, s, sizeof(s)));
       break;
     }
@@ -1202,10 +1441,26 @@ static void up_parse(sl_oracle *o) {
       continue;
     }
     case UM_BODY:
+      if (o->up_orphan) {
+        fail(o,
+             "guarantee 8: body bytes \"%s\" sent upstream after it "
+             "answered %u in the middle of the body: a strict receiver "
+             "reads them as commands",
+             show(p, n < 40 ? n : 40, s, sizeof(s)), o->up_orphan_code);
+        break;
+      }
       while (pos < b->len && o->um == UM_BODY && !o->failed)
         up_body_byte(o, b->p[pos++]);
       continue;
     case UM_CHUNK: {
+      if (o->up_orphan && o->up_chunk_left) {
+        fail(o,
+             "guarantee 8: BDAT chunk bytes \"%s\" sent upstream after "
+             "it answered %u before the chunk was complete: a strict "
+             "receiver reads them as commands",
+             show(p, n < 40 ? n : 40, s, sizeof(s)), o->up_orphan_code);
+        break;
+      }
       uint64_t k = o->up_chunk_left < n ? o->up_chunk_left : n;
       for (size_t i = 0; i < k; i++)
         up_chunk_byte(o, p[i]);
@@ -1248,16 +1503,24 @@ void sl_oracle_upstream_out(sl_oracle *o, const uint8_t *p, size_t n) {
 }
 
 /* The reply to command kind k; early: it arrived before k was sent. */
-static void up_answer(sl_oracle *o, uint32_t k, unsigned code, int pipelining,
+static void up_answer(sl_oracle *o, uint32_t k, unsigned code, uint32_t caps,
                       int early) {
   o->up_last_kind = k;
   unsigned cls = code / 100;
   switch (k) {
   case UK_EHLO:
+  case UK_HELO:
+    /* RFC 5321 4.1.4: a 2xx to EHLO resets and names the extensions, a 2xx
+       to HELO leaves none; a refused one leaves the receiver in the state
+       it was in (with what an earlier EHLO offered). */
     if (cls == 2) {
-      o->up_pipelining = pipelining & 1;
-      o->up_chunking = (pipelining >> 1) & 1;
+      o->up_caps = k == UK_EHLO ? caps : 0;
+      o->up_tx_utf8 = 0;
     }
+    break;
+  case UK_GREETING: /* a greeting, or the 220 after XCLIENT: EHLO again */
+    o->up_caps = 0;
+    o->up_tx_utf8 = 0;
     break;
   case UK_DATA:
     if (code == 354) {
@@ -1288,16 +1551,26 @@ static void up_answer(sl_oracle *o, uint32_t k, unsigned code, int pipelining,
   }
 }
 
-static void up_reply(sl_oracle *o, unsigned code, int pipelining) {
+static void up_reply(sl_oracle *o, unsigned code, uint32_t caps) {
   o->up_replies++;
   uint32_t k;
   if (!fifo_pop(&o->upend, &k)) {
     /* Nothing outstanding yet: keep it for the next command, as a relay
        reading a buffered stream will. */
-    fifo_push(&o->early, code | (uint32_t)(pipelining & 3) << 16);
+    fifo_push(&o->early, code | caps << 10);
+    /* A strict receiver answers a DATA body or a BDAT chunk only once it
+       has read all of it; a reply while sluice is still sending one means
+       the receiver is not reading content any more (it refused the BDAT,
+       or gave up on the message), so any further content bytes would be
+       read as commands (guarantee 8). */
+    if ((o->um == UM_BODY || (o->um == UM_CHUNK && o->up_chunk_left)) &&
+        !o->up_orphan) {
+      o->up_orphan = 1;
+      o->up_orphan_code = code;
+    }
     return;
   }
-  up_answer(o, k, code, pipelining, 0);
+  up_answer(o, k, code, caps, 0);
 }
 
 /* A command was just sent: a reply already waiting answers it at once. */
@@ -1305,10 +1578,11 @@ static void up_sent(sl_oracle *o, uint32_t kind) {
   fifo_push(&o->upend, kind);
   uint32_t e, k;
   if (fifo_pop(&o->early, &e) && fifo_pop(&o->upend, &k))
-    up_answer(o, k, e & 0xffffu, (e >> 16) & 3, 1);
+    up_answer(o, k, e & 0x3ffu, e >> 10, 1);
 }
 
 void sl_oracle_upstream_in(sl_oracle *o, const uint8_t *p, size_t n) {
+  o->up_in_bytes += n;
   for (size_t i = 0; i < n; i++) {
     if (o->up_broken || o->um == UM_TLS || o->um == UM_NONE)
       return; /* not replies to anything: discarded by a correct relay */
@@ -1320,21 +1594,78 @@ void sl_oracle_upstream_in(sl_oracle *o, const uint8_t *p, size_t n) {
       return;
     }
     if (rc == RP_DONE) {
-      int pl = o->uin.pipelining | o->uin.chunking << 1;
-      o->uin.pipelining = o->uin.chunking = 0;
-      up_reply(o, o->uin.code, pl);
+      uint32_t caps = o->uin.caps;
+      o->uin.caps = 0;
+      up_reply(o, o->uin.code, caps);
     }
   }
 }
 
 /* ---- requests and completions ---------------------------------------------------- */
 
+/* Guarantee 10: ids are unique per relay (relay.h), and SESSION_END is the
+   last request of a session. */
+static void req_id(sl_oracle *o, const sl_request *q) {
+  if (o->session_end)
+    fail(o,
+         "guarantee 10: request type %u after SESSION_END (the last "
+         "request)",
+         (unsigned)q->type);
+  int dup = 0;
+  if (o->nreq_ids && q->id <= o->last_req_id)
+    for (size_t i = 0; i < o->nreq_ids && !dup; i++)
+      dup = o->req_ids[i] == q->id;
+  if (dup)
+    fail(o, "guarantee 10: request id %u issued twice", q->id);
+  if (o->nreq_ids == o->capreq_ids) {
+    size_t cap = o->capreq_ids ? o->capreq_ids * 2 : 32;
+    uint32_t *v = realloc(o->req_ids, cap * sizeof(*v));
+    if (!v)
+      abort();
+    o->req_ids = v;
+    o->capreq_ids = cap;
+  }
+  o->req_ids[o->nreq_ids++] = q->id;
+  if (q->id > o->last_req_id)
+    o->last_req_id = q->id;
+  if (q->type != SL_REQ_EVENT)
+    return;
+  uint32_t kind = (uint32_t)q->u.event.kind;
+  if (kind < 16)
+    o->ev_count[kind]++;
+  uint64_t arg = q->u.event.arg;
+  switch (kind) {
+  case SL_EV_MESSAGE: {
+    unsigned code = (unsigned)(arg & 0xffffu);
+    if (code / 100 == 2)
+      o->ev_msg_2xx++;
+    else if (code / 100 == 4)
+      o->ev_msg_4xx++;
+    else if (code)
+      o->ev_msg_5xx++;
+    if (code)
+      o->ev_last_code = (uint16_t)code;
+    break;
+  }
+  case SL_EV_STARTTLS_INJECTION:
+    o->ev_starttls_bytes += arg;
+    break;
+  case SL_EV_SESSION_END:
+    o->session_end = 1;
+    break;
+  default:
+    break;
+  }
+}
+
 void sl_oracle_request(sl_oracle *o, const sl_request *q) {
   o->nrequests++;
+  req_id(o, q);
   switch (q->type) {
   case SL_REQ_CLOSE_UPSTREAM:
     if (o->um == UM_BODY && o->up_bodies > o->nbodies)
       o->up_bodies--; /* an aborted BDAT transaction sent as DATA */
+    o->up_orphan = 0;
     o->um = UM_NONE;
     ob_drop(&o->uout, o->uout.len);
     fifo_clear(&o->upend);
@@ -1384,6 +1715,102 @@ void sl_oracle_completed(sl_oracle *o, uint32_t type, sl_status st) {
   default:
     break;
   }
+}
+
+/* ---- guarantee 9: progress --------------------------------------------- */
+
+/* A tarpit profile that may hold the reply to a command of kind k. */
+static int profile_holds(const sl_tarpit *t, uint32_t k) {
+  if (t->reply_delay || t->jitter || t->stutter_bytes)
+    return 1;
+  if (k == CK_GREETING && t->greet_delay)
+    return 1;
+  /* data_rate meters reading; the reply to a body waits for its end */
+  return t->data_rate && (k == CK_EOD || k == CK_EOD_AMBIG || k == CK_BDAT ||
+                          k == CK_BDAT_LAST);
+}
+
+void sl_oracle_progress(sl_oracle *o, unsigned holds, sl_tstamp now) {
+  (void)now;
+  if (o->failed || !o->owed.len || holds)
+    return;
+  /* After the closing reply or the decision to close, what is still owed
+     is never answered (the session is over). */
+  if (o->closing || o->client_close_req)
+    return;
+  uint32_t head = CK_KIND(o->owed.v[o->owed.head]);
+  /* A body made ambiguous by a smuggling byte ends where the relay decides
+     (it may read on to the client's CRLF "." CRLF before it answers), so
+     it may be waiting for client input. */
+  if (head == CK_EOD_AMBIG)
+    return;
+  /* A BDAT is complete with its chunk (RFC 3030 2: the reply follows the
+     chunk): while the client is still sending it, it waits for input. */
+  if ((head == CK_BDAT || head == CK_BDAT_LAST) && o->owed.len == 1 &&
+      o->cm == CM_CHUNK)
+    return;
+  /* Policy: the normal profile always, the suspect one once in force
+     (admission said so, or the relay announced the switch). */
+  if (profile_holds(&o->pol.normal, head))
+    return;
+  int suspect =
+      o->info.admission == SL_ADMIT_TARPIT || o->ev_count[SL_EV_TARPIT] != 0;
+  if (suspect && profile_holds(&o->pol.suspect, head))
+    return;
+  /* Flow control: the upstream owes a reply, or a TLS switch is under way
+     (its request is pending, told as a hold). */
+  if (o->upend.len || o->um == UM_TLS)
+    return;
+  /* A reply (even an unsolicited one) is half received: what it is, and
+     so what the relay does next, is known only at its end. */
+  if (o->uin.linelen || o->uin.nlines || o->uin.cr)
+    return;
+  static const char *const names[] = {
+      "?",        "greeting",    "command",     "DATA", "AUTH",
+      "STARTTLS", "end-of-data", "end-of-data", "BDAT", "BDAT LAST"};
+  fail(o,
+       "guarantee 9: the %s (%zu owed) is unanswered with nothing to "
+       "wait for (no tarpit delay, no pending request, no upstream reply "
+       "outstanding), yet the clock has to move",
+       head < sizeof(names) / sizeof(names[0]) ? names[head] : "?",
+       o->owed.len);
+}
+
+/* ---- guarantee 10: statistics against the events ------------------------ */
+
+void sl_oracle_stats(sl_oracle *o, const sl_stats *st, unsigned want) {
+  if (o->failed)
+    return;
+#define SAME(field, value, what)                                               \
+  if ((uint64_t)st->field != (uint64_t)(value)) {                              \
+    fail(o, "guarantee 10: stats " #field " = %llu, but %s say %llu",          \
+         (unsigned long long)st->field, what, (unsigned long long)(value));    \
+    return;                                                                    \
+  }
+  SAME(client_bytes_in, o->client_in_bytes, "the bytes taken");
+  SAME(client_bytes_out, o->out_bytes, "the bytes sent");
+  SAME(upstream_bytes_in, o->up_in_bytes, "the bytes taken");
+  SAME(upstream_bytes_out, o->up_out_bytes, "the bytes sent");
+  SAME(messages_accepted, o->ev_msg_2xx, "the 2xx MESSAGE events");
+  SAME(messages_tempfailed, o->ev_msg_4xx, "the 4xx MESSAGE events");
+  SAME(messages_rejected, o->ev_msg_5xx, "the 5xx MESSAGE events");
+  if (o->ev_count[SL_EV_MESSAGE])
+    SAME(last_upstream_code, o->ev_last_code, "the MESSAGE events");
+  SAME(starttls_discarded, o->ev_starttls_bytes,
+       "the STARTTLS_INJECTION events");
+#undef SAME
+  int tp_ev = o->ev_count[SL_EV_TARPIT] != 0;
+  if (tp_ev && !st->tarpitted)
+    fail(o, "guarantee 10: a TARPIT event but stats tarpitted = 0");
+  else if (st->tarpitted && !tp_ev && o->info.admission != SL_ADMIT_TARPIT)
+    fail(o, "guarantee 10: stats tarpitted = 1 without a TARPIT event");
+  else if (o->ev_count[SL_EV_TARPIT] > 1)
+    fail(o, "guarantee 10: %u TARPIT events (the switch happens once)",
+         o->ev_count[SL_EV_TARPIT]);
+  else if (o->session_end && st->end == SL_TSTAMP_NONE)
+    fail(o, "guarantee 10: SESSION_END but stats end is unset");
+  else if ((want & SL_CLOSED) && !o->session_end)
+    fail(o, "guarantee 10: SL_CLOSED without a SESSION_END event");
 }
 
 void sl_oracle_expiry(sl_oracle *o, const sl_relay *r, sl_tstamp now) {

@@ -12,7 +12,7 @@
  *
  * Test-only code: it allocates with malloc and aborts on out-of-memory.
  *
- * Guarantees checked (numbers as in DESIGN.md 2):
+ * Guarantees checked (numbers as in DESIGN.md 3):
  *  (1) client output is a sequence of replies, never more than the client's
  *      commands (command lines, DATA bodies after a 354, BDAT chunks, AUTH
  *      continuations after 334), matched in order; unsolicited 421, 221,
@@ -32,8 +32,29 @@
  *  (7) handle_expiry at a due deadline makes progress or moves the deadline
  *      past now; after the relay asked to close the client, SL_CLOSED comes
  *      within the sum of the configured timeouts;
- *  (8) BDAT goes upstream only after the upstream's last EHLO reply
- *      offered CHUNKING.
+ *  (8) the upstream is a strict RFC 5321 receiver whose capability set is
+ *      what its own last accepted EHLO offered (learned from the upstream
+ *      bytes; none before an EHLO, after HELO, XCLIENT or a TLS switch; a
+ *      refused EHLO or HELO changes nothing, RFC 5321 4.1.4):
+ *      no command (BDAT, STARTTLS, AUTH, XCLIENT, XFORWARD) and no MAIL/RCPT
+ *      parameter (SIZE, BODY=8BITMIME/7BIT/BINARYMIME, SMTPUTF8, RET, ENVID,
+ *      NOTIFY, ORCPT, AUTH; unknown ones) it did not offer, no 8-bit path
+ *      without SMTPUTF8 on the transaction; no second command in flight
+ *      without PIPELINING, none after a command that ends a group (RFC 2920
+ *      3.1) before its reply; and nothing sluice meant as content that the
+ *      receiver reads as a command: bytes after DATA before its 354, a line
+ *      in command state that is no command sluice sends (a body after a
+ *      refused DATA, content after end-of-data), body or chunk bytes after
+ *      the receiver answered in the middle of them;
+ *  (9) progress (sl_oracle_progress): when the driver has drained the relay
+ *      and is about to move the clock, every consumed command is answered
+ *      unless the tarpit policy in force delays it, a request is pending,
+ *      the upstream owes a reply (or is half-way through one), the client
+ *      is not reading, or the pool refused a buffer;
+ *  (10) completeness (sl_oracle_stats): request ids are unique, SESSION_END
+ *      comes once and last and before SL_CLOSED, and the statistics equal
+ *      the bytes that crossed the boundary and the events (MESSAGE by code
+ *      class and last code, STARTTLS_INJECTION bytes, the TARPIT switch).
  */
 #ifndef SL_ORACLE_H
 #define SL_ORACLE_H
@@ -76,6 +97,29 @@ void sl_oracle_expiry(sl_oracle *, const sl_relay *r, sl_tstamp now);
    naming the guarantee and the bytes in why.  A violation is sticky. */
 int sl_oracle_check(sl_oracle *, const sl_relay *r, sl_tstamp now, char *why,
                     size_t whylen);
+
+/* Guarantee 9.  Called by the driver after it has drained the relay (all
+   output taken, all requests read) and before it moves the clock or runs an
+   expiry: every command the relay consumed must have been answered unless
+   something legitimately holds the oldest one unanswered.  The oracle knows
+   the policy (a tarpit profile in force that delays replies: reply_delay,
+   jitter, stutter, greet_delay for the greeting, data_rate for a body) and
+   the upstream (a reply outstanding, a TLS switch); the driver tells what
+   only it knows, as SL_HOLD_* bits. */
+enum sl_oracle_hold {
+  SL_HOLD_REQUEST = 1u << 0,    /* a connect/TLS/DNSBL request unanswered */
+  SL_HOLD_CLIENT_OUT = 1u << 1, /* the client is not reading its output */
+  SL_HOLD_POOL = 1u << 2        /* the pool ran dry since the last expiry */
+};
+void sl_oracle_progress(sl_oracle *, unsigned holds, sl_tstamp now);
+
+/* Guarantee 10.  The relay's statistics against what crossed the boundary:
+   bytes in and out on both legs, the MESSAGE events (accepted / tempfailed
+   / rejected by the upstream's code class, the last code), the
+   STARTTLS_INJECTION bytes, the TARPIT switch, SESSION_END (once, the last
+   request, stats final, before SL_CLOSED).  want: sl_relay_want() now.
+   Request ids are checked unique as they are told (sl_oracle_request). */
+void sl_oracle_stats(sl_oracle *, const sl_stats *, unsigned want);
 
 /* Counters for tests and the fuzz harness's statistics. */
 typedef struct sl_oracle_counts {
