@@ -135,6 +135,11 @@ void sp_policy_init(sp_policy *p) {
   sl_limits_default(&p->limits);
   snprintf(p->hostname, sizeof p->hostname, "sluice.replay");
   snprintf(p->label, sizeof p->label, "default");
+  /* The replay's upstream is simulated and accepts every recipient, and
+     captured sessions name whatever domains they named: relay control is
+     not what a replay measures, so every domain passes unless the policy
+     file sets relay_domains (sluiced's default refuses them all). */
+  p->policy.rcpt.flags = SL_RCPT_ANY_DOMAIN;
   sp_policy_fixup(p);
 }
 
