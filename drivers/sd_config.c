@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "sd_log.h"
+#include "sluice/addr.h"
 
 enum ktype { K_DUR, K_U8, K_U32, K_U64, K_I32, K_SIZE32, K_SIZE64, K_BOOL8,
              K_BOOL, K_ENUM, K_STR, K_FEATURES };
@@ -370,6 +371,9 @@ void sd_config_unref(sd_config *c) {
   }
   free(c->sni);
   for (size_t i = 0; i < SL_DNSBL_ZONES_MAX; i++) free(c->zone_names[i]);
+  for (size_t i = 0; i < c->nrelay_domains; i++) free(c->relay_domains[i]);
+  free(c->relay_domains);
+  free(c->mynetworks);
   free(c->path);
   free(c);
 }
@@ -614,6 +618,135 @@ static int add_sni(pctx *p, sd_config *c, char *v) {
   return 0;
 }
 
+/* ---- relay control: relay_domains, relay_allow, mynetworks --------------- */
+
+static int add_relay_domain(pctx *p, sd_config *c, const char *d, const char *src,
+                            int line) {
+  if (!strcmp(d, "*")) {
+    c->policy.rcpt.flags |= SL_RCPT_ANY_DOMAIN;
+    return 0;
+  }
+  size_t n = strlen(d);
+  int bad = n == 0 || n > 255 || !strcmp(d, ".") || strchr(d, '@') != NULL;
+  for (size_t i = 0; i < n && !bad; i++)
+    if ((unsigned char)d[i] <= 0x20 || d[i] == 0x7f) bad = 1;
+  if (bad) {
+    if (src)
+      return fail(p, "relay_domains: %s:%d: \"%s\" is not a domain, .domain or [address]",
+                  src, line, d);
+    return fail(p, "relay_domains: \"%s\" is not a domain, .domain or [address]", d);
+  }
+  if ((c->nrelay_domains & (c->nrelay_domains + 1)) == 0 || c->nrelay_domains == 0) {
+    size_t cap = c->nrelay_domains ? 2 * (c->nrelay_domains + 1) : 8;
+    char **nd = realloc(c->relay_domains, cap * sizeof *nd);
+    if (nd == NULL) return fail(p, "out of memory");
+    c->relay_domains = nd;
+  }
+  c->relay_domains[c->nrelay_domains++] = xstrdup(d);
+  return 0;
+}
+
+/* Words of one line (separated by commas, spaces or tabs); '#' comments
+   are already gone. */
+static int add_relay_words(pctx *p, sd_config *c, char *v, const char *src, int line) {
+  for (char *q = v; *q; q++)
+    if (*q == ',' || *q == '\t' || *q == '\r') *q = ' ';
+  for (char *s = strtok(v, " "); s; s = strtok(NULL, " "))
+    if (add_relay_domain(p, c, s, src, line) != 0) return -1;
+  return 0;
+}
+
+/* "file:/etc/sluice/relay_domains": one or more domains a line, '#'
+   comments; a relative path is taken from the configuration's directory.
+   Read again on every reload, like the rest of the file. */
+static int add_relay_file(pctx *p, sd_config *c, const char *path) {
+  char full[4096];
+  const char *slash = strrchr(p->name, '/');
+  if (path[0] != '/' && slash)
+    snprintf(full, sizeof full, "%.*s/%s", (int)(slash - p->name), p->name, path);
+  else
+    snprintf(full, sizeof full, "%s", path);
+  FILE *f = fopen(full, "r");
+  if (f == NULL) return fail(p, "relay_domains: cannot open %s: %s", full, strerror(errno));
+  char buf[4096];
+  int line = 0, rc = 0;
+  while (rc == 0 && fgets(buf, sizeof buf, f)) {
+    line++;
+    char *hash = strchr(buf, '#');
+    if (hash) *hash = '\0';
+    char *nl = strchr(buf, '\n');
+    if (nl) *nl = '\0';
+    rc = add_relay_words(p, c, buf, full, line);
+  }
+  if (rc == 0 && ferror(f)) rc = fail(p, "relay_domains: cannot read %s", full);
+  fclose(f);
+  return rc;
+}
+
+static int add_relay_domains(pctx *p, sd_config *c, char *v) {
+  if (!strncmp(v, "file:", 5)) {
+    const char *path = v + 5;
+    while (*path == ' ') path++;
+    return add_relay_file(p, c, path);
+  }
+  return add_relay_words(p, c, v, NULL, 0);
+}
+
+static const struct {
+  const char *name;
+  uint32_t flag;
+} relay_allow_names[] = {{"source_route", SL_RCPT_ALLOW_SOURCE_ROUTE},
+                         {"percent_hack", SL_RCPT_ALLOW_PERCENT_HACK},
+                         {"bang_path", SL_RCPT_ALLOW_BANG_PATH}};
+
+static int set_relay_allow(pctx *p, sd_config *c, char *v) {
+  uint32_t flags = 0;
+  for (char *q = v; *q; q++)
+    if (*q == ',' || *q == '\t') *q = ' ';
+  for (char *s = strtok(v, " "); s; s = strtok(NULL, " ")) {
+    if (!strcmp(s, "none")) continue;
+    size_t i = 0;
+    while (i < 3 && strcmp(s, relay_allow_names[i].name)) i++;
+    if (i == 3)
+      return fail(p, "relay_allow: \"%s\" is not none, source_route, percent_hack or bang_path", s);
+    flags |= relay_allow_names[i].flag;
+  }
+  c->policy.rcpt.flags = (c->policy.rcpt.flags & SL_RCPT_ANY_DOMAIN) | flags;
+  return 0;
+}
+
+static int add_mynetworks(pctx *p, sd_config *c, char *v) {
+  for (char *q = v; *q; q++)
+    if (*q == ',' || *q == '\t') *q = ' ';
+  for (char *s = strtok(v, " "); s; s = strtok(NULL, " ")) {
+    sd_cidr cd;
+    if (sd_cidr_parse(s, &cd) != 0)
+      return fail(p, "mynetworks: \"%s\" is not an address or CIDR range", s);
+    sl_prefix *nm = realloc(c->mynetworks, (c->nmynetworks + 1) * sizeof *nm);
+    if (nm == NULL) return fail(p, "out of memory");
+    c->mynetworks = nm;
+    memset(&nm[c->nmynetworks], 0, sizeof *nm);
+    nm[c->nmynetworks].addr.family = cd.family == 4 ? SL_AF_INET : SL_AF_INET6;
+    memcpy(nm[c->nmynetworks].addr.bytes, cd.bytes, 16);
+    nm[c->nmynetworks].bits = cd.bits;
+    c->nmynetworks++;
+  }
+  return 0;
+}
+
+const char *sd_config_relay_warning(const sd_config *c) {
+  if (!c->nrelay_domains && !(c->policy.rcpt.flags & SL_RCPT_ANY_DOMAIN))
+    return "relay_domains is not set: every recipient of a client that is neither "
+           "authenticated nor in mynetworks is refused (454 4.7.1); list the domains "
+           "the upstream accepts mail for, or \"relay_domains = *\" if the upstream "
+           "does its own relay control";
+  if ((c->policy.rcpt.flags & SL_RCPT_ANY_DOMAIN) && c->policy.identity == SL_IDENT_NONE)
+    return "relay_domains = * with identity = none: the upstream sees only sluice's "
+           "address, so it must not trust that address (an upstream with sluice in "
+           "its mynetworks becomes an open relay)";
+  return NULL;
+}
+
 static char *trim(char *s) {
   while (*s == ' ' || *s == '\t') s++;
   size_t n = strlen(s);
@@ -660,6 +793,10 @@ static int finish(pctx *p, sd_config *c) {
   c->policy.hostname = c->hostname ? c->hostname : "localhost";
   c->policy.auth_mechanisms = c->auth_mechanisms;
   c->policy.dnsbl = c->policy.ndnsbl ? c->zones : NULL;
+  c->policy.rcpt.domains = (const char *const *)c->relay_domains;
+  c->policy.rcpt.ndomains = (uint32_t)c->nrelay_domains;
+  c->policy.rcpt.mynetworks = c->mynetworks;
+  c->policy.rcpt.nmynetworks = (uint32_t)c->nmynetworks;
   if (c->metrics_listen) {
     if (sd_parse_hostport(c->metrics_listen, &c->metrics_addr, 1) != 0) {
       snprintf(p->err, p->errlen, "%s: metrics_listen \"%s\" is not a numeric ADDRESS:PORT",
@@ -724,6 +861,9 @@ int sd_config_parse(const char *text, size_t len, const char *name, sd_config **
     else if (!strcmp(k, "dnsbl")) rc = add_dnsbl(&p, c, v);
     else if (!strcmp(k, "trusted_proxy")) rc = add_trusted(&p, c, v);
     else if (!strcmp(k, "sni")) rc = add_sni(&p, c, v);
+    else if (!strcmp(k, "relay_domains")) rc = add_relay_domains(&p, c, v);
+    else if (!strcmp(k, "relay_allow")) rc = set_relay_allow(&p, c, v);
+    else if (!strcmp(k, "mynetworks")) rc = add_mynetworks(&p, c, v);
     else {
       const keydef *kd = NULL;
       for (size_t i = 0; i < NKEYS; i++)
@@ -817,6 +957,22 @@ void sd_config_dump(const sd_config *c, FILE *f) {
       fprintf(f, " %u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
     }
     fputc('\n', f);
+  }
+  if (c->policy.rcpt.flags & SL_RCPT_ANY_DOMAIN) fprintf(f, "relay_domains = *\n");
+  for (size_t i = 0; i < c->nrelay_domains; i++)
+    fprintf(f, "relay_domains = %s\n", c->relay_domains[i]);
+  fprintf(f, "relay_allow =");
+  int any_allow = 0;
+  for (size_t i = 0; i < 3; i++)
+    if (c->policy.rcpt.flags & relay_allow_names[i].flag) {
+      fprintf(f, " %s", relay_allow_names[i].name);
+      any_allow = 1;
+    }
+  fprintf(f, "%s\n", any_allow ? "" : " none");
+  for (size_t i = 0; i < c->nmynetworks; i++) {
+    char a[SL_ADDR_STRLEN];
+    sl_addr_format(&c->mynetworks[i].addr, a, sizeof a);
+    fprintf(f, "mynetworks = %s/%u\n", a, c->mynetworks[i].bits);
   }
   for (size_t i = 0; i < NKEYS; i++) {
     const keydef *k = &keys[i];

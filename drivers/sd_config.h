@@ -2,7 +2,8 @@
  * sd_config.h: sluiced's configuration file.
  *
  * Format: one "key = value" per line; '#' starts a comment; listen,
- * upstream, dnsbl, trusted_proxy and sni may repeat.  Durations take a unit
+ * upstream, dnsbl, trusted_proxy, sni, relay_domains and mynetworks may
+ * repeat.  Durations take a unit
  * (ms, s, m, h; bare numbers are seconds), sizes take k, M or G.  Every error
  * names "file:line".  A parsed config is immutable and reference counted:
  * relays keep pointers into its policy and limits, so it lives until the
@@ -65,6 +66,12 @@ typedef struct sd_config {
   char *auth_mechanisms;
   int features_set; /* "features" given: STARTTLS is not added implicitly */
 
+  /* relay control (sl_policy.rcpt points into these) */
+  char **relay_domains;
+  size_t nrelay_domains;
+  sl_prefix *mynetworks;
+  size_t nmynetworks;
+
   sd_listen_cfg *listen;
   size_t nlisten;
   sd_cidr *trusted;
@@ -111,6 +118,11 @@ sd_config *sd_config_defaults(void);
 
 sd_config *sd_config_ref(sd_config *c);
 void sd_config_unref(sd_config *c);
+
+/* A warning about the relay-control settings an operator should see at
+   startup and in --check-config (no relay_domains: every recipient
+   refused), or NULL. */
+const char *sd_config_relay_warning(const sd_config *c);
 
 /* Writes every key with its value in config-file syntax. */
 void sd_config_dump(const sd_config *c, FILE *f);

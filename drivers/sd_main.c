@@ -227,6 +227,8 @@ int main(int argc, char **argv) {
       return 2;
     }
     sd_gen_unref(g);
+    const char *rw = sd_config_relay_warning(cfg);
+    if (rw) fprintf(stderr, "sluiced: %s: warning: %s\n", path, rw);
     printf("%s: configuration OK\n", path);
     sd_config_unref(cfg);
     return 0;
@@ -245,6 +247,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "sluiced: log_file %s: %s\n", cfg->log_file, strerror(errno));
     return 2;
   }
+  const char *relay_warning = sd_config_relay_warning(cfg);
+  if (relay_warning) sd_log(SD_LOG_WARN, "%s", relay_warning);
   uint32_t nworkers = workers_override >= 0 ? (uint32_t)workers_override : cfg->workers;
   if (nworkers == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -4,6 +4,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sd_config.h"
 #include "sd_log.h"
@@ -204,6 +205,74 @@ static void test_dump_round_trip(void) {
   sd_config_unref(c);
 }
 
+static void test_relay_control(void) {
+  /* Default: nothing listed, every untrusted recipient refused, a warning. */
+  sd_config *c = parse("listen = 127.0.0.1:2525\nupstream = 127.0.0.1:2526\n");
+  CHECK(c != NULL);
+  if (!c) return;
+  CHECK_INT(c->policy.rcpt.ndomains, 0);
+  CHECK(sd_config_relay_warning(c) != NULL);
+  CHECK_INT(sl_rcpt_check(&c->policy.rcpt, (const uint8_t *)"u@a.test", 8, 0),
+            SL_RCPT_UNCONFIGURED);
+  sd_config_unref(c);
+
+  char path[] = "/tmp/sd_config_test_relay_XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  if (fd < 0) return;
+  const char *list = "# relay domains\nc.test  # inline comment\n\n.d.test, e.test\n";
+  CHECK_INT(write(fd, list, strlen(list)), (long long)strlen(list));
+  close(fd);
+  char text[512];
+  snprintf(text, sizeof text,
+           "listen = 127.0.0.1:2525\nupstream = 127.0.0.1:2526\n"
+           "relay_domains = a.test, .b.test\n"
+           "relay_domains = file:%s\n"
+           "relay_allow = percent_hack, bang_path\n"
+           "mynetworks = 10.0.0.0/8 2001:db8::/32\n",
+           path);
+  c = parse(text);
+  unlink(path);
+  CHECK(c != NULL);
+  if (!c) {
+    fprintf(stderr, "%s\n", err);
+    return;
+  }
+  CHECK(sd_config_relay_warning(c) == NULL);
+  CHECK_INT(c->policy.rcpt.ndomains, 5);
+  CHECK_STR(c->policy.rcpt.domains[3], ".d.test");
+  CHECK_INT(c->policy.rcpt.flags,
+            SL_RCPT_ALLOW_PERCENT_HACK | SL_RCPT_ALLOW_BANG_PATH);
+  CHECK_INT(c->policy.rcpt.nmynetworks, 2);
+  CHECK_INT(sl_rcpt_check(&c->policy.rcpt, (const uint8_t *)"u@x.d.test", 10, 0),
+            SL_RCPT_OK);
+  CHECK_INT(sl_rcpt_check(&c->policy.rcpt, (const uint8_t *)"u@f.test", 8, 0),
+            SL_RCPT_DENIED);
+  sl_addr a = {0};
+  a.family = SL_AF_INET;
+  a.bytes[0] = 10;
+  a.bytes[3] = 9;
+  CHECK(sl_rcpt_client_trusted(&c->policy.rcpt, &a));
+  sd_config_unref(c);
+
+  c = parse("listen = 127.0.0.1:2525\nupstream = 127.0.0.1:2526\nrelay_domains = *\n");
+  CHECK(c != NULL);
+  if (c) {
+    CHECK(c->policy.rcpt.flags & SL_RCPT_ANY_DOMAIN);
+    CHECK(sd_config_relay_warning(c) != NULL); /* identity none */
+    sd_config_unref(c);
+  }
+  CHECK(parse("listen = 127.0.0.1:2525\nupstream = 127.0.0.1:2526\n"
+              "relay_domains = u@a.test\n") == NULL);
+  CHECK(strstr(err, "test.conf:3: relay_domains") != NULL);
+  CHECK(parse("listen = 127.0.0.1:2525\nupstream = 127.0.0.1:2526\n"
+              "relay_allow = everything\n") == NULL);
+  CHECK(parse("listen = 127.0.0.1:2525\nupstream = 127.0.0.1:2526\n"
+              "relay_domains = file:/nonexistent/relay\n") == NULL);
+  CHECK(parse("listen = 127.0.0.1:2525\nupstream = 127.0.0.1:2526\n"
+              "mynetworks = 10.0.0.0/33\n") == NULL);
+}
+
 int main(void) {
   sd_log_setup(NULL, SD_LOG_ERR, SD_LOGFMT);
   SL_RUN(test_minimal_and_defaults);
@@ -212,5 +281,6 @@ int main(void) {
   SL_RUN(test_duration_and_size);
   SL_RUN(test_cidr);
   SL_RUN(test_dump_round_trip);
+  SL_RUN(test_relay_control);
   return sl_test_summary();
 }
