@@ -127,6 +127,97 @@ void sp_policy_fixup(sp_policy *p) {
   p->policy.dnsbl = p->zones;
   p->policy.hostname = p->hostname;
   p->policy.auth_mechanisms = p->auth_mechanisms[0] ? p->auth_mechanisms : NULL;
+  for (unsigned i = 0; i < SP_RELAY_DOMAINS_MAX; i++)
+    p->relay_ptrs[i] = p->relay_names[i];
+  p->policy.rcpt.domains = p->relay_ptrs;
+  p->policy.rcpt.mynetworks = p->mynetworks;
+}
+
+/* relay_domains / relay_allow / mynetworks, as sluiced reads them (words
+   separated by commas or blanks; relay_domains also "*" and "file:PATH"). */
+static int relay_word(sp_policy *p, const char *key, const char *w,
+                      const char *where, char *err, size_t errlen) {
+  sl_rcpt_policy *r = &p->policy.rcpt;
+  if (!strcmp(key, "relay_domains")) {
+    if (!strcmp(w, "*")) {
+      r->flags |= SL_RCPT_ANY_DOMAIN;
+      return 0;
+    }
+    if (!p->relay_set) {
+      /* the first list replaces the replay's default of every domain */
+      r->flags &= ~(uint32_t)SL_RCPT_ANY_DOMAIN;
+      p->relay_set = 1;
+    }
+    if (r->ndomains >= SP_RELAY_DOMAINS_MAX || strlen(w) >= SP_RELAY_NAME_MAX ||
+        strchr(w, '@') || !strcmp(w, "."))
+      return fail(err, errlen, where,
+                  "relay_domains: \"%s\" is not a domain, or more than %d in the replay",
+                  w, SP_RELAY_DOMAINS_MAX);
+    snprintf(p->relay_names[r->ndomains++], SP_RELAY_NAME_MAX, "%s", w);
+    return 0;
+  }
+  if (!strcmp(key, "relay_allow")) {
+    if (!strcmp(w, "source_route")) r->flags |= SL_RCPT_ALLOW_SOURCE_ROUTE;
+    else if (!strcmp(w, "percent_hack")) r->flags |= SL_RCPT_ALLOW_PERCENT_HACK;
+    else if (!strcmp(w, "bang_path")) r->flags |= SL_RCPT_ALLOW_BANG_PATH;
+    else if (strcmp(w, "none"))
+      return fail(err, errlen, where, "relay_allow: \"%s\" is not none, "
+                  "source_route, percent_hack or bang_path", w);
+    return 0;
+  }
+  /* mynetworks */
+  const char *slash = strchr(w, '/');
+  size_t n = slash ? (size_t)(slash - w) : strlen(w);
+  sl_prefix np;
+  memset(&np, 0, sizeof np);
+  if (r->nmynetworks >= SP_MYNETWORKS_MAX || sl_addr_parse(&np.addr, w, n) != 0)
+    return fail(err, errlen, where, "mynetworks: \"%s\" is not an address or CIDR range", w);
+  unsigned max = np.addr.family == SL_AF_INET ? 32 : 128;
+  char *end = NULL;
+  unsigned long bits = slash ? strtoul(slash + 1, &end, 10) : max;
+  if ((slash && (!slash[1] || *end)) || bits > max)
+    return fail(err, errlen, where, "mynetworks: \"%s\" is not an address or CIDR range", w);
+  np.bits = (uint8_t)bits;
+  p->mynetworks[r->nmynetworks++] = np;
+  return 0;
+}
+
+static int relay_words(sp_policy *p, const char *key, const char *value,
+                       const char *where, char *err, size_t errlen) {
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", value);
+  char *save = NULL;
+  for (char *w = strtok_r(buf, " ,\t\r\n", &save); w; w = strtok_r(NULL, " ,\t\r\n", &save))
+    if (relay_word(p, key, w, where, err, errlen)) return -1;
+  return 0;
+}
+
+static int relay_key(sp_policy *p, const char *key, const char *value,
+                     const char *where, char *err, size_t errlen) {
+  if (!strcmp(key, "relay_allow")) {
+    /* replaces the earlier list; a bad value leaves it as it was */
+    uint32_t before = p->policy.rcpt.flags;
+    p->policy.rcpt.flags &= SL_RCPT_ANY_DOMAIN;
+    int rc = relay_words(p, key, value, where, err, errlen);
+    if (rc) p->policy.rcpt.flags = before;
+    return rc;
+  }
+  if (strcmp(key, "relay_domains") || strncmp(value, "file:", 5))
+    return relay_words(p, key, value, where, err, errlen);
+  const char *path = value + 5;
+  while (*path == ' ') path++;
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return fail(err, errlen, where, "relay_domains: cannot open %s: %s", path, strerror(errno));
+  char line[1024];
+  int rc = 0;
+  while (!rc && fgets(line, sizeof line, f)) {
+    char *hash = strchr(line, '#');
+    if (hash) *hash = '\0';
+    rc = relay_words(p, key, line, where, err, errlen);
+  }
+  fclose(f);
+  return rc;
 }
 
 void sp_policy_init(sp_policy *p) {
@@ -253,6 +344,9 @@ int sp_policy_set(sp_policy *p, const char *key, const char *value,
                   const char *where, char *err, size_t errlen) {
   if (!strcmp(key, "dnsbl"))
     return add_dnsbl(p, value, where, err, errlen);
+  if (!strcmp(key, "relay_domains") || !strcmp(key, "relay_allow") ||
+      !strcmp(key, "mynetworks"))
+    return relay_key(p, key, value, where, err, errlen);
   for (const char *const *d = driver_only; *d; d++)
     if (!strcmp(*d, key))
       return 0;

@@ -295,6 +295,28 @@ static void test_policy_file(void) {
   unlink(path);
 }
 
+/* The relay-control keys of sluiced's format: every domain by default in
+   the replay, a list replaces that, a struct copy keeps working. */
+static void test_relay_keys(void) {
+  sp_policy p, q;
+  char err[256];
+  sp_policy_init(&p);
+  CHECK(p.policy.rcpt.flags & SL_RCPT_ANY_DOMAIN);
+  CHECK_INT(sp_policy_set(&p, "relay_domains", "a.test, .b.test", "t", err, sizeof err), 0);
+  CHECK_INT(sp_policy_set(&p, "relay_allow", "bang_path", "t", err, sizeof err), 0);
+  CHECK_INT(sp_policy_set(&p, "mynetworks", "10.0.0.0/8, 2001:db8::/32", "t", err, sizeof err), 0);
+  CHECK_INT(sp_policy_set(&p, "mynetworks", "10.0.0.0/33", "t", err, sizeof err), -1);
+  CHECK_INT(sp_policy_set(&p, "relay_allow", "all", "t", err, sizeof err), -1);
+  CHECK_INT(sp_policy_finish(&p, err, sizeof err), 0);
+  q = p;
+  sp_policy_fixup(&q);
+  CHECK_INT(q.policy.rcpt.flags, SL_RCPT_ALLOW_BANG_PATH);
+  CHECK_INT(q.policy.rcpt.nmynetworks, 2);
+  CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"u@x.b.test", 10, 0), SL_RCPT_OK);
+  CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"u@c.test", 8, 0), SL_RCPT_DENIED);
+  CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"x!u@a.test", 10, 0), SL_RCPT_OK);
+}
+
 int main(void) {
   SL_RUN(test_script_model);
   SL_RUN(test_greet_delay_patience);
@@ -303,5 +325,6 @@ int main(void) {
   SL_RUN(test_km_hand);
   SL_RUN(test_patience_models);
   SL_RUN(test_policy_file);
+  SL_RUN(test_relay_keys);
   return sl_test_summary();
 }
