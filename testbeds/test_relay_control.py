@@ -74,6 +74,10 @@ def test_relay_control_in_front_of_an_open_relay(postfix_factory, sluiced_factor
         assert rcpt not in seen, (what, seen)
     assert "foreign.test" not in pf.log()
     assert "192.0.2.1" not in pf.log()
+    # sluiced's own account: the session line and the counter
+    sess = s.wait_sessions(1)[0]
+    assert sess.get("relay_denied") == len(REFUSED), sess
+    assert s.metric("sluice_recipients_relay_denied_total") == len(REFUSED)
 
 
 def test_default_refuses_every_recipient(postfix_factory, sluiced_factory):  # noqa: F811

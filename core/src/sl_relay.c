@@ -1706,8 +1706,10 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       lr = (int)path_reply(e, 0);
       break;
     }
-    if ((lr = relay_control(r, arg, alen)) >= 0)
+    if ((lr = relay_control(r, arg, alen)) >= 0) {
+      r->stats.recipients_relay_denied++;
       break;
+    }
     if ((rc = relay_line(r, line, len, Q_UP_RCPT)) == 0)
       return 0;
     if (rc < 0) {

@@ -514,6 +514,8 @@ static int run(const transcript *t, const plan *pl, int verbose) {
                       : !strcmp(field, "messages_rejected")   ? st->messages_rejected
                       : !strcmp(field, "messages_tempfailed") ? st->messages_tempfailed
                       : !strcmp(field, "recipients_accepted") ? st->recipients_accepted
+                      : !strcmp(field, "recipients_relay_denied")
+                          ? st->recipients_relay_denied
                       : !strcmp(field, "score")               ? st->score
                       : !strcmp(field, "stage")               ? st->stage
                       : !strcmp(field, "end_reason")          ? st->end_reason
