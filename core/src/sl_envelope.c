@@ -12,7 +12,7 @@ int sl_env_has_smtputf8(const uint8_t *arg, size_t len) {
 }
 
 sl_env_verdict sl_env_8bit(sl_verb v, const uint8_t *line, size_t len,
-                           size_t arg, int utf8_txn) {
+                           size_t arg, int utf8_txn, int utf8_offered) {
   if (sl_utf8_is_ascii(line, len))
     return SL_ENV_OK;
   /* Postfix checks the whole line first, whatever the command: a byte
@@ -26,10 +26,10 @@ sl_env_verdict sl_env_8bit(sl_verb v, const uint8_t *line, size_t len,
     return sl_env_mail_smtputf8(a, alen) ? SL_ENV_OK : SL_ENV_NEED_SMTPUTF8;
   case SL_V_VRFY:
   case SL_V_EXPN:
-    /* The SMTPUTF8 word among the parameters: a UTF-8 address may carry
-       it, an ASCII one need not.  For MAIL, sl_cmd_check_path() then
-       refuses the parameter if SMTPUTF8 was not offered (555). */
-    return sl_env_has_smtputf8(a, alen) ? SL_ENV_OK : SL_ENV_NEED_SMTPUTF8;
+    /* RFC 6531 3.7.4.2: the string may be UTF-8 with the SMTPUTF8
+       parameter, which only an offer allows. */
+    return utf8_offered && sl_env_has_smtputf8(a, alen) ? SL_ENV_OK
+                                                        : SL_ENV_NEED_SMTPUTF8;
   case SL_V_RCPT:
     return utf8_txn ? SL_ENV_OK : SL_ENV_NEED_SMTPUTF8;
   case SL_V_EHLO:

@@ -32,12 +32,15 @@ typedef enum sl_env_verdict {
  * Judges the 8-bit bytes of one command line (CRLF stripped; arg is the
  * offset of the argument as sl_cmd_parse() found it).  utf8_txn: the
  * transaction in force declared SMTPUTF8.  MAIL may carry UTF-8 with its
- * own SMTPUTF8 parameter, VRFY/EXPN with theirs (RFC 6531 3.7.4), RCPT and
- * the argument-taking commands within an SMTPUTF8 transaction; EHLO/HELO
- * never.  A line of ASCII is always SL_ENV_OK.
+ * own SMTPUTF8 parameter, VRFY/EXPN with theirs (RFC 6531 3.7.4) when
+ * SMTPUTF8 was offered (utf8_offered: they may be relayed, and nothing
+ * the upstream did not offer may reach it, guarantee 8), RCPT and the
+ * argument-taking commands within an SMTPUTF8 transaction; EHLO/HELO
+ * never.  A line of ASCII is always SL_ENV_OK.  (MAIL's SMTPUTF8 parameter
+ * without the offer is sl_cmd_check_path()'s 555.)
  */
 sl_env_verdict sl_env_8bit(sl_verb v, const uint8_t *line, size_t len,
-                           size_t arg, int utf8_txn);
+                           size_t arg, int utf8_txn, int utf8_offered);
 
 /* Nonzero if the parameters of a MAIL/VRFY/EXPN argument (after the
    path or the string) include SMTPUTF8 as a whole word. */

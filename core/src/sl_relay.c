@@ -1500,7 +1500,8 @@ static void sasl_line(sl_relay *r, const uint8_t *line, size_t len) {
 /* The local reply for 8-bit bytes where they are not allowed, or -1. */
 static int envelope_8bit(const sl_relay *r, sl_verb v, const uint8_t *line,
                          size_t len, size_t arg) {
-  switch (sl_env_8bit(v, line, len, arg, r->utf8_txn)) {
+  switch (sl_env_8bit(v, line, len, arg, r->utf8_txn,
+                      (r->offered & SL_CAP_SMTPUTF8) != 0)) {
   case SL_ENV_OK:
     return -1;
   case SL_ENV_BAD_UTF8:

@@ -154,12 +154,16 @@ static void test_policy_check(void) {
   CHECK_STR(sl_rcpt_verdict_name(SL_RCPT_PERCENT_HACK), "percent_hack");
 }
 
-static sl_env_verdict env(sl_verb v, const char *line, int txn) {
+static sl_env_verdict env_o(sl_verb v, const char *line, int txn, int offered) {
   sl_cmd c;
   size_t n = strlen(line);
   sl_cmd_parse((const uint8_t *)line, n, &c);
   CHECK_INT(c.verb, v);
-  return sl_env_8bit(v, (const uint8_t *)line, n, c.arg, txn);
+  return sl_env_8bit(v, (const uint8_t *)line, n, c.arg, txn, offered);
+}
+
+static sl_env_verdict env(sl_verb v, const char *line, int txn) {
+  return env_o(v, line, txn, 1);
 }
 
 static void test_envelope_8bit(void) {
@@ -195,6 +199,9 @@ static void test_envelope_8bit(void) {
   CHECK_INT(env(SL_V_EHLO, "EHLO xn--bcher-kva.test", 0), SL_ENV_OK);
   CHECK_INT(env(SL_V_VRFY, "VRFY \xc3\xa9 SMTPUTF8", 0), SL_ENV_OK);
   CHECK_INT(env(SL_V_VRFY, "VRFY \xc3\xa9", 0), SL_ENV_NEED_SMTPUTF8);
+  CHECK_INT(env_o(SL_V_VRFY, "VRFY \xc3\xa9 SMTPUTF8", 0, 0),
+            SL_ENV_NEED_SMTPUTF8); /* not offered: never relayed */
+  CHECK_INT(env_o(SL_V_EXPN, "EXPN \xc3\xa9 SMTPUTF8", 0, 1), SL_ENV_OK);
   CHECK_INT(env(SL_V_NOOP, "NOOP \xc3\xa9", 0), SL_ENV_8BIT);
   CHECK_INT(env(SL_V_NOOP, "NOOP \xc3\xa9", 1), SL_ENV_OK);
   CHECK_INT(env(SL_V_AUTH, "AUTH PLAIN \xc3\xa9", 1), SL_ENV_8BIT);

@@ -276,10 +276,10 @@ static int apply_set(sl_harness *h, const char *arg) {
   } else if (!strcmp(key, "relay_allow")) {
     const char *vs[3] = {v1, v2, v3};
     for (int i = 0; i < 3 && vs[i][0]; i++)
-      p->rcpt.flags |= !strcmp(vs[i], "source_route") ? SL_RCPT_ALLOW_SOURCE_ROUTE
-                       : !strcmp(vs[i], "percent_hack")
-                           ? SL_RCPT_ALLOW_PERCENT_HACK
-                           : SL_RCPT_ALLOW_BANG_PATH;
+      p->rcpt.flags |=
+          !strcmp(vs[i], "source_route")   ? SL_RCPT_ALLOW_SOURCE_ROUTE
+          : !strcmp(vs[i], "percent_hack") ? SL_RCPT_ALLOW_PERCENT_HACK
+                                           : SL_RCPT_ALLOW_BANG_PATH;
   } else if (!strcmp(key, "mynetworks")) {
     /* one IPv4 prefix, "A.B.C.D/N" */
     static sl_prefix net;
@@ -514,8 +514,7 @@ static int run(const transcript *t, const plan *pl, int verbose) {
                       : !strcmp(field, "messages_rejected")   ? st->messages_rejected
                       : !strcmp(field, "messages_tempfailed") ? st->messages_tempfailed
                       : !strcmp(field, "recipients_accepted") ? st->recipients_accepted
-                      : !strcmp(field, "recipients_relay_denied")
-                          ? st->recipients_relay_denied
+                      : !strcmp(field, "recipients_relay_denied") ? st->recipients_relay_denied
                       : !strcmp(field, "score")               ? st->score
                       : !strcmp(field, "stage")               ? st->stage
                       : !strcmp(field, "end_reason")          ? st->end_reason
