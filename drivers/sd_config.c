@@ -17,6 +17,7 @@
 
 #include "sd_log.h"
 #include "sluice/addr.h"
+#include "sluice/utf8.h"
 
 enum ktype { K_DUR, K_U8, K_U32, K_U64, K_I32, K_SIZE32, K_SIZE64, K_BOOL8,
              K_BOOL, K_ENUM, K_STR, K_FEATURES };
@@ -630,6 +631,7 @@ static int add_relay_domain(pctx *p, sd_config *c, const char *d, const char *sr
   int bad = n == 0 || n > 255 || !strcmp(d, ".") || strchr(d, '@') != NULL;
   for (size_t i = 0; i < n && !bad; i++)
     if ((unsigned char)d[i] <= 0x20 || d[i] == 0x7f) bad = 1;
+  if (sl_utf8_check((const uint8_t *)d, n) != n) bad = 1; /* U-labels are UTF-8 */
   if (bad) {
     if (src)
       return fail(p, "relay_domains: %s:%d: \"%s\" is not a domain, .domain or [address]",

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "sluice/errors.h"
+#include "sluice/utf8.h"
 
 void sl_rcpt_policy_default(sl_rcpt_policy *p) { memset(p, 0, sizeof(*p)); }
 
@@ -24,8 +25,9 @@ int sl_rcpt_policy_check(const sl_rcpt_policy *p) {
     return SL_ERR_INVALID_ARGUMENT;
   for (uint32_t i = 0; i < p->ndomains; i++) {
     const char *d = p->domains[i];
-    if (!d || !d[0] || (d[0] == '.' && !d[1]))
-      return SL_ERR_INVALID_ARGUMENT;
+    if (!d || !d[0] || (d[0] == '.' && !d[1]) ||
+        sl_utf8_check((const uint8_t *)d, strlen(d)) != strlen(d))
+      return SL_ERR_INVALID_ARGUMENT; /* a U-label entry must be UTF-8 */
     for (const char *c = d; *c; c++)
       if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '@')
         return SL_ERR_INVALID_ARGUMENT;

@@ -83,8 +83,9 @@ typedef enum sl_rcpt_verdict {
 void sl_rcpt_policy_default(sl_rcpt_policy *p);
 
 /* 0, or SL_ERR_INVALID_ARGUMENT for unknown flags, a NULL list with a
-   count, an empty or NULL entry, an entry with a space or control byte,
-   a prefix of an unknown family or too many bits. */
+   count, an empty or NULL entry, an entry with a space, a control byte,
+   an '@' or bytes that are not UTF-8, a prefix of an unknown family or
+   too many bits. */
 int sl_rcpt_policy_check(const sl_rcpt_policy *p);
 
 /* Nonzero if client lies in one of p->mynetworks (an IPv4-mapped IPv6
