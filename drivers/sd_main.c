@@ -32,9 +32,12 @@ static void usage(FILE *f) {
 "\n"
 "Options:\n"
 "  -c, --config FILE   configuration file (default /etc/sluiced.conf)\n"
-"  -t, --check-config  parse the configuration, load its certificates, and\n"
-"                      exit: 0 if valid, 2 with \"file:line: message\" if not\n"
+"  -t, --check-config  parse the configuration, check its files, load its\n"
+"                      certificates, and exit: 0 if valid, 2 with\n"
+"                      \"file:line: key: message\" if not\n"
 "  --print-config      print the effective configuration (every key) and exit\n"
+"  -n                  with --print-config (or alone): only the settings the\n"
+"                      file changes from their defaults, like postconf -n\n"
 "  --print-defaults    print every key with its default value and exit\n"
 "  -w, --workers N     worker processes (overrides \"workers\"; 0 = one per core)\n"
 "  -h, --help          this text\n"
@@ -82,6 +85,7 @@ static pid_t spawn(const char *path, sd_config *cfg, uint32_t index, int metrics
   if (pid != 0) return pid;
   /* A worker must not outlive its master. */
   prctl(PR_SET_PDEATHSIG, SIGTERM);
+  sd_worker_counts_reloads = 0; /* the master counts each reload once */
   signal(SIGHUP, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
   signal(SIGINT, SIG_DFL);
@@ -117,16 +121,26 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
       int s = got_sig[SIGHUP] ? SIGHUP : SIGUSR1;
       got_sig[SIGHUP] = got_sig[SIGUSR1] = 0;
       if (s == SIGHUP) {
-        /* Check here once so a bad file gives one clear message; each
-           worker still loads it itself. */
+        /* Check here once, as --check-config does (the file, its
+           certificates, the resolver), so a bad file gives one clear
+           message and one count; each worker still loads it itself. */
         char err[1024];
         sd_config *nc = NULL;
-        if (sd_config_load(path, &nc, err, sizeof err) != 0) {
+        sd_gen *g = NULL;
+        if (sd_config_load(path, &nc, err, sizeof err) != 0 ||
+            (g = sd_gen_new(NULL, nc, err, sizeof err)) == NULL) {
+          sd_config_unref(nc);
+          sd_count(SD_C_RELOAD_FAILURES, 1);
           sd_log(SD_LOG_ERR, "reload refused: %s", err);
           continue;
         }
+        sd_gen_unref(g);
         sd_config_unref(cfg);
         cfg = nc; /* new workers (restarts) start from it */
+        /* The master's own lines follow the new log settings too. */
+        if (sd_log_setup(cfg->log_file, cfg->log_level, cfg->log_format) != 0)
+          sd_log(SD_LOG_ERR, "log_file %s: %s", cfg->log_file, strerror(errno));
+        sd_count(SD_C_RELOADS, 1);
       }
       for (uint32_t i = 0; i < nworkers; i++)
         if (pids[i] > 0) kill(pids[i], s);
@@ -178,7 +192,7 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
 
 int main(int argc, char **argv) {
   const char *path = "/etc/sluiced.conf";
-  int check = 0, print_cfg = 0, print_defaults = 0;
+  int check = 0, print_cfg = 0, print_defaults = 0, changed_only = 0;
   long workers_override = -1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -186,6 +200,7 @@ int main(int argc, char **argv) {
     else if (!strncmp(a, "--config=", 9)) path = a + 9;
     else if (!strcmp(a, "-t") || !strcmp(a, "--check-config")) check = 1;
     else if (!strcmp(a, "--print-config")) print_cfg = 1;
+    else if (!strcmp(a, "-n") || !strcmp(a, "--non-default")) print_cfg = changed_only = 1;
     else if (!strcmp(a, "--print-defaults")) print_defaults = 1;
     else if ((!strcmp(a, "-w") || !strcmp(a, "--workers")) && i + 1 < argc) {
       char *end;
@@ -227,14 +242,14 @@ int main(int argc, char **argv) {
       return 2;
     }
     sd_gen_unref(g);
-    const char *rw = sd_config_relay_warning(cfg);
+    const char *rw = sl_config_relay_warning(cfg);
     if (rw) fprintf(stderr, "sluiced: %s: warning: %s\n", path, rw);
     printf("%s: configuration OK\n", path);
     sd_config_unref(cfg);
     return 0;
   }
   if (print_cfg) {
-    sd_config_dump(cfg, stdout);
+    sl_config_dump(cfg, stdout, changed_only ? SL_DUMP_CHANGED : 0);
     sd_config_unref(cfg);
     return 0;
   }
@@ -247,7 +262,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "sluiced: log_file %s: %s\n", cfg->log_file, strerror(errno));
     return 2;
   }
-  const char *relay_warning = sd_config_relay_warning(cfg);
+  const char *relay_warning = sl_config_relay_warning(cfg);
   if (relay_warning) sd_log(SD_LOG_WARN, "%s", relay_warning);
   uint32_t nworkers = workers_override >= 0 ? (uint32_t)workers_override : cfg->workers;
   if (nworkers == 0) {

@@ -333,25 +333,31 @@ static void apply_logging(const sd_config *cfg) {
     sd_log(SD_LOG_ERR, "log_file %s: %s", cfg->log_file, strerror(errno));
 }
 
+int sd_worker_counts_reloads = 1;
+
+static void count_reload(enum sd_counter result) {
+  if (sd_worker_counts_reloads) sd_count(result, 1);
+}
+
 static void reload(sd_worker *w) {
   char err[1024];
   sd_config *cfg = NULL;
   if (sd_config_load(w->config_path, &cfg, err, sizeof err) != 0) {
-    sd_count(SD_C_RELOAD_FAILURES, 1);
+    count_reload(SD_C_RELOAD_FAILURES);
     sd_log(SD_LOG_ERR, "reload failed, keeping the running config: %s", err);
     return;
   }
   sd_gen *g = sd_gen_new(w, cfg, err, sizeof err);
   if (g == NULL) {
     sd_config_unref(cfg);
-    sd_count(SD_C_RELOAD_FAILURES, 1);
+    count_reload(SD_C_RELOAD_FAILURES);
     sd_log(SD_LOG_ERR, "reload failed, keeping the running config: %s", err);
     return;
   }
   if (sync_listeners(w, cfg, err, sizeof err) != 0) {
     sd_gen_unref(g);
     sd_config_unref(cfg);
-    sd_count(SD_C_RELOAD_FAILURES, 1);
+    count_reload(SD_C_RELOAD_FAILURES);
     sd_log(SD_LOG_ERR, "reload failed, keeping the running config: %s", err);
     return;
   }
@@ -364,7 +370,7 @@ static void reload(sd_worker *w) {
   for (size_t i = 0; i < g->cfg->nupstream && i < SD_MAX_SERVERS; i++)
     sd_gauge_set(&sd_m->srv_up[i], 1);
   sd_gen_unref(old); /* lives on while its sessions do */
-  sd_count(SD_C_RELOADS, 1);
+  count_reload(SD_C_RELOADS);
   sd_log(SD_LOG_INFO, "configuration reloaded from %s (%u sessions continue)", w->config_path,
          w->nconns);
 }

@@ -106,6 +106,11 @@ void sd_refuse(sd_worker *w, int fd, int tls, const char *why);
 void sd_linger_close(sd_worker *w, int fd);
 void sd_linger_free_all(sd_worker *w);
 
+/* 1 (the default): this worker counts its SIGHUP reloads in
+   sluice_config_reloads_total.  A master sets it to 0 in the workers it
+   forks and counts each reload once itself. */
+extern int sd_worker_counts_reloads;
+
 /* The worker's main loop (sd_worker.c); returns the exit status. */
 int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int metrics_fd);
 

@@ -247,3 +247,21 @@ def tls_certs(tmp_path_factory):
     yield certs
     import shutil
     shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- sluiced configuration
+
+@pytest.fixture
+def sluiced_config(tmp_path):
+    """sluiced_config(text, *args, name="sluiced.conf") -> (path, CompletedProcess):
+    writes text to a fresh file under tmp_path and runs sluiced ARGS -c FILE
+    (ARGS default to --check-config), capturing text output."""
+    import subprocess
+    from lib.paths import project_binary
+
+    def run(text, *args, name="sluiced.conf"):
+        path = tmp_path / name
+        path.write_text(text)
+        cmd = [str(project_binary("sluiced")), *(args or ("--check-config",)), "-c", str(path)]
+        return path, subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    return run

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of sluice, the README's second command.
 #
-#   1. gcc build with -Werror: every ctest (core unit tests and transcripts,
+#   0. gcc Release and Debug builds with -Werror (the core's tests run in
+#      Release too);
+#   1. gcc RelWithDebInfo build with -Werror: every ctest (core unit tests and transcripts,
 #      driver unit tests, pcap-replay, traffic generator, fuzz corpus
 #      replays), then the pytest test beds (real Postfix, aiosmtpd, sink,
 #      unbound, swaks, smtplib, smtp-source) against sluiced;
@@ -20,8 +22,20 @@ bash tools/install-deps.sh
 
 step() { printf '\n=== %s\n' "$*"; }
 
-step "gcc build (-Werror)"
-cmake -S . -B build -G Ninja -DCMAKE_C_COMPILER=gcc -DSLUICE_WERROR=ON >/dev/null
+# Warnings are errors here (not by default, for packagers), at every
+# optimisation level a packager may pick: GCC warns differently at -O3.
+for type in Release Debug; do
+  step "gcc $type build (-Werror)"
+  cmake -S . -B "build-$type" -G Ninja -DCMAKE_C_COMPILER=gcc -DSLUICE_WERROR=ON \
+    -DCMAKE_BUILD_TYPE="$type" >/dev/null
+  ninja -C "build-$type" -j"$jobs"
+done
+step "core unit tests (gcc Release)"
+ctest --test-dir build-Release --output-on-failure -j"$jobs" -R '^(sl_|core_)'
+
+step "gcc RelWithDebInfo build (-Werror)"
+cmake -S . -B build -G Ninja -DCMAKE_C_COMPILER=gcc -DSLUICE_WERROR=ON \
+  -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 ninja -C build -j"$jobs"
 
 step "ctest (gcc)"

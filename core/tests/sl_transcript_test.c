@@ -158,9 +158,9 @@ static uint32_t features_bit(const char *s) {
 }
 
 static sl_dnsbl_zone zones[SL_DNSBL_ZONES_MAX];
-static char zone_names[SL_DNSBL_ZONES_MAX][64];
+static char zone_names[SL_DNSBL_ZONES_MAX][96]; /* as long as a value */
 static char auth_mechs[64];
-static char client_name[64];
+static char client_name[96];
 
 /* "set KEY VALUE..." before "start". Returns 0 or -1 (unknown key). */
 static int apply_set(sl_harness *h, const char *arg) {

@@ -1,11 +1,13 @@
 /*
  * sp_policy.h: the screening/tarpit policy of a replay, read from a file in
- * sluiced's configuration format (drivers/sluiced.conf.example: one
- * "key = value" per line, '#' comments, the same key names and value
- * syntax).  Keys that only matter to the live daemon (listen, upstream,
- * TLS files, workers, logging, DNS resolver, per-IP admission...) are
- * accepted and ignored, so a sluiced.conf can be replayed as is; any other
- * unknown key is an error naming FILE:LINE.
+ * sluiced's configuration format with sluiced's own grammar (the shared
+ * library sluice_config, config/include/sluice/config.h: the same key
+ * table, value parsers and messages).  Keys flagged daemon-only there
+ * (listen, upstream, TLS files, workers, logging, DNS resolver, per-IP
+ * admission...) are parsed and validated, then ignored with one note on
+ * stderr (unless SLUICE_REPLAY_QUIET_NOTES is set), so a sluiced.conf
+ * replays as is; an unknown key is an error naming FILE:LINE and the
+ * nearest key.
  *
  * The replay forces what an in-process replay cannot do: no TLS on either
  * leg (STARTTLS is never offered, upstream_tls none).
@@ -27,7 +29,7 @@ extern "C" {
 /* The replay keeps relay-control lists in the struct (it is copied by
    value); sluiced has no such bound. */
 #define SP_RELAY_DOMAINS_MAX 32
-#define SP_RELAY_NAME_MAX 128
+#define SP_RELAY_NAME_MAX 256
 #define SP_MYNETWORKS_MAX 16
 
 typedef struct sp_policy {
@@ -42,7 +44,7 @@ typedef struct sp_policy {
   char relay_names[SP_RELAY_DOMAINS_MAX][SP_RELAY_NAME_MAX];
   const char *relay_ptrs[SP_RELAY_DOMAINS_MAX];
   sl_prefix mynetworks[SP_MYNETWORKS_MAX];
-  int relay_set; /* a relay_domains list was given */
+  int relay_any; /* "relay_domains = *" was given */
 } sp_policy;
 
 /* Defaults: the core's defaults (sl_policy_default, sl_limits_default) with
@@ -65,11 +67,12 @@ int sp_policy_set(sp_policy *p, const char *key, const char *value,
 /* Reads a whole file into p (on top of what p holds).  0 or -1 + err. */
 int sp_policy_load(sp_policy *p, const char *path, char *err, size_t errlen);
 
-/* Checks with sl_policy_check/sl_limits_check.  0 or -1 + err. */
+/* Checks with sl_policy_check/sl_limits_check, naming the wrong key.
+ * 0 or -1 + err. */
 int sp_policy_finish(sp_policy *p, char *err, size_t errlen);
 
-/* "5s" -> 5e9 ns; units us, ms, s, m, h, d, bare number = seconds; a
- * decimal fraction is allowed ("2.5s").  0 or -1. */
+/* sl_parse_duration: "5s" -> 5e9 ns; units ns, us, ms, s, m, h, d, bare
+ * number = seconds; a decimal fraction is allowed ("2.5s").  0 or -1. */
 int sp_parse_duration(const char *s, sl_duration *out);
 
 #ifdef __cplusplus

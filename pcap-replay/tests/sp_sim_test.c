@@ -273,7 +273,9 @@ static void test_policy_file(void) {
   CHECK(sp_policy_load(&p, path, err, sizeof err) < 0);
   char want[600];
   snprintf(want, sizeof want, "%s:3: unknown key \"normal_greet_dalay\"", path);
-  CHECK_STR(err, want);
+  /* followed by the suggestion of the nearest key */
+  CHECK(!strncmp(err, want, strlen(want)));
+  CHECK(strstr(err, "did you mean \"normal_greet_delay\"") != NULL);
   /* bad values */
   const char *bad[] = {"normal_greet_delay = 6 parsecs\n", "mode = sideways\n",
                        "dnsbl = nozone 10\n", "dnsbl = z.example 10 10.0.0.1\n",
@@ -303,6 +305,7 @@ static void test_relay_keys(void) {
   sp_policy_init(&p);
   CHECK(p.policy.rcpt.flags & SL_RCPT_ANY_DOMAIN);
   CHECK_INT(sp_policy_set(&p, "relay_domains", "a.test, .b.test", "t", err, sizeof err), 0);
+  CHECK_INT(sp_policy_set(&p, "relay_domains", "c.test", "t", err, sizeof err), 0);
   CHECK_INT(sp_policy_set(&p, "relay_allow", "bang_path", "t", err, sizeof err), 0);
   CHECK_INT(sp_policy_set(&p, "mynetworks", "10.0.0.0/8, 2001:db8::/32", "t", err, sizeof err), 0);
   CHECK_INT(sp_policy_set(&p, "mynetworks", "10.0.0.0/33", "t", err, sizeof err), -1);
@@ -311,10 +314,16 @@ static void test_relay_keys(void) {
   q = p;
   sp_policy_fixup(&q);
   CHECK_INT(q.policy.rcpt.flags, SL_RCPT_ALLOW_BANG_PATH);
+  CHECK_INT(q.policy.rcpt.ndomains, 3);
   CHECK_INT(q.policy.rcpt.nmynetworks, 2);
   CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"u@x.b.test", 10, 0), SL_RCPT_OK);
-  CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"u@c.test", 8, 0), SL_RCPT_DENIED);
+  CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"u@c.test", 8, 0), SL_RCPT_OK);
+  CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"u@d.test", 8, 0), SL_RCPT_DENIED);
   CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"x!u@a.test", 10, 0), SL_RCPT_OK);
+  sp_policy_init(&p);
+  CHECK_INT(sp_policy_set(&p, "relay_domains", "*", "t", err, sizeof err), 0);
+  CHECK_INT(sp_policy_set(&p, "relay_domains", "a.test", "t", err, sizeof err), 0);
+  CHECK(p.policy.rcpt.flags & SL_RCPT_ANY_DOMAIN); /* "*" given: stays */
 }
 
 int main(void) {

@@ -121,7 +121,9 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
 
 static void append(struct sess *S, char **buf, size_t *len, size_t *cap,
                    const char *p, size_t n) {
-  if (grow((void **)buf, cap, *len + n + 1, 1)) {
+  /* The explicit overflow test also tells GCC's -O3 -Wstringop-overflow
+     that *len + n cannot wrap. */
+  if (n >= SIZE_MAX - *len || grow((void **)buf, cap, *len + n + 1, 1)) {
     S->oom = 1;
     return;
   }
