@@ -956,7 +956,10 @@ static void conn_run(sd_conn *c) {
     return;
   }
   update_masks(c, want);
-  sd_timer_set(CW(c)->loop, &c->timer, sl_relay_next_deadline(RELAY(c)));
+  /* Requests left after the bounded rounds: come back at once, since the
+     relay consumes no input until they are drained. */
+  sd_timer_set(CW(c)->loop, &c->timer,
+               (want & SL_WANT_REQUESTS) ? now_of(c) : sl_relay_next_deadline(RELAY(c)));
 }
 
 /* ---- epoll and timer callbacks ------------------------------------------ */
@@ -1102,6 +1105,10 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
   c->admitted = (unsigned)info.admission & 3u;
   if (info.admission == SL_ADMIT_TARPIT) sd_count(SD_C_ADMIT_TARPIT, 1);
   if (info.admission == SL_ADMIT_TEMPFAIL) sd_count(SD_C_ADMIT_TEMPFAIL, 1);
+  /* Screen-first greets before it knows its upstream: it offers only what
+     the healthy pool took at its last health checks (guarantee 8). */
+  if (sd_upstreams_features(g->ups, &info.pool_features, &info.pool_size))
+    info.flags |= SL_CONN_POOL_CAPS;
 
   uint64_t seed = w->seed ^ (now * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(uintptr_t)c;
   sl_relay *r = NULL;

@@ -14,6 +14,7 @@
 
 #include "sd_log.h"
 #include "sd_metrics.h"
+#include "sluice/caps.h"
 #include "sluice/proxy.h"
 
 enum { HC_IDLE, HC_CONNECT, HC_BANNER, HC_EHLO, HC_QUIT };
@@ -39,6 +40,8 @@ sd_upstreams *sd_upstreams_new(const sd_config *c, sd_loop *loop) {
   u->hostname = c->policy.hostname;
   u->identity = (int)c->policy.identity;
   u->implicit_tls = c->policy.upstream_tls == SL_UPTLS_IMPLICIT;
+  u->starttls = c->policy.upstream_tls == SL_UPTLS_OPPORTUNISTIC ||
+                c->policy.upstream_tls == SL_UPTLS_REQUIRED;
   u->loop = loop;
   for (uint32_t i = 0; i < u->n; i++) {
     sd_server *s = &u->s[i];
@@ -179,6 +182,45 @@ void sd_upstream_report(sd_server *s, int ok, uint64_t now) {
 
 /* ---- active health check: connect, 220, EHLO, 250, QUIT ------------------ */
 
+/* The EHLO reply just read says what sessions to s may send it. */
+static void learn_caps(sd_server *s) {
+  uint32_t f = 0;
+  uint64_t size = 0;
+  if (sl_ehlo_features((const uint8_t *)s->hc_buf, s->hc_rlen, &f, &size) != 0) {
+    s->caps_known = 0;
+    return;
+  }
+  /* Sessions that go on with STARTTLS see the EHLO reply given inside TLS,
+     which the check (plain SMTP) cannot read; servers commonly add AUTH
+     there.  AUTH is assumed and checked again by the relay at connect. */
+  if (s->owner->starttls && (f & SL_FEAT_STARTTLS)) f |= SL_FEAT_AUTH;
+  if (!s->caps_known || s->caps != f || s->caps_size != size)
+    sd_log(SD_LOG_DEBUG, "upstream %s offers features 0x%x, size %llu", s->cfg->text, f,
+           (unsigned long long)size);
+  s->caps_known = 1;
+  s->caps = f;
+  s->caps_size = size;
+}
+
+int sd_upstreams_features(const sd_upstreams *u, uint32_t *features, uint64_t *size) {
+  uint32_t f = SL_FEAT_ALL;
+  uint64_t z = 0;
+  int healthy = 0;
+  if (u == NULL || !u->checking) return 0;
+  for (uint32_t i = 0; i < u->n; i++) {
+    const sd_server *s = &u->s[i];
+    if (!s->up) continue;
+    if (!s->caps_known) return 0;
+    healthy = 1;
+    f &= s->caps;
+    if (s->caps_size && (z == 0 || s->caps_size < z)) z = s->caps_size;
+  }
+  if (!healthy) return 0;
+  *features = f;
+  *size = z;
+  return 1;
+}
+
 static void hc_done(sd_server *s, int ok, const char *why) {
   sd_upstreams *u = s->owner;
   hc_close(s);
@@ -224,6 +266,7 @@ static int hc_reply(sd_server *s) {
       return -1;
     if (l[3] == ' ' || l[3] == '\r') {
       int code = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
+      s->hc_rlen = i + 1;
       s->hc_len = 0;
       return code;
     }
@@ -306,6 +349,7 @@ static void hc_io(sd_handler *h, uint32_t ev) {
       hc_done(s, 0, "EHLO not 250");
       return;
     }
+    learn_caps(s);
     hc_send(s, "QUIT\r\n");
     s->hc_state = HC_QUIT;
     break;

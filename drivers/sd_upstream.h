@@ -35,6 +35,11 @@ typedef struct sd_server {
   char hc_buf[1024];
   uint32_t hc_len;
   uint32_t hc_sent;
+  uint32_t hc_rlen;   /* bytes of the last complete reply in hc_buf */
+  /* what its last health-check EHLO offered (guarantee 8) */
+  int caps_known;
+  uint32_t caps;      /* sl_feature bits */
+  uint64_t caps_size; /* its SIZE, 0: none given */
 } sd_server;
 
 struct sd_upstreams {
@@ -46,6 +51,7 @@ struct sd_upstreams {
   const char *hostname;
   int identity;      /* sl_identity: PROXY upstreams need a header first */
   int implicit_tls;  /* TLS from the first byte: checks stop at connect */
+  int starttls;      /* sessions STARTTLS upstream when it is offered */
   sd_loop *loop; /* NULL: no active checks (unit tests) */
   int checking;
 };
@@ -70,5 +76,16 @@ void sd_upstream_acquire(sd_server *s); /* a session uses s */
 void sd_upstream_release(sd_server *s);
 /* Passive health: a connect (or TLS/greeting) outcome for s. */
 void sd_upstream_report(sd_server *s, int ok, uint64_t now);
+
+/*
+ * What the healthy pool can take, for screen-first's EHLO reply
+ * (sl_conn_info.pool_features/pool_size): the sl_feature bits every healthy
+ * server offered at its last health check, and the lowest SIZE among them
+ * (0: none).  Returns 1, or 0 when that is not known (no active checks, a
+ * healthy server not checked yet or checked only to its TLS connect, no
+ * healthy server): the relay then offers what the policy allows and
+ * downgrades per session.
+ */
+int sd_upstreams_features(const sd_upstreams *u, uint32_t *features, uint64_t *size);
 
 #endif

@@ -265,3 +265,66 @@ def sluiced_config(tmp_path):
         cmd = [str(project_binary("sluiced")), *(args or ("--check-config",)), "-c", str(path)]
         return path, subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     return run
+
+
+# ---------------------------------------------------------------- Exim, OpenSMTPD (receiver matrix)
+
+def _require_receivers(what):
+    if os.geteuid() != 0:
+        pytest.skip(f"{what} needs root (it drops to its own users; OpenSMTPD needs a mount namespace)")
+
+
+@pytest.fixture
+def receiver_factory():
+    """receiver_factory(name) -> a started receiver of lib.receiver.RECEIVER_NAMES
+    ("exim", "opensmtpd", "postfix", "postfix-no-chunking", ...): messages(),
+    log_text(), mail_commands(), wait_idle()."""
+    from lib.receiver import make_receiver
+    _require_receivers("receiver_factory")
+    started = _Started()
+
+    def make(name):
+        return started.add(make_receiver(name))
+
+    yield make
+    started.stop_all()
+
+
+@pytest.fixture
+def exim_factory():
+    """exim_factory(extra="exim.conf lines") -> lib.exim.EximInstance."""
+    from lib.exim import EximInstance
+    _require_receivers("exim_upstream")
+    started = _Started()
+
+    def make(**opts):
+        return started.add(EximInstance(**opts))
+
+    yield make
+    started.stop_all()
+
+
+@pytest.fixture
+def exim_upstream(request, exim_factory):
+    """A private Exim 4.96 (unpacked exim4-daemon-light), messages kept in its spool."""
+    return exim_factory(**_param(request))
+
+
+@pytest.fixture
+def opensmtpd_factory():
+    """opensmtpd_factory() -> lib.opensmtpd.OpenSMTPDInstance."""
+    from lib.opensmtpd import OpenSMTPDInstance
+    _require_receivers("opensmtpd_upstream")
+    started = _Started()
+
+    def make(**opts):
+        return started.add(OpenSMTPDInstance(**opts))
+
+    yield make
+    started.stop_all()
+
+
+@pytest.fixture
+def opensmtpd_upstream(request, opensmtpd_factory):
+    """A private OpenSMTPD 6.8 (unpacked opensmtpd) in its own mount namespace."""
+    return opensmtpd_factory(**_param(request))

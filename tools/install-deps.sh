@@ -10,16 +10,48 @@ packages=(
   python3-pytest python3-aiosmtpd python3-matplotlib
   swaks libnet-ssleay-perl libio-socket-inet6-perl postfix unbound dnsutils tshark tcpdump
   gnuplot-nox lcov afl++ iproute2 procps
+  libidn12 util-linux
 )
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
+
+# The receiver matrix (testbeds/test_receivers_*.py) also runs Exim and
+# OpenSMTPD.  Both conflict with postfix as packages (mail-transport-agent), so
+# they are unpacked, never installed: apt-get download + dpkg-deb -x into
+# $SLUICE_RECEIVERS_ROOT; no maintainer script runs, no daemon starts.
+# Debian's builds want the users Debian-exim (Exim) and opensmtpd/opensmtpq
+# (OpenSMTPD).  ../shared/RECEIVERS.md; testbeds/README.md "Receiver matrix".
+install_receivers() {
+  local root="${SLUICE_RECEIVERS_ROOT:-/opt/sluice-test-receivers}"
+  if [ ! -x "$root/usr/sbin/exim4" ] || [ ! -x "$root/usr/sbin/smtpd" ]; then
+    local dl
+    dl="$(mktemp -d)"
+    chmod 755 "$dl"
+    ( cd "$dl" && { $sudo apt-get download -qq exim4-daemon-light opensmtpd 2>/dev/null ||
+                    { $sudo apt-get update -qq && $sudo apt-get download -qq exim4-daemon-light opensmtpd; }; } )
+    $sudo mkdir -p "$root"
+    for deb in "$dl"/*.deb; do $sudo dpkg-deb -x "$deb" "$root"; done
+    rm -rf "$dl"
+  fi
+  id Debian-exim >/dev/null 2>&1 || $sudo useradd -r -M -d /var/spool/exim4 -s /usr/sbin/nologin Debian-exim
+  local u
+  for u in opensmtpd opensmtpq; do
+    id "$u" >/dev/null 2>&1 || $sudo useradd -r -M -d /var/lib/opensmtpd/empty -s /usr/sbin/nologin "$u"
+  done
+  # Mount points for each OpenSMTPD instance's private queue (it runs in its own
+  # mount namespace; these host directories stay empty).
+  $sudo mkdir -p /var/spool/smtpd /var/lib/opensmtpd/empty
+}
+
+if [ ${#missing[@]} -eq 0 ]; then
+  install_receivers
+  exit 0
+fi
 
 # Postfix and unbound must not start as system daemons: the tests start their
 # own instances.  policy-rc.d exiting 101 tells invoke-rc.d "not now".
@@ -36,3 +68,4 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" | $sudo de
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_receivers

@@ -4,6 +4,9 @@
 #include <string.h>
 
 #include "sl_cmd.h"
+#include "sluice/caps.h"
+#include "sluice/errors.h"
+#include "sluice/policy.h"
 
 static const struct {
   const char *kw;
@@ -102,4 +105,21 @@ size_t sl_caps_render(uint8_t *out, const uint8_t *greet, size_t greetlen,
     o += sl_reply_put_line(out + o, 250, last, line, n);
   }
   return o;
+}
+
+int sl_ehlo_features(const uint8_t *buf, size_t len, uint32_t *features,
+                     uint64_t *size) {
+  if (!buf || !features || !size || len > UINT32_MAX)
+    return SL_ERR_INVALID_ARGUMENT;
+  sl_reply r;
+  /* RFC 5321 4.5.3.1.5 bounds a reply line at 512; a capability list may
+     run long, so only the whole reply is bounded (by what was read). */
+  if (sl_reply_scan(buf, len, 512, (uint32_t)len, &r) != 1 || r.len != len ||
+      r.code / 100 != 2)
+    return SL_ERR_INVALID_ARGUMENT;
+  sl_caps caps;
+  sl_caps_parse(buf, &r, &caps);
+  *features = caps.bits & SL_FEAT_ALL;
+  *size = caps.size;
+  return 0;
 }

@@ -239,6 +239,81 @@ sl_path_err sl_cmd_check_path(const uint8_t *arg, size_t len, int is_mail,
   return SL_PATH_OK;
 }
 
+/* Where the parameters start: just after the path's closing '>' (quoted
+   local parts may hold one). */
+static size_t params_start(const uint8_t *a, size_t n) {
+  size_t i = 0;
+  while (i < n && a[i] != '<')
+    i++;
+  int quoted = 0;
+  for (i++; i < n; i++) {
+    if (a[i] == '\\' && quoted)
+      i++;
+    else if (a[i] == '"')
+      quoted = !quoted;
+    else if (a[i] == '>' && !quoted)
+      return i + 1;
+  }
+  return n;
+}
+
+static uint32_t param_class(const uint8_t *kw, size_t n) {
+  size_t k = 0;
+  while (k < n && kw[k] != '=')
+    k++;
+  const uint8_t *val = kw + k + (k < n);
+  size_t vlen = k < n ? n - k - 1 : 0;
+  if (k == 4 && sl_ieq(kw, "SIZE", 4))
+    return SL_P_SIZE;
+  if (k == 4 && sl_ieq(kw, "BODY", 4))
+    return vlen == 8 && sl_ieq(val, "8BITMIME", 8) ? SL_P_BODY_8BIT
+           : vlen == 4 && sl_ieq(val, "7BIT", 4)   ? SL_P_BODY_7BIT
+                                                   : SL_P_BODY_BINARY;
+  if (k == 8 && sl_ieq(kw, "SMTPUTF8", 8))
+    return SL_P_SMTPUTF8;
+  if ((k == 3 && sl_ieq(kw, "RET", 3)) || (k == 5 && sl_ieq(kw, "ENVID", 5)) ||
+      (k == 6 && sl_ieq(kw, "NOTIFY", 6)) || (k == 5 && sl_ieq(kw, "ORCPT", 5)))
+    return SL_P_DSN;
+  if (k == 4 && sl_ieq(kw, "AUTH", 4))
+    return SL_P_AUTH;
+  return 0;
+}
+
+uint32_t sl_cmd_param_classes(const uint8_t *arg, size_t len) {
+  uint32_t present = 0;
+  size_t i = params_start(arg, len);
+  while (i < len) {
+    while (i < len && arg[i] == ' ')
+      i++;
+    size_t s = i;
+    while (i < len && arg[i] != ' ')
+      i++;
+    if (i > s)
+      present |= param_class(arg + s, i - s);
+  }
+  return present;
+}
+
+size_t sl_cmd_drop_params(const uint8_t *line, size_t len, size_t arg,
+                          uint32_t drop, uint8_t *out) {
+  size_t i = arg + params_start(line + arg, len - arg);
+  memcpy(out, line, i);
+  size_t o = i;
+  while (i < len) {
+    while (i < len && line[i] == ' ')
+      i++;
+    size_t s = i;
+    while (i < len && line[i] != ' ')
+      i++;
+    if (i > s && !(param_class(line + s, i - s) & drop)) {
+      out[o++] = ' ';
+      memcpy(out + o, line + s, i - s);
+      o += i - s;
+    }
+  }
+  return o;
+}
+
 int sl_cmd_bdat(const uint8_t *arg, size_t len, uint64_t *size, int *last) {
   size_t i = 0;
   while (i < len && arg[i] != ' ')

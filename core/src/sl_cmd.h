@@ -81,6 +81,19 @@ typedef struct sl_path_limits {
 sl_path_err sl_cmd_check_path(const uint8_t *arg, size_t len, int is_mail,
                               const sl_path_limits *lim, uint64_t *size);
 
+/* The sl_param classes of the parameters of a MAIL or RCPT argument that
+   passed sl_cmd_check_path() (BODY=7BIT counts as SL_P_BODY_7BIT). */
+uint32_t sl_cmd_param_classes(const uint8_t *arg, size_t len);
+
+/*
+ * Copies a MAIL or RCPT line whose argument (at offset arg) passed
+ * sl_cmd_check_path() into out, leaving out every parameter whose class is
+ * in drop: what an upstream that lacks an extension must not see (RFC 1870,
+ * 3461, 4954).  Returns the length written, at most len.
+ */
+size_t sl_cmd_drop_params(const uint8_t *line, size_t len, size_t arg,
+                          uint32_t drop, uint8_t *out);
+
 /* "BDAT <size> [LAST]": returns 0 and fills size/last, or -1. */
 int sl_cmd_bdat(const uint8_t *arg, size_t len, uint64_t *size, int *last);
 

@@ -17,6 +17,7 @@ void sl_limits_default(sl_limits *l) {
   l->domain_max = 255;
   l->message_size_max = 52428800;
   l->recipients_max = 100;
+  l->recipient_overshoot_max = 1000;
   l->pipeline_max = 32;
   l->errors_max = 20;
   l->junk_commands_max = 100;
@@ -25,6 +26,7 @@ void sl_limits_default(sl_limits *l) {
   l->proxy_header_timeout = 5 * SL_SEC;
   l->command_timeout = 300 * SL_SEC;
   l->data_block_timeout = 180 * SL_SEC;
+  l->record_timeout = 60 * SL_SEC;
   l->send_timeout = 300 * SL_SEC;
   l->upstream_connect_timeout = 30 * SL_SEC;
   l->upstream_greeting_timeout = 300 * SL_SEC;
@@ -32,7 +34,10 @@ void sl_limits_default(sl_limits *l) {
   l->upstream_data_init_timeout = 120 * SL_SEC;
   l->upstream_data_term_timeout = 600 * SL_SEC;
   l->tls_handshake_timeout = 60 * SL_SEC;
-  l->session_timeout = 0;
+  /* Longer than any legitimate session: the RFC 5321 4.5.3.2 waits of one
+     transaction (32 min) plus message_size_max at 128 kbit/s (55 min),
+     with room to spare (README "Limits"). */
+  l->session_timeout = 7200 * SL_SEC;
 }
 
 int sl_limits_check(const sl_limits *l) {
@@ -67,6 +72,8 @@ void sl_policy_default(sl_policy *p) {
   p->upstream_attempts = 3;
   p->auth_requires_tls = 1;
   p->greet_teaser = 1;
+  /* Postfix 3.9's default for smtpd_forbid_unauth_pipelining */
+  p->forbid_unauth_pipelining = 1;
   p->pregreet_action = SL_ACT_CONTINUE;
   p->pregreet_score = 0;
   p->dnsbl_timeout = 5 * SL_SEC;

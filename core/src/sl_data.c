@@ -326,3 +326,69 @@ sl_violation sl_bdat_check(uint8_t *state, const uint8_t *in, size_t len,
   *consumed = len;
   return SL_VIOL_NONE;
 }
+
+void sl_stuff_init(sl_stuff *s, uint32_t text_line_max) {
+  memset(s, 0, sizeof(*s));
+  s->text_max = text_line_max > 2 ? text_line_max - 2 : 0;
+}
+
+sl_violation sl_stuff_run(sl_stuff *s, const uint8_t *in, size_t len,
+                          uint8_t *out, size_t outcap, size_t *consumed,
+                          size_t *produced) {
+  size_t i = 0, o = 0;
+  sl_violation v = SL_VIOL_NONE;
+  while (i < len && o + 2 <= outcap) {
+    uint8_t c = in[i];
+    if (s->cr) {
+      if (c != '\n') {
+        v = SL_VIOL_BARE_CR;
+        break;
+      }
+      s->cr = 0;
+      s->mid = 0;
+      s->line_len = 0;
+      out[o++] = '\r';
+      out[o++] = '\n';
+      i++;
+      continue;
+    }
+    if (c == '\r') {
+      s->cr = 1;
+      i++;
+      continue;
+    }
+    if (c == '\n') {
+      v = SL_VIOL_BARE_LF;
+      break;
+    }
+    if (c == 0) {
+      v = SL_VIOL_NUL;
+      break;
+    }
+    if (++s->line_len > s->text_max) {
+      v = SL_VIOL_LINE_TOO_LONG;
+      break;
+    }
+    if (!s->mid && c == '.')
+      out[o++] = '.'; /* transparency (RFC 5321 4.5.2) */
+    s->mid = 1;
+    out[o++] = c;
+    i++;
+  }
+  *consumed = v == SL_VIOL_NONE ? i : i + 1;
+  *produced = o;
+  return v;
+}
+
+size_t sl_stuff_end(sl_stuff *s, uint8_t *out) {
+  size_t o = 0;
+  if (s->mid) {
+    out[o++] = '\r';
+    out[o++] = '\n';
+  }
+  memcpy(out + o, ".\r\n", 3);
+  o += 3;
+  s->mid = 0;
+  s->line_len = 0;
+  return o;
+}

@@ -64,4 +64,35 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
 sl_violation sl_bdat_check(uint8_t *state, const uint8_t *in, size_t len,
                            size_t *consumed);
 
+/*
+ * BDAT content re-framed as a DATA body, for an upstream without CHUNKING
+ * (guarantee 8): the chunks' octets (not dot-stuffed) are checked as
+ * canonical text (CRLF only, no NUL, lines within text_line_max) and written
+ * dot-stuffed, so the only end-of-data the upstream can see is the one
+ * sl_stuff_end() writes.  A CR at the end of one chunk may pair with an LF
+ * at the start of the next.
+ */
+typedef struct sl_stuff {
+  uint32_t line_len; /* content bytes of the current line */
+  uint32_t text_max; /* longest line content allowed (limit - 2) */
+  uint8_t cr;        /* a CR is pending (its LF not yet seen) */
+  uint8_t mid;       /* inside a line (not at its start) */
+} sl_stuff;
+
+void sl_stuff_init(sl_stuff *s, uint32_t text_line_max);
+
+/* Frames in[0..len) into out[0..outcap), outcap >= 2: consumes until the
+   output is full, then reports consumed and produced.  Returns
+   SL_VIOL_NONE, or the violation (bare CR/LF, NUL, line too long) with
+   *consumed just after the offending byte. */
+sl_violation sl_stuff_run(sl_stuff *s, const uint8_t *in, size_t len,
+                          uint8_t *out, size_t outcap, size_t *consumed,
+                          size_t *produced);
+
+/* Writes the end of the body into out (room for 5): a CRLF when the content
+   does not end with one (DATA cannot carry such a message otherwise), then
+   "." CRLF.  Returns the bytes written.  The caller refuses a message whose
+   content ends on a pending CR (s->cr) instead. */
+size_t sl_stuff_end(sl_stuff *s, uint8_t *out);
+
 #endif

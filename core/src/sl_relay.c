@@ -22,6 +22,7 @@
 #include "sl_data.h"
 #include "sl_envelope.h"
 #include "sl_pcg.h"
+#include "sl_relay_replies.h"
 #include "sl_reply.h"
 #include "sluice/proxy.h"
 #include "sluice/relay.h"
@@ -81,6 +82,12 @@ enum q_kind {
   Q_UP_DATA_SYNC, /* a DATA whose body came too early: its reply is
                      swallowed, the client gets 554 and the upstream leg
                      closes before any body byte is sent */
+  Q_UP_BDAT_DATA, /* the DATA that carries a BDAT transaction to an upstream
+                     without CHUNKING: its 354 is swallowed and the entry
+                     becomes the first chunk's reply; any other reply is
+                     that chunk's */
+  Q_UP_RSET_OWN,  /* sluice's own RSET after that DATA was refused: its
+                     reply goes to no client command */
   Q_LOCAL = 32
 };
 
@@ -102,6 +109,7 @@ enum local_reply {
   R_NEED_UTF8,
   R_SIZE,
   R_TOO_MANY_RCPT,
+  R_RCPT_OVERSHOOT,
   R_NEED_HELO,
   R_NEED_MAIL,
   R_NESTED_MAIL,
@@ -138,12 +146,18 @@ enum local_reply {
   R_SOURCE_ROUTE,
   R_PERCENT_HACK,
   R_BANG_PATH,
+  R_UP_NO_8BIT,
+  R_UP_NO_UTF8,
+  R_BDAT_OK,
+  R_BDAT_FAILED,
   R_COUNT
 };
 
 enum {
   RF_CLOSE = 1, /* the session ends once this reply is sent */
-  RF_HOST = 2   /* "<code> <hostname> <text>" (greetings, closings) */
+  RF_HOST = 2,  /* "<code> <enhanced> <hostname> <text>" (greetings,
+                   closings) */
+  RF_NOERR = 4  /* a refusal that does not count toward errors_max */
 };
 
 static const struct {
@@ -171,6 +185,7 @@ static const struct {
     [R_NEED_UTF8] = {553, 0, "5.6.7 Non-ASCII address requires SMTPUTF8"},
     [R_SIZE] = {552, 0, "5.3.4 Message size exceeds fixed limit"},
     [R_TOO_MANY_RCPT] = {452, 0, "4.5.3 Error: too many recipients"},
+    [R_RCPT_OVERSHOOT] = {452, RF_NOERR, "4.5.3 Error: too many recipients"},
     [R_NEED_HELO] = {503, 0, "5.5.1 Error: send HELO/EHLO first"},
     [R_NEED_MAIL] = {503, 0, "5.5.1 Error: need MAIL command"},
     [R_NESTED_MAIL] = {503, 0, "5.5.1 Error: nested MAIL command"},
@@ -224,13 +239,36 @@ static const struct {
                         "5.7.1 Relay access denied: '%' or '@' in the local "
                         "part refused"},
     [R_BANG_PATH] = {554, 0, "5.7.1 Relay access denied: bang path refused"},
+    /* RFC 6152 3: convert or refuse; sluice stores nothing to convert */
+    [R_UP_NO_8BIT] = {550, 0,
+                      "5.6.3 Error: 8-bit content needs a conversion the mail "
+                      "server does not support"},
+    /* RFC 6531 3.2: never forwarded to a server without SMTPUTF8 */
+    [R_UP_NO_UTF8] = {553, 0,
+                      "5.6.7 Error: the mail server does not support "
+                      "SMTPUTF8"},
+    /* a chunk taken on the way to DATA upstream: nothing is accepted yet */
+    [R_BDAT_OK] = {250, 0, "2.0.0 Ok: chunk received"},
+    /* the code is the upstream's refusal of DATA (bdat_fail_code) */
+    [R_BDAT_FAILED] = {554, 0,
+                       ".0.0 Error: the mail server refused the "
+                       "message"},
 };
 
-#define RING_CAP 6
+/* The request ring never drops a request or an event (guarantee 10).  A
+   step of run() pushes at most STEP_PUSH requests and runs only while
+   STEP_ROOM slots are free, so one more is always left for the only push
+   outside run() (sl_relay_abort's close); answers and expiries are applied
+   by steps of run() too.  With less room the relay consumes no input and
+   waits for the driver to drain sl_relay_next_request(), which runs it
+   again. */
+#define RING_CAP 8
+#define STEP_PUSH 3
+#define STEP_ROOM (STEP_PUSH + 1)
 #define QUEUE_CAP 32
-/* Events may fill the ring only up to here, so the requests that matter
-   (connect, TLS, close, DNSBL) always find a slot. */
-#define RING_EVENT_MAX (RING_CAP - 3)
+/* Messages whose end-of-data reply is still owed (BDAT LAST transactions
+   can be pipelined back to back); a ninth waits for the first's reply. */
+#define MSIZE_CAP 8
 
 typedef struct ring_ent {
   uint8_t type, kind;
@@ -269,6 +307,8 @@ struct sl_relay {
   sl_tstamp t_stutter; /* next stutter slot */
   sl_tstamp t_tokens;  /* last throttle refill */
   sl_tstamp t_retry;   /* pool was empty: try again at */
+  sl_tstamp t_rec;     /* first byte of the client's unfinished line */
+  sl_tstamp t_urec;    /* first byte of the upstream's unfinished line */
   sl_duration greet_jitter;
 
   uint64_t bdat_left;
@@ -283,6 +323,10 @@ struct sl_relay {
   uint32_t offered;       /* capabilities offered to the client */
   uint16_t dnsbl_pending; /* zones not yet answered */
   uint16_t rcpts;         /* accepted + pending recipients */
+  uint16_t bdat_fail_code; /* the upstream's refusal of a BDAT's DATA */
+  sl_stuff stuff;          /* BDAT content framed as DATA (bdat_down) */
+  uint16_t overshoot;     /* RCPTs over recipients_max in this
+                             transaction */
 
   ring_ent ring[RING_CAP];
   uint8_t ring_head, ring_len;
@@ -290,7 +334,15 @@ struct sl_relay {
   uint32_t q_cur; /* bit per queue slot: a MAIL or RCPT of the transaction
                      in force (pipelined replies must not undo the state a
                      later RSET, MAIL or end of data set up) */
+  uint32_t q_sync; /* bit per queue slot: a command that must end a
+                      pipelined group (RFC 2920 3.1), whose client must
+                      wait for this reply */
   uint8_t q_head, q_len;
+  /* The size of each message whose end is in the queue, in queue order:
+     the next MAIL may be read before the reply to the previous end of data
+     arrives, so the size cannot live in the transaction state. */
+  uint32_t msize[MSIZE_CAP];
+  uint8_t msize_head, msize_len;
 
   uint8_t cl, up;  /* enum cl_state, enum up_state */
   uint8_t attempt; /* connect attempts in this round */
@@ -299,6 +351,9 @@ struct sl_relay {
   uint8_t viol;    /* sl_violation of the message being refused */
   uint8_t bdat_cr;
   uint8_t dnsbl_asked; /* zones asked so far */
+  /* Answers taken by sl_relay_complete() and applied by a step of run()
+     once the ring has room for what they push: status + 1, 0 none. */
+  uint8_t res_connect, res_tls_client, res_tls_up;
 
   /* flags */
   uint8_t greeted : 1;    /* the final greeting line went out */
@@ -326,7 +381,20 @@ struct sl_relay {
   uint8_t end_sent : 1;    /* SESSION_END requested */
   uint8_t starved : 1;     /* the pool had no buffer */
   uint8_t no_input : 1;    /* after QUIT or STARTTLS: read nothing more */
-  uint8_t wait_354 : 1;    /* DATA sent upstream, its reply not yet out */
+  uint8_t wait_354 : 1;    /* after DATA: its reply is not yet out (sent
+                              to the client); the bytes after it wait */
+  uint8_t body_early : 1;  /* bytes came after DATA before its reply */
+  uint8_t quiet : 1;       /* discarding such a body after a refused DATA:
+                              no reply at its end */
+  uint8_t c_reading : 1;   /* client input was wanted at the last run() */
+  uint8_t u_reading : 1;   /* upstream input likewise */
+  uint8_t sync_bad : 1;    /* bytes came before the reply to a command
+                              that ends a group: the next command gets
+                              554 5.5.0 (forbid_unauth_pipelining) */
+  uint8_t expire : 1;      /* handle_expiry() called: check the timers */
+  uint8_t bdat_down : 1;   /* this BDAT transaction goes upstream as DATA */
+  uint8_t bdat_go : 1;     /* ... and the upstream said 354 */
+  uint8_t bdat_failed : 1; /* ... and the upstream refused the DATA */
   uint8_t utf8_txn : 1;    /* the MAIL in force declared SMTPUTF8 */
   uint8_t authed : 1;      /* the upstream accepted AUTH (235): no relay
                               control, as Postfix's permit_sasl_authenticated */
@@ -431,8 +499,12 @@ static uint32_t new_id(sl_relay *r, uint32_t tag) {
 
 static void push_req(sl_relay *r, sl_request_type type, uint32_t id,
                      uint8_t kind, uint64_t arg) {
-  if (r->ring_len == RING_CAP)
-    return; /* callers check ring_free(); only events can be dropped */
+  if (r->ring_len == RING_CAP) {
+    /* Steps reserve room before they run: a full ring here is a bug, and
+       is reported rather than a request silently lost. */
+    r->err = (uint32_t)-SL_ERR_INTERNAL;
+    return;
+  }
   ring_ent *e = &r->ring[(r->ring_head + r->ring_len) % RING_CAP];
   e->type = (uint8_t)type;
   e->kind = kind;
@@ -442,8 +514,7 @@ static void push_req(sl_relay *r, sl_request_type type, uint32_t id,
 }
 
 static void event(sl_relay *r, sl_event_kind kind, uint64_t arg) {
-  if (r->ring_len < RING_EVENT_MAX || kind == SL_EV_SESSION_END)
-    push_req(r, SL_REQ_EVENT, new_id(r, 0), (uint8_t)kind, arg);
+  push_req(r, SL_REQ_EVENT, new_id(r, 0), (uint8_t)kind, arg);
 }
 
 /* ---- the reply queue ------------------------------------------------------
@@ -457,6 +528,7 @@ static void q_push(sl_relay *r, uint8_t k) {
   unsigned slot = (r->q_head + r->q_len) % QUEUE_CAP;
   r->q[slot] = k;
   r->q_cur &= ~(1u << slot);
+  r->q_sync &= ~(1u << slot);
   if (k == Q_UP_MAIL || k == Q_UP_RCPT)
     r->q_cur |= 1u << slot;
   r->q_len++;
@@ -469,7 +541,25 @@ static void txn_reset(sl_relay *r) {
   r->mail = 0;
   r->utf8_txn = 0;
   r->rcpts = 0;
+  r->overshoot = 0;
 }
+
+static void msize_push(sl_relay *r, uint64_t size) {
+  r->msize[(r->msize_head + r->msize_len) % MSIZE_CAP] =
+      size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
+  r->msize_len++;
+}
+static uint64_t msize_pop(sl_relay *r) {
+  if (!r->msize_len)
+    return 0;
+  uint32_t v = r->msize[r->msize_head];
+  r->msize_head = (uint8_t)((r->msize_head + 1) % MSIZE_CAP);
+  r->msize_len--;
+  return v;
+}
+/* Every end-of-data reply still owed is gone (failed over to local
+   replies, or the queue was dropped). */
+static void msize_clear(sl_relay *r) { r->msize_head = r->msize_len = 0; }
 
 static int q_head_current(const sl_relay *r) {
   return (r->q_cur >> r->q_head) & 1u;
@@ -478,6 +568,7 @@ static void q_push_local(sl_relay *r, enum local_reply id) {
   q_push(r, (uint8_t)(Q_LOCAL + id));
 }
 static void q_pop(sl_relay *r) {
+  r->q_sync &= ~(1u << r->q_head);
   r->q_head = (uint8_t)((r->q_head + 1) % QUEUE_CAP);
   r->q_len--;
   r->t_release = SL_TSTAMP_NONE;
@@ -488,6 +579,7 @@ static void q_pop(sl_relay *r) {
 static sl_duration up_timeout(const sl_relay *r, uint8_t kind) {
   switch (kind) {
   case Q_UP_DATA:
+  case Q_UP_BDAT_DATA:
     return r->lim->upstream_data_init_timeout;
   case Q_UP_END:
   case Q_UP_BDAT_LAST:
@@ -508,6 +600,24 @@ static void up_write_line(sl_relay *r, const uint8_t *line, size_t len) {
 
 static int up_room(sl_relay *r, size_t n) {
   return buf_reserve(r, &r->uout, (uint32_t)n + 2) == 0;
+}
+
+/* Writes a checked MAIL or RCPT line upstream without the parameters of
+   the classes in drop (extensions the upstream did not offer).  The caller
+   checked room for the whole line. */
+static void up_write_params(sl_relay *r, const uint8_t *line, size_t len,
+                            uint32_t drop) {
+  if (!drop) {
+    up_write_line(r, line, len);
+    return;
+  }
+  sl_cmd c;
+  sl_cmd_parse(line, len, &c);
+  if (r->uout.len == 0)
+    r->t_uout = r->now;
+  buf_grow(&r->uout,
+           sl_cmd_drop_params(line, len, c.arg, drop, buf_tail(&r->uout)));
+  buf_put(&r->uout, "\r\n", 2);
 }
 
 static void up_command(sl_relay *r, const char *s) {
@@ -546,11 +656,13 @@ static void up_close(sl_relay *r) {
     push_req(r, SL_REQ_CLOSE_UPSTREAM, new_id(r, 0), 0, 0);
   buf_release(r, &r->uin);
   buf_release(r, &r->uout);
+  r->t_urec = SL_TSTAMP_NONE;
   r->up = UP_NONE;
   r->up_out = r->up_sync = 0;
   r->up_eof = 0;
   r->t_up = SL_TSTAMP_NONE;
   r->id_connect = r->id_tls_up = 0;
+  r->res_connect = r->res_tls_up = 0; /* answers for that leg are stale */
 }
 
 /* Does a queued reply still depend on the upstream? */
@@ -561,18 +673,25 @@ static int q_owes_upstream(const sl_relay *r) {
   return 0;
 }
 
-/* Every reply still owed by the upstream becomes a local one. */
+/* Every reply still owed by the upstream becomes a local one; replies to
+   sluice's own commands are owed to no one and go. */
 static void q_fail_upstream(sl_relay *r, enum local_reply why) {
+  uint8_t n = 0;
   for (uint8_t i = 0; i < r->q_len; i++) {
-    uint8_t *k = &r->q[(r->q_head + i) % QUEUE_CAP];
-    if (is_up(*k))
-      *k = (uint8_t)(Q_LOCAL + why);
-    else if (*k == Q_GREETING && r->pol->mode == SL_MODE_PASSTHROUGH)
-      *k = (uint8_t)(Q_LOCAL + R_NO_UPSTREAM);
+    uint8_t k = r->q[(r->q_head + i) % QUEUE_CAP];
+    if (k == Q_UP_RSET_OWN)
+      continue;
+    if (is_up(k))
+      k = (uint8_t)(Q_LOCAL + why);
+    else if (k == Q_GREETING && r->pol->mode == SL_MODE_PASSTHROUGH)
+      k = (uint8_t)(Q_LOCAL + R_NO_UPSTREAM);
+    r->q[(r->q_head + n++) % QUEUE_CAP] = k;
   }
+  r->q_len = n;
+  r->q_cur = 0; /* no reply left can change the transaction */
   r->mail = 0;
   r->rcpts = 0;
-  r->wait_354 = 0;
+  msize_clear(r);
 }
 
 static void up_fail(sl_relay *r, sl_upstream_failure why) {
@@ -602,8 +721,13 @@ static void up_fail(sl_relay *r, sl_upstream_failure why) {
     r->cl = CL_DISCARD;
   } else if (r->cl == CL_BDAT) {
     r->bdat_discard = 1;
-  } else if (r->cl == CL_WAIT && !r->tls_pending) {
-    /* the DATA or AUTH whose reply we waited for now has a local one */
+    /* a chunk on its way to DATA upstream is not received after all */
+    uint8_t *tail = &r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP];
+    if (r->q_len && *tail == Q_LOCAL + R_BDAT_OK)
+      *tail = Q_LOCAL + R_UPSTREAM_LOST;
+  } else if (r->cl == CL_WAIT && !r->tls_pending && !r->wait_354) {
+    /* the AUTH whose reply we waited for now has a local one (a DATA's
+       bytes keep waiting until its reply is out) */
     r->cl = CL_CMD;
   }
 }
@@ -889,6 +1013,7 @@ static void replied(sl_relay *r, unsigned code) {
           r->q[(r->q_head + n++) % QUEUE_CAP] = k;
       }
       r->q_len = n;
+      r->q_sync = 0;
       q_push_local(r, R_TOO_MANY_ERRORS);
       r->no_input = 1;
     }
@@ -899,46 +1024,122 @@ static size_t local_len(const sl_relay *r, enum local_reply id) {
   return strlen(replies[id].text) + strlen(r->pol->hostname) + 8;
 }
 
+/* An enhanced status code "d.ddd.ddd " (RFC 3463) at the start of s: its
+   length with the space, or 0. */
+static size_t enhanced_len(const char *s) {
+  size_t i = 0;
+  for (int part = 0; part < 3; part++) {
+    size_t d = 0;
+    while (s[i] >= '0' && s[i] <= '9' && d < 3) {
+      i++;
+      d++;
+    }
+    if (d == 0 || s[i] != (part < 2 ? '.' : ' '))
+      return 0;
+    i++;
+  }
+  return i;
+}
+
+/* "<code> <text>", or with RF_HOST "<code> <enhanced> <host> <rest>": RFC
+   2034 puts the enhanced status code right after the reply code, so the
+   hostname goes after it (as Postfix writes "421 4.4.2 host Error: ..."). */
+static size_t render_local(uint8_t *o, enum local_reply id, unsigned code,
+                           const char *host) {
+  const char *text = replies[id].text;
+  size_t n = sl_put_decimal(o, code);
+  o[n++] = ' ';
+  if (text[0] == '.') /* the class digit is the code's (R_BDAT_FAILED) */
+    o[n++] = (uint8_t)('0' + code / 100);
+  if (replies[id].flags & RF_HOST || id == R_HELO_LOCAL) {
+    size_t e = enhanced_len(text);
+    memcpy(o + n, text, e);
+    n += e;
+    text += e;
+    n += put_str(o + n, host);
+    if (text[0])
+      o[n++] = ' ';
+  }
+  n += put_str(o + n, text);
+  o[n++] = '\r';
+  o[n++] = '\n';
+  return n;
+}
+
 /* Renders a local reply into cout.  0 when done, -1 when cout has no room
    yet (the reply stays queued). */
 static int emit_local(sl_relay *r, enum local_reply id) {
   const char *host = r->pol->hostname;
   if (id == R_EHLO_LOCAL) {
-    /* screen-first: what sluice offers before any upstream exists */
+    /* screen-first: what sluice offers before any upstream exists, no
+       more than the pool can take (guarantee 8) */
     uint32_t offer = r->pol->features & SL_FEAT_ALL;
+    uint64_t size = r->lim->message_size_max;
+    if (r->info.flags & SL_CONN_POOL_CAPS) {
+      offer &= r->info.pool_features | SL_FEAT_PIPELINING | SL_FEAT_STARTTLS;
+      if (r->info.pool_size && (!size || r->info.pool_size < size))
+        size = r->info.pool_size;
+    }
     if ((offer & SL_FEAT_STARTTLS) && r->stats.tls_client)
       offer &= ~(uint32_t)SL_FEAT_STARTTLS;
     const char *mech = r->pol->auth_mechanisms;
-    size_t mlen = mech ? strlen(mech) : 0;
+    size_t mlen = mech && (offer & SL_FEAT_AUTH) ? strlen(mech) : 0;
     if (r->pol->auth_requires_tls && !r->stats.tls_client)
       mlen = 0;
     size_t hl = strlen(host);
     if (buf_reserve(r, &r->cout, (uint32_t)(hl + mlen + SL_CAPS_RENDER_MAX)))
       return -1;
-    size_t n =
-        sl_caps_render(buf_tail(&r->cout), (const uint8_t *)host, hl, offer,
-                       r->lim->message_size_max, (const uint8_t *)mech, mlen);
+    size_t n = sl_caps_render(buf_tail(&r->cout), (const uint8_t *)host, hl,
+                              offer, size, (const uint8_t *)mech, mlen);
     buf_grow(&r->cout, n);
     r->offered = offer & (mlen ? ~0u : ~(uint32_t)SL_CAP_AUTH);
     return 0;
   }
   if (buf_reserve(r, &r->cout, (uint32_t)local_len(r, id)))
     return -1;
-  uint8_t *o = buf_tail(&r->cout);
-  size_t n = sl_put_decimal(o, replies[id].code);
-  o[n++] = ' ';
-  if (replies[id].flags & RF_HOST || id == R_HELO_LOCAL) {
-    n += put_str(o + n, host);
-    if (replies[id].text[0])
-      o[n++] = ' ';
-  }
-  n += put_str(o + n, replies[id].text);
-  o[n++] = '\r';
-  o[n++] = '\n';
-  buf_grow(&r->cout, n);
+  unsigned code = replies[id].code;
+  if (id == R_BDAT_FAILED && r->bdat_fail_code)
+    code = r->bdat_fail_code;
+  buf_grow(&r->cout, render_local(buf_tail(&r->cout), id, code, host));
   if (id == R_HELO_LOCAL)
     r->offered = 0;
   return 0;
+}
+
+unsigned sl_relay_reply_count(void) { return R_COUNT; }
+
+int sl_relay_reply_enhanced(unsigned id) {
+  return id < R_COUNT && id != R_GREETING && id != R_EHLO_LOCAL &&
+         id != R_HELO_LOCAL;
+}
+
+size_t sl_relay_reply_render(unsigned id, const char *host, uint8_t *out,
+                             size_t cap) {
+  if (id >= R_COUNT || id == R_EHLO_LOCAL || !host ||
+      cap < strlen(replies[id].text) + strlen(host) + 8)
+    return 0;
+  return render_local(out, (enum local_reply)id, replies[id].code, host);
+}
+
+/* The length of an enhanced status code (RFC 3463 "d.ddd.ddd") at the
+   start of a reply line's text, followed by a space or the end; 0 if none. */
+static size_t esc_len(const uint8_t *t, size_t n) {
+  size_t i = 0;
+  for (int part = 0; part < 3; part++) {
+    size_t d = 0;
+    while (i < n && t[i] >= '0' && t[i] <= '9' && d < 3) {
+      i++;
+      d++;
+    }
+    if (d == 0)
+      return 0;
+    if (part < 2) {
+      if (i >= n || t[i] != '.')
+        return 0;
+      i++;
+    }
+  }
+  return i == n || t[i] == ' ' ? i : 0;
 }
 
 /* Re-frames an upstream reply into cout; EHLO replies are rebuilt from the
@@ -971,16 +1172,30 @@ static int emit_upstream(sl_relay *r, const uint8_t *buf, const sl_reply *rep,
     r->up_size = caps.size;
     return 0;
   }
-  /* Each line is rebuilt: code, separator, sanitised text, CRLF. */
-  if (buf_reserve(r, &r->cout, rep->len + 4u * rep->nlines))
+  /* Each line is rebuilt: code, separator, sanitised text, CRLF.  RFC
+     2034: once ENHANCEDSTATUSCODES is offered, every 2xx/4xx/5xx reply but
+     the greeting and EHLO's starts with one; an upstream that does not
+     write one (screen-first offered the extension before the upstream was
+     known) gets the class's generic "c.0.0" (RFC 3463). */
+  unsigned cls = rep->code / 100;
+  int esc = (r->offered & SL_CAP_ENHANCEDSTATUSCODES) && kind != Q_UP &&
+            kind != Q_UP_EHLO && kind != Q_UP_HELO && cls != 3;
+  if (buf_reserve(r, &r->cout, rep->len + 10u * rep->nlines))
     return -1;
   size_t pos = 0, len;
   const uint8_t *text;
   uint32_t line = 0;
   while (sl_reply_next_line(buf, rep, &pos, &text, &len)) {
     line++;
-    buf_grow(&r->cout, sl_reply_put_line(buf_tail(&r->cout), rep->code,
-                                         line == rep->nlines, text, len));
+    uint8_t *o = buf_tail(&r->cout);
+    size_t n = sl_reply_put_line(o, rep->code, line == rep->nlines, text, len);
+    if (esc && !esc_len(text, len)) {
+      memmove(o + 10, o + 4, n - 4);
+      memcpy(o + 4, "0.0.0 ", 6);
+      o[4] = (uint8_t)('0' + cls);
+      n += 6;
+    }
+    buf_grow(&r->cout, n);
   }
   if (kind == Q_UP_HELO) {
     r->offered = 0;
@@ -1014,17 +1229,17 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
     }
     break;
   case Q_UP_DATA:
-    r->wait_354 = 0;
     if (code == 354) {
+      r->wait_354 = 0;
+      r->body_early = 0; /* those bytes were the body */
       sl_data_init(&r->data, r->lim->text_line_max, r->lim->message_size_max,
                    (r->pol->lenient & SL_LENIENT_NORMALIZE_BARE_LF) != 0);
       r->cl = CL_DATA;
       r->t_client = r->now;
       throttle_start(r);
       set_stage(r, SL_STAGE_DATA);
-    } else {
-      r->cl = CL_CMD;
     }
+    /* refused: step_client() goes on once the reply is out */
     break;
   case Q_UP_END:
   case Q_UP_BDAT_LAST:
@@ -1037,12 +1252,19 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
       r->stats.messages_rejected++;
     }
     r->stats.last_upstream_code = (uint16_t)code;
-    event(r, SL_EV_MESSAGE, code | (r->data.size << 16));
+    event(r, SL_EV_MESSAGE, code | (msize_pop(r) << 16));
     break;
   case Q_UP_AUTH:
     r->cl = code == 334 ? CL_AUTH : CL_CMD;
     if (code == 235)
       r->authed = 1;
+    break;
+  case Q_UP_BDAT_DATA:
+    /* DATA refused (354 is handled before): this chunk had that reply, the
+       transaction's other chunks get its code, and no chunk byte moves. */
+    r->bdat_failed = 1;
+    r->bdat_fail_code = (uint16_t)code;
+    r->bdat_discard = 1;
     break;
   default:
     break;
@@ -1071,8 +1293,8 @@ static void after_local_reply(sl_relay *r, enum local_reply id) {
   }
   if (id == R_EHLO_LOCAL || id == R_HELO_LOCAL)
     set_stage(r, SL_STAGE_HELO);
-  if (r->cl == CL_WAIT && r->q_len == 0 && !r->no_input)
-    r->cl = CL_CMD; /* the DATA/AUTH we waited on was answered locally */
+  if (r->cl == CL_WAIT && r->q_len == 0 && !r->no_input && !r->wait_354)
+    r->cl = CL_CMD; /* the AUTH we waited on was answered locally */
 }
 
 /* ---- step: replies leave the queue in order ------------------------- */
@@ -1132,12 +1354,41 @@ static int emit_greeting(sl_relay *r) {
 
 static int is_sync(uint8_t k) {
   return k == Q_UP_EHLO || k == Q_UP_HELO || k == Q_UP_DATA ||
-         k == Q_UP_DATA_SYNC || k == Q_UP_AUTH || k == Q_UP_VRFY;
+         k == Q_UP_DATA_SYNC || k == Q_UP_AUTH || k == Q_UP_VRFY ||
+         k == Q_UP_BDAT_DATA;
+}
+
+/* After a BDAT transaction's DATA was refused, the upstream may still hold
+   its MAIL and RCPTs while the client, whose transaction ends with LAST,
+   starts afresh: reset it, with a reply that goes to no one. */
+static void up_hidden_rset(sl_relay *r) {
+  if (r->up != UP_READY || r->cl >= CL_CLOSING || r->q_len >= QUEUE_CAP ||
+      !up_can_send(r) || !up_room(r, 4))
+    return;
+  up_write_line(r, (const uint8_t *)"RSET", 4);
+  up_sent(r, Q_UP_RSET_OWN, 0);
+}
+
+/* The upstream's 354 to the DATA carrying a BDAT transaction: the client
+   never sees it; the chunk waiting for it may now be framed, and the entry
+   becomes that chunk's reply (taken locally, or the end-of-data's). */
+static void bdat_go(sl_relay *r, const sl_reply *rep) {
+  buf_consume(r, &r->uin, rep->len);
+  r->up_out--;
+  r->up_sync--;
+  r->t_up = r->up_out ? tadd(r->now, r->lim->upstream_command_timeout)
+                      : SL_TSTAMP_NONE;
+  r->t_release = SL_TSTAMP_NONE;
+  r->bdat_go = 1;
+  r->q[r->q_head] = r->bdat_last ? Q_UP_BDAT_LAST : Q_LOCAL + R_BDAT_OK;
+  if (r->bdat_last) /* its bytes are still to come: bdat_left */
+    msize_push(r, r->data.size + r->bdat_left);
+  set_stage(r, SL_STAGE_DATA);
 }
 
 static int step_replies(sl_relay *r) {
   int progress = 0;
-  while (r->q_len && r->cl < CL_CLOSING && ring_free(r) >= 3) {
+  while (r->q_len && r->cl < CL_CLOSING && ring_free(r) >= STEP_ROOM) {
     uint8_t k = q_peek(r);
     if (k == Q_GREETING) {
       if (!greeting_due(r) || emit_greeting(r))
@@ -1151,6 +1402,9 @@ static int step_replies(sl_relay *r) {
       if (r->cl == CL_AUTH)
         break;
       enum local_reply id = (enum local_reply)(k - Q_LOCAL);
+      /* A chunk is answered once it has been read (RFC 3030 2). */
+      if (id == R_BDAT_OK && r->cl == CL_BDAT && r->q_len == 1)
+        break;
       /* Tarpits delay answers, never the goodbye of a closing session. */
       if (!(replies[id].flags & RF_CLOSE) && !released(r, r->prof->reply_delay))
         break;
@@ -1158,7 +1412,8 @@ static int step_replies(sl_relay *r) {
         break;
       q_pop(r);
       after_local_reply(r, id);
-      replied(r, replies[id].code);
+      if (!(replies[id].flags & RF_NOERR))
+        replied(r, replies[id].code);
       progress = 1;
       continue;
     }
@@ -1173,10 +1428,29 @@ static int step_replies(sl_relay *r) {
        upstream never received: a broken or hostile upstream. */
     if (rc > 0 && (r->up_out == 0 || /* nothing asked: an AUTH after 334 */
                    (r->q_len == 1 &&
-                    (r->uout.len || (r->cl == CL_BDAT && !r->bdat_discard)))))
+                    (r->uout.len || (r->cl == CL_BDAT && !r->bdat_discard &&
+                                     k != Q_UP_BDAT_DATA)))))
       rc = -1;
+    if (k == Q_UP_BDAT_DATA && rc > 0 && rep.code != 354 && rep.code < 400)
+      rc = -1; /* DATA "accepted" with no body: never a chunk's 2xx */
     if (rc < 0) {
       up_fail(r, SL_UPFAIL_MALFORMED);
+      progress = 1;
+      continue;
+    }
+    if (k == Q_UP_BDAT_DATA && rc > 0 && rep.code == 354) {
+      bdat_go(r, &rep);
+      progress = 1;
+      continue;
+    }
+    if (k == Q_UP_RSET_OWN) {
+      if (rc == 0)
+        break;
+      buf_consume(r, &r->uin, rep.len);
+      r->up_out--;
+      r->t_up = r->up_out ? tadd(r->now, r->lim->upstream_command_timeout)
+                          : SL_TSTAMP_NONE;
+      q_pop(r);
       progress = 1;
       continue;
     }
@@ -1200,12 +1474,18 @@ static int step_replies(sl_relay *r) {
       r->up_sync--;
     r->t_up = r->up_out ? tadd(r->now, r->lim->upstream_command_timeout)
                         : SL_TSTAMP_NONE;
-    if (!(k == Q_UP_AUTH && rep.code == 334))
+    if (!(k == Q_UP_AUTH && rep.code == 334)) {
       q_pop(r);
-    else
+    } else {
       r->t_release = SL_TSTAMP_NONE;
+      /* the client was waiting for this: its continuation is no
+         synchronisation error */
+      r->q_sync &= ~(1u << r->q_head);
+    }
     after_upstream_reply(r, k, rep.code, current);
     replied(r, rep.code);
+    if (k == Q_UP_BDAT_DATA)
+      up_hidden_rset(r);
     progress = 1;
   }
   return progress;
@@ -1300,6 +1580,7 @@ static int step_preamble(sl_relay *r) {
       /* Anything after the 220 was sent before TLS: never read it as a
          reply (response injection, CVE-2011-0411's mirror). */
       buf_release(r, &r->uin);
+      r->t_urec = SL_TSTAMP_NONE;
       r->id_tls_up = new_id(r, TAG_TLS_UPSTREAM);
       push_req(r, SL_REQ_STARTTLS_UPSTREAM, r->id_tls_up, 0, 0);
       r->up = UP_TLS;
@@ -1354,10 +1635,12 @@ static int step_upstream(sl_relay *r) {
   case UP_STARTTLS:
   case UP_XCLIENT:
   case UP_REPLAY:
-    if (ring_free(r) < 4)
+    if (ring_free(r) < STEP_ROOM)
       return 0;
     return step_preamble(r);
   case UP_READY:
+    if (ring_free(r) < STEP_ROOM)
+      return 0;
     if (r->up_out == 0 &&
         (r->cl == CL_DATA || r->cl == CL_BDAT ||
          (r->q_len && q_peek(r) == Q_GREETING)) &&
@@ -1375,14 +1658,12 @@ static int step_upstream(sl_relay *r) {
     if (r->up_out == 0 && (r->uin.len || r->up_eof)) {
       /* Idle and the upstream spoke or left (idle timeout, shutdown):
          drop it; the next command reconnects and replays the EHLO. */
-      if (ring_free(r) < 3)
-        return 0;
       event(r, SL_EV_UPSTREAM_FAILED,
             r->uin.len ? SL_UPFAIL_MALFORMED : SL_UPFAIL_CLOSED);
       up_close(r);
       return 1;
     }
-    if (r->up_out && r->up_eof && ring_free(r) >= 3) {
+    if (r->up_out && r->up_eof) {
       sl_reply rep;
       if (!r->uin.len ||
           sl_reply_scan(r->uin.p + r->uin.off, r->uin.len,
@@ -1443,21 +1724,64 @@ static int sync_violation(sl_relay *r) {
   return r->pol->forbid_unauth_pipelining;
 }
 
-/* Message bytes sent before the 354 they needed, under
-   forbid_unauth_pipelining.  The DATA already went upstream: the replies
-   before it are relayed as usual, its own is replaced by the refusal and
-   the upstream leg closed before a body byte moves. */
+/* Must this command end a pipelined group (RFC 2920 3.1; Postfix's
+   SMTPD_CMD_FLAG_LAST)?  Without EHLO and an offered PIPELINING every
+   command must.  STARTTLS (its plaintext tail is discarded), QUIT (nothing
+   after it is read) and BDAT (its chunk follows it) have their own rules. */
+static int ends_group(const sl_relay *r, sl_verb v) {
+  switch (v) {
+  case SL_V_EHLO:
+  case SL_V_HELO:
+  case SL_V_DATA:
+  case SL_V_NOOP:
+  case SL_V_VRFY:
+  case SL_V_EXPN:
+  case SL_V_AUTH:
+    return 1;
+  case SL_V_STARTTLS:
+  case SL_V_QUIT:
+  case SL_V_BDAT:
+    return 0;
+  default:
+    return !(r->esmtp && (r->offered & SL_CAP_PIPELINING));
+  }
+}
+
+/* Message bytes sent before the reply to DATA, under
+   forbid_unauth_pipelining, while that reply is still queued: it is
+   replaced by the refusal (a relayed DATA's own reply is swallowed and the
+   upstream leg closed before a body byte moves). */
 static void refuse_sync(sl_relay *r) {
-  r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP] = Q_UP_DATA_SYNC;
+  uint8_t *k = &r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP];
+  *k = *k >= Q_LOCAL ? (uint8_t)(Q_LOCAL + R_SYNC) : (uint8_t)Q_UP_DATA_SYNC;
   r->wait_354 = 0;
   r->no_input = 1;
 }
 
-/* The message size allowed: the lower of ours and the upstream's SIZE. */
+/* The body a client sent after a DATA that was then refused (locally or by
+   the upstream) is message content, never commands: it is read up to its
+   end-of-data line and dropped without a reply. */
+static void discard_early_body(sl_relay *r) {
+  sl_data_init(&r->data, r->lim->text_line_max, 0,
+               (r->pol->lenient & SL_LENIENT_NORMALIZE_BARE_LF) != 0);
+  sl_data_discard(&r->data, 0);
+  r->viol = SL_VIOL_NONE;
+  r->quiet = 1;
+  r->cl = CL_DISCARD;
+  r->t_client = r->now;
+}
+
+/* The message size allowed: the lower of ours and the upstream's SIZE
+   (and, in screen-first, the pool's, which is what the client was
+   offered). */
 static uint64_t size_limit(const sl_relay *r) {
   uint64_t m = r->lim->message_size_max;
   if (r->up_size && (!m || r->up_size < m))
     m = r->up_size;
+  if (r->pol->mode == SL_MODE_SCREEN_FIRST &&
+      (r->info.flags & SL_CONN_POOL_CAPS) && r->info.pool_size &&
+      (!m || r->info.pool_size < m))
+    m = r->info.pool_size;
   return m;
 }
 
@@ -1470,7 +1794,10 @@ static int relay_line(sl_relay *r, const uint8_t *line, size_t len,
     return u;
   if (!up_can_send(r) || !up_room(r, len))
     return 0;
-  up_write_line(r, line, len);
+  /* RFC 3461 6.2: relayed without NOTIFY/ORCPT to a server without DSN */
+  up_write_params(r, line, len,
+                  kind == Q_UP_RCPT && !(r->up_caps & SL_CAP_DSN) ? SL_P_DSN
+                                                                  : 0);
   up_sent(r, kind, is_sync(kind));
   return 1;
 }
@@ -1491,6 +1818,7 @@ static int sasl_response(const uint8_t *p, size_t n) {
    to cancel the exchange); the upstream's answer is the client's reply. */
 static void sasl_line(sl_relay *r, const uint8_t *line, size_t len) {
   up_write_line(r, line, len);
+  r->q_sync |= 1u << r->q_head; /* the client waits for the answer again */
   r->up_out++;
   r->up_sync++;
   r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
@@ -1556,9 +1884,11 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
   size_t alen = len - c.arg;
   int more = r->cin.len > whole; /* bytes pipelined after this line */
   int lr = -1;                   /* a local reply, or -1 */
+  int early = 0; /* bytes follow a command that must end its group */
   int rc;
 
   if (r->cl == CL_AUTH) {
+    r->sync_bad = 0; /* a continuation sent before the 334: counted */
     if (r->up != UP_READY) {
       r->cl = CL_CMD; /* the upstream is gone: the AUTH's 451 answers this */
       goto consumed;
@@ -1577,6 +1907,15 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
   if (is_junk(c.verb) && r->lim->junk_commands_max &&
       ++r->stats.junk > r->lim->junk_commands_max) {
     lr = R_TOO_MANY_JUNK;
+    r->no_input = 1;
+    goto reply;
+  }
+  /* RFC 2920 3.1, checked before the command runs as Postfix does: bytes
+     after a command that must end a group, or that came before the reply
+     to an earlier one, are a synchronisation error. */
+  early = more && ends_group(r, c.verb); /* counted once consumed */
+  if ((early || r->sync_bad) && r->pol->forbid_unauth_pipelining) {
+    lr = R_SYNC;
     r->no_input = 1;
     goto reply;
   }
@@ -1622,11 +1961,6 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
   case SL_V_HELO: {
     if (!sl_cmd_helo_arg(arg, alen, r->lim->domain_max)) {
       lr = R_HELO_SYNTAX;
-      break;
-    }
-    if (more && sync_violation(r)) {
-      lr = R_SYNC;
-      r->no_input = 1;
       break;
     }
     int via_up = r->pol->mode == SL_MODE_PASSTHROUGH || r->up == UP_READY;
@@ -1682,10 +2016,26 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       lr = R_UPSTREAM_FAIL;
       break;
     }
+    /* Only what this upstream's EHLO offered goes to it (guarantee 8):
+       what cannot be dropped without changing the message is refused. */
+    uint32_t has = sl_cmd_param_classes(arg, alen), up = r->up_caps;
+    if ((has & SL_P_SMTPUTF8) && !(up & SL_CAP_SMTPUTF8)) {
+      lr = R_UP_NO_UTF8;
+      break;
+    }
+    if ((has & SL_P_BODY_8BIT) && !(up & SL_CAP_8BITMIME)) {
+      lr = R_UP_NO_8BIT;
+      break;
+    }
+    uint32_t drop = (up & SL_CAP_SIZE ? 0 : SL_P_SIZE) |
+                    (up & SL_CAP_8BITMIME ? 0 : SL_P_BODY_7BIT) |
+                    (up & SL_CAP_DSN ? 0 : SL_P_DSN) |
+                    (up & SL_CAP_AUTH ? 0 : SL_P_AUTH);
     txn_reset(r);
     r->utf8_txn = sl_env_mail_smtputf8(arg, alen) != 0;
     r->bdat_cr = 0; /* a CRLF may span two chunks of one message only */
-    up_write_line(r, line, len);
+    r->bdat_down = r->bdat_go = r->bdat_failed = 0;
+    up_write_params(r, line, len, drop);
     up_sent(r, Q_UP_MAIL, 0);
     r->mail = 1;
     r->data.size = 0;
@@ -1697,7 +2047,18 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       break;
     }
     if (r->rcpts >= r->lim->recipients_max) {
-      lr = R_TOO_MANY_RCPT;
+      /* 452 (RFC 5321 4.5.3.1.10): the client delivers to the accepted
+         ones and retries the rest.  A client that pipelines past the
+         limit (Postfix's smtp client does) is not making errors until it
+         overshoots by recipient_overshoot_max (Postfix's
+         smtpd_recipient_overshoot_limit); then each one counts. */
+      if (r->overshoot < r->lim->recipient_overshoot_max) {
+        if (r->overshoot < UINT16_MAX)
+          r->overshoot++;
+        lr = R_RCPT_OVERSHOOT;
+      } else {
+        lr = R_TOO_MANY_RCPT;
+      }
       break;
     }
     sl_path_limits pl = {r->lim->path_max, r->lim->domain_max, 0,
@@ -1721,27 +2082,20 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     break;
   }
   case SL_V_DATA:
-    if (!r->mail) {
+    if (!r->mail)
       lr = R_NEED_MAIL;
-      break;
-    }
-    if (!r->rcpts) {
+    else if (!r->rcpts)
       lr = R_NEED_RCPT;
-      break;
-    }
-    if (more && sync_violation(r)) {
-      lr = R_SYNC;
-      r->no_input = 1;
-      break;
-    }
-    if ((rc = relay_line(r, line, len, Q_UP_DATA)) == 0)
+    else if ((rc = relay_line(r, line, len, Q_UP_DATA)) == 0)
       return 0;
-    if (rc < 0) {
+    else if (rc < 0)
       lr = R_UPSTREAM_FAIL;
-      break;
-    }
+    /* Whatever the answer, the bytes after DATA wait for its reply: a
+       354 makes them the body, a refusal makes them a body to drop, never
+       commands (RFC 2920 3.1; they could smuggle a RCPT upstream). */
     r->cl = CL_WAIT;
     r->wait_354 = 1;
+    r->body_early = early != 0;
     break;
   case SL_V_BDAT: {
     uint64_t size;
@@ -1755,18 +2109,56 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       lr = R_NOT_IMPL;
     else if (!r->mail)
       lr = R_NEED_MAIL;
-    else if (!r->rcpts)
+    else if (r->bdat_failed) {
+      /* the upstream refused this transaction's DATA: every chunk fails
+         with its code, and LAST ends the transaction as usual */
+      lr = R_BDAT_FAILED;
+      if (last)
+        txn_reset(r);
+    } else if (!r->rcpts)
       lr = R_NEED_RCPT;
     else if (max && (size > max || r->data.size + size > max))
       lr = R_MSG_SIZE;
-    if (lr < 0) {
+    if (lr < 0 && last && r->msize_len == MSIZE_CAP)
+      return 0; /* wait for an earlier message's reply */
+    int down = 0;
+    if (lr < 0 && (rc = need_upstream(r)) <= 0) {
+      if (rc == 0)
+        return 0;
+      lr = R_UPSTREAM_FAIL;
+    }
+    if (lr < 0 && !(r->up_caps & SL_CAP_CHUNKING)) {
+      /* Promised CHUNKING, but this upstream lacks it: the transaction
+         goes to it as one DATA, never as BDAT (guarantee 8). */
+      down = 1;
+      if (!r->bdat_down) {
+        if (!up_can_send(r) || !up_room(r, 4))
+          return 0;
+        up_write_line(r, (const uint8_t *)"DATA", 4);
+        up_sent(r, Q_UP_BDAT_DATA, 1);
+        r->bdat_down = 1;
+        r->bdat_go = 0;
+        sl_stuff_init(&r->stuff, r->lim->text_line_max);
+        /* a first chunk that is LAST records its size in bdat_go() */
+      } else {
+        /* LAST is owed the end-of-data's reply once the terminator is
+           out; other chunks are answered when read */
+        q_push(r, last ? Q_UP_BDAT_LAST : (uint8_t)(Q_LOCAL + R_BDAT_OK));
+        if (last)
+          msize_push(r, r->data.size + size);
+      }
+      if (last)
+        txn_reset(r);
+    } else if (lr < 0) {
       rc = relay_line(r, line, len, last ? Q_UP_BDAT_LAST : Q_UP_BDAT);
       if (rc == 0)
         return 0;
-      if (rc < 0)
+      if (rc < 0) {
         lr = R_UPSTREAM_FAIL;
-      else if (last)
+      } else if (last) {
+        msize_push(r, r->data.size + size);
         txn_reset(r); /* the transaction ends with this chunk */
+      }
     }
     /* The chunk's bytes follow whatever the answer is (RFC 3030 2). */
     r->bdat_left = size;
@@ -1774,7 +2166,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     r->bdat_last = last != 0;
     if (lr < 0)
       set_stage(r, SL_STAGE_DATA);
-    if (size) {
+    if (size || (down && lr < 0)) { /* an empty chunk still ends a DATA */
       r->cl = CL_BDAT;
       throttle_start(r);
     }
@@ -1822,9 +2214,8 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
                : R_AUTH_UNAVAIL;
       break;
     }
-    if (more && sync_violation(r)) {
-      lr = R_SYNC;
-      r->no_input = 1;
+    if (r->up == UP_READY && !(r->up_caps & SL_CAP_AUTH)) {
+      lr = R_AUTH_UNAVAIL; /* offered by screen-first, not by this server */
       break;
     }
     if ((rc = relay_line(r, line, len, Q_UP_AUTH)) == 0)
@@ -1873,12 +2264,19 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
 reply:
   if (lr >= 0)
     q_push_local(r, (enum local_reply)lr);
+  if (early)
+    r->stats.sync_violations++;
+  r->sync_bad = 0;
+  if (ends_group(r, c.verb) && r->q_len)
+    r->q_sync |= 1u << ((r->q_head + r->q_len - 1) % QUEUE_CAP);
 consumed:
   buf_consume(r, &r->cin, whole);
   r->stats.commands++;
   r->t_client = r->now;
   return 1;
 }
+
+static uint32_t line_limit(const sl_relay *r);
 
 /* One line from cin: 1 consumed, 0 wait for more. */
 static int step_line(sl_relay *r) {
@@ -1892,9 +2290,7 @@ static int step_line(sl_relay *r) {
       r->skip_line = 0;
     return 1;
   }
-  uint32_t limit = r->lim->command_line_max;
-  if (r->cl == CL_AUTH || (n >= 5 && sl_ieq(p, "AUTH ", 5)))
-    limit = r->lim->auth_line_max;
+  uint32_t limit = line_limit(r);
   if (r->cl == CL_AUTH && r->up == UP_READY && !up_room(r, 1))
     return 0; /* a cancel may have to go upstream */
   if (!nl) {
@@ -1962,6 +2358,8 @@ static int step_data(sl_relay *r) {
   uint8_t *out = NULL;
   size_t room = 0;
   if (!discard) {
+    if (r->msize_len == MSIZE_CAP)
+      return 0; /* cannot happen: a 354 comes after earlier ends' replies */
     uint32_t want = r->cin.len + 4u < r->lim->buffer_size
                         ? r->cin.len + 4u
                         : r->lim->buffer_size / 2;
@@ -1985,7 +2383,9 @@ static int step_data(sl_relay *r) {
   }
   buf_consume(r, &r->cin, used);
   if (st == SL_DATA_END) {
-    if (discard) {
+    if (r->quiet) {
+      r->quiet = 0; /* an early body after a refused DATA: no reply */
+    } else if (discard) {
       q_push_local(r, refusal(r->viol));
       if (is_smuggle(r->viol))
         r->no_input = 1;
@@ -1994,9 +2394,20 @@ static int step_data(sl_relay *r) {
       r->viol = SL_VIOL_NONE;
     } else {
       txn_reset(r);
+      msize_push(r, r->data.size);
       up_sent(r, Q_UP_END, 0);
     }
     r->cl = CL_CMD;
+    return 1;
+  }
+  if (st == SL_DATA_VIOLATION && r->quiet) {
+    /* smuggling bytes in a body that was never accepted: where it ends is
+       ambiguous, so nothing after it is read; the session ends */
+    event(r, SL_EV_SMUGGLING, r->data.violation);
+    r->quiet = 0;
+    r->cl = CL_CMD;
+    r->no_input = 1;
+    q_push_local(r, R_SMUGGLE);
     return 1;
   }
   if (st == SL_DATA_VIOLATION) {
@@ -2013,8 +2424,78 @@ static int step_data(sl_relay *r) {
   return used > 0;
 }
 
+/* A chunk's content refused on the way to DATA upstream: the upstream
+   transaction is aborted by closing, never by its terminator. */
+static void bdat_down_refuse(sl_relay *r, sl_violation v) {
+  r->viol = (uint8_t)v;
+  up_close(r);
+  q_fail_upstream(r, R_UPSTREAM_LOST);
+  enum local_reply why = refusal((uint8_t)v);
+  r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP] = (uint8_t)(Q_LOCAL + why);
+  if (is_smuggle(r->viol)) {
+    event(r, SL_EV_SMUGGLING, v);
+    r->no_input = 1; /* as for DATA, the session ends */
+  }
+  r->bdat_discard = 1;
+}
+
+/* BDAT content framed as DATA for an upstream without CHUNKING. */
+static int step_bdat_down(sl_relay *r) {
+  if (!r->bdat_go)
+    return 0; /* the chunk waits in cin for the 354 */
+  size_t n = r->cin.len < r->bdat_left ? r->cin.len : (size_t)r->bdat_left;
+  if (n) {
+    uint32_t want =
+        n + 2 < r->lim->buffer_size ? (uint32_t)n + 2 : r->lim->buffer_size / 2;
+    if (buf_free(&r->uout) < 2 && buf_reserve(r, &r->uout, want))
+      return 0;
+    size_t used = 0, made = 0;
+    sl_violation v =
+        sl_stuff_run(&r->stuff, r->cin.p + r->cin.off, n, buf_tail(&r->uout),
+                     buf_free(&r->uout), &used, &made);
+    if (made && r->uout.len == 0)
+      r->t_uout = r->now;
+    buf_grow(&r->uout, made);
+    if (used > n)
+      used = n;
+    buf_consume(r, &r->cin, used);
+    r->bdat_left -= used;
+    r->data.size += used;
+    if (v != SL_VIOL_NONE) {
+      bdat_down_refuse(r, v);
+      if (r->bdat_left == 0)
+        r->cl = CL_CMD;
+      return 1;
+    }
+    if (r->bdat_left)
+      return used > 0;
+  }
+  r->cl = CL_CMD;
+  if (!r->bdat_last)
+    return 1;
+  if (r->stuff.cr) {
+    /* the message would end on a bare CR */
+    bdat_down_refuse(r, SL_VIOL_BARE_CR);
+    return 1;
+  }
+  if (buf_reserve(r, &r->uout, 5)) {
+    r->cl = CL_BDAT; /* try the end again when the pool has room */
+    return 0;
+  }
+  if (r->uout.len == 0)
+    r->t_uout = r->now;
+  buf_grow(&r->uout, sl_stuff_end(&r->stuff, buf_tail(&r->uout)));
+  /* the LAST chunk's entry now waits for the end-of-data's reply */
+  r->up_out++;
+  r->t_up = tadd(r->now, up_timeout(r, Q_UP_BDAT_LAST));
+  r->bdat_down = r->bdat_go = 0;
+  return 1;
+}
+
 /* A BDAT chunk's bytes: checked and copied upstream, or discarded. */
 static int step_bdat(sl_relay *r) {
+  if (r->bdat_down && !r->bdat_discard)
+    return step_bdat_down(r);
   size_t n = r->cin.len < r->bdat_left ? r->cin.len : (size_t)r->bdat_left;
   if (!r->bdat_discard) {
     if (buf_free(&r->uout) == 0 || !r->uout.p) {
@@ -2051,8 +2532,12 @@ static int step_bdat(sl_relay *r) {
   buf_consume(r, &r->cin, n);
   r->bdat_left -= n;
   r->data.size += n;
-  if (r->bdat_left == 0)
+  if (r->bdat_left == 0) {
     r->cl = CL_CMD;
+    if (!r->cin.len)
+      r->t_rec = SL_TSTAMP_NONE; /* the chunk was the record */
+    return 1;
+  }
   return n > 0;
 }
 
@@ -2060,7 +2545,20 @@ static int step_proxy(sl_relay *r);
 
 static int step_client(sl_relay *r) {
   int progress = 0;
-  while (r->cin.len && r->cl < CL_CLOSING && ring_free(r) >= 4) {
+  if (r->cl == CL_WAIT && r->wait_354 && r->q_len == 0 && r->cout.len == 0 &&
+      !r->no_input) {
+    /* A refused DATA's reply has left: bytes the client sent before it
+       arrived are the body it should not have sent. */
+    r->wait_354 = 0;
+    if (r->body_early)
+      discard_early_body(r);
+    else
+      r->cl = CL_CMD;
+    r->body_early = 0;
+    progress = 1;
+  }
+  while ((r->cin.len || (r->cl == CL_BDAT && r->bdat_left == 0)) &&
+         r->cl < CL_CLOSING && ring_free(r) >= STEP_ROOM) {
     int rc;
     switch (r->cl) {
     case CL_PROXY:
@@ -2142,6 +2640,8 @@ static int step_proxy(sl_relay *r) {
   }
   buf_consume(r, &r->cin, (size_t)n);
   r->cl = CL_CMD;
+  if (!r->cin.len)
+    r->t_rec = SL_TSTAMP_NONE; /* the header has its own deadline */
   if (r->cin.len) {
     r->pregreet = 1;
     r->stats.pregreet_bytes += r->cin.len;
@@ -2150,10 +2650,70 @@ static int step_proxy(sl_relay *r) {
   return 1;
 }
 
+/* Applies one answer taken by sl_relay_complete(), if the ring has room. */
+static int step_answers(sl_relay *r) {
+  if (ring_free(r) < STEP_ROOM)
+    return 0;
+  if (r->res_connect) {
+    sl_status st = (sl_status)(r->res_connect - 1);
+    r->res_connect = 0;
+    r->id_connect = 0;
+    if (st == SL_STATUS_OK)
+      up_connected(r);
+    else
+      up_fail(r, st == SL_STATUS_TIMEOUT ? SL_UPFAIL_TIMEOUT
+                                         : SL_UPFAIL_CONNECT);
+    return 1;
+  }
+  if (r->res_tls_client) {
+    int ok = r->res_tls_client == SL_STATUS_OK + 1;
+    r->res_tls_client = 0;
+    r->id_tls_client = 0;
+    if (r->cl != CL_TLS)
+      return 1; /* the session ended meanwhile (a timeout) */
+    if (ok) {
+      /* RFC 3207 4.2: forget everything learnt before TLS. */
+      r->stats.tls_client = 1;
+      r->helo = r->esmtp = r->mail = 0;
+      r->utf8_txn = r->authed = 0;
+      r->rcpts = 0;
+      r->offered = 0;
+      buf_release(r, &r->ehlo);
+      r->replayed = 0;
+      r->cl = CL_CMD;
+      r->no_input = 0;
+      r->t_client = r->now;
+    } else {
+      up_close(r);
+      client_close_after_reply(r, SL_END_PROTOCOL);
+    }
+    return 1;
+  }
+  if (r->res_tls_up) {
+    int ok = r->res_tls_up == SL_STATUS_OK + 1;
+    r->res_tls_up = 0;
+    r->id_tls_up = 0;
+    if (ok) {
+      r->stats.tls_upstream = 1;
+      up_ehlo(r); /* capabilities learnt in plaintext are not trusted */
+    } else {
+      up_fail(r, SL_UPFAIL_TLS);
+    }
+    return 1;
+  }
+  return 0;
+}
+
 static int step_dnsbl(sl_relay *r) {
   int progress = 0;
+  if (!r->dnsbl_done && r->pol->ndnsbl &&
+      r->dnsbl_asked == r->pol->ndnsbl && !r->dnsbl_pending &&
+      ring_free(r) >= STEP_ROOM) {
+    dnsbl_finish(r); /* every zone answered */
+    progress = 1;
+  }
   while (!r->dnsbl_done && r->cl != CL_PROXY &&
-         r->dnsbl_asked < r->pol->ndnsbl && ring_free(r) >= 4) {
+         r->dnsbl_asked < r->pol->ndnsbl && ring_free(r) >= STEP_ROOM) {
     uint8_t z = r->dnsbl_asked++;
     r->dnsbl_pending = (uint16_t)(r->dnsbl_pending | (1u << z));
     push_req(r, SL_REQ_DNSBL_LOOKUP, new_id(r, TAG_DNSBL + z), 0, z);
@@ -2167,13 +2727,14 @@ static int step_close(sl_relay *r) {
   if (r->tls_pending && r->cout.len == 0 && ring_free(r) >= 2) {
     r->tls_pending = 0;
     buf_release(r, &r->cin);
+    r->t_rec = SL_TSTAMP_NONE;
     r->id_tls_client = new_id(r, TAG_TLS_CLIENT);
     push_req(r, SL_REQ_STARTTLS_CLIENT, r->id_tls_client, 0, 0);
     r->cl = CL_TLS;
     r->t_phase = r->now;
     progress = 1;
   }
-  if (r->cl_eof && r->cl < CL_CLOSING) {
+  if (r->cl_eof && r->cl < CL_CLOSING && ring_free(r) >= 2) {
     int line_left =
         r->cin.len && memchr(r->cin.p + r->cin.off, '\n', r->cin.len);
     if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT ||
@@ -2205,7 +2766,7 @@ static int step_close(sl_relay *r) {
     buf_release(r, &r->cin);
     progress = 1;
   }
-  if (r->cl == CL_CLOSED && !r->end_sent) {
+  if (r->cl == CL_CLOSED && !r->end_sent && ring_free(r) >= 2) {
     if (r->up == UP_READY && r->up_out == 0 && r->uout.len == 0) {
       if (up_room(r, 4)) {
         up_write_line(r, (const uint8_t *)"QUIT", 4);
@@ -2214,11 +2775,11 @@ static int step_close(sl_relay *r) {
         up_close(r);
       }
       progress = 1;
-    } else if (r->up != UP_NONE && r->up != UP_QUIT && ring_free(r) >= 2) {
+    } else if (r->up != UP_NONE && r->up != UP_QUIT) {
       up_close(r);
       progress = 1;
     }
-    if (r->up == UP_NONE && ring_free(r) >= 1) {
+    if (r->up == UP_NONE) {
       buf_release(r, &r->cout);
       buf_release(r, &r->ehlo);
       buf_release(r, &r->uin);
@@ -2231,19 +2792,54 @@ static int step_close(sl_relay *r) {
   return progress;
 }
 
+static int step_expiry(sl_relay *r);
+static int client_read_ok(const sl_relay *r);
+static int upstream_read_ok(const sl_relay *r);
+
+/* Per-record deadlines (record_timeout, Postfix's smtpd_per_record_deadline):
+   the time from the first byte of a line to its LF, whatever the reads in
+   between, so a peer dripping a byte at a time is bounded too.  n bytes
+   just arrived at the tail of b. */
+static sl_tstamp record_start(sl_tstamp t, const sl_buf *b, size_t n,
+                              sl_tstamp now) {
+  const uint8_t *p = b->p + b->off + b->len - n;
+  if (memchr(p, '\n', n))
+    return p[n - 1] == '\n' ? SL_TSTAMP_NONE : now; /* a new line began */
+  return t == SL_TSTAMP_NONE ? now : t;
+}
+
+/* The record clocks run only while the relay reads that leg: a pause in
+   reading (flow control, a throttle, a full ring) is the relay's own, so a
+   line's clock starts again when reading resumes. */
+static void record_clocks(sl_relay *r) {
+  int c = client_read_ok(r), u = upstream_read_ok(r);
+  if (c && !r->c_reading && r->t_rec != SL_TSTAMP_NONE)
+    r->t_rec = r->now;
+  if (u && !r->u_reading && r->t_urec != SL_TSTAMP_NONE)
+    r->t_urec = r->now;
+  r->c_reading = c != 0;
+  r->u_reading = u != 0;
+}
+
 static void run(sl_relay *r) {
   /* Every step consumes input or changes state when it reports progress,
      so this ends; the bound only guards against a bug looping forever. */
-  for (int i = 0; i < 100000; i++) {
-    int p = step_dnsbl(r);
+  for (int i = 0;; i++) {
+    if (i == 100000) {
+      r->err = (uint32_t)-SL_ERR_INTERNAL;
+      break;
+    }
+    int p = step_answers(r);
+    p |= step_expiry(r);
+    p |= step_dnsbl(r);
     p |= step_replies(r);
     p |= step_upstream(r);
     p |= step_client(r);
     p |= step_close(r);
     if (!p)
-      return;
+      break;
   }
-  r->err = (uint32_t)-SL_ERR_INTERNAL;
+  record_clocks(r);
 }
 
 /* ---- the public API ----------------------------------------------------- */
@@ -2304,6 +2900,7 @@ int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
   r->stats.end = SL_TSTAMP_NONE;
   r->t_client = r->t_phase = now;
   r->t_release = r->t_up = r->t_retry = SL_TSTAMP_NONE;
+  r->t_rec = r->t_urec = SL_TSTAMP_NONE;
   r->t_stutter = r->t_tokens = now;
   sl_pcg32 g;
   sl_pcg32_seed(&g, seed, RNG_STREAM);
@@ -2335,8 +2932,23 @@ static int dataish(const sl_relay *r) {
          r->cl == CL_BDAT || (r->cl == CL_WAIT && !r->no_input);
 }
 
+/* The longest line the client may send next: an AUTH command and its SASL
+   continuations may be auth_line_max long (RFC 4954 4), every other command
+   command_line_max. */
+static uint32_t line_limit(const sl_relay *r) {
+  if (r->cl == CL_AUTH ||
+      (r->cin.len >= 5 && sl_ieq(r->cin.p + r->cin.off, "AUTH ", 5)))
+    return r->lim->auth_line_max;
+  return r->lim->command_line_max;
+}
+
+/* How many client bytes to hold: a long AUTH line needs the large buffer,
+   or reading would stop short of its end and the line would never get its
+   reply (guarantee 9). */
 static uint32_t cin_target(const sl_relay *r) {
-  return dataish(r) ? r->lim->buffer_size : r->lim->small_buffer_size;
+  return dataish(r) || line_limit(r) > r->lim->small_buffer_size
+             ? r->lim->buffer_size
+             : r->lim->small_buffer_size;
 }
 
 /* Throttle (policy data_rate): a token bucket refilled from now. */
@@ -2383,6 +2995,8 @@ static int client_read_ok(const sl_relay *r) {
   if (r->cl > CL_BDAT || r->cl == CL_TLS || r->no_input || r->cl_eof ||
       r->starved)
     return 0;
+  if (ring_free(r) < STEP_ROOM)
+    return 0; /* backpressure: the driver drains requests first */
   if (r->cin.len >= cin_target(r))
     return 0;
   if (throttled(r) && r->tokens == 0)
@@ -2419,7 +3033,12 @@ int sl_relay_client_in_ack(sl_relay *r, size_t n, sl_tstamp now) {
   if (n) {
     buf_grow(&r->cin, n);
     r->stats.client_bytes_in += n;
-    r->t_client = now;
+    /* The command timeout counts until a whole line is in (a drip of
+       bytes does not restart it); DATA's timeout is per block (4.5.3.2.5). */
+    if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT ||
+        memchr(buf_tail(&r->cin) - n, '\n', n))
+      r->t_client = now;
+    r->t_rec = record_start(r->t_rec, &r->cin, n, now);
     if (throttled(r))
       r->tokens = r->tokens > n ? r->tokens - n : 0;
     if (!r->greeted && r->cl != CL_PROXY) {
@@ -2427,9 +3046,14 @@ int sl_relay_client_in_ack(sl_relay *r, size_t n, sl_tstamp now) {
       r->stats.pregreet_bytes += (uint32_t)n;
     }
     if (r->wait_354 && r->cl == CL_WAIT) {
-      r->wait_354 = 0; /* counted once per DATA */
-      if (sync_violation(r))
-        refuse_sync(r);
+      if (!r->body_early) { /* counted once per DATA */
+        r->body_early = 1;
+        if (sync_violation(r) && r->q_len)
+          refuse_sync(r);
+      }
+    } else if (r->q_sync && r->greeted && !r->sync_bad) {
+      /* before the reply to a command that ends a group */
+      r->sync_bad = sync_violation(r) != 0;
     }
   } else if (r->cin.len == 0) {
     buf_release(r, &r->cin);
@@ -2467,7 +3091,7 @@ long sl_relay_feed_client(sl_relay *r, const uint8_t *data, size_t len,
 
 static int upstream_read_ok(const sl_relay *r) {
   return r->up >= UP_GREETING && r->up != UP_TLS && !r->up_eof && !r->starved &&
-         r->uin.len < r->lim->buffer_size;
+         r->uin.len < r->lim->buffer_size && ring_free(r) >= STEP_ROOM;
 }
 
 uint8_t *sl_relay_upstream_in_buf(sl_relay *r, size_t *cap, sl_tstamp now) {
@@ -2492,6 +3116,8 @@ int sl_relay_upstream_in_ack(sl_relay *r, size_t n, sl_tstamp now) {
     return SL_ERR_INVALID_ARGUMENT;
   buf_grow(&r->uin, n);
   r->stats.upstream_bytes_in += n;
+  if (n)
+    r->t_urec = record_start(r->t_urec, &r->uin, n, now);
   if (r->uin.len == 0)
     buf_release(r, &r->uin);
   return leave(r);
@@ -2519,10 +3145,8 @@ int sl_relay_upstream_eof(sl_relay *r, sl_tstamp now) {
   return leave(r);
 }
 
-int sl_relay_abort(sl_relay *r, sl_tstamp now) {
-  int e = enter(r, now);
-  if (e)
-    return e;
+/* The body of sl_relay_abort(); pushes at most one request (a close). */
+static void abort_now(sl_relay *r) {
   if (r->cl < CL_CLOSING) {
     if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT ||
         r->up_out)
@@ -2530,10 +3154,18 @@ int sl_relay_abort(sl_relay *r, sl_tstamp now) {
     client_close_after_reply(r, SL_END_CLIENT_CLOSED);
   }
   r->q_len = 0;
+  msize_clear(r);
   r->no_input = 1;
   r->tls_pending = 0;
   buf_release(r, &r->cout);
   r->greet_held = 0;
+}
+
+int sl_relay_abort(sl_relay *r, sl_tstamp now) {
+  int e = enter(r, now);
+  if (e)
+    return e;
+  abort_now(r);
   return leave(r);
 }
 
@@ -2545,47 +3177,25 @@ int sl_relay_complete(sl_relay *r, const sl_completion *c, sl_tstamp now) {
     return SL_ERR_INVALID_ARGUMENT;
   uint32_t tag = c->id & 0xffu;
   int ok = c->status == SL_STATUS_OK;
+  uint8_t res = (uint8_t)(c->status + 1);
+  if (c->status > SL_STATUS_TIMEOUT)
+    return SL_ERR_INVALID_ARGUMENT;
+  /* Connect and TLS answers are applied by step_answers() in run(), when
+     the ring has room for the requests they make (guarantee 10). */
   if (c->id == 0) {
     return SL_ERR_UNKNOWN_REQUEST;
   } else if (tag == TAG_CONNECT) {
-    if (c->id != r->id_connect || r->up != UP_CONNECTING)
+    if (c->id != r->id_connect || r->up != UP_CONNECTING || r->res_connect)
       return SL_ERR_UNKNOWN_REQUEST;
-    r->id_connect = 0;
-    if (ok)
-      up_connected(r);
-    else
-      up_fail(r, c->status == SL_STATUS_TIMEOUT ? SL_UPFAIL_TIMEOUT
-                                                : SL_UPFAIL_CONNECT);
+    r->res_connect = res;
   } else if (tag == TAG_TLS_CLIENT) {
-    if (c->id != r->id_tls_client || r->cl != CL_TLS)
+    if (c->id != r->id_tls_client || r->cl != CL_TLS || r->res_tls_client)
       return SL_ERR_UNKNOWN_REQUEST;
-    r->id_tls_client = 0;
-    if (ok) {
-      /* RFC 3207 4.2: forget everything learnt before TLS. */
-      r->stats.tls_client = 1;
-      r->helo = r->esmtp = r->mail = 0;
-      r->utf8_txn = r->authed = 0;
-      r->rcpts = 0;
-      r->offered = 0;
-      buf_release(r, &r->ehlo);
-      r->replayed = 0;
-      r->cl = CL_CMD;
-      r->no_input = 0;
-      r->t_client = now;
-    } else {
-      up_close(r);
-      client_close_after_reply(r, SL_END_PROTOCOL);
-    }
+    r->res_tls_client = res;
   } else if (tag == TAG_TLS_UPSTREAM) {
-    if (c->id != r->id_tls_up || r->up != UP_TLS)
+    if (c->id != r->id_tls_up || r->up != UP_TLS || r->res_tls_up)
       return SL_ERR_UNKNOWN_REQUEST;
-    r->id_tls_up = 0;
-    if (ok) {
-      r->stats.tls_upstream = 1;
-      up_ehlo(r); /* capabilities learnt in plaintext are not trusted */
-    } else {
-      up_fail(r, SL_UPFAIL_TLS);
-    }
+    r->res_tls_up = res;
   } else if (tag >= TAG_DNSBL && tag < TAG_DNSBL + SL_DNSBL_ZONES_MAX) {
     uint32_t z = tag - TAG_DNSBL;
     if (r->dnsbl_done || !(r->dnsbl_pending & (1u << z)))
@@ -2593,8 +3203,7 @@ int sl_relay_complete(sl_relay *r, const sl_completion *c, sl_tstamp now) {
     r->dnsbl_pending = (uint16_t)(r->dnsbl_pending & ~(1u << z));
     if (ok && listed(&r->pol->dnsbl[z], c))
       r->stats.score += r->pol->dnsbl[z].weight;
-    if (!r->dnsbl_pending && r->dnsbl_asked == r->pol->ndnsbl)
-      dnsbl_finish(r);
+    /* the last answer: step_dnsbl() decides */
   } else {
     return SL_ERR_UNKNOWN_REQUEST;
   }
@@ -2695,6 +3304,22 @@ static int waiting_for_client(const sl_relay *r) {
   return r->cl == CL_AUTH || (r->cl == CL_CMD && r->greeted && r->q_len == 0);
 }
 
+/* When the client's or the upstream's unfinished line runs out of time,
+   or SL_TSTAMP_NONE. */
+static sl_tstamp client_record_due(const sl_relay *r) {
+  if (r->t_rec == SL_TSTAMP_NONE || r->cl >= CL_CLOSING ||
+      r->cl == CL_PROXY || r->cl == CL_TLS || !client_read_ok(r))
+    return SL_TSTAMP_NONE;
+  return tadd(r->t_rec, r->lim->record_timeout);
+}
+
+static sl_tstamp upstream_record_due(const sl_relay *r) {
+  if (r->t_urec == SL_TSTAMP_NONE || r->up < UP_GREETING || r->up == UP_TLS ||
+      r->up == UP_QUIT || !upstream_read_ok(r))
+    return SL_TSTAMP_NONE;
+  return tadd(r->t_urec, r->lim->record_timeout);
+}
+
 sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
   if (!r || r->end_sent)
     return SL_TSTAMP_NONE;
@@ -2723,6 +3348,8 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
     t = tmin(t, r->t_up);
   if (r->uout.len && r->up != UP_CONNECTING && r->up != UP_TLS)
     t = tmin(t, tadd(r->t_uout, l->upstream_command_timeout));
+  t = tmin(t, upstream_record_due(r));
+  t = tmin(t, client_record_due(r));
   if (r->cl < CL_CLOSED) {
     if (waiting_for_client(r))
       t = tmin(t, tadd(r->t_client, (r->cl == CL_DATA || r->cl == CL_DISCARD ||
@@ -2753,6 +3380,9 @@ static void force_close(sl_relay *r, enum local_reply id) {
   if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT || r->up_out)
     up_close(r);
   r->q_len = 0;
+  msize_clear(r);
+  r->q_sync = 0;
+  r->wait_354 = r->body_early = r->quiet = 0;
   r->no_input = 1;
   r->tls_pending = 0;
   if (r->greet_held) {
@@ -2771,6 +3401,17 @@ int sl_relay_handle_expiry(sl_relay *r, sl_tstamp now) {
   int e = enter(r, now);
   if (e)
     return e;
+  r->expire = 1; /* step_expiry() runs the timers */
+  return leave(r);
+}
+
+/* The timers due at r->now, once the ring has room for everything they may
+   push (a DNSBL verdict, a close, an upstream failure: guarantee 10). */
+static int step_expiry(sl_relay *r) {
+  if (!r->expire || ring_free(r) < RING_CAP - 1)
+    return 0;
+  r->expire = 0;
+  sl_tstamp now = r->now;
   const sl_limits *l = r->lim;
   if (!r->dnsbl_done && r->cl != CL_PROXY &&
       now >= tadd(r->stats.start, r->pol->dnsbl_timeout))
@@ -2785,9 +3426,9 @@ int sl_relay_handle_expiry(sl_relay *r, sl_tstamp now) {
                now >= tadd(r->t_client, l->send_timeout)) {
       /* The client does not read: no goodbye can reach it. */
       r->stats.end_reason = SL_END_TIMEOUT;
-      sl_relay_abort(r, now);
+      abort_now(r);
       r->stats.end_reason = SL_END_TIMEOUT;
-      return leave(r);
+      return 1;
     } else if (waiting_for_client(r) &&
                now >=
                    tadd(r->t_client, (r->cl == CL_DATA || r->cl == CL_DISCARD ||
@@ -2795,9 +3436,15 @@ int sl_relay_handle_expiry(sl_relay *r, sl_tstamp now) {
                                          ? l->data_block_timeout
                                          : l->command_timeout)) {
       force_close(r, R_TIMEOUT);
+    } else if (now >= client_record_due(r)) {
+      force_close(r, R_TIMEOUT); /* a line dripping in */
     } else if (now >= tadd(r->stats.start, l->session_timeout)) {
       force_close(r, R_TIMEOUT);
     }
+  }
+  if (now >= upstream_record_due(r)) {
+    up_fail(r, SL_UPFAIL_TIMEOUT); /* a reply line dripping in */
+    return 1;
   }
   if (r->up != UP_NONE && r->up != UP_QUIT && r->t_up != SL_TSTAMP_NONE &&
       now >= r->t_up && (r->up != UP_READY || r->up_out))
@@ -2808,7 +3455,7 @@ int sl_relay_handle_expiry(sl_relay *r, sl_tstamp now) {
   else if (r->uout.len && r->up == UP_READY &&
            now >= tadd(r->t_uout, l->upstream_command_timeout))
     up_fail(r, SL_UPFAIL_TIMEOUT);
-  return leave(r);
+  return 1;
 }
 
 unsigned sl_relay_want(const sl_relay *r) {

@@ -18,6 +18,10 @@
 #include "sl_guard.h"
 #include "sl_test.h"
 
+#include "sluice/caps.h"
+#include "sluice/errors.h"
+#include "sluice/policy.h"
+
 #define U(s) ((const uint8_t *)(s))
 #define AREA (64 * 1024)
 
@@ -272,8 +276,53 @@ static void test_render_roundtrip(void) {
   }
 }
 
+/* The public entry point drivers use on health-check EHLO replies. */
+static void test_ehlo_features(void) {
+  static const char postfix[] =
+      "250-mx.example.org\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n"
+      "250-VRFY\r\n250-ETRN\r\n250-STARTTLS\r\n"
+      "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n"
+      "250-XCLIENT NAME ADDR\r\n250 SMTPUTF8\r\n";
+  uint32_t f = 0xffffffffu;
+  uint64_t size = 7;
+  size_t n = sizeof postfix - 1;
+  CHECK_INT(sl_ehlo_features(guarded(postfix, n), n, &f, &size), 0);
+  /* no CHUNKING (smtpd_discard_ehlo_keywords = chunking), no AUTH; XCLIENT
+     is not a feature */
+  CHECK_INT(f, SL_FEAT_PIPELINING | SL_FEAT_SIZE | SL_FEAT_8BITMIME |
+                   SL_FEAT_SMTPUTF8 | SL_FEAT_ENHANCEDSTATUSCODES |
+                   SL_FEAT_DSN | SL_FEAT_STARTTLS);
+  CHECK_INT(size, 10240000);
+  static const char bare[] = "250 mx.example.org\r\n";
+  n = sizeof bare - 1;
+  CHECK_INT(sl_ehlo_features(guarded(bare, n), n, &f, &size), 0);
+  CHECK_INT(f, 0);
+  CHECK_INT(size, 0);
+  static const char chunk[] = "250-a\r\n250-chunking\r\n250 AUTH PLAIN\r\n";
+  n = sizeof chunk - 1;
+  CHECK_INT(sl_ehlo_features(guarded(chunk, n), n, &f, &size), 0);
+  CHECK_INT(f, SL_FEAT_CHUNKING | SL_FEAT_AUTH);
+  /* not exactly one complete 2xx reply */
+  static const char *bad[] = {
+      "550 no\r\n",
+      "250-a\r\n250-CHUNKING\r\n",
+      "250 a\r\n250 b\r\n",
+      "250-a\n250 CHUNKING\r\n",
+      "250-a\r\n251 CHUNKING\r\n",
+      "",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    n = strlen(bad[i]);
+    f = 0x5a5a;
+    CHECK_INT(sl_ehlo_features(guarded(bad[i], n), n, &f, &size),
+              SL_ERR_INVALID_ARGUMENT);
+  }
+  CHECK_INT(sl_ehlo_features(NULL, 0, &f, &size), SL_ERR_INVALID_ARGUMENT);
+}
+
 int main(void) {
   guard_end = sl_guard_area(AREA);
+  SL_RUN(test_ehlo_features);
   SL_RUN(test_parse_postfix);
   SL_RUN(test_parse_variants);
   SL_RUN(test_parse_auth);

@@ -421,8 +421,42 @@ static void test_helo(void) {
   CHECK_INT(sl_cmd_helo_arg(guarded(buf, 256), 256, 255), 0);
 }
 
+/* Parameters an upstream without the extension must not see. */
+static void drop_case(const char *line, uint32_t drop, const char *want,
+                      uint32_t classes) {
+  size_t n = strlen(line);
+  sl_cmd c;
+  sl_cmd_parse(U(line), n, &c);
+  const uint8_t *g = sl_guard_copy(guard_end, line, n);
+  CHECK_INT(sl_cmd_param_classes(g + c.arg, n - c.arg), classes);
+  uint8_t out[600];
+  size_t k = sl_cmd_drop_params(g, n, c.arg, drop, out);
+  CHECK(k <= n);
+  CHECK_MEM(out, k, want, strlen(want));
+}
+
+static void test_drop_params(void) {
+  drop_case("MAIL FROM:<a@b.c> SIZE=10 RET=HDRS ENVID=x+2Cy AUTH=<>",
+            SL_P_SIZE | SL_P_DSN | SL_P_AUTH, "MAIL FROM:<a@b.c>",
+            SL_P_SIZE | SL_P_DSN | SL_P_AUTH);
+  drop_case("MAIL FROM:<a@b.c> SIZE=10 BODY=7BIT", SL_P_DSN,
+            "MAIL FROM:<a@b.c> SIZE=10 BODY=7BIT", SL_P_SIZE | SL_P_BODY_7BIT);
+  drop_case("MAIL FROM:<a@b.c> SIZE=10  BODY=8BITMIME", SL_P_SIZE,
+            "MAIL FROM:<a@b.c> BODY=8BITMIME", SL_P_SIZE | SL_P_BODY_8BIT);
+  drop_case("MAIL FROM:<a@b.c> SMTPUTF8", 0, "MAIL FROM:<a@b.c> SMTPUTF8",
+            SL_P_SMTPUTF8);
+  drop_case("RCPT TO:<b@c.d> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;b@c.d", SL_P_DSN,
+            "RCPT TO:<b@c.d>", SL_P_DSN);
+  /* a quoted local part may hold '>' and spaces: the path is kept whole */
+  drop_case("MAIL FROM:<\"x> SIZE=1\"@b.c> SIZE=5", SL_P_SIZE,
+            "MAIL FROM:<\"x> SIZE=1\"@b.c>", SL_P_SIZE);
+  drop_case("MAIL FROM:<> size=5", SL_P_SIZE, "MAIL FROM:<>", SL_P_SIZE);
+  drop_case("RCPT TO:<b@c.d>", SL_P_DSN, "RCPT TO:<b@c.d>", 0);
+}
+
 int main(void) {
   guard_end = sl_guard_area(AREA);
+  SL_RUN(test_drop_params);
   SL_RUN(test_verbs);
   SL_RUN(test_paths);
   SL_RUN(test_size);

@@ -4,10 +4,12 @@
  * at the end, pool exhaustion), sticky errors, stale answers, determinism of
  * seeded jitter, and STARTTLS injection counting.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sl_harness.h"
+#include "sl_relay_replies.h"
 #include "sl_test.h"
 
 #define S(x) x, sizeof(x) - 1
@@ -190,6 +192,7 @@ static void test_client_that_does_not_read(void) {
   sl_harness h;
   screen_first(&h);
   h.limits.send_timeout = 10 * SL_SEC;
+  h.policy.forbid_unauth_pipelining = 0; /* NOOPs pipelined on purpose */
   CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
   h.client_stalled = 1; /* nothing the relay sends is read */
   char many[600];
@@ -203,6 +206,271 @@ static void test_client_that_does_not_read(void) {
   sl_harness_free(&h);
 }
 
+
+/* Every local reply: "ddd " then, where RFC 2034 asks for one, the enhanced
+   status code "c.d.d " with c the reply's class, before anything else (the
+   hostname of greetings and closings comes after it); CRLF-terminated, one
+   line. */
+static int digits(const uint8_t *p, size_t n, size_t *i, size_t max) {
+  size_t d = 0;
+  while (*i < n && p[*i] >= '0' && p[*i] <= '9' && d < max) {
+    (*i)++;
+    d++;
+  }
+  return d > 0;
+}
+
+static void test_local_replies_enhanced_codes(void) {
+  static const char host[] = "mx.sluice.test";
+  unsigned n = sl_relay_reply_count(), rendered = 0, enhanced = 0;
+  CHECK(n > 40);
+  for (unsigned id = 0; id < n; id++) {
+    uint8_t out[600];
+    size_t len = sl_relay_reply_render(id, host, out, sizeof(out));
+    if (!len)
+      continue; /* the EHLO reply is rendered from flags */
+    rendered++;
+    CHECK(len >= 6 && out[len - 2] == '\r' && out[len - 1] == '\n');
+    CHECK(memchr(out, '\n', len - 1) == NULL);
+    CHECK(out[0] >= '2' && out[0] <= '5' && out[3] == ' ');
+    if (!sl_relay_reply_enhanced(id))
+      continue;
+    enhanced++;
+    size_t i = 4;
+    int ok = out[i] == out[0];
+    i++;
+    ok = ok && i < len && out[i++] == '.' && digits(out, len, &i, 3) &&
+         i < len && out[i++] == '.' && digits(out, len, &i, 3) && i < len &&
+         out[i] == ' ';
+    if (!ok)
+      fprintf(stderr, "reply %u not \"ddd c.d.d ...\": %.*s", id, (int)len,
+              (const char *)out);
+    CHECK(ok);
+  }
+  CHECK(rendered + 1 == n);
+  CHECK(enhanced + 2 == rendered); /* all but the greeting and HELO reply */
+  /* too small a buffer renders nothing */
+  uint8_t small[8];
+  CHECK_INT(sl_relay_reply_render(0, host, small, sizeof(small)), 0);
+}
+
+/* A pass-through session up to the EHLO reply, upstream with PIPELINING
+   and CHUNKING. */
+static void passthrough_ready(sl_harness *h) {
+  sl_harness_defaults(h);
+  CHECK_INT(sl_harness_start(h, 8, 1, 1), 0);
+  CHECK_INT(sl_harness_connect(h, SL_STATUS_OK), 0);
+  sl_harness_upstream(h, S("220 up ESMTP\r\n250-up\r\n250-PIPELINING\r\n"
+                           "250 CHUNKING\r\n"), 0);
+  sl_harness_client(h, S("EHLO c.example\r\n"), 0);
+  sl_harness_upstream(h, S("250-up\r\n250-PIPELINING\r\n250 CHUNKING\r\n"), 0);
+}
+
+/* The MESSAGE events of the log, in order: their args. */
+static size_t message_events(const sl_harness *h, uint64_t *args, size_t max) {
+  size_t n = 0;
+  for (size_t i = 0; i < h->nlog; i++)
+    if (h->log[i].type == SL_REQ_EVENT &&
+        h->log[i].u.event.kind == SL_EV_MESSAGE && n < max)
+      args[n++] = h->log[i].u.event.arg;
+  return n;
+}
+
+/* Each message's size belongs to that message, also when the next MAIL is
+   pipelined right after its end of data and read before the upstream's
+   reply to it (issue 8 defect 8: "messages=250:0,250:1015"). */
+static void test_message_sizes_pipelined(void) {
+  sl_harness h;
+  passthrough_ready(&h);
+  sl_harness_client(&h, S("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>"
+                          "\r\nDATA\r\n"), 0);
+  sl_harness_upstream(&h, S("250 ok\r\n250 ok\r\n354 go\r\n"), 0);
+  char msg[2048];
+  size_t n = 0;
+  /* 113 bytes of body lines, then ".\r\n", then the next transaction */
+  memcpy(msg, "Subject: one\r\n\r\n", 16);
+  n = 16;
+  memset(msg + n, 'x', 95);
+  n += 95;
+  memcpy(msg + n, "\r\n.\r\n", 5);
+  n += 5;
+  static const char next[] = "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example"
+                             ".net>\r\nBDAT 1015 LAST\r\n";
+  memcpy(msg + n, next, sizeof(next) - 1);
+  n += sizeof(next) - 1;
+  memset(msg + n, 'y', 1013);
+  n += 1013;
+  memcpy(msg + n, "\r\n", 2);
+  n += 2;
+  sl_harness_client(&h, msg, n, 0);
+  sl_harness_upstream(&h, S("250 queued 1\r\n250 ok\r\n250 ok\r\n250 queued 2"
+                            "\r\n"), 0);
+  uint64_t ev[8] = {0};
+  CHECK_INT(message_events(&h, ev, 8), 2);
+  CHECK_INT(ev[0], 250u | (113ull << 16));
+  CHECK_INT(ev[1], 250u | (1015ull << 16));
+  CHECK_INT(sl_relay_stats(h.r)->messages_accepted, 2);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+/* One upstream read answers five pipelined BDAT transactions: five MESSAGE
+   events with their own sizes, equal to the stats (guarantee 10; issue 8
+   defect 7: the ring dropped two of them). */
+static void test_five_bdat_events(void) {
+  sl_harness h;
+  passthrough_ready(&h);
+  char in[1024], up[512];
+  size_t n = 0, u = 0;
+  for (int i = 0; i < 5; i++) {
+    n += (size_t)snprintf(in + n, sizeof(in) - n,
+                          "MAIL FROM:<a@example.org>\r\nRCPT TO:<b%d@example."
+                          "net>\r\nBDAT %d LAST\r\n",
+                          i, 10 + i);
+    for (int k = 0; k < 8 + i; k++)
+      in[n++] = 'z';
+    in[n++] = '\r';
+    in[n++] = '\n';
+    u += (size_t)snprintf(up + u, sizeof(up) - u,
+                          "250 ok\r\n250 ok\r\n250 queued %d\r\n", i);
+  }
+  sl_harness_client(&h, in, n, 0);
+  CHECK_INT(sl_harness_events(&h, SL_EV_MESSAGE), 0);
+  sl_harness_upstream(&h, up, u, 0);
+  uint64_t ev[8] = {0};
+  CHECK_INT(message_events(&h, ev, 8), 5);
+  for (int i = 0; i < 5; i++)
+    CHECK_INT(ev[i], 250u | ((uint64_t)(10 + i) << 16));
+  CHECK_INT(sl_relay_stats(h.r)->messages_accepted, 5);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+/* Whether bytes "came after" a command depends on how they were split, so
+   these run with whole writes, as a client would send them. */
+static const char sync554[] = "554 5.5.0 Error: SMTP protocol synchronization\r\n";
+
+static int ends_with(const sl_bytes *b, const char *s) {
+  size_t n = strlen(s);
+  return b->len >= n && memcmp(b->p + b->len - n, s, n) == 0;
+}
+
+/* forbid_unauth_pipelining is on by default (Postfix 3.9): EHLO and MAIL
+   in one write end the session with 554 5.5.0, before MAIL reaches an
+   upstream (issue 8 defect 5). */
+static void test_sync_ehlo_mail(void) {
+  sl_harness h;
+  screen_first(&h);
+  CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
+  sl_harness_client(&h, S("EHLO c.example\r\nMAIL FROM:<a@example.org>\r\n"),
+                    0);
+  CHECK(ends_with(&h.client_out, sync554));
+  CHECK(sl_harness_closed(&h));
+  CHECK_INT(sl_relay_stats(h.r)->sync_violations, 1);
+  CHECK_INT(sl_relay_stats(h.r)->end_reason, SL_END_PROTOCOL);
+  CHECK_INT(sl_harness_requests(&h, SL_REQ_CONNECT_UPSTREAM), 0);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+/* After HELO there is no PIPELINING: two commands in one write are a
+   violation; after EHLO, MAIL RCPT DATA in one group are not. */
+static void test_sync_helo_and_groups(void) {
+  sl_harness h;
+  screen_first(&h);
+  CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
+  sl_harness_client(&h, S("HELO c.example\r\n"), 0);
+  sl_harness_client(&h, S("RSET\r\nRSET\r\n"), 0);
+  CHECK(ends_with(&h.client_out, sync554));
+  CHECK(sl_harness_closed(&h));
+  sl_harness_free(&h);
+
+  passthrough_ready(&h);
+  size_t before = h.client_out.len;
+  sl_harness_client(&h, S("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>"
+                          "\r\nDATA\r\n"), 0);
+  sl_harness_upstream(&h, S("250 ok\r\n250 ok\r\n354 go\r\n"), 0);
+  sl_harness_client(&h, S("hi\r\n.\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b"
+                          "@example.net>\r\nBDAT 2 LAST\r\nhiQUIT\r\n"), 0);
+  sl_harness_upstream(&h, S("250 queued\r\n250 ok\r\n250 ok\r\n250 queued\r\n"
+                            "221 bye\r\n"), 0);
+  static const char want[] = "250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n250 ok"
+                             "\r\n250 ok\r\n250 queued\r\n221 2.0.0 Bye\r\n";
+  CHECK_MEM(h.client_out.p + before, h.client_out.len - before, want,
+            sizeof(want) - 1);
+  CHECK_INT(sl_relay_stats(h.r)->sync_violations, 0);
+  CHECK_INT(sl_relay_stats(h.r)->messages_accepted, 2);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+/* Bytes that arrive while the reply to a command that ends a group is
+   still owed (an EHLO relayed upstream) are a violation too: the next
+   command gets 554 5.5.0 after the EHLO's own reply. */
+static void test_sync_before_reply(void) {
+  sl_harness h;
+  sl_harness_defaults(&h);
+  CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
+  CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
+  sl_harness_upstream(&h, S("220 up ESMTP\r\n250-up\r\n250 PIPELINING\r\n"), 0);
+  sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
+  sl_harness_client(&h, S("MAIL FROM:<a@example.org>\r\n"), 0);
+  sl_harness_upstream(&h, S("250-up\r\n250 PIPELINING\r\n"), 0);
+  CHECK(ends_with(&h.client_out, "250 PIPELINING\r\n"
+                                 "554 5.5.0 Error: SMTP protocol "
+                                 "synchronization\r\n"));
+  CHECK(sl_harness_closed(&h));
+  CHECK(memmem(h.upstream_out.p, h.upstream_out.len, "MAIL", 4) == NULL);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+/* With the default limits, an EHLO dripped one byte every half second (a
+   line that never ends) is ended by record_timeout (60 s), not held for
+   ever (issue 8 defect 10). */
+static void test_drip_default_limits(void) {
+  sl_harness h;
+  screen_first(&h);
+  h.policy.greet_teaser = 0;
+  CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
+  sl_tstamp start = h.now;
+  sl_harness_client(&h, S("EHLO "), 0);
+  for (int i = 0; i < 1000 && !sl_harness_closed(&h); i++) {
+    sl_harness_advance(&h, 500 * SL_MSEC);
+    sl_harness_client(&h, S("a"), 0);
+  }
+  CHECK(sl_harness_closed(&h));
+  CHECK(h.now - start >= 60 * SL_SEC && h.now - start <= 61 * SL_SEC);
+  CHECK(ends_with(&h.client_out,
+                  "421 4.4.2 mx.sluice.test Error: timeout exceeded\r\n"));
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+/* The default session cap (7200 s) ends a client that keeps every timer
+   happy: a message line every 170 s, under the data block timeout and each
+   line whole.  The message is aborted, never committed. */
+static void test_session_cap_default(void) {
+  sl_harness h;
+  passthrough_ready(&h);
+  sl_tstamp start = h.now;
+  sl_harness_client(&h, S("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>"
+                          "\r\nDATA\r\n"), 0);
+  sl_harness_upstream(&h, S("250 ok\r\n250 ok\r\n354 go\r\n"), 0);
+  for (int i = 0; i < 100 && !sl_harness_closed(&h); i++) {
+    sl_harness_client(&h, S("x\r\n"), 0);
+    sl_harness_advance(&h, 170 * SL_SEC);
+  }
+  CHECK(sl_harness_closed(&h));
+  CHECK(h.now - start >= 7200 * SL_SEC && h.now - start < 7400 * SL_SEC);
+  CHECK(ends_with(&h.client_out,
+                  "421 4.4.2 mx.sluice.test Error: timeout exceeded\r\n"));
+  CHECK(memmem(h.upstream_out.p, h.upstream_out.len, "\r\n.\r\n", 5) == NULL);
+  CHECK_INT(sl_relay_stats(h.r)->messages_accepted, 0);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
 int main(void) {
   SL_RUN(test_buffers_lent_only_while_used);
   SL_RUN(test_pool_exhaustion);
@@ -212,5 +480,13 @@ int main(void) {
   SL_RUN(test_seeded_jitter);
   SL_RUN(test_starttls_injection_counted);
   SL_RUN(test_client_that_does_not_read);
+  SL_RUN(test_local_replies_enhanced_codes);
+  SL_RUN(test_message_sizes_pipelined);
+  SL_RUN(test_five_bdat_events);
+  SL_RUN(test_sync_ehlo_mail);
+  SL_RUN(test_sync_helo_and_groups);
+  SL_RUN(test_sync_before_reply);
+  SL_RUN(test_drip_default_limits);
+  SL_RUN(test_session_cap_default);
   return sl_test_summary();
 }

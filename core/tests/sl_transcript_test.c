@@ -296,6 +296,18 @@ static int apply_set(sl_harness *h, const char *arg) {
     h->info.flags |= SL_CONN_EXPECT_PROXY;
   else if (!strcmp(key, "conn_tls"))
     h->info.flags |= SL_CONN_TLS;
+  else if (!strcmp(key, "pool_features")) {
+    /* comma-separated feature names, or "none" */
+    h->info.flags |= SL_CONN_POOL_CAPS;
+    h->info.pool_features = 0;
+    for (char *t = strtok(v1, ","); t; t = strtok(NULL, ",")) {
+      uint32_t b = features_bit(t);
+      if (!b && strcmp(t, "none"))
+        return -1;
+      h->info.pool_features |= b;
+    }
+  } else if (!strcmp(key, "pool_size"))
+    h->info.pool_size = (uint64_t)n;
   else if (!strcmp(key, "client_name")) {
     snprintf(client_name, sizeof(client_name), "%s", v1);
     h->info.client_name = client_name;
@@ -303,6 +315,10 @@ static int apply_set(sl_harness *h, const char *arg) {
   /* limits */
   else if (!strcmp(key, "recipients_max"))
     l->recipients_max = (uint32_t)n;
+  else if (!strcmp(key, "recipient_overshoot_max"))
+    l->recipient_overshoot_max = (uint32_t)n;
+  else if (!strcmp(key, "record_timeout"))
+    l->record_timeout = parse_dur(v1);
   else if (!strcmp(key, "message_size_max"))
     l->message_size_max = (uint64_t)n;
   else if (!strcmp(key, "text_line_max"))

@@ -121,11 +121,52 @@ static void test_least_connections(void) {
   sd_config_unref(c);
 }
 
+/* The intersection screen-first offers from: healthy, checked servers only. */
+static void test_pool_features(void) {
+  sd_config *c = cfg_of("listen = 127.0.0.1:1\nupstream = 127.0.0.1:10\n"
+                        "upstream = 127.0.0.1:11\nupstream = 127.0.0.1:12\n");
+  CHECK(c != NULL);
+  if (!c) return;
+  sd_upstreams *u = sd_upstreams_new(c, NULL);
+  uint32_t f = 0;
+  uint64_t size = 0;
+  CHECK_INT(sd_upstreams_features(u, &f, &size), 0); /* no active checks */
+  u->checking = 1;
+  CHECK_INT(sd_upstreams_features(u, &f, &size), 0); /* none checked yet */
+  u->s[0].caps_known = u->s[1].caps_known = u->s[2].caps_known = 1;
+  u->s[0].caps = SL_FEAT_PIPELINING | SL_FEAT_SIZE | SL_FEAT_CHUNKING | SL_FEAT_8BITMIME;
+  u->s[0].caps_size = 20000000;
+  u->s[1].caps = SL_FEAT_SIZE | SL_FEAT_8BITMIME | SL_FEAT_DSN;
+  u->s[1].caps_size = 10000000;
+  u->s[2].caps = SL_FEAT_SIZE;
+  u->s[2].caps_size = 0; /* SIZE without a limit */
+  CHECK_INT(sd_upstreams_features(u, &f, &size), 1);
+  CHECK_INT(f, SL_FEAT_SIZE);
+  CHECK_INT(size, 10000000);
+  /* a server that is down does not narrow the offer */
+  u->s[2].up = 0;
+  CHECK_INT(sd_upstreams_features(u, &f, &size), 1);
+  CHECK_INT(f, SL_FEAT_SIZE | SL_FEAT_8BITMIME);
+  u->s[1].up = 0;
+  CHECK_INT(sd_upstreams_features(u, &f, &size), 1);
+  CHECK_INT(f, SL_FEAT_PIPELINING | SL_FEAT_SIZE | SL_FEAT_CHUNKING | SL_FEAT_8BITMIME);
+  CHECK_INT(size, 20000000);
+  u->s[0].caps_known = 0; /* a healthy server whose offer is unknown */
+  CHECK_INT(sd_upstreams_features(u, &f, &size), 0);
+  u->s[0].up = 0; /* nothing healthy */
+  u->s[0].caps_known = 1;
+  CHECK_INT(sd_upstreams_features(u, &f, &size), 0);
+  u->checking = 0;
+  sd_upstreams_free(u);
+  sd_config_unref(c);
+}
+
 int main(void) {
   sd_log_setup(NULL, SD_LOG_ERR, SD_LOGFMT);
   SL_RUN(test_weighted_round_robin);
   SL_RUN(test_failover_never_repeats);
   SL_RUN(test_passive_down_and_retry);
   SL_RUN(test_least_connections);
+  SL_RUN(test_pool_features);
   return sl_test_summary();
 }

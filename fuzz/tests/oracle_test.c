@@ -238,6 +238,80 @@ int main(void) {
   u(&e, "BDAT 3 LAST\r\na\nb");
   expect(&e, "BDAT chunk with bare LF", "guarantee 3");
 
+  /* Guarantee 8: BDAT only to an upstream whose EHLO offered CHUNKING. */
+  env_init(&e);
+  sl_oracle_completed(e.o, SL_REQ_CONNECT_UPSTREAM, SL_STATUS_OK);
+  U(&e, "220 up\r\n");
+  u(&e, "EHLO mx\r\n");
+  U(&e, "250-up\r\n250 PIPELINING\r\n");
+  u(&e, "BDAT 3 LAST\r\nabc");
+  expect(&e, "BDAT to an upstream without CHUNKING", "guarantee 8");
+
+  /* ... which gets the BDAT transaction as one DATA body instead. */
+  env_init(&e);
+  sl_oracle_completed(e.o, SL_REQ_CONNECT_UPSTREAM, SL_STATUS_OK);
+  U(&e, "220 up\r\n");
+  u(&e, "EHLO mx\r\n");
+  U(&e, "250 up\r\n");
+  c(&e, "220 up\r\n");
+  C(&e, "EHLO client\r\n");
+  u(&e, "EHLO client\r\n");
+  U(&e, "250 up\r\n");
+  c(&e, "250 up\r\n");
+  C(&e, "MAIL FROM:<a@example.org>\r\n");
+  u(&e, "MAIL FROM:<a@example.org>\r\n");
+  U(&e, "250 ok\r\n");
+  c(&e, "250 ok\r\n");
+  C(&e, "RCPT TO:<b@example.net>\r\n");
+  u(&e, "RCPT TO:<b@example.net>\r\n");
+  U(&e, "250 ok\r\n");
+  c(&e, "250 ok\r\n");
+  C(&e, "BDAT 4\r\n.a\r\nBDAT 2 LAST\r\nb\r");
+  u(&e, "DATA\r\n");
+  U(&e, "354 go\r\n");
+  u(&e, "..a\r\n");
+  c(&e, "250 chunk\r\n");
+  expect(&e, "BDAT content withheld before its LAST chunk", NULL);
+
+  env_init(&e);
+  sl_oracle_completed(e.o, SL_REQ_CONNECT_UPSTREAM, SL_STATUS_OK);
+  U(&e, "220 up\r\n");
+  u(&e, "EHLO mx\r\n");
+  U(&e, "250 up\r\n");
+  C(&e, "EHLO client\r\nMAIL FROM:<a@example.org>\r\n");
+  C(&e, "RCPT TO:<b@example.net>\r\nBDAT 5 LAST\r\nb\r\n\r\n");
+  u(&e, "EHLO client\r\n");
+  U(&e, "250 up\r\n");
+  u(&e, "MAIL FROM:<a@example.org>\r\n");
+  U(&e, "250 ok\r\n");
+  u(&e, "RCPT TO:<b@example.net>\r\n");
+  U(&e, "250 ok\r\n");
+  u(&e, "DATA\r\n");
+  U(&e, "354 go\r\n");
+  u(&e, "b\r\n\r\n.\r\n");
+  U(&e, "250 queued\r\n");
+  c(&e, "220 up\r\n250 up\r\n250 ok\r\n250 ok\r\n250 queued\r\n");
+  expect(&e, "BDAT transaction sent as DATA", NULL);
+
+  env_init(&e);
+  sl_oracle_completed(e.o, SL_REQ_CONNECT_UPSTREAM, SL_STATUS_OK);
+  U(&e, "220 up\r\n");
+  u(&e, "EHLO mx\r\n");
+  U(&e, "250 up\r\n");
+  C(&e, "EHLO client\r\nMAIL FROM:<a@example.org>\r\n");
+  C(&e, "RCPT TO:<b@example.net>\r\nBDAT 4 LAST\r\nb\n\r\n");
+  u(&e, "EHLO client\r\n");
+  U(&e, "250 up\r\n");
+  u(&e, "MAIL FROM:<a@example.org>\r\n");
+  U(&e, "250 ok\r\n");
+  u(&e, "RCPT TO:<b@example.net>\r\n");
+  U(&e, "250 ok\r\n");
+  u(&e, "DATA\r\n");
+  U(&e, "354 go\r\n");
+  u(&e, "b\r\n\r\n.\r\n");
+  expect(&e, "BDAT transaction with a bare LF committed as DATA",
+         "guarantee 3");
+
   printf("%d failure(s)\n", failures);
   return failures ? 1 : 0;
 }

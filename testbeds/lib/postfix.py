@@ -75,7 +75,10 @@ class PostfixInstance:
     """
 
     def __init__(self, host: str = LOCALHOST, port: int = 0, main_cf=None, tls=None,
-                 hostname: str = "postfix-upstream.test"):
+                 hostname: str = "postfix-upstream.test", extra_smtpd=None):
+        # extra_smtpd: {name: {param: value}}: more smtpd listeners in the same
+        # instance, each on its own port (self.service_ports[name]) with these
+        # main.cf overrides (master.cf -o; values without spaces); see service().
         self.host = host
         self.hostname = hostname
         self.root = Path(tempfile.mkdtemp(prefix="sluice-postfix-", dir="/tmp"))
@@ -140,12 +143,22 @@ class PostfixInstance:
         (self.config_dir / "main.cf").write_text(
             "".join(f"{k} = {v}\n" for k, v in params.items()))
         listen = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
-        (self.config_dir / "master.cf").write_text(MASTER_CF.format(listen=listen))
+        master = MASTER_CF.format(listen=listen)
+        self.service_ports = {}
+        for name, overrides in (extra_smtpd or {}).items():
+            p = free_port(host)
+            self.service_ports[name] = p
+            lst = f"[{host}]:{p}" if ":" in host else f"{host}:{p}"
+            opts = "".join(f" -o {k}={v}" for k, v in overrides.items())
+            master += f"{lst} inet n - n - - smtpd -o syslog_name=postfix-testbed-{name}{opts}\n"
+        (self.config_dir / "master.cf").write_text(master)
         self.started = False
         try:
             self._postfix("start", timeout=60)
             self.started = True
             wait_port(host, self.port, timeout=20)
+            for p in self.service_ports.values():
+                wait_port(host, p, timeout=20)
         except Exception:
             self.stop()
             raise
@@ -235,3 +248,173 @@ def smtp_sink_binary() -> str:
 
 def smtp_source_binary() -> str:
     return system_tool("smtp-source", "/usr/sbin/smtp-source", "/usr/lib/postfix/sbin/smtp-source")
+
+
+# ---------------------------------------------------------------- receiver matrix
+# The interface of lib/receiver.py (messages(), log_text(), mail_commands(),
+# wait_idle()) on a PostfixInstance, and the main.cf of the matrix's Postfix.
+
+# Every MAIL command is logged ("NOQUEUE: info: MAIL from ...": check_sender_access
+# static:INFO evaluated at MAIL time), reject-me@example.test is refused, every
+# other recipient is put on HOLD; the pipelining check of Postfix 3.9 is on
+# (3.7 has it, off by default), bare newlines are left at 3.7's default (no):
+# this Postfix is a vulnerable "B" of SMTP smuggling on its own.
+MATRIX_MAIN_CF = {
+    "smtpd_delay_reject": "no",
+    "smtpd_sender_restrictions": "check_sender_access static:INFO",
+    "smtpd_recipient_restrictions":
+        "check_recipient_access inline:{{reject-me@example.test = 550 5.1.1 refused by the testbed}}"
+        " check_recipient_access static:HOLD",
+    "smtpd_forbid_unauth_pipelining": "yes",
+    "smtpd_recipient_limit": "1000",
+    "local_header_rewrite_clients": "",
+    "always_add_missing_headers": "no",
+}
+
+# The EHLO keywords the matrix turns off in turn (smtpd_discard_ehlo_keywords).
+DISCARDABLE_KEYWORDS = ("chunking", "pipelining", "smtputf8", "8bitmime", "dsn",
+                        "enhancedstatuscodes")
+
+
+def matrix_main_cf(discard=None, **extra):
+    """MATRIX_MAIN_CF, with smtpd_discard_ehlo_keywords = discard if given."""
+    cf = dict(MATRIX_MAIN_CF)
+    if discard:
+        cf["smtpd_discard_ehlo_keywords"] = discard
+    cf.update(extra)
+    return cf
+
+
+def _pf_log_text(self) -> str:
+    return self.log()
+
+
+def _pf_log_mark(self) -> int:
+    from .receiver import file_size
+    return file_size(self.maillog)
+
+
+def _pf_log_since(self, mark: int) -> str:
+    from .receiver import read_from
+    return read_from(self.maillog, mark)
+
+
+def _pf_mail_commands(text: str) -> int:
+    """MAIL commands smtpd evaluated (needs MATRIX_MAIN_CF's static:INFO)."""
+    return len(re.findall(r": info: MAIL from ", text))
+
+
+def _pf_wait_idle(self, timeout: float = 15.0):
+    """Waits until no TCP connection to any smtpd port of the instance is
+    open, then until the maillog (written by postlogd, a little later) has a
+    'disconnect from' for every 'connect from' and has stopped growing."""
+    from .receiver import LineCounter, wait_connections_closed
+    ports = [self.port] + list(getattr(self, "service_ports", {}).values())
+    wait_connections_closed(ports, timeout)
+    if getattr(self, "_idle_counter", None) is None:
+        self._idle_counter = LineCounter(self.maillog, conn=r"\]: connect from ",
+                                         disc=r"\]: disconnect from ")
+    c = self._idle_counter
+
+    def idle():
+        stable = c.settled()
+        return stable and c.counts["conn"] <= c.counts["disc"]
+    wait_for(idle, timeout, interval=0.02, what="Postfix sessions ended")
+
+
+def _pf_message_ids(self) -> list:
+    """Queue ids of every complete queue file, oldest first, read from the
+    queue directory itself (Postfix sets the owner-execute bit on a queue
+    file once it is complete); faster than postqueue -j."""
+    found = []
+    for sub in ("incoming", "active", "deferred", "hold", "corrupt"):
+        for dp, _, files in os.walk(self.queue_dir / sub):
+            for f in files:
+                try:
+                    st = os.stat(os.path.join(dp, f))
+                except FileNotFoundError:
+                    continue
+                if st.st_mode & 0o100:
+                    found.append((st.st_mtime_ns, f))
+    return [f for _, f in sorted(found)]
+
+
+def _pf_message(self, queue_id: str):
+    """One queued message (see _pf_messages), from a single `postcat -ehb`."""
+    from .receiver import ReceivedMessage, strip_own_received
+    r = run([POSTCAT, "-c", self.config_dir, "-e", "-h", "-b", "-q", queue_id], timeout=20)
+    out = r.stdout
+    m = re.search(rb"\*\*\* MESSAGE CONTENTS [^\n]*\n(.*)\*\*\* HEADER EXTRACTED", out, re.S)
+    stored = m[1] if m else b""
+    env = out.split(b"*** MESSAGE CONTENTS", 1)[0].decode(errors="replace")
+    sender = ""
+    rcpts = []
+    for line in env.splitlines():
+        if line.startswith("sender: "):
+            sender = line[len("sender: "):]
+        elif line == "sender:":
+            sender = ""
+        elif line.startswith("recipient: "):
+            rcpts.append(line[len("recipient: "):])
+    return ReceivedMessage(queue_id, sender, rcpts, strip_own_received(stored, self.hostname),
+                           stored, {"records": env})
+
+
+def _pf_messages(self, content: bool = True) -> list:
+    """Every queued message, oldest first, as lib.receiver.ReceivedMessage.
+
+    data is `postcat -bh` (header and body, LF line ends) without the
+    Received: header Postfix added; envelope["records"] is `postcat -e`
+    (envelope records: dsn_orig_rcpt, notify_flags, ret, envid, smtputf8...).
+    content=False skips the postcat calls (data stays b"").
+    """
+    from .receiver import ReceivedMessage, strip_own_received
+    out = []
+    q = sorted(self.queue(), key=lambda m: (m.get("arrival_time", 0), m["queue_id"]))
+    for m in q:
+        stored, env = b"", ""
+        if content:
+            r = run([POSTCAT, "-c", self.config_dir, "-bh", "-q", m["queue_id"]], timeout=20)
+            stored = r.stdout
+            env = self.postcat(m["queue_id"], "-e")
+        out.append(ReceivedMessage(m["queue_id"], m.get("sender", ""),
+                                   [r["address"] for r in m.get("recipients", [])],
+                                   strip_own_received(stored, self.hostname), stored,
+                                   {"records": env, "queue_name": m.get("queue_name")}))
+    return out
+
+
+PostfixInstance.name = "postfix"
+PostfixInstance.log_text = _pf_log_text
+PostfixInstance.log_mark = _pf_log_mark
+PostfixInstance.log_since = _pf_log_since
+PostfixInstance.mail_commands = staticmethod(_pf_mail_commands)
+PostfixInstance.wait_idle = _pf_wait_idle
+PostfixInstance.message_ids = _pf_message_ids
+PostfixInstance.messages = _pf_messages
+PostfixInstance.message = _pf_message
+
+
+class PostfixService:
+    """One extra smtpd listener of a PostfixInstance (extra_smtpd): its own
+    address and name; log, queue and everything else are the instance's."""
+
+    def __init__(self, instance: PostfixInstance, name: str):
+        self.instance = instance
+        self.name = name
+        self.host = instance.host
+        self.port = instance.service_ports[name]
+
+    @property
+    def address(self):
+        return (self.host, self.port)
+
+    def stop(self):
+        pass  # the instance's owner stops it
+
+    def __getattr__(self, attr):
+        return getattr(self.instance, attr)
+
+
+def service(instance: PostfixInstance, name: str) -> PostfixService:
+    return PostfixService(instance, name)

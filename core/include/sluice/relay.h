@@ -19,7 +19,8 @@
  *      (or sl_relay_feed_{client,upstream}(), which copies);
  *   2. ends of stream: sl_relay_{client,upstream}_eof();
  *   3. answers: sl_relay_complete();
- *   4. drain sl_relay_next_request() until it returns 0 and act on each;
+ *   4. drain sl_relay_next_request() until it returns 0 and act on each
+ *      (the relay waits for room there rather than drop anything);
  *   5. send sl_relay_{client,upstream}_out() and _out_ack() what went out;
  *   6. wait per sl_relay_want() and until sl_relay_next_deadline(), then
  *      sl_relay_handle_expiry() when it has passed.
@@ -66,9 +67,10 @@ typedef enum sl_admission {
 } sl_admission;
 
 enum sl_conn_flag {
-  SL_CONN_TLS = 1u << 0,         /* client leg is implicit TLS already */
-  SL_CONN_EXPECT_PROXY = 1u << 1 /* a PROXY v1/v2 header from a trusted
-                                    balancer precedes SMTP */
+  SL_CONN_TLS = 1u << 0,          /* client leg is implicit TLS already */
+  SL_CONN_EXPECT_PROXY = 1u << 1, /* a PROXY v1/v2 header from a trusted
+                                     balancer precedes SMTP */
+  SL_CONN_POOL_CAPS = 1u << 2     /* pool_features and pool_size are known */
 };
 
 typedef struct sl_conn_info {
@@ -77,6 +79,15 @@ typedef struct sl_conn_info {
   uint32_t flags;         /* sl_conn_flag */
   sl_admission admission; /* e.g. from sl_ratelim_admit() */
   const char *client_name; /* verified rDNS or NULL; must outlive the relay */
+  /* With SL_CONN_POOL_CAPS: what the upstream pool can take, e.g. the
+     intersection over the healthy upstreams of sl_ehlo_features() on their
+     health-check EHLO replies.  Screen-first, whose EHLO reply comes before
+     any upstream, offers no extension outside pool_features (PIPELINING and
+     STARTTLS are sluice's own) and a SIZE no larger than pool_size (0: no
+     limit known).  The upstream a session reaches is checked again: if it
+     offers less, the relay downgrades or refuses (guarantee 8). */
+  uint32_t pool_features; /* sl_feature bits */
+  uint64_t pool_size;
 } sl_conn_info;
 
 /* ---- requests (relay to driver) -------------------------------------- */
@@ -289,7 +300,15 @@ int sl_relay_client_out_ack(sl_relay *r, size_t n, sl_tstamp now);
 const uint8_t *sl_relay_upstream_out(sl_relay *r, size_t *len, sl_tstamp now);
 int sl_relay_upstream_out_ack(sl_relay *r, size_t n, sl_tstamp now);
 
-/* Pops the oldest request into *out: returns 1, or 0 when none is left. */
+/*
+ * Pops the oldest request into *out: returns 1, or 0 when none is left.
+ * No request or event is ever dropped (guarantee 10).  The ring is small:
+ * when it has too little room for what the relay's next step may request,
+ * the relay stops consuming input (SL_WANT_CLIENT_READ and
+ * SL_WANT_UPSTREAM_READ are cleared, answers and expiries wait) until the
+ * driver drains this function; each call runs the relay again, so the
+ * driver drains until 0 and then looks at sl_relay_want() again.
+ */
 int sl_relay_next_request(sl_relay *r, sl_request *out);
 
 /* ---- time and state ---------------------------------------------------- */

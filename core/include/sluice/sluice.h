@@ -4,6 +4,7 @@
 
 #include "sluice/addr.h"
 #include "sluice/bufpool.h"
+#include "sluice/caps.h"
 #include "sluice/errors.h"
 #include "sluice/limits.h"
 #include "sluice/policy.h"

@@ -108,6 +108,7 @@ typedef struct rparse {
   uint8_t sep;       /* byte after the code on the current line, 0: none */
   uint8_t nlines;
   uint8_t pipelining; /* a line "PIPELINING" seen (EHLO keyword) */
+  uint8_t chunking;   /* a line "CHUNKING" seen */
   uint8_t kw[12];     /* first bytes of the current line's text */
 } rparse;
 
@@ -147,6 +148,10 @@ static int rp_byte(rparse *rp, uint8_t c, uint32_t line_max,
         memcmp(rp->kw, "PIPELINING", 10) == 0 &&
         (rp->linelen - 4 == 10 || rp->kw[10] == ' '))
       rp->pipelining = 1;
+    if (rp->nlines > 1 && rp->linelen >= 12 &&
+        memcmp(rp->kw, "CHUNKING", 8) == 0 &&
+        (rp->linelen - 4 == 8 || rp->kw[8] == ' '))
+      rp->chunking = 1;
     int last = rp->sep != '-';
     rp->linelen = 0;
     rp->sep = 0;
@@ -222,6 +227,8 @@ enum cmode {
   CM_BODY,    /* DATA body */
   CM_CHUNK,   /* BDAT chunk bytes */
   CM_TLS,     /* between 220 to STARTTLS and the handshake's end: discard */
+  CM_QUIET,   /* a body sent before the reply to a DATA that was refused:
+                 dropped up to its end-of-data line, owed no reply */
   CM_DEAD     /* nothing more is read as SMTP */
 };
 
@@ -254,6 +261,12 @@ typedef struct body {
   uint8_t complete, bad;
 } body;
 
+/* A client's BDAT transaction, which an upstream without CHUNKING receives
+   as one DATA body (guarantee 8). */
+typedef struct chunked {
+  uint8_t complete, bad, committed;
+} chunked;
+
 struct sl_oracle {
   sl_limits lim;
   sl_policy pol;
@@ -270,12 +283,18 @@ struct sl_oracle {
   int closing;        /* an unsolicited closing reply was sent */
   int ambig_open;     /* CK_EOD_AMBIG owed or answered: session must end */
   uint64_t chunk_left;
+  uint8_t q_state;    /* CM_QUIET scanner (see quiet_byte) */
   /* DATA body scanner */
   uint32_t b_linelen;
   uint8_t b_cr, b_after_crlf, b_first_dot, b_line_bad;
   uint64_t b_size;
   body *bodies;       /* every DATA body the client started, in order */
   size_t nbodies, capbodies;
+  chunked *chunks;    /* every BDAT transaction the client started */
+  size_t nchunks, capchunks;
+  int chunk_open;     /* the last one has not had its LAST chunk yet */
+  int chunk_is_last;  /* the chunk being read is a LAST one */
+  uint8_t cc_cr;      /* its content so far ends in CR */
   rparse cout;        /* client output reply parser */
   uint64_t commands, replies, client_accepted;
   uint64_t out_bytes, up_out_bytes, nrequests;
@@ -290,6 +309,7 @@ struct sl_oracle {
                          upstreams queue replies ahead) */
   int up_broken;      /* a malformed or unsolicited reply: stop counting */
   int up_pipelining;  /* the last EHLO reply offered PIPELINING */
+  int up_chunking;    /* the last EHLO reply offered CHUNKING */
   int up_auth_cont;   /* the next line is an AUTH continuation (334) */
   uint32_t up_last_kind; /* kind of the command the last reply answered */
   rparse uin;
@@ -391,6 +411,7 @@ void sl_oracle_free(sl_oracle *o) {
   free(o->upend.v);
   free(o->early.v);
   free(o->bodies);
+  free(o->chunks);
   free(o);
 }
 
@@ -416,6 +437,59 @@ void sl_oracle_counts_get(const sl_oracle *o, sl_oracle_counts *c) {
 static void owe(sl_oracle *o, uint32_t k) {
   fifo_push(&o->owed, k);
   o->commands++;
+}
+
+static void new_chunked(sl_oracle *o) {
+  if (o->nchunks == o->capchunks) {
+    size_t cap = o->capchunks ? o->capchunks * 2 : 8;
+    chunked *q = realloc(o->chunks, cap * sizeof(*q));
+    if (!q)
+      abort();
+    o->chunks = q;
+    o->capchunks = cap;
+  }
+  chunked *c = &o->chunks[o->nchunks++];
+  c->complete = c->bad = c->committed = 0;
+  o->chunk_open = 1;
+  o->cc_cr = 0;
+}
+
+/* The chunk being read has ended. */
+static void chunk_end(sl_oracle *o) {
+  if (!o->chunk_is_last || !o->nchunks)
+    return;
+  chunked *c = &o->chunks[o->nchunks - 1];
+  c->complete = 1;
+  if (o->cc_cr)
+    c->bad = 1;
+  o->chunk_open = 0;
+}
+
+static void chunk_byte(sl_oracle *o, uint8_t ch) {
+  chunked *c = &o->chunks[o->nchunks - 1];
+  if (o->cc_cr) {
+    o->cc_cr = 0;
+    if (ch == '\n')
+      return;
+    c->bad = 1;
+  }
+  if (ch == '\r')
+    o->cc_cr = 1;
+  else if (ch == '\n' || ch == 0)
+    c->bad = 1;
+}
+
+/* An end-of-data upstream that no DATA body explains: the oldest complete,
+   clean BDAT transaction not yet committed, sent as DATA. */
+static int commit_chunked(sl_oracle *o) {
+  for (size_t i = 0; i < o->nchunks; i++) {
+    chunked *c = &o->chunks[i];
+    if (c->complete && !c->bad && !c->committed) {
+      c->committed = 1;
+      return 1;
+    }
+  }
+  return 0;
 }
 
 static body *new_body(sl_oracle *o) {
@@ -529,6 +603,47 @@ static int body_byte(sl_oracle *o, uint8_t c) {
   return 0;
 }
 
+/* One byte of a dropped early body: 1 at its end ("." line after CRLF), -1
+   at a smuggling byte (the relay then ends the session), else 0.  States:
+   0 line start, 1 ".", 2 ".\r", 3 inside a line, 4 CR inside a line; with
+   the bare-LF leniency 5/6/7 are 0/1/2 after a normalised bare LF, where a
+   "." line is content. */
+static int quiet_byte(sl_oracle *o, uint8_t c) {
+  int lenient = (o->pol.lenient & SL_LENIENT_NORMALIZE_BARE_LF) != 0;
+  uint8_t st = o->q_state;
+  if (c == 0)
+    return -1;
+  switch (st) {
+  case 2:
+    return c == '\n' ? 1 : -1;
+  case 7:
+  case 4:
+    if (c != '\n')
+      return -1;
+    o->q_state = 0;
+    return 0;
+  case 0:
+  case 5:
+  case 1:
+  case 6:
+  case 3:
+    if (c == '\r') {
+      o->q_state = st == 1 ? 2 : st == 6 ? 7 : 4;
+    } else if (c == '\n') {
+      if (!lenient)
+        return -1;
+      o->q_state = 5;
+    } else if (c == '.' && (st == 0 || st == 5)) {
+      o->q_state = st == 0 ? 1 : 6;
+    } else {
+      o->q_state = 3;
+    }
+    return 0;
+  default:
+    return -1;
+  }
+}
+
 /* Models as much of the accepted client bytes as can be known now. */
 static void client_parse(sl_oracle *o) {
   size_t pos = 0;
@@ -606,12 +721,20 @@ static void client_parse(sl_oracle *o) {
         if (parse_bdat(p, len, &size, &last) == 0) {
           owe(o, last ? CK_BDAT_LAST : CK_BDAT);
           o->chunk_left = size;
+          if (!o->chunk_open)
+            new_chunked(o);
+          o->chunk_is_last = last;
           if (size)
             o->cm = CM_CHUNK;
+          else
+            chunk_end(o);
         } else {
           owe(o, CK_CMD);
         }
       } else {
+        if (verb_is(p, len, "MAIL") || verb_is(p, len, "RSET") ||
+            verb_is(p, len, "EHLO") || verb_is(p, len, "HELO"))
+          o->chunk_open = 0; /* an unfinished BDAT transaction is over */
         owe(o, CK_CMD);
       }
       continue;
@@ -654,10 +777,24 @@ static void client_parse(sl_oracle *o) {
     }
     case CM_CHUNK: {
       uint64_t k = o->chunk_left < n ? o->chunk_left : n;
+      for (size_t i = 0; i < k; i++)
+        chunk_byte(o, p[i]);
       pos += (size_t)k;
       o->chunk_left -= k;
-      if (!o->chunk_left)
+      if (!o->chunk_left) {
         o->cm = CM_CMD;
+        chunk_end(o);
+      }
+      continue;
+    }
+    case CM_QUIET: {
+      while (pos < b->len && o->cm == CM_QUIET) {
+        int q = quiet_byte(o, b->p[pos++]);
+        if (q > 0)
+          o->cm = CM_CMD;
+        else if (q < 0)
+          o->cm = CM_DEAD; /* the relay ends the session (554) */
+      }
       continue;
     }
     case CM_TLS:
@@ -713,6 +850,10 @@ static void client_reply(sl_oracle *o, unsigned code) {
       o->b_line_bad = 0;
       o->b_size = 0;
       o->cm = CM_BODY;
+    } else if (o->cin.len) {
+      /* bytes sent before this refusal arrived: a body, never commands */
+      o->cm = CM_QUIET;
+      o->q_state = 0;
     } else {
       o->cm = CM_CMD;
     }
@@ -758,7 +899,7 @@ static void client_reply(sl_oracle *o, unsigned code) {
   default:
     break;
   }
-  if (o->cm == CM_CMD || o->cm == CM_BODY)
+  if (o->cm == CM_CMD || o->cm == CM_BODY || o->cm == CM_QUIET)
     client_parse(o);
 }
 
@@ -797,6 +938,7 @@ static void up_fresh(sl_oracle *o, int greeting) {
   memset(&o->uin, 0, sizeof(o->uin));
   o->up_broken = 0;
   o->up_pipelining = 0;
+  o->up_chunking = 0;
   o->up_auth_cont = 0;
   o->up_last_kind = 0;
   if (greeting) {
@@ -895,6 +1037,11 @@ static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
            show(p, len < 60 ? len : 60, s, sizeof(s)));
       return;
     }
+    if (!o->up_chunking)
+      fail(o,
+           "guarantee 8: \"%s\" sent upstream though its EHLO reply did "
+           "not offer CHUNKING",
+           show(p, len < 60 ? len : 60, s, sizeof(s)));
     up_pace(o, UK_CMD, p, len);
     o->up_chunk_left = size;
     o->up_chunk_last = last;
@@ -927,7 +1074,10 @@ static void up_body_byte(sl_oracle *o, uint8_t c) {
     if (o->ub_first_dot && content == 1) {
       /* the terminator: it commits the message the client sent */
       size_t i = o->up_bodies - 1;
-      if (i >= o->nbodies)
+      if (!(i < o->nbodies && o->bodies[i].complete && !o->bodies[i].bad) &&
+          commit_chunked(o))
+        o->up_bodies--; /* a BDAT transaction, not a DATA body */
+      else if (i >= o->nbodies)
         fail(o, "guarantee 3: end-of-data sent upstream for message #%zu "
                 "that the client never sent", i + 1);
       else if (!o->bodies[i].complete)
@@ -1104,8 +1254,10 @@ static void up_answer(sl_oracle *o, uint32_t k, unsigned code, int pipelining,
   unsigned cls = code / 100;
   switch (k) {
   case UK_EHLO:
-    if (cls == 2)
-      o->up_pipelining = pipelining;
+    if (cls == 2) {
+      o->up_pipelining = pipelining & 1;
+      o->up_chunking = (pipelining >> 1) & 1;
+    }
     break;
   case UK_DATA:
     if (code == 354) {
@@ -1142,7 +1294,7 @@ static void up_reply(sl_oracle *o, unsigned code, int pipelining) {
   if (!fifo_pop(&o->upend, &k)) {
     /* Nothing outstanding yet: keep it for the next command, as a relay
        reading a buffered stream will. */
-    fifo_push(&o->early, code | (pipelining ? 1u << 16 : 0));
+    fifo_push(&o->early, code | (uint32_t)(pipelining & 3) << 16);
     return;
   }
   up_answer(o, k, code, pipelining, 0);
@@ -1153,7 +1305,7 @@ static void up_sent(sl_oracle *o, uint32_t kind) {
   fifo_push(&o->upend, kind);
   uint32_t e, k;
   if (fifo_pop(&o->early, &e) && fifo_pop(&o->upend, &k))
-    up_answer(o, k, e & 0xffffu, (e >> 16) & 1, 1);
+    up_answer(o, k, e & 0xffffu, (e >> 16) & 3, 1);
 }
 
 void sl_oracle_upstream_in(sl_oracle *o, const uint8_t *p, size_t n) {
@@ -1168,8 +1320,8 @@ void sl_oracle_upstream_in(sl_oracle *o, const uint8_t *p, size_t n) {
       return;
     }
     if (rc == RP_DONE) {
-      int pl = o->uin.pipelining;
-      o->uin.pipelining = 0;
+      int pl = o->uin.pipelining | o->uin.chunking << 1;
+      o->uin.pipelining = o->uin.chunking = 0;
       up_reply(o, o->uin.code, pl);
     }
   }
@@ -1181,6 +1333,8 @@ void sl_oracle_request(sl_oracle *o, const sl_request *q) {
   o->nrequests++;
   switch (q->type) {
   case SL_REQ_CLOSE_UPSTREAM:
+    if (o->um == UM_BODY && o->up_bodies > o->nbodies)
+      o->up_bodies--; /* an aborted BDAT transaction sent as DATA */
     o->um = UM_NONE;
     ob_drop(&o->uout, o->uout.len);
     fifo_clear(&o->upend);

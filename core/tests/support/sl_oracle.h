@@ -21,7 +21,9 @@
  *      outnumber the upstream's 2xx to terminators / BDAT LAST received
  *      after they were sent (per session); a message the client sent with a
  *      framing violation is never reported accepted;
- *  (3) upstream bytes are well-formed SMTP (see sl_oracle.c);
+ *  (3) upstream bytes are well-formed SMTP (see sl_oracle.c); a BDAT
+ *      transaction may reach it as one DATA body, committed only once the
+ *      client's LAST chunk is in and clean;
  *  (4) after a 220 to the client's STARTTLS, bytes sent before the handshake
  *      completed are never answered;
  *  (5) every client output line is a valid reply line;
@@ -29,7 +31,9 @@
  *      sl_relay_memory_bound(), when a pool is being watched;
  *  (7) handle_expiry at a due deadline makes progress or moves the deadline
  *      past now; after the relay asked to close the client, SL_CLOSED comes
- *      within the sum of the configured timeouts.
+ *      within the sum of the configured timeouts;
+ *  (8) BDAT goes upstream only after the upstream's last EHLO reply
+ *      offered CHUNKING.
  */
 #ifndef SL_ORACLE_H
 #define SL_ORACLE_H
