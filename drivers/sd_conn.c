@@ -837,6 +837,7 @@ static void log_session(sd_conn *c, const char *extra_end) {
   sd_count(SD_C_MSG_REJECTED, st->messages_rejected);
   sd_count(SD_C_MSG_TEMPFAILED, st->messages_tempfailed);
   sd_count(SD_C_RCPT_ACCEPTED, st->recipients_accepted);
+  sd_count(SD_C_RCPT_RELAY_DENIED, st->recipients_relay_denied);
   sd_count(SD_C_CLIENT_IN, st->client_bytes_in);
   sd_count(SD_C_CLIENT_OUT, st->client_bytes_out);
   sd_count(SD_C_UP_IN, st->upstream_bytes_in);
@@ -901,6 +902,8 @@ static void log_session(sd_conn *c, const char *extra_end) {
   sd_rec_u64(&r, "errors", st->errors);
   sd_rec_u64(&r, "junk", st->junk);
   sd_rec_u64(&r, "recipients", st->recipients_accepted);
+  if (st->recipients_relay_denied)
+    sd_rec_u64(&r, "relay_denied", st->recipients_relay_denied);
   sd_rec_u64(&r, "messages_accepted", st->messages_accepted);
   sd_rec_u64(&r, "messages_rejected", st->messages_rejected);
   sd_rec_u64(&r, "messages_tempfailed", st->messages_tempfailed);

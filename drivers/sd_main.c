@@ -365,6 +365,8 @@ int main(int argc, char **argv) {
       sd_config_unref(cfg);
       return 2;
     }
+    const char *rw = sl_config_relay_warning(cfg);
+    if (rw) fprintf(stderr, "sluiced: %s: warning: %s\n", path, rw);
     printf("%s: configuration OK\n", path);
     sd_config_unref(cfg);
     return 0;
@@ -422,6 +424,8 @@ int main(int argc, char **argv) {
     goto fail;
   }
   if (sd_pidfile_write(cfg->pid_file, err, sizeof err) != 0) goto fail;
+  const char *relay_warning = sl_config_relay_warning(cfg);
+  if (relay_warning) sd_log(SD_LOG_WARN, "%s", relay_warning);
   if (pv.drop)
     sd_log(SD_LOG_INFO, "running as user %s (uid %u, gid %u)", pv.user, (unsigned)pv.uid,
            (unsigned)pv.gid);

@@ -140,6 +140,8 @@ char *sd_metrics_render(size_t *len, const char *const *server_names, size_t nse
     counter(&b, "sluice_messages", "Messages by the upstream's verdict.", "result", cs, v, 3);
   }
   C1("sluice_recipients_accepted", "Recipients accepted.", SD_C_RCPT_ACCEPTED);
+  C1("sluice_recipients_relay_denied", "Recipients refused by relay control.",
+     SD_C_RCPT_RELAY_DENIED);
   {
     enum sd_counter cs[] = {SD_C_CLIENT_IN, SD_C_CLIENT_OUT, SD_C_UP_IN, SD_C_UP_OUT};
     const char *v[] = {"client_in", "client_out", "upstream_in", "upstream_out"};

@@ -5,6 +5,7 @@
  * row; parsing, defaults, the dump, "-n" and the suggestions follow.
  */
 #include "sluice/config.h"
+#include "sluice/utf8.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -154,6 +155,17 @@ static const sl_config_key keys[] = {
     KEY("forbid_unauth_pipelining", SL_CT_BOOL8,
         policy.forbid_unauth_pipelining, 0, 0, NULL, NULL, 0,
         "bytes after a command that must end a pipelined group: 554, close"),
+    /* relay control (sluice/rcpt_policy.h) */
+    KEY("relay_domains", SL_CT_RELAY_DOMAINS, relay_domains, 0, 0, NULL, NULL,
+        R,
+        "recipient domains passed on: example.com, .example.com (its "
+        "subdomains), [192.0.2.1], * (all) or file:PATH; none: all refused"),
+    KEY("relay_allow", SL_CT_RELAY_ALLOW, policy.rcpt.flags, 0, 0, NULL,
+        "none", 0,
+        "routing allowed in recipients: none or source_route percent_hack "
+        "bang_path"),
+    KEY("mynetworks", SL_CT_MYNETWORKS, mynetworks, 0, 0, NULL, NULL, R,
+        "client CIDR ranges trusted like authenticated clients"),
     /* tarpit */
     TARPIT_KEYS("normal", normal),
     TARPIT_KEYS("suspect", suspect),
@@ -661,6 +673,10 @@ void sl_config_unref(sl_config *c) {
   free(c->sni);
   for (size_t i = 0; i < SL_DNSBL_ZONES_MAX; i++)
     free(c->zone_names[i]);
+  for (size_t i = 0; i < c->nrelay_domains; i++)
+    free(c->relay_domains[i]);
+  free(c->relay_domains);
+  free(c->mynetworks);
   free(c->key_line);
   free(c->path);
   free(c);
@@ -809,6 +825,174 @@ static int add_trusted(pctx *p, sl_config *c, char *v) {
     c->trusted[c->ntrusted++] = cd;
   }
   return 0;
+}
+
+/* ---- relay control: relay_domains, relay_allow, mynetworks --------------- */
+
+/* Points the policy at the lists again (they move when they grow). */
+static void relay_fixup(sl_config *c) {
+  c->policy.rcpt.domains = (const char *const *)c->relay_domains;
+  c->policy.rcpt.ndomains = (uint32_t)c->nrelay_domains;
+  c->policy.rcpt.mynetworks = c->mynetworks;
+  c->policy.rcpt.nmynetworks = (uint32_t)c->nmynetworks;
+}
+
+static int add_relay_domain(pctx *p, sl_config *c, const char *d,
+                            const char *src, int line) {
+  if (!strcmp(d, "*")) {
+    c->policy.rcpt.flags |= SL_RCPT_ANY_DOMAIN;
+    c->relay_any = 1;
+    return 0;
+  }
+  size_t n = strlen(d);
+  int bad = n == 0 || n > 255 || !strcmp(d, ".") || strchr(d, '@') != NULL ||
+            sl_utf8_check((const uint8_t *)d, n) != n; /* U-labels: UTF-8 */
+  for (size_t i = 0; i < n && !bad; i++)
+    if ((unsigned char)d[i] <= 0x20 || d[i] == 0x7f)
+      bad = 1;
+  if (bad) {
+    if (src)
+      return fail(p, "%s:%d: \"%s\" is not a domain, .domain or [address]",
+                  src, line, d);
+    return fail(p, "\"%s\" is not a domain, .domain or [address]", d);
+  }
+  if (c->nrelay_domains == 0 || (c->nrelay_domains & (c->nrelay_domains - 1)) == 0) {
+    size_t cap = c->nrelay_domains ? 2 * c->nrelay_domains : 8;
+    if (cap < 8)
+      cap = 8;
+    char **nd = realloc(c->relay_domains, cap * sizeof *nd);
+    if (nd == NULL)
+      return fail(p, "out of memory");
+    c->relay_domains = nd;
+  }
+  char *s = xstrdup(d);
+  if (s == NULL)
+    return fail(p, "out of memory");
+  c->relay_domains[c->nrelay_domains++] = s;
+  /* A list replaces a preset "every domain" (the replay's default) unless
+     the file itself said "*". */
+  if (!c->relay_any)
+    c->policy.rcpt.flags &= ~(uint32_t)SL_RCPT_ANY_DOMAIN;
+  relay_fixup(c);
+  return 0;
+}
+
+/* Words of one line, separated by commas or blanks. */
+static int add_relay_words(pctx *p, sl_config *c, char *v, const char *src,
+                           int line) {
+  for (char *q = v; *q; q++)
+    if (*q == ',' || *q == '\t' || *q == '\r' || *q == '\n')
+      *q = ' ';
+  char *save = NULL;
+  for (char *s = strtok_r(v, " ", &save); s; s = strtok_r(NULL, " ", &save))
+    if (add_relay_domain(p, c, s, src, line) != 0)
+      return -1;
+  return 0;
+}
+
+/* "file:/etc/sluice/relay_domains": one or more domains a line, '#'
+   comments; a relative path is taken from the configuration's directory.
+   Read again with the rest of the file on every reload. */
+static int add_relay_file(pctx *p, sl_config *c, const char *path) {
+  char full[4096];
+  const char *slash = c->path ? strrchr(c->path, '/') : NULL;
+  if (path[0] != '/' && slash)
+    snprintf(full, sizeof full, "%.*s/%s", (int)(slash - c->path), c->path,
+             path);
+  else
+    snprintf(full, sizeof full, "%s", path);
+  FILE *f = fopen(full, "r");
+  if (f == NULL)
+    return fail(p, "cannot open %s: %s", full, strerror(errno));
+  char buf[4096];
+  int line = 0, rc = 0;
+  while (rc == 0 && fgets(buf, sizeof buf, f)) {
+    line++;
+    char *hash = strchr(buf, '#');
+    if (hash)
+      *hash = '\0';
+    rc = add_relay_words(p, c, buf, full, line);
+  }
+  if (rc == 0 && ferror(f))
+    rc = fail(p, "cannot read %s", full);
+  fclose(f);
+  return rc;
+}
+
+static int add_relay_domains(pctx *p, sl_config *c, char *v) {
+  if (!strncmp(v, "file:", 5)) {
+    const char *path = v + 5;
+    while (*path == ' ')
+      path++;
+    return add_relay_file(p, c, path);
+  }
+  return add_relay_words(p, c, v, NULL, 0);
+}
+
+static const struct {
+  const char *name;
+  uint32_t flag;
+} relay_allow_names[] = {{"source_route", SL_RCPT_ALLOW_SOURCE_ROUTE},
+                         {"percent_hack", SL_RCPT_ALLOW_PERCENT_HACK},
+                         {"bang_path", SL_RCPT_ALLOW_BANG_PATH}};
+#define NRELAY_ALLOW (sizeof relay_allow_names / sizeof relay_allow_names[0])
+
+static int set_relay_allow(pctx *p, sl_config *c, char *v) {
+  uint32_t flags = 0;
+  for (char *q = v; *q; q++)
+    if (*q == ',' || *q == '\t')
+      *q = ' ';
+  char *save = NULL;
+  for (char *s = strtok_r(v, " ", &save); s; s = strtok_r(NULL, " ", &save)) {
+    if (!strcmp(s, "none"))
+      continue;
+    size_t i = 0;
+    while (i < NRELAY_ALLOW && strcmp(s, relay_allow_names[i].name))
+      i++;
+    if (i == NRELAY_ALLOW)
+      return fail(p, "\"%s\" is not none, source_route, percent_hack or "
+                     "bang_path", s);
+    flags |= relay_allow_names[i].flag;
+  }
+  c->policy.rcpt.flags = (c->policy.rcpt.flags & SL_RCPT_ANY_DOMAIN) | flags;
+  return 0;
+}
+
+static int add_mynetworks(pctx *p, sl_config *c, char *v) {
+  for (char *q = v; *q; q++)
+    if (*q == ',' || *q == '\t')
+      *q = ' ';
+  char *save = NULL;
+  for (char *s = strtok_r(v, " ", &save); s; s = strtok_r(NULL, " ", &save)) {
+    sl_cidr cd;
+    if (sl_cidr_parse(s, &cd) != 0)
+      return fail(p, "\"%s\" is not an address or CIDR range", s);
+    sl_prefix *nm = realloc(c->mynetworks, (c->nmynetworks + 1) * sizeof *nm);
+    if (nm == NULL)
+      return fail(p, "out of memory");
+    c->mynetworks = nm;
+    memset(&nm[c->nmynetworks], 0, sizeof *nm);
+    nm[c->nmynetworks].addr.family = cd.family == 4 ? SL_AF_INET : SL_AF_INET6;
+    memcpy(nm[c->nmynetworks].addr.bytes, cd.bytes, 16);
+    nm[c->nmynetworks].bits = cd.bits;
+    c->nmynetworks++;
+  }
+  relay_fixup(c);
+  return 0;
+}
+
+const char *sl_config_relay_warning(const sl_config *c) {
+  if (!c->nrelay_domains && !(c->policy.rcpt.flags & SL_RCPT_ANY_DOMAIN))
+    return "relay_domains is not set: every recipient of a client that is "
+           "neither authenticated nor in mynetworks is refused (454 4.7.1); "
+           "list the domains the upstream accepts mail for, or "
+           "\"relay_domains = *\" if the upstream does its own relay control";
+  if ((c->policy.rcpt.flags & SL_RCPT_ANY_DOMAIN) &&
+      c->policy.identity == SL_IDENT_NONE)
+    return "relay_domains = * with identity = none: the upstream sees only "
+           "sluice's address, so it must not trust that address (an upstream "
+           "with sluice in its mynetworks becomes an open relay)";
+  return NULL;
 }
 
 static int add_sni(pctx *p, sl_config *c, char *v) {
@@ -992,6 +1176,12 @@ static int set_value(pctx *p, sl_config *c, const sl_config_key *k, char *v) {
     return add_sni(p, c, v);
   case SL_CT_DNSBL:
     return add_dnsbl(p, c, v);
+  case SL_CT_RELAY_DOMAINS:
+    return add_relay_domains(p, c, v);
+  case SL_CT_RELAY_ALLOW:
+    return set_relay_allow(p, c, v);
+  case SL_CT_MYNETWORKS:
+    return add_mynetworks(p, c, v);
   }
   return fail(p, "internal: bad key type");
 }
@@ -1400,6 +1590,16 @@ static void format_value(const sl_config *c, const sl_config_key *k, char *out,
     snprintf(out, len, "%s", s ? s : "");
     break;
   }
+  case SL_CT_RELAY_ALLOW:
+    for (size_t x = 0; x < NRELAY_ALLOW; x++)
+      if (c->policy.rcpt.flags & relay_allow_names[x].flag) {
+        size_t used = strlen(out);
+        snprintf(out + used, len - used, "%s%s", used ? " " : "",
+                 relay_allow_names[x].name);
+      }
+    if (!out[0])
+      snprintf(out, len, "none");
+    break;
   case SL_CT_FEATURES:
     for (int x = 0; feature_names[x]; x++)
       if (c->policy.features & (1u << x)) {
@@ -1448,6 +1648,20 @@ static void dump_entries(const sl_config *c, const sl_config_key *k, FILE *f) {
                 a & 255);
       }
       fputc('\n', f);
+    }
+    break;
+  case SL_CT_RELAY_DOMAINS:
+    if (c->relay_any ||
+        (c->policy.rcpt.flags & SL_RCPT_ANY_DOMAIN && !c->nrelay_domains))
+      fprintf(f, "relay_domains = *\n");
+    for (size_t i = 0; i < c->nrelay_domains; i++)
+      fprintf(f, "relay_domains = %s\n", c->relay_domains[i]);
+    break;
+  case SL_CT_MYNETWORKS:
+    for (size_t i = 0; i < c->nmynetworks; i++) {
+      char a[SL_ADDR_STRLEN];
+      sl_addr_format(&c->mynetworks[i].addr, a, sizeof a);
+      fprintf(f, "mynetworks = %s/%u\n", a, c->mynetworks[i].bits);
     }
     break;
   default:

@@ -466,6 +466,91 @@ static void test_dump(void) {
   sl_config_unref(c);
 }
 
+static void test_relay_control(void) {
+  /* Default: nothing listed, every untrusted recipient refused, a warning. */
+  sl_config *c = parse("");
+  CHECK(c != NULL);
+  if (!c)
+    return;
+  CHECK_INT(c->policy.rcpt.ndomains, 0);
+  CHECK(sl_config_relay_warning(c) != NULL);
+  CHECK_INT(sl_rcpt_check(&c->policy.rcpt, (const uint8_t *)"u@a.test", 8, 0),
+            SL_RCPT_UNCONFIGURED);
+  sl_config_unref(c);
+
+  char path[] = "/tmp/sl_config_test_relay_XXXXXX";
+  int fd = mkstemp(path);
+  CHECK(fd >= 0);
+  if (fd < 0)
+    return;
+  const char *list =
+      "# relay domains\nc.test  # inline comment\n\n.d.test, e.test\n";
+  CHECK_INT(write(fd, list, strlen(list)), (long long)strlen(list));
+  close(fd);
+  char text[512];
+  snprintf(text, sizeof text,
+           "relay_domains = a.test, .b.test\n"
+           "relay_domains = file:%s\n"
+           "relay_allow = percent_hack, bang_path\n"
+           "mynetworks = 10.0.0.0/8 2001:db8::/32\n",
+           path);
+  c = parse(text);
+  unlink(path);
+  CHECK(c != NULL);
+  if (!c) {
+    fprintf(stderr, "%s\n", err);
+    return;
+  }
+  CHECK(sl_config_relay_warning(c) == NULL);
+  CHECK_INT(c->policy.rcpt.ndomains, 5);
+  CHECK_STR(c->policy.rcpt.domains[3], ".d.test");
+  CHECK_INT(c->policy.rcpt.flags,
+            SL_RCPT_ALLOW_PERCENT_HACK | SL_RCPT_ALLOW_BANG_PATH);
+  CHECK_INT(c->policy.rcpt.nmynetworks, 2);
+  CHECK_INT(
+      sl_rcpt_check(&c->policy.rcpt, (const uint8_t *)"u@x.d.test", 10, 0),
+      SL_RCPT_OK);
+  CHECK_INT(sl_rcpt_check(&c->policy.rcpt, (const uint8_t *)"u@f.test", 8, 0),
+            SL_RCPT_DENIED);
+  sl_addr a;
+  memset(&a, 0, sizeof a);
+  a.family = SL_AF_INET;
+  a.bytes[0] = 10;
+  a.bytes[3] = 9;
+  CHECK(sl_rcpt_client_trusted(&c->policy.rcpt, &a));
+  /* the dump reads back to the same lists */
+  char *dump = NULL;
+  size_t dlen = 0;
+  FILE *f = open_memstream(&dump, &dlen);
+  sl_config_dump(c, f, 0);
+  fclose(f);
+  CHECK(strstr(dump, "relay_domains = .d.test\n") != NULL);
+  CHECK(strstr(dump, "relay_allow = percent_hack bang_path\n") != NULL);
+  CHECK(strstr(dump, "mynetworks = 2001:db8::/32\n") != NULL);
+  free(dump);
+  sl_config_unref(c);
+
+  c = parse("relay_domains = *\n");
+  CHECK(c != NULL);
+  if (c) {
+    CHECK(c->policy.rcpt.flags & SL_RCPT_ANY_DOMAIN);
+    CHECK(sl_config_relay_warning(c) != NULL); /* identity none */
+    sl_config_unref(c);
+  }
+  c = parse("relay_domains = *\nidentity = xclient\n");
+  CHECK(c != NULL);
+  if (c) {
+    CHECK(sl_config_relay_warning(c) == NULL);
+    sl_config_unref(c);
+  }
+  expect_error("relay_domains = u@a.test\n", "t.conf:1: relay_domains");
+  expect_error("relay_domains = b\xc0\xbc" "cher.test\n", "relay_domains");
+  expect_error("relay_allow = everything\n", "relay_allow");
+  expect_error("relay_allow = none\nrelay_allow = bang_path\n", "relay_allow");
+  expect_error("relay_domains = file:/nonexistent/relay\n", "/nonexistent");
+  expect_error("mynetworks = 10.0.0.0/33\n", "mynetworks");
+}
+
 int main(void) {
   SL_RUN(test_table);
   SL_RUN(test_durations);
@@ -478,5 +563,6 @@ int main(void) {
   SL_RUN(test_daemon_only_and_finish);
   SL_RUN(test_check_files);
   SL_RUN(test_dump);
+  SL_RUN(test_relay_control);
   return sl_test_summary();
 }

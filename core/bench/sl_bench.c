@@ -200,6 +200,9 @@ int main(int argc, char **argv) {
   limits.message_size_max = 0;
   limits.junk_commands_max = 0;
   sl_policy_default(&policy);
+  static const char *const relay_domains[] = {"example.net"};
+  policy.rcpt.domains = relay_domains; /* the recipients below */
+  policy.rcpt.ndomains = 1;
   sl_bufpool_init(&bufpool, pool_mem, sizeof(pool_mem), 512, 16, 16384, 8);
   sl_bufpool_as_pool(&bufpool, &pool);
   printf("relay_state_bytes %zu\n", sl_relay_size(&limits));

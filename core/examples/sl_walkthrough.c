@@ -95,6 +95,11 @@ int main(void) {
   sl_policy_default(&policy);
   policy.hostname = "mx.example.net";
   policy.mode = SL_MODE_PASSTHROUGH;
+  /* Relay control: only recipients in example.net or its subdomains pass
+     (the default refuses every recipient of an unauthenticated client). */
+  static const char *const relay_domains[] = {"example.net", ".example.net"};
+  policy.rcpt.domains = relay_domains;
+  policy.rcpt.ndomains = 2;
 
   /* Buffers are lent by a pool the driver owns; here a static region. */
   static uint64_t pool_mem[(4 * 16384 + 8 * 512) / 8];

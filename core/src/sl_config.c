@@ -95,7 +95,7 @@ int sl_policy_check(const sl_policy *p) {
       p->vrfy > SL_VRFY_RELAY || p->identity > SL_IDENT_PROXY_V2 ||
       p->upstream_tls > SL_UPTLS_IMPLICIT || p->pregreet_action > SL_ACT_DROP ||
       p->dnsbl_action > SL_ACT_DROP || !tarpit_ok(&p->normal) ||
-      !tarpit_ok(&p->suspect))
+      !tarpit_ok(&p->suspect) || sl_rcpt_policy_check(&p->rcpt) != SL_OK)
     return SL_ERR_INVALID_ARGUMENT;
   /* The hostname goes into replies and EHLO: keep it a plain token. */
   size_t n = strlen(p->hostname);

@@ -20,6 +20,7 @@
 #include "sl_caps.h"
 #include "sl_cmd.h"
 #include "sl_data.h"
+#include "sl_envelope.h"
 #include "sl_pcg.h"
 #include "sl_relay_replies.h"
 #include "sl_reply.h"
@@ -136,6 +137,15 @@ enum local_reply {
   R_GREETING,
   R_EHLO_LOCAL,
   R_HELO_LOCAL,
+  /* envelope rules (sl_envelope.h, sluice/rcpt_policy.h) */
+  R_BAD_UTF8,
+  R_8BIT,
+  R_HELO_8BIT,
+  R_RELAY_DENIED,
+  R_RELAY_UNCONFIGURED,
+  R_SOURCE_ROUTE,
+  R_PERCENT_HACK,
+  R_BANG_PATH,
   R_UP_NO_8BIT,
   R_UP_NO_UTF8,
   R_BDAT_OK,
@@ -217,6 +227,18 @@ static const struct {
     [R_GREETING] = {220, RF_HOST, "ESMTP"},
     [R_EHLO_LOCAL] = {250, 0, ""},
     [R_HELO_LOCAL] = {250, RF_HOST, ""},
+    [R_BAD_UTF8] = {500, 0, "5.5.2 Error: bad UTF-8 syntax"},
+    [R_8BIT] = {500, 0, "5.5.2 Error: non-ASCII command requires SMTPUTF8"},
+    [R_HELO_8BIT] = {501, 0,
+                     "5.5.2 Syntax: EHLO hostname (ASCII; IDNs as A-labels)"},
+    [R_RELAY_DENIED] = {554, 0, "5.7.1 Relay access denied"},
+    [R_RELAY_UNCONFIGURED] = {454, 0, "4.7.1 Relay access denied"},
+    [R_SOURCE_ROUTE] = {554, 0,
+                        "5.7.1 Relay access denied: source route refused"},
+    [R_PERCENT_HACK] = {554, 0,
+                        "5.7.1 Relay access denied: '%' or '@' in the local "
+                        "part refused"},
+    [R_BANG_PATH] = {554, 0, "5.7.1 Relay access denied: bang path refused"},
     /* RFC 6152 3: convert or refuse; sluice stores nothing to convert */
     [R_UP_NO_8BIT] = {550, 0,
                       "5.6.3 Error: 8-bit content needs a conversion the mail "
@@ -373,6 +395,9 @@ struct sl_relay {
   uint8_t bdat_down : 1;   /* this BDAT transaction goes upstream as DATA */
   uint8_t bdat_go : 1;     /* ... and the upstream said 354 */
   uint8_t bdat_failed : 1; /* ... and the upstream refused the DATA */
+  uint8_t utf8_txn : 1;    /* the MAIL in force declared SMTPUTF8 */
+  uint8_t authed : 1;      /* the upstream accepted AUTH (235): no relay
+                              control, as Postfix's permit_sasl_authenticated */
 };
 
 static int throttled(const sl_relay *r);
@@ -514,6 +539,7 @@ static void q_push(sl_relay *r, uint8_t k) {
 static void txn_reset(sl_relay *r) {
   r->q_cur = 0;
   r->mail = 0;
+  r->utf8_txn = 0;
   r->rcpts = 0;
   r->overshoot = 0;
 }
@@ -1230,6 +1256,8 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
     break;
   case Q_UP_AUTH:
     r->cl = code == 334 ? CL_AUTH : CL_CMD;
+    if (code == 235)
+      r->authed = 1;
     break;
   case Q_UP_BDAT_DATA:
     /* DATA refused (354 is handled before): this chunk had that reply, the
@@ -1797,6 +1825,48 @@ static void sasl_line(sl_relay *r, const uint8_t *line, size_t len) {
   r->cl = CL_WAIT;
 }
 
+/* The local reply for 8-bit bytes where they are not allowed, or -1. */
+static int envelope_8bit(const sl_relay *r, sl_verb v, const uint8_t *line,
+                         size_t len, size_t arg) {
+  switch (sl_env_8bit(v, line, len, arg, r->utf8_txn,
+                      (r->offered & SL_CAP_SMTPUTF8) != 0)) {
+  case SL_ENV_OK:
+    return -1;
+  case SL_ENV_BAD_UTF8:
+    return R_BAD_UTF8;
+  case SL_ENV_NEED_SMTPUTF8:
+    return R_NEED_UTF8;
+  case SL_ENV_HELO_8BIT:
+    return R_HELO_8BIT;
+  default:
+    return R_8BIT;
+  }
+}
+
+/* Relay control for a RCPT that passed the syntax checks: the local
+   refusal, or -1 to relay it. */
+static int relay_control(const sl_relay *r, const uint8_t *arg, size_t alen) {
+  const sl_rcpt_policy *p = &r->pol->rcpt;
+  size_t off, n;
+  if (sl_env_path(arg, alen, &off, &n) < 0)
+    return R_BAD_RCPT;
+  int trusted = r->authed || sl_rcpt_client_trusted(p, &r->info.client);
+  switch (sl_rcpt_check(p, arg + off, n, trusted)) {
+  case SL_RCPT_OK:
+    return -1;
+  case SL_RCPT_UNCONFIGURED:
+    return R_RELAY_UNCONFIGURED;
+  case SL_RCPT_SOURCE_ROUTE:
+    return R_SOURCE_ROUTE;
+  case SL_RCPT_PERCENT_HACK:
+    return R_PERCENT_HACK;
+  case SL_RCPT_BANG_PATH:
+    return R_BANG_PATH;
+  default:
+    return R_RELAY_DENIED;
+  }
+}
+
 static int is_junk(sl_verb v) {
   return v == SL_V_NOOP || v == SL_V_RSET || v == SL_V_VRFY || v == SL_V_EXPN ||
          v == SL_V_HELP;
@@ -1879,6 +1949,12 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     }
     goto reply;
   }
+  /* 8-bit bytes: only as SMTPUTF8 allows, and only well-formed UTF-8.  A
+     RCPT outside a transaction gets its 503 first. */
+  if (c.verb != SL_V_UNKNOWN && c.verb != SL_V_NONSMTP &&
+      !(c.verb == SL_V_RCPT && !r->mail) &&
+      (lr = envelope_8bit(r, c.verb, line, len, c.arg)) >= 0)
+    goto reply;
 
   switch (c.verb) {
   case SL_V_EHLO:
@@ -1956,6 +2032,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
                     (up & SL_CAP_DSN ? 0 : SL_P_DSN) |
                     (up & SL_CAP_AUTH ? 0 : SL_P_AUTH);
     txn_reset(r);
+    r->utf8_txn = sl_env_mail_smtputf8(arg, alen) != 0;
     r->bdat_cr = 0; /* a CRLF may span two chunks of one message only */
     r->bdat_down = r->bdat_go = r->bdat_failed = 0;
     up_write_params(r, line, len, drop);
@@ -1989,6 +2066,10 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     sl_path_err e = sl_cmd_check_path(arg, alen, 0, &pl, NULL);
     if (e != SL_PATH_OK) {
       lr = (int)path_reply(e, 0);
+      break;
+    }
+    if ((lr = relay_control(r, arg, alen)) >= 0) {
+      r->stats.recipients_relay_denied++;
       break;
     }
     if ((rc = relay_line(r, line, len, Q_UP_RCPT)) == 0)
@@ -2597,6 +2678,7 @@ static int step_answers(sl_relay *r) {
       /* RFC 3207 4.2: forget everything learnt before TLS. */
       r->stats.tls_client = 1;
       r->helo = r->esmtp = r->mail = 0;
+      r->utf8_txn = r->authed = 0;
       r->rcpts = 0;
       r->offered = 0;
       buf_release(r, &r->ehlo);

@@ -257,7 +257,42 @@ static int apply_set(sl_harness *h, const char *arg) {
     h->info.admission = !strcmp(v1, "tempfail") ? SL_ADMIT_TEMPFAIL
                         : !strcmp(v1, "tarpit") ? SL_ADMIT_TARPIT
                                                 : SL_ADMIT_ACCEPT;
-  else if (!strcmp(key, "conn_proxy"))
+  else if (!strcmp(key, "relay_domains")) {
+    /* replaces the harness's "every domain"; up to three entries */
+    static char rd[3][96];
+    static const char *rdp[3];
+    const char *vs[3] = {v1, v2, v3};
+    p->rcpt.flags &= ~(uint32_t)SL_RCPT_ANY_DOMAIN;
+    p->rcpt.ndomains = 0;
+    for (int i = 0; i < 3 && vs[i][0]; i++) {
+      if (!strcmp(vs[i], "*")) {
+        p->rcpt.flags |= SL_RCPT_ANY_DOMAIN;
+        continue;
+      }
+      snprintf(rd[i], sizeof(rd[i]), "%s", vs[i]);
+      rdp[p->rcpt.ndomains++] = rd[i];
+    }
+    p->rcpt.domains = rdp;
+  } else if (!strcmp(key, "relay_allow")) {
+    const char *vs[3] = {v1, v2, v3};
+    for (int i = 0; i < 3 && vs[i][0]; i++)
+      p->rcpt.flags |=
+          !strcmp(vs[i], "source_route")   ? SL_RCPT_ALLOW_SOURCE_ROUTE
+          : !strcmp(vs[i], "percent_hack") ? SL_RCPT_ALLOW_PERCENT_HACK
+                                           : SL_RCPT_ALLOW_BANG_PATH;
+  } else if (!strcmp(key, "mynetworks")) {
+    /* one IPv4 prefix, "A.B.C.D/N" */
+    static sl_prefix net;
+    char *slash = strchr(v1, '/');
+    if (!slash)
+      return -1;
+    memset(&net, 0, sizeof(net));
+    if (sl_addr_parse(&net.addr, v1, (size_t)(slash - v1)) != 0)
+      return -1;
+    net.bits = (uint8_t)strtol(slash + 1, NULL, 10);
+    p->rcpt.mynetworks = &net;
+    p->rcpt.nmynetworks = 1;
+  } else if (!strcmp(key, "conn_proxy"))
     h->info.flags |= SL_CONN_EXPECT_PROXY;
   else if (!strcmp(key, "conn_tls"))
     h->info.flags |= SL_CONN_TLS;
@@ -495,6 +530,7 @@ static int run(const transcript *t, const plan *pl, int verbose) {
                       : !strcmp(field, "messages_rejected")   ? st->messages_rejected
                       : !strcmp(field, "messages_tempfailed") ? st->messages_tempfailed
                       : !strcmp(field, "recipients_accepted") ? st->recipients_accepted
+                      : !strcmp(field, "recipients_relay_denied") ? st->recipients_relay_denied
                       : !strcmp(field, "score")               ? st->score
                       : !strcmp(field, "stage")               ? st->stage
                       : !strcmp(field, "end_reason")          ? st->end_reason

@@ -26,6 +26,11 @@ extern "C" {
 
 #define SP_POLICY_LABEL_MAX 128
 #define SP_ZONE_NAME_MAX 201
+/* The replay keeps relay-control lists in the struct (it is copied by
+   value); sluiced has no such bound. */
+#define SP_RELAY_DOMAINS_MAX 32
+#define SP_RELAY_NAME_MAX 256
+#define SP_MYNETWORKS_MAX 16
 
 typedef struct sp_policy {
   char label[SP_POLICY_LABEL_MAX]; /* file name or "key=value" */
@@ -35,6 +40,11 @@ typedef struct sp_policy {
   char zone_names[SL_DNSBL_ZONES_MAX][SP_ZONE_NAME_MAX];
   char hostname[256];
   char auth_mechanisms[128];
+  /* relay_domains and mynetworks (policy.rcpt points here) */
+  char relay_names[SP_RELAY_DOMAINS_MAX][SP_RELAY_NAME_MAX];
+  const char *relay_ptrs[SP_RELAY_DOMAINS_MAX];
+  sl_prefix mynetworks[SP_MYNETWORKS_MAX];
+  int relay_any; /* "relay_domains = *" was given */
 } sp_policy;
 
 /* Defaults: the core's defaults (sl_policy_default, sl_limits_default) with

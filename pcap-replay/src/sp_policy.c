@@ -34,6 +34,10 @@ void sp_policy_fixup(sp_policy *p) {
   p->policy.dnsbl = p->zones;
   p->policy.hostname = p->hostname;
   p->policy.auth_mechanisms = p->auth_mechanisms[0] ? p->auth_mechanisms : NULL;
+  for (unsigned i = 0; i < SP_RELAY_DOMAINS_MAX; i++)
+    p->relay_ptrs[i] = p->relay_names[i];
+  p->policy.rcpt.domains = p->relay_ptrs;
+  p->policy.rcpt.mynetworks = p->mynetworks;
 }
 
 void sp_policy_init(sp_policy *p) {
@@ -42,6 +46,11 @@ void sp_policy_init(sp_policy *p) {
   sl_limits_default(&p->limits);
   snprintf(p->hostname, sizeof p->hostname, "sluice.replay");
   snprintf(p->label, sizeof p->label, "default");
+  /* The replay's upstream is simulated and accepts every recipient, and
+     captured sessions name whatever domains they named: relay control is
+     not what a replay measures, so every domain passes unless the policy
+     sets relay_domains (sluiced's default refuses them all). */
+  p->policy.rcpt.flags = SL_RCPT_ANY_DOMAIN;
   sp_policy_fixup(p);
 }
 
@@ -77,6 +86,33 @@ static sl_config *to_config(const sp_policy *p, char *err, size_t errlen) {
   c->policy.hostname = c->hostname;
   c->policy.auth_mechanisms = c->auth_mechanisms;
   c->policy.dnsbl = c->zones;
+  /* relay control: the lists are the config's own (heap) copies */
+  c->policy.rcpt.domains = NULL;
+  c->policy.rcpt.ndomains = 0;
+  c->policy.rcpt.mynetworks = NULL;
+  c->policy.rcpt.nmynetworks = 0;
+  c->relay_any = p->relay_any;
+  if (p->policy.rcpt.ndomains || p->policy.rcpt.nmynetworks) {
+    c->relay_domains = calloc(SP_RELAY_DOMAINS_MAX, sizeof *c->relay_domains);
+    c->mynetworks = calloc(SP_MYNETWORKS_MAX, sizeof *c->mynetworks);
+    if (c->relay_domains == NULL || c->mynetworks == NULL) {
+      sl_config_unref(c);
+      snprintf(err, errlen, "out of memory");
+      return NULL;
+    }
+    for (unsigned i = 0; i < p->policy.rcpt.ndomains; i++) {
+      c->relay_domains[i] = strdup(p->relay_names[i]);
+      if (c->relay_domains[i] == NULL)
+        break;
+      c->nrelay_domains++;
+    }
+    for (unsigned i = 0; i < p->policy.rcpt.nmynetworks; i++)
+      c->mynetworks[c->nmynetworks++] = p->mynetworks[i];
+    c->policy.rcpt.domains = (const char *const *)c->relay_domains;
+    c->policy.rcpt.ndomains = (uint32_t)c->nrelay_domains;
+    c->policy.rcpt.mynetworks = c->mynetworks;
+    c->policy.rcpt.nmynetworks = (uint32_t)c->nmynetworks;
+  }
   return c;
 }
 
@@ -93,8 +129,27 @@ static int from_config(sp_policy *p, const sl_config *c, const char *where,
     snprintf(err, errlen, "%s: auth_mechanisms: too long", where);
     return -1;
   }
+  if (c->nrelay_domains > SP_RELAY_DOMAINS_MAX ||
+      c->nmynetworks > SP_MYNETWORKS_MAX) {
+    snprintf(err, errlen,
+             "%s: relay_domains/mynetworks: at most %d domains and %d "
+             "networks in the replay",
+             where, SP_RELAY_DOMAINS_MAX, SP_MYNETWORKS_MAX);
+    return -1;
+  }
+  for (size_t i = 0; i < c->nrelay_domains; i++)
+    if (strlen(c->relay_domains[i]) >= SP_RELAY_NAME_MAX) {
+      snprintf(err, errlen, "%s: relay_domains: \"%s\" too long", where,
+               c->relay_domains[i]);
+      return -1;
+    }
   p->limits = c->limits;
   p->policy = c->policy;
+  for (size_t i = 0; i < c->nrelay_domains; i++)
+    snprintf(p->relay_names[i], SP_RELAY_NAME_MAX, "%s", c->relay_domains[i]);
+  for (size_t i = 0; i < c->nmynetworks; i++)
+    p->mynetworks[i] = c->mynetworks[i];
+  p->relay_any = c->relay_any;
   snprintf(p->hostname, sizeof p->hostname, "%s", host);
   snprintf(p->auth_mechanisms, sizeof p->auth_mechanisms, "%s", auth);
   for (unsigned i = 0; i < c->policy.ndnsbl; i++) {

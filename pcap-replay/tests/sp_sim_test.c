@@ -403,6 +403,35 @@ static void test_giveup_iff_wait_exceeds(void) {
   sp_script_free(&s);
 }
 
+/* The relay-control keys of sluiced's format: every domain by default in
+   the replay, a list replaces that, a struct copy keeps working. */
+static void test_relay_keys(void) {
+  sp_policy p, q;
+  char err[256];
+  sp_policy_init(&p);
+  CHECK(p.policy.rcpt.flags & SL_RCPT_ANY_DOMAIN);
+  CHECK_INT(sp_policy_set(&p, "relay_domains", "a.test, .b.test", "t", err, sizeof err), 0);
+  CHECK_INT(sp_policy_set(&p, "relay_domains", "c.test", "t", err, sizeof err), 0);
+  CHECK_INT(sp_policy_set(&p, "relay_allow", "bang_path", "t", err, sizeof err), 0);
+  CHECK_INT(sp_policy_set(&p, "mynetworks", "10.0.0.0/8, 2001:db8::/32", "t", err, sizeof err), 0);
+  CHECK_INT(sp_policy_set(&p, "mynetworks", "10.0.0.0/33", "t", err, sizeof err), -1);
+  CHECK_INT(sp_policy_set(&p, "relay_allow", "all", "t", err, sizeof err), -1);
+  CHECK_INT(sp_policy_finish(&p, err, sizeof err), 0);
+  q = p;
+  sp_policy_fixup(&q);
+  CHECK_INT(q.policy.rcpt.flags, SL_RCPT_ALLOW_BANG_PATH);
+  CHECK_INT(q.policy.rcpt.ndomains, 3);
+  CHECK_INT(q.policy.rcpt.nmynetworks, 2);
+  CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"u@x.b.test", 10, 0), SL_RCPT_OK);
+  CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"u@c.test", 8, 0), SL_RCPT_OK);
+  CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"u@d.test", 8, 0), SL_RCPT_DENIED);
+  CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"x!u@a.test", 10, 0), SL_RCPT_OK);
+  sp_policy_init(&p);
+  CHECK_INT(sp_policy_set(&p, "relay_domains", "*", "t", err, sizeof err), 0);
+  CHECK_INT(sp_policy_set(&p, "relay_domains", "a.test", "t", err, sizeof err), 0);
+  CHECK(p.policy.rcpt.flags & SL_RCPT_ANY_DOMAIN); /* "*" given: stays */
+}
+
 int main(void) {
   SL_RUN(test_tie_rule);
   SL_RUN(test_clocks_stutter);
@@ -414,5 +443,6 @@ int main(void) {
   SL_RUN(test_km_hand);
   SL_RUN(test_patience_models);
   SL_RUN(test_policy_file);
+  SL_RUN(test_relay_keys);
   return sl_test_summary();
 }

@@ -100,6 +100,14 @@ typedef struct sl_config {
   char *auth_mechanisms;
   int features_set; /* "features" given: STARTTLS is not added implicitly */
 
+  /* relay control (policy.rcpt points into these) */
+  char **relay_domains;
+  size_t nrelay_domains;
+  int relay_any; /* "relay_domains = *" given (a list alone clears a
+                    preset SL_RCPT_ANY_DOMAIN, as the replay's) */
+  sl_prefix *mynetworks;
+  size_t nmynetworks;
+
   sl_listen_cfg *listen;
   size_t nlisten;
   sl_cidr *trusted;
@@ -160,12 +168,15 @@ typedef enum sl_config_type {
   SL_CT_HOSTNAME, /* char *: a DNS host name */
   SL_CT_ADDRPORT, /* char * + metrics_addr: numeric ADDRESS:PORT */
   SL_CT_FEATURES, /* policy.features from names */
+  SL_CT_RELAY_ALLOW, /* policy.rcpt.flags: relay_allow names */
   /* repeatable line types, each with its own parser */
   SL_CT_LISTEN,
   SL_CT_UPSTREAM,
   SL_CT_TRUSTED,
   SL_CT_SNI,
-  SL_CT_DNSBL
+  SL_CT_DNSBL,
+  SL_CT_RELAY_DOMAINS, /* relay_domains: domains, "*", "file:PATH" */
+  SL_CT_MYNETWORKS     /* mynetworks: CIDR ranges */
 } sl_config_type;
 
 enum {
@@ -259,6 +270,11 @@ int sl_hostname_valid(const char *s);
 /* Numeric "1.2.3.4:25", "[::1]:25", "*:25" (wildcard).  0 or -1. */
 int sl_parse_addrport(const char *s, sl_sockaddr *out);
 int sl_cidr_parse(const char *s, sl_cidr *out);
+
+/* A warning about the relay-control settings an operator should see at
+   startup and in --check-config (no relay_domains: every recipient
+   refused; "*" without an identity toward the upstream), or NULL. */
+const char *sl_config_relay_warning(const sl_config *c);
 
 #ifdef __cplusplus
 }

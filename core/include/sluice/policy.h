@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "sluice/limits.h"
+#include "sluice/rcpt_policy.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -136,11 +137,15 @@ typedef struct sl_policy {
   sl_action dnsbl_action;      /* at reject_score */
   const char *auth_mechanisms; /* screen-first AUTH line ("PLAIN LOGIN"),
                                   NULL: AUTH offered only once upstream */
+
+  /* Relay control at RCPT (sluice/rcpt_policy.h).  The default refuses
+     every recipient of an unauthenticated client outside mynetworks. */
+  sl_rcpt_policy rcpt;
 } sl_policy;
 
 /* Fills p with a strict pass-through policy: all features, no tarpit, no
    DNSBL, VRFY 252, no identity, opportunistic upstream TLS, hostname
-   "localhost". */
+   "localhost", no relay domain (sl_rcpt_policy_default). */
 void sl_policy_default(sl_policy *p);
 
 /* 0 if p is consistent, else SL_ERR_INVALID_ARGUMENT. */

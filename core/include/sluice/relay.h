@@ -211,6 +211,8 @@ typedef struct sl_stats {
   uint32_t commands, errors, junk;
   uint32_t messages_accepted, messages_rejected, messages_tempfailed;
   uint32_t recipients_accepted;
+  uint32_t recipients_relay_denied; /* refused by relay control (554/454
+                                       at RCPT; sluice/rcpt_policy.h) */
   int32_t score;
   uint32_t pregreet_bytes;
   uint32_t sync_violations; /* bytes sent ahead of a reply they needed */
