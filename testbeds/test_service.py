@@ -62,7 +62,7 @@ class Service:
             "upstream": f"{upstream[0]}:{upstream[1]}",
             "workers": workers, "user": "nobody", "pid_file": self.pid_file,
             "log_file": self.log, "hostname": "sluice.test", "health_interval": "0",
-            "drain_timeout": "3s",
+            "drain_timeout": "3s", "relay_domains": "*",
         }
         self.settings.update(extra or {})
         self.write()

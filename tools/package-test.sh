@@ -125,10 +125,11 @@ PY
 conf=$tmp/sluiced.conf
 sed -e "s|^listen = .*|listen = 127.0.0.1:$port|" -e "s|^upstream = .*|upstream = 127.0.0.1:$sport|" \
     -e "s|^pid_file = .*|pid_file = $tmp/run/sluiced.pid|" \
-    -e "s|^log_file = .*|log_file = $tmp/log/sluiced.log|" "$root/etc/sluice/sluiced.conf" > "$conf"
+    -e "s|^log_file = .*|log_file = $tmp/log/sluiced.log|" \
+    -e "s|^#relay_domains = .*|relay_domains = example.test|" "$root/etc/sluice/sluiced.conf" > "$conf"
 chmod 644 "$conf"
-diff <(grep -v '^\(listen\|upstream\|pid_file\|log_file\) =' "$root/etc/sluice/sluiced.conf") \
-     <(grep -v '^\(listen\|upstream\|pid_file\|log_file\) =' "$conf") || fail "config differs"
+diff <(grep -v '^#\?\(listen\|upstream\|pid_file\|log_file\|relay_domains\) =' "$root/etc/sluice/sluiced.conf") \
+     <(grep -v '^#\?\(listen\|upstream\|pid_file\|log_file\|relay_domains\) =' "$conf") || fail "config differs"
 grep -qx 'user = sluice' "$conf" || fail "packaged config has no user = sluice"
 "$root/usr/sbin/sluiced" --check-config -c "$conf" || fail "--check-config"
 "$root/usr/sbin/sluiced" -c "$conf" -w 2 > "$tmp/sluiced.out" 2>&1 &

@@ -45,6 +45,7 @@ listen = 127.0.0.1:$proxy_port
 upstream = 127.0.0.1:$sink_port
 hostname = mx.sluice.test
 mode = screen
+relay_domains = example.net
 identity = xclient
 tls_cert = $work/cert.pem
 tls_key = $work/key.pem
