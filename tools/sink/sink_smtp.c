@@ -18,6 +18,7 @@
 /* ---------------------------------------------------------------- output */
 
 static void reply_raw(struct sink_session *s, const char *text, size_t len) {
+  const struct sink_config *cfg = &s->sk->cfg;
   if (len > SINK_OUT_SIZE - s->out_len) {
     /* Cannot happen while SINK_OUT_RESERVE holds; keep the stream
      * well-formed by dropping the session rather than a partial reply. */
@@ -28,10 +29,10 @@ static void reply_raw(struct sink_session *s, const char *text, size_t len) {
   size_t before = s->out_len;
   memcpy(s->out + s->out_len, text, len);
   s->out_len += len;
-  if (s->sk->cfg.delay_ms && !s->waiting) {
+  if (cfg->delay_ms && !s->waiting) {
     s->out_hold = before;
     s->waiting = true;
-    sink_delay_push(s, sink_now_ms() + s->sk->cfg.delay_ms);
+    sink_delay_push(s, sink_now_ms() + cfg->delay_ms);
   }
 }
 
@@ -72,14 +73,15 @@ static void txn_reset(struct sink_session *s) {
 
 /* Ends a transaction (DATA's terminator or BDAT LAST) with one reply. */
 static void txn_finish(struct sink_session *s) {
+  const struct sink_config *cfg = &s->sk->cfg;
   if (s->too_long) {
     s->sk->st.rejected++;
     reply(s, "500 5.5.2 Error: message line longer than %zu bytes",
-          s->sk->cfg.max_line);
+          cfg->max_line);
   } else if (s->too_big) {
     s->sk->st.rejected++;
     reply(s, "552 5.3.4 Error: message file too big");
-  } else if (s->sk->cfg.tempfail_data) {
+  } else if (cfg->tempfail_data) {
     s->sk->st.rejected++;
     reply(s,
           "451 4.3.0 Error: temporary failure (sluice-sink --tempfail-data)");
@@ -152,11 +154,13 @@ static bool split_path_args(const char *arg, size_t alen, char *path,
 }
 
 void sink_send_greeting(struct sink_session *s) {
-  reply(s, "220 %s ESMTP sluice-sink", s->sk->cfg.name);
+  const struct sink_config *cfg = &s->sk->cfg;
+  reply(s, "220 %s ESMTP sluice-sink", cfg->name);
 }
 
 static void cmd_ehlo(struct sink_session *s, const char *line, size_t len,
                      bool ehlo) {
+  const struct sink_config *cfg = &s->sk->cfg;
   if (len < 6 || line[5] == ' ') {
     reply(s, "501 5.5.4 Syntax: %s hostname", ehlo ? "EHLO" : "HELO");
     return;
@@ -165,10 +169,10 @@ static void cmd_ehlo(struct sink_session *s, const char *line, size_t len,
   snprintf(s->helo, sizeof s->helo, "%.*s", (int)len, line);
   s->helo_seen = true;
   if (!ehlo) {
-    reply(s, "250 %s", s->sk->cfg.name);
+    reply(s, "250 %s", cfg->name);
     return;
   }
-  if (s->sk->cfg.garbage) {
+  if (cfg->garbage) {
     /* A reply a strict parser must refuse: an unnumbered line inside a
      * multi-line reply, then a bad code. */
     static const char junk[] =
@@ -179,11 +183,11 @@ static void cmd_ehlo(struct sink_session *s, const char *line, size_t len,
   char buf[SINK_OUT_RESERVE];
   int n = snprintf(
       buf, sizeof buf,
-      "250-%s\r\n250-PIPELINING\r\n250-SIZE %" PRIu64 "\r\n250-8BITMIME\r\n"
-      "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-DSN\r\n%s250 "
-      "CHUNKING\r\n",
-      s->sk->cfg.name, s->sk->cfg.size_limit,
-      s->sk->cfg.xclient
+      "250-%s\r\n250-PIPELINING\r\n250-SIZE %" PRIu64 "\r\n"
+      "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n"
+      "250-DSN\r\n%s250 CHUNKING\r\n",
+      cfg->name, cfg->size_limit,
+      cfg->xclient
           ? "250-XCLIENT NAME ADDR PORT PROTO HELO LOGIN DESTADDR DESTPORT\r\n"
           : "");
   if (n > 0)
@@ -191,6 +195,7 @@ static void cmd_ehlo(struct sink_session *s, const char *line, size_t len,
 }
 
 static void cmd_mail(struct sink_session *s, const char *line, size_t len) {
+  const struct sink_config *cfg = &s->sk->cfg;
   if (len < 10 || strncasecmp(line, "MAIL FROM:", 10) != 0) {
     reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
     return;
@@ -213,7 +218,7 @@ static void cmd_mail(struct sink_session *s, const char *line, size_t len) {
   for (const char *p = params; *p;) {
     if (strncasecmp(p, "SIZE=", 5) == 0) {
       unsigned long long v = strtoull(p + 5, NULL, 10);
-      if (s->sk->cfg.size_limit && v > s->sk->cfg.size_limit) {
+      if (cfg->size_limit && v > cfg->size_limit) {
         reply(s, "552 5.3.4 Message size exceeds fixed limit");
         return;
       }
@@ -326,7 +331,8 @@ static void cmd_bdat(struct sink_session *s, const char *line, size_t len) {
 }
 
 static void cmd_xclient(struct sink_session *s, const char *line, size_t len) {
-  if (!s->sk->cfg.xclient) {
+  const struct sink_config *cfg = &s->sk->cfg;
+  if (!cfg->xclient) {
     reply(s, "502 5.5.1 Error: command not implemented");
     return;
   }
@@ -401,21 +407,23 @@ static void handle_command(struct sink_session *s, const char *line,
 
 static void data_mid(struct sink_session *s, unsigned char c, char *chunk,
                      size_t *n) {
+  const struct sink_config *cfg = &s->sk->cfg;
   chunk[(*n)++] = (char)c;
   s->dstate = c == '\r' ? DS_CR : DS_MID;
-  if (++s->line_len > s->sk->cfg.max_line)
+  if (++s->line_len > cfg->max_line)
     s->too_long = true;
 }
 
 /* Feeds DATA content; returns true when the terminator was consumed. */
 static bool data_feed(struct sink_session *s) {
+  const struct sink_config *cfg = &s->sk->cfg;
   char chunk[SINK_IN_SIZE];
   size_t n = 0;
   const unsigned char *p = (const unsigned char *)s->in + s->in_off;
   const unsigned char *end = (const unsigned char *)s->in + s->in_len;
   bool ended = false;
   while (p < end && !ended) {
-    if (s->sk->cfg.close_after && s->raw_bytes >= s->sk->cfg.close_after)
+    if (cfg->close_after && s->raw_bytes >= cfg->close_after)
       break;
     unsigned char c = *p++;
     s->raw_bytes++;
@@ -449,7 +457,7 @@ static bool data_feed(struct sink_session *s) {
     case DS_CR:
       if (c == '\n') {
         chunk[n++] = '\n';
-        if (s->line_len + 1 > s->sk->cfg.max_line)
+        if (s->line_len + 1 > cfg->max_line)
           s->too_long = true;
         s->dstate = DS_LS;
         s->line_len = 0;
@@ -468,16 +476,18 @@ static bool data_feed(struct sink_session *s) {
 }
 
 static bool close_after_hit(const struct sink_session *s) {
-  return s->sk->cfg.close_after && s->raw_bytes >= s->sk->cfg.close_after;
+  const struct sink_config *cfg = &s->sk->cfg;
+  return cfg->close_after && s->raw_bytes >= cfg->close_after;
 }
 
 static void bdat_feed(struct sink_session *s) {
+  const struct sink_config *cfg = &s->sk->cfg;
   size_t avail = s->in_len - s->in_off;
   size_t take = avail;
   if ((uint64_t)take > s->bdat_remaining)
     take = (size_t)s->bdat_remaining;
-  if (s->sk->cfg.close_after && s->raw_bytes + take > s->sk->cfg.close_after)
-    take = (size_t)(s->sk->cfg.close_after - s->raw_bytes);
+  if (cfg->close_after && s->raw_bytes + take > cfg->close_after)
+    take = (size_t)(cfg->close_after - s->raw_bytes);
   if (!s->bdat_fail)
     sink_store_content(s, s->in + s->in_off, take);
   s->in_off += take;
@@ -600,6 +610,7 @@ static int proxy_header(struct sink_session *s) {
 
 /* Consumes buffered input as far as the state allows. */
 void sink_session_process(struct sink_session *s) {
+  const struct sink_config *cfg = &s->sk->cfg;
   s->out_full = false;
   while (!s->waiting && s->mode != M_CLOSING) {
     size_t avail = s->in_len - s->in_off;
@@ -624,7 +635,7 @@ void sink_session_process(struct sink_session *s) {
       }
       s->mode = M_CMD;
       sink_send_greeting(s);
-      if (s->sk->cfg.stall)
+      if (cfg->stall)
         s->mode = M_STALL;
       continue;
     }
@@ -673,7 +684,7 @@ void sink_session_process(struct sink_session *s) {
       continue;
     }
     if (!lf) {
-      if (avail > s->sk->cfg.max_line || avail == SINK_IN_SIZE) {
+      if (avail > cfg->max_line || avail == SINK_IN_SIZE) {
         reply(s, "500 5.5.2 Error: line too long");
         s->in_off = s->in_len;
         s->discarding = true;
@@ -682,7 +693,7 @@ void sink_session_process(struct sink_session *s) {
     }
     size_t len = (size_t)(lf - line) + 1;
     s->in_off += len;
-    if (len > s->sk->cfg.max_line) {
+    if (len > cfg->max_line) {
       reply(s, "500 5.5.2 Error: line too long");
       continue;
     }
