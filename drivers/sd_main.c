@@ -157,7 +157,7 @@ static sd_config *master_reload(const char *path, sd_config *cfg, sd_guards *gua
     sd_gen_unref(g);
     sd_config_unref(nc);
     sd_count(SD_C_RELOAD_FAILURES, 1);
-    sd_log(SD_LOG_ERR, "reload failed, keeping the running config: %s", err);
+    sd_log(SD_LOG_ERR, "reload refused, keeping the running config: %s", err);
     return NULL;
   }
   sd_gen_unref(g);

@@ -173,7 +173,7 @@ def test_reload_keeps_ports_and_refuses_a_taken_one(sink, sluiced_factory):
         s.conf["listen"] = f"{LOCALHOST}:{taken}"
         s.write_conf()
         os.kill(s.pid, signal.SIGHUP)
-        wait_for(lambda: "reload failed" in s.stderr(), 10)
+        wait_for(lambda: "reload refused" in s.stderr(), 10)
         assert "already in use by another program" in s.stderr()
         assert s.metric("sluice_config_reloads_total", {"result": "failed"}) == 1
         assert s.metric("sluice_config_reloads_total", {"result": "ok"}) == 0

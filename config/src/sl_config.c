@@ -1503,6 +1503,11 @@ int sl_config_check_files(const sl_config *c, char *err, size_t errlen) {
       snprintf(err, errlen, "%s: cannot read \"%s\": %s", w, v, why);
       return -1;
     }
+    /* "-" is stderr; "syslog" and "syslog:SOCKET" are not files (the
+       socket is the syslog daemon's, checked when sluiced connects). */
+    if (keys[i].type == SL_CT_LOGFILE && v &&
+        (!strcmp(v, "-") || !strcmp(v, "syslog") || !strncmp(v, "syslog:", 7)))
+      continue;
     if (keys[i].type == SL_CT_LOGFILE && v) {
       /* Appending needs the directory; the file itself may not exist yet. */
       char dir[4096];
