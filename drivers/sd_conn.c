@@ -21,8 +21,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "sd_conn.h"
 #include "sd_log.h"
-#include "sd_worker.h"
 
 #define RUN_ROUNDS 64 /* bounded work per wake-up; level-triggered epoll
                          brings us back for the rest */
@@ -137,13 +137,18 @@ struct sd_conn {
 
 #define CEV_OFF 0xffu
 #define RELAY(c) ((sl_relay *)(void *)(c)->mem)
-#define CW(c) ((c)->g->w)
+/* A session's sd_conns embeds the host of the session's generation
+   (sd_conn.h), which spares struct sd_conn a pointer of its own. */
+static sd_conns *conns_of(const sd_conn *c) {
+  return (sd_conns *)(void *)((char *)c->g->host - offsetof(sd_conns, gen_host));
+}
+#define CS(c) conns_of(c)
 
 static void conn_run(sd_conn *c);
 static void conn_free(sd_conn *c);
 static void upstream_io(sd_handler *h, uint32_t ev);
 
-static uint64_t now_of(const sd_conn *c) { return sd_loop_now(CW(c)->loop); }
+static uint64_t now_of(const sd_conn *c) { return sd_loop_now(CS(c)->loop); }
 
 static uint64_t fmix(uint64_t h);
 static const char *reply_back(const sd_uleg *u, unsigned k);
@@ -156,7 +161,7 @@ static sd_sid sid_of(sd_conn *c) {
   sd_sid v;
   /* Derived, not stored (a held session's bytes count): the worker's
      random seed, the session's start (ns) and its block's address. */
-  uint64_t id = fmix(CW(c)->seed ^ fmix(sl_relay_stats(RELAY(c))->start ^ (uintptr_t)c));
+  uint64_t id = fmix(CS(c)->seed ^ fmix(sl_relay_stats(RELAY(c))->start ^ (uintptr_t)c));
   snprintf(v.s, sizeof v.s, "%016" PRIx64, id);
   return v;
 }
@@ -219,88 +224,19 @@ static void strappend(char *dst, size_t cap, const char *s) {
   memcpy(dst + n, s, strlen(s) + 1);
 }
 
-/* ---- refusing and lingering --------------------------------------------- */
+/* ---- refusing ---------------------------------------------------------- */
 
-void sd_refuse(sd_worker *w, int fd, int tls, const char *why) {
+void sd_refuse(sd_conns *s, const sd_gen *g, int fd, int tls, const char *why) {
   if (!tls) {
     char line[300];
-    const char *host = w->gen ? w->gen->cfg->policy.hostname : "localhost";
+    const char *host = g ? g->cfg->policy.hostname : "localhost";
     int n = snprintf(line, sizeof line, "421 4.7.0 %s %s, try again later\r\n", host, why);
     /* A fresh socket's send buffer takes one short line; if not, the client
        sees the close, which also means "try later". */
     ssize_t wr = send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
     (void)wr;
   }
-  sd_linger_close(w, fd);
-}
-
-#define LINGER_MAX 1024
-#define LINGER_TIME (2 * SL_SEC)
-
-struct sd_linger {
-  sd_handler h;
-  sd_timer timer;
-  sd_worker *w;
-  sd_linger *prev, *next;
-  int fd;
-  uint32_t drained;
-};
-
-static void linger_end(sd_linger *l) {
-  sd_worker *w = l->w;
-  sd_loop_del(w->loop, l->fd);
-  close(l->fd);
-  sd_timer_stop(w->loop, &l->timer);
-  if (l->prev) l->prev->next = l->next;
-  else w->lingers = l->next;
-  if (l->next) l->next->prev = l->prev;
-  w->nlinger--;
-  free(l);
-}
-
-static void linger_io(sd_handler *h, uint32_t ev) {
-  sd_linger *l = (sd_linger *)(void *)h;
-  char buf[4096];
-  (void)ev;
-  for (int i = 0; i < 4; i++) {
-    ssize_t n = recv(l->fd, buf, sizeof buf, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n <= 0 || (l->drained += (uint32_t)n) > 65536) {
-      linger_end(l);
-      return;
-    }
-  }
-}
-
-static void linger_timeout(sd_timer *t) {
-  linger_end((sd_linger *)(void *)((char *)t - offsetof(sd_linger, timer)));
-}
-
-void sd_linger_close(sd_worker *w, int fd) {
-  shutdown(fd, SHUT_WR);
-  sd_linger *l = w->nlinger < LINGER_MAX && !w->stop ? calloc(1, sizeof *l) : NULL;
-  if (l == NULL) {
-    close(fd);
-    return;
-  }
-  l->h.cb = linger_io;
-  l->w = w;
-  l->fd = fd;
-  sd_timer_init(&l->timer, linger_timeout);
-  if (sd_loop_add(w->loop, fd, EPOLLIN, &l->h) != 0) {
-    close(fd);
-    free(l);
-    return;
-  }
-  l->next = w->lingers;
-  if (l->next) l->next->prev = l;
-  w->lingers = l;
-  w->nlinger++;
-  sd_timer_set(w->loop, &l->timer, sd_loop_now(w->loop) + LINGER_TIME);
-}
-
-void sd_linger_free_all(sd_worker *w) {
-  while (w->lingers) linger_end(w->lingers);
+  sd_linger_close(&s->lingers, fd);
 }
 
 /* ---- legs ---------------------------------------------------------------- */
@@ -309,13 +245,13 @@ static void close_upstream(sd_conn *c) {
   if (c->u == &no_uleg) return;
   /* A pending upstream_wait retry belongs to the leg being closed (the
      relay may have given up on the attempt: its timeout, the client gone). */
-  sd_timer_stop(CW(c)->loop, &c->u->retry);
+  sd_timer_stop(CS(c)->loop, &c->u->retry);
   if (c->u->utls) {
     sd_tls_conn_free(c->u->utls);
     c->u->utls = NULL;
   }
   if (c->u->ufd >= 0) {
-    if (c->u->ureg) sd_loop_del(CW(c)->loop, c->u->ufd);
+    if (c->u->ureg) sd_loop_del(CS(c)->loop, c->u->ufd);
     close(c->u->ufd);
     c->u->ufd = -1;
   }
@@ -337,8 +273,8 @@ static void close_client(sd_conn *c) {
     sd_tls_conn_free(c->ctls);
     c->ctls = NULL;
   }
-  sd_loop_del(CW(c)->loop, c->cfd);
-  sd_linger_close(CW(c), c->cfd);
+  sd_loop_del(CS(c)->loop, c->cfd);
+  sd_linger_close(&CS(c)->lingers, c->cfd);
   c->cfd = -1;
   c->c_hs = 0;
 }
@@ -381,7 +317,7 @@ static int wait_for_upstream(sd_conn *c) {
   uint64_t at = now + (uint64_t)u->backoff_ms * SL_MSEC;
   if (at >= u->wait_until) return 0;
   u->backoff_ms = u->backoff_ms >= 500 ? 1000 : u->backoff_ms * 2;
-  sd_timer_set(CW(c)->loop, &u->retry, at);
+  sd_timer_set(CS(c)->loop, &u->retry, at);
   return 1;
 }
 
@@ -486,7 +422,7 @@ static void connect_upstream(sd_conn *c, uint32_t id) {
     upstream_failed_how(c, strerror(errno), 1);
     return;
   }
-  if (sd_loop_add(CW(c)->loop, fd, c->u->u_connecting ? EPOLLOUT : EPOLLIN, &c->u->uh) != 0) {
+  if (sd_loop_add(CS(c)->loop, fd, c->u->u_connecting ? EPOLLOUT : EPOLLIN, &c->u->uh) != 0) {
     upstream_failed(c, "epoll");
     return;
   }
@@ -1312,10 +1248,10 @@ static void update_masks(sd_conn *c, unsigned want) {
     if (c->c_hup && c->c_eof) {
       /* A hung-up socket is reported whatever the mask: stop listening or
          level-triggered epoll would spin on it. */
-      if (c->cev != CEV_OFF) sd_loop_del(CW(c)->loop, c->cfd);
+      if (c->cev != CEV_OFF) sd_loop_del(CS(c)->loop, c->cfd);
       c->cev = CEV_OFF;
     } else if (m != c->cev && c->cev != CEV_OFF) {
-      sd_loop_mod(CW(c)->loop, c->cfd, m, &c->ch);
+      sd_loop_mod(CS(c)->loop, c->cfd, m, &c->ch);
       c->cev = (uint8_t)m;
     }
   }
@@ -1329,10 +1265,10 @@ static void update_masks(sd_conn *c, unsigned want) {
       if (c->u->utls && c->u->u_tlswant && (c->u->u_rblk || c->u->u_wblk)) m |= tls_mask(c->u->u_tlswant);
     }
     if (c->u->u_hup && (c->u->u_eof || c->u->u_broken) && !c->u->u_connecting) {
-      sd_loop_del(CW(c)->loop, c->u->ufd);
+      sd_loop_del(CS(c)->loop, c->u->ufd);
       c->u->ureg = 0;
     } else if (m != c->u->uev) {
-      sd_loop_mod(CW(c)->loop, c->u->ufd, m, &c->u->uh);
+      sd_loop_mod(CS(c)->loop, c->u->ufd, m, &c->u->uh);
       c->u->uev = m;
     }
   }
@@ -1383,7 +1319,7 @@ static void conn_run(sd_conn *c) {
   update_masks(c, want);
   /* Requests left after the bounded rounds: come back at once, since the
      relay consumes no input until they are drained. */
-  sd_timer_set(CW(c)->loop, &c->timer,
+  sd_timer_set(CS(c)->loop, &c->timer,
                (want & SL_WANT_REQUESTS) ? now_of(c) : sl_relay_next_deadline(RELAY(c)));
 }
 
@@ -1433,7 +1369,7 @@ static void conn_release(void *arg) {
 }
 
 static void conn_free(sd_conn *c) {
-  sd_worker *w = CW(c);
+  sd_conns *s = CS(c);
   if (c->dead) return;
   if (!c->logged) log_session(c, NULL);
   if (c->x) {
@@ -1442,27 +1378,27 @@ static void conn_free(sd_conn *c) {
   }
   close_upstream(c);
   close_client(c);
-  sd_timer_stop(w->loop, &c->timer);
-  if (c->u != &no_uleg) sd_timer_stop(w->loop, &c->u->retry);
+  sd_timer_stop(s->loop, &c->timer);
+  if (c->u != &no_uleg) sd_timer_stop(s->loop, &c->u->retry);
   /* The address admitted: the peer, or the one its PROXY header named
      (sl_relay_client_addr is that one once the header is parsed). */
-  if (c->counted) sd_state_release(w->state, sl_relay_client_addr(RELAY(c)), c->ticket);
+  if (c->counted) sd_state_release(s->state, sl_relay_client_addr(RELAY(c)), c->ticket);
   sl_relay_free(RELAY(c));
   if (c->prev) c->prev->next = c->next;
-  else w->conns = c->next;
+  else s->head = c->next;
   if (c->next) c->next->prev = c->prev;
-  w->nconns--;
-  sd_gauge_set(&sd_m->active[w->index], w->nconns);
-  sd_gauge_set(&sd_m->pool_bytes[w->index], w->budget.allocated);
+  s->n--;
+  sd_gauge_set(&sd_m->active[s->index], s->n);
+  sd_gauge_set(&sd_m->pool_bytes[s->index], s->gen_host.budget->allocated);
   c->dead = 1;
   /* epoll may still hold an event for the other leg in this batch. */
-  sd_loop_defer(w->loop, conn_release, c);
+  sd_loop_defer(s->loop, conn_release, c);
 }
 
-void sd_conn_hold_all(sd_worker *w) {
-  for (sd_conn *c = w->conns; c; c = c->next)
+void sd_conn_hold_all(sd_conns *s) {
+  for (sd_conn *c = s->head; c; c = c->next)
     if (c->counted && !c->dead)
-      sd_state_hold(w->state, sl_relay_client_addr(RELAY(c)), sd_loop_now(w->loop), &c->ticket);
+      sd_state_hold(s->state, sl_relay_client_addr(RELAY(c)), sd_loop_now(s->loop), &c->ticket);
 }
 
 void sd_conn_abort(sd_conn *c, const char *why) {
@@ -1488,7 +1424,7 @@ static int over_total(const sd_config *cfg) {
 
 static void count_admission(sd_conn *c, sl_admission v) {
   c->admitted = (unsigned)v & 3u;
-  c->counted = v != SL_ADMIT_TEMPFAIL && CW(c)->state != NULL;
+  c->counted = v != SL_ADMIT_TEMPFAIL && CS(c)->state != NULL;
   if (v == SL_ADMIT_TARPIT) sd_count(SD_C_ADMIT_TARPIT, 1);
   if (v == SL_ADMIT_TEMPFAIL) sd_count(SD_C_ADMIT_TEMPFAIL, 1);
 }
@@ -1496,28 +1432,27 @@ static void count_admission(sd_conn *c, sl_admission v) {
 /* The relay parsed a trusted PROXY header: admit the client it names. */
 static sl_admission proxy_admit(void *ctx, const sl_addr *client, sl_tstamp now) {
   sd_conn *c = ctx;
-  sl_admission v = sd_state_admit(CW(c)->state, client, now, &c->ticket);
+  sl_admission v = sd_state_admit(CS(c)->state, client, now, &c->ticket);
   count_admission(c, v);
   if (v != SL_ADMIT_TEMPFAIL) name_lookup_start(c, client);
   return v;
 }
 
-void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr *peer,
-                    socklen_t peerlen) {
-  sd_gen *g = w->gen;
+void sd_conn_accept(sd_conns *s, sd_gen *g, size_t listener, int tls, int proxy, int fd,
+                    const struct sockaddr *peer, socklen_t peerlen) {
   const sd_config *cfg = g->cfg;
-  uint64_t now = sd_loop_now(w->loop);
+  uint64_t now = sd_loop_now(s->loop);
   (void)peerlen;
-  if (w->nconns >= cfg->max_connections || over_total(cfg)) {
+  if (s->n >= cfg->max_connections || over_total(cfg)) {
     sd_count(SD_C_REJECT_CAP, 1);
-    sd_refuse(w, fd, l->tls, "Too many connections");
+    sd_refuse(s, g, fd, tls, "Too many connections");
     return;
   }
   size_t rsize = sl_relay_size(&cfg->limits);
   sd_conn *c = malloc(sizeof *c + rsize);
   if (c == NULL) {
     sd_count(SD_C_REJECT_NOMEM, 1);
-    sd_refuse(w, fd, l->tls, "Out of memory");
+    sd_refuse(s, g, fd, tls, "Out of memory");
     return;
   }
   memset(c, 0, sizeof *c); /* the relay initialises its own state */
@@ -1526,9 +1461,9 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
   sd_timer_init(&c->timer, conn_timer);
   c->g = g; /* referenced below once the session is sure to exist */
   c->cfd = fd;
-  /* w->ls and g->cfg->listen are kept in step (sync_listeners) */
-  c->listener = (uint16_t)(l - w->ls);
-  c->listener_tls = l->tls != 0;
+  /* the worker's listeners and g->cfg->listen are kept in step */
+  c->listener = (uint16_t)listener;
+  c->listener_tls = tls != 0;
   sl_addr peer_addr, local_addr;
   to_sl_addr(peer, &peer_addr);
   struct sockaddr_storage ls;
@@ -1549,10 +1484,10 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
   memset(&info, 0, sizeof info);
   info.client = peer_addr;
   info.local = local_addr;
-  if (l->tls) info.flags |= SL_CONN_TLS;
+  if (tls) info.flags |= SL_CONN_TLS;
   /* PROXY headers are honoured only from configured balancers; from anyone
      else the same bytes are just bad SMTP. */
-  if (l->proxy && trusted(cfg, peer)) {
+  if (proxy && trusted(cfg, peer)) {
     info.flags |= SL_CONN_EXPECT_PROXY;
     c->expect_proxy = 1;
   }
@@ -1565,7 +1500,7 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
     info.proxy_admit = proxy_admit;
     info.proxy_admit_ctx = c;
   } else {
-    info.admission = sd_state_admit(w->state, &peer_addr, now, &c->ticket);
+    info.admission = sd_state_admit(s->state, &peer_addr, now, &c->ticket);
     count_admission(c, info.admission);
   }
   /* Screen-first greets before it knows its upstream: it offers only what
@@ -1573,7 +1508,7 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
   if (sd_upstreams_features(g->ups, &info.pool_features, &info.pool_size))
     info.flags |= SL_CONN_POOL_CAPS;
 
-  uint64_t seed = w->seed ^ (now * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(uintptr_t)c;
+  uint64_t seed = s->seed ^ (now * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(uintptr_t)c;
 
   sl_relay *r = NULL;
   int rc = sl_relay_init(&r, c->mem, rsize, &cfg->limits, &cfg->policy, &g->slpool, &info,
@@ -1585,16 +1520,16 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
   }
   if (rc != 0) {
     sd_log(SD_LOG_ERR, "relay init: %s", sl_strerror(rc));
-    if (c->counted) sd_state_release(w->state, &peer_addr, c->ticket);
+    if (c->counted) sd_state_release(s->state, &peer_addr, c->ticket);
     free(c->x);
     free(c);
     sd_count(SD_C_REJECT_NOMEM, 1);
-    sd_refuse(w, fd, l->tls, "Internal error");
+    sd_refuse(s, g, fd, tls, "Internal error");
     return;
   }
-  if (sd_loop_add(w->loop, fd, EPOLLIN, &c->ch) != 0) {
+  if (sd_loop_add(s->loop, fd, EPOLLIN, &c->ch) != 0) {
     sl_relay_free(RELAY(c));
-    if (c->counted) sd_state_release(w->state, &peer_addr, c->ticket);
+    if (c->counted) sd_state_release(s->state, &peer_addr, c->ticket);
     free(c->x);
     free(c);
     close(fd);
@@ -1605,14 +1540,14 @@ void sd_conn_accept(sd_worker *w, sd_listener *l, int fd, const struct sockaddr 
      read is tried, so no input buffer is borrowed for an idle client. */
   c->c_rblk = 1;
   sd_gen_ref(g);
-  c->next = w->conns;
+  c->next = s->head;
   if (c->next) c->next->prev = c;
-  w->conns = c;
-  w->nconns++;
+  s->head = c;
+  s->n++;
   sd_count(SD_C_ACCEPTED, 1);
-  sd_gauge_set(&sd_m->active[w->index], w->nconns);
+  sd_gauge_set(&sd_m->active[s->index], s->n);
   if (!c->expect_proxy && c->admitted != SL_ADMIT_TEMPFAIL) name_lookup_start(c, &peer_addr);
-  if (l->tls) {
+  if (tls) {
     /* Implicit TLS: the relay already counts the leg as TLS; nothing moves
        on it until the handshake is done. */
     c->ctls = g->tls_server ? sd_tls_conn_new(g->tls_server, fd, 1, NULL) : NULL;

@@ -1,5 +1,5 @@
 /*
- * sd_worker.c: a worker process: generations, listeners, signals, drain.
+ * sd_worker.c: a worker process: listeners, signals, reload, drain.
  */
 #include "sd_worker.h"
 
@@ -17,156 +17,6 @@
 
 #include "sd_log.h"
 #include "sd_privs.h"
-
-/* ---- generations -------------------------------------------------------- */
-
-static void dns_sock(void *arg, int fd, int want_read, int want_write);
-
-static void dns_fd_io(sd_handler *h, uint32_t ev) {
-  sd_dns_fd *d = (sd_dns_fd *)(void *)h;
-  sd_gen *g = d->g;
-  if (d->fd < 0) return; /* stopped watching it earlier in this batch */
-  sd_gen_ref(g); /* callbacks may end sessions that hold the last ref */
-  sd_dns_process_fd(g->dns, d->fd, (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0,
-                    (ev & EPOLLOUT) != 0);
-  sd_gen_unref(g);
-}
-
-static void dns_sock(void *arg, int fd, int want_read, int want_write) {
-  sd_gen *g = arg;
-  sd_loop *loop = g->w->loop;
-  uint32_t ev = (want_read ? EPOLLIN : 0u) | (want_write ? EPOLLOUT : 0u);
-  sd_dns_fd *slot = NULL, *free_slot = NULL;
-  for (int i = 0; i < SD_DNS_FDS_MAX; i++) {
-    if (g->dnsfd[i].fd == fd) slot = &g->dnsfd[i];
-    else if (g->dnsfd[i].fd < 0 && free_slot == NULL) free_slot = &g->dnsfd[i];
-  }
-  if (ev == 0) {
-    if (slot) {
-      sd_loop_del(loop, fd);
-      slot->fd = -1;
-    }
-    return;
-  }
-  if (slot) {
-    if (slot->events != ev) sd_loop_mod(loop, fd, ev, &slot->h);
-    slot->events = ev;
-    return;
-  }
-  if (free_slot == NULL) {
-    sd_log(SD_LOG_ERR, "too many DNS sockets");
-    return;
-  }
-  free_slot->fd = fd;
-  free_slot->events = ev;
-  sd_loop_add(loop, fd, ev, &free_slot->h);
-}
-
-static void dns_timer_cb(sd_timer *t) {
-  sd_gen *g = (sd_gen *)(void *)((char *)t - offsetof(sd_gen, dns_timer));
-  sd_gen_ref(g);
-  sd_dns_process_timeouts(g->dns);
-  sd_gen_unref(g);
-}
-
-sd_gen *sd_gen_new(sd_worker *w, sd_config *cfg, char *err, size_t errlen) {
-  sd_gen *g = calloc(1, sizeof *g);
-  if (g == NULL) {
-    snprintf(err, errlen, "out of memory");
-    return NULL;
-  }
-  g->refs = 1;
-  g->w = w;
-  g->cfg = sd_config_ref(cfg);
-  for (int i = 0; i < SD_DNS_FDS_MAX; i++) {
-    g->dnsfd[i].fd = -1;
-    g->dnsfd[i].g = g;
-    g->dnsfd[i].h.cb = dns_fd_io;
-  }
-  sd_timer_init(&g->dns_timer, dns_timer_cb);
-  if (cfg->tls_cert) {
-    sd_tls_sni sni[64];
-    size_t nsni = cfg->nsni < 64 ? cfg->nsni : 64;
-    for (size_t i = 0; i < nsni; i++) {
-      sni[i].hostname = cfg->sni[i].hostname;
-      sni[i].cert_file = cfg->sni[i].cert;
-      sni[i].key_file = cfg->sni[i].key;
-    }
-    g->tls_server = sd_tls_server_ctx_new(cfg->tls_cert, cfg->tls_key, cfg->tls_ciphers,
-                                          cfg->tls_ciphersuites, nsni ? sni : NULL, nsni, err,
-                                          errlen);
-    if (g->tls_server == NULL) goto bad;
-  }
-  g->tls_client = sd_tls_client_ctx_new(cfg->upstream_tls_verify, cfg->upstream_tls_ca,
-                                        cfg->upstream_tls_ciphers, err, errlen);
-  if (g->tls_client == NULL) goto bad;
-  if (cfg->policy.ndnsbl > 0 ||
-      (cfg->client_name_lookup && cfg->policy.identity == SL_IDENT_XCLIENT)) {
-    g->dns = sd_dns_new(cfg->dns_servers, (int)(cfg->dns_timeout / SL_MSEC), (int)cfg->dns_tries,
-                        err, errlen);
-    if (g->dns == NULL) goto bad;
-    sd_dns_set_sock_cb(g->dns, dns_sock, g);
-  }
-  g->ups = sd_upstreams_new(cfg, w ? w->loop : NULL);
-  if (g->ups == NULL) {
-    snprintf(err, errlen, "out of memory");
-    goto bad;
-  }
-  for (size_t i = 0; i < cfg->nupstream && i < SD_MAX_SERVERS; i++)
-    g->server_names[i] = cfg->upstream[i].text;
-  sd_pool_init(&g->pool, cfg->limits.small_buffer_size, cfg->limits.buffer_size,
-               (size_t)cfg->pool_memory, cfg->pool_keep_free);
-  sd_pool_as_sl_pool(&g->pool, &g->slpool);
-  if (w) sd_pool_set_budget(&g->pool, &w->budget);
-  if (sl_ratelim_size(&cfg->ratelim) == 0) {
-    snprintf(err, errlen, "%s: the per-client limits table cannot be set up (ratelim_entries?)",
-             cfg->path ? cfg->path : "config");
-    goto bad;
-  }
-  if (w) {
-    g->next = w->gens;
-    w->gens = g;
-  }
-  return g;
-bad:
-  if (g->dns) sd_dns_free(g->dns);
-  sd_upstreams_free(g->ups);
-  sd_tls_ctx_free(g->tls_server);
-  sd_tls_ctx_free(g->tls_client);
-  sd_config_unref(g->cfg);
-  free(g);
-  return NULL;
-}
-
-sd_gen *sd_gen_ref(sd_gen *g) {
-  g->refs++;
-  return g;
-}
-
-static void gen_release(void *arg) { free(arg); }
-
-void sd_gen_unref(sd_gen *g) {
-  if (g == NULL || --g->refs > 0) return;
-  sd_worker *w = g->w;
-  if (w) {
-    for (sd_gen **pp = &w->gens; *pp; pp = &(*pp)->next)
-      if (*pp == g) {
-        *pp = g->next;
-        break;
-      }
-    sd_timer_stop(w->loop, &g->dns_timer);
-  }
-  if (g->dns) sd_dns_free(g->dns); /* cancels: sessions are gone by now */
-  sd_upstreams_free(g->ups);
-  sd_tls_ctx_free(g->tls_server);
-  sd_tls_ctx_free(g->tls_client);
-  sd_pool_destroy(&g->pool);
-  sd_config_unref(g->cfg);
-  /* Its DNS fd handlers may have events pending in this batch. */
-  for (int i = 0; i < SD_DNS_FDS_MAX; i++) g->dnsfd[i].fd = -1;
-  if (w && !w->stop) sd_loop_defer(w->loop, gen_release, g);
-  else free(g);
-}
 
 /* ---- listeners ---------------------------------------------------------- */
 
@@ -227,7 +77,8 @@ static void listener_io(sd_handler *h, uint32_t ev) {
         sd_log(SD_LOG_WARN, "accept on %s: %s", l->text, strerror(errno));
       return;
     }
-    sd_conn_accept(w, l, fd, (const struct sockaddr *)&ss, sl);
+    sd_conn_accept(&w->sessions, w->gen, (size_t)(l - w->ls), l->tls, l->proxy, fd,
+                   (const struct sockaddr *)&ss, sl);
   }
 }
 
@@ -353,7 +204,7 @@ static void reload(sd_worker *w) {
   sd_gen *g = NULL;
   /* user, group, pid_file need a restart (the master checks this too). */
   if (sd_privs_check_reload(w->gen->cfg, cfg, err, sizeof err) != 0 ||
-      (g = sd_gen_new(w, cfg, err, sizeof err)) == NULL) {
+      (g = sd_gen_new(&w->sessions.gen_host, cfg, err, sizeof err)) == NULL) {
     sd_config_unref(cfg);
     reload_failed(w, err);
     return;
@@ -370,7 +221,7 @@ static void reload(sd_worker *w) {
   w->budget.cap = (size_t)g->cfg->pool_memory;
   if (w->guards) {
     char note[512];
-    if (sd_state_configure(w->state, &g->cfg->ratelim, note, sizeof note) != 0)
+    if (sd_state_configure(w->sessions.state, &g->cfg->ratelim, note, sizeof note) != 0)
       sd_log(SD_LOG_WARN, "reload: %s", note);
   }
   sd_gen *old = w->gen;
@@ -384,7 +235,7 @@ static void reload(sd_worker *w) {
   sd_gen_unref(old); /* lives on while its sessions do */
   if (w->guards) sd_count(SD_C_RELOADS, 1);
   sd_log(SD_LOG_INFO, "configuration reloaded from %s (%u sessions continue)", w->config_path,
-         w->nconns);
+         w->sessions.n);
 }
 
 static void start_drain(sd_worker *w) {
@@ -392,7 +243,7 @@ static void start_drain(sd_worker *w) {
   w->draining = 1;
   close_listeners(w);
   w->drain_deadline = sd_loop_now(w->loop) + w->gen->cfg->drain_timeout;
-  sd_log(SD_LOG_INFO, "draining %u sessions (up to %llu ms)", w->nconns,
+  sd_log(SD_LOG_INFO, "draining %u sessions (up to %llu ms)", w->sessions.n,
          (unsigned long long)(w->gen->cfg->drain_timeout / SL_MSEC));
 }
 
@@ -404,7 +255,7 @@ static void signal_io(sd_handler *h, uint32_t ev) {
     switch (si.ssi_signo) {
     case SIGHUP: reload(w); break;
     case SIGUSR1: sd_log_reopen(); break;
-    case SIGUSR2: sd_conn_hold_all(w); break;
+    case SIGUSR2: sd_conn_hold_all(&w->sessions); break;
     case SIGTERM:
     case SIGINT: start_drain(w); break;
     default: break;
@@ -437,7 +288,6 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
                   sd_state *state, sd_guards *guards) {
   sd_worker w;
   memset(&w, 0, sizeof w);
-  w.state = state;
   w.guards = guards;
   w.budget.cap = (size_t)cfg->pool_memory;
   w.index = index % SD_MAX_WORKERS;
@@ -445,8 +295,8 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
   w.metrics_fd = metrics_fd;
   w.sigfd = -1;
   sd_timer_init(&w.accept_pause, resume_accepting);
-  if (getrandom(&w.seed, sizeof w.seed, 0) != (ssize_t)sizeof w.seed)
-    w.seed = (uint64_t)(unsigned)getpid() * 0x2545f4914f6cdd1dull;
+  if (getrandom(&w.sessions.seed, sizeof w.sessions.seed, 0) != (ssize_t)sizeof w.sessions.seed)
+    w.sessions.seed = (uint64_t)(unsigned)getpid() * 0x2545f4914f6cdd1dull;
   apply_logging(cfg);
   w.loop = sd_loop_new();
   if (w.loop == NULL) {
@@ -454,8 +304,18 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
     return 1;
   }
   sd_loop_set_before_sleep(w.loop, before_sleep, &w);
+  /* What generations and sessions use of this worker (sd_gen.h, sd_conn.h). */
+  w.sessions.gen_host.loop = w.loop;
+  w.sessions.gen_host.gens = &w.gens;
+  w.sessions.gen_host.budget = &w.budget;
+  w.sessions.gen_host.stop = &w.stop;
+  w.sessions.loop = w.loop;
+  w.sessions.index = w.index;
+  w.sessions.state = state;
+  w.sessions.lingers.loop = w.loop;
+  w.sessions.lingers.stop = &w.stop;
   char err[1024];
-  w.gen = sd_gen_new(&w, cfg, err, sizeof err);
+  w.gen = sd_gen_new(&w.sessions.gen_host, cfg, err, sizeof err);
   if (w.gen == NULL) {
     sd_log(SD_LOG_ERR, "%s", err);
     sd_loop_free(w.loop);
@@ -495,10 +355,10 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
       break;
     }
     if (w.draining) {
-      if (w.nconns == 0) break;
+      if (w.sessions.n == 0) break;
       if (sd_loop_now(w.loop) >= w.drain_deadline) {
-        sd_log(SD_LOG_WARN, "drain deadline passed: closing %u sessions", w.nconns);
-        while (w.conns) sd_conn_abort(w.conns, "shutdown");
+        sd_log(SD_LOG_WARN, "drain deadline passed: closing %u sessions", w.sessions.n);
+        while (w.sessions.head) sd_conn_abort(w.sessions.head, "shutdown");
         break;
       }
     }
@@ -507,7 +367,7 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
   sd_timer_stop(w.loop, &w.accept_pause);
   sd_metrics_http_free(w.mh);
   close_listeners(&w);
-  sd_linger_free_all(&w);
+  sd_linger_free_all(&w.sessions.lingers);
   sd_upstreams_stop_checks(w.gen->ups);
   sd_gen_unref(w.gen);
   if (w.spare_fd >= 0) close(w.spare_fd);
