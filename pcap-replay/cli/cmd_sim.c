@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "sp_cli.h"
+#include "sp_client.h"
 #include "sp_km.h"
 #include "sp_sim.h"
 #include "sp_simopts.h"
@@ -67,9 +68,7 @@ typedef struct simctx {
 /* One session under model m and policy p: record and summaries. */
 static int replay_one(simctx *X, const sp_script *s, int m, int p) {
   sp_simopts *o = X->o;
-  double pat = sp_patience_draw(&o->pats[m],
-                                sp_rng_seed(o->cfg.seed, s->source, s->session),
-                                s->gave_up ? s->wait_s : -1.0);
+  double pat = sp_client_draw_patience(&o->pats[m], o->cfg.seed, s);
   sp_result res;
   if (sp_sim_run(X->sims[p], s, pat, &res)) {
     fprintf(stderr, "sluice-replay: out of memory\n");
@@ -465,9 +464,7 @@ int sp_cmd_bench(int argc, char **argv) {
   }
   double *pat = calloc(o.set.n, sizeof *pat);
   for (size_t i = 0; pat && i < o.set.n; i++)
-    pat[i] = sp_patience_draw(&o.pats[0],
-                              sp_rng_seed(o.cfg.seed, o.set.v[i].source, o.set.v[i].session),
-                              o.set.v[i].gave_up ? o.set.v[i].wait_s : -1.0);
+    pat[i] = sp_client_draw_patience(&o.pats[0], o.cfg.seed, &o.set.v[i]);
   struct timespec a, b;
   uint64_t done = 0, delivered = 0;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sp_patience.h"
 #include "sp_script.h"
 #include "sp_sim.h"
 
@@ -54,6 +55,12 @@ typedef struct sp_client {
   int rejected;
   int stage; /* index into sp_client_stage_name */
 } sp_client;
+
+/* The session's patience under model m: one draw per (seed, capture,
+ * session), the same in sim and live; a captured give-up passes its wait
+ * (models conditioned on it use it). */
+double sp_client_draw_patience(const sp_patience *m, uint64_t seed,
+                               const sp_script *s);
 
 /* Starts a session at t0 (buffers are kept from earlier sessions; the
  * caller fills res first, its counters are added to).  -1: out of memory. */

@@ -190,9 +190,7 @@ static void plan_sources(const sp_script_set *set, lsess *ls) {
 static void start(const sp_live_config *cfg, lsess *l, uint64_t t) {
   const sp_script *s = l->s;
   l->res->deliver_s = -1;
-  l->patience = sp_patience_draw(cfg->patience,
-                                 sp_rng_seed(cfg->seed, s->source, s->session),
-                                 s->gave_up ? s->wait_s : -1.0);
+  l->patience = sp_client_draw_patience(cfg->patience, cfg->seed, s);
   l->c.count_delay = 1;
   int nomem = sp_client_begin(&l->c, s, l->res, t, cfg->scale);
   l->fd = socket(cfg->target.ss_family,

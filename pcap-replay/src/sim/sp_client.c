@@ -25,6 +25,12 @@ static int ensure(uint64_t **p, size_t *cap, size_t n) {
   return 0;
 }
 
+double sp_client_draw_patience(const sp_patience *m, uint64_t seed,
+                               const sp_script *s) {
+  return sp_patience_draw(m, sp_rng_seed(seed, s->source, s->session),
+                          s->gave_up ? s->wait_s : -1.0);
+}
+
 int sp_client_begin(sp_client *c, const sp_script *s, sp_result *res,
                     uint64_t t0, double scale) {
   c->s = s;
