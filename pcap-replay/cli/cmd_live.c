@@ -3,7 +3,6 @@
  * src/live/sp_live.c; the client model it shares with sim is
  * src/sim/sp_client.c).
  */
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,8 +149,9 @@ int sp_cmd_live(int argc, char **argv) {
   const sp_patience *pm = lc.patience;
   sp_live_stats st;
   int status = SP_EXIT_OK;
-  if (sp_live_run(&lc, &o.set, res, &st)) {
-    if (errno == ENOMEM) {
+  int lr = sp_live_run(&lc, &o.set, res, &st);
+  if (lr) {
+    if (lr == -2) {
       fprintf(stderr, "sluice-replay: out of memory\n");
       free(res);
       sp_simopts_free(&o);

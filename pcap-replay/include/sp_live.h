@@ -62,8 +62,8 @@ int sp_live_parse_target(const char *text, struct sockaddr_storage *ss,
 int sp_live_target_allowed(const struct sockaddr_storage *ss, int netns);
 
 /* Replays set; res[i] is set->v[i]'s record (source NULL: not started
- * before the time limit).  0, or -1 when poll failed (records so far kept)
- * or memory ran out (errno ENOMEM, nothing run). */
+ * before the time limit).  0; -1 when poll failed (message printed, the
+ * records so far kept); -2 when memory ran out (nothing run). */
 int sp_live_run(const sp_live_config *cfg, const sp_script_set *set,
                 sp_result *res, sp_live_stats *st);
 

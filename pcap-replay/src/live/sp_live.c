@@ -355,8 +355,7 @@ int sp_live_run(const sp_live_config *cfg, const sp_script_set *set,
     free(pf);
     free(pmap);
     free(order);
-    errno = ENOMEM;
-    return -1;
+    return -2;
   }
   for (size_t i = 0; i < n; i++) {
     ls[i].s = &set->v[i];
