@@ -23,34 +23,6 @@ static FILE *open_out(const char *path) {
   return f;
 }
 
-/* One --summary-csv line (sweep columns from r). */
-static void summary_line(FILE *fs, const sp_simopts *o, const char *pol,
-                         const char *model, const char *cls,
-                         const sp_summary *sum, const uint64_t rej[3],
-                         const sp_result *r) {
-  fputs(pol, fs);
-  fprintf(fs, ",%s,%s,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.6f,%.6f",
-          model, cls, (unsigned long long)sum->n,
-          (unsigned long long)sum->by[SP_OUT_DELIVERED],
-          (unsigned long long)sum->by[SP_OUT_REJECTED],
-          (unsigned long long)rej[0], (unsigned long long)rej[1],
-          (unsigned long long)rej[2],
-          (unsigned long long)sum->by[SP_OUT_GAVE_UP],
-          (unsigned long long)sum->by[SP_OUT_NO_MAIL],
-          (unsigned long long)sum->by[SP_OUT_ERROR], sum->held, sum->upstream);
-  for (int k = 0; k < o->nsweep_keys; k++) {
-    fputc(',', fs);
-    for (int j = 0; j < r->nsweep; j++)
-      if (!strcmp(r->sweep_key[j], o->sweep_keys[k])) {
-        if (isnan(r->sweep_num[j]))
-          fputs(r->sweep_text[j], fs);
-        else
-          fprintf(fs, "%.9g", r->sweep_num[j]);
-      }
-  }
-  fputc('\n', fs);
-}
-
 typedef struct simacc {
   sp_summary sum, csum[16];
   uint64_t rej[3], crej[16][3]; /* upstream, sluice, timeout */
@@ -239,13 +211,7 @@ int sp_cmd_sim(int argc, char **argv) {
       return SP_EXIT_INPUT;
     }
     sp_simopts_describe(&o, fs, "# ");
-    fputs("policy,patience_model,class,n,delivered,rejected,rejected_upstream,"
-          "rejected_sluice,rejected_timeout,gave_up,completed_without_mail,"
-          "error,held_s,upstream_s",
-          fs);
-    for (int k = 0; k < o.nsweep_keys; k++)
-      fprintf(fs, ",sweep_%s", o.sweep_keys[k]);
-    fputc('\n', fs);
+    sp_summary_csv_header(fs, o.nsweep_keys, o.sweep_keys);
   }
   int status = SP_EXIT_OK;
   /* Accumulators per (model, policy) and one simulator per policy. */
@@ -280,10 +246,11 @@ int sp_cmd_sim(int argc, char **argv) {
       if (fs) {
         sp_simopts_fill_sweep(&o, p, &a->last);
         for (int k = -1; k < o.nclasses; k++)
-          summary_line(fs, &o, o.pols[p].label, o.pats[m].name,
-                       k < 0 ? "all" : o.classes[k],
-                       k < 0 ? &a->sum : &a->csum[k],
-                       k < 0 ? a->rej : a->crej[k], &a->last);
+          sp_summary_write_csv(fs, o.pols[p].label, o.pats[m].name,
+                               k < 0 ? "all" : o.classes[k],
+                               k < 0 ? &a->sum : &a->csum[k],
+                               k < 0 ? a->rej : a->crej[k], &a->last,
+                               o.nsweep_keys, o.sweep_keys);
       }
       if (!o.quiet)
         sp_summary_print(stdout, o.pols[p].label, o.pats[m].name, &a->sum);
