@@ -13,6 +13,7 @@
 #include "sp_capture.h"
 #include "sp_cli.h"
 #include "sp_decode.h"
+#include "sp_feed.h"
 #include "sp_session.h"
 #include "sp_transcript.h"
 
@@ -50,6 +51,7 @@ typedef struct run {
   uint64_t bytes[2], gaps, gap_bytes, tls;
   line *lines;
   size_t n_lines, cap_lines;
+  unsigned warnings;
 } run;
 
 static const char *base_name(const char *path) {
@@ -229,6 +231,17 @@ static void print_summary(run *r, const sp_tracker_counters *k) {
          r->gaps, r->gap_bytes, r->tls, n ? anom : " none");
 }
 
+/* A frame not fed to the tracker: the first few that are not simply
+ * other traffic are warned about. */
+static void warn_skip(void *ud, const sp_frame *f, sp_decode_status st) {
+  run *r = ud;
+  if (st != SP_DECODE_OTHER && !r->o->quiet && r->warnings++ < MAX_WARNINGS)
+    fprintf(stderr,
+            "sluice-replay: %s: packet %" PRIu64 " at offset %" PRIu64
+            ": %s, skipped\n",
+            r->path, f->number, f->offset, sp_decode_status_str(st));
+}
+
 /* Returns an exit status for this file. */
 static int process_file(const options *o, const char *path) {
   run r;
@@ -250,41 +263,23 @@ static int process_file(const options *o, const char *path) {
     fprintf(stderr, "sluice-replay: %s: out of memory\n", path);
     return SP_EXIT_INPUT;
   }
-  int dlt = sp_capture_linktype(cap);
-  int status = SP_EXIT_OK;
-  unsigned warnings = 0;
-  sp_frame f;
-  for (;;) {
-    rc = sp_capture_next(cap, &f, err, sizeof err);
-    if (rc == 0)
-      break;
-    if (rc < 0) {
-      /* Keep what the readable part held: a capture cut short is common,
-       * but it is still reported and fails the run. */
-      fprintf(stderr, "sluice-replay: %s\n", err);
-      status = SP_EXIT_INPUT;
-      break;
-    }
-    r.frames++;
-    sp_tcp_segment seg;
-    sp_decode_status st = sp_decode_frame(dlt, f.data, f.caplen, f.wirelen, &seg);
-    if (st != SP_DECODE_TCP) {
-      r.skipped[st]++;
-      if (st != SP_DECODE_OTHER && !o->quiet && warnings++ < MAX_WARNINGS)
-        fprintf(stderr,
-                "sluice-replay: %s: packet %" PRIu64 " at offset %" PRIu64
-                ": %s, skipped\n",
-                path, f.number, f.offset, sp_decode_status_str(st));
-      continue;
-    }
-    seg.ts_us = f.ts_us;
-    rc = sp_tracker_packet(t, &seg);
-    if (rc) {
-      fprintf(stderr, "sluice-replay: %s: packet %" PRIu64 ": %s%s%s\n", path,
-              f.number, sp_strerror(rc), r.errmsg[0] ? ": " : "", r.errmsg);
-      status = SP_EXIT_INPUT;
-      break;
-    }
+  int status = SP_EXIT_OK, read_error;
+  uint64_t packet;
+  sp_feed_stats fs;
+  memset(&fs, 0, sizeof fs);
+  rc = sp_capture_feed(cap, t, &fs, warn_skip, &r, err, sizeof err,
+                       &read_error, &packet);
+  r.frames = fs.frames;
+  memcpy(r.skipped, fs.skipped, sizeof r.skipped);
+  if (rc && read_error) {
+    /* Keep what the readable part held: a capture cut short is common,
+     * but it is still reported and fails the run. */
+    fprintf(stderr, "sluice-replay: %s\n", err);
+    status = SP_EXIT_INPUT;
+  } else if (rc) {
+    fprintf(stderr, "sluice-replay: %s: packet %" PRIu64 ": %s%s%s\n", path,
+            packet, sp_strerror(rc), r.errmsg[0] ? ": " : "", r.errmsg);
+    status = SP_EXIT_INPUT;
   }
   /* Sessions still open get their final records either way. */
   int frc = sp_tracker_finish(t);

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "sp_cli.h"
+#include "sp_client.h"
 #include "sp_km.h"
 #include "sp_sim.h"
 #include "sp_simopts.h"
@@ -20,34 +21,6 @@ static FILE *open_out(const char *path) {
   if (!f)
     fprintf(stderr, "sluice-replay: %s: cannot write\n", path);
   return f;
-}
-
-/* One --summary-csv line (sweep columns from r). */
-static void summary_line(FILE *fs, const sp_simopts *o, const char *pol,
-                         const char *model, const char *cls,
-                         const sp_summary *sum, const uint64_t rej[3],
-                         const sp_result *r) {
-  fputs(pol, fs);
-  fprintf(fs, ",%s,%s,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.6f,%.6f",
-          model, cls, (unsigned long long)sum->n,
-          (unsigned long long)sum->by[SP_OUT_DELIVERED],
-          (unsigned long long)sum->by[SP_OUT_REJECTED],
-          (unsigned long long)rej[0], (unsigned long long)rej[1],
-          (unsigned long long)rej[2],
-          (unsigned long long)sum->by[SP_OUT_GAVE_UP],
-          (unsigned long long)sum->by[SP_OUT_NO_MAIL],
-          (unsigned long long)sum->by[SP_OUT_ERROR], sum->held, sum->upstream);
-  for (int k = 0; k < o->nsweep_keys; k++) {
-    fputc(',', fs);
-    for (int j = 0; j < r->nsweep; j++)
-      if (!strcmp(r->sweep_key[j], o->sweep_keys[k])) {
-        if (isnan(r->sweep_num[j]))
-          fputs(r->sweep_text[j], fs);
-        else
-          fprintf(fs, "%.9g", r->sweep_num[j]);
-      }
-  }
-  fputc('\n', fs);
 }
 
 typedef struct simacc {
@@ -67,9 +40,7 @@ typedef struct simctx {
 /* One session under model m and policy p: record and summaries. */
 static int replay_one(simctx *X, const sp_script *s, int m, int p) {
   sp_simopts *o = X->o;
-  double pat = sp_patience_draw(&o->pats[m],
-                                sp_rng_seed(o->cfg.seed, s->source, s->session),
-                                s->gave_up ? s->wait_s : -1.0);
+  double pat = sp_client_draw_patience(&o->pats[m], o->cfg.seed, s);
   sp_result res;
   if (sp_sim_run(X->sims[p], s, pat, &res)) {
     fprintf(stderr, "sluice-replay: out of memory\n");
@@ -240,13 +211,7 @@ int sp_cmd_sim(int argc, char **argv) {
       return SP_EXIT_INPUT;
     }
     sp_simopts_describe(&o, fs, "# ");
-    fputs("policy,patience_model,class,n,delivered,rejected,rejected_upstream,"
-          "rejected_sluice,rejected_timeout,gave_up,completed_without_mail,"
-          "error,held_s,upstream_s",
-          fs);
-    for (int k = 0; k < o.nsweep_keys; k++)
-      fprintf(fs, ",sweep_%s", o.sweep_keys[k]);
-    fputc('\n', fs);
+    sp_summary_csv_header(fs, o.nsweep_keys, o.sweep_keys);
   }
   int status = SP_EXIT_OK;
   /* Accumulators per (model, policy) and one simulator per policy. */
@@ -281,10 +246,11 @@ int sp_cmd_sim(int argc, char **argv) {
       if (fs) {
         sp_simopts_fill_sweep(&o, p, &a->last);
         for (int k = -1; k < o.nclasses; k++)
-          summary_line(fs, &o, o.pols[p].label, o.pats[m].name,
-                       k < 0 ? "all" : o.classes[k],
-                       k < 0 ? &a->sum : &a->csum[k],
-                       k < 0 ? a->rej : a->crej[k], &a->last);
+          sp_summary_write_csv(fs, o.pols[p].label, o.pats[m].name,
+                               k < 0 ? "all" : o.classes[k],
+                               k < 0 ? &a->sum : &a->csum[k],
+                               k < 0 ? a->rej : a->crej[k], &a->last,
+                               o.nsweep_keys, o.sweep_keys);
       }
       if (!o.quiet)
         sp_summary_print(stdout, o.pols[p].label, o.pats[m].name, &a->sum);
@@ -465,9 +431,7 @@ int sp_cmd_bench(int argc, char **argv) {
   }
   double *pat = calloc(o.set.n, sizeof *pat);
   for (size_t i = 0; pat && i < o.set.n; i++)
-    pat[i] = sp_patience_draw(&o.pats[0],
-                              sp_rng_seed(o.cfg.seed, o.set.v[i].source, o.set.v[i].session),
-                              o.set.v[i].gave_up ? o.set.v[i].wait_s : -1.0);
+    pat[i] = sp_client_draw_patience(&o.pats[0], o.cfg.seed, &o.set.v[i]);
   struct timespec a, b;
   uint64_t done = 0, delivered = 0;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);

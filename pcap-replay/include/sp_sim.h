@@ -153,6 +153,14 @@ void sp_summary_add(sp_summary *s, const sp_result *r);
 void sp_summary_print_header(FILE *f);
 void sp_summary_print(FILE *f, const char *policy, const char *patience,
                       const sp_summary *s);
+/* --summary-csv: header (one "sweep_<key>" column per swept key) and one
+ * line; rej: rejections by upstream, sluice, timeout; r: a record of the
+ * policy, for its swept settings. */
+void sp_summary_csv_header(FILE *f, int nkeys, const char *const *keys);
+void sp_summary_write_csv(FILE *f, const char *policy, const char *model,
+                          const char *cls, const sp_summary *sum,
+                          const uint64_t rej[3], const sp_result *r, int nkeys,
+                          const char *const *keys);
 
 #ifdef __cplusplus
 }

@@ -197,3 +197,42 @@ void sp_summary_print(FILE *f, const char *policy, const char *patience,
           (unsigned long long)s->by[SP_OUT_ERROR], s->held, s->upstream,
           s->delivered_n ? s->delay_delivered / (double)s->delivered_n : 0.0);
 }
+
+/* --summary-csv: one line per policy, patience model and class, with the
+ * policy's swept settings (taken from r, a record of that policy). */
+void sp_summary_csv_header(FILE *f, int nkeys, const char *const *keys) {
+  fputs("policy,patience_model,class,n,delivered,rejected,rejected_upstream,"
+        "rejected_sluice,rejected_timeout,gave_up,completed_without_mail,"
+        "error,held_s,upstream_s",
+        f);
+  for (int k = 0; k < nkeys; k++)
+    fprintf(f, ",sweep_%s", keys[k]);
+  fputc('\n', f);
+}
+
+void sp_summary_write_csv(FILE *f, const char *policy, const char *model,
+                          const char *cls, const sp_summary *sum,
+                          const uint64_t rej[3], const sp_result *r, int nkeys,
+                          const char *const *keys) {
+  fputs(policy, f);
+  fprintf(f, ",%s,%s,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%.6f,%.6f",
+          model, cls, (unsigned long long)sum->n,
+          (unsigned long long)sum->by[SP_OUT_DELIVERED],
+          (unsigned long long)sum->by[SP_OUT_REJECTED],
+          (unsigned long long)rej[0], (unsigned long long)rej[1],
+          (unsigned long long)rej[2],
+          (unsigned long long)sum->by[SP_OUT_GAVE_UP],
+          (unsigned long long)sum->by[SP_OUT_NO_MAIL],
+          (unsigned long long)sum->by[SP_OUT_ERROR], sum->held, sum->upstream);
+  for (int k = 0; k < nkeys; k++) {
+    fputc(',', f);
+    for (int j = 0; j < r->nsweep; j++)
+      if (!strcmp(r->sweep_key[j], keys[k])) {
+        if (isnan(r->sweep_num[j]))
+          fputs(r->sweep_text[j], f);
+        else
+          fprintf(f, "%.9g", r->sweep_num[j]);
+      }
+  }
+  fputc('\n', f);
+}

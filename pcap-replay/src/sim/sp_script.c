@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "sp_capture.h"
-#include "sp_decode.h"
+#include "sp_feed.h"
 #include "sp_session.h"
 
 static const char *const unit_names[SP_U_NKINDS] = {
@@ -497,30 +497,16 @@ int sp_script_load_file(sp_script_set *set, const char *path, char *err,
     snprintf(err, errlen, "%s: out of memory", path);
     return SP_ERR_NOMEM;
   }
-  int dlt = sp_capture_linktype(cap);
-  sp_frame fr;
-  int status = 0;
-  for (;;) {
-    rc = sp_capture_next(cap, &fr, e2, sizeof e2);
-    if (rc == 0)
-      break;
-    if (rc < 0) {
-      snprintf(err, errlen, "%s", e2);
-      status = rc;
-      break;
-    }
-    sp_tcp_segment seg;
-    if (sp_decode_frame(dlt, fr.data, fr.caplen, fr.wirelen, &seg) != SP_DECODE_TCP)
-      continue;
-    seg.ts_us = fr.ts_us;
-    rc = sp_tracker_packet(t, &seg);
-    if (rc) {
-      snprintf(err, errlen, "%s: %s%s%s", path, sp_strerror(rc),
-               run.err[0] ? ": " : "", run.err);
-      status = rc;
-      break;
-    }
-  }
+  int status = 0, read_error;
+  uint64_t packet;
+  rc = sp_capture_feed(cap, t, NULL, NULL, NULL, e2, sizeof e2, &read_error,
+                       &packet);
+  if (rc && read_error)
+    snprintf(err, errlen, "%s", e2);
+  else if (rc)
+    snprintf(err, errlen, "%s: %s%s%s", path, sp_strerror(rc),
+             run.err[0] ? ": " : "", run.err);
+  status = rc;
   rc = sp_tracker_finish(t);
   if (rc && !status) {
     snprintf(err, errlen, "%s: %s%s%s", path, sp_strerror(rc),

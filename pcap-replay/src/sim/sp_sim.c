@@ -1,6 +1,8 @@
 /* sp_sim.c: virtual-clock replay through the core; see sp_sim.h. */
 #include "sp_sim.h"
 
+#include "sp_client.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -21,9 +23,6 @@ const char *sp_outcome_name(sp_outcome o) {
   return (unsigned)o < SP_OUT_N ? outcome_names[o] : "error";
 }
 
-static const char *const stage_names[] = {"connect", "greeting", "helo", "mail",
-                                          "rcpt",    "data",     "delivered"};
-
 /* ---- the simulator ------------------------------------------------------ */
 
 typedef struct upreply {
@@ -43,10 +42,7 @@ struct sp_sim {
   sl_pool pool;
   uint64_t pool_out, pool_peak;
   /* per-session scratch */
-  sl_tstamp *reply_t;
-  size_t reply_cap;
-  sl_tstamp *unit_t;
-  size_t unit_cap;
+  sp_client cl; /* its reply and unit times are kept across sessions */
   uint8_t *ubuf; /* upstream bytes not yet parsed */
   size_t ulen, ucap;
   upreply q[UPQ_MAX];
@@ -104,8 +100,7 @@ void sp_sim_free(sp_sim *s) {
     return;
   free(s->relay_mem);
   free(s->pool_mem);
-  free(s->reply_t);
-  free(s->unit_t);
+  sp_client_free(&s->cl);
   free(s->ubuf);
   free(s);
 }
@@ -131,17 +126,9 @@ typedef struct run {
   sl_relay *r;
   sl_tstamp now;
   /* client */
-  size_t wi;          /* next write */
-  uint64_t woff;      /* bytes of it already taken */
-  uint64_t csent;     /* client bytes the relay took */
-  size_t units_sent;
+  sp_client *c;
   int end_done, cl_closed, gave_up, relay_closed_client;
-  sl_tstamp last_tx, last_rx, closed_at;
-  uint32_t rx;        /* complete replies received */
-  uint32_t line_len;
-  char line4[4];
-  int rejected;
-  int stage;
+  sl_tstamp closed_at;
   sp_unit_kind gave_up_at;
   /* upstream */
   int up_open;
@@ -290,53 +277,7 @@ static void up_parse(run *x) {
   }
 }
 
-static void client_reply_done(run *x, uint16_t code) {
-  sp_sim *s = x->sim;
-  uint32_t idx = x->rx++;
-  if (idx < s->reply_cap)
-    s->reply_t[idx] = x->now;
-  sp_unit_kind k = idx == 0 ? SP_U_GREETING
-                   : idx - 1 < x->s->nu ? (sp_unit_kind)x->s->u[idx - 1].kind
-                                        : SP_U_OTHER;
-  int cls = code / 100;
-  if (cls == 2 || cls == 3) {
-    int st = k == SP_U_GREETING ? 1 : k == SP_U_HELO ? 2 : k == SP_U_MAIL ? 3
-             : k == SP_U_RCPT ? 4 : k == SP_U_DATA ? 5 : 0;
-    if (cls == 2 && (k == SP_U_MESSAGE || k == SP_U_BDAT)) {
-      st = 6;
-      if (!x->res->messages)
-        x->res->deliver_s = (double)(x->now - T0) / 1e9;
-      x->res->messages++;
-    }
-    if (st > x->stage)
-      x->stage = st;
-  } else if ((cls == 5 && (k == SP_U_GREETING || k == SP_U_MAIL ||
-                           k == SP_U_RCPT || k == SP_U_DATA ||
-                           k == SP_U_MESSAGE || k == SP_U_BDAT)) ||
-             (cls == 4 && k == SP_U_GREETING) || code == 421 || code == 521) {
-    x->rejected = 1;
-  }
-}
 
-static void client_read(run *x, const uint8_t *p, size_t n) {
-  x->res->bytes_server += n;
-  x->last_rx = x->now;
-  for (size_t i = 0; i < n; i++) {
-    uint8_t ch = p[i];
-    if (x->line_len < 4)
-      x->line4[x->line_len] = (char)ch;
-    x->line_len++;
-    if (ch != '\n')
-      continue;
-    const char *l = x->line4;
-    uint32_t ll = x->line_len;
-    x->line_len = 0;
-    if (ll >= 4 && isdigit((unsigned char)l[0]) && isdigit((unsigned char)l[1]) &&
-        isdigit((unsigned char)l[2]) && (l[3] == ' ' || l[3] == '\r' || l[3] == '\n'))
-      client_reply_done(x, (uint16_t)((l[0] - '0') * 100 + (l[1] - '0') * 10 +
-                                      (l[2] - '0')));
-  }
-}
 
 static void on_request(run *x, const sl_request *q) {
   switch (q->type) {
@@ -420,7 +361,7 @@ static void pump(run *x) {
     const uint8_t *p = sl_relay_client_out(x->r, &n, x->now);
     if (p && n) {
       if (!x->cl_closed)
-        client_read(x, p, n);
+        sp_client_read(x->c, p, n, x->now);
       sl_relay_client_out_ack(x->r, n, x->now);
       progress = 1;
     }
@@ -440,18 +381,7 @@ static void pump(run *x) {
   }
 }
 
-static int is_waiting(const run *x) {
-  if (x->rx >= 1 + x->units_sent)
-    return 0;
-  return !(x->rx >= 1 && x->rx - 1 < x->s->nu &&
-           x->s->u[x->rx - 1].kind == SP_U_QUIT);
-}
 
-static sl_tstamp anchor(const run *x, uint32_t k) {
-  if (k == 0)
-    return T0;
-  return k - 1 < x->sim->reply_cap ? x->sim->reply_t[k - 1] : x->now;
-}
 
 static void client_close(run *x, int abort_it) {
   if (x->cl_closed)
@@ -464,55 +394,11 @@ static void client_close(run *x, int abort_it) {
     sl_relay_client_eof(x->r, x->now);
 }
 
-/* The unit the client is waiting for the reply to (valid when waiting). */
-static sp_unit_kind awaited(const run *x) {
-  return x->rx == 0 ? SP_U_GREETING
-         : x->rx - 1 < x->s->nu ? (sp_unit_kind)x->s->u[x->rx - 1].kind
-                                : SP_U_OTHER;
-}
 
-/* Start of the current wait under the reply clock. */
-static sl_tstamp reply_base(const run *x) {
-  return x->rx == 0 ? T0
-                    : x->sim->unit_t[x->rx - 1 < x->s->nu ? x->rx - 1 : 0];
-}
 
-static sl_tstamp read_base(const run *x) {
-  return x->last_tx > x->last_rx ? x->last_tx : x->last_rx;
-}
 
-static void upd(double *m, double v) {
-  if (v > *m)
-    *m = v;
-}
 
-/* Called at every instant the clock reaches, before anything due at that
- * instant is handled (a wait is longest just before the byte that ends it
- * arrives, and bytes arrive only at such instants). */
-static void note_waits(run *x) {
-  if (x->cl_closed || !is_waiting(x))
-    return;
-  sp_result *r = x->res;
-  sp_unit_kind k = awaited(x);
-  double rd = (double)(x->now - read_base(x)) / 1e9;
-  double rp = (double)(x->now - reply_base(x)) / 1e9;
-  upd(&r->w_read, rd);
-  upd(&r->w_reply, rp);
-  upd(&r->w_read_by[k], rd);
-  upd(&r->w_reply_by[k], rp);
-  upd(&r->w_session, (double)(x->now - T0) / 1e9);
-}
 
-/* The client waits for a reply that will never come (nothing else is due):
- * every finite patience runs out. */
-static void note_forever(run *x) {
-  if (x->cl_closed || !is_waiting(x))
-    return;
-  sp_result *r = x->res;
-  sp_unit_kind k = awaited(x);
-  r->w_read = r->w_reply = r->w_session = INFINITY;
-  r->w_read_by[k] = r->w_reply_by[k] = INFINITY;
-}
 
 int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
                sp_result *res) {
@@ -528,8 +414,7 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
   res->cls = s->cls;
   res->captured_s = (double)s->duration_us / 1e6;
   res->relay_bytes = sim->relay_size;
-  if (ensure((void **)&sim->reply_t, &sim->reply_cap, s->nu + 2, sizeof(sl_tstamp)) ||
-      ensure((void **)&sim->unit_t, &sim->unit_cap, s->nu + 1, sizeof(sl_tstamp)))
+  if (sp_client_begin(&sim->cl, s, res, T0, 1.0))
     return SP_ERR_NOMEM;
   sim->qh = sim->qn = 0;
   sim->ulen = 0;
@@ -540,8 +425,8 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
   x.sim = sim;
   x.s = s;
   x.res = res;
+  x.c = &sim->cl;
   x.now = T0;
-  x.last_tx = x.last_rx = T0;
   sl_conn_info info;
   memset(&info, 0, sizeof info);
   if (sl_addr_parse(&info.client, s->client_ip, strlen(s->client_ip)))
@@ -559,9 +444,6 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
     return 0;
   }
   const char *note = NULL;
-  /* Rounded, not truncated: a patience equal to a wait in whole
-   * nanoseconds must meet the tie rule, not expire 1 ns early. */
-  double pat_ns = isinf(patience) ? -1 : nearbyint(patience * 1e9);
   int steps, moved = 1;
   sl_tstamp expired_at = NEVER;
   for (steps = 0; steps < MAX_STEPS; steps++) {
@@ -574,24 +456,11 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
     sl_tstamp t_write = NEVER, t_end = NEVER, t_pat = NEVER, t_up = NEVER,
               t_conn = NEVER;
     if (!x.cl_closed) {
-      if (x.wi < s->nw) {
-        const sp_cwrite *w = &s->w[x.wi];
-        if (x.rx >= w->after_replies && (want & SL_WANT_CLIENT_READ)) {
-          sl_tstamp a = anchor(&x, w->after_replies) + (sl_tstamp)w->think_us * 1000;
-          t_write = x.woff ? x.now : (a > x.now ? a : x.now);
-        }
-      } else if (!x.end_done && s->end != SP_SEND_SERVER && !s->gave_up &&
-                 x.rx >= s->end_after) {
-        /* (A captured give-up is not replayed: the patience model decides.) */
-        sl_tstamp a = anchor(&x, s->end_after) + (sl_tstamp)s->end_think_us * 1000;
-        t_end = a > x.now ? a : x.now;
-      }
-      if (pat_ns >= 0 && is_waiting(&x)) {
-        sl_tstamp base = sim->cfg.clock_reply ? reply_base(&x) : read_base(&x);
-        t_pat = base + (sl_tstamp)pat_ns;
-        if (t_pat < x.now)
-          t_pat = x.now;
-      }
+      if (want & SL_WANT_CLIENT_READ)
+        t_write = sp_client_write_due(x.c, x.now);
+      if (!x.end_done)
+        t_end = sp_client_end_due(x.c, x.now);
+      t_pat = sp_client_patience_due(x.c, patience, sim->cfg.clock_reply, x.now);
     }
     if (x.connect_id && !x.up_open)
       t_conn = x.connect_due;
@@ -611,7 +480,8 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
     if (t_conn < t) t = t_conn;
     if (t_dl < t) t = t_dl;
     if (t == NEVER) {
-      note_forever(&x);
+      if (!x.cl_closed)
+        sp_client_note_forever(x.c);
       if (!x.cl_closed) {
         note = "client:script-end";
         client_close(&x, 1);
@@ -623,7 +493,11 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
       x.now = t;
       moved = 1;
     }
-    note_waits(&x);
+    /* The waits at this instant, before anything due at it arrives (a wait
+     * is longest just before the byte that ends it, and bytes arrive only
+     * at such instants). */
+    if (!x.cl_closed)
+      sp_client_note_waits(x.c, x.now);
     /* Everything due at now, in a fixed order: the core's deadlines and the
      * upstream before the client's patience (the tie rule of sp_sim.h). */
     if (t_conn <= x.now) {
@@ -670,40 +544,24 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
     }
     if (t_pat <= x.now) {
       x.gave_up = 1;
-      x.gave_up_at = awaited(&x);
+      x.gave_up_at = sp_client_awaited(x.c);
       note = "client:gave-up";
       client_close(&x, 1);
       moved = 1;
       continue;
     }
     if (t_write <= x.now) {
-      const sp_cwrite *w = &s->w[x.wi];
-      long took = sl_relay_feed_client(x.r, s->cdata + w->off + x.woff,
-                                       w->len - x.woff, x.now);
-      if (took > 0) {
-        x.woff += (uint64_t)took;
-        x.csent += (uint64_t)took;
-        res->bytes_client += (uint64_t)took;
-        x.last_tx = x.now;
-        while (x.units_sent < s->nu && s->u[x.units_sent].end <= x.csent)
-          sim->unit_t[x.units_sent++] = x.now;
-      }
-      if (x.woff >= w->len) {
-        x.wi++;
-        x.woff = 0;
-      }
+      size_t len;
+      const uint8_t *p = sp_client_write_bytes(x.c, &len);
+      long took = sl_relay_feed_client(x.r, p, len, x.now);
+      sp_client_wrote(x.c, took > 0 ? (uint64_t)took : 0, x.now);
       moved = 1;
       continue;
     }
     if (t_end <= x.now) {
       x.end_done = 1;
-      switch (s->end) {
-      case SP_SEND_FIN: note = "client:fin"; client_close(&x, 0); break;
-      case SP_SEND_RST: note = "client:rst"; client_close(&x, 1); break;
-      case SP_SEND_TLS: note = "client:tls"; client_close(&x, 1); break;
-      case SP_SEND_GAP: note = "client:capture-gap"; client_close(&x, 1); break;
-      default: note = "client:capture-end"; client_close(&x, 1); break;
-      }
+      note = sp_client_end_note(x.c);
+      client_close(&x, sp_client_end_aborts(x.c));
       moved = 1;
       continue;
     }
@@ -722,13 +580,13 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
     note = relay_end[st->end_reason];
   res->held_s = (double)(x.closed_at - T0) / 1e9;
   res->delay_s = (double)st->delay_total / 1e9;
-  res->replies = x.rx;
+  res->replies = x.c->rx;
   res->upstream_s = x.up_secs;
   res->synth_replies = x.synth;
   res->peak_pool_bytes = sim->pool_peak;
   res->score = st->score;
   res->tarpitted = st->tarpitted;
-  res->stage = stage_names[x.stage];
+  res->stage = sp_client_stage_name(x.c);
   if (err || steps >= MAX_STEPS) {
     res->outcome = SP_OUT_ERROR;
     res->note = err ? sl_err_name(err) : "step-limit";
@@ -737,7 +595,7 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
     res->gave_up_at = sp_unit_name(x.gave_up_at);
   } else if (res->messages) {
     res->outcome = SP_OUT_DELIVERED;
-  } else if (x.rejected || st->end_reason == SL_END_REJECTED ||
+  } else if (x.c->rejected || st->end_reason == SL_END_REJECTED ||
              st->end_reason == SL_END_PROTOCOL) {
     res->outcome = SP_OUT_REJECTED;
     res->reject_by = st->end_reason == SL_END_TIMEOUT ? "timeout"
