@@ -722,7 +722,9 @@ static void ptr_done(void *arg, int status, const char *name) {
    once a PROXY header named the client. */
 static void name_lookup_start(sd_conn *c, const sl_addr *a) {
   const sd_config *cfg = c->g->cfg;
-  if (!cfg->client_name_lookup || cfg->policy.identity != SL_IDENT_XCLIENT ||
+  if (!cfg->client_name_lookup ||
+      (cfg->policy.identity != SL_IDENT_XCLIENT &&
+       cfg->policy.identity != SL_IDENT_XFORWARD) ||
       c->g->dns == NULL || a->family == SL_AF_UNSPEC || xtra(c) == NULL)
     return;
   char rev[128];

@@ -22,8 +22,9 @@
 
 static const char *const mode_names[] = {"passthrough", "screen", NULL};
 static const char *const vrfy_names[] = {"252", "502", "relay", NULL};
-static const char *const ident_names[] = {"none", "xclient", "proxy1", "proxy2",
-                                          NULL};
+static const char *const ident_names[] = {"none",   "xclient",
+                                          "proxy1", "proxy2",
+                                          "xforward", NULL};
 static const char *const uptls_names[] = {"none", "opportunistic", "required",
                                           "implicit", NULL};
 static const char *const action_names[] = {"continue", "tarpit", "reject",
@@ -42,7 +43,7 @@ static const char *const feature_names[] = {
    follow the core's numbering. */
 _Static_assert(sizeof(sl_mode) == sizeof(int), "enum size");
 _Static_assert(SL_MODE_SCREEN_FIRST == 1 && SL_VRFY_RELAY == 2 &&
-                   SL_IDENT_PROXY_V2 == 3 && SL_UPTLS_IMPLICIT == 3 &&
+                   SL_IDENT_PROXY_V2 == 3 && SL_IDENT_XFORWARD == 4 && SL_UPTLS_IMPLICIT == 3 &&
                    SL_ACT_DROP == 3 && SL_ADMIT_TEMPFAIL == 2,
                "name tables follow the core's enums");
 _Static_assert(SL_FEAT_AUTH == 1u << 8 && SL_FEAT_STARTTLS == 1u << 7,

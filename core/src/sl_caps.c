@@ -22,7 +22,31 @@ static const struct {
     {"STARTTLS", SL_CAP_STARTTLS},
     {"AUTH", SL_CAP_AUTH},
     {"XCLIENT", SL_CAP_XCLIENT},
+    {"XFORWARD", SL_CAP_XFORWARD},
 };
+
+/* Bits for the XFORWARD attribute names listed in arg. */
+static uint32_t xforward_attrs(const uint8_t *arg, size_t n) {
+  static const struct {
+    const char *name;
+    uint32_t bit;
+  } attrs[] = {{"NAME", 1}, {"ADDR", 2}, {"PROTO", 4}, {"HELO", 8},
+               {"PORT", SL_CAP_XFWD_PORT}, {"SOURCE", SL_CAP_XFWD_SOURCE}};
+  uint32_t bits = 0;
+  size_t i = 0;
+  while (i < n) {
+    size_t j = i;
+    while (j < n && arg[j] != ' ')
+      j++;
+    for (size_t k = 0; k < sizeof(attrs) / sizeof(attrs[0]); k++)
+      if (strlen(attrs[k].name) == j - i && sl_ieq(arg + i, attrs[k].name, j - i))
+        bits |= attrs[k].bit;
+    i = j + 1;
+  }
+  if ((bits & 15) != 15)
+    return 0; /* without the base set the upstream cannot log the client */
+  return SL_CAP_XFORWARD | (bits & ~15u);
+}
 
 /* An AUTH mechanism list we are willing to repeat: SASL names only. */
 static int sasl_names(const uint8_t *p, size_t n) {
@@ -66,6 +90,9 @@ void sl_caps_parse(const uint8_t *buf, const sl_reply *r, sl_caps *caps) {
           break;
         caps->auth_off = (uint32_t)(arg - buf);
         caps->auth_len = (uint32_t)arglen;
+      } else if (keywords[k].bit == SL_CAP_XFORWARD) {
+        caps->bits |= xforward_attrs(arg, arglen);
+        break;
       }
       caps->bits |= keywords[k].bit;
       break;
@@ -78,7 +105,7 @@ size_t sl_caps_render(uint8_t *out, const uint8_t *greet, size_t greetlen,
                       size_t authlen) {
   if (!authlen)
     offer &= ~(uint32_t)SL_CAP_AUTH;
-  offer &= ~(uint32_t)SL_CAP_XCLIENT;
+  offer &= SL_CAP_XCLIENT - 1; /* XCLIENT/XFORWARD are for sluice alone */
   size_t o = 0;
   int more = (offer & (SL_CAP_XCLIENT - 1)) != 0;
   o += sl_reply_put_line(out + o, 250, !more, greet, greetlen);

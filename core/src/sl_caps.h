@@ -26,7 +26,13 @@ enum sl_cap {
   SL_CAP_CHUNKING = 1u << 6,
   SL_CAP_STARTTLS = 1u << 7,
   SL_CAP_AUTH = 1u << 8,
-  SL_CAP_XCLIENT = 1u << 9
+  SL_CAP_XCLIENT = 1u << 9,
+  /* XFORWARD offering at least NAME ADDR PROTO HELO (Postfix
+     XFORWARD_README); PORT and SOURCE are sent only when offered too, since
+     an attribute the server does not know makes it refuse the command. */
+  SL_CAP_XFORWARD = 1u << 10,
+  SL_CAP_XFWD_PORT = 1u << 11,
+  SL_CAP_XFWD_SOURCE = 1u << 12
 };
 
 typedef struct sl_caps {

@@ -92,7 +92,7 @@ int sl_policy_check(const sl_policy *p) {
       (p->mode != SL_MODE_PASSTHROUGH && p->mode != SL_MODE_SCREEN_FIRST) ||
       (p->features & ~(uint32_t)SL_FEAT_ALL) || p->upstream_attempts < 1 ||
       p->ndnsbl > SL_DNSBL_ZONES_MAX || (p->ndnsbl && !p->dnsbl) ||
-      p->vrfy > SL_VRFY_RELAY || p->identity > SL_IDENT_PROXY_V2 ||
+      p->vrfy > SL_VRFY_RELAY || p->identity > SL_IDENT_XFORWARD ||
       p->upstream_tls > SL_UPTLS_IMPLICIT || p->pregreet_action > SL_ACT_DROP ||
       p->dnsbl_action > SL_ACT_DROP || !tarpit_ok(&p->normal) ||
       !tarpit_ok(&p->suspect) || sl_rcpt_policy_check(&p->rcpt) != SL_OK)

@@ -88,6 +88,8 @@ enum q_kind {
                      that chunk's */
   Q_UP_RSET_OWN,  /* sluice's own RSET after that DATA was refused: its
                      reply goes to no client command */
+  Q_UP_XFORWARD,  /* sluice's own XFORWARD before an upstream MAIL: its 250
+                     goes to no client command, a refusal fails the leg */
   Q_LOCAL = 32
 };
 
@@ -369,6 +371,7 @@ struct sl_relay {
   uint8_t up_gave_up : 1; /* all attempts failed: fail the next command */
   uint8_t up_tls_refused : 1;
   uint8_t xclient_done : 1;
+  uint8_t xfwd_sent : 1; /* XFORWARD written for the MAIL not yet sent */
   uint8_t replayed : 1;
   uint8_t dnsbl_done : 1;
   uint8_t pregreet : 1;
@@ -663,6 +666,7 @@ static void up_close(sl_relay *r) {
   r->t_up = SL_TSTAMP_NONE;
   r->id_connect = r->id_tls_up = 0;
   r->res_connect = r->res_tls_up = 0; /* answers for that leg are stale */
+  r->xfwd_sent = 0; /* a new leg needs its own XFORWARD */
 }
 
 /* Does a queued reply still depend on the upstream? */
@@ -679,7 +683,7 @@ static void q_fail_upstream(sl_relay *r, enum local_reply why) {
   uint8_t n = 0;
   for (uint8_t i = 0; i < r->q_len; i++) {
     uint8_t k = r->q[(r->q_head + i) % QUEUE_CAP];
-    if (k == Q_UP_RSET_OWN)
+    if (k == Q_UP_RSET_OWN || k == Q_UP_XFORWARD)
       continue;
     if (is_up(k))
       k = (uint8_t)(Q_LOCAL + why);
@@ -840,6 +844,46 @@ static void up_send_xclient(sl_relay *r) {
     up_write_line(r, line, o);
   r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
   r->up = UP_XCLIENT;
+}
+
+/* XFORWARD NAME ADDR [PORT] PROTO HELO [SOURCE] (Postfix XFORWARD_README)
+   into line; returns its length.  The 160-byte caps on the xtext'd name and
+   HELO keep it under the 512-byte command line, so one command suffices. */
+static size_t xforward_line(const sl_relay *r, uint8_t *line) {
+  size_t o = put_str(line, "XFORWARD NAME=");
+  size_t n = 0;
+  if (r->info.client_name)
+    n = xtext(line + o, 160, (const uint8_t *)r->info.client_name,
+              strlen(r->info.client_name));
+  o += n ? n : put_str(line + o, "[UNAVAILABLE]");
+  o += put_str(line + o, " ADDR=");
+  const sl_addr *a = &r->info.client;
+  if (a->family == SL_AF_UNSPEC) {
+    o += put_str(line + o, "[UNAVAILABLE]");
+  } else {
+    char ip[SL_ADDR_STRLEN];
+    if (a->family == SL_AF_INET6)
+      o += put_str(line + o, "IPV6:");
+    int k = sl_addr_format(a, ip, sizeof(ip));
+    if (k > 0) {
+      memcpy(line + o, ip, (size_t)k);
+      o += (size_t)k;
+    }
+    if (r->up_caps & SL_CAP_XFWD_PORT) {
+      o += put_str(line + o, " PORT=");
+      o += sl_put_decimal(line + o, a->port);
+    }
+  }
+  size_t hn = 0;
+  const uint8_t *h = helo_name(r, &hn);
+  o += put_str(line + o, r->helo ? (r->esmtp ? " PROTO=ESMTP" : " PROTO=SMTP")
+                                 : " PROTO=[UNAVAILABLE]");
+  o += put_str(line + o, " HELO=");
+  n = h && hn ? xtext(line + o, 160, h, hn) : 0;
+  o += n ? n : put_str(line + o, "[UNAVAILABLE]");
+  if (r->up_caps & SL_CAP_XFWD_SOURCE)
+    o += put_str(line + o, " SOURCE=REMOTE");
+  return o;
 }
 
 static void up_ready(sl_relay *r) {
@@ -1443,7 +1487,16 @@ static int step_replies(sl_relay *r) {
       progress = 1;
       continue;
     }
-    if (k == Q_UP_RSET_OWN) {
+    if (k == Q_UP_XFORWARD && rc > 0 && rep.code / 100 != 2) {
+      /* Refused like an XCLIENT: the leg fails (the MAIL behind it gets a
+         local reply) and the driver never offers this session's identity
+         to that server again. */
+      buf_consume(r, &r->uin, rep.len);
+      up_fail(r, SL_UPFAIL_IDENTITY);
+      progress = 1;
+      continue;
+    }
+    if (k == Q_UP_RSET_OWN || k == Q_UP_XFORWARD) {
       if (rc == 0)
         break;
       buf_consume(r, &r->uin, rep.len);
@@ -2031,6 +2084,22 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
                     (up & SL_CAP_8BITMIME ? 0 : SL_P_BODY_7BIT) |
                     (up & SL_CAP_DSN ? 0 : SL_P_DSN) |
                     (up & SL_CAP_AUTH ? 0 : SL_P_AUTH);
+    if (r->pol->identity == SL_IDENT_XFORWARD &&
+        (up & SL_CAP_XFORWARD) && !r->xfwd_sent) {
+      /* Postfix forgets XFORWARD attributes at each transaction's end
+         (mail_reset): every MAIL needs its own.  Without PIPELINING the
+         MAIL waits, unconsumed, for the XFORWARD's reply (RFC 2920). */
+      uint8_t xl[512];
+      size_t xn = xforward_line(r, xl);
+      if (r->q_len + 2u > QUEUE_CAP || !up_room(r, xn + len + 2))
+        return 0;
+      up_write_line(r, xl, xn);
+      up_sent(r, Q_UP_XFORWARD, 0);
+      r->xfwd_sent = 1;
+      if (!up_can_send(r))
+        return 0;
+    }
+    r->xfwd_sent = 0;
     txn_reset(r);
     r->utf8_txn = sl_env_mail_smtputf8(arg, alen) != 0;
     r->bdat_cr = 0; /* a CRLF may span two chunks of one message only */

@@ -71,7 +71,7 @@ static void test_parse_postfix(void) {
   CHECK_INT(caps.bits, SL_CAP_PIPELINING | SL_CAP_SIZE | SL_CAP_8BITMIME |
                            SL_CAP_SMTPUTF8 | SL_CAP_ENHANCEDSTATUSCODES |
                            SL_CAP_DSN | SL_CAP_CHUNKING | SL_CAP_STARTTLS |
-                           SL_CAP_AUTH | SL_CAP_XCLIENT);
+                           SL_CAP_AUTH | SL_CAP_XCLIENT | SL_CAP_XFORWARD);
   CHECK(caps.size == 10240000);
   CHECK_MEM(g + caps.auth_off, caps.auth_len, "PLAIN LOGIN", 11);
 }
@@ -320,11 +320,27 @@ static void test_ehlo_features(void) {
   CHECK_INT(sl_ehlo_features(NULL, 0, &f, &size), SL_ERR_INVALID_ARGUMENT);
 }
 
+/* XFORWARD counts only with its base attributes; PORT and SOURCE are
+   remembered apart because sending an unoffered one gets it refused. */
+static void test_parse_xforward(void) {
+  sl_caps caps;
+  parse("250-mx\r\n250 XFORWARD NAME ADDR PROTO HELO SOURCE PORT IDENT\r\n",
+        &caps);
+  CHECK_INT(caps.bits, SL_CAP_XFORWARD | SL_CAP_XFWD_PORT | SL_CAP_XFWD_SOURCE);
+  parse("250-mx\r\n250 xforward name addr proto helo\r\n", &caps);
+  CHECK_INT(caps.bits, SL_CAP_XFORWARD);
+  parse("250-mx\r\n250 XFORWARD ADDR PORT\r\n", &caps);
+  CHECK_INT(caps.bits, 0);
+  parse("250-mx\r\n250 XFORWARD\r\n", &caps);
+  CHECK_INT(caps.bits, 0);
+}
+
 int main(void) {
   guard_end = sl_guard_area(AREA);
   SL_RUN(test_ehlo_features);
   SL_RUN(test_parse_postfix);
   SL_RUN(test_parse_variants);
+  SL_RUN(test_parse_xforward);
   SL_RUN(test_parse_auth);
   SL_RUN(test_render);
   SL_RUN(test_render_roundtrip);

@@ -182,7 +182,8 @@ static int apply_set(sl_harness *h, const char *arg) {
     else
       p->features &= ~b;
   } else if (!strcmp(key, "identity"))
-    p->identity = !strcmp(v1, "xclient")  ? SL_IDENT_XCLIENT
+    p->identity = !strcmp(v1, "xclient")    ? SL_IDENT_XCLIENT
+                  : !strcmp(v1, "xforward") ? SL_IDENT_XFORWARD
                   : !strcmp(v1, "proxy1") ? SL_IDENT_PROXY_V1
                   : !strcmp(v1, "proxy2") ? SL_IDENT_PROXY_V2
                                           : SL_IDENT_NONE;

@@ -59,7 +59,9 @@ typedef enum sl_identity {
   SL_IDENT_NONE = 0,
   SL_IDENT_XCLIENT = 1, /* XCLIENT ADDR/PORT/NAME/HELO/PROTO when offered */
   SL_IDENT_PROXY_V1 = 2,
-  SL_IDENT_PROXY_V2 = 3
+  SL_IDENT_PROXY_V2 = 3,
+  SL_IDENT_XFORWARD = 4 /* XFORWARD NAME/ADDR/PORT/PROTO/HELO/SOURCE before
+                           each upstream MAIL, when offered */
 } sl_identity;
 
 typedef enum sl_upstream_tls {

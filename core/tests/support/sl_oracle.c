@@ -1224,9 +1224,12 @@ static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
   o->up_auth_cont = 0;
   uint32_t limit = o->lim.command_line_max;
   int xclient = verb_is(p, len, "XCLIENT");
+  int xforward = verb_is(p, len, "XFORWARD");
   if (cont || verb_is(p, len, "AUTH"))
     limit = o->lim.auth_line_max;
-  else if (xclient && o->pol.identity == SL_IDENT_XCLIENT && limit < 512)
+  else if (((xclient && o->pol.identity == SL_IDENT_XCLIENT) ||
+            (xforward && o->pol.identity == SL_IDENT_XFORWARD)) &&
+           limit < 512)
     limit = 512; /* built by sluice itself: the RFC limit applies */
   if (whole > limit)
     fail(o, "guarantee 3: upstream command line of %zu bytes (limit %u): "
@@ -1239,7 +1242,7 @@ static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
     }
   }
   if (!cont && ((xclient && o->pol.identity != SL_IDENT_XCLIENT) ||
-                verb_is(p, len, "XFORWARD")))
+                (xforward && o->pol.identity != SL_IDENT_XFORWARD)))
     fail(o, "guarantee 3: \"%s\" sent upstream (identity is sluice's)",
          show(p, len < 60 ? len : 60, s, sizeof(s)));
   if (o->um == UM_DEAD) {
