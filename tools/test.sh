@@ -10,11 +10,13 @@
 #   2. clang build with ASan+UBSan: the same ctest suite and the proxy test
 #      beds again, so memory errors in sluiced show up under real traffic;
 #   3. fuzz/ci.sh: a bounded libFuzzer run of each main target and the lcov
-#      coverage report of core/ with its floor.
+#      coverage report of core/ with its floor;
+#   4. tools/package-test.sh: the Debian package is built, linted and its
+#      sluiced run as a service would (3 minutes, most of it
+#      dpkg-buildpackage's own build).
 #
-# Environment: SLUICE_TEST_QUICK=1 skips step 2's test beds and step 3.
-# The Debian package is built and run by tools/package-test.sh, separately
-# (3-5 minutes, most of it dpkg-buildpackage's own build).
+# Environment: SLUICE_TEST_QUICK=1 skips step 2's test beds, step 3 and
+# step 4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -60,6 +62,9 @@ if [ "${SLUICE_TEST_QUICK:-0}" != 1 ]; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     SLUICE_BUILD_DIR=$root/build-asan /usr/bin/python3 -m pytest testbeds -q \
     -p no:cacheprovider -k "proxy"
+
+  step "Debian package: build, lintian, run the installed sluiced"
+  bash tools/package-test.sh
 
   if [ -x fuzz/ci.sh ]; then
     step "fuzzing and coverage"
