@@ -3434,6 +3434,8 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
   t = tmin(t, upstream_record_due(r));
   t = tmin(t, client_record_due(r));
   if (r->cl < CL_CLOSED) {
+    if (r->cl_eof && r->cl < CL_CLOSING)
+      t = tmin(t, tadd(r->t_client, l->command_timeout));
     if (waiting_for_client(r))
       t = tmin(t, tadd(r->t_client, (r->cl == CL_DATA || r->cl == CL_DISCARD ||
                                      r->cl == CL_BDAT)
@@ -3457,9 +3459,20 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
 
 /* Ends the session with a goodbye that jumps the queue: the replies still
    owed will never come (timeouts, the session cap). */
+static void abort_now(sl_relay *r);
+
 static void force_close(sl_relay *r, enum local_reply id) {
   if (r->cl >= CL_CLOSING)
     return;
+  if (r->cl_eof) {
+    /* The client left: no goodbye can reach it, and one that waits for a
+       pool buffer would keep the session open past its timeouts
+       (guarantee 7). */
+    abort_now(r);
+    if (id == R_TIMEOUT)
+      r->stats.end_reason = SL_END_TIMEOUT;
+    return;
+  }
   if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT || r->up_out)
     up_close(r);
   r->q_len = 0;
@@ -3518,6 +3531,11 @@ static int step_expiry(sl_relay *r) {
                                       r->cl == CL_BDAT)
                                          ? l->data_block_timeout
                                          : l->command_timeout)) {
+      force_close(r, R_TIMEOUT);
+    } else if (r->cl_eof && now >= tadd(r->t_client, l->command_timeout)) {
+      /* The client left with commands still unread, and the relay cannot
+         get on with them (a pool refusing buffers): they get no more time
+         than a command would (guarantee 7). */
       force_close(r, R_TIMEOUT);
     } else if (now >= client_record_due(r)) {
       force_close(r, R_TIMEOUT); /* a line dripping in */
