@@ -23,6 +23,7 @@ Run one cell: -k "exim and screen and smuggle_data" (see testbeds/README.md).
 """
 import os
 import re
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -98,7 +99,15 @@ class Pool:
             pytest.fail(self.failed[key])
         if key not in self.sluiceds:
             r = self.receiver(name)
-            conf = {"mode": mode, "health_interval": "0", "per_ip_concurrency": "0"}
+            # Screen-first answers EHLO before any upstream exists, from what
+            # the health checks learnt of the pool (DESIGN.md section 4): the
+            # matrix runs them and waits for the first one, so that the offer
+            # matches the receiver as it would in service (otherwise a client
+            # is offered, e.g., 8BITMIME that the receiver lacks, and sluice
+            # must refuse its BODY=8BITMIME with 5.6.3, RFC 6152).
+            screen = mode != "passthrough"
+            conf = {"mode": mode, "health_interval": "1s" if screen else "0",
+                    "per_ip_concurrency": "0"}
             if relay:
                 conf.update(RELAY_CONF)
             try:
@@ -107,7 +116,28 @@ class Pool:
             except AssertionError as e:
                 self.failed[key] = f"sluiced ({mode}, {conf}) did not start: {e}"
                 pytest.fail(self.failed[key])
+            if screen:
+                self._wait_pool_caps(r, self.sluiceds[key])
         return self.sluiceds[key]
+
+    @staticmethod
+    def _wait_pool_caps(r, s, timeout=15.0):
+        """Until the screen-first offer has no keyword the receiver lacks
+        (sluice's own PIPELINING and STARTTLS aside)."""
+        with Session(r.address) as d:
+            direct = {k for k in KEYWORDS if d.has(k)}
+            d.cmd("QUIT")
+        deadline = time.monotonic() + timeout
+        while True:
+            with Session(s.address) as c:
+                via = {k for k in KEYWORDS if c.has(k)}
+                c.cmd("QUIT")
+            if not (via - direct - {"PIPELINING", "STARTTLS"}):
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"screen-first sluiced still offers {sorted(via - direct)} "
+                            f"after {timeout}s of health checks")
+            time.sleep(0.3)
 
     def stop(self):
         errors = []
