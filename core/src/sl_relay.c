@@ -2862,6 +2862,10 @@ static int step_close(sl_relay *r) {
       buf_release(r, &r->ehlo);
       buf_release(r, &r->uin);
       buf_release(r, &r->uout);
+      /* Screening ends with the session: no lookup or score after
+         SESSION_END (guarantee 10), late answers are stale. */
+      r->dnsbl_done = 1;
+      r->dnsbl_pending = 0;
       event(r, SL_EV_SESSION_END, r->stats.end_reason);
       r->end_sent = 1;
       progress = 1;
