@@ -58,9 +58,8 @@ static int skip_open(void) {
   const char *e = getenv("FUZZ_RELAY_SKIP_OPEN_FINDINGS");
   return e && *e == '1';
 }
-static const char *const open_findings[] = {
-    "after SESSION_END (the last request)", /* relay-g10-* */
-};
+/* Skipped now: only guarantee 7 with the pool refusing buffers (below);
+   the "request after SESSION_END" family is fixed (relay2). */
 
 /* FUZZ_RELAY_TRACE=1: on a violation, print what crossed the boundary. */
 static void dump(const char *name, const sl_bytes *b) {
@@ -109,11 +108,6 @@ static void die(fz *f, const char *what) {
 static void verify(fz *f) {
   if (!f->h.failure[0])
     return;
-  if (skip_open())
-    for (size_t i = 0; i < sizeof(open_findings) / sizeof(open_findings[0]);
-         i++)
-      if (strstr(f->h.failure, open_findings[i]))
-        longjmp(f->skip, 1);
   die(f, "violation");
 }
 

@@ -138,9 +138,10 @@ int main(void) {
   upstream("220 upstream.example.net ESMTP\r\n");
   upstream("250-upstream.example.net\r\n250-PIPELINING\r\n250-SIZE "
            "10485760\r\n250 8BITMIME\r\n");
+  /* sluice's EHLO probe (for STARTTLS) already got the capabilities and
+     nothing reset the session: the probe's reply answers the client's
+     EHLO, which never goes upstream as a second EHLO. */
   client("EHLO client.example.org\r\n");
-  upstream("250-upstream.example.net\r\n250-PIPELINING\r\n250-SIZE "
-           "10485760\r\n250 8BITMIME\r\n");
   client(
       "MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n");
   upstream("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with "

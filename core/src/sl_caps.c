@@ -70,8 +70,12 @@ void sl_caps_parse(const uint8_t *buf, const sl_reply *r, sl_caps *caps) {
       first = 0;
       continue;
     }
+    /* RFC 5321 4.1.1.1: ehlo-line = ehlo-keyword *(SP ehlo-param).  The
+       keyword ends at a space only: the pre-RFC 4954 "AUTH=LOGIN" line is
+       not the AUTH offer (a strict receiver's keyword is "AUTH=LOGIN"), so
+       a server showing only it has not offered AUTH. */
     size_t kwlen = 0;
-    while (kwlen < len && text[kwlen] != ' ' && text[kwlen] != '=')
+    while (kwlen < len && text[kwlen] != ' ')
       kwlen++;
     const uint8_t *arg = text + kwlen + (kwlen < len);
     size_t arglen = kwlen < len ? len - kwlen - 1 : 0;

@@ -373,6 +373,9 @@ struct sl_relay {
   uint8_t xclient_done : 1;
   uint8_t xfwd_sent : 1; /* XFORWARD written for the MAIL not yet sent */
   uint8_t replayed : 1;
+  uint8_t probe_held : 1; /* uin holds the probe's EHLO reply, for the
+                             client's EHLO (pass-through) */
+  uint8_t probe_own : 1;  /* the last EHLO upstream was sluice's own */
   uint8_t dnsbl_done : 1;
   uint8_t pregreet : 1;
   uint8_t pregreet_judged : 1;
@@ -641,6 +644,7 @@ static void up_connect(sl_relay *r) {
   r->up_tls_refused = 0;
   r->xclient_done = 0;
   r->replayed = 0;
+  r->probe_held = 0;
   r->up_out = r->up_sync = 0;
   r->stats.tls_upstream = r->pol->upstream_tls == SL_UPTLS_IMPLICIT;
   r->t_up = tadd(r->now, r->lim->upstream_connect_timeout);
@@ -662,6 +666,7 @@ static void up_close(sl_relay *r) {
   r->t_urec = SL_TSTAMP_NONE;
   r->up = UP_NONE;
   r->up_out = r->up_sync = 0;
+  r->probe_held = 0;
   r->up_eof = 0;
   r->t_up = SL_TSTAMP_NONE;
   r->id_connect = r->id_tls_up = 0;
@@ -759,7 +764,22 @@ static int up_can_send(const sl_relay *r) {
   return (r->up_caps & SL_CAP_PIPELINING) && r->up_sync == 0;
 }
 
+/* The held probe reply answers only the client's EHLO: anything else sent
+   upstream first drops it, so it is never read as that command's reply. */
+static void probe_drop(sl_relay *r) {
+  if (!r->probe_held)
+    return;
+  r->probe_held = 0;
+  sl_reply rep;
+  if (r->uin.len &&
+      sl_reply_scan(r->uin.p + r->uin.off, r->uin.len, r->lim->reply_line_max,
+                    r->lim->reply_max, &rep) > 0)
+    buf_consume(r, &r->uin, rep.len);
+}
+
 static void up_sent(sl_relay *r, uint8_t kind, int sync) {
+  if (kind != Q_UP_EHLO)
+    probe_drop(r);
   q_push(r, kind);
   r->up_out++;
   r->up_sync = (uint8_t)(r->up_sync + (sync ? 1 : 0));
@@ -1546,14 +1566,39 @@ static int step_replies(sl_relay *r) {
 
 /* ---- step: the upstream preamble ------------------------------------ */
 
+/* The upstream's session is fresh (after its greeting or TLS): its first
+   EHLO is the client's own when the client has said EHLO, so a receiver
+   that refuses a second EHLO (OpenSMTPD: "503 Already identified") never
+   sees two; sluice's own name only when no client EHLO is known yet. */
 static void up_ehlo(sl_relay *r) {
-  uint8_t line[300];
-  size_t n = put_str(line, "EHLO ");
-  n += put_str(line + n, r->pol->hostname);
-  if (up_room(r, n))
-    up_write_line(r, line, n);
+  r->replayed = 0;
+  r->probe_own = 0;
+  if (r->helo && r->esmtp && r->ehlo.len) {
+    if (up_room(r, r->ehlo.len))
+      up_write_line(r, r->ehlo.p + r->ehlo.off, r->ehlo.len);
+    r->replayed = 1;
+  } else {
+    r->probe_own = 1;
+    uint8_t line[300];
+    size_t n = put_str(line, "EHLO ");
+    n += put_str(line + n, r->pol->hostname);
+    if (up_room(r, n))
+      up_write_line(r, line, n);
+  }
   r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
   r->up = UP_EHLO;
+}
+
+/* Whether the preamble needs the upstream's capabilities before the
+   client's EHLO: only for STARTTLS or XCLIENT, which both reset the
+   upstream's session, so the client's EHLO is again its first one.
+   Otherwise pass-through relays the greeting at once and the client's
+   EHLO is the upstream's first and only EHLO. */
+static int up_needs_probe(const sl_relay *r) {
+  const sl_policy *p = r->pol;
+  return p->upstream_tls == SL_UPTLS_OPPORTUNISTIC ||
+         p->upstream_tls == SL_UPTLS_REQUIRED ||
+         p->identity == SL_IDENT_XCLIENT || (r->helo && r->esmtp);
 }
 
 static int step_preamble(sl_relay *r) {
@@ -1595,7 +1640,10 @@ static int step_preamble(sl_relay *r) {
         up_close(r);
         return 1;
       }
-      up_ehlo(r);
+      if (up_needs_probe(r))
+        up_ehlo(r);
+      else
+        up_preamble_next(r);
       return 1;
     }
     buf_consume(r, &r->uin, rep.len);
@@ -1606,7 +1654,22 @@ static int step_preamble(sl_relay *r) {
       sl_caps_parse(b, &rep, &caps);
       r->up_caps = caps.bits;
       r->up_size = caps.size;
-      buf_consume(r, &r->uin, rep.len);
+      const sl_policy *p = r->pol;
+      int tls = (p->upstream_tls == SL_UPTLS_OPPORTUNISTIC ||
+                 p->upstream_tls == SL_UPTLS_REQUIRED) &&
+                !r->stats.tls_upstream && !r->up_tls_refused &&
+                (caps.bits & SL_CAP_STARTTLS);
+      int xc = p->identity == SL_IDENT_XCLIENT && !r->xclient_done &&
+               (caps.bits & SL_CAP_XCLIENT);
+      if (r->probe_own && !tls && !xc && !r->helo &&
+          p->mode == SL_MODE_PASSTHROUGH) {
+        /* Nothing will reset the upstream's session, so the client's EHLO
+           cannot go upstream as a second EHLO (a strict receiver refuses
+           it): this reply stays in uin and answers the client's EHLO. */
+        r->probe_held = 1;
+      } else {
+        buf_consume(r, &r->uin, rep.len);
+      }
       up_preamble_next(r);
     } else {
       buf_consume(r, &r->uin, rep.len);
@@ -1655,6 +1718,7 @@ static int step_preamble(sl_relay *r) {
       return 1;
     }
     r->xclient_done = 1; /* the upstream is back at its greeting */
+    r->replayed = 0;     /* so the client's EHLO goes again */
     up_preamble_next(r);
     return 1;
   case UP_REPLAY:
@@ -1694,6 +1758,11 @@ static int step_upstream(sl_relay *r) {
   case UP_READY:
     if (ring_free(r) < STEP_ROOM)
       return 0;
+    if (r->probe_held && r->up_out == 0) {
+      if (!r->up_eof)
+        return 0; /* the held reply waits for the client's EHLO */
+      probe_drop(r);
+    }
     if (r->up_out == 0 &&
         (r->cl == CL_DATA || r->cl == CL_BDAT ||
          (r->q_len && q_peek(r) == Q_GREETING)) &&
@@ -2037,7 +2106,13 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     r->esmtp = c.verb == SL_V_EHLO;
     txn_reset(r);
     if (via_up) {
-      up_write_line(r, line, len);
+      if (r->probe_held && r->esmtp) {
+        /* answered by the probe's reply, already in uin */
+        r->probe_held = 0;
+      } else {
+        probe_drop(r);
+        up_write_line(r, line, len);
+      }
       up_sent(r, r->esmtp ? Q_UP_EHLO : Q_UP_HELO, 1);
       r->replayed = 1;
     } else {
@@ -2856,6 +2931,10 @@ static int step_close(sl_relay *r) {
       buf_release(r, &r->ehlo);
       buf_release(r, &r->uin);
       buf_release(r, &r->uout);
+      /* Screening ends with the session: no lookup or score after
+         SESSION_END (guarantee 10), late answers are stale. */
+      r->dnsbl_done = 1;
+      r->dnsbl_pending = 0;
       event(r, SL_EV_SESSION_END, r->stats.end_reason);
       r->end_sent = 1;
       progress = 1;
@@ -3428,6 +3507,8 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
   t = tmin(t, upstream_record_due(r));
   t = tmin(t, client_record_due(r));
   if (r->cl < CL_CLOSED) {
+    if (r->cl_eof && r->cl < CL_CLOSING)
+      t = tmin(t, tadd(r->t_client, l->command_timeout));
     if (waiting_for_client(r))
       t = tmin(t, tadd(r->t_client, (r->cl == CL_DATA || r->cl == CL_DISCARD ||
                                      r->cl == CL_BDAT)
@@ -3451,9 +3532,20 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
 
 /* Ends the session with a goodbye that jumps the queue: the replies still
    owed will never come (timeouts, the session cap). */
+static void abort_now(sl_relay *r);
+
 static void force_close(sl_relay *r, enum local_reply id) {
   if (r->cl >= CL_CLOSING)
     return;
+  if (r->cl_eof) {
+    /* The client left: no goodbye can reach it, and one that waits for a
+       pool buffer would keep the session open past its timeouts
+       (guarantee 7). */
+    abort_now(r);
+    if (id == R_TIMEOUT)
+      r->stats.end_reason = SL_END_TIMEOUT;
+    return;
+  }
   if (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT || r->up_out)
     up_close(r);
   r->q_len = 0;
@@ -3512,6 +3604,11 @@ static int step_expiry(sl_relay *r) {
                                       r->cl == CL_BDAT)
                                          ? l->data_block_timeout
                                          : l->command_timeout)) {
+      force_close(r, R_TIMEOUT);
+    } else if (r->cl_eof && now >= tadd(r->t_client, l->command_timeout)) {
+      /* The client left with commands still unread, and the relay cannot
+         get on with them (a pool refusing buffers): they get no more time
+         than a command would (guarantee 7). */
       force_close(r, R_TIMEOUT);
     } else if (now >= client_record_due(r)) {
       force_close(r, R_TIMEOUT); /* a line dripping in */

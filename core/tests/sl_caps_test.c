@@ -76,6 +76,16 @@ static void test_parse_postfix(void) {
   CHECK_MEM(g + caps.auth_off, caps.auth_len, "PLAIN LOGIN", 11);
 }
 
+/* Only the RFC 4954 keyword offers AUTH: a server that shows just the
+   legacy "AUTH=" line has not (fuzz finding
+   relay-g8-legacy-auth-equals-taken-as-auth). */
+static void test_parse_legacy_auth_equals(void) {
+  sl_caps caps;
+  parse("250-mx\r\n250-AUTH=LOGIN PLAIN\r\n250 PIPELINING\r\n", &caps);
+  CHECK_INT(caps.bits, SL_CAP_PIPELINING);
+  CHECK_INT(caps.auth_len, 0);
+}
+
 static void test_parse_variants(void) {
   sl_caps caps;
   const uint8_t *g;
@@ -129,7 +139,7 @@ static void test_parse_auth(void) {
   } a[] = {
       {"AUTH PLAIN", 1},
       {"AUTH PLAIN LOGIN CRAM-MD5 SCRAM-SHA-256 GSSAPI X_OAUTH2", 1},
-      {"AUTH=PLAIN", 1},
+      {"AUTH=PLAIN", 0}, /* pre-RFC 4954: not the AUTH offer */
       {"AUTH", 0},
       {"AUTH ", 0},
       {"AUTH PLAIN\x01", 0},
@@ -339,6 +349,7 @@ int main(void) {
   guard_end = sl_guard_area(AREA);
   SL_RUN(test_ehlo_features);
   SL_RUN(test_parse_postfix);
+  SL_RUN(test_parse_legacy_auth_equals);
   SL_RUN(test_parse_variants);
   SL_RUN(test_parse_xforward);
   SL_RUN(test_parse_auth);
