@@ -2066,6 +2066,14 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       lr = R_REJECTED;
       break;
     }
+    case SL_V_DATA:
+      /* refused like any DATA: bytes the client sent after it are a body
+         to drop, never commands (as in the SL_V_DATA case below) */
+      r->cl = CL_WAIT;
+      r->wait_354 = 1;
+      r->body_early = early != 0;
+      lr = R_REJECTED;
+      break;
     default:
       lr = R_REJECTED;
     }
