@@ -16,6 +16,11 @@ packages=(
 # sluice as a service: man page lint, unit and logrotate checks, the Debian
 # package build and its lintian (dist/, debian/, tools/package-test.sh).
 packages+=(mandoc logrotate systemd debhelper dpkg-dev fakeroot lintian adduser)
+
+# Content filters (rspamd, clamd, python milters), scale-out (HAProxy, Redis),
+# the test beds run in parallel (pytest-xdist), and the format check.
+packages+=(rspamd clamav-daemon clamav python3-milter haproxy redis-server redis-tools
+           python3-pytest-xdist clang-format)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
