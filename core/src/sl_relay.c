@@ -404,6 +404,8 @@ struct sl_relay {
   uint8_t utf8_txn : 1;    /* the MAIL in force declared SMTPUTF8 */
   uint8_t authed : 1;      /* the upstream accepted AUTH (235): no relay
                               control, as Postfix's permit_sasl_authenticated */
+  uint8_t proxy_due : 1;   /* the PROXY header still waits for a buffer */
+  sl_tstamp t_bye;         /* a forced close queued its goodbye at */
 };
 
 static int throttled(const sl_relay *r);
@@ -626,10 +628,20 @@ static void up_write_params(sl_relay *r, const uint8_t *line, size_t len,
   buf_put(&r->uout, "\r\n", 2);
 }
 
-static void up_command(sl_relay *r, const char *s) {
-  if (up_room(r, strlen(s)))
-    up_write_line(r, (const uint8_t *)s, strlen(s));
+/* A preamble line: preamble_room() reserved room for it before the reply
+   that triggers it was consumed, so it cannot be dropped; should the
+   reservation ever fall short, the relay fails loudly rather than leave the
+   upstream unasked (guarantee 8). */
+static void up_preamble_line(sl_relay *r, const uint8_t *line, size_t len) {
+  if (up_room(r, len))
+    up_write_line(r, line, len);
+  else
+    r->err = (uint32_t)-SL_ERR_INTERNAL;
   r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
+}
+
+static void up_command(sl_relay *r, const char *s) {
+  up_preamble_line(r, (const uint8_t *)s, strlen(s));
 }
 
 static void up_connect(sl_relay *r) {
@@ -827,8 +839,7 @@ static const uint8_t *helo_name(const sl_relay *r, size_t *n) {
 
 /* XCLIENT ADDR PORT NAME HELO PROTO (Postfix XCLIENT_README): the upstream
    logs and judges the real client, not sluice. */
-static void up_send_xclient(sl_relay *r) {
-  uint8_t line[512];
+static size_t xclient_line(const sl_relay *r, uint8_t *line) {
   size_t o = put_str(line, "XCLIENT ADDR=");
   const sl_addr *a = &r->info.client;
   char ip[SL_ADDR_STRLEN];
@@ -860,9 +871,12 @@ static void up_send_xclient(sl_relay *r) {
       o += k + m;
     o += put_str(line + o, r->esmtp ? " PROTO=ESMTP" : " PROTO=SMTP");
   }
-  if (up_room(r, o))
-    up_write_line(r, line, o);
-  r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
+  return o;
+}
+
+static void up_send_xclient(sl_relay *r) {
+  uint8_t line[512];
+  up_preamble_line(r, line, xclient_line(r, line));
   r->up = UP_XCLIENT;
 }
 
@@ -933,9 +947,7 @@ static void up_preamble_next(sl_relay *r) {
     return;
   }
   if (r->helo && r->ehlo.len && !r->replayed) {
-    if (up_room(r, r->ehlo.len))
-      up_write_line(r, r->ehlo.p + r->ehlo.off, r->ehlo.len);
-    r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
+    up_preamble_line(r, r->ehlo.p + r->ehlo.off, r->ehlo.len);
     r->replayed = 1;
     r->up = UP_REPLAY;
     return;
@@ -946,20 +958,32 @@ static void up_preamble_next(sl_relay *r) {
 static void up_connected(sl_relay *r) {
   r->up = UP_GREETING;
   r->t_up = tadd(r->now, r->lim->upstream_greeting_timeout);
-  if (r->pol->identity == SL_IDENT_PROXY_V1 ||
-      r->pol->identity == SL_IDENT_PROXY_V2) {
-    /* The header must be the first bytes upstream, before its greeting. */
+  /* The header must be the first bytes upstream, before its greeting is
+     read: written by step_preamble() once a buffer is lent. */
+  r->proxy_due = r->pol->identity == SL_IDENT_PROXY_V1 ||
+                 r->pol->identity == SL_IDENT_PROXY_V2;
+}
+
+/* 0 while the pool refuses the buffer (the greeting stays unread). */
+static int up_proxy_header(sl_relay *r) {
+  if (!r->proxy_due)
+    return 1;
+  {
     uint8_t hdr[232];
     long n = r->pol->identity == SL_IDENT_PROXY_V1
                  ? sl_proxy_write_v1(hdr, sizeof(hdr), &r->info.client,
                                      &r->info.local)
                  : sl_proxy_write_v2(hdr, sizeof(hdr), &r->info.client,
                                      &r->info.local);
-    if (n > 0 && buf_reserve(r, &r->uout, (uint32_t)n) == 0) {
+    if (n > 0) {
+      if (buf_reserve(r, &r->uout, (uint32_t)n))
+        return 0;
       r->t_uout = r->now;
       buf_put(&r->uout, hdr, (size_t)n);
     }
   }
+  r->proxy_due = 0;
+  return 1;
 }
 
 /* ---- screening ------------------------------------------------------- */
@@ -1574,19 +1598,36 @@ static void up_ehlo(sl_relay *r) {
   r->replayed = 0;
   r->probe_own = 0;
   if (r->helo && r->esmtp && r->ehlo.len) {
-    if (up_room(r, r->ehlo.len))
-      up_write_line(r, r->ehlo.p + r->ehlo.off, r->ehlo.len);
+    up_preamble_line(r, r->ehlo.p + r->ehlo.off, r->ehlo.len);
     r->replayed = 1;
   } else {
     r->probe_own = 1;
     uint8_t line[300];
     size_t n = put_str(line, "EHLO ");
     n += put_str(line + n, r->pol->hostname);
-    if (up_room(r, n))
-      up_write_line(r, line, n);
+    up_preamble_line(r, line, n);
   }
-  r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
   r->up = UP_EHLO;
+}
+
+/* Reserves upstream room for the longest line the preamble may write next
+   (its own EHLO or HELO, STARTTLS, XCLIENT, the client's EHLO again) before
+   the reply that triggers it is consumed: while the pool refuses, the reply
+   stays unread and is retried under the preamble's own timeout, so the line
+   is never lost (guarantee 8) and the session still ends (guarantee 7). */
+static int preamble_room(sl_relay *r) {
+  size_t n = 5 + strlen(r->pol->hostname);
+  if (n < 8)
+    n = 8; /* STARTTLS */
+  if (r->ehlo.len > n)
+    n = r->ehlo.len;
+  if (r->pol->identity == SL_IDENT_XCLIENT && !r->xclient_done) {
+    uint8_t line[512];
+    size_t x = xclient_line(r, line);
+    if (x > n)
+      n = x;
+  }
+  return up_room(r, n);
 }
 
 /* Whether the preamble needs the upstream's capabilities before the
@@ -1601,7 +1642,7 @@ static int up_needs_probe(const sl_relay *r) {
          p->identity == SL_IDENT_XCLIENT || (r->helo && r->esmtp);
 }
 
-static int step_preamble(sl_relay *r) {
+static int preamble_reply(sl_relay *r) {
   sl_reply rep;
   int rc = r->uin.len
                ? sl_reply_scan(r->uin.p + r->uin.off, r->uin.len,
@@ -1618,6 +1659,8 @@ static int step_preamble(sl_relay *r) {
     }
     return 0;
   }
+  if (r->up != UP_REPLAY && !preamble_room(r))
+    return 0;
   const uint8_t *b = r->uin.p + r->uin.off;
   unsigned code = rep.code, cls = code / 100;
   sl_caps caps;
@@ -1676,9 +1719,7 @@ static int step_preamble(sl_relay *r) {
       uint8_t line[300];
       size_t n = put_str(line, "HELO ");
       n += put_str(line + n, r->pol->hostname);
-      if (up_room(r, n))
-        up_write_line(r, line, n);
-      r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
+      up_preamble_line(r, line, n);
       r->up = UP_HELO;
     }
     return 1;
@@ -1742,6 +1783,15 @@ static int step_preamble(sl_relay *r) {
   default:
     return 0;
   }
+}
+
+static int step_preamble(sl_relay *r) {
+  if (!up_proxy_header(r))
+    return 0;
+  int progress = preamble_reply(r);
+  if (!r->uout.len)
+    buf_release(r, &r->uout); /* the reserved room went unused */
+  return progress;
 }
 
 static int step_upstream(sl_relay *r) {
@@ -2846,6 +2896,8 @@ static int step_answers(sl_relay *r) {
   }
   if (r->res_tls_up) {
     int ok = r->res_tls_up == SL_STATUS_OK + 1;
+    if (ok && !preamble_room(r))
+      return 0; /* the EHLO waits for a buffer, under the TLS timeout */
     r->res_tls_up = 0;
     r->id_tls_up = 0;
     if (ok) {
@@ -3059,7 +3111,7 @@ int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
   r->stats.end = SL_TSTAMP_NONE;
   r->t_client = r->t_phase = now;
   r->t_release = r->t_up = r->t_retry = SL_TSTAMP_NONE;
-  r->t_rec = r->t_urec = SL_TSTAMP_NONE;
+  r->t_rec = r->t_urec = r->t_bye = SL_TSTAMP_NONE;
   r->t_stutter = r->t_tokens = now;
   sl_pcg32 g;
   sl_pcg32_seed(&g, seed, RNG_STREAM);
@@ -3506,6 +3558,8 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
   }
   if (r->cl < CL_CLOSING) /* a closing session sends no more replies */
     t = tmin(t, r->t_release);
+  if (r->cl < CL_CLOSING && r->t_bye != SL_TSTAMP_NONE)
+    t = tmin(t, tadd(r->t_bye, l->send_timeout));
   if (r->up != UP_NONE && r->up != UP_READY)
     t = tmin(t, r->t_up);
   if (r->up == UP_READY && r->up_out)
@@ -3572,6 +3626,12 @@ static void force_close(sl_relay *r, enum local_reply id) {
   }
   r->cl = CL_CMD;
   q_push_local(r, id);
+  /* Nothing more is read: the unread input gives its buffer back, which a
+     starved pool may need for the goodbye itself (guarantee 7). */
+  buf_release(r, &r->cin);
+  r->t_rec = SL_TSTAMP_NONE;
+  if (r->t_bye == SL_TSTAMP_NONE)
+    r->t_bye = r->now;
 }
 
 int sl_relay_handle_expiry(sl_relay *r, sl_tstamp now) {
@@ -3599,6 +3659,14 @@ static int step_expiry(sl_relay *r) {
         (r->cl == CL_TLS &&
          now >= tadd(r->t_phase, l->tls_handshake_timeout))) {
       force_close(r, R_TIMEOUT);
+    } else if (r->t_bye != SL_TSTAMP_NONE &&
+               now >= tadd(r->t_bye, l->send_timeout)) {
+      /* The goodbye of a forced close still found no buffer (or no
+         reader) in a send timeout: close without it (guarantee 7). */
+      r->stats.end_reason = SL_END_TIMEOUT;
+      abort_now(r);
+      r->stats.end_reason = SL_END_TIMEOUT;
+      return 1;
     } else if (r->cout.len && !r->greet_held &&
                now >= tadd(r->t_client, l->send_timeout)) {
       /* The client does not read: no goodbye can reach it. */
