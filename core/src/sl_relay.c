@@ -405,7 +405,10 @@ struct sl_relay {
   uint8_t authed : 1;      /* the upstream accepted AUTH (235): no relay
                               control, as Postfix's permit_sasl_authenticated */
   uint8_t proxy_due : 1;   /* the PROXY header still waits for a buffer */
+  uint8_t pre_due;         /* enum pre_line: a preamble line waiting for a
+                              buffer; no reply is read before it is out */
   sl_tstamp t_bye;         /* a forced close queued its goodbye at */
+  sl_tstamp t_starved;     /* the pool has refused every buffer since */
 };
 
 static int throttled(const sl_relay *r);
@@ -444,11 +447,12 @@ static uint32_t buf_cap(const sl_buf *b) {
 /* Makes room for need more bytes at the tail: compacts, or moves the bytes
    to a larger buffer.  Returns 0, or -1 (pool empty or need too large). */
 static int buf_reserve(sl_relay *r, sl_buf *b, uint32_t need) {
-  if (b->p && buf_cap(b) - b->off - b->len >= need)
-    return 0;
   if (b->p && buf_cap(b) - b->len >= need) {
-    memmove(b->p, b->p + b->off, b->len);
-    b->off = 0;
+    r->t_starved = SL_TSTAMP_NONE;
+    if (buf_cap(b) - b->off - b->len < need) {
+      memmove(b->p, b->p + b->off, b->len);
+      b->off = 0;
+    }
     return 0;
   }
   uint32_t want = b->len + need;
@@ -461,8 +465,11 @@ static int buf_reserve(sl_relay *r, sl_buf *b, uint32_t need) {
       r->pool->put(r->pool->ctx, p, cap);
     r->starved = 1;
     r->t_retry = tadd(r->now, 50 * SL_MSEC);
+    if (r->t_starved == SL_TSTAMP_NONE)
+      r->t_starved = r->now;
     return -1;
   }
+  r->t_starved = SL_TSTAMP_NONE;
   if (b->len)
     memcpy(p, b->p + b->off, b->len);
   uint16_t len = b->len;
@@ -628,20 +635,57 @@ static void up_write_params(sl_relay *r, const uint8_t *line, size_t len,
   buf_put(&r->uout, "\r\n", 2);
 }
 
-/* A preamble line: preamble_room() reserved room for it before the reply
-   that triggers it was consumed, so it cannot be dropped; should the
-   reservation ever fall short, the relay fails loudly rather than leave the
-   upstream unasked (guarantee 8). */
-static void up_preamble_line(sl_relay *r, const uint8_t *line, size_t len) {
-  if (up_room(r, len))
-    up_write_line(r, line, len);
-  else
-    r->err = (uint32_t)-SL_ERR_INTERNAL;
-  r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
+/* The preamble's own lines.  One the pool has no buffer for stays due
+   (pre_due) and is written by step_preamble() before any further reply is
+   read, so it is never lost (guarantee 8) and the preamble's timeout keeps
+   running meanwhile (guarantee 7). */
+enum pre_line {
+  PRE_NONE,
+  PRE_EHLO_OWN,    /* EHLO <hostname> */
+  PRE_HELO_OWN,    /* HELO <hostname> */
+  PRE_CLIENT_EHLO, /* the client's EHLO or HELO line */
+  PRE_STARTTLS,
+  PRE_XCLIENT
+};
+
+static size_t xclient_line(const sl_relay *r, uint8_t *line);
+static size_t put_str(uint8_t *out, const char *s);
+
+/* Writes the due preamble line; 0 while the pool refuses the buffer. */
+static int pre_write(sl_relay *r) {
+  uint8_t line[512];
+  const uint8_t *p = line;
+  size_t n = 0;
+  switch (r->pre_due) {
+  case PRE_EHLO_OWN:
+  case PRE_HELO_OWN:
+    n = put_str(line, r->pre_due == PRE_EHLO_OWN ? "EHLO " : "HELO ");
+    n += put_str(line + n, r->pol->hostname);
+    break;
+  case PRE_CLIENT_EHLO:
+    p = r->ehlo.p + r->ehlo.off;
+    n = r->ehlo.len;
+    break;
+  case PRE_STARTTLS:
+    n = put_str(line, "STARTTLS");
+    break;
+  case PRE_XCLIENT:
+    n = xclient_line(r, line);
+    break;
+  default:
+    return 1;
+  }
+  if (!up_room(r, n))
+    return 0;
+  up_write_line(r, p, n);
+  r->pre_due = PRE_NONE;
+  return 1;
 }
 
-static void up_command(sl_relay *r, const char *s) {
-  up_preamble_line(r, (const uint8_t *)s, strlen(s));
+static void up_preamble_line(sl_relay *r, enum pre_line which) {
+  r->pre_due = (uint8_t)which;
+  pre_write(r);
+  r->t_up = tadd(r->now, r->lim->upstream_command_timeout);
 }
 
 static void up_connect(sl_relay *r) {
@@ -684,6 +728,8 @@ static void up_close(sl_relay *r) {
   r->id_connect = r->id_tls_up = 0;
   r->res_connect = r->res_tls_up = 0; /* answers for that leg are stale */
   r->xfwd_sent = 0; /* a new leg needs its own XFORWARD */
+  r->proxy_due = 0;
+  r->pre_due = PRE_NONE;
 }
 
 /* Does a queued reply still depend on the upstream? */
@@ -875,8 +921,7 @@ static size_t xclient_line(const sl_relay *r, uint8_t *line) {
 }
 
 static void up_send_xclient(sl_relay *r) {
-  uint8_t line[512];
-  up_preamble_line(r, line, xclient_line(r, line));
+  up_preamble_line(r, PRE_XCLIENT);
   r->up = UP_XCLIENT;
 }
 
@@ -933,7 +978,7 @@ static void up_preamble_next(sl_relay *r) {
        p->upstream_tls == SL_UPTLS_REQUIRED) &&
       !r->stats.tls_upstream && !r->up_tls_refused &&
       (r->up_caps & SL_CAP_STARTTLS)) {
-    up_command(r, "STARTTLS");
+    up_preamble_line(r, PRE_STARTTLS);
     r->up = UP_STARTTLS;
     return;
   }
@@ -947,7 +992,7 @@ static void up_preamble_next(sl_relay *r) {
     return;
   }
   if (r->helo && r->ehlo.len && !r->replayed) {
-    up_preamble_line(r, r->ehlo.p + r->ehlo.off, r->ehlo.len);
+    up_preamble_line(r, PRE_CLIENT_EHLO);
     r->replayed = 1;
     r->up = UP_REPLAY;
     return;
@@ -1598,37 +1643,15 @@ static void up_ehlo(sl_relay *r) {
   r->replayed = 0;
   r->probe_own = 0;
   if (r->helo && r->esmtp && r->ehlo.len) {
-    up_preamble_line(r, r->ehlo.p + r->ehlo.off, r->ehlo.len);
+    up_preamble_line(r, PRE_CLIENT_EHLO);
     r->replayed = 1;
   } else {
     r->probe_own = 1;
-    uint8_t line[300];
-    size_t n = put_str(line, "EHLO ");
-    n += put_str(line + n, r->pol->hostname);
-    up_preamble_line(r, line, n);
+    up_preamble_line(r, PRE_EHLO_OWN);
   }
   r->up = UP_EHLO;
 }
 
-/* Reserves upstream room for the longest line the preamble may write next
-   (its own EHLO or HELO, STARTTLS, XCLIENT, the client's EHLO again) before
-   the reply that triggers it is consumed: while the pool refuses, the reply
-   stays unread and is retried under the preamble's own timeout, so the line
-   is never lost (guarantee 8) and the session still ends (guarantee 7). */
-static int preamble_room(sl_relay *r) {
-  size_t n = 5 + strlen(r->pol->hostname);
-  if (n < 8)
-    n = 8; /* STARTTLS */
-  if (r->ehlo.len > n)
-    n = r->ehlo.len;
-  if (r->pol->identity == SL_IDENT_XCLIENT && !r->xclient_done) {
-    uint8_t line[512];
-    size_t x = xclient_line(r, line);
-    if (x > n)
-      n = x;
-  }
-  return up_room(r, n);
-}
 
 /* Whether the preamble needs the upstream's capabilities before the
    client's EHLO: only for STARTTLS or XCLIENT, which both reset the
@@ -1659,8 +1682,6 @@ static int preamble_reply(sl_relay *r) {
     }
     return 0;
   }
-  if (r->up != UP_REPLAY && !preamble_room(r))
-    return 0;
   const uint8_t *b = r->uin.p + r->uin.off;
   unsigned code = rep.code, cls = code / 100;
   sl_caps caps;
@@ -1716,10 +1737,7 @@ static int preamble_reply(sl_relay *r) {
       up_preamble_next(r);
     } else {
       buf_consume(r, &r->uin, rep.len);
-      uint8_t line[300];
-      size_t n = put_str(line, "HELO ");
-      n += put_str(line + n, r->pol->hostname);
-      up_preamble_line(r, line, n);
+      up_preamble_line(r, PRE_HELO_OWN);
       r->up = UP_HELO;
     }
     return 1;
@@ -1786,12 +1804,9 @@ static int preamble_reply(sl_relay *r) {
 }
 
 static int step_preamble(sl_relay *r) {
-  if (!up_proxy_header(r))
+  if (!up_proxy_header(r) || !pre_write(r))
     return 0;
-  int progress = preamble_reply(r);
-  if (!r->uout.len)
-    buf_release(r, &r->uout); /* the reserved room went unused */
-  return progress;
+  return preamble_reply(r);
 }
 
 static int step_upstream(sl_relay *r) {
@@ -2896,8 +2911,6 @@ static int step_answers(sl_relay *r) {
   }
   if (r->res_tls_up) {
     int ok = r->res_tls_up == SL_STATUS_OK + 1;
-    if (ok && !preamble_room(r))
-      return 0; /* the EHLO waits for a buffer, under the TLS timeout */
     r->res_tls_up = 0;
     r->id_tls_up = 0;
     if (ok) {
@@ -3111,7 +3124,7 @@ int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
   r->stats.end = SL_TSTAMP_NONE;
   r->t_client = r->t_phase = now;
   r->t_release = r->t_up = r->t_retry = SL_TSTAMP_NONE;
-  r->t_rec = r->t_urec = r->t_bye = SL_TSTAMP_NONE;
+  r->t_rec = r->t_urec = r->t_bye = r->t_starved = SL_TSTAMP_NONE;
   r->t_stutter = r->t_tokens = now;
   sl_pcg32 g;
   sl_pcg32_seed(&g, seed, RNG_STREAM);
@@ -3560,6 +3573,8 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
     t = tmin(t, r->t_release);
   if (r->cl < CL_CLOSING && r->t_bye != SL_TSTAMP_NONE)
     t = tmin(t, tadd(r->t_bye, l->send_timeout));
+  if (r->cl < CL_CLOSING && r->t_starved != SL_TSTAMP_NONE)
+    t = tmin(t, tadd(r->t_starved, l->send_timeout));
   if (r->up != UP_NONE && r->up != UP_READY)
     t = tmin(t, r->t_up);
   if (r->up == UP_READY && r->up_out)
@@ -3667,6 +3682,11 @@ static int step_expiry(sl_relay *r) {
       abort_now(r);
       r->stats.end_reason = SL_END_TIMEOUT;
       return 1;
+    } else if (r->t_starved != SL_TSTAMP_NONE &&
+               now >= tadd(r->t_starved, l->send_timeout)) {
+      /* The pool has refused every buffer for a send timeout: the session
+         cannot get on, so it ends with a 421 (guarantee 7). */
+      force_close(r, R_TEMPFAIL);
     } else if (r->cout.len && !r->greet_held &&
                now >= tadd(r->t_client, l->send_timeout)) {
       /* The client does not read: no goodbye can reach it. */
