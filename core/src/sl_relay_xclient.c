@@ -46,8 +46,7 @@ static const uint8_t *helo_name(const sl_relay *r, size_t *n) {
 
 /* XCLIENT ADDR PORT NAME HELO PROTO (Postfix XCLIENT_README): the upstream
    logs and judges the real client, not sluice. */
-void sl__up_send_xclient(sl_relay *r) {
-  uint8_t line[512];
+size_t sl__xclient_line(const sl_relay *r, uint8_t *line) {
   size_t o = sl__put_str(line, "XCLIENT ADDR=");
   const sl_addr *a = &r->info.client;
   char ip[SL_ADDR_STRLEN];
@@ -79,9 +78,11 @@ void sl__up_send_xclient(sl_relay *r) {
       o += k + m;
     o += sl__put_str(line + o, r->esmtp ? " PROTO=ESMTP" : " PROTO=SMTP");
   }
-  if (sl__up_room(r, o))
-    sl__up_write_line(r, line, o);
-  r->t_up = sl__tadd(r->now, r->lim->upstream_command_timeout);
+  return o;
+}
+
+void sl__up_send_xclient(sl_relay *r) {
+  sl__up_preamble_line(r, SL_PRE_XCLIENT);
   r->up = UP_XCLIENT;
 }
 
