@@ -1,6 +1,6 @@
 /*
  * fuzz_relay.c: the relay driven by an operation language, with the
- * protocol oracle (core/tests/support/sl_oracle.h) checked after every step.
+ * protocol oracle (testsupport/sl_oracle.h) checked after every step.
  *
  * Input = an 8-byte header choosing mode, policy and limits, then ops until
  * the input ends.  The language is documented in fuzz/README.md ("The relay
