@@ -973,6 +973,8 @@ static void use_suspect(sl_relay *r, uint64_t reason) {
 }
 
 static int allowlisted(const sl_relay *r) {
+  if (r->info.flags & SL_CONN_SCREEN_PASSED)
+    return 1;
   return r->dnsbl_done && r->stats.score <= r->pol->allow_score;
 }
 
@@ -1413,6 +1415,12 @@ static int emit_greeting(sl_relay *r) {
   q_pop(r);
   if (r->pol->mode == SL_MODE_PASSTHROUGH)
     r->up_used = 1;
+  /* The tests before the greeting are over; a step leaves room for this
+     event (at most the pregreet event came before it). */
+  if (act == SL_ACT_CONTINUE && r->prof != &r->pol->suspect &&
+      !r->pregreet && !(r->info.flags & SL_CONN_SCREEN_PASSED) &&
+      (r->pol->ndnsbl || r->prof->greet_delay))
+    event(r, SL_EV_SCREEN_PASSED, 0);
   return 0;
 }
 
@@ -2755,7 +2763,8 @@ static void session_start(sl_relay *r) {
   }
   if (r->info.admission == SL_ADMIT_TARPIT)
     use_suspect(r, 3);
-  if (r->pol->ndnsbl == 0 || r->info.client.family == SL_AF_UNSPEC)
+  if (r->pol->ndnsbl == 0 || r->info.client.family == SL_AF_UNSPEC ||
+      (r->info.flags & SL_CONN_SCREEN_PASSED))
     r->dnsbl_done = 1;
   q_push(r, Q_GREETING);
   r->greet_jitter = jitter(r);
@@ -2763,6 +2772,7 @@ static void session_start(sl_relay *r) {
     r->attempt = 0;
     up_connect(r);
   } else if (r->pol->greet_teaser && r->prof->greet_delay &&
+             !(r->info.flags & SL_CONN_SCREEN_PASSED) &&
              buf_reserve(r, &r->cout, (uint32_t)local_len(r, R_GREETING)) ==
                  0) {
     uint8_t *o = buf_tail(&r->cout);
