@@ -129,6 +129,7 @@ struct sd_conn {
   unsigned c_eof : 1, c_hup : 1, c_broken : 1;
   unsigned in_run : 1, logged : 1, admitted : 2, expect_proxy : 1, listener_tls : 1;
   unsigned counted : 1; /* live in the admission table: release once at the end */
+  unsigned pass_old : 1; /* passed screening before: not screened again */
   unsigned dead : 1; /* freed at the end of the loop iteration */
   unsigned out_mid : 1, out_cap : 1; /* client output: inside a line; in a 4xx/5xx line */
   sd_state_ticket ticket; /* the admission counts this session is in */
@@ -800,6 +801,7 @@ static void log_session(sd_conn *c, const char *extra_end) {
   if (c->expect_proxy) sd_rec_str(&r, "proxy_protocol", "yes");
   static const char *const adm[] = {"accept", "tarpit", "tempfail"};
   sd_rec_str(&r, "admission", adm[c->admitted % 3]);
+  if (c->pass_old) sd_rec_str(&r, "screen", "pass_old");
   if (x && x->tls_version && x->tls_version[0]) {
     sd_rec_str(&r, "tls", x->tls_version);
     sd_rec_str(&r, "tls_cipher", x->tls_cipher);
@@ -1496,6 +1498,7 @@ struct sd_pend {
   int fd;
   uint16_t listener;
   uint8_t tls, proxy, registered;
+  uint8_t local_seen; /* a LOCAL header was read (and consumed) */
   sd_state_req req;
   sd_state_ticket ticket;
   sl_addr client;
@@ -1518,8 +1521,9 @@ static void pend_finish(sd_pend *p, const sd_admit_result *pre) {
   sd_conns *s = p->s;
   sd_gen *g = p->g;
   pend_unlink(p);
-  sd_start st = {p->listener, p->tls, p->proxy, p->fd, (const struct sockaddr *)&p->peer,
-                 pre, &p->ticket, pre ? &p->client : NULL};
+  sd_start st = {p->listener, p->tls,          p->proxy && !p->local_seen,
+                 p->fd,       (const struct sockaddr *)&p->peer, pre,
+                 &p->ticket,  pre ? &p->client : NULL};
   start_session(s, g, &st);
   sd_gen_unref(g);
   free(p);
@@ -1548,6 +1552,8 @@ static void pend_admit(sd_pend *p) {
     pend_finish(p, &res);
 }
 
+static int pend_after_local(sd_pend *p);
+
 /* Reads the PROXY header ahead without consuming it.  Returns 1 when p
    moved on (admission asked, session started, or connection closed), 0 to
    wait for more bytes. */
@@ -1573,15 +1579,43 @@ static int pend_peek(sd_pend *p) {
     pend_admit(p);
     return 1;
   }
-  /* LOCAL (a balancer's check: no client to count), too long to read
-     ahead, or malformed: the relay judges the header as always. */
+  if (hl > 0 && h.local) {
+    /* LOCAL: the balancer speaks for itself, as its health checks do.  The
+       header is taken here; a check closes right after it and costs no
+       session, no greeting delay and no count.  Anything that follows is
+       served as a session of the balancer's own address. */
+    if (recv(p->fd, buf, (size_t)hl, MSG_DONTWAIT) != hl) {
+      pend_drop(p);
+      return 1;
+    }
+    p->local_seen = 1;
+    return pend_after_local(p);
+  }
+  /* Too long to read ahead, or malformed: the relay judges the header as
+     always. */
+  pend_finish(p, NULL);
+  return 1;
+}
+
+/* After a LOCAL header: a check's close, or a session of the balancer. */
+static int pend_after_local(sd_pend *p) {
+  uint8_t b;
+  ssize_t n = recv(p->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+  if (n <= 0) {
+    sd_count(SD_C_PROXY_PROBES, 1);
+    pend_drop(p);
+    return 1;
+  }
   pend_finish(p, NULL);
   return 1;
 }
 
 static void pend_io(sd_handler *h, uint32_t ev) {
   (void)ev;
-  pend_peek((sd_pend *)(void *)h);
+  sd_pend *p = (sd_pend *)(void *)h;
+  if (p->local_seen) pend_after_local(p);
+  else pend_peek(p);
 }
 
 static void pend_timer(sd_timer *t) {
@@ -1725,6 +1759,7 @@ static void start_session(sd_conns *s, sd_gen *g, const sd_start *st) {
     }
     if (st->pre->passed_before && cfg->screen_pass_ttl) {
       info.flags |= SL_CONN_SCREEN_PASSED;
+      c->pass_old = 1;
       sd_count(SD_C_SCREEN_PASS_OLD, 1);
     }
   } else if (c->expect_proxy) {
