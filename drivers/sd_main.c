@@ -401,8 +401,13 @@ int main(int argc, char **argv) {
   /* The ports first: refusing to share one is a configuration error. */
   if (sd_guards_sync(&guards, cfg, err, sizeof err) != 0) goto fail;
   rc = 1;
-  /* One admission table for the machine, made before the workers fork. */
-  state = sd_state_shm_new(&cfg->ratelim, err, sizeof err);
+  /* One state for the machine (and with Redis beyond it), made before the
+     workers fork; Redis connections are made per worker after it. */
+  sd_state_config sc = {cfg->state_entries, cfg->redis, cfg->redis_timeout,
+                        cfg->redis_key_prefix ? cfg->redis_key_prefix : "",
+                        (uint32_t)(cfg->redis_lease / SL_SEC)};
+  state = cfg->state_backend == 1 ? sd_state_redis_new(&cfg->ratelim, &sc, err, sizeof err)
+                                  : sd_state_shm_new(&cfg->ratelim, &sc, err, sizeof err);
   if (state == NULL) goto fail;
   if (sd_privs_prebind(&pv, cfg, nworkers, err, sizeof err) != 0) goto fail;
   metrics_fd = open_metrics(cfg);

@@ -35,6 +35,12 @@ enum sd_counter {
   SD_C_UPFAIL_CONNECT, SD_C_UPFAIL_TIMEOUT, SD_C_UPFAIL_CLOSED, SD_C_UPFAIL_MALFORMED,
   SD_C_UPFAIL_GREETING, SD_C_UPFAIL_TLS, SD_C_UPFAIL_IDENTITY,
   SD_C_RELOADS, SD_C_RELOAD_FAILURES,
+  /* shared state (sd_state.h): lookups answered by Redis, answered
+     locally because Redis was over budget or down, and connection events */
+  SD_C_STATE_SHARED, SD_C_STATE_TIMEOUT, SD_C_STATE_DOWN, SD_C_STATE_ERROR,
+  SD_C_STATE_CONNECTS, SD_C_STATE_DISCONNECTS,
+  SD_C_SCREEN_PASS_OLD, /* sessions that skipped screening (passed before) */
+  SD_C_PROXY_PROBES,    /* proxy listener: closed before any header (checks) */
   SD_C_COUNT
 };
 

@@ -247,6 +247,15 @@ static void start_drain(sd_worker *w) {
          (unsigned long long)(w->gen->cfg->drain_timeout / SL_MSEC));
 }
 
+/* Shared live counts are leases (sd_state.h): each session renews its own
+   every third of redis_lease, so an instance that dies leaks none for
+   longer than the lease. */
+static void renew_leases(sd_timer *t) {
+  sd_worker *w = (sd_worker *)(void *)((char *)t - offsetof(sd_worker, lease_renew));
+  sd_conn_hold_all(&w->sessions);
+  sd_timer_set(w->loop, t, sd_loop_now(w->loop) + w->gen->cfg->redis_lease / 3);
+}
+
 static void signal_io(sd_handler *h, uint32_t ev) {
   sd_worker *w = (sd_worker *)(void *)((char *)h - offsetof(sd_worker, sigh));
   (void)ev;
@@ -312,6 +321,14 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
   w.sessions.loop = w.loop;
   w.sessions.index = w.index;
   w.sessions.state = state;
+  sd_timer_init(&w.lease_renew, renew_leases);
+  if (sd_state_attach(state, w.loop, w.index, w.sessions.seed) != 0) {
+    sd_log(SD_LOG_ERR, "the shared state cannot be used by worker %u", w.index);
+    sd_loop_free(w.loop);
+    return 1;
+  }
+  if (cfg->state_backend == 1 && cfg->redis_lease)
+    sd_timer_set(w.loop, &w.lease_renew, sd_loop_now(w.loop) + cfg->redis_lease / 3);
   w.sessions.lingers.loop = w.loop;
   w.sessions.lingers.stop = &w.stop;
   char err[1024];
@@ -368,6 +385,9 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
   sd_metrics_http_free(w.mh);
   close_listeners(&w);
   sd_linger_free_all(&w.sessions.lingers);
+  sd_conn_pending_free_all(&w.sessions);
+  sd_timer_stop(w.loop, &w.lease_renew);
+  sd_state_attach(state, NULL, w.index, 0); /* detach before the loop goes */
   sd_upstreams_stop_checks(w.gen->ups);
   sd_gen_unref(w.gen);
   if (w.spare_fd >= 0) close(w.spare_fd);

@@ -1,7 +1,7 @@
 #!/bin/sh
 # ci.sh BUILD_ROOT: the fuzzing part of CI.
 #  (a) builds the libFuzzer targets (clang, ASan+UBSan) in BUILD_ROOT/fuzz
-#      and runs relay, data, reply, cmd, proxy and pcap for FUZZ_SECONDS
+#      and runs relay, data, reply, cmd, proxy, resp and pcap for FUZZ_SECONDS
 #      each (40), one process at a time, from the corpus; any crash fails,
 #      except one matching fuzz/findings/known-signatures.txt (an open,
 #      reported bug), which is only reported;
@@ -33,6 +33,7 @@ runs_for() {
     reply) echo 300000 ;;
     cmd) echo 2000000 ;;
     proxy) echo 500000 ;;
+    resp) echo 500000 ;;
     pcap) echo 10000 ;;
     *) echo 100000 ;;
   esac
@@ -55,7 +56,7 @@ fi
 FB=$fixed/build
 cmake -S "$fixed/src" -B "$FB" -G Ninja -DCMAKE_C_COMPILER=clang -DSLUICE_FUZZ=ON \
   -DSLUICE_CORE_ONLY=OFF >/dev/null
-targets="relay data reply cmd proxy"
+targets="relay data reply cmd proxy resp"
 if ninja -C "$FB" -t targets all | grep -q '^fuzz_pcap:'; then
   targets="$targets pcap"
 else

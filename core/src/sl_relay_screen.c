@@ -21,6 +21,8 @@ void sl__use_suspect(sl_relay *r, uint64_t reason) {
 }
 
 int sl__allowlisted(const sl_relay *r) {
+  if (r->info.flags & SL_CONN_SCREEN_PASSED)
+    return 1;
   return r->dnsbl_done && r->stats.score <= r->pol->allow_score;
 }
 

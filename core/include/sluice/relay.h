@@ -70,7 +70,12 @@ enum sl_conn_flag {
   SL_CONN_TLS = 1u << 0,          /* client leg is implicit TLS already */
   SL_CONN_EXPECT_PROXY = 1u << 1, /* a PROXY v1/v2 header from a trusted
                                      balancer precedes SMTP */
-  SL_CONN_POOL_CAPS = 1u << 2     /* pool_features and pool_size are known */
+  SL_CONN_POOL_CAPS = 1u << 2,    /* pool_features and pool_size are known */
+  SL_CONN_SCREEN_PASSED = 1u << 3 /* the client passed screening before
+                                     (the driver's cache, postscreen's
+                                     PASS OLD): no DNSBL lookup, greet
+                                     delay, pregreet test or score tarpit;
+                                     an admission verdict still applies */
 };
 
 typedef struct sl_conn_info {
@@ -122,7 +127,13 @@ typedef enum sl_event_kind {
   SL_EV_UPSTREAM_FAILED,  /* arg: sl_upstream_failure */
   SL_EV_MESSAGE,          /* a message's end; arg: upstream reply code
                              (0: not relayed) | size << 16 */
-  SL_EV_SESSION_END       /* last request; the stats are final */
+  SL_EV_SESSION_END,      /* last request; the stats are final */
+  SL_EV_SCREEN_PASSED     /* the final greeting went out to a client that
+                             was screened (greet delay or DNSBL) and passed:
+                             no pregreet, no tarpit, score below
+                             tarpit_score.  Once per session, never with
+                             SL_CONN_SCREEN_PASSED.  The driver may cache it
+                             and pass SL_CONN_SCREEN_PASSED next time. */
 } sl_event_kind;
 
 typedef enum sl_violation {
