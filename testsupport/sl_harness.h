@@ -49,6 +49,10 @@ typedef struct sl_harness {
   /* Requests still waiting for an answer (0: none). */
   uint32_t pending_connect, pending_tls_client, pending_tls_upstream;
   uint32_t pending_dnsbl[SL_DNSBL_ZONES_MAX];
+  /* SL_REQ_RCPT_CHECK: its id and what it asked about */
+  uint32_t pending_check;
+  sl_request check;
+  char check_sender[512], check_rcpt[512], check_helo[512];
   int client_closed, upstream_closed, upstream_open;
 
   /* Bytes a peer has sent that the relay has not taken yet (it stopped
@@ -89,6 +93,9 @@ void sl_harness_upstream_eof(sl_harness *h);
 int sl_harness_connect(sl_harness *h, sl_status st);
 int sl_harness_tls_client(sl_harness *h, sl_status st);
 int sl_harness_tls_upstream(sl_harness *h, sl_status st);
+/* Answers the pending SL_REQ_RCPT_CHECK: code 0 passes, else the text. */
+int sl_harness_check(sl_harness *h, sl_status st, uint16_t code,
+                     const char *text);
 int sl_harness_dnsbl(sl_harness *h, uint32_t zone, sl_status st,
                      const uint32_t *answers, uint8_t n);
 

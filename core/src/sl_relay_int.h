@@ -150,6 +150,7 @@ enum local_reply {
   R_UP_NO_UTF8,
   R_BDAT_OK,
   R_BDAT_FAILED,
+  R_CHECK, /* policy.rcpt_check refused: chk_code and chk_text */
   R_COUNT
 };
 
@@ -181,6 +182,7 @@ enum {
   TAG_CONNECT = 1,
   TAG_TLS_CLIENT = 2,
   TAG_TLS_UPSTREAM = 3,
+  TAG_CHECK = 4,
   TAG_DNSBL = 16
 };
 
@@ -305,7 +307,20 @@ struct sl_relay {
   sl_tstamp t_starved;     /* the pool has refused every buffer since */
   uint8_t authed : 1;      /* the upstream accepted AUTH (235): no relay
                               control, as Postfix's permit_sasl_authenticated */
+  /* policy.rcpt_check: the RCPT line stays unconsumed while its
+     SL_REQ_RCPT_CHECK is out, then is read again with the answer.  chk is
+     a small pool buffer, taken at the first MAIL, kept to the session's
+     end: the sender in its first half, the recipient asked about in the
+     second, which a refusal's text replaces until its reply is rendered
+     (so the next RCPT waits for that: chk_queued). */
+  sl_buf chk;
+  uint32_t chk_id;
+  uint16_t chk_code;  /* the answer: 0 pass, else the reply code */
+  uint8_t chk_state;  /* CHK_IDLE, CHK_ASKED, CHK_ANSWERED */
+  uint8_t chk_queued; /* an R_CHECK reply is in the queue */
 };
+
+enum { CHK_IDLE = 0, CHK_ASKED, CHK_ANSWERED };
 
 /* The PCG32 stream of the tarpit jitter (the seed comes from the driver). */
 #define RNG_STREAM 0x736c7569636531ull

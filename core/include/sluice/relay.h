@@ -114,7 +114,9 @@ typedef enum sl_request_type {
                                   discarded any bytes it still held for it */
   SL_REQ_CLOSE_CLIENT,         /* client_out has been sent: close the client
                                   leg; the session is over */
-  SL_REQ_EVENT                 /* something worth a log line / a counter */
+  SL_REQ_EVENT,                /* something worth a log line / a counter */
+  SL_REQ_RCPT_CHECK            /* policy.rcpt_check: may this RCPT pass?
+                                  (policy service, greylisting) */
 } sl_request_type;
 
 typedef enum sl_event_kind {
@@ -170,6 +172,24 @@ typedef struct sl_request {
       sl_event_kind kind;
       uint64_t arg;
     } event;
+    /* Valid until the answer is given or the relay is freed: the paths
+       without angle brackets, NUL-terminated (sender "" for the null
+       sender; either cut at half a small buffer, 255 bytes by default);
+       helo the EHLO/HELO argument, helo_len bytes, not terminated. */
+    struct {
+      const char *sender;
+      const char *rcpt;
+      const char *helo;
+      uint16_t helo_len;
+      uint32_t rcpt_count; /* recipients accepted so far, this one not */
+      /* the client is allowlisted: its DNSBL/DNSWL score is at or below
+         allow_score, it authenticated, or relay control trusts it
+         (mynetworks); greylisting skips it, a policy service is asked */
+      uint8_t allowlisted;
+      uint8_t authed;
+      uint8_t esmtp;
+      uint8_t tls;
+    } check;
   } u;
 } sl_request;
 
@@ -182,6 +202,7 @@ typedef enum sl_status {
 } sl_status;
 
 #define SL_DNSBL_ANSWERS_MAX 8
+#define SL_CHECK_TEXT_MAX 256
 
 typedef struct sl_completion {
   uint32_t id; /* the request's id */
@@ -190,6 +211,13 @@ typedef struct sl_completion {
      n = 0 means NXDOMAIN (not listed). */
   uint32_t dnsbl_answers[SL_DNSBL_ANSWERS_MAX];
   uint8_t ndnsbl_answers;
+  /* SL_REQ_RCPT_CHECK, status OK: 0 lets the RCPT go upstream; a 4xx or
+     5xx refuses it locally with check_text ("d.d.d text"; bytes outside
+     printable ASCII become '?', the line is cut at
+     SL_CHECK_TEXT_MAX - 1).  Any other status lets it go upstream (the
+     driver has applied its failure default already). */
+  uint16_t check_code;
+  char check_text[SL_CHECK_TEXT_MAX];
 } sl_completion;
 
 /* ---- session statistics ---------------------------------------------- */
