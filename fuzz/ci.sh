@@ -1,7 +1,7 @@
 #!/bin/sh
 # ci.sh BUILD_ROOT: the fuzzing part of CI.
 #  (a) builds the libFuzzer targets (clang, ASan+UBSan) in BUILD_ROOT/fuzz
-#      and runs relay, data, reply, cmd, proxy, resp and pcap for FUZZ_SECONDS
+#      and runs relay, data, reply, cmd, proxy, resp, policyd and pcap for FUZZ_SECONDS
 #      each (40), one process at a time, from the corpus; any crash fails,
 #      except one matching fuzz/findings/known-signatures.txt (an open,
 #      reported bug), which is only reported;
@@ -34,6 +34,7 @@ runs_for() {
     cmd) echo 2000000 ;;
     proxy) echo 500000 ;;
     resp) echo 500000 ;;
+    policyd) echo 300000 ;;
     pcap) echo 10000 ;;
     *) echo 100000 ;;
   esac
@@ -56,7 +57,7 @@ fi
 FB=$fixed/build
 cmake -S "$fixed/src" -B "$FB" -G Ninja -DCMAKE_C_COMPILER=clang -DSLUICE_FUZZ=ON \
   -DSLUICE_CORE_ONLY=OFF >/dev/null
-targets="relay data reply cmd proxy resp"
+targets="relay data reply cmd proxy resp policyd"
 if ninja -C "$FB" -t targets all | grep -q '^fuzz_pcap:'; then
   targets="$targets pcap"
 else
