@@ -238,3 +238,45 @@ def test_policy_ok_skips_greylisting(sink, sluiced_factory, scripted):
     s = sluiced_factory([sink.address], conf=grey_conf(policy_service=p.address))
     assert attempt(s, "127.0.6.1", "a@example.test", tag="ok").code == 250
     assert subjects(sink, 1) == ["ok"]
+
+
+@pytest.mark.deadline(60)
+def test_greylisted_triplet_retried_through_another_instance(tmp_path, sluiced_factory):
+    """Three sluiced behind HAProxy sharing Redis (lib/scaleout.py) and a
+    real Postfix: a triplet greylisted on one instance and retried after the
+    delay is accepted by whichever instance HAProxy picks, and Postfix
+    queues it."""
+    import os
+
+    from lib.postfix import PostfixInstance
+    from lib.scaleout import ScaleOut
+    if os.geteuid() != 0:
+        pytest.skip("Postfix needs root (it drops privileges to the postfix user)")
+    postfix = PostfixInstance()
+    bed = None
+    try:
+        bed = ScaleOut(tmp_path / "bed", sluiced_factory, postfix.address, n=3,
+                       conf=grey_conf())
+
+        class Via:
+            address = bed.address
+        r = attempt(Via, "127.0.7.1", "a@example.test")
+        assert r.code == 450 and "Greylisted" in r.text, r
+        wait_for(lambda: bed.sessions("127.0.7.1"), 5, what="first session logged")
+        first = bed.sessions("127.0.7.1")[0][0]
+        # the triplet is in Redis, under the deployment's prefix
+        assert any("127.0.7.0/24" in k for k in bed.redis.keys("sluice:*"))
+        time.sleep(DELAY + 0.5)
+        for i in range(3):  # round robin: at least one lands elsewhere
+            r = attempt(Via, "127.0.7.1", "a@example.test", tag=f"grey{i}")
+            assert r.code == 250, r
+        wait_for(lambda: len(bed.sessions("127.0.7.1")) == 4, 5, what="sessions logged")
+        assert {n for n, _ in bed.sessions("127.0.7.1")} - {first}
+        # Postfix queued the three retries
+        wait_for(lambda: len(postfix.queue()) >= 3, 10, what="three messages queued")
+        time.sleep(0.3)
+        assert len(postfix.queue()) == 3
+    finally:
+        if bed is not None:
+            bed.stop()
+        postfix.stop()
