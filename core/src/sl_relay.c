@@ -6,8 +6,9 @@
  * can, one step after another until none reports progress: answers taken by
  * sl_relay_complete() are applied (step_answers), timers fire
  * (step_expiry), DNSBL lookups go out (sl__step_dnsbl), replies leave the
- * queue in order (sl__step_replies), the upstream preamble advances
- * (sl__step_upstream), client bytes become commands or message data
+ * queue in order (sl__step_replies), the upstream leg advances its
+ * preamble or notices the upstream failed or left (sl__step_upstream),
+ * client bytes become commands or message data
  * (sl__step_client), and the legs close (step_close).  This file also owns
  * the relay's buffers and its request ring.
  */
