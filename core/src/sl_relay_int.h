@@ -1,18 +1,20 @@
 /*
  * sl_relay_int.h: what the files of the relay share, and nothing else
  * (sl_relay.c, sl_relay_replies.c, sl_relay_upstream.c, sl_relay_client.c,
- * sl_relay_screen.c, sl_relay_xclient.c).  Not installed; only core/src
- * includes it.
+ * sl_relay_screen.c).  Not installed; only core/src includes it.
  *
  * Layers.  sl_relay.c holds the API and run(), which calls one step per
  * layer: replies (sl_relay_replies.c) above the two legs, the upstream
- * (sl_relay_upstream.c) and the client (sl_relay_client.c); screening and
- * identity lines are helpers of those.  A function used by more than one
- * file is named sl__* (libuv's uv__ convention) and declared here, under the
- * file that defines it (one-line helpers are static inline here);
- * everything else stays static in its file.  Types, enum constants and
- * macros keep their short names: they have no linkage and never leave the
- * core.
+ * (sl_relay_upstream.c) and the client (sl_relay_client.c); screening
+ * (sl_relay_screen.c) serves them.  Pure pieces that need no relay state
+ * are modules of their own, with their own headers and tests (XCLIENT and
+ * XFORWARD lines: sl_xclient.h).
+ *
+ * Names.  A function used by more than one of these files is named sl__*
+ * (libuv's uv__ convention) and declared here, under the file that defines
+ * it (one-line helpers are static inline here); everything else stays
+ * static in its file.  Types, enum constants and macros keep their short
+ * names: they have no linkage and never leave the core.
  */
 #ifndef SL_RELAY_INT_H
 #define SL_RELAY_INT_H
@@ -23,6 +25,7 @@
 
 #include "sl_data.h"
 #include "sl_reply.h"
+#include "sl_xclient.h"
 #include "sluice/relay.h"
 
 /* ---- internal types ---------------------------------------------------- */
@@ -400,6 +403,7 @@ void sl__probe_drop(sl_relay *r);
 void sl__up_sent(sl_relay *r, uint8_t kind, int sync);
 void sl__up_connected(sl_relay *r);
 void sl__up_ehlo(sl_relay *r);
+void sl__ident(const sl_relay *r, sl_ident *id);
 int sl__step_upstream(sl_relay *r);
 
 /* sl_relay_client.c: the client side */
@@ -421,9 +425,5 @@ int sl__step_dnsbl(sl_relay *r);
 void sl__refill(sl_relay *r);
 void sl__throttle_start(sl_relay *r);
 int sl__throttled(const sl_relay *r);
-
-/* sl_relay_xclient.c: identity lines */
-void sl__up_send_xclient(sl_relay *r);
-size_t sl__xforward_line(const sl_relay *r, uint8_t *line);
 
 #endif
