@@ -532,7 +532,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       sl__set_stage(r, SL_STAGE_DATA);
     if (size || (down && lr < 0)) { /* an empty chunk still ends a DATA */
       r->cl = CL_BDAT;
-      sl__throttle_start(r);
+      sl_tbucket_fill(&r->bucket, r->prof->data_rate, r->now);
     }
     break;
   }

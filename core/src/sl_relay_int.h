@@ -8,7 +8,7 @@
  * (sl_relay_upstream.c) and the client (sl_relay_client.c); screening
  * (sl_relay_screen.c) serves them.  Pure pieces that need no relay state
  * are modules of their own, with their own headers and tests (XCLIENT and
- * XFORWARD lines: sl_xclient.h).
+ * XFORWARD lines: sl_xclient.h; the throttle's token bucket: sl_tbucket.h).
  *
  * Names.  A function used by more than one of these files is named sl__*
  * (libuv's uv__ convention) and declared here, under the file that defines
@@ -25,6 +25,7 @@
 
 #include "sl_data.h"
 #include "sl_reply.h"
+#include "sl_tbucket.h"
 #include "sl_xclient.h"
 #include "sluice/relay.h"
 
@@ -206,14 +207,13 @@ struct sl_relay {
   sl_tstamp t_up;      /* upstream must answer by then */
   sl_tstamp t_uout;    /* last upstream output progress */
   sl_tstamp t_stutter; /* next stutter slot */
-  sl_tstamp t_tokens;  /* last throttle refill */
   sl_tstamp t_retry;   /* pool was empty: try again at */
   sl_tstamp t_rec;     /* first byte of the client's unfinished line */
   sl_tstamp t_urec;    /* first byte of the upstream's unfinished line */
   sl_duration greet_jitter;
 
   uint64_t bdat_left;
-  uint64_t tokens;
+  sl_tbucket bucket; /* the data_rate throttle */
   uint64_t up_size;
   sl_data data;
 
@@ -422,8 +422,6 @@ sl_action sl__verdict(sl_relay *r);
 sl_duration sl__jitter(sl_relay *r);
 int sl__released(sl_relay *r, sl_duration delay);
 int sl__step_dnsbl(sl_relay *r);
-void sl__refill(sl_relay *r);
-void sl__throttle_start(sl_relay *r);
 int sl__throttled(const sl_relay *r);
 
 #endif

@@ -1,14 +1,12 @@
 /*
  * sl_relay_screen.c: screening: DNSBL scoring and the pregreet verdict, the
- * tarpit (reply delays with jitter) and the data_rate throttle, a token
- * bucket.
+ * tarpit (reply delays with jitter) and when the data_rate throttle
+ * applies (its token bucket is sl_tbucket.h).
  */
 #include <string.h>
 
 #include "sl_pcg.h"
 #include "sl_relay_int.h"
-
-static uint64_t burst(const sl_relay *r);
 
 /* ---- screening ------------------------------------------------------- */
 
@@ -116,41 +114,7 @@ int sl__step_dnsbl(sl_relay *r) {
 
 /* ---- throttle ------------------------------------------------------------ */
 
-/* Throttle (policy data_rate): a token bucket refilled from now. */
-void sl__refill(sl_relay *r) {
-  uint64_t rate = r->prof->data_rate;
-  if (!rate)
-    return;
-  uint64_t cap = burst(r);
-  if (r->now - r->t_tokens > 10 * SL_SEC)
-    r->t_tokens = r->now - 10 * SL_SEC; /* the bucket is full long before */
-  uint64_t add = rate * ((r->now - r->t_tokens) / SL_USEC) / 1000000u;
-  if (!add)
-    return;
-  /* Only the time the new tokens stand for is used up, so fractions carry
-     over to the next refill instead of being rounded away. */
-  r->t_tokens += add * SL_SEC / rate;
-  r->tokens += add;
-  if (r->tokens >= cap) {
-    r->tokens = cap;
-    r->t_tokens = r->now;
-  }
-}
-
-static uint64_t burst(const sl_relay *r) {
-  uint64_t rate = r->prof->data_rate;
-  return rate / 8 > 512 ? rate / 8 : 512;
-}
-
-/* A message starts with a full bucket: the throttle slows bulk data, not
-   the first lines. */
-void sl__throttle_start(sl_relay *r) {
-  if (r->prof->data_rate) {
-    r->tokens = burst(r);
-    r->t_tokens = r->now;
-  }
-}
-
+/* The data_rate throttle applies to message data only. */
 int sl__throttled(const sl_relay *r) {
   return r->prof->data_rate &&
          (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT);
