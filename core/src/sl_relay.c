@@ -14,6 +14,7 @@
  */
 #include <string.h>
 
+#include "sl_dnsbl.h"
 #include "sl_pcg.h"
 #include "sl_relay_int.h"
 
@@ -589,7 +590,10 @@ int sl_relay_complete(sl_relay *r, const sl_completion *c, sl_tstamp now) {
     if (r->dnsbl_done || !(r->dnsbl_pending & (1u << z)))
       return SL_ERR_UNKNOWN_REQUEST;
     r->dnsbl_pending = (uint16_t)(r->dnsbl_pending & ~(1u << z));
-    if (ok && sl__listed(&r->pol->dnsbl[z], c))
+    unsigned n = c->ndnsbl_answers < SL_DNSBL_ANSWERS_MAX
+                     ? c->ndnsbl_answers
+                     : SL_DNSBL_ANSWERS_MAX;
+    if (ok && sl_dnsbl_listed(&r->pol->dnsbl[z], c->dnsbl_answers, n))
       r->stats.score += r->pol->dnsbl[z].weight;
     /* the last answer: sl__step_dnsbl() decides */
   } else {

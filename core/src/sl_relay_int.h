@@ -8,7 +8,8 @@
  * (sl_relay_upstream.c) and the client (sl_relay_client.c); screening
  * (sl_relay_screen.c) serves them.  Pure pieces that need no relay state
  * are modules of their own, with their own headers and tests (XCLIENT and
- * XFORWARD lines: sl_xclient.h; the throttle's token bucket: sl_tbucket.h).
+ * XFORWARD lines: sl_xclient.h; the throttle's token bucket: sl_tbucket.h;
+ * DNSBL matching and the greeting verdict: sl_dnsbl.h).
  *
  * Names.  A function used by more than one of these files is named sl__*
  * (libuv's uv__ convention) and declared here, under the file that defines
@@ -417,7 +418,6 @@ uint32_t sl__line_limit(const sl_relay *r);
 void sl__use_suspect(sl_relay *r, uint64_t reason);
 int sl__allowlisted(const sl_relay *r);
 void sl__dnsbl_finish(sl_relay *r);
-int sl__listed(const sl_dnsbl_zone *z, const sl_completion *c);
 sl_action sl__verdict(sl_relay *r);
 sl_duration sl__jitter(sl_relay *r);
 int sl__released(sl_relay *r, sl_duration delay);
