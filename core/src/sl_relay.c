@@ -35,11 +35,12 @@ void sl__buf_release(sl_relay *r, sl_buf *b) {
 /* Makes room for need more bytes at the tail: compacts, or moves the bytes
    to a larger buffer.  Returns 0, or -1 (pool empty or need too large). */
 int sl__buf_reserve(sl_relay *r, sl_buf *b, uint32_t need) {
-  if (b->p && sl__buf_cap(b) - b->off - b->len >= need)
-    return 0;
   if (b->p && sl__buf_cap(b) - b->len >= need) {
-    memmove(b->p, b->p + b->off, b->len);
-    b->off = 0;
+    r->t_starved = SL_TSTAMP_NONE;
+    if (sl__buf_cap(b) - b->off - b->len < need) {
+      memmove(b->p, b->p + b->off, b->len);
+      b->off = 0;
+    }
     return 0;
   }
   uint32_t want = b->len + need;
@@ -52,8 +53,11 @@ int sl__buf_reserve(sl_relay *r, sl_buf *b, uint32_t need) {
       r->pool->put(r->pool->ctx, p, cap);
     r->starved = 1;
     r->t_retry = sl__tadd(r->now, 50 * SL_MSEC);
+    if (r->t_starved == SL_TSTAMP_NONE)
+      r->t_starved = r->now;
     return -1;
   }
+  r->t_starved = SL_TSTAMP_NONE;
   if (b->len)
     memcpy(p, b->p + b->off, b->len);
   uint16_t len = b->len;
@@ -334,7 +338,7 @@ int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
   r->stats.end = SL_TSTAMP_NONE;
   r->t_client = r->t_phase = now;
   r->t_release = r->t_up = r->t_retry = SL_TSTAMP_NONE;
-  r->t_rec = r->t_urec = SL_TSTAMP_NONE;
+  r->t_rec = r->t_urec = r->t_bye = r->t_starved = SL_TSTAMP_NONE;
   r->t_stutter = r->bucket.t = now;
   sl_pcg32 g;
   sl_pcg32_seed(&g, seed, RNG_STREAM);
@@ -734,6 +738,10 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
   }
   if (r->cl < CL_CLOSING) /* a closing session sends no more replies */
     t = sl__tmin(t, r->t_release);
+  if (r->cl < CL_CLOSING && r->t_bye != SL_TSTAMP_NONE)
+    t = sl__tmin(t, sl__tadd(r->t_bye, l->send_timeout));
+  if (r->cl < CL_CLOSING && r->t_starved != SL_TSTAMP_NONE)
+    t = sl__tmin(t, sl__tadd(r->t_starved, l->send_timeout));
   if (r->up != UP_NONE && r->up != UP_READY)
     t = sl__tmin(t, r->t_up);
   if (r->up == UP_READY && r->up_out)
@@ -798,6 +806,12 @@ static void force_close(sl_relay *r, enum local_reply id) {
   }
   r->cl = CL_CMD;
   sl__q_push_local(r, id);
+  /* Nothing more is read: the unread input gives its buffer back, which a
+     starved pool may need for the goodbye itself (guarantee 7). */
+  sl__buf_release(r, &r->cin);
+  r->t_rec = SL_TSTAMP_NONE;
+  if (r->t_bye == SL_TSTAMP_NONE)
+    r->t_bye = r->now;
 }
 
 int sl_relay_handle_expiry(sl_relay *r, sl_tstamp now) {
@@ -825,6 +839,19 @@ static int step_expiry(sl_relay *r) {
         (r->cl == CL_TLS &&
          now >= sl__tadd(r->t_phase, l->tls_handshake_timeout))) {
       force_close(r, R_TIMEOUT);
+    } else if (r->t_bye != SL_TSTAMP_NONE &&
+               now >= sl__tadd(r->t_bye, l->send_timeout)) {
+      /* The goodbye of a forced close still found no buffer (or no
+         reader) in a send timeout: close without it (guarantee 7). */
+      r->stats.end_reason = SL_END_TIMEOUT;
+      abort_now(r);
+      r->stats.end_reason = SL_END_TIMEOUT;
+      return 1;
+    } else if (r->t_starved != SL_TSTAMP_NONE &&
+               now >= sl__tadd(r->t_starved, l->send_timeout)) {
+      /* The pool has refused every buffer for a send timeout: the session
+         cannot get on, so it ends with a 421 (guarantee 7). */
+      force_close(r, R_TEMPFAIL);
     } else if (r->cout.len && !r->greet_held &&
                now >= sl__tadd(r->t_client, l->send_timeout)) {
       /* The client does not read: no goodbye can reach it. */

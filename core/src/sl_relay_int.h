@@ -302,6 +302,11 @@ struct sl_relay {
   uint8_t bdat_go : 1;     /* ... and the upstream said 354 */
   uint8_t bdat_failed : 1; /* ... and the upstream refused the DATA */
   uint8_t utf8_txn : 1;    /* the MAIL in force declared SMTPUTF8 */
+  uint8_t proxy_due : 1;   /* the PROXY header still waits for a buffer */
+  uint8_t pre_due;         /* enum sl_pre_line: a preamble line waiting for
+                              a buffer; no reply is read before it is out */
+  sl_tstamp t_bye;         /* a forced close queued its goodbye at */
+  sl_tstamp t_starved;     /* the pool has refused every buffer since */
   uint8_t authed : 1;      /* the upstream accepted AUTH (235): no relay
                               control, as Postfix's permit_sasl_authenticated */
 };
@@ -392,6 +397,19 @@ int sl__step_replies(sl_relay *r);
 sl_duration sl__up_timeout(const sl_relay *r, uint8_t kind);
 void sl__up_write_line(sl_relay *r, const uint8_t *line, size_t len);
 int sl__up_room(sl_relay *r, size_t n);
+/* The preamble's own lines.  One the pool has no buffer for stays due
+   (pre_due) and is written before any further reply is read, so it is never
+   lost (guarantee 8) and the preamble's timeout keeps running meanwhile
+   (guarantee 7). */
+enum sl_pre_line {
+  SL_PRE_NONE,
+  SL_PRE_EHLO_OWN,    /* EHLO <hostname> */
+  SL_PRE_HELO_OWN,    /* HELO <hostname> */
+  SL_PRE_CLIENT_EHLO, /* the client's EHLO or HELO line */
+  SL_PRE_STARTTLS,
+  SL_PRE_XCLIENT
+};
+void sl__up_preamble_line(sl_relay *r, enum sl_pre_line which);
 void sl__up_write_params(sl_relay *r, const uint8_t *line, size_t len,
                          uint32_t drop);
 void sl__up_connect(sl_relay *r);
