@@ -67,6 +67,19 @@ enum up_state {
   UP_QUIT /* QUIT written; close once it is sent */
 };
 
+/* The preamble's own lines.  One the pool has no buffer for stays due
+   (pre_due) and is written before any further reply is read, so it is never
+   lost (guarantee 8) and the preamble's timeout keeps running meanwhile
+   (guarantee 7). */
+enum sl_pre_line {
+  SL_PRE_NONE,
+  SL_PRE_EHLO_OWN,    /* EHLO <hostname> */
+  SL_PRE_HELO_OWN,    /* HELO <hostname> */
+  SL_PRE_CLIENT_EHLO, /* the client's EHLO or HELO line */
+  SL_PRE_STARTTLS,
+  SL_PRE_XCLIENT
+};
+
 /* Queue entries: upstream replies below Q_LOCAL, local reply ids above. */
 enum q_kind {
   Q_GREETING = 0,
@@ -211,6 +224,8 @@ struct sl_relay {
   sl_tstamp t_retry;   /* pool was empty: try again at */
   sl_tstamp t_rec;     /* first byte of the client's unfinished line */
   sl_tstamp t_urec;    /* first byte of the upstream's unfinished line */
+  sl_tstamp t_bye;     /* a forced close queued its goodbye at */
+  sl_tstamp t_starved; /* the pool has refused every buffer since */
   sl_duration greet_jitter;
 
   uint64_t bdat_left;
@@ -253,6 +268,8 @@ struct sl_relay {
   uint8_t viol;    /* sl_violation of the message being refused */
   uint8_t bdat_cr;
   uint8_t dnsbl_asked; /* zones asked so far */
+  uint8_t pre_due;     /* enum sl_pre_line: a preamble line waiting for a
+                          buffer; no reply is read before it is out */
   /* Answers taken by sl_relay_complete() and applied by a step of run()
      once the ring has room for what they push: status + 1, 0 none. */
   uint8_t res_connect, res_tls_client, res_tls_up;
@@ -302,13 +319,9 @@ struct sl_relay {
   uint8_t bdat_go : 1;     /* ... and the upstream said 354 */
   uint8_t bdat_failed : 1; /* ... and the upstream refused the DATA */
   uint8_t utf8_txn : 1;    /* the MAIL in force declared SMTPUTF8 */
-  uint8_t proxy_due : 1;   /* the PROXY header still waits for a buffer */
-  uint8_t pre_due;         /* enum sl_pre_line: a preamble line waiting for
-                              a buffer; no reply is read before it is out */
-  sl_tstamp t_bye;         /* a forced close queued its goodbye at */
-  sl_tstamp t_starved;     /* the pool has refused every buffer since */
   uint8_t authed : 1;      /* the upstream accepted AUTH (235): no relay
                               control, as Postfix's permit_sasl_authenticated */
+  uint8_t proxy_due : 1;   /* the PROXY header still waits for a buffer */
 };
 
 /* The PCG32 stream of the tarpit jitter (the seed comes from the driver). */
@@ -368,6 +381,10 @@ static inline size_t sl__put_str(uint8_t *out, const char *s) {
 
 /* ---- functions shared between the files ------------------------------- */
 
+/* Their comments are at their definitions.  The sl__step_* functions are
+   steps of run() (sl_relay.c): each returns 1 when it consumed input or
+   changed state, 0 when it can do nothing more now. */
+
 /* sl_relay.c: buffers and the request ring */
 void sl__buf_release(sl_relay *r, sl_buf *b);
 int sl__buf_reserve(sl_relay *r, sl_buf *b, uint32_t need);
@@ -397,18 +414,6 @@ int sl__step_replies(sl_relay *r);
 sl_duration sl__up_timeout(const sl_relay *r, uint8_t kind);
 void sl__up_write_line(sl_relay *r, const uint8_t *line, size_t len);
 int sl__up_room(sl_relay *r, size_t n);
-/* The preamble's own lines.  One the pool has no buffer for stays due
-   (pre_due) and is written before any further reply is read, so it is never
-   lost (guarantee 8) and the preamble's timeout keeps running meanwhile
-   (guarantee 7). */
-enum sl_pre_line {
-  SL_PRE_NONE,
-  SL_PRE_EHLO_OWN,    /* EHLO <hostname> */
-  SL_PRE_HELO_OWN,    /* HELO <hostname> */
-  SL_PRE_CLIENT_EHLO, /* the client's EHLO or HELO line */
-  SL_PRE_STARTTLS,
-  SL_PRE_XCLIENT
-};
 void sl__up_preamble_line(sl_relay *r, enum sl_pre_line which);
 void sl__up_write_params(sl_relay *r, const uint8_t *line, size_t len,
                          uint32_t drop);

@@ -8,7 +8,6 @@
 #include "sl_caps.h"
 #include "sl_cmd.h"
 #include "sl_data.h"
-#include "sl_envelope.h"
 #include "sl_relay_int.h"
 #include "sl_reply.h"
 #include "sluice/proxy.h"
