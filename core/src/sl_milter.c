@@ -458,15 +458,9 @@ int sl_milter_negotiate(uint32_t offer_actions, const sl_milter_reply *f,
     *why = "milter protocol version above 6";
     return SL_ERR_MALFORMED;
   }
-  if (f->actions & ~offer_actions) {
-    *why = (f->actions & ~offer_actions & SL_MILTER_ACT_CHGBODY)
-               ? "filter asks for actions not offered: body replacement "
-                 "is not supported"
-               : "filter asks for actions not offered";
-    return SL_ERR_MALFORMED;
-  }
   s->version = f->version;
-  s->actions = f->actions;
+  s->actions = f->actions & offer_actions;
+  s->refused_actions = f->actions & ~offer_actions;
   s->protocol = f->protocol & SL_MILTER_P_ALL;
   return SL_OK;
 }
@@ -621,7 +615,9 @@ int sl_milter_check_reply(sl_milter_session *s, uint8_t cmd,
     return SL_ERR_MALFORMED;
   }
   if (!(s->actions & action_needed(rp->kind))) {
-    *why = "modification not negotiated";
+    *why = (s->refused_actions & action_needed(rp->kind))
+               ? "modification not negotiated (asked for, but not offered)"
+               : "modification not negotiated";
     return SL_ERR_MALFORMED;
   }
   return SL_OK;

@@ -304,24 +304,27 @@ int sl_milter_decode(uint8_t cmd, const uint8_t *data, size_t len,
 /* What was agreed for one filter connection. */
 typedef struct sl_milter_session {
   uint32_t version;
-  uint32_t actions;  /* what the filter may do */
-  uint32_t protocol; /* SMFIP_* in force */
-  uint32_t skipped;  /* events the filter said SKIP to (bit per stage) */
+  uint32_t actions;         /* what the filter may do */
+  uint32_t protocol;        /* SMFIP_* in force */
+  uint32_t skipped;         /* events the filter said SKIP to (bit per stage) */
+  uint32_t refused_actions; /* asked for at OPTNEG but not offered */
 } sl_milter_session;
 
 /*
- * Agrees on the options, as Postfix does.  offer_actions is what sluice
- * sent in its OPTNEG; filter is the decoded SL_MILTER_OPTNEG reply.  The
- * filter may ask for fewer actions than offered, never more.  Its protocol
+ * Agrees on the options.  offer_actions is what sluice sent in its OPTNEG;
+ * filter is the decoded SL_MILTER_OPTNEG reply.  Actions the filter asks
+ * for beyond the offer are not granted and not an error (rspamd's milter
+ * proxy asks for all of them, SMFIF_CHGBODY included, whatever is
+ * offered; Postfix would refuse the filter): they are left out of
+ * s->actions and noted in s->refused_actions, and a reply that uses one
+ * fails sl_milter_check_reply with a clear reason.  The filter's protocol
  * flags are taken as they are (they say what the filter will do: an NR_*
  * flag means no reply will come, whatever was offered), except bits
  * unknown to version 6, which are dropped.
  * Returns SL_OK and fills *s, or SL_ERR_MALFORMED with *why set to a
- * static English reason (for the log and the configuration error):
- * "milter protocol version below 2", "milter protocol version above 6",
- * "filter asks for actions not offered" (for instance SMFIF_CHGBODY when
- * body replacement is refused); SL_ERR_INVALID_ARGUMENT for NULLs or a
- * reply that is not SL_MILTER_OPTNEG.
+ * static English reason (for the log): "milter protocol version below 2",
+ * "milter protocol version above 6"; SL_ERR_INVALID_ARGUMENT for NULLs or
+ * a reply that is not SL_MILTER_OPTNEG.
  */
 int sl_milter_negotiate(uint32_t offer_actions, const sl_milter_reply *filter,
                         sl_milter_session *s, const char **why);
@@ -342,7 +345,8 @@ int sl_milter_expects_reply(const sl_milter_session *s, uint8_t cmd);
  * records it, and sl_milter_sends says no for further BODY); OPTNEG only
  * OPTNEG.  Returns SL_OK or SL_ERR_MALFORMED with *why set to a static
  * reason, e.g. "body replacement is not supported" for REPLBODY, which the
- * caller turns into its configuration error.
+ * caller turns into its configuration error, and "modification not
+ * negotiated" for an action that was not offered.
  */
 int sl_milter_check_reply(sl_milter_session *s, uint8_t cmd,
                           const sl_milter_reply *rp, const char **why);
