@@ -4,8 +4,9 @@ capture scripts only; the test beds have their own).
 Debian's /etc/rspamd rules are used as they are; what is set here: the
 ports, temporary directories, all GTUBE test patterns, no DNS beyond
 loopback (the machines are offline), rspamd's own headers for every
-message (milter_headers), and a soft reject with a message for mail
-carrying "X-Sluice-Test: soft-reject" (multimap + force_actions).
+message (milter_headers), and forced actions for mail carrying
+"X-Sluice-Test: soft-reject" (with a message), "rewrite-subject" or
+"greylist" (multimap + force_actions).
 """
 import os, socket, subprocess, time
 
@@ -16,6 +17,12 @@ def free_port():
     p = s.getsockname()[1]
     s.close()
     return p
+
+
+# X-Sluice-Test header value (the action with '-' for ' ') -> forced action
+FORCED = [("SOFT", "soft reject", "Try again later (sluice soft-reject test)"),
+          ("REWRITE", "rewrite subject", None),
+          ("GREYLIST", "greylist", None)]
 
 
 class Rspamd:
@@ -67,23 +74,20 @@ skip_authenticated = false;
 use = ["x-spamd-result", "x-rspamd-server", "x-rspamd-queue-id",
        "x-spam-level", "remove-spam-flag"];
 """,
-            "local.d/multimap.conf": """
-SLUICE_TEST_SOFT {
-  type = "header"; header = "X-Sluice-Test"; map = "${LOCAL_CONFDIR}/soft.map";
+            "local.d/multimap.conf": "".join(
+                """
+SLUICE_TEST_%s {
+  type = "header"; header = "X-Sluice-Test"; map = "${LOCAL_CONFDIR}/%s.map";
   regexp = false; score = 0.0;
 }
-""",
-            "soft.map": "soft-reject\n",
-            "local.d/force_actions.conf": """
-rules {
-  SLUICE_SOFT {
-    action = "soft reject";
-    expression = "SLUICE_TEST_SOFT";
-    message = "Try again later (sluice soft-reject test)";
-  }
-}
-""",
+""" % (sym, sym.lower()) for sym, _, _ in FORCED),
+            "local.d/force_actions.conf": "rules {\n" + "".join(
+                """  SLUICE_%s { action = "%s"; expression = "SLUICE_TEST_%s";%s }
+""" % (sym, action, sym, ' message = "%s";' % msg if msg else "")
+                for sym, action, msg in FORCED) + "}\n",
         }
+        for sym, action, _ in FORCED:
+            files[sym.lower() + ".map"] = action.replace(" ", "-") + "\n"
         for name, text in files.items():
             with open(os.path.join(t, name), "w") as f:
                 f.write(text)
