@@ -47,12 +47,15 @@ static void pkt_u32(pkt *k, uint32_t v) {
 
 /* A NUL-terminated string; a NUL inside cannot be framed. */
 static void pkt_str(pkt *k, sl_bytes s) {
-  if (k->err)
+  /* a bad argument is reported whatever the room: the caller's bug wins */
+  if (k->err == SL_ERR_INVALID_ARGUMENT)
     return;
   if ((!s.p && s.len) || (s.len && memchr(s.p, 0, s.len))) {
     k->err = SL_ERR_INVALID_ARGUMENT;
     return;
   }
+  if (k->err)
+    return;
   pkt_put(k, s.p, s.len);
   pkt_put(k, "", 1);
 }
@@ -103,7 +106,7 @@ long sl_milter_put_macro(uint8_t *out, size_t cap, uint8_t cmd,
   pkt_start(&k, out, cap, SL_MILTER_CMD_MACRO);
   pkt_put(&k, &cmd, 1);
   for (size_t i = 0; i < n; i++) {
-    if (m[i].name.len == 0 && !k.err)
+    if (m[i].name.len == 0)
       k.err = SL_ERR_INVALID_ARGUMENT;
     pkt_str(&k, m[i].name);
     pkt_str(&k, m[i].value);

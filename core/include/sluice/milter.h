@@ -144,10 +144,9 @@ enum sl_milter_stage {
 /*
  * Each writes one whole packet into out[0..cap) and returns its length, or
  *  SL_ERR_NOBUF             cap too small (out is garbage then);
- *  SL_ERR_INVALID_ARGUMENT  NULL out, a NULL pointer with a non-zero
- *                           length, a NUL inside a string (the protocol
- *                           could not frame it), a chunk over
- *                           SL_MILTER_CHUNK_MAX.
+ *  SL_ERR_INVALID_ARGUMENT  (whatever cap is) NULL out, a NULL pointer with a
+ * non-zero length, a NUL inside a string (the protocol could not frame it), a
+ * chunk over SL_MILTER_CHUNK_MAX.
  */
 
 /* SMFIC_OPTNEG: what the MTA offers (version, SMFIF_* actions, SMFIP_*
