@@ -553,8 +553,6 @@ static uint32_t action_needed(sl_milter_kind k) {
   case SL_MILTER_CHGHEADER:
   case SL_MILTER_INSHEADER:
     return SL_MILTER_ACT_CHGHDRS;
-  case SL_MILTER_REPLBODY:
-    return SL_MILTER_ACT_CHGBODY;
   case SL_MILTER_ADDRCPT:
     return SL_MILTER_ACT_ADDRCPT;
   case SL_MILTER_ADDRCPT_PAR:

@@ -384,6 +384,24 @@ static void test_encoders(void) {
             SL_ERR_INVALID_ARGUMENT);
   CHECK_INT(sl_milter_put_body(big, 9, chunk, 4), 9);
   CHECK_INT(sl_milter_put_body(big, 8, chunk, 4), SL_ERR_NOBUF);
+  /* NULL pointers with lengths */
+  CHECK_INT(sl_milter_put_macro(b, sizeof(b), SL_MILTER_CMD_MAIL, NULL, 1),
+            SL_ERR_INVALID_ARGUMENT);
+  CHECK_INT(sl_milter_put_connect(b, sizeof(b), B("h"), NULL),
+            SL_ERR_INVALID_ARGUMENT);
+  sl_addr bad_family = {9, 0, 0, {0}};
+  CHECK_INT(sl_milter_put_connect(b, sizeof(b), B("h"), &bad_family),
+            SL_ERR_INVALID_ARGUMENT);
+  CHECK_INT(sl_milter_put_mail(b, sizeof(b), B("a"), NULL, 1),
+            SL_ERR_INVALID_ARGUMENT);
+  CHECK_INT(sl_milter_put_mail(b, sizeof(b), (sl_bytes){NULL, 1}, NULL, 0),
+            SL_ERR_INVALID_ARGUMENT);
+  CHECK_INT(sl_milter_put_helo(b, sizeof(b), (sl_bytes){NULL, 1}),
+            SL_ERR_INVALID_ARGUMENT);
+  CHECK_INT(sl_milter_put_body(b, sizeof(b), NULL, 1), SL_ERR_INVALID_ARGUMENT);
+  /* a bad argument wins over a short buffer */
+  CHECK_INT(sl_milter_put_helo(b, 2, (sl_bytes){U("a\0"), 2}),
+            SL_ERR_INVALID_ARGUMENT);
   /* every encoder checks its room at every size */
   for (size_t cap = 0; cap < 40; cap++) {
     long r = sl_milter_put_mail(b, cap, B("a@example.org"), NULL, 0);
@@ -411,6 +429,10 @@ static void test_reader(void) {
   CHECK_INT(sl_milter_reader_feed(&r, guarded(two + 5, 5), 5, &used), SL_OK);
   CHECK_INT(sl_milter_reader_packet(&r, &data, &dlen), 'a');
   CHECK_INT(sl_milter_reader_partial(&r), 0);
+  /* no packet yet */
+  sl_milter_reader_init(&r, buf, sizeof(buf));
+  CHECK_INT(sl_milter_reader_packet(&r, &data, &dlen), 0);
+  CHECK(data == NULL && dlen == 0);
   /* zero length and over the buffer: malformed, and it stays so */
   sl_milter_reader_init(&r, buf, sizeof(buf));
   CHECK_INT(sl_milter_reader_feed(&r, guarded("\0\0\0\0", 4), 4, &used),
@@ -563,6 +585,43 @@ static void test_negotiate_and_check(void) {
   CHECK_INT(sl_milter_check_reply(&s, SL_MILTER_CMD_EOH, &o, &why),
             SL_ERR_MALFORMED);
   CHECK_INT(sl_milter_negotiate(0, &r, &s, &why), SL_ERR_INVALID_ARGUMENT);
+  CHECK_INT(sl_milter_negotiate(0, NULL, &s, NULL), SL_ERR_INVALID_ARGUMENT);
+  /* every envelope action, granted or not; why may be NULL */
+  static const struct {
+    const char *pkt;
+    size_t len;
+    uint32_t action;
+  } mods[] = {
+      {S("+<x@y>\0"), SL_MILTER_ACT_ADDRCPT},
+      {S("2<x@y>\0A=B\0"), SL_MILTER_ACT_ADDRCPT_PAR},
+      {S("-<x@y>\0"), SL_MILTER_ACT_DELRCPT},
+      {S("e<x@y>\0"), SL_MILTER_ACT_CHGFROM},
+      {S("qwhy\0"), SL_MILTER_ACT_QUARANTINE},
+      {S("i\0\0\0\1X\0v\0"), SL_MILTER_ACT_CHGHDRS},
+  };
+  for (size_t i = 0; i < sizeof(mods) / sizeof(mods[0]); i++) {
+    CHECK_INT(sl_milter_decode((uint8_t)mods[i].pkt[0], U(mods[i].pkt + 1),
+                               mods[i].len - 1, &r),
+              SL_OK);
+    s.actions = mods[i].action;
+    CHECK_INT(sl_milter_check_reply(&s, SL_MILTER_CMD_BODYEOB, &r, NULL),
+              SL_OK);
+    s.actions = SL_MILTER_ACT_ALL & ~mods[i].action;
+    s.refused_actions = mods[i].action;
+    CHECK_INT(sl_milter_check_reply(&s, SL_MILTER_CMD_BODYEOB, &r, &why),
+              SL_ERR_MALFORMED);
+    CHECK_STR(why, "modification not negotiated (asked for, but not offered)");
+  }
+  CHECK_INT(sl_milter_check_reply(NULL, SL_MILTER_CMD_BODYEOB, &r, &why),
+            SL_ERR_INVALID_ARGUMENT);
+  CHECK_INT(sl_milter_sends(NULL, SL_MILTER_CMD_HELO), 0);
+  CHECK_INT(sl_milter_expects_reply(NULL, SL_MILTER_CMD_HELO), 0);
+  memset(&s, 0, sizeof(s));
+  CHECK_INT(sl_milter_expects_reply(&s, SL_MILTER_CMD_UNKNOWN), 1);
+  s.protocol = SL_MILTER_P_NR_UNKN | SL_MILTER_P_NOUNKNOWN;
+  CHECK_INT(sl_milter_expects_reply(&s, SL_MILTER_CMD_UNKNOWN), 0);
+  CHECK_INT(sl_milter_sends(&s, SL_MILTER_CMD_UNKNOWN), 0);
+  CHECK_INT(sl_milter_expects_reply(&s, 'Z'), 0);
 }
 
 int main(void) {

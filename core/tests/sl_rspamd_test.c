@@ -502,7 +502,8 @@ static void test_json_table(void) {
 
 static void test_json_strings_and_headers(void) {
   const char *j =
-      "{\"subject\":\"\\ud83d\\ude00 \\udc00 \\ud800x \\u00e9\\/\\\"\\\\\\t\","
+      "{\"subject\":\"\\ud83d\\ude00 \\udc00 \\ud800x \\ud800\\u0041\\b\\f "
+      "\\u00e9\\/\\\"\\\\\\t\","
       "\"messages\":{\"smtp_message\":\"line\\r\\n250 ok\",\"other\":\"x\"},"
       "\"milter\":{\"add_headers\":{"
       "\"X-A\":\"plain\","
@@ -510,8 +511,10 @@ static void test_json_strings_and_headers(void) {
       "\"X-\\u0043\":[{\"value\":\"one\",\"order\":2},\"two\"]},"
       "\"remove_headers\":{\"X-Spam\":1,\"X-Old\":-1,\"X-All\":0}}}";
   CHECK_INT(parse(j, strlen(j)), SL_OK);
-  CHECK(bytes_is(res.subject, "\xf0\x9f\x98\x80 \xef\xbf\xbd \xef\xbf\xbdx "
-                              "\xc3\xa9/\"\\\t"));
+  CHECK(bytes_is(res.subject,
+                 "\xf0\x9f\x98\x80 \xef\xbf\xbd \xef\xbf\xbdx \xef\xbf\xbd"
+                 "A\b\f "
+                 "\xc3\xa9/\"\\\t"));
   CHECK(bytes_is(res.smtp_message, "line\r\n250 ok"));
   CHECK_INT(res.n_add, 4);
   CHECK(bytes_is(res.add[0].name, "X-A") &&
