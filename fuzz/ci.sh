@@ -39,9 +39,6 @@ runs_for() {
     cmd) echo 2000000 ;;
     proxy) echo 500000 ;;
     pcap) echo 10000 ;;
-    milter) echo 300000 ;;
-    rspamd) echo 300000 ;;
-    clamd) echo 1000000 ;;
     *) echo 100000 ;;
   esac
 }
