@@ -17,6 +17,21 @@
  * for all of them).  The driver owns the socket and the timeouts; the
  * caller keeps the per-session sl_milter_session.
  *
+ * One filter connection, in order (what sl_milter_test.c replays against
+ * captured sessions):
+ *   1. send sl_milter_put_optneg(SL_MILTER_VERSION, offered actions, all
+ *      SMFIP_* steps sluice can honour); read one packet, sl_milter_decode,
+ *      sl_milter_negotiate;
+ *   2. for each event (CONNECT, HELO, MAIL, RCPT, DATA, each HEADER, EOH,
+ *      each BODY chunk, BODYEOB): skip it unless sl_milter_sends(); send
+ *      its MACRO packet first if any (never answered), then the event; if
+ *      sl_milter_expects_reply(), read packets until a decision:
+ *      sl_milter_check_reply() each, PROGRESS means keep waiting (and
+ *      restart the timeout), modifications (only after BODYEOB) are
+ *      collected, CONTINUE goes on, ACCEPT ends filtering of this message
+ *      with no change beyond those collected, the rest decide it;
+ *   3. ABORT after a refused or reset transaction, QUIT at the end.
+ *
  * Constants follow libmilter's mfdef.h; the reference MTA implementation is
  * Postfix's src/milter/milter8.c.
  */
