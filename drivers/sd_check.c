@@ -14,9 +14,16 @@
 
 #include "sluice/greylist.h"
 #include "sluice/policyd.h"
+#include "sluice/spf.h"
 
 /* What a policy server may send back before its empty line. */
 #define RESP_MAX 8192
+
+/* One DNS question of the SPF check; the check may be cancelled before
+   the answer comes (c-ares calls back all the same). */
+typedef struct spf_q {
+  struct sd_check *k; /* NULL: the check is gone */
+} spf_q;
 
 struct sd_check {
   sd_handler h;
@@ -37,6 +44,13 @@ struct sd_check {
   char client_key[SL_GREY_KEY_MAX];
   char triplet[SL_GREY_KEY_MAX];
   uint8_t allowlisted;
+  uint8_t spf_done;
+  sd_dns *dns;
+  sl_spf *spf;
+  spf_q *spfq; /* the question out */
+  char sender[SL_GREY_KEY_MAX], helo[256];
+  const sl_addr *client_p;
+  sl_addr client;
   uint16_t code;
   char text[SL_CHECK_TEXT_MAX];
 };
@@ -53,6 +67,9 @@ static void policy_close(sd_check *k) {
 }
 
 static void check_free(sd_check *k) {
+  if (k->spfq)
+    k->spfq->k = NULL;
+  free(k->spf);
   policy_close(k);
   free(k->out);
   free(k->in);
@@ -102,11 +119,146 @@ static void grey_done(void *ctx, const sd_grey_result *res) {
   check_free(k);
 }
 
+static int grey_start(sd_check *k);
+
+static void finish_async(sd_check *k) {
+  if (grey_start(k) == SD_STATE_PENDING)
+    return;
+  k->cb(k->ctx, k->code, k->text);
+  check_free(k);
+}
+
+/* ---- SPF: the client part is the sender's domain where SPF passes -------- */
+
+static int spf_run(sd_check *k);
+
+static void spf_answered(sd_check *k) {
+  if (spf_run(k) == SD_STATE_PENDING)
+    return;
+  finish_async(k);
+}
+
+static void spf_addrs(void *arg, int st, const sl_addr *a, size_t n) {
+  spf_q *q = arg;
+  sd_check *k = q->k;
+  free(q);
+  if (k == NULL || st == SD_DNS_CANCELLED)
+    return;
+  k->spfq = NULL;
+  sl_spf_answer(k->spf,
+                st == SD_DNS_OK         ? SL_SPF_DNS_OK
+                : st == SD_DNS_NOTFOUND ? SL_SPF_DNS_NXDOMAIN
+                                        : SL_SPF_DNS_ERROR,
+                NULL, a, n);
+  spf_answered(k);
+}
+
+static void spf_a(void *arg, int st, const uint32_t *a, size_t n) {
+  sl_addr v[SD_DNS_MAX_A];
+  for (size_t i = 0; i < n && i < SD_DNS_MAX_A; i++) {
+    memset(&v[i], 0, sizeof v[i]);
+    v[i].family = SL_AF_INET;
+    v[i].bytes[0] = (uint8_t)(a[i] >> 24);
+    v[i].bytes[1] = (uint8_t)(a[i] >> 16);
+    v[i].bytes[2] = (uint8_t)(a[i] >> 8);
+    v[i].bytes[3] = (uint8_t)a[i];
+  }
+  spf_addrs(arg, st, v, n);
+}
+
+static void spf_aaaa(void *arg, int st, const uint8_t (*a)[16], size_t n) {
+  sl_addr v[SD_DNS_MAX_A];
+  for (size_t i = 0; i < n && i < SD_DNS_MAX_A; i++) {
+    memset(&v[i], 0, sizeof v[i]);
+    v[i].family = SL_AF_INET6;
+    memcpy(v[i].bytes, a[i], 16);
+  }
+  spf_addrs(arg, st, v, n);
+}
+
+static void spf_strs(void *arg, int st, const char *const *strs, size_t n) {
+  spf_q *q = arg;
+  sd_check *k = q->k;
+  free(q);
+  if (k == NULL || st == SD_DNS_CANCELLED)
+    return;
+  k->spfq = NULL;
+  sl_spf_answer(k->spf,
+                st == SD_DNS_OK         ? SL_SPF_DNS_OK
+                : st == SD_DNS_NOTFOUND ? SL_SPF_DNS_NXDOMAIN
+                                        : SL_SPF_DNS_ERROR,
+                strs, NULL, n);
+  spf_answered(k);
+}
+
+static void spf_timeout(sd_timer *t) {
+  sd_check *k = (sd_check *)(void *)((char *)t - offsetof(sd_check, timer));
+  if (k->spfq)
+    k->spfq->k = NULL; /* its answer is dropped */
+  k->spfq = NULL;
+  k->spf_done = 1; /* no result: the /24 or /64 keys the triplet */
+  finish_async(k);
+}
+
+/* Asks the evaluator's next question, or keys the triplet by its result:
+   SD_STATE_PENDING while a question is out. */
+static int spf_run(sd_check *k) {
+  sl_spf_qtype t;
+  const char *name;
+  if (sl_spf_step(k->spf, &t, &name)) {
+    spf_q *q = malloc(sizeof *q);
+    int rc = -1;
+    if (q) {
+      q->k = k;
+      if (t == SL_SPF_Q_A)
+        rc = sd_dns_query_a(k->dns, name, spf_a, q);
+      else if (t == SL_SPF_Q_AAAA)
+        rc = sd_dns_query_aaaa(k->dns, name, spf_aaaa, q);
+      else
+        rc = sd_dns_query_strs(k->dns, name, t == SL_SPF_Q_MX, spf_strs, q);
+    }
+    if (rc == 0) {
+      k->spfq = q;
+      return SD_STATE_PENDING;
+    }
+    free(q); /* a name c-ares refuses: no result */
+  } else if (sl_spf_get_result(k->spf) == SL_SPF_PASS) {
+    char sender[SL_GREY_KEY_MAX], rcpt[SL_GREY_KEY_MAX];
+    const char *sp = strrchr(k->triplet, ' ');
+    if (sl_grey_client(&k->client, sl_spf_domain(k->spf), k->client_key,
+                       sizeof k->client_key) >= 0 &&
+        sp &&
+        sl_grey_sender((const uint8_t *)k->sender, strlen(k->sender), sender,
+                       sizeof sender) >= 0 &&
+        sl_grey_rcpt((const uint8_t *)k->rcpt, strlen(k->rcpt), rcpt,
+                     sizeof rcpt) >= 0)
+      sl_grey_triplet(k->client_key, sender, rcpt, k->triplet,
+                      sizeof k->triplet);
+  }
+  sd_timer_stop(k->loop, &k->timer);
+  k->spf_done = 1;
+  return SD_STATE_DONE;
+}
+
 /* SD_STATE_DONE with k->code/text set, or SD_STATE_PENDING */
 static int grey_start(sd_check *k) {
   const sd_config *c = k->cfg;
   if (!c->greylist || k->allowlisted || k->code)
     return SD_STATE_DONE;
+  if (!k->spf_done && k->dns && c->greylist_spf) {
+    k->spf = malloc(sizeof *k->spf);
+    k->spf_done = 1;
+    if (k->spf && sl_spf_init(k->spf, &k->client, k->sender, k->helo) == 0) {
+      k->spf_done = 0;
+      sd_timer_init(&k->timer, spf_timeout);
+      sd_timer_set(k->loop, &k->timer,
+                   sd_loop_now(k->loop) + (c->greylist_spf_timeout
+                                               ? c->greylist_spf_timeout
+                                               : 5 * SL_SEC));
+      if (spf_run(k) == SD_STATE_PENDING)
+        return SD_STATE_PENDING;
+    }
+  }
   sd_grey_params p = {(uint32_t)(c->greylist_delay / SL_SEC),
                       (uint32_t)(c->greylist_retry_window / SL_SEC),
                       (uint32_t)(c->greylist_max_age / SL_SEC),
@@ -140,10 +292,7 @@ static void policy_action(sd_check *k, const uint8_t *act, size_t n) {
 static void policy_finish(sd_check *k, const uint8_t *act, size_t n) {
   policy_close(k);
   policy_action(k, act, n); /* n 0: the default action */
-  if (grey_start(k) == SD_STATE_PENDING)
-    return;
-  k->cb(k->ctx, k->code, k->text);
-  check_free(k);
+  finish_async(k);
 }
 
 static void policy_timeout(sd_timer *t) {
@@ -270,9 +419,10 @@ static int policy_request(sd_check *k, const sd_check_facts *f) {
   return 0;
 }
 
-int sd_check_start(sd_loop *loop, sd_state *st, const sd_config *cfg,
-                   const sd_check_facts *f, sd_check_cb cb, void *ctx,
-                   uint16_t *code, char *text, sd_check **out) {
+int sd_check_start(sd_loop *loop, sd_state *st, sd_dns *dns,
+                   const sd_config *cfg, const sd_check_facts *f,
+                   sd_check_cb cb, void *ctx, uint16_t *code, char *text,
+                   sd_check **out) {
   *out = NULL;
   *code = 0;
   text[0] = 0;
@@ -287,7 +437,12 @@ int sd_check_start(sd_loop *loop, sd_state *st, const sd_config *cfg,
   k->ctx = ctx;
   k->fd = -1;
   k->allowlisted = q->u.check.allowlisted;
+  k->dns = dns;
+  k->client = *f->client;
   snprintf(k->rcpt, sizeof k->rcpt, "%s", q->u.check.rcpt);
+  snprintf(k->sender, sizeof k->sender, "%s", q->u.check.sender);
+  snprintf(k->helo, sizeof k->helo, "%.*s", (int)q->u.check.helo_len,
+           q->u.check.helo);
   char sender[SL_GREY_KEY_MAX], rcpt[SL_GREY_KEY_MAX];
   if (cfg->greylist &&
       (sl_grey_client(f->client, NULL, k->client_key, sizeof k->client_key) <

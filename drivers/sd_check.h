@@ -10,7 +10,11 @@
  * policy_default_action, as Postfix's smtpd_policy_service_default_action.
  * OK from the server skips greylisting, a refusal is the answer.
  * Greylisting skips clients the relay marks allowlisted; a backend that
- * cannot answer (Redis down or over budget) lets the recipient pass.
+ * cannot answer (Redis down or over budget) lets the recipient pass.  With
+ * greylist_spf and a resolver, the sender is checked with SPF first
+ * (sluice/spf.h, questions asked through sd_dns, greylist_spf_timeout for
+ * all of them): where it passes, the sender's domain replaces the /24 or
+ * /64 as the client part.
  */
 #ifndef SD_CHECK_H
 #define SD_CHECK_H
@@ -18,6 +22,7 @@
 #include <stdint.h>
 
 #include "sd_config.h"
+#include "sd_dns.h"
 #include "sd_loop.h"
 #include "sd_state.h"
 #include "sluice/addr.h"
@@ -41,9 +46,10 @@ typedef struct sd_check_facts {
  * with *out set: cb is called exactly once later from the loop, unless
  * sd_check_cancel(*out) comes first.  cfg must outlive the check.
  */
-int sd_check_start(sd_loop *loop, sd_state *st, const sd_config *cfg,
-                   const sd_check_facts *f, sd_check_cb cb, void *ctx,
-                   uint16_t *code, char *text, sd_check **out);
+int sd_check_start(sd_loop *loop, sd_state *st, sd_dns *dns,
+                   const sd_config *cfg, const sd_check_facts *f,
+                   sd_check_cb cb, void *ctx, uint16_t *code, char *text,
+                   sd_check **out);
 /* The session is gone: nothing is called back, everything is freed. */
 void sd_check_cancel(sd_check *k);
 

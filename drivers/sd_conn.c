@@ -623,8 +623,8 @@ static void rcpt_check(sd_conn *c, const sl_request *q) {
   uint16_t code;
   char text[SL_CHECK_TEXT_MAX];
   sd_check *k;
-  if (sd_check_start(CS(c)->loop, CS(c)->state, c->g->cfg, &f, check_done, c, &code, text,
-                     &k) == SD_STATE_DONE) {
+  if (sd_check_start(CS(c)->loop, CS(c)->state, c->g->dns, c->g->cfg, &f, check_done, c, &code,
+                     text, &k) == SD_STATE_DONE) {
     check_complete(c, q->id, code, text);
     return;
   }

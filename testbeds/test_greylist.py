@@ -18,8 +18,10 @@ DELAY = 2  # seconds; postgrey's 300 would make a slow test
 
 
 def grey_conf(**extra):
+    # SPF needs a resolver that knows the test domains: the SPF test gives
+    # it unbound; the others key by the /24 alone
     conf = {"mode": "screen", "greet_teaser": "no", "greylist": "yes",
-            "greylist_delay": f"{DELAY}s"}
+            "greylist_delay": f"{DELAY}s", "greylist_spf": "no"}
     conf.update(extra)
     return conf
 
@@ -97,6 +99,37 @@ def test_dnswl_and_mynetworks_skip_greylisting(sink, sluiced_factory, dnsbl_serv
     assert attempt(s, "127.0.0.9", "a@example.test", tag="mynet").code == 250
     assert attempt(s, "127.0.0.5", "a@example.test").code == 450
     assert subjects(sink, 2) == ["dnswl", "mynet"]
+
+
+def test_spf_pass_domain_keys_the_triplet(sink, sluiced_factory, dnsbl_factory):
+    """unbound serves SPF records: a sender whose domain passes SPF is keyed
+    by that domain, so its retry from another /24 of the same provider is
+    not delayed; a domain whose SPF fails (or that has none) is keyed by
+    the /24, and mx/include are followed to real answers."""
+    u = dnsbl_factory()
+    u.add_record("pool.test", "pool.test", "TXT",
+                 '"v=spf1 include:_spf.pool.test mx -all"')
+    u.add_record("pool.test", "_spf.pool.test", "TXT",
+                 '"v=spf1 ip4:127.0.10.0/24 ip4:127.0.11.0/24 ~all"')
+    u.add_record("pool.test", "pool.test", "MX", "10 mx.pool.test.")
+    u.add_record("pool.test", "mx.pool.test", "A", "127.0.12.1")
+    u.add_record("strict.test", "strict.test", "TXT", '"v=spf1 ip4:192.0.2.1 -all"')
+    u.start()
+    s = sluiced_factory([sink.address], conf=grey_conf(
+        greylist_spf="yes", dns_servers=f"{u.host}:{u.port}", dns_timeout="1s"))
+    assert attempt(s, "127.0.10.1", "a@pool.test").code == 450
+    time.sleep(DELAY + 0.5)
+    assert attempt(s, "127.0.10.1", "a@pool.test", tag="first").code == 250
+    # another /24 of the pool (include) and its MX host: same SPF domain
+    assert attempt(s, "127.0.11.1", "a@pool.test", tag="include").code == 250
+    assert attempt(s, "127.0.12.1", "a@pool.test", tag="mx").code == 250
+    # SPF fails for strict.test from here: keyed by the /24, and a new /24
+    # is a new triplet
+    assert attempt(s, "127.0.13.1", "a@strict.test").code == 450
+    time.sleep(DELAY + 0.5)
+    assert attempt(s, "127.0.13.1", "a@strict.test", tag="strict").code == 250
+    assert attempt(s, "127.0.14.1", "a@strict.test").code == 450
+    assert subjects(sink, 4) == ["first", "include", "mx", "strict"]
 
 
 @pytest.fixture

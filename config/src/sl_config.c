@@ -238,6 +238,11 @@ static const sl_config_key keys[] = {
         "35d", D, "a passed triplet is forgotten this long after its last use"),
     KEY("greylist_auto_allow", SL_CT_U32, greylist_auto_allow, 0, 1000000,
         NULL, "5", D, "passes after which a client is not greylisted (0: never)"),
+    KEY("greylist_spf", SL_CT_BOOL, greylist_spf, 0, 0, NULL, "yes", D,
+        "where the sender passes SPF, its domain replaces the client's "
+        "/24 or /64 in the triplet"),
+    KEY("greylist_spf_timeout", SL_CT_DURATION, greylist_spf_timeout, 0, 0,
+        NULL, "5s", D, "budget of one SPF check (then the /24 or /64)"),
     KEY("policy_service", SL_CT_STRING, policy_service, 0, 0, NULL, NULL, D,
         "Postfix policy delegation server asked at RCPT: inet:HOST:PORT or "
         "unix:PATH"),

@@ -7,6 +7,21 @@ enum { M_NONE = 0, M_INCLUDE, M_A, M_MX_NAMES, M_MX_ADDRS, M_EXISTS };
 
 static int lower(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
 
+/* The core links no strchr/strrchr (tools/check-core-symbols.sh). */
+static const char *find(const char *s, char c) {
+  size_t n = strlen(s);
+  const void *p = c ? memchr(s, c, n) : NULL;
+  return p ? (const char *)p : NULL;
+}
+
+static const char *find_last(const char *s, char c) {
+  const char *last = NULL;
+  for (; *s; s++)
+    if (*s == c)
+      last = s;
+  return last;
+}
+
 static int ieq(const char *a, size_t n, const char *lit) {
   size_t l = strlen(lit);
   if (n != l)
@@ -47,7 +62,7 @@ int sl_spf_init(sl_spf *s, const sl_addr *ip, const char *sender,
     s->ip.family = SL_AF_INET;
   }
   copy(s->helo, sizeof s->helo, helo ? helo : "", helo ? strlen(helo) : 0);
-  const char *at = sender ? strrchr(sender, '@') : NULL;
+  const char *at = sender ? find_last(sender, '@') : NULL;
   if (sender && at && at > sender)
     copy(s->sender, sizeof s->sender, sender, strlen(sender));
   else if (at) /* "@domain": RFC 7208 4.3, local part "postmaster" */
@@ -57,7 +72,7 @@ int sl_spf_init(sl_spf *s, const sl_addr *ip, const char *sender,
     memcpy(s->sender, "postmaster@", 11);
     copy(s->sender + 11, sizeof s->sender - 11, s->helo, strlen(s->helo));
   }
-  const char *dom = strrchr(s->sender, '@');
+  const char *dom = find_last(s->sender, '@');
   s->depth = 1;
   if (!dom || !dom[1] || strlen(dom + 1) >= SL_SPF_NAME_MAX ||
       (s->ip.family != SL_AF_INET && s->ip.family != SL_AF_INET6)) {
@@ -93,7 +108,7 @@ static long macro(const sl_spf *s, const sl_spf_frame *f, char letter,
                   unsigned digits, int rev, const char *delims, char *out,
                   size_t o, size_t cap) {
   char v[SL_SPF_NAME_MAX * 2];
-  const char *at = strrchr(s->sender, '@');
+  const char *at = find_last(s->sender, '@');
   switch (lower((unsigned char)letter)) {
   case 's':
     copy(v, sizeof v, s->sender, strlen(s->sender));
@@ -131,7 +146,7 @@ static long macro(const sl_spf *s, const sl_spf_frame *f, char letter,
   const char *parts[128];
   size_t lens[128], n = 0, start = 0, vl = strlen(v);
   for (size_t i = 0; i <= vl && n < 128; i++)
-    if (i == vl || strchr(delims, v[i])) {
+    if (i == vl || find(delims, v[i])) {
       parts[n] = v + start;
       lens[n++] = i - start;
       start = i + 1;
@@ -191,7 +206,7 @@ static int expand(const sl_spf *s, const sl_spf_frame *f, const char *in,
     }
     char delims[8];
     size_t nd = 0;
-    while (i < n && strchr(".-+,/_=", in[i]) && in[i] && nd < 7)
+    while (i < n && find(".-+,/_=", in[i]) && in[i] && nd < 7)
       delims[nd++] = in[i++];
     if (nd == 0)
       delims[nd++] = '.';
@@ -207,7 +222,7 @@ static int expand(const sl_spf *s, const sl_spf_frame *f, const char *in,
   /* RFC 7208 7.3: drop labels from the left until 253 octets are left */
   const char *p = buf;
   while (strlen(p) > 253) {
-    const char *dot = strchr(p, '.');
+    const char *dot = find(p, '.');
     if (!dot)
       return -1;
     p = dot + 1;
@@ -369,7 +384,7 @@ static int term(sl_spf *s) {
   const char *t = r + i;
   size_t tn = e - i;
   char q = '+';
-  if (strchr("+-~?", t[0])) {
+  if (find("+-~?", t[0])) {
     q = t[0];
     t++;
     tn--;
@@ -598,7 +613,7 @@ sl_spf_result sl_spf_get_result(const sl_spf *s) {
 }
 
 const char *sl_spf_domain(const sl_spf *s) {
-  const char *at = strrchr(s->sender, '@');
+  const char *at = find_last(s->sender, '@');
   return at ? at + 1 : "";
 }
 

@@ -142,6 +142,8 @@ typedef struct sl_config {
   int greylist;
   sl_duration greylist_delay, greylist_retry_window, greylist_max_age;
   uint32_t greylist_auto_allow;
+  int greylist_spf;
+  sl_duration greylist_spf_timeout;
   char *policy_service; /* inet:HOST:PORT or unix:PATH */
   sl_duration policy_timeout;
   char *policy_default_action;
