@@ -44,7 +44,7 @@ struct sd_check {
   char client_key[SL_GREY_KEY_MAX];
   char triplet[SL_GREY_KEY_MAX];
   uint8_t allowlisted;
-  uint8_t spf_done;
+  uint8_t spf_done, spf_passed, asn_done;
   sd_dns *dns;
   sl_spf *spf;
   spf_q *spfq; /* the question out */
@@ -131,6 +131,34 @@ static void finish_async(sd_check *k) {
 /* ---- SPF: the client part is the sender's domain where SPF passes -------- */
 
 static int spf_run(sd_check *k);
+
+/* The triplet again after the client part changed (SPF, ASN); the sender
+   and recipient fitted when the check started, so they fit now. */
+static void rekey(sd_check *k) {
+  char sender[SL_GREY_KEY_MAX], rcpt[SL_GREY_KEY_MAX];
+  if (sl_grey_sender((const uint8_t *)k->sender, strlen(k->sender), sender,
+                     sizeof sender) < 0 ||
+      sl_grey_rcpt((const uint8_t *)k->rcpt, strlen(k->rcpt), rcpt,
+                   sizeof rcpt) < 0 ||
+      sl_grey_triplet(k->client_key, sender, rcpt, k->triplet,
+                      sizeof k->triplet) < 0)
+    k->allowlisted = 1; /* nothing to key by */
+}
+
+/* The origin-ASN answer (Team Cymru's TXT format): its AS is the client
+   part; no answer keeps the /24 or /64. */
+static void asn_answer(void *arg, int st, const char *const *strs, size_t n) {
+  spf_q *q = arg;
+  sd_check *k = q->k;
+  free(q);
+  if (k == NULL || st == SD_DNS_CANCELLED)
+    return;
+  k->spfq = NULL;
+  if (st == SD_DNS_OK && n > 0 &&
+      sl_grey_asn(strs[0], k->client_key, sizeof k->client_key) >= 0)
+    rekey(k);
+  finish_async(k);
+}
 
 static void spf_answered(sd_check *k) {
   if (spf_run(k) == SD_STATE_PENDING)
@@ -222,18 +250,11 @@ static int spf_run(sd_check *k) {
       return SD_STATE_PENDING;
     }
     free(q); /* a name c-ares refuses: no result */
-  } else if (sl_spf_get_result(k->spf) == SL_SPF_PASS) {
-    char sender[SL_GREY_KEY_MAX], rcpt[SL_GREY_KEY_MAX];
-    const char *sp = strrchr(k->triplet, ' ');
-    if (sl_grey_client(&k->client, sl_spf_domain(k->spf), k->client_key,
-                       sizeof k->client_key) >= 0 &&
-        sp &&
-        sl_grey_sender((const uint8_t *)k->sender, strlen(k->sender), sender,
-                       sizeof sender) >= 0 &&
-        sl_grey_rcpt((const uint8_t *)k->rcpt, strlen(k->rcpt), rcpt,
-                     sizeof rcpt) >= 0)
-      sl_grey_triplet(k->client_key, sender, rcpt, k->triplet,
-                      sizeof k->triplet);
+  } else if (sl_spf_get_result(k->spf) == SL_SPF_PASS &&
+             sl_grey_client(&k->client, sl_spf_domain(k->spf), k->client_key,
+                            sizeof k->client_key) >= 0) {
+    k->spf_passed = 1;
+    rekey(k);
   }
   sd_timer_stop(k->loop, &k->timer);
   k->spf_done = 1;
@@ -258,6 +279,21 @@ static int grey_start(sd_check *k) {
       if (spf_run(k) == SD_STATE_PENDING)
         return SD_STATE_PENDING;
     }
+  }
+  const char *zone = k->client.family == SL_AF_INET6 ? c->greylist_asn6_zone
+                                                     : c->greylist_asn_zone;
+  if (!k->spf_passed && !k->asn_done && k->dns && zone && zone[0]) {
+    char name[300];
+    spf_q *q = malloc(sizeof *q);
+    k->asn_done = 1;
+    if (q && sl_addr_dnsbl_name(&k->client, zone, name, sizeof name) > 0) {
+      q->k = k;
+      if (sd_dns_query_strs(k->dns, name, 0, asn_answer, q) == 0) {
+        k->spfq = q;
+        return SD_STATE_PENDING;
+      }
+    }
+    free(q);
   }
   sd_grey_params p = {(uint32_t)(c->greylist_delay / SL_SEC),
                       (uint32_t)(c->greylist_retry_window / SL_SEC),

@@ -10,7 +10,8 @@
  * Byte 0 odd: the rest is a path; its greylisting sender and recipient
  * keys fit their bounds, have no uppercase domain, and are stable
  * (normalising the normalised sender gives it back, unless a second BATV
- * tag or '+' was under the first).
+ * tag or '+' was under the first); read as an origin-ASN TXT answer, the
+ * same bytes give "asn:" and at most 10 digits, or nothing.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -71,6 +72,15 @@ static void stream(const uint8_t *b, size_t n) {
 
 static void path(const uint8_t *b, size_t n) {
   char s[SL_GREY_KEY_MAX], s2[SL_GREY_KEY_MAX], r[SL_GREY_KEY_MAX];
+  /* the same bytes as an origin-ASN TXT answer */
+  if (n < sizeof(s)) {
+    char txt[SL_GREY_KEY_MAX], asn[SL_GREY_KEY_MAX];
+    memcpy(txt, b, n);
+    txt[n] = 0;
+    int an = sl_grey_asn(txt, asn, sizeof(asn));
+    if (an > 14 || (an >= 0 && memcmp(asn, "asn:", 4)))
+      fail("an ASN client part out of shape");
+  }
   int sn = sl_grey_sender(b, n, s, sizeof(s));
   int rn = sl_grey_rcpt(b, n, r, sizeof(r));
   if (n < sizeof(r) && rn != (int)n)

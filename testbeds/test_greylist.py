@@ -132,6 +132,26 @@ def test_spf_pass_domain_keys_the_triplet(sink, sluiced_factory, dnsbl_factory):
     assert subjects(sink, 4) == ["first", "include", "mx", "strict"]
 
 
+def test_asn_keys_the_triplet(sink, sluiced_factory, dnsbl_factory):
+    """greylist_asn_zone: unbound answers origin-ASN TXT records in Team
+    Cymru's format; two /24s of one AS are one client part, an address
+    without an answer keeps its /24."""
+    u = dnsbl_factory()
+    for ip in ("127.0.20.1", "127.0.21.1"):
+        u.list_ip("origin.test", ip, "127.0.0.2",
+                  txt="64500 | 127.0.20.0/23 | ZZ | test | 2026-01-01")
+    u.start()
+    s = sluiced_factory([sink.address], conf=grey_conf(
+        greylist_asn_zone="origin.test", dns_servers=f"{u.host}:{u.port}",
+        dns_timeout="1s"))
+    assert attempt(s, "127.0.20.1", "a@example.test").code == 450
+    time.sleep(DELAY + 0.5)
+    assert attempt(s, "127.0.20.1", "a@example.test", tag="as1").code == 250
+    assert attempt(s, "127.0.21.1", "a@example.test", tag="as2").code == 250
+    assert attempt(s, "127.0.22.1", "a@example.test").code == 450
+    assert subjects(sink, 2) == ["as1", "as2"]
+
+
 @pytest.fixture
 def postgrey(tmp_path):
     p = Postgrey(tmp_path / "postgrey", delay=DELAY)

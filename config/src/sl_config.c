@@ -243,6 +243,12 @@ static const sl_config_key keys[] = {
         "/24 or /64 in the triplet"),
     KEY("greylist_spf_timeout", SL_CT_DURATION, greylist_spf_timeout, 0, 0,
         NULL, "5s", D, "budget of one SPF check (then the /24 or /64)"),
+    KEY("greylist_asn_zone", SL_CT_STRING, greylist_asn_zone, 0, 0, NULL,
+        NULL, D,
+        "origin-ASN TXT zone (Team Cymru's format, e.g. origin.asn.cymru.com):"
+        " the AS replaces an IPv4 client's /24 when SPF did not pass"),
+    KEY("greylist_asn6_zone", SL_CT_STRING, greylist_asn6_zone, 0, 0, NULL,
+        NULL, D, "the same for IPv6 clients (e.g. origin6.asn.cymru.com)"),
     KEY("policy_service", SL_CT_STRING, policy_service, 0, 0, NULL, NULL, D,
         "Postfix policy delegation server asked at RCPT: inet:HOST:PORT or "
         "unix:PATH"),

@@ -126,3 +126,24 @@ int sl_grey_triplet(const char *client, const char *sender, const char *rcpt,
   memcpy(out + a + b + 2, rcpt, c + 1);
   return (int)(a + b + c + 2);
 }
+
+int sl_grey_asn(const char *txt, char *out, size_t cap) {
+  if (!txt || !out)
+    return -1;
+  while (*txt == ' ' || *txt == '"')
+    txt++;
+  size_t n = 0;
+  while (txt[n] >= '0' && txt[n] <= '9')
+    n++;
+  /* a number of at most 10 digits (32-bit ASNs), then the end, a blank or
+     the field separator */
+  if (n == 0 || n > 10 ||
+      (txt[n] && txt[n] != ' ' && txt[n] != '|' && txt[n] != '"'))
+    return -1;
+  if (4 + n >= cap)
+    return -1;
+  memcpy(out, "asn:", 4);
+  memcpy(out + 4, txt, n);
+  out[4 + n] = 0;
+  return (int)(4 + n);
+}

@@ -78,7 +78,26 @@ static void test_triplet(void) {
   CHECK_INT(sl_grey_triplet("n", "", "r", out, 5), 4);
 }
 
+static void test_asn(void) {
+  char out[64];
+  CHECK_INT(sl_grey_asn("23028 | 216.90.108.0/24 | US | arin | 1998-09-25", out,
+                        sizeof(out)),
+            9);
+  CHECK_STR(out, "asn:23028");
+  CHECK_INT(
+      sl_grey_asn("3356 1299 | 4.0.0.0/9 | US | arin |", out, sizeof(out)), 8);
+  CHECK_STR(out, "asn:3356");
+  CHECK_INT(sl_grey_asn("4200000000|x", out, sizeof(out)), 14);
+  CHECK_INT(sl_grey_asn("", out, sizeof(out)), -1);
+  CHECK_INT(sl_grey_asn("NA | 1.2.3.0/24", out, sizeof(out)), -1);
+  CHECK_INT(sl_grey_asn("12345678901 |", out, sizeof(out)), -1);
+  CHECK_INT(sl_grey_asn("123x |", out, sizeof(out)), -1);
+  CHECK_INT(sl_grey_asn("123 |", out, 7), -1);
+  CHECK_INT(sl_grey_asn("123 |", out, 8), 7);
+}
+
 int main(void) {
+  SL_RUN(test_asn);
   SL_RUN(test_sender);
   SL_RUN(test_rcpt);
   SL_RUN(test_client);

@@ -144,6 +144,7 @@ typedef struct sl_config {
   uint32_t greylist_auto_allow;
   int greylist_spf;
   sl_duration greylist_spf_timeout;
+  char *greylist_asn_zone, *greylist_asn6_zone;
   char *policy_service; /* inet:HOST:PORT or unix:PATH */
   sl_duration policy_timeout;
   char *policy_default_action;

@@ -53,6 +53,16 @@ int sl_grey_rcpt(const uint8_t *path, size_t n, char *out, size_t cap);
 int sl_grey_client(const sl_addr *a, const char *spf_domain, char *out,
                    size_t cap);
 
+/*
+ * The client part "asn:<number>" from an origin-ASN TXT answer in Team
+ * Cymru's format ("23028 | 216.90.108.0/24 | US | arin | 1998-09-25"; a
+ * prefix announced by several ASes lists them space-separated, and the
+ * first is taken).  The query name is sl_addr_dnsbl_name() of the client
+ * under the zone (origin.asn.cymru.com, origin6.asn.cymru.com for IPv6).
+ * Same returns as sl_grey_sender; -1 also for an answer without a number.
+ */
+int sl_grey_asn(const char *txt, char *out, size_t cap);
+
 /* The triplet key "<client> <sender> <rcpt>" from the three parts above.
    Same returns as sl_grey_sender. */
 int sl_grey_triplet(const char *client, const char *sender, const char *rcpt,
