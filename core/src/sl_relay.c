@@ -964,7 +964,7 @@ static void up_connected(sl_relay *r) {
 
 /* ---- screening ------------------------------------------------------- */
 
-static void use_suspect(sl_relay *r, uint64_t reason) {
+static void use_suspect(sl_relay *r, sl_tarpit_reason reason) {
   if (r->prof == &r->pol->suspect)
     return;
   r->prof = &r->pol->suspect;
@@ -984,7 +984,7 @@ static void dnsbl_finish(sl_relay *r) {
   if (r->pol->ndnsbl)
     event(r, SL_EV_DNSBL_SCORE, (uint64_t)(int64_t)r->stats.score);
   if (r->stats.score >= r->pol->tarpit_score && !allowlisted(r))
-    use_suspect(r, 1);
+    use_suspect(r, SL_TARPIT_SCORE);
 }
 
 static int listed(const sl_dnsbl_zone *z, const sl_completion *c) {
@@ -1377,7 +1377,7 @@ static int greeting_due(const sl_relay *r) {
 static int emit_greeting(sl_relay *r) {
   sl_action act = verdict(r);
   if (act == SL_ACT_TARPIT)
-    use_suspect(r, 2);
+    use_suspect(r, SL_TARPIT_ACTION);
   if (act == SL_ACT_DROP) {
     if (r->greet_held) {
       buf_release(r, &r->cout); /* the upstream's greeting is not sent */
@@ -2754,7 +2754,7 @@ static void session_start(sl_relay *r) {
     return;
   }
   if (r->info.admission == SL_ADMIT_TARPIT)
-    use_suspect(r, 3);
+    use_suspect(r, SL_TARPIT_ADMISSION);
   if (r->pol->ndnsbl == 0 || r->info.client.family == SL_AF_UNSPEC)
     r->dnsbl_done = 1;
   q_push(r, Q_GREETING);
@@ -3430,6 +3430,42 @@ int sl_relay_upstream_out_ack(sl_relay *r, size_t n, sl_tstamp now) {
   return leave(r);
 }
 
+/* The ring keeps an event's payload in arg (the packing event()'s callers
+   use); the driver gets it typed. */
+static void event_payload(const ring_ent *e, sl_event *ev) {
+  ev->kind = (sl_event_kind)e->kind;
+  switch (ev->kind) {
+  case SL_EV_PREGREET:
+    ev->pregreet.bytes = (uint32_t)e->arg;
+    break;
+  case SL_EV_DNSBL_SCORE:
+    ev->dnsbl.score = (int32_t)(int64_t)e->arg;
+    break;
+  case SL_EV_TARPIT:
+    ev->tarpit.reason = (sl_tarpit_reason)e->arg;
+    break;
+  case SL_EV_STARTTLS_INJECTION:
+    ev->starttls_injection.bytes = (uint32_t)e->arg;
+    break;
+  case SL_EV_SMUGGLING:
+    ev->smuggling.violation = (sl_violation)e->arg;
+    break;
+  case SL_EV_UPSTREAM_READY:
+    ev->upstream_ready.attempt = (uint32_t)e->arg;
+    break;
+  case SL_EV_UPSTREAM_FAILED:
+    ev->upstream_failed.failure = (sl_upstream_failure)e->arg;
+    break;
+  case SL_EV_MESSAGE:
+    ev->message.code = (uint16_t)(e->arg & 0xffffu);
+    ev->message.size = e->arg >> 16;
+    break;
+  case SL_EV_SESSION_END:
+    ev->session_end.reason = (sl_end_reason)e->arg;
+    break;
+  }
+}
+
 int sl_relay_next_request(sl_relay *r, sl_request *out) {
   if (!r || !out || r->ring_len == 0)
     return 0;
@@ -3439,14 +3475,13 @@ int sl_relay_next_request(sl_relay *r, sl_request *out) {
   out->id = e->id;
   switch (e->type) {
   case SL_REQ_CONNECT_UPSTREAM:
-    out->u.connect.attempt = (uint32_t)e->arg;
+    out->connect.attempt = (uint32_t)e->arg;
     break;
   case SL_REQ_DNSBL_LOOKUP:
-    out->u.dnsbl.zone = (uint32_t)e->arg;
+    out->dnsbl.zone = (uint32_t)e->arg;
     break;
   case SL_REQ_EVENT:
-    out->u.event.kind = (sl_event_kind)e->kind;
-    out->u.event.arg = e->arg;
+    event_payload(e, &out->ev);
     break;
   default:
     break;

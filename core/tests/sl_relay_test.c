@@ -267,13 +267,13 @@ static void passthrough_ready(sl_harness *h) {
   sl_harness_client(h, S("EHLO c.example\r\n"), 0);
 }
 
-/* The MESSAGE events of the log, in order: their args. */
-static size_t message_events(const sl_harness *h, uint64_t *args, size_t max) {
+/* The MESSAGE events of the log, in order: their payloads. */
+static size_t message_events(const sl_harness *h, sl_event *evs, size_t max) {
   size_t n = 0;
   for (size_t i = 0; i < h->nlog; i++)
-    if (h->log[i].type == SL_REQ_EVENT &&
-        h->log[i].u.event.kind == SL_EV_MESSAGE && n < max)
-      args[n++] = h->log[i].u.event.arg;
+    if (h->log[i].type == SL_REQ_EVENT && h->log[i].ev.kind == SL_EV_MESSAGE &&
+        n < max)
+      evs[n++] = h->log[i].ev;
   return n;
 }
 
@@ -306,10 +306,12 @@ static void test_message_sizes_pipelined(void) {
   sl_harness_client(&h, msg, n, 0);
   sl_harness_upstream(&h, S("250 queued 1\r\n250 ok\r\n250 ok\r\n250 queued 2"
                             "\r\n"), 0);
-  uint64_t ev[8] = {0};
+  sl_event ev[8];
   CHECK_INT(message_events(&h, ev, 8), 2);
-  CHECK_INT(ev[0], 250u | (113ull << 16));
-  CHECK_INT(ev[1], 250u | (1015ull << 16));
+  CHECK_INT(ev[0].message.code, 250);
+  CHECK_INT(ev[0].message.size, 113);
+  CHECK_INT(ev[1].message.code, 250);
+  CHECK_INT(ev[1].message.size, 1015);
   CHECK_INT(sl_relay_stats(h.r)->messages_accepted, 2);
   CHECK_STR(h.failure, "");
   sl_harness_free(&h);
@@ -338,10 +340,12 @@ static void test_five_bdat_events(void) {
   sl_harness_client(&h, in, n, 0);
   CHECK_INT(sl_harness_events(&h, SL_EV_MESSAGE), 0);
   sl_harness_upstream(&h, up, u, 0);
-  uint64_t ev[8] = {0};
+  sl_event ev[8];
   CHECK_INT(message_events(&h, ev, 8), 5);
-  for (int i = 0; i < 5; i++)
-    CHECK_INT(ev[i], 250u | ((uint64_t)(10 + i) << 16));
+  for (int i = 0; i < 5; i++) {
+    CHECK_INT(ev[i].message.code, 250);
+    CHECK_INT(ev[i].message.size, 10 + i);
+  }
   CHECK_INT(sl_relay_stats(h.r)->messages_accepted, 5);
   CHECK_STR(h.failure, "");
   sl_harness_free(&h);

@@ -1633,13 +1633,12 @@ static void req_id(sl_oracle *o, const sl_request *q) {
     o->last_req_id = q->id;
   if (q->type != SL_REQ_EVENT)
     return;
-  uint32_t kind = (uint32_t)q->u.event.kind;
-  if (kind < 16)
+  sl_event_kind kind = q->ev.kind;
+  if ((unsigned)kind < 16)
     o->ev_count[kind]++;
-  uint64_t arg = q->u.event.arg;
   switch (kind) {
   case SL_EV_MESSAGE: {
-    unsigned code = (unsigned)(arg & 0xffffu);
+    unsigned code = q->ev.message.code;
     if (code / 100 == 2)
       o->ev_msg_2xx++;
     else if (code / 100 == 4)
@@ -1651,7 +1650,7 @@ static void req_id(sl_oracle *o, const sl_request *q) {
     break;
   }
   case SL_EV_STARTTLS_INJECTION:
-    o->ev_starttls_bytes += arg;
+    o->ev_starttls_bytes += q->ev.starttls_injection.bytes;
     break;
   case SL_EV_SESSION_END:
     o->session_end = 1;
