@@ -81,7 +81,8 @@ static const sd_uleg no_uleg = {.ufd = -1};
    lists.  A held plaintext session has none. */
 #define SD_UPFAIL_MAX 8
 #define SD_MSGS_MAX 12
-#define SD_REFUSALS_MAX 480 /* bytes of refusal text kept for the log line */
+#define SD_REFUSALS_MAX 480 /* bytes of the log line's refusals field */
+#define SD_REFUSALS_N 16    /* refusals kept per session */
 typedef struct sd_xtra {
   sd_dnsq *dnsq;
   const char *tls_version, *tls_cipher; /* OpenSSL's static strings */
@@ -109,8 +110,17 @@ typedef struct sd_xtra {
   uint32_t held_id;
   char *upreply;                /* the upstream's reply when it failed */
   char *pregreet;               /* the first bytes sent before the greeting, escaped */
-  char *refusals;               /* the 4xx/5xx replies the client got, "; "-separated */
-  char refline[SD_REPLY_MAX];   /* the one being sent */
+  /* Each 4xx/5xx reply the client was sent: what it answered and its code
+     from the relay (SL_EV_REFUSAL), and the final line as written to the
+     client (its text, malloc'ed).  Both come in the order the client reads
+     them, so the n-th of each belong together. */
+  struct {
+    sl_command command;
+    uint16_t code;
+  } refs[SD_REFUSALS_N];
+  uint8_t nrefs, nreftext;
+  char *reftext[SD_REFUSALS_N];
+  char refline[SD_REPLY_MAX]; /* the line being sent */
   uint8_t reflen;
   char *msgtext[SD_MSGS_MAX];   /* each message's final reply line */
 } sd_xtra;
@@ -748,6 +758,29 @@ static void name_lookup_start(sd_conn *c, const sl_addr *a) {
 
 /* ---- events ------------------------------------------------------------- */
 
+/* "RCPT 550 5.1.1 <bad@example.test>: ...; MAIL 553 ...": each refusal
+   with the command it answered, as whole items within cap (a reply the
+   client never got, its session aborted, shows without text). */
+static void refusals_field(const sd_xtra *x, char *out, size_t cap) {
+  size_t n = 0;
+  out[0] = 0;
+  for (unsigned i = 0; i < x->nrefs; i++) {
+    const char *text = i < x->nreftext ? x->reftext[i] : NULL;
+    if (text && (unsigned)atoi(text) != x->refs[i].code) text = NULL;
+    char item[SD_REPLY_MAX + 32];
+    if (text)
+      snprintf(item, sizeof item, "%s%s %s", n ? "; " : "",
+               sl_command_name(x->refs[i].command), text);
+    else
+      snprintf(item, sizeof item, "%s%s %u", n ? "; " : "",
+               sl_command_name(x->refs[i].command), x->refs[i].code);
+    size_t m = strlen(item);
+    if (n + m + 1 > cap) break;
+    memcpy(out + n, item, m + 1);
+    n += m;
+  }
+}
+
 static void log_session(sd_conn *c, const char *extra_end) {
   if (c->logged) return;
   c->logged = 1;
@@ -857,7 +890,11 @@ static void log_session(sd_conn *c, const char *extra_end) {
     if (x->upreply) sd_rec_str(&r, "upstream_reply", x->upreply);
 
     if (x->pregreet) sd_rec_str(&r, "pregreet", x->pregreet);
-    if (x->refusals) sd_rec_str(&r, "refusals", x->refusals);
+    if (x->nrefs) {
+      char ref[SD_REFUSALS_MAX];
+      refusals_field(x, ref, sizeof ref);
+      sd_rec_str(&r, "refusals", ref);
+    }
   }
   sd_rec_u64(&r, "last_upstream_code", st->last_upstream_code);
   sd_rec_u64(&r, "client_bytes_in", st->client_bytes_in);
@@ -937,6 +974,12 @@ static void on_event(sd_conn *c, const sl_event *ev) {
     if (code >= 200 && code < 300) sd_observe(SD_H_MSG_SIZE, size);
     break;
   }
+  case SL_EV_REFUSAL:
+    if (xtra(c) && c->x->nrefs < SD_REFUSALS_N) {
+      c->x->refs[c->x->nrefs].command = ev->refusal.command;
+      c->x->refs[c->x->nrefs++].code = ev->refusal.code;
+    }
+    break;
   case SL_EV_SESSION_END: log_session(c, NULL); break;
   }
 }
@@ -1139,9 +1182,9 @@ static int read_upstream(sd_conn *c) {
 }
 
 /* Keeps the final line of each 4xx/5xx reply the client was sent (a
-   refused MAIL or RCPT with its code, a tarpit's 421, a smuggling 554):
-   what the client was told, whoever said it.  Sessions that are never
-   refused allocate nothing. */
+   refused MAIL or RCPT, a tarpit's 421, a smuggling 554): what the client
+   was told, whoever said it; SL_EV_REFUSAL says what it answered.
+   Sessions that are never refused allocate nothing. */
 static void tee_refusals(sd_conn *c, const uint8_t *b, size_t n) {
   for (size_t i = 0; i < n; i++) {
     uint8_t ch = b[i];
@@ -1155,12 +1198,10 @@ static void tee_refusals(sd_conn *c, const uint8_t *b, size_t n) {
       sd_xtra *x = c->x;
       if (!c->out_cap || x->reflen < 3 || (x->reflen > 3 && x->refline[3] != ' ')) continue;
       x->refline[x->reflen] = 0;
-      size_t have = x->refusals ? strlen(x->refusals) : 0;
-      if (have + x->reflen + 3 > SD_REFUSALS_MAX) continue;
-      char *nr = realloc(x->refusals, have + x->reflen + 3);
-      if (nr == NULL) continue;
-      snprintf(nr + have, x->reflen + 3, "%s%s", have ? "; " : "", x->refline);
-      x->refusals = nr;
+      if (x->nreftext == SD_REFUSALS_N) continue;
+      /* Out of memory: an empty text keeps the pairing with the events. */
+      char *t = strdup(x->refline);
+      x->reftext[x->nreftext++] = t ? t : NULL;
     } else if (c->out_cap && ch >= 0x20 && ch < 0x7f && c->x->reflen < SD_REPLY_MAX - 1) {
       c->x->refline[c->x->reflen++] = (char)ch;
     }
@@ -1356,7 +1397,7 @@ static void conn_release(void *arg) {
     free(c->x->ptr_name);
     free(c->x->upreply);
     free(c->x->pregreet);
-    free(c->x->refusals);
+    for (unsigned i = 0; i < c->x->nreftext; i++) free(c->x->reftext[i]);
     for (unsigned i = 0; i < c->x->nmsgs; i++) free(c->x->msgtext[i]);
   }
   free(c->x);

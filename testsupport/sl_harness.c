@@ -482,6 +482,10 @@ void sl_request_describe(const sl_request *q, char *out, size_t len) {
     snprintf(out, len, " reason=%s",
              sl_end_reason_name(e->session_end.reason));
     break;
+  case SL_EV_REFUSAL:
+    snprintf(out, len, " command=%s code=%u",
+             sl_command_name(e->refusal.command), e->refusal.code);
+    break;
   }
 }
 

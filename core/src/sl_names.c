@@ -24,3 +24,4 @@ SL_NAME_FN_(sl_upstream_failure_name, sl_upstream_failure,
 SL_NAME_FN_(sl_stage_name, sl_stage, SL_STAGE_MAP)
 SL_NAME_FN_(sl_end_reason_name, sl_end_reason, SL_END_REASON_MAP)
 SL_NAME_FN_(sl_admission_name, sl_admission, SL_ADMISSION_MAP)
+SL_NAME_FN_(sl_command_name, sl_command, SL_COMMAND_MAP)

@@ -136,6 +136,10 @@ void sl__event(sl_relay *r, const sl_event *ev) {
   case SL_EV_SESSION_END:
     e->arg = ev->session_end.reason;
     break;
+  case SL_EV_REFUSAL:
+    e->code = ev->refusal.code;
+    e->arg = ev->refusal.command;
+    break;
   }
 }
 
@@ -170,6 +174,10 @@ static void event_payload(const ring_ent *e, sl_event *ev) {
     break;
   case SL_EV_SESSION_END:
     ev->session_end.reason = (sl_end_reason)e->arg;
+    break;
+  case SL_EV_REFUSAL:
+    ev->refusal.code = e->code;
+    ev->refusal.command = (sl_command)e->arg;
     break;
   }
 }
@@ -871,6 +879,7 @@ static void force_close(sl_relay *r, enum local_reply id) {
     return;
   }
   r->cl = CL_CMD;
+  r->cmd_now = SL_CMD_NONE; /* answers no command */
   sl__q_push_local(r, id);
 }
 

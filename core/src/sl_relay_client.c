@@ -212,6 +212,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
                     size_t whole) {
   sl_cmd c;
   sl_cmd_parse(line, len, &c);
+  r->cmd_now = (uint8_t)c.verb;
   const uint8_t *arg = line + c.arg;
   size_t alen = len - c.arg;
   int more = r->cin.len > whole; /* bytes pipelined after this line */
@@ -639,6 +640,14 @@ consumed:
   return 1;
 }
 
+/* The verb a refused line began with (a line too long or with a bad
+   byte is never dispatched): what its reply answers. */
+static void line_cmd(sl_relay *r, const uint8_t *p, size_t n) {
+  sl_cmd c;
+  sl_cmd_parse(p, n < 16 ? n : 16, &c);
+  r->cmd_now = (uint8_t)c.verb;
+}
+
 /* One line from cin: 1 consumed, 0 wait for more. */
 static int step_line(sl_relay *r) {
   uint8_t *p = r->cin.p + r->cin.off;
@@ -656,6 +665,7 @@ static int step_line(sl_relay *r) {
     return 0; /* a cancel may have to go upstream */
   if (!nl) {
     if (n >= limit) {
+      line_cmd(r, p, n);
       /* Never split a long line into two commands: refuse it whole. */
       sl__buf_consume(r, &r->cin, n);
       r->skip_line = 1;
@@ -667,6 +677,7 @@ static int step_line(sl_relay *r) {
   }
   size_t whole = (size_t)(nl - p) + 1;
   if (whole > limit) {
+    line_cmd(r, p, whole);
     sl__buf_consume(r, &r->cin, whole);
     goto too_long;
   }
@@ -684,6 +695,7 @@ static int step_line(sl_relay *r) {
         return 0;
       sasl_line(r, (const uint8_t *)"*", 1); /* cancel the exchange */
     } else {
+      line_cmd(r, p, len);
       sl__q_push_local(r, R_BAD_CHAR);
     }
     sl__buf_consume(r, &r->cin, whole);
@@ -748,6 +760,7 @@ static int step_data(sl_relay *r) {
     sl__buf_grow(&r->uout, made);
   }
   sl__buf_consume(r, &r->cin, used);
+  r->cmd_now = SL_CMD_END_OF_MESSAGE; /* what a reply queued here answers */
   if (st == SL_DATA_END) {
     if (r->quiet) {
       r->quiet = 0; /* an early body after a refused DATA: no reply */
@@ -957,6 +970,7 @@ int sl__step_client(sl_relay *r) {
 /* ---- session start and the PROXY header ---------------------------------- */
 
 void sl__session_start(sl_relay *r) {
+  r->cmd_now = SL_CMD_CONNECT;
   r->t_client = r->now;
   if (r->info.admission == SL_ADMIT_TEMPFAIL) {
     r->dnsbl_done = 1;

@@ -175,9 +175,10 @@ enum local_reply {
 typedef struct ring_ent {
   uint8_t type; /* sl_request_type */
   uint8_t kind; /* sl_event_kind */
-  uint16_t code; /* ev.message.code */
+  uint16_t code; /* ev.message.code, ev.refusal.code */
   uint32_t id;
-  uint64_t arg; /* connect.attempt, dnsbl.zone or the event's number */
+  uint64_t arg; /* connect.attempt, dnsbl.zone or the event's number
+                   (ev.refusal.command) */
 } ring_ent;
 
 /* Request id tags (low 8 bits); the rest is a sequence number, so answers
@@ -234,6 +235,10 @@ struct sl_relay {
   ring_ent ring[RING_CAP];
   uint8_t ring_head, ring_len;
   uint8_t q[QUEUE_CAP];
+  /* What each queued reply answers (sl_command), for SL_EV_REFUSAL: taken
+     from cmd_now when the entry is pushed, kept when its kind changes. */
+  uint8_t q_cmd[QUEUE_CAP];
+  uint8_t cmd_now; /* sl_command of the line (or moment) being handled */
   uint32_t q_cur;  /* bit per queue slot: a MAIL or RCPT of the transaction
                       in force (pipelined replies must not undo the state a
                       later RSET, MAIL or end of data set up) */

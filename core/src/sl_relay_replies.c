@@ -131,6 +131,7 @@ uint8_t sl__q_peek(const sl_relay *r) { return r->q[r->q_head]; }
 void sl__q_push(sl_relay *r, uint8_t k) {
   unsigned slot = (r->q_head + r->q_len) % QUEUE_CAP;
   r->q[slot] = k;
+  r->q_cmd[slot] = r->cmd_now;
   r->q_cur &= ~(1u << slot);
   r->q_sync &= ~(1u << slot);
   if (k == Q_UP_MAIL || k == Q_UP_RCPT)
@@ -205,12 +206,17 @@ static void replied(sl_relay *r, unsigned code) {
          owed by the upstream keep their place. */
       uint8_t n = 0;
       for (uint8_t i = 0; i < r->q_len; i++) {
-        uint8_t k = r->q[(r->q_head + i) % QUEUE_CAP];
-        if (k < Q_LOCAL)
-          r->q[(r->q_head + n++) % QUEUE_CAP] = k;
+        unsigned from = (r->q_head + i) % QUEUE_CAP;
+        uint8_t k = r->q[from];
+        if (k < Q_LOCAL) {
+          unsigned to = (r->q_head + n++) % QUEUE_CAP;
+          r->q[to] = k;
+          r->q_cmd[to] = r->q_cmd[from];
+        }
       }
       r->q_len = n;
       r->q_sync = 0;
+      r->cmd_now = SL_CMD_NONE; /* a goodbye, after the reply it counted */
       sl__q_push_local(r, R_TOO_MANY_ERRORS);
       r->no_input = 1;
     }
@@ -265,6 +271,16 @@ static size_t render_local(uint8_t *o, enum local_reply id, unsigned code,
 
 /* Renders a local reply into cout.  0 when done, -1 when cout has no room
    yet (the reply stays queued). */
+/* A 4xx/5xx reply went into cout for the queue head: the event says what
+   it answered, in the order the client reads the replies. */
+static void refused(sl_relay *r, unsigned code) {
+  if (code < 400)
+    return;
+  sl__event(r, &(sl_event){.kind = SL_EV_REFUSAL,
+                           .refusal = {.command = (sl_command)r->q_cmd[r->q_head],
+                                       .code = (uint16_t)code}});
+}
+
 static int emit_local(sl_relay *r, enum local_reply id) {
   const char *host = r->pol->hostname;
   if (id == R_EHLO_LOCAL) {
@@ -299,6 +315,7 @@ static int emit_local(sl_relay *r, enum local_reply id) {
   if (id == R_BDAT_FAILED && r->bdat_fail_code)
     code = r->bdat_fail_code;
   sl__buf_grow(&r->cout, render_local(sl__buf_tail(&r->cout), id, code, host));
+  refused(r, code);
   if (id == R_HELO_LOCAL)
     r->offered = 0;
   return 0;
@@ -396,6 +413,7 @@ int sl__emit_upstream(sl_relay *r, const uint8_t *buf, const sl_reply *rep,
     }
     sl__buf_grow(&r->cout, n);
   }
+  refused(r, rep->code);
   if (kind == Q_UP_HELO) {
     r->offered = 0;
     r->up_caps = 0; /* a HELO session has no extensions upstream either */

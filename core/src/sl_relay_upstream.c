@@ -119,14 +119,17 @@ static int q_owes_upstream(const sl_relay *r) {
 void sl__q_fail_upstream(sl_relay *r, enum local_reply why) {
   uint8_t n = 0;
   for (uint8_t i = 0; i < r->q_len; i++) {
-    uint8_t k = r->q[(r->q_head + i) % QUEUE_CAP];
+    unsigned from = (r->q_head + i) % QUEUE_CAP;
+    uint8_t k = r->q[from];
     if (k == Q_UP_RSET_OWN || k == Q_UP_XFORWARD)
       continue;
     if (sl__is_up(k))
       k = (uint8_t)(Q_LOCAL + why);
     else if (k == Q_GREETING && r->pol->mode == SL_MODE_PASSTHROUGH)
       k = (uint8_t)(Q_LOCAL + R_NO_UPSTREAM);
-    r->q[(r->q_head + n++) % QUEUE_CAP] = k;
+    unsigned to = (r->q_head + n++) % QUEUE_CAP;
+    r->q[to] = k;
+    r->q_cmd[to] = r->q_cmd[from];
   }
   r->q_len = n;
   r->q_cur = 0; /* no reply left can change the transaction */

@@ -82,9 +82,10 @@ typedef struct sl_conn_info {
  *
  * Each list below is one X-macro, XX(NAME, value, "name"), that makes the
  * enum (SL_<prefix>_NAME = value) and its name function, which gives the
- * lower-case "name" (the word the drivers' logs and metrics use) and
- * "unknown" for a value outside the list, never NULL.  A driver may expand
- * a list itself, e.g. for one counter per value.
+ * lower-case "name" (the word the drivers' logs and metrics use; for
+ * commands, the verb as SMTP spells it) and "unknown" for a value outside
+ * the list, never NULL.  A driver may expand a list itself, e.g. for one
+ * counter per value.
  */
 
 /* What the relay asks of the driver (sl_request.type). */
@@ -132,7 +133,11 @@ const char *sl_request_name(sl_request_type t);
      relayed), message.size its octets */                                     \
   XX(MESSAGE, 8, "message")                                                   \
   /* the last request; session_end.reason, and the stats are final */         \
-  XX(SESSION_END, 9, "session_end")
+  XX(SESSION_END, 9, "session_end")                                           \
+  /* a 4xx/5xx reply went into client_out: refusal.command is what it        \
+     answered, refusal.code its code.  One per such reply, in the order the  \
+     replies are sent, whoever wrote them (sluice or the upstream) */        \
+  XX(REFUSAL, 10, "refusal")
 
 typedef enum sl_event_kind {
 #define SL_EVENT_ENUM_(name, value, text) SL_EV_##name = value,
@@ -140,6 +145,42 @@ typedef enum sl_event_kind {
 #undef SL_EVENT_ENUM_
 } sl_event_kind;
 const char *sl_event_name(sl_event_kind k);
+
+/* What a reply answered (ev.refusal.command): a client command by its verb
+   (the values up to NONSMTP are the command parser's), or one of the three
+   moments that are not commands.  Named as Postfix's logs name them. */
+#define SL_COMMAND_MAP(XX)                                                    \
+  XX(UNKNOWN, 0, "UNKNOWN") /* a line with no verb sluice knows */            \
+  XX(EHLO, 1, "EHLO")                                                         \
+  XX(HELO, 2, "HELO")                                                         \
+  XX(MAIL, 3, "MAIL")                                                         \
+  XX(RCPT, 4, "RCPT")                                                         \
+  XX(DATA, 5, "DATA")                                                         \
+  XX(BDAT, 6, "BDAT")                                                         \
+  XX(RSET, 7, "RSET")                                                         \
+  XX(NOOP, 8, "NOOP")                                                         \
+  XX(QUIT, 9, "QUIT")                                                         \
+  XX(VRFY, 10, "VRFY")                                                        \
+  XX(EXPN, 11, "EXPN")                                                        \
+  XX(HELP, 12, "HELP")                                                        \
+  XX(AUTH, 13, "AUTH")                                                        \
+  XX(STARTTLS, 14, "STARTTLS")                                                \
+  XX(XCLIENT, 15, "XCLIENT")                                                  \
+  XX(XFORWARD, 16, "XFORWARD")                                                \
+  XX(ETRN, 17, "ETRN")                                                        \
+  XX(NONSMTP, 18, "NONSMTP") /* HTTP verbs, header lines: not SMTP */         \
+  XX(CONNECT, 19, "CONNECT") /* the greeting */                               \
+  /* the end of a DATA message (a BDAT chunk's reply answers its BDAT) */     \
+  XX(END_OF_MESSAGE, 20, "END-OF-MESSAGE")                                    \
+  /* no command: sluice's own goodbye (timeout, too many errors, junk) */     \
+  XX(NONE, 21, "NONE")
+
+typedef enum sl_command {
+#define SL_COMMAND_ENUM_(name, value, text) SL_CMD_##name = value,
+  SL_COMMAND_MAP(SL_COMMAND_ENUM_)
+#undef SL_COMMAND_ENUM_
+} sl_command;
+const char *sl_command_name(sl_command c);
 
 /* Why the suspect tarpit profile came into force (ev.tarpit.reason). */
 #define SL_TARPIT_REASON_MAP(XX)                                              \
@@ -261,6 +302,10 @@ typedef struct sl_event {
     struct {
       sl_end_reason reason;
     } session_end;
+    struct {
+      sl_command command;
+      uint16_t code;
+    } refusal;
   };
 } sl_event;
 
