@@ -122,7 +122,7 @@ char *sd_metrics_render(size_t *len, const char *const *server_names, size_t nse
   }
   {
     enum sd_counter cs[] = {SD_C_ADMIT_TARPIT, SD_C_ADMIT_TEMPFAIL};
-    const char *v[] = {"tarpit", "tempfail"};
+    const char *v[] = {sl_admission_name(SL_ADMIT_TARPIT), sl_admission_name(SL_ADMIT_TEMPFAIL)};
     counter(&b, "sluice_admission_limited", "Per-client limits applied at accept.", "verdict",
             cs, v, 2);
   }
@@ -153,7 +153,10 @@ char *sd_metrics_render(size_t *len, const char *const *server_names, size_t nse
   {
     enum sd_counter cs[] = {SD_C_PREGREET, SD_C_TARPITTED, SD_C_STARTTLS_INJECTION,
                             SD_C_SMUGGLING};
-    const char *v[] = {"pregreet", "tarpitted", "starttls_injection", "smuggling"};
+    /* the events' names, but "tarpitted": a session counts once however
+       it got the suspect profile */
+    const char *v[] = {sl_event_name(SL_EV_PREGREET), "tarpitted",
+                       sl_event_name(SL_EV_STARTTLS_INJECTION), sl_event_name(SL_EV_SMUGGLING)};
     counter(&b, "sluice_screening", "Screening verdicts, per session.", "verdict", cs, v, 4);
   }
   {
