@@ -11,8 +11,12 @@
  *
  * Memory.  The relay's state lives in a block the caller allocates, of
  * sl_relay_size() bytes.  Line and output buffers are borrowed from an
- * sl_pool only while they hold bytes, so an idle or tarpitted session costs
- * its state alone.  sl_relay_memory_bound() is the most a relay ever holds.
+ * sl_pool (sluice/bufpool.h) only while they hold bytes, so an idle or
+ * tarpitted session costs its state alone.  sl_relay_memory_bound() is the
+ * most a relay ever holds.
+ *
+ * core/examples/sl_walkthrough.c drives one session through these calls by
+ * hand, printing every byte, request and event.
  *
  * The driver loop, in order:
  *   1. bytes from a leg: sl_relay_{client,upstream}_in_buf() + _in_ack()
@@ -59,7 +63,7 @@ typedef struct sl_conn_info {
   sl_addr client; /* replaced by the PROXY header's source when present */
   sl_addr local;
   uint32_t flags;         /* sl_conn_flag */
-  sl_admission admission; /* e.g. from sl_ratelim_admit() */
+  sl_admission admission; /* e.g. from sl_ratelim_admit() (ratelim.h) */
   const char *client_name; /* verified rDNS or NULL; must outlive the relay */
   /* With SL_CONN_POOL_CAPS: what the upstream pool can take, e.g. the
      intersection over the healthy upstreams of sl_ehlo_features() on their
