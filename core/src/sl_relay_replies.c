@@ -413,7 +413,6 @@ int sl__emit_upstream(sl_relay *r, const uint8_t *buf, const sl_reply *rep,
     }
     sl__buf_grow(&r->cout, n);
   }
-  refused(r, rep->code);
   if (kind == Q_UP_HELO) {
     r->offered = 0;
     r->up_caps = 0; /* a HELO session has no extensions upstream either */
@@ -453,7 +452,7 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
                    (r->pol->lenient & SL_LENIENT_NORMALIZE_BARE_LF) != 0);
       r->cl = CL_DATA;
       r->t_client = r->now;
-      sl__throttle_start(r);
+      sl_tbucket_fill(&r->bucket, r->prof->data_rate, r->now);
       sl__set_stage(r, SL_STAGE_DATA);
     }
     /* refused: sl__step_client() goes on once the reply is out */
@@ -555,6 +554,14 @@ static int emit_greeting(sl_relay *r) {
   }
   if (!r->greet_held && emit_local(r, R_GREETING))
     return -1;
+  if (r->greet_held) {
+    /* The upstream's greeting, held in cout until now (nothing goes out
+       before it), is the client's: a 5xx one is a refusal. */
+    const uint8_t *g = r->cout.p + r->cout.off;
+    if (r->cout.len >= 3)
+      refused(r, (unsigned)((g[0] - '0') * 100 + (g[1] - '0') * 10 +
+                            (g[2] - '0')));
+  }
   r->greet_held = 0;
   if (r->prof->greet_delay)
     r->stats.delay_total += r->now - r->stats.start; /* held by the tarpit */
@@ -696,6 +703,7 @@ int sl__step_replies(sl_relay *r) {
     if (rc == 0 || !sl__released(r, r->prof->reply_delay) ||
         sl__emit_upstream(r, b, &rep, k))
       break;
+    refused(r, rep.code);
     int current = q_head_current(r);
     sl__buf_consume(r, &r->uin, rep.len);
     r->up_out--;

@@ -188,9 +188,12 @@ const char *sl_command_name(sl_command c);
 
 /* Why the suspect tarpit profile came into force (ev.tarpit.reason). */
 #define SL_TARPIT_REASON_MAP(XX)                                              \
-  XX(SCORE, 1, "score")         /* the DNSBL score reached tarpit_score */    \
-  XX(ACTION, 2, "action")       /* pregreet_action, or dnsbl_action at */     \
-                                /* reject_score, is SL_ACT_TARPIT */          \
+  XX(SCORE, 1, "score")         /* the DNSBL answers brought the score */     \
+                                /* to tarpit_score */                         \
+  /* the greeting's verdict: pregreet_action, or dnsbl_action at             \
+     reject_score, is SL_ACT_TARPIT, or a pregreet brought the score to      \
+     tarpit_score */                                                          \
+  XX(ACTION, 2, "action")                                                     \
   XX(ADMISSION, 3, "admission") /* admission was SL_ADMIT_TARPIT */
 
 typedef enum sl_tarpit_reason {
