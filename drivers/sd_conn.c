@@ -1484,9 +1484,9 @@ static void start_session(sd_conns *s, sd_gen *g, const sd_start *st);
  * header naming the client arrives.  Nothing is said to the client and
  * nothing is read: its bytes wait in the socket (a pregreet is still seen
  * by the relay).  The wait is bounded: the backend answers within
- * redis_timeout; the header within PEND_HEADER_WAIT, after which the relay
- * takes over (it judges the header itself). */
-#define PEND_HEADER_WAIT (5 * SL_SEC)
+ * redis_timeout; the header within proxy_header_timeout, after which the
+ * connection is closed unanswered as the relay would. */
+#define SD_ADDR_TEXT 64
 #define PEND_PEEK 232 /* a v1 line, or v2 with a few TLVs (HAProxy sends none) */
 
 struct sd_pend {
@@ -1620,7 +1620,19 @@ static void pend_io(sd_handler *h, uint32_t ev) {
 
 static void pend_timer(sd_timer *t) {
   sd_pend *p = (sd_pend *)(void *)((char *)t - offsetof(sd_pend, timer));
-  pend_finish(p, NULL);
+  if (p->local_seen) {
+    /* a LOCAL header, then silence: serve it as the balancer's session */
+    pend_finish(p, NULL);
+    return;
+  }
+  /* No complete header within proxy_header_timeout: closed unanswered,
+     as the relay would (haproxy's rule for a balancer that says nothing). */
+  char peer[SD_ADDR_TEXT];
+  sd_sockaddr_format((const struct sockaddr *)&p->peer, peer, sizeof peer);
+  sd_log(SD_LOG_INFO, "proxy header from %s not complete within proxy_header_timeout: closed",
+         peer);
+  sd_count(SD_C_END_TIMEOUT, 1);
+  pend_drop(p);
 }
 
 void sd_conn_pending_free_all(sd_conns *s) {
@@ -1687,7 +1699,7 @@ void sd_conn_accept(sd_conns *s, sd_gen *g, size_t listener, int tls, int proxy,
     return;
   }
   p->registered = 1;
-  sd_timer_set(s->loop, &p->timer, sd_loop_now(s->loop) + PEND_HEADER_WAIT);
+  sd_timer_set(s->loop, &p->timer, sd_loop_now(s->loop) + cfg->limits.proxy_header_timeout);
 }
 
 static void start_session(sd_conns *s, sd_gen *g, const sd_start *st) {
