@@ -592,6 +592,8 @@ static int rd_admit(sd_state *st, const sl_addr *a, uint64_t now,
     sd_count(SD_C_STATE_DOWN, 1);
     return SD_STATE_DONE;
   }
+  /* the limits of the last reload, whichever process applied it */
+  sd_state_shm_limits(s->shm, &s->rl);
   char p[64], addr[SL_ADDR_STRLEN], kc[KEY_MAX], kr[KEY_MAX], kp[KEY_MAX],
       m[64];
   char lease[24], cmax[16], rmax[16], win[24], oc[4], orr[4];
