@@ -8,7 +8,6 @@
 #include "sl_caps.h"
 #include "sl_cmd.h"
 #include "sl_data.h"
-#include "sl_envelope.h"
 #include "sl_relay_int.h"
 #include "sl_reply.h"
 #include "sluice/proxy.h"
@@ -61,9 +60,43 @@ void sl__up_write_params(sl_relay *r, const uint8_t *line, size_t len,
   sl__buf_put(&r->uout, "\r\n", 2);
 }
 
-static void up_command(sl_relay *r, const char *s) {
-  if (sl__up_room(r, strlen(s)))
-    sl__up_write_line(r, (const uint8_t *)s, strlen(s));
+/* Writes the due preamble line; 0 while the pool refuses the buffer. */
+static int pre_write(sl_relay *r) {
+  uint8_t line[512];
+  const uint8_t *p = line;
+  size_t n = 0;
+  switch (r->pre_due) {
+  case SL_PRE_EHLO_OWN:
+  case SL_PRE_HELO_OWN:
+    n = sl__put_str(line, r->pre_due == SL_PRE_EHLO_OWN ? "EHLO " : "HELO ");
+    n += sl__put_str(line + n, r->pol->hostname);
+    break;
+  case SL_PRE_CLIENT_EHLO:
+    p = r->ehlo.p + r->ehlo.off;
+    n = r->ehlo.len;
+    break;
+  case SL_PRE_STARTTLS:
+    n = sl__put_str(line, "STARTTLS");
+    break;
+  case SL_PRE_XCLIENT: {
+    sl_ident id;
+    sl__ident(r, &id);
+    n = sl_xclient_line(line, &id);
+    break;
+  }
+  default:
+    return 1;
+  }
+  if (!sl__up_room(r, n))
+    return 0;
+  sl__up_write_line(r, p, n);
+  r->pre_due = SL_PRE_NONE;
+  return 1;
+}
+
+void sl__up_preamble_line(sl_relay *r, enum sl_pre_line which) {
+  r->pre_due = (uint8_t)which;
+  pre_write(r);
   r->t_up = sl__tadd(r->now, r->lim->upstream_command_timeout);
 }
 
@@ -104,6 +137,8 @@ void sl__up_close(sl_relay *r) {
   r->id_connect = r->id_tls_up = 0;
   r->res_connect = r->res_tls_up = 0; /* answers for that leg are stale */
   r->xfwd_sent = 0;                   /* a new leg needs its own XFORWARD */
+  r->proxy_due = 0;
+  r->pre_due = SL_PRE_NONE;
 }
 
 /* Does a queued reply still depend on the upstream? */
@@ -225,6 +260,34 @@ static void up_ready(sl_relay *r) {
   sl__event(r, SL_EV_UPSTREAM_READY, r->attempt);
 }
 
+/* The EHLO/HELO argument stored in r->ehlo, or NULL. */
+static const uint8_t *helo_name(const sl_relay *r, size_t *n) {
+  if (!r->ehlo.len)
+    return NULL;
+  const uint8_t *l = r->ehlo.p + r->ehlo.off;
+  sl_cmd c;
+  sl_cmd_parse(l, r->ehlo.len, &c);
+  *n = sl_cmd_helo_arg(l + c.arg, r->ehlo.len - c.arg, r->lim->domain_max);
+  return l + c.arg;
+}
+
+/* The client's identity for XCLIENT and XFORWARD. */
+void sl__ident(const sl_relay *r, sl_ident *id) {
+  id->addr = &r->info.client;
+  id->name = r->info.client_name;
+  id->helo_len = 0;
+  id->helo = helo_name(r, &id->helo_len);
+  id->helo_seen = r->helo;
+  id->esmtp = r->esmtp;
+}
+
+/* XCLIENT (Postfix XCLIENT_README): the upstream logs and judges the real
+   client, not sluice. */
+static void up_send_xclient(sl_relay *r) {
+  sl__up_preamble_line(r, SL_PRE_XCLIENT);
+  r->up = UP_XCLIENT;
+}
+
 /* After the upstream's EHLO: TLS, then identity, then the client's EHLO. */
 static void up_preamble_next(sl_relay *r) {
   const sl_policy *p = r->pol;
@@ -232,7 +295,7 @@ static void up_preamble_next(sl_relay *r) {
        p->upstream_tls == SL_UPTLS_REQUIRED) &&
       !r->stats.tls_upstream && !r->up_tls_refused &&
       (r->up_caps & SL_CAP_STARTTLS)) {
-    up_command(r, "STARTTLS");
+    sl__up_preamble_line(r, SL_PRE_STARTTLS);
     r->up = UP_STARTTLS;
     return;
   }
@@ -242,13 +305,11 @@ static void up_preamble_next(sl_relay *r) {
   }
   if (p->identity == SL_IDENT_XCLIENT && !r->xclient_done &&
       (r->up_caps & SL_CAP_XCLIENT)) {
-    sl__up_send_xclient(r);
+    up_send_xclient(r);
     return;
   }
   if (r->helo && r->ehlo.len && !r->replayed) {
-    if (sl__up_room(r, r->ehlo.len))
-      sl__up_write_line(r, r->ehlo.p + r->ehlo.off, r->ehlo.len);
-    r->t_up = sl__tadd(r->now, r->lim->upstream_command_timeout);
+    sl__up_preamble_line(r, SL_PRE_CLIENT_EHLO);
     r->replayed = 1;
     r->up = UP_REPLAY;
     return;
@@ -259,20 +320,32 @@ static void up_preamble_next(sl_relay *r) {
 void sl__up_connected(sl_relay *r) {
   r->up = UP_GREETING;
   r->t_up = sl__tadd(r->now, r->lim->upstream_greeting_timeout);
-  if (r->pol->identity == SL_IDENT_PROXY_V1 ||
-      r->pol->identity == SL_IDENT_PROXY_V2) {
-    /* The header must be the first bytes upstream, before its greeting. */
+  /* The header must be the first bytes upstream, before its greeting is
+     read: written by step_preamble() once a buffer is lent. */
+  r->proxy_due = r->pol->identity == SL_IDENT_PROXY_V1 ||
+                 r->pol->identity == SL_IDENT_PROXY_V2;
+}
+
+/* 0 while the pool refuses the buffer (the greeting stays unread). */
+static int up_proxy_header(sl_relay *r) {
+  if (!r->proxy_due)
+    return 1;
+  {
     uint8_t hdr[232];
     long n = r->pol->identity == SL_IDENT_PROXY_V1
                  ? sl_proxy_write_v1(hdr, sizeof(hdr), &r->info.client,
                                      &r->info.local)
                  : sl_proxy_write_v2(hdr, sizeof(hdr), &r->info.client,
                                      &r->info.local);
-    if (n > 0 && sl__buf_reserve(r, &r->uout, (uint32_t)n) == 0) {
+    if (n > 0) {
+      if (sl__buf_reserve(r, &r->uout, (uint32_t)n))
+        return 0;
       r->t_uout = r->now;
       sl__buf_put(&r->uout, hdr, (size_t)n);
     }
   }
+  r->proxy_due = 0;
+  return 1;
 }
 
 /* ---- step: the upstream preamble ------------------------------------ */
@@ -285,18 +358,12 @@ void sl__up_ehlo(sl_relay *r) {
   r->replayed = 0;
   r->probe_own = 0;
   if (r->helo && r->esmtp && r->ehlo.len) {
-    if (sl__up_room(r, r->ehlo.len))
-      sl__up_write_line(r, r->ehlo.p + r->ehlo.off, r->ehlo.len);
+    sl__up_preamble_line(r, SL_PRE_CLIENT_EHLO);
     r->replayed = 1;
   } else {
     r->probe_own = 1;
-    uint8_t line[300];
-    size_t n = sl__put_str(line, "EHLO ");
-    n += sl__put_str(line + n, r->pol->hostname);
-    if (sl__up_room(r, n))
-      sl__up_write_line(r, line, n);
+    sl__up_preamble_line(r, SL_PRE_EHLO_OWN);
   }
-  r->t_up = sl__tadd(r->now, r->lim->upstream_command_timeout);
   r->up = UP_EHLO;
 }
 
@@ -312,7 +379,7 @@ static int up_needs_probe(const sl_relay *r) {
          p->identity == SL_IDENT_XCLIENT || (r->helo && r->esmtp);
 }
 
-static int step_preamble(sl_relay *r) {
+static int preamble_reply(sl_relay *r) {
   sl_reply rep;
   int rc = r->uin.len
                ? sl_reply_scan(r->uin.p + r->uin.off, r->uin.len,
@@ -384,12 +451,7 @@ static int step_preamble(sl_relay *r) {
       up_preamble_next(r);
     } else {
       sl__buf_consume(r, &r->uin, rep.len);
-      uint8_t line[300];
-      size_t n = sl__put_str(line, "HELO ");
-      n += sl__put_str(line + n, r->pol->hostname);
-      if (sl__up_room(r, n))
-        sl__up_write_line(r, line, n);
-      r->t_up = sl__tadd(r->now, r->lim->upstream_command_timeout);
+      sl__up_preamble_line(r, SL_PRE_HELO_OWN);
       r->up = UP_HELO;
     }
     return 1;
@@ -453,6 +515,12 @@ static int step_preamble(sl_relay *r) {
   default:
     return 0;
   }
+}
+
+static int step_preamble(sl_relay *r) {
+  if (!up_proxy_header(r) || !pre_write(r))
+    return 0;
+  return preamble_reply(r);
 }
 
 int sl__step_upstream(sl_relay *r) {
