@@ -79,6 +79,14 @@ static int ends_group(const sl_relay *r, sl_verb v) {
   }
 }
 
+/* A relayed MAIL's reply has not come back yet. */
+static int mail_reply_due(const sl_relay *r) {
+  for (unsigned i = 0; i < r->q_len; i++)
+    if (r->q[(r->q_head + i) % QUEUE_CAP] == Q_UP_MAIL)
+      return 1;
+  return 0;
+}
+
 /* Message bytes sent before the reply to DATA, under
    forbid_unauth_pipelining, while that reply is still queued: it is
    replaced by the refusal (a relayed DATA's own reply is swallowed and the
@@ -345,6 +353,12 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       break;
     }
     if (r->mail) {
+      /* Under pipelining the MAIL before this one may still await its
+         reply: only that reply says whether this one is nested.  Postfix
+         answers a MAIL after a refused MAIL as a first MAIL, so this one
+         waits, unread, for it. */
+      if (mail_reply_due(r))
+        return 0;
       lr = R_NESTED_MAIL;
       break;
     }
