@@ -6,8 +6,9 @@ import pytest
 
 from lib.filters import EICAR, EICAR_SIGNATURE
 from lib.receiver import canonical
-from test_filters_support import (QueueStep, data_reply, filtered_sluiced,  # noqa: F401
-                                  message, reply_code, send)
+from test_filters_support import (QueueStep, assert_filter_counted, data_reply,  # noqa: F401
+                                  filtered_sluiced, message, reply_code, send,
+                                  wait_session_verdict)
 
 TRANSPORTS = ["unix", "inet"]
 
@@ -39,6 +40,8 @@ def test_eicar_rejected_with_virus_name(transport, clamd_server, filter_postfix,
     assert reply_code(r) // 100 == 5, what
     assert EICAR_SIGNATURE in data_reply(r), what
     assert step.new() == [], "EICAR reached the receiver's queue"
+    wait_session_verdict(s, "clamav", "reject")
+    assert_filter_counted(s, "clamav", "reject")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -58,3 +61,5 @@ def test_clean_message_delivered_byte_exact(transport, clamd_server, filter_post
     assert new[0].data == canonical(sent)
     # It was clamd that passed it: one more clean stream in clamd's own log.
     assert clamd_server.clean_scans() == scans + 1, clamd_server.log()[-2000:]
+    wait_session_verdict(s, "clamav", "accept")
+    assert_filter_counted(s, "clamav", "accept")

@@ -6,8 +6,9 @@ holds no descriptor more after the session than before it."""
 import pytest
 
 from lib.filters import BrokenFilter, dead_filter_address
-from test_filters_support import (FILTER_TIMEOUT, QueueStep, data_reply,  # noqa: F401
-                                  filtered_sluiced, message, reply_code, send, settled_fds)
+from test_filters_support import (FILTER_TIMEOUT, QueueStep, assert_filter_counted,  # noqa: F401
+                                  data_reply, filtered_sluiced, message, reply_code, send,
+                                  settled_fds, wait_session_verdict)
 
 KINDS = ["milter", "rspamd", "clamd"]
 BEHAVIOURS = ["down", "slow", "garbage"]
@@ -50,6 +51,9 @@ def run_case(kind, behaviour, default, filter_postfix, filtered_sluiced, broken_
     if bf is not None:
         from lib.net import wait_for
         wait_for(lambda: bf.open_connections() == 0, 5, what="filter connections closed")
+    # Logged and counted as a failure of that filter.
+    wait_session_verdict(s, f"broken-{kind}")
+    assert_filter_counted(s, f"broken-{kind}", failure=True)
     return s, r
 
 

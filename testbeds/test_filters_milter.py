@@ -7,27 +7,29 @@ import pytest
 
 from lib.filters import DIFFERENTIAL_MODES, MILTER_TIMEOUT_S  # noqa: F401
 from lib.postfix import service
-from test_filters_support import (QueueStep, data_reply, filtered_sluiced,  # noqa: F401
-                                  header_values, headers_and_body, message, reply_code, send)
+from test_filters_support import (QueueStep, assert_filter_counted, data_reply,  # noqa: F401
+                                  filtered_sluiced, header_values, headers_and_body, message,
+                                  reply_code, send, wait_session_verdict)
 
 FLAGGED = ("X-Sluice-Verdict: reject",)
 
-# (milter mode, message headers, expected code from both, text both replies carry)
+# (milter mode, message headers, expected code from both, text both replies
+# carry, the verdicts sluiced's session log may name)
 CASES = {
-    "accept": ("accept", (), 250, None),
-    "reject-flagged": ("reject", FLAGGED, 550, "rejected by the test milter"),
-    "reject-unflagged": ("reject", (), 250, None),
-    "addheader": ("addheader", (), 250, None),
-    "tempfail": ("tempfail", (), 451, "try again later, says the test milter"),
+    "accept": ("accept", (), 250, None, ("accept",)),
+    "reject-flagged": ("reject", FLAGGED, 550, "rejected by the test milter", ("reject",)),
+    "reject-unflagged": ("reject", (), 250, None, ("accept",)),
+    "addheader": ("addheader", (), 250, None, ("change", "accept")),
+    "tempfail": ("tempfail", (), 451, "try again later, says the test milter", ("tempfail",)),
     # Postfix waits milter_content_timeout, sluiced filter_timeout (both
     # MILTER_TIMEOUT_S), then both apply their default action: tempfail.
-    "hang": ("hang", (), 451, None),
+    "hang": ("hang", (), 451, None, ("fail", "tempfail")),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_milter_same_verdict_as_postfix(case, milters, filter_postfix, filtered_sluiced):
-    mode, headers, code, text = CASES[case]
+    mode, headers, code, text, logged = CASES[case]
     milter = milters[mode]
     msg = message(f"milter differential {case}", headers=headers)
 
@@ -61,6 +63,11 @@ def test_milter_same_verdict_as_postfix(case, milters, filter_postfix, filtered_
             ["seen by sluice-test-addheader"], via_new[0].data
     # The milter decided once per message on each path (hang: it saw both).
     assert len(milter.seen()) >= 2, milter.seen()
+    tok = wait_session_verdict(s, f"m-{mode}", *logged)
+    if mode == "hang":
+        assert_filter_counted(s, f"m-{mode}", failure=True)
+    else:
+        assert_filter_counted(s, f"m-{mode}", tok.rpartition(":")[2])
 
 
 def test_reject_on_header_leaves_later_transaction_alone(milters, filter_postfix,
@@ -91,7 +98,7 @@ def test_reject_on_header_leaves_later_transaction_alone(milters, filter_postfix
 def test_control_postfix_applies_each_scripted_milter(milters, filter_postfix):
     """The reference side alone (no sluice): each scripted milter does to
     Postfix what CASES say, so a differential failure is sluice's."""
-    for case, (mode, headers, code, text) in CASES.items():
+    for case, (mode, headers, code, text, _) in CASES.items():
         if mode == "hang":
             continue  # covered by the differential; costs MILTER_TIMEOUT_S
         step = QueueStep(filter_postfix)

@@ -5,8 +5,9 @@ and the receiving Postfix's queue."""
 import pytest
 
 from lib.filters import GTUBE, SOFT_REJECT_HEADER, SOFT_REJECT_MESSAGE
-from test_filters_support import (QueueStep, data_reply, filtered_sluiced,  # noqa: F401
-                                  header_values, headers_and_body, message, reply_code, send)
+from test_filters_support import (QueueStep, assert_filter_counted, data_reply,  # noqa: F401
+                                  filtered_sluiced, header_values, headers_and_body, message,
+                                  reply_code, send, wait_session_verdict)
 
 
 def test_rspamd_fixture_scores_like_rspamd(rspamd_server):
@@ -40,6 +41,8 @@ def test_gtube_rejected_during_session(mode, rspamd_server, filter_postfix, filt
     # The client gets rspamd's own reason, re-framed into one safe reply line.
     assert "Gtube pattern" in data_reply(r), what
     assert step.new() == [], "GTUBE reached the receiver's queue"
+    wait_session_verdict(s, "rspamd", "reject")
+    assert_filter_counted(s, "rspamd", "reject")
 
 
 def test_ham_delivered_with_rspamd_headers_in_spool_mode(rspamd_server, filter_postfix,
@@ -63,6 +66,9 @@ def test_ham_delivered_with_rspamd_headers_in_spool_mode(rspamd_server, filter_p
     got_fields, got_body = headers_and_body(got)
     assert got_body == sent_body
     assert set(sent_fields) <= set(got_fields), (sent_fields, got_fields)
+    # Ham with header changes: "change" (README: relayed with the filter's changes).
+    tok = wait_session_verdict(s, "rspamd", "change", "accept")
+    assert_filter_counted(s, "rspamd", tok.rpartition(":")[2])
 
 
 def test_soft_reject_is_a_tempfail(rspamd_server, filter_postfix, filtered_sluiced):
@@ -73,3 +79,5 @@ def test_soft_reject_is_a_tempfail(rspamd_server, filter_postfix, filtered_sluic
     assert r.rc == 26, what
     assert reply_code(r) // 100 == 4, what
     assert step.new() == [], "a soft-rejected message reached the receiver's queue"
+    wait_session_verdict(s, "rspamd", "tempfail")
+    assert_filter_counted(s, "rspamd", "tempfail")

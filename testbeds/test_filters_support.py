@@ -151,3 +151,58 @@ def fd_targets(s):
         except OSError:
             pass
     return out
+
+
+# ---------------------------------------------------------------- log and metrics
+# README "Content filters": the session line names each filter's verdict per
+# message (filters="rspamd:reject clamav:accept"); OpenMetrics counts
+# sluice_filter_verdicts_total{filter,verdict}, sluice_filter_failures_total
+# {filter,reason} and the histogram sluice_filter_seconds{filter}.
+
+def session_filter_verdicts(s) -> list:
+    """Every NAME:VERDICT token of the filters field of sluiced's session lines."""
+    import json
+    out = []
+    for rec in s.sessions():
+        text = json.dumps(rec)
+        out += re.findall(r"([A-Za-z0-9_.-]+):(accept|change|discard|tempfail|reject|fail)\b",
+                          str(rec.get("filters", "")) or text)
+    return [f"{n}:{v}" for n, v in out]
+
+
+def wait_session_verdict(s, name: str, *verdicts: str, timeout: float = 10.0) -> str:
+    """Waits for a session line naming filter name with one of verdicts
+    (any verdict if none given); returns that NAME:VERDICT token."""
+    def found():
+        for tok in session_filter_verdicts(s):
+            n, _, v = tok.rpartition(":")
+            if n == name and (not verdicts or v in verdicts):
+                return tok
+        return None
+    return wait_for(found, timeout,
+                    what=f"{name}:{'|'.join(verdicts) or '*'} in sluiced's session log (have "
+                         f"{session_filter_verdicts(s)}; log: {s.stderr()[-1500:]})")
+
+
+def metric_samples(s, name: str, **labels) -> float:
+    """The sum of the samples of metric name whose labels include labels."""
+    total = 0.0
+    for line in s.metrics().splitlines():
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)", line)
+        if not m or m[1] != name:
+            continue
+        have = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m[2] or ""))
+        if all(have.get(k) == str(v) for k, v in labels.items()):
+            total += float(m[3])
+    return total
+
+
+def assert_filter_counted(s, name: str, verdict: str = None, failure: bool = False):
+    """The metrics endpoint counted this filter's decision (and its latency)."""
+    text = s.metrics()
+    if failure:
+        assert metric_samples(s, "sluice_filter_failures_total", filter=name) >= 1, text
+    else:
+        assert metric_samples(s, "sluice_filter_verdicts_total", filter=name,
+                              verdict=verdict) >= 1, text
+        assert metric_samples(s, "sluice_filter_seconds_count", filter=name) >= 1, text
