@@ -9,7 +9,8 @@ from lib.filters import DIFFERENTIAL_MODES, MILTER_TIMEOUT_S  # noqa: F401
 from lib.postfix import service
 from test_filters_support import (QueueStep, assert_filter_counted, data_reply,  # noqa: F401
                                   filtered_sluiced, header_values, headers_and_body, message,
-                                  reply_code, send, wait_session_verdict)
+                                  reply_code, send, transaction_code,
+                                  wait_session_verdict)
 
 FLAGGED = ("X-Sluice-Verdict: reject",)
 
@@ -24,6 +25,9 @@ CASES = {
     # Postfix waits milter_content_timeout, sluiced filter_timeout (both
     # MILTER_TIMEOUT_S), then both apply their default action: tempfail.
     "hang": ("hang", (), 451, None, ("fail", "tempfail")),
+    # A raw socket server answering bytes no milter sends: both count it as
+    # their default action.
+    "garbage": ("garbage", (), 451, None, ("fail", "tempfail")),
 }
 
 
@@ -32,6 +36,7 @@ def test_milter_same_verdict_as_postfix(case, milters, filter_postfix, filtered_
     mode, headers, code, text, logged = CASES[case]
     milter = milters[mode]
     msg = message(f"milter differential {case}", headers=headers)
+    seen_before = len(milter.seen())
 
     direct_step = QueueStep(filter_postfix)
     direct = send(service(filter_postfix, f"milter-{mode}").address, msg)
@@ -46,9 +51,13 @@ def test_milter_same_verdict_as_postfix(case, milters, filter_postfix, filtered_
     what = (f"\n--- direct:\n{direct.transcript}\n--- via sluiced:\n{via.transcript}\n"
             f"--- sluiced log:\n{s.stderr()[-3000:]}")
     # The reference is Postfix's own behaviour; it must be what the case expects.
-    assert reply_code(direct) == code, what
-    assert reply_code(via) == reply_code(direct), what
-    assert via.rc == direct.rc, what
+    # (The garbage filter fails Postfix's negotiation at connect, so Postfix
+    # refuses MAIL; sluice asks its filters at the end of data: the same code
+    # for the same message, at another stage.)
+    assert transaction_code(direct) == code, what
+    assert transaction_code(via) == transaction_code(direct), what
+    if mode != "garbage":
+        assert reply_code(direct) == code and via.rc == direct.rc, what
     if text:
         assert text in data_reply(direct) and text in data_reply(via), what
     # Only the reply to the end of data may be the milter's: one line, no CR/LF smuggled in.
@@ -61,10 +70,10 @@ def test_milter_same_verdict_as_postfix(case, milters, filter_postfix, filtered_
     if mode == "addheader":
         assert header_values(via_new[0].data, "X-Sluice-Milter") == \
             ["seen by sluice-test-addheader"], via_new[0].data
-    # The milter decided once per message on each path (hang: it saw both).
-    assert len(milter.seen()) >= 2, milter.seen()
+    # The filter was asked once on each path (hang and garbage too).
+    assert len(milter.seen()) == seen_before + 2, milter.seen()
     tok = wait_session_verdict(s, f"m-{mode}", *logged)
-    if mode == "hang":
+    if mode in ("hang", "garbage"):
         assert_filter_counted(s, f"m-{mode}", failure=True)
     else:
         assert_filter_counted(s, f"m-{mode}", tok.rpartition(":")[2])
@@ -99,8 +108,8 @@ def test_control_postfix_applies_each_scripted_milter(milters, filter_postfix):
     """The reference side alone (no sluice): each scripted milter does to
     Postfix what CASES say, so a differential failure is sluice's."""
     for case, (mode, headers, code, text, _) in CASES.items():
-        if mode == "hang":
-            continue  # covered by the differential; costs MILTER_TIMEOUT_S
+        if mode in ("hang", "garbage"):
+            continue  # failures: covered by the differential
         step = QueueStep(filter_postfix)
         r = send(service(filter_postfix, f"milter-{mode}").address,
                  message(f"control {case}", headers=headers))

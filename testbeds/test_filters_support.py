@@ -40,6 +40,20 @@ def reply_code(result) -> int:
     return int(r[:3]) if r else 0
 
 
+def transaction_code(result) -> int:
+    """The code that decided the client's transaction: the first 4xx/5xx
+    after the greeting (a filter failing at connect makes Postfix refuse
+    MAIL already), else the reply to the end of data; 0 if neither came."""
+    finals = [l for l in result.server_lines() if re.match(r"^\d{3}( |$)", l)]
+    after_354 = False
+    for line in finals[1:]:
+        code = int(line[:3])
+        if after_354 or code >= 400:
+            return code
+        after_354 = code == 354
+    return 0
+
+
 class QueueStep:
     """What one step added to a receiver's queue: ids not seen at the start."""
 

@@ -365,6 +365,12 @@ class BrokenFilter:
     def filter_address(self) -> str:
         return f"inet:{self.host}:{self.port}"
 
+    postfix_address = filter_address
+
+    def seen(self) -> list:
+        """One entry per connection, as MilterServer.seen() has one per message."""
+        return [f"{self.behaviour} connection"] * self.connections
+
     def _serve(self):
         while not self._stopping:
             try:
@@ -433,8 +439,9 @@ import pytest  # noqa: E402
 
 from .postfix import PostfixInstance  # noqa: E402
 
-# The milters the differential tests put behind Postfix and behind sluice.
-DIFFERENTIAL_MODES = ("accept", "reject", "addheader", "tempfail", "hang")
+# The milters the differential tests put behind Postfix and behind sluice
+# ("garbage" is a BrokenFilter, not a milter).
+DIFFERENTIAL_MODES = ("accept", "reject", "addheader", "tempfail", "hang", "garbage")
 # Postfix's wait for a hung milter, the same as the sluiced configurations
 # of the tests give filter_timeout.
 MILTER_TIMEOUT_S = 2
@@ -487,11 +494,12 @@ def clamd_server():
 
 @pytest.fixture(scope="session")
 def milters():
-    """{mode: MilterServer} for every mode of DIFFERENTIAL_MODES."""
+    """{mode: MilterServer} for every mode of DIFFERENTIAL_MODES, and
+    "garbage": a BrokenFilter answering garbage to the first packet."""
     started = {}
     try:
         for mode in DIFFERENTIAL_MODES:
-            started[mode] = MilterServer(mode)
+            started[mode] = BrokenFilter(mode) if mode == "garbage" else MilterServer(mode)
     except Exception:
         for m in started.values():
             m.stop()
