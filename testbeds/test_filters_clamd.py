@@ -63,3 +63,24 @@ def test_clean_message_delivered_byte_exact(transport, clamd_server, filter_post
     assert clamd_server.clean_scans() == scans + 1, clamd_server.log()[-2000:]
     wait_session_verdict(s, "clamav", "accept")
     assert_filter_counted(s, "clamav", "accept")
+
+
+def test_rspamd_and_clamd_together_any_reject_wins(clamd_server, rspamd_server, filter_postfix,
+                                                   filtered_sluiced):
+    """Both filters see every message; EICAR (ham to rspamd) is refused by
+    clamd's verdict, a clean message passes both; the session line names
+    both filters' verdicts."""
+    s = filtered_sluiced(filter_postfix.address,
+                         [f"rspamd {rspamd_server.filter_address} name=rspamd",
+                          f"clamd {clamd_server.filter_address} name=clamav"])
+    step = QueueStep(filter_postfix)
+    bad = send(s.address, eicar_message("eicar with two filters"))
+    assert reply_code(bad) // 100 == 5 and EICAR_SIGNATURE in data_reply(bad), bad.transcript
+    assert step.new() == []
+    wait_session_verdict(s, "clamav", "reject")
+    wait_session_verdict(s, "rspamd", "accept", "change")
+    step = QueueStep(filter_postfix)
+    good = send(s.address, message("clean with two filters"))
+    assert reply_code(good) == 250, good.transcript + s.stderr()[-2000:]
+    assert len(step.new()) == 1
+    wait_session_verdict(s, "clamav", "accept")
