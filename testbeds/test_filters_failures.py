@@ -7,7 +7,7 @@ import pytest
 
 from lib.filters import BrokenFilter, dead_filter_address
 from test_filters_support import (QueueStep, assert_filter_counted,  # noqa: F401
-                                  data_reply, filtered_sluiced, message, reply_code, send,
+                                  data_reply, filtered_sluiced, message, reply_code, raw_send,
                                   settled_fds, wait_session_verdict)
 
 KINDS = ["milter", "rspamd", "clamd"]
@@ -42,7 +42,7 @@ def run_case(kind, behaviour, default, filter_postfix, filtered_sluiced, broken_
                                "filter_timeout": SLOW_TIMEOUT})
     base_fds = s.fd_count()
     step = QueueStep(filter_postfix)
-    r = send(s.address, message(f"{kind} {behaviour} {default}"))
+    r = raw_send(s.address, message(f"{kind} {behaviour} {default}"))
     what = f"{r.transcript}\n{s.stderr()[-3000:]}"
     cls, delivered = DEFAULTS[default]
     assert reply_code(r) // 100 == cls, what
@@ -92,7 +92,7 @@ def test_hung_milter_many_sessions_no_leak(milters, filter_postfix, filtered_slu
     base_fds = s.fd_count()
     step = QueueStep(filter_postfix)
     with ThreadPoolExecutor(5) as pool:
-        results = list(pool.map(lambda i: send(s.address, message(f"hung {i}")), range(10)))
+        results = list(pool.map(lambda i: raw_send(s.address, message(f"hung {i}")), range(10)))
     for r in results:
         assert reply_code(r) // 100 == 4, r.transcript
     assert step.new() == []

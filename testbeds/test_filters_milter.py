@@ -9,7 +9,7 @@ from lib.filters import DIFFERENTIAL_MODES, MILTER_TIMEOUT_S  # noqa: F401
 from lib.postfix import service
 from test_filters_support import (QueueStep, assert_filter_counted, data_reply,  # noqa: F401
                                   filtered_sluiced, header_values, headers_and_body, message,
-                                  reply_code, send, transaction_code,
+                                  reply_code, raw_send, transaction_code,
                                   wait_session_verdict)
 
 FLAGGED = ("X-Sluice-Verdict: reject",)
@@ -39,13 +39,13 @@ def test_milter_same_verdict_as_postfix(case, milters, filter_postfix, filtered_
     seen_before = len(milter.seen())
 
     direct_step = QueueStep(filter_postfix)
-    direct = send(service(filter_postfix, f"milter-{mode}").address, msg)
+    direct = raw_send(service(filter_postfix, f"milter-{mode}").address, msg)
     direct_new = direct_step.new()
 
     s = filtered_sluiced(filter_postfix.address, [f"milter {milter.filter_address} name=m-{mode}"],
                          conf={"filter_timeout": f"{MILTER_TIMEOUT_S}s"})
     via_step = QueueStep(filter_postfix)
-    via = send(s.address, msg)
+    via = raw_send(s.address, msg)
     via_new = via_step.new()
 
     what = (f"\n--- direct:\n{direct.transcript}\n--- via sluiced:\n{via.transcript}\n"
@@ -111,7 +111,7 @@ def test_control_postfix_applies_each_scripted_milter(milters, filter_postfix):
         if mode in ("hang", "garbage"):
             continue  # failures: covered by the differential
         step = QueueStep(filter_postfix)
-        r = send(service(filter_postfix, f"milter-{mode}").address,
+        r = raw_send(service(filter_postfix, f"milter-{mode}").address,
                  message(f"control {case}", headers=headers))
         assert reply_code(r) == code, (case, r.transcript)
         if text:

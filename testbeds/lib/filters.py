@@ -101,7 +101,9 @@ class RspamdServer:
     milter_headers adds X-Spamd-Result and X-Spam-Status to every reply
     (milter.add_headers), also for local clients."""
 
-    def __init__(self, host: str = LOCALHOST):
+    def __init__(self, host: str = LOCALHOST, wait: bool = True):
+        # wait=False returns once the process is spawned (call wait_ready()):
+        # rspamd's start-up then overlaps another daemon's.
         self.host = host
         self.root = _instance_dir("sluice-rspamd-")
         self.port = free_port(host)
@@ -131,11 +133,16 @@ class RspamdServer:
         if os.geteuid() == 0:
             argv += ["-u", RSPAMD_USER, "-g", RSPAMD_USER]
         self.proc = Proc(argv, self.root / "log", "rspamd")
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60):
         try:
-            wait_port(host, self.port, timeout=60, proc=self.proc.popen)
+            wait_port(self.host, self.port, timeout=timeout, proc=self.proc.popen)
         except Exception:
+            log = self.log()
             self.stop()
-            raise RuntimeError(f"rspamd did not start: {self.log()[-3000:]}")
+            raise RuntimeError(f"rspamd did not start: {log[-3000:]}")
 
     @property
     def address(self):
@@ -453,11 +460,24 @@ def _require_root(what):
 
 
 @pytest.fixture(scope="session")
-def rspamd_server():
+def _rspamd_spawned():
+    """rspamd spawned, not yet waited for: filter_postfix asks for it so that
+    rspamd's start-up (3-10 s) overlaps Postfix's."""
+    if os.geteuid() != 0:
+        yield None
+        return
+    r = RspamdServer(wait=False)
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="session")
+def rspamd_server(_rspamd_spawned):
     """A private rspamd (RspamdServer), checked with rspamd's own client:
     rspamc must see GTUBE as "reject" before any test relies on it."""
     _require_root("rspamd_server")
-    r = RspamdServer()
+    r = _rspamd_spawned
+    r.wait_ready()
     try:
         path = r.root / "gtube.eml"
         path.write_bytes(b"From: selftest@example.test\r\nTo: rcpt@example.test\r\n"
@@ -471,7 +491,6 @@ def rspamd_server():
         r.stop()
         raise
     yield r
-    r.stop()
 
 
 @pytest.fixture(scope="session")
@@ -510,7 +529,7 @@ def milters():
 
 
 @pytest.fixture(scope="session")
-def filter_postfix(milters):
+def filter_postfix(milters, _rspamd_spawned):
     """One private Postfix for every filter test (one start instead of one
     per test): its main listener (.address) has no milter and is the
     receiver behind sluiced; each extra listener "milter-MODE"
