@@ -1,0 +1,123 @@
+"""Scripted milters (python3-milter) behind sluiced, each judged against the
+same milter behind a real Postfix (smtpd_milters): the same message gets
+the same verdict from both, seen by the client (exit status, reply code,
+the milter's own text) and by the receiving Postfix's queue (how many
+messages, which headers)."""
+import pytest
+
+from lib.filters import DIFFERENTIAL_MODES, MILTER_TIMEOUT_S  # noqa: F401
+from lib.postfix import service
+from test_filters_support import (QueueStep, assert_filter_counted, data_reply,  # noqa: F401
+                                  filtered_sluiced, header_values, headers_and_body, message,
+                                  reply_code, raw_send, transaction_code,
+                                  wait_session_verdict)
+
+FLAGGED = ("X-Sluice-Verdict: reject",)
+
+# (milter mode, message headers, expected code from both, text both replies
+# carry, the verdicts sluiced's session log may name)
+CASES = {
+    "accept": ("accept", (), 250, None, ("accept",)),
+    "reject-flagged": ("reject", FLAGGED, 550, "rejected by the test milter", ("reject",)),
+    "reject-unflagged": ("reject", (), 250, None, ("accept",)),
+    "addheader": ("addheader", (), 250, None, ("change", "accept")),
+    "tempfail": ("tempfail", (), 451, "try again later, says the test milter", ("tempfail",)),
+    # Postfix waits milter_content_timeout, sluiced filter_timeout (both
+    # MILTER_TIMEOUT_S), then both apply their default action: tempfail.
+    "hang": ("hang", (), 451, None, ("fail", "tempfail")),
+    # A raw socket server answering bytes no milter sends: both count it as
+    # their default action.
+    "garbage": ("garbage", (), 451, None, ("fail", "tempfail")),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_milter_same_verdict_as_postfix(case, milters, filter_postfix, filtered_sluiced):
+    mode, headers, code, text, logged = CASES[case]
+    milter = milters[mode]
+    msg = message(f"milter differential {case}", headers=headers)
+    seen_before = len(milter.seen())
+
+    direct_step = QueueStep(filter_postfix)
+    direct = raw_send(service(filter_postfix, f"milter-{mode}").address, msg)
+    direct_new = direct_step.new()
+
+    s = filtered_sluiced(filter_postfix.address, [f"milter {milter.filter_address} name=m-{mode}"],
+                         conf={"filter_timeout": f"{MILTER_TIMEOUT_S}s"})
+    via_step = QueueStep(filter_postfix)
+    via = raw_send(s.address, msg)
+    via_new = via_step.new()
+
+    what = (f"\n--- direct:\n{direct.transcript}\n--- via sluiced:\n{via.transcript}\n"
+            f"--- sluiced log:\n{s.stderr()[-3000:]}")
+    # The reference is Postfix's own behaviour; it must be what the case expects.
+    # (The garbage filter fails Postfix's negotiation at connect, so Postfix
+    # refuses MAIL; sluice asks its filters at the end of data: the same code
+    # for the same message, at another stage.)
+    assert transaction_code(direct) == code, what
+    assert transaction_code(via) == transaction_code(direct), what
+    if mode != "garbage":
+        assert reply_code(direct) == code and via.rc == direct.rc, what
+    if text:
+        assert text in data_reply(direct) and text in data_reply(via), what
+    # Only the reply to the end of data may be the milter's: one line, no CR/LF smuggled in.
+    assert "\n" not in data_reply(via), what
+
+    assert len(direct_new) == (1 if code == 250 else 0), what
+    assert len(via_new) == len(direct_new), what
+    for d, v in zip(direct_new, via_new):
+        assert headers_and_body(v.data) == headers_and_body(d.data), (d.data, v.data)
+    if mode == "addheader":
+        assert header_values(via_new[0].data, "X-Sluice-Milter") == \
+            ["seen by sluice-test-addheader"], via_new[0].data
+    # The filter was asked once on each path (hang and garbage too).
+    assert len(milter.seen()) == seen_before + 2, milter.seen()
+    tok = wait_session_verdict(s, f"m-{mode}", *logged)
+    if mode in ("hang", "garbage"):
+        assert_filter_counted(s, f"m-{mode}", failure=True)
+    else:
+        assert_filter_counted(s, f"m-{mode}", tok.rpartition(":")[2])
+
+
+def test_reject_on_header_leaves_later_transaction_alone(milters, filter_postfix,
+                                                          filtered_sluiced):
+    """A rejected message and an accepted one in the same client session:
+    the reject ends the first transaction only."""
+    from lib.clients import RawSMTP
+    s = filtered_sluiced(filter_postfix.address,
+                         [f"milter {milters['reject'].filter_address}"])
+    step = QueueStep(filter_postfix)
+    with RawSMTP(s.address, timeout=20) as c:
+        assert c.read_reply().code == 220
+        assert c.cmd("EHLO client.test").code == 250
+        replies = []
+        for headers in (FLAGGED, ()):
+            assert c.cmd("MAIL FROM:<sender@example.test>").code == 250
+            assert c.cmd("RCPT TO:<rcpt@example.test>").code == 250
+            assert c.cmd("DATA").code == 354
+            c.send(message("two in one session", headers=headers) + b".\r\n")
+            replies.append(c.read_reply())
+        assert c.cmd("QUIT").code == 221
+    assert [r.code for r in replies] == [550, 250], replies
+    new = step.new()
+    assert len(new) == 1, new
+    assert header_values(new[0].data, "X-Sluice-Verdict") == []
+
+
+def test_control_postfix_applies_each_scripted_milter(milters, filter_postfix):
+    """The reference side alone (no sluice): each scripted milter does to
+    Postfix what CASES say, so a differential failure is sluice's."""
+    for case, (mode, headers, code, text, _) in CASES.items():
+        if mode in ("hang", "garbage"):
+            continue  # failures: covered by the differential
+        step = QueueStep(filter_postfix)
+        r = raw_send(service(filter_postfix, f"milter-{mode}").address,
+                 message(f"control {case}", headers=headers))
+        assert reply_code(r) == code, (case, r.transcript)
+        if text:
+            assert text in data_reply(r), (case, r.transcript)
+        new = step.new()
+        assert len(new) == (1 if code == 250 else 0), (case, new)
+        if mode == "addheader":
+            assert header_values(new[0].data, "X-Sluice-Milter") == \
+                ["seen by sluice-test-addheader"]
