@@ -154,7 +154,8 @@ enum local_reply {
   R_UP_NO_UTF8,
   R_BDAT_OK,
   R_BDAT_FAILED,
-  R_FILTER, /* a content filter's refusal: freply, re-framed */
+  R_FILTER,      /* a content filter's refusal: frep, re-framed */
+  R_FILTER_TEMP, /* ... its deferral when frep is empty */
   R_COUNT
 };
 
@@ -258,8 +259,12 @@ static const struct {
     [R_BDAT_FAILED] = {554, 0,
                        ".0.0 Error: the mail server refused the "
                        "message"},
-    /* rendered from freply (emit_local); the code is fcode */
-    [R_FILTER] = {550, 0, ""},
+    /* the filter's own line from frep (emit_local); these texts only
+       when the pool had no buffer for it */
+    [R_FILTER] = {550, 0, "5.7.1 Message rejected by content filter"},
+    [R_FILTER_TEMP] = {451, 0,
+                       "4.7.1 Message deferred by content filter; try again "
+                       "later"},
 };
 
 /* The request ring never drops a request or an event (guarantee 10).  A
@@ -420,11 +425,11 @@ struct sl_relay {
   uint8_t fterm_len; /* bytes of the held terminator */
   uint8_t fterm[5];  /* ".\r\n", or "\r\n.\r\n" after a BDAT without a
                         final CRLF */
-  uint16_t fcode;    /* code of freply */
-  uint16_t freply_len;
+  uint16_t fcode;    /* code of the refusal */
   uint32_t id_filter; /* the SL_REQ_FILTER of the held terminator */
   uint32_t fsize;     /* that message's size, for its MESSAGE event */
-  uint8_t freply[SL_FILTER_REPLY_MAX];
+  sl_buf frep; /* the refusal line, re-framed (a small pool buffer, held
+                  until it is sent; without one the fixed R_FILTER text) */
 };
 
 static int throttled(const sl_relay *r);
@@ -908,7 +913,8 @@ static int filter_apply(sl_relay *r) {
   for (uint8_t i = r->q_len; i > 0; i--) {
     uint8_t *k = &r->q[(r->q_head + i - 1) % QUEUE_CAP];
     if (*k == Q_LOCAL + R_UPSTREAM_LOST) {
-      *k = Q_LOCAL + R_FILTER;
+      *k = (uint8_t)(Q_LOCAL + (r->frep.len || r->fcode / 100 == 5 ? R_FILTER
+                                                                   : R_FILTER_TEMP));
       break;
     }
   }
@@ -1287,10 +1293,11 @@ static int emit_local(sl_relay *r, enum local_reply id) {
     r->offered = offer & (mlen ? ~0u : ~(uint32_t)SL_CAP_AUTH);
     return 0;
   }
-  if (id == R_FILTER) {
-    if (buf_reserve(r, &r->cout, r->freply_len))
+  if (id == R_FILTER && r->frep.len) {
+    if (buf_reserve(r, &r->cout, r->frep.len))
       return -1;
-    buf_put(&r->cout, r->freply, r->freply_len);
+    buf_put(&r->cout, r->frep.p + r->frep.off, r->frep.len);
+    buf_release(r, &r->frep);
     return 0;
   }
   if (buf_reserve(r, &r->cout, (uint32_t)local_len(r, id)))
@@ -1493,7 +1500,7 @@ static void after_local_reply(sl_relay *r, enum local_reply id) {
   }
   if (id == R_EHLO_LOCAL || id == R_HELO_LOCAL)
     set_stage(r, SL_STAGE_HELO);
-  if (id == R_FILTER) {
+  if (id == R_FILTER || id == R_FILTER_TEMP) {
     /* a message the filters refused: counted as its reply says */
     if (r->fcode / 100 == 4)
       r->stats.messages_tempfailed++;
@@ -1621,7 +1628,7 @@ static int step_replies(sl_relay *r) {
       q_pop(r);
       after_local_reply(r, id);
       if (!(replies[id].flags & RF_NOERR))
-        replied(r, id == R_FILTER ? r->fcode : replies[id].code);
+        replied(r, replies[id].code);
       progress = 1;
       continue;
     }
@@ -3201,8 +3208,9 @@ size_t sl_relay_size(const sl_limits *limits) {
 }
 
 size_t sl_relay_memory_bound(const sl_limits *limits) {
+  /* cin, cout, uin, uout; the EHLO line and a filter's refusal */
   return sl_relay_size(limits) + 4u * (size_t)limits->buffer_size +
-         limits->small_buffer_size;
+         2u * (size_t)limits->small_buffer_size;
 }
 
 int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
@@ -3257,6 +3265,7 @@ void sl_relay_free(sl_relay *r) {
   buf_release(r, &r->uin);
   buf_release(r, &r->uout);
   buf_release(r, &r->ehlo);
+  buf_release(r, &r->frep);
 }
 
 static int dataish(const sl_relay *r) {
@@ -3557,12 +3566,18 @@ int sl_relay_filter_verdict(sl_relay *r, uint32_t id, int verdict,
     v = SL_VERDICT_REJECT; /* never a 250 the upstream did not give */
   if (v == SL_VERDICT_TEMPFAIL || v == SL_VERDICT_REJECT) {
     /* The filter's words, never its framing (guarantee 5). */
-    int n = sl_filter_reply(r->freply, v, text, len);
+    uint8_t line[SL_FILTER_REPLY_MAX];
+    int n = sl_filter_reply(line, v, text, len);
     if (n <= 0)
       return SL_ERR_INTERNAL;
-    r->freply_len = (uint16_t)n;
-    r->fcode = (uint16_t)((r->freply[0] - '0') * 100 + (r->freply[1] - '0') * 10 +
-                          (r->freply[2] - '0'));
+    r->fcode = (uint16_t)((line[0] - '0') * 100 + (line[1] - '0') * 10 +
+                          (line[2] - '0'));
+    buf_release(r, &r->frep);
+    if ((uint32_t)n <= r->lim->small_buffer_size &&
+        buf_reserve(r, &r->frep, (uint32_t)n) == 0)
+      buf_put(&r->frep, line, (size_t)n);
+    else
+      r->fcode = v == SL_VERDICT_REJECT ? 550 : 451; /* the fixed text's */
   }
   r->fres = (uint8_t)(v + 1);
   return leave(r);
