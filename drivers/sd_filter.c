@@ -881,10 +881,9 @@ static int milter_next(fconn *c) {
     default: return 0;
     }
     if (!sl_milter_sends(&c->ms, cmd) && cmd != SL_MILTER_CMD_BODYEOB) {
-      if (c->phase == MP_RCPT) c->item++;
-      else if (c->phase == MP_HEADER) c->phase = MP_EOH;
-      else c->phase++;
-      if (c->phase == MP_HEADER || c->phase == MP_RCPT) c->item = 0;
+      /* the filter opted out of this event: the next phase */
+      c->phase = c->phase == MP_RCPT ? MP_DATA : c->phase == MP_HEADER ? MP_EOH : c->phase + 1;
+      c->item = 0;
       if (c->phase == MP_BODY) {
         c->spool_off = f->body_off;
         c->spool_end = f->size;
