@@ -538,13 +538,14 @@ static void fc_finish(fconn *c, int verdict, const char *fail, const uint8_t *te
     if (sl_milter_put_simple(q, sizeof q, SL_MILTER_CMD_QUIT) > 0)
       (void)!send(c->fd, q, sizeof q, MSG_NOSIGNAL | MSG_DONTWAIT);
   }
+  /* text may point into this connection's buffers: copied first */
+  free(c->text);
+  c->text = len ? memdup0(text, len) : NULL;
+  c->text_len = c->text ? len : 0;
   fc_close(c);
   c->state = FC_DONE;
   c->verdict = verdict;
   c->fail = fail;
-  free(c->text);
-  c->text = len ? memdup0(text, len) : NULL;
-  c->text_len = c->text ? len : 0;
   uint64_t us = (now_ns(f) - c->start) / 1000;
   size_t idx = (size_t)(c - f->fc);
   sd_filter_observe(idx, fail ? -1 : verdict, fail, us);
