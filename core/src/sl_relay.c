@@ -24,7 +24,9 @@
 #include "sl_pcg.h"
 #include "sl_relay_replies.h"
 #include "sl_reply.h"
+#include "sluice/filter.h"
 #include "sluice/proxy.h"
+#include "sluice/rcpt_policy.h"
 #include "sluice/relay.h"
 
 /* ---- internal types ---------------------------------------------------- */
@@ -152,6 +154,8 @@ enum local_reply {
   R_UP_NO_UTF8,
   R_BDAT_OK,
   R_BDAT_FAILED,
+  R_FILTER,      /* a content filter's refusal: frep, re-framed */
+  R_FILTER_TEMP, /* ... its deferral when frep is empty */
   R_COUNT
 };
 
@@ -255,6 +259,12 @@ static const struct {
     [R_BDAT_FAILED] = {554, 0,
                        ".0.0 Error: the mail server refused the "
                        "message"},
+    /* the filter's own line from frep (emit_local); these texts only
+       when the pool had no buffer for it */
+    [R_FILTER] = {550, 0, "5.7.1 Message rejected by content filter"},
+    [R_FILTER_TEMP] = {451, 0,
+                       "4.7.1 Message deferred by content filter; try again "
+                       "later"},
 };
 
 /* The request ring never drops a request or an event (guarantee 10).  A
@@ -285,6 +295,7 @@ enum {
   TAG_CONNECT = 1,
   TAG_TLS_CLIENT = 2,
   TAG_TLS_UPSTREAM = 3,
+  TAG_FILTER = 4,
   TAG_DNSBL = 16
 };
 
@@ -404,6 +415,21 @@ struct sl_relay {
   uint8_t utf8_txn : 1;    /* the MAIL in force declared SMTPUTF8 */
   uint8_t authed : 1;      /* the upstream accepted AUTH (235): no relay
                               control, as Postfix's permit_sasl_authenticated */
+
+  /* Content filters (issue 11): see "content filters" below. */
+  uint8_t fmsg : 1;  /* the transaction in force is filtered */
+  uint8_t fbody : 1; /* its content is being given to filter_tap */
+  uint8_t fheld : 1; /* its terminator is held for SL_REQ_FILTER */
+  uint8_t fres;      /* the verdict taken (sl_verdict + 1), applied by
+                        step_answers; 0 none */
+  uint8_t fterm_len; /* bytes of the held terminator */
+  uint8_t fterm[5];  /* ".\r\n", or "\r\n.\r\n" after a BDAT without a
+                        final CRLF */
+  uint16_t fcode;    /* code of the refusal */
+  uint32_t id_filter; /* the SL_REQ_FILTER of the held terminator */
+  uint32_t fsize;     /* that message's size, for its MESSAGE event */
+  sl_buf frep; /* the refusal line, re-framed (a small pool buffer, held
+                  until it is sent; without one the fixed R_FILTER text) */
 };
 
 static int throttled(const sl_relay *r);
@@ -655,7 +681,10 @@ static void up_connect(sl_relay *r) {
 static int q_owes_upstream(const sl_relay *r);
 static void q_fail_upstream(sl_relay *r, enum local_reply why);
 
+static void filter_abort(sl_relay *r);
+
 static void up_close(sl_relay *r) {
+  filter_abort(r); /* a message it carried is not filtered after all */
   /* whatever the reason, a reply this upstream still owed becomes local */
   if (q_owes_upstream(r))
     q_fail_upstream(r, R_UPSTREAM_LOST);
@@ -759,6 +788,8 @@ static int need_upstream(sl_relay *r) {
 
 /* May a command go upstream now (RFC 2920 pacing toward the upstream)? */
 static int up_can_send(const sl_relay *r) {
+  if (r->fheld)
+    return 0; /* nothing may follow a message the filters hold */
   if (r->up_out == 0)
     return 1;
   return (r->up_caps & SL_CAP_PIPELINING) && r->up_sync == 0;
@@ -785,6 +816,109 @@ static void up_sent(sl_relay *r, uint8_t kind, int sync) {
   r->up_sync = (uint8_t)(r->up_sync + (sync ? 1 : 0));
   r->up_used = 1;
   r->t_up = tadd(r->now, up_timeout(r, kind));
+}
+
+/* ---- content filters (issue 11) ----------------------------------------
+ *
+ * A filtered transaction's MAIL and RCPT lines, the upstream's RCPT replies
+ * and its content as it goes upstream are given to the driver's filter_tap;
+ * the terminator is held (fterm) and SL_REQ_FILTER asks for the verdict.
+ * While it is held nothing else goes upstream (up_can_send), and a reply
+ * the upstream sends meanwhile answers nothing it received (step_replies
+ * fails the leg).  Accept: the terminator goes up and the upstream's reply
+ * is relayed (guarantee 2).  Refusal: the leg is closed without it (as for
+ * smuggling) and the end of data gets freply, one line re-framed by
+ * sl_filter_reply (guarantee 5).  If the driver never answers, the
+ * upstream_data_term_timeout running since the hold ends the wait. */
+
+static void ftap(const sl_relay *r, sl_filter_item item, const uint8_t *p,
+                 size_t n) {
+  if (r->fmsg && r->info.filter_tap)
+    r->info.filter_tap(r->info.filter_ctx, item, p, n);
+}
+
+/* Is the transaction starting now filtered? */
+static int filter_wanted(const sl_relay *r) {
+  if (!(r->info.flags & SL_CONN_FILTER) || !r->info.filter_tap)
+    return 0;
+  uint32_t skip = r->info.filter_skip;
+  if ((skip & SL_FSKIP_AUTHENTICATED) && r->authed)
+    return 0;
+  if ((skip & SL_FSKIP_MYNETWORKS) &&
+      sl_rcpt_client_trusted(&r->pol->rcpt, &r->info.client))
+    return 0;
+  if ((skip & SL_FSKIP_DNSWL) && r->dnsbl_done &&
+      r->stats.score <= r->pol->allow_score)
+    return 0;
+  return 1;
+}
+
+/* Content of a filtered message, as written upstream. */
+static void filter_body(sl_relay *r, const uint8_t *p, size_t n) {
+  if (!r->fmsg || !n)
+    return;
+  r->fbody = 1;
+  ftap(r, SL_FI_BODY, p, n);
+}
+
+/* The message whose terminator was just produced (not written) ends here:
+   hold the terminator and ask for the verdict.  The step that calls this
+   has ring room for one request. */
+static void filter_hold(sl_relay *r, const uint8_t *term, size_t n,
+                        uint64_t size) {
+  memcpy(r->fterm, term, n);
+  r->fterm_len = (uint8_t)n;
+  r->fheld = 1;
+  r->fbody = 0;
+  r->fres = 0;
+  r->fsize = size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
+  r->id_filter = new_id(r, TAG_FILTER);
+  push_req(r, SL_REQ_FILTER, r->id_filter, 0, 0);
+}
+
+static void filter_abort(sl_relay *r) {
+  if (r->fbody || r->fheld)
+    ftap(r, SL_FI_ABORT, NULL, 0);
+  r->fbody = r->fheld = 0;
+  r->fterm_len = 0;
+  r->fres = 0;
+  r->id_filter = 0;
+}
+
+/* Applies the verdict taken by sl_relay_filter_verdict().  1: done (or
+   nothing to do), 0: the pool has no room for the terminator yet. */
+static int filter_apply(sl_relay *r) {
+  sl_verdict v = (sl_verdict)(r->fres - 1);
+  if (v == SL_VERDICT_ACCEPT || v == SL_VERDICT_CHANGE) {
+    if (buf_reserve(r, &r->uout, r->fterm_len))
+      return 0;
+    if (r->uout.len == 0)
+      r->t_uout = r->now;
+    buf_put(&r->uout, r->fterm, r->fterm_len);
+    r->fheld = 0;
+    r->fres = 0;
+    r->fterm_len = 0;
+    r->id_filter = 0;
+    /* the upstream's time to answer starts with the terminator */
+    r->t_up = tadd(r->now, r->lim->upstream_data_term_timeout);
+    return 1;
+  }
+  r->fheld = 0; /* no ABORT: the driver gave this verdict */
+  r->fres = 0;
+  r->fterm_len = 0;
+  r->id_filter = 0;
+  up_close(r);
+  /* up_close made the held end's entry (the newest one the upstream owed:
+     nothing was sent after it) a local 451; it is the filter's reply. */
+  for (uint8_t i = r->q_len; i > 0; i--) {
+    uint8_t *k = &r->q[(r->q_head + i - 1) % QUEUE_CAP];
+    if (*k == Q_LOCAL + R_UPSTREAM_LOST) {
+      *k = (uint8_t)(Q_LOCAL + (r->frep.len || r->fcode / 100 == 5 ? R_FILTER
+                                                                   : R_FILTER_TEMP));
+      break;
+    }
+  }
+  return 1;
 }
 
 /* xtext (RFC 3461 4) of p into out; returns the length or 0 if over max. */
@@ -1159,6 +1293,13 @@ static int emit_local(sl_relay *r, enum local_reply id) {
     r->offered = offer & (mlen ? ~0u : ~(uint32_t)SL_CAP_AUTH);
     return 0;
   }
+  if (id == R_FILTER && r->frep.len) {
+    if (buf_reserve(r, &r->cout, r->frep.len))
+      return -1;
+    buf_put(&r->cout, r->frep.p + r->frep.off, r->frep.len);
+    buf_release(r, &r->frep);
+    return 0;
+  }
   if (buf_reserve(r, &r->cout, (uint32_t)local_len(r, id)))
     return -1;
   unsigned code = replies[id].code;
@@ -1285,6 +1426,8 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
       txn_reset(r);
     break;
   case Q_UP_RCPT:
+    if (current)
+      ftap(r, SL_FI_RCPT_REPLY, NULL, code);
     if (cls == 2) {
       r->stats.recipients_accepted++;
       set_stage(r, SL_STAGE_RCPT);
@@ -1357,6 +1500,14 @@ static void after_local_reply(sl_relay *r, enum local_reply id) {
   }
   if (id == R_EHLO_LOCAL || id == R_HELO_LOCAL)
     set_stage(r, SL_STAGE_HELO);
+  if (id == R_FILTER || id == R_FILTER_TEMP) {
+    /* a message the filters refused: counted as its reply says */
+    if (r->fcode / 100 == 4)
+      r->stats.messages_tempfailed++;
+    else
+      r->stats.messages_rejected++;
+    event(r, SL_EV_MESSAGE, r->fcode | ((uint64_t)r->fsize << 16));
+  }
   if (r->cl == CL_WAIT && r->q_len == 0 && !r->no_input && !r->wait_354)
     r->cl = CL_CMD; /* the AUTH we waited on was answered locally */
 }
@@ -1497,6 +1648,8 @@ static int step_replies(sl_relay *r) {
       rc = -1;
     if (k == Q_UP_BDAT_DATA && rc > 0 && rep.code != 354 && rep.code < 400)
       rc = -1; /* DATA "accepted" with no body: never a chunk's 2xx */
+    if (rc > 0 && r->fheld && (k == Q_UP_END || k == Q_UP_BDAT_LAST))
+      rc = -1; /* a reply to a terminator the filters still hold */
     if (rc < 0) {
       up_fail(r, SL_UPFAIL_MALFORMED);
       progress = 1;
@@ -1921,6 +2074,8 @@ static int relay_line(sl_relay *r, const uint8_t *line, size_t len,
                   kind == Q_UP_RCPT && !(r->up_caps & SL_CAP_DSN) ? SL_P_DSN
                                                                   : 0);
   up_sent(r, kind, is_sync(kind));
+  if (kind == Q_UP_RCPT)
+    ftap(r, SL_FI_RCPT, line, len);
   return 1;
 }
 
@@ -2189,6 +2344,8 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     r->bdat_down = r->bdat_go = r->bdat_failed = 0;
     up_write_params(r, line, len, drop);
     up_sent(r, Q_UP_MAIL, 0);
+    r->fmsg = filter_wanted(r) ? 1u : 0u;
+    ftap(r, SL_FI_MAIL, line, len);
     r->mail = 1;
     r->data.size = 0;
     break;
@@ -2279,7 +2436,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
         return 0;
       lr = R_UPSTREAM_FAIL;
     }
-    if (lr < 0 && !(r->up_caps & SL_CAP_CHUNKING)) {
+    if (lr < 0 && (!(r->up_caps & SL_CAP_CHUNKING) || r->fmsg)) {
       /* Promised CHUNKING, but this upstream lacks it: the transaction
          goes to it as one DATA, never as BDAT (guarantee 8). */
       down = 1;
@@ -2525,13 +2682,19 @@ static int step_data(sl_relay *r) {
       return 0;
     out = buf_tail(&r->uout);
   }
+  if (r->fmsg && !discard && ring_free(r) < STEP_ROOM)
+    return 0; /* the end may need room for its SL_REQ_FILTER */
   size_t used = 0, made = 0;
   sl_data_status st = sl_data_run(&r->data, r->cin.p + r->cin.off, r->cin.len,
                                   out, room, &used, &made);
-  if (made) {
+  /* a filtered message's terminator (".\r\n", the last bytes made at its
+     end) is held back */
+  size_t held = r->fmsg && !discard && st == SL_DATA_END ? 3 : 0;
+  if (made - held) {
     if (r->uout.len == 0)
       r->t_uout = r->now;
-    buf_grow(&r->uout, made);
+    filter_body(r, out, made - held);
+    buf_grow(&r->uout, made - held);
   }
   buf_consume(r, &r->cin, used);
   if (st == SL_DATA_END) {
@@ -2548,6 +2711,8 @@ static int step_data(sl_relay *r) {
       txn_reset(r);
       msize_push(r, r->data.size);
       up_sent(r, Q_UP_END, 0);
+      if (held)
+        filter_hold(r, out + made - held, held, r->data.size);
     }
     r->cl = CL_CMD;
     return 1;
@@ -2607,6 +2772,7 @@ static int step_bdat_down(sl_relay *r) {
                      buf_free(&r->uout), &used, &made);
     if (made && r->uout.len == 0)
       r->t_uout = r->now;
+    filter_body(r, buf_tail(&r->uout), made);
     buf_grow(&r->uout, made);
     if (used > n)
       used = n;
@@ -2630,13 +2796,21 @@ static int step_bdat_down(sl_relay *r) {
     bdat_down_refuse(r, SL_VIOL_BARE_CR);
     return 1;
   }
-  if (buf_reserve(r, &r->uout, 5)) {
-    r->cl = CL_BDAT; /* try the end again when the pool has room */
+  if (buf_reserve(r, &r->uout, 5) ||
+      (r->fmsg && ring_free(r) < STEP_ROOM)) {
+    r->cl = CL_BDAT; /* try the end again when the pool (or ring) has room */
     return 0;
   }
   if (r->uout.len == 0)
     r->t_uout = r->now;
-  buf_grow(&r->uout, sl_stuff_end(&r->stuff, buf_tail(&r->uout)));
+  if (r->fmsg) {
+    /* the terminator is held for the verdict, never written yet */
+    uint8_t term[5];
+    size_t tn = sl_stuff_end(&r->stuff, term);
+    filter_hold(r, term, tn, r->data.size);
+  } else {
+    buf_grow(&r->uout, sl_stuff_end(&r->stuff, buf_tail(&r->uout)));
+  }
   /* the LAST chunk's entry now waits for the end-of-data's reply */
   r->up_out++;
   r->t_up = tadd(r->now, up_timeout(r, Q_UP_BDAT_LAST));
@@ -2809,6 +2983,8 @@ static int step_proxy(sl_relay *r) {
 static int step_answers(sl_relay *r) {
   if (ring_free(r) < STEP_ROOM)
     return 0;
+  if (r->fres)
+    return filter_apply(r);
   if (r->res_connect) {
     sl_status st = (sl_status)(r->res_connect - 1);
     r->res_connect = 0;
@@ -3032,8 +3208,9 @@ size_t sl_relay_size(const sl_limits *limits) {
 }
 
 size_t sl_relay_memory_bound(const sl_limits *limits) {
+  /* cin, cout, uin, uout; the EHLO line and a filter's refusal */
   return sl_relay_size(limits) + 4u * (size_t)limits->buffer_size +
-         limits->small_buffer_size;
+         2u * (size_t)limits->small_buffer_size;
 }
 
 int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
@@ -3088,6 +3265,7 @@ void sl_relay_free(sl_relay *r) {
   buf_release(r, &r->uin);
   buf_release(r, &r->uout);
   buf_release(r, &r->ehlo);
+  buf_release(r, &r->frep);
 }
 
 static int dataish(const sl_relay *r) {
@@ -3371,6 +3549,37 @@ int sl_relay_complete(sl_relay *r, const sl_completion *c, sl_tstamp now) {
   } else {
     return SL_ERR_UNKNOWN_REQUEST;
   }
+  return leave(r);
+}
+
+int sl_relay_filter_verdict(sl_relay *r, uint32_t id, int verdict,
+                            const uint8_t *text, size_t len, sl_tstamp now) {
+  int e = enter(r, now);
+  if (e)
+    return e;
+  if (verdict < 0 || verdict > (int)SL_VERDICT_REJECT || (text == NULL && len))
+    return SL_ERR_INVALID_ARGUMENT;
+  sl_verdict v = (sl_verdict)verdict;
+  if (id == 0 || id != r->id_filter || !r->fheld || r->fres)
+    return SL_ERR_UNKNOWN_REQUEST;
+  if (v == SL_VERDICT_DISCARD)
+    v = SL_VERDICT_REJECT; /* never a 250 the upstream did not give */
+  if (v == SL_VERDICT_TEMPFAIL || v == SL_VERDICT_REJECT) {
+    /* The filter's words, never its framing (guarantee 5). */
+    uint8_t line[SL_FILTER_REPLY_MAX];
+    int n = sl_filter_reply(line, v, text, len);
+    if (n <= 0)
+      return SL_ERR_INTERNAL;
+    r->fcode = (uint16_t)((line[0] - '0') * 100 + (line[1] - '0') * 10 +
+                          (line[2] - '0'));
+    buf_release(r, &r->frep);
+    if ((uint32_t)n <= r->lim->small_buffer_size &&
+        buf_reserve(r, &r->frep, (uint32_t)n) == 0)
+      buf_put(&r->frep, line, (size_t)n);
+    else
+      r->fcode = v == SL_VERDICT_REJECT ? 550 : 451; /* the fixed text's */
+  }
+  r->fres = (uint8_t)(v + 1);
   return leave(r);
 }
 
