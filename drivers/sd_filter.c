@@ -36,11 +36,11 @@
 #include "sluice/milter.h"
 #include "sluice/rspamd.h"
 
-#define IO_CHUNK 65536      /* bytes moved per write from the spool */
-#define IN_MAX (256 * 1024) /* largest filter answer read (rspamd JSON) */
+#define IO_CHUNK 65536            /* bytes moved per write from the spool */
+#define IN_MAX (256 * 1024)       /* largest filter answer read (rspamd JSON) */
 #define HDR_SCAN_MAX (256 * 1024) /* header section looked at */
-#define HDR_MAX 1024        /* header fields of one message handled */
-#define HOPS_MAX 64         /* header changes kept per message */
+#define HDR_MAX 1024              /* header fields of one message handled */
+#define HOPS_MAX 64               /* header changes kept per message */
 #define RCPTS_MAX 1000
 #define LOG_MAX 1024
 
@@ -63,9 +63,9 @@ typedef struct fconn {
   uint32_t ev;
   uint8_t state;
   uint8_t eof;
-  int verdict;       /* sl_verdict once FC_DONE */
-  const char *fail;  /* a failure's reason (the verdict is the default) */
-  char *text;        /* what the filter said, for the client */
+  int verdict;      /* sl_verdict once FC_DONE */
+  const char *fail; /* a failure's reason (the verdict is the default) */
+  char *text;       /* what the filter said, for the client */
   size_t text_len;
   uint64_t start;
   uint8_t *out;
@@ -91,8 +91,8 @@ typedef struct rcpt {
 } rcpt;
 
 typedef struct hdr {
-  size_t off, len;           /* the whole field, CRLF included */
-  size_t name_len;           /* from off */
+  size_t off, len;             /* the whole field, CRLF included */
+  size_t name_len;             /* from off */
   size_t value_off, value_len; /* after the colon, without the final CRLF */
 } hdr;
 
@@ -150,12 +150,15 @@ static char *memdup0(const void *p, size_t n) {
   return s;
 }
 
-/* ---- the spool ------------------------------------------------------------ */
+/* ---- the spool ------------------------------------------------------------
+ */
 
 static int spool_file(sd_filters *f) {
   const char *dir = f->cfg->filter_spool_dir;
-  if (dir == NULL) dir = getenv("TMPDIR");
-  if (dir == NULL || !*dir) dir = "/tmp";
+  if (dir == NULL)
+    dir = getenv("TMPDIR");
+  if (dir == NULL || !*dir)
+    dir = "/tmp";
   int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) {
     /* file systems without O_TMPFILE: a named file, unlinked at once */
@@ -167,12 +170,14 @@ static int spool_file(sd_filters *f) {
       fcntl(fd, F_SETFD, FD_CLOEXEC);
     }
   }
-  if (fd < 0) sd_log(SD_LOG_ERR, "filter spool in %s: %s", dir, strerror(errno));
+  if (fd < 0)
+    sd_log(SD_LOG_ERR, "filter spool in %s: %s", dir, strerror(errno));
   return fd;
 }
 
 static void spool_put(sd_filters *f, const uint8_t *p, size_t n) {
-  if (f->spool_err || !n) return;
+  if (f->spool_err || !n)
+    return;
   size_t room = f->mem_len < f->cfg->filter_spool_memory
                     ? (size_t)(f->cfg->filter_spool_memory - f->mem_len)
                     : 0;
@@ -180,7 +185,8 @@ static void spool_put(sd_filters *f, const uint8_t *p, size_t n) {
     size_t take = n < room ? n : room;
     if (f->mem_len + take > f->mem_cap) {
       size_t cap = f->mem_cap ? f->mem_cap * 2 : 16384;
-      while (cap < f->mem_len + take) cap *= 2;
+      while (cap < f->mem_len + take)
+        cap *= 2;
       uint8_t *m = realloc(f->mem, cap);
       if (m == NULL) {
         f->spool_err = 1;
@@ -195,14 +201,16 @@ static void spool_put(sd_filters *f, const uint8_t *p, size_t n) {
     p += take;
     n -= take;
   }
-  if (!n) return;
+  if (!n)
+    return;
   if (f->spool_fd < 0 && (f->spool_fd = spool_file(f)) < 0) {
     f->spool_err = 1;
     return;
   }
   while (n) {
     ssize_t w = pwrite(f->spool_fd, p, n, (off_t)(f->size - f->mem_len));
-    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EINTR)
+      continue;
     if (w <= 0) {
       sd_log(SD_LOG_ERR, "filter spool write: %s", strerror(errno));
       f->spool_err = 1;
@@ -215,9 +223,12 @@ static void spool_put(sd_filters *f, const uint8_t *p, size_t n) {
 }
 
 /* Up to n spooled bytes from off into buf; the count, or -1. */
-static long spool_get(const sd_filters *f, uint64_t off, uint8_t *buf, size_t n) {
-  if (off >= f->size) return 0;
-  if (n > f->size - off) n = (size_t)(f->size - off);
+static long spool_get(const sd_filters *f, uint64_t off, uint8_t *buf,
+                      size_t n) {
+  if (off >= f->size)
+    return 0;
+  if (n > f->size - off)
+    n = (size_t)(f->size - off);
   size_t done = 0;
   if (off < f->mem_len) {
     size_t m = f->mem_len - (size_t)off < n ? f->mem_len - (size_t)off : n;
@@ -225,9 +236,12 @@ static long spool_get(const sd_filters *f, uint64_t off, uint8_t *buf, size_t n)
     done = m;
   }
   while (done < n) {
-    ssize_t r = pread(f->spool_fd, buf + done, n - done, (off_t)(off + done - f->mem_len));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return -1;
+    ssize_t r = pread(f->spool_fd, buf + done, n - done,
+                      (off_t)(off + done - f->mem_len));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      return -1;
     done += (size_t)r;
   }
   return (long)done;
@@ -252,7 +266,8 @@ static void spool_unstuff(sd_filters *f, const uint8_t *p, size_t n) {
   spool_put(f, p + start, n - start);
 }
 
-/* ---- per-message state ------------------------------------------------------ */
+/* ---- per-message state ------------------------------------------------------
+ */
 
 static void fc_close(fconn *c) {
   if (c->fd >= 0) {
@@ -299,7 +314,8 @@ static void message_clear(sd_filters *f) {
   free(f->mem);
   f->mem = NULL;
   f->mem_len = f->mem_cap = 0;
-  if (f->spool_fd >= 0) close(f->spool_fd);
+  if (f->spool_fd >= 0)
+    close(f->spool_fd);
   f->spool_fd = -1;
   f->size = 0;
   f->bol = 1;
@@ -327,14 +343,15 @@ static void message_clear(sd_filters *f) {
   f->id = 0;
 }
 
-sd_filters *sd_filters_new(sd_loop *loop, const sd_config *cfg, sd_filters_done_fn done,
-                           void *ctx);
+sd_filters *sd_filters_new(sd_loop *loop, const sd_config *cfg,
+                           sd_filters_done_fn done, void *ctx);
 static void fire_cb(sd_timer *t);
 
-sd_filters *sd_filters_new(sd_loop *loop, const sd_config *cfg, sd_filters_done_fn done,
-                           void *ctx) {
+sd_filters *sd_filters_new(sd_loop *loop, const sd_config *cfg,
+                           sd_filters_done_fn done, void *ctx) {
   sd_filters *f = calloc(1, sizeof *f);
-  if (f == NULL) return NULL;
+  if (f == NULL)
+    return NULL;
   f->fc = calloc(cfg->nfilters ? cfg->nfilters : 1, sizeof *f->fc);
   if (f->fc == NULL) {
     free(f);
@@ -358,7 +375,8 @@ sd_filters *sd_filters_new(sd_loop *loop, const sd_config *cfg, sd_filters_done_
 }
 
 void sd_filters_free(sd_filters *f) {
-  if (f == NULL) return;
+  if (f == NULL)
+    return;
   message_clear(f);
   free(f->fc);
   free(f);
@@ -368,9 +386,11 @@ void sd_filters_free(sd_filters *f) {
 static void split_path(const uint8_t *p, size_t n, char **addr, char **params) {
   *addr = *params = NULL;
   const uint8_t *colon = memchr(p, ':', n);
-  if (colon == NULL) return;
+  if (colon == NULL)
+    return;
   size_t i = (size_t)(colon - p) + 1;
-  while (i < n && p[i] == ' ') i++;
+  while (i < n && p[i] == ' ')
+    i++;
   size_t a0 = i, a1;
   if (i < n && p[i] == '<') {
     a0 = i + 1;
@@ -378,15 +398,18 @@ static void split_path(const uint8_t *p, size_t n, char **addr, char **params) {
     a1 = gt ? (size_t)(gt - p) : n;
     i = gt ? a1 + 1 : n;
   } else {
-    while (i < n && p[i] != ' ') i++;
+    while (i < n && p[i] != ' ')
+      i++;
     a1 = i;
   }
-  while (i < n && p[i] == ' ') i++;
+  while (i < n && p[i] == ' ')
+    i++;
   *addr = memdup0(p + a0, a1 - a0);
   *params = memdup0(p + i, n - i);
 }
 
-void sd_filters_tap(sd_filters *f, sl_filter_item item, const uint8_t *p, size_t n) {
+void sd_filters_tap(sd_filters *f, sl_filter_item item, const uint8_t *p,
+                    size_t n) {
   switch (item) {
   case SL_FI_MAIL:
     message_clear(f);
@@ -394,9 +417,11 @@ void sd_filters_tap(sd_filters *f, sl_filter_item item, const uint8_t *p, size_t
     split_path(p, n, &f->mail_addr, &f->mail_params);
     break;
   case SL_FI_RCPT: {
-    if (!f->active || f->nrcpts >= RCPTS_MAX) break;
+    if (!f->active || f->nrcpts >= RCPTS_MAX)
+      break;
     rcpt *nr = realloc(f->rcpts, (f->nrcpts + 1) * sizeof *nr);
-    if (nr == NULL) break;
+    if (nr == NULL)
+      break;
     f->rcpts = nr;
     split_path(p, n, &nr[f->nrcpts].addr, &nr[f->nrcpts].params);
     nr[f->nrcpts].state = 0;
@@ -411,8 +436,10 @@ void sd_filters_tap(sd_filters *f, sl_filter_item item, const uint8_t *p, size_t
       }
     break;
   case SL_FI_BODY:
-    if (!f->active || f->ended) break;
-    if (f->cfg->filter_mode_spool) f->holding = 1;
+    if (!f->active || f->ended)
+      break;
+    if (f->cfg->filter_mode_spool)
+      f->holding = 1;
     spool_unstuff(f, p, n);
     break;
   case SL_FI_ABORT:
@@ -425,14 +452,16 @@ int sd_filters_holding(const sd_filters *f) { return f && f->holding; }
 
 const char *sd_filters_log(const sd_filters *f) { return f ? f->log : ""; }
 
-/* ---- headers ------------------------------------------------------------------ */
+/* ---- headers
+ * ------------------------------------------------------------------ */
 
 /* Reads the header section from the spool and indexes its fields. */
 static void scan_headers(sd_filters *f) {
   size_t n = f->size < HDR_SCAN_MAX ? (size_t)f->size : HDR_SCAN_MAX;
   f->hbuf = malloc(n ? n : 1);
   f->hdrs = calloc(HDR_MAX, sizeof *f->hdrs);
-  if (f->hbuf == NULL || f->hdrs == NULL || spool_get(f, 0, f->hbuf, n) != (long)n) {
+  if (f->hbuf == NULL || f->hdrs == NULL ||
+      spool_get(f, 0, f->hbuf, n) != (long)n) {
     f->nhdrs = 0;
     f->body_off = 0;
     return;
@@ -449,8 +478,10 @@ static void scan_headers(sd_filters *f) {
     size_t s = i;
     const uint8_t *colon = NULL;
     for (; i < n; i++) {
-      if (!colon && f->hbuf[i] == ':') colon = f->hbuf + i;
-      if (f->hbuf[i] == '\n' && (i + 1 >= n || (f->hbuf[i + 1] != ' ' && f->hbuf[i + 1] != '\t'))) {
+      if (!colon && f->hbuf[i] == ':')
+        colon = f->hbuf + i;
+      if (f->hbuf[i] == '\n' &&
+          (i + 1 >= n || (f->hbuf[i + 1] != ' ' && f->hbuf[i + 1] != '\t'))) {
         i++;
         break;
       }
@@ -467,20 +498,23 @@ static void scan_headers(sd_filters *f) {
     h->name_len = (size_t)(colon - (f->hbuf + s));
     h->value_off = (size_t)(colon - f->hbuf) + 1;
     size_t end = s + h->len;
-    if (end >= 2 && f->hbuf[end - 1] == '\n' && f->hbuf[end - 2] == '\r') end -= 2;
+    if (end >= 2 && f->hbuf[end - 1] == '\n' && f->hbuf[end - 2] == '\r')
+      end -= 2;
     h->value_len = end > h->value_off ? end - h->value_off : 0;
   }
   /* headers only, no empty line (or past the scan bound): no body */
   f->body_off = i;
 }
 
-static void add_hop(sd_filters *f, int op, const uint8_t *name, size_t nlen, const uint8_t *value,
-                    size_t vlen, int has_value, long index) {
-  if (f->nhops == HOPS_MAX) return;
+static void add_hop(sd_filters *f, int op, const uint8_t *name, size_t nlen,
+                    const uint8_t *value, size_t vlen, int has_value,
+                    long index) {
+  if (f->nhops == HOPS_MAX)
+    return;
   sl_bytes bn = {name, nlen}, bv = {value, vlen};
   if (has_value && sl_filter_header_check(bn, bv) != SL_OK) {
-    sd_log(SD_LOG_WARN, "filter: header change %.*s refused (malformed)", (int)(nlen > 64 ? 64 : nlen),
-           (const char *)name);
+    sd_log(SD_LOG_WARN, "filter: header change %.*s refused (malformed)",
+           (int)(nlen > 64 ? 64 : nlen), (const char *)name);
     return;
   }
   hop *h = &f->hops[f->nhops];
@@ -496,41 +530,53 @@ static void add_hop(sd_filters *f, int op, const uint8_t *name, size_t nlen, con
   f->nhops++;
 }
 
-/* ---- filter I/O ------------------------------------------------------------------ */
+/* ---- filter I/O
+ * ------------------------------------------------------------------ */
 
 static void fc_io(sd_handler *h, uint32_t ev);
 static void fc_timer(sd_timer *t);
 static void fc_pump(fconn *c);
 
 static int out_room(fconn *c, size_t n) {
-  if (c->out_off == c->out_len) c->out_off = c->out_len = 0;
-  if (c->out_len + n <= c->out_cap) return 0;
+  if (c->out_off == c->out_len)
+    c->out_off = c->out_len = 0;
+  if (c->out_len + n <= c->out_cap)
+    return 0;
   size_t cap = c->out_cap ? c->out_cap : 4096;
-  while (cap < c->out_len + n) cap *= 2;
+  while (cap < c->out_len + n)
+    cap *= 2;
   uint8_t *o = realloc(c->out, cap);
-  if (o == NULL) return -1;
+  if (o == NULL)
+    return -1;
   c->out = o;
   c->out_cap = cap;
   return 0;
 }
 
-static void fc_finish(fconn *c, int verdict, const char *fail, const uint8_t *text, size_t len);
+static void fc_finish(fconn *c, int verdict, const char *fail,
+                      const uint8_t *text, size_t len);
 
 static void fc_fail(fconn *c, const char *why) {
-  int v = c->f->cfg->filter_default_action == SL_FILTER_ACT_ACCEPT ? SL_VERDICT_ACCEPT
-          : c->f->cfg->filter_default_action == SL_FILTER_ACT_REJECT ? SL_VERDICT_REJECT
-                                                                      : SL_VERDICT_TEMPFAIL;
-  const char *t = v == SL_VERDICT_REJECT ? "550 5.7.1 Service unavailable - content filter failed"
-                                         : "451 4.7.1 Service unavailable - try again later";
+  int v = c->f->cfg->filter_default_action == SL_FILTER_ACT_ACCEPT
+              ? SL_VERDICT_ACCEPT
+          : c->f->cfg->filter_default_action == SL_FILTER_ACT_REJECT
+              ? SL_VERDICT_REJECT
+              : SL_VERDICT_TEMPFAIL;
+  const char *t = v == SL_VERDICT_REJECT
+                      ? "550 5.7.1 Service unavailable - content filter failed"
+                      : "451 4.7.1 Service unavailable - try again later";
   fc_finish(c, v, why, (const uint8_t *)t, strlen(t));
 }
 
 static void check_all_done(sd_filters *f) {
-  if (f->ndone == f->nfc) sd_timer_set(f->loop, &f->fire, now_ns(f));
+  if (f->ndone == f->nfc)
+    sd_timer_set(f->loop, &f->fire, now_ns(f));
 }
 
-static void fc_finish(fconn *c, int verdict, const char *fail, const uint8_t *text, size_t len) {
-  if (c->state == FC_DONE) return;
+static void fc_finish(fconn *c, int verdict, const char *fail,
+                      const uint8_t *text, size_t len) {
+  if (c->state == FC_DONE)
+    return;
   sd_filters *f = c->f;
   /* a milter is told the conversation is over; others just close */
   if (c->fd >= 0 && c->cfg->kind == SL_FILTER_MILTER && !fail) {
@@ -538,19 +584,20 @@ static void fc_finish(fconn *c, int verdict, const char *fail, const uint8_t *te
     if (sl_milter_put_simple(q, sizeof q, SL_MILTER_CMD_QUIT) > 0)
       (void)!send(c->fd, q, sizeof q, MSG_NOSIGNAL | MSG_DONTWAIT);
   }
+  /* text may point into this connection's buffers: copied first */
+  free(c->text);
+  c->text = len ? memdup0(text, len) : NULL;
+  c->text_len = c->text ? len : 0;
   fc_close(c);
   c->state = FC_DONE;
   c->verdict = verdict;
   c->fail = fail;
-  free(c->text);
-  c->text = len ? memdup0(text, len) : NULL;
-  c->text_len = c->text ? len : 0;
   uint64_t us = (now_ns(f) - c->start) / 1000;
   size_t idx = (size_t)(c - f->fc);
   sd_filter_observe(idx, fail ? -1 : verdict, fail, us);
   if (fail)
-    sd_log(SD_LOG_WARN, "filter %s failed (%s): counted as %s", c->cfg->name, fail,
-           sl_verdict_name((sl_verdict)verdict));
+    sd_log(SD_LOG_WARN, "filter %s failed (%s): counted as %s", c->cfg->name,
+           fail, sl_verdict_name((sl_verdict)verdict));
   f->ndone++;
   check_all_done(f);
 }
@@ -582,7 +629,8 @@ static void fc_start(fconn *c) {
     snprintf(un.sun_path, sizeof un.sun_path, "%s", c->cfg->path);
     rc = connect(c->fd, (struct sockaddr *)&un, sizeof un);
   } else {
-    rc = connect(c->fd, (const struct sockaddr *)&c->cfg->addr.ss, c->cfg->addr.len);
+    rc = connect(c->fd, (const struct sockaddr *)&c->cfg->addr.ss,
+                 c->cfg->addr.len);
   }
   if (rc != 0 && errno != EINPROGRESS) {
     fc_fail(c, "refused");
@@ -593,7 +641,8 @@ static void fc_start(fconn *c) {
     return;
   }
   c->ev = EPOLLOUT;
-  if (rc == 0) c->state = FC_RUN;
+  if (rc == 0)
+    c->state = FC_RUN;
 }
 
 static void fc_timer(sd_timer *t) {
@@ -604,10 +653,14 @@ static void fc_timer(sd_timer *t) {
 /* Writes what is queued; 0 when all is out, 1 would block, -1 error. */
 static int fc_flush(fconn *c) {
   while (c->out_off < c->out_len) {
-    ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 1;
-    if (w <= 0) return -1;
+    ssize_t w =
+        send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return 1;
+    if (w <= 0)
+      return -1;
     c->out_off += (size_t)w;
   }
   c->out_off = c->out_len = 0;
@@ -618,17 +671,22 @@ static int fc_flush(fconn *c) {
 static int fc_read(fconn *c) {
   for (;;) {
     if (c->in_len == c->in_cap) {
-      if (c->in_cap >= IN_MAX) return -1;
+      if (c->in_cap >= IN_MAX)
+        return -1;
       size_t cap = c->in_cap ? c->in_cap * 2 : 4096;
       uint8_t *b = realloc(c->in, cap);
-      if (b == NULL) return -1;
+      if (b == NULL)
+        return -1;
       c->in = b;
       c->in_cap = cap;
     }
     ssize_t r = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
-    if (r < 0) return -1;
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return 0;
+    if (r < 0)
+      return -1;
     if (r == 0) {
       c->eof = 1;
       return 0;
@@ -645,14 +703,20 @@ static void in_consume(fconn *c, size_t n) {
 /* Queues up to IO_CHUNK spool bytes [spool_off, spool_end) after a
    kind-specific frame header; 0 done, 1 queued, -1 error. */
 static int queue_spool(fconn *c, size_t max, int clamd, int milter) {
-  if (c->spool_off >= c->spool_end) return 0;
+  if (c->spool_off >= c->spool_end)
+    return 0;
   uint64_t left = c->spool_end - c->spool_off;
   size_t n = left < max ? (size_t)left : max;
-  size_t hl = clamd ? SL_CLAMD_CHUNK_HEADER_LEN : milter ? SL_MILTER_HEADER_LEN : 0;
-  if (out_room(c, n + hl) != 0) return -1;
+  size_t hl = clamd    ? SL_CLAMD_CHUNK_HEADER_LEN
+              : milter ? SL_MILTER_HEADER_LEN
+                       : 0;
+  if (out_room(c, n + hl) != 0)
+    return -1;
   uint8_t *o = c->out + c->out_len;
-  if (spool_get(c->f, c->spool_off, o + hl, n) != (long)n) return -1;
-  if (clamd) sl_clamd_put_chunk_header(o, (uint32_t)n);
+  if (spool_get(c->f, c->spool_off, o + hl, n) != (long)n)
+    return -1;
+  if (clamd)
+    sl_clamd_put_chunk_header(o, (uint32_t)n);
   if (milter) {
     /* the packet is built in place: length, 'B', data */
     uint32_t l = (uint32_t)n + 1;
@@ -667,11 +731,13 @@ static int queue_spool(fconn *c, size_t max, int clamd, int milter) {
   return 1;
 }
 
-/* ---- clamd ------------------------------------------------------------------------ */
+/* ---- clamd
+ * ------------------------------------------------------------------------ */
 
 static void clamd_step(fconn *c) {
   if (c->phase == 0) {
-    if (out_room(c, SL_CLAMD_COMMAND_LEN) != 0) return fc_fail(c, "memory");
+    if (out_room(c, SL_CLAMD_COMMAND_LEN) != 0)
+      return fc_fail(c, "memory");
     c->out_len += sl_clamd_put_command(c->out + c->out_len);
     c->spool_off = 0;
     c->spool_end = c->f->size;
@@ -679,46 +745,63 @@ static void clamd_step(fconn *c) {
   }
   while (c->phase == 1) {
     int fl = fc_flush(c);
-    if (fl < 0) return fc_fail(c, "write");
-    if (fl > 0) break;
+    if (fl < 0)
+      return fc_fail(c, "write");
+    if (fl > 0)
+      break;
     int q = queue_spool(c, IO_CHUNK, 1, 0);
-    if (q < 0) return fc_fail(c, "spool");
+    if (q < 0)
+      return fc_fail(c, "spool");
     if (q == 0) {
-      if (out_room(c, SL_CLAMD_CHUNK_HEADER_LEN) != 0) return fc_fail(c, "memory");
+      if (out_room(c, SL_CLAMD_CHUNK_HEADER_LEN) != 0)
+        return fc_fail(c, "memory");
       c->out_len += sl_clamd_put_end(c->out + c->out_len);
       c->phase = 2;
     }
   }
   if (c->phase == 2) {
     int fl = fc_flush(c);
-    if (fl < 0) return fc_fail(c, "write");
-    if (fl == 0) c->phase = 3;
+    if (fl < 0)
+      return fc_fail(c, "write");
+    if (fl == 0)
+      c->phase = 3;
   }
   /* clamd may answer early (a size limit) whatever was sent */
-  if (fc_read(c) != 0) return fc_fail(c, "read");
+  if (fc_read(c) != 0)
+    return fc_fail(c, "read");
   if (c->in_len) {
     sl_clamd_reply rep;
     long n = sl_clamd_parse_reply(c->in, c->in_len, &rep);
-    if (n == SL_ERR_INCOMPLETE && !c->eof) return;
-    if (n <= 0) return fc_fail(c, "garbage");
-    if (rep.status == SL_CLAMD_SIZE_LIMIT) return fc_fail(c, "size_limit");
-    if (rep.status == SL_CLAMD_ERROR) return fc_fail(c, "error");
+    if (n == SL_ERR_INCOMPLETE && !c->eof)
+      return;
+    if (n <= 0)
+      return fc_fail(c, "garbage");
+    if (rep.status == SL_CLAMD_SIZE_LIMIT)
+      return fc_fail(c, "size_limit");
+    if (rep.status == SL_CLAMD_ERROR)
+      return fc_fail(c, "error");
     if (rep.status == SL_CLAMD_FOUND) {
       char t[256];
-      int tl = snprintf(t, sizeof t, "550 5.7.1 Message rejected: virus found (%s)", rep.name);
-      return fc_finish(c, SL_VERDICT_REJECT, NULL, (const uint8_t *)t, (size_t)tl);
+      int tl =
+          snprintf(t, sizeof t, "550 5.7.1 Message rejected: virus found (%s)",
+                   rep.name);
+      return fc_finish(c, SL_VERDICT_REJECT, NULL, (const uint8_t *)t,
+                       (size_t)tl);
     }
     return fc_finish(c, SL_VERDICT_ACCEPT, NULL, NULL, 0);
   }
-  if (c->eof) fc_fail(c, "closed");
+  if (c->eof)
+    fc_fail(c, "closed");
 }
 
-/* ---- rspamd ----------------------------------------------------------------------- */
+/* ---- rspamd
+ * ----------------------------------------------------------------------- */
 
 static void rspamd_result(fconn *c) {
   size_t blen;
   const uint8_t *body = sl_http_reader_body(c->http, &blen);
-  if (sl_http_reader_status(c->http) != 200) return fc_fail(c, "http_status");
+  if (sl_http_reader_status(c->http) != 200)
+    return fc_fail(c, "http_status");
   uint8_t *scratch = malloc(blen ? blen : 1);
   sl_rspamd_result *res = malloc(sizeof *res);
   if (scratch == NULL || res == NULL) {
@@ -726,7 +809,8 @@ static void rspamd_result(fconn *c) {
     free(res);
     return fc_fail(c, "memory");
   }
-  if (sl_rspamd_parse_result(body, blen, scratch, blen ? blen : 1, res) != SL_OK) {
+  if (sl_rspamd_parse_result(body, blen, scratch, blen ? blen : 1, res) !=
+      SL_OK) {
     free(scratch);
     free(res);
     return fc_fail(c, "garbage");
@@ -739,13 +823,14 @@ static void rspamd_result(fconn *c) {
   }
   sd_filters *f = c->f;
   for (size_t i = 0; i < res->n_remove; i++)
-    add_hop(f, HOP_REMOVE, res->remove[i].name.p, res->remove[i].name.len, NULL, 0, 0,
-            res->remove[i].order);
+    add_hop(f, HOP_REMOVE, res->remove[i].name.p, res->remove[i].name.len, NULL,
+            0, 0, res->remove[i].order);
   for (size_t i = 0; i < res->n_add; i++)
-    add_hop(f, HOP_ADD_TOP, res->add[i].name.p, res->add[i].name.len, res->add[i].value.p,
-            res->add[i].value.len, 1, 0);
+    add_hop(f, HOP_ADD_TOP, res->add[i].name.p, res->add[i].name.len,
+            res->add[i].value.p, res->add[i].value.len, 1, 0);
   if (res->action == SL_RSPAMD_REWRITE_SUBJECT && res->subject.len)
-    add_hop(f, HOP_CHANGE, (const uint8_t *)"Subject", 7, res->subject.p, res->subject.len, 1, 1);
+    add_hop(f, HOP_CHANGE, (const uint8_t *)"Subject", 7, res->subject.p,
+            res->subject.len, 1, 1);
   fc_finish(c, v, NULL, res->smtp_message.p, res->smtp_message.len);
   free(scratch);
   free(res);
@@ -755,57 +840,75 @@ static void rspamd_step(fconn *c) {
   sd_filters *f = c->f;
   if (c->phase == 0) {
     sl_bytes *rc = calloc(f->nrcpts ? f->nrcpts : 1, sizeof *rc);
-    if (rc == NULL) return fc_fail(c, "memory");
+    if (rc == NULL)
+      return fc_fail(c, "memory");
     size_t nr = 0;
     for (size_t i = 0; i < f->nrcpts; i++)
       if (f->rcpts[i].state == 1 && f->rcpts[i].addr)
-        rc[nr++] = (sl_bytes){(const uint8_t *)f->rcpts[i].addr, strlen(f->rcpts[i].addr)};
+        rc[nr++] = (sl_bytes){(const uint8_t *)f->rcpts[i].addr,
+                              strlen(f->rcpts[i].addr)};
     sl_rspamd_request rq;
     memset(&rq, 0, sizeof rq);
     rq.content_length = f->size;
     rq.ip = (sl_bytes){(const uint8_t *)f->client_ip, strlen(f->client_ip)};
-    if (f->helo) rq.helo = (sl_bytes){(const uint8_t *)f->helo, strlen(f->helo)};
-    if (f->client_name) rq.hostname = (sl_bytes){(const uint8_t *)f->client_name, strlen(f->client_name)};
-    if (f->mail_addr) rq.from = (sl_bytes){(const uint8_t *)f->mail_addr, strlen(f->mail_addr)};
+    if (f->helo)
+      rq.helo = (sl_bytes){(const uint8_t *)f->helo, strlen(f->helo)};
+    if (f->client_name)
+      rq.hostname =
+          (sl_bytes){(const uint8_t *)f->client_name, strlen(f->client_name)};
+    if (f->mail_addr)
+      rq.from = (sl_bytes){(const uint8_t *)f->mail_addr, strlen(f->mail_addr)};
     rq.rcpts = rc;
     rq.nrcpts = nr;
     size_t need = 4096 + 1100 * (nr + 8);
-    long hl = out_room(c, need) == 0 ? sl_rspamd_request_head(c->out + c->out_len, need, &rq)
-                                     : SL_ERR_NOBUF;
+    long hl = out_room(c, need) == 0
+                  ? sl_rspamd_request_head(c->out + c->out_len, need, &rq)
+                  : SL_ERR_NOBUF;
     free(rc);
-    if (hl < 0) return fc_fail(c, "request");
+    if (hl < 0)
+      return fc_fail(c, "request");
     c->out_len += (size_t)hl;
     c->spool_off = 0;
     c->spool_end = f->size;
     c->http = malloc(sizeof *c->http);
     c->hbody = malloc(IN_MAX);
-    if (c->http == NULL || c->hbody == NULL) return fc_fail(c, "memory");
+    if (c->http == NULL || c->hbody == NULL)
+      return fc_fail(c, "memory");
     sl_http_reader_init(c->http, c->hbody, IN_MAX);
     c->phase = 1;
   }
   while (c->phase == 1) {
     int fl = fc_flush(c);
-    if (fl < 0) return fc_fail(c, "write");
-    if (fl > 0) break;
+    if (fl < 0)
+      return fc_fail(c, "write");
+    if (fl > 0)
+      break;
     int q = queue_spool(c, IO_CHUNK, 0, 0);
-    if (q < 0) return fc_fail(c, "spool");
-    if (q == 0) c->phase = 2;
+    if (q < 0)
+      return fc_fail(c, "spool");
+    if (q == 0)
+      c->phase = 2;
   }
-  if (fc_read(c) != 0) return fc_fail(c, "read");
+  if (fc_read(c) != 0)
+    return fc_fail(c, "read");
   if (c->in_len) {
     size_t used = 0;
     int rc = sl_http_reader_feed(c->http, c->in, c->in_len, &used);
     in_consume(c, used);
-    if (rc == SL_OK) return rspamd_result(c);
-    if (rc != SL_ERR_INCOMPLETE) return fc_fail(c, "garbage");
+    if (rc == SL_OK)
+      return rspamd_result(c);
+    if (rc != SL_ERR_INCOMPLETE)
+      return fc_fail(c, "garbage");
   }
   if (c->eof) {
-    if (sl_http_reader_eof(c->http) == SL_OK) return rspamd_result(c);
+    if (sl_http_reader_eof(c->http) == SL_OK)
+      return rspamd_result(c);
     fc_fail(c, "closed");
   }
 }
 
-/* ---- milter ------------------------------------------------------------------------ */
+/* ---- milter
+ * ------------------------------------------------------------------------ */
 
 enum {
   MP_OPTNEG,
@@ -822,17 +925,20 @@ enum {
 };
 
 #define MILTER_OFFER_ACTIONS                                                   \
-  (SL_MILTER_ACT_ADDHDRS | SL_MILTER_ACT_CHGHDRS | SL_MILTER_ACT_QUARANTINE | \
+  (SL_MILTER_ACT_ADDHDRS | SL_MILTER_ACT_CHGHDRS | SL_MILTER_ACT_QUARANTINE |  \
    SL_MILTER_ACT_SETSYMLIST)
 
 /* Splits a params string into sl_bytes words (at most max). */
 static size_t words(const char *s, sl_bytes *w, size_t max) {
   size_t n = 0;
   while (s && *s && n < max) {
-    while (*s == ' ') s++;
+    while (*s == ' ')
+      s++;
     const char *e = s;
-    while (*e && *e != ' ') e++;
-    if (e > s) w[n++] = (sl_bytes){(const uint8_t *)s, (size_t)(e - s)};
+    while (*e && *e != ' ')
+      e++;
+    if (e > s)
+      w[n++] = (sl_bytes){(const uint8_t *)s, (size_t)(e - s)};
     s = e;
   }
   return n;
@@ -848,18 +954,27 @@ static int milter_next(fconn *c) {
     sl_bytes w[16];
     size_t need = 4096;
     switch (c->phase) {
-    case MP_CONNECT: cmd = SL_MILTER_CMD_CONNECT; break;
-    case MP_HELO: cmd = SL_MILTER_CMD_HELO; break;
-    case MP_MAIL: cmd = SL_MILTER_CMD_MAIL; break;
+    case MP_CONNECT:
+      cmd = SL_MILTER_CMD_CONNECT;
+      break;
+    case MP_HELO:
+      cmd = SL_MILTER_CMD_HELO;
+      break;
+    case MP_MAIL:
+      cmd = SL_MILTER_CMD_MAIL;
+      break;
     case MP_RCPT:
-      while (c->item < f->nrcpts && f->rcpts[c->item].state != 1) c->item++;
+      while (c->item < f->nrcpts && f->rcpts[c->item].state != 1)
+        c->item++;
       if (c->item >= f->nrcpts) {
         c->phase = MP_DATA;
         continue;
       }
       cmd = SL_MILTER_CMD_RCPT;
       break;
-    case MP_DATA: cmd = SL_MILTER_CMD_DATA; break;
+    case MP_DATA:
+      cmd = SL_MILTER_CMD_DATA;
+      break;
     case MP_HEADER:
       if (c->item >= f->nhdrs) {
         c->phase = MP_EOH;
@@ -868,77 +983,101 @@ static int milter_next(fconn *c) {
       cmd = SL_MILTER_CMD_HEADER;
       need = f->hdrs[c->item].len + 64;
       break;
-    case MP_EOH: cmd = SL_MILTER_CMD_EOH; break;
+    case MP_EOH:
+      cmd = SL_MILTER_CMD_EOH;
+      break;
     case MP_BODY:
-      if (!sl_milter_sends(&c->ms, SL_MILTER_CMD_BODY) || c->spool_off >= c->spool_end) {
+      if (!sl_milter_sends(&c->ms, SL_MILTER_CMD_BODY) ||
+          c->spool_off >= c->spool_end) {
         c->phase = MP_EOB;
         continue;
       }
-      if (queue_spool(c, SL_MILTER_CHUNK_MAX, 0, 1) < 0) return -1;
-      if (sl_milter_expects_reply(&c->ms, SL_MILTER_CMD_BODY)) c->await = SL_MILTER_CMD_BODY;
+      if (queue_spool(c, SL_MILTER_CHUNK_MAX, 0, 1) < 0)
+        return -1;
+      if (sl_milter_expects_reply(&c->ms, SL_MILTER_CMD_BODY))
+        c->await = SL_MILTER_CMD_BODY;
       return 0;
-    case MP_EOB: cmd = SL_MILTER_CMD_BODYEOB; break;
-    default: return 0;
+    case MP_EOB:
+      cmd = SL_MILTER_CMD_BODYEOB;
+      break;
+    default:
+      return 0;
     }
     if (!sl_milter_sends(&c->ms, cmd) && cmd != SL_MILTER_CMD_BODYEOB) {
-      if (c->phase == MP_RCPT) c->item++;
-      else if (c->phase == MP_HEADER) c->phase = MP_EOH;
-      else c->phase++;
-      if (c->phase == MP_HEADER || c->phase == MP_RCPT) c->item = 0;
+      /* the filter opted out of this event: the next phase */
+      c->phase = c->phase == MP_RCPT     ? MP_DATA
+                 : c->phase == MP_HEADER ? MP_EOH
+                                         : c->phase + 1;
+      c->item = 0;
       if (c->phase == MP_BODY) {
         c->spool_off = f->body_off;
         c->spool_end = f->size;
       }
       continue;
     }
-    if (out_room(c, need) != 0) return -1;
+    if (out_room(c, need) != 0)
+      return -1;
     uint8_t *o = c->out + c->out_len;
     switch (cmd) {
     case SL_MILTER_CMD_CONNECT: {
       sl_milter_macro m[2] = {
-          {{(const uint8_t *)"j", 1}, {(const uint8_t *)f->cfg->hostname, strlen(f->cfg->hostname)}},
-          {{(const uint8_t *)"{daemon_name}", 13}, {(const uint8_t *)"sluiced", 7}}};
+          {{(const uint8_t *)"j", 1},
+           {(const uint8_t *)f->cfg->hostname, strlen(f->cfg->hostname)}},
+          {{(const uint8_t *)"{daemon_name}", 13},
+           {(const uint8_t *)"sluiced", 7}}};
       long ml = sl_milter_put_macro(o, need, cmd, m, 2);
-      if (ml < 0) return -1;
+      if (ml < 0)
+        return -1;
       char host[300];
-      if (f->client_name) snprintf(host, sizeof host, "%s", f->client_name);
-      else snprintf(host, sizeof host, "[%s]", f->client_ip);
-      n = sl_milter_put_connect(o + ml, need - (size_t)ml, (sl_bytes){(const uint8_t *)host, strlen(host)},
+      if (f->client_name)
+        snprintf(host, sizeof host, "%s", f->client_name);
+      else
+        snprintf(host, sizeof host, "[%s]", f->client_ip);
+      n = sl_milter_put_connect(o + ml, need - (size_t)ml,
+                                (sl_bytes){(const uint8_t *)host, strlen(host)},
                                 &f->client);
-      if (n >= 0) n += ml;
+      if (n >= 0)
+        n += ml;
       break;
     }
     case SL_MILTER_CMD_HELO: {
       const char *h = f->helo ? f->helo : "";
-      n = sl_milter_put_helo(o, need, (sl_bytes){(const uint8_t *)h, strlen(h)});
+      n = sl_milter_put_helo(o, need,
+                             (sl_bytes){(const uint8_t *)h, strlen(h)});
       break;
     }
     case SL_MILTER_CMD_MAIL: {
       size_t nw = words(f->mail_params, w, 16);
       const char *a = f->mail_addr ? f->mail_addr : "";
-      n = sl_milter_put_mail(o, need, (sl_bytes){(const uint8_t *)a, strlen(a)}, w, nw);
+      n = sl_milter_put_mail(o, need, (sl_bytes){(const uint8_t *)a, strlen(a)},
+                             w, nw);
       break;
     }
     case SL_MILTER_CMD_RCPT: {
       rcpt *r = &f->rcpts[c->item];
       size_t nw = words(r->params, w, 16);
       const char *a = r->addr ? r->addr : "";
-      n = sl_milter_put_rcpt(o, need, (sl_bytes){(const uint8_t *)a, strlen(a)}, w, nw);
+      n = sl_milter_put_rcpt(o, need, (sl_bytes){(const uint8_t *)a, strlen(a)},
+                             w, nw);
       break;
     }
     case SL_MILTER_CMD_HEADER: {
       hdr *h = &f->hdrs[c->item];
       const uint8_t *v = f->hbuf + h->value_off;
       size_t vl = h->value_len;
-      if (!(c->ms.protocol & SL_MILTER_P_HDR_LEADSPC) && vl && v[0] == ' ') v++, vl--;
+      if (!(c->ms.protocol & SL_MILTER_P_HDR_LEADSPC) && vl && v[0] == ' ')
+        v++, vl--;
       /* folded lines go to the filter with LF line breaks, as Postfix
          sends them */
       uint8_t *tmp = malloc(vl ? vl : 1);
-      if (tmp == NULL) return -1;
+      if (tmp == NULL)
+        return -1;
       size_t tl = 0;
       for (size_t i = 0; i < vl; i++)
-        if (!(v[i] == '\r' && i + 1 < vl && v[i + 1] == '\n')) tmp[tl++] = v[i];
-      n = sl_milter_put_header(o, need, (sl_bytes){f->hbuf + h->off, h->name_len},
+        if (!(v[i] == '\r' && i + 1 < vl && v[i + 1] == '\n'))
+          tmp[tl++] = v[i];
+      n = sl_milter_put_header(o, need,
+                               (sl_bytes){f->hbuf + h->off, h->name_len},
                                (sl_bytes){tmp, tl});
       free(tmp);
       break;
@@ -947,15 +1086,18 @@ static int milter_next(fconn *c) {
       n = sl_milter_put_simple(o, need, cmd);
       break;
     }
-    if (n < 0) return -1;
+    if (n < 0)
+      return -1;
     c->out_len += (size_t)n;
-    if (sl_milter_expects_reply(&c->ms, cmd)) c->await = cmd;
+    if (sl_milter_expects_reply(&c->ms, cmd))
+      c->await = cmd;
     /* the phase after this command */
     if (c->phase == MP_RCPT || c->phase == MP_HEADER) {
       c->item++;
     } else {
       c->phase++;
-      if (c->phase == MP_RCPT || c->phase == MP_HEADER) c->item = 0;
+      if (c->phase == MP_RCPT || c->phase == MP_HEADER)
+        c->item = 0;
       if (c->phase == MP_BODY) {
         c->spool_off = f->body_off;
         c->spool_end = f->size;
@@ -966,7 +1108,8 @@ static int milter_next(fconn *c) {
 }
 
 /* One packet from the filter.  Returns 1 to go on, 0 when finished. */
-static int milter_packet(fconn *c, uint8_t cmd, const uint8_t *data, size_t len) {
+static int milter_packet(fconn *c, uint8_t cmd, const uint8_t *data,
+                         size_t len) {
   sl_milter_reply rp;
   const char *why = NULL;
   if (sl_milter_decode(cmd, data, len, &rp) != SL_OK) {
@@ -975,7 +1118,8 @@ static int milter_packet(fconn *c, uint8_t cmd, const uint8_t *data, size_t len)
   }
   if (c->phase == MP_OPTNEG + 1 && c->await == SL_MILTER_CMD_OPTNEG) {
     if (sl_milter_negotiate(MILTER_OFFER_ACTIONS, &rp, &c->ms, &why) != SL_OK) {
-      sd_log(SD_LOG_ERR, "filter %s: milter negotiation: %s", c->cfg->name, why);
+      sd_log(SD_LOG_ERR, "filter %s: milter negotiation: %s", c->cfg->name,
+             why);
       fc_fail(c, "negotiation");
       return 0;
     }
@@ -1010,14 +1154,17 @@ static int milter_packet(fconn *c, uint8_t cmd, const uint8_t *data, size_t len)
     return 1;
   }
   case SL_MILTER_ADDHEADER:
-    add_hop(f, HOP_ADD_END, rp.name.p, rp.name.len, rp.value.p, rp.value.len, 1, 0);
+    add_hop(f, HOP_ADD_END, rp.name.p, rp.name.len, rp.value.p, rp.value.len, 1,
+            0);
     return 1;
   case SL_MILTER_INSHEADER:
-    add_hop(f, HOP_INSERT, rp.name.p, rp.name.len, rp.value.p, rp.value.len, 1, (long)rp.index);
+    add_hop(f, HOP_INSERT, rp.name.p, rp.name.len, rp.value.p, rp.value.len, 1,
+            (long)rp.index);
     return 1;
   case SL_MILTER_CHGHEADER:
-    add_hop(f, rp.value.len ? HOP_CHANGE : HOP_REMOVE, rp.name.p, rp.name.len, rp.value.p,
-            rp.value.len, rp.value.len != 0, rp.index ? (long)rp.index : 1);
+    add_hop(f, rp.value.len ? HOP_CHANGE : HOP_REMOVE, rp.name.p, rp.name.len,
+            rp.value.p, rp.value.len, rp.value.len != 0,
+            rp.index ? (long)rp.index : 1);
     return 1;
   case SL_MILTER_QUARANTINE:
   case SL_MILTER_ADDRCPT:
@@ -1025,10 +1172,12 @@ static int milter_packet(fconn *c, uint8_t cmd, const uint8_t *data, size_t len)
   case SL_MILTER_DELRCPT:
   case SL_MILTER_CHGFROM:
     /* envelope changes were never offered; a quarantine is logged */
-    sd_log(SD_LOG_INFO, "filter %s: modification '%c' ignored", c->cfg->name, rp.cmd);
+    sd_log(SD_LOG_INFO, "filter %s: modification '%c' ignored", c->cfg->name,
+           rp.cmd);
     return 1;
   case SL_MILTER_REPLBODY:
-    sd_log(SD_LOG_ERR, "filter %s: body replacement is not supported (configuration error)",
+    sd_log(SD_LOG_ERR,
+           "filter %s: body replacement is not supported (configuration error)",
            c->cfg->name);
     fc_fail(c, "replbody");
     return 0;
@@ -1053,58 +1202,80 @@ static int milter_packet(fconn *c, uint8_t cmd, const uint8_t *data, size_t len)
 static void milter_step(fconn *c) {
   if (c->phase == MP_OPTNEG) {
     c->mbuf = malloc(SL_MILTER_CHUNK_MAX + 1);
-    if (c->mbuf == NULL || out_room(c, 64) != 0) return fc_fail(c, "memory");
+    if (c->mbuf == NULL || out_room(c, 64) != 0)
+      return fc_fail(c, "memory");
     sl_milter_reader_init(&c->mr, c->mbuf, SL_MILTER_CHUNK_MAX + 1);
-    long n = sl_milter_put_optneg(c->out + c->out_len, 64, SL_MILTER_VERSION, MILTER_OFFER_ACTIONS,
-                                  SL_MILTER_P_ALL & ~(uint32_t)SL_MILTER_P_RCPT_REJ);
-    if (n < 0) return fc_fail(c, "request");
+    long n = sl_milter_put_optneg(
+        c->out + c->out_len, 64, SL_MILTER_VERSION, MILTER_OFFER_ACTIONS,
+        SL_MILTER_P_ALL & ~(uint32_t)SL_MILTER_P_RCPT_REJ);
+    if (n < 0)
+      return fc_fail(c, "request");
     c->out_len += (size_t)n;
     c->await = SL_MILTER_CMD_OPTNEG;
     c->phase = MP_CONNECT;
   }
   for (int guard = 0; guard < 4096; guard++) {
     int fl = fc_flush(c);
-    if (fl < 0) return fc_fail(c, "write");
+    if (fl < 0)
+      return fc_fail(c, "write");
     if (fl == 0 && !c->await && c->phase < MP_EOB_WAIT) {
-      if (milter_next(c) != 0) return fc_fail(c, "request");
-      if (c->phase == MP_EOB_WAIT && !c->await) c->await = SL_MILTER_CMD_BODYEOB;
+      if (milter_next(c) != 0)
+        return fc_fail(c, "request");
+      if (c->phase == MP_EOB_WAIT && !c->await)
+        c->await = SL_MILTER_CMD_BODYEOB;
       continue;
     }
-    if (fc_read(c) != 0) return fc_fail(c, "read");
+    if (fc_read(c) != 0)
+      return fc_fail(c, "read");
     int more = 0;
     while (c->in_len) {
       size_t used = 0;
       int rc = sl_milter_reader_feed(&c->mr, c->in, c->in_len, &used);
       in_consume(c, used);
-      if (rc == SL_ERR_INCOMPLETE) break;
-      if (rc != SL_OK) return fc_fail(c, "garbage");
+      if (rc == SL_ERR_INCOMPLETE)
+        break;
+      if (rc != SL_OK)
+        return fc_fail(c, "garbage");
       const uint8_t *d;
       size_t dl;
       uint8_t cmd = sl_milter_reader_packet(&c->mr, &d, &dl);
-      if (!milter_packet(c, cmd, d, dl)) return;
+      if (!milter_packet(c, cmd, d, dl))
+        return;
       more = 1;
     }
-    if (c->eof) return fc_fail(c, "closed");
-    if (!more && (fl > 0 || c->await)) return; /* wait for the socket */
+    if (c->eof)
+      return fc_fail(c, "closed");
+    if (!more && (fl > 0 || c->await))
+      return; /* wait for the socket */
   }
 }
 
-/* ---- dispatch ---------------------------------------------------------------------- */
+/* ---- dispatch
+ * ---------------------------------------------------------------------- */
 
 static void fc_pump(fconn *c) {
   if (c->state == FC_CONNECTING) {
     int err = 0;
     socklen_t el = sizeof err;
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err) return fc_fail(c, "refused");
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err)
+      return fc_fail(c, "refused");
     c->state = FC_RUN;
   }
-  if (c->state != FC_RUN) return;
+  if (c->state != FC_RUN)
+    return;
   switch (c->cfg->kind) {
-  case SL_FILTER_CLAMD: clamd_step(c); break;
-  case SL_FILTER_RSPAMD: rspamd_step(c); break;
-  default: milter_step(c); break;
+  case SL_FILTER_CLAMD:
+    clamd_step(c);
+    break;
+  case SL_FILTER_RSPAMD:
+    rspamd_step(c);
+    break;
+  default:
+    milter_step(c);
+    break;
   }
-  if (c->state != FC_RUN || c->fd < 0) return;
+  if (c->state != FC_RUN || c->fd < 0)
+    return;
   uint32_t m = EPOLLIN | (c->out_off < c->out_len ? EPOLLOUT : 0);
   if (m != c->ev) {
     sd_loop_mod(c->f->loop, c->fd, m, &c->h);
@@ -1115,16 +1286,18 @@ static void fc_pump(fconn *c) {
 static void fc_io(sd_handler *h, uint32_t ev) {
   fconn *c = (fconn *)(void *)h;
   (void)ev;
-  if (c->fd < 0 || c->state == FC_DONE) return;
+  if (c->fd < 0 || c->state == FC_DONE)
+    return;
   fc_pump(c);
 }
 
-void sd_filters_end(sd_filters *f, uint32_t id, const sl_addr *client, const char *client_name,
-                    const char *helo) {
+void sd_filters_end(sd_filters *f, uint32_t id, const sl_addr *client,
+                    const char *client_name, const char *helo) {
   f->ended = 1;
   f->id = id;
   f->client = *client;
-  if (sl_addr_format(client, f->client_ip, sizeof f->client_ip) < 0) f->client_ip[0] = '\0';
+  if (sl_addr_format(client, f->client_ip, sizeof f->client_ip) < 0)
+    f->client_ip[0] = '\0';
   f->client_name = client_name ? strdup(client_name) : NULL;
   f->helo = helo ? strdup(helo) : NULL;
   f->ndone = 0;
@@ -1142,7 +1315,8 @@ void sd_filters_end(sd_filters *f, uint32_t id, const sl_addr *client, const cha
     fconn *c = &f->fc[i];
     c->state = FC_IDLE;
     fc_start(c);
-    if (c->state == FC_RUN) fc_pump(c);
+    if (c->state == FC_RUN)
+      fc_pump(c);
   }
   check_all_done(f);
 }
@@ -1150,28 +1324,37 @@ void sd_filters_end(sd_filters *f, uint32_t id, const sl_addr *client, const cha
 /* The message's log entry: "name:verdict" per filter. */
 static void log_message(sd_filters *f) {
   size_t used = strlen(f->log);
-  if (used + 200 >= sizeof f->log) return;
-  if (used) used += (size_t)snprintf(f->log + used, sizeof f->log - used, "; ");
+  if (used + 200 >= sizeof f->log)
+    return;
+  if (used)
+    used += (size_t)snprintf(f->log + used, sizeof f->log - used, "; ");
   for (size_t i = 0; i < f->nfc && used < sizeof f->log; i++) {
     fconn *c = &f->fc[i];
     if (c->fail)
-      used += (size_t)snprintf(f->log + used, sizeof f->log - used, "%s%s:fail(%s)->%s", i ? " " : "",
-                               c->cfg->name, c->fail, sl_verdict_name((sl_verdict)c->verdict));
+      used +=
+          (size_t)snprintf(f->log + used, sizeof f->log - used,
+                           "%s%s:fail(%s)->%s", i ? " " : "", c->cfg->name,
+                           c->fail, sl_verdict_name((sl_verdict)c->verdict));
     else
-      used += (size_t)snprintf(f->log + used, sizeof f->log - used, "%s%s:%s", i ? " " : "",
-                               c->cfg->name, sl_verdict_name((sl_verdict)c->verdict));
+      used += (size_t)snprintf(f->log + used, sizeof f->log - used, "%s%s:%s",
+                               i ? " " : "", c->cfg->name,
+                               sl_verdict_name((sl_verdict)c->verdict));
   }
 }
 
 static void fire_cb(sd_timer *t) {
-  sd_filters *f = (sd_filters *)(void *)((char *)t - offsetof(sd_filters, fire));
-  if (!f->ended || f->ndone != f->nfc) return;
+  sd_filters *f =
+      (sd_filters *)(void *)((char *)t - offsetof(sd_filters, fire));
+  if (!f->ended || f->ndone != f->nfc)
+    return;
   sl_verdict v[16];
-  for (size_t i = 0; i < f->nfc; i++) v[i] = (sl_verdict)f->fc[i].verdict;
+  for (size_t i = 0; i < f->nfc; i++)
+    v[i] = (sl_verdict)f->fc[i].verdict;
   sl_verdict_sum sum;
   sl_verdict_combine(v, f->nfc,
-                     f->cfg->filter_discard_action == SL_FILTER_DISCARD_TAG ? SL_DISCARD_AS_TAG
-                                                                            : SL_DISCARD_AS_REJECT,
+                     f->cfg->filter_discard_action == SL_FILTER_DISCARD_TAG
+                         ? SL_DISCARD_AS_TAG
+                         : SL_DISCARD_AS_REJECT,
                      &sum);
   log_message(f);
   const uint8_t *text = NULL;
@@ -1184,47 +1367,60 @@ static void fire_cb(sd_timer *t) {
   if (sum.discard_tagged) {
     f->discard_tag = 1;
     for (size_t i = 0; i < f->nfc; i++)
-      if (f->fc[i].verdict == SL_VERDICT_DISCARD) f->discard_by = f->fc[i].cfg->name;
+      if (f->fc[i].verdict == SL_VERDICT_DISCARD)
+        f->discard_by = f->fc[i].cfg->name;
   }
   uint32_t id = f->id;
-  if (verdict == SL_VERDICT_TEMPFAIL || verdict == SL_VERDICT_REJECT || !f->cfg->filter_mode_spool) {
+  if (verdict == SL_VERDICT_TEMPFAIL || verdict == SL_VERDICT_REJECT ||
+      !f->cfg->filter_mode_spool) {
     if (verdict == SL_VERDICT_CHANGE && f->nhops)
-      sd_log(SD_LOG_INFO, "filters: %zu header change(s) not made (stream mode)", f->nhops);
+      sd_log(SD_LOG_INFO,
+             "filters: %zu header change(s) not made (stream mode)", f->nhops);
     f->holding = 0;
   }
   /* copy what the callback needs: it may start the next message */
   uint8_t copy[SL_FILTER_REPLY_MAX];
-  if (len > sizeof copy) len = sizeof copy;
-  if (len) memcpy(copy, text, len);
+  if (len > sizeof copy)
+    len = sizeof copy;
+  if (len)
+    memcpy(copy, text, len);
   f->done(f->ctx, id, verdict, len ? copy : NULL, len);
 }
 
-/* ---- spool mode: the changed message ------------------------------------------------ */
+/* ---- spool mode: the changed message
+ * ------------------------------------------------ */
 
 static int name_is(const sd_filters *f, const hdr *h, const char *name) {
-  return strlen(name) == h->name_len && !strncasecmp((const char *)f->hbuf + h->off, name, h->name_len);
+  return strlen(name) == h->name_len &&
+         !strncasecmp((const char *)f->hbuf + h->off, name, h->name_len);
 }
 
-static int put_hdr(uint8_t **b, size_t *len, size_t *cap, const char *name, const char *value) {
+static int put_hdr(uint8_t **b, size_t *len, size_t *cap, const char *name,
+                   const char *value) {
   size_t need = *len + SL_FILTER_HEADER_MAX;
   if (need > *cap) {
     uint8_t *nb = realloc(*b, need * 2);
-    if (nb == NULL) return -1;
+    if (nb == NULL)
+      return -1;
     *b = nb;
     *cap = need * 2;
   }
-  long n = sl_filter_header_put(*b + *len, *cap - *len, (sl_bytes){(const uint8_t *)name, strlen(name)},
-                                (sl_bytes){(const uint8_t *)value, strlen(value)});
-  if (n < 0) return 0; /* checked when taken: cannot happen */
+  long n = sl_filter_header_put(
+      *b + *len, *cap - *len, (sl_bytes){(const uint8_t *)name, strlen(name)},
+      (sl_bytes){(const uint8_t *)value, strlen(value)});
+  if (n < 0)
+    return 0; /* checked when taken: cannot happen */
   *len += (size_t)n;
   return 0;
 }
 
-static int put_raw(uint8_t **b, size_t *len, size_t *cap, const uint8_t *p, size_t n) {
+static int put_raw(uint8_t **b, size_t *len, size_t *cap, const uint8_t *p,
+                   size_t n) {
   if (*len + n > *cap) {
     size_t c2 = (*len + n) * 2;
     uint8_t *nb = realloc(*b, c2);
-    if (nb == NULL) return -1;
+    if (nb == NULL)
+      return -1;
     *b = nb;
     *cap = c2;
   }
@@ -1238,33 +1434,41 @@ static int build_head(sd_filters *f) {
   uint8_t *b = NULL;
   size_t len = 0, cap = 0;
   int rc = 0;
-  if (f->discard_tag) rc |= put_hdr(&b, &len, &cap, "X-Sluice-Filter-Discard", f->discard_by ? f->discard_by : "yes");
+  if (f->discard_tag)
+    rc |= put_hdr(&b, &len, &cap, "X-Sluice-Filter-Discard",
+                  f->discard_by ? f->discard_by : "yes");
   for (size_t i = 0; i < f->nhops; i++)
-    if (f->hops[i].op == HOP_ADD_TOP) rc |= put_hdr(&b, &len, &cap, f->hops[i].name, f->hops[i].value);
+    if (f->hops[i].op == HOP_ADD_TOP)
+      rc |= put_hdr(&b, &len, &cap, f->hops[i].name, f->hops[i].value);
   /* per name, the occurrence number of each original field */
   for (size_t i = 0; i <= f->nhdrs; i++) {
     for (size_t k = 0; k < f->nhops; k++)
       if (f->hops[k].op == HOP_INSERT && (size_t)f->hops[k].index == i)
         rc |= put_hdr(&b, &len, &cap, f->hops[k].name, f->hops[k].value);
-    if (i == f->nhdrs) break;
+    if (i == f->nhdrs)
+      break;
     hdr *h = &f->hdrs[i];
     long nth = 1;
     for (size_t j = 0; j < i; j++)
       if (f->hdrs[j].name_len == h->name_len &&
-          !strncasecmp((const char *)f->hbuf + f->hdrs[j].off, (const char *)f->hbuf + h->off, h->name_len))
+          !strncasecmp((const char *)f->hbuf + f->hdrs[j].off,
+                       (const char *)f->hbuf + h->off, h->name_len))
         nth++;
     const hop *act = NULL;
     for (size_t k = 0; k < f->nhops; k++) {
       const hop *o = &f->hops[k];
-      if ((o->op == HOP_CHANGE || o->op == HOP_REMOVE) && name_is(f, h, o->name) &&
-          (o->index == 0 || o->index == nth))
+      if ((o->op == HOP_CHANGE || o->op == HOP_REMOVE) &&
+          name_is(f, h, o->name) && (o->index == 0 || o->index == nth))
         act = o;
     }
-    if (act == NULL) rc |= put_raw(&b, &len, &cap, f->hbuf + h->off, h->len);
-    else if (act->op == HOP_CHANGE) rc |= put_hdr(&b, &len, &cap, act->name, act->value);
+    if (act == NULL)
+      rc |= put_raw(&b, &len, &cap, f->hbuf + h->off, h->len);
+    else if (act->op == HOP_CHANGE)
+      rc |= put_hdr(&b, &len, &cap, act->name, act->value);
   }
   for (size_t i = 0; i < f->nhops; i++)
-    if (f->hops[i].op == HOP_ADD_END) rc |= put_hdr(&b, &len, &cap, f->hops[i].name, f->hops[i].value);
+    if (f->hops[i].op == HOP_ADD_END)
+      rc |= put_hdr(&b, &len, &cap, f->hops[i].name, f->hops[i].value);
   if (rc) {
     free(b);
     return -1;
@@ -1274,7 +1478,8 @@ static int build_head(sd_filters *f) {
   f->inj_head_off = 0;
   /* the body from the original's empty line on (or the whole message
      when it had no header section) */
-  f->inj_off = f->nhdrs ? f->hdrs[f->nhdrs - 1].off + f->hdrs[f->nhdrs - 1].len : 0;
+  f->inj_off =
+      f->nhdrs ? f->hdrs[f->nhdrs - 1].off + f->hdrs[f->nhdrs - 1].len : 0;
   f->inj_bol = 1;
   return 0;
 }
@@ -1283,7 +1488,8 @@ static int build_head(sd_filters *f) {
 static size_t stuff(int *bol, const uint8_t *src, size_t n, uint8_t *dst) {
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
-    if (*bol && src[i] == '.') dst[o++] = '.';
+    if (*bol && src[i] == '.')
+      dst[o++] = '.';
     dst[o++] = src[i];
     *bol = src[i] == '\n';
   }
@@ -1292,27 +1498,32 @@ static size_t stuff(int *bol, const uint8_t *src, size_t n, uint8_t *dst) {
 
 long sd_filters_inject(sd_filters *f, uint8_t *buf, size_t cap) {
   if (f->inj_head == NULL && f->inj_head_len == 0 && f->inj_off == 0) {
-    if (build_head(f) != 0) return -1;
+    if (build_head(f) != 0)
+      return -1;
   }
   size_t half = cap / 2;
   if (f->inj_head_off < f->inj_head_len) {
     size_t n = f->inj_head_len - f->inj_head_off;
-    if (n > half) n = half;
+    if (n > half)
+      n = half;
     size_t o = stuff(&f->inj_bol, f->inj_head + f->inj_head_off, n, buf);
     f->inj_head_off += n;
     return (long)o;
   }
-  if (f->inj_off >= f->size) return 0;
+  if (f->inj_off >= f->size)
+    return 0;
   uint8_t tmp[IO_CHUNK];
   size_t n = half < sizeof tmp ? half : sizeof tmp;
   long r = spool_get(f, f->inj_off, tmp, n);
-  if (r < 0) return -1;
+  if (r < 0)
+    return -1;
   f->inj_off += (uint64_t)r;
   return (long)stuff(&f->inj_bol, tmp, (size_t)r, buf);
 }
 
 void sd_filters_release(sd_filters *f) {
-  if (f == NULL) return;
+  if (f == NULL)
+    return;
   char keep[LOG_MAX];
   memcpy(keep, f->log, sizeof keep);
   message_clear(f);

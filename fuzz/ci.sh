@@ -26,9 +26,6 @@ B=$(cd "$B" && pwd)
 # long, randomly seeded campaigns are run-libfuzzer.sh and run-campaign.sh.
 secs=${FUZZ_SECONDS:-90}
 seed=${FUZZ_SEED:-1}
-# open relay findings most inputs reach are skipped, so the run looks for
-# the others (fuzz/findings/README.md)
-export FUZZ_RELAY_SKIP_OPEN_FINDINGS=${FUZZ_RELAY_SKIP_OPEN_FINDINGS:-1}
 runs_for() {
   case $1 in
     relay) echo "${FUZZ_RUNS_RELAY:-30000}" ;;

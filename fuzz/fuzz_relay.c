@@ -1,6 +1,6 @@
 /*
  * fuzz_relay.c: the relay driven by an operation language, with the
- * protocol oracle (core/tests/support/sl_oracle.h) checked after every step.
+ * protocol oracle (testsupport/sl_oracle.h) checked after every step.
  *
  * Input = an 8-byte header choosing mode, policy and limits, then ops until
  * the input ends.  The language is documented in fuzz/README.md ("The relay
@@ -12,7 +12,6 @@
  * Any oracle violation or relay API error prints the reason and aborts, so
  * libFuzzer, AFL++ and the standalone runner all see a crash.
  */
-#include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,18 +47,7 @@ typedef struct fz {
   size_t nheld;
   uint32_t held_small, held_large;
   sl_duration bound; /* guarantee 7: time allowed after the client left */
-  jmp_buf skip;      /* an open finding reached, skipped (see below) */
 } fz;
-
-/* FUZZ_RELAY_SKIP_OPEN_FINDINGS=1: inputs that reach an open finding most
-   inputs would reach (findings/README.md) pass, so a campaign looks for the
-   others.  Matched on the oracle's message. */
-static int skip_open(void) {
-  const char *e = getenv("FUZZ_RELAY_SKIP_OPEN_FINDINGS");
-  return e && *e == '1';
-}
-/* Skipped now: only guarantee 7 with the pool refusing buffers (below);
-   the "request after SESSION_END" family is fixed (relay2). */
 
 /* FUZZ_RELAY_TRACE=1: on a violation, print what crossed the boundary. */
 static void dump(const char *name, const sl_bytes *b) {
@@ -256,6 +244,10 @@ static void configure(fz *f, rd *r, uint32_t *pool_buffers, uint64_t *seed) {
   *pool_buffers = 1u + (b5 & 7);
   h->out_chunk = (size_t)(b5 >> 3) * 3;
   *seed = sd;
+  /* the seed's top bit: content filters (the 'F' op answers them); bits
+     13-14 pick filter_skip */
+  if (sd & 0x8000)
+    sl_harness_filters_on(h, (sd >> 13) & 3);
 }
 
 static uint8_t *take_buf(fz *f, int large, uint32_t *cap) {
@@ -388,10 +380,37 @@ static void dnsbl_op(fz *f, rd *r) {
   sl_harness_dnsbl(&f->h, z % 3, status_of(st), answers, n);
 }
 
+/* 'F': the filters' verdict on the held message: a verdict (sl_verdict,
+   out-of-range values included) and one of the texts, some of which try
+   to frame SMTP themselves (guarantee 5). */
+static void filter_op(fz *f, rd *r) {
+  static const char *const texts[] = {
+      NULL,
+      "550 5.7.1 spam",
+      "451 4.7.1 later",
+      "250 2.0.0 pretend ok",
+      "550 5.7.1 a\r\n250 2.0.0 injected",
+      "554-5.7.1 one\r\n554 5.7.1 two",
+      "421 4.4.2 closing",
+      "\r\n.\r\nRCPT TO:<x@y>\r\n",
+      "Eicar-Signature"};
+  uint8_t v = get8(r), t = get8(r);
+  int verdict = (int)(v % 6); /* 5: out of range, refused by the API */
+  int rc = sl_harness_filter_verdict(&f->h, verdict,
+                                     texts[t % (sizeof texts / sizeof *texts)]);
+  if (rc != 0 && rc != -1 && rc != SL_ERR_UNKNOWN_REQUEST &&
+      !(verdict == 5 && rc == SL_ERR_INVALID_ARGUMENT)) {
+    fprintf(stderr, "sl_relay_filter_verdict: %d\n", rc);
+    abort();
+  }
+}
+
 static void run_op(fz *f, rd *r) {
   static const char ops[] = "CUTDASsNEeKPXcuH";
   uint8_t op = get8(r);
-  if (!strchr(ops, op) || op == 0)
+  /* 'F' (filter verdicts) came later: it is not in the table, so other
+     bytes keep the op they always mapped to */
+  if (op != 'F' && (!strchr(ops, op) || op == 0))
     op = (uint8_t)ops[op % (sizeof(ops) - 1)];
   sl_harness *h = &f->h;
   switch (op) {
@@ -445,6 +464,9 @@ static void run_op(fz *f, rd *r) {
   case 'H':
     ehlo_op(f, r);
     break;
+  case 'F':
+    filter_op(f, r);
+    break;
   default:
     break;
   }
@@ -478,11 +500,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!f)
     return 0;
   rd r = {data, size, 0};
-  if (setjmp(f->skip)) {
-    sl_harness_free(&f->h);
-    free(f);
-    return 0;
-  }
   sl_harness_defaults(&f->h);
   uint32_t pool_buffers;
   uint64_t seed;
@@ -519,10 +536,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     if (t > start + bound)
       break;
-    /* The open pool-starvation finding, when skipped, need not be run to
-       the bound (it costs a deadline every 50 ms of virtual time). */
-    if (steps > 2000 && f->h.pool_refused && skip_open())
-      longjmp(f->skip, 1);
     before_time(f);
     if (t > f->h.now)
       f->h.now = t;
@@ -530,12 +543,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     steps++;
   }
   if (!sl_harness_closed(&f->h)) {
-    /* An open finding (findings/relay-g7-pool-starved-never-ends): a relay
-       the pool keeps refusing retries forever instead of timing out.  Most
-       inputs with the smallest pool reach it, so a campaign skips it with
-       FUZZ_RELAY_SKIP_OPEN_FINDINGS=1 to look for the others. */
-    if (f->h.pool_refused && skip_open())
-      longjmp(f->skip, 1); /* relay-g7-pool-starved-never-ends */
     char m[240];
     sl_tstamp t = sl_relay_next_deadline(f->h.r);
     snprintf(m, sizeof(m),

@@ -8,11 +8,7 @@
 # a crash (each one saved under BUILD_DIR/fuzz-work/TARGET-crash-*):
 #   LIBFUZZER_FLAGS="-fork=1 -ignore_crashes=1 -ignore_timeouts=1" \
 #     fuzz/run-libfuzzer.sh relay 14400
-# Open findings that most inputs would reach are skipped
-# (FUZZ_RELAY_SKIP_OPEN_FINDINGS=1, fuzz/findings/README.md); set it to 0 to
-# stop on them too.
 set -eu
-export FUZZ_RELAY_SKIP_OPEN_FINDINGS=${FUZZ_RELAY_SKIP_OPEN_FINDINGS:-1}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 t=${1:?target}; secs=${2:?seconds}; b=${3:-$root/build-fuzz}

@@ -207,6 +207,60 @@ static void test_client_that_does_not_read(void) {
 }
 
 
+/* Was fuzz/findings/relay-g8-early-reply-taken-as-ehlo: the smallest pool
+   (two small buffers), the upstream's greeting and an EHLO reply offering
+   STARTTLS in one read.  uin and the held greeting take both small buffers,
+   so sluice's EHLO has none: it must wait for one, not be dropped, and no
+   STARTTLS may reach a receiver that was never asked EHLO (guarantee 8).
+   No buffer frees here, so the preamble's timeout ends the attempt and the
+   client gets a 421 (guarantee 7). */
+static void test_starved_preamble_keeps_its_ehlo(void) {
+  sl_harness h;
+  sl_harness_defaults(&h);
+  h.policy.mode = SL_MODE_PASSTHROUGH;
+  h.policy.upstream_tls = SL_UPTLS_OPPORTUNISTIC;
+  h.policy.upstream_attempts = 1;
+  CHECK_INT(sl_harness_start(&h, 1, 1, 1), 0);
+  CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
+  sl_harness_upstream(&h, S("220 up.example ESMTP\r\n250-up.example\r\n"
+                            "250 STARTTLS\r\n"),
+                      0);
+  sl_harness_advance(&h, 100 * SL_MSEC);
+  CHECK_STR(h.failure, "");
+  CHECK_INT(h.upstream_out.len, 0); /* neither EHLO nor STARTTLS yet */
+  sl_harness_advance(&h, h.limits.upstream_command_timeout +
+                             h.limits.upstream_greeting_timeout);
+  CHECK_STR(h.failure, "");
+  CHECK_INT(h.upstream_out.len, 0);
+  CHECK(h.client_out.len >= 4 && !memcmp(h.client_out.p, "421 ", 4));
+  sl_harness_free(&h);
+}
+
+/* Guarantee 7 with a pool that never lends a buffer again (corpus inputs
+   such as 0523c0a9... and 1bc0e021...): the timeouts keep running and the
+   session ends, with its 421 when a buffer can be had, without it (after a
+   send timeout) when none can. */
+static void test_starved_session_ends(void) {
+  sl_harness h;
+  screen_first(&h);
+  h.limits.command_timeout = 10 * SL_SEC;
+  h.limits.send_timeout = 10 * SL_SEC;
+  CHECK_INT(sl_harness_start(&h, 1, 1, 1), 0);
+  uint8_t *held[8];
+  uint32_t caps[8];
+  int nheld = 0;
+  while (nheld < 8 && (held[nheld] = h.pool.get(h.pool.ctx, 1, &caps[nheld])))
+    nheld++;
+  CHECK_INT(sl_harness_client(&h, S("EHLO client.example\r\n"), 0), 0);
+  sl_harness_advance(&h, 25 * SL_SEC);
+  CHECK(sl_harness_closed(&h));
+  CHECK_INT(sl_relay_stats(h.r)->end_reason, SL_END_TIMEOUT);
+  CHECK_STR(h.failure, "");
+  for (int i = 0; i < nheld; i++)
+    h.pool.put(h.pool.ctx, held[i], caps[i]);
+  sl_harness_free(&h);
+}
+
 /* Every local reply: "ddd " then, where RFC 2034 asks for one, the enhanced
    status code "c.d.d " with c the reply's class, before anything else (the
    hostname of greetings and closings comes after it); CRLF-terminated, one
@@ -479,6 +533,8 @@ static void test_session_cap_default(void) {
 int main(void) {
   SL_RUN(test_buffers_lent_only_while_used);
   SL_RUN(test_pool_exhaustion);
+  SL_RUN(test_starved_preamble_keeps_its_ehlo);
+  SL_RUN(test_starved_session_ends);
   SL_RUN(test_time_backwards_is_sticky);
   SL_RUN(test_stale_and_unknown_answers);
   SL_RUN(test_init_arguments);
