@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -631,6 +633,11 @@ static void fc_start(fconn *c) {
   } else {
     rc = connect(c->fd, (const struct sockaddr *)&c->cfg->addr.ss,
                  c->cfg->addr.len);
+  }
+  if (!c->cfg->path) {
+    /* milter and clamd talk in small packets, each awaited: no Nagle */
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
   if (rc != 0 && errno != EINPROGRESS) {
     fc_fail(c, "refused");

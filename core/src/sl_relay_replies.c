@@ -513,6 +513,7 @@ static void after_local_reply(sl_relay *r, enum local_reply id) {
       r->stats.messages_tempfailed++;
     else
       r->stats.messages_rejected++;
+    r->stats.last_upstream_code = r->fcode; /* the end of data's reply */
     sl__event(r, SL_EV_MESSAGE, r->fcode | ((uint64_t)r->fsize << 16));
   }
   if (r->cl == CL_WAIT && r->q_len == 0 && !r->no_input && !r->wait_354)

@@ -13,9 +13,11 @@ front of the sink:
   rspamd/stream   rspamd /checkv2 (a full scan)
   rspamd/spool    rspamd with its header changes applied
 For each: messages/s with smtp-source (parallel sessions, one message per
-session), and the sequential per-message latency (p50, p99) of a client
-that pipelines MAIL/RCPT/DATA; printed with the ratio to the baseline and
-the latency each adds.  The accept-all milter shows sluice's own overhead
+session), sluiced's own CPU time per message during that run (utime +
+stime: what sluice itself spends, whatever the filter's speed), and the
+sequential per-message latency (p50, p99) of a client that pipelines
+MAIL/RCPT/DATA; printed with the ratio to the baseline and the latency
+each adds.  The accept-all milter shows sluice's own overhead
 (the filter does nothing); the others add the filter's own work.
 
 Bounded: every socket operation has a timeout and the whole run a deadline
@@ -36,8 +38,8 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "testbeds"))
 
-from bench_proxy import (find_binary, free_port, latencies, smtp_source,  # noqa: E402
-                         start_sluiced, wait_port)
+from bench_proxy import (cpu_seconds, find_binary, free_port, latencies,  # noqa: E402
+                         smtp_source, start_sluiced, wait_port)
 
 
 def stop(p):
@@ -119,22 +121,25 @@ def main():
                                     extra + ["relay_domains = *", "filter_timeout = 20s"])
             procs.append(p)
             lat = latencies(port, 5, body)  # warm-up (connections, rspamd's caches)
+            cpu0 = cpu_seconds(p.pid)
             mps = smtp_source(port, a.messages, a.sessions, a.size, False,
                               timeout=max(10, end - time.monotonic()))
+            cpu_us = (cpu_seconds(p.pid) - cpu0) * 1e6 / a.messages
             lat = latencies(port, a.latency_n, body)
             stop(p)
             procs.remove(p)
             lat.sort()
-            rows.append((name, mps, statistics.median(lat), lat[int(len(lat) * 0.99) - 1]))
+            rows.append((name, mps, statistics.median(lat), lat[int(len(lat) * 0.99) - 1],
+                         cpu_us))
         base = rows[0]
         print(f"\ncontent filters, {a.size}-byte messages; throughput: smtp-source "
               f"-m {a.messages} -s {a.sessions}; latency: {a.latency_n} sequential messages")
         print(f"{'config':<15} {'msgs/s':>9} {'vs none':>8} {'p50 ms':>8} {'p99 ms':>8} "
-              f"{'added p50 ms':>13}")
-        for name, mps, p50, p99 in rows:
+              f"{'added p50 ms':>13} {'sluiced cpu us/msg':>19}")
+        for name, mps, p50, p99, cpu in rows:
             ratio = (mps / base[1]) if (mps and base[1]) else float("nan")
             print(f"{name:<15} {mps or float('nan'):9.0f} {ratio:8.2f} {p50 * 1e3:8.2f} "
-                  f"{p99 * 1e3:8.2f} {(p50 - base[2]) * 1e3:13.2f}")
+                  f"{p99 * 1e3:8.2f} {(p50 - base[2]) * 1e3:13.2f} {cpu:19.0f}")
         return 0
     finally:
         for p in procs:

@@ -158,7 +158,8 @@ typedef enum sl_event_kind {
   SL_EV_UPSTREAM_READY,   /* upstream greeted (and TLS/XCLIENT done) */
   SL_EV_UPSTREAM_FAILED,  /* arg: sl_upstream_failure */
   SL_EV_MESSAGE,          /* a message's end; arg: upstream reply code
-                             (0: not relayed) | size << 16 */
+                             (0: not relayed; a content filter's refusal:
+                             its code) | size << 16 */
   SL_EV_SESSION_END       /* last request; the stats are final */
 } sl_event_kind;
 
@@ -254,7 +255,8 @@ typedef struct sl_stats {
   uint32_t pregreet_bytes;
   uint32_t sync_violations; /* bytes sent ahead of a reply they needed */
   uint32_t starttls_discarded; /* plaintext bytes dropped after STARTTLS */
-  uint16_t last_upstream_code; /* last end-of-data reply from upstream */
+  uint16_t last_upstream_code; /* last end-of-data reply from upstream
+                                  (or the refusal of a content filter) */
   uint8_t stage;       /* sl_stage, the furthest reached */
   uint8_t end_reason;  /* sl_end_reason */
   uint8_t upstream_attempts;
