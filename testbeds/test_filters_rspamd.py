@@ -81,3 +81,59 @@ def test_soft_reject_is_a_tempfail(rspamd_server, filter_postfix, filtered_sluic
     assert step.new() == [], "a soft-rejected message reached the receiver's queue"
     wait_session_verdict(s, "rspamd", "tempfail")
     assert_filter_counted(s, "rspamd", "tempfail")
+
+
+RSPAMD_MILTER_CASES = {
+    "gtube": (GTUBE.decode(), ()),
+    "ham": ("a friendly note for rspamd's milter", ()),
+    "soft-reject": ("deferred by the prefilter", (SOFT_REJECT_HEADER,)),
+}
+
+
+# Found by this test (sluiced of branch filter at 07dce99): rspamd 3.4's
+# milter answers OPTNEG with actions 0x1ff (every action, SMFIF_CHGBODY 0x02
+# included) whatever the MTA offered (0x1fd too), and protocol 0xff080 (the
+# no-reply flags); sluiced refuses the negotiation ("filter asks for actions
+# not offered: body replacement is not supported"), so every message gets
+# filter_default_action; Postfix accepts the negotiation.  Strict: the test
+# fails once sluiced talks to rspamd's milter, so this mark must then go.
+RSPAMD_MILTER_XFAIL = pytest.mark.xfail(
+    strict=True, reason="sluiced refuses rspamd's milter negotiation (it asks for SMFIF_CHGBODY)")
+
+
+@pytest.mark.parametrize("case", list(RSPAMD_MILTER_CASES))
+@RSPAMD_MILTER_XFAIL
+def test_rspamd_milter_same_verdict_as_postfix(case, rspamd_server, filter_postfix,
+                                               filtered_sluiced):
+    """rspamd's own milter (its proxy worker; not libmilter, every no-reply
+    flag asked for) behind Postfix and behind sluiced: the same deciding
+    code, the same number of queued messages, the same header fields added."""
+    from lib.postfix import service
+    from test_filters_support import raw_send, transaction_code
+    body, headers = RSPAMD_MILTER_CASES[case]
+    msg = message(f"rspamd milter {case}", body=body, headers=headers)
+    direct_step = QueueStep(filter_postfix)
+    direct = raw_send(service(filter_postfix, "milter-rspamd").address, msg)
+    direct_new = direct_step.new()
+    s = filtered_sluiced(filter_postfix.address,
+                         [f"milter {rspamd_server.milter_address} name=rspamd-milter"])
+    via_step = QueueStep(filter_postfix)
+    via = raw_send(s.address, msg)
+    via_new = via_step.new()
+    what = (f"\n--- direct:\n{direct.transcript}\n--- via sluiced:\n{via.transcript}\n"
+            f"--- sluiced log:\n{s.stderr()[-3000:]}")
+    expected = {"gtube": 5, "ham": 2, "soft-reject": 4}[case]
+    assert transaction_code(direct) // 100 == expected, what
+    assert transaction_code(via) == transaction_code(direct), what
+    if expected != 2:
+        # rspamd's own reason on both paths (not a default action's text).
+        assert data_reply(via)[4:] == data_reply(direct)[4:], what
+    assert len(direct_new) == len(via_new) == (1 if expected == 2 else 0), what
+    if via_new:
+        def names(data):
+            return sorted({f.split(b":", 1)[0].lower() for f in headers_and_body(data)[0]})
+        assert names(via_new[0].data) == names(direct_new[0].data), \
+            (direct_new[0].data, via_new[0].data)
+        assert headers_and_body(via_new[0].data)[1] == headers_and_body(direct_new[0].data)[1]
+        status = header_values(via_new[0].data, "X-Spam-Status")
+        assert len(status) == 1 and status[0].startswith("No, score="), via_new[0].data

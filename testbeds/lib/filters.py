@@ -113,8 +113,13 @@ class RspamdServer:
         (conf / "tld.dat").write_text("test\ncom\norg\nnet\n")
         (conf / "override.d" / "worker-normal.inc").write_text(
             f'bind_socket = "{host}:{self.port}";\ncount = 1;\n')
-        for w in ("worker-controller.inc", "worker-proxy.inc"):
-            (conf / "override.d" / w).write_text("enabled = false;\n")
+        (conf / "override.d" / "worker-controller.inc").write_text("enabled = false;\n")
+        # rspamd's own milter (the proxy worker scanning in-process): a milter
+        # that is not libmilter and asks for every no-reply flag.
+        self.milter_port = free_port(host)
+        (conf / "override.d" / "worker-proxy.inc").write_text(
+            f'bind_socket = "{host}:{self.milter_port}";\nmilter = yes;\ntimeout = 120s;\n'
+            'count = 1;\nupstream "local" {\n  default = yes;\n  self_scan = yes;\n}\n')
         (conf / "override.d" / "logging.inc").write_text('type = "console";\nlevel = "info";\n')
         (conf / "local.d" / "options.inc").write_text(
             'dns { nameserver = ["127.0.0.1:9"]; timeout = 0.2s; retransmits = 1; }\n'
@@ -139,6 +144,7 @@ class RspamdServer:
     def wait_ready(self, timeout: float = 60):
         try:
             wait_port(self.host, self.port, timeout=timeout, proc=self.proc.popen)
+            wait_port(self.host, self.milter_port, timeout=timeout, proc=self.proc.popen)
         except Exception:
             log = self.log()
             self.stop()
@@ -151,6 +157,11 @@ class RspamdServer:
     @property
     def filter_address(self) -> str:
         return f"inet:{self.host}:{self.port}"
+
+    @property
+    def milter_address(self) -> str:
+        """rspamd's milter (proxy worker, self_scan), as sluiced and Postfix write it."""
+        return f"inet:{self.host}:{self.milter_port}"
 
     def log(self) -> str:
         return self.proc.stdout_path.read_text(errors="replace") + self.proc.stderr()
@@ -535,7 +546,8 @@ def filter_postfix(milters, _rspamd_spawned):
     receiver behind sluiced; each extra listener "milter-MODE"
     (lib.postfix.service(pf, "milter-MODE")) runs the milter of that mode
     (smtpd_milters, milter_default_action = tempfail, content timeout
-    MILTER_TIMEOUT_S): the reference side of the differential tests.
+    MILTER_TIMEOUT_S), and "milter-rspamd" runs rspamd's own milter: the
+    reference side of the differential tests.
     Tests tell their messages apart by the queue ids new since their start."""
     _require_root("filter_postfix")
     extra = {f"milter-{mode}": {"smtpd_milters": m.postfix_address,
@@ -545,6 +557,10 @@ def filter_postfix(milters, _rspamd_spawned):
                                 "milter_command_timeout": f"{MILTER_TIMEOUT_S}s",
                                 "milter_content_timeout": f"{MILTER_TIMEOUT_S}s"}
              for mode, m in milters.items()}
+    if _rspamd_spawned is not None:
+        extra["milter-rspamd"] = {"smtpd_milters": _rspamd_spawned.milter_address,
+                                  "milter_default_action": "tempfail",
+                                  "milter_protocol": "6"}
     pf = PostfixInstance(hostname="filter-receiver.test", extra_smtpd=extra)
     yield pf
     pf.stop()
