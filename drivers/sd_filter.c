@@ -1155,6 +1155,15 @@ static int milter_packet(fconn *c, uint8_t cmd, const uint8_t *data,
     fc_fail(c, "unsolicited");
     return 0;
   }
+  if (rp.kind == SL_MILTER_REPLBODY) {
+    /* never offered: a milter that replaces bodies cannot be used */
+    sd_log(SD_LOG_ERR,
+           "filter %s: body replacement is not supported (configuration "
+           "error: use this milter without it)",
+           c->cfg->name);
+    fc_fail(c, "replbody");
+    return 0;
+  }
   if (sl_milter_check_reply(&c->ms, c->await, &rp, &why) != SL_OK) {
     sd_log(SD_LOG_ERR, "filter %s: %s", c->cfg->name, why ? why : "bad reply");
     fc_fail(c, "garbage");
