@@ -141,10 +141,12 @@ static void test_reply_to_held_terminator(void) {
   sl_harness h;
   filtered_354(&h, "250-up\r\n250 PIPELINING\r\n");
   sl_harness_client(&h, S(body), 0);
+  uint32_t id = h.pending_filter;
   sl_harness_upstream(&h, S("250 2.0.0 early\r\n"), 0);
   CHECK(!contains(&h.client_out, "early"));
   CHECK(contains(&h.client_out, "451 4.4.2"));
-  CHECK_INT(sl_harness_filter_verdict(&h, SL_VERDICT_ACCEPT, NULL),
+  CHECK_INT(h.pending_filter, 0); /* the held message died with its leg */
+  CHECK_INT(sl_relay_filter_verdict(h.r, id, SL_VERDICT_ACCEPT, NULL, 0, h.now),
             SL_ERR_UNKNOWN_REQUEST);
   CHECK_INT(h.filter_items[SL_FI_ABORT], 1);
   CHECK_STR(h.failure, "");
