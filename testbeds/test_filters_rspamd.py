@@ -102,7 +102,6 @@ RSPAMD_MILTER_XFAIL = pytest.mark.xfail(
 
 
 @pytest.mark.parametrize("case", list(RSPAMD_MILTER_CASES))
-@RSPAMD_MILTER_XFAIL
 def test_rspamd_milter_same_verdict_as_postfix(case, rspamd_server, filter_postfix,
                                                filtered_sluiced):
     """rspamd's own milter (its proxy worker; not libmilter, every no-reply
