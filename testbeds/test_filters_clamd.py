@@ -10,6 +10,10 @@ from test_filters_support import (QueueStep, assert_filter_counted, data_reply, 
                                   filtered_sluiced, message, reply_code, send,
                                   wait_session_verdict)
 
+# The first test to run also starts the session's daemons (Postfix, rspamd:
+# 3-15 s each on a loaded machine) within its setup phase.
+pytestmark = pytest.mark.deadline(120)
+
 TRANSPORTS = ["unix", "inet"]
 
 

@@ -12,6 +12,10 @@ from test_filters_support import (QueueStep, assert_filter_counted, data_reply, 
                                   reply_code, raw_send, transaction_code,
                                   wait_session_verdict)
 
+# The first test to run also starts the session's daemons (Postfix, rspamd:
+# 3-15 s each on a loaded machine) within its setup phase.
+pytestmark = pytest.mark.deadline(120)
+
 FLAGGED = ("X-Sluice-Verdict: reject",)
 
 # (milter mode, message headers, expected code from both, text both replies

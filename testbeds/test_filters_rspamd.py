@@ -9,6 +9,10 @@ from test_filters_support import (QueueStep, assert_filter_counted, data_reply, 
                                   filtered_sluiced, header_values, headers_and_body, message,
                                   reply_code, send, wait_session_verdict)
 
+# The first test to run also starts the session's daemons (Postfix, rspamd:
+# 3-15 s each on a loaded machine) within its setup phase.
+pytestmark = pytest.mark.deadline(120)
+
 
 def test_rspamd_fixture_scores_like_rspamd(rspamd_server):
     """The fixture's rspamd, asked directly as an MTA would ask it: the three
