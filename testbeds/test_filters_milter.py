@@ -125,3 +125,61 @@ def test_control_postfix_applies_each_scripted_milter(milters, filter_postfix):
         if mode == "addheader":
             assert header_values(new[0].data, "X-Sluice-Milter") == \
                 ["seen by sluice-test-addheader"]
+
+
+# case -> (the milter's SMFIR_REPLYCODE text, words of it the client must
+# see: the filter's own reply was used, re-framed, not a default text)
+INJECTIONS = {
+    # a refusal followed by a forged success line
+    "crlf-250": (b"550 5.7.1 refused\r\n250 2.0.0 Ok: injected", "refused"),
+    # a multi-line reply, as smfi_setmlreply builds it
+    "multiline": (b"550-5.7.1 first line\r\n550 5.7.1 second line", "second line"),
+    # a bare LF and an escape byte inside the text
+    "lf-ctl": (b"451 4.7.1 later\n\x1b[1m354 go ahead", "later"),
+    # 421 would make the client drop the session; 2xx is no refusal at all
+    "421": (b"421 4.3.0 closing now", "closing now"),
+    "2xx": (b"250 2.0.0 accepted by the filter", None),
+}
+
+
+@pytest.mark.parametrize("case", list(INJECTIONS))
+def test_milter_reply_cannot_inject(case, filter_postfix, filtered_sluiced):
+    """A milter's reply (SMFIR_REPLYCODE, written by hand here since
+    libmilter refuses such texts) reaches the client as one safe line: one
+    CRLF, a 4xx/5xx code, never 421, nothing after it; a 250 only if it is
+    the upstream's own (the message then queued once)."""
+    from lib.clients import RawSMTP
+    from lib.filters import RawMilter
+    text, words = INJECTIONS[case]
+    m = RawMilter(text)
+    try:
+        s = filtered_sluiced(filter_postfix.address, [f"milter {m.filter_address} name=raw"])
+        step = QueueStep(filter_postfix)
+        with RawSMTP(s.address, timeout=20) as c:
+            assert c.read_reply().code == 220
+            assert c.cmd("EHLO client.test").code == 250
+            assert c.cmd("MAIL FROM:<sender@example.test>").code == 250
+            assert c.cmd("RCPT TO:<rcpt@example.test>").code == 250
+            assert c.cmd("DATA").code == 354
+            c.send(message(f"injection {case}") + b".\r\n")
+            r = c.read_reply()
+            import time
+            time.sleep(0.3)  # anything injected after the reply would be here by now
+            leftover = c.buf
+            noop = c.cmd("NOOP")
+            assert c.cmd("QUIT").code == 221
+        what = f"{r!r} leftover={leftover!r}\n{s.stderr()[-2000:]}"
+        assert "E" in m.events, m.events  # the milter got the end of body
+        assert r.raw.count(b"\n") == 1 and r.raw.endswith(b"\r\n"), what
+        assert leftover == b"" and noop.code == 250, what
+        assert all(32 <= b < 127 for b in r.raw[:-2]), what
+        assert r.code != 421, what
+        if words:
+            assert words in r.text, what
+        new = step.new()
+        if r.code == 250:
+            assert len(new) == 1 and "queued as" in r.text, what
+        else:
+            assert r.code // 100 in (4, 5) and new == [], what
+    finally:
+        m.stop()
