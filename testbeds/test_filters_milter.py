@@ -183,3 +183,38 @@ def test_milter_reply_cannot_inject(case, filter_postfix, filtered_sluiced):
             assert r.code // 100 in (4, 5) and new == [], what
     finally:
         m.stop()
+
+
+def test_bdat_last_waits_for_the_verdict(milters, filter_postfix, filtered_sluiced):
+    """BDAT: the LAST chunk's reply is the verdict (the reject milter's for a
+    flagged message; the upstream's 250 for the next one, sent in two
+    chunks), and only the accepted message is queued, byte-exact."""
+    from lib.clients import RawSMTP
+    from lib.receiver import canonical
+    s = filtered_sluiced(filter_postfix.address,
+                         [f"milter {milters['reject'].filter_address} name=m-reject"])
+    step = QueueStep(filter_postfix)
+    flagged = message("bdat flagged", headers=FLAGGED)
+    clean = message("bdat clean", body="first half\n.a dot line\nsecond half")
+    with RawSMTP(s.address, timeout=20) as c:
+        assert c.read_reply().code == 220
+        assert "CHUNKING" in c.cmd("EHLO client.test").text
+        assert c.cmd("MAIL FROM:<sender@example.test>").code == 250
+        assert c.cmd("RCPT TO:<rcpt@example.test>").code == 250
+        c.send(f"BDAT {len(flagged)} LAST\r\n".encode() + flagged)
+        refused = c.read_reply()
+        assert c.cmd("MAIL FROM:<sender@example.test>").code == 250
+        assert c.cmd("RCPT TO:<rcpt@example.test>").code == 250
+        half = len(clean) // 2
+        c.send(f"BDAT {half}\r\n".encode() + clean[:half])
+        assert c.read_reply().code == 250
+        c.send(f"BDAT {len(clean) - half} LAST\r\n".encode() + clean[half:])
+        accepted = c.read_reply()
+        assert c.cmd("QUIT").code == 221
+    what = f"{refused!r} {accepted!r}\n{s.stderr()[-2000:]}"
+    assert refused.code == 550 and "rejected by the test milter" in refused.text, what
+    assert accepted.code == 250 and "queued as" in accepted.text, what
+    new = step.new()
+    assert len(new) == 1, what
+    assert new[0].data == canonical(clean)
+    assert wait_session_verdict(s, "m-reject", "reject")
