@@ -218,3 +218,34 @@ def test_bdat_last_waits_for_the_verdict(milters, filter_postfix, filtered_sluic
     assert len(new) == 1, what
     assert new[0].data == canonical(clean)
     assert wait_session_verdict(s, "m-reject", "reject")
+
+
+def test_spool_past_memory_goes_through_a_file_byte_exact(milters, filter_postfix,
+                                                           filtered_sluiced, tmp_path):
+    """Spool mode with a 4 KiB memory spool: a 300 KB message (dot lines,
+    long lines) is held mostly in the temporary file (O_TMPFILE in
+    filter_spool_dir, which therefore never shows a name), gets the
+    milter's header, and arrives otherwise byte-exact; the directory stays
+    empty and no descriptor stays open."""
+    import os
+    from lib.receiver import canonical
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    s = filtered_sluiced(filter_postfix.address,
+                         [f"milter {milters['addheader'].filter_address} name=m-addheader"],
+                         conf={"filter_mode": "spool", "filter_spool_memory": "4096",
+                               "filter_spool_dir": str(spool)})
+    base_fds = s.fd_count()
+    lines = [f"{'.' if i % 50 == 0 else ''}line {i:06d} " + "x" * (i % 900) for i in range(800)]
+    sent = message("spooled to a file", body="\n".join(lines))
+    assert len(sent) > 300_000
+    step = QueueStep(filter_postfix)
+    r = raw_send(s.address, sent)
+    assert r.rc == 0 and reply_code(r) == 250, r.transcript + s.stderr()[-2000:]
+    new = step.new()
+    assert len(new) == 1
+    head, sep, body = canonical(sent).partition(b"\n\n")
+    assert new[0].data == head + b"\nX-Sluice-Milter: seen by sluice-test-addheader" + sep + body
+    assert os.listdir(spool) == []
+    from test_filters_support import settled_fds
+    settled_fds(s, base_fds)
