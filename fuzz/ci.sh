@@ -1,8 +1,10 @@
 #!/bin/sh
 # ci.sh BUILD_ROOT: the fuzzing part of CI.
 #  (a) builds the libFuzzer targets (clang, ASan+UBSan) in BUILD_ROOT/fuzz
-#      and runs relay, data, reply, cmd, proxy and pcap for FUZZ_SECONDS
-#      each (40), one process at a time, from the corpus; any crash fails,
+#      and runs relay, data, reply, cmd, proxy, milter, rspamd, clamd and
+#      pcap for FUZZ_SECONDS each (40), one process at a time, from the
+#      corpus, with fuzz/<target>.dict if there is one, else smtp.dict;
+#      any crash fails,
 #      except one matching fuzz/findings/known-signatures.txt (an open,
 #      reported bug), which is only reported;
 #  (b) builds a gcc coverage configuration in BUILD_ROOT/cov (target
@@ -55,7 +57,7 @@ fi
 FB=$fixed/build
 cmake -S "$fixed/src" -B "$FB" -G Ninja -DCMAKE_C_COMPILER=clang -DSLUICE_FUZZ=ON \
   -DSLUICE_CORE_ONLY=OFF >/dev/null
-targets="relay data reply cmd proxy"
+targets="relay data reply cmd proxy milter rspamd clamd"
 if ninja -C "$FB" -t targets all | grep -q '^fuzz_pcap:'; then
   targets="$targets pcap"
 else
@@ -71,9 +73,11 @@ for t in $targets; do
   runs=$(runs_for "$t")
   echo "== fuzz $t: $runs runs, seed $seed (at most ${secs}s)"
   rm -rf "$work" && mkdir -p "$work"
+  dict=$here/$t.dict
+  [ -f "$dict" ] || dict=$here/smtp.dict
   if "$FB/fuzz/fuzz_$t" -seed="$seed" -runs="$runs" -max_total_time="$secs" \
        -timeout=10 -rss_limit_mb=2048 \
-       -dict="$here/smtp.dict" -artifact_prefix="$B/fuzz-work/$t-" \
+       -dict="$dict" -artifact_prefix="$B/fuzz-work/$t-" \
        "$work" "$here/corpus/$t" >"$log" 2>&1; then
     grep -E '^Done|stat::' "$log" | tail -1 || true
   elif grep -v '^#' "$known" | grep -v '^$' | grep -E -q -f - "$log"; then

@@ -1,6 +1,7 @@
 #!/bin/sh
 # run-libfuzzer.sh TARGET SECONDS [BUILD_DIR]: one libFuzzer process on
-# TARGET (relay cmd reply data bdat proxy) for SECONDS, starting from
+# TARGET (relay cmd reply data bdat proxy milter rspamd clamd) for SECONDS,
+# with fuzz/TARGET.dict if there is one (else smtp.dict), starting from
 # fuzz/corpus/TARGET, new inputs kept in BUILD_DIR/fuzz-work/TARGET, crashes
 # written as BUILD_DIR/fuzz-work/TARGET-crash-*.  Builds BUILD_DIR
 # (default build-fuzz, clang, SLUICE_FUZZ=ON) first.  Extra libFuzzer flags
@@ -17,6 +18,8 @@ cmake -S "$root" -B "$b" -G Ninja -DSLUICE_CORE_ONLY=ON -DCMAKE_C_COMPILER=clang
 ninja -C "$b" "fuzz_$t" >/dev/null
 work=$b/fuzz-work/$t
 mkdir -p "$work"
+dict=$here/$t.dict
+[ -f "$dict" ] || dict=$here/smtp.dict
 exec "$b/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-  -dict="$here/smtp.dict" -artifact_prefix="$b/fuzz-work/$t-" ${LIBFUZZER_FLAGS:-} \
+  -dict="$dict" -artifact_prefix="$b/fuzz-work/$t-" ${LIBFUZZER_FLAGS:-} \
   "$work" "$here/corpus/$t"

@@ -118,9 +118,11 @@ int sl_filter_reply(uint8_t *out, sl_verdict v, const uint8_t *text,
   const uint8_t *enh = NULL;
   size_t enh_len = 0;
   int filter_code = starts_with_code(text, len);
-  if (filter_code && text[0] == cls && text[1] <= '5' &&
-      !(text[0] == '4' && text[1] == '2' && text[2] == '1')) {
-    memcpy(code, text, 3);
+  if (filter_code && text[0] == cls) {
+    /* the filter's code, unless 421 (sluice does not close) or a second
+       digit beyond 5; its enhanced code either way */
+    if (text[1] <= '5' && !(text[0] == '4' && text[1] == '2' && text[2] == '1'))
+      memcpy(code, text, 3);
     size_t at = len > 3 ? 4 : 3;
     size_t e = enhanced_len(text + at, len - at, cls);
     if (e) {
@@ -154,7 +156,11 @@ int sl_filter_reply(uint8_t *out, sl_verdict v, const uint8_t *text,
       size_t j = i + 3;
       if (j < len && (text[j] == ' ' || text[j] == '-'))
         j++;
-      size_t e = enhanced_len(text + j, len - j, text[i]);
+      size_t e = enhanced_len(text + j, len - j, '2');
+      if (!e)
+        e = enhanced_len(text + j, len - j, '4');
+      if (!e)
+        e = enhanced_len(text + j, len - j, '5');
       if (e) {
         j += e;
         while (j < len && is_blank(text[j]))

@@ -47,12 +47,15 @@ static void pkt_u32(pkt *k, uint32_t v) {
 
 /* A NUL-terminated string; a NUL inside cannot be framed. */
 static void pkt_str(pkt *k, sl_bytes s) {
-  if (k->err)
+  /* a bad argument is reported whatever the room: the caller's bug wins */
+  if (k->err == SL_ERR_INVALID_ARGUMENT)
     return;
   if ((!s.p && s.len) || (s.len && memchr(s.p, 0, s.len))) {
     k->err = SL_ERR_INVALID_ARGUMENT;
     return;
   }
+  if (k->err)
+    return;
   pkt_put(k, s.p, s.len);
   pkt_put(k, "", 1);
 }
@@ -103,7 +106,7 @@ long sl_milter_put_macro(uint8_t *out, size_t cap, uint8_t cmd,
   pkt_start(&k, out, cap, SL_MILTER_CMD_MACRO);
   pkt_put(&k, &cmd, 1);
   for (size_t i = 0; i < n; i++) {
-    if (m[i].name.len == 0 && !k.err)
+    if (m[i].name.len == 0)
       k.err = SL_ERR_INVALID_ARGUMENT;
     pkt_str(&k, m[i].name);
     pkt_str(&k, m[i].value);
@@ -458,15 +461,9 @@ int sl_milter_negotiate(uint32_t offer_actions, const sl_milter_reply *f,
     *why = "milter protocol version above 6";
     return SL_ERR_MALFORMED;
   }
-  if (f->actions & ~offer_actions) {
-    *why = (f->actions & ~offer_actions & SL_MILTER_ACT_CHGBODY)
-               ? "filter asks for actions not offered: body replacement "
-                 "is not supported"
-               : "filter asks for actions not offered";
-    return SL_ERR_MALFORMED;
-  }
   s->version = f->version;
-  s->actions = f->actions;
+  s->actions = f->actions & offer_actions;
+  s->refused_actions = f->actions & ~offer_actions;
   s->protocol = f->protocol & SL_MILTER_P_ALL;
   return SL_OK;
 }
@@ -556,8 +553,6 @@ static uint32_t action_needed(sl_milter_kind k) {
   case SL_MILTER_CHGHEADER:
   case SL_MILTER_INSHEADER:
     return SL_MILTER_ACT_CHGHDRS;
-  case SL_MILTER_REPLBODY:
-    return SL_MILTER_ACT_CHGBODY;
   case SL_MILTER_ADDRCPT:
     return SL_MILTER_ACT_ADDRCPT;
   case SL_MILTER_ADDRCPT_PAR:
@@ -621,7 +616,9 @@ int sl_milter_check_reply(sl_milter_session *s, uint8_t cmd,
     return SL_ERR_MALFORMED;
   }
   if (!(s->actions & action_needed(rp->kind))) {
-    *why = "modification not negotiated";
+    *why = (s->refused_actions & action_needed(rp->kind))
+               ? "modification not negotiated (asked for, but not offered)"
+               : "modification not negotiated";
     return SL_ERR_MALFORMED;
   }
   return SL_OK;

@@ -6,13 +6,15 @@
  * can, one step after another until none reports progress: answers taken by
  * sl_relay_complete() are applied (step_answers), timers fire
  * (step_expiry), DNSBL lookups go out (sl__step_dnsbl), replies leave the
- * queue in order (sl__step_replies), the upstream preamble advances
- * (sl__step_upstream), client bytes become commands or message data
+ * queue in order (sl__step_replies), the upstream leg advances its
+ * preamble or notices the upstream failed or left (sl__step_upstream),
+ * client bytes become commands or message data
  * (sl__step_client), and the legs close (step_close).  This file also owns
  * the relay's buffers and its request ring.
  */
 #include <string.h>
 
+#include "sl_dnsbl.h"
 #include "sl_pcg.h"
 #include "sl_relay_int.h"
 #include "sluice/filter.h"
@@ -297,7 +299,7 @@ static int enter(sl_relay *r, sl_tstamp now) {
   if (r->starved && now >= r->t_retry)
     r->starved = 0;
   if (sl__throttled(r))
-    sl__refill(r);
+    sl_tbucket_refill(&r->bucket, r->prof->data_rate, r->now);
   return 0;
 }
 
@@ -341,7 +343,7 @@ int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
   r->t_client = r->t_phase = now;
   r->t_release = r->t_up = r->t_retry = SL_TSTAMP_NONE;
   r->t_rec = r->t_urec = r->t_bye = r->t_starved = SL_TSTAMP_NONE;
-  r->t_stutter = r->t_tokens = now;
+  r->t_stutter = r->bucket.t = now;
   sl_pcg32 g;
   sl_pcg32_seed(&g, seed, RNG_STREAM);
   r->rng = g.state;
@@ -395,7 +397,7 @@ static int client_read_ok(const sl_relay *r) {
     return 0; /* backpressure: the driver drains requests first */
   if (r->cin.len >= cin_target(r))
     return 0;
-  if (sl__throttled(r) && r->tokens == 0)
+  if (sl__throttled(r) && r->bucket.tokens == 0)
     return 0;
   return 1;
 }
@@ -406,7 +408,7 @@ uint8_t *sl_relay_client_in_buf(sl_relay *r, size_t *cap, sl_tstamp now) {
   if (!cap || enter(r, now))
     return NULL;
   if (sl__throttled(r))
-    sl__refill(r);
+    sl_tbucket_refill(&r->bucket, r->prof->data_rate, r->now);
   if (!client_read_ok(r))
     return NULL;
   uint32_t target = cin_target(r);
@@ -414,8 +416,8 @@ uint8_t *sl_relay_client_in_buf(sl_relay *r, size_t *cap, sl_tstamp now) {
       sl__buf_reserve(r, &r->cin, target - r->cin.len))
     return NULL;
   size_t room = sl__buf_free(&r->cin);
-  if (sl__throttled(r) && room > r->tokens)
-    room = (size_t)r->tokens;
+  if (sl__throttled(r) && room > r->bucket.tokens)
+    room = (size_t)r->bucket.tokens;
   *cap = room;
   return sl__buf_tail(&r->cin);
 }
@@ -436,7 +438,7 @@ int sl_relay_client_in_ack(sl_relay *r, size_t n, sl_tstamp now) {
       r->t_client = now;
     r->t_rec = record_start(r->t_rec, &r->cin, n, now);
     if (sl__throttled(r))
-      r->tokens = r->tokens > n ? r->tokens - n : 0;
+      sl_tbucket_take(&r->bucket, n);
     if (!r->greeted && r->cl != CL_PROXY) {
       r->pregreet = 1;
       r->stats.pregreet_bytes += (uint32_t)n;
@@ -597,7 +599,10 @@ int sl_relay_complete(sl_relay *r, const sl_completion *c, sl_tstamp now) {
     if (r->dnsbl_done || !(r->dnsbl_pending & (1u << z)))
       return SL_ERR_UNKNOWN_REQUEST;
     r->dnsbl_pending = (uint16_t)(r->dnsbl_pending & ~(1u << z));
-    if (ok && sl__listed(&r->pol->dnsbl[z], c))
+    unsigned n = c->ndnsbl_answers < SL_DNSBL_ANSWERS_MAX
+                     ? c->ndnsbl_answers
+                     : SL_DNSBL_ANSWERS_MAX;
+    if (ok && sl_dnsbl_listed(&r->pol->dnsbl[z], c->dnsbl_answers, n))
       r->stats.score += r->pol->dnsbl[z].weight;
     /* the last answer: sl__step_dnsbl() decides */
   } else {
@@ -795,9 +800,8 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
       if (r->prof->stutter_bytes && r->t_stutter > r->now)
         t = sl__tmin(t, r->t_stutter);
     }
-    if (sl__throttled(r) && r->tokens == 0) /* until the next token */
-      t = sl__tmin(t, r->t_tokens + (SL_SEC + r->prof->data_rate - 1) /
-                                        r->prof->data_rate);
+    if (sl__throttled(r) && r->bucket.tokens == 0) /* until the next token */
+      t = sl__tmin(t, sl_tbucket_next(&r->bucket, r->prof->data_rate));
     t = sl__tmin(t, sl__tadd(r->stats.start, l->session_timeout));
   }
   /* What is due but waits for a pool buffer is retried, not spun on. */

@@ -384,8 +384,10 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       /* Postfix forgets XFORWARD attributes at each transaction's end
          (mail_reset): every MAIL needs its own.  Without PIPELINING the
          MAIL waits, unconsumed, for the XFORWARD's reply (RFC 2920). */
-      uint8_t xl[512];
-      size_t xn = sl__xforward_line(r, xl);
+      uint8_t xl[SL_XCLIENT_LINE_MAX];
+      sl_ident id;
+      sl__ident(r, &id);
+      size_t xn = sl_xforward_line(xl, &id, r->up_caps);
       if (r->q_len + 2u > QUEUE_CAP || !sl__up_room(r, xn + len + 2))
         return 0;
       sl__up_write_line(r, xl, xn);
@@ -534,7 +536,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       sl__set_stage(r, SL_STAGE_DATA);
     if (size || (down && lr < 0)) { /* an empty chunk still ends a DATA */
       r->cl = CL_BDAT;
-      sl__throttle_start(r);
+      sl_tbucket_fill(&r->bucket, r->prof->data_rate, r->now);
     }
     break;
   }

@@ -450,7 +450,7 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
                    (r->pol->lenient & SL_LENIENT_NORMALIZE_BARE_LF) != 0);
       r->cl = CL_DATA;
       r->t_client = r->now;
-      sl__throttle_start(r);
+      sl_tbucket_fill(&r->bucket, r->prof->data_rate, r->now);
       sl__set_stage(r, SL_STAGE_DATA);
     }
     /* refused: sl__step_client() goes on once the reply is out */

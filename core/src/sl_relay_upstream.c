@@ -8,7 +8,6 @@
 #include "sl_caps.h"
 #include "sl_cmd.h"
 #include "sl_data.h"
-#include "sl_envelope.h"
 #include "sl_relay_int.h"
 #include "sl_reply.h"
 #include "sluice/proxy.h"
@@ -79,9 +78,12 @@ static int pre_write(sl_relay *r) {
   case SL_PRE_STARTTLS:
     n = sl__put_str(line, "STARTTLS");
     break;
-  case SL_PRE_XCLIENT:
-    n = sl__xclient_line(r, line);
+  case SL_PRE_XCLIENT: {
+    sl_ident id;
+    sl__ident(r, &id);
+    n = sl_xclient_line(line, &id);
     break;
+  }
   default:
     return 1;
   }
@@ -261,6 +263,34 @@ static void up_ready(sl_relay *r) {
   sl__event(r, SL_EV_UPSTREAM_READY, r->attempt);
 }
 
+/* The EHLO/HELO argument stored in r->ehlo, or NULL. */
+static const uint8_t *helo_name(const sl_relay *r, size_t *n) {
+  if (!r->ehlo.len)
+    return NULL;
+  const uint8_t *l = r->ehlo.p + r->ehlo.off;
+  sl_cmd c;
+  sl_cmd_parse(l, r->ehlo.len, &c);
+  *n = sl_cmd_helo_arg(l + c.arg, r->ehlo.len - c.arg, r->lim->domain_max);
+  return l + c.arg;
+}
+
+/* The client's identity for XCLIENT and XFORWARD. */
+void sl__ident(const sl_relay *r, sl_ident *id) {
+  id->addr = &r->info.client;
+  id->name = r->info.client_name;
+  id->helo_len = 0;
+  id->helo = helo_name(r, &id->helo_len);
+  id->helo_seen = r->helo;
+  id->esmtp = r->esmtp;
+}
+
+/* XCLIENT (Postfix XCLIENT_README): the upstream logs and judges the real
+   client, not sluice. */
+static void up_send_xclient(sl_relay *r) {
+  sl__up_preamble_line(r, SL_PRE_XCLIENT);
+  r->up = UP_XCLIENT;
+}
+
 /* After the upstream's EHLO: TLS, then identity, then the client's EHLO. */
 static void up_preamble_next(sl_relay *r) {
   const sl_policy *p = r->pol;
@@ -278,7 +308,7 @@ static void up_preamble_next(sl_relay *r) {
   }
   if (p->identity == SL_IDENT_XCLIENT && !r->xclient_done &&
       (r->up_caps & SL_CAP_XCLIENT)) {
-    sl__up_send_xclient(r);
+    up_send_xclient(r);
     return;
   }
   if (r->helo && r->ehlo.len && !r->replayed) {

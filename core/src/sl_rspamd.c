@@ -82,9 +82,14 @@ long sl_rspamd_request_head(uint8_t *out, size_t cap,
   for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
     if (!value_ok(*fields[i]))
       return SL_ERR_INVALID_ARGUMENT;
-  for (size_t i = 0; i < rq->nrcpts; i++)
+  for (size_t i = 0; i < rq->nrcpts; i++) {
+    size_t a = 0, b = 0;
     if (!value_ok(rq->rcpts[i]))
       return SL_ERR_INVALID_ARGUMENT;
+    trimmed(rq->rcpts[i], &a, &b);
+    if (a == b)
+      return SL_ERR_INVALID_ARGUMENT; /* one Rcpt header per recipient */
+  }
   out_buf o = {out, cap, 0, 0};
   put_str(&o, "POST /checkv2 HTTP/1.1\r\n");
   put_header(&o, "Host", rq->host, "localhost");
@@ -329,7 +334,8 @@ int sl_http_reader_feed(sl_http_reader *h, const uint8_t *buf, size_t len,
       if (head && ++h->head_len > SL_HTTP_HEAD_MAX)
         return fail(h, SL_ERR_MALFORMED);
       if (c != '\n') {
-        if (h->line_len >= SL_HTTP_LINE_MAX)
+        /* the LF is never stored: with it the line is at most the limit */
+        if (h->line_len >= SL_HTTP_LINE_MAX - 1)
           return fail(h, SL_ERR_MALFORMED);
         h->line[h->line_len++] = c;
         break;
@@ -748,7 +754,7 @@ static int header_obj_member(json *j, sl_bytes key, int esc, int depth,
 static int add_one(json *j, header_ctx *h, int depth) {
   int c = peek(j);
   int rc;
-  h->order = 0;
+  h->order = -1;
   h->have_value = 0;
   if (c == '"') {
     if ((rc = string(j, 1, &h->value, NULL)) < 0)

@@ -96,11 +96,11 @@ int sl_verdict_combine(const sl_verdict *v, size_t n, sl_discard_as as,
  *    verdict (4xx for TEMPFAIL, 5xx for REJECT), its second digit is 0..5,
  *    and it is not 421 (sluice keeps the session open, so 421 would be a
  *    lie; it becomes 451); otherwise 451 / 550 is used;
- *  - an enhanced status code (RFC 3463 "c.sss.ddd") after the code is kept
- *    only if its class equals the reply code's first digit; otherwise
- *    "4.7.1" / "5.7.1";
- *  - the text of every line (after its code, '-' or ' ' and a repeated
- *    enhanced code) is joined with one space; CR, LF, every other control
+ *  - an enhanced status code (RFC 3463 "c.sss.ddd") after a code of the
+ *    verdict's class is kept if its class is the same (even when the
+ *    code itself is replaced); otherwise "4.7.1" / "5.7.1" is used;
+ *  - the text of every line (after its code, '-' or ' ' and any enhanced
+ *    code of class 2, 4 or 5) is joined with one space; CR, LF, every other control
  *    byte, DEL and bytes >= 0x80 become '?' (runs of CR/LF between lines
  *    become the one space); leading and trailing blanks are dropped; the
  *    text is cut to fit the line limit;

@@ -17,6 +17,21 @@
  * for all of them).  The driver owns the socket and the timeouts; the
  * caller keeps the per-session sl_milter_session.
  *
+ * One filter connection, in order (what sl_milter_test.c replays against
+ * captured sessions):
+ *   1. send sl_milter_put_optneg(SL_MILTER_VERSION, offered actions, all
+ *      SMFIP_* steps sluice can honour); read one packet, sl_milter_decode,
+ *      sl_milter_negotiate;
+ *   2. for each event (CONNECT, HELO, MAIL, RCPT, DATA, each HEADER, EOH,
+ *      each BODY chunk, BODYEOB): skip it unless sl_milter_sends(); send
+ *      its MACRO packet first if any (never answered), then the event; if
+ *      sl_milter_expects_reply(), read packets until a decision:
+ *      sl_milter_check_reply() each, PROGRESS means keep waiting (and
+ *      restart the timeout), modifications (only after BODYEOB) are
+ *      collected, CONTINUE goes on, ACCEPT ends filtering of this message
+ *      with no change beyond those collected, the rest decide it;
+ *   3. ABORT after a refused or reset transaction, QUIT at the end.
+ *
  * Constants follow libmilter's mfdef.h; the reference MTA implementation is
  * Postfix's src/milter/milter8.c.
  */
@@ -144,10 +159,9 @@ enum sl_milter_stage {
 /*
  * Each writes one whole packet into out[0..cap) and returns its length, or
  *  SL_ERR_NOBUF             cap too small (out is garbage then);
- *  SL_ERR_INVALID_ARGUMENT  NULL out, a NULL pointer with a non-zero
- *                           length, a NUL inside a string (the protocol
- *                           could not frame it), a chunk over
- *                           SL_MILTER_CHUNK_MAX.
+ *  SL_ERR_INVALID_ARGUMENT  (whatever cap is) NULL out, a NULL pointer with a
+ * non-zero length, a NUL inside a string (the protocol could not frame it), a
+ * chunk over SL_MILTER_CHUNK_MAX.
  */
 
 /* SMFIC_OPTNEG: what the MTA offers (version, SMFIF_* actions, SMFIP_*
@@ -304,24 +318,27 @@ int sl_milter_decode(uint8_t cmd, const uint8_t *data, size_t len,
 /* What was agreed for one filter connection. */
 typedef struct sl_milter_session {
   uint32_t version;
-  uint32_t actions;  /* what the filter may do */
-  uint32_t protocol; /* SMFIP_* in force */
-  uint32_t skipped;  /* events the filter said SKIP to (bit per stage) */
+  uint32_t actions;         /* what the filter may do */
+  uint32_t protocol;        /* SMFIP_* in force */
+  uint32_t skipped;         /* events the filter said SKIP to (bit per stage) */
+  uint32_t refused_actions; /* asked for at OPTNEG but not offered */
 } sl_milter_session;
 
 /*
- * Agrees on the options, as Postfix does.  offer_actions is what sluice
- * sent in its OPTNEG; filter is the decoded SL_MILTER_OPTNEG reply.  The
- * filter may ask for fewer actions than offered, never more.  Its protocol
+ * Agrees on the options.  offer_actions is what sluice sent in its OPTNEG;
+ * filter is the decoded SL_MILTER_OPTNEG reply.  Actions the filter asks
+ * for beyond the offer are not granted and not an error (rspamd's milter
+ * proxy asks for all of them, SMFIF_CHGBODY included, whatever is
+ * offered; Postfix would refuse the filter): they are left out of
+ * s->actions and noted in s->refused_actions, and a reply that uses one
+ * fails sl_milter_check_reply with a clear reason.  The filter's protocol
  * flags are taken as they are (they say what the filter will do: an NR_*
  * flag means no reply will come, whatever was offered), except bits
  * unknown to version 6, which are dropped.
  * Returns SL_OK and fills *s, or SL_ERR_MALFORMED with *why set to a
- * static English reason (for the log and the configuration error):
- * "milter protocol version below 2", "milter protocol version above 6",
- * "filter asks for actions not offered" (for instance SMFIF_CHGBODY when
- * body replacement is refused); SL_ERR_INVALID_ARGUMENT for NULLs or a
- * reply that is not SL_MILTER_OPTNEG.
+ * static English reason (for the log): "milter protocol version below 2",
+ * "milter protocol version above 6"; SL_ERR_INVALID_ARGUMENT for NULLs or
+ * a reply that is not SL_MILTER_OPTNEG.
  */
 int sl_milter_negotiate(uint32_t offer_actions, const sl_milter_reply *filter,
                         sl_milter_session *s, const char **why);
@@ -342,7 +359,8 @@ int sl_milter_expects_reply(const sl_milter_session *s, uint8_t cmd);
  * records it, and sl_milter_sends says no for further BODY); OPTNEG only
  * OPTNEG.  Returns SL_OK or SL_ERR_MALFORMED with *why set to a static
  * reason, e.g. "body replacement is not supported" for REPLBODY, which the
- * caller turns into its configuration error.
+ * caller turns into its configuration error, and "modification not
+ * negotiated" for an action that was not offered.
  */
 int sl_milter_check_reply(sl_milter_session *s, uint8_t cmd,
                           const sl_milter_reply *rp, const char **why);

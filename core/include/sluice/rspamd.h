@@ -64,8 +64,8 @@ typedef struct sl_rspamd_request {
  * empty from is written as "<>".
  * Returns the length written, or SL_ERR_NOBUF (cap too small; out is
  * garbage then), SL_ERR_INVALID_ARGUMENT (NULL out or rq, NULL rcpts with
- * nrcpts > 0, nrcpts > SL_RSPAMD_RCPT_MAX, a value longer than
- * SL_RSPAMD_VALUE_MAX).
+ * nrcpts > 0, nrcpts > SL_RSPAMD_RCPT_MAX, an empty or blank recipient, a
+ * value longer than SL_RSPAMD_VALUE_MAX).
  */
 long sl_rspamd_request_head(uint8_t *out, size_t cap,
                             const sl_rspamd_request *rq);
@@ -143,7 +143,9 @@ typedef enum sl_rspamd_action {
 typedef struct sl_rspamd_header {
   sl_bytes name;  /* unescaped, in the caller's scratch buffer */
   sl_bytes value; /* add_headers only: unescaped, in scratch */
-  /* add_headers: the "order" field (0 when absent: append);
+  /* add_headers: the "order" field; -1 (rspamd's default, also when
+     absent) appends, as rspamd's own milter proxy does (SMFIR_ADDHEADER,
+     seen in the captures); n >= 0 is the position asked for (0 = top).
      remove_headers: the number given (0: every instance, n: the n-th). */
   long order;
 } sl_rspamd_header;
