@@ -10,7 +10,7 @@ from lib.postfix import service
 from test_filters_support import (QueueStep, assert_filter_counted, data_reply,  # noqa: F401
                                   filtered_sluiced, header_values, headers_and_body, message,
                                   reply_code, raw_send, transaction_code,
-                                  wait_session_verdict)
+                                  session_filter_verdicts, wait_session_verdict)
 
 # The first test to run also starts the session's daemons (Postfix, rspamd:
 # 3-15 s each on a loaded machine) within its setup phase.
@@ -249,3 +249,19 @@ def test_spool_past_memory_goes_through_a_file_byte_exact(milters, filter_postfi
     assert os.listdir(spool) == []
     from test_filters_support import settled_fds
     settled_fds(s, base_fds)
+
+
+def test_nofilter_listener_is_not_filtered(milters, filter_postfix, filtered_sluiced):
+    """`listen = ... nofilter`: the flagged message the reject milter refuses
+    elsewhere is relayed, and the milter is never asked."""
+    milter = milters["reject"]
+    s = filtered_sluiced(filter_postfix.address, [f"milter {milter.filter_address} name=m-reject"],
+                         listen_opts="nofilter")
+    seen = len(milter.seen())
+    step = QueueStep(filter_postfix)
+    r = raw_send(s.address, message("not filtered", headers=FLAGGED))
+    assert reply_code(r) == 250, r.transcript + s.stderr()[-2000:]
+    assert len(step.new()) == 1
+    assert len(milter.seen()) == seen
+    s.wait_sessions(1)
+    assert not [t for t in session_filter_verdicts(s) if t.startswith("m-reject:")]
