@@ -20,12 +20,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -135,6 +135,7 @@ struct sd_filters {
   const char *discard_by;
   /* spool mode: the changed message being given upstream */
   uint8_t *inj_head;
+  int inj_ready;
   size_t inj_head_len, inj_head_off;
   uint64_t inj_off;
   int inj_bol;
@@ -338,6 +339,7 @@ static void message_clear(sd_filters *f) {
   free(f->inj_head);
   f->inj_head = NULL;
   f->inj_head_len = f->inj_head_off = 0;
+  f->inj_ready = 0;
   f->inj_off = 0;
   f->inj_bol = 1;
   f->active = f->ended = f->holding = 0;
@@ -1089,9 +1091,25 @@ static int milter_next(fconn *c) {
       free(tmp);
       break;
     }
-    default:
-      n = sl_milter_put_simple(o, need, cmd);
+    default: {
+      long ml = 0;
+      if (cmd == SL_MILTER_CMD_DATA || cmd == SL_MILTER_CMD_BODYEOB) {
+        /* the queue id, as Postfix gives it ("i"): rspamd's milter names
+           the message by it (X-Rspamd-Queue-Id) */
+        char qid[32];
+        snprintf(qid, sizeof qid, "%08X%06X", f->id,
+                 (unsigned)(f->size & 0xffffff));
+        sl_milter_macro m = {{(const uint8_t *)"i", 1},
+                             {(const uint8_t *)qid, strlen(qid)}};
+        ml = sl_milter_put_macro(o, need, cmd, &m, 1);
+        if (ml < 0)
+          return -1;
+      }
+      n = sl_milter_put_simple(o + ml, need - (size_t)ml, cmd);
+      if (n >= 0)
+        n += ml;
       break;
+    }
     }
     if (n < 0)
       return -1;
@@ -1135,6 +1153,15 @@ static int milter_packet(fconn *c, uint8_t cmd, const uint8_t *data,
   }
   if (c->await == 0) {
     fc_fail(c, "unsolicited");
+    return 0;
+  }
+  if (rp.kind == SL_MILTER_REPLBODY) {
+    /* never offered: a milter that replaces bodies cannot be used */
+    sd_log(SD_LOG_ERR,
+           "filter %s: body replacement is not supported (configuration "
+           "error: use this milter without it)",
+           c->cfg->name);
+    fc_fail(c, "replbody");
     return 0;
   }
   if (sl_milter_check_reply(&c->ms, c->await, &rp, &why) != SL_OK) {
@@ -1447,10 +1474,13 @@ static int build_head(sd_filters *f) {
   for (size_t i = 0; i < f->nhops; i++)
     if (f->hops[i].op == HOP_ADD_TOP)
       rc |= put_hdr(&b, &len, &cap, f->hops[i].name, f->hops[i].value);
+  int applied[HOPS_MAX] = {0};
   /* per name, the occurrence number of each original field */
   for (size_t i = 0; i <= f->nhdrs; i++) {
     for (size_t k = 0; k < f->nhops; k++)
-      if (f->hops[k].op == HOP_INSERT && (size_t)f->hops[k].index == i)
+      if (f->hops[k].op == HOP_INSERT &&
+          ((size_t)f->hops[k].index == i ||
+           (i == f->nhdrs && (size_t)f->hops[k].index > i)))
         rc |= put_hdr(&b, &len, &cap, f->hops[k].name, f->hops[k].value);
     if (i == f->nhdrs)
       break;
@@ -1465,8 +1495,10 @@ static int build_head(sd_filters *f) {
     for (size_t k = 0; k < f->nhops; k++) {
       const hop *o = &f->hops[k];
       if ((o->op == HOP_CHANGE || o->op == HOP_REMOVE) &&
-          name_is(f, h, o->name) && (o->index == 0 || o->index == nth))
+          name_is(f, h, o->name) && (o->index == 0 || o->index == nth)) {
         act = o;
+        applied[k] = 1;
+      }
     }
     if (act == NULL)
       rc |= put_raw(&b, &len, &cap, f->hbuf + h->off, h->len);
@@ -1474,13 +1506,17 @@ static int build_head(sd_filters *f) {
       rc |= put_hdr(&b, &len, &cap, act->name, act->value);
   }
   for (size_t i = 0; i < f->nhops; i++)
-    if (f->hops[i].op == HOP_ADD_END)
+    if (f->hops[i].op == HOP_ADD_END ||
+        /* smfi_chgheader: a change of a header that is not there adds it
+           (sendmail's and Postfix's reading; rspamd's milter relies on it) */
+        (f->hops[i].op == HOP_CHANGE && !applied[i]))
       rc |= put_hdr(&b, &len, &cap, f->hops[i].name, f->hops[i].value);
   if (rc) {
     free(b);
     return -1;
   }
   f->inj_head = b;
+  f->inj_ready = 1;
   f->inj_head_len = len;
   f->inj_head_off = 0;
   /* the body from the original's empty line on (or the whole message
@@ -1504,7 +1540,7 @@ static size_t stuff(int *bol, const uint8_t *src, size_t n, uint8_t *dst) {
 }
 
 long sd_filters_inject(sd_filters *f, uint8_t *buf, size_t cap) {
-  if (f->inj_head == NULL && f->inj_head_len == 0 && f->inj_off == 0) {
+  if (!f->inj_ready) {
     if (build_head(f) != 0)
       return -1;
   }

@@ -99,6 +99,7 @@ static void on_request(sl_harness *h, const sl_request *q) {
     h->upstream_open = 0;
     h->pending_connect = 0;
     h->pending_tls_upstream = 0;
+    h->pending_filter = 0; /* a held message dies with its leg */
     h->upstream_closed++;
     break;
   case SL_REQ_CLOSE_CLIENT:

@@ -1680,6 +1680,9 @@ void sl_oracle_request(sl_oracle *o, const sl_request *q) {
   req_id(o, q);
   switch (q->type) {
   case SL_REQ_CLOSE_UPSTREAM:
+    /* a held message dies with its leg; the next one goes on a new leg */
+    o->f_pending = 0;
+    o->f_refused = 0;
     if (o->um == UM_BODY && o->up_bodies > o->nbodies)
       o->up_bodies--; /* an aborted BDAT transaction sent as DATA */
     o->up_orphan = 0;
@@ -1763,6 +1766,9 @@ static int profile_holds(const sl_tarpit *t, uint32_t k) {
 void sl_oracle_progress(sl_oracle *o, unsigned holds, sl_tstamp now) {
   (void)now;
   if (o->failed || !o->owed.len || holds)
+    return;
+  /* the content filters' verdict is a pending request */
+  if (o->f_pending)
     return;
   /* After the closing reply or the decision to close, what is still owed
      is never answered (the session is over). */

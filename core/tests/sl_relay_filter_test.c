@@ -12,6 +12,7 @@
 
 #include "sl_harness.h"
 #include "sl_test.h"
+#include "sluice/rcpt_policy.h"
 
 /* the verdict values (sluice/filter.h defines its own sl_bytes) */
 enum {
@@ -140,10 +141,12 @@ static void test_reply_to_held_terminator(void) {
   sl_harness h;
   filtered_354(&h, "250-up\r\n250 PIPELINING\r\n");
   sl_harness_client(&h, S(body), 0);
+  uint32_t id = h.pending_filter;
   sl_harness_upstream(&h, S("250 2.0.0 early\r\n"), 0);
   CHECK(!contains(&h.client_out, "early"));
   CHECK(contains(&h.client_out, "451 4.4.2"));
-  CHECK_INT(sl_harness_filter_verdict(&h, SL_VERDICT_ACCEPT, NULL),
+  CHECK_INT(h.pending_filter, 0); /* the held message died with its leg */
+  CHECK_INT(sl_relay_filter_verdict(h.r, id, SL_VERDICT_ACCEPT, NULL, 0, h.now),
             SL_ERR_UNKNOWN_REQUEST);
   CHECK_INT(h.filter_items[SL_FI_ABORT], 1);
   CHECK_STR(h.failure, "");
@@ -203,6 +206,41 @@ static void test_unfiltered_unchanged(void) {
   sl_harness_free(&h);
 }
 
+/* filter_skip mynetworks: a client in mynetworks is not filtered; the
+   same session without the skip is. */
+static void skip_session(uint32_t skip, int want_filtered) {
+  sl_harness h;
+  static sl_prefix net;
+  memset(&net, 0, sizeof net);
+  net.addr.family = SL_AF_INET;
+  net.addr.bytes[0] = 192; /* the harness's client, 192.0.2.1 */
+  net.addr.bytes[2] = 2;
+  net.bits = 24;
+  sl_harness_defaults(&h);
+  h.policy.rcpt.mynetworks = &net;
+  h.policy.rcpt.nmynetworks = 1;
+  sl_harness_filters_on(&h, skip);
+  CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
+  CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
+  sl_harness_upstream(&h, S("220 up ESMTP\r\n250-up\r\n250 PIPELINING\r\n"), 0);
+  sl_harness_client(&h, S("EHLO c\r\n"), 0);
+  sl_harness_client(&h,
+                    S("MAIL FROM:<a@example.org>\r\n"
+                      "RCPT TO:<b@example.net>\r\nDATA\r\n"),
+                    0);
+  sl_harness_upstream(&h, S("250 ok\r\n250 ok\r\n354 go\r\n"), 0);
+  sl_harness_client(&h, S(body), 0);
+  CHECK_INT(h.pending_filter != 0, want_filtered);
+  CHECK_INT(ends_with(&h.upstream_out, "body\r\n.\r\n"), !want_filtered);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+static void test_skip_mynetworks(void) {
+  skip_session(SL_FSKIP_MYNETWORKS, 0);
+  skip_session(SL_FSKIP_AUTHENTICATED, 1);
+}
+
 int main(void) {
   SL_RUN(test_accept_relays_upstream_reply);
   SL_RUN(test_reject_closes_leg_and_reframes);
@@ -211,5 +249,6 @@ int main(void) {
   SL_RUN(test_reply_to_held_terminator);
   SL_RUN(test_bdat_as_data);
   SL_RUN(test_unfiltered_unchanged);
+  SL_RUN(test_skip_mynetworks);
   return sl_test_summary();
 }
