@@ -8,7 +8,11 @@ from lib.filters import EICAR, EICAR_SIGNATURE
 from lib.receiver import canonical
 from test_filters_support import (QueueStep, assert_filter_counted, data_reply,  # noqa: F401
                                   filtered_sluiced, message, reply_code, send,
-                                  wait_session_verdict)
+                                  settled_fds, wait_session_verdict)
+
+# The first test to run also starts the session's daemons (Postfix, rspamd:
+# 3-15 s each on a loaded machine) within its setup phase.
+pytestmark = pytest.mark.deadline(120)
 
 TRANSPORTS = ["unix", "inet"]
 
@@ -33,6 +37,7 @@ def eicar_message(subject):
 def test_eicar_rejected_with_virus_name(transport, clamd_server, filter_postfix,
                                         filtered_sluiced):
     s = clamd_sluiced(filtered_sluiced, clamd_server, filter_postfix, transport)
+    base_fds = s.fd_count()
     step = QueueStep(filter_postfix)
     r = send(s.address, eicar_message(f"eicar over {transport}"))
     what = f"{r.transcript}\n{s.stderr()[-3000:]}\n{clamd_server.log()[-1500:]}"
@@ -42,6 +47,7 @@ def test_eicar_rejected_with_virus_name(transport, clamd_server, filter_postfix,
     assert step.new() == [], "EICAR reached the receiver's queue"
     wait_session_verdict(s, "clamav", "reject")
     assert_filter_counted(s, "clamav", "reject")
+    settled_fds(s, base_fds)  # clamd's socket and the closed upstream leg
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

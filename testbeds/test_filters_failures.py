@@ -10,6 +10,10 @@ from test_filters_support import (QueueStep, assert_filter_counted,  # noqa: F40
                                   data_reply, filtered_sluiced, message, reply_code, raw_send,
                                   settled_fds, wait_session_verdict)
 
+# The first test to run also starts the session's daemons (Postfix, rspamd:
+# 3-15 s each on a loaded machine) within its setup phase.
+pytestmark = pytest.mark.deadline(120)
+
 KINDS = ["milter", "rspamd", "clamd"]
 BEHAVIOURS = ["down", "slow", "garbage"]
 # filter_default_action -> (reply class to the client, messages the receiver gets)

@@ -564,3 +564,51 @@ def filter_postfix(milters, _rspamd_spawned):
     pf = PostfixInstance(hostname="filter-receiver.test", extra_smtpd=extra)
     yield pf
     pf.stop()
+
+
+class RawMilter(BrokenFilter):
+    """A hand-written milter (the MTA-facing half of milter v6, in the test
+    process): negotiates version 6 with no actions and no protocol flags
+    (so every event is sent and answered), continues every event, and at
+    end of body answers SMFIR_REPLYCODE with `reply` as given, bytes
+    libmilter would refuse included (CR/LF: a reply-injection attempt)."""
+
+    def __init__(self, reply: bytes, host: str = LOCALHOST):
+        self.reply = reply
+        self.events = []
+        super().__init__("silent", host)
+
+    @staticmethod
+    def _packet(cmd: bytes, data: bytes = b"") -> bytes:
+        return struct.pack(">I", len(data) + 1) + cmd + data
+
+    def _handle(self, c):
+        buf = b""
+        try:
+            c.settimeout(0.5)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not self._stopping:
+                try:
+                    d = c.recv(65536)
+                except socket.timeout:
+                    continue
+                if not d:
+                    break
+                buf += d
+                while len(buf) >= 4 and len(buf) >= 4 + struct.unpack(">I", buf[:4])[0]:
+                    n = struct.unpack(">I", buf[:4])[0]
+                    cmd, data, buf = buf[4:5], buf[5:4 + n], buf[4 + n:]
+                    with self._lock:
+                        self.events.append(cmd.decode(errors="replace"))
+                    if cmd == b"O":
+                        c.sendall(self._packet(b"O", struct.pack(">III", 6, 0, 0)))
+                    elif cmd == b"E":
+                        c.sendall(self._packet(b"y", self.reply + b"\0"))
+                    elif cmd not in (b"D", b"A", b"Q"):
+                        c.sendall(self._packet(b"c"))
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self.closed += 1
+            c.close()
