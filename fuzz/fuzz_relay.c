@@ -75,14 +75,11 @@ static void trace(fz *f) {
   dump("upstream out", &h->upstream_out);
   dump("upstream in", &h->upstream_in);
   fprintf(stderr, "--- requests (now %llu)\n", (unsigned long long)h->now);
-  for (size_t i = 0; i < h->nlog; i++)
-    fprintf(stderr, "  type %u id %u kind/zone/attempt %u arg %llu\n",
-            (unsigned)h->log[i].type, h->log[i].id,
-            h->log[i].type == SL_REQ_EVENT ? (unsigned)h->log[i].u.event.kind
-                                           : h->log[i].u.connect.attempt,
-            h->log[i].type == SL_REQ_EVENT
-                ? (unsigned long long)h->log[i].u.event.arg
-                : 0ull);
+  for (size_t i = 0; i < h->nlog; i++) {
+    char line[128];
+    sl_request_describe(&h->log[i], line, sizeof line);
+    fprintf(stderr, "  id %u %s\n", h->log[i].id, line);
+  }
 }
 
 static void die(fz *f, const char *what) {

@@ -29,7 +29,10 @@ static const char *const uptls_names[] = {"none", "opportunistic", "required",
                                           "implicit", NULL};
 static const char *const action_names[] = {"continue", "tarpit", "reject",
                                            "drop", NULL};
-static const char *const admit_names[] = {"accept", "tarpit", "tempfail", NULL};
+/* The core's own admission names, in value order from 0 (sluice/ratelim.h). */
+#define ADMIT_NAME_(name, value, text) text,
+static const char *const admit_names[] = {SL_ADMISSION_MAP(ADMIT_NAME_) NULL};
+#undef ADMIT_NAME_
 static const char *const balance_names[] = {"roundrobin", "leastconn", NULL};
 static const char *const logfmt_names[] = {"logfmt", "json", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug",
@@ -54,7 +57,7 @@ static const char *const feature_names[] = {
 _Static_assert(sizeof(sl_mode) == sizeof(int), "enum size");
 _Static_assert(SL_MODE_SCREEN_FIRST == 1 && SL_VRFY_RELAY == 2 &&
                    SL_IDENT_PROXY_V2 == 3 && SL_IDENT_XFORWARD == 4 && SL_UPTLS_IMPLICIT == 3 &&
-                   SL_ACT_DROP == 3 && SL_ADMIT_TEMPFAIL == 2,
+                   SL_ACT_DROP == 3,
                "name tables follow the core's enums");
 _Static_assert(SL_FEAT_AUTH == 1u << 8 && SL_FEAT_STARTTLS == 1u << 7,
                "feature_names follows SL_FEAT_*");

@@ -84,24 +84,109 @@ uint32_t sl__new_id(sl_relay *r, uint32_t tag) {
   return (r->seq << 8) | tag;
 }
 
-void sl__push_req(sl_relay *r, sl_request_type type, uint32_t id, uint8_t kind,
-                  uint64_t arg) {
+static ring_ent *ring_push(sl_relay *r) {
   if (r->ring_len == RING_CAP) {
     /* Steps reserve room before they run: a full ring here is a bug, and
        is reported rather than a request silently lost. */
     r->err = (uint32_t)-SL_ERR_INTERNAL;
-    return;
+    return NULL;
   }
   ring_ent *e = &r->ring[(r->ring_head + r->ring_len) % RING_CAP];
-  e->type = (uint8_t)type;
-  e->kind = kind;
-  e->id = id;
-  e->arg = arg;
+  memset(e, 0, sizeof(*e));
   r->ring_len++;
+  return e;
 }
 
-void sl__event(sl_relay *r, sl_event_kind kind, uint64_t arg) {
-  sl__push_req(r, SL_REQ_EVENT, sl__new_id(r, 0), (uint8_t)kind, arg);
+void sl__push_req(sl_relay *r, sl_request_type type, uint32_t id,
+                  uint64_t arg) {
+  ring_ent *e = ring_push(r);
+  if (!e)
+    return;
+  e->type = (uint8_t)type;
+  e->id = id;
+  e->arg = arg;
+}
+
+void sl__event(sl_relay *r, const sl_event *ev) {
+  ring_ent *e = ring_push(r);
+  if (!e)
+    return;
+  e->type = SL_REQ_EVENT;
+  e->kind = (uint8_t)ev->kind;
+  e->id = sl__new_id(r, 0);
+  switch (ev->kind) {
+  case SL_EV_PREGREET:
+    e->arg = ev->pregreet.bytes;
+    break;
+  case SL_EV_DNSBL_SCORE:
+    e->arg = (uint64_t)(int64_t)ev->dnsbl.score;
+    break;
+  case SL_EV_TARPIT:
+    e->arg = ev->tarpit.reason;
+    break;
+  case SL_EV_STARTTLS_INJECTION:
+    e->arg = ev->starttls_injection.bytes;
+    break;
+  case SL_EV_SMUGGLING:
+    e->arg = ev->smuggling.violation;
+    break;
+  case SL_EV_UPSTREAM_READY:
+    e->arg = ev->upstream_ready.attempt;
+    break;
+  case SL_EV_UPSTREAM_FAILED:
+    e->arg = ev->upstream_failed.failure;
+    break;
+  case SL_EV_MESSAGE:
+    e->code = ev->message.code;
+    e->arg = ev->message.size;
+    break;
+  case SL_EV_SESSION_END:
+    e->arg = ev->session_end.reason;
+    break;
+  case SL_EV_REFUSAL:
+    e->code = ev->refusal.code;
+    e->arg = ev->refusal.command;
+    break;
+  }
+}
+
+/* sl__event() backwards. */
+static void event_payload(const ring_ent *e, sl_event *ev) {
+  ev->kind = (sl_event_kind)e->kind;
+  switch (ev->kind) {
+  case SL_EV_PREGREET:
+    ev->pregreet.bytes = (uint32_t)e->arg;
+    break;
+  case SL_EV_DNSBL_SCORE:
+    ev->dnsbl.score = (int32_t)(int64_t)e->arg;
+    break;
+  case SL_EV_TARPIT:
+    ev->tarpit.reason = (sl_tarpit_reason)e->arg;
+    break;
+  case SL_EV_STARTTLS_INJECTION:
+    ev->starttls_injection.bytes = (uint32_t)e->arg;
+    break;
+  case SL_EV_SMUGGLING:
+    ev->smuggling.violation = (sl_violation)e->arg;
+    break;
+  case SL_EV_UPSTREAM_READY:
+    ev->upstream_ready.attempt = (uint32_t)e->arg;
+    break;
+  case SL_EV_UPSTREAM_FAILED:
+    ev->upstream_failed.failure = (sl_upstream_failure)e->arg;
+    break;
+  case SL_EV_MESSAGE:
+    ev->message.code = e->code;
+    ev->message.size = e->arg;
+    break;
+  case SL_EV_SESSION_END:
+    ev->session_end.reason = (sl_end_reason)e->arg;
+    break;
+  case SL_EV_REFUSAL:
+    ev->refusal.code = e->code;
+    ev->refusal.command = (sl_command)e->arg;
+    break;
+  }
 }
 
 /* ---- the run loop -------------------------------------------------------- */
@@ -169,7 +254,7 @@ static int step_close(sl_relay *r) {
     sl__buf_release(r, &r->cin);
     r->t_rec = SL_TSTAMP_NONE;
     r->id_tls_client = sl__new_id(r, TAG_TLS_CLIENT);
-    sl__push_req(r, SL_REQ_STARTTLS_CLIENT, r->id_tls_client, 0, 0);
+    sl__push_req(r, SL_REQ_STARTTLS_CLIENT, r->id_tls_client, 0);
     r->cl = CL_TLS;
     r->t_phase = r->now;
     progress = 1;
@@ -200,7 +285,7 @@ static int step_close(sl_relay *r) {
     r->greet_held = 0;
   }
   if (r->cl == CL_CLOSING && r->cout.len == 0 && sl__ring_free(r) >= 2) {
-    sl__push_req(r, SL_REQ_CLOSE_CLIENT, sl__new_id(r, 0), 0, 0);
+    sl__push_req(r, SL_REQ_CLOSE_CLIENT, sl__new_id(r, 0), 0);
     r->close_sent = 1;
     r->cl = CL_CLOSED;
     r->stats.end = r->now;
@@ -229,7 +314,9 @@ static int step_close(sl_relay *r) {
          SESSION_END (guarantee 10), late answers are stale. */
       r->dnsbl_done = 1;
       r->dnsbl_pending = 0;
-      sl__event(r, SL_EV_SESSION_END, r->stats.end_reason);
+      sl__event(r, &(sl_event){.kind = SL_EV_SESSION_END,
+                               .session_end.reason =
+                                   (sl_end_reason)r->stats.end_reason});
       r->end_sent = 1;
       progress = 1;
     }
@@ -707,14 +794,13 @@ int sl_relay_next_request(sl_relay *r, sl_request *out) {
   out->id = e->id;
   switch (e->type) {
   case SL_REQ_CONNECT_UPSTREAM:
-    out->u.connect.attempt = (uint32_t)e->arg;
+    out->connect.attempt = (uint32_t)e->arg;
     break;
   case SL_REQ_DNSBL_LOOKUP:
-    out->u.dnsbl.zone = (uint32_t)e->arg;
+    out->dnsbl.zone = (uint32_t)e->arg;
     break;
   case SL_REQ_EVENT:
-    out->u.event.kind = (sl_event_kind)e->kind;
-    out->u.event.arg = e->arg;
+    event_payload(e, &out->ev);
     break;
   default:
     break;
@@ -841,6 +927,7 @@ static void force_close(sl_relay *r, enum local_reply id) {
     return;
   }
   r->cl = CL_CMD;
+  r->cmd_now = SL_CMD_NONE; /* answers no command */
   sl__q_push_local(r, id);
   /* Nothing more is read: the unread input gives its buffer back, which a
      starved pool may need for the goodbye itself (guarantee 7). */

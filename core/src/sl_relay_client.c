@@ -214,6 +214,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
                     size_t whole) {
   sl_cmd c;
   sl_cmd_parse(line, len, &c);
+  r->cmd_now = (uint8_t)c.verb;
   const uint8_t *arg = line + c.arg;
   size_t alen = len - c.arg;
   int more = r->cin.len > whole; /* bytes pipelined after this line */
@@ -609,7 +610,8 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     if (more) {
       size_t extra = r->cin.len - whole;
       r->stats.starttls_discarded += (uint32_t)extra;
-      sl__event(r, SL_EV_STARTTLS_INJECTION, extra);
+      sl__event(r, &(sl_event){.kind = SL_EV_STARTTLS_INJECTION,
+                               .starttls_injection.bytes = (uint32_t)extra});
       whole = r->cin.len;
     }
     lr = R_TLS_READY;
@@ -644,6 +646,14 @@ consumed:
   return 1;
 }
 
+/* The verb a refused line began with (a line too long or with a bad
+   byte is never dispatched): what its reply answers. */
+static void line_cmd(sl_relay *r, const uint8_t *p, size_t n) {
+  sl_cmd c;
+  sl_cmd_parse(p, n < 16 ? n : 16, &c);
+  r->cmd_now = (uint8_t)c.verb;
+}
+
 /* One line from cin: 1 consumed, 0 wait for more. */
 static int step_line(sl_relay *r) {
   uint8_t *p = r->cin.p + r->cin.off;
@@ -661,6 +671,7 @@ static int step_line(sl_relay *r) {
     return 0; /* a cancel may have to go upstream */
   if (!nl) {
     if (n >= limit) {
+      line_cmd(r, p, n);
       /* Never split a long line into two commands: refuse it whole. */
       sl__buf_consume(r, &r->cin, n);
       r->skip_line = 1;
@@ -672,6 +683,7 @@ static int step_line(sl_relay *r) {
   }
   size_t whole = (size_t)(nl - p) + 1;
   if (whole > limit) {
+    line_cmd(r, p, whole);
     sl__buf_consume(r, &r->cin, whole);
     goto too_long;
   }
@@ -689,6 +701,7 @@ static int step_line(sl_relay *r) {
         return 0;
       sasl_line(r, (const uint8_t *)"*", 1); /* cancel the exchange */
     } else {
+      line_cmd(r, p, len);
       sl__q_push_local(r, R_BAD_CHAR);
     }
     sl__buf_consume(r, &r->cin, whole);
@@ -706,6 +719,11 @@ too_long:
     sl__q_push_local(r, R_LINE_TOO_LONG);
   }
   return 1;
+}
+
+/* A message refused for its framing: the event names the violation. */
+static void smuggling(sl_relay *r, sl_violation v) {
+  sl__event(r, &(sl_event){.kind = SL_EV_SMUGGLING, .smuggling.violation = v});
 }
 
 static enum local_reply refusal(uint8_t viol) {
@@ -754,6 +772,7 @@ static int step_data(sl_relay *r) {
     sl__buf_grow(&r->uout, made - held);
   }
   sl__buf_consume(r, &r->cin, used);
+  r->cmd_now = SL_CMD_END_OF_MESSAGE; /* what a reply queued here answers */
   if (st == SL_DATA_END) {
     if (r->quiet) {
       r->quiet = 0; /* an early body after a refused DATA: no reply */
@@ -777,7 +796,7 @@ static int step_data(sl_relay *r) {
   if (st == SL_DATA_VIOLATION && r->quiet) {
     /* smuggling bytes in a body that was never accepted: where it ends is
        ambiguous, so nothing after it is read; the session ends */
-    sl__event(r, SL_EV_SMUGGLING, r->data.violation);
+    smuggling(r, r->data.violation);
     r->quiet = 0;
     r->cl = CL_CMD;
     r->no_input = 1;
@@ -787,7 +806,7 @@ static int step_data(sl_relay *r) {
   if (st == SL_DATA_VIOLATION) {
     r->viol = (uint8_t)r->data.violation;
     if (sl__is_smuggle(r->viol))
-      sl__event(r, SL_EV_SMUGGLING, r->viol);
+      smuggling(r, (sl_violation)r->viol);
     /* Abort the upstream transaction by closing; never send the
        terminator after a violation (SECURITY.md 1.1, rule 3). */
     sl__up_close(r);
@@ -807,7 +826,7 @@ static void bdat_down_refuse(sl_relay *r, sl_violation v) {
   enum local_reply why = refusal((uint8_t)v);
   r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP] = (uint8_t)(Q_LOCAL + why);
   if (sl__is_smuggle(r->viol)) {
-    sl__event(r, SL_EV_SMUGGLING, v);
+    smuggling(r, v);
     r->no_input = 1; /* as for DATA, the session ends */
   }
   r->bdat_discard = 1;
@@ -901,7 +920,7 @@ static int step_bdat(sl_relay *r) {
     sl__buf_put(&r->uout, r->cin.p + r->cin.off, ok);
     if (v != SL_VIOL_NONE) {
       r->viol = (uint8_t)v;
-      sl__event(r, SL_EV_SMUGGLING, v);
+      smuggling(r, v);
       sl__up_close(r);
       sl__q_fail_upstream(r, R_UPSTREAM_LOST);
       /* this chunk's own reply says why, and the session ends */
@@ -974,6 +993,7 @@ int sl__step_client(sl_relay *r) {
 /* ---- session start and the PROXY header ---------------------------------- */
 
 void sl__session_start(sl_relay *r) {
+  r->cmd_now = SL_CMD_CONNECT;
   r->t_client = r->now;
   if (r->info.admission == SL_ADMIT_TEMPFAIL) {
     r->dnsbl_done = 1;
@@ -983,7 +1003,7 @@ void sl__session_start(sl_relay *r) {
     return;
   }
   if (r->info.admission == SL_ADMIT_TARPIT)
-    sl__use_suspect(r, 3);
+    sl__use_suspect(r, SL_TARPIT_ADMISSION);
   if (r->pol->ndnsbl == 0 || r->info.client.family == SL_AF_UNSPEC)
     r->dnsbl_done = 1;
   sl__q_push(r, Q_GREETING);

@@ -61,7 +61,7 @@ void sl__filter_hold(sl_relay *r, const uint8_t *term, size_t n,
   r->fres = 0;
   r->fsize = size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
   r->id_filter = sl__new_id(r, TAG_FILTER);
-  sl__push_req(r, SL_REQ_FILTER, r->id_filter, 0, 0);
+  sl__push_req(r, SL_REQ_FILTER, r->id_filter, 0);
 }
 
 void sl__filter_abort(sl_relay *r) {

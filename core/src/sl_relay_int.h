@@ -188,11 +188,17 @@ enum local_reply {
    can be pipelined back to back); a ninth waits for the first's reply. */
 #define MSIZE_CAP 8
 
+/* A request as the ring keeps it, 16 bytes where an sl_request takes 32
+   (the ring is part of every idle session's state): an event's payload is
+   at most a code and one number.  sl__event() and sl_relay_next_request()
+   are the only places that pack and unpack it. */
 typedef struct ring_ent {
-  uint8_t type, kind;
-  uint16_t pad_;
+  uint8_t type; /* sl_request_type */
+  uint8_t kind; /* sl_event_kind */
+  uint16_t code; /* ev.message.code, ev.refusal.code */
   uint32_t id;
-  uint64_t arg;
+  uint64_t arg; /* connect.attempt, dnsbl.zone or the event's number
+                   (ev.refusal.command) */
 } ring_ent;
 
 /* Request id tags (low 8 bits); the rest is a sequence number, so answers
@@ -251,6 +257,10 @@ struct sl_relay {
   ring_ent ring[RING_CAP];
   uint8_t ring_head, ring_len;
   uint8_t q[QUEUE_CAP];
+  /* What each queued reply answers (sl_command), for SL_EV_REFUSAL: taken
+     from cmd_now when the entry is pushed, kept when its kind changes. */
+  uint8_t q_cmd[QUEUE_CAP];
+  uint8_t cmd_now; /* sl_command of the line (or moment) being handled */
   uint32_t q_cur;  /* bit per queue slot: a MAIL or RCPT of the transaction
                       in force (pipelined replies must not undo the state a
                       later RSET, MAIL or end of data set up) */
@@ -408,9 +418,9 @@ void sl__buf_release(sl_relay *r, sl_buf *b);
 int sl__buf_reserve(sl_relay *r, sl_buf *b, uint32_t need);
 void sl__buf_consume(sl_relay *r, sl_buf *b, size_t n);
 uint32_t sl__new_id(sl_relay *r, uint32_t tag);
-void sl__push_req(sl_relay *r, sl_request_type type, uint32_t id, uint8_t kind,
+void sl__push_req(sl_relay *r, sl_request_type type, uint32_t id,
                   uint64_t arg);
-void sl__event(sl_relay *r, sl_event_kind kind, uint64_t arg);
+void sl__event(sl_relay *r, const sl_event *ev);
 
 /* sl_relay_replies.c: the reply queue and replies to the client */
 int sl__q_full(const sl_relay *r);
@@ -456,7 +466,7 @@ void sl__session_start(sl_relay *r);
 uint32_t sl__line_limit(const sl_relay *r);
 
 /* sl_relay_screen.c: screening, tarpit and throttle */
-void sl__use_suspect(sl_relay *r, uint64_t reason);
+void sl__use_suspect(sl_relay *r, sl_tarpit_reason reason);
 int sl__allowlisted(const sl_relay *r);
 void sl__dnsbl_finish(sl_relay *r);
 sl_action sl__verdict(sl_relay *r);
