@@ -25,6 +25,7 @@
 #include "sd_filter.h"
 #include "sd_log.h"
 #include "sluice/filter.h"
+#include "sluice/proxy.h"
 
 #define RUN_ROUNDS 64 /* bounded work per wake-up; level-triggered epoll
                          brings us back for the rest */
@@ -145,9 +146,10 @@ struct sd_conn {
   unsigned c_eof : 1, c_hup : 1, c_broken : 1;
   unsigned in_run : 1, logged : 1, admitted : 2, expect_proxy : 1, listener_tls : 1;
   unsigned counted : 1; /* live in the admission table: release once at the end */
+  unsigned pass_old : 1; /* passed screening before: not screened again */
   unsigned dead : 1; /* freed at the end of the loop iteration */
   unsigned out_mid : 1, out_cap : 1; /* client output: inside a line; in a 4xx/5xx line */
-  uint32_t ticket;      /* the admission table's count this session is in */
+  sd_state_ticket ticket; /* the admission counts this session is in */
   char *helo;           /* the client's HELO/EHLO argument (malloc'ed) */
   /* Content filters (sd_filter.c): made at the first filtered MAIL.  In
      spool mode the changed message goes upstream from inj[] before the
@@ -839,6 +841,7 @@ static void log_session(sd_conn *c, const char *extra_end) {
   if (c->helo) sd_rec_str(&r, "helo", c->helo);
   if (c->expect_proxy) sd_rec_str(&r, "proxy_protocol", "yes");
   sd_rec_str(&r, "admission", sl_admission_name((sl_admission)c->admitted));
+  if (c->pass_old) sd_rec_str(&r, "screen", "pass_old");
   if (x && x->tls_version && x->tls_version[0]) {
     sd_rec_str(&r, "tls", x->tls_version);
     sd_rec_str(&r, "tls_cipher", x->tls_cipher);
@@ -998,6 +1001,12 @@ static void on_event(sd_conn *c, const sl_event *ev) {
     }
     break;
   case SL_EV_SESSION_END: log_session(c, NULL); break;
+  case SL_EV_SCREEN_PASSED:
+    /* postscreen's PASS NEW: remembered for every worker (and with Redis
+       every instance) until screen_pass_ttl */
+    sd_state_screen_pass(CS(c)->state, sl_relay_client_addr(RELAY(c)),
+                         (uint32_t)(c->g->cfg->screen_pass_ttl / SL_SEC));
+    break;
   }
 }
 
@@ -1542,7 +1551,7 @@ static void conn_free(sd_conn *c) {
   if (c->u != &no_uleg) sd_timer_stop(s->loop, &c->u->retry);
   /* The address admitted: the peer, or the one its PROXY header named
      (sl_relay_client_addr is that one once the header is parsed). */
-  if (c->counted) sd_state_release(s->state, sl_relay_client_addr(RELAY(c)), c->ticket);
+  if (c->counted) sd_state_release(s->state, sl_relay_client_addr(RELAY(c)), &c->ticket);
   sl_relay_free(RELAY(c));
   if (c->prev) c->prev->next = c->next;
   else s->head = c->next;
@@ -1589,28 +1598,278 @@ static void count_admission(sd_conn *c, sl_admission v) {
   if (v == SL_ADMIT_TEMPFAIL) sd_count(SD_C_ADMIT_TEMPFAIL, 1);
 }
 
-/* The relay parsed a trusted PROXY header: admit the client it names. */
+/* The relay parsed a trusted PROXY header that the driver could not read
+   ahead (see pend_peek): admit the client it names, on the local verdict
+   alone, since the relay needs the answer now. */
 static sl_admission proxy_admit(void *ctx, const sl_addr *client, sl_tstamp now) {
   sd_conn *c = ctx;
-  sl_admission v = sd_state_admit(CS(c)->state, client, now, &c->ticket);
-  count_admission(c, v);
-  if (v != SL_ADMIT_TEMPFAIL) name_lookup_start(c, client);
-  return v;
+  sd_admit_result res;
+  sd_state_req req;
+  sd_state_admit(CS(c)->state, client, now, &c->ticket, NULL, NULL, &res, &req);
+  count_admission(c, res.admission);
+  if (res.admission != SL_ADMIT_TEMPFAIL) name_lookup_start(c, client);
+  return res.admission;
+}
+
+/* The driver admitted the client of the PROXY header before the relay
+   existed (pend_peek read the same header ahead): the relay gets that
+   verdict when it parses the header. */
+static sl_admission proxy_preadmitted(void *ctx, const sl_addr *client, sl_tstamp now) {
+  sd_conn *c = ctx;
+  (void)now;
+  if (c->admitted != SL_ADMIT_TEMPFAIL) name_lookup_start(c, client);
+  return (sl_admission)c->admitted;
+}
+
+/* How a session starts: the admission decided before the relay exists
+   (pre != NULL), with the client it is for (admitted), or on a proxy
+   listener without it (the relay admits at its header). */
+typedef struct sd_start {
+  size_t listener;
+  int tls, proxy, fd;
+  const struct sockaddr *peer;
+  const sd_admit_result *pre;
+  const sd_state_ticket *ticket;
+  const sl_addr *admitted;
+} sd_start;
+
+static void start_session(sd_conns *s, sd_gen *g, const sd_start *st);
+
+/* ---- admission before the session --------------------------------------
+ * A connection waits here, before its relay exists, while the shared state
+ * (Redis) answers its admission, or on a proxy listener while the PROXY
+ * header naming the client arrives.  Nothing is said to the client and
+ * nothing is read: its bytes wait in the socket (a pregreet is still seen
+ * by the relay).  The wait is bounded: the backend answers within
+ * redis_timeout; the header within proxy_header_timeout, after which the
+ * connection is closed unanswered as the relay would. */
+#define SD_ADDR_TEXT 64
+#define PEND_PEEK 232 /* a v1 line, or v2 with a few TLVs (HAProxy sends none) */
+
+struct sd_pend {
+  sd_handler h;
+  sd_timer timer;
+  sd_conns *s;
+  sd_gen *g;
+  sd_pend *prev, *next;
+  int fd;
+  uint16_t listener;
+  uint8_t tls, proxy, registered;
+  uint8_t local_seen; /* a LOCAL header was read (and consumed) */
+  sd_state_req req;
+  sd_state_ticket ticket;
+  sl_addr client;
+  struct sockaddr_storage peer;
+};
+
+static void pend_unlink(sd_pend *p) {
+  sd_conns *s = p->s;
+  if (p->prev) p->prev->next = p->next;
+  else s->pend_head = p->next;
+  if (p->next) p->next->prev = p->prev;
+  sd_timer_stop(s->loop, &p->timer);
+  if (p->registered) sd_loop_del(s->loop, p->fd);
+  p->registered = 0;
+}
+
+/* Hands the connection on to a session (pre: its admission, or NULL for
+   the relay to judge the PROXY header itself). */
+static void pend_finish(sd_pend *p, const sd_admit_result *pre) {
+  sd_conns *s = p->s;
+  sd_gen *g = p->g;
+  pend_unlink(p);
+  sd_start st = {p->listener, p->tls,          p->proxy && !p->local_seen,
+                 p->fd,       (const struct sockaddr *)&p->peer, pre,
+                 &p->ticket,  pre ? &p->client : NULL};
+  start_session(s, g, &st);
+  sd_gen_unref(g);
+  free(p);
+}
+
+static void pend_drop(sd_pend *p) {
+  sd_state_cancel(p->s->state, p->req);
+  pend_unlink(p);
+  close(p->fd);
+  sd_gen_unref(p->g);
+  free(p);
+}
+
+static void pend_admitted(void *ctx, const sd_admit_result *res) {
+  sd_pend *p = ctx;
+  p->req = 0;
+  pend_finish(p, res);
+}
+
+/* Asks the state about p->client; the session starts now or when it
+   answers. */
+static void pend_admit(sd_pend *p) {
+  sd_admit_result res;
+  if (sd_state_admit(p->s->state, &p->client, sd_loop_now(p->s->loop), &p->ticket,
+                     pend_admitted, p, &res, &p->req) == SD_STATE_DONE)
+    pend_finish(p, &res);
+}
+
+static int pend_after_local(sd_pend *p);
+
+/* Reads the PROXY header ahead without consuming it.  Returns 1 when p
+   moved on (admission asked, session started, or connection closed), 0 to
+   wait for more bytes. */
+static int pend_peek(sd_pend *p) {
+  uint8_t buf[PEND_PEEK];
+  ssize_t n = recv(p->fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+  if (n == 0 || n < 0) {
+    /* Closed before a header: a balancer's plain TCP check, which costs
+       no session, no log line and no count. */
+    sd_count(SD_C_PROXY_PROBES, 1);
+    pend_drop(p);
+    return 1;
+  }
+  sl_proxy_header h;
+  long hl = sl_proxy_parse(buf, (size_t)n, &h);
+  if (hl == SL_ERR_INCOMPLETE && (size_t)n < sizeof buf) return 0;
+  if (hl > 0 && !h.local) {
+    p->client = h.src;
+    sd_timer_stop(p->s->loop, &p->timer);
+    if (p->registered) sd_loop_del(p->s->loop, p->fd);
+    p->registered = 0;
+    pend_admit(p);
+    return 1;
+  }
+  if (hl > 0 && h.local) {
+    /* LOCAL: the balancer speaks for itself, as its health checks do.  The
+       header is taken here; a check closes right after it and costs no
+       session, no greeting delay and no count.  Anything that follows is
+       served as a session of the balancer's own address. */
+    if (recv(p->fd, buf, (size_t)hl, MSG_DONTWAIT) != hl) {
+      pend_drop(p);
+      return 1;
+    }
+    p->local_seen = 1;
+    return pend_after_local(p);
+  }
+  /* Too long to read ahead, or malformed: the relay judges the header as
+     always. */
+  pend_finish(p, NULL);
+  return 1;
+}
+
+/* After a LOCAL header: a check's close, or a session of the balancer. */
+static int pend_after_local(sd_pend *p) {
+  uint8_t b;
+  ssize_t n = recv(p->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+  if (n <= 0) {
+    sd_count(SD_C_PROXY_PROBES, 1);
+    pend_drop(p);
+    return 1;
+  }
+  pend_finish(p, NULL);
+  return 1;
+}
+
+static void pend_io(sd_handler *h, uint32_t ev) {
+  (void)ev;
+  sd_pend *p = (sd_pend *)(void *)h;
+  if (p->local_seen) pend_after_local(p);
+  else pend_peek(p);
+}
+
+static void pend_timer(sd_timer *t) {
+  sd_pend *p = (sd_pend *)(void *)((char *)t - offsetof(sd_pend, timer));
+  if (p->local_seen) {
+    /* a LOCAL header, then silence: serve it as the balancer's session */
+    pend_finish(p, NULL);
+    return;
+  }
+  /* No complete header within proxy_header_timeout: closed unanswered,
+     as the relay would (haproxy's rule for a balancer that says nothing). */
+  char peer[SD_ADDR_TEXT];
+  sd_sockaddr_format((const struct sockaddr *)&p->peer, peer, sizeof peer);
+  sd_log(SD_LOG_INFO, "proxy header from %s not complete within proxy_header_timeout: closed",
+         peer);
+  sd_count(SD_C_END_TIMEOUT, 1);
+  pend_drop(p);
+}
+
+void sd_conn_pending_free_all(sd_conns *s) {
+  while (s->pend_head) pend_drop(s->pend_head);
 }
 
 void sd_conn_accept(sd_conns *s, sd_gen *g, size_t listener, int tls, int proxy, int fd,
                     const struct sockaddr *peer, socklen_t peerlen) {
   const sd_config *cfg = g->cfg;
-  uint64_t now = sd_loop_now(s->loop);
-  (void)peerlen;
   if (s->n >= cfg->max_connections || over_total(cfg)) {
     sd_count(SD_C_REJECT_CAP, 1);
     sd_refuse(s, g, fd, tls, "Too many connections");
     return;
   }
+  int by_header = proxy && trusted(cfg, peer);
+  sl_addr peer_addr;
+  to_sl_addr(peer, &peer_addr);
+  sd_admit_result res;
+  sd_state_ticket ticket;
+  sd_state_req req = 0;
+  memset(&ticket, 0, sizeof ticket);
+  if (s->state == NULL) {
+    sd_start st = {listener, tls, proxy, fd, peer, NULL, NULL, NULL};
+    start_session(s, g, &st);
+    return;
+  }
+  sd_pend *p = calloc(1, sizeof *p);
+  if (p == NULL) {
+    /* No room to wait: admit on the local verdict, or let the relay judge
+       the header. */
+    if (by_header) {
+      sd_start st = {listener, tls, proxy, fd, peer, NULL, NULL, NULL};
+      start_session(s, g, &st);
+    } else {
+      sd_state_admit(s->state, &peer_addr, sd_loop_now(s->loop), &ticket, NULL, NULL, &res,
+                     &req);
+      sd_start st = {listener, tls, proxy, fd, peer, &res, &ticket, &peer_addr};
+      start_session(s, g, &st);
+    }
+    return;
+  }
+  (void)peerlen;
+  p->h.cb = pend_io;
+  sd_timer_init(&p->timer, pend_timer);
+  p->s = s;
+  p->g = sd_gen_ref(g);
+  p->fd = fd;
+  p->listener = (uint16_t)listener;
+  p->tls = tls != 0;
+  p->proxy = proxy != 0;
+  memcpy(&p->peer, peer, peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                     : sizeof(struct sockaddr_in));
+  p->next = s->pend_head;
+  if (p->next) p->next->prev = p;
+  s->pend_head = p;
+  if (!by_header) {
+    p->client = peer_addr;
+    pend_admit(p);
+    return;
+  }
+  if (pend_peek(p)) return;
+  if (sd_loop_add(s->loop, fd, EPOLLIN, &p->h) != 0) {
+    pend_finish(p, NULL);
+    return;
+  }
+  p->registered = 1;
+  sd_timer_set(s->loop, &p->timer, sd_loop_now(s->loop) + cfg->limits.proxy_header_timeout);
+}
+
+static void start_session(sd_conns *s, sd_gen *g, const sd_start *st) {
+  const sd_config *cfg = g->cfg;
+  uint64_t now = sd_loop_now(s->loop);
+  size_t listener = st->listener;
+  int tls = st->tls, proxy = st->proxy, fd = st->fd;
+  const struct sockaddr *peer = st->peer;
   size_t rsize = sl_relay_size(&cfg->limits);
   sd_conn *c = malloc(sizeof *c + rsize);
   if (c == NULL) {
+    if (st->pre && st->pre->admission != SL_ADMIT_TEMPFAIL)
+      sd_state_release(s->state, st->admitted, st->ticket);
     sd_count(SD_C_REJECT_NOMEM, 1);
     sd_refuse(s, g, fd, tls, "Out of memory");
     return;
@@ -1652,16 +1911,29 @@ void sd_conn_accept(sd_conns *s, sd_gen *g, size_t listener, int tls, int proxy,
     c->expect_proxy = 1;
   }
   /* Per-IP limits key on the real client: the socket's peer, or behind a
-     balancer the address its PROXY header names (admitted when the relay
-     has parsed it, before anything is said to the client).  One table per
-     machine (sd_state), so every worker and generation counts together. */
+     balancer the address its PROXY header names (admitted before the
+     relay exists when the driver could read the header ahead, else when
+     the relay has parsed it, before anything is said to the client).  The
+     counts are the state backend's (sd_state.h): per machine, or shared
+     by every instance. */
   info.admission = SL_ADMIT_ACCEPT;
-  if (c->expect_proxy) {
+  if (st->pre) {
+    c->ticket = *st->ticket;
+    count_admission(c, st->pre->admission);
+    if (c->expect_proxy) {
+      info.proxy_admit = proxy_preadmitted;
+      info.proxy_admit_ctx = c;
+    } else {
+      info.admission = st->pre->admission;
+    }
+    if (st->pre->passed_before && cfg->screen_pass_ttl) {
+      info.flags |= SL_CONN_SCREEN_PASSED;
+      c->pass_old = 1;
+      sd_count(SD_C_SCREEN_PASS_OLD, 1);
+    }
+  } else if (c->expect_proxy) {
     info.proxy_admit = proxy_admit;
     info.proxy_admit_ctx = c;
-  } else {
-    info.admission = sd_state_admit(s->state, &peer_addr, now, &c->ticket);
-    count_admission(c, info.admission);
   }
   /* Screen-first greets before it knows its upstream: it offers only what
      the healthy pool took at its last health checks (guarantee 8). */
@@ -1688,7 +1960,7 @@ void sd_conn_accept(sd_conns *s, sd_gen *g, size_t listener, int tls, int proxy,
   }
   if (rc != 0) {
     sd_log(SD_LOG_ERR, "relay init: %s", sl_strerror(rc));
-    if (c->counted) sd_state_release(s->state, &peer_addr, c->ticket);
+    if (c->counted) sd_state_release(s->state, st->admitted, &c->ticket);
     free(c->x);
     free(c);
     sd_count(SD_C_REJECT_NOMEM, 1);
@@ -1697,7 +1969,7 @@ void sd_conn_accept(sd_conns *s, sd_gen *g, size_t listener, int tls, int proxy,
   }
   if (sd_loop_add(s->loop, fd, EPOLLIN, &c->ch) != 0) {
     sl_relay_free(RELAY(c));
-    if (c->counted) sd_state_release(s->state, &peer_addr, c->ticket);
+    if (c->counted) sd_state_release(s->state, st->admitted, &c->ticket);
     free(c->x);
     free(c);
     close(fd);

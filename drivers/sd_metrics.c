@@ -175,6 +175,24 @@ char *sd_metrics_render(size_t *len, const char *const *server_names, size_t nse
     counter(&b, "sluice_messages", "Messages by the upstream's verdict.", "result", cs, v, 3);
   }
   C1("sluice_recipients_accepted", "Recipients accepted.", SD_C_RCPT_ACCEPTED);
+  {
+    enum sd_counter cs[] = {SD_C_STATE_SHARED, SD_C_STATE_TIMEOUT, SD_C_STATE_DOWN,
+                            SD_C_STATE_ERROR};
+    const char *v[] = {"shared", "timeout", "down", "error"};
+    counter(&b, "sluice_state_lookups",
+            "Shared-state lookups: answered by Redis, or the local verdict used.", "result", cs,
+            v, 4);
+  }
+  {
+    enum sd_counter cs[] = {SD_C_STATE_CONNECTS, SD_C_STATE_DISCONNECTS};
+    const char *v[] = {"connected", "lost"};
+    counter(&b, "sluice_state_connections", "Redis connections made and lost.", "event", cs,
+            v, 2);
+  }
+  C1("sluice_screen_pass_old", "Sessions that skipped screening: passed it before.",
+     SD_C_SCREEN_PASS_OLD);
+  C1("sluice_proxy_probes", "Proxy-listener connections closed before a PROXY header.",
+     SD_C_PROXY_PROBES);
   C1("sluice_recipients_relay_denied", "Recipients refused by relay control.",
      SD_C_RCPT_RELAY_DENIED);
   {

@@ -42,6 +42,12 @@ enum sd_counter {
   SL_UPSTREAM_FAILURE_MAP(SD_C_UPFAIL_)
 #undef SD_C_UPFAIL_
   SD_C_RELOADS, SD_C_RELOAD_FAILURES,
+  /* shared state (sd_state.h): lookups answered by Redis, answered
+     locally because Redis was over budget or down, and connection events */
+  SD_C_STATE_SHARED, SD_C_STATE_TIMEOUT, SD_C_STATE_DOWN, SD_C_STATE_ERROR,
+  SD_C_STATE_CONNECTS, SD_C_STATE_DISCONNECTS,
+  SD_C_SCREEN_PASS_OLD, /* sessions that skipped screening (passed before) */
+  SD_C_PROXY_PROBES,    /* proxy listener: closed before any header (checks) */
   SD_C_COUNT
 };
 

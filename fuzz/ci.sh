@@ -1,8 +1,8 @@
 #!/bin/sh
 # ci.sh BUILD_ROOT: the fuzzing part of CI.
 #  (a) builds the libFuzzer targets (clang, ASan+UBSan) in BUILD_ROOT/fuzz
-#      and runs relay, data, reply, cmd, proxy, milter, rspamd, clamd and
-#      pcap for FUZZ_SECONDS each (40), one process at a time, from the
+#      and runs relay, data, reply, cmd, proxy, resp, milter, rspamd, clamd
+#      and pcap for FUZZ_SECONDS each (40), one process at a time, from the
 #      corpus, with fuzz/<target>.dict if there is one, else smtp.dict;
 #      any crash fails,
 #      except one matching fuzz/findings/known-signatures.txt (an open,
@@ -35,6 +35,7 @@ runs_for() {
     reply) echo 300000 ;;
     cmd) echo 2000000 ;;
     proxy) echo 500000 ;;
+    resp) echo 300000 ;;
     pcap) echo 10000 ;;
     *) echo 100000 ;;
   esac
@@ -57,7 +58,7 @@ fi
 FB=$fixed/build
 cmake -S "$fixed/src" -B "$FB" -G Ninja -DCMAKE_C_COMPILER=clang -DSLUICE_FUZZ=ON \
   -DSLUICE_CORE_ONLY=OFF >/dev/null
-targets="relay data reply cmd proxy milter rspamd clamd"
+targets="relay data reply cmd proxy resp milter rspamd clamd"
 if ninja -C "$FB" -t targets all | grep -q '^fuzz_pcap:'; then
   targets="$targets pcap"
 else

@@ -520,6 +520,8 @@ void sl_request_describe(const sl_request *q, char *out, size_t len) {
     snprintf(out, len, " command=%s code=%u",
              sl_command_name(e->refusal.command), e->refusal.code);
     break;
+  case SL_EV_SCREEN_PASSED: /* no payload */
+    break;
   }
 }
 

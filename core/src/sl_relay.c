@@ -147,6 +147,8 @@ void sl__event(sl_relay *r, const sl_event *ev) {
     e->code = ev->refusal.code;
     e->arg = ev->refusal.command;
     break;
+  case SL_EV_SCREEN_PASSED:
+    break;
   }
 }
 
@@ -185,6 +187,8 @@ static void event_payload(const ring_ent *e, sl_event *ev) {
   case SL_EV_REFUSAL:
     ev->refusal.code = e->code;
     ev->refusal.command = (sl_command)e->arg;
+    break;
+  case SL_EV_SCREEN_PASSED:
     break;
   }
 }

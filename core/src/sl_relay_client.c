@@ -1004,7 +1004,8 @@ void sl__session_start(sl_relay *r) {
   }
   if (r->info.admission == SL_ADMIT_TARPIT)
     sl__use_suspect(r, SL_TARPIT_ADMISSION);
-  if (r->pol->ndnsbl == 0 || r->info.client.family == SL_AF_UNSPEC)
+  if (r->pol->ndnsbl == 0 || r->info.client.family == SL_AF_UNSPEC ||
+      (r->info.flags & SL_CONN_SCREEN_PASSED))
     r->dnsbl_done = 1;
   sl__q_push(r, Q_GREETING);
   r->greet_jitter = sl__jitter(r);
@@ -1012,6 +1013,7 @@ void sl__session_start(sl_relay *r) {
     r->attempt = 0;
     sl__up_connect(r);
   } else if (r->pol->greet_teaser && r->prof->greet_delay &&
+             !(r->info.flags & SL_CONN_SCREEN_PASSED) &&
              sl__buf_reserve(r, &r->cout,
                              (uint32_t)sl__local_len(r, R_GREETING)) == 0) {
     uint8_t *o = sl__buf_tail(&r->cout);

@@ -601,6 +601,12 @@ static int emit_greeting(sl_relay *r) {
   q_pop(r);
   if (r->pol->mode == SL_MODE_PASSTHROUGH)
     r->up_used = 1;
+  /* The tests before the greeting are over; a step leaves room for this
+     event (at most the pregreet event came before it). */
+  if (act == SL_ACT_CONTINUE && r->prof != &r->pol->suspect &&
+      !r->pregreet && !(r->info.flags & SL_CONN_SCREEN_PASSED) &&
+      (r->pol->ndnsbl || r->prof->greet_delay))
+    sl__event(r, &(sl_event){.kind = SL_EV_SCREEN_PASSED});
   return 0;
 }
 

@@ -21,6 +21,8 @@ void sl__use_suspect(sl_relay *r, sl_tarpit_reason reason) {
 }
 
 int sl__allowlisted(const sl_relay *r) {
+  if (r->info.flags & SL_CONN_SCREEN_PASSED)
+    return 1;
   return sl_dnsbl_allowlisted(r->pol, r->dnsbl_done, r->stats.score);
 }
 

@@ -162,6 +162,53 @@ static void test_seeded_jitter(void) {
   CHECK(differs);
 }
 
+/* Screening passed (issue 12): a screened client that waited out the
+   greet delay without a pregreet is told to the driver once, after the
+   greeting; one the driver says passed before is greeted at once, with no
+   teaser, no DNSBL lookup and no such event; a pregreet passes nothing. */
+static void screen_pass_session(uint32_t flags, int pregreet, size_t *events,
+                                size_t *dnsbl, sl_tstamp *greet_after) {
+  static const sl_dnsbl_zone zone = {"bl.example", 10, {0}, 0};
+  sl_harness h;
+  screen_first(&h);
+  h.policy.normal.greet_delay = 2 * SL_SEC;
+  h.policy.dnsbl = &zone;
+  h.policy.ndnsbl = 1;
+  h.policy.tarpit_score = 10;
+  h.info.client.family = SL_AF_INET;
+  h.info.client.bytes[0] = 192;
+  h.info.flags |= flags;
+  CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
+  sl_tstamp start = h.now;
+  if (pregreet)
+    sl_harness_client(&h, S("EHLO early\r\n"), 0);
+  if (h.pending_dnsbl[0])
+    sl_harness_dnsbl(&h, 0, SL_STATUS_OK, NULL, 0);
+  while (!memmem(h.client_out.p, h.client_out.len, "220 ", 4) &&
+         sl_harness_next_deadline(&h, 60 * SL_SEC))
+    ;
+  *greet_after = h.now - start;
+  *events = sl_harness_events(&h, SL_EV_SCREEN_PASSED);
+  *dnsbl = sl_harness_requests(&h, SL_REQ_DNSBL_LOOKUP);
+  CHECK(h.failure[0] == 0);
+  sl_harness_free(&h);
+}
+
+static void test_screen_pass(void) {
+  size_t ev, dns;
+  sl_tstamp t;
+  screen_pass_session(0, 0, &ev, &dns, &t);
+  CHECK_INT(ev, 1);
+  CHECK_INT(dns, 1);
+  CHECK(t >= 2 * SL_SEC);
+  screen_pass_session(SL_CONN_SCREEN_PASSED, 0, &ev, &dns, &t);
+  CHECK_INT(ev, 0);
+  CHECK_INT(dns, 0);
+  CHECK(t < SL_SEC);
+  screen_pass_session(0, 1, &ev, &dns, &t);
+  CHECK_INT(ev, 0);
+}
+
 /* Plaintext pipelined after STARTTLS in the same write is discarded and
    counted, never answered. */
 static void test_starttls_injection_counted(void) {
@@ -637,6 +684,7 @@ int main(void) {
   SL_RUN(test_stale_and_unknown_answers);
   SL_RUN(test_init_arguments);
   SL_RUN(test_seeded_jitter);
+  SL_RUN(test_screen_pass);
   SL_RUN(test_starttls_injection_counted);
   SL_RUN(test_client_that_does_not_read);
   SL_RUN(test_local_replies_enhanced_codes);

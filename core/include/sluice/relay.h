@@ -57,7 +57,12 @@ enum sl_conn_flag {
   SL_CONN_EXPECT_PROXY = 1u << 1, /* a PROXY v1/v2 header from a trusted
                                      balancer precedes SMTP */
   SL_CONN_POOL_CAPS = 1u << 2,    /* pool_features and pool_size are known */
-  SL_CONN_FILTER = 1u << 3        /* content filters: each message of this
+  SL_CONN_SCREEN_PASSED = 1u << 3, /* the client passed screening before
+                                     (the driver's cache, postscreen's
+                                     PASS OLD): no DNSBL lookup, greet
+                                     delay, pregreet test or score tarpit;
+                                     an admission verdict still applies */
+  SL_CONN_FILTER = 1u << 4        /* content filters: each message of this
                                      session (unless filter_skip says not)
                                      is given to filter_tap, and its end
                                      waits for sl_relay_filter_verdict() */
@@ -179,7 +184,12 @@ const char *sl_request_name(sl_request_type t);
   /* a 4xx/5xx reply went into client_out: refusal.command is what it        \
      answered, refusal.code its code.  One per such reply, in the order the  \
      replies are sent, whoever wrote them (sluice or the upstream) */        \
-  XX(REFUSAL, 10, "refusal")
+  XX(REFUSAL, 10, "refusal")                                                  \
+  /* no payload: the final greeting went out to a client that was screened   \
+     (greet delay or DNSBL) and passed: no pregreet, no tarpit, score below  \
+     tarpit_score.  Once per session, never with SL_CONN_SCREEN_PASSED; the  \
+     driver may cache it and pass SL_CONN_SCREEN_PASSED next time */         \
+  XX(SCREEN_PASSED, 11, "screen_passed")
 
 typedef enum sl_event_kind {
 #define SL_EVENT_ENUM_(name, value, text) SL_EV_##name = value,
