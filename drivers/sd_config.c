@@ -157,6 +157,13 @@ static int daemon_checks(sd_config *c, char *err, size_t errlen) {
       return -1;
     }
   }
+  for (size_t i = 0; i < c->nfilters; i++) {
+    sl_filter_cfg *f = &c->filters[i];
+    if (f->path == NULL && f->addr.len == 0 && sd_parse_hostport(f->text + 5, &f->addr, 0) != 0) {
+      snprintf(err, errlen, "%s:%d: filter: cannot resolve \"%s\"", name, f->line, f->text);
+      return -1;
+    }
+  }
   for (size_t i = 0; i < c->nlisten; i++)
     for (size_t j = 0; j < c->nupstream; j++)
       if (listen_is_upstream(&c->listen[i], &c->upstream[j])) {

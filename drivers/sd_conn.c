@@ -22,9 +22,10 @@
 #include <unistd.h>
 
 #include "sd_conn.h"
-
-#include "sluice/proxy.h"
+#include "sd_filter.h"
 #include "sd_log.h"
+#include "sluice/filter.h"
+#include "sluice/proxy.h"
 
 #define RUN_ROUNDS 64 /* bounded work per wake-up; level-triggered epoll
                          brings us back for the rest */
@@ -150,6 +151,15 @@ struct sd_conn {
   unsigned out_mid : 1, out_cap : 1; /* client output: inside a line; in a 4xx/5xx line */
   sd_state_ticket ticket; /* the admission counts this session is in */
   char *helo;           /* the client's HELO/EHLO argument (malloc'ed) */
+  /* Content filters (sd_filter.c): made at the first filtered MAIL.  In
+     spool mode the changed message goes upstream from inj[] before the
+     relay is told the verdict (and so writes the terminator). */
+  sd_filters *flt;
+  uint8_t *inj;
+  size_t inj_len, inj_off;
+  uint32_t inj_id;
+  int inj_verdict;
+  unsigned injecting : 1;
   /* The relay's state; sl_relay_init() puts it at the start of mem. */
   _Alignas(8) unsigned char mem[];
 };
@@ -261,6 +271,10 @@ void sd_refuse(sd_conns *s, const sd_gen *g, int fd, int tls, const char *why) {
 /* ---- legs ---------------------------------------------------------------- */
 
 static void close_upstream(sd_conn *c) {
+  /* a changed message being sent dies with its leg (the relay has made
+     its end a 451 and will not take the verdict) */
+  c->injecting = 0;
+  c->inj_len = c->inj_off = 0;
   if (c->u == &no_uleg) return;
   /* A pending upstream_wait retry belongs to the leg being closed (the
      relay may have given up on the attempt: its timeout, the client gone). */
@@ -900,6 +914,8 @@ static void log_session(sd_conn *c, const char *extra_end) {
       sd_rec_str(&r, "refusals", ref);
     }
   }
+  /* each filtered message's verdicts, "name:verdict ...; ..." */
+  if (c->flt && sd_filters_log(c->flt)[0]) sd_rec_str(&r, "filters", sd_filters_log(c->flt));
   sd_rec_u64(&r, "last_upstream_code", st->last_upstream_code);
   sd_rec_u64(&r, "client_bytes_in", st->client_bytes_in);
   sd_rec_u64(&r, "client_bytes_out", st->client_bytes_out);
@@ -994,6 +1010,106 @@ static void on_event(sd_conn *c, const sl_event *ev) {
   }
 }
 
+/* ---- content filters ------------------------------------------------------ */
+
+_Static_assert((int)SL_FSKIP_AUTHENTICATED == (int)SL_FILTER_SKIP_AUTHENTICATED &&
+                   (int)SL_FSKIP_MYNETWORKS == (int)SL_FILTER_SKIP_MYNETWORKS &&
+                   (int)SL_FSKIP_DNSWL == (int)SL_FILTER_SKIP_DNSWL,
+               "filter_skip bits are the relay's");
+
+static void filter_done(void *ctx, uint32_t id, int verdict, const uint8_t *text, size_t len);
+static long leg_write(int fd, sd_tls_conn *t, const uint8_t *buf, size_t len, uint8_t *tlswant);
+
+static void filter_tap(void *ctx, sl_filter_item item, const uint8_t *p, size_t n) {
+  sd_conn *c = ctx;
+  if (c->flt == NULL && item == SL_FI_MAIL)
+    c->flt = sd_filters_new(CS(c)->loop, c->g->cfg, filter_done, c);
+  if (c->flt) sd_filters_tap(c->flt, item, p, n);
+}
+
+static void filter_done(void *ctx, uint32_t id, int verdict, const uint8_t *text, size_t len) {
+  sd_conn *c = ctx;
+  if (c->dead) return;
+  if (c->g->cfg->filter_mode_spool &&
+      (verdict == SL_VERDICT_ACCEPT || verdict == SL_VERDICT_CHANGE) && c->u->ufd >= 0) {
+    /* spool mode: the changed message goes first (write_upstream) */
+    c->injecting = 1;
+    c->inj_id = id;
+    c->inj_verdict = verdict;
+    c->inj_len = c->inj_off = 0;
+  } else {
+    sl_relay_filter_verdict(RELAY(c), id, verdict, text, len, now_of(c));
+    sd_filters_release(c->flt);
+  }
+  conn_run(c);
+}
+
+static void filter_end(sd_conn *c, uint32_t id) {
+  if (c->flt == NULL) {
+    /* no filter state (out of memory at MAIL): the default action */
+    int a = c->g->cfg->filter_default_action;
+    sl_relay_filter_verdict(RELAY(c), id,
+                            a == SL_FILTER_ACT_ACCEPT   ? SL_VERDICT_ACCEPT
+                            : a == SL_FILTER_ACT_REJECT ? SL_VERDICT_REJECT
+                                                        : SL_VERDICT_TEMPFAIL,
+                            NULL, 0, now_of(c));
+    return;
+  }
+  sd_filters_end(c->flt, id, sl_relay_client_addr(RELAY(c)), c->x ? c->x->client_name : NULL,
+                 c->helo);
+}
+
+/* Spool mode: sends the changed message, then lets the relay have the
+   verdict (which writes the terminator).  1: progress. */
+static int write_injected(sd_conn *c) {
+  uint64_t now = now_of(c);
+  if (c->u->ufd < 0 || c->u->u_broken) {
+    c->injecting = 0;
+    return 1;
+  }
+  if (c->inj == NULL && (c->inj = malloc(65536)) == NULL) {
+    c->injecting = 0;
+    sl_relay_filter_verdict(RELAY(c), c->inj_id, SL_VERDICT_TEMPFAIL, NULL, 0, now);
+    sd_filters_release(c->flt);
+    return 1;
+  }
+  if (c->inj_off == c->inj_len) {
+    long n = sd_filters_inject(c->flt, c->inj, 65536);
+    if (n < 0) {
+      /* the spool cannot be read back: nothing more may go upstream but
+         the upstream has a partial message; a refusal closes the leg */
+      c->injecting = 0;
+      sl_relay_filter_verdict(RELAY(c), c->inj_id, SL_VERDICT_TEMPFAIL, NULL, 0, now);
+      sd_filters_release(c->flt);
+      return 1;
+    }
+    if (n == 0) {
+      c->injecting = 0;
+      sl_relay_filter_verdict(RELAY(c), c->inj_id, c->inj_verdict, NULL, 0, now);
+      sd_filters_release(c->flt);
+      return 1;
+    }
+    c->inj_len = (size_t)n;
+    c->inj_off = 0;
+  }
+  long w = leg_write(c->u->ufd, c->u->utls, c->inj + c->inj_off, c->inj_len - c->inj_off,
+                     &c->u->u_tlswant);
+  if (w == -2) {
+    c->u->u_wblk = 1;
+    return 0;
+  }
+  if (w > 0) {
+    c->inj_off += (size_t)w;
+    return 1;
+  }
+  c->u->u_broken = 1;
+  if (!c->u->u_eof) {
+    c->u->u_eof = 1;
+    sl_relay_upstream_eof(RELAY(c), now);
+  }
+  return 1;
+}
+
 static int drain_requests(sd_conn *c) {
   sl_request req;
   int n = 0;
@@ -1019,6 +1135,7 @@ static int drain_requests(sd_conn *c) {
     case SL_REQ_CLOSE_UPSTREAM: close_upstream(c); break;
     case SL_REQ_CLOSE_CLIENT: close_client(c); break;
     case SL_REQ_EVENT: on_event(c, &req.ev); break;
+    case SL_REQ_FILTER: filter_end(c, req.id); break;
     }
   }
   return n > 0;
@@ -1249,11 +1366,14 @@ static int write_client(sd_conn *c) {
 
 static int write_upstream(sd_conn *c) {
   if (c->u->u_hs || c->u->u_connecting || (c->u->u_wblk && c->u->ufd >= 0 && !c->u->u_broken)) return 0;
+  if (c->injecting) return write_injected(c);
   size_t len = 0;
   uint64_t now = now_of(c);
   const uint8_t *p = sl_relay_upstream_out(RELAY(c), &len, now);
   if (p == NULL || len == 0) return 0;
-  if (c->u->ufd < 0 || c->u->u_broken) {
+  /* spool mode: the relay's copy of a filtered body stays here; the
+     changed one goes after the verdict (write_injected) */
+  if (c->u->ufd < 0 || c->u->u_broken || sd_filters_holding(c->flt)) {
     sl_relay_upstream_out_ack(RELAY(c), len, now);
     return 1;
   }
@@ -1402,6 +1522,8 @@ static void conn_release(void *arg) {
   sd_gen_unref(c->g);
   if (c->u != &no_uleg) free(c->u);
   free(c->helo);
+  sd_filters_free(c->flt);
+  free(c->inj);
   if (c->x) {
     free(c->x->client_name);
     free(c->x->ptr_name);
@@ -1424,6 +1546,7 @@ static void conn_free(sd_conn *c) {
   }
   close_upstream(c);
   close_client(c);
+  sd_filters_release(c->flt); /* filter sockets and the spool */
   sd_timer_stop(s->loop, &c->timer);
   if (c->u != &no_uleg) sd_timer_stop(s->loop, &c->u->retry);
   /* The address admitted: the peer, or the one its PROXY header named
@@ -1816,6 +1939,14 @@ static void start_session(sd_conns *s, sd_gen *g, const sd_start *st) {
      the healthy pool took at its last health checks (guarantee 8). */
   if (sd_upstreams_features(g->ups, &info.pool_features, &info.pool_size))
     info.flags |= SL_CONN_POOL_CAPS;
+  /* Content filters: every listener but "nofilter" ones; filter_skip is
+     judged per transaction by the relay, which knows AUTH and the score. */
+  if (cfg->nfilters && !cfg->listen[c->listener].nofilter) {
+    info.flags |= SL_CONN_FILTER;
+    info.filter_skip = cfg->filter_skip;
+    info.filter_tap = filter_tap;
+    info.filter_ctx = c;
+  }
 
   uint64_t seed = s->seed ^ (now * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(uintptr_t)c;
 

@@ -16,6 +16,7 @@
 #define SD_MAX_WORKERS 256
 #define SD_MAX_SERVERS 64
 #define SD_HIST_BUCKETS 12
+#define SD_MAX_FILTERS 16
 
 enum sd_counter {
   SD_C_ACCEPTED,        /* connections accepted and given a relay */
@@ -82,6 +83,16 @@ typedef struct sd_metrics {
   uint64_t srv_connect_ok[SD_MAX_SERVERS], srv_connect_fail[SD_MAX_SERVERS];
   uint64_t srv_up[SD_MAX_SERVERS]; /* last state written by any worker */
   uint64_t start_unix;
+  /* Content filters, by position in the current config (sd_filter.c):
+     verdicts (accept change discard tempfail reject), failures (refused
+     timeout garbage other) and the latency histogram (microseconds, the
+     SD_H_SESSION bounds).  Names written by each generation. */
+  char filter_name[SD_MAX_FILTERS][72];
+  uint64_t nfilters;
+  uint64_t flt_verdict[SD_MAX_FILTERS][5];
+  uint64_t flt_fail[SD_MAX_FILTERS][4];
+  uint64_t flt_hist[SD_MAX_FILTERS][SD_HIST_BUCKETS + 1];
+  uint64_t flt_sum[SD_MAX_FILTERS];
 } sd_metrics;
 
 /* The shared block (call once before forking). */
@@ -94,6 +105,12 @@ static inline void sd_count(enum sd_counter c, uint64_t n) {
 /* v in the histogram's unit: microseconds for times, bytes for sizes. */
 void sd_observe(enum sd_hist h, uint64_t v);
 void sd_gauge_set(uint64_t *slot, uint64_t v);
+/* One filter's answer to one message: verdict (an sl_verdict, or -1 for a
+   failure named by fail: "refused", "timeout", "garbage", ...) and its
+   latency in microseconds. */
+void sd_filter_observe(size_t filter, int verdict, const char *fail, uint64_t us);
+/* The labels of the filters of the config in force. */
+void sd_metrics_filter_names(const char *const *names, size_t n);
 
 /* Writes the OpenMetrics text into a malloc'ed buffer; names are the
    current upstream server names for labels. */

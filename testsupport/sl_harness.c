@@ -99,11 +99,15 @@ static void on_request(sl_harness *h, const sl_request *q) {
     h->upstream_open = 0;
     h->pending_connect = 0;
     h->pending_tls_upstream = 0;
+    h->pending_filter = 0; /* a held message dies with its leg */
     h->upstream_closed++;
     break;
   case SL_REQ_CLOSE_CLIENT:
     h->pending_client.len = 0;
     h->client_closed = 1;
+    break;
+  case SL_REQ_FILTER:
+    h->pending_filter = q->id;
     break;
   default:
     break;
@@ -199,6 +203,7 @@ void sl_harness_free(sl_harness *h) {
   sl_bytes_free(&h->upstream_out);
   sl_bytes_free(&h->client_in);
   sl_bytes_free(&h->upstream_in);
+  sl_bytes_free(&h->filter_content);
   sl_bytes_free(&h->pending_client);
   sl_bytes_free(&h->pending_upstream);
   h->r = NULL;
@@ -337,6 +342,35 @@ int sl_harness_tls_client(sl_harness *h, sl_status st) {
 }
 int sl_harness_tls_upstream(sl_harness *h, sl_status st) {
   return answer(h, &h->pending_tls_upstream, SL_REQ_STARTTLS_UPSTREAM, st);
+}
+
+static void harness_tap(void *ctx, sl_filter_item item, const uint8_t *p,
+                        size_t n) {
+  sl_harness *h = ctx;
+  if ((unsigned)item < 8)
+    h->filter_items[item]++;
+  if (item == SL_FI_BODY)
+    sl_bytes_add(&h->filter_content, p, n);
+}
+
+void sl_harness_filters_on(sl_harness *h, uint32_t skip) {
+  h->info.flags |= SL_CONN_FILTER;
+  h->info.filter_skip = skip;
+  h->info.filter_tap = harness_tap;
+  h->info.filter_ctx = h;
+}
+
+int sl_harness_filter_verdict(sl_harness *h, int verdict, const char *text) {
+  if (!h->pending_filter)
+    return -1;
+  uint32_t id = h->pending_filter;
+  h->pending_filter = 0;
+  int rc = sl_relay_filter_verdict(h->r, id, verdict, (const uint8_t *)text,
+                                   text ? strlen(text) : 0, h->now);
+  if (rc == 0 && h->oracle)
+    sl_oracle_filter_verdict(h->oracle, verdict);
+  sl_harness_pump(h);
+  return rc;
 }
 
 int sl_harness_dnsbl(sl_harness *h, uint32_t zone, sl_status st,

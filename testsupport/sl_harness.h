@@ -49,6 +49,11 @@ typedef struct sl_harness {
   /* Requests still waiting for an answer (0: none). */
   uint32_t pending_connect, pending_tls_client, pending_tls_upstream;
   uint32_t pending_dnsbl[SL_DNSBL_ZONES_MAX];
+  uint32_t pending_filter; /* the last SL_REQ_FILTER, not yet answered */
+  /* What the filter tap received (sl_harness_filters_on): the content of
+     the filtered messages, and the count of each sl_filter_item. */
+  sl_bytes filter_content;
+  uint32_t filter_items[8];
   int client_closed, upstream_closed, upstream_open;
 
   /* Bytes a peer has sent that the relay has not taken yet (it stopped
@@ -89,6 +94,13 @@ void sl_harness_upstream_eof(sl_harness *h);
 int sl_harness_connect(sl_harness *h, sl_status st);
 int sl_harness_tls_client(sl_harness *h, sl_status st);
 int sl_harness_tls_upstream(sl_harness *h, sl_status st);
+/* Before sl_harness_start: the session's messages are filtered (the
+   harness's tap records them in filter_content / filter_items). */
+void sl_harness_filters_on(sl_harness *h, uint32_t skip);
+/* Answers the pending SL_REQ_FILTER with an sl_verdict and the filter's
+   text (NULL: none).  The relay's return (0, SL_ERR_UNKNOWN_REQUEST when
+   the message ended otherwise), or -1 when no verdict is pending. */
+int sl_harness_filter_verdict(sl_harness *h, int verdict, const char *text);
 int sl_harness_dnsbl(sl_harness *h, uint32_t zone, sl_status st,
                      const uint32_t *answers, uint8_t n);
 

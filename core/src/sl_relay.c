@@ -17,6 +17,7 @@
 #include "sl_dnsbl.h"
 #include "sl_pcg.h"
 #include "sl_relay_int.h"
+#include "sluice/filter.h"
 
 static int client_read_ok(const sl_relay *r);
 static int upstream_read_ok(const sl_relay *r);
@@ -198,6 +199,8 @@ static void event_payload(const ring_ent *e, sl_event *ev) {
 static int step_answers(sl_relay *r) {
   if (sl__ring_free(r) < STEP_ROOM)
     return 0;
+  if (r->fres)
+    return sl__filter_apply(r);
   if (r->res_connect) {
     sl_status st = (sl_status)(r->res_connect - 1);
     r->res_connect = 0;
@@ -402,8 +405,9 @@ size_t sl_relay_size(const sl_limits *limits) {
 }
 
 size_t sl_relay_memory_bound(const sl_limits *limits) {
+  /* cin, cout, uin, uout; the EHLO line and a filter's refusal */
   return sl_relay_size(limits) + 4u * (size_t)limits->buffer_size +
-         limits->small_buffer_size;
+         2u * (size_t)limits->small_buffer_size;
 }
 
 int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
@@ -458,6 +462,7 @@ void sl_relay_free(sl_relay *r) {
   sl__buf_release(r, &r->uin);
   sl__buf_release(r, &r->uout);
   sl__buf_release(r, &r->ehlo);
+  sl__buf_release(r, &r->frep);
 }
 
 static int dataish(const sl_relay *r) {
@@ -694,6 +699,37 @@ int sl_relay_complete(sl_relay *r, const sl_completion *c, sl_tstamp now) {
   } else {
     return SL_ERR_UNKNOWN_REQUEST;
   }
+  return leave(r);
+}
+
+int sl_relay_filter_verdict(sl_relay *r, uint32_t id, int verdict,
+                            const uint8_t *text, size_t len, sl_tstamp now) {
+  int e = enter(r, now);
+  if (e)
+    return e;
+  if (verdict < 0 || verdict > (int)SL_VERDICT_REJECT || (text == NULL && len))
+    return SL_ERR_INVALID_ARGUMENT;
+  sl_verdict v = (sl_verdict)verdict;
+  if (id == 0 || id != r->id_filter || !r->fheld || r->fres)
+    return SL_ERR_UNKNOWN_REQUEST;
+  if (v == SL_VERDICT_DISCARD)
+    v = SL_VERDICT_REJECT; /* never a 250 the upstream did not give */
+  if (v == SL_VERDICT_TEMPFAIL || v == SL_VERDICT_REJECT) {
+    /* The filter's words, never its framing (guarantee 5). */
+    uint8_t line[SL_FILTER_REPLY_MAX];
+    int n = sl_filter_reply(line, v, text, len);
+    if (n <= 0)
+      return SL_ERR_INTERNAL;
+    r->fcode = (uint16_t)((line[0] - '0') * 100 + (line[1] - '0') * 10 +
+                          (line[2] - '0'));
+    sl__buf_release(r, &r->frep);
+    if ((uint32_t)n <= r->lim->small_buffer_size &&
+        sl__buf_reserve(r, &r->frep, (uint32_t)n) == 0)
+      sl__buf_put(&r->frep, line, (size_t)n);
+    else
+      r->fcode = v == SL_VERDICT_REJECT ? 550 : 451; /* the fixed text's */
+  }
+  r->fres = (uint8_t)(v + 1);
   return leave(r);
 }
 

@@ -139,6 +139,8 @@ static int relay_line(sl_relay *r, const uint8_t *line, size_t len,
                       kind == Q_UP_RCPT && !(r->up_caps & SL_CAP_DSN) ? SL_P_DSN
                                                                       : 0);
   sl__up_sent(r, kind, sl__is_sync(kind));
+  if (kind == Q_UP_RCPT)
+    sl__ftap(r, SL_FI_RCPT, line, len);
   return 1;
 }
 
@@ -416,6 +418,8 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     r->bdat_down = r->bdat_go = r->bdat_failed = 0;
     sl__up_write_params(r, line, len, drop);
     sl__up_sent(r, Q_UP_MAIL, 0);
+    r->fmsg = sl__filter_wanted(r) ? 1u : 0u;
+    sl__ftap(r, SL_FI_MAIL, line, len);
     r->mail = 1;
     r->data.size = 0;
     break;
@@ -506,7 +510,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
         return 0;
       lr = R_UPSTREAM_FAIL;
     }
-    if (lr < 0 && !(r->up_caps & SL_CAP_CHUNKING)) {
+    if (lr < 0 && (!(r->up_caps & SL_CAP_CHUNKING) || r->fmsg)) {
       /* Promised CHUNKING, but this upstream lacks it: the transaction
          goes to it as one DATA, never as BDAT (guarantee 8). */
       down = 1;
@@ -767,13 +771,19 @@ static int step_data(sl_relay *r) {
       return 0;
     out = sl__buf_tail(&r->uout);
   }
+  if (r->fmsg && !discard && sl__ring_free(r) < STEP_ROOM)
+    return 0; /* the end may need room for its SL_REQ_FILTER */
   size_t used = 0, made = 0;
   sl_data_status st = sl_data_run(&r->data, r->cin.p + r->cin.off, r->cin.len,
                                   out, room, &used, &made);
-  if (made) {
+  /* a filtered message's terminator (".\r\n", the last bytes made at its
+     end) is held back for the filters' verdict */
+  size_t held = r->fmsg && !discard && st == SL_DATA_END ? 3 : 0;
+  if (made - held) {
     if (r->uout.len == 0)
       r->t_uout = r->now;
-    sl__buf_grow(&r->uout, made);
+    sl__filter_body(r, out, made - held);
+    sl__buf_grow(&r->uout, made - held);
   }
   sl__buf_consume(r, &r->cin, used);
   r->cmd_now = SL_CMD_END_OF_MESSAGE; /* what a reply queued here answers */
@@ -791,6 +801,8 @@ static int step_data(sl_relay *r) {
       sl__txn_reset(r);
       sl__msize_push(r, r->data.size);
       sl__up_sent(r, Q_UP_END, 0);
+      if (held)
+        sl__filter_hold(r, out + made - held, held, r->data.size);
     }
     r->cl = CL_CMD;
     return 1;
@@ -850,6 +862,7 @@ static int step_bdat_down(sl_relay *r) {
                                   sl__buf_free(&r->uout), &used, &made);
     if (made && r->uout.len == 0)
       r->t_uout = r->now;
+    sl__filter_body(r, sl__buf_tail(&r->uout), made);
     sl__buf_grow(&r->uout, made);
     if (used > n)
       used = n;
@@ -873,13 +886,21 @@ static int step_bdat_down(sl_relay *r) {
     bdat_down_refuse(r, SL_VIOL_BARE_CR);
     return 1;
   }
-  if (sl__buf_reserve(r, &r->uout, 5)) {
-    r->cl = CL_BDAT; /* try the end again when the pool has room */
+  if (sl__buf_reserve(r, &r->uout, 5) ||
+      (r->fmsg && sl__ring_free(r) < STEP_ROOM)) {
+    r->cl = CL_BDAT; /* try the end again when the pool (or ring) has room */
     return 0;
   }
   if (r->uout.len == 0)
     r->t_uout = r->now;
-  sl__buf_grow(&r->uout, sl_stuff_end(&r->stuff, sl__buf_tail(&r->uout)));
+  if (r->fmsg) {
+    /* the terminator is held for the verdict, not written yet */
+    uint8_t term[5];
+    size_t tn = sl_stuff_end(&r->stuff, term);
+    sl__filter_hold(r, term, tn, r->data.size);
+  } else {
+    sl__buf_grow(&r->uout, sl_stuff_end(&r->stuff, sl__buf_tail(&r->uout)));
+  }
   /* the LAST chunk's entry now waits for the end-of-data's reply */
   r->up_out++;
   r->t_up = sl__tadd(r->now, sl__up_timeout(r, Q_UP_BDAT_LAST));

@@ -168,6 +168,8 @@ enum local_reply {
   R_UP_NO_UTF8,
   R_BDAT_OK,
   R_BDAT_FAILED,
+  R_FILTER,      /* a content filter's refusal: frep, re-framed */
+  R_FILTER_TEMP, /* ... its deferral when frep is empty */
   R_COUNT
 };
 
@@ -205,6 +207,7 @@ enum {
   TAG_CONNECT = 1,
   TAG_TLS_CLIENT = 2,
   TAG_TLS_UPSTREAM = 3,
+  TAG_FILTER = 4,
   TAG_DNSBL = 16
 };
 
@@ -332,6 +335,21 @@ struct sl_relay {
   uint8_t authed : 1;      /* the upstream accepted AUTH (235): no relay
                               control, as Postfix's permit_sasl_authenticated */
   uint8_t proxy_due : 1;   /* the PROXY header still waits for a buffer */
+
+  /* Content filters (issue 11, sl_relay_filter.c). */
+  uint8_t fmsg : 1;  /* the transaction in force is filtered */
+  uint8_t fbody : 1; /* its content is being given to filter_tap */
+  uint8_t fheld : 1; /* its terminator is held for SL_REQ_FILTER */
+  uint8_t fres;      /* the verdict taken (sl_verdict + 1), applied by
+                        step_answers; 0 none */
+  uint8_t fterm_len; /* bytes of the held terminator */
+  uint8_t fterm[5];  /* ".\r\n", or "\r\n.\r\n" after a BDAT without a
+                        final CRLF */
+  uint16_t fcode;    /* code of the refusal */
+  uint32_t id_filter; /* the SL_REQ_FILTER of the held terminator */
+  uint32_t fsize;     /* that message's size, for its MESSAGE event */
+  sl_buf frep; /* the refusal line, re-framed (a small pool buffer, held
+                  until it is sent; without one the fixed R_FILTER text) */
 };
 
 /* The PCG32 stream of the tarpit jitter (the seed comes from the driver). */
@@ -456,5 +474,15 @@ sl_duration sl__jitter(sl_relay *r);
 int sl__released(sl_relay *r, sl_duration delay);
 int sl__step_dnsbl(sl_relay *r);
 int sl__throttled(const sl_relay *r);
+
+/* sl_relay_filter.c: content filters (issue 11) */
+void sl__ftap(const sl_relay *r, sl_filter_item item, const uint8_t *p,
+              size_t n);
+int sl__filter_wanted(const sl_relay *r);
+void sl__filter_body(sl_relay *r, const uint8_t *p, size_t n);
+void sl__filter_hold(sl_relay *r, const uint8_t *term, size_t n,
+                     uint64_t size);
+void sl__filter_abort(sl_relay *r);
+int sl__filter_apply(sl_relay *r);
 
 #endif

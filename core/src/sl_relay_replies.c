@@ -118,6 +118,12 @@ static const struct {
     [R_BDAT_FAILED] = {554, 0,
                        ".0.0 Error: the mail server refused the "
                        "message"},
+    /* the filter's own line from frep (emit_local); these texts only
+       when the pool had no buffer for it */
+    [R_FILTER] = {550, 0, "5.7.1 Message rejected by content filter"},
+    [R_FILTER_TEMP] = {451, 0,
+                       "4.7.1 Message deferred by content filter; try again "
+                       "later"},
 };
 
 /* ---- the reply queue ----------------------------------------------------- */
@@ -309,6 +315,14 @@ static int emit_local(sl_relay *r, enum local_reply id) {
     r->offered = offer & (mlen ? ~0u : ~(uint32_t)SL_CAP_AUTH);
     return 0;
   }
+  if (id == R_FILTER && r->frep.len) {
+    if (sl__buf_reserve(r, &r->cout, r->frep.len))
+      return -1;
+    sl__buf_put(&r->cout, r->frep.p + r->frep.off, r->frep.len);
+    sl__buf_release(r, &r->frep);
+    refused(r, r->fcode);
+    return 0;
+  }
   if (sl__buf_reserve(r, &r->cout, (uint32_t)sl__local_len(r, id)))
     return -1;
   unsigned code = replies[id].code;
@@ -437,6 +451,8 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
       sl__txn_reset(r);
     break;
   case Q_UP_RCPT:
+    if (current)
+      sl__ftap(r, SL_FI_RCPT_REPLY, NULL, code);
     if (cls == 2) {
       r->stats.recipients_accepted++;
       sl__set_stage(r, SL_STAGE_RCPT);
@@ -511,6 +527,16 @@ static void after_local_reply(sl_relay *r, enum local_reply id) {
   }
   if (id == R_EHLO_LOCAL || id == R_HELO_LOCAL)
     sl__set_stage(r, SL_STAGE_HELO);
+  if (id == R_FILTER || id == R_FILTER_TEMP) {
+    /* a message the filters refused: counted as its reply says */
+    if (r->fcode / 100 == 4)
+      r->stats.messages_tempfailed++;
+    else
+      r->stats.messages_rejected++;
+    r->stats.last_upstream_code = r->fcode; /* the end of data's reply */
+    sl__event(r, &(sl_event){.kind = SL_EV_MESSAGE,
+                             .message = {.code = r->fcode, .size = r->fsize}});
+  }
   if (r->cl == CL_WAIT && r->q_len == 0 && !r->no_input && !r->wait_354)
     r->cl = CL_CMD; /* the AUTH we waited on was answered locally */
 }
@@ -666,6 +692,8 @@ int sl__step_replies(sl_relay *r) {
       rc = -1;
     if (k == Q_UP_BDAT_DATA && rc > 0 && rep.code != 354 && rep.code < 400)
       rc = -1; /* DATA "accepted" with no body: never a chunk's 2xx */
+    if (rc > 0 && r->fheld && (k == Q_UP_END || k == Q_UP_BDAT_LAST))
+      rc = -1; /* a reply to a terminator the filters still hold */
     if (rc < 0) {
       sl__up_fail(r, SL_UPFAIL_MALFORMED);
       progress = 1;

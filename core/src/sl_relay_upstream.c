@@ -121,6 +121,7 @@ void sl__up_connect(sl_relay *r) {
 /* Closes the upstream leg at once, discarding what it holds.  An open
    message is thereby aborted without its terminator (SECURITY.md 1.1). */
 void sl__up_close(sl_relay *r) {
+  sl__filter_abort(r); /* a message it carried is not filtered after all */
   /* whatever the reason, a reply this upstream still owed becomes local */
   if (q_owes_upstream(r))
     sl__q_fail_upstream(r, R_UPSTREAM_LOST);
@@ -230,6 +231,8 @@ int sl__need_upstream(sl_relay *r) {
 
 /* May a command go upstream now (RFC 2920 pacing toward the upstream)? */
 int sl__up_can_send(const sl_relay *r) {
+  if (r->fheld)
+    return 0; /* nothing may follow a message the filters hold */
   if (r->up_out == 0)
     return 1;
   return (r->up_caps & SL_CAP_PIPELINING) && r->up_sync == 0;

@@ -622,8 +622,97 @@ static void completeness_tests(void) {
   expect(&e, "a request id issued twice", "issued twice");
 }
 
+/* ---- content filters (issue 11): guarantees 2 and 5 ------------------- */
+
+static void filter_req(env *e, uint32_t id) {
+  sl_request q;
+  memset(&q, 0, sizeof(q));
+  q.type = SL_REQ_FILTER;
+  q.id = id;
+  sl_oracle_request(e->o, &q);
+}
+
+static void close_upstream(env *e, uint32_t id) {
+  sl_request q;
+  memset(&q, 0, sizeof(q));
+  q.type = SL_REQ_CLOSE_UPSTREAM;
+  q.id = id;
+  sl_oracle_request(e->o, &q);
+}
+
+/* The body is in, upstream without its terminator, the verdict asked. */
+static void filtered_prefix(env *e) {
+  clean_prefix(e);
+  C(e, "Subject: x\r\n\r\nbody\r\n.\r\n");
+  u(e, "Subject: x\r\n\r\nbody\r\n");
+  filter_req(e, 0x1004);
+}
+
+static void filter_cases(void) {
+  env e;
+
+  env_init(&e);
+  filtered_prefix(&e);
+  sl_oracle_filter_verdict(e.o, 0); /* accept */
+  u(&e, ".\r\n");
+  U(&e, "250 2.0.0 queued\r\n");
+  c(&e, "250 2.0.0 queued\r\n");
+  expect(&e, "filters accept, the upstream's 250 relayed", NULL);
+
+  env_init(&e);
+  filtered_prefix(&e);
+  sl_oracle_filter_verdict(e.o, 4); /* reject */
+  close_upstream(&e, 0x1104);
+  c(&e, "550 5.7.1 spam\r\n");
+  expect(&e, "filters reject, leg closed, 550", NULL);
+
+  env_init(&e);
+  filtered_prefix(&e);
+  u(&e, ".\r\n");
+  expect(&e, "terminator before the filters' verdict",
+         "while the content filters' verdict was pending");
+
+  env_init(&e);
+  filtered_prefix(&e);
+  sl_oracle_filter_verdict(e.o, 4);
+  u(&e, ".\r\n");
+  expect(&e, "terminator of a message the filters refused",
+         "a message the content filters refused");
+
+  env_init(&e);
+  filtered_prefix(&e);
+  sl_oracle_filter_verdict(e.o, 2); /* discard: never a 250 */
+  u(&e, ".\r\n");
+  expect(&e, "terminator of a discarded message",
+         "a message the content filters refused");
+
+  env_init(&e);
+  filtered_prefix(&e);
+  sl_oracle_filter_verdict(e.o, 3); /* tempfail */
+  close_upstream(&e, 0x1104);
+  c(&e, "550 5.7.1 no\r\n");
+  expect(&e, "tempfail answered 5xx", "not the refusal's 4xx");
+
+  env_init(&e);
+  filtered_prefix(&e);
+  sl_oracle_filter_verdict(e.o, 4);
+  close_upstream(&e, 0x1104);
+  c(&e, "250 2.0.0 ok\r\n");
+  expect(&e, "a refused message answered 250", "guarantee 5");
+
+  /* the filter's text framing a second reply: one reply too many */
+  env_init(&e);
+  filtered_prefix(&e);
+  sl_oracle_filter_verdict(e.o, 4);
+  close_upstream(&e, 0x1104);
+  c(&e, "550 5.7.1 a\r\n250 2.0.0 injected\r\n");
+  expect(&e, "reply injected through a filter's text", "guarantee 1");
+}
+
 int main(void) {
   env e;
+
+  filter_cases();
 
   env_init(&e);
   clean_prefix(&e);

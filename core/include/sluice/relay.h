@@ -57,12 +57,39 @@ enum sl_conn_flag {
   SL_CONN_EXPECT_PROXY = 1u << 1, /* a PROXY v1/v2 header from a trusted
                                      balancer precedes SMTP */
   SL_CONN_POOL_CAPS = 1u << 2,    /* pool_features and pool_size are known */
-  SL_CONN_SCREEN_PASSED = 1u << 3 /* the client passed screening before
+  SL_CONN_SCREEN_PASSED = 1u << 3, /* the client passed screening before
                                      (the driver's cache, postscreen's
                                      PASS OLD): no DNSBL lookup, greet
                                      delay, pregreet test or score tarpit;
                                      an admission verdict still applies */
+  SL_CONN_FILTER = 1u << 4        /* content filters: each message of this
+                                     session (unless filter_skip says not)
+                                     is given to filter_tap, and its end
+                                     waits for sl_relay_filter_verdict() */
 };
+
+/* sl_conn_info.filter_skip: messages not filtered. */
+enum sl_filter_skip {
+  SL_FSKIP_AUTHENTICATED = 1u << 0, /* the upstream accepted AUTH */
+  SL_FSKIP_MYNETWORKS = 1u << 1,    /* the client is in policy mynetworks */
+  SL_FSKIP_DNSWL = 1u << 2          /* DNSBL score at or below allow_score */
+};
+
+/*
+ * What filter_tap receives, in order, for a filtered transaction.  Lines
+ * are the client's command lines as the relay checked them (without CRLF);
+ * content is what goes upstream: CRLF lines, dot-stuffed, never the
+ * terminator.  Pointers are valid during the call only.
+ */
+typedef enum sl_filter_item {
+  SL_FI_MAIL = 1,   /* a transaction starts: its MAIL line */
+  SL_FI_RCPT,       /* a RCPT line sent upstream */
+  SL_FI_RCPT_REPLY, /* the upstream's reply to the oldest RCPT of this
+                       transaction not yet answered: n = the code, p NULL */
+  SL_FI_BODY,       /* message content (DATA, or BDAT framed as DATA) */
+  SL_FI_ABORT       /* the message is not going to be filtered after all
+                       (refused, upstream lost): drop what was given */
+} sl_filter_item;
 
 typedef struct sl_conn_info {
   sl_addr client; /* replaced by the PROXY header's source when present */
@@ -85,6 +112,13 @@ typedef struct sl_conn_info {
      client, not the balancer.  NULL: admission stays as given. */
   sl_admission (*proxy_admit)(void *ctx, const sl_addr *client, sl_tstamp now);
   void *proxy_admit_ctx;
+  /* With SL_CONN_FILTER: sl_filter_skip bits, and the tap (must not call
+     back into the relay).  Every message of a filtered transaction is
+     BDAT-downgraded to DATA upstream, so one held terminator ends both. */
+  uint32_t filter_skip;
+  void (*filter_tap)(void *ctx, sl_filter_item item, const uint8_t *p,
+                     size_t n);
+  void *filter_ctx;
 } sl_conn_info;
 
 /* ---- the vocabulary of requests, events and statistics ---------------
@@ -115,7 +149,10 @@ typedef struct sl_conn_info {
   /* client_out has been sent: close the client leg; the session is over */   \
   XX(CLOSE_CLIENT, 6, "close_client")                                         \
   /* something worth a log line or a counter: ev */                           \
-  XX(EVENT, 7, "event")
+  XX(EVENT, 7, "event")                                                       \
+  /* a filtered message is complete (every SL_FI_BODY given) and its         \
+     terminator is held: answer sl_relay_filter_verdict() */                  \
+  XX(FILTER, 8, "filter")
 
 typedef enum sl_request_type {
 #define SL_REQUEST_ENUM_(name, value, text) SL_REQ_##name = value,
@@ -139,7 +176,8 @@ const char *sl_request_name(sl_request_type t);
   XX(UPSTREAM_READY, 6, "upstream_ready")                                     \
   XX(UPSTREAM_FAILED, 7, "upstream_failed") /* upstream_failed.failure */     \
   /* a message's end: message.code is the upstream's reply (0: not           \
-     relayed), message.size its octets */                                     \
+     relayed; a content filter's refusal: its code), message.size its       \
+     octets */                                                                \
   XX(MESSAGE, 8, "message")                                                   \
   /* the last request; session_end.reason, and the stats are final */         \
   XX(SESSION_END, 9, "session_end")                                           \
@@ -377,7 +415,8 @@ typedef struct sl_stats {
   uint32_t pregreet_bytes;
   uint32_t sync_violations; /* bytes sent ahead of a reply they needed */
   uint32_t starttls_discarded; /* plaintext bytes dropped after STARTTLS */
-  uint16_t last_upstream_code; /* last end-of-data reply from upstream */
+  uint16_t last_upstream_code; /* last end-of-data reply from upstream
+                                  (or the refusal of a content filter) */
   uint8_t stage;       /* sl_stage, the furthest reached */
   uint8_t end_reason;  /* sl_end_reason */
   uint8_t upstream_attempts;
@@ -489,6 +528,21 @@ int sl_relay_abort(sl_relay *r, sl_tstamp now);
  *   a fatal code.
  */
 int sl_relay_complete(sl_relay *r, const sl_completion *c, sl_tstamp now);
+
+/*
+ * The combined verdict (an sl_verdict of sluice/filter.h, passed as an int
+ * so that this header does not pull in the codecs' types) on the message
+ * of SL_REQ_FILTER `id`.  ACCEPT or
+ * CHANGE: the terminator goes upstream and the client gets the upstream's
+ * reply (guarantee 2).  TEMPFAIL or REJECT (DISCARD counts as REJECT): the
+ * upstream leg is closed without the terminator and the client gets
+ * sl_filter_reply(v, text), one re-framed line (guarantee 5); text is the
+ * deciding filter's reply or message, NULL/0 for the default.  Returns 0,
+ * SL_ERR_UNKNOWN_REQUEST (stale id: the message ended otherwise, e.g. the
+ * upstream was lost meanwhile) or another SL_ERR_*.
+ */
+int sl_relay_filter_verdict(sl_relay *r, uint32_t id, int verdict,
+                            const uint8_t *text, size_t len, sl_tstamp now);
 
 /* ---- output ----------------------------------------------------------- */
 
