@@ -419,21 +419,21 @@ static int policy_request(sd_check *k, const sd_check_facts *f) {
   char addr[SL_ADDR_STRLEN], helo[256], count[16];
   if (sl_addr_format(f->client, addr, sizeof addr) < 0)
     snprintf(addr, sizeof addr, "unknown");
-  snprintf(helo, sizeof helo, "%.*s", (int)q->u.check.helo_len,
-           q->u.check.helo);
-  snprintf(count, sizeof count, "%u", (unsigned)q->u.check.rcpt_count);
+  snprintf(helo, sizeof helo, "%.*s", (int)q->check.helo_len,
+           q->check.helo);
+  snprintf(count, sizeof count, "%u", (unsigned)q->check.rcpt_count);
   const char *name =
       f->client_name && f->client_name[0] != '[' ? f->client_name : "unknown";
   sl_policyd_attr a[] = {
       {"request", "smtpd_access_policy"},
       {"protocol_state", "RCPT"},
-      {"protocol_name", q->u.check.esmtp ? "ESMTP" : "SMTP"},
+      {"protocol_name", q->check.esmtp ? "ESMTP" : "SMTP"},
       {"client_address", addr},
       {"client_name", name},
       {"reverse_client_name", name},
       {"helo_name", helo},
-      {"sender", q->u.check.sender},
-      {"recipient", q->u.check.rcpt},
+      {"sender", q->check.sender},
+      {"recipient", q->check.rcpt},
       {"recipient_count", count},
       {"queue_id", ""},
       {"instance", f->instance},
@@ -441,7 +441,7 @@ static int policy_request(sd_check *k, const sd_check_facts *f) {
       {"sasl_method", ""},
       {"sasl_username", ""},
       {"sasl_sender", ""},
-      {"encryption_protocol", q->u.check.tls ? "TLS" : ""},
+      {"encryption_protocol", q->check.tls ? "TLS" : ""},
   };
   size_t cap = 1024 + 2 * SL_GREY_KEY_MAX + sizeof helo;
   k->out = malloc(cap);
@@ -472,20 +472,20 @@ int sd_check_start(sd_loop *loop, sd_state *st, sd_dns *dns,
   k->cb = cb;
   k->ctx = ctx;
   k->fd = -1;
-  k->allowlisted = q->u.check.allowlisted;
+  k->allowlisted = q->check.allowlisted;
   k->dns = dns;
   k->client = *f->client;
-  snprintf(k->rcpt, sizeof k->rcpt, "%s", q->u.check.rcpt);
-  snprintf(k->sender, sizeof k->sender, "%s", q->u.check.sender);
-  snprintf(k->helo, sizeof k->helo, "%.*s", (int)q->u.check.helo_len,
-           q->u.check.helo);
+  snprintf(k->rcpt, sizeof k->rcpt, "%s", q->check.rcpt);
+  snprintf(k->sender, sizeof k->sender, "%s", q->check.sender);
+  snprintf(k->helo, sizeof k->helo, "%.*s", (int)q->check.helo_len,
+           q->check.helo);
   char sender[SL_GREY_KEY_MAX], rcpt[SL_GREY_KEY_MAX];
   if (cfg->greylist &&
       (sl_grey_client(f->client, NULL, k->client_key, sizeof k->client_key) <
            0 ||
-       sl_grey_sender((const uint8_t *)q->u.check.sender,
-                      strlen(q->u.check.sender), sender, sizeof sender) < 0 ||
-       sl_grey_rcpt((const uint8_t *)q->u.check.rcpt, strlen(q->u.check.rcpt),
+       sl_grey_sender((const uint8_t *)q->check.sender,
+                      strlen(q->check.sender), sender, sizeof sender) < 0 ||
+       sl_grey_rcpt((const uint8_t *)q->check.rcpt, strlen(q->check.rcpt),
                     rcpt, sizeof rcpt) < 0 ||
        sl_grey_triplet(k->client_key, sender, rcpt, k->triplet,
                        sizeof k->triplet) < 0))

@@ -157,6 +157,13 @@ static int daemon_checks(sd_config *c, char *err, size_t errlen) {
       return -1;
     }
   }
+  for (size_t i = 0; i < c->nfilters; i++) {
+    sl_filter_cfg *f = &c->filters[i];
+    if (f->path == NULL && f->addr.len == 0 && sd_parse_hostport(f->text + 5, &f->addr, 0) != 0) {
+      snprintf(err, errlen, "%s:%d: filter: cannot resolve \"%s\"", name, f->line, f->text);
+      return -1;
+    }
+  }
   for (size_t i = 0; i < c->nlisten; i++)
     for (size_t j = 0; j < c->nupstream; j++)
       if (listen_is_upstream(&c->listen[i], &c->upstream[j])) {
@@ -205,4 +212,15 @@ int sd_config_load(const char *path, sd_config **out, char *err, size_t errlen) 
     return -1;
   }
   return finish(c, out, err, errlen);
+}
+
+static int str_differs(const char *a, const char *b) {
+  return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+int sd_config_state_differs(const sd_config *a, const sd_config *b) {
+  return a->state_backend != b->state_backend || a->state_entries != b->state_entries ||
+         str_differs(a->redis, b->redis) || a->redis_timeout != b->redis_timeout ||
+         str_differs(a->redis_key_prefix, b->redis_key_prefix) ||
+         a->redis_lease != b->redis_lease;
 }

@@ -23,9 +23,11 @@
 
 #include "sd_conn.h"
 
-#include "sluice/proxy.h"
 #include "sd_check.h"
+#include "sd_filter.h"
 #include "sd_log.h"
+#include "sluice/filter.h"
+#include "sluice/proxy.h"
 
 #define RUN_ROUNDS 64 /* bounded work per wake-up; level-triggered epoll
                          brings us back for the rest */
@@ -84,17 +86,24 @@ static const sd_uleg no_uleg = {.ufd = -1};
    lists.  A held plaintext session has none. */
 #define SD_UPFAIL_MAX 8
 #define SD_MSGS_MAX 12
-#define SD_REFUSALS_MAX 480 /* bytes of refusal text kept for the log line */
+#define SD_REFUSALS_MAX 480 /* bytes of the log line's refusals field */
+#define SD_REFUSALS_N 16    /* refusals kept per session */
 typedef struct sd_xtra {
   sd_dnsq *dnsq;
   const char *tls_version, *tls_cipher; /* OpenSSL's static strings */
   uint64_t injection_bytes;
-  uint64_t msgs[SD_MSGS_MAX]; /* SL_EV_MESSAGE args: code | size << 16 */
+  struct {
+    uint64_t size;
+    uint16_t code;
+  } msgs[SD_MSGS_MAX]; /* each SL_EV_MESSAGE, in order */
   uint32_t nmsgs;
   uint32_t dns_listed, dns_timeouts;
-  uint16_t upfail[SD_UPFAIL_MAX]; /* kind | (1 + server index) << 8 */
+  struct {
+    sl_upstream_failure failure;
+    uint8_t server; /* 1 + index, as sd_uleg.last */
+  } upfail[SD_UPFAIL_MAX];
   uint8_t nupfail;
-  uint8_t smuggling;
+  sl_violation smuggling;
   uint8_t have_local;
   sl_addr local;
   /* client_name_lookup: the name for XCLIENT NAME= (malloc'ed, verified or
@@ -106,8 +115,17 @@ typedef struct sd_xtra {
   uint32_t held_id;
   char *upreply;                /* the upstream's reply when it failed */
   char *pregreet;               /* the first bytes sent before the greeting, escaped */
-  char *refusals;               /* the 4xx/5xx replies the client got, "; "-separated */
-  char refline[SD_REPLY_MAX];   /* the one being sent */
+  /* Each 4xx/5xx reply the client was sent: what it answered and its code
+     from the relay (SL_EV_REFUSAL), and the final line as written to the
+     client (its text, malloc'ed).  Both come in the order the client reads
+     them, so the n-th of each belong together. */
+  struct {
+    sl_command command;
+    uint16_t code;
+  } refs[SD_REFUSALS_N];
+  uint8_t nrefs, nreftext;
+  char *reftext[SD_REFUSALS_N];
+  char refline[SD_REPLY_MAX]; /* the line being sent */
   uint8_t reflen;
   char *msgtext[SD_MSGS_MAX];   /* each message's final reply line */
   sd_check *check;              /* the RCPT check out (sd_check.h), or NULL */
@@ -137,6 +155,15 @@ struct sd_conn {
   unsigned out_mid : 1, out_cap : 1; /* client output: inside a line; in a 4xx/5xx line */
   sd_state_ticket ticket; /* the admission counts this session is in */
   char *helo;           /* the client's HELO/EHLO argument (malloc'ed) */
+  /* Content filters (sd_filter.c): made at the first filtered MAIL.  In
+     spool mode the changed message goes upstream from inj[] before the
+     relay is told the verdict (and so writes the terminator). */
+  sd_filters *flt;
+  uint8_t *inj;
+  size_t inj_len, inj_off;
+  uint32_t inj_id;
+  int inj_verdict;
+  unsigned injecting : 1;
   /* The relay's state; sl_relay_init() puts it at the start of mem. */
   _Alignas(8) unsigned char mem[];
 };
@@ -248,6 +275,10 @@ void sd_refuse(sd_conns *s, const sd_gen *g, int fd, int tls, const char *why) {
 /* ---- legs ---------------------------------------------------------------- */
 
 static void close_upstream(sd_conn *c) {
+  /* a changed message being sent dies with its leg (the relay has made
+     its end a 451 and will not take the verdict) */
+  c->injecting = 0;
+  c->inj_len = c->inj_off = 0;
   if (c->u == &no_uleg) return;
   /* A pending upstream_wait retry belongs to the leg being closed (the
      relay may have given up on the attempt: its timeout, the client gone). */
@@ -787,14 +818,28 @@ static void name_lookup_start(sd_conn *c, const sl_addr *a) {
 
 /* ---- events ------------------------------------------------------------- */
 
-static const char *const stage_names[] = {"connect", "greeting", "helo", "mail",
-                                          "rcpt", "data", "delivered"};
-static const char *const end_names[] = {"none", "quit", "client_closed", "timeout",
-                                        "upstream", "rejected", "protocol"};
-static const char *const upfail_names[] = {"?", "connect", "timeout", "closed", "malformed",
-                                           "greeting", "tls", "identity"};
-static const char *const viol_names[] = {"none", "bare_lf", "bare_cr", "nul",
-                                         "line_too_long", "size"};
+/* "RCPT 550 5.1.1 <bad@example.test>: ...; MAIL 553 ...": each refusal
+   with the command it answered, as whole items within cap (a reply the
+   client never got, its session aborted, shows without text). */
+static void refusals_field(const sd_xtra *x, char *out, size_t cap) {
+  size_t n = 0;
+  out[0] = 0;
+  for (unsigned i = 0; i < x->nrefs; i++) {
+    const char *text = i < x->nreftext ? x->reftext[i] : NULL;
+    if (text && (unsigned)atoi(text) != x->refs[i].code) text = NULL;
+    char item[SD_REPLY_MAX + 32];
+    if (text)
+      snprintf(item, sizeof item, "%s%s %s", n ? "; " : "",
+               sl_command_name(x->refs[i].command), text);
+    else
+      snprintf(item, sizeof item, "%s%s %u", n ? "; " : "",
+               sl_command_name(x->refs[i].command), x->refs[i].code);
+    size_t m = strlen(item);
+    if (n + m + 1 > cap) break;
+    memcpy(out + n, item, m + 1);
+    n += m;
+  }
+}
 
 static void log_session(sd_conn *c, const char *extra_end) {
   if (c->logged) return;
@@ -809,13 +854,10 @@ static void log_session(sd_conn *c, const char *extra_end) {
   sl_addr_format(&local, loc, sizeof loc);
   uint64_t now = now_of(c);
   uint64_t dur = now - st->start;
-  unsigned end = st->end_reason < 7 ? st->end_reason : 0;
+  sl_end_reason end = (sl_end_reason)st->end_reason;
 
   /* metrics */
-  static const enum sd_counter endc[] = {SD_C_END_OTHER, SD_C_END_QUIT, SD_C_END_CLIENT_CLOSED,
-                                         SD_C_END_TIMEOUT, SD_C_END_UPSTREAM,
-                                         SD_C_END_REJECTED, SD_C_END_PROTOCOL};
-  sd_count(extra_end ? SD_C_END_OTHER : endc[end], 1);
+  sd_count(extra_end ? SD_C_END_NONE : sd_c_end(end), 1);
   sd_count(SD_C_MSG_ACCEPTED, st->messages_accepted);
   sd_count(SD_C_MSG_REJECTED, st->messages_rejected);
   sd_count(SD_C_MSG_TEMPFAILED, st->messages_tempfailed);
@@ -841,8 +883,7 @@ static void log_session(sd_conn *c, const char *extra_end) {
   sd_rec_str(&r, "listener", c->g->cfg->listen[c->listener].text);
   if (c->helo) sd_rec_str(&r, "helo", c->helo);
   if (c->expect_proxy) sd_rec_str(&r, "proxy_protocol", "yes");
-  static const char *const adm[] = {"accept", "tarpit", "tempfail"};
-  sd_rec_str(&r, "admission", adm[c->admitted % 3]);
+  sd_rec_str(&r, "admission", sl_admission_name((sl_admission)c->admitted));
   if (c->pass_old) sd_rec_str(&r, "screen", "pass_old");
   if (x && x->tls_version && x->tls_version[0]) {
     sd_rec_str(&r, "tls", x->tls_version);
@@ -854,8 +895,8 @@ static void log_session(sd_conn *c, const char *extra_end) {
     /* "kind:server,...", items that fit whole in 63 characters */
     char upfail[64] = "", tmp[96];
     for (unsigned i = 0; i < x->nupfail; i++) {
-      snprintf(tmp, sizeof tmp, "%s:%s", upfail_names[x->upfail[i] & 7],
-               server_name(c, x->upfail[i] >> 8));
+      snprintf(tmp, sizeof tmp, "%s:%s", sl_upstream_failure_name(x->upfail[i].failure),
+               server_name(c, x->upfail[i].server));
       strappend(upfail, sizeof upfail, tmp);
     }
     sd_rec_str(&r, "upstream_failures", upfail);
@@ -865,8 +906,8 @@ static void log_session(sd_conn *c, const char *extra_end) {
     sd_rec_u64(&r, "upstream_retries", c->u->retries);
   }
   if (st->tls_upstream) sd_rec_str(&r, "upstream_tls", "yes");
-  sd_rec_str(&r, "stage", stage_names[st->stage < 7 ? st->stage : 0]);
-  sd_rec_str(&r, "end", extra_end ? extra_end : end_names[end]);
+  sd_rec_str(&r, "stage", sl_stage_name((sl_stage)st->stage));
+  sd_rec_str(&r, "end", extra_end ? extra_end : sl_end_reason_name(end));
   sd_rec_i64(&r, "score", st->score);
   if (c->g->cfg->policy.ndnsbl) {
     sd_rec_u64(&r, "dnsbl_listed", x ? x->dns_listed : 0);
@@ -880,8 +921,7 @@ static void log_session(sd_conn *c, const char *extra_end) {
     sd_rec_u64(&r, "starttls_injection_bytes",
                inj > st->starttls_discarded ? inj : st->starttls_discarded);
   if (st->sync_violations) sd_rec_u64(&r, "sync_violations", st->sync_violations);
-  if (x && x->smuggling)
-    sd_rec_str(&r, "smuggling", viol_names[x->smuggling < 6 ? x->smuggling : 0]);
+  if (x && x->smuggling) sd_rec_str(&r, "smuggling", sl_violation_name(x->smuggling));
   sd_rec_u64(&r, "commands", st->commands);
   sd_rec_u64(&r, "errors", st->errors);
   sd_rec_u64(&r, "junk", st->junk);
@@ -895,7 +935,7 @@ static void log_session(sd_conn *c, const char *extra_end) {
   char msgs[160] = "";
   for (unsigned i = 0; x && i < x->nmsgs && i < SD_MSGS_MAX; i++) {
     char tmp[48];
-    snprintf(tmp, sizeof tmp, "%" PRIu64 ":%" PRIu64, x->msgs[i] & 0xffff, x->msgs[i] >> 16);
+    snprintf(tmp, sizeof tmp, "%u:%" PRIu64, x->msgs[i].code, x->msgs[i].size);
     strappend(msgs, sizeof msgs, tmp);
   }
   sd_rec_str(&r, "messages", msgs);
@@ -911,8 +951,14 @@ static void log_session(sd_conn *c, const char *extra_end) {
     if (x->upreply) sd_rec_str(&r, "upstream_reply", x->upreply);
 
     if (x->pregreet) sd_rec_str(&r, "pregreet", x->pregreet);
-    if (x->refusals) sd_rec_str(&r, "refusals", x->refusals);
+    if (x->nrefs) {
+      char ref[SD_REFUSALS_MAX];
+      refusals_field(x, ref, sizeof ref);
+      sd_rec_str(&r, "refusals", ref);
+    }
   }
+  /* each filtered message's verdicts, "name:verdict ...; ..." */
+  if (c->flt && sd_filters_log(c->flt)[0]) sd_rec_str(&r, "filters", sd_filters_log(c->flt));
   sd_rec_u64(&r, "last_upstream_code", st->last_upstream_code);
   sd_rec_u64(&r, "client_bytes_in", st->client_bytes_in);
   sd_rec_u64(&r, "client_bytes_out", st->client_bytes_out);
@@ -922,34 +968,32 @@ static void log_session(sd_conn *c, const char *extra_end) {
   sd_rec_emit(&r);
 }
 
-static void on_event(sd_conn *c, sl_event_kind kind, uint64_t arg) {
-  switch (kind) {
+static void on_event(sd_conn *c, const sl_event *ev) {
+  switch (ev->kind) {
   case SL_EV_PREGREET: sd_count(SD_C_PREGREET, 1); break;
   case SL_EV_DNSBL_SCORE:
     break; /* the final score is in the relay's stats */
   case SL_EV_TARPIT: break;
   case SL_EV_STARTTLS_INJECTION:
     sd_count(SD_C_STARTTLS_INJECTION, 1);
-    if (xtra(c)) c->x->injection_bytes += arg;
+    if (xtra(c)) c->x->injection_bytes += ev->starttls_injection.bytes;
     break;
   case SL_EV_SMUGGLING:
     sd_count(SD_C_SMUGGLING, 1);
-    if (xtra(c)) c->x->smuggling = (uint8_t)(arg < 255 ? arg : 255);
+    if (xtra(c)) c->x->smuggling = ev->smuggling.violation;
     break;
   case SL_EV_UPSTREAM_READY: break;
   case SL_EV_UPSTREAM_FAILED: {
-    static const enum sd_counter m[] = {SD_C_UPFAIL_CONNECT, SD_C_UPFAIL_CONNECT,
-                                        SD_C_UPFAIL_TIMEOUT, SD_C_UPFAIL_CLOSED,
-                                        SD_C_UPFAIL_MALFORMED, SD_C_UPFAIL_GREETING,
-                                        SD_C_UPFAIL_TLS, SD_C_UPFAIL_IDENTITY};
-    unsigned k = arg < 8 ? (unsigned)arg : 0;
-    sd_count(m[k], 1);
+    sl_upstream_failure k = ev->upstream_failed.failure;
+    sd_count(sd_c_upfail(k), 1);
     /* A greeting/protocol failure also counts against the server's health
        (the connect itself may have succeeded). */
     if (c->u->server && k >= SL_UPFAIL_TIMEOUT && k != SL_UPFAIL_IDENTITY)
       sd_upstream_report(c->u->server, 0, now_of(c));
-    if (xtra(c) && c->x->nupfail < SD_UPFAIL_MAX)
-      c->x->upfail[c->x->nupfail++] = (uint16_t)(k | (unsigned)c->u->last << 8);
+    if (xtra(c) && c->x->nupfail < SD_UPFAIL_MAX) {
+      c->x->upfail[c->x->nupfail].failure = k;
+      c->x->upfail[c->x->nupfail++].server = c->u->last;
+    }
     if (c->u != &no_uleg) {
       /* What the upstream said, if it said anything: the operator's first
          question.  A refused identity is not retried on that server. */
@@ -961,15 +1005,18 @@ static void on_event(sd_conn *c, sl_event_kind kind, uint64_t arg) {
       if (said == NULL && k == SL_UPFAIL_CONNECT && c->u->why) said = c->u->why;
       sd_log(k == SL_UPFAIL_IDENTITY ? SD_LOG_ERR : SD_LOG_WARN,
              "session=%s upstream %s failed (%s)%s%s%s", sid_of(c).s, server_name(c, c->u->last),
-             upfail_names[k & 7], said ? ": \"" : "", said ? said : "", said ? "\"" : "");
+             sl_upstream_failure_name(k), said ? ": \"" : "", said ? said : "",
+             said ? "\"" : "");
     }
     break;
   }
   case SL_EV_MESSAGE: {
-    uint64_t code = arg & 0xffff, size = arg >> 16;
+    unsigned code = ev->message.code;
+    uint64_t size = ev->message.size;
     sd_xtra *x = xtra(c);
     if (x && x->nmsgs < SD_MSGS_MAX) {
-      x->msgs[x->nmsgs] = arg;
+      x->msgs[x->nmsgs].code = ev->message.code;
+      x->msgs[x->nmsgs].size = size;
       /* The reply to the end of data: after the last 354 read since the
          previous message, the first line with this code (pipelined MAIL
          and RCPT replies come before the 354); without a 354 (BDAT), the
@@ -990,6 +1037,12 @@ static void on_event(sd_conn *c, sl_event_kind kind, uint64_t arg) {
     if (code >= 200 && code < 300) sd_observe(SD_H_MSG_SIZE, size);
     break;
   }
+  case SL_EV_REFUSAL:
+    if (xtra(c) && c->x->nrefs < SD_REFUSALS_N) {
+      c->x->refs[c->x->nrefs].command = ev->refusal.command;
+      c->x->refs[c->x->nrefs++].code = ev->refusal.code;
+    }
+    break;
   case SL_EV_SESSION_END: log_session(c, NULL); break;
   case SL_EV_SCREEN_PASSED:
     /* postscreen's PASS NEW: remembered for every worker (and with Redis
@@ -998,6 +1051,106 @@ static void on_event(sd_conn *c, sl_event_kind kind, uint64_t arg) {
                          (uint32_t)(c->g->cfg->screen_pass_ttl / SL_SEC));
     break;
   }
+}
+
+/* ---- content filters ------------------------------------------------------ */
+
+_Static_assert((int)SL_FSKIP_AUTHENTICATED == (int)SL_FILTER_SKIP_AUTHENTICATED &&
+                   (int)SL_FSKIP_MYNETWORKS == (int)SL_FILTER_SKIP_MYNETWORKS &&
+                   (int)SL_FSKIP_DNSWL == (int)SL_FILTER_SKIP_DNSWL,
+               "filter_skip bits are the relay's");
+
+static void filter_done(void *ctx, uint32_t id, int verdict, const uint8_t *text, size_t len);
+static long leg_write(int fd, sd_tls_conn *t, const uint8_t *buf, size_t len, uint8_t *tlswant);
+
+static void filter_tap(void *ctx, sl_filter_item item, const uint8_t *p, size_t n) {
+  sd_conn *c = ctx;
+  if (c->flt == NULL && item == SL_FI_MAIL)
+    c->flt = sd_filters_new(CS(c)->loop, c->g->cfg, filter_done, c);
+  if (c->flt) sd_filters_tap(c->flt, item, p, n);
+}
+
+static void filter_done(void *ctx, uint32_t id, int verdict, const uint8_t *text, size_t len) {
+  sd_conn *c = ctx;
+  if (c->dead) return;
+  if (c->g->cfg->filter_mode_spool &&
+      (verdict == SL_VERDICT_ACCEPT || verdict == SL_VERDICT_CHANGE) && c->u->ufd >= 0) {
+    /* spool mode: the changed message goes first (write_upstream) */
+    c->injecting = 1;
+    c->inj_id = id;
+    c->inj_verdict = verdict;
+    c->inj_len = c->inj_off = 0;
+  } else {
+    sl_relay_filter_verdict(RELAY(c), id, verdict, text, len, now_of(c));
+    sd_filters_release(c->flt);
+  }
+  conn_run(c);
+}
+
+static void filter_end(sd_conn *c, uint32_t id) {
+  if (c->flt == NULL) {
+    /* no filter state (out of memory at MAIL): the default action */
+    int a = c->g->cfg->filter_default_action;
+    sl_relay_filter_verdict(RELAY(c), id,
+                            a == SL_FILTER_ACT_ACCEPT   ? SL_VERDICT_ACCEPT
+                            : a == SL_FILTER_ACT_REJECT ? SL_VERDICT_REJECT
+                                                        : SL_VERDICT_TEMPFAIL,
+                            NULL, 0, now_of(c));
+    return;
+  }
+  sd_filters_end(c->flt, id, sl_relay_client_addr(RELAY(c)), c->x ? c->x->client_name : NULL,
+                 c->helo);
+}
+
+/* Spool mode: sends the changed message, then lets the relay have the
+   verdict (which writes the terminator).  1: progress. */
+static int write_injected(sd_conn *c) {
+  uint64_t now = now_of(c);
+  if (c->u->ufd < 0 || c->u->u_broken) {
+    c->injecting = 0;
+    return 1;
+  }
+  if (c->inj == NULL && (c->inj = malloc(65536)) == NULL) {
+    c->injecting = 0;
+    sl_relay_filter_verdict(RELAY(c), c->inj_id, SL_VERDICT_TEMPFAIL, NULL, 0, now);
+    sd_filters_release(c->flt);
+    return 1;
+  }
+  if (c->inj_off == c->inj_len) {
+    long n = sd_filters_inject(c->flt, c->inj, 65536);
+    if (n < 0) {
+      /* the spool cannot be read back: nothing more may go upstream but
+         the upstream has a partial message; a refusal closes the leg */
+      c->injecting = 0;
+      sl_relay_filter_verdict(RELAY(c), c->inj_id, SL_VERDICT_TEMPFAIL, NULL, 0, now);
+      sd_filters_release(c->flt);
+      return 1;
+    }
+    if (n == 0) {
+      c->injecting = 0;
+      sl_relay_filter_verdict(RELAY(c), c->inj_id, c->inj_verdict, NULL, 0, now);
+      sd_filters_release(c->flt);
+      return 1;
+    }
+    c->inj_len = (size_t)n;
+    c->inj_off = 0;
+  }
+  long w = leg_write(c->u->ufd, c->u->utls, c->inj + c->inj_off, c->inj_len - c->inj_off,
+                     &c->u->u_tlswant);
+  if (w == -2) {
+    c->u->u_wblk = 1;
+    return 0;
+  }
+  if (w > 0) {
+    c->inj_off += (size_t)w;
+    return 1;
+  }
+  c->u->u_broken = 1;
+  if (!c->u->u_eof) {
+    c->u->u_eof = 1;
+    sl_relay_upstream_eof(RELAY(c), now);
+  }
+  return 1;
 }
 
 static int drain_requests(sd_conn *c) {
@@ -1021,10 +1174,11 @@ static int drain_requests(sd_conn *c) {
       if (c->u->ufd < 0) complete(c, req.id, SL_STATUS_FAILED);
       else start_upstream_tls(c, req.id, 0);
       break;
-    case SL_REQ_DNSBL_LOOKUP: dnsbl_lookup(c, req.id, req.u.dnsbl.zone); break;
+    case SL_REQ_DNSBL_LOOKUP: dnsbl_lookup(c, req.id, req.dnsbl.zone); break;
     case SL_REQ_CLOSE_UPSTREAM: close_upstream(c); break;
     case SL_REQ_CLOSE_CLIENT: close_client(c); break;
-    case SL_REQ_EVENT: on_event(c, req.u.event.kind, req.u.event.arg); break;
+    case SL_REQ_EVENT: on_event(c, &req.ev); break;
+    case SL_REQ_FILTER: filter_end(c, req.id); break;
     case SL_REQ_RCPT_CHECK: rcpt_check(c, &req); break;
     }
   }
@@ -1199,9 +1353,9 @@ static int read_upstream(sd_conn *c) {
 }
 
 /* Keeps the final line of each 4xx/5xx reply the client was sent (a
-   refused MAIL or RCPT with its code, a tarpit's 421, a smuggling 554):
-   what the client was told, whoever said it.  Sessions that are never
-   refused allocate nothing. */
+   refused MAIL or RCPT, a tarpit's 421, a smuggling 554): what the client
+   was told, whoever said it; SL_EV_REFUSAL says what it answered.
+   Sessions that are never refused allocate nothing. */
 static void tee_refusals(sd_conn *c, const uint8_t *b, size_t n) {
   for (size_t i = 0; i < n; i++) {
     uint8_t ch = b[i];
@@ -1215,12 +1369,10 @@ static void tee_refusals(sd_conn *c, const uint8_t *b, size_t n) {
       sd_xtra *x = c->x;
       if (!c->out_cap || x->reflen < 3 || (x->reflen > 3 && x->refline[3] != ' ')) continue;
       x->refline[x->reflen] = 0;
-      size_t have = x->refusals ? strlen(x->refusals) : 0;
-      if (have + x->reflen + 3 > SD_REFUSALS_MAX) continue;
-      char *nr = realloc(x->refusals, have + x->reflen + 3);
-      if (nr == NULL) continue;
-      snprintf(nr + have, x->reflen + 3, "%s%s", have ? "; " : "", x->refline);
-      x->refusals = nr;
+      if (x->nreftext == SD_REFUSALS_N) continue;
+      /* Out of memory: an empty text keeps the pairing with the events. */
+      char *t = strdup(x->refline);
+      x->reftext[x->nreftext++] = t ? t : NULL;
     } else if (c->out_cap && ch >= 0x20 && ch < 0x7f && c->x->reflen < SD_REPLY_MAX - 1) {
       c->x->refline[c->x->reflen++] = (char)ch;
     }
@@ -1258,11 +1410,14 @@ static int write_client(sd_conn *c) {
 
 static int write_upstream(sd_conn *c) {
   if (c->u->u_hs || c->u->u_connecting || (c->u->u_wblk && c->u->ufd >= 0 && !c->u->u_broken)) return 0;
+  if (c->injecting) return write_injected(c);
   size_t len = 0;
   uint64_t now = now_of(c);
   const uint8_t *p = sl_relay_upstream_out(RELAY(c), &len, now);
   if (p == NULL || len == 0) return 0;
-  if (c->u->ufd < 0 || c->u->u_broken) {
+  /* spool mode: the relay's copy of a filtered body stays here; the
+     changed one goes after the verdict (write_injected) */
+  if (c->u->ufd < 0 || c->u->u_broken || sd_filters_holding(c->flt)) {
     sl_relay_upstream_out_ack(RELAY(c), len, now);
     return 1;
   }
@@ -1411,12 +1566,14 @@ static void conn_release(void *arg) {
   sd_gen_unref(c->g);
   if (c->u != &no_uleg) free(c->u);
   free(c->helo);
+  sd_filters_free(c->flt);
+  free(c->inj);
   if (c->x) {
     free(c->x->client_name);
     free(c->x->ptr_name);
     free(c->x->upreply);
     free(c->x->pregreet);
-    free(c->x->refusals);
+    for (unsigned i = 0; i < c->x->nreftext; i++) free(c->x->reftext[i]);
     for (unsigned i = 0; i < c->x->nmsgs; i++) free(c->x->msgtext[i]);
   }
   free(c->x);
@@ -1435,6 +1592,7 @@ static void conn_free(sd_conn *c) {
   }
   close_upstream(c);
   close_client(c);
+  sd_filters_release(c->flt); /* filter sockets and the spool */
   sd_timer_stop(s->loop, &c->timer);
   if (c->u != &no_uleg) sd_timer_stop(s->loop, &c->u->retry);
   /* The address admitted: the peer, or the one its PROXY header named
@@ -1529,9 +1687,9 @@ static void start_session(sd_conns *s, sd_gen *g, const sd_start *st);
  * header naming the client arrives.  Nothing is said to the client and
  * nothing is read: its bytes wait in the socket (a pregreet is still seen
  * by the relay).  The wait is bounded: the backend answers within
- * redis_timeout; the header within PEND_HEADER_WAIT, after which the relay
- * takes over (it judges the header itself). */
-#define PEND_HEADER_WAIT (5 * SL_SEC)
+ * redis_timeout; the header within proxy_header_timeout, after which the
+ * connection is closed unanswered as the relay would. */
+#define SD_ADDR_TEXT 64
 #define PEND_PEEK 232 /* a v1 line, or v2 with a few TLVs (HAProxy sends none) */
 
 struct sd_pend {
@@ -1665,7 +1823,19 @@ static void pend_io(sd_handler *h, uint32_t ev) {
 
 static void pend_timer(sd_timer *t) {
   sd_pend *p = (sd_pend *)(void *)((char *)t - offsetof(sd_pend, timer));
-  pend_finish(p, NULL);
+  if (p->local_seen) {
+    /* a LOCAL header, then silence: serve it as the balancer's session */
+    pend_finish(p, NULL);
+    return;
+  }
+  /* No complete header within proxy_header_timeout: closed unanswered,
+     as the relay would (haproxy's rule for a balancer that says nothing). */
+  char peer[SD_ADDR_TEXT];
+  sd_sockaddr_format((const struct sockaddr *)&p->peer, peer, sizeof peer);
+  sd_log(SD_LOG_INFO, "proxy header from %s not complete within proxy_header_timeout: closed",
+         peer);
+  sd_count(SD_C_END_TIMEOUT, 1);
+  pend_drop(p);
 }
 
 void sd_conn_pending_free_all(sd_conns *s) {
@@ -1732,7 +1902,7 @@ void sd_conn_accept(sd_conns *s, sd_gen *g, size_t listener, int tls, int proxy,
     return;
   }
   p->registered = 1;
-  sd_timer_set(s->loop, &p->timer, sd_loop_now(s->loop) + PEND_HEADER_WAIT);
+  sd_timer_set(s->loop, &p->timer, sd_loop_now(s->loop) + cfg->limits.proxy_header_timeout);
 }
 
 static void start_session(sd_conns *s, sd_gen *g, const sd_start *st) {
@@ -1815,6 +1985,14 @@ static void start_session(sd_conns *s, sd_gen *g, const sd_start *st) {
      the healthy pool took at its last health checks (guarantee 8). */
   if (sd_upstreams_features(g->ups, &info.pool_features, &info.pool_size))
     info.flags |= SL_CONN_POOL_CAPS;
+  /* Content filters: every listener but "nofilter" ones; filter_skip is
+     judged per transaction by the relay, which knows AUTH and the score. */
+  if (cfg->nfilters && !cfg->listen[c->listener].nofilter) {
+    info.flags |= SL_CONN_FILTER;
+    info.filter_skip = cfg->filter_skip;
+    info.filter_tap = filter_tap;
+    info.filter_ctx = c;
+  }
 
   uint64_t seed = s->seed ^ (now * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(uintptr_t)c;
 

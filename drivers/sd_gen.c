@@ -2,6 +2,7 @@
  * sd_gen.c: configuration generations (see sd_gen.h).
  */
 #include "sd_gen.h"
+#include "sd_metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,13 @@ sd_gen *sd_gen_new(sd_gen_host *host, sd_config *cfg, char *err,
     g->dnsfd[i].h.cb = dns_fd_io;
   }
   sd_timer_init(&g->dns_timer, dns_timer_cb);
+  {
+    /* metric labels of this generation's content filters */
+    const char *names[SD_MAX_FILTERS];
+    size_t nf = cfg->nfilters < SD_MAX_FILTERS ? cfg->nfilters : SD_MAX_FILTERS;
+    for (size_t i = 0; i < nf; i++) names[i] = cfg->filters[i].name;
+    sd_metrics_filter_names(names, nf);
+  }
   if (cfg->tls_cert) {
     sd_tls_sni sni[64];
     size_t nsni = cfg->nsni < 64 ? cfg->nsni : 64;

@@ -167,6 +167,9 @@ static sd_config *master_reload(const char *path, sd_config *cfg, sd_guards *gua
     sd_log(SD_LOG_ERR, "log_file %s: %s", nc->log_file, strerror(errno));
   if (sd_state_configure(state, &nc->ratelim, err, sizeof err) != 0)
     sd_log(SD_LOG_WARN, "reload: %s", err);
+  if (sd_config_state_differs(cfg, nc))
+    sd_log(SD_LOG_WARN, "reload: state_backend, state_entries and redis* settings take effect "
+                        "at the next restart");
   sd_count(SD_C_RELOADS, 1);
   sd_log(SD_LOG_INFO, "reload: %s checked, telling the workers", path);
   sd_config_unref(cfg);

@@ -39,6 +39,36 @@ static const uint64_t bounds[SD_H_COUNT][SD_HIST_BUCKETS] = {
     {1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 10485760, 26214400, 52428800,
      104857600, 1073741824}};
 static const int hist_is_time[SD_H_COUNT] = {1, 1, 0};
+/* filter latency, in us */
+static const uint64_t flt_bounds[SD_HIST_BUCKETS] = {1000,   5000,    10000,   25000,
+                                                     50000,  100000,  250000,  500000,
+                                                     1000000, 2500000, 5000000, 10000000};
+
+void sd_filter_observe(size_t filter, int verdict, const char *fail, uint64_t us) {
+  if (sd_m == NULL || filter >= SD_MAX_FILTERS) return;
+  if (verdict >= 0 && verdict < 5) {
+    __atomic_fetch_add(&sd_m->flt_verdict[filter][verdict], 1, __ATOMIC_RELAXED);
+  } else {
+    int k = !fail                         ? 3
+            : !strcmp(fail, "refused")    ? 0
+            : !strcmp(fail, "timeout")    ? 1
+            : !strcmp(fail, "garbage")    ? 2
+                                          : 3;
+    __atomic_fetch_add(&sd_m->flt_fail[filter][k], 1, __ATOMIC_RELAXED);
+  }
+  int b = 0;
+  while (b < SD_HIST_BUCKETS && us > flt_bounds[b]) b++;
+  __atomic_fetch_add(&sd_m->flt_hist[filter][b], 1, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&sd_m->flt_sum[filter], us, __ATOMIC_RELAXED);
+}
+
+void sd_metrics_filter_names(const char *const *names, size_t n) {
+  if (sd_m == NULL) return;
+  if (n > SD_MAX_FILTERS) n = SD_MAX_FILTERS;
+  for (size_t i = 0; i < n; i++)
+    snprintf(sd_m->filter_name[i], sizeof sd_m->filter_name[i], "%s", names[i]);
+  __atomic_store_n(&sd_m->nfilters, (uint64_t)n, __ATOMIC_RELAXED);
+}
 static const char *const hist_names[SD_H_COUNT] = {
     "sluice_session_duration_seconds", "sluice_session_tarpit_delay_seconds",
     "sluice_message_size_bytes"};
@@ -87,6 +117,8 @@ __attribute__((format(printf, 2, 3))) static void sb_printf(sbuf *b, const char 
 
 static uint64_t ld(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 
+static void render_filters(sbuf *b);
+
 static void counter(sbuf *b, const char *name, const char *help, const char *label,
                      const enum sd_counter *cs, const char *const *vals, size_t n) {
   sb_printf(b, "# TYPE %s counter\n# HELP %s %s\n", name, name, help);
@@ -122,17 +154,20 @@ char *sd_metrics_render(size_t *len, const char *const *server_names, size_t nse
   }
   {
     enum sd_counter cs[] = {SD_C_ADMIT_TARPIT, SD_C_ADMIT_TEMPFAIL};
-    const char *v[] = {"tarpit", "tempfail"};
+    const char *v[] = {sl_admission_name(SL_ADMIT_TARPIT), sl_admission_name(SL_ADMIT_TEMPFAIL)};
     counter(&b, "sluice_admission_limited", "Per-client limits applied at accept.", "verdict",
             cs, v, 2);
   }
   {
-    enum sd_counter cs[] = {SD_C_END_QUIT, SD_C_END_CLIENT_CLOSED, SD_C_END_TIMEOUT,
-                            SD_C_END_UPSTREAM, SD_C_END_REJECTED, SD_C_END_PROTOCOL,
-                            SD_C_END_OTHER};
-    const char *v[] = {"quit", "client_closed", "timeout", "upstream", "rejected", "protocol",
-                       "other"};
-    counter(&b, "sluice_sessions", "Sessions ended, by reason.", "end", cs, v, 7);
+    /* the core's end reasons by name; "none" is the driver's own end */
+#define CS_(name, value, text) SD_C_END_##name,
+#define V_(name, value, text) value == SL_END_NONE ? "other" : text,
+    enum sd_counter cs[] = {SL_END_REASON_MAP(CS_)};
+    const char *v[] = {SL_END_REASON_MAP(V_)};
+#undef CS_
+#undef V_
+    counter(&b, "sluice_sessions", "Sessions ended, by reason.", "end", cs, v,
+            sizeof cs / sizeof cs[0]);
   }
   {
     enum sd_counter cs[] = {SD_C_MSG_ACCEPTED, SD_C_MSG_REJECTED, SD_C_MSG_TEMPFAILED};
@@ -168,7 +203,10 @@ char *sd_metrics_render(size_t *len, const char *const *server_names, size_t nse
   {
     enum sd_counter cs[] = {SD_C_PREGREET, SD_C_TARPITTED, SD_C_STARTTLS_INJECTION,
                             SD_C_SMUGGLING};
-    const char *v[] = {"pregreet", "tarpitted", "starttls_injection", "smuggling"};
+    /* the events' names, but "tarpitted": a session counts once however
+       it got the suspect profile */
+    const char *v[] = {sl_event_name(SL_EV_PREGREET), "tarpitted",
+                       sl_event_name(SL_EV_STARTTLS_INJECTION), sl_event_name(SL_EV_SMUGGLING)};
     counter(&b, "sluice_screening", "Screening verdicts, per session.", "verdict", cs, v, 4);
   }
   {
@@ -190,12 +228,14 @@ char *sd_metrics_render(size_t *len, const char *const *server_names, size_t nse
             cs, v, 2);
   }
   {
-    enum sd_counter cs[] = {SD_C_UPFAIL_CONNECT, SD_C_UPFAIL_TIMEOUT, SD_C_UPFAIL_CLOSED,
-                            SD_C_UPFAIL_MALFORMED, SD_C_UPFAIL_GREETING, SD_C_UPFAIL_TLS,
-                            SD_C_UPFAIL_IDENTITY};
-    const char *v[] = {"connect", "timeout", "closed", "malformed", "greeting", "tls", "identity"};
+#define CS_(name, value, text) SD_C_UPFAIL_##name,
+#define V_(name, value, text) text,
+    enum sd_counter cs[] = {SL_UPSTREAM_FAILURE_MAP(CS_)};
+    const char *v[] = {SL_UPSTREAM_FAILURE_MAP(V_)};
+#undef CS_
+#undef V_
     counter(&b, "sluice_upstream_failures", "Upstream failures seen by sessions.", "kind", cs,
-            v, 7);
+            v, sizeof cs / sizeof cs[0]);
   }
   {
     enum sd_counter cs[] = {SD_C_RELOADS, SD_C_RELOAD_FAILURES};
@@ -244,6 +284,7 @@ char *sd_metrics_render(size_t *len, const char *const *server_names, size_t nse
       sb_printf(&b, "%s_sum %" PRIu64 "\n", hist_names[h], sum);
     sb_printf(&b, "%s_count %" PRIu64 "\n", hist_names[h], cum);
   }
+  render_filters(&b);
   sb_printf(&b, "# EOF\n");
   if (b.oom) {
     free(b.p);
@@ -251,6 +292,44 @@ char *sd_metrics_render(size_t *len, const char *const *server_names, size_t nse
   }
   *len = b.len;
   return b.p;
+}
+
+static void render_filters(sbuf *b) {
+  size_t n = (size_t)ld(&sd_m->nfilters);
+  if (n == 0) return;
+  static const char *const verdicts[] = {"accept", "change", "discard", "tempfail", "reject"};
+  static const char *const fails[] = {"refused", "timeout", "garbage", "other"};
+  sb_printf(b, "# TYPE sluice_filter_verdicts counter\n# HELP sluice_filter_verdicts "
+               "Content filter answers, by filter and verdict.\n");
+  for (size_t i = 0; i < n; i++)
+    for (int v = 0; v < 5; v++)
+      sb_printf(b, "sluice_filter_verdicts_total{filter=\"%s\",verdict=\"%s\"} %" PRIu64 "\n",
+                sd_m->filter_name[i], verdicts[v], ld(&sd_m->flt_verdict[i][v]));
+  sb_printf(b, "# TYPE sluice_filter_failures counter\n# HELP sluice_filter_failures "
+               "Content filters that failed (counted as filter_default_action).\n");
+  for (size_t i = 0; i < n; i++)
+    for (int k = 0; k < 4; k++)
+      sb_printf(b, "sluice_filter_failures_total{filter=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+                sd_m->filter_name[i], fails[k], ld(&sd_m->flt_fail[i][k]));
+  sb_printf(b, "# TYPE sluice_filter_seconds histogram\n# HELP sluice_filter_seconds "
+               "Time from the end of a message to each filter's answer.\n");
+  for (size_t i = 0; i < n; i++) {
+    uint64_t cum = 0;
+    for (int k = 0; k < SD_HIST_BUCKETS; k++) {
+      cum += ld(&sd_m->flt_hist[i][k]);
+      sb_printf(b, "sluice_filter_seconds_bucket{filter=\"%s\",le=\"%" PRIu64 ".%06" PRIu64
+                   "\"} %" PRIu64 "\n",
+                sd_m->filter_name[i], flt_bounds[k] / 1000000u, flt_bounds[k] % 1000000u, cum);
+    }
+    cum += ld(&sd_m->flt_hist[i][SD_HIST_BUCKETS]);
+    sb_printf(b, "sluice_filter_seconds_bucket{filter=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
+              sd_m->filter_name[i], cum);
+    uint64_t sum = ld(&sd_m->flt_sum[i]);
+    sb_printf(b, "sluice_filter_seconds_sum{filter=\"%s\"} %" PRIu64 ".%06" PRIu64 "\n",
+              sd_m->filter_name[i], sum / 1000000u, sum % 1000000u);
+    sb_printf(b, "sluice_filter_seconds_count{filter=\"%s\"} %" PRIu64 "\n", sd_m->filter_name[i],
+              cum);
+  }
 }
 
 /* ---- HTTP/1.0 responder -------------------------------------------------- */

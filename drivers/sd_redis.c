@@ -122,7 +122,11 @@ typedef struct rq {
   uint8_t arg;
   uint32_t id;
   uint64_t deadline;
-  void *cb, *ctx;
+  union {
+    sd_admit_cb admit;
+    sd_grey_cb grey;
+  } cb; /* by kind */
+  void *ctx;
   /* RQ_ADMIT: the local verdict, given on timeout and combined with the
      shared one; the session's address and lease to undo what the other
      side counted when the final verdict is tempfail */
@@ -305,7 +309,7 @@ static void admit_finish(redis_state *s, rq *q, const sl_resp_reply *r) {
       res.admission == SL_ADMIT_TEMPFAIL)
     sd_state_shm_release(s->shm, &q->addr, &q->ticket);
   q->waiting = 0;
-  ((sd_admit_cb)q->cb)(q->ctx, &res);
+  q->cb.admit(q->ctx, &res);
 }
 
 static void grey_finish(redis_state *s, rq *q, const sl_resp_reply *r) {
@@ -323,7 +327,7 @@ static void grey_finish(redis_state *s, rq *q, const sl_resp_reply *r) {
     sd_count(SD_C_STATE_ERROR, 1);
   }
   q->waiting = 0;
-  ((sd_grey_cb)q->cb)(q->ctx, &res);
+  q->cb.grey(q->ctx, &res);
 }
 
 /* A caller's answer without Redis: the local verdict. */
@@ -337,11 +341,11 @@ static void give_local(redis_state *s, rq *q, enum sd_counter why) {
        session refused here never releases, so undo it behind the script. */
     if (q->local.admission == SL_ADMIT_TEMPFAIL)
       undo_shared(s, &q->addr, q->lease);
-    ((sd_admit_cb)q->cb)(q->ctx, &q->local);
+    q->cb.admit(q->ctx, &q->local);
   } else if (q->kind == RQ_GREY) {
     q->waiting = 0;
     sd_grey_result res = {SD_GREY_UNKNOWN, 0, 0, 0};
-    ((sd_grey_cb)q->cb)(q->ctx, &res);
+    q->cb.grey(q->ctx, &res);
   }
 }
 
@@ -592,6 +596,8 @@ static int rd_admit(sd_state *st, const sl_addr *a, uint64_t now,
     sd_count(SD_C_STATE_DOWN, 1);
     return SD_STATE_DONE;
   }
+  /* the limits of the last reload, whichever process applied it */
+  sd_state_shm_limits(s->shm, &s->rl);
   char p[64], addr[SL_ADDR_STRLEN], kc[KEY_MAX], kr[KEY_MAX], kp[KEY_MAX],
       m[64];
   char lease[24], cmax[16], rmax[16], win[24], oc[4], orr[4];
@@ -628,7 +634,7 @@ static int rd_admit(sd_state *st, const sl_addr *a, uint64_t now,
   }
   t->lease = id;
   q->waiting = 1;
-  q->cb = (void *)cb;
+  q->cb.admit = cb;
   q->ctx = ctx;
   q->local = *res;
   q->addr = *a;
@@ -714,7 +720,7 @@ static int rd_grey_check(sd_state *st, const char *client_key,
     return SD_STATE_DONE;
   }
   q->waiting = 1;
-  q->cb = (void *)cb;
+  q->cb.grey = cb;
   q->ctx = ctx;
   *req = q->id;
   return SD_STATE_PENDING;

@@ -45,6 +45,9 @@ typedef struct shm_hdr {
   uint32_t pad_;
   uint64_t sipkey[2];
   size_t kv_off; /* from the header's start */
+  /* The limits in force, for every process: a reload reconfigures once
+     (the master), the workers' Redis scripts read them here. */
+  sl_ratelim_config limits;
   _Alignas(16) unsigned char table[];
 } shm_hdr;
 
@@ -256,6 +259,8 @@ int sd_state_shm_configure(sd_state_shm *s, const sl_ratelim_config *c,
   }
   lock(s);
   int rc = sl_ratelim_reconfigure(s->rl, &nc);
+  if (rc >= 0)
+    s->h->limits = nc;
   unlock(s);
   if (rc < 0) {
     snprintf(msg, msglen, "the per-client limits cannot be applied");
@@ -270,6 +275,12 @@ int sd_state_shm_configure(sd_state_shm *s, const sl_ratelim_config *c,
     note = 1;
   }
   return note;
+}
+
+void sd_state_shm_limits(sd_state_shm *s, sl_ratelim_config *out) {
+  lock(s);
+  *out = s->h->limits;
+  unlock(s);
 }
 
 static void shm_screen_pass(sd_state *st, const sl_addr *a, uint32_t ttl_s) {
@@ -420,6 +431,7 @@ sd_state_shm *sd_state_shm_create(const sl_ratelim_config *c,
   }
   s->h = p;
   s->h->entries = c->entries;
+  s->h->limits = *c;
   s->h->kv_entries = kvn;
   s->h->kv_off = kv_off;
   s->kv = (kv_slot *)((unsigned char *)p + kv_off);

@@ -261,6 +261,8 @@ void sd_state_shm_grey_check(sd_state_shm *s, const char *client_key,
                              const char *triplet_key, const sd_grey_params *p,
                              sd_grey_result *res);
 void sd_state_shm_free(sd_state_shm *s);
+/* The limits in force (the last configure's, from any process). */
+void sd_state_shm_limits(sd_state_shm *s, sl_ratelim_config *out);
 /* Wall-clock seconds (the kv table's times). */
 uint64_t sd_state_wall_s(void);
 /* The greylisting decision both backends make (the Redis script mirrors

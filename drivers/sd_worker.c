@@ -223,6 +223,9 @@ static void reload(sd_worker *w) {
     char note[512];
     if (sd_state_configure(w->sessions.state, &g->cfg->ratelim, note, sizeof note) != 0)
       sd_log(SD_LOG_WARN, "reload: %s", note);
+    if (sd_config_state_differs(w->gen->cfg, g->cfg))
+      sd_log(SD_LOG_WARN, "reload: state_backend, state_entries and redis* settings take "
+                          "effect at the next restart");
   }
   sd_gen *old = w->gen;
   sd_upstreams_stop_checks(old->ups);
@@ -253,7 +256,7 @@ static void start_drain(sd_worker *w) {
 static void renew_leases(sd_timer *t) {
   sd_worker *w = (sd_worker *)(void *)((char *)t - offsetof(sd_worker, lease_renew));
   sd_conn_hold_all(&w->sessions);
-  sd_timer_set(w->loop, t, sd_loop_now(w->loop) + w->gen->cfg->redis_lease / 3);
+  sd_timer_set(w->loop, t, sd_loop_now(w->loop) + w->lease_every);
 }
 
 static void signal_io(sd_handler *h, uint32_t ev) {
@@ -327,8 +330,10 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
     sd_loop_free(w.loop);
     return 1;
   }
-  if (cfg->state_backend == 1 && cfg->redis_lease)
-    sd_timer_set(w.loop, &w.lease_renew, sd_loop_now(w.loop) + cfg->redis_lease / 3);
+  if (cfg->state_backend == 1 && cfg->redis_lease) {
+    w.lease_every = cfg->redis_lease / 3;
+    sd_timer_set(w.loop, &w.lease_renew, sd_loop_now(w.loop) + w.lease_every);
+  }
   w.sessions.lingers.loop = w.loop;
   w.sessions.lingers.stop = &w.stop;
   char err[1024];

@@ -35,7 +35,7 @@ runs_for() {
     reply) echo 300000 ;;
     cmd) echo 2000000 ;;
     proxy) echo 500000 ;;
-    resp) echo 500000 ;;
+    resp) echo 300000 ;;
     policyd) echo 300000 ;;
     pcap) echo 10000 ;;
     *) echo 100000 ;;

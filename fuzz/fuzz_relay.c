@@ -75,14 +75,11 @@ static void trace(fz *f) {
   dump("upstream out", &h->upstream_out);
   dump("upstream in", &h->upstream_in);
   fprintf(stderr, "--- requests (now %llu)\n", (unsigned long long)h->now);
-  for (size_t i = 0; i < h->nlog; i++)
-    fprintf(stderr, "  type %u id %u kind/zone/attempt %u arg %llu\n",
-            (unsigned)h->log[i].type, h->log[i].id,
-            h->log[i].type == SL_REQ_EVENT ? (unsigned)h->log[i].u.event.kind
-                                           : h->log[i].u.connect.attempt,
-            h->log[i].type == SL_REQ_EVENT
-                ? (unsigned long long)h->log[i].u.event.arg
-                : 0ull);
+  for (size_t i = 0; i < h->nlog; i++) {
+    char line[128];
+    sl_request_describe(&h->log[i], line, sizeof line);
+    fprintf(stderr, "  id %u %s\n", h->log[i].id, line);
+  }
 }
 
 static void die(fz *f, const char *what) {
@@ -244,6 +241,10 @@ static void configure(fz *f, rd *r, uint32_t *pool_buffers, uint64_t *seed) {
   *pool_buffers = 1u + (b5 & 7);
   h->out_chunk = (size_t)(b5 >> 3) * 3;
   *seed = sd;
+  /* the seed's top bit: content filters (the 'F' op answers them); bits
+     13-14 pick filter_skip */
+  if (sd & 0x8000)
+    sl_harness_filters_on(h, (sd >> 13) & 3);
 }
 
 static uint8_t *take_buf(fz *f, int large, uint32_t *cap) {
@@ -376,10 +377,37 @@ static void dnsbl_op(fz *f, rd *r) {
   sl_harness_dnsbl(&f->h, z % 3, status_of(st), answers, n);
 }
 
+/* 'F': the filters' verdict on the held message: a verdict (sl_verdict,
+   out-of-range values included) and one of the texts, some of which try
+   to frame SMTP themselves (guarantee 5). */
+static void filter_op(fz *f, rd *r) {
+  static const char *const texts[] = {
+      NULL,
+      "550 5.7.1 spam",
+      "451 4.7.1 later",
+      "250 2.0.0 pretend ok",
+      "550 5.7.1 a\r\n250 2.0.0 injected",
+      "554-5.7.1 one\r\n554 5.7.1 two",
+      "421 4.4.2 closing",
+      "\r\n.\r\nRCPT TO:<x@y>\r\n",
+      "Eicar-Signature"};
+  uint8_t v = get8(r), t = get8(r);
+  int verdict = (int)(v % 6); /* 5: out of range, refused by the API */
+  int rc = sl_harness_filter_verdict(&f->h, verdict,
+                                     texts[t % (sizeof texts / sizeof *texts)]);
+  if (rc != 0 && rc != -1 && rc != SL_ERR_UNKNOWN_REQUEST &&
+      !(verdict == 5 && rc == SL_ERR_INVALID_ARGUMENT)) {
+    fprintf(stderr, "sl_relay_filter_verdict: %d\n", rc);
+    abort();
+  }
+}
+
 static void run_op(fz *f, rd *r) {
   static const char ops[] = "CUTDASsNEeKPXcuH";
   uint8_t op = get8(r);
-  if (!strchr(ops, op) || op == 0)
+  /* 'F' (filter verdicts) came later: it is not in the table, so other
+     bytes keep the op they always mapped to */
+  if (op != 'F' && (!strchr(ops, op) || op == 0))
     op = (uint8_t)ops[op % (sizeof(ops) - 1)];
   sl_harness *h = &f->h;
   switch (op) {
@@ -432,6 +460,9 @@ static void run_op(fz *f, rd *r) {
     break;
   case 'H':
     ehlo_op(f, r);
+    break;
+  case 'F':
+    filter_op(f, r);
     break;
   default:
     break;

@@ -22,6 +22,11 @@ from lib.postfix import PostfixInstance  # noqa: E402
 from lib.sink import Sink  # noqa: E402
 from lib.tls import make_certs  # noqa: E402
 
+# The content-filter fixtures (rspamd_server, clamd_server, milters,
+# filter_postfix) are session-scoped: registered once here so that every
+# test_filters_*.py file shares one instance of each.
+pytest_plugins = ["lib.filters"]
+
 # The default DNS data of the dnsbl_server fixture.
 DNSBL_ZONE = "dnsbl.test"
 DNSWL_ZONE = "dnswl.test"

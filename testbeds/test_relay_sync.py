@@ -134,3 +134,47 @@ def test_ehlo_and_mail_in_one_write_refused(postfix_upstream, sluiced_factory):
         assert c.expect_closed(10)
     time.sleep(0.5)
     assert "sender@example.test" not in postfix_upstream.log()
+
+
+REFUSING_SENDER = {
+    # bad@ is refused at MAIL (not at RCPT: no delayed reject); every
+    # accepted message is held
+    "smtpd_delay_reject": "no",
+    "smtpd_sender_restrictions":
+        "check_sender_access inline:{bad@example.test=REJECT}",
+    "smtpd_recipient_restrictions": "check_recipient_access static:HOLD",
+}
+
+
+def _mail_after_refused_mail(address):
+    """MAIL (refused), MAIL, RCPT, RCPT in one write, then DATA: the replies
+    the client gets, and the message's fate."""
+    with RawSMTP(address, timeout=20) as c:
+        ehlo(c)
+        c.send("MAIL FROM:<bad@example.test>\r\n"
+               "MAIL FROM:<good@example.test>\r\n"
+               "RCPT TO:<r1@example.test>\r\n"
+               "RCPT TO:<r2@example.test>\r\n")
+        codes = [r.code for r in replies(c, 4)]
+        r = c.cmd("DATA")
+        codes.append(r.code)
+        if r.code == 354:
+            c.send(b"Subject: second MAIL\r\n\r\nafter a refused one\r\n.\r\n")
+            codes.append(c.read_reply().code)
+        c.cmd("QUIT")
+    return codes
+
+
+@pytest.mark.deadline(120)
+@pytest.mark.parametrize("postfix_upstream", [{"main_cf": REFUSING_SENDER}], indirect=True)
+def test_pipelined_mail_after_refused_mail(postfix_upstream, sluiced_factory):
+    """A MAIL pipelined behind a refused MAIL is a first MAIL to Postfix; the
+    client gets through sluice what it gets from Postfix directly (the relay
+    once answered 503 "nested MAIL" from its own guess)."""
+    direct = _mail_after_refused_mail(postfix_upstream.address)
+    assert direct[0] in (550, 553, 554) and direct[1:] == [250, 250, 250, 354, 250], direct
+    s = sluiced_factory([postfix_upstream.address])
+    assert _mail_after_refused_mail(s.address) == direct
+    held = postfix_upstream.wait_held(2)
+    assert len(held) == 2
+    assert all(sorted(h.recipients) == ["r1@example.test", "r2@example.test"] for h in held)

@@ -6,8 +6,8 @@ clients' own replies, Postfix's log and queue, Redis's keys.
 Clients use distinct 127/8 source addresses, so each part of a test is its
 own client as far as the shared state is concerned.
 """
+import re
 import signal
-import socket
 import threading
 import time
 
@@ -33,11 +33,14 @@ def postfix():
 
 
 @pytest.fixture
-def bed(tmp_path, sluiced_factory, postfix):  # noqa: F811
-    b = ScaleOut(tmp_path / "bed", sluiced_factory, postfix.address, n=3,
-                 conf={"mode": "screen", "normal_greet_delay": f"{GREET_DELAY}s",
-                       "greet_teaser": "no", "screen_pass_ttl": "300s",
-                       "per_ip_concurrency": 2, "over_concurrency": "tempfail"})
+def bed(request, tmp_path, sluiced_factory, postfix):  # noqa: F811
+    """The bed; parametrize indirectly with conf overrides."""
+    conf = {"mode": "screen", "normal_greet_delay": f"{GREET_DELAY}s",
+            "greet_teaser": "no", "screen_pass_ttl": "300s",
+            "per_ip_concurrency": 2, "over_concurrency": "tempfail"}
+    conf.update(getattr(request, "param", None) or {})
+    b = ScaleOut(tmp_path / "bed", sluiced_factory, postfix.address, n=3, conf=conf,
+                 instance_conf={"s3": {"workers": 2}})
     yield b
     b.stop()
 
@@ -141,6 +144,11 @@ def test_redis_restart_local_verdicts_then_shared_again(bed):
     is shared again."""
     held = raw_connect(bed.address, source_ip="127.0.0.51")
     assert greeting(held)[0].code == 220
+
+    def connects(s):
+        return len(re.findall(r"redis inet:\S+ ready", s.stderr()))
+
+    before = {n: connects(s) for n, s in bed.instances.items()}
     bed.redis.stop()
     t = time.monotonic()
     c = raw_connect(bed.address, source_ip="127.0.0.52")
@@ -155,8 +163,8 @@ def test_redis_restart_local_verdicts_then_shared_again(bed):
                for s in bed.instances.values())
     assert time.monotonic() - t < 10
     bed.redis.start()
-    # every instance reconnects (backoff at most 5s)
-    wait_for(lambda: all(s.stderr().count("ready") >= 3 for s in bed.instances.values()), 15,
+    # every worker of every instance reconnects (backoff at most 5 s)
+    wait_for(lambda: all(connects(s) >= 2 * before[n] for n, s in bed.instances.items()), 15,
              what="instances reconnected to redis")
     # the session held across the restart is counted again by its renewal (lease 3s)
     wait_for(lambda: bed.redis.cli("ZCARD", "sluice:c:127.0.0.51/32") == "1", 6,
@@ -169,12 +177,17 @@ def test_redis_restart_local_verdicts_then_shared_again(bed):
         m.close()
 
 
+# A client's next session may be admitted before its previous one's release
+# reached Redis, and a killed instance's leases stay until they expire: a
+# per-IP limit of 2 would refuse some of these sequential clients, which is
+# the limit working, not what this test is about.
 @pytest.mark.deadline(90)
+@pytest.mark.parametrize("bed", [{"per_ip_concurrency": 20}], indirect=True)
 def test_instance_killed_under_load_loses_no_accepted_message(bed, postfix):
     """Clients send messages in a loop (bounded); one instance is killed with
     SIGKILL mid-way.  Every message a client got 250 for is in Postfix's
     queue; HAProxy marks the instance down and later clients are served by
-    the others."""
+    the others; the killed instance's shared counts expire."""
     results = []  # (tag, code or None, when the session began)
     lock = threading.Lock()
     stop_at = time.monotonic() + 8.0
@@ -190,8 +203,7 @@ def test_instance_killed_under_load_loses_no_accepted_message(bed, postfix):
             try:
                 c = raw_connect(bed.address, source_ip=f"127.0.1.{k}", timeout=10)
                 r = c.read_reply()
-                if r.code == 220:
-                    code = deliver(c, tag)
+                code = deliver(c, tag) if r.code == 220 else f"greeting {r.code}"
                 c.close()
             except (OSError, EOFError, ValueError):
                 code = None
@@ -221,3 +233,8 @@ def test_instance_killed_under_load_loses_no_accepted_message(bed, postfix):
     assert late and all(code == 250 for _, code, _ in late), [x for x in late if x[1] != 250]
     # and the survivors carried on
     assert all(bed.instances[n].proc.alive() for n in ("s1", "s3"))
+    # the dead instance's shared counts expire with their leases (3 s):
+    # nothing it held stays counted against these clients
+    keys = [f"sluice:c:127.0.1.{k}/32" for k in range(1, 5)]
+    wait_for(lambda: all(bed.redis.cli("ZCARD", k) == "0" for k in keys), 8,
+             what="the killed instance's leases expired")

@@ -90,18 +90,18 @@ static void on_request(sl_harness *h, const sl_request *q) {
     h->pending_tls_upstream = q->id;
     break;
   case SL_REQ_DNSBL_LOOKUP:
-    if (q->u.dnsbl.zone < SL_DNSBL_ZONES_MAX)
-      h->pending_dnsbl[q->u.dnsbl.zone] = q->id;
+    if (q->dnsbl.zone < SL_DNSBL_ZONES_MAX)
+      h->pending_dnsbl[q->dnsbl.zone] = q->id;
     break;
   case SL_REQ_RCPT_CHECK:
     if (h->pending_check)
       fail(h, "RCPT_CHECK while another is out");
     h->pending_check = q->id;
     h->check = *q;
-    snprintf(h->check_sender, sizeof(h->check_sender), "%s", q->u.check.sender);
-    snprintf(h->check_rcpt, sizeof(h->check_rcpt), "%s", q->u.check.rcpt);
+    snprintf(h->check_sender, sizeof(h->check_sender), "%s", q->check.sender);
+    snprintf(h->check_rcpt, sizeof(h->check_rcpt), "%s", q->check.rcpt);
     snprintf(h->check_helo, sizeof(h->check_helo), "%.*s",
-             (int)q->u.check.helo_len, q->u.check.helo);
+             (int)q->check.helo_len, q->check.helo);
     break;
   case SL_REQ_CLOSE_UPSTREAM:
     /* that connection is gone, with whatever it had still to deliver */
@@ -109,11 +109,15 @@ static void on_request(sl_harness *h, const sl_request *q) {
     h->upstream_open = 0;
     h->pending_connect = 0;
     h->pending_tls_upstream = 0;
+    h->pending_filter = 0; /* a held message dies with its leg */
     h->upstream_closed++;
     break;
   case SL_REQ_CLOSE_CLIENT:
     h->pending_client.len = 0;
     h->client_closed = 1;
+    break;
+  case SL_REQ_FILTER:
+    h->pending_filter = q->id;
     break;
   default:
     break;
@@ -209,6 +213,7 @@ void sl_harness_free(sl_harness *h) {
   sl_bytes_free(&h->upstream_out);
   sl_bytes_free(&h->client_in);
   sl_bytes_free(&h->upstream_in);
+  sl_bytes_free(&h->filter_content);
   sl_bytes_free(&h->pending_client);
   sl_bytes_free(&h->pending_upstream);
   h->r = NULL;
@@ -349,6 +354,35 @@ int sl_harness_tls_upstream(sl_harness *h, sl_status st) {
   return answer(h, &h->pending_tls_upstream, SL_REQ_STARTTLS_UPSTREAM, st);
 }
 
+static void harness_tap(void *ctx, sl_filter_item item, const uint8_t *p,
+                        size_t n) {
+  sl_harness *h = ctx;
+  if ((unsigned)item < 8)
+    h->filter_items[item]++;
+  if (item == SL_FI_BODY)
+    sl_bytes_add(&h->filter_content, p, n);
+}
+
+void sl_harness_filters_on(sl_harness *h, uint32_t skip) {
+  h->info.flags |= SL_CONN_FILTER;
+  h->info.filter_skip = skip;
+  h->info.filter_tap = harness_tap;
+  h->info.filter_ctx = h;
+}
+
+int sl_harness_filter_verdict(sl_harness *h, int verdict, const char *text) {
+  if (!h->pending_filter)
+    return -1;
+  uint32_t id = h->pending_filter;
+  h->pending_filter = 0;
+  int rc = sl_relay_filter_verdict(h->r, id, verdict, (const uint8_t *)text,
+                                   text ? strlen(text) : 0, h->now);
+  if (rc == 0 && h->oracle)
+    sl_oracle_filter_verdict(h->oracle, verdict);
+  sl_harness_pump(h);
+  return rc;
+}
+
 int sl_harness_dnsbl(sl_harness *h, uint32_t zone, sl_status st,
                      const uint32_t *answers, uint8_t n) {
   if (zone >= SL_DNSBL_ZONES_MAX || !h->pending_dnsbl[zone])
@@ -450,9 +484,71 @@ int sl_harness_next_deadline(sl_harness *h, sl_duration max) {
 size_t sl_harness_events(const sl_harness *h, sl_event_kind kind) {
   size_t n = 0;
   for (size_t i = 0; i < h->nlog; i++)
-    if (h->log[i].type == SL_REQ_EVENT && h->log[i].u.event.kind == kind)
+    if (h->log[i].type == SL_REQ_EVENT && h->log[i].ev.kind == kind)
       n++;
   return n;
+}
+
+void sl_request_describe(const sl_request *q, char *out, size_t len) {
+  const sl_event *e = &q->ev;
+  switch (q->type) {
+  case SL_REQ_CONNECT_UPSTREAM:
+    snprintf(out, len, "%s attempt=%u", sl_request_name(q->type),
+             q->connect.attempt);
+    return;
+  case SL_REQ_DNSBL_LOOKUP:
+    snprintf(out, len, "%s zone=%u", sl_request_name(q->type), q->dnsbl.zone);
+    return;
+  case SL_REQ_EVENT:
+    break;
+  default:
+    snprintf(out, len, "%s", sl_request_name(q->type));
+    return;
+  }
+  int n = snprintf(out, len, "event %s", sl_event_name(e->kind));
+  if (n < 0 || (size_t)n >= len)
+    return;
+  out += n;
+  len -= (size_t)n;
+  switch (e->kind) {
+  case SL_EV_PREGREET:
+    snprintf(out, len, " bytes=%u", e->pregreet.bytes);
+    break;
+  case SL_EV_DNSBL_SCORE:
+    snprintf(out, len, " score=%d", e->dnsbl.score);
+    break;
+  case SL_EV_TARPIT:
+    snprintf(out, len, " reason=%s", sl_tarpit_reason_name(e->tarpit.reason));
+    break;
+  case SL_EV_STARTTLS_INJECTION:
+    snprintf(out, len, " bytes=%u", e->starttls_injection.bytes);
+    break;
+  case SL_EV_SMUGGLING:
+    snprintf(out, len, " violation=%s",
+             sl_violation_name(e->smuggling.violation));
+    break;
+  case SL_EV_UPSTREAM_READY:
+    snprintf(out, len, " attempt=%u", e->upstream_ready.attempt);
+    break;
+  case SL_EV_UPSTREAM_FAILED:
+    snprintf(out, len, " failure=%s",
+             sl_upstream_failure_name(e->upstream_failed.failure));
+    break;
+  case SL_EV_MESSAGE:
+    snprintf(out, len, " code=%u size=%llu", e->message.code,
+             (unsigned long long)e->message.size);
+    break;
+  case SL_EV_SESSION_END:
+    snprintf(out, len, " reason=%s",
+             sl_end_reason_name(e->session_end.reason));
+    break;
+  case SL_EV_REFUSAL:
+    snprintf(out, len, " command=%s code=%u",
+             sl_command_name(e->refusal.command), e->refusal.code);
+    break;
+  case SL_EV_SCREEN_PASSED: /* no payload */
+    break;
+  }
 }
 
 size_t sl_harness_requests(const sl_harness *h, sl_request_type type) {

@@ -49,6 +49,11 @@ typedef struct sl_harness {
   /* Requests still waiting for an answer (0: none). */
   uint32_t pending_connect, pending_tls_client, pending_tls_upstream;
   uint32_t pending_dnsbl[SL_DNSBL_ZONES_MAX];
+  uint32_t pending_filter; /* the last SL_REQ_FILTER, not yet answered */
+  /* What the filter tap received (sl_harness_filters_on): the content of
+     the filtered messages, and the count of each sl_filter_item. */
+  sl_bytes filter_content;
+  uint32_t filter_items[8];
   /* SL_REQ_RCPT_CHECK: its id and what it asked about */
   uint32_t pending_check;
   sl_request check;
@@ -93,6 +98,13 @@ void sl_harness_upstream_eof(sl_harness *h);
 int sl_harness_connect(sl_harness *h, sl_status st);
 int sl_harness_tls_client(sl_harness *h, sl_status st);
 int sl_harness_tls_upstream(sl_harness *h, sl_status st);
+/* Before sl_harness_start: the session's messages are filtered (the
+   harness's tap records them in filter_content / filter_items). */
+void sl_harness_filters_on(sl_harness *h, uint32_t skip);
+/* Answers the pending SL_REQ_FILTER with an sl_verdict and the filter's
+   text (NULL: none).  The relay's return (0, SL_ERR_UNKNOWN_REQUEST when
+   the message ended otherwise), or -1 when no verdict is pending. */
+int sl_harness_filter_verdict(sl_harness *h, int verdict, const char *text);
 /* Answers the pending SL_REQ_RCPT_CHECK: code 0 passes, else the text. */
 int sl_harness_check(sl_harness *h, sl_status st, uint16_t code,
                      const char *text);
@@ -119,6 +131,9 @@ void sl_harness_before_time(sl_harness *h);
 /* Number of logged events of a kind, and of requests of a type. */
 size_t sl_harness_events(const sl_harness *h, sl_event_kind kind);
 size_t sl_harness_requests(const sl_harness *h, sl_request_type type);
+/* One line for a request, e.g. "event message code=250 size=113", from the
+   core's names, for failure dumps. */
+void sl_request_describe(const sl_request *q, char *out, size_t len);
 
 int sl_harness_closed(const sl_harness *h); /* SL_CLOSED reached */
 

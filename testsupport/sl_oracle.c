@@ -388,8 +388,18 @@ struct sl_oracle {
   int session_end; /* SESSION_END seen */
   uint32_t ev_count[16];
   uint64_t ev_msg_2xx, ev_msg_4xx, ev_msg_5xx, ev_starttls_bytes;
+  /* content filters: a verdict asked (SL_REQ_FILTER) and not given; the
+     message refused (its terminator must never go up); the class its end
+     of data's reply must have (4 or 5; 0: no refusal pending) */
+  uint8_t f_pending, f_refused, f_class;
   uint16_t ev_last_code;
   uint64_t client_in_bytes, up_in_bytes;
+  /* The codes of the REFUSAL events and of the 4xx/5xx replies the client
+     got, each in order: the n-th of each must agree (the driver may see a
+     reply's bytes before or after its event), and no reply goes without
+     one. */
+  uint16_t *ref_ev, *ref_out;
+  size_t nref_ev, nref_out, capref_ev, capref_out, ref_matched;
 
   /* ---- guarantees 6 and 7 ---- */
   const sl_bufpool *pool;
@@ -483,6 +493,8 @@ void sl_oracle_free(sl_oracle *o) {
   free(o->bodies);
   free(o->chunks);
   free(o->req_ids);
+  free(o->ref_ev);
+  free(o->ref_out);
   free(o);
 }
 
@@ -890,7 +902,39 @@ static int closing_code(unsigned code) {
   return code == 421 || code == 221 || code == 554 || code == 521;
 }
 
+static void ref_add(uint16_t **v, size_t *n, size_t *cap, unsigned code) {
+  if (*n == *cap) {
+    size_t c = *cap ? *cap * 2 : 16;
+    uint16_t *p = realloc(*v, c * sizeof(*p));
+    if (!p)
+      abort();
+    *v = p;
+    *cap = c;
+  }
+  (*v)[(*n)++] = (uint16_t)code;
+}
+
+/* Guarantee 10: each 4xx/5xx reply the client got has its REFUSAL event,
+   with its code, in the same order. */
+static void ref_match(sl_oracle *o) {
+  while (o->ref_matched < o->nref_ev && o->ref_matched < o->nref_out) {
+    size_t k = o->ref_matched++;
+    if (o->ref_ev[k] != o->ref_out[k]) {
+      fail(o, "guarantee 10: refusal %zu: the client got %u, the REFUSAL "
+              "event says %u", k + 1, o->ref_out[k], o->ref_ev[k]);
+      return;
+    }
+  }
+  if (o->session_end && o->nref_out > o->nref_ev)
+    fail(o, "guarantee 10: %zu 4xx/5xx replies to the client, %zu REFUSAL "
+            "events", o->nref_out, o->nref_ev);
+}
+
 static void client_reply(sl_oracle *o, unsigned code) {
+  if (code >= 400) {
+    ref_add(&o->ref_out, &o->nref_out, &o->capref_out, code);
+    ref_match(o);
+  }
   o->replies++;
   if (o->closing) {
     fail(o, "guarantee 1: reply %u after the closing reply", code);
@@ -951,6 +995,10 @@ static void client_reply(sl_oracle *o, unsigned code) {
   case CK_EOD:
   case CK_EOD_AMBIG:
   case CK_BDAT_LAST:
+    if (o->f_class && cls != o->f_class && !closing_code(code))
+      fail(o, "guarantee 5: the end of data of a message the content filters "
+              "refused got %u, not the refusal's %uxx", code, o->f_class);
+    o->f_class = 0;
     if (cls == 2) {
       if (CK_KIND(k) != CK_BDAT_LAST) {
         size_t i = CK_ARG(k);
@@ -1327,6 +1375,12 @@ static void up_body_byte(sl_oracle *o, uint8_t c) {
         fail(o, "guarantee 3: end-of-data sent upstream for message #%zu "
                 "that had a framing violation (smuggling bytes, overlong "
                 "line or size)", i + 1);
+      if (o->f_pending)
+        fail(o, "guarantee 2: end-of-data sent upstream while the content "
+                "filters' verdict was pending");
+      else if (o->f_refused)
+        fail(o, "guarantee 2: end-of-data sent upstream for a message the "
+                "content filters refused");
       o->um = UM_CMD;
       o->up_commands++;
       up_sent(o, UK_EOD);
@@ -1633,13 +1687,12 @@ static void req_id(sl_oracle *o, const sl_request *q) {
     o->last_req_id = q->id;
   if (q->type != SL_REQ_EVENT)
     return;
-  uint32_t kind = (uint32_t)q->u.event.kind;
-  if (kind < 16)
+  sl_event_kind kind = q->ev.kind;
+  if ((unsigned)kind < 16)
     o->ev_count[kind]++;
-  uint64_t arg = q->u.event.arg;
   switch (kind) {
   case SL_EV_MESSAGE: {
-    unsigned code = (unsigned)(arg & 0xffffu);
+    unsigned code = q->ev.message.code;
     if (code / 100 == 2)
       o->ev_msg_2xx++;
     else if (code / 100 == 4)
@@ -1651,10 +1704,18 @@ static void req_id(sl_oracle *o, const sl_request *q) {
     break;
   }
   case SL_EV_STARTTLS_INJECTION:
-    o->ev_starttls_bytes += arg;
+    o->ev_starttls_bytes += q->ev.starttls_injection.bytes;
     break;
   case SL_EV_SESSION_END:
     o->session_end = 1;
+    ref_match(o);
+    break;
+  case SL_EV_REFUSAL:
+    if (q->ev.refusal.command > SL_CMD_NONE)
+      fail(o, "guarantee 10: REFUSAL names command %u, not in the list",
+           (unsigned)q->ev.refusal.command);
+    ref_add(&o->ref_ev, &o->nref_ev, &o->capref_ev, q->ev.refusal.code);
+    ref_match(o);
     break;
   default:
     break;
@@ -1666,6 +1727,9 @@ void sl_oracle_request(sl_oracle *o, const sl_request *q) {
   req_id(o, q);
   switch (q->type) {
   case SL_REQ_CLOSE_UPSTREAM:
+    /* a held message dies with its leg; the next one goes on a new leg */
+    o->f_pending = 0;
+    o->f_refused = 0;
     if (o->um == UM_BODY && o->up_bodies > o->nbodies)
       o->up_bodies--; /* an aborted BDAT transaction sent as DATA */
     o->up_orphan = 0;
@@ -1677,6 +1741,10 @@ void sl_oracle_request(sl_oracle *o, const sl_request *q) {
   case SL_REQ_CLOSE_CLIENT:
     o->client_close_req = 1;
     break;
+  case SL_REQ_FILTER:
+    o->f_pending = 1;
+    o->f_refused = 0;
+    break;
   case SL_REQ_STARTTLS_CLIENT:
     if (o->cm != CM_TLS)
       fail(o, "guarantee 4: STARTTLS_CLIENT requested without a 220 reply to "
@@ -1685,6 +1753,15 @@ void sl_oracle_request(sl_oracle *o, const sl_request *q) {
   default:
     break;
   }
+}
+
+void sl_oracle_filter_verdict(sl_oracle *o, int verdict) {
+  if (!o->f_pending)
+    fail(o, "a filter verdict without an SL_REQ_FILTER");
+  o->f_pending = 0;
+  /* 0 ACCEPT, 1 CHANGE; 2 DISCARD counts as a refusal (5xx) */
+  o->f_refused = verdict >= 2;
+  o->f_class = verdict == 3 ? 4 : verdict >= 2 ? 5 : 0;
 }
 
 void sl_oracle_completed(sl_oracle *o, uint32_t type, sl_status st) {
@@ -1736,6 +1813,9 @@ static int profile_holds(const sl_tarpit *t, uint32_t k) {
 void sl_oracle_progress(sl_oracle *o, unsigned holds, sl_tstamp now) {
   (void)now;
   if (o->failed || !o->owed.len || holds)
+    return;
+  /* the content filters' verdict is a pending request */
+  if (o->f_pending)
     return;
   /* After the closing reply or the decision to close, what is still owed
      is never answered (the session is over). */

@@ -83,6 +83,14 @@ void sl_oracle_request(sl_oracle *, const sl_request *);
 /* The driver's answer to a request, told BEFORE sl_relay_complete(): a
    connect OK or a TLS switch starts a fresh stream on that leg. */
 void sl_oracle_completed(sl_oracle *, uint32_t request_type, sl_status);
+/* The driver gave the verdict (an sl_verdict) on the message of the last
+   SL_REQ_FILTER and the relay took it.  From the request to the verdict no
+   terminator may go upstream; after a refusal (TEMPFAIL, REJECT, DISCARD)
+   none for that message at all (guarantee 2: the upstream never commits
+   what the filters refused), and the client's reply to its end of data is
+   of the refusal's class, 4xx or 5xx (guarantee 5: the filter's text is
+   re-framed, one reply in its place). */
+void sl_oracle_filter_verdict(sl_oracle *, int verdict);
 
 /* Optional hooks for guarantees 6 and 7.  watch_pool: the pool lends to this
    relay only.  expiry: called by the driver just before

@@ -29,12 +29,25 @@ static const char *const uptls_names[] = {"none", "opportunistic", "required",
                                           "implicit", NULL};
 static const char *const action_names[] = {"continue", "tarpit", "reject",
                                            "drop", NULL};
-static const char *const admit_names[] = {"accept", "tarpit", "tempfail", NULL};
+/* The core's own admission names, in value order from 0 (sluice/ratelim.h). */
+#define ADMIT_NAME_(name, value, text) text,
+static const char *const admit_names[] = {SL_ADMISSION_MAP(ADMIT_NAME_) NULL};
+#undef ADMIT_NAME_
 static const char *const balance_names[] = {"roundrobin", "leastconn", NULL};
 static const char *const backend_names[] = {"shm", "redis", NULL};
 static const char *const logfmt_names[] = {"logfmt", "json", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug",
                                           NULL};
+static const char *const filter_kind_names[] = {"rspamd", "clamd", "milter",
+                                                NULL};
+static const char *const filter_action_names[] = {"tempfail", "accept",
+                                                  "reject", NULL};
+static const char *const filter_mode_names[] = {"auto", "stream", "spool",
+                                                NULL};
+static const char *const filter_discard_names[] = {"reject", "tag", NULL};
+/* Bit i of filter_skip is filter_skip_names[i] (SL_FILTER_SKIP_* order). */
+static const char *const filter_skip_names[] = {"authenticated", "mynetworks",
+                                                "dnswl", NULL};
 /* Bit i of policy.features is feature_names[i] (SL_FEAT_* order). */
 static const char *const feature_names[] = {
     "pipelining", "size",     "8bitmime", "smtputf8", "enhancedstatuscodes",
@@ -45,7 +58,7 @@ static const char *const feature_names[] = {
 _Static_assert(sizeof(sl_mode) == sizeof(int), "enum size");
 _Static_assert(SL_MODE_SCREEN_FIRST == 1 && SL_VRFY_RELAY == 2 &&
                    SL_IDENT_PROXY_V2 == 3 && SL_IDENT_XFORWARD == 4 && SL_UPTLS_IMPLICIT == 3 &&
-                   SL_ACT_DROP == 3 && SL_ADMIT_TEMPFAIL == 2,
+                   SL_ACT_DROP == 3,
                "name tables follow the core's enums");
 _Static_assert(SL_FEAT_AUTH == 1u << 8 && SL_FEAT_STARTTLS == 1u << 7,
                "feature_names follows SL_FEAT_*");
@@ -90,7 +103,7 @@ _Static_assert(SL_FEAT_AUTH == 1u << 8 && SL_FEAT_STARTTLS == 1u << 7,
 static const sl_config_key keys[] = {
     /* listeners */
     KEY("listen", SL_CT_LISTEN, listen, 0, 0, NULL, NULL, D | R,
-        "ADDRESS:PORT [tls] [proxy]: a listening socket"),
+        "ADDRESS:PORT [tls] [proxy] [nofilter]: a listening socket"),
     KEY("trusted_proxy", SL_CT_TRUSTED, trusted, 0, 0, NULL, NULL, D | R,
         "addresses or CIDR ranges allowed to send PROXY headers"),
     /* upstreams */
@@ -346,6 +359,37 @@ static const sl_config_key keys[] = {
         "with user: run with this group (empty: the user's primary group)"),
     KEY("pid_file", SL_CT_LOGFILE, pid_file, 0, 0, NULL, NULL, D,
         "the master's pid, written after the drop (empty: none)"),
+    /* content filters (sluiced's sd_filter.c) */
+    KEY("filter", SL_CT_FILTER, filters, 0, 0, filter_kind_names, NULL, D | R,
+        "rspamd|clamd|milter inet:HOST:PORT|unix:PATH [name=N] "
+        "[timeout=DUR]: a content filter every filtered message passes"),
+    KEY("filter_timeout", SL_CT_DURATION, filter_timeout, 0, 0, NULL, "30s", D,
+        "a filter's whole answer to one message (below "
+        "upstream_data_term_timeout)"),
+    KEY("filter_default_action", SL_CT_ENUM, filter_default_action, 0, 0,
+        filter_action_names, "tempfail", D,
+        "a filter refused, timed out or answered garbage: tempfail, accept "
+        "or reject"),
+    KEY("filter_mode", SL_CT_ENUM, filter_mode, 0, 0, filter_mode_names, "auto",
+        D,
+        "stream (body upstream and to the filters at once), spool (held, "
+        "filtered, changed, then relayed) or auto (spool when a filter may "
+        "change headers)"),
+    KEY("filter_spool_memory", SL_CT_SIZE64, filter_spool_memory, 0, 0, NULL,
+        "1048576", D,
+        "spool mode: message bytes held in memory before an unlinked "
+        "temporary file"),
+    KEY("filter_spool_dir", SL_CT_STRING, filter_spool_dir, 0, 0, NULL, NULL,
+        D, "spool mode: directory of the temporary files (empty: $TMPDIR, "
+           "else /tmp)"),
+    KEY("filter_discard_action", SL_CT_ENUM, filter_discard_action, 0, 0,
+        filter_discard_names, "reject", D,
+        "a filter's discard: reject (5xx) or tag (delivered with "
+        "X-Sluice-Filter-Discard, spool mode)"),
+    KEY("filter_skip", SL_CT_FILTER_SKIP, filter_skip, 0, 0, filter_skip_names,
+        "none", D,
+        "sessions not filtered: none or authenticated mynetworks dnswl "
+        "(score <= allow_score)"),
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -726,6 +770,13 @@ void sl_config_unref(sl_config *c) {
     free(c->relay_domains[i]);
   free(c->relay_domains);
   free(c->mynetworks);
+  for (size_t i = 0; i < c->nfilters; i++) {
+    free(c->filters[i].text);
+    free(c->filters[i].name);
+    free(c->filters[i].path);
+    free(c->filters[i].host);
+  }
+  free(c->filters);
   free(c->key_line);
   free(c->path);
   free(c);
@@ -758,7 +809,7 @@ static int add_listen(pctx *p, sl_config *c, char *v) {
   char *w[8];
   int n = split(v, w, 7);
   if (n < 1 || n > 7)
-    return fail(p, "expected ADDRESS:PORT [tls] [proxy]");
+    return fail(p, "expected ADDRESS:PORT [tls] [proxy] [nofilter]");
   sl_listen_cfg l;
   memset(&l, 0, sizeof l);
   if (sl_parse_addrport(w[0], &l.addr) != 0)
@@ -769,8 +820,10 @@ static int add_listen(pctx *p, sl_config *c, char *v) {
       l.tls = 1;
     else if (!strcmp(w[i], "proxy"))
       l.proxy = 1;
+    else if (!strcmp(w[i], "nofilter"))
+      l.nofilter = 1;
     else
-      return fail(p, "unknown option \"%s\" (tls, proxy)", w[i]);
+      return fail(p, "unknown option \"%s\" (tls, proxy, nofilter)", w[i]);
   }
   sl_listen_cfg *nl = realloc(c->listen, (c->nlisten + 1) * sizeof *nl);
   if (nl == NULL)
@@ -1064,6 +1117,130 @@ static int add_sni(pctx *p, sl_config *c, char *v) {
   return 0;
 }
 
+/* ---- content filters ----------------------------------------------------- */
+
+/* "inet:HOST:PORT" ([V6]:PORT) or "unix:PATH", as Postfix writes milter
+   addresses. */
+static int filter_address(pctx *p, sl_filter_cfg *f, const char *a) {
+  if (!strncmp(a, "unix:", 5)) {
+    const char *path = a + 5;
+    if (path[0] != '/')
+      return fail(p, "\"%s\": unix: needs an absolute path", a);
+    if (strlen(path) >= 108) /* sizeof sun_path */
+      return fail(p, "\"%s\": the socket path is longer than 107 bytes", a);
+    f->path = xstrdup(path);
+    return f->path ? 0 : fail(p, "out of memory");
+  }
+  if (strncmp(a, "inet:", 5) != 0)
+    return fail(p,
+                "\"%s\" is not inet:HOST:PORT or unix:PATH (IPv6 as "
+                "inet:[::1]:PORT)",
+                a);
+  char host[256];
+  uint16_t port;
+  if (split_hostport(a + 5, host, sizeof host, &port) != 0 ||
+      host[0] == '\0' || port == 0)
+    return fail(p, "\"%s\" is not inet:HOST:PORT (IPv6 as inet:[::1]:PORT)",
+                a);
+  if (sl_parse_addrport(a + 5, &f->addr) != 0) {
+    if (a[5] == '[' || !sl_hostname_valid(host))
+      return fail(p, "\"%s\" is not a host name or address", host);
+    f->addr.len = 0;
+  }
+  f->host = xstrdup(host);
+  f->port = port;
+  return f->host ? 0 : fail(p, "out of memory");
+}
+
+static int add_filter(pctx *p, sl_config *c, const sl_config_key *k, char *v) {
+  char *w[5];
+  int n = split(v, w, 4);
+  if (n < 2 || n > 4)
+    return fail(p, "expected rspamd|clamd|milter ADDRESS [name=N] "
+                   "[timeout=DUR]");
+  if (c->nfilters >= 16)
+    return fail(p, "at most 16 filters");
+  sl_filter_cfg f;
+  memset(&f, 0, sizeof f);
+  f.kind = -1;
+  for (int j = 0; k->names[j]; j++)
+    if (!strcmp(k->names[j], w[0]))
+      f.kind = j;
+  if (f.kind < 0)
+    return fail(p, "\"%s\" is not rspamd, clamd or milter", w[0]);
+  const char *name = NULL;
+  int rc = filter_address(p, &f, w[1]);
+  for (int i = 2; i < n && rc == 0; i++) {
+    if (!strncmp(w[i], "name=", 5)) {
+      name = w[i] + 5;
+      int ok = *name != '\0' && strlen(name) <= 64;
+      for (const char *q = name; ok && *q; q++)
+        ok = (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+             is_digit(*q) || *q == '-' || *q == '_' || *q == '.';
+      if (!ok)
+        rc = fail(p, "name \"%s\": 1 to 64 letters, digits, '-', '_', '.'",
+                  name);
+    } else if (!strncmp(w[i], "timeout=", 8)) {
+      if (sl_parse_duration(w[i] + 8, &f.timeout) != 0 || f.timeout == 0)
+        rc = fail(p, "\"%s\" is not a duration above 0 (e.g. timeout=10s)",
+                  w[i] + 8);
+    } else {
+      rc = fail(p, "unknown option \"%s\" (name=N, timeout=DUR)", w[i]);
+    }
+  }
+  char defname[32];
+  if (rc == 0 && name == NULL) {
+    snprintf(defname, sizeof defname, "%s-%zu", w[0], c->nfilters + 1);
+    name = defname;
+  }
+  for (size_t i = 0; rc == 0 && i < c->nfilters; i++)
+    if (!strcmp(c->filters[i].name, name))
+      rc = fail(p, "name \"%s\" is already used at line %d", name,
+                c->filters[i].line);
+  sl_filter_cfg *nf =
+      rc == 0 ? realloc(c->filters, (c->nfilters + 1) * sizeof *nf) : NULL;
+  if (rc == 0 && nf == NULL)
+    rc = fail(p, "out of memory");
+  if (rc == 0) {
+    c->filters = nf;
+    f.name = xstrdup(name);
+    f.text = xstrdup(w[1]);
+    f.line = p->line;
+    if (f.name == NULL || f.text == NULL)
+      rc = fail(p, "out of memory");
+  }
+  if (rc != 0) {
+    free(f.name);
+    free(f.text);
+    free(f.path);
+    free(f.host);
+    return -1;
+  }
+  c->filters[c->nfilters++] = f;
+  return 0;
+}
+
+static int set_filter_skip(pctx *p, sl_config *c, char *v) {
+  uint32_t flags = 0;
+  for (char *q = v; *q; q++)
+    if (*q == ',' || *q == '\t')
+      *q = ' ';
+  char *save = NULL;
+  for (char *s = strtok_r(v, " ", &save); s; s = strtok_r(NULL, " ", &save)) {
+    if (!strcmp(s, "none"))
+      continue;
+    int x = 0;
+    while (filter_skip_names[x] && strcmp(s, filter_skip_names[x]))
+      x++;
+    if (filter_skip_names[x] == NULL)
+      return fail(p, "\"%s\" is not none, authenticated, mynetworks or dnswl",
+                  s);
+    flags |= 1u << x;
+  }
+  c->filter_skip = flags;
+  return 0;
+}
+
 static int set_features(pctx *p, sl_config *c, char *v) {
   for (char *q = v; *q; q++)
     if (*q == ',')
@@ -1231,6 +1408,10 @@ static int set_value(pctx *p, sl_config *c, const sl_config_key *k, char *v) {
     return set_relay_allow(p, c, v);
   case SL_CT_MYNETWORKS:
     return add_mynetworks(p, c, v);
+  case SL_CT_FILTER:
+    return add_filter(p, c, k, v);
+  case SL_CT_FILTER_SKIP:
+    return set_filter_skip(p, c, v);
   }
   return fail(p, "internal: bad key type");
 }
@@ -1328,7 +1509,8 @@ int sl_config_parse(sl_config *c, const char *text, size_t len,
     if (seen[i] && !(keys[i].flags & SL_KEY_REPEAT)) {
       rc = fail(&p,
                 "already set at line %d (only listen, upstream, "
-                "trusted_proxy, sni and dnsbl may repeat)",
+                "trusted_proxy, sni, dnsbl, relay_domains, mynetworks and "
+                "filter may repeat)",
                 seen[i]);
       break;
     }
@@ -1389,6 +1571,8 @@ static void key_where(const sl_config *c, const char *name, const char *key,
   else
     snprintf(out, len, "%s: %s", name, key);
 }
+
+static void format_duration(sl_duration d, char *out, size_t len);
 
 static int check_core(const sl_policy *pol, const sl_limits *l,
                       const sl_config *c, const char *name, char *err,
@@ -1515,6 +1699,50 @@ int sl_config_finish(sl_config *c, unsigned flags, char *err, size_t errlen) {
       c->policy.features &= ~(uint32_t)SL_FEAT_STARTTLS;
     else if (!c->features_set)
       c->policy.features |= SL_FEAT_STARTTLS;
+    /* The end of data waits for the verdicts before the upstream's own
+       reply: a filter slower than that wait would let the upstream leg
+       time out under a message the filter would have accepted. */
+    char du[32], dt[32];
+    format_duration(c->limits.upstream_data_term_timeout, du, sizeof du);
+    if (c->filter_timeout == 0 ||
+        c->filter_timeout >= c->limits.upstream_data_term_timeout) {
+      format_duration(c->filter_timeout, dt, sizeof dt);
+      key_where(c, name, "filter_timeout", w, sizeof w);
+      snprintf(err, errlen,
+               "%s: %s is not between 0 and upstream_data_term_timeout (%s)",
+               w, dt, du);
+      return -1;
+    }
+    for (size_t i = 0; i < c->nfilters; i++) {
+      const sl_filter_cfg *fl = &c->filters[i];
+      if (fl->timeout >= c->limits.upstream_data_term_timeout) {
+        format_duration(fl->timeout, dt, sizeof dt);
+        snprintf(err, errlen,
+                 "%s:%d: filter: %s: timeout=%s is not below "
+                 "upstream_data_term_timeout (%s)",
+                 name, fl->line, fl->name, dt, du);
+        return -1;
+      }
+    }
+    if (c->filter_mode == SL_FILTER_MODE_AUTO) {
+      /* rspamd ("add header") and milters (header actions) may change the
+         message; only clamd never does. */
+      c->filter_mode_spool = 0;
+      for (size_t i = 0; i < c->nfilters; i++)
+        if (c->filters[i].kind != SL_FILTER_CLAMD)
+          c->filter_mode_spool = 1;
+    } else {
+      c->filter_mode_spool = c->filter_mode == SL_FILTER_MODE_SPOOL;
+    }
+    if (c->filter_discard_action == SL_FILTER_DISCARD_TAG && c->nfilters &&
+        !c->filter_mode_spool) {
+      key_where(c, name, "filter_discard_action", w, sizeof w);
+      snprintf(err, errlen,
+               "%s: tag adds a header, which needs filter_mode spool (or "
+               "auto with an rspamd or milter filter)",
+               w);
+      return -1;
+    }
     if (c->metrics_listen &&
         sl_parse_addrport(c->metrics_listen, &c->metrics_addr) != 0) {
       key_where(c, name, "metrics_listen", w, sizeof w);
@@ -1697,6 +1925,16 @@ static void format_value(const sl_config *c, const sl_config_key *k, char *out,
     if (!out[0])
       snprintf(out, len, "none");
     break;
+  case SL_CT_FILTER_SKIP:
+    for (int x = 0; filter_skip_names[x]; x++)
+      if (c->filter_skip & (1u << x)) {
+        size_t used = strlen(out);
+        snprintf(out + used, len - used, "%s%s", used ? " " : "",
+                 filter_skip_names[x]);
+      }
+    if (!out[0])
+      snprintf(out, len, "none");
+    break;
   case SL_CT_FEATURES:
     for (int x = 0; feature_names[x]; x++)
       if (c->policy.features & (1u << x)) {
@@ -1714,9 +1952,10 @@ static void dump_entries(const sl_config *c, const sl_config_key *k, FILE *f) {
   switch (k->type) {
   case SL_CT_LISTEN:
     for (size_t i = 0; i < c->nlisten; i++)
-      fprintf(f, "listen = %s%s%s\n", c->listen[i].text,
+      fprintf(f, "listen = %s%s%s%s\n", c->listen[i].text,
               c->listen[i].tls ? " tls" : "",
-              c->listen[i].proxy ? " proxy" : "");
+              c->listen[i].proxy ? " proxy" : "",
+              c->listen[i].nofilter ? " nofilter" : "");
     break;
   case SL_CT_UPSTREAM:
     for (size_t i = 0; i < c->nupstream; i++)
@@ -1753,6 +1992,19 @@ static void dump_entries(const sl_config *c, const sl_config_key *k, FILE *f) {
       fprintf(f, "relay_domains = *\n");
     for (size_t i = 0; i < c->nrelay_domains; i++)
       fprintf(f, "relay_domains = %s\n", c->relay_domains[i]);
+    break;
+  case SL_CT_FILTER:
+    for (size_t i = 0; i < c->nfilters; i++) {
+      const sl_filter_cfg *fl = &c->filters[i];
+      fprintf(f, "filter = %s %s name=%s", filter_kind_names[fl->kind],
+              fl->text, fl->name);
+      if (fl->timeout) {
+        char d[32];
+        format_duration(fl->timeout, d, sizeof d);
+        fprintf(f, " timeout=%s", d);
+      }
+      fputc('\n', f);
+    }
     break;
   case SL_CT_MYNETWORKS:
     for (size_t i = 0; i < c->nmynetworks; i++) {

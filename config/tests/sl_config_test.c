@@ -551,6 +551,126 @@ static void test_relay_control(void) {
   expect_error("mynetworks = 10.0.0.0/33\n", "mynetworks");
 }
 
+static void test_filters(void) {
+  const char *lu = "listen = 127.0.0.1:1\nupstream = 127.0.0.1:2\n";
+  char buf[1024];
+  sl_config *c = sl_config_new();
+  CHECK(c != NULL);
+  if (c) {
+    /* Defaults: no filter, 30s, tempfail (Postfix's milter_default_action),
+       auto mode, 1 MiB in memory, discard rejected, nothing skipped. */
+    CHECK_INT(c->nfilters, 0);
+    CHECK(c->filter_timeout == 30 * SL_SEC);
+    CHECK_INT(c->filter_default_action, SL_FILTER_ACT_TEMPFAIL);
+    CHECK_INT(c->filter_mode, SL_FILTER_MODE_AUTO);
+    CHECK(c->filter_spool_memory == 1048576);
+    CHECK_INT(c->filter_discard_action, SL_FILTER_DISCARD_REJECT);
+    CHECK_INT(c->filter_skip, 0);
+    sl_config_unref(c);
+  }
+  snprintf(buf, sizeof buf,
+           "%slisten = 127.0.0.1:3 nofilter\n"
+           "filter = rspamd inet:127.0.0.1:11333 name=spam timeout=5s\n"
+           "filter = clamd unix:/run/clamav/clamd.ctl\n"
+           "filter = milter inet:[::1]:8891\n"
+           "filter = milter inet:milter.example:8892\n"
+           "filter_skip = authenticated, dnswl\n",
+           lu);
+  c = finished(buf, SL_CONFIG_DAEMON);
+  CHECK(c != NULL);
+  if (c) {
+    CHECK_INT(c->nfilters, 4);
+    CHECK_INT(c->listen[1].nofilter, 1);
+    CHECK_INT(c->listen[0].nofilter, 0);
+    CHECK_INT(c->filters[0].kind, SL_FILTER_RSPAMD);
+    CHECK_STR(c->filters[0].name, "spam");
+    CHECK(c->filters[0].timeout == 5 * SL_SEC);
+    CHECK(c->filters[0].addr.len > 0);
+    CHECK_INT(c->filters[0].port, 11333);
+    CHECK_INT(c->filters[1].kind, SL_FILTER_CLAMD);
+    CHECK_STR(c->filters[1].name, "clamd-2");
+    CHECK_STR(c->filters[1].path, "/run/clamav/clamd.ctl");
+    CHECK_INT(c->filters[1].line, 5);
+    CHECK_INT(c->filters[2].addr.ss.ss_family, AF_INET6);
+    CHECK_INT(c->filters[3].addr.len, 0); /* a name: sluiced resolves it */
+    CHECK_STR(c->filters[3].host, "milter.example");
+    CHECK_INT(c->filter_skip,
+              SL_FILTER_SKIP_AUTHENTICATED | SL_FILTER_SKIP_DNSWL);
+    CHECK_INT(c->filter_mode_spool, 1); /* auto with rspamd and milters */
+    /* The dump parses back to the same filters. */
+    char *dump = NULL;
+    size_t dlen = 0;
+    FILE *f = open_memstream(&dump, &dlen);
+    sl_config_dump(c, f, 0);
+    fclose(f);
+    CHECK(strstr(dump, "filter = rspamd inet:127.0.0.1:11333 name=spam "
+                       "timeout=5s\n") != NULL);
+    CHECK(strstr(dump, "listen = 127.0.0.1:3 nofilter\n") != NULL);
+    CHECK(strstr(dump, "filter_skip = authenticated dnswl\n") != NULL);
+    sl_config *back = parse(dump);
+    CHECK(back != NULL);
+    if (back) {
+      CHECK_INT(back->nfilters, 4);
+      CHECK_STR(back->filters[1].name, "clamd-2");
+      sl_config_unref(back);
+    }
+    free(dump);
+    sl_config_unref(c);
+  }
+  /* clamd alone never changes a message: auto streams. */
+  snprintf(buf, sizeof buf, "%sfilter = clamd inet:127.0.0.1:3310\n", lu);
+  c = finished(buf, SL_CONFIG_DAEMON);
+  CHECK(c != NULL);
+  if (c) {
+    CHECK_INT(c->filter_mode_spool, 0);
+    sl_config_unref(c);
+  }
+  expect_error("filter = spamassassin inet:127.0.0.1:783\n",
+               "t.conf:1: filter: \"spamassassin\" is not rspamd, clamd or "
+               "milter");
+  expect_error("filter = clamd 127.0.0.1:3310\n",
+               "filter: \"127.0.0.1:3310\" is not inet:HOST:PORT or "
+               "unix:PATH");
+  expect_error("filter = clamd unix:clamd.sock\n",
+               "unix: needs an absolute path");
+  expect_error("filter = clamd inet:127.0.0.1:0\n", "is not inet:HOST:PORT");
+  expect_error("filter = milter inet:127.0.0.1:1 speed=3\n",
+               "filter: unknown option \"speed=3\"");
+  expect_error("filter = milter inet:127.0.0.1:1 timeout=0\n",
+               "is not a duration above 0");
+  expect_error("filter = milter inet:127.0.0.1:1 name=a\n"
+               "filter = clamd inet:127.0.0.1:2 name=a\n",
+               "t.conf:2: filter: name \"a\" is already used at line 1");
+  expect_error("filter = milter inet:127.0.0.1:1 name=a/b\n",
+               "name \"a/b\"");
+  expect_error("filter_skip = everyone\n",
+               "filter_skip: \"everyone\" is not none, authenticated");
+  expect_error("filter_mode = lazy\n",
+               "filter_mode: \"lazy\" is not one of: auto, stream, spool");
+  expect_error("filter_default_action = discard\n",
+               "\"discard\" is not one of: tempfail, accept, reject");
+  /* The filter timeout stays below the upstream's end-of-data timeout. */
+  snprintf(buf, sizeof buf,
+           "%sfilter = clamd inet:127.0.0.1:3310\nfilter_timeout = 10m\n", lu);
+  expect_finish_error(buf, SL_CONFIG_DAEMON,
+                      "t.conf:4: filter_timeout: 600s is not between 0 and "
+                      "upstream_data_term_timeout (600s)");
+  snprintf(buf, sizeof buf,
+           "%sfilter = clamd inet:127.0.0.1:3310 timeout=2m\n"
+           "upstream_data_term_timeout = 1m\nfilter_timeout=10s\n",
+           lu);
+  expect_finish_error(buf, SL_CONFIG_DAEMON,
+                      "t.conf:3: filter: clamd-1: timeout=120s is not below "
+                      "upstream_data_term_timeout (60s)");
+  snprintf(buf, sizeof buf,
+           "%sfilter = clamd inet:127.0.0.1:3310\nfilter_discard_action = "
+           "tag\n",
+           lu);
+  expect_finish_error(buf, SL_CONFIG_DAEMON,
+                      "filter_discard_action: tag adds a header, which needs "
+                      "filter_mode spool");
+}
+
 int main(void) {
   SL_RUN(test_table);
   SL_RUN(test_durations);
@@ -564,5 +684,6 @@ int main(void) {
   SL_RUN(test_check_files);
   SL_RUN(test_dump);
   SL_RUN(test_relay_control);
+  SL_RUN(test_filters);
   return sl_test_summary();
 }

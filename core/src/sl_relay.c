@@ -17,6 +17,7 @@
 #include "sl_dnsbl.h"
 #include "sl_pcg.h"
 #include "sl_relay_int.h"
+#include "sluice/filter.h"
 
 static int client_read_ok(const sl_relay *r);
 static int upstream_read_ok(const sl_relay *r);
@@ -83,24 +84,113 @@ uint32_t sl__new_id(sl_relay *r, uint32_t tag) {
   return (r->seq << 8) | tag;
 }
 
-void sl__push_req(sl_relay *r, sl_request_type type, uint32_t id, uint8_t kind,
-                  uint64_t arg) {
+static ring_ent *ring_push(sl_relay *r) {
   if (r->ring_len == RING_CAP) {
     /* Steps reserve room before they run: a full ring here is a bug, and
        is reported rather than a request silently lost. */
     r->err = (uint32_t)-SL_ERR_INTERNAL;
-    return;
+    return NULL;
   }
   ring_ent *e = &r->ring[(r->ring_head + r->ring_len) % RING_CAP];
-  e->type = (uint8_t)type;
-  e->kind = kind;
-  e->id = id;
-  e->arg = arg;
+  memset(e, 0, sizeof(*e));
   r->ring_len++;
+  return e;
 }
 
-void sl__event(sl_relay *r, sl_event_kind kind, uint64_t arg) {
-  sl__push_req(r, SL_REQ_EVENT, sl__new_id(r, 0), (uint8_t)kind, arg);
+void sl__push_req(sl_relay *r, sl_request_type type, uint32_t id,
+                  uint64_t arg) {
+  ring_ent *e = ring_push(r);
+  if (!e)
+    return;
+  e->type = (uint8_t)type;
+  e->id = id;
+  e->arg = arg;
+}
+
+void sl__event(sl_relay *r, const sl_event *ev) {
+  ring_ent *e = ring_push(r);
+  if (!e)
+    return;
+  e->type = SL_REQ_EVENT;
+  e->kind = (uint8_t)ev->kind;
+  e->id = sl__new_id(r, 0);
+  switch (ev->kind) {
+  case SL_EV_PREGREET:
+    e->arg = ev->pregreet.bytes;
+    break;
+  case SL_EV_DNSBL_SCORE:
+    e->arg = (uint64_t)(int64_t)ev->dnsbl.score;
+    break;
+  case SL_EV_TARPIT:
+    e->arg = ev->tarpit.reason;
+    break;
+  case SL_EV_STARTTLS_INJECTION:
+    e->arg = ev->starttls_injection.bytes;
+    break;
+  case SL_EV_SMUGGLING:
+    e->arg = ev->smuggling.violation;
+    break;
+  case SL_EV_UPSTREAM_READY:
+    e->arg = ev->upstream_ready.attempt;
+    break;
+  case SL_EV_UPSTREAM_FAILED:
+    e->arg = ev->upstream_failed.failure;
+    break;
+  case SL_EV_MESSAGE:
+    e->code = ev->message.code;
+    e->arg = ev->message.size;
+    break;
+  case SL_EV_SESSION_END:
+    e->arg = ev->session_end.reason;
+    break;
+  case SL_EV_REFUSAL:
+    e->code = ev->refusal.code;
+    e->arg = ev->refusal.command;
+    break;
+  case SL_EV_SCREEN_PASSED:
+    break;
+  }
+}
+
+/* sl__event() backwards. */
+static void event_payload(const ring_ent *e, sl_event *ev) {
+  ev->kind = (sl_event_kind)e->kind;
+  switch (ev->kind) {
+  case SL_EV_PREGREET:
+    ev->pregreet.bytes = (uint32_t)e->arg;
+    break;
+  case SL_EV_DNSBL_SCORE:
+    ev->dnsbl.score = (int32_t)(int64_t)e->arg;
+    break;
+  case SL_EV_TARPIT:
+    ev->tarpit.reason = (sl_tarpit_reason)e->arg;
+    break;
+  case SL_EV_STARTTLS_INJECTION:
+    ev->starttls_injection.bytes = (uint32_t)e->arg;
+    break;
+  case SL_EV_SMUGGLING:
+    ev->smuggling.violation = (sl_violation)e->arg;
+    break;
+  case SL_EV_UPSTREAM_READY:
+    ev->upstream_ready.attempt = (uint32_t)e->arg;
+    break;
+  case SL_EV_UPSTREAM_FAILED:
+    ev->upstream_failed.failure = (sl_upstream_failure)e->arg;
+    break;
+  case SL_EV_MESSAGE:
+    ev->message.code = e->code;
+    ev->message.size = e->arg;
+    break;
+  case SL_EV_SESSION_END:
+    ev->session_end.reason = (sl_end_reason)e->arg;
+    break;
+  case SL_EV_REFUSAL:
+    ev->refusal.code = e->code;
+    ev->refusal.command = (sl_command)e->arg;
+    break;
+  case SL_EV_SCREEN_PASSED:
+    break;
+  }
 }
 
 /* ---- the run loop -------------------------------------------------------- */
@@ -109,6 +199,8 @@ void sl__event(sl_relay *r, sl_event_kind kind, uint64_t arg) {
 static int step_answers(sl_relay *r) {
   if (sl__ring_free(r) < STEP_ROOM)
     return 0;
+  if (r->fres)
+    return sl__filter_apply(r);
   if (r->res_connect) {
     sl_status st = (sl_status)(r->res_connect - 1);
     r->res_connect = 0;
@@ -166,7 +258,7 @@ static int step_close(sl_relay *r) {
     sl__buf_release(r, &r->cin);
     r->t_rec = SL_TSTAMP_NONE;
     r->id_tls_client = sl__new_id(r, TAG_TLS_CLIENT);
-    sl__push_req(r, SL_REQ_STARTTLS_CLIENT, r->id_tls_client, 0, 0);
+    sl__push_req(r, SL_REQ_STARTTLS_CLIENT, r->id_tls_client, 0);
     r->cl = CL_TLS;
     r->t_phase = r->now;
     progress = 1;
@@ -197,7 +289,7 @@ static int step_close(sl_relay *r) {
     r->greet_held = 0;
   }
   if (r->cl == CL_CLOSING && r->cout.len == 0 && sl__ring_free(r) >= 2) {
-    sl__push_req(r, SL_REQ_CLOSE_CLIENT, sl__new_id(r, 0), 0, 0);
+    sl__push_req(r, SL_REQ_CLOSE_CLIENT, sl__new_id(r, 0), 0);
     r->close_sent = 1;
     r->cl = CL_CLOSED;
     r->stats.end = r->now;
@@ -227,7 +319,9 @@ static int step_close(sl_relay *r) {
          SESSION_END (guarantee 10), late answers are stale. */
       r->dnsbl_done = 1;
       r->dnsbl_pending = 0;
-      sl__event(r, SL_EV_SESSION_END, r->stats.end_reason);
+      sl__event(r, &(sl_event){.kind = SL_EV_SESSION_END,
+                               .session_end.reason =
+                                   (sl_end_reason)r->stats.end_reason});
       r->end_sent = 1;
       progress = 1;
     }
@@ -312,8 +406,9 @@ size_t sl_relay_size(const sl_limits *limits) {
 }
 
 size_t sl_relay_memory_bound(const sl_limits *limits) {
+  /* cin, cout, uin, uout; the EHLO line and a filter's refusal */
   return sl_relay_size(limits) + 4u * (size_t)limits->buffer_size +
-         2u * limits->small_buffer_size; /* ehlo, chk */
+         3u * (size_t)limits->small_buffer_size; /* ehlo, frep, chk */
 }
 
 int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
@@ -369,6 +464,7 @@ void sl_relay_free(sl_relay *r) {
   sl__buf_release(r, &r->uout);
   sl__buf_release(r, &r->ehlo);
   sl__buf_release(r, &r->chk);
+  sl__buf_release(r, &r->frep);
 }
 
 static int dataish(const sl_relay *r) {
@@ -627,6 +723,37 @@ int sl_relay_complete(sl_relay *r, const sl_completion *c, sl_tstamp now) {
   return leave(r);
 }
 
+int sl_relay_filter_verdict(sl_relay *r, uint32_t id, int verdict,
+                            const uint8_t *text, size_t len, sl_tstamp now) {
+  int e = enter(r, now);
+  if (e)
+    return e;
+  if (verdict < 0 || verdict > (int)SL_VERDICT_REJECT || (text == NULL && len))
+    return SL_ERR_INVALID_ARGUMENT;
+  sl_verdict v = (sl_verdict)verdict;
+  if (id == 0 || id != r->id_filter || !r->fheld || r->fres)
+    return SL_ERR_UNKNOWN_REQUEST;
+  if (v == SL_VERDICT_DISCARD)
+    v = SL_VERDICT_REJECT; /* never a 250 the upstream did not give */
+  if (v == SL_VERDICT_TEMPFAIL || v == SL_VERDICT_REJECT) {
+    /* The filter's words, never its framing (guarantee 5). */
+    uint8_t line[SL_FILTER_REPLY_MAX];
+    int n = sl_filter_reply(line, v, text, len);
+    if (n <= 0)
+      return SL_ERR_INTERNAL;
+    r->fcode = (uint16_t)((line[0] - '0') * 100 + (line[1] - '0') * 10 +
+                          (line[2] - '0'));
+    sl__buf_release(r, &r->frep);
+    if ((uint32_t)n <= r->lim->small_buffer_size &&
+        sl__buf_reserve(r, &r->frep, (uint32_t)n) == 0)
+      sl__buf_put(&r->frep, line, (size_t)n);
+    else
+      r->fcode = v == SL_VERDICT_REJECT ? 550 : 451; /* the fixed text's */
+  }
+  r->fres = (uint8_t)(v + 1);
+  return leave(r);
+}
+
 const uint8_t *sl_relay_client_out(sl_relay *r, size_t *len, sl_tstamp now) {
   if (len)
     *len = 0;
@@ -692,30 +819,29 @@ int sl_relay_next_request(sl_relay *r, sl_request *out) {
   out->id = e->id;
   switch (e->type) {
   case SL_REQ_CONNECT_UPSTREAM:
-    out->u.connect.attempt = (uint32_t)e->arg;
+    out->connect.attempt = (uint32_t)e->arg;
     break;
   case SL_REQ_DNSBL_LOOKUP:
-    out->u.dnsbl.zone = (uint32_t)e->arg;
+    out->dnsbl.zone = (uint32_t)e->arg;
     break;
   case SL_REQ_EVENT:
-    out->u.event.kind = (sl_event_kind)e->kind;
-    out->u.event.arg = e->arg;
+    event_payload(e, &out->ev);
     break;
   case SL_REQ_RCPT_CHECK:
-    out->u.check.sender = (const char *)r->chk.p;
-    out->u.check.rcpt = (const char *)r->chk.p + sl__buf_cap(&r->chk) / 2;
+    out->check.sender = (const char *)r->chk.p;
+    out->check.rcpt = (const char *)r->chk.p + sl__buf_cap(&r->chk) / 2;
     /* the kept EHLO/HELO line without its verb; no command (so no new
        EHLO) is read while the answer is out */
-    out->u.check.helo = r->ehlo.len > 5 ? (const char *)r->ehlo.p + r->ehlo.off + 5 : "";
-    out->u.check.helo_len = r->ehlo.len > 5 ? (uint16_t)(r->ehlo.len - 5) : 0;
-    out->u.check.rcpt_count = r->rcpts;
-    out->u.check.authed = r->authed;
-    out->u.check.allowlisted =
+    out->check.helo = r->ehlo.len > 5 ? (const char *)r->ehlo.p + r->ehlo.off + 5 : "";
+    out->check.helo_len = r->ehlo.len > 5 ? (uint16_t)(r->ehlo.len - 5) : 0;
+    out->check.rcpt_count = r->rcpts;
+    out->check.authed = r->authed;
+    out->check.allowlisted =
         r->authed ||
         sl_dnsbl_allowlisted(r->pol, r->dnsbl_done, r->stats.score) ||
         sl_rcpt_client_trusted(&r->pol->rcpt, &r->info.client);
-    out->u.check.esmtp = r->esmtp;
-    out->u.check.tls = r->stats.tls_client;
+    out->check.esmtp = r->esmtp;
+    out->check.tls = r->stats.tls_client;
     break;
   default:
     break;
@@ -842,6 +968,7 @@ static void force_close(sl_relay *r, enum local_reply id) {
     return;
   }
   r->cl = CL_CMD;
+  r->cmd_now = SL_CMD_NONE; /* answers no command */
   sl__q_push_local(r, id);
   /* Nothing more is read: the unread input gives its buffer back, which a
      starved pool may need for the goodbye itself (guarantee 7). */

@@ -79,6 +79,14 @@ static int ends_group(const sl_relay *r, sl_verb v) {
   }
 }
 
+/* A relayed MAIL's reply has not come back yet. */
+static int mail_reply_due(const sl_relay *r) {
+  for (unsigned i = 0; i < r->q_len; i++)
+    if (r->q[(r->q_head + i) % QUEUE_CAP] == Q_UP_MAIL)
+      return 1;
+  return 0;
+}
+
 /* Message bytes sent before the reply to DATA, under
    forbid_unauth_pipelining, while that reply is still queued: it is
    replaced by the refusal (a relayed DATA's own reply is swallowed and the
@@ -131,6 +139,8 @@ static int relay_line(sl_relay *r, const uint8_t *line, size_t len,
                       kind == Q_UP_RCPT && !(r->up_caps & SL_CAP_DSN) ? SL_P_DSN
                                                                       : 0);
   sl__up_sent(r, kind, sl__is_sync(kind));
+  if (kind == Q_UP_RCPT)
+    sl__ftap(r, SL_FI_RCPT, line, len);
   return 1;
 }
 
@@ -229,7 +239,7 @@ static int rcpt_check(sl_relay *r, const uint8_t *arg, size_t alen) {
     return R_BAD_RCPT;
   chk_copy(r, 1, arg + off, n);
   r->chk_id = sl__new_id(r, TAG_CHECK);
-  sl__push_req(r, SL_REQ_RCPT_CHECK, r->chk_id, 0, 0);
+  sl__push_req(r, SL_REQ_RCPT_CHECK, r->chk_id, 0);
   r->chk_state = CHK_ASKED;
   return -2;
 }
@@ -247,6 +257,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
                     size_t whole) {
   sl_cmd c;
   sl_cmd_parse(line, len, &c);
+  r->cmd_now = (uint8_t)c.verb;
   const uint8_t *arg = line + c.arg;
   size_t alen = len - c.arg;
   int more = r->cin.len > whole; /* bytes pipelined after this line */
@@ -379,6 +390,12 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       break;
     }
     if (r->mail) {
+      /* Under pipelining the MAIL before this one may still await its
+         reply: only that reply says whether this one is nested.  Postfix
+         answers a MAIL after a refused MAIL as a first MAIL, so this one
+         waits, unread, for it. */
+      if (mail_reply_due(r))
+        return 0;
       lr = R_NESTED_MAIL;
       break;
     }
@@ -445,6 +462,8 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     r->bdat_down = r->bdat_go = r->bdat_failed = 0;
     sl__up_write_params(r, line, len, drop);
     sl__up_sent(r, Q_UP_MAIL, 0);
+    r->fmsg = sl__filter_wanted(r) ? 1u : 0u;
+    sl__ftap(r, SL_FI_MAIL, line, len);
     r->mail = 1;
     r->data.size = 0;
     break;
@@ -541,7 +560,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
         return 0;
       lr = R_UPSTREAM_FAIL;
     }
-    if (lr < 0 && !(r->up_caps & SL_CAP_CHUNKING)) {
+    if (lr < 0 && (!(r->up_caps & SL_CAP_CHUNKING) || r->fmsg)) {
       /* Promised CHUNKING, but this upstream lacks it: the transaction
          goes to it as one DATA, never as BDAT (guarantee 8). */
       down = 1;
@@ -655,7 +674,8 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     if (more) {
       size_t extra = r->cin.len - whole;
       r->stats.starttls_discarded += (uint32_t)extra;
-      sl__event(r, SL_EV_STARTTLS_INJECTION, extra);
+      sl__event(r, &(sl_event){.kind = SL_EV_STARTTLS_INJECTION,
+                               .starttls_injection.bytes = (uint32_t)extra});
       whole = r->cin.len;
     }
     lr = R_TLS_READY;
@@ -690,6 +710,14 @@ consumed:
   return 1;
 }
 
+/* The verb a refused line began with (a line too long or with a bad
+   byte is never dispatched): what its reply answers. */
+static void line_cmd(sl_relay *r, const uint8_t *p, size_t n) {
+  sl_cmd c;
+  sl_cmd_parse(p, n < 16 ? n : 16, &c);
+  r->cmd_now = (uint8_t)c.verb;
+}
+
 /* One line from cin: 1 consumed, 0 wait for more. */
 static int step_line(sl_relay *r) {
   uint8_t *p = r->cin.p + r->cin.off;
@@ -707,6 +735,7 @@ static int step_line(sl_relay *r) {
     return 0; /* a cancel may have to go upstream */
   if (!nl) {
     if (n >= limit) {
+      line_cmd(r, p, n);
       /* Never split a long line into two commands: refuse it whole. */
       sl__buf_consume(r, &r->cin, n);
       r->skip_line = 1;
@@ -718,6 +747,7 @@ static int step_line(sl_relay *r) {
   }
   size_t whole = (size_t)(nl - p) + 1;
   if (whole > limit) {
+    line_cmd(r, p, whole);
     sl__buf_consume(r, &r->cin, whole);
     goto too_long;
   }
@@ -735,6 +765,7 @@ static int step_line(sl_relay *r) {
         return 0;
       sasl_line(r, (const uint8_t *)"*", 1); /* cancel the exchange */
     } else {
+      line_cmd(r, p, len);
       sl__q_push_local(r, R_BAD_CHAR);
     }
     sl__buf_consume(r, &r->cin, whole);
@@ -752,6 +783,11 @@ too_long:
     sl__q_push_local(r, R_LINE_TOO_LONG);
   }
   return 1;
+}
+
+/* A message refused for its framing: the event names the violation. */
+static void smuggling(sl_relay *r, sl_violation v) {
+  sl__event(r, &(sl_event){.kind = SL_EV_SMUGGLING, .smuggling.violation = v});
 }
 
 static enum local_reply refusal(uint8_t viol) {
@@ -785,15 +821,22 @@ static int step_data(sl_relay *r) {
       return 0;
     out = sl__buf_tail(&r->uout);
   }
+  if (r->fmsg && !discard && sl__ring_free(r) < STEP_ROOM)
+    return 0; /* the end may need room for its SL_REQ_FILTER */
   size_t used = 0, made = 0;
   sl_data_status st = sl_data_run(&r->data, r->cin.p + r->cin.off, r->cin.len,
                                   out, room, &used, &made);
-  if (made) {
+  /* a filtered message's terminator (".\r\n", the last bytes made at its
+     end) is held back for the filters' verdict */
+  size_t held = r->fmsg && !discard && st == SL_DATA_END ? 3 : 0;
+  if (made - held) {
     if (r->uout.len == 0)
       r->t_uout = r->now;
-    sl__buf_grow(&r->uout, made);
+    sl__filter_body(r, out, made - held);
+    sl__buf_grow(&r->uout, made - held);
   }
   sl__buf_consume(r, &r->cin, used);
+  r->cmd_now = SL_CMD_END_OF_MESSAGE; /* what a reply queued here answers */
   if (st == SL_DATA_END) {
     if (r->quiet) {
       r->quiet = 0; /* an early body after a refused DATA: no reply */
@@ -808,6 +851,8 @@ static int step_data(sl_relay *r) {
       sl__txn_reset(r);
       sl__msize_push(r, r->data.size);
       sl__up_sent(r, Q_UP_END, 0);
+      if (held)
+        sl__filter_hold(r, out + made - held, held, r->data.size);
     }
     r->cl = CL_CMD;
     return 1;
@@ -815,7 +860,7 @@ static int step_data(sl_relay *r) {
   if (st == SL_DATA_VIOLATION && r->quiet) {
     /* smuggling bytes in a body that was never accepted: where it ends is
        ambiguous, so nothing after it is read; the session ends */
-    sl__event(r, SL_EV_SMUGGLING, r->data.violation);
+    smuggling(r, r->data.violation);
     r->quiet = 0;
     r->cl = CL_CMD;
     r->no_input = 1;
@@ -825,7 +870,7 @@ static int step_data(sl_relay *r) {
   if (st == SL_DATA_VIOLATION) {
     r->viol = (uint8_t)r->data.violation;
     if (sl__is_smuggle(r->viol))
-      sl__event(r, SL_EV_SMUGGLING, r->viol);
+      smuggling(r, (sl_violation)r->viol);
     /* Abort the upstream transaction by closing; never send the
        terminator after a violation (SECURITY.md 1.1, rule 3). */
     sl__up_close(r);
@@ -845,7 +890,7 @@ static void bdat_down_refuse(sl_relay *r, sl_violation v) {
   enum local_reply why = refusal((uint8_t)v);
   r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP] = (uint8_t)(Q_LOCAL + why);
   if (sl__is_smuggle(r->viol)) {
-    sl__event(r, SL_EV_SMUGGLING, v);
+    smuggling(r, v);
     r->no_input = 1; /* as for DATA, the session ends */
   }
   r->bdat_discard = 1;
@@ -867,6 +912,7 @@ static int step_bdat_down(sl_relay *r) {
                                   sl__buf_free(&r->uout), &used, &made);
     if (made && r->uout.len == 0)
       r->t_uout = r->now;
+    sl__filter_body(r, sl__buf_tail(&r->uout), made);
     sl__buf_grow(&r->uout, made);
     if (used > n)
       used = n;
@@ -890,13 +936,21 @@ static int step_bdat_down(sl_relay *r) {
     bdat_down_refuse(r, SL_VIOL_BARE_CR);
     return 1;
   }
-  if (sl__buf_reserve(r, &r->uout, 5)) {
-    r->cl = CL_BDAT; /* try the end again when the pool has room */
+  if (sl__buf_reserve(r, &r->uout, 5) ||
+      (r->fmsg && sl__ring_free(r) < STEP_ROOM)) {
+    r->cl = CL_BDAT; /* try the end again when the pool (or ring) has room */
     return 0;
   }
   if (r->uout.len == 0)
     r->t_uout = r->now;
-  sl__buf_grow(&r->uout, sl_stuff_end(&r->stuff, sl__buf_tail(&r->uout)));
+  if (r->fmsg) {
+    /* the terminator is held for the verdict, not written yet */
+    uint8_t term[5];
+    size_t tn = sl_stuff_end(&r->stuff, term);
+    sl__filter_hold(r, term, tn, r->data.size);
+  } else {
+    sl__buf_grow(&r->uout, sl_stuff_end(&r->stuff, sl__buf_tail(&r->uout)));
+  }
   /* the LAST chunk's entry now waits for the end-of-data's reply */
   r->up_out++;
   r->t_up = sl__tadd(r->now, sl__up_timeout(r, Q_UP_BDAT_LAST));
@@ -930,7 +984,7 @@ static int step_bdat(sl_relay *r) {
     sl__buf_put(&r->uout, r->cin.p + r->cin.off, ok);
     if (v != SL_VIOL_NONE) {
       r->viol = (uint8_t)v;
-      sl__event(r, SL_EV_SMUGGLING, v);
+      smuggling(r, v);
       sl__up_close(r);
       sl__q_fail_upstream(r, R_UPSTREAM_LOST);
       /* this chunk's own reply says why, and the session ends */
@@ -1003,6 +1057,7 @@ int sl__step_client(sl_relay *r) {
 /* ---- session start and the PROXY header ---------------------------------- */
 
 void sl__session_start(sl_relay *r) {
+  r->cmd_now = SL_CMD_CONNECT;
   r->t_client = r->now;
   if (r->info.admission == SL_ADMIT_TEMPFAIL) {
     r->dnsbl_done = 1;
@@ -1012,7 +1067,7 @@ void sl__session_start(sl_relay *r) {
     return;
   }
   if (r->info.admission == SL_ADMIT_TARPIT)
-    sl__use_suspect(r, 3);
+    sl__use_suspect(r, SL_TARPIT_ADMISSION);
   if (r->pol->ndnsbl == 0 || r->info.client.family == SL_AF_UNSPEC ||
       (r->info.flags & SL_CONN_SCREEN_PASSED))
     r->dnsbl_done = 1;

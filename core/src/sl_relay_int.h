@@ -168,6 +168,8 @@ enum local_reply {
   R_UP_NO_UTF8,
   R_BDAT_OK,
   R_BDAT_FAILED,
+  R_FILTER,      /* a content filter's refusal: frep, re-framed */
+  R_FILTER_TEMP, /* ... its deferral when frep is empty */
   R_CHECK, /* policy.rcpt_check refused: chk_code and chk_text */
   R_COUNT
 };
@@ -187,11 +189,17 @@ enum local_reply {
    can be pipelined back to back); a ninth waits for the first's reply. */
 #define MSIZE_CAP 8
 
+/* A request as the ring keeps it, 16 bytes where an sl_request takes 32
+   (the ring is part of every idle session's state): an event's payload is
+   at most a code and one number.  sl__event() and sl_relay_next_request()
+   are the only places that pack and unpack it. */
 typedef struct ring_ent {
-  uint8_t type, kind;
-  uint16_t pad_;
+  uint8_t type; /* sl_request_type */
+  uint8_t kind; /* sl_event_kind */
+  uint16_t code; /* ev.message.code, ev.refusal.code */
   uint32_t id;
-  uint64_t arg;
+  uint64_t arg; /* connect.attempt, dnsbl.zone or the event's number
+                   (ev.refusal.command) */
 } ring_ent;
 
 /* Request id tags (low 8 bits); the rest is a sequence number, so answers
@@ -200,7 +208,8 @@ enum {
   TAG_CONNECT = 1,
   TAG_TLS_CLIENT = 2,
   TAG_TLS_UPSTREAM = 3,
-  TAG_CHECK = 4,
+  TAG_FILTER = 4,
+  TAG_CHECK = 5,
   TAG_DNSBL = 16
 };
 
@@ -250,6 +259,10 @@ struct sl_relay {
   ring_ent ring[RING_CAP];
   uint8_t ring_head, ring_len;
   uint8_t q[QUEUE_CAP];
+  /* What each queued reply answers (sl_command), for SL_EV_REFUSAL: taken
+     from cmd_now when the entry is pushed, kept when its kind changes. */
+  uint8_t q_cmd[QUEUE_CAP];
+  uint8_t cmd_now; /* sl_command of the line (or moment) being handled */
   uint32_t q_cur;  /* bit per queue slot: a MAIL or RCPT of the transaction
                       in force (pipelined replies must not undo the state a
                       later RSET, MAIL or end of data set up) */
@@ -324,6 +337,21 @@ struct sl_relay {
   uint8_t authed : 1;      /* the upstream accepted AUTH (235): no relay
                               control, as Postfix's permit_sasl_authenticated */
   uint8_t proxy_due : 1;   /* the PROXY header still waits for a buffer */
+
+  /* Content filters (issue 11, sl_relay_filter.c). */
+  uint8_t fmsg : 1;  /* the transaction in force is filtered */
+  uint8_t fbody : 1; /* its content is being given to filter_tap */
+  uint8_t fheld : 1; /* its terminator is held for SL_REQ_FILTER */
+  uint8_t fres;      /* the verdict taken (sl_verdict + 1), applied by
+                        step_answers; 0 none */
+  uint8_t fterm_len; /* bytes of the held terminator */
+  uint8_t fterm[5];  /* ".\r\n", or "\r\n.\r\n" after a BDAT without a
+                        final CRLF */
+  uint16_t fcode;    /* code of the refusal */
+  uint32_t id_filter; /* the SL_REQ_FILTER of the held terminator */
+  uint32_t fsize;     /* that message's size, for its MESSAGE event */
+  sl_buf frep; /* the refusal line, re-framed (a small pool buffer, held
+                  until it is sent; without one the fixed R_FILTER text) */
   /* policy.rcpt_check: the RCPT line stays unconsumed while its
      SL_REQ_RCPT_CHECK is out, then is read again with the answer.  chk is
      a small pool buffer, taken at the first MAIL, kept to the session's
@@ -405,9 +433,9 @@ void sl__buf_release(sl_relay *r, sl_buf *b);
 int sl__buf_reserve(sl_relay *r, sl_buf *b, uint32_t need);
 void sl__buf_consume(sl_relay *r, sl_buf *b, size_t n);
 uint32_t sl__new_id(sl_relay *r, uint32_t tag);
-void sl__push_req(sl_relay *r, sl_request_type type, uint32_t id, uint8_t kind,
+void sl__push_req(sl_relay *r, sl_request_type type, uint32_t id,
                   uint64_t arg);
-void sl__event(sl_relay *r, sl_event_kind kind, uint64_t arg);
+void sl__event(sl_relay *r, const sl_event *ev);
 
 /* sl_relay_replies.c: the reply queue and replies to the client */
 int sl__q_full(const sl_relay *r);
@@ -453,7 +481,7 @@ void sl__session_start(sl_relay *r);
 uint32_t sl__line_limit(const sl_relay *r);
 
 /* sl_relay_screen.c: screening, tarpit and throttle */
-void sl__use_suspect(sl_relay *r, uint64_t reason);
+void sl__use_suspect(sl_relay *r, sl_tarpit_reason reason);
 int sl__allowlisted(const sl_relay *r);
 void sl__dnsbl_finish(sl_relay *r);
 sl_action sl__verdict(sl_relay *r);
@@ -461,5 +489,15 @@ sl_duration sl__jitter(sl_relay *r);
 int sl__released(sl_relay *r, sl_duration delay);
 int sl__step_dnsbl(sl_relay *r);
 int sl__throttled(const sl_relay *r);
+
+/* sl_relay_filter.c: content filters (issue 11) */
+void sl__ftap(const sl_relay *r, sl_filter_item item, const uint8_t *p,
+              size_t n);
+int sl__filter_wanted(const sl_relay *r);
+void sl__filter_body(sl_relay *r, const uint8_t *p, size_t n);
+void sl__filter_hold(sl_relay *r, const uint8_t *term, size_t n,
+                     uint64_t size);
+void sl__filter_abort(sl_relay *r);
+int sl__filter_apply(sl_relay *r);
 
 #endif

@@ -118,6 +118,12 @@ static const struct {
     [R_BDAT_FAILED] = {554, 0,
                        ".0.0 Error: the mail server refused the "
                        "message"},
+    /* the filter's own line from frep (emit_local); these texts only
+       when the pool had no buffer for it */
+    [R_FILTER] = {550, 0, "5.7.1 Message rejected by content filter"},
+    [R_FILTER_TEMP] = {451, 0,
+                       "4.7.1 Message deferred by content filter; try again "
+                       "later"},
     /* the driver's answer to SL_REQ_RCPT_CHECK (chk_code, chk_text); a
        greylisted recipient is the server's choice, not a client error */
     [R_CHECK] = {450, RF_NOERR, "4.7.1 Recipient address rejected"},
@@ -134,6 +140,7 @@ uint8_t sl__q_peek(const sl_relay *r) { return r->q[r->q_head]; }
 void sl__q_push(sl_relay *r, uint8_t k) {
   unsigned slot = (r->q_head + r->q_len) % QUEUE_CAP;
   r->q[slot] = k;
+  r->q_cmd[slot] = r->cmd_now;
   r->q_cur &= ~(1u << slot);
   r->q_sync &= ~(1u << slot);
   if (k == Q_UP_MAIL || k == Q_UP_RCPT)
@@ -208,12 +215,17 @@ static void replied(sl_relay *r, unsigned code) {
          owed by the upstream keep their place. */
       uint8_t n = 0;
       for (uint8_t i = 0; i < r->q_len; i++) {
-        uint8_t k = r->q[(r->q_head + i) % QUEUE_CAP];
-        if (k < Q_LOCAL)
-          r->q[(r->q_head + n++) % QUEUE_CAP] = k;
+        unsigned from = (r->q_head + i) % QUEUE_CAP;
+        uint8_t k = r->q[from];
+        if (k < Q_LOCAL) {
+          unsigned to = (r->q_head + n++) % QUEUE_CAP;
+          r->q[to] = k;
+          r->q_cmd[to] = r->q_cmd[from];
+        }
       }
       r->q_len = n;
       r->q_sync = 0;
+      r->cmd_now = SL_CMD_NONE; /* a goodbye, after the reply it counted */
       sl__q_push_local(r, R_TOO_MANY_ERRORS);
       r->no_input = 1;
     }
@@ -270,6 +282,16 @@ static size_t render_local(uint8_t *o, enum local_reply id, unsigned code,
 
 /* Renders a local reply into cout.  0 when done, -1 when cout has no room
    yet (the reply stays queued). */
+/* A 4xx/5xx reply went into cout for the queue head: the event says what
+   it answered, in the order the client reads the replies. */
+static void refused(sl_relay *r, unsigned code) {
+  if (code < 400)
+    return;
+  sl__event(r, &(sl_event){.kind = SL_EV_REFUSAL,
+                           .refusal = {.command = (sl_command)r->q_cmd[r->q_head],
+                                       .code = (uint16_t)code}});
+}
+
 static int emit_local(sl_relay *r, enum local_reply id) {
   const char *host = r->pol->hostname;
   if (id == R_EHLO_LOCAL) {
@@ -298,6 +320,14 @@ static int emit_local(sl_relay *r, enum local_reply id) {
     r->offered = offer & (mlen ? ~0u : ~(uint32_t)SL_CAP_AUTH);
     return 0;
   }
+  if (id == R_FILTER && r->frep.len) {
+    if (sl__buf_reserve(r, &r->cout, r->frep.len))
+      return -1;
+    sl__buf_put(&r->cout, r->frep.p + r->frep.off, r->frep.len);
+    sl__buf_release(r, &r->frep);
+    refused(r, r->fcode);
+    return 0;
+  }
   if (sl__buf_reserve(r, &r->cout, (uint32_t)sl__local_len(r, id)))
     return -1;
   if (id == R_CHECK) {
@@ -309,12 +339,14 @@ static int emit_local(sl_relay *r, enum local_reply id) {
     o[n++] = '\n';
     sl__buf_grow(&r->cout, n);
     r->chk_queued = 0;
+    refused(r, r->chk_code);
     return 0;
   }
   unsigned code = replies[id].code;
   if (id == R_BDAT_FAILED && r->bdat_fail_code)
     code = r->bdat_fail_code;
   sl__buf_grow(&r->cout, render_local(sl__buf_tail(&r->cout), id, code, host));
+  refused(r, code);
   if (id == R_HELO_LOCAL)
     r->offered = 0;
   return 0;
@@ -436,6 +468,8 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
       sl__txn_reset(r);
     break;
   case Q_UP_RCPT:
+    if (current)
+      sl__ftap(r, SL_FI_RCPT_REPLY, NULL, code);
     if (cls == 2) {
       r->stats.recipients_accepted++;
       sl__set_stage(r, SL_STAGE_RCPT);
@@ -467,7 +501,9 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
       r->stats.messages_rejected++;
     }
     r->stats.last_upstream_code = (uint16_t)code;
-    sl__event(r, SL_EV_MESSAGE, code | (msize_pop(r) << 16));
+    sl__event(r, &(sl_event){.kind = SL_EV_MESSAGE,
+                             .message = {.code = (uint16_t)code,
+                                         .size = msize_pop(r)}});
     break;
   case Q_UP_AUTH:
     r->cl = code == 334 ? CL_AUTH : CL_CMD;
@@ -508,6 +544,16 @@ static void after_local_reply(sl_relay *r, enum local_reply id) {
   }
   if (id == R_EHLO_LOCAL || id == R_HELO_LOCAL)
     sl__set_stage(r, SL_STAGE_HELO);
+  if (id == R_FILTER || id == R_FILTER_TEMP) {
+    /* a message the filters refused: counted as its reply says */
+    if (r->fcode / 100 == 4)
+      r->stats.messages_tempfailed++;
+    else
+      r->stats.messages_rejected++;
+    r->stats.last_upstream_code = r->fcode; /* the end of data's reply */
+    sl__event(r, &(sl_event){.kind = SL_EV_MESSAGE,
+                             .message = {.code = r->fcode, .size = r->fsize}});
+  }
   if (r->cl == CL_WAIT && r->q_len == 0 && !r->no_input && !r->wait_354)
     r->cl = CL_CMD; /* the AUTH we waited on was answered locally */
 }
@@ -528,7 +574,7 @@ static int greeting_due(const sl_relay *r) {
 static int emit_greeting(sl_relay *r) {
   sl_action act = sl__verdict(r);
   if (act == SL_ACT_TARPIT)
-    sl__use_suspect(r, 2);
+    sl__use_suspect(r, SL_TARPIT_ACTION);
   if (act == SL_ACT_DROP) {
     if (r->greet_held) {
       sl__buf_release(r, &r->cout); /* the upstream's greeting is not sent */
@@ -551,6 +597,14 @@ static int emit_greeting(sl_relay *r) {
   }
   if (!r->greet_held && emit_local(r, R_GREETING))
     return -1;
+  if (r->greet_held) {
+    /* The upstream's greeting, held in cout until now (nothing goes out
+       before it), is the client's: a 5xx one is a refusal. */
+    const uint8_t *g = r->cout.p + r->cout.off;
+    if (r->cout.len >= 3)
+      refused(r, (unsigned)((g[0] - '0') * 100 + (g[1] - '0') * 10 +
+                            (g[2] - '0')));
+  }
   r->greet_held = 0;
   if (r->prof->greet_delay)
     r->stats.delay_total += r->now - r->stats.start; /* held by the tarpit */
@@ -569,7 +623,7 @@ static int emit_greeting(sl_relay *r) {
   if (act == SL_ACT_CONTINUE && r->prof != &r->pol->suspect &&
       !r->pregreet && !(r->info.flags & SL_CONN_SCREEN_PASSED) &&
       (r->pol->ndnsbl || r->prof->greet_delay))
-    sl__event(r, SL_EV_SCREEN_PASSED, 0);
+    sl__event(r, &(sl_event){.kind = SL_EV_SCREEN_PASSED});
   return 0;
 }
 
@@ -655,6 +709,8 @@ int sl__step_replies(sl_relay *r) {
       rc = -1;
     if (k == Q_UP_BDAT_DATA && rc > 0 && rep.code != 354 && rep.code < 400)
       rc = -1; /* DATA "accepted" with no body: never a chunk's 2xx */
+    if (rc > 0 && r->fheld && (k == Q_UP_END || k == Q_UP_BDAT_LAST))
+      rc = -1; /* a reply to a terminator the filters still hold */
     if (rc < 0) {
       sl__up_fail(r, SL_UPFAIL_MALFORMED);
       progress = 1;
@@ -698,6 +754,7 @@ int sl__step_replies(sl_relay *r) {
     if (rc == 0 || !sl__released(r, r->prof->reply_delay) ||
         sl__emit_upstream(r, b, &rep, k))
       break;
+    refused(r, rep.code);
     int current = q_head_current(r);
     sl__buf_consume(r, &r->uin, rep.len);
     r->up_out--;

@@ -12,12 +12,12 @@
 
 /* ---- screening ------------------------------------------------------- */
 
-void sl__use_suspect(sl_relay *r, uint64_t reason) {
+void sl__use_suspect(sl_relay *r, sl_tarpit_reason reason) {
   if (r->prof == &r->pol->suspect)
     return;
   r->prof = &r->pol->suspect;
   r->stats.tarpitted = 1;
-  sl__event(r, SL_EV_TARPIT, reason);
+  sl__event(r, &(sl_event){.kind = SL_EV_TARPIT, .tarpit.reason = reason});
 }
 
 int sl__allowlisted(const sl_relay *r) {
@@ -32,9 +32,10 @@ void sl__dnsbl_finish(sl_relay *r) {
   r->dnsbl_done = 1;
   r->dnsbl_pending = 0;
   if (r->pol->ndnsbl)
-    sl__event(r, SL_EV_DNSBL_SCORE, (uint64_t)(int64_t)r->stats.score);
+    sl__event(r, &(sl_event){.kind = SL_EV_DNSBL_SCORE,
+                             .dnsbl.score = r->stats.score});
   if (r->stats.score >= r->pol->tarpit_score && !sl__allowlisted(r))
-    sl__use_suspect(r, 1);
+    sl__use_suspect(r, SL_TARPIT_SCORE);
 }
 
 /* The action a verdict asks for, once the greeting is due; a pregreet is
@@ -43,7 +44,8 @@ sl_action sl__verdict(sl_relay *r) {
   int judge = r->pregreet && !r->pregreet_judged && !sl__allowlisted(r);
   if (judge) {
     r->pregreet_judged = 1;
-    sl__event(r, SL_EV_PREGREET, r->stats.pregreet_bytes);
+    sl__event(r, &(sl_event){.kind = SL_EV_PREGREET,
+                             .pregreet.bytes = r->stats.pregreet_bytes});
   }
   return sl_dnsbl_verdict(r->pol, r->dnsbl_done, judge, &r->stats.score);
 }
@@ -82,7 +84,7 @@ int sl__step_dnsbl(sl_relay *r) {
          r->dnsbl_asked < r->pol->ndnsbl && sl__ring_free(r) >= STEP_ROOM) {
     uint8_t z = r->dnsbl_asked++;
     r->dnsbl_pending = (uint16_t)(r->dnsbl_pending | (1u << z));
-    sl__push_req(r, SL_REQ_DNSBL_LOOKUP, sl__new_id(r, TAG_DNSBL + z), 0, z);
+    sl__push_req(r, SL_REQ_DNSBL_LOOKUP, sl__new_id(r, TAG_DNSBL + z), z);
     progress = 1;
   }
   return progress;

@@ -102,7 +102,7 @@ void sl__up_preamble_line(sl_relay *r, enum sl_pre_line which) {
 
 void sl__up_connect(sl_relay *r) {
   r->id_connect = sl__new_id(r, TAG_CONNECT);
-  sl__push_req(r, SL_REQ_CONNECT_UPSTREAM, r->id_connect, 0, r->attempt);
+  sl__push_req(r, SL_REQ_CONNECT_UPSTREAM, r->id_connect, r->attempt);
   r->stats.upstream_attempts++;
   r->up = UP_CONNECTING;
   r->up_caps = 0;
@@ -121,11 +121,12 @@ void sl__up_connect(sl_relay *r) {
 /* Closes the upstream leg at once, discarding what it holds.  An open
    message is thereby aborted without its terminator (SECURITY.md 1.1). */
 void sl__up_close(sl_relay *r) {
+  sl__filter_abort(r); /* a message it carried is not filtered after all */
   /* whatever the reason, a reply this upstream still owed becomes local */
   if (q_owes_upstream(r))
     sl__q_fail_upstream(r, R_UPSTREAM_LOST);
   if (r->up != UP_NONE)
-    sl__push_req(r, SL_REQ_CLOSE_UPSTREAM, sl__new_id(r, 0), 0, 0);
+    sl__push_req(r, SL_REQ_CLOSE_UPSTREAM, sl__new_id(r, 0), 0);
   sl__buf_release(r, &r->uin);
   sl__buf_release(r, &r->uout);
   r->t_urec = SL_TSTAMP_NONE;
@@ -154,14 +155,17 @@ static int q_owes_upstream(const sl_relay *r) {
 void sl__q_fail_upstream(sl_relay *r, enum local_reply why) {
   uint8_t n = 0;
   for (uint8_t i = 0; i < r->q_len; i++) {
-    uint8_t k = r->q[(r->q_head + i) % QUEUE_CAP];
+    unsigned from = (r->q_head + i) % QUEUE_CAP;
+    uint8_t k = r->q[from];
     if (k == Q_UP_RSET_OWN || k == Q_UP_XFORWARD)
       continue;
     if (sl__is_up(k))
       k = (uint8_t)(Q_LOCAL + why);
     else if (k == Q_GREETING && r->pol->mode == SL_MODE_PASSTHROUGH)
       k = (uint8_t)(Q_LOCAL + R_NO_UPSTREAM);
-    r->q[(r->q_head + n++) % QUEUE_CAP] = k;
+    unsigned to = (r->q_head + n++) % QUEUE_CAP;
+    r->q[to] = k;
+    r->q_cmd[to] = r->q_cmd[from];
   }
   r->q_len = n;
   r->q_cur = 0; /* no reply left can change the transaction */
@@ -171,7 +175,8 @@ void sl__q_fail_upstream(sl_relay *r, enum local_reply why) {
 }
 
 void sl__up_fail(sl_relay *r, sl_upstream_failure why) {
-  sl__event(r, SL_EV_UPSTREAM_FAILED, why);
+  sl__event(r, &(sl_event){.kind = SL_EV_UPSTREAM_FAILED,
+                           .upstream_failed.failure = why});
   int used = r->up_used;
   sl__up_close(r);
   if (r->greet_held) {
@@ -226,6 +231,8 @@ int sl__need_upstream(sl_relay *r) {
 
 /* May a command go upstream now (RFC 2920 pacing toward the upstream)? */
 int sl__up_can_send(const sl_relay *r) {
+  if (r->fheld)
+    return 0; /* nothing may follow a message the filters hold */
   if (r->up_out == 0)
     return 1;
   return (r->up_caps & SL_CAP_PIPELINING) && r->up_sync == 0;
@@ -257,7 +264,8 @@ void sl__up_sent(sl_relay *r, uint8_t kind, int sync) {
 static void up_ready(sl_relay *r) {
   r->up = UP_READY;
   r->t_up = SL_TSTAMP_NONE;
-  sl__event(r, SL_EV_UPSTREAM_READY, r->attempt);
+  sl__event(r, &(sl_event){.kind = SL_EV_UPSTREAM_READY,
+                           .upstream_ready.attempt = r->attempt});
 }
 
 /* The EHLO/HELO argument stored in r->ehlo, or NULL. */
@@ -471,7 +479,7 @@ static int preamble_reply(sl_relay *r) {
       sl__buf_release(r, &r->uin);
       r->t_urec = SL_TSTAMP_NONE;
       r->id_tls_up = sl__new_id(r, TAG_TLS_UPSTREAM);
-      sl__push_req(r, SL_REQ_STARTTLS_UPSTREAM, r->id_tls_up, 0, 0);
+      sl__push_req(r, SL_REQ_STARTTLS_UPSTREAM, r->id_tls_up, 0);
       r->up = UP_TLS;
       r->t_up = sl__tadd(r->now, r->lim->tls_handshake_timeout);
       return 1;
@@ -559,8 +567,10 @@ int sl__step_upstream(sl_relay *r) {
     if (r->up_out == 0 && (r->uin.len || r->up_eof)) {
       /* Idle and the upstream spoke or left (idle timeout, shutdown):
          drop it; the next command reconnects and replays the EHLO. */
-      sl__event(r, SL_EV_UPSTREAM_FAILED,
-                r->uin.len ? SL_UPFAIL_MALFORMED : SL_UPFAIL_CLOSED);
+      sl__event(r, &(sl_event){.kind = SL_EV_UPSTREAM_FAILED,
+                               .upstream_failed.failure =
+                                   r->uin.len ? SL_UPFAIL_MALFORMED
+                                              : SL_UPFAIL_CLOSED});
       sl__up_close(r);
       return 1;
     }

@@ -25,7 +25,6 @@ Bounded: every socket operation has a timeout and the run a deadline.
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys

@@ -21,11 +21,14 @@ BASE_CONF = {
 class ScaleOut:
     """redis + n sluiced (sluiced_factory from test_proxy_support) + HAProxy.
 
-    instances: {name: Sluiced}; haproxy.address is where clients connect.
+    instances: {name: Sluiced} named s1..sn; haproxy.address is where clients
+    connect.  instance_conf: {name: {key: value}} for one instance only
+    (e.g. {"s3": {"workers": 2}}: a master and two workers, each with its
+    own Redis connection).
     """
 
     def __init__(self, workdir: Path, sluiced_factory, upstream, n=3, conf=None,
-                 balance="roundrobin"):
+                 balance="roundrobin", instance_conf=None):
         self.workdir = Path(workdir)
         self.redis = RedisServer(self.workdir / "redis")
         self.instances = {}
@@ -35,8 +38,9 @@ class ScaleOut:
             c["redis"] = self.redis.address
             c.update(conf or {})
             for i in range(n):
-                self.instances[f"s{i + 1}"] = sluiced_factory([upstream], conf=c,
-                                                              listen_opts="proxy")
+                name = f"s{i + 1}"
+                ci = dict(c, **(instance_conf or {}).get(name, {}))
+                self.instances[name] = sluiced_factory([upstream], conf=ci, listen_opts="proxy")
             self.haproxy = HAProxy(self.workdir / "haproxy",
                                    [(name, s.host, s.port) for name, s in self.instances.items()],
                                    balance=balance)

@@ -50,6 +50,7 @@ typedef struct sl_listen_cfg {
   sl_sockaddr addr;
   int tls;   /* implicit TLS (port 465 style) */
   int proxy; /* PROXY v1/v2 expected from trusted_proxy sources */
+  int nofilter; /* "nofilter": sessions of this listener skip the filters */
   int line;
 } sl_listen_cfg;
 
@@ -59,6 +60,42 @@ typedef struct sl_upstream_cfg {
   uint32_t weight;
   int line;
 } sl_upstream_cfg;
+
+/* ---- content filters ("filter" lines; sluiced's sd_filter.c) ---------- */
+
+/* filter kinds, filter_default_action, filter_mode, filter_discard_action
+   values (the order of their name tables). */
+enum { SL_FILTER_RSPAMD = 0, SL_FILTER_CLAMD = 1, SL_FILTER_MILTER = 2 };
+enum {
+  SL_FILTER_ACT_TEMPFAIL = 0,
+  SL_FILTER_ACT_ACCEPT = 1,
+  SL_FILTER_ACT_REJECT = 2
+};
+enum {
+  SL_FILTER_MODE_AUTO = 0,
+  SL_FILTER_MODE_STREAM = 1,
+  SL_FILTER_MODE_SPOOL = 2
+};
+enum { SL_FILTER_DISCARD_REJECT = 0, SL_FILTER_DISCARD_TAG = 1 };
+/* filter_skip bits: sessions that are not filtered. */
+enum {
+  SL_FILTER_SKIP_AUTHENTICATED = 1u << 0, /* the client authenticated */
+  SL_FILTER_SKIP_MYNETWORKS = 1u << 1,    /* the client is in mynetworks */
+  SL_FILTER_SKIP_DNSWL = 1u << 2          /* DNSBL score <= allow_score */
+};
+
+typedef struct sl_filter_cfg {
+  char *text; /* ADDRESS as written: "inet:127.0.0.1:11333", "unix:/run/x" */
+  char *name; /* name= or "KIND-N" (N counts from 1 in file order) */
+  char *path; /* unix: the socket path; NULL for inet */
+  sl_sockaddr addr; /* inet: the address (len 0: a host name, resolved by
+                       sluiced when it loads the file) */
+  char *host;       /* inet: the host as written */
+  uint16_t port;
+  int kind;            /* SL_FILTER_* */
+  sl_duration timeout; /* timeout=, 0: filter_timeout */
+  int line;
+} sl_filter_cfg;
 
 typedef struct sl_cidr {
   uint8_t family; /* 4 or 6 */
@@ -159,6 +196,17 @@ typedef struct sl_config {
   char *metrics_listen;
   sl_sockaddr metrics_addr;
   sl_duration drain_timeout;
+  /* Content filters, in file order (every one sees each filtered message). */
+  sl_filter_cfg *filters;
+  size_t nfilters;
+  sl_duration filter_timeout; /* a filter's whole answer to one message */
+  int filter_default_action;  /* SL_FILTER_ACT_*: a filter failed */
+  int filter_mode;            /* SL_FILTER_MODE_* */
+  int filter_mode_spool;      /* derived by finish: auto resolved */
+  uint64_t filter_spool_memory;
+  char *filter_spool_dir; /* NULL: $TMPDIR, else /tmp */
+  int filter_discard_action; /* SL_FILTER_DISCARD_* */
+  uint32_t filter_skip;      /* SL_FILTER_SKIP_* */
   /* Privileges and pidfile (sluiced's sd_privs.c, sd_daemon.c). */
   char *user, *group;
   char *pid_file;
@@ -185,6 +233,7 @@ typedef enum sl_config_type {
   SL_CT_ADDRPORT, /* char * + metrics_addr: numeric ADDRESS:PORT */
   SL_CT_FEATURES, /* policy.features from names */
   SL_CT_RELAY_ALLOW, /* policy.rcpt.flags: relay_allow names */
+  SL_CT_FILTER_SKIP, /* filter_skip: names of SL_FILTER_SKIP_* bits */
   /* repeatable line types, each with its own parser */
   SL_CT_LISTEN,
   SL_CT_UPSTREAM,
@@ -192,7 +241,8 @@ typedef enum sl_config_type {
   SL_CT_SNI,
   SL_CT_DNSBL,
   SL_CT_RELAY_DOMAINS, /* relay_domains: domains, "*", "file:PATH" */
-  SL_CT_MYNETWORKS     /* mynetworks: CIDR ranges */
+  SL_CT_MYNETWORKS,    /* mynetworks: CIDR ranges */
+  SL_CT_FILTER         /* filter: KIND ADDRESS [name=N] [timeout=DUR] */
 } sl_config_type;
 
 enum {
@@ -254,7 +304,10 @@ enum {
  * sl_limits_check/sl_policy_check with a message naming the keys.  With
  * SL_CONFIG_DAEMON: listen and upstream are required, tls_cert and tls_key
  * go together, "listen ... tls" needs them, "proxy" needs trusted_proxy,
- * STARTTLS is offered iff there is a certificate (unless features is set).
+ * STARTTLS is offered iff there is a certificate (unless features is set),
+ * every filter timeout is below upstream_data_term_timeout (the end of
+ * data waits for the verdicts, then for the upstream), and
+ * filter_mode auto is resolved into filter_mode_spool.
  * 0 or -1 + err.
  */
 int sl_config_finish(sl_config *c, unsigned flags, char *err, size_t errlen);

@@ -1,0 +1,59 @@
+/*
+ * sd_filter.h: one session's content filters (sd_filter.c): the message
+ * spool, the filter connections (rspamd, clamd, milter over TCP or unix
+ * sockets in the worker's epoll loop) and the combined verdict.
+ *
+ * The relay gives each filtered transaction to sd_filters_tap() (its
+ * filter_tap) and asks for the verdict with SL_REQ_FILTER; the session
+ * calls sd_filters_end() then, and gets the combined verdict through the
+ * done callback (never from inside sd_filters_end or the tap).  In spool
+ * mode the session sends the changed message itself (sd_filters_inject)
+ * before it gives an accept to the relay.
+ */
+#ifndef SD_FILTER_H
+#define SD_FILTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sd_config.h"
+#include "sd_loop.h"
+#include "sluice/relay.h"
+
+typedef struct sd_filters sd_filters;
+
+/* The combined verdict on the message of SL_REQ_FILTER id: an sl_verdict
+   (ACCEPT, CHANGE, TEMPFAIL or REJECT) and the deciding filter's text. */
+typedef void (*sd_filters_done_fn)(void *ctx, uint32_t id, int verdict,
+                                   const uint8_t *text, size_t len);
+
+/* NULL if out of memory.  cfg must outlive it (the session's generation). */
+sd_filters *sd_filters_new(sd_loop *loop, const sd_config *cfg,
+                           sd_filters_done_fn done, void *ctx);
+void sd_filters_free(sd_filters *f);
+
+/* The relay's filter_tap. */
+void sd_filters_tap(sd_filters *f, sl_filter_item item, const uint8_t *p,
+                    size_t n);
+
+/* The message is complete: open the filter connections.  The strings are
+   copied (client_name and helo may be NULL). */
+void sd_filters_end(sd_filters *f, uint32_t id, const sl_addr *client,
+                    const char *client_name, const char *helo);
+
+/* Spool mode: while this is nonzero the message's content the relay
+   writes upstream is held back by the session (acked unsent); the changed
+   message goes instead, from sd_filters_inject(). */
+int sd_filters_holding(const sd_filters *f);
+/* After an accept in spool mode: the next bytes of the changed message,
+   dot-stuffed, without the terminator (the relay's).  Returns the length
+   (0: all given), -1 on a spool read error. */
+long sd_filters_inject(sd_filters *f, uint8_t *buf, size_t cap);
+/* The message's verdict has been acted on: drop the spool. */
+void sd_filters_release(sd_filters *f);
+
+/* The per-message verdicts for the log line, "name:verdict ..." with
+   messages separated by "; ", or "" (valid until the next call). */
+const char *sd_filters_log(const sd_filters *f);
+
+#endif

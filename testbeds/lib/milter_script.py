@@ -1,0 +1,71 @@
+"""A scripted milter (python3-milter, i.e. libmilter) for the filter test beds.
+
+Run by lib/filters.MilterServer as
+    /usr/bin/python3 milter_script.py MODE SOCKET LOGFILE
+SOCKET is libmilter's spelling (inet:PORT@127.0.0.1, unix:/path).  One line
+per end of message (or reject) goes to LOGFILE, "<mode> <verdict> <sender>",
+so a test can count what the milter saw besides what the MTA did.
+
+Modes:
+  accept       continue everywhere, accept at end of body
+  reject       reject the message whose header X-Sluice-Verdict is "reject"
+               (550 5.7.1, decided at that header), accept the others
+  addheader    accept, adding "X-Sluice-Milter: seen by <name>" at end of body
+  tempfail     451 4.7.1 at end of body
+  hang         never answers end of body (sleeps)
+"""
+import sys
+import time
+
+import Milter
+
+MODE, SOCKET, LOGFILE = sys.argv[1], sys.argv[2], sys.argv[3]
+NAME = f"sluice-test-{MODE}"
+
+
+def log(verdict, sender):
+    with open(LOGFILE, "a") as f:
+        f.write(f"{MODE} {verdict} {sender}\n")
+
+
+class ScriptedMilter(Milter.Base):
+    def __init__(self):
+        self.sender = ""
+
+    def envfrom(self, mailfrom, *params):
+        self.sender = mailfrom
+        return Milter.CONTINUE
+
+    def header(self, name, value):
+        if MODE == "reject" and name.lower() == "x-sluice-verdict" and value.strip() == "reject":
+            self.setreply("550", "5.7.1", "rejected by the test milter")
+            log("reject", self.sender)
+            return Milter.REJECT
+        return Milter.CONTINUE
+
+    def eom(self):
+        if MODE == "tempfail":
+            self.setreply("451", "4.7.1", "try again later, says the test milter")
+            log("tempfail", self.sender)
+            return Milter.TEMPFAIL
+        if MODE == "hang":
+            log("hang", self.sender)
+            time.sleep(3600)
+            return Milter.TEMPFAIL
+        if MODE == "addheader":
+            self.addheader("X-Sluice-Milter", f"seen by {NAME}")
+        log("accept", self.sender)
+        return Milter.ACCEPT
+
+
+def main():
+    Milter.factory = ScriptedMilter
+    Milter.set_flags(Milter.ADDHDRS if MODE == "addheader" else 0)
+    # Ready marker for the fixture: the socket is opened by runmilter itself,
+    # so the fixture waits for the port, not for this line.
+    print(f"{NAME} on {SOCKET}", flush=True)
+    Milter.runmilter(NAME, SOCKET, 30)
+
+
+if __name__ == "__main__":
+    main()
