@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "sd_conn.h"
+
+#include "sd_check.h"
 #include "sd_filter.h"
 #include "sd_log.h"
 #include "sluice/filter.h"
@@ -126,6 +128,8 @@ typedef struct sd_xtra {
   char refline[SD_REPLY_MAX]; /* the line being sent */
   uint8_t reflen;
   char *msgtext[SD_MSGS_MAX];   /* each message's final reply line */
+  sd_check *check;              /* the RCPT check out (sd_check.h), or NULL */
+  uint32_t check_id;
 } sd_xtra;
 
 struct sd_conn {
@@ -618,6 +622,45 @@ static void dnsbl_lookup(sd_conn *c, uint32_t id, uint32_t zone) {
   }
   q->next = c->x->dnsq;
   c->x->dnsq = q;
+}
+
+/* ---- RCPT checks: policy service, greylisting (sd_check.h) ---------------- */
+
+static void check_complete(sd_conn *c, uint32_t id, uint16_t code, const char *text) {
+  sl_completion comp;
+  memset(&comp, 0, sizeof comp);
+  comp.id = id;
+  comp.status = SL_STATUS_OK;
+  comp.check_code = code;
+  snprintf(comp.check_text, sizeof comp.check_text, "%s", text);
+  sl_relay_complete(RELAY(c), &comp, now_of(c));
+}
+
+static void check_done(void *ctx, uint16_t code, const char *text) {
+  sd_conn *c = ctx;
+  c->x->check = NULL;
+  check_complete(c, c->x->check_id, code, text);
+  if (!c->in_run) conn_run(c);
+}
+
+static void rcpt_check(sd_conn *c, const sl_request *q) {
+  sd_xtra *x = xtra(c);
+  if (x == NULL) {
+    complete(c, q->id, SL_STATUS_FAILED); /* no memory: unchecked */
+    return;
+  }
+  sd_sid sid = sid_of(c);
+  sd_check_facts f = {sl_relay_client_addr(RELAY(c)), x->client_name, sid.s, q};
+  uint16_t code;
+  char text[SL_CHECK_TEXT_MAX];
+  sd_check *k;
+  if (sd_check_start(CS(c)->loop, CS(c)->state, c->g->dns, c->g->cfg, &f, check_done, c, &code,
+                     text, &k) == SD_STATE_DONE) {
+    check_complete(c, q->id, code, text);
+    return;
+  }
+  x->check = k;
+  x->check_id = q->id;
 }
 
 /* ---- the client's name (XCLIENT NAME=) ------------------------------------ */
@@ -1136,6 +1179,7 @@ static int drain_requests(sd_conn *c) {
     case SL_REQ_CLOSE_CLIENT: close_client(c); break;
     case SL_REQ_EVENT: on_event(c, &req.ev); break;
     case SL_REQ_FILTER: filter_end(c, req.id); break;
+    case SL_REQ_RCPT_CHECK: rcpt_check(c, &req); break;
     }
   }
   return n > 0;
@@ -1543,6 +1587,8 @@ static void conn_free(sd_conn *c) {
   if (c->x) {
     for (sd_dnsq *q = c->x->dnsq; q; q = q->next) q->c = NULL; /* answered later, dropped */
     c->x->dnsq = NULL;
+    sd_check_cancel(c->x->check);
+    c->x->check = NULL;
   }
   close_upstream(c);
   close_client(c);

@@ -26,6 +26,8 @@ struct sd_dns_query {
   sd_dns_cb cb;
   sd_dns_name_cb name_cb; /* PTR */
   sd_dns_aaaa_cb aaaa_cb; /* AAAA */
+  sd_dns_strs_cb strs_cb; /* TXT, MX */
+  int strs_type;
   void *arg;
   /* c-ares may complete a query from inside ares_query() (bad name, no
    * server it can send to).  The API promises never to call back from
@@ -230,6 +232,84 @@ static int query_other(sd_dns *d, const char *name, int type, sd_dns_name_cb ncb
   q->arg = arg;
   q->submitting = 1;
   ares_query(d->ch, name, ns_c_in, type, on_answer_other, q);
+  q->submitting = 0;
+  if (q->sync_done) {
+    free(q);
+    return -1;
+  }
+  d->pending++;
+  return 0;
+}
+
+/* TXT: each record's strings joined (RFC 7208 3.3), records longer than
+   SD_DNS_TXT_MAX cut.  MX: the exchange names. */
+static void on_answer_strs(void *arg, int status, int timeouts, unsigned char *abuf,
+                           int alen) {
+  struct sd_dns_query *q = arg;
+  int st = status_of(status);
+  (void)timeouts;
+  if (q->submitting) {
+    q->sync_done = 1;
+    return;
+  }
+  static char buf[SD_DNS_MAX_A][SD_DNS_TXT_MAX];
+  const char *strs[SD_DNS_MAX_A];
+  size_t n = 0;
+  if (st == SD_DNS_OK && q->strs_type == ns_t_txt) {
+    struct ares_txt_ext *txt = NULL;
+    int r = ares_parse_txt_reply_ext(abuf, alen, &txt);
+    if (r == ARES_SUCCESS) {
+      size_t len = 0;
+      for (struct ares_txt_ext *t = txt; t; t = t->next) {
+        if (t->record_start || n == 0) {
+          if (n == SD_DNS_MAX_A) break;
+          strs[n] = buf[n];
+          buf[n][0] = 0;
+          n++;
+          len = 0;
+        }
+        size_t k = t->length < SD_DNS_TXT_MAX - 1 - len ? t->length : SD_DNS_TXT_MAX - 1 - len;
+        memcpy(buf[n - 1] + len, t->txt, k);
+        len += k;
+        buf[n - 1][len] = 0;
+      }
+      ares_free_data(txt);
+    } else {
+      st = r == ARES_ENODATA ? SD_DNS_NOTFOUND : SD_DNS_ERROR;
+    }
+  } else if (st == SD_DNS_OK) {
+    struct ares_mx_reply *mx = NULL;
+    int r = ares_parse_mx_reply(abuf, alen, &mx);
+    if (r == ARES_SUCCESS) {
+      for (struct ares_mx_reply *m = mx; m && n < SD_DNS_MAX_A; m = m->next) {
+        snprintf(buf[n], SD_DNS_TXT_MAX, "%s", m->host);
+        strs[n] = buf[n];
+        n++;
+      }
+      ares_free_data(mx);
+    } else {
+      st = r == ARES_ENODATA ? SD_DNS_NOTFOUND : SD_DNS_ERROR;
+    }
+  }
+  if (st == SD_DNS_OK && n == 0) st = SD_DNS_NOTFOUND;
+  sd_dns_strs_cb cb = q->strs_cb;
+  void *cb_arg = q->arg;
+  q->dns->pending--;
+  free(q);
+  cb(cb_arg, st, strs, st == SD_DNS_OK ? n : 0);
+}
+
+int sd_dns_query_strs(sd_dns *d, const char *name, int mx, sd_dns_strs_cb cb, void *arg) {
+  struct sd_dns_query *q;
+  if (name == NULL || name[0] == '\0' || cb == NULL) return -1;
+  q = calloc(1, sizeof *q);
+  if (q == NULL) return -1;
+  q->dns = d;
+  q->strs_cb = cb;
+  q->strs_type = mx ? ns_t_mx : ns_t_txt;
+  q->arg = arg;
+  q->submitting = 1;
+  ares_query(d->ch, name, ns_c_in, q->strs_type, on_answer_strs, q);
   q->submitting = 0;
   if (q->sync_done) {
     free(q);

@@ -75,6 +75,14 @@ typedef void (*sd_dns_aaaa_cb)(void *arg, int status, const uint8_t (*a)[16], si
 int sd_dns_query_ptr(sd_dns *, const char *name, sd_dns_name_cb cb, void *arg);
 int sd_dns_query_aaaa(sd_dns *, const char *name, sd_dns_aaaa_cb cb, void *arg);
 
+/* SPF's questions: TXT records of name (each record's strings joined, at
+ * most SD_DNS_TXT_MAX - 1 bytes) or, with mx, its MX exchange names; n
+ * strings valid during the call (0 unless OK).  Same rules as
+ * sd_dns_query_a. */
+#define SD_DNS_TXT_MAX 1024
+typedef void (*sd_dns_strs_cb)(void *arg, int status, const char *const *s, size_t n);
+int sd_dns_query_strs(sd_dns *, const char *name, int mx, sd_dns_strs_cb cb, void *arg);
+
 /* Which sockets the loop watches: (fd, want_read, want_write); both 0 means
  * stop watching (the fd is closed right after).  Call before the first query;
  * the callback must not call back into the module. */

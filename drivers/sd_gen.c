@@ -108,7 +108,8 @@ sd_gen *sd_gen_new(sd_gen_host *host, sd_config *cfg, char *err,
                             cfg->upstream_tls_ciphers, err, errlen);
   if (g->tls_client == NULL)
     goto bad;
-  if (cfg->policy.ndnsbl > 0 ||
+  if (cfg->policy.ndnsbl > 0 || (cfg->greylist && (cfg->greylist_spf || cfg->greylist_asn_zone ||
+                         cfg->greylist_asn6_zone)) ||
       (cfg->client_name_lookup && (cfg->policy.identity == SL_IDENT_XCLIENT ||
                                    cfg->policy.identity == SL_IDENT_XFORWARD))) {
     g->dns = sd_dns_new(cfg->dns_servers, (int)(cfg->dns_timeout / SL_MSEC),

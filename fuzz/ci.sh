@@ -1,10 +1,10 @@
 #!/bin/sh
 # ci.sh BUILD_ROOT: the fuzzing part of CI.
 #  (a) builds the libFuzzer targets (clang, ASan+UBSan) in BUILD_ROOT/fuzz
-#      and runs relay, data, reply, cmd, proxy, resp, milter, rspamd, clamd
-#      and pcap for FUZZ_SECONDS each (40), one process at a time, from the
-#      corpus, with fuzz/<target>.dict if there is one, else smtp.dict;
-#      any crash fails,
+#      and runs relay, data, reply, cmd, proxy, resp, policyd, spf, milter,
+#      rspamd, clamd and pcap for FUZZ_SECONDS each (40), one process at a
+#      time, from the corpus, with fuzz/<target>.dict if there is one, else
+#      smtp.dict; any crash fails,
 #      except one matching fuzz/findings/known-signatures.txt (an open,
 #      reported bug), which is only reported;
 #  (b) builds a gcc coverage configuration in BUILD_ROOT/cov (target
@@ -36,6 +36,7 @@ runs_for() {
     cmd) echo 2000000 ;;
     proxy) echo 500000 ;;
     resp) echo 300000 ;;
+    policyd) echo 300000 ;;
     pcap) echo 10000 ;;
     *) echo 100000 ;;
   esac
@@ -58,7 +59,7 @@ fi
 FB=$fixed/build
 cmake -S "$fixed/src" -B "$FB" -G Ninja -DCMAKE_C_COMPILER=clang -DSLUICE_FUZZ=ON \
   -DSLUICE_CORE_ONLY=OFF >/dev/null
-targets="relay data reply cmd proxy resp milter rspamd clamd"
+targets="relay data reply cmd proxy resp policyd spf milter rspamd clamd"
 if ninja -C "$FB" -t targets all | grep -q '^fuzz_pcap:'; then
   targets="$targets pcap"
 else

@@ -93,6 +93,16 @@ static void on_request(sl_harness *h, const sl_request *q) {
     if (q->dnsbl.zone < SL_DNSBL_ZONES_MAX)
       h->pending_dnsbl[q->dnsbl.zone] = q->id;
     break;
+  case SL_REQ_RCPT_CHECK:
+    if (h->pending_check)
+      fail(h, "RCPT_CHECK while another is out");
+    h->pending_check = q->id;
+    h->check = *q;
+    snprintf(h->check_sender, sizeof(h->check_sender), "%s", q->check.sender);
+    snprintf(h->check_rcpt, sizeof(h->check_rcpt), "%s", q->check.rcpt);
+    snprintf(h->check_helo, sizeof(h->check_helo), "%.*s",
+             (int)q->check.helo_len, q->check.helo);
+    break;
   case SL_REQ_CLOSE_UPSTREAM:
     /* that connection is gone, with whatever it had still to deliver */
     h->pending_upstream.len = 0;
@@ -388,6 +398,22 @@ int sl_harness_dnsbl(sl_harness *h, uint32_t zone, sl_status st,
   c.ndnsbl_answers = n;
   h->pending_dnsbl[zone] = 0;
   deliver(h, &c, SL_REQ_DNSBL_LOOKUP);
+  return 0;
+}
+
+int sl_harness_check(sl_harness *h, sl_status st, uint16_t code,
+                     const char *text) {
+  if (!h->pending_check)
+    return -1;
+  sl_completion c;
+  memset(&c, 0, sizeof(c));
+  c.id = h->pending_check;
+  c.status = st;
+  c.check_code = code;
+  if (text)
+    snprintf(c.check_text, sizeof(c.check_text), "%s", text);
+  h->pending_check = 0;
+  deliver(h, &c, SL_REQ_RCPT_CHECK);
   return 0;
 }
 

@@ -54,6 +54,10 @@ typedef struct sl_harness {
      the filtered messages, and the count of each sl_filter_item. */
   sl_bytes filter_content;
   uint32_t filter_items[8];
+  /* SL_REQ_RCPT_CHECK: its id and what it asked about */
+  uint32_t pending_check;
+  sl_request check;
+  char check_sender[512], check_rcpt[512], check_helo[512];
   int client_closed, upstream_closed, upstream_open;
 
   /* Bytes a peer has sent that the relay has not taken yet (it stopped
@@ -101,6 +105,9 @@ void sl_harness_filters_on(sl_harness *h, uint32_t skip);
    text (NULL: none).  The relay's return (0, SL_ERR_UNKNOWN_REQUEST when
    the message ended otherwise), or -1 when no verdict is pending. */
 int sl_harness_filter_verdict(sl_harness *h, int verdict, const char *text);
+/* Answers the pending SL_REQ_RCPT_CHECK: code 0 passes, else the text. */
+int sl_harness_check(sl_harness *h, sl_status st, uint16_t code,
+                     const char *text);
 int sl_harness_dnsbl(sl_harness *h, uint32_t zone, sl_status st,
                      const uint32_t *answers, uint8_t n);
 

@@ -239,6 +239,37 @@ static const sl_config_key keys[] = {
         "renewing it"),
     KEY("screen_pass_ttl", SL_CT_DURATION, screen_pass_ttl, 0, 0, NULL, "0s",
         D, "remember a client that passed screening this long (0: off)"),
+    /* greylisting and policy services at RCPT (drivers/sd_check.c) */
+    KEY("greylist", SL_CT_BOOL, greylist, 0, 0, NULL, "no", D,
+        "greylist at RCPT, keyed by client /24 or /64, normalised sender "
+        "and recipient"),
+    KEY("greylist_delay", SL_CT_DURATION, greylist_delay, 0, 0, NULL, "300s",
+        D, "a new triplet is deferred until this long after its first try"),
+    KEY("greylist_retry_window", SL_CT_DURATION, greylist_retry_window, 0, 0,
+        NULL, "2d", D, "a retry must come within the delay plus this"),
+    KEY("greylist_max_age", SL_CT_DURATION, greylist_max_age, 0, 0, NULL,
+        "35d", D, "a passed triplet is forgotten this long after its last use"),
+    KEY("greylist_auto_allow", SL_CT_U32, greylist_auto_allow, 0, 1000000,
+        NULL, "5", D, "passes after which a client is not greylisted (0: never)"),
+    KEY("greylist_spf", SL_CT_BOOL, greylist_spf, 0, 0, NULL, "yes", D,
+        "where the sender passes SPF, its domain replaces the client's "
+        "/24 or /64 in the triplet"),
+    KEY("greylist_spf_timeout", SL_CT_DURATION, greylist_spf_timeout, 0, 0,
+        NULL, "5s", D, "budget of one SPF check (then the /24 or /64)"),
+    KEY("greylist_asn_zone", SL_CT_STRING, greylist_asn_zone, 0, 0, NULL,
+        NULL, D,
+        "origin-ASN TXT zone (Team Cymru's format, e.g. origin.asn.cymru.com):"
+        " the AS replaces an IPv4 client's /24 when SPF did not pass"),
+    KEY("greylist_asn6_zone", SL_CT_STRING, greylist_asn6_zone, 0, 0, NULL,
+        NULL, D, "the same for IPv6 clients (e.g. origin6.asn.cymru.com)"),
+    KEY("policy_service", SL_CT_STRING, policy_service, 0, 0, NULL, NULL, D,
+        "Postfix policy delegation server asked at RCPT: inet:HOST:PORT or "
+        "unix:PATH"),
+    KEY("policy_timeout", SL_CT_DURATION, policy_timeout, 0, 0, NULL, "10s", D,
+        "connect, write and answer budget of one policy query"),
+    KEY("policy_default_action", SL_CT_STRING, policy_default_action, 0, 0,
+        NULL, "451 4.3.5 Server configuration problem", D,
+        "the action when the policy service fails (Postfix's default)"),
     /* limits (sl_limits) */
     KEY("command_line_max", SL_CT_SIZE32, limits.command_line_max, 0, 0, NULL,
         NULL, 0, "longest command line"),
@@ -1737,6 +1768,25 @@ int sl_config_finish(sl_config *c, unsigned flags, char *err, size_t errlen) {
         return -1;
       }
     }
+    if (c->policy_service) {
+      const char *ps = c->policy_service;
+      sl_sockaddr sa;
+      if (!(strncmp(ps, "unix:/", 6) == 0 && strlen(ps) < 6 + 100) &&
+          !(strncmp(ps, "inet:", 5) == 0 &&
+            sl_parse_addrport(ps + 5, &sa) == 0)) {
+        key_where(c, name, "policy_service", w, sizeof w);
+        snprintf(err, errlen, "%s: \"%s\" is neither inet:ADDRESS:PORT "
+                 "(numeric) nor unix:/PATH", w, ps);
+        return -1;
+      }
+    }
+    if (c->greylist && c->greylist_delay < SL_SEC) {
+      key_where(c, name, "greylist_delay", w, sizeof w);
+      snprintf(err, errlen, "%s: at least 1s", w);
+      return -1;
+    }
+    /* the relay asks the driver about each RCPT only when someone answers */
+    c->policy.rcpt_check = c->greylist || c->policy_service;
     if (c->redis_lease && c->redis_lease < 3 * SL_SEC) {
       key_where(c, name, "redis_lease", w, sizeof w);
       snprintf(err, errlen, "%s: at least 3s (sessions renew it every third)",

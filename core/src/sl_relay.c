@@ -312,6 +312,7 @@ static int step_close(sl_relay *r) {
     if (r->up == UP_NONE) {
       sl__buf_release(r, &r->cout);
       sl__buf_release(r, &r->ehlo);
+      sl__buf_release(r, &r->chk);
       sl__buf_release(r, &r->uin);
       sl__buf_release(r, &r->uout);
       /* Screening ends with the session: no lookup or score after
@@ -407,7 +408,7 @@ size_t sl_relay_size(const sl_limits *limits) {
 size_t sl_relay_memory_bound(const sl_limits *limits) {
   /* cin, cout, uin, uout; the EHLO line and a filter's refusal */
   return sl_relay_size(limits) + 4u * (size_t)limits->buffer_size +
-         2u * (size_t)limits->small_buffer_size;
+         3u * (size_t)limits->small_buffer_size; /* ehlo, frep, chk */
 }
 
 int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
@@ -462,6 +463,7 @@ void sl_relay_free(sl_relay *r) {
   sl__buf_release(r, &r->uin);
   sl__buf_release(r, &r->uout);
   sl__buf_release(r, &r->ehlo);
+  sl__buf_release(r, &r->chk);
   sl__buf_release(r, &r->frep);
 }
 
@@ -685,6 +687,25 @@ int sl_relay_complete(sl_relay *r, const sl_completion *c, sl_tstamp now) {
     if (c->id != r->id_tls_up || r->up != UP_TLS || r->res_tls_up)
       return SL_ERR_UNKNOWN_REQUEST;
     r->res_tls_up = res;
+  } else if (tag == TAG_CHECK) {
+    if (c->id != r->chk_id || r->chk_state != CHK_ASKED)
+      return SL_ERR_UNKNOWN_REQUEST;
+    r->chk_state = CHK_ANSWERED;
+    r->chk_code = 0;
+    if (ok && c->check_code >= 400 && c->check_code <= 599) {
+      /* the driver's text goes to the client: one line, printable, in the
+         recipient's half of chk (the recipient is asked about no more) */
+      size_t half = sl__buf_cap(&r->chk) / 2, i = 0;
+      char *t = (char *)r->chk.p + half;
+      for (; i + 1 < half && i < SL_CHECK_TEXT_MAX - 1 && c->check_text[i];
+           i++) {
+        char ch = c->check_text[i];
+        t[i] = ch >= 0x20 && ch < 0x7f ? ch : '?';
+      }
+      t[i] = 0;
+      if (i) /* a refusal without text would be no reply line at all */
+        r->chk_code = c->check_code;
+    }
   } else if (tag >= TAG_DNSBL && tag < TAG_DNSBL + SL_DNSBL_ZONES_MAX) {
     uint32_t z = tag - TAG_DNSBL;
     if (r->dnsbl_done || !(r->dnsbl_pending & (1u << z)))
@@ -805,6 +826,22 @@ int sl_relay_next_request(sl_relay *r, sl_request *out) {
     break;
   case SL_REQ_EVENT:
     event_payload(e, &out->ev);
+    break;
+  case SL_REQ_RCPT_CHECK:
+    out->check.sender = (const char *)r->chk.p;
+    out->check.rcpt = (const char *)r->chk.p + sl__buf_cap(&r->chk) / 2;
+    /* the kept EHLO/HELO line without its verb; no command (so no new
+       EHLO) is read while the answer is out */
+    out->check.helo = r->ehlo.len > 5 ? (const char *)r->ehlo.p + r->ehlo.off + 5 : "";
+    out->check.helo_len = r->ehlo.len > 5 ? (uint16_t)(r->ehlo.len - 5) : 0;
+    out->check.rcpt_count = r->rcpts;
+    out->check.authed = r->authed;
+    out->check.allowlisted =
+        r->authed ||
+        sl_dnsbl_allowlisted(r->pol, r->dnsbl_done, r->stats.score) ||
+        sl_rcpt_client_trusted(&r->pol->rcpt, &r->info.client);
+    out->check.esmtp = r->esmtp;
+    out->check.tls = r->stats.tls_client;
     break;
   default:
     break;

@@ -209,6 +209,41 @@ static int relay_control(const sl_relay *r, const uint8_t *arg, size_t alen) {
   }
 }
 
+/* Half of the chk buffer for a path, NUL-terminated: a path longer than
+   half a small buffer (256 bytes by default, RFC 5321's limit) is cut. */
+static void chk_copy(sl_relay *r, int second, const uint8_t *src, size_t n) {
+  size_t half = sl__buf_cap(&r->chk) / 2;
+  char *dst = (char *)r->chk.p + (second ? half : 0);
+  if (n > half - 1)
+    n = half - 1;
+  memcpy(dst, src, n);
+  dst[n] = 0;
+}
+
+/* policy.rcpt_check for a RCPT that passed relay control: -1 to relay it
+   (chk_state stays ANSWERED until the line is consumed, so a RCPT that
+   waits for upstream room is not asked about twice), -2 to leave the line
+   until the answer comes, or the local refusal. */
+static int rcpt_check(sl_relay *r, const uint8_t *arg, size_t alen) {
+  if (r->chk_state == CHK_ANSWERED) {
+    if (!r->chk_code)
+      return -1;
+    r->chk_state = CHK_IDLE;
+    r->chk_queued = 1;
+    return R_CHECK;
+  }
+  if (r->chk_state == CHK_ASKED || r->chk_queued || !r->chk.p)
+    return -2;
+  size_t off, n;
+  if (sl_env_path(arg, alen, &off, &n) < 0)
+    return R_BAD_RCPT;
+  chk_copy(r, 1, arg + off, n);
+  r->chk_id = sl__new_id(r, TAG_CHECK);
+  sl__push_req(r, SL_REQ_RCPT_CHECK, r->chk_id, 0);
+  r->chk_state = CHK_ASKED;
+  return -2;
+}
+
 static int is_junk(sl_verb v) {
   return v == SL_V_NOOP || v == SL_V_RSET || v == SL_V_VRFY || v == SL_V_EXPN ||
          v == SL_V_HELP;
@@ -372,6 +407,9 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       lr = (int)path_reply(e, 1);
       break;
     }
+    if (r->pol->rcpt_check && !r->chk.p &&
+        sl__buf_reserve(r, &r->chk, r->lim->small_buffer_size))
+      return 0; /* the pool is empty: retried when it has one */
     int u = sl__need_upstream(r);
     if (u == 0 || (u > 0 && !(sl__up_can_send(r) && sl__up_room(r, len))))
       return 0;
@@ -414,6 +452,12 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     r->xfwd_sent = 0;
     sl__txn_reset(r);
     r->utf8_txn = sl_env_mail_smtputf8(arg, alen) != 0;
+    if (r->pol->rcpt_check) {
+      size_t po, pn;
+      if (sl_env_path(arg, alen, &po, &pn) < 0)
+        pn = 0;
+      chk_copy(r, 0, arg + po, pn);
+    }
     r->bdat_cr = 0; /* a CRLF may span two chunks of one message only */
     r->bdat_down = r->bdat_go = r->bdat_failed = 0;
     sl__up_write_params(r, line, len, drop);
@@ -455,8 +499,14 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       r->stats.recipients_relay_denied++;
       break;
     }
+    if (r->pol->rcpt_check && (lr = rcpt_check(r, arg, alen)) != -1) {
+      if (lr == -2)
+        return 0;
+      break;
+    }
     if ((rc = relay_line(r, line, len, Q_UP_RCPT)) == 0)
       return 0;
+    r->chk_state = CHK_IDLE;
     if (rc < 0) {
       lr = R_UPSTREAM_FAIL;
       break;

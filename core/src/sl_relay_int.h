@@ -170,6 +170,7 @@ enum local_reply {
   R_BDAT_FAILED,
   R_FILTER,      /* a content filter's refusal: frep, re-framed */
   R_FILTER_TEMP, /* ... its deferral when frep is empty */
+  R_CHECK, /* policy.rcpt_check refused: chk_code and chk_text */
   R_COUNT
 };
 
@@ -208,6 +209,7 @@ enum {
   TAG_TLS_CLIENT = 2,
   TAG_TLS_UPSTREAM = 3,
   TAG_FILTER = 4,
+  TAG_CHECK = 5,
   TAG_DNSBL = 16
 };
 
@@ -350,7 +352,20 @@ struct sl_relay {
   uint32_t fsize;     /* that message's size, for its MESSAGE event */
   sl_buf frep; /* the refusal line, re-framed (a small pool buffer, held
                   until it is sent; without one the fixed R_FILTER text) */
+  /* policy.rcpt_check: the RCPT line stays unconsumed while its
+     SL_REQ_RCPT_CHECK is out, then is read again with the answer.  chk is
+     a small pool buffer, taken at the first MAIL, kept to the session's
+     end: the sender in its first half, the recipient asked about in the
+     second, which a refusal's text replaces until its reply is rendered
+     (so the next RCPT waits for that: chk_queued). */
+  sl_buf chk;
+  uint32_t chk_id;
+  uint16_t chk_code;  /* the answer: 0 pass, else the reply code */
+  uint8_t chk_state;  /* CHK_IDLE, CHK_ASKED, CHK_ANSWERED */
+  uint8_t chk_queued; /* an R_CHECK reply is in the queue */
 };
+
+enum { CHK_IDLE = 0, CHK_ASKED, CHK_ANSWERED };
 
 /* The PCG32 stream of the tarpit jitter (the seed comes from the driver). */
 #define RNG_STREAM 0x736c7569636531ull

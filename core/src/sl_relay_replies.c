@@ -124,6 +124,9 @@ static const struct {
     [R_FILTER_TEMP] = {451, 0,
                        "4.7.1 Message deferred by content filter; try again "
                        "later"},
+    /* the driver's answer to SL_REQ_RCPT_CHECK (chk_code, chk_text); a
+       greylisted recipient is the server's choice, not a client error */
+    [R_CHECK] = {450, RF_NOERR, "4.7.1 Recipient address rejected"},
 };
 
 /* ---- the reply queue ----------------------------------------------------- */
@@ -230,6 +233,8 @@ static void replied(sl_relay *r, unsigned code) {
 }
 
 size_t sl__local_len(const sl_relay *r, enum local_reply id) {
+  if (id == R_CHECK)
+    return strlen((const char *)r->chk.p + sl__buf_cap(&r->chk) / 2) + 8;
   return strlen(replies[id].text) + strlen(r->pol->hostname) + 8;
 }
 
@@ -325,6 +330,18 @@ static int emit_local(sl_relay *r, enum local_reply id) {
   }
   if (sl__buf_reserve(r, &r->cout, (uint32_t)sl__local_len(r, id)))
     return -1;
+  if (id == R_CHECK) {
+    uint8_t *o = sl__buf_tail(&r->cout);
+    size_t n = sl_put_decimal(o, r->chk_code);
+    o[n++] = ' ';
+    n += sl__put_str(o + n, (const char *)r->chk.p + sl__buf_cap(&r->chk) / 2);
+    o[n++] = '\r';
+    o[n++] = '\n';
+    sl__buf_grow(&r->cout, n);
+    r->chk_queued = 0;
+    refused(r, r->chk_code);
+    return 0;
+  }
   unsigned code = replies[id].code;
   if (id == R_BDAT_FAILED && r->bdat_fail_code)
     code = r->bdat_fail_code;

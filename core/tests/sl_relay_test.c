@@ -675,6 +675,64 @@ static void test_session_cap_default(void) {
   sl_harness_free(&h);
 }
 
+/* policy.rcpt_check: each RCPT that passed relay control waits for the
+   driver's answer before it goes upstream; a refusal is answered locally
+   with the driver's text, made one printable line, and is not counted as
+   a client error; pipelined RCPTs are asked about one at a time. */
+static void test_rcpt_check(void) {
+  sl_harness h;
+  sl_harness_defaults(&h);
+  h.policy.rcpt_check = 1;
+  h.limits.errors_max = 1;
+  CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
+  CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
+  sl_harness_upstream(&h, S("220 up ESMTP\r\n250-up\r\n250 PIPELINING\r\n"),
+                      0);
+  sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
+  sl_harness_client(&h, S("MAIL FROM:<prvs=0123456789=a+x@Example.org>\r\n"
+                          "RCPT TO:<b@example.net>\r\n"
+                          "RCPT TO:<c@example.net>\r\n"),
+                    0);
+  CHECK(h.pending_check != 0);
+  CHECK_STR(h.check_sender, "prvs=0123456789=a+x@Example.org");
+  CHECK_STR(h.check_rcpt, "b@example.net");
+  CHECK_STR(h.check_helo, "c.example");
+  CHECK_INT(h.check.check.rcpt_count, 0);
+  CHECK(!memmem(h.upstream_out.p, h.upstream_out.len, "RCPT", 4));
+  /* a stale id is refused and changes nothing */
+  sl_completion c;
+  memset(&c, 0, sizeof(c));
+  c.id = h.pending_check + 256;
+  CHECK_INT(sl_relay_complete(h.r, &c, h.now), SL_ERR_UNKNOWN_REQUEST);
+  sl_harness_upstream(&h, S("250 2.1.0 Ok\r\n"), 0);
+  size_t before = h.client_out.len;
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 450,
+                             "4.7.1 Greylisted\r\n250 2.1.5 Ok"),
+            0);
+  static const char grey[] = "450 4.7.1 Greylisted??250 2.1.5 Ok\r\n";
+  CHECK_MEM(h.client_out.p + before, h.client_out.len - before, grey,
+            sizeof(grey) - 1);
+  CHECK(!memmem(h.upstream_out.p, h.upstream_out.len, "<b@", 3));
+  /* the second RCPT is asked about only now, and passes */
+  CHECK(h.pending_check != 0);
+  CHECK_STR(h.check_rcpt, "c@example.net");
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 0, NULL), 0);
+  CHECK(memmem(h.upstream_out.p, h.upstream_out.len,
+               "RCPT TO:<c@example.net>", 23) != NULL);
+  sl_harness_upstream(&h, S("250 2.1.5 Ok\r\n"), 0);
+  CHECK_INT(sl_relay_stats(h.r)->errors, 0);
+  /* a failed lookup lets the RCPT through (the driver's default applied) */
+  sl_harness_client(&h, S("RCPT TO:<d@example.net>\r\n"), 0);
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_TIMEOUT, 450, "4.7.1 x"), 0);
+  CHECK(memmem(h.upstream_out.p, h.upstream_out.len, "<d@", 3) != NULL);
+  sl_harness_upstream(&h, S("250 2.1.5 Ok\r\n"), 0);
+  sl_harness_client(&h, S("QUIT\r\n"), 0);
+  sl_harness_upstream(&h, S("221 bye\r\n"), 0);
+  CHECK(sl_harness_closed(&h));
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
 int main(void) {
   SL_RUN(test_buffers_lent_only_while_used);
   SL_RUN(test_pool_exhaustion);
@@ -697,5 +755,6 @@ int main(void) {
   SL_RUN(test_session_cap_default);
   SL_RUN(test_refusal_events);
   SL_RUN(test_refusal_connect_and_none);
+  SL_RUN(test_rcpt_check);
   return sl_test_summary();
 }

@@ -175,6 +175,16 @@ typedef struct sl_config {
   char *redis; /* inet:HOST:PORT or unix:PATH */
   sl_duration redis_timeout, redis_lease, screen_pass_ttl;
   char *redis_key_prefix;
+  /* greylisting and policy services at RCPT (sluiced's sd_check.c) */
+  int greylist;
+  sl_duration greylist_delay, greylist_retry_window, greylist_max_age;
+  uint32_t greylist_auto_allow;
+  int greylist_spf;
+  sl_duration greylist_spf_timeout;
+  char *greylist_asn_zone, *greylist_asn6_zone;
+  char *policy_service; /* inet:HOST:PORT or unix:PATH */
+  sl_duration policy_timeout;
+  char *policy_default_action;
   uint32_t max_connections;       /* per worker process */
   uint32_t max_connections_total; /* across all workers; 0: no such cap */
   uint64_t pool_memory;           /* buffer-pool cap per worker, bytes */

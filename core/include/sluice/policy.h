@@ -143,6 +143,9 @@ typedef struct sl_policy {
   /* Relay control at RCPT (sluice/rcpt_policy.h).  The default refuses
      every recipient of an unauthenticated client outside mynetworks. */
   sl_rcpt_policy rcpt;
+  /* Ask the driver (SL_REQ_RCPT_CHECK) about each RCPT that passed relay
+     control, before it goes upstream: policy services and greylisting. */
+  uint8_t rcpt_check;
 } sl_policy;
 
 /* Fills p with a strict pass-through policy: all features, no tarpit, no

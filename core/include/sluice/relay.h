@@ -152,7 +152,10 @@ typedef struct sl_conn_info {
   XX(EVENT, 7, "event")                                                       \
   /* a filtered message is complete (every SL_FI_BODY given) and its         \
      terminator is held: answer sl_relay_filter_verdict() */                  \
-  XX(FILTER, 8, "filter")
+  XX(FILTER, 8, "filter")                                                     \
+  /* policy.rcpt_check: may this RCPT go upstream? (policy service,          \
+     greylisting); the facts are in check, the answer in check_code */        \
+  XX(RCPT_CHECK, 9, "rcpt_check")
 
 typedef enum sl_request_type {
 #define SL_REQUEST_ENUM_(name, value, text) SL_REQ_##name = value,
@@ -365,7 +368,8 @@ typedef struct sl_event {
 } sl_event;
 
 /* A request, tagged by type: read only the member type names.  It is a
-   copy and holds no pointer into the relay. */
+   copy and holds no pointer into the relay, except check's strings, valid
+   until the check is answered or the relay is freed. */
 typedef struct sl_request {
   sl_request_type type;
   uint32_t id; /* echo in sl_completion.id; ids are unique per relay */
@@ -377,6 +381,24 @@ typedef struct sl_request {
       uint32_t zone; /* index into policy.dnsbl */
     } dnsbl;     /* SL_REQ_DNSBL_LOOKUP */
     sl_event ev; /* SL_REQ_EVENT */
+    /* SL_REQ_RCPT_CHECK: the paths without angle brackets, NUL-terminated
+       (sender "" for the null sender; either cut at half a small buffer,
+       255 bytes by default); helo the EHLO/HELO argument, helo_len bytes,
+       not terminated. */
+    struct {
+      const char *sender;
+      const char *rcpt;
+      const char *helo;
+      uint16_t helo_len;
+      uint32_t rcpt_count; /* recipients accepted so far, this one not */
+      /* the client is allowlisted: its DNSBL/DNSWL score is at or below
+         allow_score, it authenticated, or relay control trusts it
+         (mynetworks); greylisting skips it, a policy service is asked */
+      uint8_t allowlisted;
+      uint8_t authed;
+      uint8_t esmtp;
+      uint8_t tls;
+    } check;
   };
 } sl_request;
 
@@ -389,6 +411,7 @@ typedef enum sl_status {
 } sl_status;
 
 #define SL_DNSBL_ANSWERS_MAX 8
+#define SL_CHECK_TEXT_MAX 256
 
 typedef struct sl_completion {
   uint32_t id; /* the request's id */
@@ -397,6 +420,13 @@ typedef struct sl_completion {
      n = 0 means NXDOMAIN (not listed). */
   uint32_t dnsbl_answers[SL_DNSBL_ANSWERS_MAX];
   uint8_t ndnsbl_answers;
+  /* SL_REQ_RCPT_CHECK, status OK: 0 lets the RCPT go upstream; a 4xx or
+     5xx refuses it locally with check_text ("d.d.d text"; bytes outside
+     printable ASCII become '?', the line is cut at
+     SL_CHECK_TEXT_MAX - 1).  Any other status lets it go upstream (the
+     driver has applied its failure default already). */
+  uint16_t check_code;
+  char check_text[SL_CHECK_TEXT_MAX];
 } sl_completion;
 
 /* ---- session statistics ---------------------------------------------- */
