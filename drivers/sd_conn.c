@@ -1099,7 +1099,7 @@ static void filter_end(sd_conn *c, uint32_t id) {
     return;
   }
   sd_filters_end(c->flt, id, sl_relay_client_addr(RELAY(c)), c->x ? c->x->client_name : NULL,
-                 c->helo);
+                 c->helo, sid_of(c).s);
 }
 
 /* Spool mode: sends the changed message, then lets the relay have the

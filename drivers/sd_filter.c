@@ -113,6 +113,7 @@ struct sd_filters {
   rcpt *rcpts;
   size_t nrcpts;
   char client_ip[SL_ADDR_STRLEN], *client_name, *helo;
+  char session_id[24]; /* the session log's id: rspamd's Queue-Id */
   sl_addr client;
   /* spool */
   uint8_t *mem;
@@ -869,6 +870,12 @@ static void rspamd_step(fconn *c) {
       rq.from = (sl_bytes){(const uint8_t *)f->mail_addr, strlen(f->mail_addr)};
     rq.rcpts = rc;
     rq.nrcpts = nr;
+    /* rspamd's history and log line name the message by it (qid), so an
+       operator finds the session line of a rspamd verdict.  No User:
+       sluice relays AUTH without decoding the SASL exchange, so it never
+       knows the name (README). */
+    rq.queue_id =
+        (sl_bytes){(const uint8_t *)f->session_id, strlen(f->session_id)};
     size_t need = 4096 + 1100 * (nr + 8);
     long hl = out_room(c, need) == 0
                   ? sl_rspamd_request_head(c->out + c->out_len, need, &rq)
@@ -1326,9 +1333,12 @@ static void fc_io(sd_handler *h, uint32_t ev) {
 }
 
 void sd_filters_end(sd_filters *f, uint32_t id, const sl_addr *client,
-                    const char *client_name, const char *helo) {
+                    const char *client_name, const char *helo,
+                    const char *session_id) {
   f->ended = 1;
   f->id = id;
+  snprintf(f->session_id, sizeof f->session_id, "%s",
+           session_id ? session_id : "");
   f->client = *client;
   if (sl_addr_format(client, f->client_ip, sizeof f->client_ip) < 0)
     f->client_ip[0] = '\0';

@@ -37,9 +37,11 @@ void sd_filters_tap(sd_filters *f, sl_filter_item item, const uint8_t *p,
                     size_t n);
 
 /* The message is complete: open the filter connections.  The strings are
-   copied (client_name and helo may be NULL). */
+   copied (client_name, helo and session_id may be NULL; session_id is the
+   session log's id, at most 23 characters). */
 void sd_filters_end(sd_filters *f, uint32_t id, const sl_addr *client,
-                    const char *client_name, const char *helo);
+                    const char *client_name, const char *helo,
+                    const char *session_id);
 
 /* Spool mode: while this is nonzero the message's content the relay
    writes upstream is held back by the session (acked unsent); the changed

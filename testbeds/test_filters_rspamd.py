@@ -89,6 +89,37 @@ def test_soft_reject_is_a_tempfail(rspamd_server, filter_postfix, filtered_sluic
     assert_filter_counted(s, "rspamd", "tempfail")
 
 
+
+@pytest.mark.parametrize("mode", ["stream", "spool"])
+def test_rspamd_names_the_message_by_the_session_id(mode, rspamd_server, filter_postfix,
+                                                    filtered_sluiced):
+    """The Queue-Id header carries the id of sluiced's session line: rspamd's
+    own log line for the scan (its "qid: <...>") names that session, so an
+    operator goes from a rspamd verdict to the session that carried it."""
+    import re
+    from lib.net import wait_for
+    s = rspamd_sluiced(filtered_sluiced, rspamd_server, filter_postfix, mode)
+    subject = f"queue id {mode}"
+    r = send(s.address, message(subject))
+    what = f"{r.transcript}\n{s.stderr()[-3000:]}"
+    assert r.rc == 0 and reply_code(r) == 250, what
+    wait_session_verdict(s, "rspamd")
+    sids = [rec["session"] for rec in s.sessions() if "rspamd:" in str(rec.get("filters", ""))]
+    assert len(sids) == 1 and re.fullmatch(r"[0-9a-f]{16}", sids[0]), (sids, s.sessions())
+
+    def scan_line():
+        for line in rspamd_server.log().splitlines():
+            if "rspamd_task_write_log" in line and f"qid: <{sids[0]}>" in line:
+                return line
+        return None
+    line = wait_for(scan_line, 10, what=f"qid {sids[0]} in rspamd's log: "
+                                         f"{rspamd_server.log()[-3000:]}")
+    # The same scan: the envelope sluice sent is in that line too.
+    assert "sender@example.test" in line and "rcpt@example.test" in line, line
+    # No User header: sluice relays AUTH undecoded, so it never knows the name.
+    assert "user:" not in line, line
+
+
 RSPAMD_MILTER_CASES = {
     "gtube": (GTUBE.decode(), ()),
     "ham": ("a friendly note for rspamd's milter", ()),

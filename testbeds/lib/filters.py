@@ -295,7 +295,7 @@ class ClamdServer:
 # ---------------------------------------------------------------- milters
 
 MILTER_SCRIPT = Path(__file__).resolve().parent / "milter_script.py"
-MILTER_MODES = ("accept", "reject", "addheader", "tempfail", "hang")
+MILTER_MODES = ("accept", "reject", "addheader", "tempfail", "hang", "rcptreject")
 
 
 class MilterServer:
@@ -459,7 +459,8 @@ from .postfix import PostfixInstance  # noqa: E402
 
 # The milters the differential tests put behind Postfix and behind sluice
 # ("garbage" is a BrokenFilter, not a milter).
-DIFFERENTIAL_MODES = ("accept", "reject", "addheader", "tempfail", "hang", "garbage")
+DIFFERENTIAL_MODES = ("accept", "reject", "addheader", "tempfail", "hang", "garbage",
+                      "rcptreject")
 # Postfix's wait for a hung milter, the same as the sluiced configurations
 # of the tests give filter_timeout.
 MILTER_TIMEOUT_S = 2

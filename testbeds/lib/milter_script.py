@@ -12,6 +12,9 @@ Modes:
                (550 5.7.1, decided at that header), accept the others
   addheader    accept, adding "X-Sluice-Milter: seen by <name>" at end of body
   tempfail     451 4.7.1 at end of body
+  rcptreject   refuses single recipients at RCPT: a local part starting with
+               "refuse" gets 550 5.7.1, one starting with "defer" 451 4.7.1;
+               continues the others and accepts at end of body
   hang         never answers end of body (sleeps)
 """
 import sys
@@ -34,6 +37,18 @@ class ScriptedMilter(Milter.Base):
 
     def envfrom(self, mailfrom, *params):
         self.sender = mailfrom
+        return Milter.CONTINUE
+
+    def envrcpt(self, to, *params):
+        local = to.strip("<>").lower()
+        if MODE == "rcptreject" and local.startswith("refuse"):
+            self.setreply("550", "5.7.1", "recipient refused by the test milter")
+            log("rcpt-reject", self.sender)
+            return Milter.REJECT
+        if MODE == "rcptreject" and local.startswith("defer"):
+            self.setreply("451", "4.7.1", "recipient deferred by the test milter")
+            log("rcpt-tempfail", self.sender)
+            return Milter.TEMPFAIL
         return Milter.CONTINUE
 
     def header(self, name, value):
