@@ -9,7 +9,11 @@
 #     SECONDS (4500) each, detached, nice 19, one process each
 #     (fuzz-run-one.sh), seeds 1..RUNS.
 #   fuzz-over-time.sh report OUT
-#     coverage over time, plateau, states and transitions (see below).
+#     after the runs: a gcc --coverage build of the fuzzed revision in OUT/cov,
+#     then fuzz_over_time.py replays each run's units in discovery order and
+#     writes OUT/over-time.tsv, OUT/summary.md and
+#     REPORT.assets/fuzz-over-time.png (core branch coverage, relay states and
+#     transitions against wall and CPU time).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$(dirname "$here")")
@@ -45,7 +49,19 @@ start)
   done
   ;;
 report)
-  echo "report: not yet" >&2; exit 2 ;;
+  # The coverage build is of the fuzzed revision (OUT/core-revision), from a
+  # git archive, so the checkout may have moved on since the runs.
+  rev=$(head -1 "$out/core-revision")
+  if [ ! -x "$out/cov/fuzz/fuzz_relay_runner" ]; then
+    rm -rf "$out/src" && mkdir -p "$out/src"
+    git -C "$root" archive "$rev" | tar -x -C "$out/src"
+    cmake -S "$out/src" -B "$out/cov" -G Ninja -DSLUICE_CORE_ONLY=ON \
+      -DCMAKE_C_COMPILER=gcc -DSLUICE_COVERAGE=ON -DSLUICE_WERROR=OFF >/dev/null
+    nice -n 10 ninja -j2 -C "$out/cov" fuzz_relay_runner >/dev/null
+  fi
+  FUZZ_RELAY_SKIP_OPEN_FINDINGS=1 nice -n 10 /usr/bin/python3 \
+    "$here/fuzz_over_time.py" "$out" "$root/REPORT.assets"
+  ;;
 *)
   echo "usage: fuzz-over-time.sh start|report OUT" >&2; exit 2 ;;
 esac

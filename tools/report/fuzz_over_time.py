@@ -1,0 +1,301 @@
+#!/usr/bin/python3
+"""fuzz_over_time.py OUT ASSETS: the fuzzing-over-time figures of REPORT.md section 9.
+
+OUT is the directory `fuzz-over-time.sh start` filled (run-N/ with corpus/,
+start, cpu.tsv, log; seeds/; core-revision) and in which
+`fuzz-over-time.sh report` built OUT/cov (gcc --coverage fuzz_relay_runner of
+the fuzzed core revision).  For every run, the units it discovered are
+replayed through that runner in discovery order (a unit's mtime; the seeds
+first, at t = 0), and at each sample time t the core's branch coverage
+(lcov, every core/src file the relay target links) and the relay states and
+transitions (fuzz/tools/relay-states.py) of the seeds plus the units found up
+to t are recorded.  Times are wall time since the run started and the CPU
+time the run had used by then (its cpu.tsv, sampled every 30 s and
+interpolated): the cores are shared, so the CPU axis is the fair one.
+
+Writes OUT/over-time.tsv (one row per run and sample), OUT/summary.md (the
+tables REPORT.md quotes) and ASSETS/fuzz-over-time.png.
+"""
+import bisect
+import glob
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+spec = importlib.util.spec_from_file_location(
+    "relay_states", os.path.join(ROOT, "fuzz", "tools", "relay-states.py"))
+relay_states = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(relay_states)
+
+WALL_MIN = [0, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 25, 30, 40, 50, 60, 70, 75]
+CPU_MIN = [1, 2, 5, 10, 15, 20, 30, 40, 50, 60, 75]
+LCOV = ["lcov", "--quiet", "--rc", "lcov_branch_coverage=1"]
+
+
+def cpu_curve(run):
+    """(wall seconds, cpu seconds) samples, starting at (0, 0)."""
+    pts = [(0.0, 0.0)]
+    with open(os.path.join(run, "cpu.tsv")) as f:
+        for line in f:
+            p = line.split()
+            if len(p) == 3:
+                pts.append((float(p[1]), float(p[2])))
+    return sorted(set(pts))
+
+
+def interp(pts, x, xi=0, yi=1):
+    xs = [p[xi] for p in pts]
+    k = bisect.bisect_left(xs, x)
+    if k == 0:
+        return pts[0][yi]
+    if k >= len(pts):
+        return None  # past the last sample
+    (x0, y0), (x1, y1) = (pts[k - 1][xi], pts[k - 1][yi]), (pts[k][xi], pts[k][yi])
+    return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+
+
+def coverage(cov, src):
+    """(branches hit, branches, lines hit, lines, relay branches hit, relay
+    branches) of core/src in the gcov data under cov."""
+    info = os.path.join(cov, "snap.info")
+    subprocess.run(LCOV + ["--capture", "--directory", cov, "--output-file", info],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    core = os.path.join(os.path.realpath(src), "core", "src") + os.sep
+    bh = bt = lh = lt = rh = rt = 0
+    take = False
+    relay = False
+    with open(info) as f:
+        for line in f:
+            if line.startswith("SF:"):
+                path = line[3:].strip()
+                take = path.startswith(core)
+                relay = path.endswith("/sl_relay.c")
+            elif not take:
+                continue
+            elif line.startswith("BRDA:"):
+                hit = line.rstrip().rsplit(",", 1)[1] not in ("-", "0")
+                bt += 1
+                bh += hit
+                if relay:
+                    rt += 1
+                    rh += hit
+            elif line.startswith("DA:"):
+                lt += 1
+                lh += line.rstrip().split(",")[1] != "0"
+    return bh, bt, lh, lt, rh, rt
+
+
+def replay(runner, files, sets, failed):
+    """Runs files through the coverage runner, adding their states to sets.
+    gcov writes its counters at exit, which an abort skips: a batch whose
+    runner fails is run again file by file."""
+    for i in range(0, len(files), 500):
+        batch = files[i:i + 500]
+        got = []
+        try:
+            for _, st in relay_states.run(runner, batch):
+                got.append(st)
+        except RuntimeError:
+            got = []
+            for f in batch:
+                try:
+                    for _, st in relay_states.run(runner, [f]):
+                        got.append(st)
+                except RuntimeError:
+                    failed.append(f)
+        for st in got:
+            for s, new in zip(sets, st):
+                s |= new
+
+
+def analyse_run(run, seeds, runner, cov, src):
+    start = float(open(os.path.join(run, "start")).read())
+    cpu = cpu_curve(run)
+    units = sorted((os.stat(p).st_mtime - start, p)
+                   for p in glob.glob(os.path.join(run, "corpus", "*")))
+    end_wall = max(cpu[-1][0], units[-1][0] if units else 0)
+    times = {w * 60.0 for w in WALL_MIN if w * 60.0 <= end_wall}
+    for c in CPU_MIN:
+        w = interp(cpu, c * 60.0, 1, 0)
+        if w is not None and c * 60.0 <= cpu[-1][1]:
+            times.add(w)
+    times.add(end_wall)
+    subprocess.run(LCOV + ["--zerocounters", "--directory", cov], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sets = (set(), set(), set(), set())
+    failed = []
+    rows = []
+    done = 0
+    replay(runner, sorted(glob.glob(os.path.join(seeds, "*"))), sets, failed)
+    for t in sorted(times):
+        batch = []
+        while done < len(units) and units[done][0] <= t:
+            batch.append(units[done][1])
+            done += 1
+        replay(runner, batch, sets, failed)
+        bh, bt, lh, lt, rh, rt = coverage(cov, src)
+        c = interp(cpu, t)
+        rows.append(dict(t_wall=t, t_cpu=c if c is not None else cpu[-1][1],
+                         units=done, branches=bh, branches_total=bt,
+                         lines=lh, lines_total=lt, relay_branches=rh,
+                         relay_branches_total=rt,
+                         code_states=len(sets[0]), code_transitions=len(sets[1]),
+                         stage_states=len(sets[2]),
+                         stage_transitions=len(sets[3])))
+        print("%s t=%5.0fs cpu=%5.0fs units=%5d branches=%d/%d states %d/%d %d/%d"
+              % (os.path.basename(run), t, rows[-1]["t_cpu"], done, bh, bt,
+                 len(sets[0]), len(sets[1]), len(sets[2]), len(sets[3])),
+              file=sys.stderr)
+    return rows, sets, failed
+
+
+def at(rows, key, t):
+    """The value of key at time t on an axis (t_wall / t_cpu): the last sample
+    at or before t, None if the run did not get that far on that axis."""
+    best = None
+    for r in rows:
+        if r[key] <= t + 1e-6:
+            best = r
+    if best is None or rows[-1][key] < t - 1e-6:
+        return None
+    return best
+
+
+def plateau(rows, key, frac):
+    final = rows[-1]["branches"]
+    for r in rows:
+        if r["branches"] >= frac * final:
+            return r[key]
+    return None
+
+
+def stats(values):
+    v = [x for x in values if x is not None]
+    if not v:
+        return "n/a"
+    if len(v) == 1:
+        return "%g (1 run)" % v[0]
+    return "%g [%g-%g] (n=%d)" % (statistics.median(v), min(v), max(v), len(v))
+
+
+def main():
+    out, assets = sys.argv[1], sys.argv[2]
+    src = os.path.realpath(os.path.join(out, "src"))
+    cov = os.path.realpath(os.path.join(out, "cov"))
+    runner = os.path.join(cov, "fuzz", "fuzz_relay_runner")
+    seeds = os.path.join(out, "seeds")
+    runs = sorted(glob.glob(os.path.join(out, "run-*")))
+    allrows, allsets = {}, {}
+    failed = {}
+    for run in runs:
+        rows, sets, fail = analyse_run(run, seeds, runner, cov, src)
+        allrows[os.path.basename(run)] = rows
+        allsets[os.path.basename(run)] = sets
+        failed[os.path.basename(run)] = fail
+    cols = ["t_wall", "t_cpu", "units", "branches", "branches_total", "lines",
+            "lines_total", "relay_branches", "relay_branches_total",
+            "code_states", "code_transitions", "stage_states",
+            "stage_transitions"]
+    with open(os.path.join(out, "over-time.tsv"), "w") as f:
+        f.write("run\t" + "\t".join(cols) + "\n")
+        for name, rows in allrows.items():
+            for r in rows:
+                f.write(name + "\t" + "\t".join("%g" % r[c] for c in cols) + "\n")
+
+    # The seeds alone (t = 0 of any run; identical in all).
+    first = next(iter(allrows.values()))[0]
+    md = []
+    md.append("core revision fuzzed: %s" % open(os.path.join(out, "core-revision")).read().split()[0])
+    md.append("")
+    md.append("| | at t = 0 (seeds) | 10 min wall | 60 min wall | end (75 min wall) | 10 min CPU | 60 min CPU |")
+    md.append("|---|---|---|---|---|---|---|")
+
+    def row(label, key, fmt=lambda r, k: r[k]):
+        cells = ["%g" % fmt(first, key)]
+        for axis, t in (("t_wall", 600), ("t_wall", 3600), (None, None),
+                        ("t_cpu", 600), ("t_cpu", 3600)):
+            vals = []
+            for rows in allrows.values():
+                r = rows[-1] if axis is None else at(rows, axis, t)
+                vals.append(fmt(r, key) if r is not None else None)
+            cells.append(stats(vals))
+        md.append("| %s | %s |" % (label, " | ".join(cells)))
+
+    row("core branches hit (of %d)" % first["branches_total"], "branches")
+    row("core branch coverage %", "branches",
+        lambda r, k: round(100.0 * r[k] / r["branches_total"], 1))
+    row("sl_relay.c branches hit (of %d)" % first["relay_branches_total"], "relay_branches")
+    row("code states", "code_states")
+    row("code transitions", "code_transitions")
+    row("(stage, code) states", "stage_states")
+    row("(stage, code) transitions", "stage_transitions")
+    row("CPU seconds used", "t_cpu", lambda r, k: round(r[k]))
+    row("units found", "units")
+    md.append("")
+    md.append("| run | units | CPU s at end | 95 % of final branches at (wall / CPU s) | 99 % at (wall / CPU s) | last gain at (wall / CPU s) | replay failures |")
+    md.append("|---|---|---|---|---|---|---|")
+    for name, rows in allrows.items():
+        last = rows[0]
+        for a, b in zip(rows, rows[1:]):
+            if b["branches"] > a["branches"]:
+                last = b
+        md.append("| %s | %d | %.0f | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f | %d |" % (
+            name, rows[-1]["units"], rows[-1]["t_cpu"],
+            plateau(rows, "t_wall", 0.95), plateau(rows, "t_cpu", 0.95),
+            plateau(rows, "t_wall", 0.99), plateau(rows, "t_cpu", 0.99),
+            last["t_wall"], last["t_cpu"], len(failed[name])))
+    union = [set(), set(), set(), set()]
+    for sets in allsets.values():
+        for u, s in zip(union, sets):
+            u |= s
+    md.append("")
+    md.append("Union of the runs: %d code states, %d code transitions, %d (stage, code) "
+              "states, %d (stage, code) transitions." % tuple(len(u) for u in union))
+    md.append("")
+    md.append("Codes: " + " ".join(str(c) for c in sorted(union[0])))
+    md.append("")
+    md.append("(stage, code) states: " + " ".join(
+        relay_states.fmt_state(s) for s in sorted(union[2], key=str)))
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    print("\n".join(md))
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for name, rows in allrows.items():
+        axes[0].plot([r["t_wall"] / 60 for r in rows], [r["branches"] for r in rows],
+                     marker=".", label=name)
+        axes[1].plot([r["t_cpu"] / 60 for r in rows], [r["branches"] for r in rows],
+                     marker=".", label=name)
+        axes[2].plot([r["t_cpu"] / 60 for r in rows], [r["stage_states"] for r in rows],
+                     marker=".", label=name + " (stage, code) states")
+        axes[2].plot([r["t_cpu"] / 60 for r in rows], [r["code_states"] for r in rows],
+                     linestyle="--", label=name + " code states")
+    total = first["branches_total"]
+    axes[0].set(xlabel="wall minutes (2 cores shared by 8 engineers)",
+                ylabel="core/src branches hit (of %d)" % total,
+                title="relay target: core branches vs wall time")
+    axes[1].set(xlabel="CPU minutes used by the run",
+                ylabel="core/src branches hit (of %d)" % total,
+                title="core branches vs CPU time")
+    axes[2].set(xlabel="CPU minutes used by the run", ylabel="distinct states",
+                title="relay states reached")
+    for a in axes:
+        a.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[2].legend(fontsize=6)
+    fig.suptitle("libFuzzer relay target, %d runs from the seeds only (n = %d runs per curve set)"
+                 % (len(allrows), len(allrows)))
+    fig.tight_layout()
+    os.makedirs(assets, exist_ok=True)
+    fig.savefig(os.path.join(assets, "fuzz-over-time.png"), dpi=90)
+
+
+if __name__ == "__main__":
+    main()
