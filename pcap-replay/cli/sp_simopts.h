@@ -57,9 +57,9 @@ typedef struct sp_simopts {
     char *source; /* the capture's file name as in the records */
     int any;      /* "SOURCE * CLASS": every session of the file */
     uint64_t session;
-    int cls;      /* index into classes */
+    int cls; /* index into classes */
     unsigned line;
-  } *label_rules;
+  } * label_rules;
   size_t nlabel_rules;
   sp_patience pats[SP_MAX_MODELS];
   int npats;
