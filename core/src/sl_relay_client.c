@@ -1,0 +1,1022 @@
+/*
+ * sl_relay_client.c: the client side: the PROXY header, command lines
+ * (checked, answered locally or relayed), message data after DATA and BDAT
+ * chunks.  A command that needs an upstream which is not ready is left
+ * unconsumed in the input buffer and parsed again later, so nothing is
+ * stored twice.
+ */
+#include <string.h>
+
+#include "sl_caps.h"
+#include "sl_cmd.h"
+#include "sl_data.h"
+#include "sl_envelope.h"
+#include "sl_relay_int.h"
+#include "sluice/proxy.h"
+
+static int step_proxy(sl_relay *r);
+
+/* ---- step: client input ---------------------------------------------- */
+
+static uint32_t params_allowed(const sl_relay *r) {
+  uint32_t o = r->offered, p = 0;
+  if (o & SL_CAP_SIZE)
+    p |= SL_P_SIZE;
+  if (o & SL_CAP_8BITMIME)
+    p |= SL_P_BODY_8BIT;
+  if (o & SL_CAP_SMTPUTF8)
+    p |= SL_P_SMTPUTF8;
+  if (o & SL_CAP_DSN)
+    p |= SL_P_DSN;
+  if (o & SL_CAP_AUTH)
+    p |= SL_P_AUTH;
+  return p;
+}
+
+static enum local_reply path_reply(sl_path_err e, int is_mail) {
+  switch (e) {
+  case SL_PATH_TOO_LONG:
+    return R_PATH_TOO_LONG;
+  case SL_PATH_PARAM:
+    return R_PARAM;
+  case SL_PATH_NEED_SMTPUTF8:
+    return R_NEED_UTF8;
+  case SL_PATH_SIZE:
+    return R_SIZE;
+  default:
+    return is_mail ? R_BAD_SENDER : R_BAD_RCPT;
+  }
+}
+
+/* Bytes a client sent ahead of a reply it had to wait for (RFC 2920 3.1;
+   Postfix's smtpd_forbid_unauth_pipelining).  Returns 1 if that ends the
+   session. */
+int sl__sync_violation(sl_relay *r) {
+  r->stats.sync_violations++;
+  return r->pol->forbid_unauth_pipelining;
+}
+
+/* Must this command end a pipelined group (RFC 2920 3.1; Postfix's
+   SMTPD_CMD_FLAG_LAST)?  Without EHLO and an offered PIPELINING every
+   command must.  STARTTLS (its plaintext tail is discarded), QUIT (nothing
+   after it is read) and BDAT (its chunk follows it) have their own rules. */
+static int ends_group(const sl_relay *r, sl_verb v) {
+  switch (v) {
+  case SL_V_EHLO:
+  case SL_V_HELO:
+  case SL_V_DATA:
+  case SL_V_NOOP:
+  case SL_V_VRFY:
+  case SL_V_EXPN:
+  case SL_V_AUTH:
+    return 1;
+  case SL_V_STARTTLS:
+  case SL_V_QUIT:
+  case SL_V_BDAT:
+    return 0;
+  default:
+    return !(r->esmtp && (r->offered & SL_CAP_PIPELINING));
+  }
+}
+
+/* Message bytes sent before the reply to DATA, under
+   forbid_unauth_pipelining, while that reply is still queued: it is
+   replaced by the refusal (a relayed DATA's own reply is swallowed and the
+   upstream leg closed before a body byte moves). */
+void sl__refuse_sync(sl_relay *r) {
+  uint8_t *k = &r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP];
+  *k = *k >= Q_LOCAL ? (uint8_t)(Q_LOCAL + R_SYNC) : (uint8_t)Q_UP_DATA_SYNC;
+  r->wait_354 = 0;
+  r->no_input = 1;
+}
+
+/* The body a client sent after a DATA that was then refused (locally or by
+   the upstream) is message content, never commands: it is read up to its
+   end-of-data line and dropped without a reply. */
+static void discard_early_body(sl_relay *r) {
+  sl_data_init(&r->data, r->lim->text_line_max, 0,
+               (r->pol->lenient & SL_LENIENT_NORMALIZE_BARE_LF) != 0);
+  sl_data_discard(&r->data, 0);
+  r->viol = SL_VIOL_NONE;
+  r->quiet = 1;
+  r->cl = CL_DISCARD;
+  r->t_client = r->now;
+}
+
+/* The message size allowed: the lower of ours and the upstream's SIZE
+   (and, in screen-first, the pool's, which is what the client was
+   offered). */
+static uint64_t size_limit(const sl_relay *r) {
+  uint64_t m = r->lim->message_size_max;
+  if (r->up_size && (!m || r->up_size < m))
+    m = r->up_size;
+  if (r->pol->mode == SL_MODE_SCREEN_FIRST &&
+      (r->info.flags & SL_CONN_POOL_CAPS) && r->info.pool_size &&
+      (!m || r->info.pool_size < m))
+    m = r->info.pool_size;
+  return m;
+}
+
+/* Sends a client command line upstream, if the upstream can take it now.
+   1: sent; 0: not now (leave it); -1: unavailable (answer locally). */
+static int relay_line(sl_relay *r, const uint8_t *line, size_t len,
+                      uint8_t kind) {
+  int u = sl__need_upstream(r);
+  if (u <= 0)
+    return u;
+  if (!sl__up_can_send(r) || !sl__up_room(r, len))
+    return 0;
+  /* RFC 3461 6.2: relayed without NOTIFY/ORCPT to a server without DSN */
+  sl__up_write_params(r, line, len,
+                      kind == Q_UP_RCPT && !(r->up_caps & SL_CAP_DSN) ? SL_P_DSN
+                                                                      : 0);
+  sl__up_sent(r, kind, sl__is_sync(kind));
+  return 1;
+}
+
+static int sasl_response(const uint8_t *p, size_t n) {
+  if (n == 1 && p[0] == '*')
+    return 1;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t c = p[i];
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+          (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '='))
+      return 0;
+  }
+  return 1;
+}
+
+/* A SASL line toward the AUTH at the queue head (a continuation, or "*"
+   to cancel the exchange); the upstream's answer is the client's reply. */
+static void sasl_line(sl_relay *r, const uint8_t *line, size_t len) {
+  sl__up_write_line(r, line, len);
+  r->q_sync |= 1u << r->q_head; /* the client waits for the answer again */
+  r->up_out++;
+  r->up_sync++;
+  r->t_up = sl__tadd(r->now, r->lim->upstream_command_timeout);
+  r->cl = CL_WAIT;
+}
+
+/* The local reply for 8-bit bytes where they are not allowed, or -1. */
+static int envelope_8bit(const sl_relay *r, sl_verb v, const uint8_t *line,
+                         size_t len, size_t arg) {
+  switch (sl_env_8bit(v, line, len, arg, r->utf8_txn,
+                      (r->offered & SL_CAP_SMTPUTF8) != 0)) {
+  case SL_ENV_OK:
+    return -1;
+  case SL_ENV_BAD_UTF8:
+    return R_BAD_UTF8;
+  case SL_ENV_NEED_SMTPUTF8:
+    return R_NEED_UTF8;
+  case SL_ENV_HELO_8BIT:
+    return R_HELO_8BIT;
+  default:
+    return R_8BIT;
+  }
+}
+
+/* Relay control for a RCPT that passed the syntax checks: the local
+   refusal, or -1 to relay it. */
+static int relay_control(const sl_relay *r, const uint8_t *arg, size_t alen) {
+  const sl_rcpt_policy *p = &r->pol->rcpt;
+  size_t off, n;
+  if (sl_env_path(arg, alen, &off, &n) < 0)
+    return R_BAD_RCPT;
+  int trusted = r->authed || sl_rcpt_client_trusted(p, &r->info.client);
+  switch (sl_rcpt_check(p, arg + off, n, trusted)) {
+  case SL_RCPT_OK:
+    return -1;
+  case SL_RCPT_UNCONFIGURED:
+    return R_RELAY_UNCONFIGURED;
+  case SL_RCPT_SOURCE_ROUTE:
+    return R_SOURCE_ROUTE;
+  case SL_RCPT_PERCENT_HACK:
+    return R_PERCENT_HACK;
+  case SL_RCPT_BANG_PATH:
+    return R_BANG_PATH;
+  default:
+    return R_RELAY_DENIED;
+  }
+}
+
+static int is_junk(sl_verb v) {
+  return v == SL_V_NOOP || v == SL_V_RSET || v == SL_V_VRFY || v == SL_V_EXPN ||
+         v == SL_V_HELP;
+}
+
+/*
+ * One complete command line (CRLF stripped; `whole` bytes with it).
+ * Returns 1 when consumed, 0 to leave it for later.
+ */
+static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
+                    size_t whole) {
+  sl_cmd c;
+  sl_cmd_parse(line, len, &c);
+  const uint8_t *arg = line + c.arg;
+  size_t alen = len - c.arg;
+  int more = r->cin.len > whole; /* bytes pipelined after this line */
+  int lr = -1;                   /* a local reply, or -1 */
+  int early = 0; /* bytes follow a command that must end its group */
+  int rc;
+
+  if (r->cl == CL_AUTH) {
+    r->sync_bad = 0; /* a continuation sent before the 334: counted */
+    if (r->up != UP_READY) {
+      r->cl = CL_CMD; /* the upstream is gone: the AUTH's 451 answers this */
+      goto consumed;
+    }
+    if (!sl__up_room(r, len))
+      return 0;
+    /* It belongs to the AUTH at the queue head.  Only a SASL response
+       (base64, or "*" to cancel; RFC 4954 4) goes upstream: any other text
+       cancels the exchange, so no arbitrary line reaches the upstream. */
+    if (sasl_response(line, len))
+      sasl_line(r, line, len);
+    else
+      sasl_line(r, (const uint8_t *)"*", 1);
+    goto consumed;
+  }
+  if (is_junk(c.verb) && r->lim->junk_commands_max &&
+      ++r->stats.junk > r->lim->junk_commands_max) {
+    lr = R_TOO_MANY_JUNK;
+    r->no_input = 1;
+    goto reply;
+  }
+  /* RFC 2920 3.1, checked before the command runs as Postfix does: bytes
+     after a command that must end a group, or that came before the reply
+     to an earlier one, are a synchronisation error. */
+  early = more && ends_group(r, c.verb); /* counted once consumed */
+  if ((early || r->sync_bad) && r->pol->forbid_unauth_pipelining) {
+    lr = R_SYNC;
+    r->no_input = 1;
+    goto reply;
+  }
+  if (r->rejected) {
+    switch (c.verb) {
+    case SL_V_QUIT:
+      lr = R_BYE;
+      r->no_input = 1;
+      break;
+    case SL_V_NOOP:
+    case SL_V_RSET:
+      lr = R_OK;
+      break;
+    case SL_V_HELP:
+      lr = R_HELP;
+      break;
+    case SL_V_BDAT: {
+      /* refused, but its chunk follows all the same (RFC 3030 2) */
+      uint64_t size;
+      int last;
+      if (sl_cmd_bdat(arg, alen, &size, &last) == 0 && size) {
+        r->bdat_left = size;
+        r->bdat_discard = 1;
+        r->cl = CL_BDAT;
+      }
+      lr = R_REJECTED;
+      break;
+    }
+    case SL_V_DATA:
+      /* refused like any DATA: bytes the client sent after it are a body
+         to drop, never commands (as in the SL_V_DATA case below) */
+      r->cl = CL_WAIT;
+      r->wait_354 = 1;
+      r->body_early = early != 0;
+      lr = R_REJECTED;
+      break;
+    default:
+      lr = R_REJECTED;
+    }
+    goto reply;
+  }
+  /* 8-bit bytes: only as SMTPUTF8 allows, and only well-formed UTF-8.  A
+     RCPT outside a transaction gets its 503 first. */
+  if (c.verb != SL_V_UNKNOWN && c.verb != SL_V_NONSMTP &&
+      !(c.verb == SL_V_RCPT && !r->mail) &&
+      (lr = envelope_8bit(r, c.verb, line, len, c.arg)) >= 0)
+    goto reply;
+
+  switch (c.verb) {
+  case SL_V_EHLO:
+  case SL_V_HELO: {
+    if (!sl_cmd_helo_arg(arg, alen, r->lim->domain_max)) {
+      lr = R_HELO_SYNTAX;
+      break;
+    }
+    int via_up = r->pol->mode == SL_MODE_PASSTHROUGH || r->up == UP_READY;
+    if (via_up) {
+      int u = sl__need_upstream(r);
+      if (u == 0 || (u > 0 && !sl__up_can_send(r)))
+        return 0;
+      if (u < 0) {
+        lr = R_UPSTREAM_FAIL;
+        break;
+      }
+      if (!sl__up_room(r, len))
+        return 0;
+    }
+    /* Keep the line: a later upstream connection replays it. */
+    sl__buf_release(r, &r->ehlo);
+    if (sl__buf_reserve(r, &r->ehlo, (uint32_t)len))
+      return 0;
+    sl__buf_put(&r->ehlo, line, len);
+    r->helo = 1;
+    r->esmtp = c.verb == SL_V_EHLO;
+    sl__txn_reset(r);
+    if (via_up) {
+      if (r->probe_held && r->esmtp) {
+        /* answered by the probe's reply, already in uin */
+        r->probe_held = 0;
+      } else {
+        sl__probe_drop(r);
+        sl__up_write_line(r, line, len);
+      }
+      sl__up_sent(r, r->esmtp ? Q_UP_EHLO : Q_UP_HELO, 1);
+      r->replayed = 1;
+    } else {
+      lr = r->esmtp ? R_EHLO_LOCAL : R_HELO_LOCAL;
+    }
+    break;
+  }
+  case SL_V_MAIL: {
+    if (!r->helo) {
+      lr = R_NEED_HELO;
+      break;
+    }
+    if (r->mail) {
+      lr = R_NESTED_MAIL;
+      break;
+    }
+    sl_path_limits pl = {r->lim->path_max, r->lim->domain_max, size_limit(r),
+                         params_allowed(r)};
+    uint64_t size = 0;
+    sl_path_err e = sl_cmd_check_path(arg, alen, 1, &pl, &size);
+    if (e != SL_PATH_OK) {
+      lr = (int)path_reply(e, 1);
+      break;
+    }
+    int u = sl__need_upstream(r);
+    if (u == 0 || (u > 0 && !(sl__up_can_send(r) && sl__up_room(r, len))))
+      return 0;
+    if (u < 0) {
+      lr = R_UPSTREAM_FAIL;
+      break;
+    }
+    /* Only what this upstream's EHLO offered goes to it (guarantee 8):
+       what cannot be dropped without changing the message is refused. */
+    uint32_t has = sl_cmd_param_classes(arg, alen), up = r->up_caps;
+    if ((has & SL_P_SMTPUTF8) && !(up & SL_CAP_SMTPUTF8)) {
+      lr = R_UP_NO_UTF8;
+      break;
+    }
+    if ((has & SL_P_BODY_8BIT) && !(up & SL_CAP_8BITMIME)) {
+      lr = R_UP_NO_8BIT;
+      break;
+    }
+    uint32_t drop = (up & SL_CAP_SIZE ? 0 : SL_P_SIZE) |
+                    (up & SL_CAP_8BITMIME ? 0 : SL_P_BODY_7BIT) |
+                    (up & SL_CAP_DSN ? 0 : SL_P_DSN) |
+                    (up & SL_CAP_AUTH ? 0 : SL_P_AUTH);
+    if (r->pol->identity == SL_IDENT_XFORWARD && (up & SL_CAP_XFORWARD) &&
+        !r->xfwd_sent) {
+      /* Postfix forgets XFORWARD attributes at each transaction's end
+         (mail_reset): every MAIL needs its own.  Without PIPELINING the
+         MAIL waits, unconsumed, for the XFORWARD's reply (RFC 2920). */
+      uint8_t xl[512];
+      size_t xn = sl__xforward_line(r, xl);
+      if (r->q_len + 2u > QUEUE_CAP || !sl__up_room(r, xn + len + 2))
+        return 0;
+      sl__up_write_line(r, xl, xn);
+      sl__up_sent(r, Q_UP_XFORWARD, 0);
+      r->xfwd_sent = 1;
+      if (!sl__up_can_send(r))
+        return 0;
+    }
+    r->xfwd_sent = 0;
+    sl__txn_reset(r);
+    r->utf8_txn = sl_env_mail_smtputf8(arg, alen) != 0;
+    r->bdat_cr = 0; /* a CRLF may span two chunks of one message only */
+    r->bdat_down = r->bdat_go = r->bdat_failed = 0;
+    sl__up_write_params(r, line, len, drop);
+    sl__up_sent(r, Q_UP_MAIL, 0);
+    r->mail = 1;
+    r->data.size = 0;
+    break;
+  }
+  case SL_V_RCPT: {
+    if (!r->mail) {
+      lr = R_NEED_MAIL;
+      break;
+    }
+    if (r->rcpts >= r->lim->recipients_max) {
+      /* 452 (RFC 5321 4.5.3.1.10): the client delivers to the accepted
+         ones and retries the rest.  A client that pipelines past the
+         limit (Postfix's smtp client does) is not making errors until it
+         overshoots by recipient_overshoot_max (Postfix's
+         smtpd_recipient_overshoot_limit); then each one counts. */
+      if (r->overshoot < r->lim->recipient_overshoot_max) {
+        if (r->overshoot < UINT16_MAX)
+          r->overshoot++;
+        lr = R_RCPT_OVERSHOOT;
+      } else {
+        lr = R_TOO_MANY_RCPT;
+      }
+      break;
+    }
+    sl_path_limits pl = {r->lim->path_max, r->lim->domain_max, 0,
+                         params_allowed(r)};
+    sl_path_err e = sl_cmd_check_path(arg, alen, 0, &pl, NULL);
+    if (e != SL_PATH_OK) {
+      lr = (int)path_reply(e, 0);
+      break;
+    }
+    if ((lr = relay_control(r, arg, alen)) >= 0) {
+      r->stats.recipients_relay_denied++;
+      break;
+    }
+    if ((rc = relay_line(r, line, len, Q_UP_RCPT)) == 0)
+      return 0;
+    if (rc < 0) {
+      lr = R_UPSTREAM_FAIL;
+      break;
+    }
+    r->rcpts++;
+    break;
+  }
+  case SL_V_DATA:
+    if (!r->mail)
+      lr = R_NEED_MAIL;
+    else if (!r->rcpts)
+      lr = R_NEED_RCPT;
+    else if ((rc = relay_line(r, line, len, Q_UP_DATA)) == 0)
+      return 0;
+    else if (rc < 0)
+      lr = R_UPSTREAM_FAIL;
+    /* Whatever the answer, the bytes after DATA wait for its reply: a
+       354 makes them the body, a refusal makes them a body to drop, never
+       commands (RFC 2920 3.1; they could smuggle a RCPT upstream). */
+    r->cl = CL_WAIT;
+    r->wait_354 = 1;
+    r->body_early = early != 0;
+    break;
+  case SL_V_BDAT: {
+    uint64_t size;
+    int last;
+    if (sl_cmd_bdat(arg, alen, &size, &last)) {
+      lr = R_SYNTAX;
+      break;
+    }
+    uint64_t max = size_limit(r);
+    if (!(r->offered & SL_CAP_CHUNKING))
+      lr = R_NOT_IMPL;
+    else if (!r->mail)
+      lr = R_NEED_MAIL;
+    else if (r->bdat_failed) {
+      /* the upstream refused this transaction's DATA: every chunk fails
+         with its code, and LAST ends the transaction as usual */
+      lr = R_BDAT_FAILED;
+      if (last)
+        sl__txn_reset(r);
+    } else if (!r->rcpts)
+      lr = R_NEED_RCPT;
+    else if (max && (size > max || r->data.size + size > max))
+      lr = R_MSG_SIZE;
+    if (lr < 0 && last && r->msize_len == MSIZE_CAP)
+      return 0; /* wait for an earlier message's reply */
+    int down = 0;
+    if (lr < 0 && (rc = sl__need_upstream(r)) <= 0) {
+      if (rc == 0)
+        return 0;
+      lr = R_UPSTREAM_FAIL;
+    }
+    if (lr < 0 && !(r->up_caps & SL_CAP_CHUNKING)) {
+      /* Promised CHUNKING, but this upstream lacks it: the transaction
+         goes to it as one DATA, never as BDAT (guarantee 8). */
+      down = 1;
+      if (!r->bdat_down) {
+        if (!sl__up_can_send(r) || !sl__up_room(r, 4))
+          return 0;
+        sl__up_write_line(r, (const uint8_t *)"DATA", 4);
+        sl__up_sent(r, Q_UP_BDAT_DATA, 1);
+        r->bdat_down = 1;
+        r->bdat_go = 0;
+        sl_stuff_init(&r->stuff, r->lim->text_line_max);
+        /* a first chunk that is LAST records its size in bdat_go() */
+      } else {
+        /* LAST is owed the end-of-data's reply once the terminator is
+           out; other chunks are answered when read */
+        sl__q_push(r, last ? Q_UP_BDAT_LAST : (uint8_t)(Q_LOCAL + R_BDAT_OK));
+        if (last)
+          sl__msize_push(r, r->data.size + size);
+      }
+      if (last)
+        sl__txn_reset(r);
+    } else if (lr < 0) {
+      rc = relay_line(r, line, len, last ? Q_UP_BDAT_LAST : Q_UP_BDAT);
+      if (rc == 0)
+        return 0;
+      if (rc < 0) {
+        lr = R_UPSTREAM_FAIL;
+      } else if (last) {
+        sl__msize_push(r, r->data.size + size);
+        sl__txn_reset(r); /* the transaction ends with this chunk */
+      }
+    }
+    /* The chunk's bytes follow whatever the answer is (RFC 3030 2). */
+    r->bdat_left = size;
+    r->bdat_discard = lr >= 0;
+    r->bdat_last = last != 0;
+    if (lr < 0)
+      sl__set_stage(r, SL_STAGE_DATA);
+    if (size || (down && lr < 0)) { /* an empty chunk still ends a DATA */
+      r->cl = CL_BDAT;
+      sl__throttle_start(r);
+    }
+    break;
+  }
+  case SL_V_RSET:
+    if (r->up == UP_READY && !(sl__up_can_send(r) && sl__up_room(r, len)))
+      return 0;
+    sl__txn_reset(r);
+    if (r->up == UP_READY) {
+      if ((rc = relay_line(r, line, len, Q_UP_RSET)) == 0)
+        return 0;
+      if (rc > 0)
+        break;
+    }
+    lr = R_OK;
+    break;
+  case SL_V_NOOP:
+    lr = R_OK;
+    break;
+  case SL_V_QUIT:
+    lr = R_BYE;
+    r->no_input = 1;
+    break;
+  case SL_V_VRFY:
+  case SL_V_EXPN:
+    if (r->pol->vrfy == SL_VRFY_RELAY) {
+      if ((rc = relay_line(r, line, len, Q_UP_VRFY)) == 0)
+        return 0;
+      if (rc > 0)
+        break;
+      lr = R_UPSTREAM_FAIL;
+      break;
+    }
+    lr = r->pol->vrfy == SL_VRFY_502 ? R_VRFY502 : R_VRFY252;
+    break;
+  case SL_V_HELP:
+    lr = R_HELP;
+    break;
+  case SL_V_AUTH:
+    if (!(r->offered & SL_CAP_AUTH)) {
+      lr = (r->pol->features & SL_FEAT_AUTH) && r->pol->auth_requires_tls &&
+                   !r->stats.tls_client
+               ? R_AUTH_NEED_TLS
+               : R_AUTH_UNAVAIL;
+      break;
+    }
+    if (r->up == UP_READY && !(r->up_caps & SL_CAP_AUTH)) {
+      lr = R_AUTH_UNAVAIL; /* offered by screen-first, not by this server */
+      break;
+    }
+    if ((rc = relay_line(r, line, len, Q_UP_AUTH)) == 0)
+      return 0;
+    if (rc < 0) {
+      lr = R_UPSTREAM_FAIL;
+      break;
+    }
+    r->cl = CL_WAIT;
+    break;
+  case SL_V_STARTTLS:
+    if (!(r->pol->features & SL_FEAT_STARTTLS)) {
+      lr = R_TLS_UNAVAIL;
+      break;
+    }
+    if (r->stats.tls_client) {
+      lr = R_TLS_ACTIVE;
+      break;
+    }
+    /* Plaintext after STARTTLS must never be read as commands inside TLS
+       (CVE-2011-0411): drop it, count it, read nothing until the
+       handshake. */
+    if (more) {
+      size_t extra = r->cin.len - whole;
+      r->stats.starttls_discarded += (uint32_t)extra;
+      sl__event(r, SL_EV_STARTTLS_INJECTION, extra);
+      whole = r->cin.len;
+    }
+    lr = R_TLS_READY;
+    r->no_input = 1;
+    r->cl = CL_WAIT;
+    break;
+  case SL_V_NONSMTP:
+    lr = R_NONSMTP;
+    r->no_input = 1;
+    break;
+  case SL_V_XCLIENT:
+  case SL_V_XFORWARD:
+  case SL_V_ETRN:
+    lr = R_NOT_IMPL;
+    break;
+  default:
+    lr = R_UNKNOWN;
+    break;
+  }
+reply:
+  if (lr >= 0)
+    sl__q_push_local(r, (enum local_reply)lr);
+  if (early)
+    r->stats.sync_violations++;
+  r->sync_bad = 0;
+  if (ends_group(r, c.verb) && r->q_len)
+    r->q_sync |= 1u << ((r->q_head + r->q_len - 1) % QUEUE_CAP);
+consumed:
+  sl__buf_consume(r, &r->cin, whole);
+  r->stats.commands++;
+  r->t_client = r->now;
+  return 1;
+}
+
+/* One line from cin: 1 consumed, 0 wait for more. */
+static int step_line(sl_relay *r) {
+  uint8_t *p = r->cin.p + r->cin.off;
+  size_t n = r->cin.len;
+  uint8_t *nl = memchr(p, '\n', n);
+  if (r->skip_line) {
+    /* the rest of an overlong line, up to its end */
+    sl__buf_consume(r, &r->cin, nl ? (size_t)(nl - p) + 1 : n);
+    if (nl)
+      r->skip_line = 0;
+    return 1;
+  }
+  uint32_t limit = sl__line_limit(r);
+  if (r->cl == CL_AUTH && r->up == UP_READY && !sl__up_room(r, 1))
+    return 0; /* a cancel may have to go upstream */
+  if (!nl) {
+    if (n >= limit) {
+      /* Never split a long line into two commands: refuse it whole. */
+      sl__buf_consume(r, &r->cin, n);
+      r->skip_line = 1;
+      goto too_long;
+    }
+    if (sl__buf_free(&r->cin) == 0)
+      sl__buf_reserve(r, &r->cin, limit - (uint32_t)n); /* a long AUTH line */
+    return 0;
+  }
+  size_t whole = (size_t)(nl - p) + 1;
+  if (whole > limit) {
+    sl__buf_consume(r, &r->cin, whole);
+    goto too_long;
+  }
+  size_t len = whole - 1;
+  int bad = len == 0 || p[len - 1] != '\r';
+  if (!bad) {
+    len--;
+    bad = memchr(p, '\r', len) != NULL || memchr(p, 0, len) != NULL;
+  }
+  if (bad) {
+    if (r->cl == CL_AUTH && r->up != UP_READY) {
+      r->cl = CL_CMD; /* the AUTH's local answer goes to this line */
+    } else if (r->cl == CL_AUTH) {
+      if (!sl__up_room(r, 1))
+        return 0;
+      sasl_line(r, (const uint8_t *)"*", 1); /* cancel the exchange */
+    } else {
+      sl__q_push_local(r, R_BAD_CHAR);
+    }
+    sl__buf_consume(r, &r->cin, whole);
+    r->stats.commands++;
+    return 1;
+  }
+  return dispatch(r, p, len, whole);
+too_long:
+  r->stats.commands++;
+  if (r->cl == CL_AUTH && r->up != UP_READY)
+    r->cl = CL_CMD; /* the AUTH's local answer goes to this line */
+  else if (r->cl == CL_AUTH)
+    sasl_line(r, (const uint8_t *)"*", 1); /* room checked before consuming */
+  else {
+    sl__q_push_local(r, R_LINE_TOO_LONG);
+  }
+  return 1;
+}
+
+static enum local_reply refusal(uint8_t viol) {
+  if (sl__is_smuggle(viol))
+    return R_SMUGGLE;
+  if (viol == SL_VIOL_LINE_TOO_LONG)
+    return R_TEXT_TOO_LONG;
+  if (viol == SL_VIOL_SIZE)
+    return R_MSG_SIZE;
+  return R_UPSTREAM_LOST;
+}
+
+/* Message data after 354: framed into uout, or discarded. */
+static int step_data(sl_relay *r) {
+  int discard = r->cl == CL_DISCARD;
+  uint8_t *out = NULL;
+  size_t room = 0;
+  if (!discard) {
+    if (r->msize_len == MSIZE_CAP)
+      return 0; /* cannot happen: a 354 comes after earlier ends' replies */
+    uint32_t want = r->cin.len + 4u < r->lim->buffer_size
+                        ? r->cin.len + 4u
+                        : r->lim->buffer_size / 2;
+    if (sl__buf_free(&r->uout) < 4 && sl__buf_reserve(r, &r->uout, want))
+      return 0;
+    if (sl__buf_free(&r->uout) < want && r->uout.len == 0 &&
+        sl__buf_reserve(r, &r->uout, want))
+      return 0;
+    room = sl__buf_free(&r->uout);
+    if (room < 4)
+      return 0;
+    out = sl__buf_tail(&r->uout);
+  }
+  size_t used = 0, made = 0;
+  sl_data_status st = sl_data_run(&r->data, r->cin.p + r->cin.off, r->cin.len,
+                                  out, room, &used, &made);
+  if (made) {
+    if (r->uout.len == 0)
+      r->t_uout = r->now;
+    sl__buf_grow(&r->uout, made);
+  }
+  sl__buf_consume(r, &r->cin, used);
+  if (st == SL_DATA_END) {
+    if (r->quiet) {
+      r->quiet = 0; /* an early body after a refused DATA: no reply */
+    } else if (discard) {
+      sl__q_push_local(r, refusal(r->viol));
+      if (sl__is_smuggle(r->viol))
+        r->no_input = 1;
+      r->mail = 0;
+      r->rcpts = 0;
+      r->viol = SL_VIOL_NONE;
+    } else {
+      sl__txn_reset(r);
+      sl__msize_push(r, r->data.size);
+      sl__up_sent(r, Q_UP_END, 0);
+    }
+    r->cl = CL_CMD;
+    return 1;
+  }
+  if (st == SL_DATA_VIOLATION && r->quiet) {
+    /* smuggling bytes in a body that was never accepted: where it ends is
+       ambiguous, so nothing after it is read; the session ends */
+    sl__event(r, SL_EV_SMUGGLING, r->data.violation);
+    r->quiet = 0;
+    r->cl = CL_CMD;
+    r->no_input = 1;
+    sl__q_push_local(r, R_SMUGGLE);
+    return 1;
+  }
+  if (st == SL_DATA_VIOLATION) {
+    r->viol = (uint8_t)r->data.violation;
+    if (sl__is_smuggle(r->viol))
+      sl__event(r, SL_EV_SMUGGLING, r->viol);
+    /* Abort the upstream transaction by closing; never send the
+       terminator after a violation (SECURITY.md 1.1, rule 3). */
+    sl__up_close(r);
+    sl_data_discard(&r->data, sl__is_smuggle(r->viol));
+    r->cl = CL_DISCARD;
+    return 1;
+  }
+  return used > 0;
+}
+
+/* A chunk's content refused on the way to DATA upstream: the upstream
+   transaction is aborted by closing, never by its terminator. */
+static void bdat_down_refuse(sl_relay *r, sl_violation v) {
+  r->viol = (uint8_t)v;
+  sl__up_close(r);
+  sl__q_fail_upstream(r, R_UPSTREAM_LOST);
+  enum local_reply why = refusal((uint8_t)v);
+  r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP] = (uint8_t)(Q_LOCAL + why);
+  if (sl__is_smuggle(r->viol)) {
+    sl__event(r, SL_EV_SMUGGLING, v);
+    r->no_input = 1; /* as for DATA, the session ends */
+  }
+  r->bdat_discard = 1;
+}
+
+/* BDAT content framed as DATA for an upstream without CHUNKING. */
+static int step_bdat_down(sl_relay *r) {
+  if (!r->bdat_go)
+    return 0; /* the chunk waits in cin for the 354 */
+  size_t n = r->cin.len < r->bdat_left ? r->cin.len : (size_t)r->bdat_left;
+  if (n) {
+    uint32_t want =
+        n + 2 < r->lim->buffer_size ? (uint32_t)n + 2 : r->lim->buffer_size / 2;
+    if (sl__buf_free(&r->uout) < 2 && sl__buf_reserve(r, &r->uout, want))
+      return 0;
+    size_t used = 0, made = 0;
+    sl_violation v = sl_stuff_run(&r->stuff, r->cin.p + r->cin.off, n,
+                                  sl__buf_tail(&r->uout),
+                                  sl__buf_free(&r->uout), &used, &made);
+    if (made && r->uout.len == 0)
+      r->t_uout = r->now;
+    sl__buf_grow(&r->uout, made);
+    if (used > n)
+      used = n;
+    sl__buf_consume(r, &r->cin, used);
+    r->bdat_left -= used;
+    r->data.size += used;
+    if (v != SL_VIOL_NONE) {
+      bdat_down_refuse(r, v);
+      if (r->bdat_left == 0)
+        r->cl = CL_CMD;
+      return 1;
+    }
+    if (r->bdat_left)
+      return used > 0;
+  }
+  r->cl = CL_CMD;
+  if (!r->bdat_last)
+    return 1;
+  if (r->stuff.cr) {
+    /* the message would end on a bare CR */
+    bdat_down_refuse(r, SL_VIOL_BARE_CR);
+    return 1;
+  }
+  if (sl__buf_reserve(r, &r->uout, 5)) {
+    r->cl = CL_BDAT; /* try the end again when the pool has room */
+    return 0;
+  }
+  if (r->uout.len == 0)
+    r->t_uout = r->now;
+  sl__buf_grow(&r->uout, sl_stuff_end(&r->stuff, sl__buf_tail(&r->uout)));
+  /* the LAST chunk's entry now waits for the end-of-data's reply */
+  r->up_out++;
+  r->t_up = sl__tadd(r->now, sl__up_timeout(r, Q_UP_BDAT_LAST));
+  r->bdat_down = r->bdat_go = 0;
+  return 1;
+}
+
+/* A BDAT chunk's bytes: checked and copied upstream, or discarded. */
+static int step_bdat(sl_relay *r) {
+  if (r->bdat_down && !r->bdat_discard)
+    return step_bdat_down(r);
+  size_t n = r->cin.len < r->bdat_left ? r->cin.len : (size_t)r->bdat_left;
+  if (!r->bdat_discard) {
+    if (sl__buf_free(&r->uout) == 0 || !r->uout.p) {
+      uint32_t want = n + 1 < r->lim->buffer_size ? (uint32_t)n + 1
+                                                  : r->lim->buffer_size / 2;
+      if (sl__buf_reserve(r, &r->uout, want))
+        return 0;
+    }
+    if (n > sl__buf_free(&r->uout))
+      n = sl__buf_free(&r->uout);
+    size_t ok;
+    sl_violation v = sl_bdat_check(&r->bdat_cr, r->cin.p + r->cin.off, n, &ok);
+    if (v == SL_VIOL_NONE && r->bdat_last && n == r->bdat_left && r->bdat_cr) {
+      /* the message would end on a bare CR: keep it back and refuse */
+      v = SL_VIOL_BARE_CR;
+      ok = n - 1;
+    }
+    if (r->uout.len == 0)
+      r->t_uout = r->now;
+    sl__buf_put(&r->uout, r->cin.p + r->cin.off, ok);
+    if (v != SL_VIOL_NONE) {
+      r->viol = (uint8_t)v;
+      sl__event(r, SL_EV_SMUGGLING, v);
+      sl__up_close(r);
+      sl__q_fail_upstream(r, R_UPSTREAM_LOST);
+      /* this chunk's own reply says why, and the session ends */
+      r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP] =
+          (uint8_t)(Q_LOCAL + R_SMUGGLE);
+      r->no_input = 1;
+      r->bdat_discard = 1;
+      n = ok;
+    }
+  }
+  sl__buf_consume(r, &r->cin, n);
+  r->bdat_left -= n;
+  r->data.size += n;
+  if (r->bdat_left == 0) {
+    r->cl = CL_CMD;
+    if (!r->cin.len)
+      r->t_rec = SL_TSTAMP_NONE; /* the chunk was the record */
+    return 1;
+  }
+  return n > 0;
+}
+
+int sl__step_client(sl_relay *r) {
+  int progress = 0;
+  if (r->cl == CL_WAIT && r->wait_354 && r->q_len == 0 && r->cout.len == 0 &&
+      !r->no_input) {
+    /* A refused DATA's reply has left: bytes the client sent before it
+       arrived are the body it should not have sent. */
+    r->wait_354 = 0;
+    if (r->body_early)
+      discard_early_body(r);
+    else
+      r->cl = CL_CMD;
+    r->body_early = 0;
+    progress = 1;
+  }
+  while ((r->cin.len || (r->cl == CL_BDAT && r->bdat_left == 0)) &&
+         r->cl < CL_CLOSING && sl__ring_free(r) >= STEP_ROOM) {
+    int rc;
+    switch (r->cl) {
+    case CL_PROXY:
+      rc = step_proxy(r);
+      break;
+    case CL_CMD:
+    case CL_AUTH:
+      /* Pregreet bytes wait for the greeting; a client that does not read
+         its replies gets no more of them. */
+      if (!r->greeted || r->no_input || sl__q_full(r) ||
+          r->cout.len >= r->lim->buffer_size / 2)
+        return progress;
+      rc = step_line(r);
+      break;
+    case CL_DATA:
+    case CL_DISCARD:
+      rc = step_data(r);
+      break;
+    case CL_BDAT:
+      rc = step_bdat(r);
+      break;
+    default:
+      return progress;
+    }
+    if (rc <= 0)
+      break;
+    progress = 1;
+  }
+  return progress;
+}
+
+/* ---- session start and the PROXY header ---------------------------------- */
+
+void sl__session_start(sl_relay *r) {
+  r->t_client = r->now;
+  if (r->info.admission == SL_ADMIT_TEMPFAIL) {
+    r->dnsbl_done = 1;
+    r->greeted = 1;
+    r->no_input = 1;
+    sl__q_push_local(r, R_TEMPFAIL);
+    return;
+  }
+  if (r->info.admission == SL_ADMIT_TARPIT)
+    sl__use_suspect(r, 3);
+  if (r->pol->ndnsbl == 0 || r->info.client.family == SL_AF_UNSPEC)
+    r->dnsbl_done = 1;
+  sl__q_push(r, Q_GREETING);
+  r->greet_jitter = sl__jitter(r);
+  if (r->pol->mode == SL_MODE_PASSTHROUGH) {
+    r->attempt = 0;
+    sl__up_connect(r);
+  } else if (r->pol->greet_teaser && r->prof->greet_delay &&
+             sl__buf_reserve(r, &r->cout,
+                             (uint32_t)sl__local_len(r, R_GREETING)) == 0) {
+    uint8_t *o = sl__buf_tail(&r->cout);
+    size_t n = sl__put_str(o, "220-");
+    n += sl__put_str(o + n, r->pol->hostname);
+    n += sl__put_str(o + n, " ESMTP\r\n");
+    sl__buf_grow(&r->cout, n);
+    r->teaser = 1;
+  }
+}
+
+static int step_proxy(sl_relay *r) {
+  sl_proxy_header h;
+  long n = sl_proxy_parse(r->cin.p + r->cin.off, r->cin.len, &h);
+  if (n == SL_ERR_INCOMPLETE)
+    return 0;
+  if (n < 0) {
+    /* haproxy's rule: anything but a valid header aborts, unanswered */
+    sl__buf_release(r, &r->cin);
+    r->no_input = 1;
+    sl__client_close_after_reply(r, SL_END_PROTOCOL);
+    return 1;
+  }
+  if (!h.local) {
+    r->info.client = h.src;
+    r->info.local = h.dst;
+    if (r->info.proxy_admit)
+      r->info.admission =
+          r->info.proxy_admit(r->info.proxy_admit_ctx, &h.src, r->now);
+  }
+  sl__buf_consume(r, &r->cin, (size_t)n);
+  r->cl = CL_CMD;
+  if (!r->cin.len)
+    r->t_rec = SL_TSTAMP_NONE; /* the header has its own deadline */
+  if (r->cin.len) {
+    r->pregreet = 1;
+    r->stats.pregreet_bytes += r->cin.len;
+  }
+  sl__session_start(r);
+  return 1;
+}
+
+/* The longest line the client may send next: an AUTH command and its SASL
+   continuations may be auth_line_max long (RFC 4954 4), every other command
+   command_line_max. */
+uint32_t sl__line_limit(const sl_relay *r) {
+  if (r->cl == CL_AUTH ||
+      (r->cin.len >= 5 && sl_ieq(r->cin.p + r->cin.off, "AUTH ", 5)))
+    return r->lim->auth_line_max;
+  return r->lim->command_line_max;
+}
