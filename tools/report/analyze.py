@@ -502,14 +502,27 @@ def main():
       "answered a synthetic reply is used and counted (`synth_replies`).\n"
       "- Timestamps of several test captures are meaningless (SOURCES.md); waits over a day are "
       "excluded from the Kaplan–Meier input.\n")
-    w("- Not measured here: core branch coverage over time under fuzzing (the fuzzing "
-      "section the issue asks for, beside ChatAFL's published Exim figures) was not run for this "
-      "report; the fuzz tree belongs to another engineer and no coverage-over-time data was read.\n")
+    w("- The fuzzing figures (section 9) are three 75-minute runs on shared cores, not the "
+      "24 h arms of the published comparison; their states are read from the relay's replies "
+      "by `fuzz/tools/relay-states.py`, whose stage labels are an approximation (section 9).\n")
     w("## 8. Reproduce\n")
     w("```\ntools/report/make-report.sh [BUILD_DIR]\n```\n")
     w("It builds `sluice-replay`, runs the commands at the top of the script (a few minutes) and "
       "rewrites this file and `REPORT.assets/*.png`. The estimators are tested by "
       "`ctest -R replay_estimators`, the wait records and the tie rule by `ctest -R replay_sim`.\n")
+    w("Section 9's figures come from committed data in `REPORT.assets/fuzz-over-time.*`, made "
+      "by two commands (the first takes 75 minutes of wall time; the second a few minutes):\n")
+    w("```\ntools/report/fuzz-over-time.sh start build-fuzz/over-time    # 3 runs, detached\n"
+      "tools/report/fuzz-over-time.sh report build-fuzz/over-time   # after they end\n```\n")
+    w("`start` builds the libFuzzer relay target, freezes it and the core revision, writes the "
+      "seed-only corpus and launches the runs (`tools/report/fuzz-run-one.sh`); `report` "
+      "builds a gcc coverage runner of that revision, replays every run's units in discovery "
+      "order, counts core branches (lcov) and relay states (`fuzz/tools/relay-states.py`) at "
+      "each sample, writes `REPORT.assets/fuzz-over-time.{tsv,json,png}` and triages the "
+      "crashes into `REPORT.assets/fuzz-over-time-crashes.txt`; `make-report.sh` then writes "
+      "the section from them (`tools/report/section9.py`).\n")
+    import section9
+    section9.write(w, A)
     open(a.out, "w").write("\n".join(out) + "\n")
 
 

@@ -61,6 +61,14 @@ report)
   fi
   FUZZ_RELAY_SKIP_OPEN_FINDINGS=1 nice -n 10 /usr/bin/python3 \
     "$here/fuzz_over_time.py" "$out" "$root/REPORT.assets"
+  # every crash, grouped by the oracle's message, against the fuzzed revision
+  crashes=$(ls "$out"/run-*/crash-* 2>/dev/null || true)
+  if [ -n "$crashes" ]; then
+    # shellcheck disable=SC2086
+    sh "$root/fuzz/tools/triage.sh" "$out/cov/fuzz/fuzz_relay_runner" $crashes |
+      sed "s|$out/||"
+  fi >"$root/REPORT.assets/fuzz-over-time-crashes.txt"
+  cat "$root/REPORT.assets/fuzz-over-time-crashes.txt"
   ;;
 *)
   echo "usage: fuzz-over-time.sh start|report OUT" >&2; exit 2 ;;

@@ -13,14 +13,15 @@ to t are recorded.  Times are wall time since the run started and the CPU
 time the run had used by then (its cpu.tsv, sampled every 30 s and
 interpolated): the cores are shared, so the CPU axis is the fair one.
 
-Writes OUT/over-time.tsv (one row per run and sample), OUT/summary.md (the
-tables REPORT.md quotes) and ASSETS/fuzz-over-time.png.
+Writes OUT/over-time.tsv (one row per run and sample) and, for REPORT.md
+(tools/report/section9.py reads them), ASSETS/fuzz-over-time.tsv (the same),
+ASSETS/fuzz-over-time.json (per run: executions, restarts after crashes,
+plateau times, the states reached; their union) and ASSETS/fuzz-over-time.png.
 """
 import bisect
 import glob
 import importlib.util
 import os
-import statistics
 import subprocess
 import sys
 
@@ -153,33 +154,12 @@ def analyse_run(run, seeds, runner, cov, src):
     return rows, sets, failed
 
 
-def at(rows, key, t):
-    """The value of key at time t on an axis (t_wall / t_cpu): the last sample
-    at or before t, None if the run did not get that far on that axis."""
-    best = None
-    for r in rows:
-        if r[key] <= t + 1e-6:
-            best = r
-    if best is None or rows[-1][key] < t - 1e-6:
-        return None
-    return best
-
-
 def plateau(rows, key, frac):
     final = rows[-1]["branches"]
     for r in rows:
         if r["branches"] >= frac * final:
             return r[key]
     return None
-
-
-def stats(values):
-    v = [x for x in values if x is not None]
-    if not v:
-        return "n/a"
-    if len(v) == 1:
-        return "%g (1 run)" % v[0]
-    return "%g [%g-%g] (n=%d)" % (statistics.median(v), min(v), max(v), len(v))
 
 
 def main():
@@ -206,63 +186,62 @@ def main():
             for r in rows:
                 f.write(name + "\t" + "\t".join("%g" % r[c] for c in cols) + "\n")
 
-    # The seeds alone (t = 0 of any run; identical in all).
-    first = next(iter(allrows.values()))[0]
-    md = []
-    md.append("core revision fuzzed: %s" % open(os.path.join(out, "core-revision")).read().split()[0])
-    md.append("")
-    md.append("| | at t = 0 (seeds) | 10 min wall | 60 min wall | end (75 min wall) | 10 min CPU | 60 min CPU |")
-    md.append("|---|---|---|---|---|---|---|")
-
-    def row(label, key, fmt=lambda r, k: r[k]):
-        cells = ["%g" % fmt(first, key)]
-        for axis, t in (("t_wall", 600), ("t_wall", 3600), (None, None),
-                        ("t_cpu", 600), ("t_cpu", 3600)):
-            vals = []
-            for rows in allrows.values():
-                r = rows[-1] if axis is None else at(rows, axis, t)
-                vals.append(fmt(r, key) if r is not None else None)
-            cells.append(stats(vals))
-        md.append("| %s | %s |" % (label, " | ".join(cells)))
-
-    row("core branches hit (of %d)" % first["branches_total"], "branches")
-    row("core branch coverage %", "branches",
-        lambda r, k: round(100.0 * r[k] / r["branches_total"], 1))
-    row("sl_relay.c branches hit (of %d)" % first["relay_branches_total"], "relay_branches")
-    row("code states", "code_states")
-    row("code transitions", "code_transitions")
-    row("(stage, code) states", "stage_states")
-    row("(stage, code) transitions", "stage_transitions")
-    row("CPU seconds used", "t_cpu", lambda r, k: round(r[k]))
-    row("units found", "units")
-    md.append("")
-    md.append("| run | units | CPU s at end | 95 % of final branches at (wall / CPU s) | 99 % at (wall / CPU s) | last gain at (wall / CPU s) | replay failures |")
-    md.append("|---|---|---|---|---|---|---|")
+    # Everything REPORT.md's section 9 quotes (tools/report/section9.py),
+    # so make-report.sh can rewrite the report without the runs.
+    import json
+    summary = {"core_revision": open(os.path.join(out, "core-revision")).read().split()[0],
+               "seeds": len(glob.glob(os.path.join(seeds, "*"))),
+               "capture_seeds": sum(
+                   1 for line in open(os.path.join(ROOT, "fuzz", "tools", "capture-seeds.txt"))
+                   if line.strip() and not line.startswith("#")
+                   and os.path.exists(os.path.join(seeds, line.split()[0]))),
+               "runs": {}}
     for name, rows in allrows.items():
+        run = os.path.join(out, name)
+        execs = 0
+        with open(os.path.join(run, "log"), errors="replace") as f:
+            for line in f:
+                if line.startswith("stat::number_of_executed_units:"):
+                    execs += int(line.split()[1])
+        restarts = []
+        if os.path.exists(os.path.join(run, "restarts")):
+            restarts = [l.split() for l in open(os.path.join(run, "restarts"))]
+        start = float(open(os.path.join(run, "start")).read())
         last = rows[0]
-        for a, b in zip(rows, rows[1:]):
-            if b["branches"] > a["branches"]:
-                last = b
-        md.append("| %s | %d | %.0f | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f | %d |" % (
-            name, rows[-1]["units"], rows[-1]["t_cpu"],
-            plateau(rows, "t_wall", 0.95), plateau(rows, "t_cpu", 0.95),
-            plateau(rows, "t_wall", 0.99), plateau(rows, "t_cpu", 0.99),
-            last["t_wall"], last["t_cpu"], len(failed[name])))
+        for x, y in zip(rows, rows[1:]):
+            if y["branches"] > x["branches"]:
+                last = y
+        summary["runs"][name] = {
+            "seed": int(name.split("-")[1]),
+            "execs": execs,
+            "processes": len(restarts),
+            "crash_exits": [{"t_wall": float(r[0]) - start, "exit": int(r[-1])}
+                            for r in restarts if r[-1] != "0"],
+            "replay_failures": [os.path.basename(f) for f in failed[name]],
+            "plateau": {str(frac): {"t_wall": plateau(rows, "t_wall", frac),
+                                    "t_cpu": plateau(rows, "t_cpu", frac)}
+                        for frac in (0.95, 0.99)},
+            "last_gain": {"t_wall": last["t_wall"], "t_cpu": last["t_cpu"]},
+            "states": {
+                "codes": sorted(allsets[name][0]),
+                "stage_states": sorted(relay_states.fmt_state(x) for x in allsets[name][2]),
+            },
+        }
     union = [set(), set(), set(), set()]
     for sets in allsets.values():
-        for u, s in zip(union, sets):
-            u |= s
-    md.append("")
-    md.append("Union of the runs: %d code states, %d code transitions, %d (stage, code) "
-              "states, %d (stage, code) transitions." % tuple(len(u) for u in union))
-    md.append("")
-    md.append("Codes: " + " ".join(str(c) for c in sorted(union[0])))
-    md.append("")
-    md.append("(stage, code) states: " + " ".join(
-        relay_states.fmt_state(s) for s in sorted(union[2], key=str)))
-    with open(os.path.join(out, "summary.md"), "w") as f:
-        f.write("\n".join(md) + "\n")
-    print("\n".join(md))
+        for u, x in zip(union, sets):
+            u |= x
+    summary["union"] = {"code_states": len(union[0]), "code_transitions": len(union[1]),
+                        "stage_states": len(union[2]), "stage_transitions": len(union[3]),
+                        "codes": sorted(union[0]),
+                        "stage_states_list": sorted(relay_states.fmt_state(x) for x in union[2])}
+    os.makedirs(assets, exist_ok=True)
+    with open(os.path.join(assets, "fuzz-over-time.json"), "w") as f:
+        json.dump(summary, f, indent=1, sort_keys=True)
+        f.write("\n")
+    with open(os.path.join(assets, "fuzz-over-time.tsv"), "w") as f:
+        f.write(open(os.path.join(out, "over-time.tsv")).read())
+    first = next(iter(allrows.values()))[0]
 
     import matplotlib
     matplotlib.use("Agg")
@@ -290,8 +269,8 @@ def main():
         a.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     axes[2].legend(fontsize=6)
-    fig.suptitle("libFuzzer relay target, %d runs from the seeds only (n = %d runs per curve set)"
-                 % (len(allrows), len(allrows)))
+    fig.suptitle("libFuzzer relay target: %d runs from the %d seeds only, core %s"
+                 % (len(allrows), summary["seeds"], summary["core_revision"][:12]))
     fig.tight_layout()
     os.makedirs(assets, exist_ok=True)
     fig.savefig(os.path.join(assets, "fuzz-over-time.png"), dpi=90)
