@@ -61,8 +61,17 @@ report)
   fi
   FUZZ_RELAY_SKIP_OPEN_FINDINGS=1 nice -n 10 /usr/bin/python3 \
     "$here/fuzz_over_time.py" "$out" "$root/REPORT.assets"
-  # every crash, grouped by the oracle's message, against the fuzzed revision
+  # every crash, grouped by the oracle's message, against the fuzzed revision;
+  # the reproducers (small) are kept beside the report
   crashes=$(ls "$out"/run-*/crash-* 2>/dev/null || true)
+  rm -rf "$root/REPORT.assets/fuzz-crashes"
+  if [ -n "$crashes" ]; then
+    mkdir -p "$root/REPORT.assets/fuzz-crashes"
+    for c in $crashes; do
+      r=$(basename "$(dirname "$c")")
+      cp "$c" "$root/REPORT.assets/fuzz-crashes/$r-$(basename "$c")"
+    done
+  fi
   if [ -n "$crashes" ]; then
     # shellcheck disable=SC2086
     sh "$root/fuzz/tools/triage.sh" "$out/cov/fuzz/fuzz_relay_runner" $crashes |

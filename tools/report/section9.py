@@ -189,7 +189,10 @@ def write(w, assets):
     if os.path.exists(crashes):
         lines = [x.rstrip("\n") for x in open(crashes) if x.strip()]
         w("**Crashes** the runs found (`fuzz/tools/triage.sh` on the crash files, against the "
-          "same revision; count, first file, known or NEW, the oracle's message):\n")
+          "same revision; count, first file, known or NEW, the oracle's message; every "
+          "reproducer is in `REPORT.assets/fuzz-crashes/` as `run-N-FILE`, replayed by "
+          "`build-fuzzplain/fuzz/fuzz_relay_runner FILE`). They are core bugs for the core's "
+          "owners (fuzz/findings/); the runs went on past them (restarts above):\n")
         if lines:
             w("```")
             for x in lines:
