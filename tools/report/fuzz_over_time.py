@@ -247,15 +247,16 @@ def main():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for name, rows in allrows.items():
+    for i, (name, rows) in enumerate(allrows.items()):
+        c = "C%d" % i
         axes[0].plot([r["t_wall"] / 60 for r in rows], [r["branches"] for r in rows],
-                     marker=".", label=name)
+                     marker=".", color=c, label=name)
         axes[1].plot([r["t_cpu"] / 60 for r in rows], [r["branches"] for r in rows],
-                     marker=".", label=name)
+                     marker=".", color=c, label=name)
         axes[2].plot([r["t_cpu"] / 60 for r in rows], [r["stage_states"] for r in rows],
-                     marker=".", label=name + " (stage, code) states")
+                     marker=".", color=c, label=name + " (stage, code) states")
         axes[2].plot([r["t_cpu"] / 60 for r in rows], [r["code_states"] for r in rows],
-                     linestyle="--", label=name + " code states")
+                     linestyle="--", color=c, label=name + " code states")
     total = first["branches_total"]
     axes[0].set(xlabel="wall minutes (2 cores shared by 8 engineers)",
                 ylabel="core/src branches hit (of %d)" % total,

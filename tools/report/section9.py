@@ -101,7 +101,7 @@ def write(w, assets):
     w("")
 
     cols = [("seeds (t = 0)", None, 0), ("10 min wall", "t_wall", 600),
-            ("60 min wall", "t_wall", 3600), ("75 min wall (end)", "t_wall", end_wall),
+            ("60 min wall", "t_wall", 3600), ("end (%.0f min wall)" % (end_wall / 60), "end", 0),
             ("10 min CPU", "t_cpu", 600), ("60 min CPU", "t_cpu", 3600)]
     w("| median [min–max] over runs | " + " | ".join(c[0] for c in cols) + " |")
     w("|---" * (len(cols) + 1) + "|")
@@ -112,8 +112,8 @@ def write(w, assets):
             if axis is None:
                 cells.append(fmt % f(first))
                 continue
-            cells.append(_spread([f(x) if x is not None else None
-                                  for x in (_at(runs[n], axis, t) for n in names)], fmt))
+            at = [runs[n][-1] if axis == "end" else _at(runs[n], axis, t) for n in names]
+            cells.append(_spread([f(x) if x is not None else None for x in at], fmt))
         w("| %s | %s |" % (label, " | ".join(cells)))
 
     line("core branches hit (of %d)" % bt, lambda r: r["branches"], "%d")
@@ -134,15 +134,18 @@ def write(w, assets):
       "share of the run's final branch count, and the last sample that still added a branch; "
       "samples at 0.5, 1, 2, 3, 5, 7.5, 10 min and every 5–10 min after, plus the CPU-time "
       "marks):\n")
-    w("| run | 95 % of final | 99 % of final | last gain | final branches | processes (crash restarts) |")
-    w("|---|---|---|---|---|---|")
+    w("| run | 95 % of final | 99 % of final | last gain | final branches | gained in the last 15 wall min | processes (crash restarts) |")
+    w("|---|---|---|---|---|---|---|")
     for n in names:
         R = S["runs"][n]
         p95, p99, lg = R["plateau"]["0.95"], R["plateau"]["0.99"], R["last_gain"]
-        w("| %s | %s / %s | %s / %s | %s / %s | %d | %d (%d) |" % (
+        before = _at(runs[n], "t_wall", runs[n][-1]["t_wall"] - 900)
+        late = runs[n][-1]["branches"] - before["branches"] if before else None
+        w("| %s | %s / %s | %s / %s | %s / %s | %d | %s | %d (%d) |" % (
             n, _mmss(p95["t_wall"]), _mmss(p95["t_cpu"]), _mmss(p99["t_wall"]),
             _mmss(p99["t_cpu"]), _mmss(lg["t_wall"]), _mmss(lg["t_cpu"]),
-            runs[n][-1]["branches"], R["processes"], len(R["crash_exits"])))
+            runs[n][-1]["branches"], "—" if late is None else "%d" % late,
+            R["processes"], len(R["crash_exits"])))
     w("")
     U = S["union"]
     w("**States and transitions.** `fuzz/tools/relay-states.py` runs inputs through the relay "
