@@ -206,3 +206,14 @@ int sd_config_load(const char *path, sd_config **out, char *err, size_t errlen) 
   }
   return finish(c, out, err, errlen);
 }
+
+static int str_differs(const char *a, const char *b) {
+  return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+int sd_config_state_differs(const sd_config *a, const sd_config *b) {
+  return a->state_backend != b->state_backend || a->state_entries != b->state_entries ||
+         str_differs(a->redis, b->redis) || a->redis_timeout != b->redis_timeout ||
+         str_differs(a->redis_key_prefix, b->redis_key_prefix) ||
+         a->redis_lease != b->redis_lease;
+}

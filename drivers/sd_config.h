@@ -48,6 +48,11 @@ void sd_config_unref(sd_config *c);
 /* Writes every key with its value in config-file syntax. */
 void sd_config_dump(const sd_config *c, FILE *f);
 
+/* Nonzero when the shared-state settings (state_backend, state_entries,
+   redis, redis_timeout, redis_key_prefix, redis_lease) differ: they are
+   fixed at start, a reload cannot change them. */
+int sd_config_state_differs(const sd_config *a, const sd_config *b);
+
 /* Helpers shared with the driver and its tests. */
 int sd_parse_duration(const char *s, sl_duration *out);
 int sd_parse_size(const char *s, uint64_t *out);

@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "sd_conn.h"
+
+#include "sluice/proxy.h"
 #include "sd_log.h"
 
 #define RUN_ROUNDS 64 /* bounded work per wake-up; level-triggered epoll
@@ -81,17 +83,24 @@ static const sd_uleg no_uleg = {.ufd = -1};
    lists.  A held plaintext session has none. */
 #define SD_UPFAIL_MAX 8
 #define SD_MSGS_MAX 12
-#define SD_REFUSALS_MAX 480 /* bytes of refusal text kept for the log line */
+#define SD_REFUSALS_MAX 480 /* bytes of the log line's refusals field */
+#define SD_REFUSALS_N 16    /* refusals kept per session */
 typedef struct sd_xtra {
   sd_dnsq *dnsq;
   const char *tls_version, *tls_cipher; /* OpenSSL's static strings */
   uint64_t injection_bytes;
-  uint64_t msgs[SD_MSGS_MAX]; /* SL_EV_MESSAGE args: code | size << 16 */
+  struct {
+    uint64_t size;
+    uint16_t code;
+  } msgs[SD_MSGS_MAX]; /* each SL_EV_MESSAGE, in order */
   uint32_t nmsgs;
   uint32_t dns_listed, dns_timeouts;
-  uint16_t upfail[SD_UPFAIL_MAX]; /* kind | (1 + server index) << 8 */
+  struct {
+    sl_upstream_failure failure;
+    uint8_t server; /* 1 + index, as sd_uleg.last */
+  } upfail[SD_UPFAIL_MAX];
   uint8_t nupfail;
-  uint8_t smuggling;
+  sl_violation smuggling;
   uint8_t have_local;
   sl_addr local;
   /* client_name_lookup: the name for XCLIENT NAME= (malloc'ed, verified or
@@ -103,8 +112,17 @@ typedef struct sd_xtra {
   uint32_t held_id;
   char *upreply;                /* the upstream's reply when it failed */
   char *pregreet;               /* the first bytes sent before the greeting, escaped */
-  char *refusals;               /* the 4xx/5xx replies the client got, "; "-separated */
-  char refline[SD_REPLY_MAX];   /* the one being sent */
+  /* Each 4xx/5xx reply the client was sent: what it answered and its code
+     from the relay (SL_EV_REFUSAL), and the final line as written to the
+     client (its text, malloc'ed).  Both come in the order the client reads
+     them, so the n-th of each belong together. */
+  struct {
+    sl_command command;
+    uint16_t code;
+  } refs[SD_REFUSALS_N];
+  uint8_t nrefs, nreftext;
+  char *reftext[SD_REFUSALS_N];
+  char refline[SD_REPLY_MAX]; /* the line being sent */
   uint8_t reflen;
   char *msgtext[SD_MSGS_MAX];   /* each message's final reply line */
 } sd_xtra;
@@ -127,9 +145,10 @@ struct sd_conn {
   unsigned c_eof : 1, c_hup : 1, c_broken : 1;
   unsigned in_run : 1, logged : 1, admitted : 2, expect_proxy : 1, listener_tls : 1;
   unsigned counted : 1; /* live in the admission table: release once at the end */
+  unsigned pass_old : 1; /* passed screening before: not screened again */
   unsigned dead : 1; /* freed at the end of the loop iteration */
   unsigned out_mid : 1, out_cap : 1; /* client output: inside a line; in a 4xx/5xx line */
-  uint32_t ticket;      /* the admission table's count this session is in */
+  sd_state_ticket ticket; /* the admission counts this session is in */
   char *helo;           /* the client's HELO/EHLO argument (malloc'ed) */
   /* The relay's state; sl_relay_init() puts it at the start of mem. */
   _Alignas(8) unsigned char mem[];
@@ -742,14 +761,28 @@ static void name_lookup_start(sd_conn *c, const sl_addr *a) {
 
 /* ---- events ------------------------------------------------------------- */
 
-static const char *const stage_names[] = {"connect", "greeting", "helo", "mail",
-                                          "rcpt", "data", "delivered"};
-static const char *const end_names[] = {"none", "quit", "client_closed", "timeout",
-                                        "upstream", "rejected", "protocol"};
-static const char *const upfail_names[] = {"?", "connect", "timeout", "closed", "malformed",
-                                           "greeting", "tls", "identity"};
-static const char *const viol_names[] = {"none", "bare_lf", "bare_cr", "nul",
-                                         "line_too_long", "size"};
+/* "RCPT 550 5.1.1 <bad@example.test>: ...; MAIL 553 ...": each refusal
+   with the command it answered, as whole items within cap (a reply the
+   client never got, its session aborted, shows without text). */
+static void refusals_field(const sd_xtra *x, char *out, size_t cap) {
+  size_t n = 0;
+  out[0] = 0;
+  for (unsigned i = 0; i < x->nrefs; i++) {
+    const char *text = i < x->nreftext ? x->reftext[i] : NULL;
+    if (text && (unsigned)atoi(text) != x->refs[i].code) text = NULL;
+    char item[SD_REPLY_MAX + 32];
+    if (text)
+      snprintf(item, sizeof item, "%s%s %s", n ? "; " : "",
+               sl_command_name(x->refs[i].command), text);
+    else
+      snprintf(item, sizeof item, "%s%s %u", n ? "; " : "",
+               sl_command_name(x->refs[i].command), x->refs[i].code);
+    size_t m = strlen(item);
+    if (n + m + 1 > cap) break;
+    memcpy(out + n, item, m + 1);
+    n += m;
+  }
+}
 
 static void log_session(sd_conn *c, const char *extra_end) {
   if (c->logged) return;
@@ -764,13 +797,10 @@ static void log_session(sd_conn *c, const char *extra_end) {
   sl_addr_format(&local, loc, sizeof loc);
   uint64_t now = now_of(c);
   uint64_t dur = now - st->start;
-  unsigned end = st->end_reason < 7 ? st->end_reason : 0;
+  sl_end_reason end = (sl_end_reason)st->end_reason;
 
   /* metrics */
-  static const enum sd_counter endc[] = {SD_C_END_OTHER, SD_C_END_QUIT, SD_C_END_CLIENT_CLOSED,
-                                         SD_C_END_TIMEOUT, SD_C_END_UPSTREAM,
-                                         SD_C_END_REJECTED, SD_C_END_PROTOCOL};
-  sd_count(extra_end ? SD_C_END_OTHER : endc[end], 1);
+  sd_count(extra_end ? SD_C_END_NONE : sd_c_end(end), 1);
   sd_count(SD_C_MSG_ACCEPTED, st->messages_accepted);
   sd_count(SD_C_MSG_REJECTED, st->messages_rejected);
   sd_count(SD_C_MSG_TEMPFAILED, st->messages_tempfailed);
@@ -796,8 +826,8 @@ static void log_session(sd_conn *c, const char *extra_end) {
   sd_rec_str(&r, "listener", c->g->cfg->listen[c->listener].text);
   if (c->helo) sd_rec_str(&r, "helo", c->helo);
   if (c->expect_proxy) sd_rec_str(&r, "proxy_protocol", "yes");
-  static const char *const adm[] = {"accept", "tarpit", "tempfail"};
-  sd_rec_str(&r, "admission", adm[c->admitted % 3]);
+  sd_rec_str(&r, "admission", sl_admission_name((sl_admission)c->admitted));
+  if (c->pass_old) sd_rec_str(&r, "screen", "pass_old");
   if (x && x->tls_version && x->tls_version[0]) {
     sd_rec_str(&r, "tls", x->tls_version);
     sd_rec_str(&r, "tls_cipher", x->tls_cipher);
@@ -808,8 +838,8 @@ static void log_session(sd_conn *c, const char *extra_end) {
     /* "kind:server,...", items that fit whole in 63 characters */
     char upfail[64] = "", tmp[96];
     for (unsigned i = 0; i < x->nupfail; i++) {
-      snprintf(tmp, sizeof tmp, "%s:%s", upfail_names[x->upfail[i] & 7],
-               server_name(c, x->upfail[i] >> 8));
+      snprintf(tmp, sizeof tmp, "%s:%s", sl_upstream_failure_name(x->upfail[i].failure),
+               server_name(c, x->upfail[i].server));
       strappend(upfail, sizeof upfail, tmp);
     }
     sd_rec_str(&r, "upstream_failures", upfail);
@@ -819,8 +849,8 @@ static void log_session(sd_conn *c, const char *extra_end) {
     sd_rec_u64(&r, "upstream_retries", c->u->retries);
   }
   if (st->tls_upstream) sd_rec_str(&r, "upstream_tls", "yes");
-  sd_rec_str(&r, "stage", stage_names[st->stage < 7 ? st->stage : 0]);
-  sd_rec_str(&r, "end", extra_end ? extra_end : end_names[end]);
+  sd_rec_str(&r, "stage", sl_stage_name((sl_stage)st->stage));
+  sd_rec_str(&r, "end", extra_end ? extra_end : sl_end_reason_name(end));
   sd_rec_i64(&r, "score", st->score);
   if (c->g->cfg->policy.ndnsbl) {
     sd_rec_u64(&r, "dnsbl_listed", x ? x->dns_listed : 0);
@@ -834,8 +864,7 @@ static void log_session(sd_conn *c, const char *extra_end) {
     sd_rec_u64(&r, "starttls_injection_bytes",
                inj > st->starttls_discarded ? inj : st->starttls_discarded);
   if (st->sync_violations) sd_rec_u64(&r, "sync_violations", st->sync_violations);
-  if (x && x->smuggling)
-    sd_rec_str(&r, "smuggling", viol_names[x->smuggling < 6 ? x->smuggling : 0]);
+  if (x && x->smuggling) sd_rec_str(&r, "smuggling", sl_violation_name(x->smuggling));
   sd_rec_u64(&r, "commands", st->commands);
   sd_rec_u64(&r, "errors", st->errors);
   sd_rec_u64(&r, "junk", st->junk);
@@ -849,7 +878,7 @@ static void log_session(sd_conn *c, const char *extra_end) {
   char msgs[160] = "";
   for (unsigned i = 0; x && i < x->nmsgs && i < SD_MSGS_MAX; i++) {
     char tmp[48];
-    snprintf(tmp, sizeof tmp, "%" PRIu64 ":%" PRIu64, x->msgs[i] & 0xffff, x->msgs[i] >> 16);
+    snprintf(tmp, sizeof tmp, "%u:%" PRIu64, x->msgs[i].code, x->msgs[i].size);
     strappend(msgs, sizeof msgs, tmp);
   }
   sd_rec_str(&r, "messages", msgs);
@@ -865,7 +894,11 @@ static void log_session(sd_conn *c, const char *extra_end) {
     if (x->upreply) sd_rec_str(&r, "upstream_reply", x->upreply);
 
     if (x->pregreet) sd_rec_str(&r, "pregreet", x->pregreet);
-    if (x->refusals) sd_rec_str(&r, "refusals", x->refusals);
+    if (x->nrefs) {
+      char ref[SD_REFUSALS_MAX];
+      refusals_field(x, ref, sizeof ref);
+      sd_rec_str(&r, "refusals", ref);
+    }
   }
   sd_rec_u64(&r, "last_upstream_code", st->last_upstream_code);
   sd_rec_u64(&r, "client_bytes_in", st->client_bytes_in);
@@ -876,34 +909,32 @@ static void log_session(sd_conn *c, const char *extra_end) {
   sd_rec_emit(&r);
 }
 
-static void on_event(sd_conn *c, sl_event_kind kind, uint64_t arg) {
-  switch (kind) {
+static void on_event(sd_conn *c, const sl_event *ev) {
+  switch (ev->kind) {
   case SL_EV_PREGREET: sd_count(SD_C_PREGREET, 1); break;
   case SL_EV_DNSBL_SCORE:
     break; /* the final score is in the relay's stats */
   case SL_EV_TARPIT: break;
   case SL_EV_STARTTLS_INJECTION:
     sd_count(SD_C_STARTTLS_INJECTION, 1);
-    if (xtra(c)) c->x->injection_bytes += arg;
+    if (xtra(c)) c->x->injection_bytes += ev->starttls_injection.bytes;
     break;
   case SL_EV_SMUGGLING:
     sd_count(SD_C_SMUGGLING, 1);
-    if (xtra(c)) c->x->smuggling = (uint8_t)(arg < 255 ? arg : 255);
+    if (xtra(c)) c->x->smuggling = ev->smuggling.violation;
     break;
   case SL_EV_UPSTREAM_READY: break;
   case SL_EV_UPSTREAM_FAILED: {
-    static const enum sd_counter m[] = {SD_C_UPFAIL_CONNECT, SD_C_UPFAIL_CONNECT,
-                                        SD_C_UPFAIL_TIMEOUT, SD_C_UPFAIL_CLOSED,
-                                        SD_C_UPFAIL_MALFORMED, SD_C_UPFAIL_GREETING,
-                                        SD_C_UPFAIL_TLS, SD_C_UPFAIL_IDENTITY};
-    unsigned k = arg < 8 ? (unsigned)arg : 0;
-    sd_count(m[k], 1);
+    sl_upstream_failure k = ev->upstream_failed.failure;
+    sd_count(sd_c_upfail(k), 1);
     /* A greeting/protocol failure also counts against the server's health
        (the connect itself may have succeeded). */
     if (c->u->server && k >= SL_UPFAIL_TIMEOUT && k != SL_UPFAIL_IDENTITY)
       sd_upstream_report(c->u->server, 0, now_of(c));
-    if (xtra(c) && c->x->nupfail < SD_UPFAIL_MAX)
-      c->x->upfail[c->x->nupfail++] = (uint16_t)(k | (unsigned)c->u->last << 8);
+    if (xtra(c) && c->x->nupfail < SD_UPFAIL_MAX) {
+      c->x->upfail[c->x->nupfail].failure = k;
+      c->x->upfail[c->x->nupfail++].server = c->u->last;
+    }
     if (c->u != &no_uleg) {
       /* What the upstream said, if it said anything: the operator's first
          question.  A refused identity is not retried on that server. */
@@ -915,15 +946,18 @@ static void on_event(sd_conn *c, sl_event_kind kind, uint64_t arg) {
       if (said == NULL && k == SL_UPFAIL_CONNECT && c->u->why) said = c->u->why;
       sd_log(k == SL_UPFAIL_IDENTITY ? SD_LOG_ERR : SD_LOG_WARN,
              "session=%s upstream %s failed (%s)%s%s%s", sid_of(c).s, server_name(c, c->u->last),
-             upfail_names[k & 7], said ? ": \"" : "", said ? said : "", said ? "\"" : "");
+             sl_upstream_failure_name(k), said ? ": \"" : "", said ? said : "",
+             said ? "\"" : "");
     }
     break;
   }
   case SL_EV_MESSAGE: {
-    uint64_t code = arg & 0xffff, size = arg >> 16;
+    unsigned code = ev->message.code;
+    uint64_t size = ev->message.size;
     sd_xtra *x = xtra(c);
     if (x && x->nmsgs < SD_MSGS_MAX) {
-      x->msgs[x->nmsgs] = arg;
+      x->msgs[x->nmsgs].code = ev->message.code;
+      x->msgs[x->nmsgs].size = size;
       /* The reply to the end of data: after the last 354 read since the
          previous message, the first line with this code (pipelined MAIL
          and RCPT replies come before the 354); without a 354 (BDAT), the
@@ -944,7 +978,19 @@ static void on_event(sd_conn *c, sl_event_kind kind, uint64_t arg) {
     if (code >= 200 && code < 300) sd_observe(SD_H_MSG_SIZE, size);
     break;
   }
+  case SL_EV_REFUSAL:
+    if (xtra(c) && c->x->nrefs < SD_REFUSALS_N) {
+      c->x->refs[c->x->nrefs].command = ev->refusal.command;
+      c->x->refs[c->x->nrefs++].code = ev->refusal.code;
+    }
+    break;
   case SL_EV_SESSION_END: log_session(c, NULL); break;
+  case SL_EV_SCREEN_PASSED:
+    /* postscreen's PASS NEW: remembered for every worker (and with Redis
+       every instance) until screen_pass_ttl */
+    sd_state_screen_pass(CS(c)->state, sl_relay_client_addr(RELAY(c)),
+                         (uint32_t)(c->g->cfg->screen_pass_ttl / SL_SEC));
+    break;
   }
 }
 
@@ -969,10 +1015,10 @@ static int drain_requests(sd_conn *c) {
       if (c->u->ufd < 0) complete(c, req.id, SL_STATUS_FAILED);
       else start_upstream_tls(c, req.id, 0);
       break;
-    case SL_REQ_DNSBL_LOOKUP: dnsbl_lookup(c, req.id, req.u.dnsbl.zone); break;
+    case SL_REQ_DNSBL_LOOKUP: dnsbl_lookup(c, req.id, req.dnsbl.zone); break;
     case SL_REQ_CLOSE_UPSTREAM: close_upstream(c); break;
     case SL_REQ_CLOSE_CLIENT: close_client(c); break;
-    case SL_REQ_EVENT: on_event(c, req.u.event.kind, req.u.event.arg); break;
+    case SL_REQ_EVENT: on_event(c, &req.ev); break;
     }
   }
   return n > 0;
@@ -1146,9 +1192,9 @@ static int read_upstream(sd_conn *c) {
 }
 
 /* Keeps the final line of each 4xx/5xx reply the client was sent (a
-   refused MAIL or RCPT with its code, a tarpit's 421, a smuggling 554):
-   what the client was told, whoever said it.  Sessions that are never
-   refused allocate nothing. */
+   refused MAIL or RCPT, a tarpit's 421, a smuggling 554): what the client
+   was told, whoever said it; SL_EV_REFUSAL says what it answered.
+   Sessions that are never refused allocate nothing. */
 static void tee_refusals(sd_conn *c, const uint8_t *b, size_t n) {
   for (size_t i = 0; i < n; i++) {
     uint8_t ch = b[i];
@@ -1162,12 +1208,10 @@ static void tee_refusals(sd_conn *c, const uint8_t *b, size_t n) {
       sd_xtra *x = c->x;
       if (!c->out_cap || x->reflen < 3 || (x->reflen > 3 && x->refline[3] != ' ')) continue;
       x->refline[x->reflen] = 0;
-      size_t have = x->refusals ? strlen(x->refusals) : 0;
-      if (have + x->reflen + 3 > SD_REFUSALS_MAX) continue;
-      char *nr = realloc(x->refusals, have + x->reflen + 3);
-      if (nr == NULL) continue;
-      snprintf(nr + have, x->reflen + 3, "%s%s", have ? "; " : "", x->refline);
-      x->refusals = nr;
+      if (x->nreftext == SD_REFUSALS_N) continue;
+      /* Out of memory: an empty text keeps the pairing with the events. */
+      char *t = strdup(x->refline);
+      x->reftext[x->nreftext++] = t ? t : NULL;
     } else if (c->out_cap && ch >= 0x20 && ch < 0x7f && c->x->reflen < SD_REPLY_MAX - 1) {
       c->x->refline[c->x->reflen++] = (char)ch;
     }
@@ -1363,7 +1407,7 @@ static void conn_release(void *arg) {
     free(c->x->ptr_name);
     free(c->x->upreply);
     free(c->x->pregreet);
-    free(c->x->refusals);
+    for (unsigned i = 0; i < c->x->nreftext; i++) free(c->x->reftext[i]);
     for (unsigned i = 0; i < c->x->nmsgs; i++) free(c->x->msgtext[i]);
   }
   free(c->x);
@@ -1384,7 +1428,7 @@ static void conn_free(sd_conn *c) {
   if (c->u != &no_uleg) sd_timer_stop(s->loop, &c->u->retry);
   /* The address admitted: the peer, or the one its PROXY header named
      (sl_relay_client_addr is that one once the header is parsed). */
-  if (c->counted) sd_state_release(s->state, sl_relay_client_addr(RELAY(c)), c->ticket);
+  if (c->counted) sd_state_release(s->state, sl_relay_client_addr(RELAY(c)), &c->ticket);
   sl_relay_free(RELAY(c));
   if (c->prev) c->prev->next = c->next;
   else s->head = c->next;
@@ -1431,28 +1475,278 @@ static void count_admission(sd_conn *c, sl_admission v) {
   if (v == SL_ADMIT_TEMPFAIL) sd_count(SD_C_ADMIT_TEMPFAIL, 1);
 }
 
-/* The relay parsed a trusted PROXY header: admit the client it names. */
+/* The relay parsed a trusted PROXY header that the driver could not read
+   ahead (see pend_peek): admit the client it names, on the local verdict
+   alone, since the relay needs the answer now. */
 static sl_admission proxy_admit(void *ctx, const sl_addr *client, sl_tstamp now) {
   sd_conn *c = ctx;
-  sl_admission v = sd_state_admit(CS(c)->state, client, now, &c->ticket);
-  count_admission(c, v);
-  if (v != SL_ADMIT_TEMPFAIL) name_lookup_start(c, client);
-  return v;
+  sd_admit_result res;
+  sd_state_req req;
+  sd_state_admit(CS(c)->state, client, now, &c->ticket, NULL, NULL, &res, &req);
+  count_admission(c, res.admission);
+  if (res.admission != SL_ADMIT_TEMPFAIL) name_lookup_start(c, client);
+  return res.admission;
+}
+
+/* The driver admitted the client of the PROXY header before the relay
+   existed (pend_peek read the same header ahead): the relay gets that
+   verdict when it parses the header. */
+static sl_admission proxy_preadmitted(void *ctx, const sl_addr *client, sl_tstamp now) {
+  sd_conn *c = ctx;
+  (void)now;
+  if (c->admitted != SL_ADMIT_TEMPFAIL) name_lookup_start(c, client);
+  return (sl_admission)c->admitted;
+}
+
+/* How a session starts: the admission decided before the relay exists
+   (pre != NULL), with the client it is for (admitted), or on a proxy
+   listener without it (the relay admits at its header). */
+typedef struct sd_start {
+  size_t listener;
+  int tls, proxy, fd;
+  const struct sockaddr *peer;
+  const sd_admit_result *pre;
+  const sd_state_ticket *ticket;
+  const sl_addr *admitted;
+} sd_start;
+
+static void start_session(sd_conns *s, sd_gen *g, const sd_start *st);
+
+/* ---- admission before the session --------------------------------------
+ * A connection waits here, before its relay exists, while the shared state
+ * (Redis) answers its admission, or on a proxy listener while the PROXY
+ * header naming the client arrives.  Nothing is said to the client and
+ * nothing is read: its bytes wait in the socket (a pregreet is still seen
+ * by the relay).  The wait is bounded: the backend answers within
+ * redis_timeout; the header within proxy_header_timeout, after which the
+ * connection is closed unanswered as the relay would. */
+#define SD_ADDR_TEXT 64
+#define PEND_PEEK 232 /* a v1 line, or v2 with a few TLVs (HAProxy sends none) */
+
+struct sd_pend {
+  sd_handler h;
+  sd_timer timer;
+  sd_conns *s;
+  sd_gen *g;
+  sd_pend *prev, *next;
+  int fd;
+  uint16_t listener;
+  uint8_t tls, proxy, registered;
+  uint8_t local_seen; /* a LOCAL header was read (and consumed) */
+  sd_state_req req;
+  sd_state_ticket ticket;
+  sl_addr client;
+  struct sockaddr_storage peer;
+};
+
+static void pend_unlink(sd_pend *p) {
+  sd_conns *s = p->s;
+  if (p->prev) p->prev->next = p->next;
+  else s->pend_head = p->next;
+  if (p->next) p->next->prev = p->prev;
+  sd_timer_stop(s->loop, &p->timer);
+  if (p->registered) sd_loop_del(s->loop, p->fd);
+  p->registered = 0;
+}
+
+/* Hands the connection on to a session (pre: its admission, or NULL for
+   the relay to judge the PROXY header itself). */
+static void pend_finish(sd_pend *p, const sd_admit_result *pre) {
+  sd_conns *s = p->s;
+  sd_gen *g = p->g;
+  pend_unlink(p);
+  sd_start st = {p->listener, p->tls,          p->proxy && !p->local_seen,
+                 p->fd,       (const struct sockaddr *)&p->peer, pre,
+                 &p->ticket,  pre ? &p->client : NULL};
+  start_session(s, g, &st);
+  sd_gen_unref(g);
+  free(p);
+}
+
+static void pend_drop(sd_pend *p) {
+  sd_state_cancel(p->s->state, p->req);
+  pend_unlink(p);
+  close(p->fd);
+  sd_gen_unref(p->g);
+  free(p);
+}
+
+static void pend_admitted(void *ctx, const sd_admit_result *res) {
+  sd_pend *p = ctx;
+  p->req = 0;
+  pend_finish(p, res);
+}
+
+/* Asks the state about p->client; the session starts now or when it
+   answers. */
+static void pend_admit(sd_pend *p) {
+  sd_admit_result res;
+  if (sd_state_admit(p->s->state, &p->client, sd_loop_now(p->s->loop), &p->ticket,
+                     pend_admitted, p, &res, &p->req) == SD_STATE_DONE)
+    pend_finish(p, &res);
+}
+
+static int pend_after_local(sd_pend *p);
+
+/* Reads the PROXY header ahead without consuming it.  Returns 1 when p
+   moved on (admission asked, session started, or connection closed), 0 to
+   wait for more bytes. */
+static int pend_peek(sd_pend *p) {
+  uint8_t buf[PEND_PEEK];
+  ssize_t n = recv(p->fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+  if (n == 0 || n < 0) {
+    /* Closed before a header: a balancer's plain TCP check, which costs
+       no session, no log line and no count. */
+    sd_count(SD_C_PROXY_PROBES, 1);
+    pend_drop(p);
+    return 1;
+  }
+  sl_proxy_header h;
+  long hl = sl_proxy_parse(buf, (size_t)n, &h);
+  if (hl == SL_ERR_INCOMPLETE && (size_t)n < sizeof buf) return 0;
+  if (hl > 0 && !h.local) {
+    p->client = h.src;
+    sd_timer_stop(p->s->loop, &p->timer);
+    if (p->registered) sd_loop_del(p->s->loop, p->fd);
+    p->registered = 0;
+    pend_admit(p);
+    return 1;
+  }
+  if (hl > 0 && h.local) {
+    /* LOCAL: the balancer speaks for itself, as its health checks do.  The
+       header is taken here; a check closes right after it and costs no
+       session, no greeting delay and no count.  Anything that follows is
+       served as a session of the balancer's own address. */
+    if (recv(p->fd, buf, (size_t)hl, MSG_DONTWAIT) != hl) {
+      pend_drop(p);
+      return 1;
+    }
+    p->local_seen = 1;
+    return pend_after_local(p);
+  }
+  /* Too long to read ahead, or malformed: the relay judges the header as
+     always. */
+  pend_finish(p, NULL);
+  return 1;
+}
+
+/* After a LOCAL header: a check's close, or a session of the balancer. */
+static int pend_after_local(sd_pend *p) {
+  uint8_t b;
+  ssize_t n = recv(p->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+  if (n <= 0) {
+    sd_count(SD_C_PROXY_PROBES, 1);
+    pend_drop(p);
+    return 1;
+  }
+  pend_finish(p, NULL);
+  return 1;
+}
+
+static void pend_io(sd_handler *h, uint32_t ev) {
+  (void)ev;
+  sd_pend *p = (sd_pend *)(void *)h;
+  if (p->local_seen) pend_after_local(p);
+  else pend_peek(p);
+}
+
+static void pend_timer(sd_timer *t) {
+  sd_pend *p = (sd_pend *)(void *)((char *)t - offsetof(sd_pend, timer));
+  if (p->local_seen) {
+    /* a LOCAL header, then silence: serve it as the balancer's session */
+    pend_finish(p, NULL);
+    return;
+  }
+  /* No complete header within proxy_header_timeout: closed unanswered,
+     as the relay would (haproxy's rule for a balancer that says nothing). */
+  char peer[SD_ADDR_TEXT];
+  sd_sockaddr_format((const struct sockaddr *)&p->peer, peer, sizeof peer);
+  sd_log(SD_LOG_INFO, "proxy header from %s not complete within proxy_header_timeout: closed",
+         peer);
+  sd_count(SD_C_END_TIMEOUT, 1);
+  pend_drop(p);
+}
+
+void sd_conn_pending_free_all(sd_conns *s) {
+  while (s->pend_head) pend_drop(s->pend_head);
 }
 
 void sd_conn_accept(sd_conns *s, sd_gen *g, size_t listener, int tls, int proxy, int fd,
                     const struct sockaddr *peer, socklen_t peerlen) {
   const sd_config *cfg = g->cfg;
-  uint64_t now = sd_loop_now(s->loop);
-  (void)peerlen;
   if (s->n >= cfg->max_connections || over_total(cfg)) {
     sd_count(SD_C_REJECT_CAP, 1);
     sd_refuse(s, g, fd, tls, "Too many connections");
     return;
   }
+  int by_header = proxy && trusted(cfg, peer);
+  sl_addr peer_addr;
+  to_sl_addr(peer, &peer_addr);
+  sd_admit_result res;
+  sd_state_ticket ticket;
+  sd_state_req req = 0;
+  memset(&ticket, 0, sizeof ticket);
+  if (s->state == NULL) {
+    sd_start st = {listener, tls, proxy, fd, peer, NULL, NULL, NULL};
+    start_session(s, g, &st);
+    return;
+  }
+  sd_pend *p = calloc(1, sizeof *p);
+  if (p == NULL) {
+    /* No room to wait: admit on the local verdict, or let the relay judge
+       the header. */
+    if (by_header) {
+      sd_start st = {listener, tls, proxy, fd, peer, NULL, NULL, NULL};
+      start_session(s, g, &st);
+    } else {
+      sd_state_admit(s->state, &peer_addr, sd_loop_now(s->loop), &ticket, NULL, NULL, &res,
+                     &req);
+      sd_start st = {listener, tls, proxy, fd, peer, &res, &ticket, &peer_addr};
+      start_session(s, g, &st);
+    }
+    return;
+  }
+  (void)peerlen;
+  p->h.cb = pend_io;
+  sd_timer_init(&p->timer, pend_timer);
+  p->s = s;
+  p->g = sd_gen_ref(g);
+  p->fd = fd;
+  p->listener = (uint16_t)listener;
+  p->tls = tls != 0;
+  p->proxy = proxy != 0;
+  memcpy(&p->peer, peer, peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                     : sizeof(struct sockaddr_in));
+  p->next = s->pend_head;
+  if (p->next) p->next->prev = p;
+  s->pend_head = p;
+  if (!by_header) {
+    p->client = peer_addr;
+    pend_admit(p);
+    return;
+  }
+  if (pend_peek(p)) return;
+  if (sd_loop_add(s->loop, fd, EPOLLIN, &p->h) != 0) {
+    pend_finish(p, NULL);
+    return;
+  }
+  p->registered = 1;
+  sd_timer_set(s->loop, &p->timer, sd_loop_now(s->loop) + cfg->limits.proxy_header_timeout);
+}
+
+static void start_session(sd_conns *s, sd_gen *g, const sd_start *st) {
+  const sd_config *cfg = g->cfg;
+  uint64_t now = sd_loop_now(s->loop);
+  size_t listener = st->listener;
+  int tls = st->tls, proxy = st->proxy, fd = st->fd;
+  const struct sockaddr *peer = st->peer;
   size_t rsize = sl_relay_size(&cfg->limits);
   sd_conn *c = malloc(sizeof *c + rsize);
   if (c == NULL) {
+    if (st->pre && st->pre->admission != SL_ADMIT_TEMPFAIL)
+      sd_state_release(s->state, st->admitted, st->ticket);
     sd_count(SD_C_REJECT_NOMEM, 1);
     sd_refuse(s, g, fd, tls, "Out of memory");
     return;
@@ -1494,16 +1788,29 @@ void sd_conn_accept(sd_conns *s, sd_gen *g, size_t listener, int tls, int proxy,
     c->expect_proxy = 1;
   }
   /* Per-IP limits key on the real client: the socket's peer, or behind a
-     balancer the address its PROXY header names (admitted when the relay
-     has parsed it, before anything is said to the client).  One table per
-     machine (sd_state), so every worker and generation counts together. */
+     balancer the address its PROXY header names (admitted before the
+     relay exists when the driver could read the header ahead, else when
+     the relay has parsed it, before anything is said to the client).  The
+     counts are the state backend's (sd_state.h): per machine, or shared
+     by every instance. */
   info.admission = SL_ADMIT_ACCEPT;
-  if (c->expect_proxy) {
+  if (st->pre) {
+    c->ticket = *st->ticket;
+    count_admission(c, st->pre->admission);
+    if (c->expect_proxy) {
+      info.proxy_admit = proxy_preadmitted;
+      info.proxy_admit_ctx = c;
+    } else {
+      info.admission = st->pre->admission;
+    }
+    if (st->pre->passed_before && cfg->screen_pass_ttl) {
+      info.flags |= SL_CONN_SCREEN_PASSED;
+      c->pass_old = 1;
+      sd_count(SD_C_SCREEN_PASS_OLD, 1);
+    }
+  } else if (c->expect_proxy) {
     info.proxy_admit = proxy_admit;
     info.proxy_admit_ctx = c;
-  } else {
-    info.admission = sd_state_admit(s->state, &peer_addr, now, &c->ticket);
-    count_admission(c, info.admission);
   }
   /* Screen-first greets before it knows its upstream: it offers only what
      the healthy pool took at its last health checks (guarantee 8). */
@@ -1522,7 +1829,7 @@ void sd_conn_accept(sd_conns *s, sd_gen *g, size_t listener, int tls, int proxy,
   }
   if (rc != 0) {
     sd_log(SD_LOG_ERR, "relay init: %s", sl_strerror(rc));
-    if (c->counted) sd_state_release(s->state, &peer_addr, c->ticket);
+    if (c->counted) sd_state_release(s->state, st->admitted, &c->ticket);
     free(c->x);
     free(c);
     sd_count(SD_C_REJECT_NOMEM, 1);
@@ -1531,7 +1838,7 @@ void sd_conn_accept(sd_conns *s, sd_gen *g, size_t listener, int tls, int proxy,
   }
   if (sd_loop_add(s->loop, fd, EPOLLIN, &c->ch) != 0) {
     sl_relay_free(RELAY(c));
-    if (c->counted) sd_state_release(s->state, &peer_addr, c->ticket);
+    if (c->counted) sd_state_release(s->state, st->admitted, &c->ticket);
     free(c->x);
     free(c);
     close(fd);

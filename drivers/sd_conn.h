@@ -21,6 +21,7 @@
 #include "sd_state.h"
 
 typedef struct sd_conn sd_conn;
+typedef struct sd_pend sd_pend; /* a connection waiting for its admission */
 
 typedef struct sd_conns {
   /* Set by the worker before the first session. */
@@ -33,6 +34,7 @@ typedef struct sd_conns {
   /* This module's. */
   sd_conn *head; /* doubly linked */
   uint32_t n;
+  sd_pend *pend_head; /* doubly linked; not in n (no relay yet) */
 } sd_conns;
 
 /* Takes fd, accepted on listener number `listener` of g's config (tls:
@@ -43,6 +45,8 @@ void sd_conn_accept(sd_conns *s, sd_gen *g, size_t listener, int tls, int proxy,
 /* Counts every admitted session in the shared table again (SIGUSR2 from
    the master, after another worker died holding counts). */
 void sd_conn_hold_all(sd_conns *s);
+/* Closes every connection still waiting for its admission (shutdown). */
+void sd_conn_pending_free_all(sd_conns *s);
 /* Ends a session at once (drain deadline passed); logs it. */
 void sd_conn_abort(sd_conn *c, const char *why);
 /* Writes a one-line reply (naming g's hostname; g may be NULL) and closes

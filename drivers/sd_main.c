@@ -167,6 +167,9 @@ static sd_config *master_reload(const char *path, sd_config *cfg, sd_guards *gua
     sd_log(SD_LOG_ERR, "log_file %s: %s", nc->log_file, strerror(errno));
   if (sd_state_configure(state, &nc->ratelim, err, sizeof err) != 0)
     sd_log(SD_LOG_WARN, "reload: %s", err);
+  if (sd_config_state_differs(cfg, nc))
+    sd_log(SD_LOG_WARN, "reload: state_backend, state_entries and redis* settings take effect "
+                        "at the next restart");
   sd_count(SD_C_RELOADS, 1);
   sd_log(SD_LOG_INFO, "reload: %s checked, telling the workers", path);
   sd_config_unref(cfg);
@@ -401,8 +404,13 @@ int main(int argc, char **argv) {
   /* The ports first: refusing to share one is a configuration error. */
   if (sd_guards_sync(&guards, cfg, err, sizeof err) != 0) goto fail;
   rc = 1;
-  /* One admission table for the machine, made before the workers fork. */
-  state = sd_state_shm_new(&cfg->ratelim, err, sizeof err);
+  /* One state for the machine (and with Redis beyond it), made before the
+     workers fork; Redis connections are made per worker after it. */
+  sd_state_config sc = {cfg->state_entries, cfg->redis, cfg->redis_timeout,
+                        cfg->redis_key_prefix ? cfg->redis_key_prefix : "",
+                        (uint32_t)(cfg->redis_lease / SL_SEC)};
+  state = cfg->state_backend == 1 ? sd_state_redis_new(&cfg->ratelim, &sc, err, sizeof err)
+                                  : sd_state_shm_new(&cfg->ratelim, &sc, err, sizeof err);
   if (state == NULL) goto fail;
   if (sd_privs_prebind(&pv, cfg, nworkers, err, sizeof err) != 0) goto fail;
   metrics_fd = open_metrics(cfg);

@@ -122,17 +122,20 @@ char *sd_metrics_render(size_t *len, const char *const *server_names, size_t nse
   }
   {
     enum sd_counter cs[] = {SD_C_ADMIT_TARPIT, SD_C_ADMIT_TEMPFAIL};
-    const char *v[] = {"tarpit", "tempfail"};
+    const char *v[] = {sl_admission_name(SL_ADMIT_TARPIT), sl_admission_name(SL_ADMIT_TEMPFAIL)};
     counter(&b, "sluice_admission_limited", "Per-client limits applied at accept.", "verdict",
             cs, v, 2);
   }
   {
-    enum sd_counter cs[] = {SD_C_END_QUIT, SD_C_END_CLIENT_CLOSED, SD_C_END_TIMEOUT,
-                            SD_C_END_UPSTREAM, SD_C_END_REJECTED, SD_C_END_PROTOCOL,
-                            SD_C_END_OTHER};
-    const char *v[] = {"quit", "client_closed", "timeout", "upstream", "rejected", "protocol",
-                       "other"};
-    counter(&b, "sluice_sessions", "Sessions ended, by reason.", "end", cs, v, 7);
+    /* the core's end reasons by name; "none" is the driver's own end */
+#define CS_(name, value, text) SD_C_END_##name,
+#define V_(name, value, text) value == SL_END_NONE ? "other" : text,
+    enum sd_counter cs[] = {SL_END_REASON_MAP(CS_)};
+    const char *v[] = {SL_END_REASON_MAP(V_)};
+#undef CS_
+#undef V_
+    counter(&b, "sluice_sessions", "Sessions ended, by reason.", "end", cs, v,
+            sizeof cs / sizeof cs[0]);
   }
   {
     enum sd_counter cs[] = {SD_C_MSG_ACCEPTED, SD_C_MSG_REJECTED, SD_C_MSG_TEMPFAILED};
@@ -140,6 +143,24 @@ char *sd_metrics_render(size_t *len, const char *const *server_names, size_t nse
     counter(&b, "sluice_messages", "Messages by the upstream's verdict.", "result", cs, v, 3);
   }
   C1("sluice_recipients_accepted", "Recipients accepted.", SD_C_RCPT_ACCEPTED);
+  {
+    enum sd_counter cs[] = {SD_C_STATE_SHARED, SD_C_STATE_TIMEOUT, SD_C_STATE_DOWN,
+                            SD_C_STATE_ERROR};
+    const char *v[] = {"shared", "timeout", "down", "error"};
+    counter(&b, "sluice_state_lookups",
+            "Shared-state lookups: answered by Redis, or the local verdict used.", "result", cs,
+            v, 4);
+  }
+  {
+    enum sd_counter cs[] = {SD_C_STATE_CONNECTS, SD_C_STATE_DISCONNECTS};
+    const char *v[] = {"connected", "lost"};
+    counter(&b, "sluice_state_connections", "Redis connections made and lost.", "event", cs,
+            v, 2);
+  }
+  C1("sluice_screen_pass_old", "Sessions that skipped screening: passed it before.",
+     SD_C_SCREEN_PASS_OLD);
+  C1("sluice_proxy_probes", "Proxy-listener connections closed before a PROXY header.",
+     SD_C_PROXY_PROBES);
   C1("sluice_recipients_relay_denied", "Recipients refused by relay control.",
      SD_C_RCPT_RELAY_DENIED);
   {
@@ -150,7 +171,10 @@ char *sd_metrics_render(size_t *len, const char *const *server_names, size_t nse
   {
     enum sd_counter cs[] = {SD_C_PREGREET, SD_C_TARPITTED, SD_C_STARTTLS_INJECTION,
                             SD_C_SMUGGLING};
-    const char *v[] = {"pregreet", "tarpitted", "starttls_injection", "smuggling"};
+    /* the events' names, but "tarpitted": a session counts once however
+       it got the suspect profile */
+    const char *v[] = {sl_event_name(SL_EV_PREGREET), "tarpitted",
+                       sl_event_name(SL_EV_STARTTLS_INJECTION), sl_event_name(SL_EV_SMUGGLING)};
     counter(&b, "sluice_screening", "Screening verdicts, per session.", "verdict", cs, v, 4);
   }
   {
@@ -172,12 +196,14 @@ char *sd_metrics_render(size_t *len, const char *const *server_names, size_t nse
             cs, v, 2);
   }
   {
-    enum sd_counter cs[] = {SD_C_UPFAIL_CONNECT, SD_C_UPFAIL_TIMEOUT, SD_C_UPFAIL_CLOSED,
-                            SD_C_UPFAIL_MALFORMED, SD_C_UPFAIL_GREETING, SD_C_UPFAIL_TLS,
-                            SD_C_UPFAIL_IDENTITY};
-    const char *v[] = {"connect", "timeout", "closed", "malformed", "greeting", "tls", "identity"};
+#define CS_(name, value, text) SD_C_UPFAIL_##name,
+#define V_(name, value, text) text,
+    enum sd_counter cs[] = {SL_UPSTREAM_FAILURE_MAP(CS_)};
+    const char *v[] = {SL_UPSTREAM_FAILURE_MAP(V_)};
+#undef CS_
+#undef V_
     counter(&b, "sluice_upstream_failures", "Upstream failures seen by sessions.", "kind", cs,
-            v, 7);
+            v, sizeof cs / sizeof cs[0]);
   }
   {
     enum sd_counter cs[] = {SD_C_RELOADS, SD_C_RELOAD_FAILURES};

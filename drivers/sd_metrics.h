@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "sd_loop.h"
+#include "sluice/relay.h"
 
 #define SD_MAX_WORKERS 256
 #define SD_MAX_SERVERS 64
@@ -23,8 +24,11 @@ enum sd_counter {
   SD_C_REJECT_NOMEM,    /* 421 because no relay memory */
   SD_C_ADMIT_TARPIT,    /* per-IP limits: tarpitted from the start */
   SD_C_ADMIT_TEMPFAIL,  /* per-IP limits: 421 greeting */
-  SD_C_END_QUIT, SD_C_END_CLIENT_CLOSED, SD_C_END_TIMEOUT, SD_C_END_UPSTREAM,
-  SD_C_END_REJECTED, SD_C_END_PROTOCOL, SD_C_END_OTHER,
+  /* Sessions by sl_end_reason, SD_C_END_QUIT ...; SD_C_END_NONE counts those
+     the driver ended itself (label "other"). */
+#define SD_C_END_(name, value, text) SD_C_END_##name,
+  SL_END_REASON_MAP(SD_C_END_)
+#undef SD_C_END_
   SD_C_MSG_ACCEPTED, SD_C_MSG_REJECTED, SD_C_MSG_TEMPFAILED,
   SD_C_RCPT_ACCEPTED,
   SD_C_RCPT_RELAY_DENIED, /* refused by relay control */
@@ -32,11 +36,37 @@ enum sd_counter {
   SD_C_PREGREET, SD_C_TARPITTED, SD_C_STARTTLS_INJECTION, SD_C_SMUGGLING,
   SD_C_DNS_LISTED, SD_C_DNS_NOTLISTED, SD_C_DNS_TIMEOUT, SD_C_DNS_ERROR,
   SD_C_TLS_CLIENT_OK, SD_C_TLS_CLIENT_FAIL, SD_C_TLS_UP_OK, SD_C_TLS_UP_FAIL,
-  SD_C_UPFAIL_CONNECT, SD_C_UPFAIL_TIMEOUT, SD_C_UPFAIL_CLOSED, SD_C_UPFAIL_MALFORMED,
-  SD_C_UPFAIL_GREETING, SD_C_UPFAIL_TLS, SD_C_UPFAIL_IDENTITY,
+  /* Upstream failures by sl_upstream_failure, SD_C_UPFAIL_CONNECT ... */
+#define SD_C_UPFAIL_(name, value, text) SD_C_UPFAIL_##name,
+  SL_UPSTREAM_FAILURE_MAP(SD_C_UPFAIL_)
+#undef SD_C_UPFAIL_
   SD_C_RELOADS, SD_C_RELOAD_FAILURES,
+  /* shared state (sd_state.h): lookups answered by Redis, answered
+     locally because Redis was over budget or down, and connection events */
+  SD_C_STATE_SHARED, SD_C_STATE_TIMEOUT, SD_C_STATE_DOWN, SD_C_STATE_ERROR,
+  SD_C_STATE_CONNECTS, SD_C_STATE_DISCONNECTS,
+  SD_C_SCREEN_PASS_OLD, /* sessions that skipped screening (passed before) */
+  SD_C_PROXY_PROBES,    /* proxy listener: closed before any header (checks) */
   SD_C_COUNT
 };
+
+/* The counter of a session's end reason and of an upstream failure. */
+static inline enum sd_counter sd_c_end(sl_end_reason e) {
+  switch (e) {
+#define SD_C_END_CASE_(name, value, text) case SL_END_##name: return SD_C_END_##name;
+    SL_END_REASON_MAP(SD_C_END_CASE_)
+#undef SD_C_END_CASE_
+  }
+  return SD_C_END_NONE;
+}
+static inline enum sd_counter sd_c_upfail(sl_upstream_failure f) {
+  switch (f) {
+#define SD_C_UPFAIL_CASE_(name, value, text) case SL_UPFAIL_##name: return SD_C_UPFAIL_##name;
+    SL_UPSTREAM_FAILURE_MAP(SD_C_UPFAIL_CASE_)
+#undef SD_C_UPFAIL_CASE_
+  }
+  return SD_C_UPFAIL_CONNECT;
+}
 
 enum sd_hist { SD_H_SESSION, SD_H_DELAY, SD_H_MSG_SIZE, SD_H_COUNT };
 

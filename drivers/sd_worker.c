@@ -223,6 +223,9 @@ static void reload(sd_worker *w) {
     char note[512];
     if (sd_state_configure(w->sessions.state, &g->cfg->ratelim, note, sizeof note) != 0)
       sd_log(SD_LOG_WARN, "reload: %s", note);
+    if (sd_config_state_differs(w->gen->cfg, g->cfg))
+      sd_log(SD_LOG_WARN, "reload: state_backend, state_entries and redis* settings take "
+                          "effect at the next restart");
   }
   sd_gen *old = w->gen;
   sd_upstreams_stop_checks(old->ups);
@@ -245,6 +248,15 @@ static void start_drain(sd_worker *w) {
   w->drain_deadline = sd_loop_now(w->loop) + w->gen->cfg->drain_timeout;
   sd_log(SD_LOG_INFO, "draining %u sessions (up to %llu ms)", w->sessions.n,
          (unsigned long long)(w->gen->cfg->drain_timeout / SL_MSEC));
+}
+
+/* Shared live counts are leases (sd_state.h): each session renews its own
+   every third of redis_lease, so an instance that dies leaks none for
+   longer than the lease. */
+static void renew_leases(sd_timer *t) {
+  sd_worker *w = (sd_worker *)(void *)((char *)t - offsetof(sd_worker, lease_renew));
+  sd_conn_hold_all(&w->sessions);
+  sd_timer_set(w->loop, t, sd_loop_now(w->loop) + w->lease_every);
 }
 
 static void signal_io(sd_handler *h, uint32_t ev) {
@@ -312,6 +324,16 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
   w.sessions.loop = w.loop;
   w.sessions.index = w.index;
   w.sessions.state = state;
+  sd_timer_init(&w.lease_renew, renew_leases);
+  if (sd_state_attach(state, w.loop, w.index, w.sessions.seed) != 0) {
+    sd_log(SD_LOG_ERR, "the shared state cannot be used by worker %u", w.index);
+    sd_loop_free(w.loop);
+    return 1;
+  }
+  if (cfg->state_backend == 1 && cfg->redis_lease) {
+    w.lease_every = cfg->redis_lease / 3;
+    sd_timer_set(w.loop, &w.lease_renew, sd_loop_now(w.loop) + w.lease_every);
+  }
   w.sessions.lingers.loop = w.loop;
   w.sessions.lingers.stop = &w.stop;
   char err[1024];
@@ -368,6 +390,9 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
   sd_metrics_http_free(w.mh);
   close_listeners(&w);
   sd_linger_free_all(&w.sessions.lingers);
+  sd_conn_pending_free_all(&w.sessions);
+  sd_timer_stop(w.loop, &w.lease_renew);
+  sd_state_attach(state, NULL, w.index, 0); /* detach before the loop goes */
   sd_upstreams_stop_checks(w.gen->ups);
   sd_gen_unref(w.gen);
   if (w.spare_fd >= 0) close(w.spare_fd);

@@ -37,6 +37,8 @@ struct sd_worker {
   size_t nls;
   int spare_fd;  /* closed to accept-and-421 when accept() hits EMFILE */
   sd_timer accept_pause; /* listeners off for a moment when even that fails */
+  sd_timer lease_renew;  /* state_backend = redis: sessions renew leases */
+  uint64_t lease_every;  /* ns; from the start's redis_lease (the state's) */
   int accept_paused;
   sd_conns sessions; /* the sessions, their lingering closes, and what they
                         and their generations use of this worker */

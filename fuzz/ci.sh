@@ -1,8 +1,10 @@
 #!/bin/sh
 # ci.sh BUILD_ROOT: the fuzzing part of CI.
 #  (a) builds the libFuzzer targets (clang, ASan+UBSan) in BUILD_ROOT/fuzz
-#      and runs relay, data, reply, cmd, proxy and pcap for FUZZ_SECONDS
-#      each (40), one process at a time, from the corpus; any crash fails,
+#      and runs relay, data, reply, cmd, proxy, resp, milter, rspamd, clamd
+#      and pcap for FUZZ_SECONDS each (40), one process at a time, from the
+#      corpus, with fuzz/<target>.dict if there is one, else smtp.dict;
+#      any crash fails,
 #      except one matching fuzz/findings/known-signatures.txt (an open,
 #      reported bug), which is only reported;
 #  (b) builds a gcc coverage configuration in BUILD_ROOT/cov (target
@@ -26,9 +28,6 @@ B=$(cd "$B" && pwd)
 # long, randomly seeded campaigns are run-libfuzzer.sh and run-campaign.sh.
 secs=${FUZZ_SECONDS:-90}
 seed=${FUZZ_SEED:-1}
-# open relay findings most inputs reach are skipped, so the run looks for
-# the others (fuzz/findings/README.md)
-export FUZZ_RELAY_SKIP_OPEN_FINDINGS=${FUZZ_RELAY_SKIP_OPEN_FINDINGS:-1}
 runs_for() {
   case $1 in
     relay) echo "${FUZZ_RUNS_RELAY:-30000}" ;;
@@ -36,6 +35,7 @@ runs_for() {
     reply) echo 300000 ;;
     cmd) echo 2000000 ;;
     proxy) echo 500000 ;;
+    resp) echo 300000 ;;
     pcap) echo 10000 ;;
     *) echo 100000 ;;
   esac
@@ -58,7 +58,7 @@ fi
 FB=$fixed/build
 cmake -S "$fixed/src" -B "$FB" -G Ninja -DCMAKE_C_COMPILER=clang -DSLUICE_FUZZ=ON \
   -DSLUICE_CORE_ONLY=OFF >/dev/null
-targets="relay data reply cmd proxy"
+targets="relay data reply cmd proxy resp milter rspamd clamd"
 if ninja -C "$FB" -t targets all | grep -q '^fuzz_pcap:'; then
   targets="$targets pcap"
 else
@@ -74,9 +74,11 @@ for t in $targets; do
   runs=$(runs_for "$t")
   echo "== fuzz $t: $runs runs, seed $seed (at most ${secs}s)"
   rm -rf "$work" && mkdir -p "$work"
+  dict=$here/$t.dict
+  [ -f "$dict" ] || dict=$here/smtp.dict
   if "$FB/fuzz/fuzz_$t" -seed="$seed" -runs="$runs" -max_total_time="$secs" \
        -timeout=10 -rss_limit_mb=2048 \
-       -dict="$here/smtp.dict" -artifact_prefix="$B/fuzz-work/$t-" \
+       -dict="$dict" -artifact_prefix="$B/fuzz-work/$t-" \
        "$work" "$here/corpus/$t" >"$log" 2>&1; then
     grep -E '^Done|stat::' "$log" | tail -1 || true
   elif grep -v '^#' "$known" | grep -v '^$' | grep -E -q -f - "$log"; then

@@ -1,6 +1,6 @@
 /*
  * fuzz_relay.c: the relay driven by an operation language, with the
- * protocol oracle (core/tests/support/sl_oracle.h) checked after every step.
+ * protocol oracle (testsupport/sl_oracle.h) checked after every step.
  *
  * Input = an 8-byte header choosing mode, policy and limits, then ops until
  * the input ends.  The language is documented in fuzz/README.md ("The relay
@@ -12,7 +12,6 @@
  * Any oracle violation or relay API error prints the reason and aborts, so
  * libFuzzer, AFL++ and the standalone runner all see a crash.
  */
-#include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,18 +47,7 @@ typedef struct fz {
   size_t nheld;
   uint32_t held_small, held_large;
   sl_duration bound; /* guarantee 7: time allowed after the client left */
-  jmp_buf skip;      /* an open finding reached, skipped (see below) */
 } fz;
-
-/* FUZZ_RELAY_SKIP_OPEN_FINDINGS=1: inputs that reach an open finding most
-   inputs would reach (findings/README.md) pass, so a campaign looks for the
-   others.  Matched on the oracle's message. */
-static int skip_open(void) {
-  const char *e = getenv("FUZZ_RELAY_SKIP_OPEN_FINDINGS");
-  return e && *e == '1';
-}
-/* Skipped now: only guarantee 7 with the pool refusing buffers (below);
-   the "request after SESSION_END" family is fixed (relay2). */
 
 /* FUZZ_RELAY_TRACE=1: on a violation, print what crossed the boundary. */
 static void dump(const char *name, const sl_bytes *b) {
@@ -87,14 +75,11 @@ static void trace(fz *f) {
   dump("upstream out", &h->upstream_out);
   dump("upstream in", &h->upstream_in);
   fprintf(stderr, "--- requests (now %llu)\n", (unsigned long long)h->now);
-  for (size_t i = 0; i < h->nlog; i++)
-    fprintf(stderr, "  type %u id %u kind/zone/attempt %u arg %llu\n",
-            (unsigned)h->log[i].type, h->log[i].id,
-            h->log[i].type == SL_REQ_EVENT ? (unsigned)h->log[i].u.event.kind
-                                           : h->log[i].u.connect.attempt,
-            h->log[i].type == SL_REQ_EVENT
-                ? (unsigned long long)h->log[i].u.event.arg
-                : 0ull);
+  for (size_t i = 0; i < h->nlog; i++) {
+    char line[128];
+    sl_request_describe(&h->log[i], line, sizeof line);
+    fprintf(stderr, "  id %u %s\n", h->log[i].id, line);
+  }
 }
 
 static void die(fz *f, const char *what) {
@@ -478,11 +463,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!f)
     return 0;
   rd r = {data, size, 0};
-  if (setjmp(f->skip)) {
-    sl_harness_free(&f->h);
-    free(f);
-    return 0;
-  }
   sl_harness_defaults(&f->h);
   uint32_t pool_buffers;
   uint64_t seed;
@@ -519,10 +499,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     if (t > start + bound)
       break;
-    /* The open pool-starvation finding, when skipped, need not be run to
-       the bound (it costs a deadline every 50 ms of virtual time). */
-    if (steps > 2000 && f->h.pool_refused && skip_open())
-      longjmp(f->skip, 1);
     before_time(f);
     if (t > f->h.now)
       f->h.now = t;
@@ -530,12 +506,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     steps++;
   }
   if (!sl_harness_closed(&f->h)) {
-    /* An open finding (findings/relay-g7-pool-starved-never-ends): a relay
-       the pool keeps refusing retries forever instead of timing out.  Most
-       inputs with the smallest pool reach it, so a campaign skips it with
-       FUZZ_RELAY_SKIP_OPEN_FINDINGS=1 to look for the others. */
-    if (f->h.pool_refused && skip_open())
-      longjmp(f->skip, 1); /* relay-g7-pool-starved-never-ends */
     char m[240];
     sl_tstamp t = sl_relay_next_deadline(f->h.r);
     snprintf(m, sizeof(m),

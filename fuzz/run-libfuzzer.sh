@@ -1,6 +1,7 @@
 #!/bin/sh
 # run-libfuzzer.sh TARGET SECONDS [BUILD_DIR]: one libFuzzer process on
-# TARGET (relay cmd reply data bdat proxy) for SECONDS, starting from
+# TARGET (relay cmd reply data bdat proxy milter rspamd clamd) for SECONDS,
+# with fuzz/TARGET.dict if there is one (else smtp.dict), starting from
 # fuzz/corpus/TARGET, new inputs kept in BUILD_DIR/fuzz-work/TARGET, crashes
 # written as BUILD_DIR/fuzz-work/TARGET-crash-*.  Builds BUILD_DIR
 # (default build-fuzz, clang, SLUICE_FUZZ=ON) first.  Extra libFuzzer flags
@@ -8,11 +9,7 @@
 # a crash (each one saved under BUILD_DIR/fuzz-work/TARGET-crash-*):
 #   LIBFUZZER_FLAGS="-fork=1 -ignore_crashes=1 -ignore_timeouts=1" \
 #     fuzz/run-libfuzzer.sh relay 14400
-# Open findings that most inputs would reach are skipped
-# (FUZZ_RELAY_SKIP_OPEN_FINDINGS=1, fuzz/findings/README.md); set it to 0 to
-# stop on them too.
 set -eu
-export FUZZ_RELAY_SKIP_OPEN_FINDINGS=${FUZZ_RELAY_SKIP_OPEN_FINDINGS:-1}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 t=${1:?target}; secs=${2:?seconds}; b=${3:-$root/build-fuzz}
@@ -21,6 +18,8 @@ cmake -S "$root" -B "$b" -G Ninja -DSLUICE_CORE_ONLY=ON -DCMAKE_C_COMPILER=clang
 ninja -C "$b" "fuzz_$t" >/dev/null
 work=$b/fuzz-work/$t
 mkdir -p "$work"
+dict=$here/$t.dict
+[ -f "$dict" ] || dict=$here/smtp.dict
 exec "$b/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-  -dict="$here/smtp.dict" -artifact_prefix="$b/fuzz-work/$t-" ${LIBFUZZER_FLAGS:-} \
+  -dict="$dict" -artifact_prefix="$b/fuzz-work/$t-" ${LIBFUZZER_FLAGS:-} \
   "$work" "$here/corpus/$t"

@@ -110,4 +110,50 @@ def test_refused_commands_are_logged_with_their_codes(sink, sluiced_factory):
         c.cmd("QUIT")
     rec = s.wait_sessions(1)[0]
     ref = rec["refusals"].split("; ")
-    assert [r[:3] for r in ref] == ["555", "550"], rec["refusals"]
+    assert [r[:8] for r in ref] == ["MAIL 555", "RCPT 550"], rec["refusals"]
+
+
+# A Postfix that refuses a sender at MAIL and a recipient at RCPT (the
+# inline maps' texts are its own), on PIPELINING: the session log names the
+# command each refusal answered, which sluiced could not tell from the bytes.
+REFUSING_POSTFIX = {
+    "smtpd_delay_reject": "no",
+    "smtpd_sender_restrictions":
+        "check_sender_access inline:{{bad-sender@example.test = 553 5.7.1 sender refused by the testbed}}",
+    "smtpd_recipient_restrictions":
+        "check_recipient_access inline:{{reject-me@example.test = 550 5.1.1 refused by the testbed}}"
+        " check_recipient_access static:HOLD",
+}
+
+
+@pytest.mark.parametrize("postfix_upstream", [{"main_cf": REFUSING_POSTFIX}], indirect=True)
+def test_refusals_name_their_commands_postfix(postfix_upstream, sluiced_factory):
+    s = sluiced_factory([postfix_upstream.address])
+    with raw_connect(s.address) as c:
+        assert c.read_reply().code == 220
+        assert c.cmd("EHLO client.test").code == 250
+        assert c.cmd("MAIL FROM:<bad-sender@example.test>").code == 553
+        # One write: the replies come back in order, and only the relay knows
+        # which command each answered.
+        c.send(b"MAIL FROM:<a@example.test>\r\n"
+               b"RCPT TO:<reject-me@example.test>\r\n"
+               b"RCPT TO:<user@example.test>\r\n"
+               b"DATA\r\n")
+        codes = [c.read_reply().code for _ in range(4)]
+        assert codes == [250, 550, 250, 354], codes
+        c.send(b"Subject: t\r\n\r\nhello\r\n.\r\n")
+        assert c.read_reply().code == 250
+        c.cmd("QUIT")
+    rec = s.wait_sessions(1)[0]
+    ref = rec["refusals"].split("; ")
+    assert len(ref) == 2, rec["refusals"]
+    assert ref[0].startswith("MAIL 553 5.7.1 <bad-sender@example.test>"), ref
+    assert "sender refused by the testbed" in ref[0], ref
+    assert ref[1].startswith("RCPT 550 5.1.1 <reject-me@example.test>"), ref
+    assert "refused by the testbed" in ref[1], ref
+    # The refusals are Postfix's: its log has both, and the message went
+    # through to the one accepted recipient.
+    postfix_upstream.wait_log(r"reject: MAIL from .*bad-sender@example\.test")
+    postfix_upstream.wait_log(r"reject: RCPT from .*reject-me@example\.test")
+    held = postfix_upstream.wait_held(1)
+    assert held[0].recipients == ["user@example.test"], held[0]

@@ -90,8 +90,8 @@ static void on_request(sl_harness *h, const sl_request *q) {
     h->pending_tls_upstream = q->id;
     break;
   case SL_REQ_DNSBL_LOOKUP:
-    if (q->u.dnsbl.zone < SL_DNSBL_ZONES_MAX)
-      h->pending_dnsbl[q->u.dnsbl.zone] = q->id;
+    if (q->dnsbl.zone < SL_DNSBL_ZONES_MAX)
+      h->pending_dnsbl[q->dnsbl.zone] = q->id;
     break;
   case SL_REQ_CLOSE_UPSTREAM:
     /* that connection is gone, with whatever it had still to deliver */
@@ -424,9 +424,71 @@ int sl_harness_next_deadline(sl_harness *h, sl_duration max) {
 size_t sl_harness_events(const sl_harness *h, sl_event_kind kind) {
   size_t n = 0;
   for (size_t i = 0; i < h->nlog; i++)
-    if (h->log[i].type == SL_REQ_EVENT && h->log[i].u.event.kind == kind)
+    if (h->log[i].type == SL_REQ_EVENT && h->log[i].ev.kind == kind)
       n++;
   return n;
+}
+
+void sl_request_describe(const sl_request *q, char *out, size_t len) {
+  const sl_event *e = &q->ev;
+  switch (q->type) {
+  case SL_REQ_CONNECT_UPSTREAM:
+    snprintf(out, len, "%s attempt=%u", sl_request_name(q->type),
+             q->connect.attempt);
+    return;
+  case SL_REQ_DNSBL_LOOKUP:
+    snprintf(out, len, "%s zone=%u", sl_request_name(q->type), q->dnsbl.zone);
+    return;
+  case SL_REQ_EVENT:
+    break;
+  default:
+    snprintf(out, len, "%s", sl_request_name(q->type));
+    return;
+  }
+  int n = snprintf(out, len, "event %s", sl_event_name(e->kind));
+  if (n < 0 || (size_t)n >= len)
+    return;
+  out += n;
+  len -= (size_t)n;
+  switch (e->kind) {
+  case SL_EV_PREGREET:
+    snprintf(out, len, " bytes=%u", e->pregreet.bytes);
+    break;
+  case SL_EV_DNSBL_SCORE:
+    snprintf(out, len, " score=%d", e->dnsbl.score);
+    break;
+  case SL_EV_TARPIT:
+    snprintf(out, len, " reason=%s", sl_tarpit_reason_name(e->tarpit.reason));
+    break;
+  case SL_EV_STARTTLS_INJECTION:
+    snprintf(out, len, " bytes=%u", e->starttls_injection.bytes);
+    break;
+  case SL_EV_SMUGGLING:
+    snprintf(out, len, " violation=%s",
+             sl_violation_name(e->smuggling.violation));
+    break;
+  case SL_EV_UPSTREAM_READY:
+    snprintf(out, len, " attempt=%u", e->upstream_ready.attempt);
+    break;
+  case SL_EV_UPSTREAM_FAILED:
+    snprintf(out, len, " failure=%s",
+             sl_upstream_failure_name(e->upstream_failed.failure));
+    break;
+  case SL_EV_MESSAGE:
+    snprintf(out, len, " code=%u size=%llu", e->message.code,
+             (unsigned long long)e->message.size);
+    break;
+  case SL_EV_SESSION_END:
+    snprintf(out, len, " reason=%s",
+             sl_end_reason_name(e->session_end.reason));
+    break;
+  case SL_EV_REFUSAL:
+    snprintf(out, len, " command=%s code=%u",
+             sl_command_name(e->refusal.command), e->refusal.code);
+    break;
+  case SL_EV_SCREEN_PASSED: /* no payload */
+    break;
+  }
 }
 
 size_t sl_harness_requests(const sl_harness *h, sl_request_type type) {

@@ -112,6 +112,9 @@ void sl_harness_before_time(sl_harness *h);
 /* Number of logged events of a kind, and of requests of a type. */
 size_t sl_harness_events(const sl_harness *h, sl_event_kind kind);
 size_t sl_harness_requests(const sl_harness *h, sl_request_type type);
+/* One line for a request, e.g. "event message code=250 size=113", from the
+   core's names, for failure dumps. */
+void sl_request_describe(const sl_request *q, char *out, size_t len);
 
 int sl_harness_closed(const sl_harness *h); /* SL_CLOSED reached */
 

@@ -390,6 +390,12 @@ struct sl_oracle {
   uint64_t ev_msg_2xx, ev_msg_4xx, ev_msg_5xx, ev_starttls_bytes;
   uint16_t ev_last_code;
   uint64_t client_in_bytes, up_in_bytes;
+  /* The codes of the REFUSAL events and of the 4xx/5xx replies the client
+     got, each in order: the n-th of each must agree (the driver may see a
+     reply's bytes before or after its event), and no reply goes without
+     one. */
+  uint16_t *ref_ev, *ref_out;
+  size_t nref_ev, nref_out, capref_ev, capref_out, ref_matched;
 
   /* ---- guarantees 6 and 7 ---- */
   const sl_bufpool *pool;
@@ -483,6 +489,8 @@ void sl_oracle_free(sl_oracle *o) {
   free(o->bodies);
   free(o->chunks);
   free(o->req_ids);
+  free(o->ref_ev);
+  free(o->ref_out);
   free(o);
 }
 
@@ -890,7 +898,39 @@ static int closing_code(unsigned code) {
   return code == 421 || code == 221 || code == 554 || code == 521;
 }
 
+static void ref_add(uint16_t **v, size_t *n, size_t *cap, unsigned code) {
+  if (*n == *cap) {
+    size_t c = *cap ? *cap * 2 : 16;
+    uint16_t *p = realloc(*v, c * sizeof(*p));
+    if (!p)
+      abort();
+    *v = p;
+    *cap = c;
+  }
+  (*v)[(*n)++] = (uint16_t)code;
+}
+
+/* Guarantee 10: each 4xx/5xx reply the client got has its REFUSAL event,
+   with its code, in the same order. */
+static void ref_match(sl_oracle *o) {
+  while (o->ref_matched < o->nref_ev && o->ref_matched < o->nref_out) {
+    size_t k = o->ref_matched++;
+    if (o->ref_ev[k] != o->ref_out[k]) {
+      fail(o, "guarantee 10: refusal %zu: the client got %u, the REFUSAL "
+              "event says %u", k + 1, o->ref_out[k], o->ref_ev[k]);
+      return;
+    }
+  }
+  if (o->session_end && o->nref_out > o->nref_ev)
+    fail(o, "guarantee 10: %zu 4xx/5xx replies to the client, %zu REFUSAL "
+            "events", o->nref_out, o->nref_ev);
+}
+
 static void client_reply(sl_oracle *o, unsigned code) {
+  if (code >= 400) {
+    ref_add(&o->ref_out, &o->nref_out, &o->capref_out, code);
+    ref_match(o);
+  }
   o->replies++;
   if (o->closing) {
     fail(o, "guarantee 1: reply %u after the closing reply", code);
@@ -1633,13 +1673,12 @@ static void req_id(sl_oracle *o, const sl_request *q) {
     o->last_req_id = q->id;
   if (q->type != SL_REQ_EVENT)
     return;
-  uint32_t kind = (uint32_t)q->u.event.kind;
-  if (kind < 16)
+  sl_event_kind kind = q->ev.kind;
+  if ((unsigned)kind < 16)
     o->ev_count[kind]++;
-  uint64_t arg = q->u.event.arg;
   switch (kind) {
   case SL_EV_MESSAGE: {
-    unsigned code = (unsigned)(arg & 0xffffu);
+    unsigned code = q->ev.message.code;
     if (code / 100 == 2)
       o->ev_msg_2xx++;
     else if (code / 100 == 4)
@@ -1651,10 +1690,18 @@ static void req_id(sl_oracle *o, const sl_request *q) {
     break;
   }
   case SL_EV_STARTTLS_INJECTION:
-    o->ev_starttls_bytes += arg;
+    o->ev_starttls_bytes += q->ev.starttls_injection.bytes;
     break;
   case SL_EV_SESSION_END:
     o->session_end = 1;
+    ref_match(o);
+    break;
+  case SL_EV_REFUSAL:
+    if (q->ev.refusal.command > SL_CMD_NONE)
+      fail(o, "guarantee 10: REFUSAL names command %u, not in the list",
+           (unsigned)q->ev.refusal.command);
+    ref_add(&o->ref_ev, &o->nref_ev, &o->capref_ev, q->ev.refusal.code);
+    ref_match(o);
     break;
   default:
     break;

@@ -29,8 +29,12 @@ static const char *const uptls_names[] = {"none", "opportunistic", "required",
                                           "implicit", NULL};
 static const char *const action_names[] = {"continue", "tarpit", "reject",
                                            "drop", NULL};
-static const char *const admit_names[] = {"accept", "tarpit", "tempfail", NULL};
+/* The core's own admission names, in value order from 0 (sluice/ratelim.h). */
+#define ADMIT_NAME_(name, value, text) text,
+static const char *const admit_names[] = {SL_ADMISSION_MAP(ADMIT_NAME_) NULL};
+#undef ADMIT_NAME_
 static const char *const balance_names[] = {"roundrobin", "leastconn", NULL};
+static const char *const backend_names[] = {"shm", "redis", NULL};
 static const char *const logfmt_names[] = {"logfmt", "json", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug",
                                           NULL};
@@ -44,7 +48,7 @@ static const char *const feature_names[] = {
 _Static_assert(sizeof(sl_mode) == sizeof(int), "enum size");
 _Static_assert(SL_MODE_SCREEN_FIRST == 1 && SL_VRFY_RELAY == 2 &&
                    SL_IDENT_PROXY_V2 == 3 && SL_IDENT_XFORWARD == 4 && SL_UPTLS_IMPLICIT == 3 &&
-                   SL_ACT_DROP == 3 && SL_ADMIT_TEMPFAIL == 2,
+                   SL_ACT_DROP == 3,
                "name tables follow the core's enums");
 _Static_assert(SL_FEAT_AUTH == 1u << 8 && SL_FEAT_STARTTLS == 1u << 7,
                "feature_names follows SL_FEAT_*");
@@ -209,6 +213,22 @@ static const sl_config_key keys[] = {
         admit_names, NULL, D, "tarpit or tempfail over per_ip_concurrency"),
     KEY("over_rate", SL_CT_ENUM, ratelim.over_rate, 1, 2, admit_names, NULL, D,
         "tarpit or tempfail over per_ip_rate"),
+    /* shared state (drivers/sd_state.h): one machine or several */
+    KEY("state_backend", SL_CT_ENUM, state_backend, 0, 0, backend_names, "shm",
+        D, "where limits, screening passes and greylisting live: shm or redis"),
+    KEY("state_entries", SL_CT_U32, state_entries, 16, 1 << 24, NULL, "65536",
+        D, "shm slots for screening passes and greylisting triplets"),
+    KEY("redis", SL_CT_STRING, redis, 0, 0, NULL, NULL, D,
+        "state_backend = redis: inet:HOST:PORT or unix:PATH"),
+    KEY("redis_timeout", SL_CT_DURATION, redis_timeout, 0, 0, NULL, "50ms", D,
+        "lookup budget; later answers give the local verdict"),
+    KEY("redis_key_prefix", SL_CT_STRING, redis_key_prefix, 0, 0, NULL,
+        "sluice:", D, "prepended to every Redis key (one per deployment)"),
+    KEY("redis_lease", SL_CT_DURATION, redis_lease, 0, 0, NULL, "60s", D,
+        "a shared live count is dropped this long after its instance stops "
+        "renewing it"),
+    KEY("screen_pass_ttl", SL_CT_DURATION, screen_pass_ttl, 0, 0, NULL, "0s",
+        D, "remember a client that passed screening this long (0: off)"),
     /* limits (sl_limits) */
     KEY("command_line_max", SL_CT_SIZE32, limits.command_line_max, 0, 0, NULL,
         NULL, 0, "longest command line"),
@@ -1472,6 +1492,30 @@ int sl_config_finish(sl_config *c, unsigned flags, char *err, size_t errlen) {
       key_where(c, name, "metrics_listen", w, sizeof w);
       snprintf(err, errlen, "%s: \"%s\" is not a numeric ADDRESS:PORT", w,
                c->metrics_listen);
+      return -1;
+    }
+    if (c->state_backend == 1) {
+      const char *r = c->redis;
+      if (r == NULL) {
+        key_where(c, name, "state_backend", w, sizeof w);
+        snprintf(err, errlen, "%s: state_backend = redis needs redis = "
+                 "inet:HOST:PORT or unix:PATH", w);
+        return -1;
+      }
+      sl_sockaddr sa;
+      if (!(strncmp(r, "unix:/", 6) == 0 && strlen(r) < 6 + 100) &&
+          !(strncmp(r, "inet:", 5) == 0 &&
+            sl_parse_addrport(r + 5, &sa) == 0)) {
+        key_where(c, name, "redis", w, sizeof w);
+        snprintf(err, errlen, "%s: \"%s\" is neither inet:ADDRESS:PORT "
+                 "(numeric) nor unix:/PATH", w, r);
+        return -1;
+      }
+    }
+    if (c->redis_lease && c->redis_lease < 3 * SL_SEC) {
+      key_where(c, name, "redis_lease", w, sizeof w);
+      snprintf(err, errlen, "%s: at least 3s (sessions renew it every third)",
+               w);
       return -1;
     }
   }

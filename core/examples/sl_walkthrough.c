@@ -31,6 +31,27 @@ static void show(const char *who, const uint8_t *p, size_t n) {
     putchar('\n');
 }
 
+/* An event is tagged by its kind; its payload is the member named after
+   it (relay.h lists which).  The names are the core's own. */
+static void show_event(const sl_event *ev) {
+  printf("[event %s]", sl_event_name(ev->kind));
+  switch (ev->kind) {
+  case SL_EV_UPSTREAM_READY:
+    printf(" on attempt %u", ev->upstream_ready.attempt);
+    break;
+  case SL_EV_MESSAGE:
+    printf(" upstream said %u to %llu octets", ev->message.code,
+           (unsigned long long)ev->message.size);
+    break;
+  case SL_EV_SESSION_END:
+    printf(" reason %s", sl_end_reason_name(ev->session_end.reason));
+    break;
+  default: /* screening events: see relay.h */
+    break;
+  }
+  printf("\n");
+}
+
 /* The driver's loop body: requests first, then output to both peers. */
 static uint32_t connect_id;
 static void pump(void) {
@@ -41,14 +62,12 @@ static void pump(void) {
       progress = 1;
       switch (q.type) {
       case SL_REQ_CONNECT_UPSTREAM:
-        printf("[request] connect upstream (attempt %u)\n",
-               q.u.connect.attempt);
+        printf("[request] connect upstream (attempt %u)\n", q.connect.attempt);
         connect_id =
             q.id; /* answered below, as a driver would after connect() */
         break;
       case SL_REQ_EVENT:
-        printf("[event %d] arg %llu\n", (int)q.u.event.kind,
-               (unsigned long long)q.u.event.arg);
+        show_event(&q.ev);
         break;
       case SL_REQ_CLOSE_CLIENT:
         printf("[request] close the client connection\n");
@@ -153,9 +172,15 @@ int main(void) {
   /* Time only moves when the driver says so; nothing is due here. */
   sl_tstamp t = sl_relay_next_deadline(relay);
   printf("next deadline: %s\n", t == SL_TSTAMP_NONE ? "none" : "set");
+  /* The stats live in the relay's memory: read them before sl_relay_free(),
+     after which nothing may be called on the relay. */
   const sl_stats *st = sl_relay_stats(relay);
-  printf("messages accepted: %u, closed: %s\n", st->messages_accepted,
-         (sl_relay_want(relay) & SL_CLOSED) ? "yes" : "no");
+  int closed = (sl_relay_want(relay) & SL_CLOSED) != 0;
+  uint32_t accepted = st->messages_accepted;
+  printf("messages accepted: %u, stage %s, end %s, closed: %s\n", accepted,
+         sl_stage_name((sl_stage)st->stage),
+         sl_end_reason_name((sl_end_reason)st->end_reason),
+         closed ? "yes" : "no");
   sl_relay_free(relay);
-  return st->messages_accepted == 1 ? 0 : 1;
+  return accepted == 1 && closed ? 0 : 1;
 }

@@ -7,19 +7,11 @@
  */
 #include <string.h>
 
+#include "sl_bytes.h"
 #include "sluice/addr.h"
 #include "sluice/errors.h"
 
 static const char sl_hex_digits[] = "0123456789abcdef";
-
-/* Equality of n bytes.  Not memcmp() == 0: clang turns that into bcmp(),
-   a symbol the core's allowlist (tools/check-core-symbols.sh) refuses. */
-static int same_bytes(const uint8_t *a, const uint8_t *b, size_t n) {
-  uint8_t diff = 0;
-  for (size_t i = 0; i < n; i++)
-    diff |= (uint8_t)(a[i] ^ b[i]);
-  return diff == 0;
-}
 
 /* Writes the decimal of v (< 1000) at p; returns the digits written. */
 static size_t put_dec(char *p, unsigned v) {
@@ -60,7 +52,7 @@ static size_t put_ipv6(char *p, const uint8_t *b) {
   static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
   size_t n = 0;
   /* RFC 5952 5: an IPv4-mapped address keeps its dotted quad. */
-  if (same_bytes(b, mapped, sizeof mapped)) {
+  if (sl_same_bytes(b, mapped, sizeof mapped)) {
     memcpy(p, "::ffff:", 7);
     return 7 + put_quad(p + 7, b + 12);
   }
@@ -255,9 +247,9 @@ int sl_addr_equal_ip(const sl_addr *a, const sl_addr *b) {
     return 0;
   switch (a->family) {
   case SL_AF_INET:
-    return same_bytes(a->bytes, b->bytes, 4);
+    return sl_same_bytes(a->bytes, b->bytes, 4);
   case SL_AF_INET6:
-    return same_bytes(a->bytes, b->bytes, 16);
+    return sl_same_bytes(a->bytes, b->bytes, 16);
   case SL_AF_UNSPEC:
     return 1;
   default:

@@ -11,28 +11,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sluice/relay.h"
+
+/* The verbs are the public command list (sluice/relay.h), so a verb is the
+   sl_command a reply answers: SL_V_UNKNOWN ... SL_V_NONSMTP (HTTP verbs,
+   "Header:" lines, lines not starting with a letter: cross-protocol
+   traffic, Postfix's forbidden commands).  XCLIENT and XFORWARD are never
+   relayed: the identity is sluice's to assert.  The parser never returns
+   SL_V_CONNECT, SL_V_END_OF_MESSAGE or SL_V_NONE. */
 typedef enum sl_verb {
-  SL_V_UNKNOWN = 0,
-  SL_V_EHLO,
-  SL_V_HELO,
-  SL_V_MAIL,
-  SL_V_RCPT,
-  SL_V_DATA,
-  SL_V_BDAT,
-  SL_V_RSET,
-  SL_V_NOOP,
-  SL_V_QUIT,
-  SL_V_VRFY,
-  SL_V_EXPN,
-  SL_V_HELP,
-  SL_V_AUTH,
-  SL_V_STARTTLS,
-  SL_V_XCLIENT, /* never relayed: the identity is sluice's to assert */
-  SL_V_XFORWARD,
-  SL_V_ETRN,
-  SL_V_NONSMTP /* HTTP verbs, "Header:" lines, lines not starting with a
-                  letter: cross-protocol traffic (Postfix's forbidden
-                  commands) */
+#define SL_V_ENUM_(name, value, text) SL_V_##name = value,
+  SL_COMMAND_MAP(SL_V_ENUM_)
+#undef SL_V_ENUM_
 } sl_verb;
 
 /* The verb and the offset of its argument (after the spaces following the

@@ -56,10 +56,12 @@ sl_data_status sl_data_run(sl_data *d, const uint8_t *in, size_t inlen,
                            size_t *produced);
 
 /*
- * Checks a BDAT chunk's bytes for bare CR, bare LF and NUL (canonical MIME
- * text, RFC 3030 section 3) and copies them.  state carries a pending CR
- * across calls (0 or 1).  Returns SL_VIOL_NONE or the violation; *consumed
- * stops after the offending byte.
+ * Checks a BDAT chunk's bytes in place for bare CR, bare LF and NUL
+ * (canonical MIME text, RFC 3030 section 3); it copies nothing, the caller
+ * forwards the checked bytes itself.  state carries a pending CR across
+ * calls (0 or 1).  Returns SL_VIOL_NONE with *consumed = len, or the
+ * violation with *consumed counting the bytes up to the one that made it
+ * certain (the NUL, the bare LF, the CR not followed by LF).
  */
 sl_violation sl_bdat_check(uint8_t *state, const uint8_t *in, size_t len,
                            size_t *consumed);

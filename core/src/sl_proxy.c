@@ -8,6 +8,7 @@
  */
 #include <string.h>
 
+#include "sl_bytes.h"
 #include "sluice/errors.h"
 #include "sluice/proxy.h"
 
@@ -19,15 +20,6 @@ static const uint8_t v2_sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
 #define V2_UNSPEC 0x00
 #define V2_TCP4 0x11
 #define V2_TCP6 0x21
-
-/* Equality of n bytes.  Not memcmp() == 0: clang turns that into bcmp(),
-   a symbol the core's allowlist (tools/check-core-symbols.sh) refuses. */
-static int same_bytes(const uint8_t *a, const uint8_t *b, size_t n) {
-  uint8_t diff = 0;
-  for (size_t i = 0; i < n; i++)
-    diff |= (uint8_t)(a[i] ^ b[i]);
-  return diff == 0;
-}
 
 /* ---- v1 ---------------------------------------------------------------- */
 
@@ -297,7 +289,7 @@ static long v2_parse(const uint8_t *buf, size_t len, sl_proxy_header *out) {
   sl_proxy_header h;
   size_t addrlen = 0;
   size_t n = len < sizeof v2_sig ? len : sizeof v2_sig;
-  if (!same_bytes(buf, v2_sig, n))
+  if (!sl_same_bytes(buf, v2_sig, n))
     return SL_ERR_MALFORMED;
   if (len < 13)
     return SL_ERR_INCOMPLETE;

@@ -21,19 +21,11 @@
 #include <limits.h>
 #include <string.h>
 
+#include "sl_bytes.h"
 #include "sluice/errors.h"
 #include "sluice/ratelim.h"
 
 #define SL_RL_PROBE 64u
-
-/* Equality of n bytes.  Not memcmp() == 0: clang turns that into bcmp(),
-   a symbol the core's allowlist (tools/check-core-symbols.sh) refuses. */
-static int same_bytes(const uint8_t *a, const uint8_t *b, size_t n) {
-  uint8_t diff = 0;
-  for (size_t i = 0; i < n; i++)
-    diff |= (uint8_t)(a[i] ^ b[i]);
-  return diff == 0;
-}
 
 typedef struct sl_rl_entry {
   uint8_t key[16]; /* the address with host bits cleared */
@@ -144,7 +136,7 @@ static int make_key(const sl_ratelim *rl, const sl_addr *a, uint8_t key[16],
   if (a->family == SL_AF_INET) {
     src = a->bytes;
   } else if (a->family == SL_AF_INET6) {
-    src = same_bytes(a->bytes, mapped, sizeof mapped) ? a->bytes + 12 : NULL;
+    src = sl_same_bytes(a->bytes, mapped, sizeof mapped) ? a->bytes + 12 : NULL;
   } else {
     return 0;
   }
@@ -186,7 +178,7 @@ static sl_rl_entry *find(sl_ratelim *rl, const uint8_t key[16],
       victim = e;
       break;
     }
-    if (e->family == family && same_bytes(e->key, key, 16))
+    if (e->family == family && sl_same_bytes(e->key, key, 16))
       return e;
     if (create && e->live == 0 &&
         (!victim || e->last_seen < victim->last_seen))

@@ -6,13 +6,15 @@
  * can, one step after another until none reports progress: answers taken by
  * sl_relay_complete() are applied (step_answers), timers fire
  * (step_expiry), DNSBL lookups go out (sl__step_dnsbl), replies leave the
- * queue in order (sl__step_replies), the upstream preamble advances
- * (sl__step_upstream), client bytes become commands or message data
+ * queue in order (sl__step_replies), the upstream leg advances its
+ * preamble or notices the upstream failed or left (sl__step_upstream),
+ * client bytes become commands or message data
  * (sl__step_client), and the legs close (step_close).  This file also owns
  * the relay's buffers and its request ring.
  */
 #include <string.h>
 
+#include "sl_dnsbl.h"
 #include "sl_pcg.h"
 #include "sl_relay_int.h"
 
@@ -33,11 +35,12 @@ void sl__buf_release(sl_relay *r, sl_buf *b) {
 /* Makes room for need more bytes at the tail: compacts, or moves the bytes
    to a larger buffer.  Returns 0, or -1 (pool empty or need too large). */
 int sl__buf_reserve(sl_relay *r, sl_buf *b, uint32_t need) {
-  if (b->p && sl__buf_cap(b) - b->off - b->len >= need)
-    return 0;
   if (b->p && sl__buf_cap(b) - b->len >= need) {
-    memmove(b->p, b->p + b->off, b->len);
-    b->off = 0;
+    r->t_starved = SL_TSTAMP_NONE;
+    if (sl__buf_cap(b) - b->off - b->len < need) {
+      memmove(b->p, b->p + b->off, b->len);
+      b->off = 0;
+    }
     return 0;
   }
   uint32_t want = b->len + need;
@@ -50,8 +53,11 @@ int sl__buf_reserve(sl_relay *r, sl_buf *b, uint32_t need) {
       r->pool->put(r->pool->ctx, p, cap);
     r->starved = 1;
     r->t_retry = sl__tadd(r->now, 50 * SL_MSEC);
+    if (r->t_starved == SL_TSTAMP_NONE)
+      r->t_starved = r->now;
     return -1;
   }
+  r->t_starved = SL_TSTAMP_NONE;
   if (b->len)
     memcpy(p, b->p + b->off, b->len);
   uint16_t len = b->len;
@@ -77,24 +83,113 @@ uint32_t sl__new_id(sl_relay *r, uint32_t tag) {
   return (r->seq << 8) | tag;
 }
 
-void sl__push_req(sl_relay *r, sl_request_type type, uint32_t id, uint8_t kind,
-                  uint64_t arg) {
+static ring_ent *ring_push(sl_relay *r) {
   if (r->ring_len == RING_CAP) {
     /* Steps reserve room before they run: a full ring here is a bug, and
        is reported rather than a request silently lost. */
     r->err = (uint32_t)-SL_ERR_INTERNAL;
-    return;
+    return NULL;
   }
   ring_ent *e = &r->ring[(r->ring_head + r->ring_len) % RING_CAP];
-  e->type = (uint8_t)type;
-  e->kind = kind;
-  e->id = id;
-  e->arg = arg;
+  memset(e, 0, sizeof(*e));
   r->ring_len++;
+  return e;
 }
 
-void sl__event(sl_relay *r, sl_event_kind kind, uint64_t arg) {
-  sl__push_req(r, SL_REQ_EVENT, sl__new_id(r, 0), (uint8_t)kind, arg);
+void sl__push_req(sl_relay *r, sl_request_type type, uint32_t id,
+                  uint64_t arg) {
+  ring_ent *e = ring_push(r);
+  if (!e)
+    return;
+  e->type = (uint8_t)type;
+  e->id = id;
+  e->arg = arg;
+}
+
+void sl__event(sl_relay *r, const sl_event *ev) {
+  ring_ent *e = ring_push(r);
+  if (!e)
+    return;
+  e->type = SL_REQ_EVENT;
+  e->kind = (uint8_t)ev->kind;
+  e->id = sl__new_id(r, 0);
+  switch (ev->kind) {
+  case SL_EV_PREGREET:
+    e->arg = ev->pregreet.bytes;
+    break;
+  case SL_EV_DNSBL_SCORE:
+    e->arg = (uint64_t)(int64_t)ev->dnsbl.score;
+    break;
+  case SL_EV_TARPIT:
+    e->arg = ev->tarpit.reason;
+    break;
+  case SL_EV_STARTTLS_INJECTION:
+    e->arg = ev->starttls_injection.bytes;
+    break;
+  case SL_EV_SMUGGLING:
+    e->arg = ev->smuggling.violation;
+    break;
+  case SL_EV_UPSTREAM_READY:
+    e->arg = ev->upstream_ready.attempt;
+    break;
+  case SL_EV_UPSTREAM_FAILED:
+    e->arg = ev->upstream_failed.failure;
+    break;
+  case SL_EV_MESSAGE:
+    e->code = ev->message.code;
+    e->arg = ev->message.size;
+    break;
+  case SL_EV_SESSION_END:
+    e->arg = ev->session_end.reason;
+    break;
+  case SL_EV_REFUSAL:
+    e->code = ev->refusal.code;
+    e->arg = ev->refusal.command;
+    break;
+  case SL_EV_SCREEN_PASSED:
+    break;
+  }
+}
+
+/* sl__event() backwards. */
+static void event_payload(const ring_ent *e, sl_event *ev) {
+  ev->kind = (sl_event_kind)e->kind;
+  switch (ev->kind) {
+  case SL_EV_PREGREET:
+    ev->pregreet.bytes = (uint32_t)e->arg;
+    break;
+  case SL_EV_DNSBL_SCORE:
+    ev->dnsbl.score = (int32_t)(int64_t)e->arg;
+    break;
+  case SL_EV_TARPIT:
+    ev->tarpit.reason = (sl_tarpit_reason)e->arg;
+    break;
+  case SL_EV_STARTTLS_INJECTION:
+    ev->starttls_injection.bytes = (uint32_t)e->arg;
+    break;
+  case SL_EV_SMUGGLING:
+    ev->smuggling.violation = (sl_violation)e->arg;
+    break;
+  case SL_EV_UPSTREAM_READY:
+    ev->upstream_ready.attempt = (uint32_t)e->arg;
+    break;
+  case SL_EV_UPSTREAM_FAILED:
+    ev->upstream_failed.failure = (sl_upstream_failure)e->arg;
+    break;
+  case SL_EV_MESSAGE:
+    ev->message.code = e->code;
+    ev->message.size = e->arg;
+    break;
+  case SL_EV_SESSION_END:
+    ev->session_end.reason = (sl_end_reason)e->arg;
+    break;
+  case SL_EV_REFUSAL:
+    ev->refusal.code = e->code;
+    ev->refusal.command = (sl_command)e->arg;
+    break;
+  case SL_EV_SCREEN_PASSED:
+    break;
+  }
 }
 
 /* ---- the run loop -------------------------------------------------------- */
@@ -160,7 +255,7 @@ static int step_close(sl_relay *r) {
     sl__buf_release(r, &r->cin);
     r->t_rec = SL_TSTAMP_NONE;
     r->id_tls_client = sl__new_id(r, TAG_TLS_CLIENT);
-    sl__push_req(r, SL_REQ_STARTTLS_CLIENT, r->id_tls_client, 0, 0);
+    sl__push_req(r, SL_REQ_STARTTLS_CLIENT, r->id_tls_client, 0);
     r->cl = CL_TLS;
     r->t_phase = r->now;
     progress = 1;
@@ -191,7 +286,7 @@ static int step_close(sl_relay *r) {
     r->greet_held = 0;
   }
   if (r->cl == CL_CLOSING && r->cout.len == 0 && sl__ring_free(r) >= 2) {
-    sl__push_req(r, SL_REQ_CLOSE_CLIENT, sl__new_id(r, 0), 0, 0);
+    sl__push_req(r, SL_REQ_CLOSE_CLIENT, sl__new_id(r, 0), 0);
     r->close_sent = 1;
     r->cl = CL_CLOSED;
     r->stats.end = r->now;
@@ -220,7 +315,9 @@ static int step_close(sl_relay *r) {
          SESSION_END (guarantee 10), late answers are stale. */
       r->dnsbl_done = 1;
       r->dnsbl_pending = 0;
-      sl__event(r, SL_EV_SESSION_END, r->stats.end_reason);
+      sl__event(r, &(sl_event){.kind = SL_EV_SESSION_END,
+                               .session_end.reason =
+                                   (sl_end_reason)r->stats.end_reason});
       r->end_sent = 1;
       progress = 1;
     }
@@ -290,7 +387,7 @@ static int enter(sl_relay *r, sl_tstamp now) {
   if (r->starved && now >= r->t_retry)
     r->starved = 0;
   if (sl__throttled(r))
-    sl__refill(r);
+    sl_tbucket_refill(&r->bucket, r->prof->data_rate, r->now);
   return 0;
 }
 
@@ -332,8 +429,8 @@ int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
   r->stats.end = SL_TSTAMP_NONE;
   r->t_client = r->t_phase = now;
   r->t_release = r->t_up = r->t_retry = SL_TSTAMP_NONE;
-  r->t_rec = r->t_urec = SL_TSTAMP_NONE;
-  r->t_stutter = r->t_tokens = now;
+  r->t_rec = r->t_urec = r->t_bye = r->t_starved = SL_TSTAMP_NONE;
+  r->t_stutter = r->bucket.t = now;
   sl_pcg32 g;
   sl_pcg32_seed(&g, seed, RNG_STREAM);
   r->rng = g.state;
@@ -386,7 +483,7 @@ static int client_read_ok(const sl_relay *r) {
     return 0; /* backpressure: the driver drains requests first */
   if (r->cin.len >= cin_target(r))
     return 0;
-  if (sl__throttled(r) && r->tokens == 0)
+  if (sl__throttled(r) && r->bucket.tokens == 0)
     return 0;
   return 1;
 }
@@ -397,7 +494,7 @@ uint8_t *sl_relay_client_in_buf(sl_relay *r, size_t *cap, sl_tstamp now) {
   if (!cap || enter(r, now))
     return NULL;
   if (sl__throttled(r))
-    sl__refill(r);
+    sl_tbucket_refill(&r->bucket, r->prof->data_rate, r->now);
   if (!client_read_ok(r))
     return NULL;
   uint32_t target = cin_target(r);
@@ -405,8 +502,8 @@ uint8_t *sl_relay_client_in_buf(sl_relay *r, size_t *cap, sl_tstamp now) {
       sl__buf_reserve(r, &r->cin, target - r->cin.len))
     return NULL;
   size_t room = sl__buf_free(&r->cin);
-  if (sl__throttled(r) && room > r->tokens)
-    room = (size_t)r->tokens;
+  if (sl__throttled(r) && room > r->bucket.tokens)
+    room = (size_t)r->bucket.tokens;
   *cap = room;
   return sl__buf_tail(&r->cin);
 }
@@ -427,7 +524,7 @@ int sl_relay_client_in_ack(sl_relay *r, size_t n, sl_tstamp now) {
       r->t_client = now;
     r->t_rec = record_start(r->t_rec, &r->cin, n, now);
     if (sl__throttled(r))
-      r->tokens = r->tokens > n ? r->tokens - n : 0;
+      sl_tbucket_take(&r->bucket, n);
     if (!r->greeted && r->cl != CL_PROXY) {
       r->pregreet = 1;
       r->stats.pregreet_bytes += (uint32_t)n;
@@ -588,7 +685,10 @@ int sl_relay_complete(sl_relay *r, const sl_completion *c, sl_tstamp now) {
     if (r->dnsbl_done || !(r->dnsbl_pending & (1u << z)))
       return SL_ERR_UNKNOWN_REQUEST;
     r->dnsbl_pending = (uint16_t)(r->dnsbl_pending & ~(1u << z));
-    if (ok && sl__listed(&r->pol->dnsbl[z], c))
+    unsigned n = c->ndnsbl_answers < SL_DNSBL_ANSWERS_MAX
+                     ? c->ndnsbl_answers
+                     : SL_DNSBL_ANSWERS_MAX;
+    if (ok && sl_dnsbl_listed(&r->pol->dnsbl[z], c->dnsbl_answers, n))
       r->stats.score += r->pol->dnsbl[z].weight;
     /* the last answer: sl__step_dnsbl() decides */
   } else {
@@ -662,14 +762,13 @@ int sl_relay_next_request(sl_relay *r, sl_request *out) {
   out->id = e->id;
   switch (e->type) {
   case SL_REQ_CONNECT_UPSTREAM:
-    out->u.connect.attempt = (uint32_t)e->arg;
+    out->connect.attempt = (uint32_t)e->arg;
     break;
   case SL_REQ_DNSBL_LOOKUP:
-    out->u.dnsbl.zone = (uint32_t)e->arg;
+    out->dnsbl.zone = (uint32_t)e->arg;
     break;
   case SL_REQ_EVENT:
-    out->u.event.kind = (sl_event_kind)e->kind;
-    out->u.event.arg = e->arg;
+    event_payload(e, &out->ev);
     break;
   default:
     break;
@@ -729,6 +828,10 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
   }
   if (r->cl < CL_CLOSING) /* a closing session sends no more replies */
     t = sl__tmin(t, r->t_release);
+  if (r->cl < CL_CLOSING && r->t_bye != SL_TSTAMP_NONE)
+    t = sl__tmin(t, sl__tadd(r->t_bye, l->send_timeout));
+  if (r->cl < CL_CLOSING && r->t_starved != SL_TSTAMP_NONE)
+    t = sl__tmin(t, sl__tadd(r->t_starved, l->send_timeout));
   if (r->up != UP_NONE && r->up != UP_READY)
     t = sl__tmin(t, r->t_up);
   if (r->up == UP_READY && r->up_out)
@@ -751,9 +854,8 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
       if (r->prof->stutter_bytes && r->t_stutter > r->now)
         t = sl__tmin(t, r->t_stutter);
     }
-    if (sl__throttled(r) && r->tokens == 0) /* until the next token */
-      t = sl__tmin(t, r->t_tokens + (SL_SEC + r->prof->data_rate - 1) /
-                                        r->prof->data_rate);
+    if (sl__throttled(r) && r->bucket.tokens == 0) /* until the next token */
+      t = sl__tmin(t, sl_tbucket_next(&r->bucket, r->prof->data_rate));
     t = sl__tmin(t, sl__tadd(r->stats.start, l->session_timeout));
   }
   /* What is due but waits for a pool buffer is retried, not spun on. */
@@ -793,7 +895,14 @@ static void force_close(sl_relay *r, enum local_reply id) {
     return;
   }
   r->cl = CL_CMD;
+  r->cmd_now = SL_CMD_NONE; /* answers no command */
   sl__q_push_local(r, id);
+  /* Nothing more is read: the unread input gives its buffer back, which a
+     starved pool may need for the goodbye itself (guarantee 7). */
+  sl__buf_release(r, &r->cin);
+  r->t_rec = SL_TSTAMP_NONE;
+  if (r->t_bye == SL_TSTAMP_NONE)
+    r->t_bye = r->now;
 }
 
 int sl_relay_handle_expiry(sl_relay *r, sl_tstamp now) {
@@ -821,6 +930,19 @@ static int step_expiry(sl_relay *r) {
         (r->cl == CL_TLS &&
          now >= sl__tadd(r->t_phase, l->tls_handshake_timeout))) {
       force_close(r, R_TIMEOUT);
+    } else if (r->t_bye != SL_TSTAMP_NONE &&
+               now >= sl__tadd(r->t_bye, l->send_timeout)) {
+      /* The goodbye of a forced close still found no buffer (or no
+         reader) in a send timeout: close without it (guarantee 7). */
+      r->stats.end_reason = SL_END_TIMEOUT;
+      abort_now(r);
+      r->stats.end_reason = SL_END_TIMEOUT;
+      return 1;
+    } else if (r->t_starved != SL_TSTAMP_NONE &&
+               now >= sl__tadd(r->t_starved, l->send_timeout)) {
+      /* The pool has refused every buffer for a send timeout: the session
+         cannot get on, so it ends with a 421 (guarantee 7). */
+      force_close(r, R_TEMPFAIL);
     } else if (r->cout.len && !r->greet_held &&
                now >= sl__tadd(r->t_client, l->send_timeout)) {
       /* The client does not read: no goodbye can reach it. */

@@ -212,6 +212,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
                     size_t whole) {
   sl_cmd c;
   sl_cmd_parse(line, len, &c);
+  r->cmd_now = (uint8_t)c.verb;
   const uint8_t *arg = line + c.arg;
   size_t alen = len - c.arg;
   int more = r->cin.len > whole; /* bytes pipelined after this line */
@@ -382,8 +383,10 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       /* Postfix forgets XFORWARD attributes at each transaction's end
          (mail_reset): every MAIL needs its own.  Without PIPELINING the
          MAIL waits, unconsumed, for the XFORWARD's reply (RFC 2920). */
-      uint8_t xl[512];
-      size_t xn = sl__xforward_line(r, xl);
+      uint8_t xl[SL_XCLIENT_LINE_MAX];
+      sl_ident id;
+      sl__ident(r, &id);
+      size_t xn = sl_xforward_line(xl, &id, r->up_caps);
       if (r->q_len + 2u > QUEUE_CAP || !sl__up_room(r, xn + len + 2))
         return 0;
       sl__up_write_line(r, xl, xn);
@@ -530,7 +533,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       sl__set_stage(r, SL_STAGE_DATA);
     if (size || (down && lr < 0)) { /* an empty chunk still ends a DATA */
       r->cl = CL_BDAT;
-      sl__throttle_start(r);
+      sl_tbucket_fill(&r->bucket, r->prof->data_rate, r->now);
     }
     break;
   }
@@ -603,7 +606,8 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     if (more) {
       size_t extra = r->cin.len - whole;
       r->stats.starttls_discarded += (uint32_t)extra;
-      sl__event(r, SL_EV_STARTTLS_INJECTION, extra);
+      sl__event(r, &(sl_event){.kind = SL_EV_STARTTLS_INJECTION,
+                               .starttls_injection.bytes = (uint32_t)extra});
       whole = r->cin.len;
     }
     lr = R_TLS_READY;
@@ -638,6 +642,14 @@ consumed:
   return 1;
 }
 
+/* The verb a refused line began with (a line too long or with a bad
+   byte is never dispatched): what its reply answers. */
+static void line_cmd(sl_relay *r, const uint8_t *p, size_t n) {
+  sl_cmd c;
+  sl_cmd_parse(p, n < 16 ? n : 16, &c);
+  r->cmd_now = (uint8_t)c.verb;
+}
+
 /* One line from cin: 1 consumed, 0 wait for more. */
 static int step_line(sl_relay *r) {
   uint8_t *p = r->cin.p + r->cin.off;
@@ -655,6 +667,7 @@ static int step_line(sl_relay *r) {
     return 0; /* a cancel may have to go upstream */
   if (!nl) {
     if (n >= limit) {
+      line_cmd(r, p, n);
       /* Never split a long line into two commands: refuse it whole. */
       sl__buf_consume(r, &r->cin, n);
       r->skip_line = 1;
@@ -666,6 +679,7 @@ static int step_line(sl_relay *r) {
   }
   size_t whole = (size_t)(nl - p) + 1;
   if (whole > limit) {
+    line_cmd(r, p, whole);
     sl__buf_consume(r, &r->cin, whole);
     goto too_long;
   }
@@ -683,6 +697,7 @@ static int step_line(sl_relay *r) {
         return 0;
       sasl_line(r, (const uint8_t *)"*", 1); /* cancel the exchange */
     } else {
+      line_cmd(r, p, len);
       sl__q_push_local(r, R_BAD_CHAR);
     }
     sl__buf_consume(r, &r->cin, whole);
@@ -700,6 +715,11 @@ too_long:
     sl__q_push_local(r, R_LINE_TOO_LONG);
   }
   return 1;
+}
+
+/* A message refused for its framing: the event names the violation. */
+static void smuggling(sl_relay *r, sl_violation v) {
+  sl__event(r, &(sl_event){.kind = SL_EV_SMUGGLING, .smuggling.violation = v});
 }
 
 static enum local_reply refusal(uint8_t viol) {
@@ -742,6 +762,7 @@ static int step_data(sl_relay *r) {
     sl__buf_grow(&r->uout, made);
   }
   sl__buf_consume(r, &r->cin, used);
+  r->cmd_now = SL_CMD_END_OF_MESSAGE; /* what a reply queued here answers */
   if (st == SL_DATA_END) {
     if (r->quiet) {
       r->quiet = 0; /* an early body after a refused DATA: no reply */
@@ -763,7 +784,7 @@ static int step_data(sl_relay *r) {
   if (st == SL_DATA_VIOLATION && r->quiet) {
     /* smuggling bytes in a body that was never accepted: where it ends is
        ambiguous, so nothing after it is read; the session ends */
-    sl__event(r, SL_EV_SMUGGLING, r->data.violation);
+    smuggling(r, r->data.violation);
     r->quiet = 0;
     r->cl = CL_CMD;
     r->no_input = 1;
@@ -773,7 +794,7 @@ static int step_data(sl_relay *r) {
   if (st == SL_DATA_VIOLATION) {
     r->viol = (uint8_t)r->data.violation;
     if (sl__is_smuggle(r->viol))
-      sl__event(r, SL_EV_SMUGGLING, r->viol);
+      smuggling(r, (sl_violation)r->viol);
     /* Abort the upstream transaction by closing; never send the
        terminator after a violation (SECURITY.md 1.1, rule 3). */
     sl__up_close(r);
@@ -793,7 +814,7 @@ static void bdat_down_refuse(sl_relay *r, sl_violation v) {
   enum local_reply why = refusal((uint8_t)v);
   r->q[(r->q_head + r->q_len - 1) % QUEUE_CAP] = (uint8_t)(Q_LOCAL + why);
   if (sl__is_smuggle(r->viol)) {
-    sl__event(r, SL_EV_SMUGGLING, v);
+    smuggling(r, v);
     r->no_input = 1; /* as for DATA, the session ends */
   }
   r->bdat_discard = 1;
@@ -878,7 +899,7 @@ static int step_bdat(sl_relay *r) {
     sl__buf_put(&r->uout, r->cin.p + r->cin.off, ok);
     if (v != SL_VIOL_NONE) {
       r->viol = (uint8_t)v;
-      sl__event(r, SL_EV_SMUGGLING, v);
+      smuggling(r, v);
       sl__up_close(r);
       sl__q_fail_upstream(r, R_UPSTREAM_LOST);
       /* this chunk's own reply says why, and the session ends */
@@ -951,6 +972,7 @@ int sl__step_client(sl_relay *r) {
 /* ---- session start and the PROXY header ---------------------------------- */
 
 void sl__session_start(sl_relay *r) {
+  r->cmd_now = SL_CMD_CONNECT;
   r->t_client = r->now;
   if (r->info.admission == SL_ADMIT_TEMPFAIL) {
     r->dnsbl_done = 1;
@@ -960,8 +982,9 @@ void sl__session_start(sl_relay *r) {
     return;
   }
   if (r->info.admission == SL_ADMIT_TARPIT)
-    sl__use_suspect(r, 3);
-  if (r->pol->ndnsbl == 0 || r->info.client.family == SL_AF_UNSPEC)
+    sl__use_suspect(r, SL_TARPIT_ADMISSION);
+  if (r->pol->ndnsbl == 0 || r->info.client.family == SL_AF_UNSPEC ||
+      (r->info.flags & SL_CONN_SCREEN_PASSED))
     r->dnsbl_done = 1;
   sl__q_push(r, Q_GREETING);
   r->greet_jitter = sl__jitter(r);
@@ -969,6 +992,7 @@ void sl__session_start(sl_relay *r) {
     r->attempt = 0;
     sl__up_connect(r);
   } else if (r->pol->greet_teaser && r->prof->greet_delay &&
+             !(r->info.flags & SL_CONN_SCREEN_PASSED) &&
              sl__buf_reserve(r, &r->cout,
                              (uint32_t)sl__local_len(r, R_GREETING)) == 0) {
     uint8_t *o = sl__buf_tail(&r->cout);

@@ -1,18 +1,21 @@
 /*
  * sl_relay_int.h: what the files of the relay share, and nothing else
  * (sl_relay.c, sl_relay_replies.c, sl_relay_upstream.c, sl_relay_client.c,
- * sl_relay_screen.c, sl_relay_xclient.c).  Not installed; only core/src
- * includes it.
+ * sl_relay_screen.c).  Not installed; only core/src includes it.
  *
  * Layers.  sl_relay.c holds the API and run(), which calls one step per
  * layer: replies (sl_relay_replies.c) above the two legs, the upstream
- * (sl_relay_upstream.c) and the client (sl_relay_client.c); screening and
- * identity lines are helpers of those.  A function used by more than one
- * file is named sl__* (libuv's uv__ convention) and declared here, under the
- * file that defines it (one-line helpers are static inline here);
- * everything else stays static in its file.  Types, enum constants and
- * macros keep their short names: they have no linkage and never leave the
- * core.
+ * (sl_relay_upstream.c) and the client (sl_relay_client.c); screening
+ * (sl_relay_screen.c) serves them.  Pure pieces that need no relay state
+ * are modules of their own, with their own headers and tests (XCLIENT and
+ * XFORWARD lines: sl_xclient.h; the throttle's token bucket: sl_tbucket.h;
+ * DNSBL matching and the greeting verdict: sl_dnsbl.h).
+ *
+ * Names.  A function used by more than one of these files is named sl__*
+ * (libuv's uv__ convention) and declared here, under the file that defines
+ * it (one-line helpers are static inline here); everything else stays
+ * static in its file.  Types, enum constants and macros keep their short
+ * names: they have no linkage and never leave the core.
  */
 #ifndef SL_RELAY_INT_H
 #define SL_RELAY_INT_H
@@ -23,6 +26,8 @@
 
 #include "sl_data.h"
 #include "sl_reply.h"
+#include "sl_tbucket.h"
+#include "sl_xclient.h"
 #include "sluice/relay.h"
 
 /* ---- internal types ---------------------------------------------------- */
@@ -60,6 +65,19 @@ enum up_state {
   UP_REPLAY, /* replaying the client's EHLO/HELO */
   UP_READY,
   UP_QUIT /* QUIT written; close once it is sent */
+};
+
+/* The preamble's own lines.  One the pool has no buffer for stays due
+   (pre_due) and is written before any further reply is read, so it is never
+   lost (guarantee 8) and the preamble's timeout keeps running meanwhile
+   (guarantee 7). */
+enum sl_pre_line {
+  SL_PRE_NONE,
+  SL_PRE_EHLO_OWN,    /* EHLO <hostname> */
+  SL_PRE_HELO_OWN,    /* HELO <hostname> */
+  SL_PRE_CLIENT_EHLO, /* the client's EHLO or HELO line */
+  SL_PRE_STARTTLS,
+  SL_PRE_XCLIENT
 };
 
 /* Queue entries: upstream replies below Q_LOCAL, local reply ids above. */
@@ -168,11 +186,17 @@ enum local_reply {
    can be pipelined back to back); a ninth waits for the first's reply. */
 #define MSIZE_CAP 8
 
+/* A request as the ring keeps it, 16 bytes where an sl_request takes 32
+   (the ring is part of every idle session's state): an event's payload is
+   at most a code and one number.  sl__event() and sl_relay_next_request()
+   are the only places that pack and unpack it. */
 typedef struct ring_ent {
-  uint8_t type, kind;
-  uint16_t pad_;
+  uint8_t type; /* sl_request_type */
+  uint8_t kind; /* sl_event_kind */
+  uint16_t code; /* ev.message.code, ev.refusal.code */
   uint32_t id;
-  uint64_t arg;
+  uint64_t arg; /* connect.attempt, dnsbl.zone or the event's number
+                   (ev.refusal.command) */
 } ring_ent;
 
 /* Request id tags (low 8 bits); the rest is a sequence number, so answers
@@ -203,14 +227,15 @@ struct sl_relay {
   sl_tstamp t_up;      /* upstream must answer by then */
   sl_tstamp t_uout;    /* last upstream output progress */
   sl_tstamp t_stutter; /* next stutter slot */
-  sl_tstamp t_tokens;  /* last throttle refill */
   sl_tstamp t_retry;   /* pool was empty: try again at */
   sl_tstamp t_rec;     /* first byte of the client's unfinished line */
   sl_tstamp t_urec;    /* first byte of the upstream's unfinished line */
+  sl_tstamp t_bye;     /* a forced close queued its goodbye at */
+  sl_tstamp t_starved; /* the pool has refused every buffer since */
   sl_duration greet_jitter;
 
   uint64_t bdat_left;
-  uint64_t tokens;
+  sl_tbucket bucket; /* the data_rate throttle */
   uint64_t up_size;
   sl_data data;
 
@@ -229,6 +254,10 @@ struct sl_relay {
   ring_ent ring[RING_CAP];
   uint8_t ring_head, ring_len;
   uint8_t q[QUEUE_CAP];
+  /* What each queued reply answers (sl_command), for SL_EV_REFUSAL: taken
+     from cmd_now when the entry is pushed, kept when its kind changes. */
+  uint8_t q_cmd[QUEUE_CAP];
+  uint8_t cmd_now; /* sl_command of the line (or moment) being handled */
   uint32_t q_cur;  /* bit per queue slot: a MAIL or RCPT of the transaction
                       in force (pipelined replies must not undo the state a
                       later RSET, MAIL or end of data set up) */
@@ -249,6 +278,8 @@ struct sl_relay {
   uint8_t viol;    /* sl_violation of the message being refused */
   uint8_t bdat_cr;
   uint8_t dnsbl_asked; /* zones asked so far */
+  uint8_t pre_due;     /* enum sl_pre_line: a preamble line waiting for a
+                          buffer; no reply is read before it is out */
   /* Answers taken by sl_relay_complete() and applied by a step of run()
      once the ring has room for what they push: status + 1, 0 none. */
   uint8_t res_connect, res_tls_client, res_tls_up;
@@ -300,6 +331,7 @@ struct sl_relay {
   uint8_t utf8_txn : 1;    /* the MAIL in force declared SMTPUTF8 */
   uint8_t authed : 1;      /* the upstream accepted AUTH (235): no relay
                               control, as Postfix's permit_sasl_authenticated */
+  uint8_t proxy_due : 1;   /* the PROXY header still waits for a buffer */
 };
 
 /* The PCG32 stream of the tarpit jitter (the seed comes from the driver). */
@@ -359,14 +391,18 @@ static inline size_t sl__put_str(uint8_t *out, const char *s) {
 
 /* ---- functions shared between the files ------------------------------- */
 
+/* Their comments are at their definitions.  The sl__step_* functions are
+   steps of run() (sl_relay.c): each returns 1 when it consumed input or
+   changed state, 0 when it can do nothing more now. */
+
 /* sl_relay.c: buffers and the request ring */
 void sl__buf_release(sl_relay *r, sl_buf *b);
 int sl__buf_reserve(sl_relay *r, sl_buf *b, uint32_t need);
 void sl__buf_consume(sl_relay *r, sl_buf *b, size_t n);
 uint32_t sl__new_id(sl_relay *r, uint32_t tag);
-void sl__push_req(sl_relay *r, sl_request_type type, uint32_t id, uint8_t kind,
+void sl__push_req(sl_relay *r, sl_request_type type, uint32_t id,
                   uint64_t arg);
-void sl__event(sl_relay *r, sl_event_kind kind, uint64_t arg);
+void sl__event(sl_relay *r, const sl_event *ev);
 
 /* sl_relay_replies.c: the reply queue and replies to the client */
 int sl__q_full(const sl_relay *r);
@@ -388,6 +424,7 @@ int sl__step_replies(sl_relay *r);
 sl_duration sl__up_timeout(const sl_relay *r, uint8_t kind);
 void sl__up_write_line(sl_relay *r, const uint8_t *line, size_t len);
 int sl__up_room(sl_relay *r, size_t n);
+void sl__up_preamble_line(sl_relay *r, enum sl_pre_line which);
 void sl__up_write_params(sl_relay *r, const uint8_t *line, size_t len,
                          uint32_t drop);
 void sl__up_connect(sl_relay *r);
@@ -400,6 +437,7 @@ void sl__probe_drop(sl_relay *r);
 void sl__up_sent(sl_relay *r, uint8_t kind, int sync);
 void sl__up_connected(sl_relay *r);
 void sl__up_ehlo(sl_relay *r);
+void sl__ident(const sl_relay *r, sl_ident *id);
 int sl__step_upstream(sl_relay *r);
 
 /* sl_relay_client.c: the client side */
@@ -410,20 +448,13 @@ void sl__session_start(sl_relay *r);
 uint32_t sl__line_limit(const sl_relay *r);
 
 /* sl_relay_screen.c: screening, tarpit and throttle */
-void sl__use_suspect(sl_relay *r, uint64_t reason);
+void sl__use_suspect(sl_relay *r, sl_tarpit_reason reason);
 int sl__allowlisted(const sl_relay *r);
 void sl__dnsbl_finish(sl_relay *r);
-int sl__listed(const sl_dnsbl_zone *z, const sl_completion *c);
 sl_action sl__verdict(sl_relay *r);
 sl_duration sl__jitter(sl_relay *r);
 int sl__released(sl_relay *r, sl_duration delay);
 int sl__step_dnsbl(sl_relay *r);
-void sl__refill(sl_relay *r);
-void sl__throttle_start(sl_relay *r);
 int sl__throttled(const sl_relay *r);
-
-/* sl_relay_xclient.c: identity lines */
-void sl__up_send_xclient(sl_relay *r);
-size_t sl__xforward_line(const sl_relay *r, uint8_t *line);
 
 #endif

@@ -131,6 +131,7 @@ uint8_t sl__q_peek(const sl_relay *r) { return r->q[r->q_head]; }
 void sl__q_push(sl_relay *r, uint8_t k) {
   unsigned slot = (r->q_head + r->q_len) % QUEUE_CAP;
   r->q[slot] = k;
+  r->q_cmd[slot] = r->cmd_now;
   r->q_cur &= ~(1u << slot);
   r->q_sync &= ~(1u << slot);
   if (k == Q_UP_MAIL || k == Q_UP_RCPT)
@@ -205,12 +206,17 @@ static void replied(sl_relay *r, unsigned code) {
          owed by the upstream keep their place. */
       uint8_t n = 0;
       for (uint8_t i = 0; i < r->q_len; i++) {
-        uint8_t k = r->q[(r->q_head + i) % QUEUE_CAP];
-        if (k < Q_LOCAL)
-          r->q[(r->q_head + n++) % QUEUE_CAP] = k;
+        unsigned from = (r->q_head + i) % QUEUE_CAP;
+        uint8_t k = r->q[from];
+        if (k < Q_LOCAL) {
+          unsigned to = (r->q_head + n++) % QUEUE_CAP;
+          r->q[to] = k;
+          r->q_cmd[to] = r->q_cmd[from];
+        }
       }
       r->q_len = n;
       r->q_sync = 0;
+      r->cmd_now = SL_CMD_NONE; /* a goodbye, after the reply it counted */
       sl__q_push_local(r, R_TOO_MANY_ERRORS);
       r->no_input = 1;
     }
@@ -265,6 +271,16 @@ static size_t render_local(uint8_t *o, enum local_reply id, unsigned code,
 
 /* Renders a local reply into cout.  0 when done, -1 when cout has no room
    yet (the reply stays queued). */
+/* A 4xx/5xx reply went into cout for the queue head: the event says what
+   it answered, in the order the client reads the replies. */
+static void refused(sl_relay *r, unsigned code) {
+  if (code < 400)
+    return;
+  sl__event(r, &(sl_event){.kind = SL_EV_REFUSAL,
+                           .refusal = {.command = (sl_command)r->q_cmd[r->q_head],
+                                       .code = (uint16_t)code}});
+}
+
 static int emit_local(sl_relay *r, enum local_reply id) {
   const char *host = r->pol->hostname;
   if (id == R_EHLO_LOCAL) {
@@ -299,6 +315,7 @@ static int emit_local(sl_relay *r, enum local_reply id) {
   if (id == R_BDAT_FAILED && r->bdat_fail_code)
     code = r->bdat_fail_code;
   sl__buf_grow(&r->cout, render_local(sl__buf_tail(&r->cout), id, code, host));
+  refused(r, code);
   if (id == R_HELO_LOCAL)
     r->offered = 0;
   return 0;
@@ -435,7 +452,7 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
                    (r->pol->lenient & SL_LENIENT_NORMALIZE_BARE_LF) != 0);
       r->cl = CL_DATA;
       r->t_client = r->now;
-      sl__throttle_start(r);
+      sl_tbucket_fill(&r->bucket, r->prof->data_rate, r->now);
       sl__set_stage(r, SL_STAGE_DATA);
     }
     /* refused: sl__step_client() goes on once the reply is out */
@@ -451,7 +468,9 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
       r->stats.messages_rejected++;
     }
     r->stats.last_upstream_code = (uint16_t)code;
-    sl__event(r, SL_EV_MESSAGE, code | (msize_pop(r) << 16));
+    sl__event(r, &(sl_event){.kind = SL_EV_MESSAGE,
+                             .message = {.code = (uint16_t)code,
+                                         .size = msize_pop(r)}});
     break;
   case Q_UP_AUTH:
     r->cl = code == 334 ? CL_AUTH : CL_CMD;
@@ -512,7 +531,7 @@ static int greeting_due(const sl_relay *r) {
 static int emit_greeting(sl_relay *r) {
   sl_action act = sl__verdict(r);
   if (act == SL_ACT_TARPIT)
-    sl__use_suspect(r, 2);
+    sl__use_suspect(r, SL_TARPIT_ACTION);
   if (act == SL_ACT_DROP) {
     if (r->greet_held) {
       sl__buf_release(r, &r->cout); /* the upstream's greeting is not sent */
@@ -535,6 +554,14 @@ static int emit_greeting(sl_relay *r) {
   }
   if (!r->greet_held && emit_local(r, R_GREETING))
     return -1;
+  if (r->greet_held) {
+    /* The upstream's greeting, held in cout until now (nothing goes out
+       before it), is the client's: a 5xx one is a refusal. */
+    const uint8_t *g = r->cout.p + r->cout.off;
+    if (r->cout.len >= 3)
+      refused(r, (unsigned)((g[0] - '0') * 100 + (g[1] - '0') * 10 +
+                            (g[2] - '0')));
+  }
   r->greet_held = 0;
   if (r->prof->greet_delay)
     r->stats.delay_total += r->now - r->stats.start; /* held by the tarpit */
@@ -548,6 +575,12 @@ static int emit_greeting(sl_relay *r) {
   q_pop(r);
   if (r->pol->mode == SL_MODE_PASSTHROUGH)
     r->up_used = 1;
+  /* The tests before the greeting are over; a step leaves room for this
+     event (at most the pregreet event came before it). */
+  if (act == SL_ACT_CONTINUE && r->prof != &r->pol->suspect &&
+      !r->pregreet && !(r->info.flags & SL_CONN_SCREEN_PASSED) &&
+      (r->pol->ndnsbl || r->prof->greet_delay))
+    sl__event(r, &(sl_event){.kind = SL_EV_SCREEN_PASSED});
   return 0;
 }
 
@@ -676,6 +709,7 @@ int sl__step_replies(sl_relay *r) {
     if (rc == 0 || !sl__released(r, r->prof->reply_delay) ||
         sl__emit_upstream(r, b, &rep, k))
       break;
+    refused(r, rep.code);
     int current = q_head_current(r);
     sl__buf_consume(r, &r->uin, rep.len);
     r->up_out--;

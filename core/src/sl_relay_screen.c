@@ -1,27 +1,29 @@
 /*
- * sl_relay_screen.c: screening: DNSBL scoring and the pregreet verdict, the
- * tarpit (reply delays with jitter) and the data_rate throttle, a token
- * bucket.
+ * sl_relay_screen.c: screening applied to the session: the DNSBL lookups,
+ * score and greeting verdict (their rules are sl_dnsbl.h), the tarpit
+ * (reply delays with jitter) and when the data_rate throttle applies (its
+ * token bucket is sl_tbucket.h).
  */
 #include <string.h>
 
+#include "sl_dnsbl.h"
 #include "sl_pcg.h"
 #include "sl_relay_int.h"
 
-static uint64_t burst(const sl_relay *r);
-
 /* ---- screening ------------------------------------------------------- */
 
-void sl__use_suspect(sl_relay *r, uint64_t reason) {
+void sl__use_suspect(sl_relay *r, sl_tarpit_reason reason) {
   if (r->prof == &r->pol->suspect)
     return;
   r->prof = &r->pol->suspect;
   r->stats.tarpitted = 1;
-  sl__event(r, SL_EV_TARPIT, reason);
+  sl__event(r, &(sl_event){.kind = SL_EV_TARPIT, .tarpit.reason = reason});
 }
 
 int sl__allowlisted(const sl_relay *r) {
-  return r->dnsbl_done && r->stats.score <= r->pol->allow_score;
+  if (r->info.flags & SL_CONN_SCREEN_PASSED)
+    return 1;
+  return sl_dnsbl_allowlisted(r->pol, r->dnsbl_done, r->stats.score);
 }
 
 void sl__dnsbl_finish(sl_relay *r) {
@@ -30,48 +32,22 @@ void sl__dnsbl_finish(sl_relay *r) {
   r->dnsbl_done = 1;
   r->dnsbl_pending = 0;
   if (r->pol->ndnsbl)
-    sl__event(r, SL_EV_DNSBL_SCORE, (uint64_t)(int64_t)r->stats.score);
+    sl__event(r, &(sl_event){.kind = SL_EV_DNSBL_SCORE,
+                             .dnsbl.score = r->stats.score});
   if (r->stats.score >= r->pol->tarpit_score && !sl__allowlisted(r))
-    sl__use_suspect(r, 1);
+    sl__use_suspect(r, SL_TARPIT_SCORE);
 }
 
-int sl__listed(const sl_dnsbl_zone *z, const sl_completion *c) {
-  for (uint8_t i = 0; i < c->ndnsbl_answers && i < SL_DNSBL_ANSWERS_MAX; i++) {
-    uint32_t a = c->dnsbl_answers[i];
-    if (z->ncodes == 0) {
-      /* 127.0.0.0/8, but not 127.255.255.x: the lists' "query refused"
-         and error codes must never list a client. */
-      if ((a >> 24) == 127 && (a >> 8) != 0x7fffffu)
-        return 1;
-      continue;
-    }
-    for (uint8_t k = 0; k < z->ncodes && k < SL_DNSBL_CODES_MAX; k++)
-      if (a == z->codes[k])
-        return 1;
-  }
-  return 0;
-}
-
-/* The action a verdict asks for, once the greeting is due. */
+/* The action a verdict asks for, once the greeting is due; a pregreet is
+   judged (and reported) once. */
 sl_action sl__verdict(sl_relay *r) {
-  sl_action act = SL_ACT_CONTINUE;
-  if (sl__allowlisted(r))
-    return act;
-  if (r->dnsbl_done && r->pol->ndnsbl && r->stats.score >= r->pol->reject_score)
-    act = r->pol->dnsbl_action;
-  if (r->pregreet && !r->pregreet_judged) {
+  int judge = r->pregreet && !r->pregreet_judged && !sl__allowlisted(r);
+  if (judge) {
     r->pregreet_judged = 1;
-    sl__event(r, SL_EV_PREGREET, r->stats.pregreet_bytes);
-    r->stats.score += r->pol->pregreet_score;
-    if (r->pol->pregreet_action > act)
-      act = r->pol->pregreet_action;
-    if (r->pol->ndnsbl && r->stats.score >= r->pol->reject_score &&
-        r->pol->dnsbl_action > act)
-      act = r->pol->dnsbl_action;
-    if (r->stats.score >= r->pol->tarpit_score && act < SL_ACT_TARPIT)
-      act = SL_ACT_TARPIT;
+    sl__event(r, &(sl_event){.kind = SL_EV_PREGREET,
+                             .pregreet.bytes = r->stats.pregreet_bytes});
   }
-  return act;
+  return sl_dnsbl_verdict(r->pol, r->dnsbl_done, judge, &r->stats.score);
 }
 
 /* ---- tarpit -------------------------------------------------------------- */
@@ -108,7 +84,7 @@ int sl__step_dnsbl(sl_relay *r) {
          r->dnsbl_asked < r->pol->ndnsbl && sl__ring_free(r) >= STEP_ROOM) {
     uint8_t z = r->dnsbl_asked++;
     r->dnsbl_pending = (uint16_t)(r->dnsbl_pending | (1u << z));
-    sl__push_req(r, SL_REQ_DNSBL_LOOKUP, sl__new_id(r, TAG_DNSBL + z), 0, z);
+    sl__push_req(r, SL_REQ_DNSBL_LOOKUP, sl__new_id(r, TAG_DNSBL + z), z);
     progress = 1;
   }
   return progress;
@@ -116,41 +92,7 @@ int sl__step_dnsbl(sl_relay *r) {
 
 /* ---- throttle ------------------------------------------------------------ */
 
-/* Throttle (policy data_rate): a token bucket refilled from now. */
-void sl__refill(sl_relay *r) {
-  uint64_t rate = r->prof->data_rate;
-  if (!rate)
-    return;
-  uint64_t cap = burst(r);
-  if (r->now - r->t_tokens > 10 * SL_SEC)
-    r->t_tokens = r->now - 10 * SL_SEC; /* the bucket is full long before */
-  uint64_t add = rate * ((r->now - r->t_tokens) / SL_USEC) / 1000000u;
-  if (!add)
-    return;
-  /* Only the time the new tokens stand for is used up, so fractions carry
-     over to the next refill instead of being rounded away. */
-  r->t_tokens += add * SL_SEC / rate;
-  r->tokens += add;
-  if (r->tokens >= cap) {
-    r->tokens = cap;
-    r->t_tokens = r->now;
-  }
-}
-
-static uint64_t burst(const sl_relay *r) {
-  uint64_t rate = r->prof->data_rate;
-  return rate / 8 > 512 ? rate / 8 : 512;
-}
-
-/* A message starts with a full bucket: the throttle slows bulk data, not
-   the first lines. */
-void sl__throttle_start(sl_relay *r) {
-  if (r->prof->data_rate) {
-    r->tokens = burst(r);
-    r->t_tokens = r->now;
-  }
-}
-
+/* The data_rate throttle applies to message data only. */
 int sl__throttled(const sl_relay *r) {
   return r->prof->data_rate &&
          (r->cl == CL_DATA || r->cl == CL_DISCARD || r->cl == CL_BDAT);

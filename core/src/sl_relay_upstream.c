@@ -8,7 +8,6 @@
 #include "sl_caps.h"
 #include "sl_cmd.h"
 #include "sl_data.h"
-#include "sl_envelope.h"
 #include "sl_relay_int.h"
 #include "sl_reply.h"
 #include "sluice/proxy.h"
@@ -61,15 +60,49 @@ void sl__up_write_params(sl_relay *r, const uint8_t *line, size_t len,
   sl__buf_put(&r->uout, "\r\n", 2);
 }
 
-static void up_command(sl_relay *r, const char *s) {
-  if (sl__up_room(r, strlen(s)))
-    sl__up_write_line(r, (const uint8_t *)s, strlen(s));
+/* Writes the due preamble line; 0 while the pool refuses the buffer. */
+static int pre_write(sl_relay *r) {
+  uint8_t line[512];
+  const uint8_t *p = line;
+  size_t n = 0;
+  switch (r->pre_due) {
+  case SL_PRE_EHLO_OWN:
+  case SL_PRE_HELO_OWN:
+    n = sl__put_str(line, r->pre_due == SL_PRE_EHLO_OWN ? "EHLO " : "HELO ");
+    n += sl__put_str(line + n, r->pol->hostname);
+    break;
+  case SL_PRE_CLIENT_EHLO:
+    p = r->ehlo.p + r->ehlo.off;
+    n = r->ehlo.len;
+    break;
+  case SL_PRE_STARTTLS:
+    n = sl__put_str(line, "STARTTLS");
+    break;
+  case SL_PRE_XCLIENT: {
+    sl_ident id;
+    sl__ident(r, &id);
+    n = sl_xclient_line(line, &id);
+    break;
+  }
+  default:
+    return 1;
+  }
+  if (!sl__up_room(r, n))
+    return 0;
+  sl__up_write_line(r, p, n);
+  r->pre_due = SL_PRE_NONE;
+  return 1;
+}
+
+void sl__up_preamble_line(sl_relay *r, enum sl_pre_line which) {
+  r->pre_due = (uint8_t)which;
+  pre_write(r);
   r->t_up = sl__tadd(r->now, r->lim->upstream_command_timeout);
 }
 
 void sl__up_connect(sl_relay *r) {
   r->id_connect = sl__new_id(r, TAG_CONNECT);
-  sl__push_req(r, SL_REQ_CONNECT_UPSTREAM, r->id_connect, 0, r->attempt);
+  sl__push_req(r, SL_REQ_CONNECT_UPSTREAM, r->id_connect, r->attempt);
   r->stats.upstream_attempts++;
   r->up = UP_CONNECTING;
   r->up_caps = 0;
@@ -92,7 +125,7 @@ void sl__up_close(sl_relay *r) {
   if (q_owes_upstream(r))
     sl__q_fail_upstream(r, R_UPSTREAM_LOST);
   if (r->up != UP_NONE)
-    sl__push_req(r, SL_REQ_CLOSE_UPSTREAM, sl__new_id(r, 0), 0, 0);
+    sl__push_req(r, SL_REQ_CLOSE_UPSTREAM, sl__new_id(r, 0), 0);
   sl__buf_release(r, &r->uin);
   sl__buf_release(r, &r->uout);
   r->t_urec = SL_TSTAMP_NONE;
@@ -104,6 +137,8 @@ void sl__up_close(sl_relay *r) {
   r->id_connect = r->id_tls_up = 0;
   r->res_connect = r->res_tls_up = 0; /* answers for that leg are stale */
   r->xfwd_sent = 0;                   /* a new leg needs its own XFORWARD */
+  r->proxy_due = 0;
+  r->pre_due = SL_PRE_NONE;
 }
 
 /* Does a queued reply still depend on the upstream? */
@@ -119,14 +154,17 @@ static int q_owes_upstream(const sl_relay *r) {
 void sl__q_fail_upstream(sl_relay *r, enum local_reply why) {
   uint8_t n = 0;
   for (uint8_t i = 0; i < r->q_len; i++) {
-    uint8_t k = r->q[(r->q_head + i) % QUEUE_CAP];
+    unsigned from = (r->q_head + i) % QUEUE_CAP;
+    uint8_t k = r->q[from];
     if (k == Q_UP_RSET_OWN || k == Q_UP_XFORWARD)
       continue;
     if (sl__is_up(k))
       k = (uint8_t)(Q_LOCAL + why);
     else if (k == Q_GREETING && r->pol->mode == SL_MODE_PASSTHROUGH)
       k = (uint8_t)(Q_LOCAL + R_NO_UPSTREAM);
-    r->q[(r->q_head + n++) % QUEUE_CAP] = k;
+    unsigned to = (r->q_head + n++) % QUEUE_CAP;
+    r->q[to] = k;
+    r->q_cmd[to] = r->q_cmd[from];
   }
   r->q_len = n;
   r->q_cur = 0; /* no reply left can change the transaction */
@@ -136,7 +174,8 @@ void sl__q_fail_upstream(sl_relay *r, enum local_reply why) {
 }
 
 void sl__up_fail(sl_relay *r, sl_upstream_failure why) {
-  sl__event(r, SL_EV_UPSTREAM_FAILED, why);
+  sl__event(r, &(sl_event){.kind = SL_EV_UPSTREAM_FAILED,
+                           .upstream_failed.failure = why});
   int used = r->up_used;
   sl__up_close(r);
   if (r->greet_held) {
@@ -222,7 +261,36 @@ void sl__up_sent(sl_relay *r, uint8_t kind, int sync) {
 static void up_ready(sl_relay *r) {
   r->up = UP_READY;
   r->t_up = SL_TSTAMP_NONE;
-  sl__event(r, SL_EV_UPSTREAM_READY, r->attempt);
+  sl__event(r, &(sl_event){.kind = SL_EV_UPSTREAM_READY,
+                           .upstream_ready.attempt = r->attempt});
+}
+
+/* The EHLO/HELO argument stored in r->ehlo, or NULL. */
+static const uint8_t *helo_name(const sl_relay *r, size_t *n) {
+  if (!r->ehlo.len)
+    return NULL;
+  const uint8_t *l = r->ehlo.p + r->ehlo.off;
+  sl_cmd c;
+  sl_cmd_parse(l, r->ehlo.len, &c);
+  *n = sl_cmd_helo_arg(l + c.arg, r->ehlo.len - c.arg, r->lim->domain_max);
+  return l + c.arg;
+}
+
+/* The client's identity for XCLIENT and XFORWARD. */
+void sl__ident(const sl_relay *r, sl_ident *id) {
+  id->addr = &r->info.client;
+  id->name = r->info.client_name;
+  id->helo_len = 0;
+  id->helo = helo_name(r, &id->helo_len);
+  id->helo_seen = r->helo;
+  id->esmtp = r->esmtp;
+}
+
+/* XCLIENT (Postfix XCLIENT_README): the upstream logs and judges the real
+   client, not sluice. */
+static void up_send_xclient(sl_relay *r) {
+  sl__up_preamble_line(r, SL_PRE_XCLIENT);
+  r->up = UP_XCLIENT;
 }
 
 /* After the upstream's EHLO: TLS, then identity, then the client's EHLO. */
@@ -232,7 +300,7 @@ static void up_preamble_next(sl_relay *r) {
        p->upstream_tls == SL_UPTLS_REQUIRED) &&
       !r->stats.tls_upstream && !r->up_tls_refused &&
       (r->up_caps & SL_CAP_STARTTLS)) {
-    up_command(r, "STARTTLS");
+    sl__up_preamble_line(r, SL_PRE_STARTTLS);
     r->up = UP_STARTTLS;
     return;
   }
@@ -242,13 +310,11 @@ static void up_preamble_next(sl_relay *r) {
   }
   if (p->identity == SL_IDENT_XCLIENT && !r->xclient_done &&
       (r->up_caps & SL_CAP_XCLIENT)) {
-    sl__up_send_xclient(r);
+    up_send_xclient(r);
     return;
   }
   if (r->helo && r->ehlo.len && !r->replayed) {
-    if (sl__up_room(r, r->ehlo.len))
-      sl__up_write_line(r, r->ehlo.p + r->ehlo.off, r->ehlo.len);
-    r->t_up = sl__tadd(r->now, r->lim->upstream_command_timeout);
+    sl__up_preamble_line(r, SL_PRE_CLIENT_EHLO);
     r->replayed = 1;
     r->up = UP_REPLAY;
     return;
@@ -259,20 +325,32 @@ static void up_preamble_next(sl_relay *r) {
 void sl__up_connected(sl_relay *r) {
   r->up = UP_GREETING;
   r->t_up = sl__tadd(r->now, r->lim->upstream_greeting_timeout);
-  if (r->pol->identity == SL_IDENT_PROXY_V1 ||
-      r->pol->identity == SL_IDENT_PROXY_V2) {
-    /* The header must be the first bytes upstream, before its greeting. */
+  /* The header must be the first bytes upstream, before its greeting is
+     read: written by step_preamble() once a buffer is lent. */
+  r->proxy_due = r->pol->identity == SL_IDENT_PROXY_V1 ||
+                 r->pol->identity == SL_IDENT_PROXY_V2;
+}
+
+/* 0 while the pool refuses the buffer (the greeting stays unread). */
+static int up_proxy_header(sl_relay *r) {
+  if (!r->proxy_due)
+    return 1;
+  {
     uint8_t hdr[232];
     long n = r->pol->identity == SL_IDENT_PROXY_V1
                  ? sl_proxy_write_v1(hdr, sizeof(hdr), &r->info.client,
                                      &r->info.local)
                  : sl_proxy_write_v2(hdr, sizeof(hdr), &r->info.client,
                                      &r->info.local);
-    if (n > 0 && sl__buf_reserve(r, &r->uout, (uint32_t)n) == 0) {
+    if (n > 0) {
+      if (sl__buf_reserve(r, &r->uout, (uint32_t)n))
+        return 0;
       r->t_uout = r->now;
       sl__buf_put(&r->uout, hdr, (size_t)n);
     }
   }
+  r->proxy_due = 0;
+  return 1;
 }
 
 /* ---- step: the upstream preamble ------------------------------------ */
@@ -285,18 +363,12 @@ void sl__up_ehlo(sl_relay *r) {
   r->replayed = 0;
   r->probe_own = 0;
   if (r->helo && r->esmtp && r->ehlo.len) {
-    if (sl__up_room(r, r->ehlo.len))
-      sl__up_write_line(r, r->ehlo.p + r->ehlo.off, r->ehlo.len);
+    sl__up_preamble_line(r, SL_PRE_CLIENT_EHLO);
     r->replayed = 1;
   } else {
     r->probe_own = 1;
-    uint8_t line[300];
-    size_t n = sl__put_str(line, "EHLO ");
-    n += sl__put_str(line + n, r->pol->hostname);
-    if (sl__up_room(r, n))
-      sl__up_write_line(r, line, n);
+    sl__up_preamble_line(r, SL_PRE_EHLO_OWN);
   }
-  r->t_up = sl__tadd(r->now, r->lim->upstream_command_timeout);
   r->up = UP_EHLO;
 }
 
@@ -312,7 +384,7 @@ static int up_needs_probe(const sl_relay *r) {
          p->identity == SL_IDENT_XCLIENT || (r->helo && r->esmtp);
 }
 
-static int step_preamble(sl_relay *r) {
+static int preamble_reply(sl_relay *r) {
   sl_reply rep;
   int rc = r->uin.len
                ? sl_reply_scan(r->uin.p + r->uin.off, r->uin.len,
@@ -384,12 +456,7 @@ static int step_preamble(sl_relay *r) {
       up_preamble_next(r);
     } else {
       sl__buf_consume(r, &r->uin, rep.len);
-      uint8_t line[300];
-      size_t n = sl__put_str(line, "HELO ");
-      n += sl__put_str(line + n, r->pol->hostname);
-      if (sl__up_room(r, n))
-        sl__up_write_line(r, line, n);
-      r->t_up = sl__tadd(r->now, r->lim->upstream_command_timeout);
+      sl__up_preamble_line(r, SL_PRE_HELO_OWN);
       r->up = UP_HELO;
     }
     return 1;
@@ -409,7 +476,7 @@ static int step_preamble(sl_relay *r) {
       sl__buf_release(r, &r->uin);
       r->t_urec = SL_TSTAMP_NONE;
       r->id_tls_up = sl__new_id(r, TAG_TLS_UPSTREAM);
-      sl__push_req(r, SL_REQ_STARTTLS_UPSTREAM, r->id_tls_up, 0, 0);
+      sl__push_req(r, SL_REQ_STARTTLS_UPSTREAM, r->id_tls_up, 0);
       r->up = UP_TLS;
       r->t_up = sl__tadd(r->now, r->lim->tls_handshake_timeout);
       return 1;
@@ -455,6 +522,12 @@ static int step_preamble(sl_relay *r) {
   }
 }
 
+static int step_preamble(sl_relay *r) {
+  if (!up_proxy_header(r) || !pre_write(r))
+    return 0;
+  return preamble_reply(r);
+}
+
 int sl__step_upstream(sl_relay *r) {
   switch (r->up) {
   case UP_GREETING:
@@ -491,8 +564,10 @@ int sl__step_upstream(sl_relay *r) {
     if (r->up_out == 0 && (r->uin.len || r->up_eof)) {
       /* Idle and the upstream spoke or left (idle timeout, shutdown):
          drop it; the next command reconnects and replays the EHLO. */
-      sl__event(r, SL_EV_UPSTREAM_FAILED,
-                r->uin.len ? SL_UPFAIL_MALFORMED : SL_UPFAIL_CLOSED);
+      sl__event(r, &(sl_event){.kind = SL_EV_UPSTREAM_FAILED,
+                               .upstream_failed.failure =
+                                   r->uin.len ? SL_UPFAIL_MALFORMED
+                                              : SL_UPFAIL_CLOSED});
       sl__up_close(r);
       return 1;
     }

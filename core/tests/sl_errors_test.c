@@ -15,11 +15,14 @@ static void test_table(void) {
   seen++;
   SL_ERR_MAP(ROW_)
 #undef ROW_
-  CHECK_INT(seen, 9);
+  CHECK_INT(seen, 7);
 }
 
 static void test_known_values(void) {
-  CHECK_STR(sl_err_name(SL_ERR_BAD_STATE), "BAD_STATE");
+  CHECK_STR(sl_err_name(SL_ERR_TIME_BACKWARDS), "TIME_BACKWARDS");
+  /* Retired codes are unknown, not reused. */
+  CHECK_STR(sl_err_name(-2), "UNKNOWN");
+  CHECK_STR(sl_err_name(-6), "UNKNOWN");
   CHECK_STR(sl_err_name(-7), "INCOMPLETE");
   CHECK_STR(sl_strerror(SL_ERR_MALFORMED), "input does not follow the protocol");
   CHECK(sl_err_is_fatal(SL_ERR_TIME_BACKWARDS));
@@ -39,9 +42,16 @@ static void test_ok_and_unknown(void) {
   CHECK(!sl_err_is_fatal(17));
   CHECK(sl_err_name(-2147483647 - 1) != NULL);
   /* Every code has a distinct name. */
-  for (int i = -9; i <= 0; i++)
-    for (int j = i + 1; j <= 0; j++)
-      CHECK(strcmp(sl_err_name(i), sl_err_name(j)) != 0);
+  static const int codes[] = {
+      SL_OK,
+#define CODE_(name, value, fatal, msg) value,
+      SL_ERR_MAP(CODE_)
+#undef CODE_
+  };
+  size_t n = sizeof codes / sizeof codes[0];
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = i + 1; j < n; j++)
+      CHECK(strcmp(sl_err_name(codes[i]), sl_err_name(codes[j])) != 0);
 }
 
 int main(void) {

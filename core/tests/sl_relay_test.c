@@ -162,6 +162,53 @@ static void test_seeded_jitter(void) {
   CHECK(differs);
 }
 
+/* Screening passed (issue 12): a screened client that waited out the
+   greet delay without a pregreet is told to the driver once, after the
+   greeting; one the driver says passed before is greeted at once, with no
+   teaser, no DNSBL lookup and no such event; a pregreet passes nothing. */
+static void screen_pass_session(uint32_t flags, int pregreet, size_t *events,
+                                size_t *dnsbl, sl_tstamp *greet_after) {
+  static const sl_dnsbl_zone zone = {"bl.example", 10, {0}, 0};
+  sl_harness h;
+  screen_first(&h);
+  h.policy.normal.greet_delay = 2 * SL_SEC;
+  h.policy.dnsbl = &zone;
+  h.policy.ndnsbl = 1;
+  h.policy.tarpit_score = 10;
+  h.info.client.family = SL_AF_INET;
+  h.info.client.bytes[0] = 192;
+  h.info.flags |= flags;
+  CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
+  sl_tstamp start = h.now;
+  if (pregreet)
+    sl_harness_client(&h, S("EHLO early\r\n"), 0);
+  if (h.pending_dnsbl[0])
+    sl_harness_dnsbl(&h, 0, SL_STATUS_OK, NULL, 0);
+  while (!memmem(h.client_out.p, h.client_out.len, "220 ", 4) &&
+         sl_harness_next_deadline(&h, 60 * SL_SEC))
+    ;
+  *greet_after = h.now - start;
+  *events = sl_harness_events(&h, SL_EV_SCREEN_PASSED);
+  *dnsbl = sl_harness_requests(&h, SL_REQ_DNSBL_LOOKUP);
+  CHECK(h.failure[0] == 0);
+  sl_harness_free(&h);
+}
+
+static void test_screen_pass(void) {
+  size_t ev, dns;
+  sl_tstamp t;
+  screen_pass_session(0, 0, &ev, &dns, &t);
+  CHECK_INT(ev, 1);
+  CHECK_INT(dns, 1);
+  CHECK(t >= 2 * SL_SEC);
+  screen_pass_session(SL_CONN_SCREEN_PASSED, 0, &ev, &dns, &t);
+  CHECK_INT(ev, 0);
+  CHECK_INT(dns, 0);
+  CHECK(t < SL_SEC);
+  screen_pass_session(0, 1, &ev, &dns, &t);
+  CHECK_INT(ev, 0);
+}
+
 /* Plaintext pipelined after STARTTLS in the same write is discarded and
    counted, never answered. */
 static void test_starttls_injection_counted(void) {
@@ -206,6 +253,60 @@ static void test_client_that_does_not_read(void) {
   sl_harness_free(&h);
 }
 
+
+/* Was fuzz/findings/relay-g8-early-reply-taken-as-ehlo: the smallest pool
+   (two small buffers), the upstream's greeting and an EHLO reply offering
+   STARTTLS in one read.  uin and the held greeting take both small buffers,
+   so sluice's EHLO has none: it must wait for one, not be dropped, and no
+   STARTTLS may reach a receiver that was never asked EHLO (guarantee 8).
+   No buffer frees here, so the preamble's timeout ends the attempt and the
+   client gets a 421 (guarantee 7). */
+static void test_starved_preamble_keeps_its_ehlo(void) {
+  sl_harness h;
+  sl_harness_defaults(&h);
+  h.policy.mode = SL_MODE_PASSTHROUGH;
+  h.policy.upstream_tls = SL_UPTLS_OPPORTUNISTIC;
+  h.policy.upstream_attempts = 1;
+  CHECK_INT(sl_harness_start(&h, 1, 1, 1), 0);
+  CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
+  sl_harness_upstream(&h, S("220 up.example ESMTP\r\n250-up.example\r\n"
+                            "250 STARTTLS\r\n"),
+                      0);
+  sl_harness_advance(&h, 100 * SL_MSEC);
+  CHECK_STR(h.failure, "");
+  CHECK_INT(h.upstream_out.len, 0); /* neither EHLO nor STARTTLS yet */
+  sl_harness_advance(&h, h.limits.upstream_command_timeout +
+                             h.limits.upstream_greeting_timeout);
+  CHECK_STR(h.failure, "");
+  CHECK_INT(h.upstream_out.len, 0);
+  CHECK(h.client_out.len >= 4 && !memcmp(h.client_out.p, "421 ", 4));
+  sl_harness_free(&h);
+}
+
+/* Guarantee 7 with a pool that never lends a buffer again (corpus inputs
+   such as 0523c0a9... and 1bc0e021...): the timeouts keep running and the
+   session ends, with its 421 when a buffer can be had, without it (after a
+   send timeout) when none can. */
+static void test_starved_session_ends(void) {
+  sl_harness h;
+  screen_first(&h);
+  h.limits.command_timeout = 10 * SL_SEC;
+  h.limits.send_timeout = 10 * SL_SEC;
+  CHECK_INT(sl_harness_start(&h, 1, 1, 1), 0);
+  uint8_t *held[8];
+  uint32_t caps[8];
+  int nheld = 0;
+  while (nheld < 8 && (held[nheld] = h.pool.get(h.pool.ctx, 1, &caps[nheld])))
+    nheld++;
+  CHECK_INT(sl_harness_client(&h, S("EHLO client.example\r\n"), 0), 0);
+  sl_harness_advance(&h, 25 * SL_SEC);
+  CHECK(sl_harness_closed(&h));
+  CHECK_INT(sl_relay_stats(h.r)->end_reason, SL_END_TIMEOUT);
+  CHECK_STR(h.failure, "");
+  for (int i = 0; i < nheld; i++)
+    h.pool.put(h.pool.ctx, held[i], caps[i]);
+  sl_harness_free(&h);
+}
 
 /* Every local reply: "ddd " then, where RFC 2034 asks for one, the enhanced
    status code "c.d.d " with c the reply's class, before anything else (the
@@ -267,13 +368,13 @@ static void passthrough_ready(sl_harness *h) {
   sl_harness_client(h, S("EHLO c.example\r\n"), 0);
 }
 
-/* The MESSAGE events of the log, in order: their args. */
-static size_t message_events(const sl_harness *h, uint64_t *args, size_t max) {
+/* The MESSAGE events of the log, in order: their payloads. */
+static size_t message_events(const sl_harness *h, sl_event *evs, size_t max) {
   size_t n = 0;
   for (size_t i = 0; i < h->nlog; i++)
-    if (h->log[i].type == SL_REQ_EVENT &&
-        h->log[i].u.event.kind == SL_EV_MESSAGE && n < max)
-      args[n++] = h->log[i].u.event.arg;
+    if (h->log[i].type == SL_REQ_EVENT && h->log[i].ev.kind == SL_EV_MESSAGE &&
+        n < max)
+      evs[n++] = h->log[i].ev;
   return n;
 }
 
@@ -306,10 +407,12 @@ static void test_message_sizes_pipelined(void) {
   sl_harness_client(&h, msg, n, 0);
   sl_harness_upstream(&h, S("250 queued 1\r\n250 ok\r\n250 ok\r\n250 queued 2"
                             "\r\n"), 0);
-  uint64_t ev[8] = {0};
+  sl_event ev[8];
   CHECK_INT(message_events(&h, ev, 8), 2);
-  CHECK_INT(ev[0], 250u | (113ull << 16));
-  CHECK_INT(ev[1], 250u | (1015ull << 16));
+  CHECK_INT(ev[0].message.code, 250);
+  CHECK_INT(ev[0].message.size, 113);
+  CHECK_INT(ev[1].message.code, 250);
+  CHECK_INT(ev[1].message.size, 1015);
   CHECK_INT(sl_relay_stats(h.r)->messages_accepted, 2);
   CHECK_STR(h.failure, "");
   sl_harness_free(&h);
@@ -338,12 +441,108 @@ static void test_five_bdat_events(void) {
   sl_harness_client(&h, in, n, 0);
   CHECK_INT(sl_harness_events(&h, SL_EV_MESSAGE), 0);
   sl_harness_upstream(&h, up, u, 0);
-  uint64_t ev[8] = {0};
+  sl_event ev[8];
   CHECK_INT(message_events(&h, ev, 8), 5);
-  for (int i = 0; i < 5; i++)
-    CHECK_INT(ev[i], 250u | ((uint64_t)(10 + i) << 16));
+  for (int i = 0; i < 5; i++) {
+    CHECK_INT(ev[i].message.code, 250);
+    CHECK_INT(ev[i].message.size, 10 + i);
+  }
   CHECK_INT(sl_relay_stats(h.r)->messages_accepted, 5);
   CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+/* Each 4xx/5xx reply the client gets has a REFUSAL event naming the command
+   it answered, in the order sent, whoever wrote it: under pipelining the
+   driver could not tell (issue 10: the session log's refusals field). */
+static void test_refusal_events(void) {
+  sl_harness h;
+  passthrough_ready(&h);
+  sl_harness_client(&h, S("MAIL FROM:<a@example.org> NOSUCHPARAM=1\r\n"
+                          "MAIL FROM:<a@example.org>\r\n"
+                          "RCPT TO:<bad@example.net>\r\n"
+                          "RCPT TO:<b@example.net>\r\nDATA\r\n"), 0);
+  sl_harness_upstream(&h, S("250 2.1.0 ok\r\n550 5.1.1 no such user\r\n"
+                            "250 2.1.5 ok\r\n354 go\r\n"), 0);
+  sl_harness_client(&h, S("hi\r\n.\r\n"), 0);
+  sl_harness_upstream(&h, S("554 5.7.1 no thanks\r\n"), 0);
+  sl_harness_client(&h, S("FOO\r\nQUIT\r\n"), 0);
+  static const struct {
+    sl_command command;
+    unsigned code;
+  } want[] = {{SL_CMD_MAIL, 555},
+              {SL_CMD_RCPT, 550},
+              {SL_CMD_END_OF_MESSAGE, 554},
+              {SL_CMD_UNKNOWN, 500}};
+  size_t n = 0;
+  for (size_t i = 0; i < h.nlog; i++) {
+    const sl_request *q = &h.log[i];
+    if (q->type != SL_REQ_EVENT || q->ev.kind != SL_EV_REFUSAL)
+      continue;
+    if (n < 4) {
+      CHECK_STR(sl_command_name(q->ev.refusal.command),
+                sl_command_name(want[n].command));
+      CHECK_INT(q->ev.refusal.code, want[n].code);
+    }
+    n++;
+  }
+  CHECK_INT(n, 4);
+  CHECK_STR(sl_command_name(SL_CMD_END_OF_MESSAGE), "END-OF-MESSAGE");
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+/* A refused greeting answers CONNECT; a goodbye after a timeout answers no
+   command. */
+static void test_refusal_connect_and_none(void) {
+  sl_harness h;
+  sl_harness_defaults(&h);
+  h.info.admission = SL_ADMIT_TEMPFAIL;
+  CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
+  sl_request q;
+  size_t n = 0;
+  for (size_t i = 0; i < h.nlog; i++) {
+    q = h.log[i];
+    if (q.type == SL_REQ_EVENT && q.ev.kind == SL_EV_REFUSAL) {
+      CHECK_INT(q.ev.refusal.command, SL_CMD_CONNECT);
+      CHECK_INT(q.ev.refusal.code, 421);
+      n++;
+    }
+  }
+  CHECK_INT(n, 1);
+  sl_harness_free(&h);
+
+  /* pass-through: the upstream's own 5xx greeting is relayed, once it is
+     the client's (held until the verdict) */
+  sl_harness_defaults(&h);
+  CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
+  CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
+  sl_harness_upstream(&h, S("554 5.7.1 not you\r\n"), 0);
+  n = 0;
+  for (size_t i = 0; i < h.nlog; i++) {
+    q = h.log[i];
+    if (q.type == SL_REQ_EVENT && q.ev.kind == SL_EV_REFUSAL) {
+      CHECK_INT(q.ev.refusal.command, SL_CMD_CONNECT);
+      CHECK_INT(q.ev.refusal.code, 554);
+      n++;
+    }
+  }
+  CHECK_INT(n, 1);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+
+  passthrough_ready(&h);
+  sl_harness_advance(&h, 301 * SL_SEC);
+  n = 0;
+  for (size_t i = 0; i < h.nlog; i++) {
+    q = h.log[i];
+    if (q.type == SL_REQ_EVENT && q.ev.kind == SL_EV_REFUSAL) {
+      CHECK_INT(q.ev.refusal.command, SL_CMD_NONE);
+      CHECK_INT(q.ev.refusal.code, 421);
+      n++;
+    }
+  }
+  CHECK_INT(n, 1);
   sl_harness_free(&h);
 }
 
@@ -479,10 +678,13 @@ static void test_session_cap_default(void) {
 int main(void) {
   SL_RUN(test_buffers_lent_only_while_used);
   SL_RUN(test_pool_exhaustion);
+  SL_RUN(test_starved_preamble_keeps_its_ehlo);
+  SL_RUN(test_starved_session_ends);
   SL_RUN(test_time_backwards_is_sticky);
   SL_RUN(test_stale_and_unknown_answers);
   SL_RUN(test_init_arguments);
   SL_RUN(test_seeded_jitter);
+  SL_RUN(test_screen_pass);
   SL_RUN(test_starttls_injection_counted);
   SL_RUN(test_client_that_does_not_read);
   SL_RUN(test_local_replies_enhanced_codes);
@@ -493,5 +695,7 @@ int main(void) {
   SL_RUN(test_sync_before_reply);
   SL_RUN(test_drip_default_limits);
   SL_RUN(test_session_cap_default);
+  SL_RUN(test_refusal_events);
+  SL_RUN(test_refusal_connect_and_none);
   return sl_test_summary();
 }

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sl_harness.h"
 #include "sl_test.h"
@@ -133,18 +134,17 @@ static sl_status parse_status(const char *s) {
   return SL_STATUS_FAILED;
 }
 
-static const char *event_names[] = {
-    "", "PREGREET", "DNSBL_SCORE", "TARPIT", "STARTTLS_INJECTION",
-    "SMUGGLING", "UPSTREAM_READY", "UPSTREAM_FAILED", "MESSAGE", "SESSION_END"};
-static const char *request_names[] = {
-    "", "CONNECT_UPSTREAM", "STARTTLS_CLIENT", "STARTTLS_UPSTREAM",
-    "DNSBL_LOOKUP", "CLOSE_UPSTREAM", "CLOSE_CLIENT", "EVENT"};
-
-static int lookup(const char **names, size_t n, const char *s) {
-  for (size_t i = 1; i < n; i++)
-    if (!strcmp(names[i], s))
-      return (int)i;
+/* A KIND or TYPE of an expect step ("MESSAGE", "CLOSE_CLIENT") by the
+   core's own names: the value, or -1. */
+static int lookup(const char *(*name)(int), const char *s) {
+  for (int v = 1; v < 64; v++)
+    if (!strcasecmp(name(v), s))
+      return v;
   return -1;
+}
+static const char *event_name(int v) { return sl_event_name((sl_event_kind)v); }
+static const char *request_name(int v) {
+  return sl_request_name((sl_request_type)v);
 }
 
 static uint32_t features_bit(const char *s) {
@@ -500,7 +500,7 @@ static int run(const transcript *t, const plan *pl, int verbose) {
       long count = -1;
       int nf = sscanf(s->arg, "%63s %ld", name, &count);
       int ev = op[7] == 'e';
-      int k = ev ? lookup(event_names, 10, name) : lookup(request_names, 8, name);
+      int k = ev ? lookup(event_name, name) : lookup(request_name, name);
       if (nf < 1 || k < 0) {
         snprintf(why, sizeof(why), "unknown name '%s'", s->arg);
         rc = -1;

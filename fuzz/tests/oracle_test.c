@@ -373,7 +373,8 @@ static void progress_tests(void) {
   sl_oracle_free(e.o);
   e.o = sl_oracle_new(&e.lim, &e.pol, &e.info);
   sl_request tq = {SL_REQ_EVENT, 5, {{0}}};
-  tq.u.event.kind = SL_EV_TARPIT;
+  tq.ev.kind = SL_EV_TARPIT;
+  tq.ev.tarpit.reason = SL_TARPIT_SCORE;
   sl_oracle_request(e.o, &tq);
   c(&e, "220 hi\r\n");
   C(&e, "NOOP\r\n");
@@ -451,14 +452,21 @@ static void progress_tests(void) {
 /* ---- guarantee 10: completeness --------------------------------------------
  */
 
-static void event(env *e, uint32_t id, sl_event_kind kind, uint64_t arg) {
+static void event_with(env *e, uint32_t id, sl_event ev) {
   sl_request q;
   memset(&q, 0, sizeof(q));
   q.type = SL_REQ_EVENT;
   q.id = id;
-  q.u.event.kind = kind;
-  q.u.event.arg = arg;
+  q.ev = ev;
   sl_oracle_request(e->o, &q);
+}
+
+/* An event whose payload the check does not look at. */
+static void event(env *e, uint32_t id, sl_event_kind kind) {
+  sl_event ev;
+  memset(&ev, 0, sizeof(ev));
+  ev.kind = kind;
+  event_with(e, id, ev);
 }
 
 /* A session with one accepted message and stats that agree with it. */
@@ -468,7 +476,8 @@ static void stats_session(env *e, sl_stats *st) {
   u(e, "x\r\n.\r\n");
   U(e, "250 ok\r\n");
   c(e, "250 ok\r\n");
-  event(e, 0x101, SL_EV_MESSAGE, 250 | (3u << 16));
+  event_with(e, 0x101,
+             (sl_event){.kind = SL_EV_MESSAGE, .message = {.code = 250, .size = 3}});
   memset(st, 0, sizeof(*st));
   st->end = SL_TSTAMP_NONE;
   st->client_bytes_in = strlen("EHLO client\r\nMAIL FROM:<a@example.org>\r\n"
@@ -522,7 +531,9 @@ static void completeness_tests(void) {
 
   env_init(&e);
   stats_session(&e, &st);
-  event(&e, 0x201, SL_EV_STARTTLS_INJECTION, 9);
+  event_with(&e, 0x201,
+             (sl_event){.kind = SL_EV_STARTTLS_INJECTION,
+                        .starttls_injection = {.bytes = 9}});
   sl_oracle_stats(e.o, &st, 0);
   expect(&e, "STARTTLS_INJECTION bytes not in the stats",
          "guarantee 10: stats starttls_discarded");
@@ -553,15 +564,18 @@ static void completeness_tests(void) {
 
   env_init(&e);
   stats_session(&e, &st);
-  event(&e, 0x201, SL_EV_TARPIT, 1);
-  event(&e, 0x202, SL_EV_TARPIT, 2);
+  event_with(&e, 0x201,
+             (sl_event){.kind = SL_EV_TARPIT, .tarpit = {.reason = SL_TARPIT_SCORE}});
+  event_with(&e, 0x202,
+             (sl_event){.kind = SL_EV_TARPIT, .tarpit = {.reason = SL_TARPIT_ACTION}});
   st.tarpitted = 1;
   sl_oracle_stats(e.o, &st, 0);
   expect(&e, "two TARPIT switches", "2 TARPIT events");
 
   env_init(&e);
   stats_session(&e, &st);
-  event(&e, 0x201, SL_EV_TARPIT, 1);
+  event_with(&e, 0x201,
+             (sl_event){.kind = SL_EV_TARPIT, .tarpit = {.reason = SL_TARPIT_SCORE}});
   sl_oracle_stats(e.o, &st, 0);
   expect(&e, "TARPIT event, stats not tarpitted", "tarpitted = 0");
 
@@ -576,7 +590,7 @@ static void completeness_tests(void) {
 
   env_init(&e);
   stats_session(&e, &st);
-  event(&e, 0x301, SL_EV_SESSION_END, 0);
+  event(&e, 0x301, SL_EV_SESSION_END);
   sl_oracle_stats(e.o, &st, 0);
   expect(&e, "SESSION_END with stats still open", "stats end is unset");
 
@@ -587,21 +601,24 @@ static void completeness_tests(void) {
 
   env_init(&e);
   stats_session(&e, &st);
-  event(&e, 0x301, SL_EV_SESSION_END, 0);
+  event(&e, 0x301, SL_EV_SESSION_END);
   st.end = 2000;
   st.end_reason = SL_END_QUIT;
   sl_oracle_stats(e.o, &st, SL_CLOSED);
   expect(&e, "SESSION_END, then SL_CLOSED", NULL);
 
   env_init(&e);
-  event(&e, 0x301, SL_EV_SESSION_END, 0);
-  event(&e, 0x401, SL_EV_MESSAGE, 250);
+  event(&e, 0x301, SL_EV_SESSION_END);
+  event_with(&e, 0x401,
+             (sl_event){.kind = SL_EV_MESSAGE, .message = {.code = 250}});
   expect(&e, "a request after SESSION_END", "after SESSION_END");
 
   env_init(&e);
-  event(&e, 0x301, SL_EV_DNSBL_SCORE, 0);
-  event(&e, 0x201, SL_EV_TARPIT, 0);
-  event(&e, 0x301, SL_EV_PREGREET, 3);
+  event(&e, 0x301, SL_EV_DNSBL_SCORE);
+  event_with(&e, 0x201,
+             (sl_event){.kind = SL_EV_TARPIT, .tarpit = {.reason = SL_TARPIT_SCORE}});
+  event_with(&e, 0x301,
+             (sl_event){.kind = SL_EV_PREGREET, .pregreet = {.bytes = 3}});
   expect(&e, "a request id issued twice", "issued twice");
 }
 

@@ -2,14 +2,13 @@
 # triage.sh RUNNER FILE...: groups fuzz crashes by the oracle's message
 # (numbers folded), one line per group: count, first file, known (matches
 # fuzz/findings/known-signatures.txt) or NEW, message.  RUNNER is a
-# standalone runner, e.g. build/fuzz/fuzz_relay_runner.  Open findings
-# skipped by FUZZ_RELAY_SKIP_OPEN_FINDINGS are counted as known.
+# standalone runner, e.g. build/fuzz/fuzz_relay_runner.
 here=$(cd "$(dirname "$0")/.." && pwd)
 run=${1:?runner}; shift
 sigs=$(mktemp)
 grep -v '^#' "$here/findings/known-signatures.txt" | grep -v '^$' >"$sigs"
 for c in "$@"; do
-  m=$( (FUZZ_RELAY_SKIP_OPEN_FINDINGS=0 "$run" "$c") 2>&1 |
+  m=$("$run" "$c" 2>&1 |
       grep -E 'fuzz_[a-z]+: g|ERROR: |runtime error|passed, 0 failed' | grep -v ': violation$' | head -1)
   printf '%s\t%s\n' "$c" "$m"
 done 2>/dev/null | awk -F'\t' -v sigs="$sigs" '

@@ -26,6 +26,7 @@
 #include "sp_patience.h"
 #include "sp_script.h"
 #include "sp_sim.h"
+#include "sluice/relay.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -53,7 +54,7 @@ typedef struct sp_client {
   uint32_t line_len;
   char line4[4];
   int rejected;
-  int stage; /* index into sp_client_stage_name */
+  sl_stage stage; /* the furthest seen from the client, in the core's terms */
 } sp_client;
 
 /* The session's patience under model m: one draw per (seed, capture,
@@ -111,7 +112,7 @@ uint64_t sp_client_patience_due(const sp_client *c, double patience,
 void sp_client_note_waits(sp_client *c, uint64_t now);
 void sp_client_note_forever(sp_client *c);
 
-/* "connect", "greeting", ..., "delivered": the furthest stage seen. */
+/* sl_stage_name() of the furthest stage seen: "connect" ... "delivered". */
 const char *sp_client_stage_name(const sp_client *c);
 
 #ifdef __cplusplus

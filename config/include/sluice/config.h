@@ -132,6 +132,12 @@ typedef struct sl_config {
   uint32_t dns_tries;
 
   sl_ratelim_config ratelim;
+  /* shared state (sluiced's sd_state.h) */
+  int state_backend; /* 0 shm, 1 redis */
+  uint32_t state_entries;
+  char *redis; /* inet:HOST:PORT or unix:PATH */
+  sl_duration redis_timeout, redis_lease, screen_pass_ttl;
+  char *redis_key_prefix;
   uint32_t max_connections;       /* per worker process */
   uint32_t max_connections_total; /* across all workers; 0: no such cap */
   uint64_t pool_memory;           /* buffer-pool cap per worker, bytes */

@@ -1,5 +1,6 @@
 /*
- * sluice/bufpool.h: a ready-made sl_pool over caller memory.
+ * sluice/bufpool.h: the buffer pool a relay borrows from (sl_pool), and a
+ * ready-made one over caller memory (sl_bufpool).
  *
  * Two size classes (small and large) carved from one region the caller
  * supplies, each kept on a free list; no allocation.  Drivers that want a
@@ -12,11 +13,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sluice/relay.h"
+#include "sluice/errors.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/*
+ * The pool interface (owned by the driver).  get() lends a buffer of at
+ * least min bytes and writes its capacity to *cap, or returns NULL (the
+ * relay then stops taking input until a later call).  The relay only asks
+ * for min <= limits.buffer_size.  put() takes it back with the capacity
+ * get() reported.  Both are called only from inside relay calls, never
+ * concurrently for one pool unless the driver allows it.
+ */
+typedef struct sl_pool {
+  uint8_t *(*get)(void *ctx, uint32_t min, uint32_t *cap);
+  void (*put)(void *ctx, uint8_t *buf, uint32_t cap);
+  void *ctx;
+} sl_pool;
 
 typedef struct sl_bufpool {
   uint8_t *free_small, *free_large; /* free lists, linked through the

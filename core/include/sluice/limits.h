@@ -36,7 +36,9 @@ typedef struct sl_limits {
   uint32_t command_line_max; /* 512, RFC 5321 4.5.3.1.4: 500 5.5.2 */
   uint32_t auth_line_max;    /* 12288, RFC 4954 section 4 */
   uint32_t reply_line_max;   /* 512, RFC 5321 4.5.3.1.5 (upstream replies) */
-  uint32_t reply_max;        /* 16384: a whole multi-line upstream reply */
+  uint32_t reply_max;        /* 13312: a whole multi-line upstream reply
+                                (a 12288-octet AUTH challenge and its
+                                framing) */
   uint32_t text_line_max;    /* 1000, RFC 5321 4.5.3.1.6: 554 5.6.0 */
   uint32_t path_max;         /* 256, RFC 5321 4.5.3.1.3: 501 5.1.3 */
   uint32_t domain_max;       /* 255, RFC 5321 4.5.3.1.2: 501 5.5.4 */

@@ -1,6 +1,7 @@
 /*
- * sluice/ratelim.h: per-client-address admission (concurrency and rate),
- * pure and driver-owned.
+ * sluice/ratelim.h: admission, the verdict a relay starts with
+ * (sl_admission), and the per-client-address table that gives it from
+ * concurrency and rate, pure and driver-owned.
  *
  * One table serves every relay of a process; the driver owns its memory and
  * passes now.  A verdict from sl_ratelim_admit() becomes
@@ -32,12 +33,28 @@
 #include <stdint.h>
 
 #include "sluice/addr.h"
+#include "sluice/errors.h"
 #include "sluice/limits.h"
-#include "sluice/relay.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* How a connection is let in (sl_conn_info.admission).
+   XX(NAME, value, "name"): SL_ADMIT_NAME, sl_admission_name() gives "name". */
+#define SL_ADMISSION_MAP(XX)                                                  \
+  XX(ACCEPT, 0, "accept")     /* normal screening */                          \
+  XX(TARPIT, 1, "tarpit")     /* suspect tarpit profile from the start */     \
+  XX(TEMPFAIL, 2, "tempfail") /* "421 4.7.0" greeting, then close */
+
+typedef enum sl_admission {
+#define SL_ADMISSION_ENUM_(name, value, text) SL_ADMIT_##name = value,
+  SL_ADMISSION_MAP(SL_ADMISSION_ENUM_)
+#undef SL_ADMISSION_ENUM_
+} sl_admission;
+
+/* "accept", "tarpit", "tempfail"; "unknown" for any other value. */
+const char *sl_admission_name(sl_admission a);
 
 typedef struct sl_ratelim sl_ratelim;
 

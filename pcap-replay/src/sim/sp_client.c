@@ -6,9 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const stage_names[] = {
-    "connect", "greeting", "helo", "mail", "rcpt", "data", "delivered"};
-
 /* Grows in powers of two from 64 (sim reuses one client for every session;
  * the capacity decides which reply times are kept, see sp_client_anchor). */
 static int ensure(uint64_t **p, size_t *cap, size_t n) {
@@ -41,7 +38,8 @@ int sp_client_begin(sp_client *c, const sp_script *s, sp_result *res,
   c->woff = c->csent = 0;
   c->units_sent = 0;
   c->rx = c->line_len = 0;
-  c->rejected = c->stage = 0;
+  c->rejected = 0;
+  c->stage = SL_STAGE_CONNECT;
   /* Last: a client without buffers still has a clock and a script (live
    * records it as a failed connection). */
   if (ensure(&c->reply_t, &c->reply_cap, s->nu + 2) ||
@@ -120,14 +118,14 @@ static void reply_done(sp_client *c, uint16_t code, uint64_t now) {
   sp_unit_kind k = unit_of_reply(c, idx);
   int cls = code / 100;
   if (cls == 2 || cls == 3) {
-    int st = k == SP_U_GREETING ? 1
-             : k == SP_U_HELO   ? 2
-             : k == SP_U_MAIL   ? 3
-             : k == SP_U_RCPT   ? 4
-             : k == SP_U_DATA   ? 5
-                                : 0;
+    sl_stage st = k == SP_U_GREETING ? SL_STAGE_GREETING
+                  : k == SP_U_HELO   ? SL_STAGE_HELO
+                  : k == SP_U_MAIL   ? SL_STAGE_MAIL
+                  : k == SP_U_RCPT   ? SL_STAGE_RCPT
+                  : k == SP_U_DATA   ? SL_STAGE_DATA
+                                     : SL_STAGE_CONNECT;
     if (cls == 2 && (k == SP_U_MESSAGE || k == SP_U_BDAT)) {
-      st = 6;
+      st = SL_STAGE_DELIVERED;
       if (!c->res->messages)
         c->res->deliver_s = secs(c, now - c->t0);
       c->res->messages++;
@@ -297,5 +295,5 @@ void sp_client_note_forever(sp_client *c) {
 }
 
 const char *sp_client_stage_name(const sp_client *c) {
-  return stage_names[c->stage];
+  return sl_stage_name(c->stage);
 }

@@ -299,7 +299,7 @@ static void on_request(run *x, const sl_request *q) {
   case SL_REQ_DNSBL_LOOKUP:
     if (x->ndns < SL_DNSBL_ZONES_MAX) {
       x->dns_id[x->ndns] = q->id;
-      x->dns_zone[x->ndns++] = q->u.dnsbl.zone;
+      x->dns_zone[x->ndns++] = q->dnsbl.zone;
     }
     break;
   case SL_REQ_CLOSE_UPSTREAM:
@@ -573,11 +573,16 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
   if (x.up_open || x.connect_id)
     x.up_secs += (double)(x.now - x.up_since) / 1e9;
   int err = sl_relay_last_error(x.r);
-  static const char *const relay_end[] = {
-      "relay:open", "relay:quit", "relay:client-closed", "relay:timeout",
-      "relay:upstream-failed", "relay:rejected", "relay:protocol"};
-  if (x.relay_closed_client && st->end_reason < 7)
-    note = relay_end[st->end_reason];
+  /* "relay:" and the core's end reason, e.g. "relay:client_closed" */
+  switch ((sl_end_reason)st->end_reason) {
+#define RELAY_END_(name, value, text)                                          \
+  case SL_END_##name:                                                          \
+    if (x.relay_closed_client)                                                 \
+      note = "relay:" text;                                                    \
+    break;
+    SL_END_REASON_MAP(RELAY_END_)
+#undef RELAY_END_
+  }
   res->held_s = (double)(x.closed_at - T0) / 1e9;
   res->delay_s = (double)st->delay_total / 1e9;
   res->replies = x.c->rx;

@@ -1,0 +1,843 @@
+/*
+ * sd_redis.c: the Redis state backend (see sd_state.h).
+ *
+ * Every answer starts from the shm part (this machine's own table, the
+ * "local verdict"), then asks Redis, where the counts of every instance
+ * meet:
+ * - admission: one Lua script per new session trims expired leases from
+ *   the prefix's sorted set (scored by expiry, server clock), counts the
+ *   live ones and the recent attempts, judges them as sl_ratelim does, adds
+ *   the session's lease unless the verdict is tempfail, and tells whether
+ *   the client passed screening before.  Atomic server-side, one round
+ *   trip.  Live sessions renew their leases every third of redis_lease;
+ *   an instance that dies stops renewing and its counts expire.
+ * - the screening pass cache: SET key 1 EX ttl, read by the admission
+ *   script;
+ * - greylisting: one script mirroring sd_state_grey_decide().
+ *
+ * One connection per worker process, pipelined: commands queue in a fixed
+ * output buffer and are written once per loop iteration; replies come back
+ * in order and are matched with a fixed ring of pending requests.  RESP2 is
+ * spoken by the core's pure codec (sluice/resp.h).  A request not answered
+ * within redis_timeout gets the local verdict at once (its late reply is
+ * read and dropped); a connection that fails, or whose oldest reply is
+ * overdue by REDIS_STALL, is closed and made again with backoff.  Nothing
+ * blocks the loop: connect, read and write are non-blocking.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "sd_config.h"
+#include "sd_log.h"
+#include "sd_loop.h"
+#include "sd_metrics.h"
+#include "sd_state.h"
+#include "sluice/errors.h"
+#include "sluice/resp.h"
+
+#define RING 4096            /* pending replies per connection */
+#define OUT_CAP (256 * 1024) /* queued command bytes */
+#define IN_CAP (SL_RESP_BULK_MAX + 4 * SL_RESP_LINE_MAX)
+#define BACKOFF_MIN (100 * SL_MSEC)
+#define BACKOFF_MAX (5 * SL_SEC)
+#define REDIS_STALL (2 * SL_SEC) /* the oldest reply this late: reconnect */
+#define KEY_MAX (SD_STATE_KEY_MAX + 128)
+
+/* The scripts, loaded at each connect (SCRIPT LOAD), run by EVALSHA. */
+static const char admit_lua[] =
+    "local t=redis.call('TIME') "
+    "local now=tonumber(t[1])*1000+math.floor(tonumber(t[2])/1000) "
+    "local cmax,rmax,win=tonumber(ARGV[3]),tonumber(ARGV[4]),tonumber(ARGV[5]) "
+    "redis.call('ZREMRANGEBYSCORE',KEYS[1],'-inf',now) "
+    "local live=redis.call('ZCARD',KEYS[1]) "
+    "local v=0 "
+    "if cmax>0 and live>=cmax then v=math.max(v,tonumber(ARGV[6])) end "
+    "local rate=0 "
+    "if rmax>0 then "
+    " redis.call('ZREMRANGEBYSCORE',KEYS[2],'-inf',now-win) "
+    " rate=redis.call('ZCARD',KEYS[2]) "
+    " if rate>=rmax then v=math.max(v,tonumber(ARGV[7])) end "
+    " redis.call('ZADD',KEYS[2],now,ARGV[1]) "
+    /* the attempts kept are bounded: only whether rmax is reached matters */
+    " redis.call('ZREMRANGEBYRANK',KEYS[2],0,-(rmax+2)) "
+    " redis.call('PEXPIRE',KEYS[2],win) "
+    "end "
+    "if v~=2 then "
+    " redis.call('ZADD',KEYS[1],now+tonumber(ARGV[2]),ARGV[1]) "
+    " redis.call('PEXPIRE',KEYS[1],ARGV[2]) "
+    "end "
+    "return {v,live,rate,redis.call('EXISTS',KEYS[3])}";
+
+static const char renew_lua[] =
+    "local t=redis.call('TIME') "
+    "local now=tonumber(t[1])*1000+math.floor(tonumber(t[2])/1000) "
+    "redis.call('ZADD',KEYS[1],now+tonumber(ARGV[2]),ARGV[1]) "
+    "redis.call('PEXPIRE',KEYS[1],ARGV[2]) "
+    "return 1";
+
+static const char grey_lua[] =
+    "local now=tonumber(redis.call('TIME')[1]) "
+    "local delay,retry,maxage,auto=tonumber(ARGV[1]),tonumber(ARGV[2]),"
+    "tonumber(ARGV[3]),tonumber(ARGV[4]) "
+    "local passes=tonumber(redis.call('GET',KEYS[1]) or '0') "
+    "if auto>0 and passes>=auto then "
+    " redis.call('EXPIRE',KEYS[1],maxage) return {3,0,passes} end "
+    "local e=redis.call('HMGET',KEYS[2],'first','passed') "
+    "if not e[1] then "
+    " redis.call('HSET',KEYS[2],'first',now,'passed',0) "
+    " redis.call('EXPIRE',KEYS[2],delay+retry) return {0,delay,passes} end "
+    "if e[2]=='1' then redis.call('EXPIRE',KEYS[2],maxage) return {2,0,passes} "
+    "end "
+    "local age=now-tonumber(e[1]) "
+    "if age<delay then return {1,delay-age,passes} end "
+    "redis.call('HSET',KEYS[2],'passed',1) "
+    "redis.call('EXPIRE',KEYS[2],maxage) "
+    "passes=redis.call('INCR',KEYS[1]) "
+    "redis.call('EXPIRE',KEYS[1],maxage) "
+    "return {2,0,passes}";
+
+enum { S_ADMIT, S_RENEW, S_GREY, S_NSCRIPTS };
+static const char *const scripts[S_NSCRIPTS] = {admit_lua, renew_lua, grey_lua};
+
+enum rq_kind {
+  RQ_FIRE, /* nobody waits (release, renew, pass) */
+  RQ_LOAD, /* SCRIPT LOAD at connect; arg: script index */
+  RQ_ADMIT,
+  RQ_GREY
+};
+
+typedef struct rq {
+  uint8_t kind;
+  uint8_t waiting; /* a caller's callback is still due */
+  uint8_t arg;
+  uint32_t id;
+  uint64_t deadline;
+  union {
+    sd_admit_cb admit;
+    sd_grey_cb grey;
+  } cb; /* by kind */
+  void *ctx;
+  /* RQ_ADMIT: the local verdict, given on timeout and combined with the
+     shared one; the session's address and lease to undo what the other
+     side counted when the final verdict is tempfail */
+  sd_admit_result local;
+  sl_addr addr;
+  uint64_t lease;
+  sd_state_ticket ticket;
+} rq;
+
+enum conn_state { C_IDLE, C_CONNECTING, C_LOADING, C_READY };
+
+typedef struct redis_state {
+  sd_state base;
+  sd_state_shm *shm;
+  sl_ratelim_config rl;
+  char *target, *prefix;
+  uint64_t budget;
+  uint32_t lease_ms;
+  /* per worker process (after attach) */
+  sd_loop *loop;
+  uint32_t worker;
+  uint64_t seq, nonce;
+  int fd;
+  enum conn_state cs;
+  sd_handler h;
+  sd_timer deadline, retry;
+  uint64_t backoff;
+  uint32_t ev; /* registered epoll mask */
+  uint8_t flush_queued;
+  uint8_t stopping; /* detached: no reconnect, no warning */
+  uint8_t *out;
+  size_t outlen;
+  uint8_t *in;
+  size_t inlen;
+  rq *ring;
+  uint32_t head, n, next_id;
+  char sha[S_NSCRIPTS][41];
+  uint64_t last_warn;
+} redis_state;
+
+static void rd_disconnect(redis_state *s, const char *why);
+static void rd_connect(redis_state *s);
+
+static int worse(int a, int b) { return a > b ? a : b; }
+
+/* ---- keys ---------------------------------------------------------------- */
+
+/* The counted prefix of a, as sl_ratelim groups addresses. */
+static void prefix_text(const redis_state *s, const sl_addr *a, char *out,
+                        size_t len) {
+  sl_addr m = *a;
+  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (m.family == SL_AF_INET6 && memcmp(m.bytes, mapped, 12) == 0) {
+    memmove(m.bytes, m.bytes + 12, 4);
+    memset(m.bytes + 4, 0, 12);
+    m.family = SL_AF_INET;
+  }
+  unsigned bits =
+      m.family == SL_AF_INET ? s->rl.ipv4_prefix : s->rl.ipv6_prefix;
+  unsigned total = m.family == SL_AF_INET ? 32 : 128;
+  for (unsigned i = bits; i < total; i++)
+    m.bytes[i / 8] &= (uint8_t) ~(0x80u >> (i % 8));
+  char t[SL_ADDR_STRLEN];
+  if (sl_addr_format(&m, t, sizeof t) < 0)
+    snprintf(t, sizeof t, "unknown");
+  snprintf(out, len, "%s/%u", t, bits);
+}
+
+static size_t key(const redis_state *s, char *out, const char *kind,
+                  const char *rest) {
+  int n = snprintf(out, KEY_MAX, "%s%s:%s", s->prefix, kind, rest);
+  return n < 0 ? 0 : (size_t)n >= KEY_MAX ? KEY_MAX - 1 : (size_t)n;
+}
+
+/* ---- output and the pending ring ------------------------------------------
+ */
+
+static void flush(void *arg) {
+  redis_state *s = arg;
+  s->flush_queued = 0;
+  if (s->fd < 0 || s->cs == C_CONNECTING)
+    return;
+  while (s->outlen) {
+    ssize_t w = send(s->fd, s->out, s->outlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
+    if (w <= 0) {
+      rd_disconnect(s, strerror(errno));
+      return;
+    }
+    memmove(s->out, s->out + w, s->outlen - (size_t)w);
+    s->outlen -= (size_t)w;
+  }
+  uint32_t want = EPOLLIN | (s->outlen ? EPOLLOUT : 0);
+  if (want != s->ev && sd_loop_mod(s->loop, s->fd, want, &s->h) == 0)
+    s->ev = want;
+}
+
+static void arm_deadline(redis_state *s) {
+  for (uint32_t i = 0; i < s->n; i++) {
+    rq *q = &s->ring[(s->head + i) % RING];
+    if (q->waiting) {
+      sd_timer_set(s->loop, &s->deadline, q->deadline);
+      return;
+    }
+  }
+  /* nobody waits: still watch for a stalled connection */
+  if (s->n)
+    sd_timer_set(s->loop, &s->deadline,
+                 s->ring[s->head].deadline + REDIS_STALL);
+  else
+    sd_timer_stop(s->loop, &s->deadline);
+}
+
+/* Queues one command and its ring entry; NULL when the connection cannot
+   take it now (down, ring or buffer full). */
+static rq *send_cmd(redis_state *s, const sl_resp_arg *args, size_t nargs,
+                    uint8_t kind) {
+  if (s->cs != C_READY && !(kind == RQ_LOAD && s->cs == C_LOADING))
+    return NULL;
+  if (s->n == RING)
+    return NULL;
+  long n = sl_resp_encode(s->out + s->outlen, OUT_CAP - s->outlen, args, nargs);
+  if (n < 0)
+    return NULL;
+  s->outlen += (size_t)n;
+  rq *q = &s->ring[(s->head + s->n) % RING];
+  s->n++;
+  memset(q, 0, sizeof *q);
+  q->kind = kind;
+  q->id = ++s->next_id ? s->next_id : ++s->next_id;
+  q->deadline = sd_loop_now(s->loop) + s->budget;
+  if (!s->flush_queued) {
+    s->flush_queued = 1;
+    if (sd_loop_defer(s->loop, flush, s) != 0)
+      s->flush_queued = 0;
+  }
+  if (s->n == 1)
+    arm_deadline(s);
+  return q;
+}
+
+static void warn(redis_state *s, const char *what) {
+  uint64_t now = sd_loop_now(s->loop);
+  if (s->last_warn && now - s->last_warn < 10 * SL_SEC)
+    return;
+  s->last_warn = now;
+  sd_log(SD_LOG_WARN,
+         "worker %u: redis %s: %s; local verdicts until it answers", s->worker,
+         s->target, what);
+}
+
+/* ---- answers ---------------------------------------------------------------
+ */
+
+static void undo_shared(redis_state *s, const sl_addr *a, uint64_t lease);
+
+static void admit_finish(redis_state *s, rq *q, const sl_resp_reply *r) {
+  sd_admit_result res = q->local;
+  if (r && r->top.type == SL_RESP_ARRAY && r->nelem >= 4 &&
+      r->elem[0].type == SL_RESP_INT && r->elem[3].type == SL_RESP_INT) {
+    int shared = (int)r->elem[0].i;
+    if (shared < 0 || shared > 2)
+      shared = 2;
+    res.admission = (sl_admission)worse((int)q->local.admission, shared);
+    res.passed_before = q->local.passed_before || r->elem[3].i == 1;
+    res.shared = 1;
+    sd_count(SD_C_STATE_SHARED, 1);
+    /* Counted in Redis (its verdict was not tempfail) but refused here:
+       no release will come, so give the lease back now. */
+    if (shared != 2 && res.admission == SL_ADMIT_TEMPFAIL)
+      undo_shared(s, &q->addr, q->lease);
+  } else {
+    sd_count(SD_C_STATE_ERROR, 1);
+  }
+  /* Counted locally but refused by the shared counts: likewise. */
+  if (q->local.admission != SL_ADMIT_TEMPFAIL &&
+      res.admission == SL_ADMIT_TEMPFAIL)
+    sd_state_shm_release(s->shm, &q->addr, &q->ticket);
+  q->waiting = 0;
+  q->cb.admit(q->ctx, &res);
+}
+
+static void grey_finish(redis_state *s, rq *q, const sl_resp_reply *r) {
+  (void)s;
+  sd_grey_result res = {SD_GREY_UNKNOWN, 0, 0, 0};
+  if (r && r->top.type == SL_RESP_ARRAY && r->nelem >= 3 &&
+      r->elem[0].type == SL_RESP_INT && r->elem[0].i >= 0 &&
+      r->elem[0].i <= 3) {
+    res.verdict = (sd_grey_verdict)r->elem[0].i;
+    res.wait_s = r->elem[1].type == SL_RESP_INT ? (uint32_t)r->elem[1].i : 0;
+    res.passes = r->elem[2].type == SL_RESP_INT ? (uint32_t)r->elem[2].i : 0;
+    res.shared = 1;
+    sd_count(SD_C_STATE_SHARED, 1);
+  } else {
+    sd_count(SD_C_STATE_ERROR, 1);
+  }
+  q->waiting = 0;
+  q->cb.grey(q->ctx, &res);
+}
+
+/* A caller's answer without Redis: the local verdict. */
+static void give_local(redis_state *s, rq *q, enum sd_counter why) {
+  if (!q->waiting)
+    return;
+  sd_count(why, 1);
+  if (q->kind == RQ_ADMIT) {
+    q->waiting = 0;
+    /* Redis may still count the session when the script runs late; a
+       session refused here never releases, so undo it behind the script. */
+    if (q->local.admission == SL_ADMIT_TEMPFAIL)
+      undo_shared(s, &q->addr, q->lease);
+    q->cb.admit(q->ctx, &q->local);
+  } else if (q->kind == RQ_GREY) {
+    q->waiting = 0;
+    sd_grey_result res = {SD_GREY_UNKNOWN, 0, 0, 0};
+    q->cb.grey(q->ctx, &res);
+  }
+}
+
+static void on_reply(redis_state *s, const sl_resp_reply *r) {
+  rq q = s->ring[s->head]; /* a copy: callbacks may queue more */
+  s->head = (s->head + 1) % RING;
+  s->n--;
+  if (r->top.type == SL_RESP_ERROR) {
+    sd_count(SD_C_STATE_ERROR, 1);
+    warn(s, "error reply");
+    sd_log(SD_LOG_DEBUG, "redis error: %.*s", (int)r->top.len,
+           (const char *)r->top.s);
+  }
+  switch (q.kind) {
+  case RQ_LOAD:
+    if (r->top.type == SL_RESP_BULK && r->top.len == 40 && q.arg < S_NSCRIPTS) {
+      memcpy(s->sha[q.arg], r->top.s, 40);
+      s->sha[q.arg][40] = 0;
+      if (q.arg == S_NSCRIPTS - 1) {
+        s->cs = C_READY;
+        s->backoff = 0;
+        s->last_warn = 0;
+        sd_count(SD_C_STATE_CONNECTS, 1);
+        sd_log(SD_LOG_INFO, "worker %u: redis %s ready", s->worker, s->target);
+      }
+    } else {
+      rd_disconnect(s, "SCRIPT LOAD refused");
+    }
+    break;
+  case RQ_ADMIT:
+    if (q.waiting)
+      admit_finish(s, &q, r->top.type == SL_RESP_ERROR ? NULL : r);
+    break;
+  case RQ_GREY:
+    if (q.waiting)
+      grey_finish(s, &q, r->top.type == SL_RESP_ERROR ? NULL : r);
+    break;
+  default:
+    break;
+  }
+}
+
+static void read_replies(redis_state *s) {
+  for (;;) {
+    ssize_t n = recv(s->fd, s->in + s->inlen, IN_CAP - s->inlen, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
+    if (n <= 0) {
+      rd_disconnect(s, n == 0 ? "closed by the server" : strerror(errno));
+      return;
+    }
+    s->inlen += (size_t)n;
+    size_t off = 0;
+    while (off < s->inlen && s->fd >= 0) {
+      sl_resp_reply r;
+      long used = sl_resp_parse(s->in + off, s->inlen - off, &r);
+      if (used == SL_ERR_INCOMPLETE)
+        break;
+      if (used < 0 || s->n == 0) {
+        rd_disconnect(s, used < 0 ? "malformed reply" : "unsolicited reply");
+        return;
+      }
+      off += (size_t)used;
+      on_reply(s, &r);
+    }
+    if (s->fd < 0)
+      return;
+    memmove(s->in, s->in + off, s->inlen - off);
+    s->inlen -= off;
+    if (s->inlen == IN_CAP) {
+      rd_disconnect(s, "reply too large");
+      return;
+    }
+  }
+  arm_deadline(s);
+}
+
+/* ---- the connection
+ * ---------------------------------------------------------- */
+
+static void load_scripts(redis_state *s) {
+  s->cs = C_LOADING;
+  for (int i = 0; i < S_NSCRIPTS; i++) {
+    sl_resp_arg a[] = {
+        {"SCRIPT", 6}, {"LOAD", 4}, {scripts[i], strlen(scripts[i])}};
+    rq *q = send_cmd(s, a, 3, RQ_LOAD);
+    if (q == NULL) {
+      rd_disconnect(s, "cannot queue SCRIPT LOAD");
+      return;
+    }
+    q->arg = (uint8_t)i;
+  }
+  flush(s);
+}
+
+static void rd_io(sd_handler *h, uint32_t ev) {
+  redis_state *s =
+      (redis_state *)(void *)((char *)h - offsetof(redis_state, h));
+  if (s->fd < 0)
+    return;
+  if (s->cs == C_CONNECTING) {
+    int err = 0;
+    socklen_t el = sizeof err;
+    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+      err = errno;
+    if (err) {
+      rd_disconnect(s, strerror(err));
+      return;
+    }
+    load_scripts(s);
+    return;
+  }
+  if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))
+    read_replies(s);
+  if (s->fd >= 0 && (ev & EPOLLOUT))
+    flush(s);
+}
+
+static void rd_deadline(sd_timer *t) {
+  redis_state *s =
+      (redis_state *)(void *)((char *)t - offsetof(redis_state, deadline));
+  uint64_t now = sd_loop_now(s->loop);
+  if (s->n && now >= s->ring[s->head].deadline + REDIS_STALL) {
+    rd_disconnect(s, "no reply for 2s");
+    return;
+  }
+  for (uint32_t i = 0; i < s->n; i++) {
+    rq *q = &s->ring[(s->head + i) % RING];
+    if (q->waiting && q->deadline <= now)
+      give_local(s, q, SD_C_STATE_TIMEOUT);
+    if (s->fd < 0)
+      return;
+  }
+  warn(s, "lookup over budget");
+  arm_deadline(s);
+}
+
+static void rd_retry(sd_timer *t) {
+  redis_state *s =
+      (redis_state *)(void *)((char *)t - offsetof(redis_state, retry));
+  rd_connect(s);
+}
+
+static void rd_disconnect(redis_state *s, const char *why) {
+  if (s->fd >= 0) {
+    if (s->ev)
+      sd_loop_del(s->loop, s->fd);
+    close(s->fd);
+    s->fd = -1;
+    if (s->cs == C_READY)
+      sd_count(SD_C_STATE_DISCONNECTS, 1);
+  }
+  if (!s->stopping)
+    warn(s, why);
+  s->cs = C_IDLE;
+  s->ev = 0;
+  s->outlen = 0;
+  s->inlen = 0;
+  /* Every pending caller gets its local verdict now, oldest first. */
+  while (s->n) {
+    rq q = s->ring[s->head];
+    s->head = (s->head + 1) % RING;
+    s->n--;
+    if (q.waiting)
+      give_local(s, &q, SD_C_STATE_DOWN);
+  }
+  sd_timer_stop(s->loop, &s->deadline);
+  if (s->stopping)
+    return;
+  s->backoff = s->backoff ? s->backoff * 2 : BACKOFF_MIN;
+  if (s->backoff > BACKOFF_MAX)
+    s->backoff = BACKOFF_MAX;
+  sd_timer_set(s->loop, &s->retry, sd_loop_now(s->loop) + s->backoff);
+}
+
+static void rd_connect(redis_state *s) {
+  struct sockaddr_storage ss;
+  socklen_t sl = 0;
+  memset(&ss, 0, sizeof ss);
+  if (strncmp(s->target, "unix:", 5) == 0) {
+    struct sockaddr_un *u = (struct sockaddr_un *)&ss;
+    u->sun_family = AF_UNIX;
+    snprintf(u->sun_path, sizeof u->sun_path, "%s", s->target + 5);
+    sl = sizeof *u;
+  } else {
+    sd_sockaddr a;
+    if (sd_parse_hostport(s->target + 5, &a, 1) != 0) {
+      rd_disconnect(s, "bad address");
+      return;
+    }
+    memcpy(&ss, &a.ss, a.len);
+    sl = a.len;
+  }
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    rd_disconnect(s, strerror(errno));
+    return;
+  }
+  if (ss.ss_family != AF_UNIX) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  s->fd = fd;
+  int rc = connect(fd, (struct sockaddr *)&ss, sl);
+  if (rc != 0 && errno != EINPROGRESS) {
+    rd_disconnect(s, strerror(errno));
+    return;
+  }
+  if (sd_loop_add(s->loop, fd, EPOLLIN | EPOLLOUT, &s->h) != 0) {
+    rd_disconnect(s, "epoll");
+    return;
+  }
+  s->ev = EPOLLIN | EPOLLOUT;
+  s->cs = C_CONNECTING;
+  if (rc == 0)
+    load_scripts(s);
+}
+
+/* ---- operations -------------------------------------------------------------
+ */
+
+static void member(redis_state *s, uint64_t lease, char *out, size_t len) {
+  snprintf(out, len, "%016" PRIx64 ".%u.%" PRIx64, s->nonce, s->worker, lease);
+}
+
+static void undo_shared(redis_state *s, const sl_addr *a, uint64_t lease) {
+  if (!lease || a->family == SL_AF_UNSPEC)
+    return;
+  char p[64], k[KEY_MAX], m[64];
+  prefix_text(s, a, p, sizeof p);
+  size_t kl = key(s, k, "c", p);
+  member(s, lease, m, sizeof m);
+  sl_resp_arg args[] = {{"ZREM", 4}, {k, kl}, {m, strlen(m)}};
+  send_cmd(s, args, 3, RQ_FIRE);
+}
+
+static int rd_admit(sd_state *st, const sl_addr *a, uint64_t now,
+                    sd_state_ticket *t, sd_admit_cb cb, void *ctx,
+                    sd_admit_result *res, sd_state_req *req) {
+  redis_state *s = (redis_state *)st;
+  *req = 0;
+  sd_state_shm_admit(s->shm, a, now, t, res);
+  if (cb == NULL || s->loop == NULL || a->family == SL_AF_UNSPEC)
+    return SD_STATE_DONE;
+  if (s->cs != C_READY) {
+    sd_count(SD_C_STATE_DOWN, 1);
+    return SD_STATE_DONE;
+  }
+  /* the limits of the last reload, whichever process applied it */
+  sd_state_shm_limits(s->shm, &s->rl);
+  char p[64], addr[SL_ADDR_STRLEN], kc[KEY_MAX], kr[KEY_MAX], kp[KEY_MAX],
+      m[64];
+  char lease[24], cmax[16], rmax[16], win[24], oc[4], orr[4];
+  prefix_text(s, a, p, sizeof p);
+  sl_addr_format(a, addr, sizeof addr);
+  size_t lc = key(s, kc, "c", p), lr = key(s, kr, "r", p),
+         lp = key(s, kp, "p", addr);
+  uint64_t id = ++s->seq;
+  member(s, id, m, sizeof m);
+  snprintf(lease, sizeof lease, "%u", s->lease_ms);
+  snprintf(cmax, sizeof cmax, "%u", s->rl.concurrency_max);
+  snprintf(rmax, sizeof rmax, "%u", s->rl.rate_max);
+  snprintf(win, sizeof win, "%" PRIu64,
+           (uint64_t)(s->rl.rate_window / SL_MSEC) + 1);
+  snprintf(oc, sizeof oc, "%d", (int)s->rl.over_concurrency);
+  snprintf(orr, sizeof orr, "%d", (int)s->rl.over_rate);
+  sl_resp_arg args[] = {{"EVALSHA", 7},
+                        {s->sha[S_ADMIT], 40},
+                        {"3", 1},
+                        {kc, lc},
+                        {kr, lr},
+                        {kp, lp},
+                        {m, strlen(m)},
+                        {lease, strlen(lease)},
+                        {cmax, strlen(cmax)},
+                        {rmax, strlen(rmax)},
+                        {win, strlen(win)},
+                        {oc, strlen(oc)},
+                        {orr, strlen(orr)}};
+  rq *q = send_cmd(s, args, sizeof args / sizeof args[0], RQ_ADMIT);
+  if (q == NULL) {
+    sd_count(SD_C_STATE_DOWN, 1);
+    return SD_STATE_DONE;
+  }
+  t->lease = id;
+  q->waiting = 1;
+  q->cb.admit = cb;
+  q->ctx = ctx;
+  q->local = *res;
+  q->addr = *a;
+  q->lease = id;
+  q->ticket = *t;
+  *req = q->id;
+  return SD_STATE_PENDING;
+}
+
+static void rd_release(sd_state *st, const sl_addr *a,
+                       const sd_state_ticket *t) {
+  redis_state *s = (redis_state *)st;
+  sd_state_shm_release(s->shm, a, t);
+  if (s->loop && s->cs == C_READY)
+    undo_shared(s, a, t->lease);
+}
+
+static void rd_hold(sd_state *st, const sl_addr *a, uint64_t now,
+                    sd_state_ticket *t) {
+  redis_state *s = (redis_state *)st;
+  sd_state_shm_hold(s->shm, a, now, t);
+  if (!s->loop || s->cs != C_READY || !t->lease || a->family == SL_AF_UNSPEC)
+    return;
+  char p[64], k[KEY_MAX], m[64], lease[24];
+  prefix_text(s, a, p, sizeof p);
+  size_t kl = key(s, k, "c", p);
+  member(s, t->lease, m, sizeof m);
+  snprintf(lease, sizeof lease, "%u", s->lease_ms);
+  sl_resp_arg args[] = {{"EVALSHA", 7}, {s->sha[S_RENEW], 40},
+                        {"1", 1},       {k, kl},
+                        {m, strlen(m)}, {lease, strlen(lease)}};
+  send_cmd(s, args, 6, RQ_FIRE);
+}
+
+static void rd_screen_pass(sd_state *st, const sl_addr *a, uint32_t ttl_s) {
+  redis_state *s = (redis_state *)st;
+  sd_state_shm_screen_pass(s->shm, a, ttl_s);
+  if (!s->loop || s->cs != C_READY || a->family == SL_AF_UNSPEC)
+    return;
+  char addr[SL_ADDR_STRLEN], k[KEY_MAX], ttl[16];
+  sl_addr_format(a, addr, sizeof addr);
+  size_t kl = key(s, k, "p", addr);
+  snprintf(ttl, sizeof ttl, "%u", ttl_s);
+  sl_resp_arg args[] = {
+      {"SET", 3}, {k, kl}, {"1", 1}, {"EX", 2}, {ttl, strlen(ttl)}};
+  send_cmd(s, args, 5, RQ_FIRE);
+}
+
+static int rd_grey_check(sd_state *st, const char *client_key,
+                         const char *triplet_key, const sd_grey_params *p,
+                         sd_grey_cb cb, void *ctx, sd_grey_result *res,
+                         sd_state_req *req) {
+  redis_state *s = (redis_state *)st;
+  *req = 0;
+  if (cb == NULL || s->loop == NULL || s->cs != C_READY) {
+    if (cb && s->loop)
+      sd_count(SD_C_STATE_DOWN, 1);
+    /* Redis is the greylist of record: a local decision would accept a
+       retry through another instance as new, so say "unknown" instead and
+       let the caller's fallback decide; the shm table is for shm. */
+    res->verdict = SD_GREY_UNKNOWN;
+    res->wait_s = 0;
+    res->passes = 0;
+    res->shared = 0;
+    return SD_STATE_DONE;
+  }
+  char kc[KEY_MAX], kt[KEY_MAX], a1[16], a2[16], a3[16], a4[16];
+  size_t lc = key(s, kc, "gc", client_key), lt = key(s, kt, "gt", triplet_key);
+  snprintf(a1, sizeof a1, "%u", p->delay_s);
+  snprintf(a2, sizeof a2, "%u", p->retry_window_s);
+  snprintf(a3, sizeof a3, "%u", p->max_age_s);
+  snprintf(a4, sizeof a4, "%u", p->auto_allow);
+  sl_resp_arg args[] = {
+      {"EVALSHA", 7},  {s->sha[S_GREY], 40}, {"2", 1},         {kc, lc},
+      {kt, lt},        {a1, strlen(a1)},     {a2, strlen(a2)}, {a3, strlen(a3)},
+      {a4, strlen(a4)}};
+  rq *q = send_cmd(s, args, 9, RQ_GREY);
+  if (q == NULL) {
+    sd_count(SD_C_STATE_DOWN, 1);
+    res->verdict = SD_GREY_UNKNOWN;
+    res->wait_s = res->passes = 0;
+    res->shared = 0;
+    return SD_STATE_DONE;
+  }
+  q->waiting = 1;
+  q->cb.grey = cb;
+  q->ctx = ctx;
+  *req = q->id;
+  return SD_STATE_PENDING;
+}
+
+static void rd_cancel(sd_state *st, sd_state_req req) {
+  redis_state *s = (redis_state *)st;
+  for (uint32_t i = 0; i < s->n; i++) {
+    rq *q = &s->ring[(s->head + i) % RING];
+    if (q->id == req && q->waiting) {
+      q->waiting = 0;
+      /* the session is gone: what the script counts must go too */
+      if (q->kind == RQ_ADMIT) {
+        if (q->local.admission != SL_ADMIT_TEMPFAIL)
+          sd_state_shm_release(s->shm, &q->addr, &q->ticket);
+        undo_shared(s, &q->addr, q->lease);
+      }
+      return;
+    }
+  }
+}
+
+static uint32_t rd_live(sd_state *st, const sl_addr *a) {
+  return sd_state_shm_live(((redis_state *)st)->shm, a);
+}
+
+static int rd_configure(sd_state *st, const sl_ratelim_config *c, char *msg,
+                        size_t msglen) {
+  redis_state *s = (redis_state *)st;
+  int rc = sd_state_shm_configure(s->shm, c, msg, msglen);
+  if (rc >= 0)
+    s->rl = *c;
+  return rc;
+}
+
+static void rd_recount(sd_state *st) {
+  sd_state_shm_recount(((redis_state *)st)->shm);
+}
+
+static int rd_attach(sd_state *st, sd_loop *loop, uint32_t worker,
+                     uint64_t seed) {
+  redis_state *s = (redis_state *)st;
+  if (loop == NULL) {
+    if (s->loop) {
+      s->stopping = 1;
+      rd_disconnect(s, "worker stopping");
+      sd_timer_stop(s->loop, &s->retry);
+      s->loop = NULL;
+    }
+    return 0;
+  }
+  if (s->ring == NULL) {
+    s->ring = calloc(RING, sizeof *s->ring);
+    s->out = malloc(OUT_CAP);
+    s->in = malloc(IN_CAP);
+    if (!s->ring || !s->out || !s->in)
+      return -1;
+  }
+  s->loop = loop;
+  s->worker = worker;
+  s->nonce = seed ^ ((uint64_t)getpid() << 32);
+  sd_timer_init(&s->deadline, rd_deadline);
+  sd_timer_init(&s->retry, rd_retry);
+  s->h.cb = rd_io;
+  rd_connect(s);
+  return 0;
+}
+
+static void rd_free(sd_state *st) {
+  redis_state *s = (redis_state *)st;
+  if (s->fd >= 0)
+    close(s->fd);
+  sd_state_shm_free(s->shm);
+  free(s->ring);
+  free(s->out);
+  free(s->in);
+  free(s->target);
+  free(s->prefix);
+  free(s);
+}
+
+static const sd_state_ops redis_ops = {
+    "redis", rd_admit,       rd_release,    rd_live,   rd_configure, rd_recount,
+    rd_hold, rd_screen_pass, rd_grey_check, rd_cancel, rd_attach,    rd_free};
+
+sd_state *sd_state_redis_new(const sl_ratelim_config *c,
+                             const sd_state_config *sc, char *err,
+                             size_t errlen) {
+  if (sc == NULL || sc->redis == NULL ||
+      (strncmp(sc->redis, "inet:", 5) != 0 &&
+       strncmp(sc->redis, "unix:", 5) != 0)) {
+    snprintf(err, errlen,
+             "state_backend = redis needs redis = inet:HOST:PORT or unix:PATH");
+    return NULL;
+  }
+  redis_state *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  s->fd = -1;
+  s->shm = sd_state_shm_create(c, sc, err, errlen);
+  s->target = strdup(sc->redis);
+  s->prefix = strdup(sc->redis_prefix ? sc->redis_prefix : "");
+  if (s->shm == NULL || !s->target || !s->prefix) {
+    if (s->shm)
+      sd_state_shm_free(s->shm);
+    else if (!err[0])
+      snprintf(err, errlen, "out of memory");
+    free(s->target);
+    free(s->prefix);
+    free(s);
+    return NULL;
+  }
+  s->rl = *c;
+  s->budget = sc->redis_timeout ? sc->redis_timeout : 50 * SL_MSEC;
+  s->lease_ms = (sc->lease_s ? sc->lease_s : 60) * 1000u;
+  s->base.ops = &redis_ops;
+  return &s->base;
+}
