@@ -25,12 +25,16 @@ shell=$$
   while kill -0 "$shell" 2>/dev/null; do
     now=$(date +%s)
     child=$(cat "$dir/pid" 2>/dev/null || echo 0)
-    set -- $(cut -d' ' -f16,17 "/proc/$shell/stat" 2>/dev/null || echo 0 0)
+    # a process may exit between the test and the read: an empty read
+    # counts 0 (under set -u an empty "set --" would end the sampler)
+    st=$(cut -d' ' -f16,17 "/proc/$shell/stat" 2>/dev/null)
+    set -- ${st:-0 0}
     done_t=$(($1 + $2))
     run_t=0
-    if [ "$child" != 0 ] && [ -r "/proc/$child/stat" ]; then
+    if [ "$child" != 0 ]; then
       # fields after the ")" of comm: utime is 14, stime 15 of the full line
-      set -- $(sed 's/^.*) //' "/proc/$child/stat" | cut -d' ' -f12,13)
+      st=$(sed 's/^.*) //' "/proc/$child/stat" 2>/dev/null | cut -d' ' -f12,13)
+      set -- ${st:-0 0}
       run_t=$(($1 + $2))
     fi
     echo "$now	$((now - t0))	$(echo "scale=2; ($done_t + $run_t) / $tck" | bc)" >>"$dir/cpu.tsv"

@@ -139,8 +139,12 @@ def analyse_run(run, seeds, runner, cov, src):
             done += 1
         replay(runner, batch, sets, failed)
         bh, bt, lh, lt, rh, rt = coverage(cov, src)
+        # past the last CPU sample the CPU time is unknown (-1), not the last
+        # value: a sampler that stopped must not flatten the CPU axis
         c = interp(cpu, t)
-        rows.append(dict(t_wall=t, t_cpu=c if c is not None else cpu[-1][1],
+        if c is None and t <= cpu[-1][0] + 31:
+            c = cpu[-1][1]  # within one sampling period of the last sample
+        rows.append(dict(t_wall=t, t_cpu=c if c is not None else -1,
                          units=done, branches=bh, branches_total=bt,
                          lines=lh, lines_total=lt, relay_branches=rh,
                          relay_branches_total=rt,
@@ -158,7 +162,7 @@ def plateau(rows, key, frac):
     final = rows[-1]["branches"]
     for r in rows:
         if r["branches"] >= frac * final:
-            return r[key]
+            return r[key] if r[key] >= 0 else None
     return None
 
 
@@ -170,6 +174,7 @@ def main():
     seeds = os.path.join(out, "seeds")
     runs = sorted(glob.glob(os.path.join(out, "run-*")))
     allrows, allsets = {}, {}
+    cpu_curves = {os.path.basename(r): cpu_curve(r) for r in runs}
     failed = {}
     for run in runs:
         rows, sets, fail = analyse_run(run, seeds, runner, cov, src)
@@ -221,7 +226,10 @@ def main():
             "plateau": {str(frac): {"t_wall": plateau(rows, "t_wall", frac),
                                     "t_cpu": plateau(rows, "t_cpu", frac)}
                         for frac in (0.95, 0.99)},
-            "last_gain": {"t_wall": last["t_wall"], "t_cpu": last["t_cpu"]},
+            "last_gain": {"t_wall": last["t_wall"],
+                          "t_cpu": last["t_cpu"] if last["t_cpu"] >= 0 else None},
+            "cpu_sampled_until": {"t_wall": cpu_curves[name][-1][0],
+                                  "t_cpu": cpu_curves[name][-1][1]},
             "states": {
                 "codes": sorted(allsets[name][0]),
                 "stage_states": sorted(relay_states.fmt_state(x) for x in allsets[name][2]),
@@ -251,11 +259,12 @@ def main():
         c = "C%d" % i
         axes[0].plot([r["t_wall"] / 60 for r in rows], [r["branches"] for r in rows],
                      marker=".", color=c, label=name)
-        axes[1].plot([r["t_cpu"] / 60 for r in rows], [r["branches"] for r in rows],
+        known = [r for r in rows if r["t_cpu"] >= 0]  # CPU time sampled
+        axes[1].plot([r["t_cpu"] / 60 for r in known], [r["branches"] for r in known],
                      marker=".", color=c, label=name)
-        axes[2].plot([r["t_cpu"] / 60 for r in rows], [r["stage_states"] for r in rows],
+        axes[2].plot([r["t_cpu"] / 60 for r in known], [r["stage_states"] for r in known],
                      marker=".", color=c, label=name + " (stage, code) states")
-        axes[2].plot([r["t_cpu"] / 60 for r in rows], [r["code_states"] for r in rows],
+        axes[2].plot([r["t_cpu"] / 60 for r in known], [r["code_states"] for r in known],
                      linestyle="--", color=c, label=name + " code states")
     total = first["branches_total"]
     axes[0].set(xlabel="wall minutes (2 cores shared by 8 engineers)",

@@ -26,10 +26,11 @@ def _rows(path):
 def _at(rows, axis, t):
     """The sample at or before t on an axis; None if the run did not get that
     far on it."""
-    if rows[-1][axis] < t - 1e-6:
+    known = [r for r in rows if r[axis] >= 0]  # t_cpu -1: not sampled
+    if not known or known[-1][axis] < t - 1e-6:
         return None
     best = None
-    for r in rows:
+    for r in known:
         if r[axis] <= t + 1e-6:
             best = r
     return best
@@ -45,7 +46,7 @@ def _spread(vals, fmt="%g"):
 
 
 def _mmss(s):
-    return "—" if s is None else "%d:%02d" % (int(s) // 60, int(s) % 60)
+    return "—" if s is None or s < 0 else "%d:%02d" % (int(s) // 60, int(s) % 60)
 
 
 def write(w, assets):
@@ -63,7 +64,9 @@ def write(w, assets):
     bt = int(first["branches_total"])
     rt = int(first["relay_branches_total"])
     end_wall = min(r[-1]["t_wall"] for r in runs.values())
-    cpu_end = [r[-1]["t_cpu"] for r in runs.values()]
+    cpu_end = [r[-1]["t_cpu"] if r[-1]["t_cpu"] >= 0 else None for r in runs.values()]
+    unsampled = [(n, S["runs"][n]["cpu_sampled_until"]) for n in names
+                 if runs[n][-1]["t_cpu"] < 0]
     execs = [S["runs"][n]["execs"] for n in names]
     w("**What ran.** libFuzzer on the relay target (`fuzz/fuzz_relay.c`: the whole relay "
       "driven through the test harness, the protocol oracle checking guarantees 1–10 after "
@@ -87,7 +90,14 @@ def write(w, assets):
       "reader with this machine would see) and against the CPU time the run had used "
       "(`/proc/PID/stat` sampled every 30 s, interpolated), which is the honest axis for "
       "comparing with published single-core figures." % (
-          _spread([c / 60 for c in cpu_end], "%.1f"), _spread(execs, "%d")))
+          _spread([c / 60 if c is not None else None for c in cpu_end], "%.1f"),
+          _spread(execs, "%d")))
+    for n, u in unsampled:
+        w(" The CPU sampler of %s stopped at %.0f wall minutes (%.1f CPU minutes): it read "
+          "`/proc/PID/stat` of a libFuzzer process that had just exited after a crash, and "
+          "the empty read ended it (fixed in `fuzz-run-one.sh` since); that run's CPU axis "
+          "ends there, its wall-time figures are complete." % (
+              n, u["t_wall"] / 60, u["t_cpu"] / 60))
     w("")
     w("**No 24 h arm.** The whole task, fuzzing included, had under two hours on shared "
       "cores; three 24 h runs would need three cores for a day. What was run is %d × 75 min "
@@ -165,7 +175,7 @@ def write(w, assets):
           ", ".join(str(c) for c in U["codes"])))
     w("**Beside ChatAFL's Exim figures** (NDSS 2024, 24 h, averages as published; ours: median of "
       "%d runs at the end of 75 wall minutes, i.e. %s CPU minutes):\n" % (
-          len(names), _spread([c / 60 for c in cpu_end], "%.1f")))
+          len(names), _spread([c / 60 if c is not None else None for c in cpu_end], "%.1f")))
     w("| | branches | states | transitions | time |")
     w("|---|---|---|---|---|")
     for k, (b, s_, t) in CHATAFL_EXIM.items():
