@@ -124,6 +124,8 @@ def write(w, assets):
                 continue
             at = [runs[n][-1] if axis == "end" else _at(runs[n], axis, t) for n in names]
             cells.append(_spread([f(x) if x is not None else None for x in at], fmt))
+            if all(x is not None for x in at) and any(f(x) is None for x in at):
+                cells[-1] += " (CPU not sampled for one run)"
         w("| %s | %s |" % (label, " | ".join(cells)))
 
     line("core branches hit (of %d)" % bt, lambda r: r["branches"], "%d")
@@ -136,7 +138,7 @@ def write(w, assets):
     line("(stage, code) transitions", lambda r: r["stage_transitions"], "%d")
     line("units found", lambda r: r["units"], "%d")
     line("wall minutes", lambda r: r["t_wall"] / 60, "%.1f")
-    line("CPU minutes", lambda r: r["t_cpu"] / 60, "%.1f")
+    line("CPU minutes", lambda r: r["t_cpu"] / 60 if r["t_cpu"] >= 0 else None, "%.1f")
     w("")
     w("\"not reached\": no run had used that much CPU by its end.\n")
     w("![core branches and relay states over wall and CPU time](REPORT.assets/fuzz-over-time.png)\n")
@@ -202,7 +204,9 @@ def write(w, assets):
     if os.path.exists(crashes):
         lines = [x.rstrip("\n") for x in open(crashes) if x.strip()]
         w("**Crashes** the runs found (`fuzz/tools/triage.sh` on the crash files, against the "
-          "same revision; count, first file, known or NEW, the oracle's message; every "
+          "same revision; count, first file, known or NEW against today's "
+          "`fuzz/findings/known-signatures.txt`, the oracle's message, grouped by its text, so "
+          "one bug can show as several lines; every "
           "reproducer is in `REPORT.assets/fuzz-crashes/` as `run-N-FILE`, replayed by "
           "`build-fuzzplain/fuzz/fuzz_relay_runner FILE`). They are core bugs for the core's "
           "owners (fuzz/findings/); the runs went on past them (restarts above):\n")
