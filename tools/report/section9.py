@@ -159,6 +159,16 @@ def write(w, assets):
             runs[n][-1]["branches"], "—" if late is None else "%d" % late,
             R["processes"], len(R["crash_exits"])))
     w("")
+    lates = []
+    for n in names:
+        b = _at(runs[n], "t_wall", runs[n][-1]["t_wall"] - 900)
+        if b:
+            lates.append(runs[n][-1]["branches"] - b["branches"])
+    if lates:
+        w("No run had stopped gaining by its end: in their last 15 wall minutes the runs "
+          "still added %s core branches, so the 95 %% and 99 %% times above are relative to a "
+          "final count that was still rising; where the plateau lies is beyond what was "
+          "run.\n" % _spread(lates, "%d"))
     U = S["union"]
     w("**States and transitions.** `fuzz/tools/relay-states.py` runs inputs through the relay "
       "harness with `FUZZ_RELAY_TRACE=2` (the harness prints what crossed the relay's "
@@ -217,3 +227,18 @@ def write(w, assets):
             w("```\n")
         else:
             w("none.\n")
+    now = os.path.join(assets, "fuzz-over-time-crashes-now.txt")
+    if os.path.exists(now):
+        lines = [x.rstrip("\n") for x in open(now) if x.strip()]
+        head = [x for x in lines if x.startswith("#")]
+        body = [x for x in lines if not x.startswith("#")]
+        fixed = sum(int(x.split("\t")[0]) for x in body if "\tpasses-now\t" in x)
+        total = sum(int(x.split("\t")[0]) for x in body)
+        w("The same reproducers against a later core (%s; made by hand with the same "
+          "`triage.sh` on a runner of that core): %d of %d pass now; what still fails:\n" % (
+              head[0].lstrip("# ") if head else "later", fixed, total))
+        w("```")
+        for x in body:
+            if "\tpasses-now\t" not in x:
+                w(x)
+        w("```\n")
