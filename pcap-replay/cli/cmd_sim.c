@@ -82,6 +82,7 @@ static int replay_one(simctx *X, const sp_script *s, int m, int p) {
 
 static int stream_one(void *ud, sp_script *s) {
   simctx *X = ud;
+  sp_simopts_label(X->o, s);
   for (int m = 0; m < X->o->npats; m++)
     for (int p = 0; p < X->o->npols; p++)
       if (replay_one(X, s, m, p))

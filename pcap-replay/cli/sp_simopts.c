@@ -169,8 +169,22 @@ void sp_simopts_fill_sweep(const sp_simopts *o, int p, sp_result *r) {
 
 /* --labels FILE: lines "SOURCE SESSION CLASS" or "SOURCE * CLASS" ('#'
  * comments); SOURCE is the capture's file name as in the records.  A
- * session line wins over a file line.  At most 16 distinct classes. */
-static int apply_labels(sp_simopts *o) {
+ * session line wins over a file line, a later line over an earlier one for
+ * the same key.  At most 16 distinct classes.  Read into a sorted table
+ * before any session, so --stream labels each session as it is read. */
+static int rule_cmp(const void *pa, const void *pb) {
+  const struct sp_label_rule *a = pa, *b = pb;
+  int c = strcmp(a->source, b->source);
+  if (c)
+    return c;
+  if (a->any != b->any)
+    return a->any - b->any;
+  if (a->session != b->session)
+    return a->session < b->session ? -1 : 1;
+  return a->line < b->line ? -1 : a->line > b->line;
+}
+
+static int read_labels(sp_simopts *o) {
   FILE *f = fopen(o->labels, "r");
   if (!f) {
     fprintf(stderr, "sluice-replay: %s: cannot open\n", o->labels);
@@ -178,6 +192,7 @@ static int apply_labels(sp_simopts *o) {
   }
   char line[1024];
   unsigned lineno = 0;
+  size_t cap = 0;
   int rc = 0;
   while (!rc && fgets(line, sizeof line, f)) {
     lineno++;
@@ -199,10 +214,10 @@ static int apply_labels(sp_simopts *o) {
       rc = -1;
       break;
     }
-    int known = 0;
-    for (int i = 0; i < o->nclasses; i++)
-      known |= !strcmp(o->classes[i], cls);
-    if (!known) {
+    int k = 0;
+    while (k < o->nclasses && strcmp(o->classes[k], cls))
+      k++;
+    if (k == o->nclasses) {
       if (o->nclasses >= 16) {
         fprintf(stderr, "sluice-replay: %s:%u: more than 16 classes\n",
                 o->labels, lineno);
@@ -211,22 +226,80 @@ static int apply_labels(sp_simopts *o) {
       }
       snprintf(o->classes[o->nclasses++], 24, "%.23s", cls);
     }
-    for (size_t i = 0; i < o->set.n; i++) {
-      sp_script *s = &o->set.v[i];
-      if (strcmp(s->source, src))
-        continue;
-      if (any ? !s->cls[0] || s->cls[23] == '*' : s->session == num) {
-        snprintf(s->cls, sizeof s->cls, "%.22s", cls);
-        /* remember that a file line set it, so a session line may override */
-        if (any)
-          s->cls[23] = '*';
-        else
-          s->cls[23] = '\0';
+    if (o->nlabel_rules == cap) {
+      size_t nc = cap ? cap * 2 : 64;
+      struct sp_label_rule *v = realloc(o->label_rules, nc * sizeof *v);
+      if (!v) {
+        rc = -1;
+        break;
       }
+      o->label_rules = v;
+      cap = nc;
     }
+    struct sp_label_rule *r = &o->label_rules[o->nlabel_rules];
+    if (!(r->source = strdup(src))) {
+      rc = -1;
+      break;
+    }
+    r->any = any;
+    r->session = any ? 0 : num;
+    r->cls = k;
+    r->line = lineno;
+    o->nlabel_rules++;
+  }
+  if (ferror(f) && !rc) {
+    fprintf(stderr, "sluice-replay: %s: read error\n", o->labels);
+    rc = -1;
   }
   fclose(f);
-  return rc;
+  if (rc)
+    return rc;
+  qsort(o->label_rules, o->nlabel_rules, sizeof *o->label_rules, rule_cmp);
+  /* one rule per key: the last line of each run of equal keys */
+  size_t w = 0;
+  for (size_t i = 0; i < o->nlabel_rules; i++) {
+    struct sp_label_rule *r = &o->label_rules[i];
+    if (w && !strcmp(o->label_rules[w - 1].source, r->source) &&
+        o->label_rules[w - 1].any == r->any &&
+        o->label_rules[w - 1].session == r->session) {
+      free(o->label_rules[w - 1].source);
+      o->label_rules[w - 1] = *r;
+    } else {
+      o->label_rules[w++] = *r;
+    }
+  }
+  o->nlabel_rules = w;
+  return 0;
+}
+
+static const struct sp_label_rule *
+find_rule(const sp_simopts *o, const char *source, int any, uint64_t session) {
+  if (any)
+    session = 0;
+  size_t lo = 0, hi = o->nlabel_rules;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    const struct sp_label_rule *r = &o->label_rules[mid];
+    int c = strcmp(source, r->source);
+    if (!c && any != r->any)
+      c = any - r->any;
+    if (!c && session != r->session)
+      c = session < r->session ? -1 : 1;
+    if (!c)
+      return r;
+    if (c < 0)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return NULL;
+}
+
+void sp_simopts_label(const sp_simopts *o, sp_script *s) {
+  const struct sp_label_rule *r = find_rule(o, s->source, 0, s->session);
+  if (!r)
+    r = find_rule(o, s->source, 1, 0);
+  snprintf(s->cls, sizeof s->cls, "%s", r ? o->classes[r->cls] : "");
 }
 
 static int add_pol(sp_simopts *o, const sp_policy *p) {
@@ -367,18 +440,13 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
     }
     o->cfg.dnsbl = &o->dnsbl;
   }
+  if (o->labels && read_labels(o))
+    return SP_EXIT_USAGE;
   for (int i = 0; i < nfiles && !o->stream; i++) {
     int rc = sp_simopts_load(o, files[i], i, nfiles);
     if (rc)
       return rc;
   }
-  if (o->labels && o->stream) {
-    fprintf(stderr,
-            "sluice-replay: --labels does not work with --stream yet\n");
-    return SP_EXIT_USAGE;
-  }
-  if (o->labels && apply_labels(o))
-    return SP_EXIT_USAGE;
   if (!o->nmodels)
     o->models[o->nmodels++] = "none";
   for (int i = 0; i < o->nmodels; i++) {
@@ -430,6 +498,9 @@ int sp_simopts_load(sp_simopts *o, const char *file, int i, int nfiles) {
     o->failed_files++;
   }
   size_t now = o->set.n + o->set.streamed;
+  /* --stream labels each session in its callback, before the replay */
+  for (size_t k = before; k < o->set.n; k++)
+    sp_simopts_label(o, &o->set.v[k]);
   if (o->progress)
     fprintf(stderr, "sluice-replay: [%d/%d] %s: %zu sessions%s (%zu in all)\n",
             i + 1, nfiles, file, now - before, rc ? ", damaged" : "", now);
@@ -443,6 +514,9 @@ void sp_simopts_free(sp_simopts *o) {
     sp_patience_free(&o->pats[i]);
   sp_dnsbl_free(&o->dnsbl);
   sp_script_set_free(&o->set);
+  for (size_t i = 0; i < o->nlabel_rules; i++)
+    free(o->label_rules[i].source);
+  free(o->label_rules);
 }
 
 void sp_simopts_describe(const sp_simopts *o, FILE *f, const char *prefix) {

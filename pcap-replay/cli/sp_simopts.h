@@ -50,6 +50,17 @@ typedef struct sp_simopts {
   /* distinct classes of the loaded sessions (--labels), for summaries */
   char classes[16][24];
   int nclasses;
+  /* --labels rules, read before any session so that --stream can label
+     each one as it is read; sorted by (source, file line last, session),
+     one rule per key (the last line wins) */
+  struct sp_label_rule {
+    char *source; /* the capture's file name as in the records */
+    int any;      /* "SOURCE * CLASS": every session of the file */
+    uint64_t session;
+    int cls; /* index into classes */
+    unsigned line;
+  } * label_rules;
+  size_t nlabel_rules;
   sp_patience pats[SP_MAX_MODELS];
   int npats;
   sp_dnsbl_table dnsbl;
@@ -65,6 +76,9 @@ void sp_simopts_free(sp_simopts *o);
 /* Loads one input file into o->set (progress, --keep-going); an SP_EXIT_*
  * code, with *failed set when --keep-going let a damaged file pass. */
 int sp_simopts_load(sp_simopts *o, const char *file, int i, int nfiles);
+/* Sets s->cls from the --labels rules: its session's line, else its
+ * file's "*" line, else "" (unknown). */
+void sp_simopts_label(const sp_simopts *o, sp_script *s);
 /* Copies policy p's swept settings into a result (for the records). */
 void sp_simopts_fill_sweep(const sp_simopts *o, int p, sp_result *r);
 /* "# ..." lines describing the client, patience and upstream model. */

@@ -91,6 +91,22 @@ grep -q "\[2/2\] .*tarpit-greet-2.pcap: 200 sessions" "$W/kg.err" || bad "progre
   --summary-csv "$W/ns.csv" $IN > "$W/ns.txt" || bad "non-stream exit"
 [ "$(tail -n +2 "$W/st.jsonl" | sort | md5sum)" = "$(tail -n +2 "$W/ns.jsonl" | sort | md5sum)" ] || bad "--stream records differ"
 cmp -s "$W/st.csv" "$W/ns.csv" || bad "--stream summary differs"
+# --stream with --labels: every session labelled as it is read, the same
+# records and per-class summary lines as without --stream (a session line
+# wins over its file's line in either order; of two lines for one key the
+# later wins)
+printf 'mixed-1000.pcap 7 mta\nmixed-1000.pcap * bot\nmixed-1000.pcap 9 bot\nmixed-1000.pcap 9 mta\ntarpit-greet-10.pcap * other\n' > "$W/slabels"
+"$R" sim -q --stream --labels "$W/slabels" --sweep greet_delay=0,21 --patience ops90 \
+  --jsonl "$W/sl.jsonl" --summary-csv "$W/sl.csv" $IN || bad "stream labels exit"
+"$R" sim -q --labels "$W/slabels" --sweep greet_delay=0,21 --patience ops90 \
+  --jsonl "$W/nl.jsonl" --summary-csv "$W/nl.csv" $IN || bad "non-stream labels exit"
+[ "$(tail -n +2 "$W/sl.jsonl" | sort | md5sum)" = "$(tail -n +2 "$W/nl.jsonl" | sort | md5sum)" ] || bad "--stream --labels records differ"
+cmp -s "$W/sl.csv" "$W/nl.csv" || bad "--stream --labels summary differs"
+grep -q '"source":"mixed-1000.pcap","session":7,.*"class":"mta"' "$W/sl.jsonl" || bad "--stream --labels: session 7 not mta"
+grep -q '"source":"mixed-1000.pcap","session":9,.*"class":"mta"' "$W/sl.jsonl" || bad "--stream --labels: the later line for session 9 did not win"
+[ "$(grep -c '"class":"mta"' "$W/sl.jsonl")" -eq 4 ] || bad "--stream --labels: 2 mta sessions x 2 policies expected"
+[ "$(grep -c '"class":"other"' "$W/sl.jsonl")" -eq 400 ] || bad "--stream --labels: 200 other sessions x 2 policies expected"
+grep -q ',ops90,bot,998,' "$W/sl.csv" || bad "--stream --labels: no bot summary line of 998: $(cat "$W/sl.csv")"
 "$R" sim --stream --patience empirical "$G" > /dev/null 2>&1
 [ $? -eq 2 ] || bad "--stream with the empirical model: exit status not 2"
 [ $fail -eq 0 ] && echo "sim_cli: all passed"
