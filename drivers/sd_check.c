@@ -419,8 +419,7 @@ static int policy_request(sd_check *k, const sd_check_facts *f) {
   char addr[SL_ADDR_STRLEN], helo[256], count[16];
   if (sl_addr_format(f->client, addr, sizeof addr) < 0)
     snprintf(addr, sizeof addr, "unknown");
-  snprintf(helo, sizeof helo, "%.*s", (int)q->check.helo_len,
-           q->check.helo);
+  snprintf(helo, sizeof helo, "%.*s", (int)q->check.helo_len, q->check.helo);
   snprintf(count, sizeof count, "%u", (unsigned)q->check.rcpt_count);
   const char *name =
       f->client_name && f->client_name[0] != '[' ? f->client_name : "unknown";
@@ -483,10 +482,10 @@ int sd_check_start(sd_loop *loop, sd_state *st, sd_dns *dns,
   if (cfg->greylist &&
       (sl_grey_client(f->client, NULL, k->client_key, sizeof k->client_key) <
            0 ||
-       sl_grey_sender((const uint8_t *)q->check.sender,
-                      strlen(q->check.sender), sender, sizeof sender) < 0 ||
-       sl_grey_rcpt((const uint8_t *)q->check.rcpt, strlen(q->check.rcpt),
-                    rcpt, sizeof rcpt) < 0 ||
+       sl_grey_sender((const uint8_t *)q->check.sender, strlen(q->check.sender),
+                      sender, sizeof sender) < 0 ||
+       sl_grey_rcpt((const uint8_t *)q->check.rcpt, strlen(q->check.rcpt), rcpt,
+                    sizeof rcpt) < 0 ||
        sl_grey_triplet(k->client_key, sender, rcpt, k->triplet,
                        sizeof k->triplet) < 0))
     k->allowlisted = 1; /* no key fits: nothing to greylist by */

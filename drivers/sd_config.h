@@ -27,15 +27,17 @@ typedef sl_cidr sd_cidr;
 typedef sl_sni_cfg sd_sni_cfg;
 typedef sl_config sd_config;
 
-enum { SD_BALANCE_RR = SL_BALANCE_RR, SD_BALANCE_LEASTCONN = SL_BALANCE_LEASTCONN };
+enum {
+  SD_BALANCE_RR = SL_BALANCE_RR,
+  SD_BALANCE_LEASTCONN = SL_BALANCE_LEASTCONN
+};
 
 /* Parses a file, finishes it for the daemon (sl_config_finish with
  * SL_CONFIG_DAEMON), resolves upstream host names and checks what would
  * make the start fail (a listener that is an upstream, unreadable
  * certificates, a missing log directory).  0, or -1 with
  * "file:line: key: message" in err. */
-int sd_config_load(const char *path, sd_config **out, char *err,
-                   size_t errlen);
+int sd_config_load(const char *path, sd_config **out, char *err, size_t errlen);
 /* Same from a string; name is used in messages. */
 int sd_config_parse(const char *text, size_t len, const char *name,
                     sd_config **out, char *err, size_t errlen);

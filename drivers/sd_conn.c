@@ -29,8 +29,9 @@
 #include "sluice/filter.h"
 #include "sluice/proxy.h"
 
-#define RUN_ROUNDS 64 /* bounded work per wake-up; level-triggered epoll
-                         brings us back for the rest */
+#define RUN_ROUNDS                                                             \
+  64 /* bounded work per wake-up; level-triggered epoll                        \
+        brings us back for the rest */
 
 typedef struct sd_dnsq {
   struct sd_dnsq *next;
@@ -56,9 +57,10 @@ typedef struct sd_uleg {
   uint32_t uev; /* epoll mask registered (valid while ureg) */
   uint32_t u_hs_id, u_conn_id;
   uint8_t ureg;
-  uint8_t u_hs;               /* handshake in progress */
+  uint8_t u_hs; /* handshake in progress */
   uint8_t u_connecting;
-  uint8_t u_implicit_pending; /* implicit TLS upstream: connect then handshake */
+  uint8_t
+      u_implicit_pending; /* implicit TLS upstream: connect then handshake */
   uint8_t u_rblk, u_wblk, u_tlswant, u_eof, u_hup, u_broken;
   uint8_t last; /* 1 + index of the last server picked, 0: none (log line) */
   /* upstream_wait: refused connects retried with back-off while every
@@ -113,8 +115,8 @@ typedef struct sd_xtra {
   uint8_t name_state; /* 0 no lookup, 1 looking up, 2 done */
   uint8_t connect_held;
   uint32_t held_id;
-  char *upreply;                /* the upstream's reply when it failed */
-  char *pregreet;               /* the first bytes sent before the greeting, escaped */
+  char *upreply;  /* the upstream's reply when it failed */
+  char *pregreet; /* the first bytes sent before the greeting, escaped */
   /* Each 4xx/5xx reply the client was sent: what it answered and its code
      from the relay (SL_EV_REFUSAL), and the final line as written to the
      client (its text, malloc'ed).  Both come in the order the client reads
@@ -127,8 +129,8 @@ typedef struct sd_xtra {
   char *reftext[SD_REFUSALS_N];
   char refline[SD_REPLY_MAX]; /* the line being sent */
   uint8_t reflen;
-  char *msgtext[SD_MSGS_MAX];   /* each message's final reply line */
-  sd_check *check;              /* the RCPT check out (sd_check.h), or NULL */
+  char *msgtext[SD_MSGS_MAX]; /* each message's final reply line */
+  sd_check *check;            /* the RCPT check out (sd_check.h), or NULL */
   uint32_t check_id;
 } sd_xtra;
 
@@ -142,19 +144,22 @@ struct sd_conn {
   sd_xtra *x; /* NULL until needed */
   int cfd;
   uint32_t c_hs_id;
-  uint16_t listener;  /* index into g->cfg->listen */
-  uint8_t cev;        /* epoll mask registered (EPOLLIN|EPOLLOUT fit); CEV_OFF */
-  uint8_t c_tlswant;  /* sd_tls_want() after -2 */
+  uint16_t listener; /* index into g->cfg->listen */
+  uint8_t cev;       /* epoll mask registered (EPOLLIN|EPOLLOUT fit); CEV_OFF */
+  uint8_t c_tlswant; /* sd_tls_want() after -2 */
   unsigned c_hs : 1, c_hs_implicit : 1; /* handshake; implicit TLS on accept */
-  unsigned c_rblk : 1, c_wblk : 1;       /* last I/O would block */
+  unsigned c_rblk : 1, c_wblk : 1;      /* last I/O would block */
   unsigned c_eof : 1, c_hup : 1, c_broken : 1;
-  unsigned in_run : 1, logged : 1, admitted : 2, expect_proxy : 1, listener_tls : 1;
-  unsigned counted : 1; /* live in the admission table: release once at the end */
+  unsigned in_run : 1, logged : 1, admitted : 2, expect_proxy : 1,
+      listener_tls : 1;
+  unsigned
+      counted : 1; /* live in the admission table: release once at the end */
   unsigned pass_old : 1; /* passed screening before: not screened again */
-  unsigned dead : 1; /* freed at the end of the loop iteration */
-  unsigned out_mid : 1, out_cap : 1; /* client output: inside a line; in a 4xx/5xx line */
+  unsigned dead : 1;     /* freed at the end of the loop iteration */
+  unsigned out_mid : 1,
+      out_cap : 1;        /* client output: inside a line; in a 4xx/5xx line */
   sd_state_ticket ticket; /* the admission counts this session is in */
-  char *helo;           /* the client's HELO/EHLO argument (malloc'ed) */
+  char *helo;             /* the client's HELO/EHLO argument (malloc'ed) */
   /* Content filters (sd_filter.c): made at the first filtered MAIL.  In
      spool mode the changed message goes upstream from inj[] before the
      relay is told the verdict (and so writes the terminator). */
@@ -173,7 +178,8 @@ struct sd_conn {
 /* A session's sd_conns embeds the host of the session's generation
    (sd_conn.h), which spares struct sd_conn a pointer of its own. */
 static sd_conns *conns_of(const sd_conn *c) {
-  return (sd_conns *)(void *)((char *)c->g->host - offsetof(sd_conns, gen_host));
+  return (sd_conns *)(void *)((char *)c->g->host -
+                              offsetof(sd_conns, gen_host));
 }
 #define CS(c) conns_of(c)
 
@@ -194,7 +200,8 @@ static sd_sid sid_of(sd_conn *c) {
   sd_sid v;
   /* Derived, not stored (a held session's bytes count): the worker's
      random seed, the session's start (ns) and its block's address. */
-  uint64_t id = fmix(CS(c)->seed ^ fmix(sl_relay_stats(RELAY(c))->start ^ (uintptr_t)c));
+  uint64_t id =
+      fmix(CS(c)->seed ^ fmix(sl_relay_stats(RELAY(c))->start ^ (uintptr_t)c));
   snprintf(v.s, sizeof v.s, "%016" PRIx64, id);
   return v;
 }
@@ -211,7 +218,8 @@ static uint64_t fmix(uint64_t h) {
 }
 
 static sd_xtra *xtra(sd_conn *c) {
-  if (c->x == NULL) c->x = calloc(1, sizeof *c->x);
+  if (c->x == NULL)
+    c->x = calloc(1, sizeof *c->x);
   return c->x; /* NULL: out of memory; the detail is left out of the log */
 }
 
@@ -228,8 +236,10 @@ static void to_sl_addr(const struct sockaddr *sa, sl_addr *a) {
     a->port = ntohs(in->sin_port);
     memcpy(a->bytes, &in->sin_addr, 4);
   } else if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    const struct sockaddr_in6 *in6 =
+        (const struct sockaddr_in6 *)(const void *)sa;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0,    0,
+                                       0, 0, 0, 0, 0xff, 0xff};
     a->port = ntohs(in6->sin6_port);
     if (memcmp(&in6->sin6_addr, mapped, 12) == 0) {
       /* A dual-stack socket's IPv4 peer: treat as IPv4 everywhere (logs,
@@ -252,8 +262,10 @@ static void strappend(char *dst, size_t cap, const char *s) {
   /* Appends ",s" (or "s") when it fits whole; a log field is never cut
      in the middle of an item. */
   size_t n = strlen(dst), m = strlen(s) + (n ? 1 : 0);
-  if (n + m + 1 > cap) return;
-  if (n) dst[n++] = ',';
+  if (n + m + 1 > cap)
+    return;
+  if (n)
+    dst[n++] = ',';
   memcpy(dst + n, s, strlen(s) + 1);
 }
 
@@ -263,7 +275,8 @@ void sd_refuse(sd_conns *s, const sd_gen *g, int fd, int tls, const char *why) {
   if (!tls) {
     char line[300];
     const char *host = g ? g->cfg->policy.hostname : "localhost";
-    int n = snprintf(line, sizeof line, "421 4.7.0 %s %s, try again later\r\n", host, why);
+    int n = snprintf(line, sizeof line, "421 4.7.0 %s %s, try again later\r\n",
+                     host, why);
     /* A fresh socket's send buffer takes one short line; if not, the client
        sees the close, which also means "try later". */
     ssize_t wr = send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -279,7 +292,8 @@ static void close_upstream(sd_conn *c) {
      its end a 451 and will not take the verdict) */
   c->injecting = 0;
   c->inj_len = c->inj_off = 0;
-  if (c->u == &no_uleg) return;
+  if (c->u == &no_uleg)
+    return;
   /* A pending upstream_wait retry belongs to the leg being closed (the
      relay may have given up on the attempt: its timeout, the client gone). */
   sd_timer_stop(CS(c)->loop, &c->u->retry);
@@ -288,7 +302,8 @@ static void close_upstream(sd_conn *c) {
     c->u->utls = NULL;
   }
   if (c->u->ufd >= 0) {
-    if (c->u->ureg) sd_loop_del(CS(c)->loop, c->u->ufd);
+    if (c->u->ureg)
+      sd_loop_del(CS(c)->loop, c->u->ufd);
     close(c->u->ufd);
     c->u->ufd = -1;
   }
@@ -304,7 +319,8 @@ static void close_upstream(sd_conn *c) {
 }
 
 static void close_client(sd_conn *c) {
-  if (c->cfd < 0) return;
+  if (c->cfd < 0)
+    return;
   if (c->ctls) {
     /* sends close_notify when the session is healthy */
     sd_tls_conn_free(c->ctls);
@@ -329,7 +345,8 @@ static void connect_upstream(sd_conn *c, uint32_t id);
 static void retry_timer(sd_timer *t) {
   sd_uleg *u = (sd_uleg *)(void *)((char *)t - offsetof(sd_uleg, retry));
   sd_conn *c = u->c;
-  if (c->dead) return;
+  if (c->dead)
+    return;
   u->tried = u->identity_refused; /* a new round over every server */
   u->retries++;
   connect_upstream(c, u->u_conn_id);
@@ -344,15 +361,18 @@ static int wait_for_upstream(sd_conn *c) {
   const sd_config *cfg = c->g->cfg;
   sd_uleg *u = c->u;
   uint64_t now = now_of(c);
-  if (cfg->upstream_wait == 0 || u == &no_uleg) return 0;
+  if (cfg->upstream_wait == 0 || u == &no_uleg)
+    return 0;
   for (uint32_t i = 0; i < c->g->ups->n && i < 64; i++)
-    if (!(u->tried & (1ull << i))) return 0; /* another server is left: fail over */
+    if (!(u->tried & (1ull << i)))
+      return 0; /* another server is left: fail over */
   if (u->wait_until == 0) {
     u->wait_until = now + cfg->upstream_wait;
     u->backoff_ms = 50;
   }
   uint64_t at = now + (uint64_t)u->backoff_ms * SL_MSEC;
-  if (at >= u->wait_until) return 0;
+  if (at >= u->wait_until)
+    return 0;
   u->backoff_ms = u->backoff_ms >= 500 ? 1000 : u->backoff_ms * 2;
   sd_timer_set(CS(c)->loop, &u->retry, at);
   return 1;
@@ -361,26 +381,32 @@ static int wait_for_upstream(sd_conn *c) {
 /* may_wait: a TCP connect failure (refused, unreachable), which
    upstream_wait may ride out; TLS and later failures never wait. */
 static void upstream_failed_how(sd_conn *c, const char *why, int may_wait) {
-  if (c->u != &no_uleg) c->u->why = why;
+  if (c->u != &no_uleg)
+    c->u->why = why;
   if (c->u->server) {
     sd_upstream_report(c->u->server, 0, now_of(c));
     if (c->u->server->index < SD_MAX_SERVERS)
-      __atomic_fetch_add(&sd_m->srv_connect_fail[c->u->server->index], 1, __ATOMIC_RELAXED);
+      __atomic_fetch_add(&sd_m->srv_connect_fail[c->u->server->index], 1,
+                         __ATOMIC_RELAXED);
     sd_log(SD_LOG_DEBUG, "upstream %s: %s", c->u->server->cfg->text, why);
   }
   uint32_t id = c->u->u_conn_id;
   close_upstream(c);
-  if (may_wait && wait_for_upstream(c)) return;
+  if (may_wait && wait_for_upstream(c))
+    return;
   complete(c, id, SL_STATUS_FAILED);
 }
 
-static void upstream_failed(sd_conn *c, const char *why) { upstream_failed_how(c, why, 0); }
+static void upstream_failed(sd_conn *c, const char *why) {
+  upstream_failed_how(c, why, 0);
+}
 
 static void upstream_ready(sd_conn *c) {
   if (c->u->server) {
     sd_upstream_report(c->u->server, 1, now_of(c));
     if (c->u->server->index < SD_MAX_SERVERS) {
-      __atomic_fetch_add(&sd_m->srv_connect_ok[c->u->server->index], 1, __ATOMIC_RELAXED);
+      __atomic_fetch_add(&sd_m->srv_connect_ok[c->u->server->index], 1,
+                         __ATOMIC_RELAXED);
     }
   }
   complete(c, c->u->u_conn_id, SL_STATUS_OK);
@@ -389,11 +415,15 @@ static void upstream_ready(sd_conn *c) {
 static void start_upstream_tls(sd_conn *c, uint32_t id, int implicit) {
   const sd_config *cfg = c->g->cfg;
   const char *name = cfg->upstream_tls_name;
-  c->u->utls = c->g->tls_client ? sd_tls_conn_new(c->g->tls_client, c->u->ufd, 0, name) : NULL;
+  c->u->utls = c->g->tls_client
+                   ? sd_tls_conn_new(c->g->tls_client, c->u->ufd, 0, name)
+                   : NULL;
   if (c->u->utls == NULL) {
     sd_count(SD_C_TLS_UP_FAIL, 1);
-    if (implicit) upstream_failed(c, "no TLS context");
-    else complete(c, id, SL_STATUS_FAILED);
+    if (implicit)
+      upstream_failed(c, "no TLS context");
+    else
+      complete(c, id, SL_STATUS_FAILED);
     return;
   }
   c->u->u_hs = 1;
@@ -442,7 +472,8 @@ static void connect_upstream(sd_conn *c, uint32_t id) {
   c->u->server = s;
   sd_upstream_acquire(s);
   c->u->last = (uint8_t)(s->index + 1);
-  int fd = socket(s->cfg->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(s->cfg->addr.ss.ss_family,
+                  SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     sd_log(SD_LOG_WARN, "upstream socket: %s", strerror(errno));
     upstream_failed(c, "socket");
@@ -450,7 +481,8 @@ static void connect_upstream(sd_conn *c, uint32_t id) {
   }
   c->u->ufd = fd;
   set_nodelay(fd);
-  if (connect(fd, (const struct sockaddr *)&s->cfg->addr.ss, s->cfg->addr.len) == 0) {
+  if (connect(fd, (const struct sockaddr *)&s->cfg->addr.ss,
+              s->cfg->addr.len) == 0) {
     c->u->u_connecting = 0;
   } else if (errno == EINPROGRESS) {
     c->u->u_connecting = 1;
@@ -459,23 +491,28 @@ static void connect_upstream(sd_conn *c, uint32_t id) {
     upstream_failed_how(c, strerror(errno), 1);
     return;
   }
-  if (sd_loop_add(CS(c)->loop, fd, c->u->u_connecting ? EPOLLOUT : EPOLLIN, &c->u->uh) != 0) {
+  if (sd_loop_add(CS(c)->loop, fd, c->u->u_connecting ? EPOLLOUT : EPOLLIN,
+                  &c->u->uh) != 0) {
     upstream_failed(c, "epoll");
     return;
   }
   c->u->ureg = 1;
   c->u->uev = c->u->u_connecting ? EPOLLOUT : EPOLLIN;
   if (!c->u->u_connecting) {
-    if (c->g->cfg->policy.upstream_tls == SL_UPTLS_IMPLICIT) start_upstream_tls(c, id, 1);
-    else upstream_ready(c);
+    if (c->g->cfg->policy.upstream_tls == SL_UPTLS_IMPLICIT)
+      start_upstream_tls(c, id, 1);
+    else
+      upstream_ready(c);
   }
 }
 
 static int finish_connect(sd_conn *c) {
   int err = 0;
   socklen_t el = sizeof err;
-  if (getsockopt(c->u->ufd, SOL_SOCKET, SO_ERROR, &err, &el) != 0) err = errno;
-  if (err == 0 && c->u->u_hup) err = ECONNREFUSED;
+  if (getsockopt(c->u->ufd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+    err = errno;
+  if (err == 0 && c->u->u_hup)
+    err = ECONNREFUSED;
   c->u->u_connecting = 0;
   c->u->u_wblk = 0;
   if (err != 0) {
@@ -507,13 +544,16 @@ static int step_client_hs(sd_conn *c) {
       x->tls_version = sd_tls_version(c->ctls);
       x->tls_cipher = sd_tls_cipher(c->ctls);
     }
-    if (!c->c_hs_implicit) complete(c, c->c_hs_id, SL_STATUS_OK);
+    if (!c->c_hs_implicit)
+      complete(c, c->c_hs_id, SL_STATUS_OK);
   } else {
     sd_count(SD_C_TLS_CLIENT_FAIL, 1);
-    sd_log(SD_LOG_DEBUG, "client TLS handshake failed: %s", sd_tls_error(c->ctls));
+    sd_log(SD_LOG_DEBUG, "client TLS handshake failed: %s",
+           sd_tls_error(c->ctls));
     /* Nothing more can be said to this client in either protocol. */
     c->c_broken = 1;
-    if (!c->c_hs_implicit) complete(c, c->c_hs_id, SL_STATUS_FAILED);
+    if (!c->c_hs_implicit)
+      complete(c, c->c_hs_id, SL_STATUS_FAILED);
     if (!c->c_eof) {
       c->c_eof = 1;
       sl_relay_abort(RELAY(c), now_of(c));
@@ -537,12 +577,14 @@ static int step_upstream_hs(sd_conn *c) {
   c->u->u_implicit_pending = 0;
   if (rc == 1) {
     sd_count(SD_C_TLS_UP_OK, 1);
-    if (implicit) upstream_ready(c);
-    else complete(c, c->u->u_hs_id, SL_STATUS_OK);
+    if (implicit)
+      upstream_ready(c);
+    else
+      complete(c, c->u->u_hs_id, SL_STATUS_OK);
   } else {
     sd_count(SD_C_TLS_UP_FAIL, 1);
-    sd_log(SD_LOG_INFO, "upstream %s TLS handshake failed: %s", server_name(c, c->u->last),
-           sd_tls_error(c->u->utls));
+    sd_log(SD_LOG_INFO, "upstream %s TLS handshake failed: %s",
+           server_name(c, c->u->last), sd_tls_error(c->u->utls));
     if (implicit) {
       upstream_failed(c, "TLS handshake");
     } else {
@@ -561,10 +603,18 @@ static void dns_done(void *arg, int status, const uint32_t *a, size_t n) {
   sd_dnsq *q = arg;
   sd_conn *c = q->c;
   switch (status) {
-  case SD_DNS_OK: sd_count(SD_C_DNS_LISTED, 1); break;
-  case SD_DNS_NOTFOUND: sd_count(SD_C_DNS_NOTLISTED, 1); break;
-  case SD_DNS_TIMEOUT: sd_count(SD_C_DNS_TIMEOUT, 1); break;
-  default: sd_count(SD_C_DNS_ERROR, 1); break;
+  case SD_DNS_OK:
+    sd_count(SD_C_DNS_LISTED, 1);
+    break;
+  case SD_DNS_NOTFOUND:
+    sd_count(SD_C_DNS_NOTLISTED, 1);
+    break;
+  case SD_DNS_TIMEOUT:
+    sd_count(SD_C_DNS_TIMEOUT, 1);
+    break;
+  default:
+    sd_count(SD_C_DNS_ERROR, 1);
+    break;
   }
   if (c != NULL) {
     /* unlink q */
@@ -592,7 +642,8 @@ static void dns_done(void *arg, int status, const uint32_t *a, size_t n) {
     }
     if (status != SD_DNS_CANCELLED) {
       sl_relay_complete(RELAY(c), &comp, now_of(c));
-      if (!c->in_run) conn_run(c);
+      if (!c->in_run)
+        conn_run(c);
     }
   }
   free(q);
@@ -602,7 +653,8 @@ static void dnsbl_lookup(sd_conn *c, uint32_t id, uint32_t zone) {
   const sl_policy *p = &c->g->cfg->policy;
   char name[300];
   if (c->g->dns == NULL || zone >= p->ndnsbl ||
-      sl_addr_dnsbl_name(sl_relay_client_addr(RELAY(c)), p->dnsbl[zone].zone, name, sizeof name) < 0) {
+      sl_addr_dnsbl_name(sl_relay_client_addr(RELAY(c)), p->dnsbl[zone].zone,
+                         name, sizeof name) < 0) {
     complete(c, id, SL_STATUS_FAILED);
     return;
   }
@@ -624,9 +676,11 @@ static void dnsbl_lookup(sd_conn *c, uint32_t id, uint32_t zone) {
   c->x->dnsq = q;
 }
 
-/* ---- RCPT checks: policy service, greylisting (sd_check.h) ---------------- */
+/* ---- RCPT checks: policy service, greylisting (sd_check.h) ----------------
+ */
 
-static void check_complete(sd_conn *c, uint32_t id, uint16_t code, const char *text) {
+static void check_complete(sd_conn *c, uint32_t id, uint16_t code,
+                           const char *text) {
   sl_completion comp;
   memset(&comp, 0, sizeof comp);
   comp.id = id;
@@ -640,7 +694,8 @@ static void check_done(void *ctx, uint16_t code, const char *text) {
   sd_conn *c = ctx;
   c->x->check = NULL;
   check_complete(c, c->x->check_id, code, text);
-  if (!c->in_run) conn_run(c);
+  if (!c->in_run)
+    conn_run(c);
 }
 
 static void rcpt_check(sd_conn *c, const sl_request *q) {
@@ -654,8 +709,8 @@ static void rcpt_check(sd_conn *c, const sl_request *q) {
   uint16_t code;
   char text[SL_CHECK_TEXT_MAX];
   sd_check *k;
-  if (sd_check_start(CS(c)->loop, CS(c)->state, c->g->dns, c->g->cfg, &f, check_done, c, &code,
-                     text, &k) == SD_STATE_DONE) {
+  if (sd_check_start(CS(c)->loop, CS(c)->state, c->g->dns, c->g->cfg, &f,
+                     check_done, c, &code, text, &k) == SD_STATE_DONE) {
     check_complete(c, q->id, code, text);
     return;
   }
@@ -663,23 +718,28 @@ static void rcpt_check(sd_conn *c, const sl_request *q) {
   x->check_id = q->id;
 }
 
-/* ---- the client's name (XCLIENT NAME=) ------------------------------------ */
+/* ---- the client's name (XCLIENT NAME=) ------------------------------------
+ */
 
 /* Postfix's rule for a usable name: letters, digits, hyphens and dots,
    labels of 1 to 63, at most 255 in all, and not an address in disguise. */
 static int valid_hostname(const char *n) {
   size_t len = strlen(n), label = 0;
   int alpha = 0;
-  if (len == 0 || len > 255) return 0;
+  if (len == 0 || len > 255)
+    return 0;
   for (size_t i = 0; i < len; i++) {
     char ch = n[i];
     if (ch == '.') {
-      if (label == 0 && i + 1 < len) return 0;
+      if (label == 0 && i + 1 < len)
+        return 0;
       label = 0;
-    } else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-' ||
-               (ch >= '0' && ch <= '9')) {
-      if (++label > 63) return 0;
-      if (!(ch >= '0' && ch <= '9')) alpha = 1;
+    } else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+               ch == '-' || (ch >= '0' && ch <= '9')) {
+      if (++label > 63)
+        return 0;
+      if (!(ch >= '0' && ch <= '9'))
+        alpha = 1;
     } else {
       return 0;
     }
@@ -696,7 +756,8 @@ static void name_finish(sd_conn *c, const char *name) {
     x->connect_held = 0;
     connect_upstream(c, x->held_id);
   }
-  if (!c->in_run) conn_run(c);
+  if (!c->in_run)
+    conn_run(c);
 }
 
 /* A query of this session's name lookup ended: unlinks q, returns its
@@ -721,7 +782,8 @@ static const char *name_failure(int status) {
 
 static void fwd_a_done(void *arg, int status, const uint32_t *a, size_t n) {
   sd_conn *c = name_query_done(arg, status);
-  if (c == NULL) return;
+  if (c == NULL)
+    return;
   const sl_addr *ca = sl_relay_client_addr(RELAY(c));
   uint32_t want = (uint32_t)ca->bytes[0] << 24 | (uint32_t)ca->bytes[1] << 16 |
                   (uint32_t)ca->bytes[2] << 8 | ca->bytes[3];
@@ -737,9 +799,11 @@ static void fwd_a_done(void *arg, int status, const uint32_t *a, size_t n) {
   name_finish(c, "[UNAVAILABLE]"); /* the name does not lead back: forged */
 }
 
-static void fwd_aaaa_done(void *arg, int status, const uint8_t (*a)[16], size_t n) {
+static void fwd_aaaa_done(void *arg, int status, const uint8_t (*a)[16],
+                          size_t n) {
   sd_conn *c = name_query_done(arg, status);
-  if (c == NULL) return;
+  if (c == NULL)
+    return;
   const sl_addr *ca = sl_relay_client_addr(RELAY(c));
   if (status != SD_DNS_OK) {
     name_finish(c, name_failure(status));
@@ -755,7 +819,8 @@ static void fwd_aaaa_done(void *arg, int status, const uint8_t (*a)[16], size_t 
 
 static sd_dnsq *name_query(sd_conn *c) {
   sd_dnsq *q = calloc(1, sizeof *q);
-  if (q == NULL) return NULL;
+  if (q == NULL)
+    return NULL;
   q->c = c;
   q->zone = UINT32_MAX; /* not a DNSBL zone */
   q->next = c->x->dnsq;
@@ -770,7 +835,8 @@ static void name_unlink(sd_conn *c, sd_dnsq *q) {
 
 static void ptr_done(void *arg, int status, const char *name) {
   sd_conn *c = name_query_done(arg, status);
-  if (c == NULL) return;
+  if (c == NULL)
+    return;
   if (status != SD_DNS_OK) {
     name_finish(c, name_failure(status));
     return;
@@ -778,7 +844,8 @@ static void ptr_done(void *arg, int status, const char *name) {
   char n[256];
   snprintf(n, sizeof n, "%s", name);
   size_t len = strlen(n);
-  if (len && n[len - 1] == '.') n[len - 1] = 0;
+  if (len && n[len - 1] == '.')
+    n[len - 1] = 0;
   if (!valid_hostname(n) || (c->x->ptr_name = strdup(n)) == NULL) {
     name_finish(c, "[UNAVAILABLE]");
     return;
@@ -786,10 +853,13 @@ static void ptr_done(void *arg, int status, const char *name) {
   const sl_addr *ca = sl_relay_client_addr(RELAY(c));
   sd_dnsq *q = name_query(c);
   int rc = -1;
-  if (q && ca->family == SL_AF_INET) rc = sd_dns_query_a(c->g->dns, n, fwd_a_done, q);
-  else if (q) rc = sd_dns_query_aaaa(c->g->dns, n, fwd_aaaa_done, q);
+  if (q && ca->family == SL_AF_INET)
+    rc = sd_dns_query_a(c->g->dns, n, fwd_a_done, q);
+  else if (q)
+    rc = sd_dns_query_aaaa(c->g->dns, n, fwd_aaaa_done, q);
   if (rc != 0) {
-    if (q) name_unlink(c, q);
+    if (q)
+      name_unlink(c, q);
     name_finish(c, "[TEMPUNAVAIL]");
   }
 }
@@ -804,11 +874,13 @@ static void name_lookup_start(sd_conn *c, const sl_addr *a) {
       c->g->dns == NULL || a->family == SL_AF_UNSPEC || xtra(c) == NULL)
     return;
   char rev[128];
-  if (sl_addr_dnsbl_name(a, a->family == SL_AF_INET ? "in-addr.arpa" : "ip6.arpa", rev,
-                         sizeof rev) < 0)
+  if (sl_addr_dnsbl_name(a,
+                         a->family == SL_AF_INET ? "in-addr.arpa" : "ip6.arpa",
+                         rev, sizeof rev) < 0)
     return;
   sd_dnsq *q = name_query(c);
-  if (q == NULL) return;
+  if (q == NULL)
+    return;
   if (sd_dns_query_ptr(c->g->dns, rev, ptr_done, q) != 0) {
     name_unlink(c, q);
     return;
@@ -826,7 +898,8 @@ static void refusals_field(const sd_xtra *x, char *out, size_t cap) {
   out[0] = 0;
   for (unsigned i = 0; i < x->nrefs; i++) {
     const char *text = i < x->nreftext ? x->reftext[i] : NULL;
-    if (text && (unsigned)atoi(text) != x->refs[i].code) text = NULL;
+    if (text && (unsigned)atoi(text) != x->refs[i].code)
+      text = NULL;
     char item[SD_REPLY_MAX + 32];
     if (text)
       snprintf(item, sizeof item, "%s%s %s", n ? "; " : "",
@@ -835,22 +908,27 @@ static void refusals_field(const sd_xtra *x, char *out, size_t cap) {
       snprintf(item, sizeof item, "%s%s %u", n ? "; " : "",
                sl_command_name(x->refs[i].command), x->refs[i].code);
     size_t m = strlen(item);
-    if (n + m + 1 > cap) break;
+    if (n + m + 1 > cap)
+      break;
     memcpy(out + n, item, m + 1);
     n += m;
   }
 }
 
 static void log_session(sd_conn *c, const char *extra_end) {
-  if (c->logged) return;
+  if (c->logged)
+    return;
   c->logged = 1;
   const sl_stats *st = sl_relay_stats(RELAY(c));
   char cli[SL_ADDR_STRLEN], loc[SL_ADDR_STRLEN];
   sl_addr_format(sl_relay_client_addr(RELAY(c)), cli, sizeof cli);
   sl_addr local;
   const sd_xtra *x = c->x;
-  if (x && x->have_local) local = x->local;
-  else to_sl_addr((const struct sockaddr *)&c->g->cfg->listen[c->listener].addr.ss, &local);
+  if (x && x->have_local)
+    local = x->local;
+  else
+    to_sl_addr((const struct sockaddr *)&c->g->cfg->listen[c->listener].addr.ss,
+               &local);
   sl_addr_format(&local, loc, sizeof loc);
   uint64_t now = now_of(c);
   uint64_t dur = now - st->start;
@@ -867,11 +945,14 @@ static void log_session(sd_conn *c, const char *extra_end) {
   sd_count(SD_C_CLIENT_OUT, st->client_bytes_out);
   sd_count(SD_C_UP_IN, st->upstream_bytes_in);
   sd_count(SD_C_UP_OUT, st->upstream_bytes_out);
-  if (st->tarpitted) sd_count(SD_C_TARPITTED, 1);
+  if (st->tarpitted)
+    sd_count(SD_C_TARPITTED, 1);
   sd_observe(SD_H_SESSION, dur / 1000u);
-  if (st->delay_total) sd_observe(SD_H_DELAY, st->delay_total / 1000u);
+  if (st->delay_total)
+    sd_observe(SD_H_DELAY, st->delay_total / 1000u);
 
-  if (sd_log_level() < SD_LOG_INFO) return;
+  if (sd_log_level() < SD_LOG_INFO)
+    return;
   sd_rec r;
   sd_rec_begin(&r, "info", "session");
   sd_rec_str(&r, "session", sid_of(c).s);
@@ -879,12 +960,16 @@ static void log_session(sd_conn *c, const char *extra_end) {
   sd_rec_u64(&r, "client_port", sl_relay_client_addr(RELAY(c))->port);
   sd_rec_str(&r, "local", loc);
   sd_rec_u64(&r, "local_port", local.port);
-  if (c->x && c->x->client_name) sd_rec_str(&r, "client_name", c->x->client_name);
+  if (c->x && c->x->client_name)
+    sd_rec_str(&r, "client_name", c->x->client_name);
   sd_rec_str(&r, "listener", c->g->cfg->listen[c->listener].text);
-  if (c->helo) sd_rec_str(&r, "helo", c->helo);
-  if (c->expect_proxy) sd_rec_str(&r, "proxy_protocol", "yes");
+  if (c->helo)
+    sd_rec_str(&r, "helo", c->helo);
+  if (c->expect_proxy)
+    sd_rec_str(&r, "proxy_protocol", "yes");
   sd_rec_str(&r, "admission", sl_admission_name((sl_admission)c->admitted));
-  if (c->pass_old) sd_rec_str(&r, "screen", "pass_old");
+  if (c->pass_old)
+    sd_rec_str(&r, "screen", "pass_old");
   if (x && x->tls_version && x->tls_version[0]) {
     sd_rec_str(&r, "tls", x->tls_version);
     sd_rec_str(&r, "tls_cipher", x->tls_cipher);
@@ -895,7 +980,8 @@ static void log_session(sd_conn *c, const char *extra_end) {
     /* "kind:server,...", items that fit whole in 63 characters */
     char upfail[64] = "", tmp[96];
     for (unsigned i = 0; i < x->nupfail; i++) {
-      snprintf(tmp, sizeof tmp, "%s:%s", sl_upstream_failure_name(x->upfail[i].failure),
+      snprintf(tmp, sizeof tmp, "%s:%s",
+               sl_upstream_failure_name(x->upfail[i].failure),
                server_name(c, x->upfail[i].server));
       strappend(upfail, sizeof upfail, tmp);
     }
@@ -905,7 +991,8 @@ static void log_session(sd_conn *c, const char *extra_end) {
     /* rounds retried under upstream_wait */
     sd_rec_u64(&r, "upstream_retries", c->u->retries);
   }
-  if (st->tls_upstream) sd_rec_str(&r, "upstream_tls", "yes");
+  if (st->tls_upstream)
+    sd_rec_str(&r, "upstream_tls", "yes");
   sd_rec_str(&r, "stage", sl_stage_name((sl_stage)st->stage));
   sd_rec_str(&r, "end", extra_end ? extra_end : sl_end_reason_name(end));
   sd_rec_i64(&r, "score", st->score);
@@ -920,8 +1007,10 @@ static void log_session(sd_conn *c, const char *extra_end) {
   if (inj || st->starttls_discarded)
     sd_rec_u64(&r, "starttls_injection_bytes",
                inj > st->starttls_discarded ? inj : st->starttls_discarded);
-  if (st->sync_violations) sd_rec_u64(&r, "sync_violations", st->sync_violations);
-  if (x && x->smuggling) sd_rec_str(&r, "smuggling", sl_violation_name(x->smuggling));
+  if (st->sync_violations)
+    sd_rec_u64(&r, "sync_violations", st->sync_violations);
+  if (x && x->smuggling)
+    sd_rec_str(&r, "smuggling", sl_violation_name(x->smuggling));
   sd_rec_u64(&r, "commands", st->commands);
   sd_rec_u64(&r, "errors", st->errors);
   sd_rec_u64(&r, "junk", st->junk);
@@ -944,13 +1033,17 @@ static void log_session(sd_conn *c, const char *extra_end) {
        queue id the operator greps the mail server's log for. */
     char rep[600] = "";
     for (unsigned i = 0; i < x->nmsgs; i++) {
-      if (i) strappend(rep, sizeof rep, "; ");
+      if (i)
+        strappend(rep, sizeof rep, "; ");
       strappend(rep, sizeof rep, x->msgtext[i] ? x->msgtext[i] : "-");
     }
-    if (x->nmsgs) sd_rec_str(&r, "replies", rep);
-    if (x->upreply) sd_rec_str(&r, "upstream_reply", x->upreply);
+    if (x->nmsgs)
+      sd_rec_str(&r, "replies", rep);
+    if (x->upreply)
+      sd_rec_str(&r, "upstream_reply", x->upreply);
 
-    if (x->pregreet) sd_rec_str(&r, "pregreet", x->pregreet);
+    if (x->pregreet)
+      sd_rec_str(&r, "pregreet", x->pregreet);
     if (x->nrefs) {
       char ref[SD_REFUSALS_MAX];
       refusals_field(x, ref, sizeof ref);
@@ -958,7 +1051,8 @@ static void log_session(sd_conn *c, const char *extra_end) {
     }
   }
   /* each filtered message's verdicts, "name:verdict ...; ..." */
-  if (c->flt && sd_filters_log(c->flt)[0]) sd_rec_str(&r, "filters", sd_filters_log(c->flt));
+  if (c->flt && sd_filters_log(c->flt)[0])
+    sd_rec_str(&r, "filters", sd_filters_log(c->flt));
   sd_rec_u64(&r, "last_upstream_code", st->last_upstream_code);
   sd_rec_u64(&r, "client_bytes_in", st->client_bytes_in);
   sd_rec_u64(&r, "client_bytes_out", st->client_bytes_out);
@@ -970,19 +1064,25 @@ static void log_session(sd_conn *c, const char *extra_end) {
 
 static void on_event(sd_conn *c, const sl_event *ev) {
   switch (ev->kind) {
-  case SL_EV_PREGREET: sd_count(SD_C_PREGREET, 1); break;
+  case SL_EV_PREGREET:
+    sd_count(SD_C_PREGREET, 1);
+    break;
   case SL_EV_DNSBL_SCORE:
     break; /* the final score is in the relay's stats */
-  case SL_EV_TARPIT: break;
+  case SL_EV_TARPIT:
+    break;
   case SL_EV_STARTTLS_INJECTION:
     sd_count(SD_C_STARTTLS_INJECTION, 1);
-    if (xtra(c)) c->x->injection_bytes += ev->starttls_injection.bytes;
+    if (xtra(c))
+      c->x->injection_bytes += ev->starttls_injection.bytes;
     break;
   case SL_EV_SMUGGLING:
     sd_count(SD_C_SMUGGLING, 1);
-    if (xtra(c)) c->x->smuggling = ev->smuggling.violation;
+    if (xtra(c))
+      c->x->smuggling = ev->smuggling.violation;
     break;
-  case SL_EV_UPSTREAM_READY: break;
+  case SL_EV_UPSTREAM_READY:
+    break;
   case SL_EV_UPSTREAM_FAILED: {
     sl_upstream_failure k = ev->upstream_failed.failure;
     sd_count(sd_c_upfail(k), 1);
@@ -998,15 +1098,18 @@ static void on_event(sd_conn *c, const sl_event *ev) {
       /* What the upstream said, if it said anything: the operator's first
          question.  A refused identity is not retried on that server. */
       const char *said = k == SL_UPFAIL_CONNECT || k == SL_UPFAIL_TIMEOUT
-                             ? NULL : reply_back(c->u, 0);
-      if (said && xtra(c) && c->x->upreply == NULL) c->x->upreply = strdup(said);
+                             ? NULL
+                             : reply_back(c->u, 0);
+      if (said && xtra(c) && c->x->upreply == NULL)
+        c->x->upreply = strdup(said);
       if (k == SL_UPFAIL_IDENTITY && c->u->last)
         c->u->identity_refused |= 1ull << (c->u->last - 1);
-      if (said == NULL && k == SL_UPFAIL_CONNECT && c->u->why) said = c->u->why;
+      if (said == NULL && k == SL_UPFAIL_CONNECT && c->u->why)
+        said = c->u->why;
       sd_log(k == SL_UPFAIL_IDENTITY ? SD_LOG_ERR : SD_LOG_WARN,
-             "session=%s upstream %s failed (%s)%s%s%s", sid_of(c).s, server_name(c, c->u->last),
-             sl_upstream_failure_name(k), said ? ": \"" : "", said ? said : "",
-             said ? "\"" : "");
+             "session=%s upstream %s failed (%s)%s%s%s", sid_of(c).s,
+             server_name(c, c->u->last), sl_upstream_failure_name(k),
+             said ? ": \"" : "", said ? said : "", said ? "\"" : "");
     }
     break;
   }
@@ -1026,15 +1129,19 @@ static void on_event(sd_conn *c, const sl_event *ev) {
         int after354 = 0;
         for (unsigned k = c->u->since; k-- > 0;) {
           const char *l = reply_back(c->u, k);
-          if (l && !strncmp(l, "354", 3)) after354 = 1, text = NULL;
-          else if (l && (unsigned)atoi(l) == code && (!after354 || text == NULL)) text = l;
+          if (l && !strncmp(l, "354", 3))
+            after354 = 1, text = NULL;
+          else if (l && (unsigned)atoi(l) == code &&
+                   (!after354 || text == NULL))
+            text = l;
         }
         c->u->since = 0;
       }
       x->msgtext[x->nmsgs] = text ? strdup(text) : NULL;
       x->nmsgs++;
     }
-    if (code >= 200 && code < 300) sd_observe(SD_H_MSG_SIZE, size);
+    if (code >= 200 && code < 300)
+      sd_observe(SD_H_MSG_SIZE, size);
     break;
   }
   case SL_EV_REFUSAL:
@@ -1043,7 +1150,9 @@ static void on_event(sd_conn *c, const sl_event *ev) {
       c->x->refs[c->x->nrefs++].code = ev->refusal.code;
     }
     break;
-  case SL_EV_SESSION_END: log_session(c, NULL); break;
+  case SL_EV_SESSION_END:
+    log_session(c, NULL);
+    break;
   case SL_EV_SCREEN_PASSED:
     /* postscreen's PASS NEW: remembered for every worker (and with Redis
        every instance) until screen_pass_ttl */
@@ -1053,28 +1162,37 @@ static void on_event(sd_conn *c, const sl_event *ev) {
   }
 }
 
-/* ---- content filters ------------------------------------------------------ */
+/* ---- content filters ------------------------------------------------------
+ */
 
-_Static_assert((int)SL_FSKIP_AUTHENTICATED == (int)SL_FILTER_SKIP_AUTHENTICATED &&
+_Static_assert((int)SL_FSKIP_AUTHENTICATED ==
+                       (int)SL_FILTER_SKIP_AUTHENTICATED &&
                    (int)SL_FSKIP_MYNETWORKS == (int)SL_FILTER_SKIP_MYNETWORKS &&
                    (int)SL_FSKIP_DNSWL == (int)SL_FILTER_SKIP_DNSWL,
                "filter_skip bits are the relay's");
 
-static void filter_done(void *ctx, uint32_t id, int verdict, const uint8_t *text, size_t len);
-static long leg_write(int fd, sd_tls_conn *t, const uint8_t *buf, size_t len, uint8_t *tlswant);
+static void filter_done(void *ctx, uint32_t id, int verdict,
+                        const uint8_t *text, size_t len);
+static long leg_write(int fd, sd_tls_conn *t, const uint8_t *buf, size_t len,
+                      uint8_t *tlswant);
 
-static void filter_tap(void *ctx, sl_filter_item item, const uint8_t *p, size_t n) {
+static void filter_tap(void *ctx, sl_filter_item item, const uint8_t *p,
+                       size_t n) {
   sd_conn *c = ctx;
   if (c->flt == NULL && item == SL_FI_MAIL)
     c->flt = sd_filters_new(CS(c)->loop, c->g->cfg, filter_done, c);
-  if (c->flt) sd_filters_tap(c->flt, item, p, n);
+  if (c->flt)
+    sd_filters_tap(c->flt, item, p, n);
 }
 
-static void filter_done(void *ctx, uint32_t id, int verdict, const uint8_t *text, size_t len) {
+static void filter_done(void *ctx, uint32_t id, int verdict,
+                        const uint8_t *text, size_t len) {
   sd_conn *c = ctx;
-  if (c->dead) return;
+  if (c->dead)
+    return;
   if (c->g->cfg->filter_mode_spool &&
-      (verdict == SL_VERDICT_ACCEPT || verdict == SL_VERDICT_CHANGE) && c->u->ufd >= 0) {
+      (verdict == SL_VERDICT_ACCEPT || verdict == SL_VERDICT_CHANGE) &&
+      c->u->ufd >= 0) {
     /* spool mode: the changed message goes first (write_upstream) */
     c->injecting = 1;
     c->inj_id = id;
@@ -1098,8 +1216,8 @@ static void filter_end(sd_conn *c, uint32_t id) {
                             NULL, 0, now_of(c));
     return;
   }
-  sd_filters_end(c->flt, id, sl_relay_client_addr(RELAY(c)), c->x ? c->x->client_name : NULL,
-                 c->helo, sid_of(c).s);
+  sd_filters_end(c->flt, id, sl_relay_client_addr(RELAY(c)),
+                 c->x ? c->x->client_name : NULL, c->helo, sid_of(c).s);
 }
 
 /* Spool mode: sends the changed message, then lets the relay have the
@@ -1112,7 +1230,8 @@ static int write_injected(sd_conn *c) {
   }
   if (c->inj == NULL && (c->inj = malloc(65536)) == NULL) {
     c->injecting = 0;
-    sl_relay_filter_verdict(RELAY(c), c->inj_id, SL_VERDICT_TEMPFAIL, NULL, 0, now);
+    sl_relay_filter_verdict(RELAY(c), c->inj_id, SL_VERDICT_TEMPFAIL, NULL, 0,
+                            now);
     sd_filters_release(c->flt);
     return 1;
   }
@@ -1122,21 +1241,23 @@ static int write_injected(sd_conn *c) {
       /* the spool cannot be read back: nothing more may go upstream but
          the upstream has a partial message; a refusal closes the leg */
       c->injecting = 0;
-      sl_relay_filter_verdict(RELAY(c), c->inj_id, SL_VERDICT_TEMPFAIL, NULL, 0, now);
+      sl_relay_filter_verdict(RELAY(c), c->inj_id, SL_VERDICT_TEMPFAIL, NULL, 0,
+                              now);
       sd_filters_release(c->flt);
       return 1;
     }
     if (n == 0) {
       c->injecting = 0;
-      sl_relay_filter_verdict(RELAY(c), c->inj_id, c->inj_verdict, NULL, 0, now);
+      sl_relay_filter_verdict(RELAY(c), c->inj_id, c->inj_verdict, NULL, 0,
+                              now);
       sd_filters_release(c->flt);
       return 1;
     }
     c->inj_len = (size_t)n;
     c->inj_off = 0;
   }
-  long w = leg_write(c->u->ufd, c->u->utls, c->inj + c->inj_off, c->inj_len - c->inj_off,
-                     &c->u->u_tlswant);
+  long w = leg_write(c->u->ufd, c->u->utls, c->inj + c->inj_off,
+                     c->inj_len - c->inj_off, &c->u->u_tlswant);
   if (w == -2) {
     c->u->u_wblk = 1;
     return 0;
@@ -1159,10 +1280,13 @@ static int drain_requests(sd_conn *c) {
   while (n < 64 && sl_relay_next_request(RELAY(c), &req) == 1) {
     n++;
     switch (req.type) {
-    case SL_REQ_CONNECT_UPSTREAM: connect_upstream(c, req.id); break;
+    case SL_REQ_CONNECT_UPSTREAM:
+      connect_upstream(c, req.id);
+      break;
     case SL_REQ_STARTTLS_CLIENT:
       if (c->g->tls_server == NULL || c->cfd < 0 ||
-          (c->ctls = sd_tls_conn_new(c->g->tls_server, c->cfd, 1, NULL)) == NULL) {
+          (c->ctls = sd_tls_conn_new(c->g->tls_server, c->cfd, 1, NULL)) ==
+              NULL) {
         complete(c, req.id, SL_STATUS_FAILED);
         break;
       }
@@ -1171,15 +1295,29 @@ static int drain_requests(sd_conn *c) {
       c->c_rblk = c->c_wblk = 0;
       break;
     case SL_REQ_STARTTLS_UPSTREAM:
-      if (c->u->ufd < 0) complete(c, req.id, SL_STATUS_FAILED);
-      else start_upstream_tls(c, req.id, 0);
+      if (c->u->ufd < 0)
+        complete(c, req.id, SL_STATUS_FAILED);
+      else
+        start_upstream_tls(c, req.id, 0);
       break;
-    case SL_REQ_DNSBL_LOOKUP: dnsbl_lookup(c, req.id, req.dnsbl.zone); break;
-    case SL_REQ_CLOSE_UPSTREAM: close_upstream(c); break;
-    case SL_REQ_CLOSE_CLIENT: close_client(c); break;
-    case SL_REQ_EVENT: on_event(c, &req.ev); break;
-    case SL_REQ_FILTER: filter_end(c, req.id); break;
-    case SL_REQ_RCPT_CHECK: rcpt_check(c, &req); break;
+    case SL_REQ_DNSBL_LOOKUP:
+      dnsbl_lookup(c, req.id, req.dnsbl.zone);
+      break;
+    case SL_REQ_CLOSE_UPSTREAM:
+      close_upstream(c);
+      break;
+    case SL_REQ_CLOSE_CLIENT:
+      close_client(c);
+      break;
+    case SL_REQ_EVENT:
+      on_event(c, &req.ev);
+      break;
+    case SL_REQ_FILTER:
+      filter_end(c, req.id);
+      break;
+    case SL_REQ_RCPT_CHECK:
+      rcpt_check(c, &req);
+      break;
     }
   }
   return n > 0;
@@ -1188,30 +1326,38 @@ static int drain_requests(sd_conn *c) {
 /* ---- byte pumps --------------------------------------------------------- */
 
 /* Returns bytes (> 0), 0 EOF, -1 error, -2 would block. */
-static long leg_read(int fd, sd_tls_conn *t, uint8_t *buf, size_t cap, uint8_t *tlswant) {
+static long leg_read(int fd, sd_tls_conn *t, uint8_t *buf, size_t cap,
+                     uint8_t *tlswant) {
   if (t) {
     long n = sd_tls_read(t, buf, cap);
-    if (n == -2) *tlswant = (uint8_t)sd_tls_want(t);
+    if (n == -2)
+      *tlswant = (uint8_t)sd_tls_want(t);
     return n;
   }
   for (;;) {
     ssize_t n = recv(fd, buf, cap, 0);
-    if (n >= 0) return (long)n;
-    if (errno == EINTR) continue;
+    if (n >= 0)
+      return (long)n;
+    if (errno == EINTR)
+      continue;
     return errno == EAGAIN || errno == EWOULDBLOCK ? -2 : -1;
   }
 }
 
-static long leg_write(int fd, sd_tls_conn *t, const uint8_t *buf, size_t len, uint8_t *tlswant) {
+static long leg_write(int fd, sd_tls_conn *t, const uint8_t *buf, size_t len,
+                      uint8_t *tlswant) {
   if (t) {
     long n = sd_tls_write(t, buf, len);
-    if (n == -2) *tlswant = (uint8_t)sd_tls_want(t);
+    if (n == -2)
+      *tlswant = (uint8_t)sd_tls_want(t);
     return n;
   }
   for (;;) {
     ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-    if (n >= 0) return (long)n;
-    if (errno == EINTR) continue;
+    if (n >= 0)
+      return (long)n;
+    if (errno == EINTR)
+      continue;
     return errno == EAGAIN || errno == EWOULDBLOCK ? -2 : -1;
   }
 }
@@ -1221,13 +1367,17 @@ static long leg_write(int fd, sd_tls_conn *t, const uint8_t *buf, size_t len, ui
    is missed (the log line then has no helo). */
 static char *helo_of(const uint8_t *b, size_t n) {
   for (size_t i = 0; i + 5 < n; i++) {
-    if (i && b[i - 1] != '\n') continue;
-    if (strncasecmp((const char *)b + i, "EHLO ", 5) && strncasecmp((const char *)b + i, "HELO ", 5))
+    if (i && b[i - 1] != '\n')
+      continue;
+    if (strncasecmp((const char *)b + i, "EHLO ", 5) &&
+        strncasecmp((const char *)b + i, "HELO ", 5))
       continue;
     size_t j = i + 5, k = 0;
     char out[65];
-    while (j < n && b[j] == ' ') j++;
-    while (j < n && k < 64 && b[j] > 0x20 && b[j] < 0x7f) out[k++] = (char)b[j++];
+    while (j < n && b[j] == ' ')
+      j++;
+    while (j < n && k < 64 && b[j] > 0x20 && b[j] < 0x7f)
+      out[k++] = (char)b[j++];
     out[k] = 0;
     return k ? strdup(out) : NULL;
   }
@@ -1237,29 +1387,40 @@ static char *helo_of(const uint8_t *b, size_t n) {
 /* Bytes as printable text: \r, \n, \t, \\ and \xHH for the rest. */
 static char *escaped(const uint8_t *b, size_t n) {
   char *o = malloc(n * 4 + 1);
-  if (o == NULL) return NULL;
+  if (o == NULL)
+    return NULL;
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
     uint8_t ch = b[i];
-    if (ch == '\r') k += (size_t)sprintf(o + k, "\\r");
-    else if (ch == '\n') k += (size_t)sprintf(o + k, "\\n");
-    else if (ch == '\t') k += (size_t)sprintf(o + k, "\\t");
-    else if (ch == '\\') k += (size_t)sprintf(o + k, "\\\\");
-    else if (ch >= 0x20 && ch < 0x7f) o[k++] = (char)ch;
-    else k += (size_t)sprintf(o + k, "\\x%02x", ch);
+    if (ch == '\r')
+      k += (size_t)sprintf(o + k, "\\r");
+    else if (ch == '\n')
+      k += (size_t)sprintf(o + k, "\\n");
+    else if (ch == '\t')
+      k += (size_t)sprintf(o + k, "\\t");
+    else if (ch == '\\')
+      k += (size_t)sprintf(o + k, "\\\\");
+    else if (ch >= 0x20 && ch < 0x7f)
+      o[k++] = (char)ch;
+    else
+      k += (size_t)sprintf(o + k, "\\x%02x", ch);
   }
   o[k] = 0;
   return o;
 }
 
 static int read_client(sd_conn *c) {
-  if (c->cfd < 0 || c->c_hs || c->c_eof) return 0;
-  if (c->c_rblk && !(c->ctls && sd_tls_pending(c->ctls))) return 0;
-  if (!(sl_relay_want(RELAY(c)) & SL_WANT_CLIENT_READ)) return 0;
+  if (c->cfd < 0 || c->c_hs || c->c_eof)
+    return 0;
+  if (c->c_rblk && !(c->ctls && sd_tls_pending(c->ctls)))
+    return 0;
+  if (!(sl_relay_want(RELAY(c)) & SL_WANT_CLIENT_READ))
+    return 0;
   size_t cap = 0;
   uint64_t now = now_of(c);
   uint8_t *buf = sl_relay_client_in_buf(RELAY(c), &cap, now);
-  if (buf == NULL || cap == 0) return 0;
+  if (buf == NULL || cap == 0)
+    return 0;
   long n = leg_read(c->cfd, c->ctls, buf, cap, &c->c_tlswant);
   if (n == -2) {
     c->c_rblk = 1;
@@ -1272,20 +1433,23 @@ static int read_client(sd_conn *c) {
     /* A short plaintext read drained the socket: wait for epoll (level-
        triggered, so nothing is missed) rather than try a read that would
        only block. */
-    if (c->ctls == NULL && (size_t)n < cap) c->c_rblk = 1;
+    if (c->ctls == NULL && (size_t)n < cap)
+      c->c_rblk = 1;
     const sl_stats *st = sl_relay_stats(RELAY(c));
     uint8_t early[32];
     size_t nearly = 0;
     uint32_t pregreet = st->pregreet_bytes;
     if (st->stage < SL_STAGE_MAIL) {
-      if (c->helo == NULL) c->helo = helo_of(buf, (size_t)n);
+      if (c->helo == NULL)
+        c->helo = helo_of(buf, (size_t)n);
       if (c->x == NULL || c->x->pregreet == NULL) {
         nearly = (size_t)n < sizeof early ? (size_t)n : sizeof early;
         memcpy(early, buf, nearly); /* the relay may release buf */
       }
     }
     sl_relay_client_in_ack(RELAY(c), (size_t)n, now);
-    if (nearly && st->pregreet_bytes > pregreet && xtra(c)) c->x->pregreet = escaped(early, nearly);
+    if (nearly && st->pregreet_bytes > pregreet && xtra(c))
+      c->x->pregreet = escaped(early, nearly);
     return 1;
   }
   c->c_eof = 1;
@@ -1306,12 +1470,14 @@ static void tee_replies(sd_uleg *u, const uint8_t *b, size_t n) {
     uint8_t ch = b[i];
     if (ch == '\n') {
       const char *l = u->line;
-      if (u->line_len >= 3 && l[0] >= '2' && l[0] <= '5' && l[1] >= '0' && l[1] <= '9' &&
-          l[2] >= '0' && l[2] <= '9' && (u->line_len == 3 || l[3] == ' ')) {
+      if (u->line_len >= 3 && l[0] >= '2' && l[0] <= '5' && l[1] >= '0' &&
+          l[1] <= '9' && l[2] >= '0' && l[2] <= '9' &&
+          (u->line_len == 3 || l[3] == ' ')) {
         memcpy(u->ring[u->ring_next], u->line, u->line_len);
         u->ring[u->ring_next][u->line_len] = 0;
         u->ring_next = (uint8_t)((u->ring_next + 1) % SD_REPLY_RING);
-        if (u->since < SD_REPLY_RING) u->since++;
+        if (u->since < SD_REPLY_RING)
+          u->since++;
       }
       u->line_len = 0;
     } else if (ch >= 0x20 && ch < 0x7f && u->line_len < SD_REPLY_MAX - 1) {
@@ -1322,19 +1488,25 @@ static void tee_replies(sd_uleg *u, const uint8_t *b, size_t n) {
 
 /* The k-th newest kept reply line (0: newest), or NULL. */
 static const char *reply_back(const sd_uleg *u, unsigned k) {
-  if (k >= SD_REPLY_RING) return NULL;
-  const char *l = u->ring[((unsigned)u->ring_next + SD_REPLY_RING - 1u - k) % SD_REPLY_RING];
+  if (k >= SD_REPLY_RING)
+    return NULL;
+  const char *l = u->ring[((unsigned)u->ring_next + SD_REPLY_RING - 1u - k) %
+                          SD_REPLY_RING];
   return l[0] ? l : NULL;
 }
 
 static int read_upstream(sd_conn *c) {
-  if (c->u->ufd < 0 || c->u->u_hs || c->u->u_connecting || c->u->u_eof) return 0;
-  if (c->u->u_rblk && !(c->u->utls && sd_tls_pending(c->u->utls))) return 0;
-  if (!(sl_relay_want(RELAY(c)) & SL_WANT_UPSTREAM_READ)) return 0;
+  if (c->u->ufd < 0 || c->u->u_hs || c->u->u_connecting || c->u->u_eof)
+    return 0;
+  if (c->u->u_rblk && !(c->u->utls && sd_tls_pending(c->u->utls)))
+    return 0;
+  if (!(sl_relay_want(RELAY(c)) & SL_WANT_UPSTREAM_READ))
+    return 0;
   size_t cap = 0;
   uint64_t now = now_of(c);
   uint8_t *buf = sl_relay_upstream_in_buf(RELAY(c), &cap, now);
-  if (buf == NULL || cap == 0) return 0;
+  if (buf == NULL || cap == 0)
+    return 0;
   long n = leg_read(c->u->ufd, c->u->utls, buf, cap, &c->u->u_tlswant);
   if (n == -2) {
     c->u->u_rblk = 1;
@@ -1342,7 +1514,8 @@ static int read_upstream(sd_conn *c) {
     return 0;
   }
   if (n > 0) {
-    if (c->u->utls == NULL && (size_t)n < cap) c->u->u_rblk = 1;
+    if (c->u->utls == NULL && (size_t)n < cap)
+      c->u->u_rblk = 1;
     tee_replies(c->u, buf, (size_t)n);
     sl_relay_upstream_in_ack(RELAY(c), (size_t)n, now);
     return 1;
@@ -1362,29 +1535,36 @@ static void tee_refusals(sd_conn *c, const uint8_t *b, size_t n) {
     if (!c->out_mid) {
       c->out_mid = 1;
       c->out_cap = (ch == '4' || ch == '5') && xtra(c) != NULL;
-      if (c->out_cap) c->x->reflen = 0;
+      if (c->out_cap)
+        c->x->reflen = 0;
     }
     if (ch == '\n') {
       c->out_mid = 0;
       sd_xtra *x = c->x;
-      if (!c->out_cap || x->reflen < 3 || (x->reflen > 3 && x->refline[3] != ' ')) continue;
+      if (!c->out_cap || x->reflen < 3 ||
+          (x->reflen > 3 && x->refline[3] != ' '))
+        continue;
       x->refline[x->reflen] = 0;
-      if (x->nreftext == SD_REFUSALS_N) continue;
+      if (x->nreftext == SD_REFUSALS_N)
+        continue;
       /* Out of memory: an empty text keeps the pairing with the events. */
       char *t = strdup(x->refline);
       x->reftext[x->nreftext++] = t ? t : NULL;
-    } else if (c->out_cap && ch >= 0x20 && ch < 0x7f && c->x->reflen < SD_REPLY_MAX - 1) {
+    } else if (c->out_cap && ch >= 0x20 && ch < 0x7f &&
+               c->x->reflen < SD_REPLY_MAX - 1) {
       c->x->refline[c->x->reflen++] = (char)ch;
     }
   }
 }
 
 static int write_client(sd_conn *c) {
-  if (c->c_hs || (c->c_wblk && c->cfd >= 0 && !c->c_broken)) return 0;
+  if (c->c_hs || (c->c_wblk && c->cfd >= 0 && !c->c_broken))
+    return 0;
   size_t len = 0;
   uint64_t now = now_of(c);
   const uint8_t *p = sl_relay_client_out(RELAY(c), &len, now);
-  if (p == NULL || len == 0) return 0;
+  if (p == NULL || len == 0)
+    return 0;
   if (c->cfd < 0 || c->c_broken) {
     /* The client is gone: its bytes have nowhere to go. */
     sl_relay_client_out_ack(RELAY(c), len, now);
@@ -1409,12 +1589,16 @@ static int write_client(sd_conn *c) {
 }
 
 static int write_upstream(sd_conn *c) {
-  if (c->u->u_hs || c->u->u_connecting || (c->u->u_wblk && c->u->ufd >= 0 && !c->u->u_broken)) return 0;
-  if (c->injecting) return write_injected(c);
+  if (c->u->u_hs || c->u->u_connecting ||
+      (c->u->u_wblk && c->u->ufd >= 0 && !c->u->u_broken))
+    return 0;
+  if (c->injecting)
+    return write_injected(c);
   size_t len = 0;
   uint64_t now = now_of(c);
   const uint8_t *p = sl_relay_upstream_out(RELAY(c), &len, now);
-  if (p == NULL || len == 0) return 0;
+  if (p == NULL || len == 0)
+    return 0;
   /* spool mode: the relay's copy of a filtered body stays here; the
      changed one goes after the verdict (write_injected) */
   if (c->u->ufd < 0 || c->u->u_broken || sd_filters_holding(c->flt)) {
@@ -1440,8 +1624,10 @@ static int write_upstream(sd_conn *c) {
 
 static uint32_t tls_mask(uint8_t want) {
   uint32_t m = 0;
-  if (want & SD_TLS_WANT_READ) m |= EPOLLIN;
-  if (want & SD_TLS_WANT_WRITE) m |= EPOLLOUT;
+  if (want & SD_TLS_WANT_READ)
+    m |= EPOLLIN;
+  if (want & SD_TLS_WANT_WRITE)
+    m |= EPOLLOUT;
   return m ? m : EPOLLIN;
 }
 
@@ -1451,14 +1637,18 @@ static void update_masks(sd_conn *c, unsigned want) {
     if (c->c_hs) {
       m = tls_mask(c->c_tlswant);
     } else {
-      if ((want & SL_WANT_CLIENT_READ) && !c->c_eof) m |= EPOLLIN;
-      if (c->c_wblk && !c->c_broken) m |= EPOLLOUT;
-      if (c->ctls && c->c_tlswant && (c->c_rblk || c->c_wblk)) m |= tls_mask(c->c_tlswant);
+      if ((want & SL_WANT_CLIENT_READ) && !c->c_eof)
+        m |= EPOLLIN;
+      if (c->c_wblk && !c->c_broken)
+        m |= EPOLLOUT;
+      if (c->ctls && c->c_tlswant && (c->c_rblk || c->c_wblk))
+        m |= tls_mask(c->c_tlswant);
     }
     if (c->c_hup && c->c_eof) {
       /* A hung-up socket is reported whatever the mask: stop listening or
          level-triggered epoll would spin on it. */
-      if (c->cev != CEV_OFF) sd_loop_del(CS(c)->loop, c->cfd);
+      if (c->cev != CEV_OFF)
+        sd_loop_del(CS(c)->loop, c->cfd);
       c->cev = CEV_OFF;
     } else if (m != c->cev && c->cev != CEV_OFF) {
       sd_loop_mod(CS(c)->loop, c->cfd, m, &c->ch);
@@ -1467,12 +1657,17 @@ static void update_masks(sd_conn *c, unsigned want) {
   }
   if (c->u->ufd >= 0 && c->u->ureg) {
     uint32_t m = 0;
-    if (c->u->u_connecting) m = EPOLLOUT;
-    else if (c->u->u_hs) m = tls_mask(c->u->u_tlswant);
+    if (c->u->u_connecting)
+      m = EPOLLOUT;
+    else if (c->u->u_hs)
+      m = tls_mask(c->u->u_tlswant);
     else {
-      if ((want & SL_WANT_UPSTREAM_READ) && !c->u->u_eof) m |= EPOLLIN;
-      if (c->u->u_wblk && !c->u->u_broken) m |= EPOLLOUT;
-      if (c->u->utls && c->u->u_tlswant && (c->u->u_rblk || c->u->u_wblk)) m |= tls_mask(c->u->u_tlswant);
+      if ((want & SL_WANT_UPSTREAM_READ) && !c->u->u_eof)
+        m |= EPOLLIN;
+      if (c->u->u_wblk && !c->u->u_broken)
+        m |= EPOLLOUT;
+      if (c->u->utls && c->u->u_tlswant && (c->u->u_rblk || c->u->u_wblk))
+        m |= tls_mask(c->u->u_tlswant);
     }
     if (c->u->u_hup && (c->u->u_eof || c->u->u_broken) && !c->u->u_connecting) {
       sd_loop_del(CS(c)->loop, c->u->ufd);
@@ -1488,9 +1683,12 @@ static void conn_run(sd_conn *c) {
   c->in_run = 1;
   for (int round = 0; round < RUN_ROUNDS; round++) {
     int progress = 0;
-    if (c->c_hs && c->cfd >= 0 && !(c->c_rblk && c->c_wblk)) progress |= step_client_hs(c);
-    if (c->u->u_connecting && !c->u->u_wblk) progress |= finish_connect(c);
-    if (c->u->u_hs && c->u->ufd >= 0 && !(c->u->u_rblk && c->u->u_wblk)) progress |= step_upstream_hs(c);
+    if (c->c_hs && c->cfd >= 0 && !(c->c_rblk && c->c_wblk))
+      progress |= step_client_hs(c);
+    if (c->u->u_connecting && !c->u->u_wblk)
+      progress |= finish_connect(c);
+    if (c->u->u_hs && c->u->ufd >= 0 && !(c->u->u_rblk && c->u->u_wblk))
+      progress |= step_upstream_hs(c);
     progress |= drain_requests(c);
     progress |= write_client(c);
     progress |= write_upstream(c);
@@ -1512,7 +1710,8 @@ static void conn_run(sd_conn *c) {
       sl_relay_upstream_eof(RELAY(c), now_of(c));
       progress = 1;
     }
-    if (!progress) break;
+    if (!progress)
+      break;
   }
   c->in_run = 0;
   unsigned want = sl_relay_want(RELAY(c));
@@ -1520,8 +1719,10 @@ static void conn_run(sd_conn *c) {
     conn_free(c);
     return;
   }
-  if (sl_relay_last_error(RELAY(c)) && sl_err_is_fatal(sl_relay_last_error(RELAY(c)))) {
-    sd_log(SD_LOG_ERR, "relay error %s; ending session", sl_err_name(sl_relay_last_error(RELAY(c))));
+  if (sl_relay_last_error(RELAY(c)) &&
+      sl_err_is_fatal(sl_relay_last_error(RELAY(c)))) {
+    sd_log(SD_LOG_ERR, "relay error %s; ending session",
+           sl_err_name(sl_relay_last_error(RELAY(c))));
     log_session(c, "internal_error");
     conn_free(c);
     return;
@@ -1530,26 +1731,35 @@ static void conn_run(sd_conn *c) {
   /* Requests left after the bounded rounds: come back at once, since the
      relay consumes no input until they are drained. */
   sd_timer_set(CS(c)->loop, &c->timer,
-               (want & SL_WANT_REQUESTS) ? now_of(c) : sl_relay_next_deadline(RELAY(c)));
+               (want & SL_WANT_REQUESTS) ? now_of(c)
+                                         : sl_relay_next_deadline(RELAY(c)));
 }
 
 /* ---- epoll and timer callbacks ------------------------------------------ */
 
 static void client_io(sd_handler *h, uint32_t ev) {
   sd_conn *c = (sd_conn *)(void *)((char *)h - offsetof(sd_conn, ch));
-  if (c->dead) return;
-  if (ev & (EPOLLERR | EPOLLHUP)) c->c_hup = 1;
-  if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) c->c_rblk = 0;
-  if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) c->c_wblk = 0;
+  if (c->dead)
+    return;
+  if (ev & (EPOLLERR | EPOLLHUP))
+    c->c_hup = 1;
+  if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
+    c->c_rblk = 0;
+  if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+    c->c_wblk = 0;
   conn_run(c);
 }
 
 static void upstream_io(sd_handler *h, uint32_t ev) {
   sd_conn *c = ((sd_uleg *)(void *)h)->c;
-  if (c->dead) return;
-  if (ev & (EPOLLERR | EPOLLHUP)) c->u->u_hup = 1;
-  if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) c->u->u_rblk = 0;
-  if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) c->u->u_wblk = 0;
+  if (c->dead)
+    return;
+  if (ev & (EPOLLERR | EPOLLHUP))
+    c->u->u_hup = 1;
+  if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
+    c->u->u_rblk = 0;
+  if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+    c->u->u_wblk = 0;
   conn_run(c);
 }
 
@@ -1564,7 +1774,8 @@ static void conn_timer(sd_timer *t) {
 static void conn_release(void *arg) {
   sd_conn *c = arg;
   sd_gen_unref(c->g);
-  if (c->u != &no_uleg) free(c->u);
+  if (c->u != &no_uleg)
+    free(c->u);
   free(c->helo);
   sd_filters_free(c->flt);
   free(c->inj);
@@ -1573,8 +1784,10 @@ static void conn_release(void *arg) {
     free(c->x->ptr_name);
     free(c->x->upreply);
     free(c->x->pregreet);
-    for (unsigned i = 0; i < c->x->nreftext; i++) free(c->x->reftext[i]);
-    for (unsigned i = 0; i < c->x->nmsgs; i++) free(c->x->msgtext[i]);
+    for (unsigned i = 0; i < c->x->nreftext; i++)
+      free(c->x->reftext[i]);
+    for (unsigned i = 0; i < c->x->nmsgs; i++)
+      free(c->x->msgtext[i]);
   }
   free(c->x);
   free(c);
@@ -1582,10 +1795,13 @@ static void conn_release(void *arg) {
 
 static void conn_free(sd_conn *c) {
   sd_conns *s = CS(c);
-  if (c->dead) return;
-  if (!c->logged) log_session(c, NULL);
+  if (c->dead)
+    return;
+  if (!c->logged)
+    log_session(c, NULL);
   if (c->x) {
-    for (sd_dnsq *q = c->x->dnsq; q; q = q->next) q->c = NULL; /* answered later, dropped */
+    for (sd_dnsq *q = c->x->dnsq; q; q = q->next)
+      q->c = NULL; /* answered later, dropped */
     c->x->dnsq = NULL;
     sd_check_cancel(c->x->check);
     c->x->check = NULL;
@@ -1594,14 +1810,19 @@ static void conn_free(sd_conn *c) {
   close_client(c);
   sd_filters_release(c->flt); /* filter sockets and the spool */
   sd_timer_stop(s->loop, &c->timer);
-  if (c->u != &no_uleg) sd_timer_stop(s->loop, &c->u->retry);
+  if (c->u != &no_uleg)
+    sd_timer_stop(s->loop, &c->u->retry);
   /* The address admitted: the peer, or the one its PROXY header named
      (sl_relay_client_addr is that one once the header is parsed). */
-  if (c->counted) sd_state_release(s->state, sl_relay_client_addr(RELAY(c)), &c->ticket);
+  if (c->counted)
+    sd_state_release(s->state, sl_relay_client_addr(RELAY(c)), &c->ticket);
   sl_relay_free(RELAY(c));
-  if (c->prev) c->prev->next = c->next;
-  else s->head = c->next;
-  if (c->next) c->next->prev = c->prev;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->head = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
   s->n--;
   sd_gauge_set(&sd_m->active[s->index], s->n);
   sd_gauge_set(&sd_m->pool_bytes[s->index], s->gen_host.budget->allocated);
@@ -1613,7 +1834,8 @@ static void conn_free(sd_conn *c) {
 void sd_conn_hold_all(sd_conns *s) {
   for (sd_conn *c = s->head; c; c = c->next)
     if (c->counted && !c->dead)
-      sd_state_hold(s->state, sl_relay_client_addr(RELAY(c)), sd_loop_now(s->loop), &c->ticket);
+      sd_state_hold(s->state, sl_relay_client_addr(RELAY(c)),
+                    sd_loop_now(s->loop), &c->ticket);
 }
 
 void sd_conn_abort(sd_conn *c, const char *why) {
@@ -1623,7 +1845,8 @@ void sd_conn_abort(sd_conn *c, const char *why) {
 
 static int trusted(const sd_config *cfg, const struct sockaddr *sa) {
   for (size_t i = 0; i < cfg->ntrusted; i++)
-    if (sd_cidr_match(&cfg->trusted[i], sa)) return 1;
+    if (sd_cidr_match(&cfg->trusted[i], sa))
+      return 1;
   return 0;
 }
 
@@ -1640,30 +1863,36 @@ static int over_total(const sd_config *cfg) {
 static void count_admission(sd_conn *c, sl_admission v) {
   c->admitted = (unsigned)v & 3u;
   c->counted = v != SL_ADMIT_TEMPFAIL && CS(c)->state != NULL;
-  if (v == SL_ADMIT_TARPIT) sd_count(SD_C_ADMIT_TARPIT, 1);
-  if (v == SL_ADMIT_TEMPFAIL) sd_count(SD_C_ADMIT_TEMPFAIL, 1);
+  if (v == SL_ADMIT_TARPIT)
+    sd_count(SD_C_ADMIT_TARPIT, 1);
+  if (v == SL_ADMIT_TEMPFAIL)
+    sd_count(SD_C_ADMIT_TEMPFAIL, 1);
 }
 
 /* The relay parsed a trusted PROXY header that the driver could not read
    ahead (see pend_peek): admit the client it names, on the local verdict
    alone, since the relay needs the answer now. */
-static sl_admission proxy_admit(void *ctx, const sl_addr *client, sl_tstamp now) {
+static sl_admission proxy_admit(void *ctx, const sl_addr *client,
+                                sl_tstamp now) {
   sd_conn *c = ctx;
   sd_admit_result res;
   sd_state_req req;
   sd_state_admit(CS(c)->state, client, now, &c->ticket, NULL, NULL, &res, &req);
   count_admission(c, res.admission);
-  if (res.admission != SL_ADMIT_TEMPFAIL) name_lookup_start(c, client);
+  if (res.admission != SL_ADMIT_TEMPFAIL)
+    name_lookup_start(c, client);
   return res.admission;
 }
 
 /* The driver admitted the client of the PROXY header before the relay
    existed (pend_peek read the same header ahead): the relay gets that
    verdict when it parses the header. */
-static sl_admission proxy_preadmitted(void *ctx, const sl_addr *client, sl_tstamp now) {
+static sl_admission proxy_preadmitted(void *ctx, const sl_addr *client,
+                                      sl_tstamp now) {
   sd_conn *c = ctx;
   (void)now;
-  if (c->admitted != SL_ADMIT_TEMPFAIL) name_lookup_start(c, client);
+  if (c->admitted != SL_ADMIT_TEMPFAIL)
+    name_lookup_start(c, client);
   return (sl_admission)c->admitted;
 }
 
@@ -1690,7 +1919,8 @@ static void start_session(sd_conns *s, sd_gen *g, const sd_start *st);
  * redis_timeout; the header within proxy_header_timeout, after which the
  * connection is closed unanswered as the relay would. */
 #define SD_ADDR_TEXT 64
-#define PEND_PEEK 232 /* a v1 line, or v2 with a few TLVs (HAProxy sends none) */
+#define PEND_PEEK                                                              \
+  232 /* a v1 line, or v2 with a few TLVs (HAProxy sends none) */
 
 struct sd_pend {
   sd_handler h;
@@ -1710,11 +1940,15 @@ struct sd_pend {
 
 static void pend_unlink(sd_pend *p) {
   sd_conns *s = p->s;
-  if (p->prev) p->prev->next = p->next;
-  else s->pend_head = p->next;
-  if (p->next) p->next->prev = p->prev;
+  if (p->prev)
+    p->prev->next = p->next;
+  else
+    s->pend_head = p->next;
+  if (p->next)
+    p->next->prev = p->prev;
   sd_timer_stop(s->loop, &p->timer);
-  if (p->registered) sd_loop_del(s->loop, p->fd);
+  if (p->registered)
+    sd_loop_del(s->loop, p->fd);
   p->registered = 0;
 }
 
@@ -1724,9 +1958,14 @@ static void pend_finish(sd_pend *p, const sd_admit_result *pre) {
   sd_conns *s = p->s;
   sd_gen *g = p->g;
   pend_unlink(p);
-  sd_start st = {p->listener, p->tls,          p->proxy && !p->local_seen,
-                 p->fd,       (const struct sockaddr *)&p->peer, pre,
-                 &p->ticket,  pre ? &p->client : NULL};
+  sd_start st = {p->listener,
+                 p->tls,
+                 p->proxy && !p->local_seen,
+                 p->fd,
+                 (const struct sockaddr *)&p->peer,
+                 pre,
+                 &p->ticket,
+                 pre ? &p->client : NULL};
   start_session(s, g, &st);
   sd_gen_unref(g);
   free(p);
@@ -1750,8 +1989,9 @@ static void pend_admitted(void *ctx, const sd_admit_result *res) {
    answers. */
 static void pend_admit(sd_pend *p) {
   sd_admit_result res;
-  if (sd_state_admit(p->s->state, &p->client, sd_loop_now(p->s->loop), &p->ticket,
-                     pend_admitted, p, &res, &p->req) == SD_STATE_DONE)
+  if (sd_state_admit(p->s->state, &p->client, sd_loop_now(p->s->loop),
+                     &p->ticket, pend_admitted, p, &res,
+                     &p->req) == SD_STATE_DONE)
     pend_finish(p, &res);
 }
 
@@ -1763,7 +2003,8 @@ static int pend_after_local(sd_pend *p);
 static int pend_peek(sd_pend *p) {
   uint8_t buf[PEND_PEEK];
   ssize_t n = recv(p->fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return 0;
   if (n == 0 || n < 0) {
     /* Closed before a header: a balancer's plain TCP check, which costs
        no session, no log line and no count. */
@@ -1773,11 +2014,13 @@ static int pend_peek(sd_pend *p) {
   }
   sl_proxy_header h;
   long hl = sl_proxy_parse(buf, (size_t)n, &h);
-  if (hl == SL_ERR_INCOMPLETE && (size_t)n < sizeof buf) return 0;
+  if (hl == SL_ERR_INCOMPLETE && (size_t)n < sizeof buf)
+    return 0;
   if (hl > 0 && !h.local) {
     p->client = h.src;
     sd_timer_stop(p->s->loop, &p->timer);
-    if (p->registered) sd_loop_del(p->s->loop, p->fd);
+    if (p->registered)
+      sd_loop_del(p->s->loop, p->fd);
     p->registered = 0;
     pend_admit(p);
     return 1;
@@ -1804,7 +2047,8 @@ static int pend_peek(sd_pend *p) {
 static int pend_after_local(sd_pend *p) {
   uint8_t b;
   ssize_t n = recv(p->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    return 0;
   if (n <= 0) {
     sd_count(SD_C_PROXY_PROBES, 1);
     pend_drop(p);
@@ -1817,8 +2061,10 @@ static int pend_after_local(sd_pend *p) {
 static void pend_io(sd_handler *h, uint32_t ev) {
   (void)ev;
   sd_pend *p = (sd_pend *)(void *)h;
-  if (p->local_seen) pend_after_local(p);
-  else pend_peek(p);
+  if (p->local_seen)
+    pend_after_local(p);
+  else
+    pend_peek(p);
 }
 
 static void pend_timer(sd_timer *t) {
@@ -1832,18 +2078,21 @@ static void pend_timer(sd_timer *t) {
      as the relay would (haproxy's rule for a balancer that says nothing). */
   char peer[SD_ADDR_TEXT];
   sd_sockaddr_format((const struct sockaddr *)&p->peer, peer, sizeof peer);
-  sd_log(SD_LOG_INFO, "proxy header from %s not complete within proxy_header_timeout: closed",
-         peer);
+  sd_log(
+      SD_LOG_INFO,
+      "proxy header from %s not complete within proxy_header_timeout: closed",
+      peer);
   sd_count(SD_C_END_TIMEOUT, 1);
   pend_drop(p);
 }
 
 void sd_conn_pending_free_all(sd_conns *s) {
-  while (s->pend_head) pend_drop(s->pend_head);
+  while (s->pend_head)
+    pend_drop(s->pend_head);
 }
 
-void sd_conn_accept(sd_conns *s, sd_gen *g, size_t listener, int tls, int proxy, int fd,
-                    const struct sockaddr *peer, socklen_t peerlen) {
+void sd_conn_accept(sd_conns *s, sd_gen *g, size_t listener, int tls, int proxy,
+                    int fd, const struct sockaddr *peer, socklen_t peerlen) {
   const sd_config *cfg = g->cfg;
   if (s->n >= cfg->max_connections || over_total(cfg)) {
     sd_count(SD_C_REJECT_CAP, 1);
@@ -1870,8 +2119,8 @@ void sd_conn_accept(sd_conns *s, sd_gen *g, size_t listener, int tls, int proxy,
       sd_start st = {listener, tls, proxy, fd, peer, NULL, NULL, NULL};
       start_session(s, g, &st);
     } else {
-      sd_state_admit(s->state, &peer_addr, sd_loop_now(s->loop), &ticket, NULL, NULL, &res,
-                     &req);
+      sd_state_admit(s->state, &peer_addr, sd_loop_now(s->loop), &ticket, NULL,
+                     NULL, &res, &req);
       sd_start st = {listener, tls, proxy, fd, peer, &res, &ticket, &peer_addr};
       start_session(s, g, &st);
     }
@@ -1886,23 +2135,27 @@ void sd_conn_accept(sd_conns *s, sd_gen *g, size_t listener, int tls, int proxy,
   p->listener = (uint16_t)listener;
   p->tls = tls != 0;
   p->proxy = proxy != 0;
-  memcpy(&p->peer, peer, peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                     : sizeof(struct sockaddr_in));
+  memcpy(&p->peer, peer,
+         peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                     : sizeof(struct sockaddr_in));
   p->next = s->pend_head;
-  if (p->next) p->next->prev = p;
+  if (p->next)
+    p->next->prev = p;
   s->pend_head = p;
   if (!by_header) {
     p->client = peer_addr;
     pend_admit(p);
     return;
   }
-  if (pend_peek(p)) return;
+  if (pend_peek(p))
+    return;
   if (sd_loop_add(s->loop, fd, EPOLLIN, &p->h) != 0) {
     pend_finish(p, NULL);
     return;
   }
   p->registered = 1;
-  sd_timer_set(s->loop, &p->timer, sd_loop_now(s->loop) + cfg->limits.proxy_header_timeout);
+  sd_timer_set(s->loop, &p->timer,
+               sd_loop_now(s->loop) + cfg->limits.proxy_header_timeout);
 }
 
 static void start_session(sd_conns *s, sd_gen *g, const sd_start *st) {
@@ -1937,7 +2190,8 @@ static void start_session(sd_conns *s, sd_gen *g, const sd_start *st) {
   if (getsockname(fd, (struct sockaddr *)&ls, &lslen) == 0)
     to_sl_addr((const struct sockaddr *)&ls, &local_addr);
   sl_addr laddr;
-  to_sl_addr((const struct sockaddr *)&cfg->listen[c->listener].addr.ss, &laddr);
+  to_sl_addr((const struct sockaddr *)&cfg->listen[c->listener].addr.ss,
+             &laddr);
   if (memcmp(&laddr, &local_addr, sizeof laddr) != 0 && xtra(c)) {
     /* a wildcard listener: the address the client reached is kept */
     c->x->local = local_addr;
@@ -1949,7 +2203,8 @@ static void start_session(sd_conns *s, sd_gen *g, const sd_start *st) {
   memset(&info, 0, sizeof info);
   info.client = peer_addr;
   info.local = local_addr;
-  if (tls) info.flags |= SL_CONN_TLS;
+  if (tls)
+    info.flags |= SL_CONN_TLS;
   /* PROXY headers are honoured only from configured balancers; from anyone
      else the same bytes are just bad SMTP. */
   if (proxy && trusted(cfg, peer)) {
@@ -1994,11 +2249,12 @@ static void start_session(sd_conns *s, sd_gen *g, const sd_start *st) {
     info.filter_ctx = c;
   }
 
-  uint64_t seed = s->seed ^ (now * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(uintptr_t)c;
+  uint64_t seed =
+      s->seed ^ (now * 0x9e3779b97f4a7c15ull) ^ (uint64_t)(uintptr_t)c;
 
   sl_relay *r = NULL;
-  int rc = sl_relay_init(&r, c->mem, rsize, &cfg->limits, &cfg->policy, &g->slpool, &info,
-                         seed, now);
+  int rc = sl_relay_init(&r, c->mem, rsize, &cfg->limits, &cfg->policy,
+                         &g->slpool, &info, seed, now);
   if (rc == 0 && r != RELAY(c)) {
     /* RELAY() relies on the relay living at the start of its block */
     sl_relay_free(r);
@@ -2006,7 +2262,8 @@ static void start_session(sd_conns *s, sd_gen *g, const sd_start *st) {
   }
   if (rc != 0) {
     sd_log(SD_LOG_ERR, "relay init: %s", sl_strerror(rc));
-    if (c->counted) sd_state_release(s->state, st->admitted, &c->ticket);
+    if (c->counted)
+      sd_state_release(s->state, st->admitted, &c->ticket);
     free(c->x);
     free(c);
     sd_count(SD_C_REJECT_NOMEM, 1);
@@ -2015,7 +2272,8 @@ static void start_session(sd_conns *s, sd_gen *g, const sd_start *st) {
   }
   if (sd_loop_add(s->loop, fd, EPOLLIN, &c->ch) != 0) {
     sl_relay_free(RELAY(c));
-    if (c->counted) sd_state_release(s->state, st->admitted, &c->ticket);
+    if (c->counted)
+      sd_state_release(s->state, st->admitted, &c->ticket);
     free(c->x);
     free(c);
     close(fd);
@@ -2027,16 +2285,19 @@ static void start_session(sd_conns *s, sd_gen *g, const sd_start *st) {
   c->c_rblk = 1;
   sd_gen_ref(g);
   c->next = s->head;
-  if (c->next) c->next->prev = c;
+  if (c->next)
+    c->next->prev = c;
   s->head = c;
   s->n++;
   sd_count(SD_C_ACCEPTED, 1);
   sd_gauge_set(&sd_m->active[s->index], s->n);
-  if (!c->expect_proxy && c->admitted != SL_ADMIT_TEMPFAIL) name_lookup_start(c, &peer_addr);
+  if (!c->expect_proxy && c->admitted != SL_ADMIT_TEMPFAIL)
+    name_lookup_start(c, &peer_addr);
   if (tls) {
     /* Implicit TLS: the relay already counts the leg as TLS; nothing moves
        on it until the handshake is done. */
-    c->ctls = g->tls_server ? sd_tls_conn_new(g->tls_server, fd, 1, NULL) : NULL;
+    c->ctls =
+        g->tls_server ? sd_tls_conn_new(g->tls_server, fd, 1, NULL) : NULL;
     if (c->ctls == NULL) {
       sd_conn_abort(c, "tls_unavailable");
       return;

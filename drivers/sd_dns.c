@@ -36,10 +36,11 @@ struct sd_dns_query {
   int sync_done;
 };
 
-__attribute__((format(printf, 3, 4))) static void
-errf(char *err, size_t errlen, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void errf(char *err, size_t errlen,
+                                                       const char *fmt, ...) {
   va_list ap;
-  if (err == NULL || errlen == 0) return;
+  if (err == NULL || errlen == 0)
+    return;
   va_start(ap, fmt);
   vsnprintf(err, errlen, fmt, ap);
   va_end(ap);
@@ -48,7 +49,8 @@ errf(char *err, size_t errlen, const char *fmt, ...) {
 static void on_sock_state(void *data, ares_socket_t fd, int readable,
                           int writable) {
   sd_dns *d = data;
-  if (d->sock_cb != NULL) d->sock_cb(d->sock_arg, (int)fd, readable, writable);
+  if (d->sock_cb != NULL)
+    d->sock_cb(d->sock_arg, (int)fd, readable, writable);
 }
 
 static int status_of(int ares_status) {
@@ -86,7 +88,8 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf,
     int nrr = SD_DNS_MAX_A;
     int r = ares_parse_a_reply(abuf, alen, NULL, rr, &nrr);
     if (r == ARES_SUCCESS && nrr > 0) {
-      for (n = 0; n < (size_t)nrr; n++) a[n] = ntohl(rr[n].ipaddr.s_addr);
+      for (n = 0; n < (size_t)nrr; n++)
+        a[n] = ntohl(rr[n].ipaddr.s_addr);
     } else {
       /* An answer with only a CNAME chain and no A is NODATA too. */
       st = r == ARES_SUCCESS || r == ARES_ENODATA ? SD_DNS_NOTFOUND
@@ -101,8 +104,8 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf,
 }
 
 /* PTR: the first name.  AAAA: up to SD_DNS_MAX_A addresses. */
-static void on_answer_other(void *arg, int status, int timeouts, unsigned char *abuf,
-                            int alen) {
+static void on_answer_other(void *arg, int status, int timeouts,
+                            unsigned char *abuf, int alen) {
   struct sd_dns_query *q = arg;
   int st = status_of(status);
   (void)timeouts;
@@ -120,23 +123,29 @@ static void on_answer_other(void *arg, int status, int timeouts, unsigned char *
     if (r == ARES_SUCCESS && h && h->h_name && strlen(h->h_name) < sizeof name)
       snprintf(name, sizeof name, "%s", h->h_name);
     else
-      st = r == ARES_SUCCESS || r == ARES_ENODATA ? SD_DNS_NOTFOUND : SD_DNS_ERROR;
-    if (h) ares_free_hostent(h);
+      st = r == ARES_SUCCESS || r == ARES_ENODATA ? SD_DNS_NOTFOUND
+                                                  : SD_DNS_ERROR;
+    if (h)
+      ares_free_hostent(h);
   } else if (st == SD_DNS_OK) {
     int nrr = SD_DNS_MAX_A;
     int r = ares_parse_aaaa_reply(abuf, alen, NULL, rr, &nrr);
     if (r == ARES_SUCCESS && nrr > 0)
-      for (n = 0; n < (size_t)nrr; n++) memcpy(a6[n], &rr[n].ip6addr, 16);
+      for (n = 0; n < (size_t)nrr; n++)
+        memcpy(a6[n], &rr[n].ip6addr, 16);
     else
-      st = r == ARES_SUCCESS || r == ARES_ENODATA ? SD_DNS_NOTFOUND : SD_DNS_ERROR;
+      st = r == ARES_SUCCESS || r == ARES_ENODATA ? SD_DNS_NOTFOUND
+                                                  : SD_DNS_ERROR;
   }
   sd_dns_name_cb ncb = q->name_cb;
   sd_dns_aaaa_cb acb = q->aaaa_cb;
   void *cb_arg = q->arg;
   q->dns->pending--;
   free(q);
-  if (ncb) ncb(cb_arg, st, st == SD_DNS_OK ? name : NULL);
-  else acb(cb_arg, st, (const uint8_t(*)[16])a6, n);
+  if (ncb)
+    ncb(cb_arg, st, st == SD_DNS_OK ? name : NULL);
+  else
+    acb(cb_arg, st, (const uint8_t(*)[16])a6, n);
 }
 
 sd_dns *sd_dns_new(const char *servers, int timeout_ms, int tries, char *err,
@@ -144,7 +153,8 @@ sd_dns *sd_dns_new(const char *servers, int timeout_ms, int tries, char *err,
   struct ares_options o;
   sd_dns *d;
   int r;
-  if (err != NULL && errlen > 0) err[0] = '\0';
+  if (err != NULL && errlen > 0)
+    err[0] = '\0';
   if (timeout_ms <= 0 || tries < 1) {
     errf(err, errlen, "DNS timeout must be > 0 ms and tries >= 1");
     return NULL;
@@ -195,7 +205,8 @@ sd_dns *sd_dns_new(const char *servers, int timeout_ms, int tries, char *err,
 }
 
 void sd_dns_free(sd_dns *d) {
-  if (d == NULL) return;
+  if (d == NULL)
+    return;
   ares_destroy(d->ch); /* runs the callbacks with ARES_EDESTRUCTION */
   free(d);
   ares_library_cleanup();
@@ -203,9 +214,11 @@ void sd_dns_free(sd_dns *d) {
 
 int sd_dns_query_a(sd_dns *d, const char *name, sd_dns_cb cb, void *arg) {
   struct sd_dns_query *q;
-  if (name == NULL || name[0] == '\0' || cb == NULL) return -1;
+  if (name == NULL || name[0] == '\0' || cb == NULL)
+    return -1;
   q = calloc(1, sizeof *q);
-  if (q == NULL) return -1;
+  if (q == NULL)
+    return -1;
   q->dns = d;
   q->cb = cb;
   q->arg = arg;
@@ -220,12 +233,14 @@ int sd_dns_query_a(sd_dns *d, const char *name, sd_dns_cb cb, void *arg) {
   return 0;
 }
 
-static int query_other(sd_dns *d, const char *name, int type, sd_dns_name_cb ncb,
-                       sd_dns_aaaa_cb acb, void *arg) {
+static int query_other(sd_dns *d, const char *name, int type,
+                       sd_dns_name_cb ncb, sd_dns_aaaa_cb acb, void *arg) {
   struct sd_dns_query *q;
-  if (name == NULL || name[0] == '\0' || (ncb == NULL && acb == NULL)) return -1;
+  if (name == NULL || name[0] == '\0' || (ncb == NULL && acb == NULL))
+    return -1;
   q = calloc(1, sizeof *q);
-  if (q == NULL) return -1;
+  if (q == NULL)
+    return -1;
   q->dns = d;
   q->name_cb = ncb;
   q->aaaa_cb = acb;
@@ -243,8 +258,8 @@ static int query_other(sd_dns *d, const char *name, int type, sd_dns_name_cb ncb
 
 /* TXT: each record's strings joined (RFC 7208 3.3), records longer than
    SD_DNS_TXT_MAX cut.  MX: the exchange names. */
-static void on_answer_strs(void *arg, int status, int timeouts, unsigned char *abuf,
-                           int alen) {
+static void on_answer_strs(void *arg, int status, int timeouts,
+                           unsigned char *abuf, int alen) {
   struct sd_dns_query *q = arg;
   int st = status_of(status);
   (void)timeouts;
@@ -262,13 +277,16 @@ static void on_answer_strs(void *arg, int status, int timeouts, unsigned char *a
       size_t len = 0;
       for (struct ares_txt_ext *t = txt; t; t = t->next) {
         if (t->record_start || n == 0) {
-          if (n == SD_DNS_MAX_A) break;
+          if (n == SD_DNS_MAX_A)
+            break;
           strs[n] = buf[n];
           buf[n][0] = 0;
           n++;
           len = 0;
         }
-        size_t k = t->length < SD_DNS_TXT_MAX - 1 - len ? t->length : SD_DNS_TXT_MAX - 1 - len;
+        size_t k = t->length < SD_DNS_TXT_MAX - 1 - len
+                       ? t->length
+                       : SD_DNS_TXT_MAX - 1 - len;
         memcpy(buf[n - 1] + len, t->txt, k);
         len += k;
         buf[n - 1][len] = 0;
@@ -291,7 +309,8 @@ static void on_answer_strs(void *arg, int status, int timeouts, unsigned char *a
       st = r == ARES_ENODATA ? SD_DNS_NOTFOUND : SD_DNS_ERROR;
     }
   }
-  if (st == SD_DNS_OK && n == 0) st = SD_DNS_NOTFOUND;
+  if (st == SD_DNS_OK && n == 0)
+    st = SD_DNS_NOTFOUND;
   sd_dns_strs_cb cb = q->strs_cb;
   void *cb_arg = q->arg;
   q->dns->pending--;
@@ -299,11 +318,14 @@ static void on_answer_strs(void *arg, int status, int timeouts, unsigned char *a
   cb(cb_arg, st, strs, st == SD_DNS_OK ? n : 0);
 }
 
-int sd_dns_query_strs(sd_dns *d, const char *name, int mx, sd_dns_strs_cb cb, void *arg) {
+int sd_dns_query_strs(sd_dns *d, const char *name, int mx, sd_dns_strs_cb cb,
+                      void *arg) {
   struct sd_dns_query *q;
-  if (name == NULL || name[0] == '\0' || cb == NULL) return -1;
+  if (name == NULL || name[0] == '\0' || cb == NULL)
+    return -1;
   q = calloc(1, sizeof *q);
-  if (q == NULL) return -1;
+  if (q == NULL)
+    return -1;
   q->dns = d;
   q->strs_cb = cb;
   q->strs_type = mx ? ns_t_mx : ns_t_txt;
@@ -319,11 +341,13 @@ int sd_dns_query_strs(sd_dns *d, const char *name, int mx, sd_dns_strs_cb cb, vo
   return 0;
 }
 
-int sd_dns_query_ptr(sd_dns *d, const char *name, sd_dns_name_cb cb, void *arg) {
+int sd_dns_query_ptr(sd_dns *d, const char *name, sd_dns_name_cb cb,
+                     void *arg) {
   return query_other(d, name, ns_t_ptr, cb, NULL, arg);
 }
 
-int sd_dns_query_aaaa(sd_dns *d, const char *name, sd_dns_aaaa_cb cb, void *arg) {
+int sd_dns_query_aaaa(sd_dns *d, const char *name, sd_dns_aaaa_cb cb,
+                      void *arg) {
   return query_other(d, name, ns_t_aaaa, NULL, cb, arg);
 }
 
@@ -347,13 +371,17 @@ int sd_dns_next_timeout_ms(sd_dns *d, int max_ms) {
   } else {
     t = ares_timeout(d->ch, NULL, &tv);
   }
-  if (t == NULL) return -1;
+  if (t == NULL)
+    return -1;
   /* Round up: waking a fraction of a ms early would find nothing expired
    * and spin. */
   ms = (long long)t->tv_sec * 1000 + (t->tv_usec + 999) / 1000;
-  if (ms < 0) ms = 0;
-  if (max_ms >= 0 && ms > max_ms) ms = max_ms;
-  if (ms > 0x7fffffff) ms = 0x7fffffff;
+  if (ms < 0)
+    ms = 0;
+  if (max_ms >= 0 && ms > max_ms)
+    ms = max_ms;
+  if (ms > 0x7fffffff)
+    ms = 0x7fffffff;
   return (int)ms;
 }
 

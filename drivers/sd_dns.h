@@ -44,11 +44,11 @@ sd_dns *sd_dns_new(const char *servers, int timeout_ms, int tries, char *err,
 void sd_dns_free(sd_dns *);
 
 enum {
-  SD_DNS_OK = 0,        /* at least one A record */
-  SD_DNS_NOTFOUND = 1,  /* NXDOMAIN, or the name has no A record */
-  SD_DNS_TIMEOUT = 2,   /* no answer within the time budget */
-  SD_DNS_ERROR = 3,     /* SERVFAIL, REFUSED, malformed answer, I/O error */
-  SD_DNS_CANCELLED = 4  /* sd_dns_free() */
+  SD_DNS_OK = 0,       /* at least one A record */
+  SD_DNS_NOTFOUND = 1, /* NXDOMAIN, or the name has no A record */
+  SD_DNS_TIMEOUT = 2,  /* no answer within the time budget */
+  SD_DNS_ERROR = 3,    /* SERVFAIL, REFUSED, malformed answer, I/O error */
+  SD_DNS_CANCELLED = 4 /* sd_dns_free() */
 };
 
 /* The most A records passed to a callback; further records are dropped
@@ -71,7 +71,8 @@ int sd_dns_query_a(sd_dns *, const char *name, sd_dns_cb cb, void *arg);
  * first name of the answer (valid during the call; NULL unless OK), and an
  * AAAA lookup gives n addresses of 16 bytes.  Same rules as sd_dns_query_a. */
 typedef void (*sd_dns_name_cb)(void *arg, int status, const char *name);
-typedef void (*sd_dns_aaaa_cb)(void *arg, int status, const uint8_t (*a)[16], size_t n);
+typedef void (*sd_dns_aaaa_cb)(void *arg, int status, const uint8_t (*a)[16],
+                               size_t n);
 int sd_dns_query_ptr(sd_dns *, const char *name, sd_dns_name_cb cb, void *arg);
 int sd_dns_query_aaaa(sd_dns *, const char *name, sd_dns_aaaa_cb cb, void *arg);
 
@@ -80,8 +81,10 @@ int sd_dns_query_aaaa(sd_dns *, const char *name, sd_dns_aaaa_cb cb, void *arg);
  * strings valid during the call (0 unless OK).  Same rules as
  * sd_dns_query_a. */
 #define SD_DNS_TXT_MAX 1024
-typedef void (*sd_dns_strs_cb)(void *arg, int status, const char *const *s, size_t n);
-int sd_dns_query_strs(sd_dns *, const char *name, int mx, sd_dns_strs_cb cb, void *arg);
+typedef void (*sd_dns_strs_cb)(void *arg, int status, const char *const *s,
+                               size_t n);
+int sd_dns_query_strs(sd_dns *, const char *name, int mx, sd_dns_strs_cb cb,
+                      void *arg);
 
 /* Which sockets the loop watches: (fd, want_read, want_write); both 0 means
  * stop watching (the fd is closed right after).  Call before the first query;

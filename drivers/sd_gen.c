@@ -86,7 +86,8 @@ sd_gen *sd_gen_new(sd_gen_host *host, sd_config *cfg, char *err,
     /* metric labels of this generation's content filters */
     const char *names[SD_MAX_FILTERS];
     size_t nf = cfg->nfilters < SD_MAX_FILTERS ? cfg->nfilters : SD_MAX_FILTERS;
-    for (size_t i = 0; i < nf; i++) names[i] = cfg->filters[i].name;
+    for (size_t i = 0; i < nf; i++)
+      names[i] = cfg->filters[i].name;
     sd_metrics_filter_names(names, nf);
   }
   if (cfg->tls_cert) {
@@ -108,10 +109,12 @@ sd_gen *sd_gen_new(sd_gen_host *host, sd_config *cfg, char *err,
                             cfg->upstream_tls_ciphers, err, errlen);
   if (g->tls_client == NULL)
     goto bad;
-  if (cfg->policy.ndnsbl > 0 || (cfg->greylist && (cfg->greylist_spf || cfg->greylist_asn_zone ||
+  if (cfg->policy.ndnsbl > 0 ||
+      (cfg->greylist && (cfg->greylist_spf || cfg->greylist_asn_zone ||
                          cfg->greylist_asn6_zone)) ||
-      (cfg->client_name_lookup && (cfg->policy.identity == SL_IDENT_XCLIENT ||
-                                   cfg->policy.identity == SL_IDENT_XFORWARD))) {
+      (cfg->client_name_lookup &&
+       (cfg->policy.identity == SL_IDENT_XCLIENT ||
+        cfg->policy.identity == SL_IDENT_XFORWARD))) {
     g->dns = sd_dns_new(cfg->dns_servers, (int)(cfg->dns_timeout / SL_MSEC),
                         (int)cfg->dns_tries, err, errlen);
     if (g->dns == NULL)

@@ -26,7 +26,8 @@ static char syslog_path[108];
    path (tests use their own socket) and from one buffer per line. */
 static int syslog_connect(void) {
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
+  if (fd < 0)
+    return -1;
   struct sockaddr_un sun;
   memset(&sun, 0, sizeof sun);
   sun.sun_family = AF_UNIX;
@@ -47,24 +48,30 @@ int sd_log_setup(const char *file, int level, int format) {
   log_format = format;
   if (file == NULL || file[0] == '\0' || strcmp(file, "-") == 0) {
     log_path[0] = '\0';
-    if (log_fd != 2) close(log_fd);
+    if (log_fd != 2)
+      close(log_fd);
     log_fd = 2;
     log_syslog = 0;
     return 0;
   }
   if (strncmp(file, "syslog", 6) == 0 && (file[6] == '\0' || file[6] == ':')) {
-    snprintf(syslog_path, sizeof syslog_path, "%s", file[6] ? file + 7 : "/dev/log");
+    snprintf(syslog_path, sizeof syslog_path, "%s",
+             file[6] ? file + 7 : "/dev/log");
     int fd = syslog_connect();
-    if (fd < 0) return -1;
-    if (log_fd != 2) close(log_fd);
+    if (fd < 0)
+      return -1;
+    if (log_fd != 2)
+      close(log_fd);
     log_fd = fd;
     log_syslog = 1;
     log_path[0] = '\0';
     return 0;
   }
   int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-  if (fd < 0) return -1;
-  if (log_fd != 2) close(log_fd);
+  if (fd < 0)
+    return -1;
+  if (log_fd != 2)
+    close(log_fd);
   log_fd = fd;
   log_syslog = 0;
   snprintf(log_path, sizeof log_path, "%s", file);
@@ -75,9 +82,11 @@ int sd_log_level(void) { return log_level; }
 int sd_log_format(void) { return log_format; }
 
 void sd_log_reopen(void) {
-  if (log_path[0] == '\0') return;
+  if (log_path[0] == '\0')
+    return;
   int fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-  if (fd < 0) return;
+  if (fd < 0)
+    return;
   dup2(fd, log_fd);
   close(fd);
 }
@@ -113,7 +122,8 @@ static void put_quoted(sd_rec *r, const char *s) {
 }
 
 static int needs_quotes(const char *s) {
-  if (*s == '\0') return 1;
+  if (*s == '\0')
+    return 1;
   for (; *s; s++)
     if (*s <= ' ' || *s == '"' || *s == '=' || *s == '\\' || *s == 0x7f)
       return 1;
@@ -133,7 +143,8 @@ static void key(sd_rec *r, const char *k) {
 }
 
 void sd_rec_str(sd_rec *r, const char *k, const char *v) {
-  if (v == NULL) v = "";
+  if (v == NULL)
+    v = "";
   key(r, k);
   if (r->format == SD_LOGJSON || needs_quotes(v))
     put_quoted(r, v);
@@ -165,9 +176,12 @@ void sd_rec_ms(sd_rec *r, const char *k, uint64_t ns) {
 
 static int severity_of(const char *level) {
   /* syslog severities: err 3, warning 4, info 6, debug 7 */
-  if (!strcmp(level, "error")) return 3;
-  if (!strcmp(level, "warn")) return 4;
-  if (!strcmp(level, "debug")) return 7;
+  if (!strcmp(level, "error"))
+    return 3;
+  if (!strcmp(level, "warn"))
+    return 4;
+  if (!strcmp(level, "debug"))
+    return 7;
   return 6;
 }
 
@@ -208,7 +222,8 @@ void sd_rec_emit(sd_rec *r) {
     localtime_r(&now, &tm);
     size_t h = (size_t)snprintf(hdr, sizeof hdr, "<%d>", 2 * 8 + r->severity);
     h += strftime(hdr + h, sizeof hdr - h, "%b %e %H:%M:%S ", &tm);
-    h += (size_t)snprintf(hdr + h, sizeof hdr - h, "sluiced[%d]: ", (int)getpid());
+    h += (size_t)snprintf(hdr + h, sizeof hdr - h,
+                          "sluiced[%d]: ", (int)getpid());
     char line[sizeof hdr + sizeof r->buf];
     memcpy(line, hdr, h);
     memcpy(line + h, r->buf, r->len);
@@ -231,7 +246,8 @@ void sd_rec_emit(sd_rec *r) {
 }
 
 void sd_log(int level, const char *fmt, ...) {
-  if (level > log_level) return;
+  if (level > log_level)
+    return;
   char msg[1024];
   va_list ap;
   va_start(ap, fmt);

@@ -37,7 +37,8 @@ static void sift_up(sd_heap *h, uint32_t i) {
   sd_timer *t = h->v[i];
   while (i > 0) {
     uint32_t p = (i - 1) / 2;
-    if (h->v[p]->when <= t->when) break;
+    if (h->v[p]->when <= t->when)
+      break;
     heap_set(h, i, h->v[p]);
     i = p;
   }
@@ -48,9 +49,12 @@ static void sift_down(sd_heap *h, uint32_t i) {
   sd_timer *t = h->v[i];
   for (;;) {
     uint32_t c = 2 * i + 1;
-    if (c >= h->n) break;
-    if (c + 1 < h->n && h->v[c + 1]->when < h->v[c]->when) c++;
-    if (t->when <= h->v[c]->when) break;
+    if (c >= h->n)
+      break;
+    if (c + 1 < h->n && h->v[c + 1]->when < h->v[c]->when)
+      c++;
+    if (t->when <= h->v[c]->when)
+      break;
     heap_set(h, i, h->v[c]);
     i = c;
   }
@@ -61,7 +65,8 @@ int sd_heap_push(sd_heap *h, sd_timer *t) {
   if (h->n == h->cap) {
     uint32_t cap = h->cap ? h->cap * 2 : 64;
     sd_timer **v = realloc(h->v, cap * sizeof *v);
-    if (v == NULL) return -1;
+    if (v == NULL)
+      return -1;
     h->v = v;
     h->cap = cap;
   }
@@ -73,10 +78,12 @@ int sd_heap_push(sd_heap *h, sd_timer *t) {
 
 void sd_heap_remove(sd_heap *h, sd_timer *t) {
   uint32_t i = t->slot;
-  if (i == SD_TIMER_IDLE || i >= h->n || h->v[i] != t) return;
+  if (i == SD_TIMER_IDLE || i >= h->n || h->v[i] != t)
+    return;
   t->slot = SD_TIMER_IDLE;
   h->n--;
-  if (i == h->n) return;
+  if (i == h->n)
+    return;
   heap_set(h, i, h->v[h->n]);
   sd_heap_fix(h, h->v[i]);
 }
@@ -107,7 +114,8 @@ uint64_t sd_clock_ns(void) {
 
 static void run_deferred(sd_loop *l) {
   /* fn may defer more; those run in this pass too (the count is re-read). */
-  for (uint32_t i = 0; i < l->ndv; i++) l->dv[i].fn(l->dv[i].arg);
+  for (uint32_t i = 0; i < l->ndv; i++)
+    l->dv[i].fn(l->dv[i].arg);
   l->ndv = 0;
 }
 
@@ -130,7 +138,8 @@ int sd_loop_defer(sd_loop *l, void (*fn)(void *), void *arg) {
 
 sd_loop *sd_loop_new(void) {
   sd_loop *l = calloc(1, sizeof *l);
-  if (l == NULL) return NULL;
+  if (l == NULL)
+    return NULL;
   l->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (l->epfd < 0) {
     free(l);
@@ -141,7 +150,8 @@ sd_loop *sd_loop_new(void) {
 }
 
 void sd_loop_free(sd_loop *l) {
-  if (l == NULL) return;
+  if (l == NULL)
+    return;
   close(l->epfd);
   run_deferred(l);
   free(l->dv);
@@ -155,7 +165,8 @@ uint64_t sd_loop_update_now(sd_loop *l) {
   uint64_t t = sd_clock_ns();
   /* The core rejects time going backwards; CLOCK_MONOTONIC never does, but
      keep the invariant explicit. */
-  if (t > l->now) l->now = t;
+  if (t > l->now)
+    l->now = t;
   return l->now;
 }
 
@@ -180,7 +191,8 @@ void sd_timer_set(sd_loop *l, sd_timer *t, uint64_t when) {
     return;
   }
   if (t->slot != SD_TIMER_IDLE) {
-    if (t->when == when) return;
+    if (t->when == when)
+      return;
     t->when = when;
     sd_heap_fix(&l->heap, t);
     return;
@@ -194,7 +206,8 @@ void sd_timer_set(sd_loop *l, sd_timer *t, uint64_t when) {
 }
 
 void sd_timer_stop(sd_loop *l, sd_timer *t) {
-  if (t->slot != SD_TIMER_IDLE) sd_heap_remove(&l->heap, t);
+  if (t->slot != SD_TIMER_IDLE)
+    sd_heap_remove(&l->heap, t);
   t->when = UINT64_MAX;
 }
 
@@ -207,16 +220,20 @@ uint32_t sd_loop_timers(const sd_loop *l) { return l->heap.n; }
 
 int sd_loop_once(sd_loop *l, int max_wait_ms) {
   struct epoll_event evs[MAX_EVENTS];
-  if (l->before_sleep) l->before_sleep(l->before_sleep_arg);
+  if (l->before_sleep)
+    l->before_sleep(l->before_sleep_arg);
   int wait = max_wait_ms;
   sd_timer *first = sd_heap_min(&l->heap);
   if (first != NULL) {
     uint64_t now = sd_loop_update_now(l);
-    uint64_t ms = first->when <= now ? 0 : (first->when - now + 999999u) / 1000000u;
-    if (wait < 0 || ms < (uint64_t)wait) wait = (int)ms;
+    uint64_t ms =
+        first->when <= now ? 0 : (first->when - now + 999999u) / 1000000u;
+    if (wait < 0 || ms < (uint64_t)wait)
+      wait = (int)ms;
   }
   int n = epoll_wait(l->epfd, evs, MAX_EVENTS, wait);
-  if (n < 0 && errno != EINTR) return -1;
+  if (n < 0 && errno != EINTR)
+    return -1;
   sd_loop_update_now(l);
   for (int i = 0; i < n; i++) {
     sd_handler *h = evs[i].data.ptr;

@@ -21,8 +21,8 @@ typedef struct sd_handler {
 
 /* Embedded in every object that needs a deadline. */
 typedef struct sd_timer {
-  uint64_t when;  /* absolute, ns of CLOCK_MONOTONIC */
-  uint32_t slot;  /* index in the heap, SD_TIMER_IDLE when not armed */
+  uint64_t when; /* absolute, ns of CLOCK_MONOTONIC */
+  uint32_t slot; /* index in the heap, SD_TIMER_IDLE when not armed */
   void (*cb)(struct sd_timer *t);
 } sd_timer;
 

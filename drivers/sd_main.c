@@ -27,74 +27,94 @@
 #define SLUICED_VERSION "0.1.0"
 
 static void usage(FILE *f) {
-  fprintf(f,
-"Usage: sluiced [-c FILE] [options]\n"
-"\n"
-"sluiced is an SMTP proxy: it accepts SMTP (plain with STARTTLS, or implicit\n"
-"TLS), screens clients (pregreet, DNSBL/DNSWL scores, per-IP limits, tarpits)\n"
-"and relays each session to one of its upstream servers, owning the SMTP\n"
-"framing so that smuggling and STARTTLS injection never reach them.\n"
-"\n"
-"Options:\n"
-"  -c, --config FILE   configuration file (default /etc/sluiced.conf)\n"
-"  -t, --check-config  parse the configuration, check its files, load its\n"
-"                      certificates, and exit: 0 if valid, 2 with\n"
-"                      \"file:line: key: message\" if not\n"
-"  --print-config      print the effective configuration (every key) and exit\n"
-"  -n                  with --print-config (or alone): only the settings the\n"
-"                      file changes from their defaults, like postconf -n\n"
-"  --print-defaults    print every key with its default value and exit\n"
-"  -w, --workers N     worker processes (overrides \"workers\"; 0 = one per core)\n"
-"  -h, --help          this text\n"
-"  -V, --version       the version\n"
-"\n"
-"Minimal configuration (everything else has a default):\n"
-"  listen   = 127.0.0.1:2525\n"
-"  upstream = 127.0.0.1:2526\n"
-"See sluiced.conf.example for every key, its default and what it does.\n"
-"\n"
-"Signals:\n"
-"  SIGHUP    reload the configuration; live sessions keep the old one\n"
-"  SIGTERM   stop accepting, let sessions finish (drain_timeout), exit\n"
-"  SIGINT    same as SIGTERM\n"
-"  SIGUSR1   reopen log_file (after rotation)\n"
-"\n"
-"Service: with \"user\" (and \"group\") sluiced binds as root, then drops to\n"
-"that user before forking workers; \"pid_file\" is written after the drop.\n"
-"\n"
-"Logs: one line per session (logfmt or JSON: log_format) on stderr or\n"
-"log_file.  Metrics: OpenMetrics text at http://<metrics_listen>/metrics.\n"
-"Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a bad\n"
-"configuration or command line.\n");
+  fprintf(
+      f,
+      "Usage: sluiced [-c FILE] [options]\n"
+      "\n"
+      "sluiced is an SMTP proxy: it accepts SMTP (plain with STARTTLS, or "
+      "implicit\n"
+      "TLS), screens clients (pregreet, DNSBL/DNSWL scores, per-IP limits, "
+      "tarpits)\n"
+      "and relays each session to one of its upstream servers, owning the "
+      "SMTP\n"
+      "framing so that smuggling and STARTTLS injection never reach them.\n"
+      "\n"
+      "Options:\n"
+      "  -c, --config FILE   configuration file (default /etc/sluiced.conf)\n"
+      "  -t, --check-config  parse the configuration, check its files, load "
+      "its\n"
+      "                      certificates, and exit: 0 if valid, 2 with\n"
+      "                      \"file:line: key: message\" if not\n"
+      "  --print-config      print the effective configuration (every key) and "
+      "exit\n"
+      "  -n                  with --print-config (or alone): only the settings "
+      "the\n"
+      "                      file changes from their defaults, like postconf "
+      "-n\n"
+      "  --print-defaults    print every key with its default value and exit\n"
+      "  -w, --workers N     worker processes (overrides \"workers\"; 0 = one "
+      "per core)\n"
+      "  -h, --help          this text\n"
+      "  -V, --version       the version\n"
+      "\n"
+      "Minimal configuration (everything else has a default):\n"
+      "  listen   = 127.0.0.1:2525\n"
+      "  upstream = 127.0.0.1:2526\n"
+      "See sluiced.conf.example for every key, its default and what it does.\n"
+      "\n"
+      "Signals:\n"
+      "  SIGHUP    reload the configuration; live sessions keep the old one\n"
+      "  SIGTERM   stop accepting, let sessions finish (drain_timeout), exit\n"
+      "  SIGINT    same as SIGTERM\n"
+      "  SIGUSR1   reopen log_file (after rotation)\n"
+      "\n"
+      "Service: with \"user\" (and \"group\") sluiced binds as root, then "
+      "drops to\n"
+      "that user before forking workers; \"pid_file\" is written after the "
+      "drop.\n"
+      "\n"
+      "Logs: one line per session (logfmt or JSON: log_format) on stderr or\n"
+      "log_file.  Metrics: OpenMetrics text at "
+      "http://<metrics_listen>/metrics.\n"
+      "Exit status: 0 after a clean stop, 1 on a runtime error, 2 on a bad\n"
+      "configuration or command line.\n");
 }
 
 static volatile sig_atomic_t got_sig[65];
 static void on_signal(int s) {
-  if (s > 0 && s < 65) got_sig[s] = 1;
+  if (s > 0 && s < 65)
+    got_sig[s] = 1;
 }
 
 static int open_metrics(const sd_config *cfg) {
-  if (cfg->metrics_listen == NULL) return -1;
-  int fd = socket(cfg->metrics_addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
+  if (cfg->metrics_listen == NULL)
+    return -1;
+  int fd = socket(cfg->metrics_addr.ss.ss_family,
+                  SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (bind(fd, (const struct sockaddr *)&cfg->metrics_addr.ss, cfg->metrics_addr.len) != 0 ||
+  if (bind(fd, (const struct sockaddr *)&cfg->metrics_addr.ss,
+           cfg->metrics_addr.len) != 0 ||
       listen(fd, 64) != 0) {
-    sd_log(SD_LOG_ERR, "metrics_listen %s: %s", cfg->metrics_listen, strerror(errno));
+    sd_log(SD_LOG_ERR, "metrics_listen %s: %s", cfg->metrics_listen,
+           strerror(errno));
     close(fd);
     return -2;
   }
   return fd;
 }
 
-static pid_t spawn(const char *path, sd_config *cfg, uint32_t index, int metrics_fd,
-                   sd_state *state) {
+static pid_t spawn(const char *path, sd_config *cfg, uint32_t index,
+                   int metrics_fd, sd_state *state) {
   pid_t pid = fork();
-  if (pid != 0) return pid;
+  if (pid != 0)
+    return pid;
   /* A worker must not outlive its master. */
   prctl(PR_SET_PDEATHSIG, SIGTERM);
-  sd_privs_select(index); /* its own pre-bound sockets, if the master bound them */
+  sd_privs_select(
+      index); /* its own pre-bound sockets, if the master bound them */
   sd_proctitle_set("sluiced: worker %u", index);
   signal(SIGHUP, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
@@ -137,16 +157,19 @@ static uint64_t mono_ms(void) {
 }
 
 static void describe_status(int st, char *buf, size_t len) {
-  if (WIFEXITED(st)) snprintf(buf, len, "exit status %d", WEXITSTATUS(st));
-  else if (WIFSIGNALED(st)) snprintf(buf, len, "signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
-  else snprintf(buf, len, "status %d", st);
+  if (WIFEXITED(st))
+    snprintf(buf, len, "exit status %d", WEXITSTATUS(st));
+  else if (WIFSIGNALED(st))
+    snprintf(buf, len, "signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
+  else
+    snprintf(buf, len, "status %d", st);
 }
 
 /* The master checks a new file once, as --check-config does (certificates,
    DNS setup), then the ports, then the shared state, and only then tells
    the workers: so a reload counts once, and a refused one is counted. */
-static sd_config *master_reload(const char *path, sd_config *cfg, sd_guards *guards,
-                                sd_state *state) {
+static sd_config *master_reload(const char *path, sd_config *cfg,
+                                sd_guards *guards, sd_state *state) {
   char err[1024];
   sd_config *nc = NULL;
   sd_gen *g = NULL;
@@ -168,18 +191,21 @@ static sd_config *master_reload(const char *path, sd_config *cfg, sd_guards *gua
   if (sd_state_configure(state, &nc->ratelim, err, sizeof err) != 0)
     sd_log(SD_LOG_WARN, "reload: %s", err);
   if (sd_config_state_differs(cfg, nc))
-    sd_log(SD_LOG_WARN, "reload: state_backend, state_entries and redis* settings take effect "
-                        "at the next restart");
+    sd_log(
+        SD_LOG_WARN,
+        "reload: state_backend, state_entries and redis* settings take effect "
+        "at the next restart");
   sd_count(SD_C_RELOADS, 1);
   sd_log(SD_LOG_INFO, "reload: %s checked, telling the workers", path);
   sd_config_unref(cfg);
   return nc;
 }
 
-static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metrics_fd,
-                  sd_state *state, sd_guards *guards) {
+static int master(const char *path, sd_config *cfg, uint32_t nworkers,
+                  int metrics_fd, sd_state *state, sd_guards *guards) {
   worker_slot *ws = calloc(nworkers, sizeof *ws);
-  if (ws == NULL) return 1;
+  if (ws == NULL)
+    return 1;
   sd_proctitle_set("sluiced: master");
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -209,12 +235,14 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
     ws[i].pid = spawn(path, cfg, i, metrics_fd, state);
     ws[i].started_ms = mono_ms();
   }
-  sd_log(SD_LOG_INFO, "sluiced %s master: %u workers", SLUICED_VERSION, nworkers);
+  sd_log(SD_LOG_INFO, "sluiced %s master: %u workers", SLUICED_VERSION,
+         nworkers);
   int stopping = 0, status = 0;
   for (;;) {
     uint64_t now = mono_ms(), next = 0;
     for (uint32_t i = 0; i < nworkers && !stopping; i++) {
-      if (ws[i].restart_at_ms == 0) continue;
+      if (ws[i].restart_at_ms == 0)
+        continue;
       if (ws[i].restart_at_ms <= now) {
         ws[i].restart_at_ms = 0;
         ws[i].pid = spawn(path, cfg, i, metrics_fd, state);
@@ -232,21 +260,25 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
     if (got_sig[SIGHUP] || got_sig[SIGUSR1]) {
       int s = got_sig[SIGHUP] ? SIGHUP : SIGUSR1;
       got_sig[SIGHUP] = got_sig[SIGUSR1] = 0;
-      if (s == SIGUSR1) sd_log_reopen();
+      if (s == SIGUSR1)
+        sd_log_reopen();
       if (s == SIGHUP) {
         sd_config *nc = master_reload(path, cfg, guards, state);
-        if (nc == NULL) continue;
+        if (nc == NULL)
+          continue;
         cfg = nc; /* new workers (restarts) start from it */
       }
       for (uint32_t i = 0; i < nworkers; i++)
-        if (ws[i].pid > 0) kill(ws[i].pid, s);
+        if (ws[i].pid > 0)
+          kill(ws[i].pid, s);
     }
     if ((got_sig[SIGTERM] || got_sig[SIGINT]) && !stopping) {
       stopping = 1;
       sd_privs_close_all(); /* new clients are refused while workers drain */
       sd_privs_close_all(); /* new clients are refused while workers drain */
       for (uint32_t i = 0; i < nworkers; i++)
-        if (ws[i].pid > 0) kill(ws[i].pid, SIGTERM);
+        if (ws[i].pid > 0)
+          kill(ws[i].pid, SIGTERM);
     }
     got_sig[SIGTERM] = got_sig[SIGINT] = 0;
     if (got_sig[SIGCHLD]) {
@@ -255,9 +287,11 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
       pid_t pid;
       while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
         for (uint32_t i = 0; i < nworkers; i++) {
-          if (ws[i].pid != pid) continue;
+          if (ws[i].pid != pid)
+            continue;
           ws[i].pid = 0;
-          if (stopping) break;
+          if (stopping)
+            break;
           char how[96];
           describe_status(st, how, sizeof how);
           if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
@@ -267,7 +301,8 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
                the counts are low, never stuck high. */
             sd_state_recount(state);
             for (uint32_t j = 0; j < nworkers; j++)
-              if (ws[j].pid > 0) kill(ws[j].pid, SIGUSR2);
+              if (ws[j].pid > 0)
+                kill(ws[j].pid, SIGUSR2);
           }
           if (WIFEXITED(st) && WEXITSTATUS(st) == 2) {
             sd_log(SD_LOG_ERR, "worker %u cannot start (%s); stopping", i, how);
@@ -276,22 +311,28 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
           } else if (mono_ms() - ws[i].started_ms < QUICK_DEATH_S * 1000u &&
                      ++ws[i].quick_deaths >= MAX_QUICK_DEATHS) {
             sd_log(SD_LOG_ERR,
-                   "worker %u died %u times in a row within %d s of starting (last: %s); "
+                   "worker %u died %u times in a row within %d s of starting "
+                   "(last: %s); "
                    "giving up and stopping",
                    i, ws[i].quick_deaths, QUICK_DEATH_S, how);
             status = 1;
             stopping = 1;
           } else {
-            if (mono_ms() - ws[i].started_ms >= QUICK_DEATH_S * 1000u) ws[i].quick_deaths = 0;
-            uint64_t delay = ws[i].quick_deaths ? 1000u << (ws[i].quick_deaths - 1) : 0;
-            if (delay > BACKOFF_MAX_MS) delay = BACKOFF_MAX_MS;
-            sd_log(SD_LOG_ERR, "worker %u (pid %d) died (%s); restarting in %llu ms", i,
+            if (mono_ms() - ws[i].started_ms >= QUICK_DEATH_S * 1000u)
+              ws[i].quick_deaths = 0;
+            uint64_t delay =
+                ws[i].quick_deaths ? 1000u << (ws[i].quick_deaths - 1) : 0;
+            if (delay > BACKOFF_MAX_MS)
+              delay = BACKOFF_MAX_MS;
+            sd_log(SD_LOG_ERR,
+                   "worker %u (pid %d) died (%s); restarting in %llu ms", i,
                    (int)pid, how, (unsigned long long)delay);
             ws[i].restart_at_ms = mono_ms() + (delay ? delay : 1);
           }
           if (stopping)
             for (uint32_t j = 0; j < nworkers; j++)
-              if (ws[j].pid > 0) kill(ws[j].pid, SIGTERM);
+              if (ws[j].pid > 0)
+                kill(ws[j].pid, SIGTERM);
           break;
         }
       }
@@ -299,8 +340,10 @@ static int master(const char *path, sd_config *cfg, uint32_t nworkers, int metri
     if (stopping) {
       int alive = 0;
       for (uint32_t i = 0; i < nworkers; i++)
-        if (ws[i].pid > 0) alive = 1;
-      if (!alive) break;
+        if (ws[i].pid > 0)
+          alive = 1;
+      if (!alive)
+        break;
     }
   }
   free(ws);
@@ -316,12 +359,18 @@ int main(int argc, char **argv) {
   long workers_override = -1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc) path = argv[++i];
-    else if (!strncmp(a, "--config=", 9)) path = a + 9;
-    else if (!strcmp(a, "-t") || !strcmp(a, "--check-config")) check = 1;
-    else if (!strcmp(a, "--print-config")) print_cfg = 1;
-    else if (!strcmp(a, "-n") || !strcmp(a, "--non-default")) print_cfg = changed_only = 1;
-    else if (!strcmp(a, "--print-defaults")) print_defaults = 1;
+    if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc)
+      path = argv[++i];
+    else if (!strncmp(a, "--config=", 9))
+      path = a + 9;
+    else if (!strcmp(a, "-t") || !strcmp(a, "--check-config"))
+      check = 1;
+    else if (!strcmp(a, "--print-config"))
+      print_cfg = 1;
+    else if (!strcmp(a, "-n") || !strcmp(a, "--non-default"))
+      print_cfg = changed_only = 1;
+    else if (!strcmp(a, "--print-defaults"))
+      print_defaults = 1;
     else if ((!strcmp(a, "-w") || !strcmp(a, "--workers")) && i + 1 < argc) {
       char *end;
       workers_override = strtol(argv[++i], &end, 10);
@@ -342,7 +391,8 @@ int main(int argc, char **argv) {
   }
   if (print_defaults) {
     sd_config *d = sd_config_defaults();
-    if (d == NULL) return 1;
+    if (d == NULL)
+      return 1;
     sd_config_dump(d, stdout);
     sd_config_unref(d);
     return 0;
@@ -369,7 +419,8 @@ int main(int argc, char **argv) {
       return 2;
     }
     const char *rw = sl_config_relay_warning(cfg);
-    if (rw) fprintf(stderr, "sluiced: %s: warning: %s\n", path, rw);
+    if (rw)
+      fprintf(stderr, "sluiced: %s: warning: %s\n", path, rw);
     printf("%s: configuration OK\n", path);
     sd_config_unref(cfg);
     return 0;
@@ -384,12 +435,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "sluiced: cannot map the metrics block\n");
     return 1;
   }
-  uint32_t nworkers = workers_override >= 0 ? (uint32_t)workers_override : cfg->workers;
+  uint32_t nworkers =
+      workers_override >= 0 ? (uint32_t)workers_override : cfg->workers;
   if (nworkers == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     nworkers = n > 0 ? (uint32_t)n : 1;
   }
-  if (nworkers > SD_MAX_WORKERS) nworkers = SD_MAX_WORKERS;
+  if (nworkers > SD_MAX_WORKERS)
+    nworkers = SD_MAX_WORKERS;
   /* Service start (sd_privs.c, sd_daemon.c): refuse a live pidfile before
      binding anything, claim the ports and bind what needs root, drop, then
      open the log and write the pidfile as the user every later reopen runs
@@ -402,41 +455,51 @@ int main(int argc, char **argv) {
       sd_privs_resolve(cfg, &pv, err, sizeof err) != 0)
     goto fail;
   /* The ports first: refusing to share one is a configuration error. */
-  if (sd_guards_sync(&guards, cfg, err, sizeof err) != 0) goto fail;
+  if (sd_guards_sync(&guards, cfg, err, sizeof err) != 0)
+    goto fail;
   rc = 1;
   /* One state for the machine (and with Redis beyond it), made before the
      workers fork; Redis connections are made per worker after it. */
   sd_state_config sc = {cfg->state_entries, cfg->redis, cfg->redis_timeout,
                         cfg->redis_key_prefix ? cfg->redis_key_prefix : "",
                         (uint32_t)(cfg->redis_lease / SL_SEC)};
-  state = cfg->state_backend == 1 ? sd_state_redis_new(&cfg->ratelim, &sc, err, sizeof err)
-                                  : sd_state_shm_new(&cfg->ratelim, &sc, err, sizeof err);
-  if (state == NULL) goto fail;
-  if (sd_privs_prebind(&pv, cfg, nworkers, err, sizeof err) != 0) goto fail;
+  state = cfg->state_backend == 1
+              ? sd_state_redis_new(&cfg->ratelim, &sc, err, sizeof err)
+              : sd_state_shm_new(&cfg->ratelim, &sc, err, sizeof err);
+  if (state == NULL)
+    goto fail;
+  if (sd_privs_prebind(&pv, cfg, nworkers, err, sizeof err) != 0)
+    goto fail;
   metrics_fd = open_metrics(cfg);
   if (metrics_fd == -2) {
     metrics_fd = -1;
-    snprintf(err, sizeof err, "metrics_listen %s: cannot listen", cfg->metrics_listen);
+    snprintf(err, sizeof err, "metrics_listen %s: cannot listen",
+             cfg->metrics_listen);
     goto fail;
   }
-  if (sd_privs_drop(&pv, err, sizeof err) != 0) goto fail;
+  if (sd_privs_drop(&pv, err, sizeof err) != 0)
+    goto fail;
   rc = 2;
   /* SIGHUP re-reads the file as this user: fail now, not at the reload. */
   if (pv.drop && access(path, R_OK) != 0) {
-    snprintf(err, sizeof err, "%s: not readable by user %s (%s): reloads would fail", path,
+    snprintf(err, sizeof err,
+             "%s: not readable by user %s (%s): reloads would fail", path,
              pv.user, strerror(errno));
     goto fail;
   }
   if (sd_log_setup(cfg->log_file, cfg->log_level, cfg->log_format) != 0) {
-    snprintf(err, sizeof err, "log_file %s: %s", cfg->log_file, strerror(errno));
+    snprintf(err, sizeof err, "log_file %s: %s", cfg->log_file,
+             strerror(errno));
     goto fail;
   }
-  if (sd_pidfile_write(cfg->pid_file, err, sizeof err) != 0) goto fail;
+  if (sd_pidfile_write(cfg->pid_file, err, sizeof err) != 0)
+    goto fail;
   const char *relay_warning = sl_config_relay_warning(cfg);
-  if (relay_warning) sd_log(SD_LOG_WARN, "%s", relay_warning);
+  if (relay_warning)
+    sd_log(SD_LOG_WARN, "%s", relay_warning);
   if (pv.drop)
-    sd_log(SD_LOG_INFO, "running as user %s (uid %u, gid %u)", pv.user, (unsigned)pv.uid,
-           (unsigned)pv.gid);
+    sd_log(SD_LOG_INFO, "running as user %s (uid %u, gid %u)", pv.user,
+           (unsigned)pv.uid, (unsigned)pv.gid);
   if (nworkers == 1) {
     /* One worker: no master process, so the pid a supervisor sees is the
        one that holds the connections. */
@@ -446,7 +509,8 @@ int main(int argc, char **argv) {
   } else {
     rc = master(path, cfg, nworkers, metrics_fd, state, &guards);
   }
-  if (metrics_fd >= 0) close(metrics_fd);
+  if (metrics_fd >= 0)
+    close(metrics_fd);
   sd_guards_close(&guards);
   sd_state_free(state);
   sd_pidfile_remove();
@@ -455,8 +519,10 @@ fail:
   fprintf(stderr, "sluiced: %s\n", err);
   sd_privs_close_all();
   sd_guards_close(&guards);
-  if (state) sd_state_free(state);
-  if (metrics_fd >= 0) close(metrics_fd);
+  if (state)
+    sd_state_free(state);
+  if (metrics_fd >= 0)
+    close(metrics_fd);
   sd_config_unref(cfg);
   return rc;
 }

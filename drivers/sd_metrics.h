@@ -19,33 +19,52 @@
 #define SD_MAX_FILTERS 16
 
 enum sd_counter {
-  SD_C_ACCEPTED,        /* connections accepted and given a relay */
-  SD_C_REJECT_CAP,      /* 421 at the global connection cap */
-  SD_C_REJECT_EMFILE,   /* 421 because accept() hit the fd limit */
-  SD_C_REJECT_NOMEM,    /* 421 because no relay memory */
-  SD_C_ADMIT_TARPIT,    /* per-IP limits: tarpitted from the start */
-  SD_C_ADMIT_TEMPFAIL,  /* per-IP limits: 421 greeting */
-  /* Sessions by sl_end_reason, SD_C_END_QUIT ...; SD_C_END_NONE counts those
-     the driver ended itself (label "other"). */
+  SD_C_ACCEPTED,       /* connections accepted and given a relay */
+  SD_C_REJECT_CAP,     /* 421 at the global connection cap */
+  SD_C_REJECT_EMFILE,  /* 421 because accept() hit the fd limit */
+  SD_C_REJECT_NOMEM,   /* 421 because no relay memory */
+  SD_C_ADMIT_TARPIT,   /* per-IP limits: tarpitted from the start */
+  SD_C_ADMIT_TEMPFAIL, /* per-IP limits: 421 greeting */
+/* Sessions by sl_end_reason, SD_C_END_QUIT ...; SD_C_END_NONE counts those
+   the driver ended itself (label "other"). */
 #define SD_C_END_(name, value, text) SD_C_END_##name,
   SL_END_REASON_MAP(SD_C_END_)
 #undef SD_C_END_
-  SD_C_MSG_ACCEPTED, SD_C_MSG_REJECTED, SD_C_MSG_TEMPFAILED,
+      SD_C_MSG_ACCEPTED,
+  SD_C_MSG_REJECTED,
+  SD_C_MSG_TEMPFAILED,
   SD_C_RCPT_ACCEPTED,
   SD_C_RCPT_RELAY_DENIED, /* refused by relay control */
-  SD_C_CLIENT_IN, SD_C_CLIENT_OUT, SD_C_UP_IN, SD_C_UP_OUT,
-  SD_C_PREGREET, SD_C_TARPITTED, SD_C_STARTTLS_INJECTION, SD_C_SMUGGLING,
-  SD_C_DNS_LISTED, SD_C_DNS_NOTLISTED, SD_C_DNS_TIMEOUT, SD_C_DNS_ERROR,
-  SD_C_TLS_CLIENT_OK, SD_C_TLS_CLIENT_FAIL, SD_C_TLS_UP_OK, SD_C_TLS_UP_FAIL,
-  /* Upstream failures by sl_upstream_failure, SD_C_UPFAIL_CONNECT ... */
+  SD_C_CLIENT_IN,
+  SD_C_CLIENT_OUT,
+  SD_C_UP_IN,
+  SD_C_UP_OUT,
+  SD_C_PREGREET,
+  SD_C_TARPITTED,
+  SD_C_STARTTLS_INJECTION,
+  SD_C_SMUGGLING,
+  SD_C_DNS_LISTED,
+  SD_C_DNS_NOTLISTED,
+  SD_C_DNS_TIMEOUT,
+  SD_C_DNS_ERROR,
+  SD_C_TLS_CLIENT_OK,
+  SD_C_TLS_CLIENT_FAIL,
+  SD_C_TLS_UP_OK,
+  SD_C_TLS_UP_FAIL,
+/* Upstream failures by sl_upstream_failure, SD_C_UPFAIL_CONNECT ... */
 #define SD_C_UPFAIL_(name, value, text) SD_C_UPFAIL_##name,
   SL_UPSTREAM_FAILURE_MAP(SD_C_UPFAIL_)
 #undef SD_C_UPFAIL_
-  SD_C_RELOADS, SD_C_RELOAD_FAILURES,
+      SD_C_RELOADS,
+  SD_C_RELOAD_FAILURES,
   /* shared state (sd_state.h): lookups answered by Redis, answered
      locally because Redis was over budget or down, and connection events */
-  SD_C_STATE_SHARED, SD_C_STATE_TIMEOUT, SD_C_STATE_DOWN, SD_C_STATE_ERROR,
-  SD_C_STATE_CONNECTS, SD_C_STATE_DISCONNECTS,
+  SD_C_STATE_SHARED,
+  SD_C_STATE_TIMEOUT,
+  SD_C_STATE_DOWN,
+  SD_C_STATE_ERROR,
+  SD_C_STATE_CONNECTS,
+  SD_C_STATE_DISCONNECTS,
   SD_C_SCREEN_PASS_OLD, /* sessions that skipped screening (passed before) */
   SD_C_PROXY_PROBES,    /* proxy listener: closed before any header (checks) */
   SD_C_COUNT
@@ -54,7 +73,9 @@ enum sd_counter {
 /* The counter of a session's end reason and of an upstream failure. */
 static inline enum sd_counter sd_c_end(sl_end_reason e) {
   switch (e) {
-#define SD_C_END_CASE_(name, value, text) case SL_END_##name: return SD_C_END_##name;
+#define SD_C_END_CASE_(name, value, text)                                      \
+  case SL_END_##name:                                                          \
+    return SD_C_END_##name;
     SL_END_REASON_MAP(SD_C_END_CASE_)
 #undef SD_C_END_CASE_
   }
@@ -62,7 +83,9 @@ static inline enum sd_counter sd_c_end(sl_end_reason e) {
 }
 static inline enum sd_counter sd_c_upfail(sl_upstream_failure f) {
   switch (f) {
-#define SD_C_UPFAIL_CASE_(name, value, text) case SL_UPFAIL_##name: return SD_C_UPFAIL_##name;
+#define SD_C_UPFAIL_CASE_(name, value, text)                                   \
+  case SL_UPFAIL_##name:                                                       \
+    return SD_C_UPFAIL_##name;
     SL_UPSTREAM_FAILURE_MAP(SD_C_UPFAIL_CASE_)
 #undef SD_C_UPFAIL_CASE_
   }
@@ -100,7 +123,8 @@ sd_metrics *sd_metrics_init(void);
 extern sd_metrics *sd_m;
 
 static inline void sd_count(enum sd_counter c, uint64_t n) {
-  if (sd_m) __atomic_fetch_add(&sd_m->c[c], n, __ATOMIC_RELAXED);
+  if (sd_m)
+    __atomic_fetch_add(&sd_m->c[c], n, __ATOMIC_RELAXED);
 }
 /* v in the histogram's unit: microseconds for times, bytes for sizes. */
 void sd_observe(enum sd_hist h, uint64_t v);
@@ -108,19 +132,22 @@ void sd_gauge_set(uint64_t *slot, uint64_t v);
 /* One filter's answer to one message: verdict (an sl_verdict, or -1 for a
    failure named by fail: "refused", "timeout", "garbage", ...) and its
    latency in microseconds. */
-void sd_filter_observe(size_t filter, int verdict, const char *fail, uint64_t us);
+void sd_filter_observe(size_t filter, int verdict, const char *fail,
+                       uint64_t us);
 /* The labels of the filters of the config in force. */
 void sd_metrics_filter_names(const char *const *names, size_t n);
 
 /* Writes the OpenMetrics text into a malloc'ed buffer; names are the
    current upstream server names for labels. */
-char *sd_metrics_render(size_t *len, const char *const *server_names, size_t nservers);
+char *sd_metrics_render(size_t *len, const char *const *server_names,
+                        size_t nservers);
 
 /* The HTTP responder: a listening fd added to the loop; each request gets
    the text from render().  names_fn gives the labels at request time. */
 typedef struct sd_metrics_http sd_metrics_http;
 sd_metrics_http *sd_metrics_http_new(sd_loop *loop, int listen_fd,
-                                     void (*names_fn)(void *arg, const char *const **names,
+                                     void (*names_fn)(void *arg,
+                                                      const char *const **names,
                                                       size_t *n),
                                      void *arg);
 void sd_metrics_http_free(sd_metrics_http *m);

@@ -10,8 +10,10 @@ void sd_pool_init(sd_pool *p, uint32_t small_size, uint32_t large_size,
                   size_t cap, uint32_t keep_free) {
   memset(p, 0, sizeof *p);
   /* A free buffer stores the next pointer in its first bytes. */
-  if (small_size < sizeof(void *)) small_size = sizeof(void *);
-  if (large_size < small_size) large_size = small_size;
+  if (small_size < sizeof(void *))
+    small_size = sizeof(void *);
+  if (large_size < small_size)
+    large_size = small_size;
   p->small_size = small_size;
   p->large_size = large_size;
   p->cap = cap;
@@ -22,12 +24,14 @@ void sd_pool_set_budget(sd_pool *p, sd_pool_budget *b) { p->budget = b; }
 
 static void charge(sd_pool *p, size_t n) {
   p->allocated += n;
-  if (p->budget) p->budget->allocated += n;
+  if (p->budget)
+    p->budget->allocated += n;
 }
 
 static void uncharge(sd_pool *p, size_t n) {
   p->allocated -= n;
-  if (p->budget) p->budget->allocated -= n;
+  if (p->budget)
+    p->budget->allocated -= n;
 }
 
 static void free_list(void **head) {
@@ -42,7 +46,8 @@ static void free_list(void **head) {
 void sd_pool_destroy(sd_pool *p) {
   free_list(&p->free_small);
   free_list(&p->free_large);
-  uncharge(p, (size_t)p->nfree_small * p->small_size + (size_t)p->nfree_large * p->large_size);
+  uncharge(p, (size_t)p->nfree_small * p->small_size +
+                  (size_t)p->nfree_large * p->large_size);
   p->nfree_small = p->nfree_large = 0;
 }
 
@@ -97,7 +102,8 @@ uint8_t *sd_pool_get(sd_pool *p, uint32_t min, uint32_t *cap) {
 }
 
 void sd_pool_put(sd_pool *p, uint8_t *buf, uint32_t cap) {
-  if (buf == NULL) return;
+  if (buf == NULL)
+    return;
   int small = cap == p->small_size;
   void **head = small ? &p->free_small : &p->free_large;
   uint32_t *nfree = small ? &p->nfree_small : &p->nfree_large;

@@ -23,13 +23,13 @@ typedef struct sd_pool_budget {
 
 typedef struct sd_pool {
   uint32_t small_size, large_size;
-  size_t cap;          /* bytes of buffers allocated at most (0: no cap) */
-  size_t allocated;    /* bytes of buffers allocated now (lent + free) */
-  size_t lent;         /* bytes lent out now */
-  uint32_t keep_free;  /* per class */
+  size_t cap;         /* bytes of buffers allocated at most (0: no cap) */
+  size_t allocated;   /* bytes of buffers allocated now (lent + free) */
+  size_t lent;        /* bytes lent out now */
+  uint32_t keep_free; /* per class */
   void *free_small, *free_large;
   uint32_t nfree_small, nfree_large;
-  uint64_t gets, misses; /* misses: NULL returned at the cap */
+  uint64_t gets, misses;  /* misses: NULL returned at the cap */
   sd_pool_budget *budget; /* when set, its cap applies instead of cap */
 } sd_pool;
 

@@ -201,7 +201,9 @@ void sd_state_shm_release(sd_state_shm *s, const sl_addr *a,
   unlock(s);
 }
 
-static void shm_recount(sd_state *st) { sd_state_shm_recount((sd_state_shm *)st); }
+static void shm_recount(sd_state *st) {
+  sd_state_shm_recount((sd_state_shm *)st);
+}
 
 void sd_state_shm_recount(sd_state_shm *s) {
   lock(s);
@@ -333,8 +335,7 @@ static int shm_grey_check(sd_state *st, const char *client_key,
   (void)cb;
   (void)ctx;
   *req = 0;
-  sd_state_shm_grey_check((sd_state_shm *)st, client_key, triplet_key, p,
-                          res);
+  sd_state_shm_grey_check((sd_state_shm *)st, client_key, triplet_key, p, res);
   return SD_STATE_DONE;
 }
 
@@ -400,9 +401,9 @@ void sd_state_shm_free(sd_state_shm *s) {
 }
 
 static const sd_state_ops shm_ops = {
-    "shm",           shm_admit,      shm_release, shm_live,
-    shm_configure,   shm_recount,    shm_hold,    shm_screen_pass,
-    shm_grey_check,  shm_cancel,     shm_attach,  shm_free};
+    "shm",          shm_admit,   shm_release, shm_live,
+    shm_configure,  shm_recount, shm_hold,    shm_screen_pass,
+    shm_grey_check, shm_cancel,  shm_attach,  shm_free};
 
 sd_state_shm *sd_state_shm_create(const sl_ratelim_config *c,
                                   const sd_state_config *sc, char *err,

@@ -79,20 +79,20 @@ typedef struct sd_grey_params {
 } sd_grey_params;
 
 typedef enum sd_grey_verdict {
-  SD_GREY_NEW = 0,  /* first seen now (or its retry window had passed):
-                       temporary failure */
-  SD_GREY_EARLY,    /* retried before delay_s: temporary failure */
-  SD_GREY_PASS,     /* retried in time, or passed before: accept */
-  SD_GREY_ALLOWED,  /* the client has auto_allow passes: accept */
-  SD_GREY_UNKNOWN   /* no answer (Redis down or over budget, table full):
-                       the caller's fallback decides */
+  SD_GREY_NEW = 0, /* first seen now (or its retry window had passed):
+                      temporary failure */
+  SD_GREY_EARLY,   /* retried before delay_s: temporary failure */
+  SD_GREY_PASS,    /* retried in time, or passed before: accept */
+  SD_GREY_ALLOWED, /* the client has auto_allow passes: accept */
+  SD_GREY_UNKNOWN  /* no answer (Redis down or over budget, table full):
+                      the caller's fallback decides */
 } sd_grey_verdict;
 
 typedef struct sd_grey_result {
   sd_grey_verdict verdict;
-  uint32_t wait_s;  /* SD_GREY_NEW/EARLY: seconds until a retry passes */
-  uint32_t passes;  /* the client's pass count after this check */
-  uint8_t shared;   /* as in sd_admit_result */
+  uint32_t wait_s; /* SD_GREY_NEW/EARLY: seconds until a retry passes */
+  uint32_t passes; /* the client's pass count after this check */
+  uint8_t shared;  /* as in sd_admit_result */
 } sd_grey_result;
 typedef void (*sd_grey_cb)(void *ctx, const sd_grey_result *res);
 
@@ -113,9 +113,9 @@ typedef struct sd_state_ops {
      count as live and need one release, TEMPFAIL does not).  Fills *t.
      cb NULL: the local verdict alone, always SD_STATE_DONE (for a caller
      that cannot wait). */
-  int (*admit)(sd_state *st, const sl_addr *a, uint64_t now,
-               sd_state_ticket *t, sd_admit_cb cb, void *ctx,
-               sd_admit_result *res, sd_state_req *req);
+  int (*admit)(sd_state *st, const sl_addr *a, uint64_t now, sd_state_ticket *t,
+               sd_admit_cb cb, void *ctx, sd_admit_result *res,
+               sd_state_req *req);
   /* The session ended.  A local count from before a recount is not in the
      table any more (unless hold renewed it): nothing is released there. */
   void (*release)(sd_state *st, const sl_addr *a, const sd_state_ticket *t);
@@ -162,8 +162,7 @@ struct sd_state {
 /* The shared-memory backend, sized from c (admission entries) and sc
    (kv_entries); call before fork. */
 sd_state *sd_state_shm_new(const sl_ratelim_config *c,
-                           const sd_state_config *sc, char *err,
-                           size_t errlen);
+                           const sd_state_config *sc, char *err, size_t errlen);
 /* The Redis backend (with a shm part made here, so also before fork).
    Nothing connects until sd_state_attach. */
 sd_state *sd_state_redis_new(const sl_ratelim_config *c,
@@ -223,8 +222,7 @@ static inline int sd_state_grey_check(sd_state *st, const char *client_key,
     res->shared = 0;
     return SD_STATE_DONE;
   }
-  return st->ops->grey_check(st, client_key, triplet_key, p, cb, ctx, res,
-                             req);
+  return st->ops->grey_check(st, client_key, triplet_key, p, cb, ctx, res, req);
 }
 static inline void sd_state_cancel(sd_state *st, sd_state_req req) {
   if (st && req)

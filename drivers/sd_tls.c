@@ -56,10 +56,11 @@ struct sd_tls_conn {
 
 /* ---- errors ------------------------------------------------------------ */
 
-__attribute__((format(printf, 3, 4))) static void
-errf(char *err, size_t errlen, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void errf(char *err, size_t errlen,
+                                                       const char *fmt, ...) {
   va_list ap;
-  if (err == NULL || errlen == 0) return;
+  if (err == NULL || errlen == 0)
+    return;
   va_start(ap, fmt);
   vsnprintf(err, errlen, fmt, ap);
   va_end(ap);
@@ -70,8 +71,10 @@ errf(char *err, size_t errlen, const char *fmt, ...) {
 static const char *queue_reason(void) {
   unsigned long e = ERR_peek_last_error();
   const char *r;
-  if (e == 0) return "unknown error";
-  if (ERR_SYSTEM_ERROR(e)) return strerror(ERR_GET_REASON(e));
+  if (e == 0)
+    return "unknown error";
+  if (ERR_SYSTEM_ERROR(e))
+    return strerror(ERR_GET_REASON(e));
   r = ERR_reason_error_string(e);
   return r ? r : "unknown error";
 }
@@ -106,7 +109,8 @@ static int bio_write(BIO *b, const char *buf, int len) {
   ssize_t n;
   BIO_clear_retry_flags(b);
   n = send(c->fd, buf, (size_t)len, MSG_NOSIGNAL);
-  if (n >= 0) return (int)n;
+  if (n >= 0)
+    return (int)n;
   if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
     BIO_set_retry_write(b);
   } else {
@@ -120,7 +124,8 @@ static int bio_read(BIO *b, char *buf, int len) {
   ssize_t n;
   BIO_clear_retry_flags(b);
   n = recv(c->fd, buf, (size_t)len, 0);
-  if (n > 0) return (int)n;
+  if (n > 0)
+    return (int)n;
   if (n == 0) {
     c->eof = 1;
     return 0;
@@ -161,9 +166,10 @@ static BIO_METHOD *bio_method;
 static CRYPTO_ONCE bio_once = CRYPTO_ONCE_STATIC_INIT;
 
 static void bio_method_init(void) {
-  BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
-                               "sluice socket");
-  if (m == NULL) return;
+  BIO_METHOD *m =
+      BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sluice socket");
+  if (m == NULL)
+    return;
   if (!BIO_meth_set_write(m, bio_write) || !BIO_meth_set_read(m, bio_read) ||
       !BIO_meth_set_ctrl(m, bio_ctrl) || !BIO_meth_set_create(m, bio_create) ||
       !BIO_meth_set_destroy(m, bio_destroy)) {
@@ -281,7 +287,8 @@ static int sni_callback(SSL *ssl, int *alert, void *arg) {
   const sd_tls_ctx *ctx = arg;
   const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
   size_t i;
-  if (name == NULL) return SSL_TLSEXT_ERR_NOACK;
+  if (name == NULL)
+    return SSL_TLSEXT_ERR_NOACK;
   for (i = 0; i < ctx->nsni; i++) {
     if (sni_match(ctx->sni[i].hostname, name)) {
       if (SSL_set_SSL_CTX(ssl, ctx->sni[i].ssl_ctx) == NULL) {
@@ -296,7 +303,8 @@ static int sni_callback(SSL *ssl, int *alert, void *arg) {
 
 static void ctx_unref(sd_tls_ctx *ctx) {
   size_t i;
-  if (ctx == NULL || --ctx->refs > 0) return;
+  if (ctx == NULL || --ctx->refs > 0)
+    return;
   for (i = 0; i < ctx->nsni; i++) {
     SSL_CTX_free(ctx->sni[i].ssl_ctx);
     free(ctx->sni[i].hostname);
@@ -307,13 +315,13 @@ static void ctx_unref(sd_tls_ctx *ctx) {
 }
 
 sd_tls_ctx *sd_tls_server_ctx_new(const char *cert_file, const char *key_file,
-                                  const char *ciphers,
-                                  const char *ciphersuites,
-                                  const sd_tls_sni *sni, size_t nsni,
-                                  char *err, size_t errlen) {
+                                  const char *ciphers, const char *ciphersuites,
+                                  const sd_tls_sni *sni, size_t nsni, char *err,
+                                  size_t errlen) {
   sd_tls_ctx *ctx = calloc(1, sizeof *ctx);
   size_t i;
-  if (err != NULL && errlen > 0) err[0] = '\0';
+  if (err != NULL && errlen > 0)
+    err[0] = '\0';
   if (ctx == NULL) {
     errf(err, errlen, "out of memory");
     return NULL;
@@ -321,7 +329,8 @@ sd_tls_ctx *sd_tls_server_ctx_new(const char *cert_file, const char *key_file,
   ctx->is_server = 1;
   ctx->refs = 1;
   ctx->ssl_ctx = ssl_ctx_new(1, err, errlen);
-  if (ctx->ssl_ctx == NULL) goto fail;
+  if (ctx->ssl_ctx == NULL)
+    goto fail;
   if (!load_pair(ctx->ssl_ctx, cert_file, key_file, err, errlen) ||
       !set_ciphers(ctx->ssl_ctx, ciphers, ciphersuites, err, errlen))
     goto fail;
@@ -341,7 +350,8 @@ sd_tls_ctx *sd_tls_server_ctx_new(const char *cert_file, const char *key_file,
       e->ssl_ctx = ssl_ctx_new(1, err, errlen);
       ctx->nsni = i + 1; /* so that fail: frees what exists */
       if (e->hostname == NULL || e->ssl_ctx == NULL) {
-        if (e->ssl_ctx != NULL) errf(err, errlen, "out of memory");
+        if (e->ssl_ctx != NULL)
+          errf(err, errlen, "out of memory");
         goto fail;
       }
       if (!load_pair(e->ssl_ctx, sni[i].cert_file, sni[i].key_file, err,
@@ -364,19 +374,23 @@ sd_tls_ctx *sd_tls_client_ctx_new(int verify, const char *ca_file,
                                   const char *ciphers, char *err,
                                   size_t errlen) {
   sd_tls_ctx *ctx = calloc(1, sizeof *ctx);
-  if (err != NULL && errlen > 0) err[0] = '\0';
+  if (err != NULL && errlen > 0)
+    err[0] = '\0';
   if (ctx == NULL) {
     errf(err, errlen, "out of memory");
     return NULL;
   }
   ctx->refs = 1;
   ctx->ssl_ctx = ssl_ctx_new(0, err, errlen);
-  if (ctx->ssl_ctx == NULL) goto fail;
-  if (!set_ciphers(ctx->ssl_ctx, ciphers, NULL, err, errlen)) goto fail;
+  if (ctx->ssl_ctx == NULL)
+    goto fail;
+  if (!set_ciphers(ctx->ssl_ctx, ciphers, NULL, err, errlen))
+    goto fail;
   SSL_CTX_set_verify(ctx->ssl_ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE,
                      NULL);
   if (ca_file != NULL && *ca_file != '\0') {
-    if (!readable_file("CA", ca_file, err, errlen)) goto fail;
+    if (!readable_file("CA", ca_file, err, errlen))
+      goto fail;
     if (SSL_CTX_load_verify_locations(ctx->ssl_ctx, ca_file, NULL) != 1) {
       errf(err, errlen, "CA file %s: %s", ca_file, queue_reason());
       goto fail;
@@ -397,7 +411,8 @@ fail:
 int sd_tls_ctx_set_min_version(sd_tls_ctx *ctx, const char *version) {
   int v;
   size_t i;
-  if (version == NULL) return -1;
+  if (version == NULL)
+    return -1;
   if (strcmp(version, "TLSv1.2") == 0)
     v = TLS1_2_VERSION;
   else if (strcmp(version, "TLSv1.3") == 0)
@@ -429,7 +444,8 @@ sd_tls_conn *sd_tls_conn_new(sd_tls_ctx *ctx, int fd, int is_server,
       bio_method == NULL)
     return NULL;
   c = calloc(1, sizeof *c);
-  if (c == NULL) return NULL;
+  if (c == NULL)
+    return NULL;
   c->fd = fd;
   c->is_server = is_server != 0;
   c->ssl = SSL_new(ctx->ssl_ctx);
@@ -458,7 +474,8 @@ sd_tls_conn *sd_tls_conn_new(sd_tls_ctx *ctx, int fd, int is_server,
 #pragma GCC diagnostic ignored "-Wcast-qual"
         sni_ok = SSL_set_tlsext_host_name(c->ssl, server_name) == 1;
 #pragma GCC diagnostic pop
-        if (!sni_ok || SSL_set1_host(c->ssl, server_name) != 1) goto fail;
+        if (!sni_ok || SSL_set1_host(c->ssl, server_name) != 1)
+          goto fail;
       }
     }
   }
@@ -473,7 +490,8 @@ fail:
 }
 
 void sd_tls_conn_free(sd_tls_conn *c) {
-  if (c == NULL) return;
+  if (c == NULL)
+    return;
   if (c->done && !c->failed) {
     /* One attempt: the alert is queued in the socket or dropped, never
      * waited for. */
@@ -512,8 +530,10 @@ static void begin_call(sd_tls_conn *c) {
 
 int sd_tls_handshake(sd_tls_conn *c) {
   int r;
-  if (c->failed) return -1;
-  if (c->done) return 1;
+  if (c->failed)
+    return -1;
+  if (c->done)
+    return 1;
   begin_call(c);
   r = SSL_do_handshake(c->ssl);
   if (r == 1) {
@@ -526,13 +546,15 @@ int sd_tls_handshake(sd_tls_conn *c) {
 long sd_tls_read(sd_tls_conn *c, void *buf, size_t len) {
   size_t n = 0;
   int e;
-  if (c->failed) return -1;
+  if (c->failed)
+    return -1;
   begin_call(c);
   if (len == 0) {
     errf(c->err, sizeof c->err, "TLS read: zero-length buffer");
     return -1;
   }
-  if (len > INT_MAX) len = INT_MAX;
+  if (len > INT_MAX)
+    len = INT_MAX;
   if (SSL_read_ex(c->ssl, buf, len, &n) == 1) {
     c->done = 1; /* SSL_read finishes a handshake the caller skipped */
     return (long)n;
@@ -542,18 +564,20 @@ long sd_tls_read(sd_tls_conn *c, void *buf, size_t len) {
     ERR_clear_error();
     return 0;
   }
-  return after_failure(c, e, c->done ? "TLS read" : "TLS handshake") == 0
-             ? -2
-             : -1;
+  return after_failure(c, e, c->done ? "TLS read" : "TLS handshake") == 0 ? -2
+                                                                          : -1;
 }
 
 long sd_tls_write(sd_tls_conn *c, const void *buf, size_t len) {
   size_t n = 0;
   int e;
-  if (c->failed) return -1;
+  if (c->failed)
+    return -1;
   begin_call(c);
-  if (len == 0) return 0;
-  if (len > INT_MAX) len = INT_MAX;
+  if (len == 0)
+    return 0;
+  if (len > INT_MAX)
+    len = INT_MAX;
   if (SSL_write_ex(c->ssl, buf, len, &n) == 1) {
     c->done = 1;
     return (long)n;
@@ -583,12 +607,14 @@ const char *sd_tls_cipher(const sd_tls_conn *c) {
 }
 
 int sd_tls_peer_verified(const sd_tls_conn *c) {
-  if (c->is_server || !c->done) return 0;
+  if (c->is_server || !c->done)
+    return 0;
   return SSL_get0_peer_certificate(c->ssl) != NULL &&
          SSL_get_verify_result(c->ssl) == X509_V_OK;
 }
 
 const char *sd_tls_server_name(const sd_tls_conn *c) {
-  if (!c->is_server) return NULL;
+  if (!c->is_server)
+    return NULL;
   return SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
 }

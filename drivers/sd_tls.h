@@ -63,10 +63,9 @@ typedef struct sd_tls_sni {
  * fault into err (errlen > 0) on failure: unreadable file, bad PEM, key that
  * does not match its certificate, cipher string that selects nothing. */
 sd_tls_ctx *sd_tls_server_ctx_new(const char *cert_file, const char *key_file,
-                                  const char *ciphers,
-                                  const char *ciphersuites,
-                                  const sd_tls_sni *sni, size_t nsni,
-                                  char *err, size_t errlen);
+                                  const char *ciphers, const char *ciphersuites,
+                                  const sd_tls_sni *sni, size_t nsni, char *err,
+                                  size_t errlen);
 
 /* Client context for the upstream leg.  verify 0: opportunistic, any
  * certificate is accepted (sd_tls_peer_verified() still reports whether it

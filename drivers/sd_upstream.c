@@ -24,7 +24,8 @@ static void hc_timer(sd_timer *t);
 
 sd_upstreams *sd_upstreams_new(const sd_config *c, sd_loop *loop) {
   sd_upstreams *u = calloc(1, sizeof *u);
-  if (u == NULL) return NULL;
+  if (u == NULL)
+    return NULL;
   u->n = (uint32_t)c->nupstream;
   u->s = calloc(u->n ? u->n : 1, sizeof *u->s);
   if (u->s == NULL) {
@@ -58,7 +59,8 @@ sd_upstreams *sd_upstreams_new(const sd_config *c, sd_loop *loop) {
 
 static void hc_close(sd_server *s) {
   if (s->fd >= 0) {
-    if (s->owner->loop) sd_loop_del(s->owner->loop, s->fd);
+    if (s->owner->loop)
+      sd_loop_del(s->owner->loop, s->fd);
     close(s->fd);
     s->fd = -1;
   }
@@ -66,76 +68,93 @@ static void hc_close(sd_server *s) {
 }
 
 void sd_upstreams_stop_checks(sd_upstreams *u) {
-  if (u == NULL) return;
+  if (u == NULL)
+    return;
   for (uint32_t i = 0; i < u->n; i++) {
     hc_close(&u->s[i]);
-    if (u->loop) sd_timer_stop(u->loop, &u->s[i].timer);
+    if (u->loop)
+      sd_timer_stop(u->loop, &u->s[i].timer);
   }
   u->checking = 0;
 }
 
 void sd_upstreams_free(sd_upstreams *u) {
-  if (u == NULL) return;
+  if (u == NULL)
+    return;
   sd_upstreams_stop_checks(u);
   free(u->s);
   free(u);
 }
 
 void sd_upstreams_start_checks(sd_upstreams *u, int run_here) {
-  if (u->loop == NULL || u->interval == 0 || u->checking) return;
+  if (u->loop == NULL || u->interval == 0 || u->checking)
+    return;
   u->checking = 1;
   u->checker = run_here;
-  if (!run_here) return;
+  if (!run_here)
+    return;
   /* The verdicts of this generation's servers start from "up". */
   for (uint32_t i = 0; i < u->n && sd_m; i++)
-    if (i < SD_MAX_SERVERS) __atomic_store_n(&sd_m->srv_up[i], 1, __ATOMIC_RELAXED);
+    if (i < SD_MAX_SERVERS)
+      __atomic_store_n(&sd_m->srv_up[i], 1, __ATOMIC_RELAXED);
   uint64_t now = sd_loop_now(u->loop);
   /* Spread the first checks so N servers are not probed in one burst. */
   for (uint32_t i = 0; i < u->n; i++)
-    sd_timer_set(u->loop, &u->s[i].timer, now + (u->interval / (u->n + 1)) * i / 4 + SL_MSEC);
+    sd_timer_set(u->loop, &u->s[i].timer,
+                 now + (u->interval / (u->n + 1)) * i / 4 + SL_MSEC);
 }
 
 /* With active checks, the shared verdict is the server's state. */
 static void sync_shared(sd_server *s) {
   if (s->owner->checking && sd_m && s->index < SD_MAX_SERVERS) {
     int up = __atomic_load_n(&sd_m->srv_up[s->index], __ATOMIC_RELAXED) != 0;
-    if (up && !s->up) s->fails = 0;
+    if (up && !s->up)
+      s->fails = 0;
     s->up = up;
   }
 }
 
 static int usable(sd_upstreams *u, sd_server *s, uint64_t now) {
-  if (s->up) return 1;
+  if (s->up)
+    return 1;
   /* Without active checks a down server comes back on trial after
      down_retry; with checks, only a check brings it back. */
   return !u->checking && u->down_retry && now >= s->down_since + u->down_retry;
 }
 
-static sd_server *pick_among(sd_upstreams *u, uint64_t tried, uint64_t now, int healthy) {
+static sd_server *pick_among(sd_upstreams *u, uint64_t tried, uint64_t now,
+                             int healthy) {
   sd_server *best = NULL;
   int64_t total = 0;
   for (uint32_t i = 0; i < u->n; i++) {
     sd_server *s = &u->s[i];
-    if (tried & (1ull << i)) continue;
-    if (healthy && !usable(u, s, now)) continue;
+    if (tried & (1ull << i))
+      continue;
+    if (healthy && !usable(u, s, now))
+      continue;
     if (u->balance == SD_BALANCE_LEASTCONN) {
       /* Least active/weight, compared by cross-multiplication; ties go to
          the round-robin state so equal servers alternate. */
       if (best == NULL ||
-          (uint64_t)s->active * best->cfg->weight < (uint64_t)best->active * s->cfg->weight ||
-          ((uint64_t)s->active * best->cfg->weight == (uint64_t)best->active * s->cfg->weight &&
+          (uint64_t)s->active * best->cfg->weight <
+              (uint64_t)best->active * s->cfg->weight ||
+          ((uint64_t)s->active * best->cfg->weight ==
+               (uint64_t)best->active * s->cfg->weight &&
            s->cur_weight > best->cur_weight))
         best = s;
     } else {
       s->cur_weight += s->cfg->weight;
       total += s->cfg->weight;
-      if (best == NULL || s->cur_weight > best->cur_weight) best = s;
+      if (best == NULL || s->cur_weight > best->cur_weight)
+        best = s;
     }
   }
-  if (best == NULL) return NULL;
+  if (best == NULL)
+    return NULL;
   if (u->balance == SD_BALANCE_LEASTCONN) {
     /* Rotate tie-breaking state. */
-    for (uint32_t i = 0; i < u->n; i++) u->s[i].cur_weight++;
+    for (uint32_t i = 0; i < u->n; i++)
+      u->s[i].cur_weight++;
     best->cur_weight -= (int64_t)u->n + 1;
   } else {
     best->cur_weight -= total;
@@ -144,10 +163,13 @@ static sd_server *pick_among(sd_upstreams *u, uint64_t tried, uint64_t now, int 
 }
 
 sd_server *sd_upstream_pick(sd_upstreams *u, uint64_t *tried, uint64_t now) {
-  for (uint32_t i = 0; i < u->n; i++) sync_shared(&u->s[i]);
+  for (uint32_t i = 0; i < u->n; i++)
+    sync_shared(&u->s[i]);
   sd_server *s = pick_among(u, *tried, now, 1);
-  if (s == NULL) s = pick_among(u, *tried, now, 0);
-  if (s == NULL) return NULL;
+  if (s == NULL)
+    s = pick_among(u, *tried, now, 0);
+  if (s == NULL)
+    return NULL;
   *tried |= 1ull << s->index;
   s->picks++;
   return s;
@@ -156,12 +178,14 @@ sd_server *sd_upstream_pick(sd_upstreams *u, uint64_t *tried, uint64_t now) {
 void sd_upstream_acquire(sd_server *s) { s->active++; }
 
 void sd_upstream_release(sd_server *s) {
-  if (s->active) s->active--;
+  if (s->active)
+    s->active--;
 }
 
 static void publish(const sd_server *s) {
   if (sd_m != NULL && s->index < SD_MAX_SERVERS)
-    __atomic_store_n(&sd_m->srv_up[s->index], (uint64_t)s->up, __ATOMIC_RELAXED);
+    __atomic_store_n(&sd_m->srv_up[s->index], (uint64_t)s->up,
+                     __ATOMIC_RELAXED);
 }
 
 static void mark(sd_server *s, int ok, uint64_t now, const char *why) {
@@ -185,16 +209,19 @@ static void mark(sd_server *s, int ok, uint64_t now, const char *why) {
     if (s->up && s->fails >= u->fall) {
       s->up = 0;
       s->down_since = now;
-      sd_log(SD_LOG_WARN, "upstream %s is down (%s, %u failures)", s->cfg->text, why, s->fails);
+      sd_log(SD_LOG_WARN, "upstream %s is down (%s, %u failures)", s->cfg->text,
+             why, s->fails);
     } else if (!s->up) {
       s->down_since = now;
     }
   }
-  if (was_up != s->up) publish(s);
+  if (was_up != s->up)
+    publish(s);
 }
 
 void sd_upstream_report(sd_server *s, int ok, uint64_t now) {
-  if (!ok) s->connect_failures++;
+  if (!ok)
+    s->connect_failures++;
   mark(s, ok, now, ok ? "session connected" : "session connect failed");
 }
 
@@ -204,36 +231,44 @@ void sd_upstream_report(sd_server *s, int ok, uint64_t now) {
 static void learn_caps(sd_server *s) {
   uint32_t f = 0;
   uint64_t size = 0;
-  if (sl_ehlo_features((const uint8_t *)s->hc_buf, s->hc_rlen, &f, &size) != 0) {
+  if (sl_ehlo_features((const uint8_t *)s->hc_buf, s->hc_rlen, &f, &size) !=
+      0) {
     s->caps_known = 0;
     return;
   }
   /* Sessions that go on with STARTTLS see the EHLO reply given inside TLS,
      which the check (plain SMTP) cannot read; servers commonly add AUTH
      there.  AUTH is assumed and checked again by the relay at connect. */
-  if (s->owner->starttls && (f & SL_FEAT_STARTTLS)) f |= SL_FEAT_AUTH;
+  if (s->owner->starttls && (f & SL_FEAT_STARTTLS))
+    f |= SL_FEAT_AUTH;
   if (!s->caps_known || s->caps != f || s->caps_size != size)
-    sd_log(SD_LOG_DEBUG, "upstream %s offers features 0x%x, size %llu", s->cfg->text, f,
-           (unsigned long long)size);
+    sd_log(SD_LOG_DEBUG, "upstream %s offers features 0x%x, size %llu",
+           s->cfg->text, f, (unsigned long long)size);
   s->caps_known = 1;
   s->caps = f;
   s->caps_size = size;
 }
 
-int sd_upstreams_features(const sd_upstreams *u, uint32_t *features, uint64_t *size) {
+int sd_upstreams_features(const sd_upstreams *u, uint32_t *features,
+                          uint64_t *size) {
   uint32_t f = SL_FEAT_ALL;
   uint64_t z = 0;
   int healthy = 0;
-  if (u == NULL || !u->checking) return 0;
+  if (u == NULL || !u->checking)
+    return 0;
   for (uint32_t i = 0; i < u->n; i++) {
     const sd_server *s = &u->s[i];
-    if (!s->up) continue;
-    if (!s->caps_known) return 0;
+    if (!s->up)
+      continue;
+    if (!s->caps_known)
+      return 0;
     healthy = 1;
     f &= s->caps;
-    if (s->caps_size && (z == 0 || s->caps_size < z)) z = s->caps_size;
+    if (s->caps_size && (z == 0 || s->caps_size < z))
+      z = s->caps_size;
   }
-  if (!healthy) return 0;
+  if (!healthy)
+    return 0;
   *features = f;
   *size = z;
   return 1;
@@ -243,7 +278,8 @@ static void hc_done(sd_server *s, int ok, const char *why) {
   sd_upstreams *u = s->owner;
   hc_close(s);
   mark(s, ok, sd_loop_now(u->loop), why);
-  if (!ok) sd_log(SD_LOG_DEBUG, "health check of %s failed: %s", s->cfg->text, why);
+  if (!ok)
+    sd_log(SD_LOG_DEBUG, "health check of %s failed: %s", s->cfg->text, why);
   sd_timer_set(u->loop, &s->timer, sd_loop_now(u->loop) + u->interval);
 }
 
@@ -254,14 +290,16 @@ static void hc_timer(sd_timer *t) {
     hc_done(s, 0, "timeout");
     return;
   }
-  int fd = socket(s->cfg->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(s->cfg->addr.ss.ss_family,
+                  SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     hc_done(s, 0, "socket");
     return;
   }
   s->fd = fd;
   s->hc_len = 0;
-  if (connect(fd, (const struct sockaddr *)&s->cfg->addr.ss, s->cfg->addr.len) != 0 &&
+  if (connect(fd, (const struct sockaddr *)&s->cfg->addr.ss,
+              s->cfg->addr.len) != 0 &&
       errno != EINPROGRESS) {
     hc_done(s, 0, "connect refused");
     return;
@@ -276,11 +314,12 @@ static void hc_timer(sd_timer *t) {
 static int hc_reply(sd_server *s) {
   uint32_t start = 0;
   for (uint32_t i = 0; i < s->hc_len; i++) {
-    if (s->hc_buf[i] != '\n') continue;
+    if (s->hc_buf[i] != '\n')
+      continue;
     uint32_t ll = i + 1 - start;
     const char *l = s->hc_buf + start;
-    if (ll < 4 || l[0] < '2' || l[0] > '5' || l[1] < '0' || l[1] > '9' || l[2] < '0' ||
-        l[2] > '9')
+    if (ll < 4 || l[0] < '2' || l[0] > '5' || l[1] < '0' || l[1] > '9' ||
+        l[2] < '0' || l[2] > '9')
       return -1;
     if (l[3] == ' ' || l[3] == '\r') {
       int code = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
@@ -288,10 +327,12 @@ static int hc_reply(sd_server *s) {
       s->hc_len = 0;
       return code;
     }
-    if (l[3] != '-') return -1;
+    if (l[3] != '-')
+      return -1;
     start = i + 1;
   }
-  if (s->hc_len == sizeof s->hc_buf) return -1;
+  if (s->hc_len == sizeof s->hc_buf)
+    return -1;
   return 0;
 }
 
@@ -338,15 +379,18 @@ static void hc_io(sd_handler *h, uint32_t ev) {
     sd_loop_mod(u->loop, s->fd, EPOLLIN, &s->h);
     return;
   }
-  ssize_t n = recv(s->fd, s->hc_buf + s->hc_len, sizeof s->hc_buf - s->hc_len, 0);
-  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  ssize_t n =
+      recv(s->fd, s->hc_buf + s->hc_len, sizeof s->hc_buf - s->hc_len, 0);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    return;
   if (n <= 0) {
     hc_done(s, s->hc_state == HC_QUIT, "connection closed");
     return;
   }
   s->hc_len += (uint32_t)n;
   int code = hc_reply(s);
-  if (code == 0) return;
+  if (code == 0)
+    return;
   if (code < 0) {
     hc_done(s, 0, "malformed reply");
     return;

@@ -35,7 +35,7 @@ typedef struct sd_server {
   char hc_buf[1024];
   uint32_t hc_len;
   uint32_t hc_sent;
-  uint32_t hc_rlen;   /* bytes of the last complete reply in hc_buf */
+  uint32_t hc_rlen; /* bytes of the last complete reply in hc_buf */
   /* what its last health-check EHLO offered (guarantee 8) */
   int caps_known;
   uint32_t caps;      /* sl_feature bits */
@@ -49,12 +49,12 @@ struct sd_upstreams {
   uint32_t rise, fall;
   uint64_t interval, timeout, down_retry;
   const char *hostname;
-  int identity;      /* sl_identity: PROXY upstreams need a header first */
-  int implicit_tls;  /* TLS from the first byte: checks stop at connect */
-  int starttls;      /* sessions STARTTLS upstream when it is offered */
-  sd_loop *loop; /* NULL: no active checks (unit tests) */
-  int checking;  /* active checks are on (here or in another worker) */
-  int checker;   /* this process runs them */
+  int identity;     /* sl_identity: PROXY upstreams need a header first */
+  int implicit_tls; /* TLS from the first byte: checks stop at connect */
+  int starttls;     /* sessions STARTTLS upstream when it is offered */
+  sd_loop *loop;    /* NULL: no active checks (unit tests) */
+  int checking;     /* active checks are on (here or in another worker) */
+  int checker;      /* this process runs them */
 };
 
 /* Builds the pool from c (which must outlive it).  loop may be NULL. */
@@ -91,6 +91,7 @@ void sd_upstream_report(sd_server *s, int ok, uint64_t now);
  * healthy server): the relay then offers what the policy allows and
  * downgrades per session.
  */
-int sd_upstreams_features(const sd_upstreams *u, uint32_t *features, uint64_t *size);
+int sd_upstreams_features(const sd_upstreams *u, uint32_t *features,
+                          uint64_t *size);
 
 #endif

@@ -23,18 +23,24 @@
 static void pause_accepting(sd_worker *w) {
   /* No descriptor to answer with: level-triggered epoll would report the
      waiting clients again at once, so stop listening for 100 ms. */
-  if (w->accept_paused) return;
+  if (w->accept_paused)
+    return;
   w->accept_paused = 1;
-  for (size_t i = 0; i < w->nls; i++) sd_loop_del(w->loop, w->ls[i].fd);
+  for (size_t i = 0; i < w->nls; i++)
+    sd_loop_del(w->loop, w->ls[i].fd);
   sd_timer_set(w->loop, &w->accept_pause, sd_loop_now(w->loop) + 100 * SL_MSEC);
 }
 
 static void resume_accepting(sd_timer *t) {
-  sd_worker *w = (sd_worker *)(void *)((char *)t - offsetof(sd_worker, accept_pause));
-  if (!w->accept_paused) return;
+  sd_worker *w =
+      (sd_worker *)(void *)((char *)t - offsetof(sd_worker, accept_pause));
+  if (!w->accept_paused)
+    return;
   w->accept_paused = 0;
-  if (w->draining) return;
-  for (size_t i = 0; i < w->nls; i++) sd_loop_add(w->loop, w->ls[i].fd, EPOLLIN, &w->ls[i].h);
+  if (w->draining)
+    return;
+  for (size_t i = 0; i < w->nls; i++)
+    sd_loop_add(w->loop, w->ls[i].fd, EPOLLIN, &w->ls[i].h);
 }
 
 static void accept_emfile(sd_worker *w, sd_listener *l) {
@@ -49,43 +55,52 @@ static void accept_emfile(sd_worker *w, sd_listener *l) {
   if (fd >= 0) {
     sd_count(SD_C_REJECT_EMFILE, 1);
     if (!l->tls) {
-      static const char msg[] = "421 4.7.0 Too many open connections, try again later\r\n";
+      static const char msg[] =
+          "421 4.7.0 Too many open connections, try again later\r\n";
       ssize_t n = send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
       (void)n;
     }
     close(fd);
   }
   w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (fd < 0 || w->spare_fd < 0) pause_accepting(w);
+  if (fd < 0 || w->spare_fd < 0)
+    pause_accepting(w);
 }
 
 static void listener_io(sd_handler *h, uint32_t ev) {
   sd_listener *l = (sd_listener *)(void *)h;
   sd_worker *w = l->w;
   (void)ev;
-  if (l->fd < 0) return; /* closed earlier in this batch */
+  if (l->fd < 0)
+    return; /* closed earlier in this batch */
   /* A bounded batch per wake-up keeps one busy listener from starving the
      sessions; level-triggered epoll calls again for the rest. */
   for (int i = 0; i < 64 && !w->draining; i++) {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl,
+                     SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno == EMFILE || errno == ENFILE) accept_emfile(w, l);
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      if (errno == EMFILE || errno == ENFILE)
+        accept_emfile(w, l);
       else if (errno != EAGAIN && errno != EWOULDBLOCK)
         sd_log(SD_LOG_WARN, "accept on %s: %s", l->text, strerror(errno));
       return;
     }
-    sd_conn_accept(&w->sessions, w->gen, (size_t)(l - w->ls), l->tls, l->proxy, fd,
-                   (const struct sockaddr *)&ss, sl);
+    sd_conn_accept(&w->sessions, w->gen, (size_t)(l - w->ls), l->tls, l->proxy,
+                   fd, (const struct sockaddr *)&ss, sl);
   }
 }
 
-static int open_listener(const sd_listen_cfg *lc, int *out, char *err, size_t errlen) {
+static int open_listener(const sd_listen_cfg *lc, int *out, char *err,
+                         size_t errlen) {
   /* Bound by the master as root before it dropped privileges (sd_privs.c). */
-  if ((*out = sd_privs_take_listener(&lc->addr)) >= 0) return 0;
-  int fd = socket(lc->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if ((*out = sd_privs_take_listener(&lc->addr)) >= 0)
+    return 0;
+  int fd = socket(lc->addr.ss.ss_family,
+                  SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     snprintf(err, errlen, "listen %s: socket: %s", lc->text, strerror(errno));
     return -1;
@@ -114,7 +129,8 @@ static int same_addr(const sd_sockaddr *a, const sd_sockaddr *b) {
 /* Makes the listeners match cfg: keeps sockets whose address is unchanged
    (so no queued client is dropped on reload), opens new ones, closes the
    rest.  On failure nothing changes. */
-static int sync_listeners(sd_worker *w, const sd_config *cfg, char *err, size_t errlen) {
+static int sync_listeners(sd_worker *w, const sd_config *cfg, char *err,
+                          size_t errlen) {
   sd_listener *nl = calloc(cfg->nlisten, sizeof *nl);
   if (nl == NULL) {
     snprintf(err, errlen, "out of memory");
@@ -139,8 +155,10 @@ static int sync_listeners(sd_worker *w, const sd_config *cfg, char *err, size_t 
       for (size_t k = 0; k < i; k++) {
         int was_reused = 0;
         for (size_t j = 0; j < w->nls; j++)
-          if (w->ls[j].fd == nl[k].fd) was_reused = 1;
-        if (!was_reused) close(nl[k].fd);
+          if (w->ls[j].fd == nl[k].fd)
+            was_reused = 1;
+        if (!was_reused)
+          close(nl[k].fd);
       }
       free(nl);
       free(reused);
@@ -155,15 +173,18 @@ static int sync_listeners(sd_worker *w, const sd_config *cfg, char *err, size_t 
   }
   for (size_t j = 0; j < w->nls; j++) {
     sd_loop_del(w->loop, w->ls[j].fd);
-    if (!reused[j]) close(w->ls[j].fd);
+    if (!reused[j])
+      close(w->ls[j].fd);
     w->ls[j].fd = -1;
   }
-  if (w->ls) sd_loop_defer(w->loop, free, w->ls);
+  if (w->ls)
+    sd_loop_defer(w->loop, free, w->ls);
   free(reused);
   w->ls = nl;
   w->nls = cfg->nlisten;
   if (!w->accept_paused)
-    for (size_t i = 0; i < w->nls; i++) sd_loop_add(w->loop, w->ls[i].fd, EPOLLIN, &w->ls[i].h);
+    for (size_t i = 0; i < w->nls; i++)
+      sd_loop_add(w->loop, w->ls[i].fd, EPOLLIN, &w->ls[i].h);
   return 0;
 }
 
@@ -174,7 +195,8 @@ static void close_listeners(sd_worker *w) {
     w->ls[i].fd = -1;
   }
   /* A listener event may be pending in this batch. */
-  if (w->ls) sd_loop_defer(w->loop, free, w->ls);
+  if (w->ls)
+    sd_loop_defer(w->loop, free, w->ls);
   w->ls = NULL;
   w->nls = 0;
 }
@@ -190,7 +212,8 @@ static void apply_logging(const sd_config *cfg) {
    (it checked the file before signalling the workers); a lone worker
    counts its own. */
 static void reload_failed(sd_worker *w, const char *err) {
-  if (w->guards) sd_count(SD_C_RELOAD_FAILURES, 1);
+  if (w->guards)
+    sd_count(SD_C_RELOAD_FAILURES, 1);
   sd_log(SD_LOG_ERR, "reload failed, keeping the running config: %s", err);
 }
 
@@ -221,11 +244,13 @@ static void reload(sd_worker *w) {
   w->budget.cap = (size_t)g->cfg->pool_memory;
   if (w->guards) {
     char note[512];
-    if (sd_state_configure(w->sessions.state, &g->cfg->ratelim, note, sizeof note) != 0)
+    if (sd_state_configure(w->sessions.state, &g->cfg->ratelim, note,
+                           sizeof note) != 0)
       sd_log(SD_LOG_WARN, "reload: %s", note);
     if (sd_config_state_differs(w->gen->cfg, g->cfg))
-      sd_log(SD_LOG_WARN, "reload: state_backend, state_entries and redis* settings take "
-                          "effect at the next restart");
+      sd_log(SD_LOG_WARN,
+             "reload: state_backend, state_entries and redis* settings take "
+             "effect at the next restart");
   }
   sd_gen *old = w->gen;
   sd_upstreams_stop_checks(old->ups);
@@ -236,13 +261,15 @@ static void reload(sd_worker *w) {
       sd_gauge_set(&sd_m->srv_up[i], 1);
   sd_upstreams_start_checks(g->ups, w->index == 0);
   sd_gen_unref(old); /* lives on while its sessions do */
-  if (w->guards) sd_count(SD_C_RELOADS, 1);
-  sd_log(SD_LOG_INFO, "configuration reloaded from %s (%u sessions continue)", w->config_path,
-         w->sessions.n);
+  if (w->guards)
+    sd_count(SD_C_RELOADS, 1);
+  sd_log(SD_LOG_INFO, "configuration reloaded from %s (%u sessions continue)",
+         w->config_path, w->sessions.n);
 }
 
 static void start_drain(sd_worker *w) {
-  if (w->draining) return;
+  if (w->draining)
+    return;
   w->draining = 1;
   close_listeners(w);
   w->drain_deadline = sd_loop_now(w->loop) + w->gen->cfg->drain_timeout;
@@ -254,7 +281,8 @@ static void start_drain(sd_worker *w) {
    every third of redis_lease, so an instance that dies leaks none for
    longer than the lease. */
 static void renew_leases(sd_timer *t) {
-  sd_worker *w = (sd_worker *)(void *)((char *)t - offsetof(sd_worker, lease_renew));
+  sd_worker *w =
+      (sd_worker *)(void *)((char *)t - offsetof(sd_worker, lease_renew));
   sd_conn_hold_all(&w->sessions);
   sd_timer_set(w->loop, t, sd_loop_now(w->loop) + w->lease_every);
 }
@@ -265,12 +293,21 @@ static void signal_io(sd_handler *h, uint32_t ev) {
   struct signalfd_siginfo si;
   while (read(w->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
     switch (si.ssi_signo) {
-    case SIGHUP: reload(w); break;
-    case SIGUSR1: sd_log_reopen(); break;
-    case SIGUSR2: sd_conn_hold_all(&w->sessions); break;
+    case SIGHUP:
+      reload(w);
+      break;
+    case SIGUSR1:
+      sd_log_reopen();
+      break;
+    case SIGUSR2:
+      sd_conn_hold_all(&w->sessions);
+      break;
     case SIGTERM:
-    case SIGINT: start_drain(w); break;
-    default: break;
+    case SIGINT:
+      start_drain(w);
+      break;
+    default:
+      break;
     }
   }
 }
@@ -278,7 +315,8 @@ static void signal_io(sd_handler *h, uint32_t ev) {
 static void metrics_names(void *arg, const char *const **names, size_t *n) {
   sd_worker *w = arg;
   *names = w->gen->server_names;
-  *n = w->gen->cfg->nupstream < SD_MAX_SERVERS ? w->gen->cfg->nupstream : SD_MAX_SERVERS;
+  *n = w->gen->cfg->nupstream < SD_MAX_SERVERS ? w->gen->cfg->nupstream
+                                               : SD_MAX_SERVERS;
 }
 
 static void before_sleep(void *arg) {
@@ -286,18 +324,21 @@ static void before_sleep(void *arg) {
   /* DNS retransmit/timeout deadlines of every generation with queries. */
   for (sd_gen *g = w->gens; g; g = g->next) {
     if (g->dns == NULL || sd_dns_pending(g->dns) == 0) {
-      if (g->dns) sd_timer_stop(w->loop, &g->dns_timer);
+      if (g->dns)
+        sd_timer_stop(w->loop, &g->dns_timer);
       continue;
     }
     int ms = sd_dns_next_timeout_ms(g->dns, 1000);
-    if (ms < 0) ms = 1000;
-    sd_timer_set(w->loop, &g->dns_timer, sd_loop_now(w->loop) + (uint64_t)ms * SL_MSEC);
+    if (ms < 0)
+      ms = 1000;
+    sd_timer_set(w->loop, &g->dns_timer,
+                 sd_loop_now(w->loop) + (uint64_t)ms * SL_MSEC);
   }
   sd_gauge_set(&sd_m->pool_bytes[w->index], w->budget.allocated);
 }
 
-int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int metrics_fd,
-                  sd_state *state, sd_guards *guards) {
+int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index,
+                  int metrics_fd, sd_state *state, sd_guards *guards) {
   sd_worker w;
   memset(&w, 0, sizeof w);
   w.guards = guards;
@@ -307,7 +348,8 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
   w.metrics_fd = metrics_fd;
   w.sigfd = -1;
   sd_timer_init(&w.accept_pause, resume_accepting);
-  if (getrandom(&w.sessions.seed, sizeof w.sessions.seed, 0) != (ssize_t)sizeof w.sessions.seed)
+  if (getrandom(&w.sessions.seed, sizeof w.sessions.seed, 0) !=
+      (ssize_t)sizeof w.sessions.seed)
     w.sessions.seed = (uint64_t)(unsigned)getpid() * 0x2545f4914f6cdd1dull;
   apply_logging(cfg);
   w.loop = sd_loop_new();
@@ -361,13 +403,14 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
   w.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
   w.sigh.cb = signal_io;
   sd_loop_add(w.loop, w.sigfd, EPOLLIN, &w.sigh);
-  if (metrics_fd >= 0) w.mh = sd_metrics_http_new(w.loop, metrics_fd, metrics_names, &w);
+  if (metrics_fd >= 0)
+    w.mh = sd_metrics_http_new(w.loop, metrics_fd, metrics_names, &w);
   if (w.index == 0 && !w.gen->ups->interval)
     for (size_t i = 0; i < cfg->nupstream && i < SD_MAX_SERVERS; i++)
       sd_gauge_set(&sd_m->srv_up[i], 1);
   sd_upstreams_start_checks(w.gen->ups, w.index == 0);
-  sd_log(SD_LOG_INFO, "worker %u ready: %zu listeners, %zu upstreams", w.index, w.nls,
-         cfg->nupstream);
+  sd_log(SD_LOG_INFO, "worker %u ready: %zu listeners, %zu upstreams", w.index,
+         w.nls, cfg->nupstream);
 
   int status = 0;
   for (;;) {
@@ -377,10 +420,13 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
       break;
     }
     if (w.draining) {
-      if (w.sessions.n == 0) break;
+      if (w.sessions.n == 0)
+        break;
       if (sd_loop_now(w.loop) >= w.drain_deadline) {
-        sd_log(SD_LOG_WARN, "drain deadline passed: closing %u sessions", w.sessions.n);
-        while (w.sessions.head) sd_conn_abort(w.sessions.head, "shutdown");
+        sd_log(SD_LOG_WARN, "drain deadline passed: closing %u sessions",
+               w.sessions.n);
+        while (w.sessions.head)
+          sd_conn_abort(w.sessions.head, "shutdown");
         break;
       }
     }
@@ -395,8 +441,10 @@ int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int m
   sd_state_attach(state, NULL, w.index, 0); /* detach before the loop goes */
   sd_upstreams_stop_checks(w.gen->ups);
   sd_gen_unref(w.gen);
-  if (w.spare_fd >= 0) close(w.spare_fd);
-  if (w.sigfd >= 0) close(w.sigfd);
+  if (w.spare_fd >= 0)
+    close(w.spare_fd);
+  if (w.sigfd >= 0)
+    close(w.sigfd);
   sd_loop_free(w.loop);
   sd_log(SD_LOG_INFO, "worker %u stopped", w.index);
   return status;

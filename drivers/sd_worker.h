@@ -31,11 +31,11 @@ struct sd_worker {
   sd_loop *loop;
   uint32_t index;
   const char *config_path;
-  sd_gen *gen;   /* current */
-  sd_gen *gens;  /* every live generation, current included */
+  sd_gen *gen;  /* current */
+  sd_gen *gens; /* every live generation, current included */
   sd_listener *ls;
   size_t nls;
-  int spare_fd;  /* closed to accept-and-421 when accept() hits EMFILE */
+  int spare_fd; /* closed to accept-and-421 when accept() hits EMFILE */
   sd_timer accept_pause; /* listeners off for a moment when even that fails */
   sd_timer lease_renew;  /* state_backend = redis: sessions renew leases */
   uint64_t lease_every;  /* ns; from the start's redis_lease (the state's) */
@@ -57,7 +57,7 @@ struct sd_worker {
 /* state: the shared per-machine state (may be NULL).  guards: non-NULL
    when there is no master process: the worker then keeps the port guards
    in step at reloads, reconfigures state and counts reloads itself. */
-int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index, int metrics_fd,
-                  sd_state *state, sd_guards *guards);
+int sd_worker_run(const char *config_path, sd_config *cfg, uint32_t index,
+                  int metrics_fd, sd_state *state, sd_guards *guards);
 
 #endif

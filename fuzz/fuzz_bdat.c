@@ -65,7 +65,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       (got == SL_VIOL_NONE && state != pending)) {
     fprintf(stderr,
             "fuzz_bdat: got viol %d at %zu (pending %u), reference %d at %zu "
-            "(pending %d)\n", (int)got, pos, state, (int)want, wpos, pending);
+            "(pending %d)\n",
+            (int)got, pos, state, (int)want, wpos, pending);
     abort();
   }
   return 0;

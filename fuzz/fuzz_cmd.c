@@ -71,11 +71,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static const struct {
     const char *w;
     sl_verb v;
-  } known[] = {{"EHLO", SL_V_EHLO}, {"HELO", SL_V_HELO}, {"MAIL", SL_V_MAIL},
-               {"RCPT", SL_V_RCPT}, {"DATA", SL_V_DATA}, {"BDAT", SL_V_BDAT},
-               {"RSET", SL_V_RSET}, {"NOOP", SL_V_NOOP}, {"QUIT", SL_V_QUIT},
-               {"STARTTLS", SL_V_STARTTLS}, {"AUTH", SL_V_AUTH},
-               {"XCLIENT", SL_V_XCLIENT}, {"XFORWARD", SL_V_XFORWARD}};
+  } known[] = {{"EHLO", SL_V_EHLO},        {"HELO", SL_V_HELO},
+               {"MAIL", SL_V_MAIL},        {"RCPT", SL_V_RCPT},
+               {"DATA", SL_V_DATA},        {"BDAT", SL_V_BDAT},
+               {"RSET", SL_V_RSET},        {"NOOP", SL_V_NOOP},
+               {"QUIT", SL_V_QUIT},        {"STARTTLS", SL_V_STARTTLS},
+               {"AUTH", SL_V_AUTH},        {"XCLIENT", SL_V_XCLIENT},
+               {"XFORWARD", SL_V_XFORWARD}};
   for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
     if (tok_is(line, v, known[i].w) && c.verb != known[i].v)
       fail("known verb misclassified");
@@ -131,8 +133,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     pl.allowed = (cfg & 0x80) ? 0x7fu : 0x01u;
     for (int is_mail = 0; is_mail < 2; is_mail++) {
       uint64_t sz = UINT64_MAX;
-      sl_path_err e = sl_cmd_check_path(arg, alen, is_mail, &pl,
-                                        is_mail ? &sz : NULL);
+      sl_path_err e =
+          sl_cmd_check_path(arg, alen, is_mail, &pl, is_mail ? &sz : NULL);
       if (e > SL_PATH_SIZE)
         fail("path verdict out of range");
       if (e != SL_PATH_OK)

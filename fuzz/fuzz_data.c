@@ -194,9 +194,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             "fuzz_data: framer status %d viol %d pos %zu out %zu; reference "
             "status %d viol %d pos %zu out %zu (text_line_max %u size_max "
             "%llu normalize %d)\n",
-            (int)st, (int)d.violation, pos, olen, (int)r.st, (int)r.viol,
-            r.pos, r.outlen, text_line_max, (unsigned long long)size_max,
-            norm);
+            (int)st, (int)d.violation, pos, olen, (int)r.st, (int)r.viol, r.pos,
+            r.outlen, text_line_max, (unsigned long long)size_max, norm);
     abort();
   }
   free(r.out);

@@ -69,13 +69,14 @@ static void die(const char *what, const char *detail, long line) {
   abort();
 }
 #define FAIL(what) die(what, NULL, __LINE__)
-#define CHECK(cond, what)                                                     \
-  do {                                                                        \
-    if (!(cond))                                                              \
-      die(what, NULL, __LINE__);                                              \
+#define CHECK(cond, what)                                                      \
+  do {                                                                         \
+    if (!(cond))                                                               \
+      die(what, NULL, __LINE__);                                               \
   } while (0)
 
-/* ---- per-session model ---------------------------------------------------- */
+/* ---- per-session model ----------------------------------------------------
+ */
 
 typedef struct rec_meta {
   sp_rec_type type;
@@ -85,8 +86,8 @@ typedef struct rec_meta {
 } rec_meta;
 
 typedef struct sess_chk {
-  sp_buf tr;       /* the transcript, as extract would write it */
-  sp_buf data[2];  /* bytes per side, as recorded */
+  sp_buf tr;      /* the transcript, as extract would write it */
+  sp_buf data[2]; /* bytes per side, as recorded */
   rec_meta *recs;
   size_t nrec, caprec;
   uint64_t gaps[2], gap_bytes[2];
@@ -149,7 +150,8 @@ static int cb_record(void *ud, sp_session *s, const sp_record *rec) {
   }
   case SP_REC_GAP:
     CHECK(rec->len > 0, "empty gap record");
-    CHECK(rec->side == SP_SIDE_CLIENT || rec->side == SP_SIDE_SERVER, "gap side");
+    CHECK(rec->side == SP_SIDE_CLIENT || rec->side == SP_SIDE_SERVER,
+          "gap side");
     CHECK(!c->fin[rec->side], "gap after that side's FIN");
     c->gaps[rec->side]++;
     c->gap_bytes[rec->side] += rec->len;
@@ -252,10 +254,12 @@ static int cb_finish(void *ud, sp_session *s) {
   return 0;
 }
 
-/* ---- decoding ---------------------------------------------------------------- */
+/* ---- decoding
+ * ---------------------------------------------------------------- */
 
-static const int dlts[8] = {DLT_EN10MB, DLT_LINUX_SLL, DLT_LINUX_SLL2, DLT_NULL,
-                            DLT_LOOP,   DLT_RAW,       DLT_IPV4,       DLT_IPV6};
+static const int dlts[8] = {DLT_EN10MB, DLT_LINUX_SLL, DLT_LINUX_SLL2,
+                            DLT_NULL,   DLT_LOOP,      DLT_RAW,
+                            DLT_IPV4,   DLT_IPV6};
 
 static int same_endpoint(const sp_endpoint *a, const sp_endpoint *b) {
   return a->family == b->family && a->port == b->port &&
@@ -317,7 +321,8 @@ static int decode(int dlt, const uint8_t *frame, uint32_t len, uint32_t wire,
   return 1;
 }
 
-/* ---- drivers ---------------------------------------------------------------- */
+/* ---- drivers ----------------------------------------------------------------
+ */
 
 static void configure(sp_tracker_config *cfg, uint8_t b) {
   static const size_t ooo[4] = {512, 4096, 65536, 1u << 20};

@@ -25,8 +25,7 @@ static void fail(const char *what) {
 }
 
 static int same(const sl_addr *a, const sl_addr *b) {
-  return a->family == b->family && a->port == b->port &&
-         sl_addr_equal_ip(a, b);
+  return a->family == b->family && a->port == b->port && sl_addr_equal_ip(a, b);
 }
 
 static void prefixes(const uint8_t *h, long n) {

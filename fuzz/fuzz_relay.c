@@ -381,16 +381,15 @@ static void dnsbl_op(fz *f, rd *r) {
    out-of-range values included) and one of the texts, some of which try
    to frame SMTP themselves (guarantee 5). */
 static void filter_op(fz *f, rd *r) {
-  static const char *const texts[] = {
-      NULL,
-      "550 5.7.1 spam",
-      "451 4.7.1 later",
-      "250 2.0.0 pretend ok",
-      "550 5.7.1 a\r\n250 2.0.0 injected",
-      "554-5.7.1 one\r\n554 5.7.1 two",
-      "421 4.4.2 closing",
-      "\r\n.\r\nRCPT TO:<x@y>\r\n",
-      "Eicar-Signature"};
+  static const char *const texts[] = {NULL,
+                                      "550 5.7.1 spam",
+                                      "451 4.7.1 later",
+                                      "250 2.0.0 pretend ok",
+                                      "550 5.7.1 a\r\n250 2.0.0 injected",
+                                      "554-5.7.1 one\r\n554 5.7.1 two",
+                                      "421 4.4.2 closing",
+                                      "\r\n.\r\nRCPT TO:<x@y>\r\n",
+                                      "Eicar-Signature"};
   uint8_t v = get8(r), t = get8(r);
   int verdict = (int)(v % 6); /* 5: out of range, refused by the API */
   int rc = sl_harness_filter_verdict(&f->h, verdict,

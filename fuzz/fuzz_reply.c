@@ -96,11 +96,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   unsigned code = 0, nlines = 0;
   size_t len = 0;
   int len_why;
-  int want = ref_scan(b, n, line_max, total_max, &code, &nlines, &len,
-                      &len_why);
+  int want =
+      ref_scan(b, n, line_max, total_max, &code, &nlines, &len, &len_why);
   int agree = rc == want || (rc == 0 && want == -1 && len_why);
-  if (!agree || (rc == 1 && (r.code != code || r.nlines != nlines ||
-                             r.len != len))) {
+  if (!agree ||
+      (rc == 1 && (r.code != code || r.nlines != nlines || r.len != len))) {
     fprintf(stderr,
             "fuzz_reply: scan %d (code %u lines %u len %u), reference %d "
             "(code %u lines %u len %zu), line_max %u total_max %u\n",
@@ -137,9 +137,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     abort();
   for (size_t k = 0; k < o; k++) {
     uint8_t c = out[k];
-    if (c < 0x20 && c != '\t' && !((c == '\r' && k + 1 < o && out[k + 1] == '\n') ||
-                                   (c == '\n' && k && out[k - 1] == '\r'))) {
-      fprintf(stderr, "fuzz_reply: control byte 0x%02x in re-framed output\n", c);
+    if (c < 0x20 && c != '\t' &&
+        !((c == '\r' && k + 1 < o && out[k + 1] == '\n') ||
+          (c == '\n' && k && out[k - 1] == '\r'))) {
+      fprintf(stderr, "fuzz_reply: control byte 0x%02x in re-framed output\n",
+              c);
       abort();
     }
   }

@@ -539,8 +539,7 @@ void sl_request_describe(const sl_request *q, char *out, size_t len) {
              (unsigned long long)e->message.size);
     break;
   case SL_EV_SESSION_END:
-    snprintf(out, len, " reason=%s",
-             sl_end_reason_name(e->session_end.reason));
+    snprintf(out, len, " reason=%s", sl_end_reason_name(e->session_end.reason));
     break;
   case SL_EV_REFUSAL:
     snprintf(out, len, " command=%s code=%u",

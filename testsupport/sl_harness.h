@@ -64,7 +64,7 @@ typedef struct sl_harness {
      reading): like a TCP socket, they wait and are offered again after
      every step, including each expiry while time advances. */
   sl_bytes pending_client, pending_upstream;
-  size_t in_chunk;    /* offer input at most this many bytes at a time */
+  size_t in_chunk; /* offer input at most this many bytes at a time */
   int eof_client, eof_upstream; /* an end of stream waits behind them */
 
   size_t out_chunk;   /* ack output at most this many bytes a step (0: all) */
@@ -73,7 +73,7 @@ typedef struct sl_harness {
   int pool_refused;   /* the pool refused the relay a buffer since the last
                          expiry (guarantee 9: it waits for its retry timer) */
   struct sl_oracle *oracle; /* NULL: no oracle checks */
-  char failure[512];  /* first oracle violation or API error, "" if none */
+  char failure[512]; /* first oracle violation or API error, "" if none */
 } sl_harness;
 
 /* Creates the relay with h->limits/policy/info as set by the caller after
@@ -90,7 +90,8 @@ void sl_harness_free(sl_harness *h);
    What the relay does not take now stays pending and is offered again
    after later steps.  Returns the bytes the relay took during this call. */
 size_t sl_harness_client(sl_harness *h, const void *p, size_t n, size_t chunk);
-size_t sl_harness_upstream(sl_harness *h, const void *p, size_t n, size_t chunk);
+size_t sl_harness_upstream(sl_harness *h, const void *p, size_t n,
+                           size_t chunk);
 void sl_harness_client_eof(sl_harness *h);
 void sl_harness_upstream_eof(sl_harness *h);
 

@@ -105,20 +105,21 @@ static int fifo_pop(fifo *f, uint32_t *x) {
 
 static void fifo_clear(fifo *f) { f->head = f->len = 0; }
 
-/* ---- reply-line framing, used on both legs -------------------------------- */
+/* ---- reply-line framing, used on both legs --------------------------------
+ */
 
 /* The reply being read: lines so far, code, whether it is complete. */
 typedef struct rparse {
-  uint32_t linelen;  /* bytes of the current line, CRLF excluded */
-  uint32_t total;    /* bytes of the current reply */
-  uint16_t code;     /* code of the first line of the current reply */
-  uint16_t curcode;  /* code digits of the current line */
-  uint8_t cr;        /* last byte was CR */
-  uint8_t sep;       /* byte after the code on the current line, 0: none */
+  uint32_t linelen; /* bytes of the current line, CRLF excluded */
+  uint32_t total;   /* bytes of the current reply */
+  uint16_t code;    /* code of the first line of the current reply */
+  uint16_t curcode; /* code digits of the current line */
+  uint8_t cr;       /* last byte was CR */
+  uint8_t sep;      /* byte after the code on the current line, 0: none */
   uint8_t nlines;
-  uint8_t kwlen;      /* bytes of the line's first word, 0xff: not ended */
-  uint32_t caps;      /* UC_* keywords seen on lines 2.. (EHLO reply) */
-  uint8_t kw[12];     /* first bytes of the current line's text */
+  uint8_t kwlen;  /* bytes of the line's first word, 0xff: not ended */
+  uint32_t caps;  /* UC_* keywords seen on lines 2.. (EHLO reply) */
+  uint8_t kw[12]; /* first bytes of the current line's text */
 } rparse;
 
 /* Service extensions a strict receiver offers in its EHLO reply (RFC 5321
@@ -171,8 +172,8 @@ static uint8_t upc(uint8_t c) {
 
 /* Feeds one byte; returns RP_DONE at the end of a complete reply (code in
    rp->code), RP_BAD on a framing error (why set), else RP_MORE. */
-static int rp_byte(rparse *rp, uint8_t c, uint32_t line_max,
-                   uint32_t total_max, const char **why) {
+static int rp_byte(rparse *rp, uint8_t c, uint32_t line_max, uint32_t total_max,
+                   const char **why) {
   rp->total++;
   if (total_max && rp->total > total_max) {
     *why = "reply longer than reply_max";
@@ -254,7 +255,8 @@ static int rp_byte(rparse *rp, uint8_t c, uint32_t line_max,
   return RP_MORE;
 }
 
-/* ---- the oracle ------------------------------------------------------------ */
+/* ---- the oracle ------------------------------------------------------------
+ */
 
 /* Client-side commands, in the order they are owed a reply. */
 enum ck {
@@ -272,16 +274,16 @@ enum ck {
 #define CK_ARG(x) ((x) >> 8)
 
 enum cmode {
-  CM_PROXY,   /* PROXY header from the balancer expected first */
-  CM_CMD,     /* command lines */
-  CM_SKIP,    /* rest of an overlong line, up to LF */
-  CM_HOLD,    /* waiting for the reply to the last command */
-  CM_BODY,    /* DATA body */
-  CM_CHUNK,   /* BDAT chunk bytes */
-  CM_TLS,     /* between 220 to STARTTLS and the handshake's end: discard */
-  CM_QUIET,   /* a body sent before the reply to a DATA that was refused:
-                 dropped up to its end-of-data line, owed no reply */
-  CM_DEAD     /* nothing more is read as SMTP */
+  CM_PROXY, /* PROXY header from the balancer expected first */
+  CM_CMD,   /* command lines */
+  CM_SKIP,  /* rest of an overlong line, up to LF */
+  CM_HOLD,  /* waiting for the reply to the last command */
+  CM_BODY,  /* DATA body */
+  CM_CHUNK, /* BDAT chunk bytes */
+  CM_TLS,   /* between 220 to STARTTLS and the handshake's end: discard */
+  CM_QUIET, /* a body sent before the reply to a DATA that was refused:
+               dropped up to its end-of-data line, owed no reply */
+  CM_DEAD   /* nothing more is read as SMTP */
 };
 
 /* Upstream-side commands awaiting a reply. */
@@ -302,13 +304,13 @@ enum uk {
 };
 
 enum umode {
-  UM_NONE,   /* no upstream connection */
-  UM_PROXY,  /* a PROXY header must come first */
+  UM_NONE,  /* no upstream connection */
+  UM_PROXY, /* a PROXY header must come first */
   UM_CMD,
-  UM_BODY,   /* after 354 */
+  UM_BODY, /* after 354 */
   UM_CHUNK,
-  UM_TLS,    /* 220 to STARTTLS: nothing may be sent until the handshake */
-  UM_DEAD    /* QUIT sent or TLS failed: nothing may be sent */
+  UM_TLS, /* 220 to STARTTLS: nothing may be sent until the handshake */
+  UM_DEAD /* QUIT sent or TLS failed: nothing may be sent */
 };
 
 typedef struct body {
@@ -330,47 +332,47 @@ struct sl_oracle {
   int failed;
 
   /* ---- client leg ---- */
-  obuf cin;           /* accepted client bytes not yet modelled */
+  obuf cin; /* accepted client bytes not yet modelled */
   enum cmode cm;
-  fifo owed;          /* CK_* still owed a reply */
-  uint32_t held;      /* the CK_* being held for (CM_HOLD) */
-  int closing;        /* an unsolicited closing reply was sent */
-  int ambig_open;     /* CK_EOD_AMBIG owed or answered: session must end */
+  fifo owed;      /* CK_* still owed a reply */
+  uint32_t held;  /* the CK_* being held for (CM_HOLD) */
+  int closing;    /* an unsolicited closing reply was sent */
+  int ambig_open; /* CK_EOD_AMBIG owed or answered: session must end */
   uint64_t chunk_left;
-  uint8_t q_state;    /* CM_QUIET scanner (see quiet_byte) */
+  uint8_t q_state; /* CM_QUIET scanner (see quiet_byte) */
   /* DATA body scanner */
   uint32_t b_linelen;
   uint8_t b_cr, b_after_crlf, b_first_dot, b_line_bad;
   uint64_t b_size;
-  body *bodies;       /* every DATA body the client started, in order */
+  body *bodies; /* every DATA body the client started, in order */
   size_t nbodies, capbodies;
-  chunked *chunks;    /* every BDAT transaction the client started */
+  chunked *chunks; /* every BDAT transaction the client started */
   size_t nchunks, capchunks;
-  int chunk_open;     /* the last one has not had its LAST chunk yet */
-  int chunk_is_last;  /* the chunk being read is a LAST one */
-  uint8_t cc_cr;      /* its content so far ends in CR */
-  rparse cout;        /* client output reply parser */
+  int chunk_open;    /* the last one has not had its LAST chunk yet */
+  int chunk_is_last; /* the chunk being read is a LAST one */
+  uint8_t cc_cr;     /* its content so far ends in CR */
+  rparse cout;       /* client output reply parser */
   uint64_t commands, replies, client_accepted;
   uint64_t out_bytes, up_out_bytes, nrequests;
   int client_close_req, tls_client_pending;
 
   /* ---- upstream leg ---- */
   enum umode um;
-  obuf uout;          /* emitted upstream bytes not yet modelled */
-  fifo upend;         /* UK_* awaiting a reply (emitted completely) */
-  fifo early;         /* replies that came before any command awaited them:
-                         code | caps << 10 (test scripts and eager
-                         upstreams queue replies ahead) */
-  int up_broken;      /* a malformed or unsolicited reply: stop counting */
-  uint32_t up_caps;   /* UC_*: what the upstream offers now (guarantee 8):
-                         its last 2xx EHLO reply on this connection since the
-                         greeting, a TLS switch or XCLIENT; HELO: none */
-  int up_orphan;      /* the upstream answered while sluice was sending a
-                         body or chunk it had not finished: the receiver is
-                         no longer reading content, so more is commands */
+  obuf uout;        /* emitted upstream bytes not yet modelled */
+  fifo upend;       /* UK_* awaiting a reply (emitted completely) */
+  fifo early;       /* replies that came before any command awaited them:
+                       code | caps << 10 (test scripts and eager
+                       upstreams queue replies ahead) */
+  int up_broken;    /* a malformed or unsolicited reply: stop counting */
+  uint32_t up_caps; /* UC_*: what the upstream offers now (guarantee 8):
+                       its last 2xx EHLO reply on this connection since the
+                       greeting, a TLS switch or XCLIENT; HELO: none */
+  int up_orphan;    /* the upstream answered while sluice was sending a
+                       body or chunk it had not finished: the receiver is
+                       no longer reading content, so more is commands */
   unsigned up_orphan_code;
-  int up_tx_utf8;     /* the transaction's MAIL carried SMTPUTF8 */
-  int up_auth_cont;   /* the next line is an AUTH continuation (334) */
+  int up_tx_utf8;        /* the transaction's MAIL carried SMTPUTF8 */
+  int up_auth_cont;      /* the next line is an AUTH continuation (334) */
   uint32_t up_last_kind; /* kind of the command the last reply answered */
   rparse uin;
   uint64_t up_chunk_left;
@@ -378,7 +380,7 @@ struct sl_oracle {
   uint8_t up_chunk_cr, up_chunk_bad;
   uint32_t ub_linelen;
   uint8_t ub_cr, ub_first_dot;
-  size_t up_bodies;   /* upstream DATA bodies started (session-wide) */
+  size_t up_bodies; /* upstream DATA bodies started (session-wide) */
   uint64_t upstream_accepted, up_commands, up_replies;
 
   /* ---- guarantee 10: requests and events against the statistics ---- */
@@ -515,7 +517,8 @@ void sl_oracle_counts_get(const sl_oracle *o, sl_oracle_counts *c) {
   c->upstream_replies = o->up_replies;
 }
 
-/* ---- client leg: commands --------------------------------------------------- */
+/* ---- client leg: commands ---------------------------------------------------
+ */
 
 static void owe(sl_oracle *o, uint32_t k) {
   fifo_push(&o->owed, k);
@@ -896,7 +899,8 @@ void sl_oracle_client_in(sl_oracle *o, const uint8_t *p, size_t n) {
   client_parse(o);
 }
 
-/* ---- client leg: replies ------------------------------------------------------ */
+/* ---- client leg: replies
+ * ------------------------------------------------------ */
 
 static int closing_code(unsigned code) {
   return code == 421 || code == 221 || code == 554 || code == 521;
@@ -920,14 +924,18 @@ static void ref_match(sl_oracle *o) {
   while (o->ref_matched < o->nref_ev && o->ref_matched < o->nref_out) {
     size_t k = o->ref_matched++;
     if (o->ref_ev[k] != o->ref_out[k]) {
-      fail(o, "guarantee 10: refusal %zu: the client got %u, the REFUSAL "
-              "event says %u", k + 1, o->ref_out[k], o->ref_ev[k]);
+      fail(o,
+           "guarantee 10: refusal %zu: the client got %u, the REFUSAL "
+           "event says %u",
+           k + 1, o->ref_out[k], o->ref_ev[k]);
       return;
     }
   }
   if (o->session_end && o->nref_out > o->nref_ev)
-    fail(o, "guarantee 10: %zu 4xx/5xx replies to the client, %zu REFUSAL "
-            "events", o->nref_out, o->nref_ev);
+    fail(o,
+         "guarantee 10: %zu 4xx/5xx replies to the client, %zu REFUSAL "
+         "events",
+         o->nref_out, o->nref_ev);
 }
 
 static void client_reply(sl_oracle *o, unsigned code) {
@@ -949,8 +957,10 @@ static void client_reply(sl_oracle *o, unsigned code) {
     if (o->cm == CM_TLS)
       fail(o, "guarantee 4: reply %u to plaintext sent after STARTTLS", code);
     else
-      fail(o, "guarantee 1: reply %u without a command (%llu replies to %llu "
-              "commands)", code, (unsigned long long)o->replies,
+      fail(o,
+           "guarantee 1: reply %u without a command (%llu replies to %llu "
+           "commands)",
+           code, (unsigned long long)o->replies,
            (unsigned long long)o->commands);
     return;
   }
@@ -996,21 +1006,26 @@ static void client_reply(sl_oracle *o, unsigned code) {
   case CK_EOD_AMBIG:
   case CK_BDAT_LAST:
     if (o->f_class && cls != o->f_class && !closing_code(code))
-      fail(o, "guarantee 5: the end of data of a message the content filters "
-              "refused got %u, not the refusal's %uxx", code, o->f_class);
+      fail(o,
+           "guarantee 5: the end of data of a message the content filters "
+           "refused got %u, not the refusal's %uxx",
+           code, o->f_class);
     o->f_class = 0;
     if (cls == 2) {
       if (CK_KIND(k) != CK_BDAT_LAST) {
         size_t i = CK_ARG(k);
         if (i < o->nbodies && o->bodies[i].bad)
-          fail(o, "guarantee 2: %u to a message with a framing violation "
-                  "(bare CR/LF, NUL, overlong line or size)", code);
+          fail(o,
+               "guarantee 2: %u to a message with a framing violation "
+               "(bare CR/LF, NUL, overlong line or size)",
+               code);
       }
       o->client_accepted++;
       if (o->client_accepted > o->upstream_accepted)
-        fail(o, "guarantee 2: client got %u to end-of-data #%llu but the "
-                "upstream accepted only %llu", code,
-             (unsigned long long)o->client_accepted,
+        fail(o,
+             "guarantee 2: client got %u to end-of-data #%llu but the "
+             "upstream accepted only %llu",
+             code, (unsigned long long)o->client_accepted,
              (unsigned long long)o->upstream_accepted);
     }
     if (CK_KIND(k) == CK_EOD_AMBIG)
@@ -1041,7 +1056,8 @@ void sl_oracle_client_out(sl_oracle *o, const uint8_t *p, size_t n) {
   }
 }
 
-/* ---- upstream leg -------------------------------------------------------------- */
+/* ---- upstream leg
+ * -------------------------------------------------------------- */
 
 static const char *uk_name(uint32_t k) {
   static const char *const names[] = {
@@ -1280,8 +1296,10 @@ static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
            limit < 512)
     limit = 512; /* built by sluice itself: the RFC limit applies */
   if (whole > limit)
-    fail(o, "guarantee 3: upstream command line of %zu bytes (limit %u): "
-            "\"%s\"", whole, limit, show(p, 60, s, sizeof(s)));
+    fail(o,
+         "guarantee 3: upstream command line of %zu bytes (limit %u): "
+         "\"%s\"",
+         whole, limit, show(p, 60, s, sizeof(s)));
   for (size_t i = 0; i < len; i++) {
     if (p[i] == '\r' || p[i] == '\n' || p[i] == 0) {
       fail(o, "guarantee 3: bare CR/LF or NUL in upstream command \"%s\"",
@@ -1294,8 +1312,10 @@ static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
     fail(o, "guarantee 3: \"%s\" sent upstream (identity is sluice's)",
          show(p, len < 60 ? len : 60, s, sizeof(s)));
   if (o->um == UM_DEAD) {
-    fail(o, "guarantee 3: \"%s\" sent upstream after QUIT or a failed "
-            "handshake", show(p, len < 60 ? len : 60, s, sizeof(s)));
+    fail(o,
+         "guarantee 3: \"%s\" sent upstream after QUIT or a failed "
+         "handshake",
+         show(p, len < 60 ? len : 60, s, sizeof(s)));
     return;
   }
   if (!cont && !o->up_broken)
@@ -1366,15 +1386,21 @@ static void up_body_byte(sl_oracle *o, uint8_t c) {
           commit_chunked(o))
         o->up_bodies--; /* a BDAT transaction, not a DATA body */
       else if (i >= o->nbodies)
-        fail(o, "guarantee 3: end-of-data sent upstream for message #%zu "
-                "that the client never sent", i + 1);
+        fail(o,
+             "guarantee 3: end-of-data sent upstream for message #%zu "
+             "that the client never sent",
+             i + 1);
       else if (!o->bodies[i].complete)
-        fail(o, "guarantee 3: end-of-data sent upstream before the client's "
-                "message #%zu ended", i + 1);
+        fail(o,
+             "guarantee 3: end-of-data sent upstream before the client's "
+             "message #%zu ended",
+             i + 1);
       else if (o->bodies[i].bad)
-        fail(o, "guarantee 3: end-of-data sent upstream for message #%zu "
-                "that had a framing violation (smuggling bytes, overlong "
-                "line or size)", i + 1);
+        fail(o,
+             "guarantee 3: end-of-data sent upstream for message #%zu "
+             "that had a framing violation (smuggling bytes, overlong "
+             "line or size)",
+             i + 1);
       if (o->f_pending)
         fail(o, "guarantee 2: end-of-data sent upstream while the content "
                 "filters' verdict was pending");
@@ -1459,8 +1485,10 @@ static void up_parse(sl_oracle *o) {
         goto out;
       unsigned want = o->pol.identity == SL_IDENT_PROXY_V1 ? 1u : 2u;
       if (k < 0 || h.version != want) {
-        fail(o, "guarantee 3: upstream does not start with a PROXY v%u "
-                "header: \"%s\"", want, show(p, n < 40 ? n : 40, s, sizeof(s)));
+        fail(o,
+             "guarantee 3: upstream does not start with a PROXY v%u "
+             "header: \"%s\"",
+             want, show(p, n < 40 ? n : 40, s, sizeof(s)));
       } else if (!h.local && !sl_addr_equal_ip(&h.src, &o->client_addr)) {
         char a[SL_ADDR_STRLEN], c[SL_ADDR_STRLEN];
         sl_addr_format(&h.src, a, sizeof(a));
@@ -1482,8 +1510,10 @@ static void up_parse(sl_oracle *o) {
       if (!nl) {
         uint32_t lim = o->lim.auth_line_max > 512 ? o->lim.auth_line_max : 512;
         if (n > lim)
-          fail(o, "guarantee 3: upstream command line longer than %u without "
-                  "LF: \"%s\"", lim, show(p, 40, s, sizeof(s)));
+          fail(o,
+               "guarantee 3: upstream command line longer than %u without "
+               "LF: \"%s\"",
+               lim, show(p, 40, s, sizeof(s)));
         goto out;
       }
       size_t whole = (size_t)(nl - p) + 1;
@@ -1644,8 +1674,8 @@ void sl_oracle_upstream_in(sl_oracle *o, const uint8_t *p, size_t n) {
     if (o->up_broken || o->um == UM_TLS || o->um == UM_NONE)
       return; /* not replies to anything: discarded by a correct relay */
     const char *why = NULL;
-    int rc = rp_byte(&o->uin, p[i], o->lim.reply_line_max, o->lim.reply_max,
-                     &why);
+    int rc =
+        rp_byte(&o->uin, p[i], o->lim.reply_line_max, o->lim.reply_max, &why);
     if (rc == RP_BAD) {
       o->up_broken = 1;
       return;
@@ -1658,7 +1688,8 @@ void sl_oracle_upstream_in(sl_oracle *o, const uint8_t *p, size_t n) {
   }
 }
 
-/* ---- requests and completions ---------------------------------------------------- */
+/* ---- requests and completions
+ * ---------------------------------------------------- */
 
 /* Guarantee 10: ids are unique per relay (relay.h), and SESSION_END is the
    last request of a session. */
@@ -1783,8 +1814,10 @@ void sl_oracle_completed(sl_oracle *o, uint32_t type, sl_status st) {
     ob_drop(&o->cin, o->cin.len);
     if (st == SL_STATUS_OK && o->cm == CM_TLS) {
       if (o->owed.len)
-        fail(o, "guarantee 1: %zu command(s) before STARTTLS still owed a "
-                "reply at the TLS switch", o->owed.len);
+        fail(o,
+             "guarantee 1: %zu command(s) before STARTTLS still owed a "
+             "reply at the TLS switch",
+             o->owed.len);
       fifo_clear(&o->owed);
       o->cm = CM_CMD;
       o->held = 0;
@@ -1926,9 +1959,10 @@ int sl_oracle_check(sl_oracle *o, const sl_relay *r, sl_tstamp now, char *why,
                     (size_t)nl * bp->large_size;
       size_t bound = sl_relay_memory_bound(&o->lim);
       if (held > bound)
-        fail(o, "guarantee 6: relay holds %zu bytes, bound %zu (small %u/%u, "
-                "large %u/%u lent)", held, bound,
-             ns, bp->small_total, nl, bp->large_total);
+        fail(o,
+             "guarantee 6: relay holds %zu bytes, bound %zu (small %u/%u, "
+             "large %u/%u lent)",
+             held, bound, ns, bp->small_total, nl, bp->large_total);
     }
     /* (7) a due deadline handled must lead somewhere */
     if (o->exp_valid) {
@@ -1938,8 +1972,9 @@ int sl_oracle_check(sl_oracle *o, const sl_relay *r, sl_tstamp now, char *why,
                      o->nrequests != o->exp_req || want != o->exp_want;
       if (o->exp_deadline != SL_TSTAMP_NONE && o->exp_deadline <= o->exp_now &&
           !progress && d != SL_TSTAMP_NONE && d <= o->exp_now)
-        fail(o, "guarantee 7: handle_expiry at %llu (deadline %llu) changed "
-                "nothing and the deadline stays at %llu",
+        fail(o,
+             "guarantee 7: handle_expiry at %llu (deadline %llu) changed "
+             "nothing and the deadline stays at %llu",
              (unsigned long long)o->exp_now,
              (unsigned long long)o->exp_deadline, (unsigned long long)d);
     }
@@ -1948,9 +1983,11 @@ int sl_oracle_check(sl_oracle *o, const sl_relay *r, sl_tstamp now, char *why,
         o->t_close_req = now;
       sl_duration bound = timeouts_sum(&o->lim);
       if (!(want & SL_CLOSED) && bound && now > o->t_close_req + bound)
-        fail(o, "guarantee 7: client closed at %llu, not SL_CLOSED at %llu "
-                "(bound %llu ns)", (unsigned long long)o->t_close_req,
-             (unsigned long long)now, (unsigned long long)bound);
+        fail(o,
+             "guarantee 7: client closed at %llu, not SL_CLOSED at %llu "
+             "(bound %llu ns)",
+             (unsigned long long)o->t_close_req, (unsigned long long)now,
+             (unsigned long long)bound);
     }
   }
   if (o->failed) {

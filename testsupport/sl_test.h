@@ -15,47 +15,49 @@
 
 static int sl_test_passed_, sl_test_failed_, sl_test_cur_failed_;
 
-#define CHECK(cond)                                                           \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
       fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-      sl_test_cur_failed_++;                                                  \
-    }                                                                         \
+      sl_test_cur_failed_++;                                                   \
+    }                                                                          \
   } while (0)
 
-#define CHECK_INT(a, b)                                                       \
-  do {                                                                        \
-    long long a_ = (long long)(a), b_ = (long long)(b);                       \
-    if (a_ != b_) {                                                           \
-      fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", __FILE__,   \
-              __LINE__, #a, a_, #b, b_);                                      \
-      sl_test_cur_failed_++;                                                  \
-    }                                                                         \
+#define CHECK_INT(a, b)                                                        \
+  do {                                                                         \
+    long long a_ = (long long)(a), b_ = (long long)(b);                        \
+    if (a_ != b_) {                                                            \
+      fprintf(stderr, "%s:%d: %s == %lld, expected %s == %lld\n", __FILE__,    \
+              __LINE__, #a, a_, #b, b_);                                       \
+      sl_test_cur_failed_++;                                                   \
+    }                                                                          \
   } while (0)
 
-#define CHECK_MEM(p, n, q, m)                                                 \
-  do {                                                                        \
-    size_t n_ = (size_t)(n), m_ = (size_t)(m);                                \
-    if (n_ != m_ || memcmp((p), (q), n_) != 0) {                              \
-      fprintf(stderr, "%s:%d: %s [%zu] differs from %s [%zu]\n  got:  %.*s\n" \
-              "  want: %.*s\n", __FILE__, __LINE__, #p, n_, #q, m_,           \
-              (int)n_, (const char *)(p), (int)m_, (const char *)(q));        \
-      sl_test_cur_failed_++;                                                  \
-    }                                                                         \
+#define CHECK_MEM(p, n, q, m)                                                  \
+  do {                                                                         \
+    size_t n_ = (size_t)(n), m_ = (size_t)(m);                                 \
+    if (n_ != m_ || memcmp((p), (q), n_) != 0) {                               \
+      fprintf(stderr,                                                          \
+              "%s:%d: %s [%zu] differs from %s [%zu]\n  got:  %.*s\n"          \
+              "  want: %.*s\n",                                                \
+              __FILE__, __LINE__, #p, n_, #q, m_, (int)n_, (const char *)(p),  \
+              (int)m_, (const char *)(q));                                     \
+      sl_test_cur_failed_++;                                                   \
+    }                                                                          \
   } while (0)
 
 #define CHECK_STR(s, lit) CHECK_MEM((s), strlen(s), (lit), strlen(lit))
 
-#define SL_RUN(fn)                                                            \
-  do {                                                                        \
-    sl_test_cur_failed_ = 0;                                                  \
-    fn();                                                                     \
-    if (sl_test_cur_failed_) {                                                \
-      sl_test_failed_++;                                                      \
-      fprintf(stderr, "FAIL %s\n", #fn);                                      \
-    } else {                                                                  \
-      sl_test_passed_++;                                                      \
-    }                                                                         \
+#define SL_RUN(fn)                                                             \
+  do {                                                                         \
+    sl_test_cur_failed_ = 0;                                                   \
+    fn();                                                                      \
+    if (sl_test_cur_failed_) {                                                 \
+      sl_test_failed_++;                                                       \
+      fprintf(stderr, "FAIL %s\n", #fn);                                       \
+    } else {                                                                   \
+      sl_test_passed_++;                                                       \
+    }                                                                          \
   } while (0)
 
 static inline int sl_test_summary(void) {

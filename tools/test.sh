@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of sluice, the README's second command.
 #
+#   -. tools/check-format.sh: every C file as clang-format (.clang-format)
+#      makes it;
 #   0. gcc Release and Debug builds with -Werror (the core's tests run in
 #      Release too);
 #   1. gcc RelWithDebInfo build with -Werror: every ctest (core unit tests and transcripts,
@@ -27,6 +29,9 @@ jobs=$(nproc 2>/dev/null || echo 2)
 bash tools/install-deps.sh
 
 step() { printf '\n=== %s\n' "$*"; }
+
+step "format (clang-format)"
+bash tools/check-format.sh
 
 # Warnings are errors here (not by default, for packagers), at every
 # optimisation level a packager may pick: GCC warns differently at -O3.

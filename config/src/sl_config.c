@@ -22,9 +22,8 @@
 
 static const char *const mode_names[] = {"passthrough", "screen", NULL};
 static const char *const vrfy_names[] = {"252", "502", "relay", NULL};
-static const char *const ident_names[] = {"none",   "xclient",
-                                          "proxy1", "proxy2",
-                                          "xforward", NULL};
+static const char *const ident_names[] = {"none",   "xclient",  "proxy1",
+                                          "proxy2", "xforward", NULL};
 static const char *const uptls_names[] = {"none", "opportunistic", "required",
                                           "implicit", NULL};
 static const char *const action_names[] = {"continue", "tarpit", "reject",
@@ -57,8 +56,8 @@ static const char *const feature_names[] = {
    follow the core's numbering. */
 _Static_assert(sizeof(sl_mode) == sizeof(int), "enum size");
 _Static_assert(SL_MODE_SCREEN_FIRST == 1 && SL_VRFY_RELAY == 2 &&
-                   SL_IDENT_PROXY_V2 == 3 && SL_IDENT_XFORWARD == 4 && SL_UPTLS_IMPLICIT == 3 &&
-                   SL_ACT_DROP == 3,
+                   SL_IDENT_PROXY_V2 == 3 && SL_IDENT_XFORWARD == 4 &&
+                   SL_UPTLS_IMPLICIT == 3 && SL_ACT_DROP == 3,
                "name tables follow the core's enums");
 _Static_assert(SL_FEAT_AUTH == 1u << 8 && SL_FEAT_STARTTLS == 1u << 7,
                "feature_names follows SL_FEAT_*");
@@ -175,8 +174,8 @@ static const sl_config_key keys[] = {
         R,
         "recipient domains passed on: example.com, .example.com (its "
         "subdomains), [192.0.2.1], * (all) or file:PATH; none: all refused"),
-    KEY("relay_allow", SL_CT_RELAY_ALLOW, policy.rcpt.flags, 0, 0, NULL,
-        "none", 0,
+    KEY("relay_allow", SL_CT_RELAY_ALLOW, policy.rcpt.flags, 0, 0, NULL, "none",
+        0,
         "routing allowed in recipients: none or source_route percent_hack "
         "bang_path"),
     KEY("mynetworks", SL_CT_MYNETWORKS, mynetworks, 0, 0, NULL, NULL, R,
@@ -237,27 +236,27 @@ static const sl_config_key keys[] = {
     KEY("redis_lease", SL_CT_DURATION, redis_lease, 0, 0, NULL, "60s", D,
         "a shared live count is dropped this long after its instance stops "
         "renewing it"),
-    KEY("screen_pass_ttl", SL_CT_DURATION, screen_pass_ttl, 0, 0, NULL, "0s",
-        D, "remember a client that passed screening this long (0: off)"),
+    KEY("screen_pass_ttl", SL_CT_DURATION, screen_pass_ttl, 0, 0, NULL, "0s", D,
+        "remember a client that passed screening this long (0: off)"),
     /* greylisting and policy services at RCPT (drivers/sd_check.c) */
     KEY("greylist", SL_CT_BOOL, greylist, 0, 0, NULL, "no", D,
         "greylist at RCPT, keyed by client /24 or /64, normalised sender "
         "and recipient"),
-    KEY("greylist_delay", SL_CT_DURATION, greylist_delay, 0, 0, NULL, "300s",
-        D, "a new triplet is deferred until this long after its first try"),
+    KEY("greylist_delay", SL_CT_DURATION, greylist_delay, 0, 0, NULL, "300s", D,
+        "a new triplet is deferred until this long after its first try"),
     KEY("greylist_retry_window", SL_CT_DURATION, greylist_retry_window, 0, 0,
         NULL, "2d", D, "a retry must come within the delay plus this"),
-    KEY("greylist_max_age", SL_CT_DURATION, greylist_max_age, 0, 0, NULL,
-        "35d", D, "a passed triplet is forgotten this long after its last use"),
-    KEY("greylist_auto_allow", SL_CT_U32, greylist_auto_allow, 0, 1000000,
-        NULL, "5", D, "passes after which a client is not greylisted (0: never)"),
+    KEY("greylist_max_age", SL_CT_DURATION, greylist_max_age, 0, 0, NULL, "35d",
+        D, "a passed triplet is forgotten this long after its last use"),
+    KEY("greylist_auto_allow", SL_CT_U32, greylist_auto_allow, 0, 1000000, NULL,
+        "5", D, "passes after which a client is not greylisted (0: never)"),
     KEY("greylist_spf", SL_CT_BOOL, greylist_spf, 0, 0, NULL, "yes", D,
         "where the sender passes SPF, its domain replaces the client's "
         "/24 or /64 in the triplet"),
     KEY("greylist_spf_timeout", SL_CT_DURATION, greylist_spf_timeout, 0, 0,
         NULL, "5s", D, "budget of one SPF check (then the /24 or /64)"),
-    KEY("greylist_asn_zone", SL_CT_STRING, greylist_asn_zone, 0, 0, NULL,
-        NULL, D,
+    KEY("greylist_asn_zone", SL_CT_STRING, greylist_asn_zone, 0, 0, NULL, NULL,
+        D,
         "origin-ASN TXT zone (Team Cymru's format, e.g. origin.asn.cymru.com):"
         " the AS replaces an IPv4 client's /24 when SPF did not pass"),
     KEY("greylist_asn6_zone", SL_CT_STRING, greylist_asn6_zone, 0, 0, NULL,
@@ -379,9 +378,9 @@ static const sl_config_key keys[] = {
         "1048576", D,
         "spool mode: message bytes held in memory before an unlinked "
         "temporary file"),
-    KEY("filter_spool_dir", SL_CT_STRING, filter_spool_dir, 0, 0, NULL, NULL,
-        D, "spool mode: directory of the temporary files (empty: $TMPDIR, "
-           "else /tmp)"),
+    KEY("filter_spool_dir", SL_CT_STRING, filter_spool_dir, 0, 0, NULL, NULL, D,
+        "spool mode: directory of the temporary files (empty: $TMPDIR, "
+        "else /tmp)"),
     KEY("filter_discard_action", SL_CT_ENUM, filter_discard_action, 0, 0,
         filter_discard_names, "reject", D,
         "a filter's discard: reject (5xx) or tag (delivered with "
@@ -621,15 +620,18 @@ static int split_hostport(const char *s, char *host, size_t hostlen,
 int sl_parse_addrport(const char *s, sl_sockaddr *out) {
   char host[256];
   uint16_t port;
-  if (split_hostport(s, host, sizeof host, &port) != 0) return -1;
-  if (strcmp(host, "*") == 0 || host[0] == '\0') strcpy(host, "0.0.0.0");
+  if (split_hostport(s, host, sizeof host, &port) != 0)
+    return -1;
+  if (strcmp(host, "*") == 0 || host[0] == '\0')
+    strcpy(host, "0.0.0.0");
   /* AI_NUMERICHOST: a literal only, never a lookup (the same literals the
      daemon always took, "127.1" and "fe80::1%eth0" included). */
   struct addrinfo hints, *res = NULL;
   memset(&hints, 0, sizeof hints);
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_NUMERICHOST;
-  if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL) return -1;
+  if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL)
+    return -1;
   int ok = res->ai_addrlen <= sizeof out->ss &&
            (res->ai_family == AF_INET || res->ai_family == AF_INET6);
   if (ok) {
@@ -954,11 +956,12 @@ static int add_relay_domain(pctx *p, sl_config *c, const char *d,
       bad = 1;
   if (bad) {
     if (src)
-      return fail(p, "%s:%d: \"%s\" is not a domain, .domain or [address]",
-                  src, line, d);
+      return fail(p, "%s:%d: \"%s\" is not a domain, .domain or [address]", src,
+                  line, d);
     return fail(p, "\"%s\" is not a domain, .domain or [address]", d);
   }
-  if (c->nrelay_domains == 0 || (c->nrelay_domains & (c->nrelay_domains - 1)) == 0) {
+  if (c->nrelay_domains == 0 ||
+      (c->nrelay_domains & (c->nrelay_domains - 1)) == 0) {
     size_t cap = c->nrelay_domains ? 2 * c->nrelay_domains : 8;
     if (cap < 8)
       cap = 8;
@@ -1052,8 +1055,10 @@ static int set_relay_allow(pctx *p, sl_config *c, char *v) {
     while (i < NRELAY_ALLOW && strcmp(s, relay_allow_names[i].name))
       i++;
     if (i == NRELAY_ALLOW)
-      return fail(p, "\"%s\" is not none, source_route, percent_hack or "
-                     "bang_path", s);
+      return fail(p,
+                  "\"%s\" is not none, source_route, percent_hack or "
+                  "bang_path",
+                  s);
     flags |= relay_allow_names[i].flag;
   }
   c->policy.rcpt.flags = (c->policy.rcpt.flags & SL_RCPT_ANY_DOMAIN) | flags;
@@ -1138,10 +1143,9 @@ static int filter_address(pctx *p, sl_filter_cfg *f, const char *a) {
                 a);
   char host[256];
   uint16_t port;
-  if (split_hostport(a + 5, host, sizeof host, &port) != 0 ||
-      host[0] == '\0' || port == 0)
-    return fail(p, "\"%s\" is not inet:HOST:PORT (IPv6 as inet:[::1]:PORT)",
-                a);
+  if (split_hostport(a + 5, host, sizeof host, &port) != 0 || host[0] == '\0' ||
+      port == 0)
+    return fail(p, "\"%s\" is not inet:HOST:PORT (IPv6 as inet:[::1]:PORT)", a);
   if (sl_parse_addrport(a + 5, &f->addr) != 0) {
     if (a[5] == '[' || !sl_hostname_valid(host))
       return fail(p, "\"%s\" is not a host name or address", host);
@@ -1709,8 +1713,8 @@ int sl_config_finish(sl_config *c, unsigned flags, char *err, size_t errlen) {
       format_duration(c->filter_timeout, dt, sizeof dt);
       key_where(c, name, "filter_timeout", w, sizeof w);
       snprintf(err, errlen,
-               "%s: %s is not between 0 and upstream_data_term_timeout (%s)",
-               w, dt, du);
+               "%s: %s is not between 0 and upstream_data_term_timeout (%s)", w,
+               dt, du);
       return -1;
     }
     for (size_t i = 0; i < c->nfilters; i++) {
@@ -1754,8 +1758,10 @@ int sl_config_finish(sl_config *c, unsigned flags, char *err, size_t errlen) {
       const char *r = c->redis;
       if (r == NULL) {
         key_where(c, name, "state_backend", w, sizeof w);
-        snprintf(err, errlen, "%s: state_backend = redis needs redis = "
-                 "inet:HOST:PORT or unix:PATH", w);
+        snprintf(err, errlen,
+                 "%s: state_backend = redis needs redis = "
+                 "inet:HOST:PORT or unix:PATH",
+                 w);
         return -1;
       }
       sl_sockaddr sa;
@@ -1763,8 +1769,10 @@ int sl_config_finish(sl_config *c, unsigned flags, char *err, size_t errlen) {
           !(strncmp(r, "inet:", 5) == 0 &&
             sl_parse_addrport(r + 5, &sa) == 0)) {
         key_where(c, name, "redis", w, sizeof w);
-        snprintf(err, errlen, "%s: \"%s\" is neither inet:ADDRESS:PORT "
-                 "(numeric) nor unix:/PATH", w, r);
+        snprintf(err, errlen,
+                 "%s: \"%s\" is neither inet:ADDRESS:PORT "
+                 "(numeric) nor unix:/PATH",
+                 w, r);
         return -1;
       }
     }
@@ -1775,8 +1783,10 @@ int sl_config_finish(sl_config *c, unsigned flags, char *err, size_t errlen) {
           !(strncmp(ps, "inet:", 5) == 0 &&
             sl_parse_addrport(ps + 5, &sa) == 0)) {
         key_where(c, name, "policy_service", w, sizeof w);
-        snprintf(err, errlen, "%s: \"%s\" is neither inet:ADDRESS:PORT "
-                 "(numeric) nor unix:/PATH", w, ps);
+        snprintf(err, errlen,
+                 "%s: \"%s\" is neither inet:ADDRESS:PORT "
+                 "(numeric) nor unix:/PATH",
+                 w, ps);
         return -1;
       }
     }
@@ -1815,7 +1825,8 @@ int sl_config_check_files(const sl_config *c, char *err, size_t errlen) {
   const char *name = c->path ? c->path : "config";
   char w[700], why[128];
   for (size_t i = 0; i < NKEYS; i++) {
-    if (keys[i].type != SL_CT_FILE && keys[i].type != SL_CT_LOGFILE) continue;
+    if (keys[i].type != SL_CT_FILE && keys[i].type != SL_CT_LOGFILE)
+      continue;
     const char *v =
         *(char *const *)(const void *)((const char *)c + keys[i].off);
     if (keys[i].type == SL_CT_FILE && v && check_readable(v, why, sizeof why)) {

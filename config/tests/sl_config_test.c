@@ -544,7 +544,9 @@ static void test_relay_control(void) {
     sl_config_unref(c);
   }
   expect_error("relay_domains = u@a.test\n", "t.conf:1: relay_domains");
-  expect_error("relay_domains = b\xc0\xbc" "cher.test\n", "relay_domains");
+  expect_error("relay_domains = b\xc0\xbc"
+               "cher.test\n",
+               "relay_domains");
   expect_error("relay_allow = everything\n", "relay_allow");
   expect_error("relay_allow = none\nrelay_allow = bang_path\n", "relay_allow");
   expect_error("relay_domains = file:/nonexistent/relay\n", "/nonexistent");
@@ -641,8 +643,7 @@ static void test_filters(void) {
   expect_error("filter = milter inet:127.0.0.1:1 name=a\n"
                "filter = clamd inet:127.0.0.1:2 name=a\n",
                "t.conf:2: filter: name \"a\" is already used at line 1");
-  expect_error("filter = milter inet:127.0.0.1:1 name=a/b\n",
-               "name \"a/b\"");
+  expect_error("filter = milter inet:127.0.0.1:1 name=a/b\n", "name \"a/b\"");
   expect_error("filter_skip = everyone\n",
                "filter_skip: \"everyone\" is not none, authenticated");
   expect_error("filter_mode = lazy\n",

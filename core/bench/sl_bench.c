@@ -159,7 +159,10 @@ static void bench_commands(double secs) {
     t1 = now_s();
   } while (t1 - t0 < secs);
   if (sl_relay_stats(r)->commands < cmds) {
-    fprintf(stderr, "commands were not all processed: %u of %zu, errors %u, end %u\n", sl_relay_stats(r)->commands, cmds, sl_relay_stats(r)->errors, sl_relay_stats(r)->end_reason);
+    fprintf(stderr,
+            "commands were not all processed: %u of %zu, errors %u, end %u\n",
+            sl_relay_stats(r)->commands, cmds, sl_relay_stats(r)->errors,
+            sl_relay_stats(r)->end_reason);
     exit(1);
   }
   printf("pipelined_commands_per_s %.0f  (each relayed upstream and its "

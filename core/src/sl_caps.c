@@ -30,8 +30,12 @@ static uint32_t xforward_attrs(const uint8_t *arg, size_t n) {
   static const struct {
     const char *name;
     uint32_t bit;
-  } attrs[] = {{"NAME", 1}, {"ADDR", 2}, {"PROTO", 4}, {"HELO", 8},
-               {"PORT", SL_CAP_XFWD_PORT}, {"SOURCE", SL_CAP_XFWD_SOURCE}};
+  } attrs[] = {{"NAME", 1},
+               {"ADDR", 2},
+               {"PROTO", 4},
+               {"HELO", 8},
+               {"PORT", SL_CAP_XFWD_PORT},
+               {"SOURCE", SL_CAP_XFWD_SOURCE}};
   uint32_t bits = 0;
   size_t i = 0;
   while (i < n) {
@@ -39,7 +43,8 @@ static uint32_t xforward_attrs(const uint8_t *arg, size_t n) {
     while (j < n && arg[j] != ' ')
       j++;
     for (size_t k = 0; k < sizeof(attrs) / sizeof(attrs[0]); k++)
-      if (strlen(attrs[k].name) == j - i && sl_ieq(arg + i, attrs[k].name, j - i))
+      if (strlen(attrs[k].name) == j - i &&
+          sl_ieq(arg + i, attrs[k].name, j - i))
         bits |= attrs[k].bit;
     i = j + 1;
   }

@@ -37,8 +37,8 @@ enum sl_cap {
 
 typedef struct sl_caps {
   uint32_t bits;
-  uint64_t size;       /* SIZE value; 0: none announced or unlimited */
-  uint32_t auth_off;   /* the AUTH mechanism list inside the reply */
+  uint64_t size;     /* SIZE value; 0: none announced or unlimited */
+  uint32_t auth_off; /* the AUTH mechanism list inside the reply */
   uint32_t auth_len;
 } sl_caps;
 

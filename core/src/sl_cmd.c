@@ -3,7 +3,9 @@
 
 #include <string.h>
 
-static uint8_t up(uint8_t c) { return c >= 'a' && c <= 'z' ? (uint8_t)(c - 32) : c; }
+static uint8_t up(uint8_t c) {
+  return c >= 'a' && c <= 'z' ? (uint8_t)(c - 32) : c;
+}
 
 int sl_ieq(const uint8_t *p, const char *upper, size_t n) {
   for (size_t i = 0; i < n; i++)
@@ -16,18 +18,18 @@ static const struct {
   const char *name;
   sl_verb verb;
 } verbs[] = {
-    {"EHLO", SL_V_EHLO},         {"HELO", SL_V_HELO},
-    {"MAIL", SL_V_MAIL},         {"RCPT", SL_V_RCPT},
-    {"DATA", SL_V_DATA},         {"BDAT", SL_V_BDAT},
-    {"RSET", SL_V_RSET},         {"NOOP", SL_V_NOOP},
-    {"QUIT", SL_V_QUIT},         {"VRFY", SL_V_VRFY},
-    {"EXPN", SL_V_EXPN},         {"HELP", SL_V_HELP},
-    {"AUTH", SL_V_AUTH},         {"STARTTLS", SL_V_STARTTLS},
-    {"XCLIENT", SL_V_XCLIENT},   {"XFORWARD", SL_V_XFORWARD},
-    {"ETRN", SL_V_ETRN},         {"CONNECT", SL_V_NONSMTP},
-    {"GET", SL_V_NONSMTP},       {"POST", SL_V_NONSMTP},
-    {"PUT", SL_V_NONSMTP},       {"HEAD", SL_V_NONSMTP},
-    {"OPTIONS", SL_V_NONSMTP},   {"USER", SL_V_NONSMTP},
+    {"EHLO", SL_V_EHLO},       {"HELO", SL_V_HELO},
+    {"MAIL", SL_V_MAIL},       {"RCPT", SL_V_RCPT},
+    {"DATA", SL_V_DATA},       {"BDAT", SL_V_BDAT},
+    {"RSET", SL_V_RSET},       {"NOOP", SL_V_NOOP},
+    {"QUIT", SL_V_QUIT},       {"VRFY", SL_V_VRFY},
+    {"EXPN", SL_V_EXPN},       {"HELP", SL_V_HELP},
+    {"AUTH", SL_V_AUTH},       {"STARTTLS", SL_V_STARTTLS},
+    {"XCLIENT", SL_V_XCLIENT}, {"XFORWARD", SL_V_XFORWARD},
+    {"ETRN", SL_V_ETRN},       {"CONNECT", SL_V_NONSMTP},
+    {"GET", SL_V_NONSMTP},     {"POST", SL_V_NONSMTP},
+    {"PUT", SL_V_NONSMTP},     {"HEAD", SL_V_NONSMTP},
+    {"OPTIONS", SL_V_NONSMTP}, {"USER", SL_V_NONSMTP},
 };
 
 void sl_cmd_parse(const uint8_t *line, size_t len, sl_cmd *c) {
@@ -204,7 +206,8 @@ sl_path_err sl_cmd_check_path(const uint8_t *arg, size_t len, int is_mail,
     if (at == (size_t)-1 || at == start || at + 1 == i) {
       /* "Postmaster" without a domain is the one RCPT that may lack '@'
          (RFC 5321 4.5.1). */
-      if (!(is_mail == 0 && plen == 10 && sl_ieq(arg + start, "POSTMASTER", 10)))
+      if (!(is_mail == 0 && plen == 10 &&
+            sl_ieq(arg + start, "POSTMASTER", 10)))
         return SL_PATH_SYNTAX;
     } else {
       /* Skip a source route "@a,@b:" before measuring the mailbox. */

@@ -58,8 +58,8 @@ enum sl_param {
 
 typedef struct sl_path_limits {
   uint32_t path_max, domain_max;
-  uint64_t size_max;  /* 0: none */
-  uint32_t allowed;   /* sl_param bits the client was offered */
+  uint64_t size_max; /* 0: none */
+  uint32_t allowed;  /* sl_param bits the client was offered */
 } sl_path_limits;
 
 /*

@@ -51,9 +51,8 @@ int sl_limits_check(const sl_limits *l) {
       l->buffer_size % 8 || l->auth_line_max < l->command_line_max ||
       l->auth_line_max + 2 > l->buffer_size || l->reply_line_max < 64 ||
       l->reply_max < l->reply_line_max ||
-      (uint64_t)l->reply_max + 512 > l->buffer_size ||
-      l->text_line_max < 80 || l->path_max < 16 || l->domain_max < 16 ||
-      l->recipients_max < 1 ||
+      (uint64_t)l->reply_max + 512 > l->buffer_size || l->text_line_max < 80 ||
+      l->path_max < 16 || l->domain_max < 16 || l->recipients_max < 1 ||
       l->pipeline_max < 2 || l->pipeline_max > 32 ||
       l->buffer_size > 65528 /* 16-bit offsets in the relay */)
     return SL_ERR_INVALID_ARGUMENT;

@@ -24,16 +24,16 @@ typedef enum sl_data_status {
 } sl_data_status;
 
 typedef struct sl_data {
-  uint32_t line_len;    /* bytes of the current line so far, no CRLF */
-  uint32_t text_max;    /* longest line content allowed (limit - 2) */
-  uint64_t size;        /* unstuffed message bytes so far, with CRLFs */
-  uint64_t size_max;    /* 0: none */
-  uint8_t state;        /* private: where in a line we are */
-  uint8_t normalize_lf; /* SL_LENIENT_NORMALIZE_BARE_LF */
-  uint8_t discard;      /* write nothing: the message is being refused */
-  uint8_t loose_end;    /* discarding after smuggling: a "." line with any
-                           line ending ends the message */
-  uint8_t loose_state;  /* private: where loose discarding resumes */
+  uint32_t line_len;      /* bytes of the current line so far, no CRLF */
+  uint32_t text_max;      /* longest line content allowed (limit - 2) */
+  uint64_t size;          /* unstuffed message bytes so far, with CRLFs */
+  uint64_t size_max;      /* 0: none */
+  uint8_t state;          /* private: where in a line we are */
+  uint8_t normalize_lf;   /* SL_LENIENT_NORMALIZE_BARE_LF */
+  uint8_t discard;        /* write nothing: the message is being refused */
+  uint8_t loose_end;      /* discarding after smuggling: a "." line with any
+                             line ending ends the message */
+  uint8_t loose_state;    /* private: where loose discarding resumes */
   sl_violation violation; /* the latest violation */
 } sl_data;
 

@@ -8,8 +8,8 @@ const char *sl_strerror(int err) {
   switch (err) {
   case SL_OK:
     return "success";
-#define SL_ERR_MSG_(name, value, fatal, msg)                                  \
-  case value:                                                                 \
+#define SL_ERR_MSG_(name, value, fatal, msg)                                   \
+  case value:                                                                  \
     return msg;
     SL_ERR_MAP(SL_ERR_MSG_)
 #undef SL_ERR_MSG_
@@ -22,8 +22,8 @@ const char *sl_err_name(int err) {
   switch (err) {
   case SL_OK:
     return "OK";
-#define SL_ERR_NAME_(name, value, fatal, msg)                                 \
-  case value:                                                                 \
+#define SL_ERR_NAME_(name, value, fatal, msg)                                  \
+  case value:                                                                  \
     return #name;
     SL_ERR_MAP(SL_ERR_NAME_)
 #undef SL_ERR_NAME_
@@ -34,8 +34,8 @@ const char *sl_err_name(int err) {
 
 int sl_err_is_fatal(int err) {
   switch (err) {
-#define SL_ERR_FATAL_(name, value, fatal, msg)                                \
-  case value:                                                                 \
+#define SL_ERR_FATAL_(name, value, fatal, msg)                                 \
+  case value:                                                                  \
     return fatal;
     SL_ERR_MAP(SL_ERR_FATAL_)
 #undef SL_ERR_FATAL_

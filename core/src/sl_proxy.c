@@ -115,17 +115,16 @@ static int v6_prefix_ok(const uint8_t *s, size_t n) {
     if (groups + 1 <= room)
       return 1;
     /* ...or as the start of a dotted quad. */
-    return all_dec && t <= 3 && groups + 2 <= room &&
-           (gap || groups == 6) && v4_prefix_ok(s + i, t);
+    return all_dec && t <= 3 && groups + 2 <= room && (gap || groups == 6) &&
+           v4_prefix_ok(s + i, t);
   }
-  return groups + 2 <= room && (gap || groups == 6) &&
-         v4_prefix_ok(s + i, t);
+  return groups + 2 <= room && (gap || groups == 6) && v4_prefix_ok(s + i, t);
 }
 
 typedef struct v1_scan {
   const uint8_t *buf;
-  size_t lim;  /* min(len, SL_PROXY_V1_MAX) */
-  int capped;  /* lim is the line limit, not the end of the input */
+  size_t lim; /* min(len, SL_PROXY_V1_MAX) */
+  int capped; /* lim is the line limit, not the end of the input */
 } v1_scan;
 
 /* Running out of bytes: a short read if the input ended, an overlong line
@@ -164,8 +163,7 @@ static int v1_token(const v1_scan *sc, size_t *i, uint8_t end,
   if (j == sc->lim) {
     if (sc->capped)
       return SL_ERR_MALFORMED;
-    return partial(sc->buf + *i, j - *i) ? SL_ERR_INCOMPLETE
-                                         : SL_ERR_MALFORMED;
+    return partial(sc->buf + *i, j - *i) ? SL_ERR_INCOMPLETE : SL_ERR_MALFORMED;
   }
   *tok = sc->buf + *i;
   *tlen = j - *i;

@@ -6,9 +6,9 @@
  * comparisons whatever the load or the addresses.  Linear probing was
  * tried first: its clusters outgrew the bound at 75% load and refused
  * clients of a table that still had room; triangular steps break them up
- * (and visit every slot of a power-of-two table).  Slots are never emptied once used:
- * an idle entry is recycled in place, which keeps every probe chain intact
- * without tombstones.
+ * (and visit every slot of a power-of-two table).  Slots are never emptied once
+ * used: an idle entry is recycled in place, which keeps every probe chain
+ * intact without tombstones.
  *
  * Rates are counted with a sliding window: the count of the current window
  * plus the previous window's count weighted by the part of it that still
@@ -67,8 +67,8 @@ static uint64_t key_hash(const uint8_t key[16], uint8_t family) {
 }
 
 static int config_ok(const sl_ratelim_config *c) {
-  return c && c->entries > 0 && c->ipv4_prefix <= 32 &&
-         c->ipv6_prefix <= 128 && (c->rate_max == 0 || c->rate_window > 0) &&
+  return c && c->entries > 0 && c->ipv4_prefix <= 32 && c->ipv6_prefix <= 128 &&
+         (c->rate_max == 0 || c->rate_window > 0) &&
          c->over_concurrency <= SL_ADMIT_TEMPFAIL &&
          c->over_rate <= SL_ADMIT_TEMPFAIL;
 }
@@ -162,8 +162,8 @@ static int make_key(const sl_ratelim *rl, const sl_addr *a, uint8_t key[16],
 /* Finds the entry for key.  With create, a missing key takes the first
    never-used slot of its window or else recycles the least recently seen
    idle one; NULL means the window is all live entries. */
-static sl_rl_entry *find(sl_ratelim *rl, const uint8_t key[16],
-                         uint8_t family, int create, sl_tstamp now) {
+static sl_rl_entry *find(sl_ratelim *rl, const uint8_t key[16], uint8_t family,
+                         int create, sl_tstamp now) {
   uint32_t n = rl->cfg.entries;
   uint32_t probe = n < SL_RL_PROBE ? n : SL_RL_PROBE;
   /* Multiply-shift maps the hash onto any table size, power of two or
@@ -180,8 +180,7 @@ static sl_rl_entry *find(sl_ratelim *rl, const uint8_t key[16],
     }
     if (e->family == family && sl_same_bytes(e->key, key, 16))
       return e;
-    if (create && e->live == 0 &&
-        (!victim || e->last_seen < victim->last_seen))
+    if (create && e->live == 0 && (!victim || e->last_seen < victim->last_seen))
       victim = e;
   }
   if (!victim)
@@ -226,8 +225,7 @@ static sl_admission worse(sl_admission a, sl_admission b) {
   return a > b ? a : b;
 }
 
-sl_admission sl_ratelim_admit(sl_ratelim *rl, const sl_addr *a,
-                              sl_tstamp now) {
+sl_admission sl_ratelim_admit(sl_ratelim *rl, const sl_addr *a, sl_tstamp now) {
   uint8_t key[16], family;
   if (!rl || !a)
     return SL_ADMIT_TEMPFAIL;

@@ -832,7 +832,8 @@ int sl_relay_next_request(sl_relay *r, sl_request *out) {
     out->check.rcpt = (const char *)r->chk.p + sl__buf_cap(&r->chk) / 2;
     /* the kept EHLO/HELO line without its verb; no command (so no new
        EHLO) is read while the answer is out */
-    out->check.helo = r->ehlo.len > 5 ? (const char *)r->ehlo.p + r->ehlo.off + 5 : "";
+    out->check.helo =
+        r->ehlo.len > 5 ? (const char *)r->ehlo.p + r->ehlo.off + 5 : "";
     out->check.helo_len = r->ehlo.len > 5 ? (uint16_t)(r->ehlo.len - 5) : 0;
     out->check.rcpt_count = r->rcpts;
     out->check.authed = r->authed;

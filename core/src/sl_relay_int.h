@@ -170,7 +170,7 @@ enum local_reply {
   R_BDAT_FAILED,
   R_FILTER,      /* a content filter's refusal: frep, re-framed */
   R_FILTER_TEMP, /* ... its deferral when frep is empty */
-  R_CHECK, /* policy.rcpt_check refused: chk_code and chk_text */
+  R_CHECK,       /* policy.rcpt_check refused: chk_code and chk_text */
   R_COUNT
 };
 
@@ -194,8 +194,8 @@ enum local_reply {
    at most a code and one number.  sl__event() and sl_relay_next_request()
    are the only places that pack and unpack it. */
 typedef struct ring_ent {
-  uint8_t type; /* sl_request_type */
-  uint8_t kind; /* sl_event_kind */
+  uint8_t type;  /* sl_request_type */
+  uint8_t kind;  /* sl_event_kind */
   uint16_t code; /* ev.message.code, ev.refusal.code */
   uint32_t id;
   uint64_t arg; /* connect.attempt, dnsbl.zone or the event's number
@@ -339,19 +339,19 @@ struct sl_relay {
   uint8_t proxy_due : 1;   /* the PROXY header still waits for a buffer */
 
   /* Content filters (issue 11, sl_relay_filter.c). */
-  uint8_t fmsg : 1;  /* the transaction in force is filtered */
-  uint8_t fbody : 1; /* its content is being given to filter_tap */
-  uint8_t fheld : 1; /* its terminator is held for SL_REQ_FILTER */
-  uint8_t fres;      /* the verdict taken (sl_verdict + 1), applied by
-                        step_answers; 0 none */
-  uint8_t fterm_len; /* bytes of the held terminator */
-  uint8_t fterm[5];  /* ".\r\n", or "\r\n.\r\n" after a BDAT without a
-                        final CRLF */
-  uint16_t fcode;    /* code of the refusal */
+  uint8_t fmsg : 1;   /* the transaction in force is filtered */
+  uint8_t fbody : 1;  /* its content is being given to filter_tap */
+  uint8_t fheld : 1;  /* its terminator is held for SL_REQ_FILTER */
+  uint8_t fres;       /* the verdict taken (sl_verdict + 1), applied by
+                         step_answers; 0 none */
+  uint8_t fterm_len;  /* bytes of the held terminator */
+  uint8_t fterm[5];   /* ".\r\n", or "\r\n.\r\n" after a BDAT without a
+                         final CRLF */
+  uint16_t fcode;     /* code of the refusal */
   uint32_t id_filter; /* the SL_REQ_FILTER of the held terminator */
   uint32_t fsize;     /* that message's size, for its MESSAGE event */
-  sl_buf frep; /* the refusal line, re-framed (a small pool buffer, held
-                  until it is sent; without one the fixed R_FILTER text) */
+  sl_buf frep;        /* the refusal line, re-framed (a small pool buffer, held
+                         until it is sent; without one the fixed R_FILTER text) */
   /* policy.rcpt_check: the RCPT line stays unconsumed while its
      SL_REQ_RCPT_CHECK is out, then is read again with the answer.  chk is
      a small pool buffer, taken at the first MAIL, kept to the session's
@@ -433,8 +433,7 @@ void sl__buf_release(sl_relay *r, sl_buf *b);
 int sl__buf_reserve(sl_relay *r, sl_buf *b, uint32_t need);
 void sl__buf_consume(sl_relay *r, sl_buf *b, size_t n);
 uint32_t sl__new_id(sl_relay *r, uint32_t tag);
-void sl__push_req(sl_relay *r, sl_request_type type, uint32_t id,
-                  uint64_t arg);
+void sl__push_req(sl_relay *r, sl_request_type type, uint32_t id, uint64_t arg);
 void sl__event(sl_relay *r, const sl_event *ev);
 
 /* sl_relay_replies.c: the reply queue and replies to the client */
@@ -495,8 +494,7 @@ void sl__ftap(const sl_relay *r, sl_filter_item item, const uint8_t *p,
               size_t n);
 int sl__filter_wanted(const sl_relay *r);
 void sl__filter_body(sl_relay *r, const uint8_t *p, size_t n);
-void sl__filter_hold(sl_relay *r, const uint8_t *term, size_t n,
-                     uint64_t size);
+void sl__filter_hold(sl_relay *r, const uint8_t *term, size_t n, uint64_t size);
 void sl__filter_abort(sl_relay *r);
 int sl__filter_apply(sl_relay *r);
 

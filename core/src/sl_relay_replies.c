@@ -287,9 +287,10 @@ static size_t render_local(uint8_t *o, enum local_reply id, unsigned code,
 static void refused(sl_relay *r, unsigned code) {
   if (code < 400)
     return;
-  sl__event(r, &(sl_event){.kind = SL_EV_REFUSAL,
-                           .refusal = {.command = (sl_command)r->q_cmd[r->q_head],
-                                       .code = (uint16_t)code}});
+  sl__event(r,
+            &(sl_event){.kind = SL_EV_REFUSAL,
+                        .refusal = {.command = (sl_command)r->q_cmd[r->q_head],
+                                    .code = (uint16_t)code}});
 }
 
 static int emit_local(sl_relay *r, enum local_reply id) {
@@ -602,8 +603,8 @@ static int emit_greeting(sl_relay *r) {
        before it), is the client's: a 5xx one is a refusal. */
     const uint8_t *g = r->cout.p + r->cout.off;
     if (r->cout.len >= 3)
-      refused(r, (unsigned)((g[0] - '0') * 100 + (g[1] - '0') * 10 +
-                            (g[2] - '0')));
+      refused(
+          r, (unsigned)((g[0] - '0') * 100 + (g[1] - '0') * 10 + (g[2] - '0')));
   }
   r->greet_held = 0;
   if (r->prof->greet_delay)
@@ -620,8 +621,8 @@ static int emit_greeting(sl_relay *r) {
     r->up_used = 1;
   /* The tests before the greeting are over; a step leaves room for this
      event (at most the pregreet event came before it). */
-  if (act == SL_ACT_CONTINUE && r->prof != &r->pol->suspect &&
-      !r->pregreet && !(r->info.flags & SL_CONN_SCREEN_PASSED) &&
+  if (act == SL_ACT_CONTINUE && r->prof != &r->pol->suspect && !r->pregreet &&
+      !(r->info.flags & SL_CONN_SCREEN_PASSED) &&
       (r->pol->ndnsbl || r->prof->greet_delay))
     sl__event(r, &(sl_event){.kind = SL_EV_SCREEN_PASSED});
   return 0;

@@ -15,9 +15,9 @@
 #include <stdint.h>
 
 typedef struct sl_reply {
-  uint32_t code;   /* 200..599 */
+  uint32_t code; /* 200..599 */
   uint32_t nlines;
-  uint32_t len;    /* bytes of the whole reply, CRLFs included */
+  uint32_t len; /* bytes of the whole reply, CRLFs included */
 } sl_reply;
 
 /*

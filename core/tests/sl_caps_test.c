@@ -14,8 +14,8 @@
 #include <string.h>
 
 #include "sl_caps.h"
-#include "sl_reply.h"
 #include "sl_guard.h"
+#include "sl_reply.h"
 #include "sl_test.h"
 
 #include "sluice/caps.h"
@@ -175,7 +175,8 @@ static void test_parse_auth(void) {
   CHECK_MEM(g + caps.auth_off, caps.auth_len, "PLAIN", 5);
 }
 
-/* ---- rendering ------------------------------------------------------------ */
+/* ---- rendering ------------------------------------------------------------
+ */
 
 static const uint32_t all_caps =
     SL_CAP_PIPELINING | SL_CAP_SIZE | SL_CAP_8BITMIME | SL_CAP_SMTPUTF8 |
@@ -190,8 +191,8 @@ static size_t render(uint8_t **outp, const char *greet, uint32_t offer,
   size_t cap = gl + al + SL_CAPS_RENDER_MAX;
   uint8_t *out = guard_end - cap;
   memset(out, 0xee, cap);
-  size_t n = sl_caps_render(out, U(greet), gl, offer, size, U(auth ? auth : ""),
-                            al);
+  size_t n =
+      sl_caps_render(out, U(greet), gl, offer, size, U(auth ? auth : ""), al);
   CHECK(n <= cap);
   *outp = out;
   return n;
@@ -272,8 +273,8 @@ static void test_render_roundtrip(void) {
       sl_caps_parse(out, &r, &caps);
       CHECK_INT(caps.bits, want);
       if (want & SL_CAP_SIZE)
-        CHECK(caps.size == (size > 9999999999999999999ull ? 1844674407370955161ull
-                                                          : size));
+        CHECK(caps.size ==
+              (size > 9999999999999999999ull ? 1844674407370955161ull : size));
       if (want & SL_CAP_AUTH)
         CHECK_MEM(out + caps.auth_off, caps.auth_len, auth, sizeof auth - 1);
       /* the greeting line comes first and is intact */

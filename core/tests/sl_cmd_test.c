@@ -24,7 +24,8 @@ static const uint8_t *guarded(const void *p, size_t n) {
   return sl_guard_copy(guard_end, p, n);
 }
 
-/* ---- verbs ---------------------------------------------------------------- */
+/* ---- verbs ----------------------------------------------------------------
+ */
 
 static const struct {
   const char *line;
@@ -92,8 +93,8 @@ static void test_verbs(void) {
     sl_cmd_parse(guarded(verbs[t].line, n), n, &c);
     uint32_t want = verbs[t].arg == UINT32_MAX ? (uint32_t)n : verbs[t].arg;
     if (c.verb != verbs[t].verb || c.arg != want)
-      fprintf(stderr, "verb \"%s\": %d arg %u, want %d arg %u\n",
-              verbs[t].line, (int)c.verb, c.arg, (int)verbs[t].verb, want);
+      fprintf(stderr, "verb \"%s\": %d arg %u, want %d arg %u\n", verbs[t].line,
+              (int)c.verb, c.arg, (int)verbs[t].verb, want);
     CHECK_INT(c.verb, verbs[t].verb);
     CHECK_INT(c.arg, want);
   }
@@ -103,10 +104,11 @@ static void test_verbs(void) {
   CHECK_INT(sl_ieq(U("{"), "[", 1), 0); /* no case folding outside a-z */
 }
 
-/* ---- MAIL / RCPT ---------------------------------------------------------- */
+/* ---- MAIL / RCPT ----------------------------------------------------------
+ */
 
-#define ALLP                                                                  \
-  (SL_P_SIZE | SL_P_BODY_8BIT | SL_P_BODY_7BIT | SL_P_SMTPUTF8 | SL_P_DSN |   \
+#define ALLP                                                                   \
+  (SL_P_SIZE | SL_P_BODY_8BIT | SL_P_BODY_7BIT | SL_P_SMTPUTF8 | SL_P_DSN |    \
    SL_P_AUTH | SL_P_BODY_BINARY)
 
 typedef struct pcase {
@@ -259,12 +261,12 @@ static void test_size(void) {
             SL_PATH_SIZE);
   CHECK_INT(sl_cmd_check_path(U("FROM:<a@b> SIZE=0"), 17, 1, &lim, NULL),
             SL_PATH_OK);
-  CHECK_INT(sl_cmd_check_path(U("FROM:<a@b> SIZE=99999999999999"), 30, 1,
-                              &lim, NULL),
-            SL_PATH_SIZE);
+  CHECK_INT(
+      sl_cmd_check_path(U("FROM:<a@b> SIZE=99999999999999"), 30, 1, &lim, NULL),
+      SL_PATH_SIZE);
   lim.size_max = 0; /* none */
-  CHECK_INT(sl_cmd_check_path(U("FROM:<a@b> SIZE=99999999999999"), 30, 1,
-                              &lim, &size),
+  CHECK_INT(sl_cmd_check_path(U("FROM:<a@b> SIZE=99999999999999"), 30, 1, &lim,
+                              &size),
             SL_PATH_OK);
   CHECK(size == 99999999999999ull);
   /* a SIZE over the limit the client was not offered is a PARAM error */
@@ -319,9 +321,9 @@ static void test_path_lengths(void) {
   }
 }
 
-/* Regression (bug 5, fixed): a quoted-pair ("\" + byte) inside a quoted local part skips
-         every check on the escaped byte: control bytes are accepted
-         (RFC 5321 4.1.2 allows only %d32-126 after "\"), and escaped bytes
+/* Regression (bug 5, fixed): a quoted-pair ("\" + byte) inside a quoted local
+   part skips every check on the escaped byte: control bytes are accepted (RFC
+   5321 4.1.2 allows only %d32-126 after "\"), and escaped bytes
          >= 0x80 do not count as non-ASCII, so a UTF-8 address written as
          quoted-pairs needs no SMTPUTF8: MAIL FROM:<"\x01"@b> is OK and
          MAIL FROM:<"\\\xc3\\\xa9"@b> is OK instead of NEED_SMTPUTF8. */
@@ -335,7 +337,8 @@ static void test_quoted_pair(void) {
             SL_PATH_NEED_SMTPUTF8);
 }
 
-/* ---- BDAT ----------------------------------------------------------------- */
+/* ---- BDAT -----------------------------------------------------------------
+ */
 
 static void test_bdat(void) {
   static const struct {
@@ -384,7 +387,8 @@ static void test_bdat(void) {
   }
 }
 
-/* ---- HELO ----------------------------------------------------------------- */
+/* ---- HELO -----------------------------------------------------------------
+ */
 
 static void test_helo(void) {
   static const struct {

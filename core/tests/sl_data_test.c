@@ -23,7 +23,8 @@
 #define OUT_MAX 16384
 #define AREA (64 * 1024)
 
-/* ---- guard pages ---------------------------------------------------------- */
+/* ---- guard pages ----------------------------------------------------------
+ */
 
 static uint8_t *guard_in_end, *guard_out_end;
 
@@ -79,8 +80,8 @@ static void run(const cfg *c, const uint8_t *in, size_t n, size_t first,
     size_t off = 0;
     while (off < len) {
       size_t used = 99999, made = 99999;
-      sl_data_status st = sl_data_run(&d, g + off, len - off, out, outcap,
-                                      &used, &made);
+      sl_data_status st =
+          sl_data_run(&d, g + off, len - off, out, outcap, &used, &made);
       if (used > len - off || made > outcap) {
         r->stuck = 1;
         return;
@@ -102,7 +103,6 @@ static void run(const cfg *c, const uint8_t *in, size_t n, size_t first,
   }
   r->consumed = n;
 }
-
 
 /*
  * Do two runs of the same input agree?  Exactly, except (BUG 1, see the
@@ -169,7 +169,8 @@ static int all_chunkings(const cfg *c, const uint8_t *in, size_t n,
   return bad;
 }
 
-/* ---- the table ------------------------------------------------------------ */
+/* ---- the table ------------------------------------------------------------
+ */
 
 typedef struct dcase {
   const char *name;
@@ -188,8 +189,10 @@ typedef struct dcase {
 #define MORE SL_DATA_MORE, SL_VIOL_NONE
 #define END SL_DATA_END, SL_VIOL_NONE
 #define VIOL(v) SL_DATA_VIOLATION, SL_VIOL_##v
-#define STRICT {1000, 0, 0}
-#define NORM {1000, 0, 1}
+#define STRICT                                                                 \
+  { 1000, 0, 0 }
+#define NORM                                                                   \
+  { 1000, 0, 1 }
 
 static const dcase cases[] = {
     /* well-formed bodies */
@@ -212,29 +215,64 @@ static const dcase cases[] = {
     {"incomplete: dot", STRICT, S("a\r\n."), MORE, ALL, S("a\r\n")},
     {"incomplete: dot CR", STRICT, S("a\r\n.\r"), MORE, ALL, S("a\r\n")},
     {"incomplete: CR", STRICT, S("abc\r"), MORE, ALL, S("abc")},
-    {"terminator twice", STRICT, S("a\r\n.\r\n.\r\n"), END, 6,
-     S("a\r\n.\r\n")},
+    {"terminator twice", STRICT, S("a\r\n.\r\n.\r\n"), END, 6, S("a\r\n.\r\n")},
     {"high bytes and TAB are content", STRICT, S("\xff\t\x80\x7f\r\n.\r\n"),
      END, ALL, S("\xff\t\x80\x7f\r\n.\r\n")},
     /* line length: text_line_max 10 allows 8 content bytes */
-    {"line at the limit", {10, 0, 0}, S("12345678\r\n.\r\n"), END, ALL,
+    {"line at the limit",
+     {10, 0, 0},
+     S("12345678\r\n.\r\n"),
+     END,
+     ALL,
      S("12345678\r\n.\r\n")},
-    {"line one over", {10, 0, 0}, S("123456789\r\n.\r\n"),
-     VIOL(LINE_TOO_LONG), 9, S("123456789")},
-    {"stuffed line at the limit", {10, 0, 0}, S("..2345678\r\n.\r\n"), END,
-     ALL, S("..2345678\r\n.\r\n")},
-    {"stuffed line one over", {10, 0, 0}, S("..23456789\r\n"),
-     VIOL(LINE_TOO_LONG), 10, S("..23456789")},
-    {"unstuffed dot does not count", {10, 0, 0}, S(".12345678\r\n.\r\n"),
-     END, ALL, S("12345678\r\n.\r\n")},
+    {"line one over",
+     {10, 0, 0},
+     S("123456789\r\n.\r\n"),
+     VIOL(LINE_TOO_LONG),
+     9,
+     S("123456789")},
+    {"stuffed line at the limit",
+     {10, 0, 0},
+     S("..2345678\r\n.\r\n"),
+     END,
+     ALL,
+     S("..2345678\r\n.\r\n")},
+    {"stuffed line one over",
+     {10, 0, 0},
+     S("..23456789\r\n"),
+     VIOL(LINE_TOO_LONG),
+     10,
+     S("..23456789")},
+    {"unstuffed dot does not count",
+     {10, 0, 0},
+     S(".12345678\r\n.\r\n"),
+     END,
+     ALL,
+     S("12345678\r\n.\r\n")},
     /* size: unstuffed bytes with CRLFs, not the terminator */
-    {"size exactly", {1000, 10, 0}, S("12345678\r\n.\r\n"), END, ALL,
+    {"size exactly",
+     {1000, 10, 0},
+     S("12345678\r\n.\r\n"),
+     END,
+     ALL,
      S("12345678\r\n.\r\n")},
-    {"size one over at the CRLF", {1000, 10, 0}, S("123456789\r\n.\r\n"),
-     VIOL(SIZE), 11, S("123456789\r\n")},
-    {"size one over in a line", {1000, 10, 0}, S("12345678\r\nx\r\n"),
-     VIOL(SIZE), 11, S("12345678\r\nx")},
-    {"size ignores stuffing", {1000, 5, 0}, S("..x\r\n.\r\n"), END, ALL,
+    {"size one over at the CRLF",
+     {1000, 10, 0},
+     S("123456789\r\n.\r\n"),
+     VIOL(SIZE),
+     11,
+     S("123456789\r\n")},
+    {"size one over in a line",
+     {1000, 10, 0},
+     S("12345678\r\nx\r\n"),
+     VIOL(SIZE),
+     11,
+     S("12345678\r\nx")},
+    {"size ignores stuffing",
+     {1000, 5, 0},
+     S("..x\r\n.\r\n"),
+     END,
+     ALL,
      S("..x\r\n.\r\n")},
     /* smuggling forms, strict */
     {"bare LF", STRICT, S("a\nb\r\n.\r\n"), VIOL(BARE_LF), 2, S("a")},
@@ -267,8 +305,12 @@ static const dcase cases[] = {
     {"norm: dot CR x still refused", NORM, S("a\r\n.\rx"), VIOL(BARE_CR), 5,
      S("a\r\n")},
     {"norm: NUL still refused", NORM, S("a\n\0"), VIOL(NUL), 3, S("a\r\n")},
-    {"norm: line limit", {10, 0, 1}, S("12345678\n123456789\n"),
-     VIOL(LINE_TOO_LONG), 18, S("12345678\r\n123456789")},
+    {"norm: line limit",
+     {10, 0, 1},
+     S("12345678\n123456789\n"),
+     VIOL(LINE_TOO_LONG),
+     18,
+     S("12345678\r\n123456789")},
 };
 
 static void test_table(void) {
@@ -332,9 +374,9 @@ static void test_long_lines(void) {
   CHECK_INT(all_chunkings(&c, in, 2003, "2x998"), 0);
 }
 
-/* Regression (bug 1, fixed): a LINE_TOO_LONG / SIZE violation is reported at the end of
-         the content run the framer scanned in one go (up to the next CR, LF,
-         NUL or the output room), not "after the offending byte" as sl_data.h
+/* Regression (bug 1, fixed): a LINE_TOO_LONG / SIZE violation is reported at
+   the end of the content run the framer scanned in one go (up to the next CR,
+   LF, NUL or the output room), not "after the offending byte" as sl_data.h
          promises: "12345678901\r\n" with text_line_max 10 gives consumed 11
          one-shot but 9 byte by byte, and the output includes the bytes past
          the limit. */
@@ -350,15 +392,16 @@ static void test_limit_position(void) {
   CHECK_INT(base_.consumed, 5);
 }
 
-/* ---- smuggling variants --------------------------------------------------- */
+/* ---- smuggling variants ---------------------------------------------------
+ */
 
 typedef struct smug {
   const char *seq;
   size_t len;
-  sl_violation v;     /* strict verdict for "a" + seq + rest */
-  size_t consumed;    /* strict position */
-  size_t loose_end;   /* where a loose discard should end (0: not at all) */
-  int loose_ok;       /* the framer's loose discard does end there */
+  sl_violation v;   /* strict verdict for "a" + seq + rest */
+  size_t consumed;  /* strict position */
+  size_t loose_end; /* where a loose discard should end (0: not at all) */
+  int loose_ok;     /* the framer's loose discard does end there */
 } smug;
 
 /* The end of the smuggled terminator (after its dot line) in "a" + seq. */
@@ -448,7 +491,8 @@ static void test_smuggling_normalize(void) {
   }
 }
 
-/* ---- discard mode --------------------------------------------------------- */
+/* ---- discard mode ---------------------------------------------------------
+ */
 
 static void test_discard_strict(void) {
   sl_data d;
@@ -509,9 +553,9 @@ static void test_discard_loose(void) {
       size_t used, made;
       uint8_t out[OUT_MAX];
       sl_data_init(&d, c.line_max, 0, 0);
-      CHECK_INT(sl_data_run(&d, guarded(buf, n), n, out, sizeof out, &used,
-                            &made),
-                SL_DATA_VIOLATION);
+      CHECK_INT(
+          sl_data_run(&d, guarded(buf, n), n, out, sizeof out, &used, &made),
+          SL_DATA_VIOLATION);
       size_t pos = used;
       sl_data_discard(&d, 1);
       sl_data_status st = SL_DATA_MORE;
@@ -535,9 +579,9 @@ static void test_discard_loose(void) {
   }
 }
 
-/* Regression (bug 2, fixed): after a smuggling violation, sl_data_discard(d, 1) misses the
-         smuggled end for "a\r.\r", "a\r.\n", "a\r.\r\n" (the '.' right after
-         the refused bare CR is not seen at a line start: violation() stores
+/* Regression (bug 2, fixed): after a smuggling violation, sl_data_discard(d, 1)
+   misses the smuggled end for "a\r.\r", "a\r.\n", "a\r.\r\n" (the '.' right
+   after the refused bare CR is not seen at a line start: violation() stores
          ST_MID, so sl_data_discard's ST_CR -> ST_LOOSE_START mapping never
          applies), and for "a\r\n.\n", "a\r\n.\rX", "a\r\n.\r\r\n" (the
          violation is raised in ST_DOT / ST_DOT_CR, the state stored is
@@ -576,17 +620,17 @@ static void ref_frame(const cfg *c, const uint8_t *in, size_t n, res *r) {
   int after_lf = 0;
   size_t i = 0;
   memset(r, 0, offsetof(res, out));
-#define REF_STOP(s, viol, at)                                                 \
-  do {                                                                        \
-    r->st = (s);                                                              \
-    r->v = (viol);                                                            \
-    r->consumed = (at);                                                       \
-    return;                                                                   \
+#define REF_STOP(s, viol, at)                                                  \
+  do {                                                                         \
+    r->st = (s);                                                               \
+    r->v = (viol);                                                             \
+    r->consumed = (at);                                                        \
+    return;                                                                    \
   } while (0)
-#define REF_SIZE(at)                                                          \
-  do {                                                                        \
-    if (c->size_max && size > c->size_max)                                    \
-      REF_STOP(SL_DATA_VIOLATION, SL_VIOL_SIZE, at);                          \
+#define REF_SIZE(at)                                                           \
+  do {                                                                         \
+    if (c->size_max && size > c->size_max)                                     \
+      REF_STOP(SL_DATA_VIOLATION, SL_VIOL_SIZE, at);                           \
   } while (0)
   for (;;) {
     uint64_t line_len = 0;
@@ -722,9 +766,11 @@ static void differential(int with_normalize_size) {
     }
     if (!ok) {
       bad++;
-      fprintf(stderr, "differential (run %d, split %zu, cap %zu): line_max %u"
-              " size_max %llu normalize %d input [%zu]:", which, split, cap,
-              c.line_max, (unsigned long long)c.size_max, c.normalize, n);
+      fprintf(stderr,
+              "differential (run %d, split %zu, cap %zu): line_max %u"
+              " size_max %llu normalize %d input [%zu]:",
+              which, split, cap, c.line_max, (unsigned long long)c.size_max,
+              c.normalize, n);
       for (size_t k = 0; k < n; k++)
         fprintf(stderr, " %02x", buf[k]);
       fprintf(stderr, "\n");
@@ -738,12 +784,12 @@ static void differential(int with_normalize_size) {
 
 static void test_differential(void) { differential(0); }
 
-/* Regression (bug 3, fixed): in normalise mode the size limit is not checked when a bare LF
-         is normalised (sl_data.c ST_MID, bare-LF branch) nor when a "."
-         line after a bare-LF line is written as "..\r\n" (ST_DOT_CR,
-         after_bare branch), so the limit is bypassed: with size_max 3 and
-         normalize_lf, "ab\n.\r\n.\r\n" ends with SL_DATA_END after writing
-         "ab\r\n..\r\n.\r\n" (size 7); a body of N bare LFs followed by
+/* Regression (bug 3, fixed): in normalise mode the size limit is not checked
+   when a bare LF is normalised (sl_data.c ST_MID, bare-LF branch) nor when a
+   "." line after a bare-LF line is written as "..\r\n" (ST_DOT_CR, after_bare
+   branch), so the limit is bypassed: with size_max 3 and normalize_lf,
+   "ab\n.\r\n.\r\n" ends with SL_DATA_END after writing "ab\r\n..\r\n.\r\n"
+   (size 7); a body of N bare LFs followed by
          ".\r\n.\r\n" passes any limit. */
 static void test_normalize_size(void) {
   cfg c = {1000, 3, 1};
@@ -754,7 +800,8 @@ static void test_normalize_size(void) {
   differential(1);
 }
 
-/* ---- BDAT ----------------------------------------------------------------- */
+/* ---- BDAT -----------------------------------------------------------------
+ */
 
 static sl_violation bdat(uint8_t *state, const char *s, size_t n,
                          size_t *used) {

@@ -6,12 +6,12 @@
 
 static void test_table(void) {
   int seen = 0;
-#define ROW_(name, value, fatal, msg)                                         \
-  CHECK_STR(sl_err_name(value), #name);                                       \
-  CHECK_STR(sl_strerror(value), msg);                                         \
-  CHECK_INT(sl_err_is_fatal(value), fatal);                                   \
-  CHECK_INT(SL_ERR_##name, value);                                            \
-  CHECK(value < 0);                                                           \
+#define ROW_(name, value, fatal, msg)                                          \
+  CHECK_STR(sl_err_name(value), #name);                                        \
+  CHECK_STR(sl_strerror(value), msg);                                          \
+  CHECK_INT(sl_err_is_fatal(value), fatal);                                    \
+  CHECK_INT(SL_ERR_##name, value);                                             \
+  CHECK(value < 0);                                                            \
   seen++;
   SL_ERR_MAP(ROW_)
 #undef ROW_
@@ -24,7 +24,8 @@ static void test_known_values(void) {
   CHECK_STR(sl_err_name(-2), "UNKNOWN");
   CHECK_STR(sl_err_name(-6), "UNKNOWN");
   CHECK_STR(sl_err_name(-7), "INCOMPLETE");
-  CHECK_STR(sl_strerror(SL_ERR_MALFORMED), "input does not follow the protocol");
+  CHECK_STR(sl_strerror(SL_ERR_MALFORMED),
+            "input does not follow the protocol");
   CHECK(sl_err_is_fatal(SL_ERR_TIME_BACKWARDS));
   CHECK(sl_err_is_fatal(SL_ERR_INTERNAL));
   CHECK(!sl_err_is_fatal(SL_ERR_INCOMPLETE));
@@ -42,10 +43,9 @@ static void test_ok_and_unknown(void) {
   CHECK(!sl_err_is_fatal(17));
   CHECK(sl_err_name(-2147483647 - 1) != NULL);
   /* Every code has a distinct name. */
-  static const int codes[] = {
-      SL_OK,
+  static const int codes[] = {SL_OK,
 #define CODE_(name, value, fatal, msg) value,
-      SL_ERR_MAP(CODE_)
+                              SL_ERR_MAP(CODE_)
 #undef CODE_
   };
   size_t n = sizeof codes / sizeof codes[0];

@@ -59,8 +59,8 @@ static const struct {
      "255.255.255.255", 0, 65535},
     {"PROXY TCP6 2001:db8::1 2001:DB8:0:0:0:0:0:2 1 2\r\n", 0, "2001:db8::1",
      "2001:db8::2", 1, 2},
-    {"PROXY TCP6 ::ffff:192.0.2.1 :: 10 20\r\n", 0, "::ffff:192.0.2.1", "::",
-     10, 20},
+    {"PROXY TCP6 ::ffff:192.0.2.1 :: 10 20\r\n", 0, "::ffff:192.0.2.1",
+     "::", 10, 20},
     {"PROXY TCP6 1:2:3:4:5:6:7:8 1:2:3:4:5:6:1.2.3.4 65535 0\r\n", 0,
      "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:102:304", 65535, 0},
     {"PROXY UNKNOWN\r\n", 1, "unknown", "unknown", 0, 0},
@@ -127,10 +127,20 @@ static void test_v1_length_limit(void) {
 
 static const char *const v1_bad[] = {
     /* Wrong words and case. */
-    "PROXZ", "X", "proxy TCP4 1.2.3.4 5.6.7.8 1 2\r\n", "PROXY tcp4 ",
-    "PROXY TCP5 ", "PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n", "PROXY TCP4\r\n",
-    "PROXY\r\n", "PROXY UNKNOWNX\r\n", "PROXY UNKNOWN\n", "PROXY UNKNOWN\rX",
-    "PROXY UNKNOWN \x01\r\n", "PROXY UNKNOWN x\ny\r\n", "PROXY UNKNOWN x\rn",
+    "PROXZ",
+    "X",
+    "proxy TCP4 1.2.3.4 5.6.7.8 1 2\r\n",
+    "PROXY tcp4 ",
+    "PROXY TCP5 ",
+    "PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",
+    "PROXY TCP4\r\n",
+    "PROXY\r\n",
+    "PROXY UNKNOWNX\r\n",
+    "PROXY UNKNOWN\n",
+    "PROXY UNKNOWN\rX",
+    "PROXY UNKNOWN \x01\r\n",
+    "PROXY UNKNOWN x\ny\r\n",
+    "PROXY UNKNOWN x\rn",
     "PROXY UNKNOWN\r\r\n",
     /* Single spaces only, no tabs, no trailing or leading blanks. */
     "PROXY  TCP4 1.2.3.4 5.6.7.8 1 2\r\n",
@@ -140,44 +150,77 @@ static const char *const v1_bad[] = {
     "PROXY TCP4 1.2.3.4 5.6.7.8 1  2\r\n",
     "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n",
     "PROXY\tTCP4 1.2.3.4 5.6.7.8 1 2\r\n",
-    "PROXY TCP4 1.2.3.4\t5.6.7.8 1 2\r\n", " PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n",
+    "PROXY TCP4 1.2.3.4\t5.6.7.8 1 2\r\n",
+    " PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n",
     /* Missing fields. */
-    "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8\r\n",
-    "PROXY TCP4 1.2.3.4\r\n", "PROXY TCP4 \r\n",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",
+    "PROXY TCP4 1.2.3.4 5.6.7.8\r\n",
+    "PROXY TCP4 1.2.3.4\r\n",
+    "PROXY TCP4 \r\n",
     "PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n",
     /* A lone CR or LF never ends the line. */
-    "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n", "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\r\n",
-    "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX", "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n\r",
-    "PROXY TCP4 1.2.3.4\r5.6.7.8 1 2\r\n", "PROXY TCP4 1.2.3.4\n5.6.7.8 1 2\r\n",
-    "PROXY TCP4 1.2.3.4 5.6.7.8 1\r2\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 1\n",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\r\n",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n\r",
+    "PROXY TCP4 1.2.3.4\r5.6.7.8 1 2\r\n",
+    "PROXY TCP4 1.2.3.4\n5.6.7.8 1 2\r\n",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 1\r2\r\n",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 1\n",
     /* Leading zeros, ranges and signs. */
-    "PROXY TCP4 01.2.3.4 5.6.7.8 1 2\r\n", "PROXY TCP4 1.2.3.4 5.6.7.08 1 2\r\n",
-    "PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 1 02\r\n",
+    "PROXY TCP4 01.2.3.4 5.6.7.8 1 2\r\n",
+    "PROXY TCP4 1.2.3.4 5.6.7.08 1 2\r\n",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 1 02\r\n",
     "PROXY TCP4 1.2.3.4 5.6.7.8 00 2\r\n",
     "PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n",
     "PROXY TCP4 1.2.3.4 5.6.7.8 1 99999\r\n",
     "PROXY TCP4 1.2.3.4 5.6.7.8 1 100000\r\n",
-    "PROXY TCP4 1.2.3.4 5.6.7.8 -1 2\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 +1 2\r\n",
-    "PROXY TCP4 1.2.3.4 5.6.7.8 0x1 2\r\n", "PROXY TCP4 256.2.3.4 5.6.7.8 1 2\r\n",
-    "PROXY TCP4 1.2.3 5.6.7.8 1 2\r\n", "PROXY TCP4 1.2.3.4.5 5.6.7.8 1 2\r\n",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 -1 2\r\n",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 +1 2\r\n",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 0x1 2\r\n",
+    "PROXY TCP4 256.2.3.4 5.6.7.8 1 2\r\n",
+    "PROXY TCP4 1.2.3 5.6.7.8 1 2\r\n",
+    "PROXY TCP4 1.2.3.4.5 5.6.7.8 1 2\r\n",
     /* Families must match the protocol word. */
-    "PROXY TCP4 ::1 ::1 1 2\r\n", "PROXY TCP4 1.2.3.4 ::1 1 2\r\n",
-    "PROXY TCP6 1.2.3.4 5.6.7.8 1 2\r\n", "PROXY TCP6 ::1 5.6.7.8 1 2\r\n",
-    "PROXY TCP6 ::1 ::2%eth0 1 2\r\n", "PROXY TCP6 [::1] ::2 1 2\r\n",
+    "PROXY TCP4 ::1 ::1 1 2\r\n",
+    "PROXY TCP4 1.2.3.4 ::1 1 2\r\n",
+    "PROXY TCP6 1.2.3.4 5.6.7.8 1 2\r\n",
+    "PROXY TCP6 ::1 5.6.7.8 1 2\r\n",
+    "PROXY TCP6 ::1 ::2%eth0 1 2\r\n",
+    "PROXY TCP6 [::1] ::2 1 2\r\n",
     /* Valid tokens, but the line passes 107 bytes (116 here). */
     ("PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255 "
      "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255 65535 65535\r\n"),
     /* Already-wrong prefixes fail at once, before the line ends. */
-    "PROXY TCP4 256", "PROXY TCP4 01", "PROXY TCP4 1.2.3.04", "PROXY TCP4 1..",
-    "PROXY TCP4 1.2.3.4.", "PROXY TCP4 1234", "PROXY TCP4 :",
-    "PROXY TCP4 1.2.3.4 5.6.7.8 655360", "PROXY TCP4 1.2.3.4 5.6.7.8 00",
-    "PROXY TCP4 1.2.3.4 5.6.7.8 123456", "PROXY TCP4 1.2.3.4 5.6.7.8 1 x",
-    "PROXY TCP6 1.2", "PROXY TCP6 12345", "PROXY TCP6 :1", "PROXY TCP6 :::",
-    "PROXY TCP6 1::2::", "PROXY TCP6 1:2:3:4:5:6:7:8:", "PROXY TCP6 1:2:3:4:5:6:7:8:9",
-    "PROXY TCP6 1:2:3:4:5:6:7:1.", "PROXY TCP6 1:2:3:4:5:6:7::1", "PROXY TCP6 ::g",
-    "PROXY TCP6 ::ffff:1.2.3.4.", "PROXY TCP6 ::ffff:01.", "PROXY TCP6 ::12345",
-    "PROXY TCP6 1:2:3:4:5:1.2", "PROXY TCP6 1:2:3:4:5:6:7:abcd.",
-    "PROXY TCP6 ::1.2.3.4:", "PROXY TCP6 ::abcd1",
+    "PROXY TCP4 256",
+    "PROXY TCP4 01",
+    "PROXY TCP4 1.2.3.04",
+    "PROXY TCP4 1..",
+    "PROXY TCP4 1.2.3.4.",
+    "PROXY TCP4 1234",
+    "PROXY TCP4 :",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 655360",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 00",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 123456",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 1 x",
+    "PROXY TCP6 1.2",
+    "PROXY TCP6 12345",
+    "PROXY TCP6 :1",
+    "PROXY TCP6 :::",
+    "PROXY TCP6 1::2::",
+    "PROXY TCP6 1:2:3:4:5:6:7:8:",
+    "PROXY TCP6 1:2:3:4:5:6:7:8:9",
+    "PROXY TCP6 1:2:3:4:5:6:7:1.",
+    "PROXY TCP6 1:2:3:4:5:6:7::1",
+    "PROXY TCP6 ::g",
+    "PROXY TCP6 ::ffff:1.2.3.4.",
+    "PROXY TCP6 ::ffff:01.",
+    "PROXY TCP6 ::12345",
+    "PROXY TCP6 1:2:3:4:5:1.2",
+    "PROXY TCP6 1:2:3:4:5:6:7:abcd.",
+    "PROXY TCP6 ::1.2.3.4:",
+    "PROXY TCP6 ::abcd1",
 };
 
 static void test_v1_bad(void) {
@@ -193,17 +236,41 @@ static void test_v1_bad(void) {
 }
 
 static const char *const v1_partial[] = {
-    "P", "PROXY", "PROXY ", "PROXY T", "PROXY TCP", "PROXY U", "PROXY UNKNOWN",
-    "PROXY UNKNOWN ", "PROXY UNKNOWN junk", "PROXY UNKNOWN\r",
-    "PROXY TCP4 ", "PROXY TCP4 1.2", "PROXY TCP4 0", "PROXY TCP4 25",
-    "PROXY TCP4 1.2.3.", "PROXY TCP4 1.2.3.4", "PROXY TCP4 1.2.3.4 5",
-    "PROXY TCP4 1.2.3.4 5.6.7.8 0", "PROXY TCP4 1.2.3.4 5.6.7.8 6553",
-    "PROXY TCP4 1.2.3.4 5.6.7.8 1 2", "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r",
-    "PROXY TCP6 :", "PROXY TCP6 ::", "PROXY TCP6 ::f", "PROXY TCP6 1:",
-    "PROXY TCP6 1:2:3:4:5:6:7:", "PROXY TCP6 1:2:3:4:5:6:7:8",
-    "PROXY TCP6 1:2:3:4:5:6:1.2", "PROXY TCP6 1:2:3:4:5:6:255",
-    "PROXY TCP6 ::ffff:1.2.", "PROXY TCP6 1::1.2.3.4", "PROXY TCP6 1:2:3:4:5::1.",
-    "PROXY TCP6 1:2:3:4:5:6:7::", "PROXY TCP6 ABCD:", "PROXY TCP6 :: ::1 0 6",
+    "P",
+    "PROXY",
+    "PROXY ",
+    "PROXY T",
+    "PROXY TCP",
+    "PROXY U",
+    "PROXY UNKNOWN",
+    "PROXY UNKNOWN ",
+    "PROXY UNKNOWN junk",
+    "PROXY UNKNOWN\r",
+    "PROXY TCP4 ",
+    "PROXY TCP4 1.2",
+    "PROXY TCP4 0",
+    "PROXY TCP4 25",
+    "PROXY TCP4 1.2.3.",
+    "PROXY TCP4 1.2.3.4",
+    "PROXY TCP4 1.2.3.4 5",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 0",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 6553",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 1 2",
+    "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r",
+    "PROXY TCP6 :",
+    "PROXY TCP6 ::",
+    "PROXY TCP6 ::f",
+    "PROXY TCP6 1:",
+    "PROXY TCP6 1:2:3:4:5:6:7:",
+    "PROXY TCP6 1:2:3:4:5:6:7:8",
+    "PROXY TCP6 1:2:3:4:5:6:1.2",
+    "PROXY TCP6 1:2:3:4:5:6:255",
+    "PROXY TCP6 ::ffff:1.2.",
+    "PROXY TCP6 1::1.2.3.4",
+    "PROXY TCP6 1:2:3:4:5::1.",
+    "PROXY TCP6 1:2:3:4:5:6:7::",
+    "PROXY TCP6 ABCD:",
+    "PROXY TCP6 :: ::1 0 6",
 };
 
 static void test_v1_partial(void) {
@@ -302,7 +369,7 @@ static void test_v1_prefix_oracle(void) {
         sl_proxy_header h;
         snprintf(line, sizeof line, "PROXY TCP%d %.*s", fam, m, s);
         long want = (fam == 4 ? or_ok4 : or_ok6)[m][x] ? SL_ERR_INCOMPLETE
-                                                        : SL_ERR_MALFORMED;
+                                                       : SL_ERR_MALFORMED;
         long rc = parse_str(line, &h);
         CHECK_INT(rc, want);
         if (rc != want)
@@ -336,8 +403,8 @@ static void test_v2_good(void) {
   char s[SL_ADDR_STRLEN], d[SL_ADDR_STRLEN];
 
   /* TCP4, no TLVs. */
-  static const uint8_t b4[12] = {192, 0, 2, 1, 198, 51, 100, 7,
-                                 0xdc, 0x04, 0x00, 0x19};
+  static const uint8_t b4[12] = {192, 0, 2,    1,    198,  51,
+                                 100, 7, 0xdc, 0x04, 0x00, 0x19};
   size_t n = v2(buf, 0x21, 0x11, b4, sizeof b4);
   CHECK_INT(parse_guarded(buf, n, &h), 28);
   CHECK_INT(h.version, 2);
@@ -354,8 +421,8 @@ static void test_v2_good(void) {
 
   /* TCP4 with TLVs: AUTHORITY, a zero-length NOOP, an unknown type. */
   memcpy(body, b4, 12);
-  static const uint8_t tlvs[] = {0x02, 0x00, 0x0b, 'e', 'x', 'a', 'm', 'p',
-                                 'l', 'e', '.', 'c', 'o', 'm', 0x04, 0x00,
+  static const uint8_t tlvs[] = {0x02, 0x00, 0x0b, 'e',  'x',  'a', 'm',  'p',
+                                 'l',  'e',  '.',  'c',  'o',  'm', 0x04, 0x00,
                                  0x00, 0xee, 0x00, 0x02, 0xab, 0xcd};
   memcpy(body + 12, tlvs, sizeof tlvs);
   n = v2(buf, 0x21, 0x11, body, 12 + sizeof tlvs);
@@ -366,8 +433,12 @@ static void test_v2_good(void) {
   /* TCP6. */
   uint8_t b6[36];
   for (int k = 0; k < 32; k++)
-    b6[k] = (uint8_t)(k < 16 ? (k == 0 ? 0x20 : k == 1 ? 0x01 : 0)
-                             : (k == 16 ? 0xfe : k == 17 ? 0x80 : k & 1));
+    b6[k] = (uint8_t)(k < 16 ? (k == 0   ? 0x20
+                                : k == 1 ? 0x01
+                                         : 0)
+                             : (k == 16   ? 0xfe
+                                : k == 17 ? 0x80
+                                          : k & 1));
   b6[32] = 0xff;
   b6[33] = 0xff;
   b6[34] = 0x00;
@@ -420,8 +491,8 @@ static void test_v2_bad(void) {
     CHECK_INT(parse_guarded(buf, n, &h), SL_ERR_MALFORMED);
   }
   /* Versions other than 2 and commands other than LOCAL/PROXY. */
-  static const uint8_t bad_vc[] = {0x00, 0x10, 0x11, 0x22, 0x2f, 0x31, 0x12,
-                                   0xff, 0x01, 0x02};
+  static const uint8_t bad_vc[] = {0x00, 0x10, 0x11, 0x22, 0x2f,
+                                   0x31, 0x12, 0xff, 0x01, 0x02};
   for (size_t k = 0; k < sizeof bad_vc; k++) {
     size_t n = v2(buf, bad_vc[k], 0x11, b4, 12);
     CHECK_INT(parse_guarded(buf, 13, &h), SL_ERR_MALFORMED);
@@ -457,7 +528,10 @@ static void test_v2_bad(void) {
   memcpy(body + 12, "\x04\x00", 2);
   n = v2(buf, 0x21, 0x11, body, 14);
   CHECK_INT(parse_guarded(buf, n, &h), SL_ERR_MALFORMED);
-  memcpy(body + 12, "\x02\x00\x05" "abcd", 7);
+  memcpy(body + 12,
+         "\x02\x00\x05"
+         "abcd",
+         7);
   n = v2(buf, 0x21, 0x11, body, 19);
   CHECK_INT(parse_guarded(buf, n, &h), SL_ERR_MALFORMED);
   memcpy(body + 12, "\x02\xff\xff", 3);
@@ -569,8 +643,8 @@ static void test_roundtrip(void) {
   roundtrip("2001:db8::1", "fe80::2", 1, 2);
   roundtrip("::", "::1", 0, 0);
   roundtrip("::ffff:1.2.3.4", "::ffff:255.255.255.255", 65535, 65535);
-  roundtrip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe",
-            "1:2:3:4:5:6:7:8", 12345, 54321);
+  roundtrip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe", "1:2:3:4:5:6:7:8", 12345,
+            54321);
   roundtrip(NULL, NULL, 0, 0);
 
   uint8_t out[128];

@@ -160,8 +160,8 @@ static void test_rate_windows(void) {
   rl = make(&c);
   for (int i = 0; i < 3; i++)
     CHECK_INT(sl_ratelim_admit(rl, &a, 0), SL_ADMIT_ACCEPT);
-  CHECK_INT(sl_ratelim_admit(rl, &a, 90 * S), SL_ADMIT_ACCEPT);  /* 1 + 0 */
-  CHECK_INT(sl_ratelim_admit(rl, &a, 90 * S), SL_ADMIT_ACCEPT);  /* 1 + 1 */
+  CHECK_INT(sl_ratelim_admit(rl, &a, 90 * S), SL_ADMIT_ACCEPT);   /* 1 + 0 */
+  CHECK_INT(sl_ratelim_admit(rl, &a, 90 * S), SL_ADMIT_ACCEPT);   /* 1 + 1 */
   CHECK_INT(sl_ratelim_admit(rl, &a, 90 * S), SL_ADMIT_TEMPFAIL); /* 1 + 2 */
   /* At 180 s the window [60 s, 120 s) is the previous one and only it. */
   CHECK_INT(sl_ratelim_admit(rl, &a, 179 * S), SL_ADMIT_ACCEPT);
@@ -292,7 +292,7 @@ static void test_eviction(void) {
   /* A ninth host recycles the least recently seen: host 1. */
   CHECK_INT(sl_ratelim_admit(rl, &a9, 9), SL_ADMIT_ACCEPT);
   CHECK_INT(sl_ratelim_admit(rl, &a2, 10), SL_ADMIT_TEMPFAIL); /* kept */
-  CHECK_INT(sl_ratelim_admit(rl, &a1, 11), SL_ADMIT_ACCEPT);  /* forgotten */
+  CHECK_INT(sl_ratelim_admit(rl, &a1, 11), SL_ADMIT_ACCEPT);   /* forgotten */
   /* Host 2's attempt at 10 made it recent; host 3 (seen at 3) went. */
   sl_addr a3 = v4n(3);
   CHECK_INT(sl_ratelim_admit(rl, &a3, 12), SL_ADMIT_ACCEPT);

@@ -140,7 +140,8 @@ static void test_policy_check(void) {
   static const char *const bad2[] = {"."};
   static const char *const bad3[] = {"u@a.test"};
   static const char *const bad4[] = {""};
-  static const char *const bad5[] = {"b\xc0\xbc" "cher.test"};
+  static const char *const bad5[] = {"b\xc0\xbc"
+                                     "cher.test"};
   const char *const *bads[] = {bad1, bad2, bad3, bad4, bad5};
   for (size_t i = 0; i < 5; i++) {
     p.domains = bads[i];

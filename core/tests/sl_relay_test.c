@@ -253,7 +253,6 @@ static void test_client_that_does_not_read(void) {
   sl_harness_free(&h);
 }
 
-
 /* Was fuzz/findings/relay-g8-early-reply-taken-as-ehlo: the smallest pool
    (two small buffers), the upstream's greeting and an EHLO reply offering
    STARTTLS in one read.  uin and the held greeting take both small buffers,
@@ -269,8 +268,9 @@ static void test_starved_preamble_keeps_its_ehlo(void) {
   h.policy.upstream_attempts = 1;
   CHECK_INT(sl_harness_start(&h, 1, 1, 1), 0);
   CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
-  sl_harness_upstream(&h, S("220 up.example ESMTP\r\n250-up.example\r\n"
-                            "250 STARTTLS\r\n"),
+  sl_harness_upstream(&h,
+                      S("220 up.example ESMTP\r\n250-up.example\r\n"
+                        "250 STARTTLS\r\n"),
                       0);
   sl_harness_advance(&h, 100 * SL_MSEC);
   CHECK_STR(h.failure, "");
@@ -361,8 +361,10 @@ static void passthrough_ready(sl_harness *h) {
   sl_harness_defaults(h);
   CHECK_INT(sl_harness_start(h, 8, 1, 1), 0);
   CHECK_INT(sl_harness_connect(h, SL_STATUS_OK), 0);
-  sl_harness_upstream(h, S("220 up ESMTP\r\n250-up\r\n250-PIPELINING\r\n"
-                           "250 CHUNKING\r\n"), 0);
+  sl_harness_upstream(h,
+                      S("220 up ESMTP\r\n250-up\r\n250-PIPELINING\r\n"
+                        "250 CHUNKING\r\n"),
+                      0);
   /* the probe's reply answers the client's EHLO: the upstream is never
      asked EHLO twice */
   sl_harness_client(h, S("EHLO c.example\r\n"), 0);
@@ -384,8 +386,10 @@ static size_t message_events(const sl_harness *h, sl_event *evs, size_t max) {
 static void test_message_sizes_pipelined(void) {
   sl_harness h;
   passthrough_ready(&h);
-  sl_harness_client(&h, S("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>"
-                          "\r\nDATA\r\n"), 0);
+  sl_harness_client(&h,
+                    S("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>"
+                      "\r\nDATA\r\n"),
+                    0);
   sl_harness_upstream(&h, S("250 ok\r\n250 ok\r\n354 go\r\n"), 0);
   char msg[2048];
   size_t n = 0;
@@ -405,8 +409,10 @@ static void test_message_sizes_pipelined(void) {
   memcpy(msg + n, "\r\n", 2);
   n += 2;
   sl_harness_client(&h, msg, n, 0);
-  sl_harness_upstream(&h, S("250 queued 1\r\n250 ok\r\n250 ok\r\n250 queued 2"
-                            "\r\n"), 0);
+  sl_harness_upstream(&h,
+                      S("250 queued 1\r\n250 ok\r\n250 ok\r\n250 queued 2"
+                        "\r\n"),
+                      0);
   sl_event ev[8];
   CHECK_INT(message_events(&h, ev, 8), 2);
   CHECK_INT(ev[0].message.code, 250);
@@ -458,12 +464,16 @@ static void test_five_bdat_events(void) {
 static void test_refusal_events(void) {
   sl_harness h;
   passthrough_ready(&h);
-  sl_harness_client(&h, S("MAIL FROM:<a@example.org> NOSUCHPARAM=1\r\n"
-                          "MAIL FROM:<a@example.org>\r\n"
-                          "RCPT TO:<bad@example.net>\r\n"
-                          "RCPT TO:<b@example.net>\r\nDATA\r\n"), 0);
-  sl_harness_upstream(&h, S("250 2.1.0 ok\r\n550 5.1.1 no such user\r\n"
-                            "250 2.1.5 ok\r\n354 go\r\n"), 0);
+  sl_harness_client(&h,
+                    S("MAIL FROM:<a@example.org> NOSUCHPARAM=1\r\n"
+                      "MAIL FROM:<a@example.org>\r\n"
+                      "RCPT TO:<bad@example.net>\r\n"
+                      "RCPT TO:<b@example.net>\r\nDATA\r\n"),
+                    0);
+  sl_harness_upstream(&h,
+                      S("250 2.1.0 ok\r\n550 5.1.1 no such user\r\n"
+                        "250 2.1.5 ok\r\n354 go\r\n"),
+                      0);
   sl_harness_client(&h, S("hi\r\n.\r\n"), 0);
   sl_harness_upstream(&h, S("554 5.7.1 no thanks\r\n"), 0);
   sl_harness_client(&h, S("FOO\r\nQUIT\r\n"), 0);
@@ -548,7 +558,8 @@ static void test_refusal_connect_and_none(void) {
 
 /* Whether bytes "came after" a command depends on how they were split, so
    these run with whole writes, as a client would send them. */
-static const char sync554[] = "554 5.5.0 Error: SMTP protocol synchronization\r\n";
+static const char sync554[] =
+    "554 5.5.0 Error: SMTP protocol synchronization\r\n";
 
 static int ends_with(const sl_bytes *b, const char *s) {
   size_t n = strlen(s);
@@ -587,15 +598,22 @@ static void test_sync_helo_and_groups(void) {
 
   passthrough_ready(&h);
   size_t before = h.client_out.len;
-  sl_harness_client(&h, S("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>"
-                          "\r\nDATA\r\n"), 0);
+  sl_harness_client(&h,
+                    S("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>"
+                      "\r\nDATA\r\n"),
+                    0);
   sl_harness_upstream(&h, S("250 ok\r\n250 ok\r\n354 go\r\n"), 0);
-  sl_harness_client(&h, S("hi\r\n.\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b"
-                          "@example.net>\r\nBDAT 2 LAST\r\nhiQUIT\r\n"), 0);
-  sl_harness_upstream(&h, S("250 queued\r\n250 ok\r\n250 ok\r\n250 queued\r\n"
-                            "221 bye\r\n"), 0);
-  static const char want[] = "250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n250 ok"
-                             "\r\n250 ok\r\n250 queued\r\n221 2.0.0 Bye\r\n";
+  sl_harness_client(&h,
+                    S("hi\r\n.\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b"
+                      "@example.net>\r\nBDAT 2 LAST\r\nhiQUIT\r\n"),
+                    0);
+  sl_harness_upstream(&h,
+                      S("250 queued\r\n250 ok\r\n250 ok\r\n250 queued\r\n"
+                        "221 bye\r\n"),
+                      0);
+  static const char want[] =
+      "250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n250 ok"
+      "\r\n250 ok\r\n250 queued\r\n221 2.0.0 Bye\r\n";
   CHECK_MEM(h.client_out.p + before, h.client_out.len - before, want,
             sizeof(want) - 1);
   CHECK_INT(sl_relay_stats(h.r)->sync_violations, 0);
@@ -614,8 +632,10 @@ static void test_sync_before_reply(void) {
   h.policy.identity = SL_IDENT_XCLIENT;
   CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
   CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
-  sl_harness_upstream(&h, S("220 up ESMTP\r\n250-up\r\n250-XCLIENT ADDR\r\n"
-                            "250 PIPELINING\r\n"), 0);
+  sl_harness_upstream(&h,
+                      S("220 up ESMTP\r\n250-up\r\n250-XCLIENT ADDR\r\n"
+                        "250 PIPELINING\r\n"),
+                      0);
   sl_harness_upstream(&h, S("220 up ESMTP\r\n"), 0);
   sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
   sl_harness_client(&h, S("MAIL FROM:<a@example.org>\r\n"), 0);
@@ -658,8 +678,10 @@ static void test_session_cap_default(void) {
   sl_harness h;
   passthrough_ready(&h);
   sl_tstamp start = h.now;
-  sl_harness_client(&h, S("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>"
-                          "\r\nDATA\r\n"), 0);
+  sl_harness_client(&h,
+                    S("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>"
+                      "\r\nDATA\r\n"),
+                    0);
   sl_harness_upstream(&h, S("250 ok\r\n250 ok\r\n354 go\r\n"), 0);
   for (int i = 0; i < 100 && !sl_harness_closed(&h); i++) {
     sl_harness_client(&h, S("x\r\n"), 0);
@@ -686,12 +708,12 @@ static void test_rcpt_check(void) {
   h.limits.errors_max = 1;
   CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
   CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
-  sl_harness_upstream(&h, S("220 up ESMTP\r\n250-up\r\n250 PIPELINING\r\n"),
-                      0);
+  sl_harness_upstream(&h, S("220 up ESMTP\r\n250-up\r\n250 PIPELINING\r\n"), 0);
   sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
-  sl_harness_client(&h, S("MAIL FROM:<prvs=0123456789=a+x@Example.org>\r\n"
-                          "RCPT TO:<b@example.net>\r\n"
-                          "RCPT TO:<c@example.net>\r\n"),
+  sl_harness_client(&h,
+                    S("MAIL FROM:<prvs=0123456789=a+x@Example.org>\r\n"
+                      "RCPT TO:<b@example.net>\r\n"
+                      "RCPT TO:<c@example.net>\r\n"),
                     0);
   CHECK(h.pending_check != 0);
   CHECK_STR(h.check_sender, "prvs=0123456789=a+x@Example.org");
@@ -717,8 +739,8 @@ static void test_rcpt_check(void) {
   CHECK(h.pending_check != 0);
   CHECK_STR(h.check_rcpt, "c@example.net");
   CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 0, NULL), 0);
-  CHECK(memmem(h.upstream_out.p, h.upstream_out.len,
-               "RCPT TO:<c@example.net>", 23) != NULL);
+  CHECK(memmem(h.upstream_out.p, h.upstream_out.len, "RCPT TO:<c@example.net>",
+               23) != NULL);
   sl_harness_upstream(&h, S("250 2.1.5 Ok\r\n"), 0);
   CHECK_INT(sl_relay_stats(h.r)->errors, 0);
   /* a failed lookup lets the RCPT through (the driver's default applied) */

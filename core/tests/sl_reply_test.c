@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sl_reply.h"
 #include "sl_guard.h"
+#include "sl_reply.h"
 #include "sl_test.h"
 
 #define U(s) ((const uint8_t *)(s))
@@ -179,12 +179,12 @@ static void test_many_lines(void) {
   sl_reply r;
   /* with the default total limit this never gets that far */
   CHECK_INT(sl_reply_scan(buf, n, 512, 13312, &r), -1);
-/* Regression (bug 4, fixed): sl_reply.c counts lines in a uint16_t; with a total_max that
-         allows more than 65535 lines (reply_max is only bounded by
-         buffer_size - 512, up to 1 GiB) the counter wraps to 0 and the
-         "same code on every line" check (`nlines && this_code != code`) is
-         skipped: 65536 x "250-\r\n" then "251 x\r\n" scans as a valid 251
-         reply with nlines 1. */
+  /* Regression (bug 4, fixed): sl_reply.c counts lines in a uint16_t; with a
+     total_max that allows more than 65535 lines (reply_max is only bounded by
+           buffer_size - 512, up to 1 GiB) the counter wraps to 0 and the
+           "same code on every line" check (`nlines && this_code != code`) is
+           skipped: 65536 x "250-\r\n" then "251 x\r\n" scans as a valid 251
+           reply with nlines 1. */
   memcpy(buf + 6 * lines, "251 x\r\n", 7);
   CHECK_INT(sl_reply_scan(buf, n, 512, (uint32_t)n, &r), -1);
   memcpy(buf + 6 * lines, "250 x\r\n", 7);

@@ -148,9 +148,9 @@ static const char *request_name(int v) {
 }
 
 static uint32_t features_bit(const char *s) {
-  static const char *f[] = {"PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8",
-                            "ENHANCEDSTATUSCODES", "DSN", "CHUNKING",
-                            "STARTTLS", "AUTH"};
+  static const char *f[] = {
+      "PIPELINING", "SIZE",     "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES",
+      "DSN",        "CHUNKING", "STARTTLS", "AUTH"};
   for (uint32_t i = 0; i < 9; i++)
     if (!strcmp(f[i], s))
       return 1u << i;
@@ -184,9 +184,9 @@ static int apply_set(sl_harness *h, const char *arg) {
   } else if (!strcmp(key, "identity"))
     p->identity = !strcmp(v1, "xclient")    ? SL_IDENT_XCLIENT
                   : !strcmp(v1, "xforward") ? SL_IDENT_XFORWARD
-                  : !strcmp(v1, "proxy1") ? SL_IDENT_PROXY_V1
-                  : !strcmp(v1, "proxy2") ? SL_IDENT_PROXY_V2
-                                          : SL_IDENT_NONE;
+                  : !strcmp(v1, "proxy1")   ? SL_IDENT_PROXY_V1
+                  : !strcmp(v1, "proxy2")   ? SL_IDENT_PROXY_V2
+                                            : SL_IDENT_NONE;
   else if (!strcmp(key, "upstream_tls"))
     p->upstream_tls = !strcmp(v1, "none")       ? SL_UPTLS_NONE
                       : !strcmp(v1, "required") ? SL_UPTLS_REQUIRED
@@ -346,10 +346,10 @@ static int apply_set(sl_harness *h, const char *arg) {
 }
 
 typedef struct plan {
-  size_t chunk;      /* fixed chunk size, 0: whole */
-  long split_step;   /* step whose input is cut at split_pos, -1: none */
+  size_t chunk;    /* fixed chunk size, 0: whole */
+  long split_step; /* step whose input is cut at split_pos, -1: none */
   size_t split_pos;
-  uint64_t seed;     /* nonzero: random chunk sizes and output acks */
+  uint64_t seed; /* nonzero: random chunk sizes and output acks */
 } plan;
 
 static uint64_t rnd(uint64_t *s) {
@@ -364,8 +364,9 @@ static size_t feed(sl_harness *h, int up, const uint8_t *p, size_t n,
   if (pl->split_step == idx && pl->split_pos < n) {
     size_t a = up ? sl_harness_upstream(h, p, pl->split_pos, 0)
                   : sl_harness_client(h, p, pl->split_pos, 0);
-    size_t b = up ? sl_harness_upstream(h, p + pl->split_pos, n - pl->split_pos, 0)
-                  : sl_harness_client(h, p + pl->split_pos, n - pl->split_pos, 0);
+    size_t b =
+        up ? sl_harness_upstream(h, p + pl->split_pos, n - pl->split_pos, 0)
+           : sl_harness_client(h, p + pl->split_pos, n - pl->split_pos, 0);
     return a + b;
   }
   if (!pl->seed)
@@ -438,7 +439,8 @@ static int run(const transcript *t, const plan *pl, int verbose) {
         snprintf(why, sizeof(why),
                  "%s stream differs at byte %zu (got %zu bytes, want %zu)\n"
                  "  got:  ...%.*s\n  want: ...%.*s",
-                 op + 7, at, got->len, want->len, (int)(got->len - from > 240 ? 240 : got->len - from),
+                 op + 7, at, got->len, want->len,
+                 (int)(got->len - from > 240 ? 240 : got->len - from),
                  (const char *)got->p + from,
                  (int)(want->len - from > 240 ? 240 : want->len - from),
                  (const char *)want->p + from);
@@ -448,8 +450,8 @@ static int run(const transcript *t, const plan *pl, int verbose) {
       const sl_bytes *got = op[7] == 'c' ? &h.client_out : &h.upstream_out;
       if (s->nbytes && got->len >= s->nbytes &&
           memmem(got->p, got->len, s->bytes, s->nbytes)) {
-        snprintf(why, sizeof(why), "%s stream contains forbidden '%s'",
-                 op + 7, s->arg);
+        snprintf(why, sizeof(why), "%s stream contains forbidden '%s'", op + 7,
+                 s->arg);
         rc = -1;
       }
     } else if (!strcmp(op, "connect")) {
@@ -527,23 +529,25 @@ static int run(const transcript *t, const plan *pl, int verbose) {
         break;
       }
       const sl_stats *st = sl_relay_stats(h.r);
-      long long got = !strcmp(field, "messages_accepted")     ? st->messages_accepted
-                      : !strcmp(field, "messages_rejected")   ? st->messages_rejected
-                      : !strcmp(field, "messages_tempfailed") ? st->messages_tempfailed
-                      : !strcmp(field, "recipients_accepted") ? st->recipients_accepted
-                      : !strcmp(field, "recipients_relay_denied") ? st->recipients_relay_denied
-                      : !strcmp(field, "score")               ? st->score
-                      : !strcmp(field, "stage")               ? st->stage
-                      : !strcmp(field, "end_reason")          ? st->end_reason
-                      : !strcmp(field, "tarpitted")           ? st->tarpitted
-                      : !strcmp(field, "pregreet_bytes")      ? st->pregreet_bytes
-                      : !strcmp(field, "sync_violations")     ? st->sync_violations
-                      : !strcmp(field, "starttls_discarded")  ? st->starttls_discarded
-                      : !strcmp(field, "upstream_attempts")   ? st->upstream_attempts
-                      : !strcmp(field, "tls_upstream")        ? st->tls_upstream
-                      : !strcmp(field, "errors")              ? st->errors
-                      : !strcmp(field, "delay_s")             ? (long long)(st->delay_total / SL_SEC)
-                                                              : -999999;
+      long long got =
+          !strcmp(field, "messages_accepted")     ? st->messages_accepted
+          : !strcmp(field, "messages_rejected")   ? st->messages_rejected
+          : !strcmp(field, "messages_tempfailed") ? st->messages_tempfailed
+          : !strcmp(field, "recipients_accepted") ? st->recipients_accepted
+          : !strcmp(field, "recipients_relay_denied")
+              ? st->recipients_relay_denied
+          : !strcmp(field, "score")              ? st->score
+          : !strcmp(field, "stage")              ? st->stage
+          : !strcmp(field, "end_reason")         ? st->end_reason
+          : !strcmp(field, "tarpitted")          ? st->tarpitted
+          : !strcmp(field, "pregreet_bytes")     ? st->pregreet_bytes
+          : !strcmp(field, "sync_violations")    ? st->sync_violations
+          : !strcmp(field, "starttls_discarded") ? st->starttls_discarded
+          : !strcmp(field, "upstream_attempts")  ? st->upstream_attempts
+          : !strcmp(field, "tls_upstream")       ? st->tls_upstream
+          : !strcmp(field, "errors")             ? st->errors
+          : !strcmp(field, "delay_s") ? (long long)(st->delay_total / SL_SEC)
+                                      : -999999;
       if (got != v) {
         snprintf(why, sizeof(why), "stat %s = %lld, want %lld", field, got, v);
         rc = -1;

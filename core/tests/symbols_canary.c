@@ -4,6 +4,4 @@
 #include <time.h>
 
 void *sl_canary_alloc(size_t n);
-void *sl_canary_alloc(size_t n) {
-  return time(NULL) > 0 ? malloc(n) : NULL;
-}
+void *sl_canary_alloc(size_t n) { return time(NULL) > 0 ? malloc(n) : NULL; }

@@ -17,14 +17,17 @@ static char err[1024];
 static sd_config *parse(const char *text) {
   sd_config *c = NULL;
   err[0] = '\0';
-  if (sd_config_parse(text, strlen(text), "test.conf", &c, err, sizeof err) != 0) return NULL;
+  if (sd_config_parse(text, strlen(text), "test.conf", &c, err, sizeof err) !=
+      0)
+    return NULL;
   return c;
 }
 
 static void test_minimal_and_defaults(void) {
   sd_config *c = parse("listen = 127.0.0.1:2525\nupstream = 127.0.0.1:2526\n");
   CHECK(c != NULL);
-  if (!c) return;
+  if (!c)
+    return;
   CHECK_INT(c->nlisten, 1);
   CHECK_INT(c->nupstream, 1);
   CHECK_INT(c->listen[0].tls, 0);
@@ -46,30 +49,31 @@ static char cert_path[64];
 static void test_values(void) {
   char text[4096];
   snprintf(text, sizeof text,
-      "# comment\n"
-      "listen = [::1]:2465 tls   # trailing comment\n"
-      "listen = 0.0.0.0:25 proxy\n"
-      "trusted_proxy = 10.0.0.0/8, 192.168.1.1\n"
-      "tls_cert = %s\n"
-      "tls_key = %s\n"
-      "upstream = 127.0.0.1:10 weight=5\n"
-      "upstream = [::1]:11\n"
-      "upstream_balance = leastconn\n"
-      "mode = screen\n"
-      "command_timeout = 1500ms\n"
-      "normal_greet_delay = 2s\n"
-      "suspect_reply_delay = 1m\n"
-      "suspect_data_rate = 1k\n"
-      "message_size_max = 10M\n"
-      "dnsbl = zen.example.org 10 127.0.0.2 127.0.0.4\n"
-      "dnsbl = list.dnswl.example -5\n"
-      "tarpit_score = 5\nreject_score = 10\nallow_score = -5\n"
-      "identity = xclient\n"
-      "features = pipelining, size 8bitmime starttls\n"
-      "lenient_bare_lf = yes\n"
-      "log_format = json\n"
-      "metrics_listen = 127.0.0.1:9025\n"
-      "hostname = mx.example.org\n", cert_path, cert_path);
+           "# comment\n"
+           "listen = [::1]:2465 tls   # trailing comment\n"
+           "listen = 0.0.0.0:25 proxy\n"
+           "trusted_proxy = 10.0.0.0/8, 192.168.1.1\n"
+           "tls_cert = %s\n"
+           "tls_key = %s\n"
+           "upstream = 127.0.0.1:10 weight=5\n"
+           "upstream = [::1]:11\n"
+           "upstream_balance = leastconn\n"
+           "mode = screen\n"
+           "command_timeout = 1500ms\n"
+           "normal_greet_delay = 2s\n"
+           "suspect_reply_delay = 1m\n"
+           "suspect_data_rate = 1k\n"
+           "message_size_max = 10M\n"
+           "dnsbl = zen.example.org 10 127.0.0.2 127.0.0.4\n"
+           "dnsbl = list.dnswl.example -5\n"
+           "tarpit_score = 5\nreject_score = 10\nallow_score = -5\n"
+           "identity = xclient\n"
+           "features = pipelining, size 8bitmime starttls\n"
+           "lenient_bare_lf = yes\n"
+           "log_format = json\n"
+           "metrics_listen = 127.0.0.1:9025\n"
+           "hostname = mx.example.org\n",
+           cert_path, cert_path);
   sd_config *c = parse(text);
   CHECK(c != NULL);
   if (!c) {
@@ -97,8 +101,8 @@ static void test_values(void) {
   CHECK(c->policy.dnsbl[0].codes[1] == 0x7f000004u);
   CHECK_INT(c->policy.dnsbl[1].weight, -5);
   CHECK_INT(c->policy.identity, SL_IDENT_XCLIENT);
-  CHECK(c->policy.features == (SL_FEAT_PIPELINING | SL_FEAT_SIZE | SL_FEAT_8BITMIME |
-                               SL_FEAT_STARTTLS));
+  CHECK(c->policy.features == (SL_FEAT_PIPELINING | SL_FEAT_SIZE |
+                               SL_FEAT_8BITMIME | SL_FEAT_STARTTLS));
   CHECK(c->policy.lenient == SL_LENIENT_NORMALIZE_BARE_LF);
   CHECK_INT(c->log_format, SD_LOGJSON);
   CHECK_STR(c->policy.hostname, "mx.example.org");
@@ -124,13 +128,16 @@ static void test_errors_name_file_and_line(void) {
   char buf[512];
   expect_error("listen = 127.0.0.1:1\nupstream = 127.0.0.1:2\nbogus = 1\n",
                "test.conf:3: unknown key \"bogus\"");
-  expect_error("listen = 127.0.0.1:1\n\nno equals sign\n", "test.conf:3: expected");
+  expect_error("listen = 127.0.0.1:1\n\nno equals sign\n",
+               "test.conf:3: expected");
   expect_error("listen = 127.0.0.1:99999\n", "test.conf:1: listen");
   expect_error("listen = ::1:25\n", "test.conf:1: listen");
   snprintf(buf, sizeof buf, "%scommand_timeout = 5 parsecs\n", base);
   expect_error(buf, "test.conf:3: command_timeout");
   snprintf(buf, sizeof buf, "%smode = sideways\n", base);
-  expect_error(buf, "test.conf:3: mode: \"sideways\" is not one of: passthrough, screen");
+  expect_error(
+      buf,
+      "test.conf:3: mode: \"sideways\" is not one of: passthrough, screen");
   snprintf(buf, sizeof buf, "%spipeline_max = 99\n", base);
   expect_error(buf, "test.conf:3: pipeline_max: 99 is out of range 2..32");
   snprintf(buf, sizeof buf, "%sdnsbl = zen.example.org ten\n", base);
@@ -151,12 +158,15 @@ static void test_errors_name_file_and_line(void) {
 
 static void test_daemon_checks(void) {
   /* A listener that is also an upstream loops into sluiced. */
-  expect_error("listen = 127.0.0.1:2525\nupstream = 127.0.0.1:2526\n"
-               "upstream = 127.0.0.1:2525\n",
-               "test.conf:3: upstream: 127.0.0.1:2525 is the listener of line 1");
-  expect_error("listen = 0.0.0.0:2525\nupstream = 127.0.0.1:2525\n",
-               "test.conf:2: upstream: 127.0.0.1:2525 is the listener of line 1");
-  expect_error("listen = [::]:2525\nupstream = [::1]:2525\n", "is the listener");
+  expect_error(
+      "listen = 127.0.0.1:2525\nupstream = 127.0.0.1:2526\n"
+      "upstream = 127.0.0.1:2525\n",
+      "test.conf:3: upstream: 127.0.0.1:2525 is the listener of line 1");
+  expect_error(
+      "listen = 0.0.0.0:2525\nupstream = 127.0.0.1:2525\n",
+      "test.conf:2: upstream: 127.0.0.1:2525 is the listener of line 1");
+  expect_error("listen = [::]:2525\nupstream = [::1]:2525\n",
+               "is the listener");
   /* Same address, another port: fine. */
   sd_config *c = parse("listen = 127.0.0.1:2525\nupstream = 127.0.0.1:2526\n");
   CHECK(c != NULL);
@@ -168,17 +178,23 @@ static void test_daemon_checks(void) {
     CHECK(c->upstream[0].addr.len > 0);
     sd_config_unref(c);
   }
-  expect_error("listen = 127.0.0.1:2525\nupstream = no-such-host.invalid:25\n",
-               "test.conf:2: upstream: cannot resolve \"no-such-host.invalid:25\"");
-  expect_error("listen = 127.0.0.1:1\nupstream = 127.0.0.1:2\nlog_file = /no/such/dir/x.log\n",
-               "test.conf:3: log_file: directory \"/no/such/dir\" does not exist");
-  expect_error("listen = 127.0.0.1:1\nupstream = 127.0.0.1:2\ntls_cert = /no/cert.pem\n"
-               "tls_key = /no/key.pem\n",
-               "test.conf:3: tls_cert: cannot read \"/no/cert.pem\"");
-  expect_error("listen = 127.0.0.1:1\nupstream = 127.0.0.1:2\nmode = screen\nmode = screen\n",
+  expect_error(
+      "listen = 127.0.0.1:2525\nupstream = no-such-host.invalid:25\n",
+      "test.conf:2: upstream: cannot resolve \"no-such-host.invalid:25\"");
+  expect_error(
+      "listen = 127.0.0.1:1\nupstream = 127.0.0.1:2\nlog_file = "
+      "/no/such/dir/x.log\n",
+      "test.conf:3: log_file: directory \"/no/such/dir\" does not exist");
+  expect_error(
+      "listen = 127.0.0.1:1\nupstream = 127.0.0.1:2\ntls_cert = /no/cert.pem\n"
+      "tls_key = /no/key.pem\n",
+      "test.conf:3: tls_cert: cannot read \"/no/cert.pem\"");
+  expect_error("listen = 127.0.0.1:1\nupstream = 127.0.0.1:2\nmode = "
+               "screen\nmode = screen\n",
                "test.conf:4: mode: already set at line 3");
-  expect_error("listen = 127.0.0.1:1\nupstream = 127.0.0.1:2\nhostname = mx example\n",
-               "test.conf:3: hostname: \"mx example\" is not a host name");
+  expect_error(
+      "listen = 127.0.0.1:1\nupstream = 127.0.0.1:2\nhostname = mx example\n",
+      "test.conf:3: hostname: \"mx example\" is not a host name");
 }
 
 static void test_duration_and_size(void) {
@@ -218,11 +234,13 @@ static void test_cidr(void) {
 
 static void test_dump_round_trip(void) {
   /* What --print-config writes parses back to the same dump. */
-  sd_config *c = parse("listen = 127.0.0.1:2525\nupstream = 127.0.0.1:2526 weight=2\n"
-                       "dnsbl = bl.example 3 127.0.0.2\nnormal_reply_delay = 150ms\n"
-                       "features = size pipelining\nhostname = h.example\n");
+  sd_config *c =
+      parse("listen = 127.0.0.1:2525\nupstream = 127.0.0.1:2526 weight=2\n"
+            "dnsbl = bl.example 3 127.0.0.2\nnormal_reply_delay = 150ms\n"
+            "features = size pipelining\nhostname = h.example\n");
   CHECK(c != NULL);
-  if (!c) return;
+  if (!c)
+    return;
   char *d1 = NULL, *d2 = NULL;
   size_t n1 = 0, n2 = 0;
   FILE *f = open_memstream(&d1, &n1);
@@ -248,7 +266,8 @@ int main(void) {
   sd_log_setup(NULL, SD_LOG_ERR, SD_LOGFMT);
   snprintf(cert_path, sizeof cert_path, "/tmp/sd_config_test_XXXXXX");
   int fd = mkstemp(cert_path);
-  if (fd >= 0) close(fd);
+  if (fd >= 0)
+    close(fd);
   SL_RUN(test_minimal_and_defaults);
   SL_RUN(test_values);
   SL_RUN(test_daemon_checks);

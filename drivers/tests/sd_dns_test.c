@@ -49,7 +49,8 @@ static int udp_bound(unsigned short *port) {
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
       getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
-    if (fd >= 0) close(fd);
+    if (fd >= 0)
+      close(fd);
     return -1;
   }
   *port = ntohs(sa.sin_port);
@@ -67,9 +68,12 @@ static int free_port(unsigned short *port) {
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     sa.sin_port = htons(*port);
     ok = u >= 0 && t >= 0 && bind(t, (struct sockaddr *)&sa, sizeof sa) == 0;
-    if (u >= 0) close(u);
-    if (t >= 0) close(t);
-    if (ok) return 0;
+    if (u >= 0)
+      close(u);
+    if (t >= 0)
+      close(t);
+    if (ok)
+      return 0;
   }
   return -1;
 }
@@ -78,15 +82,16 @@ static int free_port(unsigned short *port) {
  * with our id comes back within wait_ms. */
 static int probe(unsigned short port, int wait_ms) {
   static const unsigned char q[] = {
-      0x51, 0x7e, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 1, '2', 1, '0', 1, '0',
-      3,    '1',  '2',  '7',  6, 'd', 'n', 's', 'b', 'l', 4, 't', 'e', 's', 't',
-      0,    0,    1,    0,    1};
+      0x51, 0x7e, 0x01, 0x00, 0,   1,   0,   0,   0,   0, 0,   0,   1,
+      '2',  1,    '0',  1,    '0', 3,   '1', '2', '7', 6, 'd', 'n', 's',
+      'b',  'l',  4,    't',  'e', 's', 't', 0,   0,   1, 0,   1};
   unsigned char buf[512];
   struct sockaddr_in sa;
   struct pollfd pf;
   unsigned short p0;
   int fd = udp_bound(&p0), got = 0;
-  if (fd < 0) return 0;
+  if (fd < 0)
+    return 0;
   memset(&sa, 0, sizeof sa);
   sa.sin_family = AF_INET;
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -107,12 +112,14 @@ static int start_unbound(void) {
   char conf[128], log[128];
   unsigned short port;
   FILE *f;
-  if (free_port(&port) != 0) return -1;
+  if (free_port(&port) != 0)
+    return -1;
   snprintf(server, sizeof server, "127.0.0.1:%u", port);
   snprintf(conf, sizeof conf, "%s/unbound.conf", dir);
   snprintf(log, sizeof log, "%s/unbound.log", dir);
   f = fopen(conf, "w");
-  if (f == NULL) return -1;
+  if (f == NULL)
+    return -1;
   fprintf(f,
           "server:\n"
           "  interface: 127.0.0.1\n  port: %u\n  do-ip6: no\n"
@@ -128,9 +135,11 @@ static int start_unbound(void) {
           "  local-data: \"3.0.0.127.dnsbl.test. TXT no-A-here\"\n"
           "remote-control:\n  control-enable: no\n",
           port, dir, dir);
-  if (fclose(f) != 0) return -1;
+  if (fclose(f) != 0)
+    return -1;
   unbound_pid = fork();
-  if (unbound_pid < 0) return -1;
+  if (unbound_pid < 0)
+    return -1;
   if (unbound_pid == 0) {
     int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     /* Never outlive the test, even if it crashes. */
@@ -149,7 +158,8 @@ static int start_unbound(void) {
       fprintf(stderr, "unbound exited early, see %s\n", log);
       return -1;
     }
-    if (probe(port, 100)) return 0;
+    if (probe(port, 100))
+      return 0;
   }
   fprintf(stderr, "unbound does not answer on %s, see %s\n", server, log);
   return -1;
@@ -157,7 +167,8 @@ static int start_unbound(void) {
 
 static void stop_unbound(void) {
   int st;
-  if (unbound_pid <= 0) return;
+  if (unbound_pid <= 0)
+    return;
   kill(unbound_pid, SIGTERM);
   for (int i = 0; i < 50; i++) {
     if (waitpid(unbound_pid, &st, WNOHANG) == unbound_pid) {
@@ -192,9 +203,11 @@ static void loop_sock_cb(void *arg, int fd, int want_read, int want_write) {
   if (!want_read && !want_write) {
     if (i == l->nfds || epoll_ctl(l->ep, EPOLL_CTL_DEL, fd, NULL) != 0)
       l->bad = 1;
-    if (i < l->nfds) l->fds[i] = l->fds[--l->nfds];
+    if (i < l->nfds)
+      l->fds[i] = l->fds[--l->nfds];
   } else if (i < l->nfds) {
-    if (epoll_ctl(l->ep, EPOLL_CTL_MOD, fd, &ev) != 0) l->bad = 1;
+    if (epoll_ctl(l->ep, EPOLL_CTL_MOD, fd, &ev) != 0)
+      l->bad = 1;
   } else if (l->nfds == 64 || epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
     l->bad = 1;
   } else {
@@ -208,8 +221,10 @@ static sd_dns *dns_new(struct loop *l, const char *servers, int timeout_ms,
   sd_dns *d = sd_dns_new(servers, timeout_ms, tries, err, sizeof err);
   memset(l, 0, sizeof *l);
   l->ep = epoll_create1(EPOLL_CLOEXEC);
-  if (d == NULL) fprintf(stderr, "sd_dns_new(%s): %s\n", servers, err);
-  else sd_dns_set_sock_cb(d, loop_sock_cb, l);
+  if (d == NULL)
+    fprintf(stderr, "sd_dns_new(%s): %s\n", servers, err);
+  else
+    sd_dns_set_sock_cb(d, loop_sock_cb, l);
   return d;
 }
 
@@ -224,12 +239,14 @@ static void run(sd_dns *d, struct loop *l, double max_s) {
       sd_dns_process_fd(d, evs[k].data.fd,
                         (evs[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0,
                         (evs[k].events & EPOLLOUT) != 0);
-    if (n == 0) sd_dns_process_timeouts(d);
+    if (n == 0)
+      sd_dns_process_timeouts(d);
   }
 }
 
 static void loop_close(struct loop *l) {
-  if (l->ep >= 0) close(l->ep);
+  if (l->ep >= 0)
+    close(l->ep);
 }
 
 struct result {
@@ -252,8 +269,10 @@ static void on_result(void *arg, int status, const uint32_t *a, size_t n) {
   r->status = status;
   r->n = n;
   r->at = now_s();
-  for (size_t i = 0; i < n && i < 8; i++) r->a[i] = a[i];
-  if (r->chain != NULL) CHECK_INT(query(r->chain, "2.0.0.127.dnsbl.test", r->chained), 0);
+  for (size_t i = 0; i < n && i < 8; i++)
+    r->a[i] = a[i];
+  if (r->chain != NULL)
+    CHECK_INT(query(r->chain, "2.0.0.127.dnsbl.test", r->chained), 0);
 }
 
 static int query(sd_dns *d, const char *name, struct result *r) {
@@ -276,7 +295,8 @@ static void test_listed_and_unlisted(void) {
   struct result listed = {0}, unlisted = {0}, nodata = {0};
   sd_dns *d = dns_new(&l, server, 1000, 2);
   CHECK(d != NULL);
-  if (d == NULL) return;
+  if (d == NULL)
+    return;
   CHECK_INT(query(d, "2.0.0.127.dnsbl.test", &listed), 0);
   CHECK_INT(query(d, "9.0.0.127.dnsbl.test", &unlisted), 0);
   CHECK_INT(query(d, "3.0.0.127.dnsbl.test", &nodata), 0);
@@ -309,7 +329,8 @@ static void test_chained_query(void) {
   struct result second = {0}, first = {0};
   sd_dns *d = dns_new(&l, server, 1000, 2);
   CHECK(d != NULL);
-  if (d == NULL) return;
+  if (d == NULL)
+    return;
   first.chain = d;
   first.chained = &second;
   CHECK_INT(query(d, "7.0.0.127.dnsbl.test", &first), 0);
@@ -328,7 +349,8 @@ static void test_many_concurrent(void) {
   char name[64];
   sd_dns *d = dns_new(&l, server, 2000, 2);
   CHECK(d != NULL);
-  if (d == NULL) return;
+  if (d == NULL)
+    return;
   memset(r, 0, sizeof r);
   for (int i = 0; i < 100; i++) {
     snprintf(name, sizeof name, "%d.0.0.127.dnsbl.test", i);
@@ -359,7 +381,8 @@ static void test_timeout(void) {
   snprintf(srv, sizeof srv, "127.0.0.1:%u", port);
   d = dns_new(&l, srv, 300, 1);
   CHECK(d != NULL);
-  if (d == NULL) return;
+  if (d == NULL)
+    return;
   start = now_s();
   CHECK_INT(query(d, "2.0.0.127.dnsbl.test", &r), 0);
   t = sd_dns_next_timeout_ms(d, 10000);
@@ -390,7 +413,8 @@ static void test_refused(void) {
   snprintf(srv, sizeof srv, "127.0.0.1:%u", port);
   d = dns_new(&l, srv, 2000, 1);
   CHECK(d != NULL);
-  if (d == NULL) return;
+  if (d == NULL)
+    return;
   start = now_s();
   CHECK_INT(query(d, "2.0.0.127.dnsbl.test", &r), 0);
   run(d, &l, 5);
@@ -413,8 +437,10 @@ static void test_free_cancels(void) {
   snprintf(srv, sizeof srv, "127.0.0.1:%u", port);
   d = dns_new(&l, srv, 5000, 3);
   CHECK(d != NULL);
-  if (d == NULL) return;
-  for (int i = 0; i < 3; i++) CHECK_INT(query(d, "2.0.0.127.dnsbl.test", &r[i]), 0);
+  if (d == NULL)
+    return;
+  for (int i = 0; i < 3; i++)
+    CHECK_INT(query(d, "2.0.0.127.dnsbl.test", &r[i]), 0);
   /* One loop turn: the queries are out, nothing can answer. */
   {
     struct epoll_event ev;
@@ -451,7 +477,8 @@ static void test_bad_input(void) {
   sd_dns_free(d);
   d = dns_new(&l, server, 500, 1);
   CHECK(d != NULL);
-  if (d == NULL) return;
+  if (d == NULL)
+    return;
   memset(longname, 'a', sizeof longname - 1);
   longname[sizeof longname - 1] = '\0';
   longname[63] = '.'; /* labels fine, the name is far over 255 */
@@ -489,7 +516,8 @@ int main(void) {
   if (rc == 0) {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    if (system(cmd) != 0)
+      fprintf(stderr, "could not remove %s\n", dir);
   }
   return rc;
 }

@@ -23,7 +23,8 @@ static void nop(sd_timer *t) { (void)t; }
 static void test_heap_model(void) {
   static sd_timer t[N];
   sd_heap h = {0};
-  for (int i = 0; i < N; i++) sd_timer_init(&t[i], nop);
+  for (int i = 0; i < N; i++)
+    sd_timer_init(&t[i], nop);
   /* Random push / re-key / remove / pop, checking the minimum each step. */
   for (int step = 0; step < 20000; step++) {
     int i = (int)(rnd() % N);
@@ -46,12 +47,15 @@ static void test_heap_model(void) {
     for (int j = 0; j < N; j++)
       if (t[j].slot != SD_TIMER_IDLE) {
         armed++;
-        if (t[j].when < best) best = t[j].when;
+        if (t[j].when < best)
+          best = t[j].when;
         CHECK(h.v[t[j].slot] == &t[j]);
       }
     CHECK_INT(armed, h.n);
-    if (h.n) CHECK_INT(sd_heap_min(&h)->when, best);
-    else CHECK(sd_heap_min(&h) == NULL);
+    if (h.n)
+      CHECK_INT(sd_heap_min(&h)->when, best);
+    else
+      CHECK(sd_heap_min(&h) == NULL);
   }
   /* Draining pops in non-decreasing order. */
   uint64_t last = 0;
@@ -72,15 +76,17 @@ static void test_loop_fires_in_order(void) {
   sd_loop *l = sd_loop_new();
   CHECK(l != NULL);
   uint64_t now = sd_loop_update_now(l);
-  for (int i = 0; i < 4; i++) sd_timer_init(&lt[i], record);
+  for (int i = 0; i < 4; i++)
+    sd_timer_init(&lt[i], record);
   sd_timer_set(l, &lt[0], now + 30 * 1000000ull);
   sd_timer_set(l, &lt[1], now + 10 * 1000000ull);
   sd_timer_set(l, &lt[2], now + 20 * 1000000ull);
   sd_timer_set(l, &lt[3], now + 5 * 1000000ull);
-  sd_timer_stop(l, &lt[3]);           /* stopped: never fires */
+  sd_timer_stop(l, &lt[3]);                  /* stopped: never fires */
   sd_timer_set(l, &lt[2], now + 1000000ull); /* re-armed earlier */
   CHECK_INT(sd_loop_timers(l), 3);
-  for (int i = 0; i < 50 && nfired < 3; i++) sd_loop_once(l, 100);
+  for (int i = 0; i < 50 && nfired < 3; i++)
+    sd_loop_once(l, 100);
   CHECK_INT(nfired, 3);
   CHECK_INT(fired[0], 2);
   CHECK_INT(fired[1], 1);

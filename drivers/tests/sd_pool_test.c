@@ -33,7 +33,8 @@ static void test_cap(void) {
   sd_pool_init(&p, 512, 4096, 3 * 4096, 8);
   uint32_t cap;
   uint8_t *l[4];
-  for (int i = 0; i < 3; i++) CHECK((l[i] = sd_pool_get(&p, 1000, &cap)) != NULL);
+  for (int i = 0; i < 3; i++)
+    CHECK((l[i] = sd_pool_get(&p, 1000, &cap)) != NULL);
   CHECK(sd_pool_get(&p, 1000, &cap) == NULL); /* at the cap */
   CHECK(sd_pool_get(&p, 10, &cap) == NULL);
   CHECK(p.misses == 2);
@@ -54,9 +55,11 @@ static void test_keep_free_bound(void) {
   sd_pool_init(&p, 64, 128, 0, 2);
   uint32_t cap;
   uint8_t *b[10];
-  for (int i = 0; i < 10; i++) b[i] = sd_pool_get(&p, 10, &cap);
+  for (int i = 0; i < 10; i++)
+    b[i] = sd_pool_get(&p, 10, &cap);
   CHECK_INT(p.allocated, 640);
-  for (int i = 0; i < 10; i++) sd_pool_put(&p, b[i], 64);
+  for (int i = 0; i < 10; i++)
+    sd_pool_put(&p, b[i], 64);
   /* Only keep_free buffers stay cached after a burst. */
   CHECK_INT(p.nfree_small, 2);
   CHECK_INT(p.allocated, 128);
@@ -78,8 +81,9 @@ static void test_budget(void) {
   uint8_t *c = sd_pool_get(&cur, 1000, &cap);
   CHECK(a != NULL && c != NULL);
   CHECK_INT(b.allocated, 2 * 4096);
-  CHECK(sd_pool_get(&cur, 1000, &cap) == NULL); /* each pool alone is under 2 * 4096 */
-  sd_pool_put(&old, a, 4096);                   /* keep_free 0: freed */
+  CHECK(sd_pool_get(&cur, 1000, &cap) ==
+        NULL);                /* each pool alone is under 2 * 4096 */
+  sd_pool_put(&old, a, 4096); /* keep_free 0: freed */
   CHECK_INT(b.allocated, 4096);
   uint8_t *d = sd_pool_get(&cur, 1000, &cap);
   CHECK(d != NULL);

@@ -104,8 +104,7 @@ static void test_recount(void) {
   sd_state_recount(st);
   CHECK_INT(sd_state_live(st, &a), 0);
   sd_state_ticket newer;
-  CHECK_INT(adm(st, &a, &newer),
-            SL_ADMIT_ACCEPT); /* before the hold */
+  CHECK_INT(adm(st, &a, &newer), SL_ADMIT_ACCEPT); /* before the hold */
   sd_state_hold(st, &a, 0, &kept);
   sd_state_hold(st, &a, 0, &kept);  /* twice: counted once */
   sd_state_hold(st, &a, 0, &newer); /* admitted after the recount: already in */
@@ -144,10 +143,12 @@ static void test_screen_pass(void) {
   sd_state_free(st);
 }
 
-static sd_grey_verdict grey(sd_state *st, const char *client, const char *triplet,
-                            const sd_grey_params *p, sd_grey_result *res) {
+static sd_grey_verdict grey(sd_state *st, const char *client,
+                            const char *triplet, const sd_grey_params *p,
+                            sd_grey_result *res) {
   sd_state_req req;
-  CHECK_INT(sd_state_grey_check(st, client, triplet, p, NULL, NULL, res, &req), SD_STATE_DONE);
+  CHECK_INT(sd_state_grey_check(st, client, triplet, p, NULL, NULL, res, &req),
+            SD_STATE_DONE);
   return res->verdict;
 }
 

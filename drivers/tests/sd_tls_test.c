@@ -51,7 +51,8 @@ __attribute__((format(printf, 1, 2))) static int run(const char *fmt, ...) {
 
 static int write_file(const char *p, const char *text) {
   FILE *f = fopen(p, "w");
-  if (f == NULL) return -1;
+  if (f == NULL)
+    return -1;
   fputs(text, f);
   return fclose(f);
 }
@@ -72,7 +73,8 @@ static int make_certs(void) {
       "[other]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = serverAuth\n"
       "subjectAltName = DNS:other.test,DNS:*.wild.test\n";
   const char *ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
-  if (write_file(path("x.cnf"), cnf) != 0) return -1;
+  if (write_file(path("x.cnf"), cnf) != 0)
+    return -1;
   if (run("cd %s && openssl req -x509 -config x.cnf -extensions v3_ca %s "
           "-keyout ca.key -out ca.pem -days 2 >log 2>&1",
           dir, ec) != 0 ||
@@ -108,17 +110,19 @@ struct pair {
 
 static sd_tls_ctx *server_ctx(const sd_tls_sni *sni, size_t nsni) {
   char err[256];
-  sd_tls_ctx *ctx = sd_tls_server_ctx_new(path("mail.pem"), path("mail.key"),
-                                          NULL, NULL, sni, nsni, err,
-                                          sizeof err);
-  if (ctx == NULL) fprintf(stderr, "server ctx: %s\n", err);
+  sd_tls_ctx *ctx =
+      sd_tls_server_ctx_new(path("mail.pem"), path("mail.key"), NULL, NULL, sni,
+                            nsni, err, sizeof err);
+  if (ctx == NULL)
+    fprintf(stderr, "server ctx: %s\n", err);
   return ctx;
 }
 
 static sd_tls_ctx *client_ctx(int verify, const char *ca) {
   char err[256];
   sd_tls_ctx *ctx = sd_tls_client_ctx_new(verify, ca, NULL, err, sizeof err);
-  if (ctx == NULL) fprintf(stderr, "client ctx: %s\n", err);
+  if (ctx == NULL)
+    fprintf(stderr, "client ctx: %s\n", err);
   return ctx;
 }
 
@@ -130,7 +134,8 @@ static int pair_open(struct pair *p, sd_tls_ctx *sctx, sd_tls_ctx *cctx,
   p->sfd = p->cfd = -1;
   p->sctx = sctx;
   p->cctx = cctx;
-  if (sctx == NULL || cctx == NULL) return -1;
+  if (sctx == NULL || cctx == NULL)
+    return -1;
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
     return -1;
   p->sfd = sv[0];
@@ -145,8 +150,10 @@ static void pair_close(struct pair *p) {
   sd_tls_conn_free(p->c);
   sd_tls_ctx_free(p->sctx);
   sd_tls_ctx_free(p->cctx);
-  if (p->sfd >= 0) close(p->sfd);
-  if (p->cfd >= 0) close(p->cfd);
+  if (p->sfd >= 0)
+    close(p->sfd);
+  if (p->cfd >= 0)
+    close(p->cfd);
 }
 
 static short events_for(int want) {
@@ -163,12 +170,18 @@ static void handshake(struct pair *p, int *rs, int *rc) {
   for (int i = 0; i < 1000 && now_s() < deadline; i++) {
     struct pollfd pf[2];
     nfds_t n = 0;
-    if (*rs == 0) *rs = sd_tls_handshake(p->s);
-    if (*rc == 0) *rc = sd_tls_handshake(p->c);
-    if (*rs != 0 && *rc != 0) return;
-    if ((*rs < 0 || *rc < 0) && ++after_fail > 20) return;
-    if (*rs == 0) pf[n++] = (struct pollfd){p->sfd, events_for(sd_tls_want(p->s)), 0};
-    if (*rc == 0) pf[n++] = (struct pollfd){p->cfd, events_for(sd_tls_want(p->c)), 0};
+    if (*rs == 0)
+      *rs = sd_tls_handshake(p->s);
+    if (*rc == 0)
+      *rc = sd_tls_handshake(p->c);
+    if (*rs != 0 && *rc != 0)
+      return;
+    if ((*rs < 0 || *rc < 0) && ++after_fail > 20)
+      return;
+    if (*rs == 0)
+      pf[n++] = (struct pollfd){p->sfd, events_for(sd_tls_want(p->s)), 0};
+    if (*rc == 0)
+      pf[n++] = (struct pollfd){p->cfd, events_for(sd_tls_want(p->c)), 0};
     poll(pf, n, 100);
   }
 }
@@ -199,7 +212,8 @@ static void flow_step(struct flow *f, unsigned char *out) {
   while (f->sent < f->total) {
     size_t chunk = f->total - f->sent < 20000 ? f->total - f->sent : 20000;
     long n;
-    for (size_t i = 0; i < chunk; i++) out[i] = pattern(f->sent + i, f->seed);
+    for (size_t i = 0; i < chunk; i++)
+      out[i] = pattern(f->sent + i, f->seed);
     n = sd_tls_write(f->from, out, chunk);
     if (n == -2) {
       f->wwant = sd_tls_want(f->from);
@@ -223,7 +237,8 @@ static void flow_step(struct flow *f, unsigned char *out) {
       return;
     }
     for (long i = 0; i < n; i++)
-      if (in[i] != pattern(f->got + (size_t)i, f->seed)) f->bad = 1;
+      if (in[i] != pattern(f->got + (size_t)i, f->seed))
+        f->bad = 1;
     f->got += (size_t)n;
   }
 }
@@ -239,13 +254,21 @@ static int exchange(struct pair *p, size_t total) {
     struct pollfd pf[2];
     flow_step(&up, out1);
     flow_step(&down, out2);
-    if (up.bad || down.bad) break;
-    if (up.got == total && down.got == total) return 1;
+    if (up.bad || down.bad)
+      break;
+    if (up.got == total && down.got == total)
+      return 1;
     /* Server fd: up's reader, down's writer; client fd the other way. */
-    pf[0] = (struct pollfd){p->sfd, (short)(events_for(up.got < total ? up.rwant : 0) |
-                                            events_for(down.sent < total ? down.wwant : 0)), 0};
-    pf[1] = (struct pollfd){p->cfd, (short)(events_for(down.got < total ? down.rwant : 0) |
-                                            events_for(up.sent < total ? up.wwant : 0)), 0};
+    pf[0] =
+        (struct pollfd){p->sfd,
+                        (short)(events_for(up.got < total ? up.rwant : 0) |
+                                events_for(down.sent < total ? down.wwant : 0)),
+                        0};
+    pf[1] =
+        (struct pollfd){p->cfd,
+                        (short)(events_for(down.got < total ? down.rwant : 0) |
+                                events_for(up.sent < total ? up.wwant : 0)),
+                        0};
     poll(pf, 2, 100);
   }
   fprintf(stderr, "exchange: up %zu/%zu/%d down %zu/%zu/%d (%s | %s)\n",
@@ -261,7 +284,8 @@ static long read_wait(sd_tls_conn *c, int fd, void *buf, size_t len) {
   for (int i = 0; i < 300 && now_s() < deadline; i++) {
     struct pollfd pf = {fd, 0, 0};
     n = sd_tls_read(c, buf, len);
-    if (n != -2) return n;
+    if (n != -2)
+      return n;
     pf.events = events_for(sd_tls_want(c));
     poll(&pf, 1, 100);
   }
@@ -329,7 +353,8 @@ static void test_verify_failures(void) {
   CHECK_INT(sd_tls_peer_verified(p.c), 0);
   pair_close(&p);
   /* No CA given: the system store does not know our throwaway CA. */
-  CHECK(pair_open(&p, server_ctx(NULL, 0), client_ctx(1, NULL), "mail.test") == 0);
+  CHECK(pair_open(&p, server_ctx(NULL, 0), client_ctx(1, NULL), "mail.test") ==
+        0);
   handshake(&p, &rs, &rc);
   CHECK_INT(rc, -1);
   CHECK(contains(sd_tls_error(p.c), "certificate verify failed"));
@@ -430,7 +455,8 @@ static void test_garbage_client_hello(void) {
     for (int k = 0; k < 100 && r == 0 && now_s() < deadline; k++) {
       struct pollfd pf = {p.sfd, POLLIN, 0};
       r = sd_tls_handshake(p.s);
-      if (r == 0) poll(&pf, 1, 100);
+      if (r == 0)
+        poll(&pf, 1, 100);
     }
     CHECK_INT(r, -1);
     CHECK(sd_tls_error(p.s)[0] != '\0');
@@ -546,8 +572,8 @@ static void test_ctx_errors(void) {
   sd_tls_ctx *ctx;
   snprintf(nope, sizeof nope, "%s", path("nope.pem"));
   snprintf(key, sizeof key, "%s", path("other.key"));
-  ctx = sd_tls_server_ctx_new(path("missing.pem"), path("mail.key"), NULL,
-                              NULL, NULL, 0, err, sizeof err);
+  ctx = sd_tls_server_ctx_new(path("missing.pem"), path("mail.key"), NULL, NULL,
+                              NULL, 0, err, sizeof err);
   CHECK(ctx == NULL);
   CHECK(contains(err, "missing.pem"));
   CHECK(contains(err, "No such file"));
@@ -555,12 +581,12 @@ static void test_ctx_errors(void) {
                               NULL, 0, err, sizeof err);
   CHECK(ctx == NULL);
   CHECK(contains(err, "does not match"));
-  ctx = sd_tls_server_ctx_new(path("garbage.pem"), path("mail.key"), NULL,
-                              NULL, NULL, 0, err, sizeof err);
+  ctx = sd_tls_server_ctx_new(path("garbage.pem"), path("mail.key"), NULL, NULL,
+                              NULL, 0, err, sizeof err);
   CHECK(ctx == NULL);
   CHECK(contains(err, "garbage.pem"));
-  ctx = sd_tls_server_ctx_new(path("mail.pem"), path("mail.key"), "NOPE",
-                              NULL, NULL, 0, err, sizeof err);
+  ctx = sd_tls_server_ctx_new(path("mail.pem"), path("mail.key"), "NOPE", NULL,
+                              NULL, 0, err, sizeof err);
   CHECK(ctx == NULL);
   CHECK(contains(err, "NOPE"));
   ctx = sd_tls_server_ctx_new(path("mail.pem"), path("mail.key"), NULL,
@@ -574,9 +600,9 @@ static void test_ctx_errors(void) {
   ctx = sd_tls_client_ctx_new(1, path("missing-ca.pem"), NULL, err, sizeof err);
   CHECK(ctx == NULL);
   CHECK(contains(err, "missing-ca.pem"));
-  ctx = sd_tls_server_ctx_new(path("mail.pem"), path("mail.key"),
-                              "ECDHE+AESGCM", "TLS_AES_256_GCM_SHA384", NULL,
-                              0, err, sizeof err);
+  ctx =
+      sd_tls_server_ctx_new(path("mail.pem"), path("mail.key"), "ECDHE+AESGCM",
+                            "TLS_AES_256_GCM_SHA384", NULL, 0, err, sizeof err);
   CHECK(ctx != NULL);
   CHECK_STR(err, "");
   /* A server context does not make client conns, and vice versa. */

@@ -19,10 +19,12 @@ static sd_config *cfg_of(const char *text) {
 }
 
 static void test_weighted_round_robin(void) {
-  sd_config *c = cfg_of("listen = 127.0.0.1:1\nupstream = 127.0.0.1:10 weight=3\n"
-                        "upstream = 127.0.0.1:11\nupstream = 127.0.0.1:12 weight=2\n");
+  sd_config *c =
+      cfg_of("listen = 127.0.0.1:1\nupstream = 127.0.0.1:10 weight=3\n"
+             "upstream = 127.0.0.1:11\nupstream = 127.0.0.1:12 weight=2\n");
   CHECK(c != NULL);
-  if (!c) return;
+  if (!c)
+    return;
   sd_upstreams *u = sd_upstreams_new(c, NULL);
   int count[3] = {0, 0, 0};
   int last = -1, repeats = 0;
@@ -30,10 +32,12 @@ static void test_weighted_round_robin(void) {
     uint64_t tried = 0;
     sd_server *s = sd_upstream_pick(u, &tried, 0);
     CHECK(s != NULL);
-    if (!s) break;
+    if (!s)
+      break;
     CHECK(tried == (1ull << s->index));
     count[s->index]++;
-    if ((int)s->index == last) repeats++;
+    if ((int)s->index == last)
+      repeats++;
     last = (int)s->index;
   }
   CHECK_INT(count[0], 300);
@@ -50,7 +54,8 @@ static void test_failover_never_repeats(void) {
   sd_config *c = cfg_of("listen = 127.0.0.1:1\nupstream = 127.0.0.1:10\n"
                         "upstream = 127.0.0.1:11\nupstream = 127.0.0.1:12\n");
   CHECK(c != NULL);
-  if (!c) return;
+  if (!c)
+    return;
   sd_upstreams *u = sd_upstreams_new(c, NULL);
   uint64_t tried = 0;
   sd_server *a = sd_upstream_pick(u, &tried, 0);
@@ -66,11 +71,13 @@ static void test_failover_never_repeats(void) {
 }
 
 static void test_passive_down_and_retry(void) {
-  sd_config *c = cfg_of("listen = 127.0.0.1:1\nupstream = 127.0.0.1:10\n"
-                        "upstream = 127.0.0.1:11\nhealth_interval = 0\nhealth_fall = 2\n"
-                        "down_retry = 5s\n");
+  sd_config *c =
+      cfg_of("listen = 127.0.0.1:1\nupstream = 127.0.0.1:10\n"
+             "upstream = 127.0.0.1:11\nhealth_interval = 0\nhealth_fall = 2\n"
+             "down_retry = 5s\n");
   CHECK(c != NULL);
-  if (!c) return;
+  if (!c)
+    return;
   sd_upstreams *u = sd_upstreams_new(c, NULL);
   sd_server *s0 = &u->s[0];
   sd_upstream_report(s0, 0, 1000);
@@ -89,7 +96,8 @@ static void test_passive_down_and_retry(void) {
   int saw0 = 0;
   for (int i = 0; i < 4; i++) {
     tried = 0;
-    if (sd_upstream_pick(u, &tried, 2000 + 5 * SL_SEC + 1) == s0) saw0 = 1;
+    if (sd_upstream_pick(u, &tried, 2000 + 5 * SL_SEC + 1) == s0)
+      saw0 = 1;
   }
   CHECK(saw0);
   sd_upstream_report(s0, 1, 2000 + 5 * SL_SEC + 2);
@@ -99,22 +107,26 @@ static void test_passive_down_and_retry(void) {
 }
 
 static void test_least_connections(void) {
-  sd_config *c = cfg_of("listen = 127.0.0.1:1\nupstream = 127.0.0.1:10\n"
-                        "upstream = 127.0.0.1:11 weight=2\nupstream_balance = leastconn\n");
+  sd_config *c = cfg_of(
+      "listen = 127.0.0.1:1\nupstream = 127.0.0.1:10\n"
+      "upstream = 127.0.0.1:11 weight=2\nupstream_balance = leastconn\n");
   CHECK(c != NULL);
-  if (!c) return;
+  if (!c)
+    return;
   sd_upstreams *u = sd_upstreams_new(c, NULL);
   /* Hold every pick: active counts should follow the 1:2 weights. */
   for (int i = 0; i < 30; i++) {
     uint64_t tried = 0;
     sd_server *s = sd_upstream_pick(u, &tried, 0);
     CHECK(s != NULL);
-    if (s) sd_upstream_acquire(s);
+    if (s)
+      sd_upstream_acquire(s);
   }
   CHECK_INT(u->s[0].active, 10);
   CHECK_INT(u->s[1].active, 20);
   /* Releasing on one side sends the next picks there. */
-  for (int i = 0; i < 5; i++) sd_upstream_release(&u->s[1]);
+  for (int i = 0; i < 5; i++)
+    sd_upstream_release(&u->s[1]);
   uint64_t tried = 0;
   CHECK(sd_upstream_pick(u, &tried, 0) == &u->s[1]);
   sd_upstreams_free(u);
@@ -126,7 +138,8 @@ static void test_pool_features(void) {
   sd_config *c = cfg_of("listen = 127.0.0.1:1\nupstream = 127.0.0.1:10\n"
                         "upstream = 127.0.0.1:11\nupstream = 127.0.0.1:12\n");
   CHECK(c != NULL);
-  if (!c) return;
+  if (!c)
+    return;
   sd_upstreams *u = sd_upstreams_new(c, NULL);
   uint32_t f = 0;
   uint64_t size = 0;
@@ -134,7 +147,8 @@ static void test_pool_features(void) {
   u->checking = 1;
   CHECK_INT(sd_upstreams_features(u, &f, &size), 0); /* none checked yet */
   u->s[0].caps_known = u->s[1].caps_known = u->s[2].caps_known = 1;
-  u->s[0].caps = SL_FEAT_PIPELINING | SL_FEAT_SIZE | SL_FEAT_CHUNKING | SL_FEAT_8BITMIME;
+  u->s[0].caps =
+      SL_FEAT_PIPELINING | SL_FEAT_SIZE | SL_FEAT_CHUNKING | SL_FEAT_8BITMIME;
   u->s[0].caps_size = 20000000;
   u->s[1].caps = SL_FEAT_SIZE | SL_FEAT_8BITMIME | SL_FEAT_DSN;
   u->s[1].caps_size = 10000000;
@@ -149,7 +163,8 @@ static void test_pool_features(void) {
   CHECK_INT(f, SL_FEAT_SIZE | SL_FEAT_8BITMIME);
   u->s[1].up = 0;
   CHECK_INT(sd_upstreams_features(u, &f, &size), 1);
-  CHECK_INT(f, SL_FEAT_PIPELINING | SL_FEAT_SIZE | SL_FEAT_CHUNKING | SL_FEAT_8BITMIME);
+  CHECK_INT(f, SL_FEAT_PIPELINING | SL_FEAT_SIZE | SL_FEAT_CHUNKING |
+                   SL_FEAT_8BITMIME);
   CHECK_INT(size, 20000000);
   u->s[0].caps_known = 0; /* a healthy server whose offer is unknown */
   CHECK_INT(sd_upstreams_features(u, &f, &size), 0);

@@ -89,8 +89,8 @@ static sl_relay *idle_relay(env *e, void **mem) {
   *mem = malloc(n);
   sl_relay *r = NULL;
   e->pol.mode = SL_MODE_SCREEN_FIRST;
-  if (!*mem || sl_relay_init(&r, *mem, n, &e->lim, &e->pol, &pool, &e->info,
-                             1, 1000) != 0) {
+  if (!*mem || sl_relay_init(&r, *mem, n, &e->lim, &e->pol, &pool, &e->info, 1,
+                             1000) != 0) {
     printf("FAIL: cannot create an idle relay\n");
     exit(1);
   }
@@ -136,7 +136,8 @@ static void clean_prefix(env *e) {
   u(e, "EHLO mx.sluice.test\r\n");
   U(e, "250-up\r\n250 PIPELINING\r\n");
   c(e, "220 up ESMTP\r\n");
-  C(e, "EHLO client\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n");
+  C(e, "EHLO client\r\nMAIL FROM:<a@example.org>\r\nRCPT "
+       "TO:<b@example.net>\r\nDATA\r\n");
   u(e, "EHLO client\r\n");
   U(e, "250-up\r\n250 PIPELINING\r\n");
   c(e, "250-up\r\n250 PIPELINING\r\n");
@@ -476,8 +477,9 @@ static void stats_session(env *e, sl_stats *st) {
   u(e, "x\r\n.\r\n");
   U(e, "250 ok\r\n");
   c(e, "250 ok\r\n");
-  event_with(e, 0x101,
-             (sl_event){.kind = SL_EV_MESSAGE, .message = {.code = 250, .size = 3}});
+  event_with(
+      e, 0x101,
+      (sl_event){.kind = SL_EV_MESSAGE, .message = {.code = 250, .size = 3}});
   memset(st, 0, sizeof(*st));
   st->end = SL_TSTAMP_NONE;
   st->client_bytes_in = strlen("EHLO client\r\nMAIL FROM:<a@example.org>\r\n"
@@ -564,18 +566,21 @@ static void completeness_tests(void) {
 
   env_init(&e);
   stats_session(&e, &st);
-  event_with(&e, 0x201,
-             (sl_event){.kind = SL_EV_TARPIT, .tarpit = {.reason = SL_TARPIT_SCORE}});
-  event_with(&e, 0x202,
-             (sl_event){.kind = SL_EV_TARPIT, .tarpit = {.reason = SL_TARPIT_ACTION}});
+  event_with(
+      &e, 0x201,
+      (sl_event){.kind = SL_EV_TARPIT, .tarpit = {.reason = SL_TARPIT_SCORE}});
+  event_with(
+      &e, 0x202,
+      (sl_event){.kind = SL_EV_TARPIT, .tarpit = {.reason = SL_TARPIT_ACTION}});
   st.tarpitted = 1;
   sl_oracle_stats(e.o, &st, 0);
   expect(&e, "two TARPIT switches", "2 TARPIT events");
 
   env_init(&e);
   stats_session(&e, &st);
-  event_with(&e, 0x201,
-             (sl_event){.kind = SL_EV_TARPIT, .tarpit = {.reason = SL_TARPIT_SCORE}});
+  event_with(
+      &e, 0x201,
+      (sl_event){.kind = SL_EV_TARPIT, .tarpit = {.reason = SL_TARPIT_SCORE}});
   sl_oracle_stats(e.o, &st, 0);
   expect(&e, "TARPIT event, stats not tarpitted", "tarpitted = 0");
 
@@ -615,8 +620,9 @@ static void completeness_tests(void) {
 
   env_init(&e);
   event(&e, 0x301, SL_EV_DNSBL_SCORE);
-  event_with(&e, 0x201,
-             (sl_event){.kind = SL_EV_TARPIT, .tarpit = {.reason = SL_TARPIT_SCORE}});
+  event_with(
+      &e, 0x201,
+      (sl_event){.kind = SL_EV_TARPIT, .tarpit = {.reason = SL_TARPIT_SCORE}});
   event_with(&e, 0x301,
              (sl_event){.kind = SL_EV_PREGREET, .pregreet = {.bytes = 3}});
   expect(&e, "a request id issued twice", "issued twice");

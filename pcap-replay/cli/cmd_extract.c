@@ -202,8 +202,8 @@ static void print_summary(run *r, const sp_tracker_counters *k) {
   char anom[1024];
   size_t n = 0;
   anom[0] = '\0';
-#define ANOM(cond, ...)                                                       \
-  if ((cond) && n < sizeof anom)                                              \
+#define ANOM(cond, ...)                                                        \
+  if ((cond) && n < sizeof anom)                                               \
   n += (size_t)snprintf(anom + n, sizeof anom - n, __VA_ARGS__)
   ANOM(r->skipped[SP_DECODE_FRAGMENT], " fragments=%" PRIu64,
        r->skipped[SP_DECODE_FRAGMENT]);
@@ -267,8 +267,8 @@ static int process_file(const options *o, const char *path) {
   uint64_t packet;
   sp_feed_stats fs;
   memset(&fs, 0, sizeof fs);
-  rc = sp_capture_feed(cap, t, &fs, warn_skip, &r, err, sizeof err,
-                       &read_error, &packet);
+  rc = sp_capture_feed(cap, t, &fs, warn_skip, &r, err, sizeof err, &read_error,
+                       &packet);
   r.frames = fs.frames;
   memcpy(r.skipped, fs.skipped, sizeof r.skipped);
   if (rc && read_error) {
@@ -306,13 +306,14 @@ static int process_file(const options *o, const char *path) {
 
 static void help(int write, FILE *f) {
   if (write)
-    fprintf(f,
-            "usage: sluice-replay extract [OPTIONS] FILE...\n"
-            "\n"
-            "Writes each SMTP session of each capture (pcap or pcapng) as\n"
-            "OUT/<capture name without .pcap/.pcapng/.cap>.<n>.transcript,\n"
-            "n counting from 1 per capture (format: pcap-replay/TRANSCRIPT.md),\n"
-            "and prints one summary line per capture.\n");
+    fprintf(
+        f,
+        "usage: sluice-replay extract [OPTIONS] FILE...\n"
+        "\n"
+        "Writes each SMTP session of each capture (pcap or pcapng) as\n"
+        "OUT/<capture name without .pcap/.pcapng/.cap>.<n>.transcript,\n"
+        "n counting from 1 per capture (format: pcap-replay/TRANSCRIPT.md),\n"
+        "and prints one summary line per capture.\n");
   else
     fprintf(f,
             "usage: sluice-replay stats [OPTIONS] FILE...\n"
@@ -403,8 +404,9 @@ static int run_command(int argc, char **argv, int write) {
     switch (ch) {
     case 'p':
       if (sp_tracker_config_ports(&o.cfg, optarg)) {
-        fprintf(stderr, "sluice-replay %s: bad --ports '%s' (want e.g. 25,587)\n",
-                cmd, optarg);
+        fprintf(stderr,
+                "sluice-replay %s: bad --ports '%s' (want e.g. 25,587)\n", cmd,
+                optarg);
         return SP_EXIT_USAGE;
       }
       break;

@@ -42,7 +42,9 @@ int sp_cmd_live(int argc, char **argv) {
       continue;
     char *end = NULL;
     switch (c) {
-    case OPT_CONNECT: target = optarg; break;
+    case OPT_CONNECT:
+      target = optarg;
+      break;
     case OPT_TIMESCALE:
       scale = strtod(optarg, &end);
       if (*end || !(scale >= 1e-4 && scale <= 1e4)) {
@@ -53,7 +55,8 @@ int sp_cmd_live(int argc, char **argv) {
     case OPT_CONCURRENCY:
       conc = strtol(optarg, &end, 10);
       if (*end || conc < 1 || conc > SP_LIVE_MAX_CONC) {
-        fprintf(stderr, "sluice-replay: --concurrency: 1..%d\n", SP_LIVE_MAX_CONC);
+        fprintf(stderr, "sluice-replay: --concurrency: 1..%d\n",
+                SP_LIVE_MAX_CONC);
         return SP_EXIT_USAGE;
       }
       break;
@@ -64,7 +67,9 @@ int sp_cmd_live(int argc, char **argv) {
         return SP_EXIT_USAGE;
       }
       break;
-    case OPT_NETNS: netns = 1; break;
+    case OPT_NETNS:
+      netns = 1;
+      break;
     case OPT_ARRIVALS:
       if (strcmp(optarg, "captured") && strcmp(optarg, "asap")) {
         fprintf(stderr, "sluice-replay: --arrivals: captured or asap\n");
@@ -79,7 +84,9 @@ int sp_cmd_live(int argc, char **argv) {
       }
       fixed_src = !strcmp(optarg, "fixed");
       break;
-    case 'q': o.quiet = 1; break;
+    case 'q':
+      o.quiet = 1;
+      break;
     case 'h':
     default: {
       FILE *f = c == 'h' ? stdout : stderr;
@@ -102,13 +109,17 @@ int sp_cmd_live(int argc, char **argv) {
   struct sockaddr_storage ss;
   socklen_t sslen = 0;
   if (!target || sp_live_parse_target(target, &ss, &sslen)) {
-    fprintf(stderr, "sluice-replay: live needs --connect IP:PORT (IPv6 as [::1]:PORT)\n");
+    fprintf(
+        stderr,
+        "sluice-replay: live needs --connect IP:PORT (IPv6 as [::1]:PORT)\n");
     return SP_EXIT_USAGE;
   }
   if (!sp_live_target_allowed(&ss, netns)) {
-    fprintf(stderr, "sluice-replay: refusing to connect to %s: live replay only "
+    fprintf(stderr,
+            "sluice-replay: refusing to connect to %s: live replay only "
             "targets loopback addresses (127.0.0.0/8, ::1), or other addresses "
-            "with --netns when running inside a test network namespace\n", target);
+            "with --netns when running inside a test network namespace\n",
+            target);
     return SP_EXIT_USAGE;
   }
   if (optind >= argc) {
@@ -166,8 +177,10 @@ int sp_cmd_live(int argc, char **argv) {
     status = SP_EXIT_INPUT;
   }
   if (fc) {
-    fprintf(fc, "# live replay against %s, time scale %g (times in capture "
-            "seconds); delay_s = wait beyond the captured reply time\n", target, scale);
+    fprintf(fc,
+            "# live replay against %s, time scale %g (times in capture "
+            "seconds); delay_s = wait beyond the captured reply time\n",
+            target, scale);
     sp_simopts_describe(&o, fc, "# ");
     sp_result_csv_header(fc, 0, NULL);
   }

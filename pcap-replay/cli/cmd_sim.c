@@ -163,7 +163,8 @@ int sp_cmd_sim(int argc, char **argv) {
     return rc;
   }
   FILE *fj = NULL, *fc = NULL;
-  if ((o.jsonl && !(fj = open_out(o.jsonl))) || (o.csv && !(fc = open_out(o.csv)))) {
+  if ((o.jsonl && !(fj = open_out(o.jsonl))) ||
+      (o.csv && !(fc = open_out(o.csv)))) {
     sp_simopts_free(&o);
     return SP_EXIT_INPUT;
   }
@@ -247,11 +248,10 @@ int sp_cmd_sim(int argc, char **argv) {
       if (fs) {
         sp_simopts_fill_sweep(&o, p, &a->last);
         for (int k = -1; k < o.nclasses; k++)
-          sp_summary_write_csv(fs, o.pols[p].label, o.pats[m].name,
-                               k < 0 ? "all" : o.classes[k],
-                               k < 0 ? &a->sum : &a->csum[k],
-                               k < 0 ? a->rej : a->crej[k], &a->last,
-                               o.nsweep_keys, o.sweep_keys);
+          sp_summary_write_csv(
+              fs, o.pols[p].label, o.pats[m].name, k < 0 ? "all" : o.classes[k],
+              k < 0 ? &a->sum : &a->csum[k], k < 0 ? a->rej : a->crej[k],
+              &a->last, o.nsweep_keys, o.sweep_keys);
       }
       if (!o.quiet)
         sp_summary_print(stdout, o.pols[p].label, o.pats[m].name, &a->sum);
@@ -294,7 +294,8 @@ int sp_cmd_patience(int argc, char **argv) {
       obsf = optarg;
     else {
       FILE *f = c == 'h' ? stdout : stderr;
-      fprintf(f, "usage: sluice-replay patience [--csv KM.csv] [--obs OBS.csv] "
+      fprintf(f,
+              "usage: sluice-replay patience [--csv KM.csv] [--obs OBS.csv] "
               "FILE...\nKaplan-Meier survival of the time clients waited for a "
               "reply before giving up\n(censored: sessions that did not give "
               "up waited at least their longest wait).\n");
@@ -356,7 +357,8 @@ int sp_cmd_patience(int argc, char **argv) {
            rows[i].se, rows[i].lo, rows[i].hi);
   if (!nr)
     printf("(no events: every observation is censored; S(t) = 1 up to the "
-           "longest wait, %.3f s)\n", n ? obs[n - 1].t : 0.0);
+           "longest wait, %.3f s)\n",
+           n ? obs[n - 1].t : 0.0);
   int status = SP_EXIT_OK;
   if (csv) {
     FILE *f = open_out(csv);
@@ -383,8 +385,10 @@ int sp_cmd_bench(int argc, char **argv) {
   memset(&o, 0, sizeof o);
   o.cfg.seed = 1;
   static const struct option longopts[] = {
-      SP_SIMOPTS_LONG, {"repeat", required_argument, 0, OPT_REPEAT},
-      {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+      SP_SIMOPTS_LONG,
+      {"repeat", required_argument, 0, OPT_REPEAT},
+      {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
   long repeat = 0;
   double min_secs = 1.0;
   optind = 1;
@@ -404,7 +408,8 @@ int sp_cmd_bench(int argc, char **argv) {
       continue;
     }
     FILE *f = c == 'h' ? stdout : stderr;
-    fprintf(f, "usage: sluice-replay bench [--repeat N] [sim policy options] "
+    fprintf(f,
+            "usage: sluice-replay bench [--repeat N] [sim policy options] "
             "FILE...\nReplays the sessions N times (default: as many times as "
             "fit in ~1 s) through the\ncore on one core and prints "
             "sessions/s.\n");

@@ -31,21 +31,19 @@ static const struct {
 };
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: sluice-replay COMMAND [OPTIONS] FILE...\n"
-          "\n"
-          "Reads pcap/pcapng captures, reassembles TCP and finds SMTP "
-          "sessions.\n"
-          "\n"
-          "Commands:\n");
+  fprintf(f, "usage: sluice-replay COMMAND [OPTIONS] FILE...\n"
+             "\n"
+             "Reads pcap/pcapng captures, reassembles TCP and finds SMTP "
+             "sessions.\n"
+             "\n"
+             "Commands:\n");
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
-  fprintf(f,
-          "\n"
-          "'sluice-replay COMMAND --help' describes a command's options.\n"
-          "Exit status: 0 success, 1 malformed or unsupported input (the "
-          "message names\nthe file, packet number and byte offset), 2 usage "
-          "error.\n");
+  fprintf(f, "\n"
+             "'sluice-replay COMMAND --help' describes a command's options.\n"
+             "Exit status: 0 success, 1 malformed or unsupported input (the "
+             "message names\nthe file, packet number and byte offset), 2 usage "
+             "error.\n");
 }
 
 int main(int argc, char **argv) {

@@ -8,8 +8,10 @@
 #define SP_CLI_H
 
 #define SP_EXIT_OK 0
-#define SP_EXIT_INPUT 1 /* malformed input, unsupported capture, write error */
-#define SP_EXIT_USAGE 2 /* bad command line, input file missing */
+/* malformed input, unsupported capture, write error */
+#define SP_EXIT_INPUT 1
+/* bad command line, input file missing */
+#define SP_EXIT_USAGE 2
 
 int sp_cmd_extract(int argc, char **argv);
 int sp_cmd_stats(int argc, char **argv);

@@ -55,7 +55,7 @@ int sp_simopts_option(sp_simopts *o, int c, const char *arg) {
       }
     }
     fprintf(stderr, "sluice-replay: --upstream: capture or sink:LATENCY "
-            "(e.g. sink:20ms)\n");
+                    "(e.g. sink:20ms)\n");
     return -1;
   case OPT_DNSBL:
     o->dnsbl_file = arg;
@@ -104,7 +104,8 @@ static int apply_kv(sp_policy *p, const char *kv, const char *where) {
   char key[128], err[512];
   const char *eq = strchr(kv, '=');
   if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof key) {
-    fprintf(stderr, "sluice-replay: %s: expected KEY=VALUE, got \"%s\"\n", where, kv);
+    fprintf(stderr, "sluice-replay: %s: expected KEY=VALUE, got \"%s\"\n",
+            where, kv);
     return -1;
   }
   memcpy(key, kv, (size_t)(eq - kv));
@@ -330,7 +331,8 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
   for (int b = 0; b < nbase; b++) {
     sp_policy base;
     sp_policy_init(&base);
-    if (o->npolicy_files && sp_policy_load(&base, o->policy_files[b], err, sizeof err)) {
+    if (o->npolicy_files &&
+        sp_policy_load(&base, o->policy_files[b], err, sizeof err)) {
       fprintf(stderr, "sluice-replay: %s\n", err);
       return SP_EXIT_USAGE;
     }
@@ -365,7 +367,8 @@ int sp_simopts_build(sp_simopts *o, int nfiles, char **files) {
       char list[1024];
       snprintf(list, sizeof list, "%s", eq + 1);
       char *save = NULL;
-      for (char *v = strtok_r(list, ",", &save); v; v = strtok_r(NULL, ",", &save)) {
+      for (char *v = strtok_r(list, ",", &save); v;
+           v = strtok_r(NULL, ",", &save)) {
         if (sw[nsw].n >= 64 || strlen(v) >= 64) {
           fprintf(stderr,
                   "sluice-replay: --sweep: at most 64 values of 63 bytes\n");
@@ -520,12 +523,16 @@ void sp_simopts_free(sp_simopts *o) {
 }
 
 void sp_simopts_describe(const sp_simopts *o, FILE *f, const char *prefix) {
-  fprintf(f, "%sclient model: each write at its captured think time after the "
+  fprintf(f,
+          "%sclient model: each write at its captured think time after the "
           "reply it followed (pipelining and segment boundaries as captured); "
           "commands and reactions to 4xx/5xx as captured; the end (FIN/RST) "
-          "anchored the same way\n", prefix);
-  fprintf(f, "%spatience clock: %s; a client never waits for the reply to "
-          "QUIT; one patience value per session, seed %llu\n", prefix,
+          "anchored the same way\n",
+          prefix);
+  fprintf(f,
+          "%spatience clock: %s; a client never waits for the reply to "
+          "QUIT; one patience value per session, seed %llu\n",
+          prefix,
           o->cfg.clock_reply ? "since the awaited request was sent (reply)"
                              : "since the last byte sent or received (read)",
           (unsigned long long)o->cfg.seed);
@@ -538,7 +545,10 @@ void sp_simopts_describe(const sp_simopts *o, FILE *f, const char *prefix) {
     fprintf(f, "%supstream: accept-all sink, %.3f s per reply and connect\n",
             prefix, o->cfg.sink_latency_s);
   else
-    fprintf(f, "%supstream: captured replies with captured latencies "
-            "(synthetic 250/354/221 where the capture has none)\n", prefix);
-  fprintf(f, "%sdnsbl answers: %s\n", prefix, o->dnsbl_file ? o->dnsbl_file : "none (not listed)");
+    fprintf(f,
+            "%supstream: captured replies with captured latencies "
+            "(synthetic 250/354/221 where the capture has none)\n",
+            prefix);
+  fprintf(f, "%sdnsbl answers: %s\n", prefix,
+          o->dnsbl_file ? o->dnsbl_file : "none (not listed)");
 }

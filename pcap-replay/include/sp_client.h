@@ -23,10 +23,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sluice/relay.h"
 #include "sp_patience.h"
 #include "sp_script.h"
 #include "sp_sim.h"
-#include "sluice/relay.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -41,12 +41,12 @@ typedef struct sp_tcp_segment {
 } sp_tcp_segment;
 
 typedef enum sp_decode_status {
-  SP_DECODE_TCP = 0,       /* *out is filled */
-  SP_DECODE_OTHER,         /* not IP, or IP but not TCP: not our business */
-  SP_DECODE_FRAGMENT,      /* IP fragment other than the first: ignored */
-  SP_DECODE_TRUNCATED,     /* the snapshot length cut into the headers */
-  SP_DECODE_MALFORMED,     /* header fields contradict each other */
-  SP_DECODE_UNSUPPORTED    /* link type not handled */
+  SP_DECODE_TCP = 0,    /* *out is filled */
+  SP_DECODE_OTHER,      /* not IP, or IP but not TCP: not our business */
+  SP_DECODE_FRAGMENT,   /* IP fragment other than the first: ignored */
+  SP_DECODE_TRUNCATED,  /* the snapshot length cut into the headers */
+  SP_DECODE_MALFORMED,  /* header fields contradict each other */
+  SP_DECODE_UNSUPPORTED /* link type not handled */
 } sp_decode_status;
 
 /* A short name of the status for messages ("truncated headers", ...). */
@@ -60,9 +60,8 @@ int sp_decode_link_supported(int dlt);
  * on the wire (>= caplen; a smaller value is treated as caplen).
  * out->ts_us is left untouched.
  */
-sp_decode_status sp_decode_frame(int dlt, const uint8_t *frame,
-                                 uint32_t caplen, uint32_t wirelen,
-                                 sp_tcp_segment *out);
+sp_decode_status sp_decode_frame(int dlt, const uint8_t *frame, uint32_t caplen,
+                                 uint32_t wirelen, sp_tcp_segment *out);
 
 #ifdef __cplusplus
 }

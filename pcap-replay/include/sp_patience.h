@@ -45,15 +45,22 @@ extern "C" {
 #endif
 
 typedef enum sp_pat_kind {
-  SP_PAT_NONE, SP_PAT_FIXED, SP_PAT_EXP, SP_PAT_UNIFORM, SP_PAT_OPS90,
-  SP_PAT_VENDOR10, SP_PAT_CAPTURED, SP_PAT_EMPIRICAL, SP_PAT_KM
+  SP_PAT_NONE,
+  SP_PAT_FIXED,
+  SP_PAT_EXP,
+  SP_PAT_UNIFORM,
+  SP_PAT_OPS90,
+  SP_PAT_VENDOR10,
+  SP_PAT_CAPTURED,
+  SP_PAT_EMPIRICAL,
+  SP_PAT_KM
 } sp_pat_kind;
 
 typedef struct sp_patience {
   sp_pat_kind kind;
   double a, b;
-  char name[160];    /* as given */
-  sp_km_row *rows;   /* EMPIRICAL (after sp_patience_set_km) and KM */
+  char name[160];  /* as given */
+  sp_km_row *rows; /* EMPIRICAL (after sp_patience_set_km) and KM */
   size_t nrows;
 } sp_patience;
 

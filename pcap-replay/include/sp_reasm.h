@@ -34,7 +34,12 @@
 extern "C" {
 #endif
 
-typedef enum sp_ev_type { SP_EV_DATA, SP_EV_GAP, SP_EV_FIN, SP_EV_RST } sp_ev_type;
+typedef enum sp_ev_type {
+  SP_EV_DATA,
+  SP_EV_GAP,
+  SP_EV_FIN,
+  SP_EV_RST
+} sp_ev_type;
 
 typedef struct sp_stream_ev {
   sp_ev_type type;
@@ -48,14 +53,14 @@ typedef struct sp_stream_ev {
 typedef int (*sp_stream_emit_fn)(void *ctx, const sp_stream_ev *ev);
 
 typedef struct sp_reasm_stats {
-  uint64_t segments;         /* segments with payload or FIN */
-  uint64_t ooo_segments;     /* arrived ahead of a hole */
-  uint64_t retrans_bytes;    /* copies of bytes already delivered */
-  uint64_t conflict_bytes;   /* buffered bytes a later copy contradicted */
-  uint64_t gaps, gap_bytes;  /* all SP_EV_GAP events */
-  uint64_t overflow_gaps;    /* gaps forced by max_ooo */
-  uint64_t trunc_bytes;      /* cut off by the snapshot length */
-  uint64_t after_end_bytes;  /* payload after FIN/RST */
+  uint64_t segments;        /* segments with payload or FIN */
+  uint64_t ooo_segments;    /* arrived ahead of a hole */
+  uint64_t retrans_bytes;   /* copies of bytes already delivered */
+  uint64_t conflict_bytes;  /* buffered bytes a later copy contradicted */
+  uint64_t gaps, gap_bytes; /* all SP_EV_GAP events */
+  uint64_t overflow_gaps;   /* gaps forced by max_ooo */
+  uint64_t trunc_bytes;     /* cut off by the snapshot length */
+  uint64_t after_end_bytes; /* payload after FIN/RST */
 } sp_reasm_stats;
 
 typedef struct sp_ival sp_ival;
@@ -66,13 +71,13 @@ typedef struct sp_stream {
   void *ctx;
   size_t max_ooo;
   int started, syn_seen, fin_pending, ended;
-  uint32_t base_seq;  /* sequence number of stream offset 0 */
-  uint64_t next;      /* next stream offset to deliver */
-  uint64_t fin_off;   /* stream offset of the FIN */
-  uint8_t *buf;       /* buffered bytes; buf[0] is stream offset buf_base */
+  uint32_t base_seq; /* sequence number of stream offset 0 */
+  uint64_t next;     /* next stream offset to deliver */
+  uint64_t fin_off;  /* stream offset of the FIN */
+  uint8_t *buf;      /* buffered bytes; buf[0] is stream offset buf_base */
   size_t buf_cap;
   uint64_t buf_base;
-  sp_ival *iv;        /* buffered ranges, sorted, disjoint, all > next */
+  sp_ival *iv; /* buffered ranges, sorted, disjoint, all > next */
   size_t iv_head, iv_len, iv_cap;
   sp_reasm_stats st;
 } sp_stream;
@@ -88,8 +93,8 @@ void sp_stream_free(sp_stream *s);
  * Returns 0, SP_ERR_NOMEM (the segment is then dropped as if lost), or the
  * callback's nonzero value.
  */
-int sp_stream_segment(sp_stream *s, int64_t ts_us, uint32_t seq,
-                      uint8_t flags, const uint8_t *payload, uint32_t caplen,
+int sp_stream_segment(sp_stream *s, int64_t ts_us, uint32_t seq, uint8_t flags,
+                      const uint8_t *payload, uint32_t caplen,
                       uint32_t wirelen);
 
 /*

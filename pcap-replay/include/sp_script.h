@@ -35,8 +35,18 @@ extern "C" {
 #endif
 
 typedef enum sp_unit_kind {
-  SP_U_GREETING = 0, SP_U_HELO, SP_U_STARTTLS, SP_U_AUTH, SP_U_MAIL, SP_U_RCPT,
-  SP_U_DATA, SP_U_MESSAGE, SP_U_BDAT, SP_U_QUIT, SP_U_RSET, SP_U_OTHER,
+  SP_U_GREETING = 0,
+  SP_U_HELO,
+  SP_U_STARTTLS,
+  SP_U_AUTH,
+  SP_U_MAIL,
+  SP_U_RCPT,
+  SP_U_DATA,
+  SP_U_MESSAGE,
+  SP_U_BDAT,
+  SP_U_QUIT,
+  SP_U_RSET,
+  SP_U_OTHER,
   SP_U_NKINDS
 } sp_unit_kind;
 
@@ -47,23 +57,27 @@ const char *sp_unit_name(sp_unit_kind k);
 sp_unit_kind sp_unit_classify(const uint8_t *line, size_t len);
 
 typedef struct sp_cwrite {
-  uint64_t off, len;       /* in the client stream */
-  uint32_t after_replies;  /* k */
-  int64_t think_us;        /* after the k-th reply (or the start) */
+  uint64_t off, len;      /* in the client stream */
+  uint32_t after_replies; /* k */
+  int64_t think_us;       /* after the k-th reply (or the start) */
 } sp_cwrite;
 
 typedef struct sp_unit {
-  uint64_t end;            /* client stream offset after the unit */
-  uint8_t kind;            /* sp_unit_kind */
-  int64_t sent_us;         /* capture time the unit was complete */
+  uint64_t end;    /* client stream offset after the unit */
+  uint8_t kind;    /* sp_unit_kind */
+  int64_t sent_us; /* capture time the unit was complete */
   /* The captured reply (index = unit index + 1; 0 is the greeting). */
   uint64_t reply_off, reply_len; /* in the server stream; len 0: none */
-  int64_t reply_us;        /* capture time of its first byte, -1: none */
-  uint16_t reply_code;     /* 0: none */
+  int64_t reply_us;              /* capture time of its first byte, -1: none */
+  uint16_t reply_code;           /* 0: none */
 } sp_unit;
 
 typedef enum sp_script_end {
-  SP_SEND_FIN, SP_SEND_RST, SP_SEND_TLS, SP_SEND_CAPTURE, SP_SEND_SERVER,
+  SP_SEND_FIN,
+  SP_SEND_RST,
+  SP_SEND_TLS,
+  SP_SEND_CAPTURE,
+  SP_SEND_SERVER,
   SP_SEND_GAP
 } sp_script_end;
 
@@ -72,9 +86,9 @@ typedef struct sp_script {
   uint64_t session;
   char client_ip[SP_ADDRSTRLEN], server_ip[SP_ADDRSTRLEN];
   uint16_t client_port, server_port;
-  int64_t start_us;        /* capture time of the connection's first packet */
-  char cls[24];            /* client class from --labels ("": unknown) */
-  uint8_t *cdata, *sdata;  /* client and server streams */
+  int64_t start_us;       /* capture time of the connection's first packet */
+  char cls[24];           /* client class from --labels ("": unknown) */
+  uint8_t *cdata, *sdata; /* client and server streams */
   uint64_t clen, slen;
   sp_cwrite *w;
   size_t nw;
@@ -82,17 +96,17 @@ typedef struct sp_script {
   size_t nu;
   /* Captured greeting (reply 0). */
   uint64_t greet_off, greet_len;
-  int64_t greet_us;        /* -1: none */
+  int64_t greet_us; /* -1: none */
   uint16_t greet_code;
-  uint32_t replies;        /* complete replies in the capture */
+  uint32_t replies; /* complete replies in the capture */
   sp_script_end end;
-  uint32_t end_after;      /* the end's anchor, as for writes */
+  uint32_t end_after; /* the end's anchor, as for writes */
   int64_t end_think_us;
-  int64_t duration_us;     /* last record's time */
-  int server_seen;         /* the capture holds server bytes or its close */
+  int64_t duration_us; /* last record's time */
+  int server_seen;     /* the capture holds server bytes or its close */
   /* Patience observation. */
-  double wait_s;           /* event: the give-up wait; else longest wait */
-  int gave_up;             /* 1: event */
+  double wait_s;                /* event: the give-up wait; else longest wait */
+  int gave_up;                  /* 1: event */
   sp_unit_kind gave_up_waiting; /* valid when gave_up */
 } sp_script;
 

@@ -47,8 +47,8 @@ extern "C" {
 typedef struct sp_tracker_config {
   uint16_t ports[SP_MAX_PORTS]; /* SMTP server ports */
   size_t n_ports;
-  size_t max_ooo;         /* out-of-order bytes buffered per direction */
-  size_t max_pending;     /* bytes held per connection before deciding */
+  size_t max_ooo;          /* out-of-order bytes buffered per direction */
+  size_t max_pending;      /* bytes held per connection before deciding */
   int64_t idle_timeout_us; /* a session idle this long (capture time) ends
                               with E capture-end; 0 = never */
 } sp_tracker_config;
@@ -60,22 +60,26 @@ void sp_tracker_config_default(sp_tracker_config *cfg);
  * list (empty item, not a number, 0, > 65535, more than SP_MAX_PORTS). */
 int sp_tracker_config_ports(sp_tracker_config *cfg, const char *list);
 
-typedef enum sp_tls_kind { SP_TLS_NONE, SP_TLS_IMPLICIT, SP_TLS_STARTTLS } sp_tls_kind;
+typedef enum sp_tls_kind {
+  SP_TLS_NONE,
+  SP_TLS_IMPLICIT,
+  SP_TLS_STARTTLS
+} sp_tls_kind;
 
 /* What a callback may read about a session.  Counters are up to date at
  * each callback. */
 typedef struct sp_session {
   uint64_t number;
   sp_endpoint client, server;
-  int64_t start_us;        /* absolute time of the connection's first packet */
-  uint64_t packets[2];     /* by sp_side */
-  uint64_t bytes[2];       /* payload delivered in records */
+  int64_t start_us;    /* absolute time of the connection's first packet */
+  uint64_t packets[2]; /* by sp_side */
+  uint64_t bytes[2];   /* payload delivered in records */
   uint64_t gaps[2], gap_bytes[2];
-  char first_command[17];  /* first word of the client's first line */
-  unsigned ends;           /* bit (1 << sp_end_reason) per E record */
+  char first_command[17]; /* first word of the client's first line */
+  unsigned ends;          /* bit (1 << sp_end_reason) per E record */
   sp_tls_kind tls;
-  int tunneled;            /* an HTTP CONNECT proxy preamble was stripped */
-  void *user;              /* for the callbacks */
+  int tunneled; /* an HTTP CONNECT proxy preamble was stripped */
+  void *user;   /* for the callbacks */
 } sp_session;
 
 typedef struct sp_tracker_callbacks {

@@ -30,10 +30,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "sluice/relay.h"
 #include "sp_patience.h"
 #include "sp_policy.h"
 #include "sp_script.h"
-#include "sluice/relay.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -42,8 +42,12 @@ extern "C" {
 #define SP_SWEEP_MAX 8
 
 typedef enum sp_outcome {
-  SP_OUT_DELIVERED, SP_OUT_REJECTED, SP_OUT_GAVE_UP, SP_OUT_NO_MAIL,
-  SP_OUT_ERROR, SP_OUT_N
+  SP_OUT_DELIVERED,
+  SP_OUT_REJECTED,
+  SP_OUT_GAVE_UP,
+  SP_OUT_NO_MAIL,
+  SP_OUT_ERROR,
+  SP_OUT_N
 } sp_outcome;
 const char *sp_outcome_name(sp_outcome o);
 
@@ -65,10 +69,10 @@ int sp_dnsbl_load(sp_dnsbl_table *t, const char *path, char *err,
 void sp_dnsbl_free(sp_dnsbl_table *t);
 
 typedef struct sp_sim_config {
-  int upstream_sink;        /* 0: capture replies, 1: accept-all sink */
-  double sink_latency_s;    /* per reply (and connect) with the sink */
-  int clock_reply;          /* patience clock: 0 since last byte, 1 since
-                               the request */
+  int upstream_sink;     /* 0: capture replies, 1: accept-all sink */
+  double sink_latency_s; /* per reply (and connect) with the sink */
+  int clock_reply;       /* patience clock: 0 since last byte, 1 since
+                            the request */
   uint64_t seed;
   const sp_dnsbl_table *dnsbl;
 } sp_sim_config;
@@ -80,21 +84,21 @@ typedef struct sp_result {
   const char *client_ip;
   const char *policy;
   const char *patience_model;
-  double patience_s;        /* INFINITY: never */
+  double patience_s; /* INFINITY: never */
   sp_outcome outcome;
-  const char *gave_up_at;   /* unit name awaited, "" unless gave up */
-  const char *stage;        /* furthest stage the client saw succeed */
-  const char *note;         /* why error / how the script ended */
-  double held_s;            /* client connection open (virtual or real) */
-  double captured_s;        /* the capture's duration */
-  double delay_s;           /* tarpit delay suffered (sim: relay's count) */
-  double deliver_s;         /* time of the first 2xx to a message, -1 */
+  const char *gave_up_at; /* unit name awaited, "" unless gave up */
+  const char *stage;      /* furthest stage the client saw succeed */
+  const char *note;       /* why error / how the script ended */
+  double held_s;          /* client connection open (virtual or real) */
+  double captured_s;      /* the capture's duration */
+  double delay_s;         /* tarpit delay suffered (sim: relay's count) */
+  double deliver_s;       /* time of the first 2xx to a message, -1 */
   uint64_t bytes_client, bytes_server; /* sent / received by the client */
-  uint32_t messages;        /* messages the client saw accepted */
-  uint32_t replies;         /* complete replies the client got */
-  double upstream_s;        /* upstream connection-seconds */
-  uint32_t synth_replies;   /* upstream replies the capture lacked */
-  uint64_t relay_bytes;     /* sl_relay_size */
+  uint32_t messages;                   /* messages the client saw accepted */
+  uint32_t replies;                    /* complete replies the client got */
+  double upstream_s;                   /* upstream connection-seconds */
+  uint32_t synth_replies;              /* upstream replies the capture lacked */
+  uint64_t relay_bytes;                /* sl_relay_size */
   uint64_t peak_pool_bytes; /* most pool memory the relay held at once */
   int32_t score;
   int tarpitted;

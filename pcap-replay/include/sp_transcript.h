@@ -71,10 +71,10 @@ int sp_transcript_put_record(sp_buf *b, const sp_record *r);
 typedef struct sp_transcript_reader {
   const uint8_t *data;
   size_t len, pos;
-  uint64_t line;         /* 1-based line of pos, counting raw data lines */
+  uint64_t line; /* 1-based line of pos, counting raw data lines */
   uint64_t last_t;
-  int closed;            /* the terminal E record has been read */
-  int ended[2];          /* client / server FIN seen */
+  int closed;   /* the terminal E record has been read */
+  int ended[2]; /* client / server FIN seen */
   sp_transcript_header hdr;
   char err[200];
 } sp_transcript_reader;

@@ -16,12 +16,12 @@ extern "C" {
 #endif
 
 /* XX(name, value, message) */
-#define SP_ERR_MAP(XX)                                                        \
-  XX(NOMEM, -1, "out of memory")                                              \
-  XX(IO, -2, "I/O error")                                                     \
-  XX(MALFORMED, -3, "malformed input")                                        \
-  XX(UNSUPPORTED, -4, "unsupported input")                                    \
-  XX(CALLBACK, -5, "a callback reported failure")                             \
+#define SP_ERR_MAP(XX)                                                         \
+  XX(NOMEM, -1, "out of memory")                                               \
+  XX(IO, -2, "I/O error")                                                      \
+  XX(MALFORMED, -3, "malformed input")                                         \
+  XX(UNSUPPORTED, -4, "unsupported input")                                     \
+  XX(CALLBACK, -5, "a callback reported failure")                              \
   XX(INVALID_ARGUMENT, -6, "invalid argument")
 
 typedef enum sp_err {

@@ -22,8 +22,16 @@
 #define LT_IPV4 228
 #define LT_IPV6 229
 
-enum { F_V6 = 1, F_IPOPT = 2, F_V6EXT = 4, F_VLAN = 8, F_QINQ = 16,
-       F_NULL_BE = 32, F_EXTRA = 64, F_TRUNC = 128 };
+enum {
+  F_V6 = 1,
+  F_IPOPT = 2,
+  F_V6EXT = 4,
+  F_VLAN = 8,
+  F_QINQ = 16,
+  F_NULL_BE = 32,
+  F_EXTRA = 64,
+  F_TRUNC = 128
+};
 
 typedef struct frame {
   uint8_t b[512];
@@ -273,7 +281,8 @@ static void write_pcapng(const char *path, int be, int nano, uint32_t lt) {
 /* libpcap's own writer, host byte order. */
 static void write_libpcap(const char *path, int dlt, int nano) {
   pcap_t *p = pcap_open_dead_with_tstamp_precision(
-      dlt, 65535, nano ? PCAP_TSTAMP_PRECISION_NANO : PCAP_TSTAMP_PRECISION_MICRO);
+      dlt, 65535,
+      nano ? PCAP_TSTAMP_PRECISION_NANO : PCAP_TSTAMP_PRECISION_MICRO);
   pcap_dumper_t *d = pcap_dump_open(p, path);
   for (size_t i = 0; i < nframes; i++) {
     struct pcap_pkthdr h;
@@ -337,8 +346,8 @@ static void check_file(const char *path, int v6, const char *body,
   uint64_t frags = 0;
   while ((rc = sp_capture_next(cap, &f, err, sizeof err)) == 1) {
     sp_tcp_segment s;
-    sp_decode_status st =
-        sp_decode_frame(sp_capture_linktype(cap), f.data, f.caplen, f.wirelen, &s);
+    sp_decode_status st = sp_decode_frame(sp_capture_linktype(cap), f.data,
+                                          f.caplen, f.wirelen, &s);
     frags += st == SP_DECODE_FRAGMENT;
     if (st != SP_DECODE_TCP)
       continue;
@@ -452,7 +461,8 @@ static void test_decode_bounds(void) {
     free(copy);
   }
   sp_tcp_segment s;
-  CHECK_INT(sp_decode_frame(147, frames[0].b, 10, 10, &s), SP_DECODE_UNSUPPORTED);
+  CHECK_INT(sp_decode_frame(147, frames[0].b, 10, 10, &s),
+            SP_DECODE_UNSUPPORTED);
 }
 
 static void test_cli_extract(void) {

@@ -25,7 +25,8 @@ static int on_ev(void *ctx, const sp_stream_ev *ev) {
     len = (size_t)ev->len;
     break;
   case SP_EV_GAP:
-    len = (size_t)snprintf(tmp, sizeof tmp, "G%llu", (unsigned long long)ev->len);
+    len =
+        (size_t)snprintf(tmp, sizeof tmp, "G%llu", (unsigned long long)ev->len);
     break;
   case SP_EV_FIN:
     len = (size_t)snprintf(tmp, sizeof tmp, "FIN");
@@ -279,7 +280,9 @@ static void random_run(int drop, size_t max_ooo) {
   uint8_t *orig = malloc(LEN);
   for (size_t i = 0; i < LEN; i++)
     orig[i] = (uint8_t)rnd(256);
-  struct cut { uint32_t off, len; } segs[NSEG * 3];
+  struct cut {
+    uint32_t off, len;
+  } segs[NSEG * 3];
   size_t n = 0;
   for (uint32_t off = 0; off < LEN;) {
     uint32_t len = 1 + rnd(MAXSEG);

@@ -31,8 +31,8 @@ static void tb_rec(tb *t, char type, unsigned long long us, const char *data) {
 }
 
 static void tb_end(tb *t, unsigned long long us, const char *why) {
-  t->len += (size_t)snprintf(t->buf + t->len, sizeof t->buf - t->len, "E %llu %s\n",
-                             us, why);
+  t->len += (size_t)snprintf(t->buf + t->len, sizeof t->buf - t->len,
+                             "E %llu %s\n", us, why);
 }
 
 /* A plain MTA session, one command per write, 10 ms server latency. */
@@ -57,7 +57,8 @@ static void plain_session(tb *t) {
 
 static int load(sp_script *s, const tb *t) {
   char err[256];
-  int rc = sp_script_from_transcript(s, (const uint8_t *)t->buf, t->len, err, sizeof err);
+  int rc = sp_script_from_transcript(s, (const uint8_t *)t->buf, t->len, err,
+                                     sizeof err);
   if (rc)
     fprintf(stderr, "transcript: %s\n", err);
   return rc;
@@ -119,7 +120,7 @@ static void test_script_model(void) {
   CHECK_INT(s.w[0].think_us, 50000); /* 100 ms - greeting at 50 ms */
   CHECK_INT(s.w[3].after_replies, 4);
   CHECK_INT(s.end, SP_SEND_FIN);
-  CHECK_INT(s.gave_up, 0);           /* censored */
+  CHECK_INT(s.gave_up, 0);             /* censored */
   CHECK(fabs(s.wait_s - 0.05) < 1e-9); /* longest wait: the greeting */
   sp_script_free(&s);
 }
@@ -161,7 +162,8 @@ static void test_pipelining_as_captured(void) {
   tb_rec(&t, 'S', 10000, "220 mx ESMTP\r\n");
   tb_rec(&t, 'C', 20000, "EHLO c\r\n");
   tb_rec(&t, 'S', 30000, "250-mx\r\n250 PIPELINING\r\n");
-  tb_rec(&t, 'C', 40000, "MAIL FROM:<a@x.org>\r\nRCPT TO:<b@y.org>\r\nDATA\r\n");
+  tb_rec(&t, 'C', 40000,
+         "MAIL FROM:<a@x.org>\r\nRCPT TO:<b@y.org>\r\nDATA\r\n");
   tb_rec(&t, 'S', 50000, "250 Ok\r\n250 Ok\r\n354 go\r\n");
   tb_rec(&t, 'C', 60000, "x\r\n.\r\nQUIT\r\n");
   tb_rec(&t, 'S', 70000, "250 queued\r\n221 Bye\r\n");
@@ -305,10 +307,14 @@ static void test_policy_file(void) {
   CHECK(!strncmp(err, want, strlen(want)));
   CHECK(strstr(err, "did you mean \"normal_greet_delay\"") != NULL);
   /* bad values */
-  const char *bad[] = {"normal_greet_delay = 6 parsecs\n", "mode = sideways\n",
-                       "dnsbl = nozone 10\n", "dnsbl = z.example 10 10.0.0.1\n",
-                       "tarpit_score = lots\n", "features = pipelining teleport\n",
-                       "just a line\n", "pipeline_max = 1\n"};
+  const char *bad[] = {"normal_greet_delay = 6 parsecs\n",
+                       "mode = sideways\n",
+                       "dnsbl = nozone 10\n",
+                       "dnsbl = z.example 10 10.0.0.1\n",
+                       "tarpit_score = lots\n",
+                       "features = pipelining teleport\n",
+                       "just a line\n",
+                       "pipeline_max = 1\n"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     write_file(path, bad[i]);
     sp_policy_init(&p);
@@ -410,11 +416,18 @@ static void test_relay_keys(void) {
   char err[256];
   sp_policy_init(&p);
   CHECK(p.policy.rcpt.flags & SL_RCPT_ANY_DOMAIN);
-  CHECK_INT(sp_policy_set(&p, "relay_domains", "a.test, .b.test", "t", err, sizeof err), 0);
-  CHECK_INT(sp_policy_set(&p, "relay_domains", "c.test", "t", err, sizeof err), 0);
-  CHECK_INT(sp_policy_set(&p, "relay_allow", "bang_path", "t", err, sizeof err), 0);
-  CHECK_INT(sp_policy_set(&p, "mynetworks", "10.0.0.0/8, 2001:db8::/32", "t", err, sizeof err), 0);
-  CHECK_INT(sp_policy_set(&p, "mynetworks", "10.0.0.0/33", "t", err, sizeof err), -1);
+  CHECK_INT(sp_policy_set(&p, "relay_domains", "a.test, .b.test", "t", err,
+                          sizeof err),
+            0);
+  CHECK_INT(sp_policy_set(&p, "relay_domains", "c.test", "t", err, sizeof err),
+            0);
+  CHECK_INT(sp_policy_set(&p, "relay_allow", "bang_path", "t", err, sizeof err),
+            0);
+  CHECK_INT(sp_policy_set(&p, "mynetworks", "10.0.0.0/8, 2001:db8::/32", "t",
+                          err, sizeof err),
+            0);
+  CHECK_INT(
+      sp_policy_set(&p, "mynetworks", "10.0.0.0/33", "t", err, sizeof err), -1);
   CHECK_INT(sp_policy_set(&p, "relay_allow", "all", "t", err, sizeof err), -1);
   CHECK_INT(sp_policy_finish(&p, err, sizeof err), 0);
   q = p;
@@ -422,13 +435,18 @@ static void test_relay_keys(void) {
   CHECK_INT(q.policy.rcpt.flags, SL_RCPT_ALLOW_BANG_PATH);
   CHECK_INT(q.policy.rcpt.ndomains, 3);
   CHECK_INT(q.policy.rcpt.nmynetworks, 2);
-  CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"u@x.b.test", 10, 0), SL_RCPT_OK);
-  CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"u@c.test", 8, 0), SL_RCPT_OK);
-  CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"u@d.test", 8, 0), SL_RCPT_DENIED);
-  CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"x!u@a.test", 10, 0), SL_RCPT_OK);
+  CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"u@x.b.test", 10, 0),
+            SL_RCPT_OK);
+  CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"u@c.test", 8, 0),
+            SL_RCPT_OK);
+  CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"u@d.test", 8, 0),
+            SL_RCPT_DENIED);
+  CHECK_INT(sl_rcpt_check(&q.policy.rcpt, (const uint8_t *)"x!u@a.test", 10, 0),
+            SL_RCPT_OK);
   sp_policy_init(&p);
   CHECK_INT(sp_policy_set(&p, "relay_domains", "*", "t", err, sizeof err), 0);
-  CHECK_INT(sp_policy_set(&p, "relay_domains", "a.test", "t", err, sizeof err), 0);
+  CHECK_INT(sp_policy_set(&p, "relay_domains", "a.test", "t", err, sizeof err),
+            0);
   CHECK(p.policy.rcpt.flags & SL_RCPT_ANY_DOMAIN); /* "*" given: stays */
 }
 

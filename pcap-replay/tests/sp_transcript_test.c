@@ -108,8 +108,8 @@ static void bad_case(const char *text, size_t len, const char *want) {
   free(copy);
 }
 
-#define HDR                                                                   \
-  "sluice-transcript 1\nsource x session 1\nclient 1.2.3.4 5\n"               \
+#define HDR                                                                    \
+  "sluice-transcript 1\nsource x session 1\nclient 1.2.3.4 5\n"                \
   "server 5.6.7.8 25\nstart 1.000000\n\n"
 #define BAD(lit, want) bad_case(lit, sizeof lit - 1, want)
 
@@ -118,7 +118,8 @@ static void test_malformed(void) {
   BAD("sluice-transcript 2\n\n", "first line");
   BAD("sluice-transcript 1", "first line");
   BAD("sluice-transcript 1\nsource x session 1\n", "blank line");
-  BAD("sluice-transcript 1\nsource x session 1\n\n", "lacks client server start");
+  BAD("sluice-transcript 1\nsource x session 1\n\n",
+      "lacks client server start");
   BAD("sluice-transcript 1\nsource x\nclient 1.2.3.4 5\n\n", "bad source");
   BAD("sluice-transcript 1\nclient 1.2.3.4 70000\n\n", "bad client");
   BAD("sluice-transcript 1\nstart 1.5\n\n", "6 fraction digits");
@@ -160,7 +161,8 @@ static void test_load(void) {
             SP_ERR_MALFORMED);
   CHECK(strstr(err, "larger than 10") != NULL);
   remove(buf);
-  CHECK_INT(sp_transcript_load(buf, 10, &data, &len, err, sizeof err), SP_ERR_IO);
+  CHECK_INT(sp_transcript_load(buf, 10, &data, &len, err, sizeof err),
+            SP_ERR_IO);
   CHECK(strstr(err, "cannot open") != NULL);
 }
 

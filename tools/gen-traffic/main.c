@@ -357,8 +357,9 @@ static int write_sidecar(const char *path, int argc, char **argv,
   fprintf(f, "{\n  \"synthetic\": true,\n"
              "  \"note\": \"Synthetic SMTP traffic made by sluice-gen-traffic; "
              "not a real capture.\",\n");
-  fprintf(f, "  \"tool\": \"sluice-gen-traffic\",\n  \"version\": \"%s\",\n"
-             "  \"model\": %d,\n",
+  fprintf(f,
+          "  \"tool\": \"sluice-gen-traffic\",\n  \"version\": \"%s\",\n"
+          "  \"model\": %d,\n",
           GEN_VERSION, GEN_MODEL);
   /* argv[0] by its base name, so the record does not depend on the build
    * directory and the corpus regenerates byte for byte. */
@@ -402,18 +403,21 @@ static int write_sidecar(const char *path, int argc, char **argv,
     count[t[i].dialect]++;
     gave[t[i].dialect] += (uint64_t)t[i].gave_up;
   }
-  fprintf(f, "  \"summary\": {\"sessions\": %" PRIu64 ", \"packets\": %" PRIu64
-             ", \"by_dialect\": {",
+  fprintf(f,
+          "  \"summary\": {\"sessions\": %" PRIu64 ", \"packets\": %" PRIu64
+          ", \"by_dialect\": {",
           c->sessions, packets);
   for (int i = 0; i < D_COUNT; i++)
-    fprintf(f, "%s\"%s\": {\"sessions\": %" PRIu64 ", \"gave_up\": %" PRIu64 "}",
+    fprintf(f,
+            "%s\"%s\": {\"sessions\": %" PRIu64 ", \"gave_up\": %" PRIu64 "}",
             i ? ", " : "", dialect_names[i], count[i], gave[i]);
   fprintf(f, "}},\n  \"sessions\": [\n");
   for (uint64_t i = 0; i < c->sessions; i++) {
     const struct truth *s = &t[i];
     addr_text(&s->caddr, ip, sizeof ip);
     fprintf(f,
-            "    {\"id\": %" PRIu64 ", \"dialect\": \"%s\", \"client\": \"%s\", "
+            "    {\"id\": %" PRIu64
+            ", \"dialect\": \"%s\", \"client\": \"%s\", "
             "\"client_port\": %u, \"start\": %.6f, \"end\": %.6f, "
             "\"rtt\": %.6f, \"patience\": %.6f, \"gave_up\": %s, "
             "\"gave_up_waiting_for\": \"%s\", \"end_reason\": \"%s\", "
@@ -528,8 +532,23 @@ int main(int argc, char **argv) {
   int net_given = 0;
 
   enum {
-    O_OUT = 256, O_SESS, O_MIX, O_SEED, O_START, O_RATE, O_SERVER, O_NET,
-    O_PAT, O_BPAT, O_MPAT, O_GREET, O_REPLY, O_MSIZE, O_REJ, O_RST, O_LINK
+    O_OUT = 256,
+    O_SESS,
+    O_MIX,
+    O_SEED,
+    O_START,
+    O_RATE,
+    O_SERVER,
+    O_NET,
+    O_PAT,
+    O_BPAT,
+    O_MPAT,
+    O_GREET,
+    O_REPLY,
+    O_MSIZE,
+    O_REJ,
+    O_RST,
+    O_LINK
   };
   static const struct option opts[] = {
       {"out", required_argument, 0, O_OUT},
@@ -555,27 +574,58 @@ int main(int argc, char **argv) {
   int o;
   while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (o) {
-    case O_OUT: out = optarg; break;
-    case O_SESS: c.sessions = parse_u64("--sessions", optarg, 1, 100000000); break;
-    case O_MIX: parse_mix(optarg, &c); break;
-    case O_SEED: c.seed = parse_u64("--seed", optarg, 0, UINT64_MAX); break;
+    case O_OUT:
+      out = optarg;
+      break;
+    case O_SESS:
+      c.sessions = parse_u64("--sessions", optarg, 1, 100000000);
+      break;
+    case O_MIX:
+      parse_mix(optarg, &c);
+      break;
+    case O_SEED:
+      c.seed = parse_u64("--seed", optarg, 0, UINT64_MAX);
+      break;
     case O_START:
-      c.start_us = (int64_t)parse_u64("--start-time", optarg, 0, 4000000000ULL) *
-                   1000000;
+      c.start_us =
+          (int64_t)parse_u64("--start-time", optarg, 0, 4000000000ULL) *
+          1000000;
       break;
-    case O_RATE: c.rate = parse_num("--rate", optarg, 1e-6, 1e6); break;
-    case O_SERVER: parse_server(optarg, &c); break;
-    case O_NET: parse_net(optarg, &c); net_given = 1; break;
-    case O_PAT: c.patience = parse_dist("--patience", optarg); break;
-    case O_BPAT: c.bot_patience = parse_dist("--bot-patience", optarg); break;
-    case O_MPAT: c.mta_patience = parse_num("--mta-patience", optarg, 0, 86400); break;
-    case O_GREET: c.greet_delay = parse_num("--server-delay-greeting", optarg, 0, 86400); break;
-    case O_REPLY: c.reply_delay = parse_num("--server-reply-delay", optarg, 0, 86400); break;
+    case O_RATE:
+      c.rate = parse_num("--rate", optarg, 1e-6, 1e6);
+      break;
+    case O_SERVER:
+      parse_server(optarg, &c);
+      break;
+    case O_NET:
+      parse_net(optarg, &c);
+      net_given = 1;
+      break;
+    case O_PAT:
+      c.patience = parse_dist("--patience", optarg);
+      break;
+    case O_BPAT:
+      c.bot_patience = parse_dist("--bot-patience", optarg);
+      break;
+    case O_MPAT:
+      c.mta_patience = parse_num("--mta-patience", optarg, 0, 86400);
+      break;
+    case O_GREET:
+      c.greet_delay = parse_num("--server-delay-greeting", optarg, 0, 86400);
+      break;
+    case O_REPLY:
+      c.reply_delay = parse_num("--server-reply-delay", optarg, 0, 86400);
+      break;
     case O_MSIZE:
-      c.message_size = (size_t)parse_u64("--message-size", optarg, 0, 100000000);
+      c.message_size =
+          (size_t)parse_u64("--message-size", optarg, 0, 100000000);
       break;
-    case O_REJ: c.reject_rate = parse_num("--reject-rate", optarg, 0, 1); break;
-    case O_RST: c.giveup_rst = parse_num("--giveup-rst", optarg, 0, 1); break;
+    case O_REJ:
+      c.reject_rate = parse_num("--reject-rate", optarg, 0, 1);
+      break;
+    case O_RST:
+      c.giveup_rst = parse_num("--giveup-rst", optarg, 0, 1);
+      break;
     case O_LINK:
       if (strcmp(optarg, "en10mb") == 0)
         c.linktype = DLT_EN10MB;
@@ -584,7 +634,9 @@ int main(int argc, char **argv) {
       else
         die_usage("--linktype must be en10mb or raw, not '%s'", optarg);
       break;
-    case 'h': usage(stdout); return 0;
+    case 'h':
+      usage(stdout);
+      return 0;
     case ':':
     case '?':
     default:

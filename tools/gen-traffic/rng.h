@@ -24,7 +24,8 @@ static inline uint32_t rng_u32(struct rng *r) {
   return (xs >> rot) | (xs << ((-rot) & 31u));
 }
 
-static inline void rng_seed(struct rng *r, uint64_t initstate, uint64_t initseq) {
+static inline void rng_seed(struct rng *r, uint64_t initstate,
+                            uint64_t initseq) {
   r->state = 0;
   r->inc = (initseq << 1u) | 1u;
   (void)rng_u32(r);
@@ -64,6 +65,8 @@ static inline double rng_loguniform(struct rng *r, double lo, double hi) {
   return lo * exp(log(hi / lo) * rng_unit(r));
 }
 
-static inline int rng_chance(struct rng *r, double p) { return rng_unit(r) < p; }
+static inline int rng_chance(struct rng *r, double p) {
+  return rng_unit(r) < p;
+}
 
 #endif

@@ -245,8 +245,7 @@ static void srv_queue(struct sess *S, int64_t t, const char *text, int close) {
 
 static int ieq_prefix(const char *line, const char *word) {
   size_t n = strlen(word);
-  return strncasecmp(line, word, n) == 0 &&
-         (line[n] == 0 || line[n] == ' ');
+  return strncasecmp(line, word, n) == 0 && (line[n] == 0 || line[n] == ' ');
 }
 
 /* The reply of a plausible MTA (Postfix's wording) to one command line. */
@@ -349,8 +348,8 @@ static void srv_process(struct sess *S, int64_t ta) {
         /* one draw per statement: argument order is unspecified */
         uint32_t qid = rng_u32(&S->r);
         uint32_t qid2 = rng_below(&S->r, 256);
-        snprintf(buf, sizeof buf, "250 2.0.0 Ok: queued as %08X%02X\r\n",
-                 qid, qid2);
+        snprintf(buf, sizeof buf, "250 2.0.0 Ok: queued as %08X%02X\r\n", qid,
+                 qid2);
         srv_queue(S, t, buf, 0);
         group = t + rnd_us(S, 50e-6, 400e-6) + us(cfg->reply_delay);
       }
@@ -399,8 +398,8 @@ static int64_t srv_wire(struct sess *S, struct entry *e, int deliver) {
     S->cin_ready = t + S->rtt;
   }
   if (e->close) {
-    t = emit(S, &S->s, &S->c, t + rnd_us(S, 20e-6, 120e-6),
-             TCPF_FIN | TCPF_ACK, NULL, 0);
+    t = emit(S, &S->s, &S->c, t + rnd_us(S, 20e-6, 120e-6), TCPF_FIN | TCPF_ACK,
+             NULL, 0);
     S->s_fin_sent = 1;
     if (deliver) {
       rx(S, &S->c, &S->s, t + S->rtt, S->s.snd_nxt);
@@ -621,11 +620,12 @@ static void c_quit(struct sess *S) {
 /* ---- messages -------------------------------------------------------- */
 
 static const char *const words[] = {
-    "lorem",  "ipsum",   "dolor",  "sit",   "amet",   "consectetur",
-    "adipiscing", "elit", "sed",   "do",    "eiusmod", "tempor",
-    "incididunt", "ut",  "labore", "et",    "dolore", "magna",
-    "aliqua", "enim",    "ad",     "minim", "veniam", "quis",
-    "nostrud", "exercitation", "ullamco", "laboris", "nisi", "aliquip"};
+    "lorem",        "ipsum",      "dolor",      "sit",    "amet",
+    "consectetur",  "adipiscing", "elit",       "sed",    "do",
+    "eiusmod",      "tempor",     "incididunt", "ut",     "labore",
+    "et",           "dolore",     "magna",      "aliqua", "enim",
+    "ad",           "minim",      "veniam",     "quis",   "nostrud",
+    "exercitation", "ullamco",    "laboris",    "nisi",   "aliquip"};
 
 static char *build_message(struct sess *S, const char *from, const char *to,
                            int spam, size_t *len) {
@@ -646,8 +646,7 @@ static char *build_message(struct sess *S, const char *from, const char *to,
                    from, to,
                    spam ? "Your account statement is ready"
                         : "Minutes of the weekly meeting",
-                   date, id1, id2,
-                   spam ? "example.com" : "example.org");
+                   date, id1, id2, spam ? "example.com" : "example.org");
   append(S, &m, &n, &cap, hdr, (size_t)k);
   size_t target = S->cfg->message_size;
   while (n < target && !S->oom) {
@@ -723,8 +722,8 @@ static int transaction_pipe(struct sess *S, const char *from,
                             int with_body, int spam) {
   char *buf = NULL, line[256], to[64];
   size_t n = 0, cap = 0;
-  int k = snprintf(line, sizeof line, "MAIL FROM:<%s>%s\r\n", from,
-                   mail_params);
+  int k =
+      snprintf(line, sizeof line, "MAIL FROM:<%s>%s\r\n", from, mail_params);
   append(S, &buf, &n, &cap, line, (size_t)k);
   for (unsigned i = 0; i < nrcpt; i++) {
     rcpt_addr(S, to, sizeof to);
@@ -767,10 +766,18 @@ static int transaction_pipe(struct sess *S, const char *from,
 static void bot_name(struct sess *S, char *buf, size_t cap) {
   uint32_t x = rng_u32(&S->r) & 0xffffffu;
   switch (rng_below(&S->r, 4)) {
-  case 0: snprintf(buf, cap, "DESKTOP-%06X", x); break;
-  case 1: snprintf(buf, cap, "user-pc%04x", x & 0xffffu); break;
-  case 2: snprintf(buf, cap, "%06x.example.com", x); break;
-  default: snprintf(buf, cap, "WIN-%06X", x); break;
+  case 0:
+    snprintf(buf, cap, "DESKTOP-%06X", x);
+    break;
+  case 1:
+    snprintf(buf, cap, "user-pc%04x", x & 0xffffu);
+    break;
+  case 2:
+    snprintf(buf, cap, "%06x.example.com", x);
+    break;
+  default:
+    snprintf(buf, cap, "WIN-%06X", x);
+    break;
   }
 }
 
@@ -778,16 +785,14 @@ static void run_dialect(struct sess *S) {
   char line[256], from[96];
   enum dialect d = S->tr->dialect;
   int spam = d != D_MTA && d != D_MTA_HELO;
-  unsigned nrcpt =
-      spam ? 1 + rng_below(&S->r, 5) : 1 + rng_below(&S->r, 3);
+  unsigned nrcpt = spam ? 1 + rng_below(&S->r, 5) : 1 + rng_below(&S->r, 3);
   if (spam) {
     char l[3];
     for (int i = 0; i < 3; i++)
       l[i] = (char)('a' + rng_below(&S->r, 26));
     unsigned num = rng_below(&S->r, 1000);
     snprintf(from, sizeof from, "%c%c%c%u@example.com", l[0], l[1], l[2], num);
-  }
-  else
+  } else
     snprintf(from, sizeof from, "list%u@example.org", rng_below(&S->r, 100));
   int code;
 
@@ -822,8 +827,8 @@ static void run_dialect(struct sess *S) {
     /* talks as soon as connect() returns */
     S->tr->pregreet = 1;
     S->now += rnd_us(S, 100e-6, 2e-3);
-    snprintf(line, sizeof line, "%s %s", rng_chance(&S->r, 0.5) ? "EHLO" : "HELO",
-             S->helo_name);
+    snprintf(line, sizeof line, "%s %s",
+             rng_chance(&S->r, 0.5) ? "EHLO" : "HELO", S->helo_name);
     c_printf(S, "%s\r\n", line);
     if (c_read(S, "greeting") != 220)
       break;
@@ -838,8 +843,8 @@ static void run_dialect(struct sess *S) {
     if (c_read(S, "greeting") != 220)
       break;
     /* HELO gives no capabilities, and it pipelines all the same */
-    snprintf(line, sizeof line, "%s %s", rng_chance(&S->r, 0.5) ? "EHLO" : "HELO",
-             S->helo_name);
+    snprintf(line, sizeof line, "%s %s",
+             rng_chance(&S->r, 0.5) ? "EHLO" : "HELO", S->helo_name);
     if (c_cmd(S, "ehlo", line) != 250)
       break;
     code = transaction_pipe(S, from, "", nrcpt, rng_chance(&S->r, 0.5), 1);

@@ -48,8 +48,8 @@ typedef struct sl_sockaddr {
 typedef struct sl_listen_cfg {
   char *text; /* as written, e.g. "[::1]:2465" */
   sl_sockaddr addr;
-  int tls;   /* implicit TLS (port 465 style) */
-  int proxy; /* PROXY v1/v2 expected from trusted_proxy sources */
+  int tls;      /* implicit TLS (port 465 style) */
+  int proxy;    /* PROXY v1/v2 expected from trusted_proxy sources */
   int nofilter; /* "nofilter": sessions of this listener skip the filters */
   int line;
 } sl_listen_cfg;
@@ -154,8 +154,10 @@ typedef struct sl_config {
   size_t nupstream;
   int balance;
   sl_duration health_interval, health_timeout, down_retry;
-  sl_duration upstream_wait; /* retry refused connects with back-off this long */
-  int client_name_lookup;    /* forward-confirmed reverse lookup for XCLIENT NAME= */
+  sl_duration
+      upstream_wait;      /* retry refused connects with back-off this long */
+  int client_name_lookup; /* forward-confirmed reverse lookup for XCLIENT NAME=
+                           */
   uint32_t health_rise, health_fall;
 
   char *tls_cert, *tls_key, *tls_ciphers, *tls_ciphersuites;
@@ -204,7 +206,7 @@ typedef struct sl_config {
   int filter_mode;            /* SL_FILTER_MODE_* */
   int filter_mode_spool;      /* derived by finish: auto resolved */
   uint64_t filter_spool_memory;
-  char *filter_spool_dir; /* NULL: $TMPDIR, else /tmp */
+  char *filter_spool_dir;    /* NULL: $TMPDIR, else /tmp */
   int filter_discard_action; /* SL_FILTER_DISCARD_* */
   uint32_t filter_skip;      /* SL_FILTER_SKIP_* */
   /* Privileges and pidfile (sluiced's sd_privs.c, sd_daemon.c). */
@@ -229,9 +231,9 @@ typedef enum sl_config_type {
   SL_CT_FILE,    /* char *: a file sluiced must be able to read */
   SL_CT_LOGFILE, /* char *: a file sluiced appends to (its directory must exist)
                   */
-  SL_CT_HOSTNAME, /* char *: a DNS host name */
-  SL_CT_ADDRPORT, /* char * + metrics_addr: numeric ADDRESS:PORT */
-  SL_CT_FEATURES, /* policy.features from names */
+  SL_CT_HOSTNAME,    /* char *: a DNS host name */
+  SL_CT_ADDRPORT,    /* char * + metrics_addr: numeric ADDRESS:PORT */
+  SL_CT_FEATURES,    /* policy.features from names */
   SL_CT_RELAY_ALLOW, /* policy.rcpt.flags: relay_allow names */
   SL_CT_FILTER_SKIP, /* filter_skip: names of SL_FILTER_SKIP_* bits */
   /* repeatable line types, each with its own parser */

@@ -37,9 +37,9 @@ typedef struct sl_bufpool {
   uint8_t *free_small, *free_large; /* free lists, linked through the
                                        first bytes of each buffer */
   uint32_t small_size, large_size;
-  uint32_t small_free, large_free;   /* buffers on the free lists */
+  uint32_t small_free, large_free; /* buffers on the free lists */
   uint32_t small_total, large_total;
-  uint64_t gets, misses;             /* for statistics and tests */
+  uint64_t gets, misses; /* for statistics and tests */
 } sl_bufpool;
 
 /*

@@ -23,13 +23,13 @@ extern "C" {
 
 /* XX(name, value, fatal, message).  -2 and -6 were codes nothing returned;
    their values are not reused. */
-#define SL_ERR_MAP(XX)                                                        \
-  XX(INVALID_ARGUMENT, -1, 0, "invalid argument")                             \
-  XX(NOBUF, -3, 0, "memory block or buffer too small")                        \
-  XX(TIME_BACKWARDS, -4, 1, "timestamp earlier than a previous one")          \
-  XX(UNKNOWN_REQUEST, -5, 0, "no outstanding request has that id")            \
-  XX(INCOMPLETE, -7, 0, "more input is needed")                               \
-  XX(MALFORMED, -8, 0, "input does not follow the protocol")                  \
+#define SL_ERR_MAP(XX)                                                         \
+  XX(INVALID_ARGUMENT, -1, 0, "invalid argument")                              \
+  XX(NOBUF, -3, 0, "memory block or buffer too small")                         \
+  XX(TIME_BACKWARDS, -4, 1, "timestamp earlier than a previous one")           \
+  XX(UNKNOWN_REQUEST, -5, 0, "no outstanding request has that id")             \
+  XX(INCOMPLETE, -7, 0, "more input is needed")                                \
+  XX(MALFORMED, -8, 0, "input does not follow the protocol")                   \
   XX(INTERNAL, -9, 1, "internal error (a bug in sluice)")
 
 typedef enum sl_err {
@@ -41,7 +41,8 @@ typedef enum sl_err {
 
 /* A short English description of err; never NULL ("unknown error"). */
 const char *sl_strerror(int err);
-/* The symbolic name of err without prefix, e.g. "TIME_BACKWARDS"; never NULL. */
+/* The symbolic name of err without prefix, e.g. "TIME_BACKWARDS"; never NULL.
+ */
 const char *sl_err_name(int err);
 /* Nonzero if err leaves the relay unusable: the caller must destroy it.
    A negative code missing from the table counts as fatal; SL_OK and

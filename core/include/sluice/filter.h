@@ -100,8 +100,8 @@ int sl_verdict_combine(const sl_verdict *v, size_t n, sl_discard_as as,
  *    verdict's class is kept if its class is the same (even when the
  *    code itself is replaced); otherwise "4.7.1" / "5.7.1" is used;
  *  - the text of every line (after its code, '-' or ' ' and any enhanced
- *    code of class 2, 4 or 5) is joined with one space; CR, LF, every other control
- *    byte, DEL and bytes >= 0x80 become '?' (runs of CR/LF between lines
+ *    code of class 2, 4 or 5) is joined with one space; CR, LF, every other
+ * control byte, DEL and bytes >= 0x80 become '?' (runs of CR/LF between lines
  *    become the one space); leading and trailing blanks are dropped; the
  *    text is cut to fit the line limit;
  *  - empty text becomes a default ("Message rejected by content filter" /

@@ -51,35 +51,35 @@ typedef struct sl_limits {
                                  that get 452 without counting as errors,
                                  so a client can send DATA for the accepted
                                  ones and retry the rest (4.5.3.1.10) */
-  uint32_t pipeline_max;     /* commands awaiting replies: 32 (2..32) */
-  uint32_t errors_max;       /* 20 (Postfix smtpd_hard_error_limit):
-                                421 4.7.0 */
-  uint32_t junk_commands_max; /* 100 (smtpd_junk_command_limit), NOOP,
-                                 RSET, VRFY, EXPN, HELP: 421 4.7.0 */
-  uint32_t buffer_size; /* a large pool buffer: 16384 (>= reply_max + 512,
-                           >= auth_line_max + 2, <= 65528) */
+  uint32_t pipeline_max;            /* commands awaiting replies: 32 (2..32) */
+  uint32_t errors_max;              /* 20 (Postfix smtpd_hard_error_limit):
+                                       421 4.7.0 */
+  uint32_t junk_commands_max;       /* 100 (smtpd_junk_command_limit), NOOP,
+                                       RSET, VRFY, EXPN, HELP: 421 4.7.0 */
+  uint32_t buffer_size;       /* a large pool buffer: 16384 (>= reply_max + 512,
+                                 >= auth_line_max + 2, <= 65528) */
   uint32_t small_buffer_size; /* a small pool buffer: 512 (>= 300) */
 
   /* Timeouts (RFC 5321 4.5.3.2); 0 disables one. */
   sl_duration proxy_header_timeout; /* 5 s, PROXY header from a balancer */
-  sl_duration command_timeout; /* 300 s, server waits for a command
-                                  (4.5.3.2.7), from the end of the previous
-                                  one to the end of this line, not restarted
-                                  by each byte: 421 4.4.2 */
-  sl_duration data_block_timeout; /* 180 s, between DATA/BDAT bytes */
-  sl_duration record_timeout; /* 60 s, from the first byte of a line (a
-                                 command, DATA or reply line) to its LF
-                                 (Postfix's smtpd_per_record_deadline):
-                                 421 4.4.2 to a client, upstream failed */
-  sl_duration send_timeout; /* 300 s, client not reading our replies */
-  sl_duration upstream_connect_timeout; /* 30 s */
-  sl_duration upstream_greeting_timeout; /* 300 s (4.5.3.2.1) */
-  sl_duration upstream_command_timeout;  /* 300 s: MAIL, RCPT, others */
+  sl_duration command_timeout;      /* 300 s, server waits for a command
+                                       (4.5.3.2.7), from the end of the previous
+                                       one to the end of this line, not restarted
+                                       by each byte: 421 4.4.2 */
+  sl_duration data_block_timeout;   /* 180 s, between DATA/BDAT bytes */
+  sl_duration record_timeout;       /* 60 s, from the first byte of a line (a
+                                       command, DATA or reply line) to its LF
+                                       (Postfix's smtpd_per_record_deadline):
+                                       421 4.4.2 to a client, upstream failed */
+  sl_duration send_timeout;         /* 300 s, client not reading our replies */
+  sl_duration upstream_connect_timeout;   /* 30 s */
+  sl_duration upstream_greeting_timeout;  /* 300 s (4.5.3.2.1) */
+  sl_duration upstream_command_timeout;   /* 300 s: MAIL, RCPT, others */
   sl_duration upstream_data_init_timeout; /* 120 s (4.5.3.2.4) */
   sl_duration upstream_data_term_timeout; /* 600 s (4.5.3.2.6) */
-  sl_duration tls_handshake_timeout; /* 60 s, either leg */
-  sl_duration session_timeout; /* 7200 s, an overall cap on a session
-                                  (README "Limits"): 421 4.4.2 */
+  sl_duration tls_handshake_timeout;      /* 60 s, either leg */
+  sl_duration session_timeout;            /* 7200 s, an overall cap on a session
+                                             (README "Limits"): 421 4.4.2 */
 } sl_limits;
 
 /* Fills l with the defaults above. */

@@ -82,20 +82,20 @@ typedef enum sl_action {
 
 /* How replies go out.  All durations may be 0 (off). */
 typedef struct sl_tarpit {
-  sl_duration greet_delay;  /* hold the final greeting line this long */
-  sl_duration reply_delay;  /* hold every other reply this long */
-  sl_duration jitter;       /* add a uniform [0, jitter) to each delay */
-  uint32_t stutter_bytes;   /* send at most this many reply bytes ... */
+  sl_duration greet_delay;      /* hold the final greeting line this long */
+  sl_duration reply_delay;      /* hold every other reply this long */
+  sl_duration jitter;           /* add a uniform [0, jitter) to each delay */
+  uint32_t stutter_bytes;       /* send at most this many reply bytes ... */
   sl_duration stutter_interval; /* ... per interval (spamd: 1 per 1 s) */
-  uint64_t data_rate;       /* read DATA/BDAT at most this many bytes/s */
+  uint64_t data_rate;           /* read DATA/BDAT at most this many bytes/s */
 } sl_tarpit;
 
 #define SL_DNSBL_ZONES_MAX 16
 #define SL_DNSBL_CODES_MAX 8
 
 typedef struct sl_dnsbl_zone {
-  const char *zone;  /* "zen.example.org"; NUL-terminated */
-  int32_t weight;    /* added to the score when listed; negative: DNSWL */
+  const char *zone; /* "zen.example.org"; NUL-terminated */
+  int32_t weight;   /* added to the score when listed; negative: DNSWL */
   /* Listed means: some A answer equals one of these 127.x.y.z codes
      (host order, e.g. 0x7f000002); no codes: any 127/8 answer. */
   uint32_t codes[SL_DNSBL_CODES_MAX];
@@ -128,9 +128,9 @@ typedef struct sl_policy {
   sl_tarpit suspect;
 
   /* Screening. */
-  sl_action pregreet_action;   /* bytes before the final greeting line */
-  int32_t pregreet_score;      /* added to the score on a pregreet */
-  const sl_dnsbl_zone *dnsbl;  /* zones, asked in order */
+  sl_action pregreet_action;  /* bytes before the final greeting line */
+  int32_t pregreet_score;     /* added to the score on a pregreet */
+  const sl_dnsbl_zone *dnsbl; /* zones, asked in order */
   uint8_t ndnsbl;
   sl_duration dnsbl_timeout;   /* answers not in by then count as unlisted */
   int32_t tarpit_score;        /* score >= this: suspect profile */

@@ -25,9 +25,9 @@ extern "C" {
 #define SL_PROXY_V2_MAX (16 + 65535)
 
 typedef struct sl_proxy_header {
-  uint8_t version; /* 1 or 2 */
-  uint8_t local;   /* v2 LOCAL command or v1 UNKNOWN: keep the socket's
-                      own addresses */
+  uint8_t version;  /* 1 or 2 */
+  uint8_t local;    /* v2 LOCAL command or v1 UNKNOWN: keep the socket's
+                       own addresses */
   sl_addr src, dst; /* family SL_AF_UNSPEC when local */
 } sl_proxy_header;
 

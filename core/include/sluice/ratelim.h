@@ -42,9 +42,9 @@ extern "C" {
 
 /* How a connection is let in (sl_conn_info.admission).
    XX(NAME, value, "name"): SL_ADMIT_NAME, sl_admission_name() gives "name". */
-#define SL_ADMISSION_MAP(XX)                                                  \
-  XX(ACCEPT, 0, "accept")     /* normal screening */                          \
-  XX(TARPIT, 1, "tarpit")     /* suspect tarpit profile from the start */     \
+#define SL_ADMISSION_MAP(XX)                                                   \
+  XX(ACCEPT, 0, "accept")     /* normal screening */                           \
+  XX(TARPIT, 1, "tarpit")     /* suspect tarpit profile from the start */      \
   XX(TEMPFAIL, 2, "tempfail") /* "421 4.7.0" greeting, then close */
 
 typedef enum sl_admission {

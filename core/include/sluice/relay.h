@@ -53,19 +53,19 @@ typedef struct sl_relay sl_relay;
 /* ---- connection facts at creation ------------------------------------ */
 
 enum sl_conn_flag {
-  SL_CONN_TLS = 1u << 0,          /* client leg is implicit TLS already */
-  SL_CONN_EXPECT_PROXY = 1u << 1, /* a PROXY v1/v2 header from a trusted
-                                     balancer precedes SMTP */
-  SL_CONN_POOL_CAPS = 1u << 2,    /* pool_features and pool_size are known */
+  SL_CONN_TLS = 1u << 0,           /* client leg is implicit TLS already */
+  SL_CONN_EXPECT_PROXY = 1u << 1,  /* a PROXY v1/v2 header from a trusted
+                                      balancer precedes SMTP */
+  SL_CONN_POOL_CAPS = 1u << 2,     /* pool_features and pool_size are known */
   SL_CONN_SCREEN_PASSED = 1u << 3, /* the client passed screening before
                                      (the driver's cache, postscreen's
                                      PASS OLD): no DNSBL lookup, greet
                                      delay, pregreet test or score tarpit;
                                      an admission verdict still applies */
-  SL_CONN_FILTER = 1u << 4        /* content filters: each message of this
-                                     session (unless filter_skip says not)
-                                     is given to filter_tap, and its end
-                                     waits for sl_relay_filter_verdict() */
+  SL_CONN_FILTER = 1u << 4         /* content filters: each message of this
+                                      session (unless filter_skip says not)
+                                      is given to filter_tap, and its end
+                                      waits for sl_relay_filter_verdict() */
 };
 
 /* sl_conn_info.filter_skip: messages not filtered. */
@@ -94,8 +94,8 @@ typedef enum sl_filter_item {
 typedef struct sl_conn_info {
   sl_addr client; /* replaced by the PROXY header's source when present */
   sl_addr local;
-  uint32_t flags;         /* sl_conn_flag */
-  sl_admission admission; /* e.g. from sl_ratelim_admit() (ratelim.h) */
+  uint32_t flags;          /* sl_conn_flag */
+  sl_admission admission;  /* e.g. from sl_ratelim_admit() (ratelim.h) */
   const char *client_name; /* verified rDNS or NULL; must outlive the relay */
   /* With SL_CONN_POOL_CAPS: what the upstream pool can take, e.g. the
      intersection over the healthy upstreams of sl_ehlo_features() on their
@@ -132,29 +132,29 @@ typedef struct sl_conn_info {
  */
 
 /* What the relay asks of the driver (sl_request.type). */
-#define SL_REQUEST_MAP(XX)                                                    \
-  /* open the upstream leg; connect.attempt counts from 0: pick another      \
-     server on each retry */                                                  \
-  XX(CONNECT_UPSTREAM, 1, "connect_upstream")                                 \
-  /* client_out is fully sent: start the TLS server handshake on the         \
-     client leg */                                                            \
-  XX(STARTTLS_CLIENT, 2, "starttls_client")                                   \
-  /* start the TLS client handshake upstream */                               \
-  XX(STARTTLS_UPSTREAM, 3, "starttls_upstream")                               \
-  /* A records of the client under policy.dnsbl[dnsbl.zone] */                \
-  XX(DNSBL_LOOKUP, 4, "dnsbl_lookup")                                         \
-  /* close the upstream leg now; the relay has discarded any bytes it still  \
-     held for it */                                                           \
-  XX(CLOSE_UPSTREAM, 5, "close_upstream")                                     \
-  /* client_out has been sent: close the client leg; the session is over */   \
-  XX(CLOSE_CLIENT, 6, "close_client")                                         \
-  /* something worth a log line or a counter: ev */                           \
-  XX(EVENT, 7, "event")                                                       \
-  /* a filtered message is complete (every SL_FI_BODY given) and its         \
-     terminator is held: answer sl_relay_filter_verdict() */                  \
-  XX(FILTER, 8, "filter")                                                     \
-  /* policy.rcpt_check: may this RCPT go upstream? (policy service,          \
-     greylisting); the facts are in check, the answer in check_code */        \
+#define SL_REQUEST_MAP(XX)                                                     \
+  /* open the upstream leg; connect.attempt counts from 0: pick another        \
+     server on each retry */                                                   \
+  XX(CONNECT_UPSTREAM, 1, "connect_upstream")                                  \
+  /* client_out is fully sent: start the TLS server handshake on the           \
+     client leg */                                                             \
+  XX(STARTTLS_CLIENT, 2, "starttls_client")                                    \
+  /* start the TLS client handshake upstream */                                \
+  XX(STARTTLS_UPSTREAM, 3, "starttls_upstream")                                \
+  /* A records of the client under policy.dnsbl[dnsbl.zone] */                 \
+  XX(DNSBL_LOOKUP, 4, "dnsbl_lookup")                                          \
+  /* close the upstream leg now; the relay has discarded any bytes it still    \
+     held for it */                                                            \
+  XX(CLOSE_UPSTREAM, 5, "close_upstream")                                      \
+  /* client_out has been sent: close the client leg; the session is over */    \
+  XX(CLOSE_CLIENT, 6, "close_client")                                          \
+  /* something worth a log line or a counter: ev */                            \
+  XX(EVENT, 7, "event")                                                        \
+  /* a filtered message is complete (every SL_FI_BODY given) and its           \
+     terminator is held: answer sl_relay_filter_verdict() */                   \
+  XX(FILTER, 8, "filter")                                                      \
+  /* policy.rcpt_check: may this RCPT go upstream? (policy service,            \
+     greylisting); the facts are in check, the answer in check_code */         \
   XX(RCPT_CHECK, 9, "rcpt_check")
 
 typedef enum sl_request_type {
@@ -166,32 +166,32 @@ const char *sl_request_name(sl_request_type t);
 
 /* Events (sl_request.ev.kind); each names the member of ev that carries its
    payload. */
-#define SL_EVENT_MAP(XX)                                                      \
-  XX(PREGREET, 1, "pregreet")         /* pregreet.bytes sent too early */     \
-  XX(DNSBL_SCORE, 2, "dnsbl_score")   /* dnsbl.score: the final score */      \
-  XX(TARPIT, 3, "tarpit")             /* tarpit.reason: suspect profile on */ \
-  /* starttls_injection.bytes: plaintext after STARTTLS, discarded */        \
-  XX(STARTTLS_INJECTION, 4, "starttls_injection")                             \
-  XX(SMUGGLING, 5, "smuggling")       /* smuggling.violation: message */      \
-                                      /* refused for its framing */           \
-  /* upstream_ready.attempt: the upstream greeted (and TLS and XCLIENT are   \
-     done) on this connect attempt */                                         \
-  XX(UPSTREAM_READY, 6, "upstream_ready")                                     \
-  XX(UPSTREAM_FAILED, 7, "upstream_failed") /* upstream_failed.failure */     \
-  /* a message's end: message.code is the upstream's reply (0: not           \
-     relayed; a content filter's refusal: its code), message.size its       \
-     octets */                                                                \
-  XX(MESSAGE, 8, "message")                                                   \
-  /* the last request; session_end.reason, and the stats are final */         \
-  XX(SESSION_END, 9, "session_end")                                           \
-  /* a 4xx/5xx reply went into client_out: refusal.command is what it        \
-     answered, refusal.code its code.  One per such reply, in the order the  \
-     replies are sent, whoever wrote them (sluice or the upstream) */        \
-  XX(REFUSAL, 10, "refusal")                                                  \
-  /* no payload: the final greeting went out to a client that was screened   \
-     (greet delay or DNSBL) and passed: no pregreet, no tarpit, score below  \
-     tarpit_score.  Once per session, never with SL_CONN_SCREEN_PASSED; the  \
-     driver may cache it and pass SL_CONN_SCREEN_PASSED next time */         \
+#define SL_EVENT_MAP(XX)                                                       \
+  XX(PREGREET, 1, "pregreet")       /* pregreet.bytes sent too early */        \
+  XX(DNSBL_SCORE, 2, "dnsbl_score") /* dnsbl.score: the final score */         \
+  XX(TARPIT, 3, "tarpit")           /* tarpit.reason: suspect profile on */    \
+  /* starttls_injection.bytes: plaintext after STARTTLS, discarded */          \
+  XX(STARTTLS_INJECTION, 4, "starttls_injection")                              \
+  XX(SMUGGLING, 5, "smuggling") /* smuggling.violation: message */             \
+                                /* refused for its framing */                  \
+  /* upstream_ready.attempt: the upstream greeted (and TLS and XCLIENT are     \
+     done) on this connect attempt */                                          \
+  XX(UPSTREAM_READY, 6, "upstream_ready")                                      \
+  XX(UPSTREAM_FAILED, 7, "upstream_failed") /* upstream_failed.failure */      \
+  /* a message's end: message.code is the upstream's reply (0: not             \
+     relayed; a content filter's refusal: its code), message.size its          \
+     octets */                                                                 \
+  XX(MESSAGE, 8, "message")                                                    \
+  /* the last request; session_end.reason, and the stats are final */          \
+  XX(SESSION_END, 9, "session_end")                                            \
+  /* a 4xx/5xx reply went into client_out: refusal.command is what it          \
+     answered, refusal.code its code.  One per such reply, in the order the    \
+     replies are sent, whoever wrote them (sluice or the upstream) */          \
+  XX(REFUSAL, 10, "refusal")                                                   \
+  /* no payload: the final greeting went out to a client that was screened     \
+     (greet delay or DNSBL) and passed: no pregreet, no tarpit, score below    \
+     tarpit_score.  Once per session, never with SL_CONN_SCREEN_PASSED; the    \
+     driver may cache it and pass SL_CONN_SCREEN_PASSED next time */           \
   XX(SCREEN_PASSED, 11, "screen_passed")
 
 typedef enum sl_event_kind {
@@ -204,30 +204,30 @@ const char *sl_event_name(sl_event_kind k);
 /* What a reply answered (ev.refusal.command): a client command by its verb
    (the values up to NONSMTP are the command parser's), or one of the three
    moments that are not commands.  Named as Postfix's logs name them. */
-#define SL_COMMAND_MAP(XX)                                                    \
-  XX(UNKNOWN, 0, "UNKNOWN") /* a line with no verb sluice knows */            \
-  XX(EHLO, 1, "EHLO")                                                         \
-  XX(HELO, 2, "HELO")                                                         \
-  XX(MAIL, 3, "MAIL")                                                         \
-  XX(RCPT, 4, "RCPT")                                                         \
-  XX(DATA, 5, "DATA")                                                         \
-  XX(BDAT, 6, "BDAT")                                                         \
-  XX(RSET, 7, "RSET")                                                         \
-  XX(NOOP, 8, "NOOP")                                                         \
-  XX(QUIT, 9, "QUIT")                                                         \
-  XX(VRFY, 10, "VRFY")                                                        \
-  XX(EXPN, 11, "EXPN")                                                        \
-  XX(HELP, 12, "HELP")                                                        \
-  XX(AUTH, 13, "AUTH")                                                        \
-  XX(STARTTLS, 14, "STARTTLS")                                                \
-  XX(XCLIENT, 15, "XCLIENT")                                                  \
-  XX(XFORWARD, 16, "XFORWARD")                                                \
-  XX(ETRN, 17, "ETRN")                                                        \
-  XX(NONSMTP, 18, "NONSMTP") /* HTTP verbs, header lines: not SMTP */         \
-  XX(CONNECT, 19, "CONNECT") /* the greeting */                               \
-  /* the end of a DATA message (a BDAT chunk's reply answers its BDAT) */     \
-  XX(END_OF_MESSAGE, 20, "END-OF-MESSAGE")                                    \
-  /* no command: sluice's own goodbye (timeout, too many errors, junk) */     \
+#define SL_COMMAND_MAP(XX)                                                     \
+  XX(UNKNOWN, 0, "UNKNOWN") /* a line with no verb sluice knows */             \
+  XX(EHLO, 1, "EHLO")                                                          \
+  XX(HELO, 2, "HELO")                                                          \
+  XX(MAIL, 3, "MAIL")                                                          \
+  XX(RCPT, 4, "RCPT")                                                          \
+  XX(DATA, 5, "DATA")                                                          \
+  XX(BDAT, 6, "BDAT")                                                          \
+  XX(RSET, 7, "RSET")                                                          \
+  XX(NOOP, 8, "NOOP")                                                          \
+  XX(QUIT, 9, "QUIT")                                                          \
+  XX(VRFY, 10, "VRFY")                                                         \
+  XX(EXPN, 11, "EXPN")                                                         \
+  XX(HELP, 12, "HELP")                                                         \
+  XX(AUTH, 13, "AUTH")                                                         \
+  XX(STARTTLS, 14, "STARTTLS")                                                 \
+  XX(XCLIENT, 15, "XCLIENT")                                                   \
+  XX(XFORWARD, 16, "XFORWARD")                                                 \
+  XX(ETRN, 17, "ETRN")                                                         \
+  XX(NONSMTP, 18, "NONSMTP") /* HTTP verbs, header lines: not SMTP */          \
+  XX(CONNECT, 19, "CONNECT") /* the greeting */                                \
+  /* the end of a DATA message (a BDAT chunk's reply answers its BDAT) */      \
+  XX(END_OF_MESSAGE, 20, "END-OF-MESSAGE")                                     \
+  /* no command: sluice's own goodbye (timeout, too many errors, junk) */      \
   XX(NONE, 21, "NONE")
 
 typedef enum sl_command {
@@ -238,13 +238,13 @@ typedef enum sl_command {
 const char *sl_command_name(sl_command c);
 
 /* Why the suspect tarpit profile came into force (ev.tarpit.reason). */
-#define SL_TARPIT_REASON_MAP(XX)                                              \
-  XX(SCORE, 1, "score")         /* the DNSBL answers brought the score */     \
-                                /* to tarpit_score */                         \
-  /* the greeting's verdict: pregreet_action, or dnsbl_action at             \
-     reject_score, is SL_ACT_TARPIT, or a pregreet brought the score to      \
-     tarpit_score */                                                          \
-  XX(ACTION, 2, "action")                                                     \
+#define SL_TARPIT_REASON_MAP(XX)                                               \
+  XX(SCORE, 1, "score") /* the DNSBL answers brought the score */              \
+                        /* to tarpit_score */                                  \
+  /* the greeting's verdict: pregreet_action, or dnsbl_action at               \
+     reject_score, is SL_ACT_TARPIT, or a pregreet brought the score to        \
+     tarpit_score */                                                           \
+  XX(ACTION, 2, "action")                                                      \
   XX(ADMISSION, 3, "admission") /* admission was SL_ADMIT_TARPIT */
 
 typedef enum sl_tarpit_reason {
@@ -255,12 +255,12 @@ typedef enum sl_tarpit_reason {
 const char *sl_tarpit_reason_name(sl_tarpit_reason r);
 
 /* Framing violations in a message body (ev.smuggling.violation). */
-#define SL_VIOLATION_MAP(XX)                                                  \
-  XX(NONE, 0, "none")                                                         \
-  XX(BARE_LF, 1, "bare_lf")                                                   \
-  XX(BARE_CR, 2, "bare_cr")                                                   \
-  XX(NUL, 3, "nul")                                                           \
-  XX(LINE_TOO_LONG, 4, "line_too_long")                                       \
+#define SL_VIOLATION_MAP(XX)                                                   \
+  XX(NONE, 0, "none")                                                          \
+  XX(BARE_LF, 1, "bare_lf")                                                    \
+  XX(BARE_CR, 2, "bare_cr")                                                    \
+  XX(NUL, 3, "nul")                                                            \
+  XX(LINE_TOO_LONG, 4, "line_too_long")                                        \
   XX(SIZE, 5, "size")
 
 typedef enum sl_violation {
@@ -271,14 +271,14 @@ typedef enum sl_violation {
 const char *sl_violation_name(sl_violation v);
 
 /* How an upstream leg failed (ev.upstream_failed.failure). */
-#define SL_UPSTREAM_FAILURE_MAP(XX)                                           \
-  XX(CONNECT, 1, "connect")                                                   \
-  XX(TIMEOUT, 2, "timeout")                                                   \
-  XX(CLOSED, 3, "closed")                                                     \
-  XX(MALFORMED, 4, "malformed") /* reply syntax or an unsolicited reply */    \
-  XX(GREETING, 5, "greeting")   /* greeting not 220 */                        \
-  XX(TLS, 6, "tls")             /* STARTTLS refused, required and missing, */ \
-                                /* or the handshake failed */                 \
+#define SL_UPSTREAM_FAILURE_MAP(XX)                                            \
+  XX(CONNECT, 1, "connect")                                                    \
+  XX(TIMEOUT, 2, "timeout")                                                    \
+  XX(CLOSED, 3, "closed")                                                      \
+  XX(MALFORMED, 4, "malformed") /* reply syntax or an unsolicited reply */     \
+  XX(GREETING, 5, "greeting")   /* greeting not 220 */                         \
+  XX(TLS, 6, "tls")             /* STARTTLS refused, required and missing, */  \
+                                /* or the handshake failed */                  \
   XX(IDENTITY, 7, "identity")   /* XCLIENT or XFORWARD refused */
 
 typedef enum sl_upstream_failure {
@@ -289,13 +289,13 @@ typedef enum sl_upstream_failure {
 const char *sl_upstream_failure_name(sl_upstream_failure f);
 
 /* The furthest a session got (sl_stats.stage). */
-#define SL_STAGE_MAP(XX)                                                      \
-  XX(CONNECT, 0, "connect")    /* nothing said yet */                         \
-  XX(GREETING, 1, "greeting")  /* greeting (or teaser) sent */                \
-  XX(HELO, 2, "helo")                                                         \
-  XX(MAIL, 3, "mail")                                                         \
-  XX(RCPT, 4, "rcpt")                                                         \
-  XX(DATA, 5, "data")          /* body being sent */                          \
+#define SL_STAGE_MAP(XX)                                                       \
+  XX(CONNECT, 0, "connect")   /* nothing said yet */                           \
+  XX(GREETING, 1, "greeting") /* greeting (or teaser) sent */                  \
+  XX(HELO, 2, "helo")                                                          \
+  XX(MAIL, 3, "mail")                                                          \
+  XX(RCPT, 4, "rcpt")                                                          \
+  XX(DATA, 5, "data")           /* body being sent */                          \
   XX(DELIVERED, 6, "delivered") /* a message got the upstream's 2xx */
 
 typedef enum sl_stage {
@@ -306,16 +306,16 @@ typedef enum sl_stage {
 const char *sl_stage_name(sl_stage s);
 
 /* Why a session ended (sl_stats.end_reason, ev.session_end.reason). */
-#define SL_END_REASON_MAP(XX)                                                 \
-  XX(NONE, 0, "none")                                                         \
-  XX(QUIT, 1, "quit")                   /* 221 after QUIT */                  \
-  XX(CLIENT_CLOSED, 2, "client_closed") /* client EOF or driver abort */      \
-  XX(TIMEOUT, 3, "timeout")             /* 421 4.4.2 after a client */        \
-                                        /* timeout */                         \
-  XX(UPSTREAM, 4, "upstream")           /* 421 after the upstream failed */   \
-  XX(REJECTED, 5, "rejected")           /* admission/dnsbl/pregreet drop, */  \
-                                        /* errors limit */                    \
-  XX(PROTOCOL, 6, "protocol")           /* smuggling or another framing */    \
+#define SL_END_REASON_MAP(XX)                                                  \
+  XX(NONE, 0, "none")                                                          \
+  XX(QUIT, 1, "quit")                   /* 221 after QUIT */                   \
+  XX(CLIENT_CLOSED, 2, "client_closed") /* client EOF or driver abort */       \
+  XX(TIMEOUT, 3, "timeout")             /* 421 4.4.2 after a client */         \
+                                        /* timeout */                          \
+  XX(UPSTREAM, 4, "upstream")           /* 421 after the upstream failed */    \
+  XX(REJECTED, 5, "rejected")           /* admission/dnsbl/pregreet drop, */   \
+                                        /* errors limit */                     \
+  XX(PROTOCOL, 6, "protocol")           /* smuggling or another framing */     \
                                         /* violation */
 
 typedef enum sl_end_reason {
@@ -379,8 +379,8 @@ typedef struct sl_request {
     } connect; /* SL_REQ_CONNECT_UPSTREAM */
     struct {
       uint32_t zone; /* index into policy.dnsbl */
-    } dnsbl;     /* SL_REQ_DNSBL_LOOKUP */
-    sl_event ev; /* SL_REQ_EVENT */
+    } dnsbl;         /* SL_REQ_DNSBL_LOOKUP */
+    sl_event ev;     /* SL_REQ_EVENT */
     /* SL_REQ_RCPT_CHECK: the paths without angle brackets, NUL-terminated
        (sender "" for the null sender; either cut at half a small buffer,
        255 bytes by default); helo the EHLO/HELO argument, helo_len bytes,
@@ -432,10 +432,10 @@ typedef struct sl_completion {
 /* ---- session statistics ---------------------------------------------- */
 
 typedef struct sl_stats {
-  sl_tstamp start, end;       /* end = SL_TSTAMP_NONE while open */
+  sl_tstamp start, end; /* end = SL_TSTAMP_NONE while open */
   uint64_t client_bytes_in, client_bytes_out;
   uint64_t upstream_bytes_in, upstream_bytes_out;
-  sl_duration delay_total;    /* time replies were held by the tarpit */
+  sl_duration delay_total; /* time replies were held by the tarpit */
   uint32_t commands, errors, junk;
   uint32_t messages_accepted, messages_rejected, messages_tempfailed;
   uint32_t recipients_accepted;
@@ -443,14 +443,14 @@ typedef struct sl_stats {
                                        at RCPT; sluice/rcpt_policy.h) */
   int32_t score;
   uint32_t pregreet_bytes;
-  uint32_t sync_violations; /* bytes sent ahead of a reply they needed */
+  uint32_t sync_violations;    /* bytes sent ahead of a reply they needed */
   uint32_t starttls_discarded; /* plaintext bytes dropped after STARTTLS */
   uint16_t last_upstream_code; /* last end-of-data reply from upstream
                                   (or the refusal of a content filter) */
-  uint8_t stage;       /* sl_stage, the furthest reached */
-  uint8_t end_reason;  /* sl_end_reason */
+  uint8_t stage;               /* sl_stage, the furthest reached */
+  uint8_t end_reason;          /* sl_end_reason */
   uint8_t upstream_attempts;
-  uint8_t tarpitted;   /* suspect profile in force at some point */
+  uint8_t tarpitted; /* suspect profile in force at some point */
   uint8_t tls_client, tls_upstream;
 } sl_stats;
 
@@ -499,8 +499,8 @@ size_t sl_relay_memory_bound(const sl_limits *limits);
  */
 int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
                   const sl_limits *limits, const sl_policy *policy,
-                  const sl_pool *pool, const sl_conn_info *info,
-                  uint64_t seed, sl_tstamp now);
+                  const sl_pool *pool, const sl_conn_info *info, uint64_t seed,
+                  sl_tstamp now);
 
 /* Returns every borrowed buffer to the pool; the memory block is the
    caller's again.  Valid in any state, after a fatal error too, once per

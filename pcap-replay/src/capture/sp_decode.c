@@ -228,9 +228,8 @@ static int family_of(uint32_t v) {
   }
 }
 
-sp_decode_status sp_decode_frame(int dlt, const uint8_t *frame,
-                                 uint32_t caplen, uint32_t wirelen,
-                                 sp_tcp_segment *out) {
+sp_decode_status sp_decode_frame(int dlt, const uint8_t *frame, uint32_t caplen,
+                                 uint32_t wirelen, sp_tcp_segment *out) {
   cursor c = {frame, caplen, wirelen < caplen ? caplen : wirelen};
   switch (dlt) {
   case DLT_EN10MB:

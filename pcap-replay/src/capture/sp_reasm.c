@@ -64,8 +64,9 @@ static int deliver_ready(sp_stream *s, int64_t ts) {
     s->iv_head++;
     s->iv_len--;
     s->next = end;
-    int rc = gap ? emit_gap(s, ts, end - start)
-                 : emit_data(s, ts, s->buf + (start - s->buf_base), end - start);
+    int rc =
+        gap ? emit_gap(s, ts, end - start)
+            : emit_data(s, ts, s->buf + (start - s->buf_base), end - start);
     if (rc)
       return rc;
   }
@@ -101,8 +102,8 @@ static int buf_cover(sp_stream *s, uint64_t end) {
   return 0;
 }
 
-static int iv_insert_at(sp_stream *s, size_t idx, uint64_t start,
-                        uint64_t end, int gap) {
+static int iv_insert_at(sp_stream *s, size_t idx, uint64_t start, uint64_t end,
+                        int gap) {
   if (s->iv_head + s->iv_len == s->iv_cap) {
     if (s->iv_head > 0) {
       memmove(s->iv, s->iv + s->iv_head, s->iv_len * sizeof *s->iv);
@@ -244,8 +245,8 @@ static int add_payload(sp_stream *s, int64_t ts, uint64_t start,
   return rc;
 }
 
-int sp_stream_segment(sp_stream *s, int64_t ts_us, uint32_t seq,
-                      uint8_t flags, const uint8_t *payload, uint32_t caplen,
+int sp_stream_segment(sp_stream *s, int64_t ts_us, uint32_t seq, uint8_t flags,
+                      const uint8_t *payload, uint32_t caplen,
                       uint32_t wirelen) {
   if (wirelen < caplen)
     wirelen = caplen;

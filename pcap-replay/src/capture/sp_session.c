@@ -14,12 +14,12 @@ typedef enum cstate { C_PENDING, C_SMTP, C_IGNORED, C_DONE } cstate;
 
 /* What a side's first bytes say. */
 typedef enum fclass {
-  F_NONE,          /* nothing recognisable */
-  F_GREETING,      /* "220" reply: server, and proof of SMTP */
-  F_HELO,          /* HELO/EHLO: client, and proof of SMTP */
-  F_REPLY,         /* another reply code: server */
-  F_COMMAND,       /* another SMTP verb: client */
-  F_TLS            /* TLS handshake record: client of implicit TLS */
+  F_NONE,     /* nothing recognisable */
+  F_GREETING, /* "220" reply: server, and proof of SMTP */
+  F_HELO,     /* HELO/EHLO: client, and proof of SMTP */
+  F_REPLY,    /* another reply code: server */
+  F_COMMAND,  /* another SMTP verb: client */
+  F_TLS       /* TLS handshake record: client of implicit TLS */
 } fclass;
 
 typedef struct conn conn;
@@ -34,10 +34,10 @@ typedef struct stream_ctx {
 /* Per direction line tracking: TLS can only start at a line boundary, and
  * the client's lines give STARTTLS and the first command. */
 typedef struct scanner {
-  int line_start;   /* the next byte begins a line */
-  int partial;      /* the current line's beginning is missing (gap) */
-  uint64_t off;     /* bytes and gap bytes seen */
-  size_t n;         /* bytes kept of the current line */
+  int line_start; /* the next byte begins a line */
+  int partial;    /* the current line's beginning is missing (gap) */
+  uint64_t off;   /* bytes and gap bytes seen */
+  size_t n;       /* bytes kept of the current line */
   char line[16];
 } scanner;
 
@@ -49,22 +49,22 @@ struct conn {
   stream_ctx sx[2];
   struct sp_tracker *t;
   cstate state;
-  int client;        /* index into ep, -1 while unknown */
+  int client; /* index into ep, -1 while unknown */
   int syn_client;
   int saw_syn, saw_payload;
   int judged[2];
   fclass cls[2];
-  sp_buf pending;    /* events held while undecided */
+  sp_buf pending; /* events held while undecided */
   uint64_t pkts[2];
   int64_t first_ts, last_ts;
   uint64_t last_t;
-  int complete;      /* the terminal E record is written */
+  int complete; /* the terminal E record is written */
   int fin[2];
   int starttls_armed, first_cmd_done;
   /* HTTP CONNECT tunnel: proxy preambles are stripped before judging. */
-  int tunnel_client;     /* ep that sent CONNECT, -1 none */
-  int tunnel[2];         /* T_* per ep */
-  unsigned tunnel_m[2];  /* bytes of "\r\n\r\n" matched */
+  int tunnel_client;    /* ep that sent CONNECT, -1 none */
+  int tunnel[2];        /* T_* per ep */
+  unsigned tunnel_m[2]; /* bytes of "\r\n\r\n" matched */
   scanner sc[2];
   sp_session sess;
 };
@@ -144,13 +144,13 @@ static int prefix_ci(const uint8_t *p, size_t n, const char *word) {
     if (toupper(p[i]) != word[i])
       return 0;
   /* The verb must end there: "HELOX" is not HELO. */
-  return n == w || p[w] == ' ' || p[w] == '\r' || p[w] == '\n' ||
-         p[w] == ':' || p[w] == '\t';
+  return n == w || p[w] == ' ' || p[w] == '\r' || p[w] == '\n' || p[w] == ':' ||
+         p[w] == '\t';
 }
 
 static fclass classify(const uint8_t *p, size_t n) {
   static const char *const verbs[] = {
-      "MAIL", "RCPT", "DATA", "QUIT", "RSET", "NOOP", "STARTTLS", "AUTH",
+      "MAIL", "RCPT", "DATA", "QUIT", "RSET",    "NOOP",     "STARTTLS", "AUTH",
       "BDAT", "VRFY", "EXPN", "HELP", "XCLIENT", "XFORWARD", "ETRN"};
   if (n >= 1 && p[0] == 0x16 && (n < 2 || p[1] == 0x03))
     return F_TLS;
@@ -339,7 +339,11 @@ static int on_data(conn *c, int ep, int64_t ts, const uint8_t *p, size_t n) {
       int rc = 0;
       if (i > 0) {
         sp_record r = {(sp_rec_type)(side == SP_SIDE_CLIENT ? 'C' : 'S'),
-                       rel_time(c, ts), side, i, p, 0};
+                       rel_time(c, ts),
+                       side,
+                       i,
+                       p,
+                       0};
         c->sess.bytes[side] += i;
         rc = put(c, &r);
       }
@@ -366,7 +370,11 @@ static int on_data(conn *c, int ep, int64_t ts, const uint8_t *p, size_t n) {
     i = end;
   }
   sp_record r = {(sp_rec_type)(side == SP_SIDE_CLIENT ? 'C' : 'S'),
-                 rel_time(c, ts), side, n, p, 0};
+                 rel_time(c, ts),
+                 side,
+                 n,
+                 p,
+                 0};
   c->sess.bytes[side] += n;
   return put(c, &r);
 }
@@ -392,8 +400,9 @@ static int session_event(conn *c, int ep, const sp_stream_ev *ev) {
   }
   case SP_EV_FIN: {
     c->fin[ep] = 1;
-    int rc = put_end(c, ev->ts_us,
-                     side == SP_SIDE_CLIENT ? SP_END_CLIENT_FIN : SP_END_SERVER_FIN);
+    int rc =
+        put_end(c, ev->ts_us,
+                side == SP_SIDE_CLIENT ? SP_END_CLIENT_FIN : SP_END_SERVER_FIN);
     if (c->fin[0] && c->fin[1])
       c->complete = 1;
     return rc;
@@ -405,7 +414,8 @@ static int session_event(conn *c, int ep, const sp_stream_ev *ev) {
     if (rc || c->complete)
       return rc;
     return put_end(c, ev->ts_us,
-                   side == SP_SIDE_CLIENT ? SP_END_CLIENT_RST : SP_END_SERVER_RST);
+                   side == SP_SIDE_CLIENT ? SP_END_CLIENT_RST
+                                          : SP_END_SERVER_RST);
   }
   }
   return 0;
@@ -471,7 +481,8 @@ static int on_stream_ev(void *ctx, const sp_stream_ev *ev) {
     }
     if (!c->judged[x->ep] && ev->type == SP_EV_GAP)
       c->tunnel[x->ep] = T_NONE;
-    if (!c->judged[x->ep] && (ev->type == SP_EV_DATA || ev->type == SP_EV_GAP)) {
+    if (!c->judged[x->ep] &&
+        (ev->type == SP_EV_DATA || ev->type == SP_EV_GAP)) {
       c->judged[x->ep] = 1;
       c->cls[x->ep] =
           ev->type == SP_EV_DATA ? classify(ev->data, (size_t)ev->len) : F_NONE;
@@ -560,7 +571,8 @@ static int try_decide(conn *c, int force) {
     return 0;
   }
   int both_judged = c->judged[0] && c->judged[1];
-  int srv_port[2] = {port_in_set(t, c->ep[0].port), port_in_set(t, c->ep[1].port)};
+  int srv_port[2] = {port_in_set(t, c->ep[0].port),
+                     port_in_set(t, c->ep[1].port)};
   int by_content = client_by_content(c);
   int smtp = 0;
   if (c->syn_client >= 0)

@@ -7,8 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const end_names[] = {
-    "client-fin", "client-rst", "server-fin", "server-rst", "capture-end", "tls"};
+static const char *const end_names[] = {"client-fin",  "client-rst",
+                                        "server-fin",  "server-rst",
+                                        "capture-end", "tls"};
 
 const char *sp_end_reason_str(sp_end_reason r) {
   if ((unsigned)r >= sizeof end_names / sizeof end_names[0])
@@ -30,11 +31,11 @@ int sp_transcript_put_header(sp_buf *b, const sp_transcript_header *h) {
     snprintf(src, sizeof src, "-");
   return sp_buf_printf(b,
                        SP_TRANSCRIPT_MAGIC "\n"
-                       "source %s session %" PRIu64 "\n"
-                       "client %s %u\n"
-                       "server %s %u\n"
-                       "start %" PRId64 ".%06u\n"
-                       "\n",
+                                           "source %s session %" PRIu64 "\n"
+                                           "client %s %u\n"
+                                           "server %s %u\n"
+                                           "start %" PRId64 ".%06u\n"
+                                           "\n",
                        src, h->session, h->client_ip, (unsigned)h->client_port,
                        h->server_ip, (unsigned)h->server_port, h->start_sec,
                        (unsigned)h->start_usec);
@@ -214,11 +215,10 @@ int sp_transcript_reader_init(sp_transcript_reader *r, const uint8_t *data,
     consume_line(r, n);
   }
   if (have != (HAVE_SOURCE | HAVE_CLIENT | HAVE_SERVER | HAVE_START))
-    return fail(r, r->pos, "header lacks %s%s%s%s",
-                have & HAVE_SOURCE ? "" : "source ",
-                have & HAVE_CLIENT ? "" : "client ",
-                have & HAVE_SERVER ? "" : "server ",
-                have & HAVE_START ? "" : "start");
+    return fail(
+        r, r->pos, "header lacks %s%s%s%s", have & HAVE_SOURCE ? "" : "source ",
+        have & HAVE_CLIENT ? "" : "client ",
+        have & HAVE_SERVER ? "" : "server ", have & HAVE_START ? "" : "start");
   return 0;
 }
 

@@ -10,8 +10,8 @@ const char *sp_strerror(int err) {
   switch (err) {
   case SP_OK:
     return "success";
-#define SP_ERR_STR_(name, value, msg)                                         \
-  case value:                                                                 \
+#define SP_ERR_STR_(name, value, msg)                                          \
+  case value:                                                                  \
     return msg;
     SP_ERR_MAP(SP_ERR_STR_)
 #undef SP_ERR_STR_

@@ -27,8 +27,8 @@ int sp_dnsbl_load(sp_dnsbl_table *t, const char *path, char *err,
       *h = '\0';
     char *w[2 + SL_DNSBL_ANSWERS_MAX + 1];
     int n = 0;
-    for (char *s = strtok(line, " \t\r\n"); s && n < (int)(sizeof w / sizeof w[0]);
-         s = strtok(NULL, " \t\r\n"))
+    for (char *s = strtok(line, " \t\r\n");
+         s && n < (int)(sizeof w / sizeof w[0]); s = strtok(NULL, " \t\r\n"))
       w[n++] = s;
     if (!n)
       continue;
@@ -36,8 +36,9 @@ int sp_dnsbl_load(sp_dnsbl_table *t, const char *path, char *err,
     if (n < 2 || n > 2 + SL_DNSBL_ANSWERS_MAX ||
         sl_addr_parse(&a, w[0], strlen(w[0])) ||
         strlen(w[1]) >= SP_ZONE_NAME_MAX) {
-      snprintf(err, errlen, "%s:%u: expected \"IP ZONE [A-record...]\" (at most %d)",
-               path, lineno, SL_DNSBL_ANSWERS_MAX);
+      snprintf(err, errlen,
+               "%s:%u: expected \"IP ZONE [A-record...]\" (at most %d)", path,
+               lineno, SL_DNSBL_ANSWERS_MAX);
       fclose(f);
       sp_dnsbl_free(t);
       return -1;

@@ -89,10 +89,13 @@ long sp_km_read_csv(const char *path, sp_km_row **rows, char *err,
     sp_km_row r;
     memset(&r, 0, sizeof r);
     if (sscanf(line, "%lf,%u,%u,%u,%lf", &r.t, &r.at_risk, &r.events,
-               &r.censored, &r.s) != 5 || r.t < 0 || r.s < 0 || r.s > 1 ||
+               &r.censored, &r.s) != 5 ||
+        r.t < 0 || r.s < 0 || r.s > 1 ||
         (n && (r.t < v[n - 1].t || r.s > v[n - 1].s))) {
-      snprintf(err, errlen, "%s:%u: expected time_s,at_risk,events,censored,"
-               "survival with time rising and survival falling", path, lineno);
+      snprintf(err, errlen,
+               "%s:%u: expected time_s,at_risk,events,censored,"
+               "survival with time rising and survival falling",
+               path, lineno);
       free(v);
       fclose(f);
       return -1;

@@ -64,20 +64,23 @@ void sp_result_write_jsonl(FILE *f, const sp_result *r) {
   json_str(f, r->policy);
   fputs(",\"patience_model\":", f);
   json_str(f, r->patience_model ? r->patience_model : "");
-  fprintf(f, ",\"patience_s\":%s%s%s,\"outcome\":\"%s\",\"gave_up_at\":\"%s\","
-          "\"stage\":\"%s\",\"note\":", isinf(r->patience_s) ? "\"" : "", pat,
+  fprintf(f,
+          ",\"patience_s\":%s%s%s,\"outcome\":\"%s\",\"gave_up_at\":\"%s\","
+          "\"stage\":\"%s\",\"note\":",
+          isinf(r->patience_s) ? "\"" : "", pat,
           isinf(r->patience_s) ? "\"" : "", sp_outcome_name(r->outcome),
           r->gave_up_at, r->stage);
   json_str(f, r->note ? r->note : "");
-  fprintf(f, ",\"held_s\":%.6f,\"captured_s\":%.6f,\"delay_s\":%.6f,"
+  fprintf(f,
+          ",\"held_s\":%.6f,\"captured_s\":%.6f,\"delay_s\":%.6f,"
           "\"deliver_s\":%.6f,\"bytes_client\":%llu,\"bytes_server\":%llu,"
           "\"messages\":%u,\"replies\":%u,\"upstream_s\":%.6f,"
           "\"synth_replies\":%u,\"relay_bytes\":%llu,\"peak_pool_bytes\":%llu,"
           "\"score\":%d,\"tarpitted\":%d",
           r->held_s, r->captured_s, r->delay_s, r->deliver_s,
-          (unsigned long long)r->bytes_client, (unsigned long long)r->bytes_server,
-          r->messages, r->replies, r->upstream_s, r->synth_replies,
-          (unsigned long long)r->relay_bytes,
+          (unsigned long long)r->bytes_client,
+          (unsigned long long)r->bytes_server, r->messages, r->replies,
+          r->upstream_s, r->synth_replies, (unsigned long long)r->relay_bytes,
           (unsigned long long)r->peak_pool_bytes, r->score, r->tarpitted);
   json_wait(f, "w_read", r->w_read);
   json_wait(f, "w_reply", r->w_reply);
@@ -144,9 +147,9 @@ void sp_result_write_csv(FILE *f, const sp_result *r, int nkeys,
   csv_str(f, r->note ? r->note : "");
   fprintf(f, ",%.6f,%.6f,%.6f,%.6f,%llu,%llu,%u,%u,%.6f,%u,%llu,%llu,%d,%d",
           r->held_s, r->captured_s, r->delay_s, r->deliver_s,
-          (unsigned long long)r->bytes_client, (unsigned long long)r->bytes_server,
-          r->messages, r->replies, r->upstream_s, r->synth_replies,
-          (unsigned long long)r->relay_bytes,
+          (unsigned long long)r->bytes_client,
+          (unsigned long long)r->bytes_server, r->messages, r->replies,
+          r->upstream_s, r->synth_replies, (unsigned long long)r->relay_bytes,
           (unsigned long long)r->peak_pool_bytes, r->score, r->tarpitted);
   fprintf(f, ",%.6f,%.6f,%.6f,%s,", r->w_read, r->w_reply, r->w_session,
           r->reject_by ? r->reject_by : "");
@@ -187,13 +190,18 @@ void sp_summary_print_header(FILE *f) {
 void sp_summary_print(FILE *f, const char *policy, const char *patience,
                       const sp_summary *s) {
   double n = s->n ? (double)s->n : 1;
-  fprintf(f, "%-28.28s %-12.12s %6llu %4llu %3.0f%% %4llu %3.0f%% %4llu %3.0f%% "
-          "%4llu %3.0f%% %6llu %10.1f %10.1f %9.2f\n", policy, patience,
-          (unsigned long long)s->n,
-          (unsigned long long)s->by[SP_OUT_DELIVERED], 100.0 * (double)s->by[SP_OUT_DELIVERED] / n,
-          (unsigned long long)s->by[SP_OUT_REJECTED], 100.0 * (double)s->by[SP_OUT_REJECTED] / n,
-          (unsigned long long)s->by[SP_OUT_GAVE_UP], 100.0 * (double)s->by[SP_OUT_GAVE_UP] / n,
-          (unsigned long long)s->by[SP_OUT_NO_MAIL], 100.0 * (double)s->by[SP_OUT_NO_MAIL] / n,
+  fprintf(f,
+          "%-28.28s %-12.12s %6llu %4llu %3.0f%% %4llu %3.0f%% %4llu %3.0f%% "
+          "%4llu %3.0f%% %6llu %10.1f %10.1f %9.2f\n",
+          policy, patience, (unsigned long long)s->n,
+          (unsigned long long)s->by[SP_OUT_DELIVERED],
+          100.0 * (double)s->by[SP_OUT_DELIVERED] / n,
+          (unsigned long long)s->by[SP_OUT_REJECTED],
+          100.0 * (double)s->by[SP_OUT_REJECTED] / n,
+          (unsigned long long)s->by[SP_OUT_GAVE_UP],
+          100.0 * (double)s->by[SP_OUT_GAVE_UP] / n,
+          (unsigned long long)s->by[SP_OUT_NO_MAIL],
+          100.0 * (double)s->by[SP_OUT_NO_MAIL] / n,
           (unsigned long long)s->by[SP_OUT_ERROR], s->held, s->upstream,
           s->delivered_n ? s->delay_delivered / (double)s->delivered_n : 0.0);
 }

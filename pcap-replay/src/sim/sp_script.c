@@ -11,8 +11,8 @@
 #include "sp_session.h"
 
 static const char *const unit_names[SP_U_NKINDS] = {
-    "greeting", "helo", "starttls", "auth", "mail", "rcpt",
-    "data",     "message", "bdat", "quit", "rset", "other"};
+    "greeting", "helo",    "starttls", "auth", "mail", "rcpt",
+    "data",     "message", "bdat",     "quit", "rset", "other"};
 
 const char *sp_unit_name(sp_unit_kind k) {
   return (unsigned)k < SP_U_NKINDS ? unit_names[k] : "other";
@@ -52,7 +52,7 @@ sp_unit_kind sp_unit_classify(const uint8_t *p, size_t n) {
 }
 
 typedef struct trec {
-  char type;       /* C S E G */
+  char type; /* C S E G */
   int64_t t;
   uint64_t off, len; /* C/S: stream offset and length */
   sp_end_reason end;
@@ -65,16 +65,16 @@ typedef struct reply {
   int64_t first_us, done_us;
 } reply;
 
-#define GROW(arr, n, cap)                                                     \
-  do {                                                                        \
-    if ((n) == (cap)) {                                                       \
-      size_t nc_ = (cap) ? (cap) * 2 : 16;                                    \
-      void *p_ = realloc((arr), nc_ * sizeof *(arr));                         \
-      if (!p_)                                                                \
-        goto nomem;                                                           \
-      (arr) = p_;                                                             \
-      (cap) = nc_;                                                            \
-    }                                                                         \
+#define GROW(arr, n, cap)                                                      \
+  do {                                                                         \
+    if ((n) == (cap)) {                                                        \
+      size_t nc_ = (cap) ? (cap)*2 : 16;                                       \
+      void *p_ = realloc((arr), nc_ * sizeof *(arr));                          \
+      if (!p_)                                                                 \
+        goto nomem;                                                            \
+      (arr) = p_;                                                              \
+      (cap) = nc_;                                                             \
+    }                                                                          \
   } while (0)
 
 /* Time of the record holding stream byte `off` of a side (the first record
@@ -184,13 +184,15 @@ int sp_script_from_transcript(sp_script *s, const uint8_t *data, size_t len,
     const uint8_t *l = s->sdata + start;
     uint64_t ll = i + 1 - start;
     int digits = ll >= 3 && isdigit(l[0]) && isdigit(l[1]) && isdigit(l[2]);
-    int final = digits && (ll == 3 || l[3] == ' ' || l[3] == '\r' || l[3] == '\n');
+    int final =
+        digits && (ll == 3 || l[3] == ' ' || l[3] == '\r' || l[3] == '\n');
     if (final) {
       GROW(rp, nrp, caprp);
       reply *y = &rp[nrp++];
       y->off = rstart;
       y->end = i + 1;
-      y->code = (uint16_t)((l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0'));
+      y->code =
+          (uint16_t)((l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0'));
       y->first_us = time_at(r, nr, 'S', rstart);
       y->done_us = time_at(r, nr, 'S', i);
       rstart = i + 1;
@@ -318,10 +320,12 @@ int sp_script_from_transcript(sp_script *s, const uint8_t *data, size_t len,
                (e->end == SP_END_CLIENT_FIN || e->end == SP_END_CLIENT_RST ||
                 e->end == SP_END_TLS || e->end == SP_END_CAPTURE)) {
       double w = (double)(e->t - last_t) / 1e6;
-      if (waiting && (e->end == SP_END_CLIENT_FIN || e->end == SP_END_CLIENT_RST)) {
+      if (waiting &&
+          (e->end == SP_END_CLIENT_FIN || e->end == SP_END_CLIENT_RST)) {
         s->gave_up = 1;
         s->wait_s = w;
-        s->gave_up_waiting = done ? (sp_unit_kind)s->u[done - 1].kind : SP_U_GREETING;
+        s->gave_up_waiting =
+            done ? (sp_unit_kind)s->u[done - 1].kind : SP_U_GREETING;
       } else if (waiting && w > maxwait) {
         maxwait = w;
       }
@@ -403,7 +407,7 @@ static int set_add(sp_script_set *set, const uint8_t *data, size_t len,
 typedef struct pc_run {
   sp_script_set *set;
   const char *name;
-  size_t first;      /* first script of this capture in set */
+  size_t first; /* first script of this capture in set */
   char err[256];
 } pc_run;
 
@@ -464,7 +468,8 @@ int sp_script_load_file(sp_script_set *set, const char *path, char *err,
     uint8_t *data;
     size_t len;
     char e2[256];
-    int rc = sp_transcript_load(path, (size_t)1 << 30, &data, &len, e2, sizeof e2);
+    int rc =
+        sp_transcript_load(path, (size_t)1 << 30, &data, &len, e2, sizeof e2);
     if (rc) {
       snprintf(err, errlen, "%s: %s", path, e2);
       return rc;

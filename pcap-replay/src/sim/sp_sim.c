@@ -42,7 +42,7 @@ struct sp_sim {
   sl_pool pool;
   uint64_t pool_out, pool_peak;
   /* per-session scratch */
-  sp_client cl; /* its reply and unit times are kept across sessions */
+  sp_client cl;  /* its reply and unit times are kept across sessions */
   uint8_t *ubuf; /* upstream bytes not yet parsed */
   size_t ulen, ucap;
   upreply q[UPQ_MAX];
@@ -84,8 +84,9 @@ sp_sim *sp_sim_new(const sp_policy *pol, const sp_sim_config *cfg) {
                                 s->pol.limits.buffer_size, nl);
   s->pool_mem = aligned_alloc(8, (need + 7) & ~(size_t)7);
   if (!s->relay_mem || !s->pool_mem ||
-      sl_bufpool_init(&s->bp, s->pool_mem, need, s->pol.limits.small_buffer_size,
-                      ns, s->pol.limits.buffer_size, nl)) {
+      sl_bufpool_init(&s->bp, s->pool_mem, need,
+                      s->pol.limits.small_buffer_size, ns,
+                      s->pol.limits.buffer_size, nl)) {
     sp_sim_free(s);
     return NULL;
   }
@@ -135,10 +136,10 @@ typedef struct run {
   uint32_t connect_id;
   sl_tstamp connect_due, up_since;
   double up_secs;
-  int up_mode;        /* 0 commands, 1 DATA body, 2 BDAT chunk */
+  int up_mode; /* 0 commands, 1 DATA body, 2 BDAT chunk */
   uint64_t bdat_left;
   int body_st;
-  size_t cursor;      /* capture-reply cursor over script units */
+  size_t cursor; /* capture-reply cursor over script units */
   uint32_t synth;
   /* dnsbl */
   uint32_t dns_id[SL_DNSBL_ZONES_MAX], dns_zone[SL_DNSBL_ZONES_MAX];
@@ -184,9 +185,10 @@ static int up_answer(run *x, sp_unit_kind k, const uint8_t *l, size_t ll) {
   switch (k) {
   case SP_U_HELO:
     if (ll >= 4 && toupper(l[0]) == 'E')
-      up_push(x, due, SYN("250-upstream.replay\r\n250-PIPELINING\r\n"
-                          "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n"
-                          "250 SIZE 52428800\r\n"));
+      up_push(x, due,
+              SYN("250-upstream.replay\r\n250-PIPELINING\r\n"
+                  "250-8BITMIME\r\n250-ENHANCEDSTATUSCODES\r\n"
+                  "250 SIZE 52428800\r\n"));
     else
       up_push(x, due, SYN("250 upstream.replay\r\n"));
     return 0;
@@ -249,11 +251,24 @@ static void up_parse(run *x) {
       for (; j < n && !found; j++) {
         uint8_t ch = b[j];
         switch (x->body_st) {
-        case 2: x->body_st = ch == '.' ? 3 : ch == '\r' ? 1 : 0; break;
-        case 3: x->body_st = ch == '\r' ? 4 : 0; break;
-        case 4: if (ch == '\n') found = 1; else x->body_st = ch == '\r' ? 1 : 0; break;
-        case 1: x->body_st = ch == '\n' ? 2 : ch == '\r' ? 1 : 0; break;
-        default: x->body_st = ch == '\r' ? 1 : 0; break;
+        case 2:
+          x->body_st = ch == '.' ? 3 : ch == '\r' ? 1 : 0;
+          break;
+        case 3:
+          x->body_st = ch == '\r' ? 4 : 0;
+          break;
+        case 4:
+          if (ch == '\n')
+            found = 1;
+          else
+            x->body_st = ch == '\r' ? 1 : 0;
+          break;
+        case 1:
+          x->body_st = ch == '\n' ? 2 : ch == '\r' ? 1 : 0;
+          break;
+        default:
+          x->body_st = ch == '\r' ? 1 : 0;
+          break;
         }
       }
       pos += j;
@@ -277,14 +292,13 @@ static void up_parse(run *x) {
   }
 }
 
-
-
 static void on_request(run *x, const sl_request *q) {
   switch (q->type) {
   case SL_REQ_CONNECT_UPSTREAM:
     x->connect_id = q->id;
-    x->connect_due = x->now + (x->sim->cfg.upstream_sink
-                                   ? lat(x->sim->cfg.sink_latency_s) : 0);
+    x->connect_due =
+        x->now +
+        (x->sim->cfg.upstream_sink ? lat(x->sim->cfg.sink_latency_s) : 0);
     x->up_since = x->now;
     break;
   case SL_REQ_STARTTLS_CLIENT:
@@ -332,7 +346,8 @@ static void answer_dns(run *x) {
     c.id = x->dns_id[i];
     c.status = SL_STATUS_OK;
     const char *zone = x->dns_zone[i] < x->sim->pol.policy.ndnsbl
-                           ? x->sim->pol.zone_names[x->dns_zone[i]] : "";
+                           ? x->sim->pol.zone_names[x->dns_zone[i]]
+                           : "";
     for (size_t j = 0; t && j < t->n; j++)
       if (!strcmp(t->v[j].ip, x->s->client_ip) && !strcmp(t->v[j].zone, zone)) {
         memcpy(c.dnsbl_answers, t->v[j].a, sizeof c.dnsbl_answers);
@@ -367,8 +382,7 @@ static void pump(run *x) {
     }
     p = sl_relay_upstream_out(x->r, &n, x->now);
     if (p && n) {
-      if (x->up_open &&
-          !ensure((void **)&s->ubuf, &s->ucap, s->ulen + n, 1)) {
+      if (x->up_open && !ensure((void **)&s->ubuf, &s->ucap, s->ulen + n, 1)) {
         memcpy(s->ubuf + s->ulen, p, n);
         s->ulen += n;
         up_parse(x);
@@ -381,8 +395,6 @@ static void pump(run *x) {
   }
 }
 
-
-
 static void client_close(run *x, int abort_it) {
   if (x->cl_closed)
     return;
@@ -393,12 +405,6 @@ static void client_close(run *x, int abort_it) {
   else
     sl_relay_client_eof(x->r, x->now);
 }
-
-
-
-
-
-
 
 int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
                sp_result *res) {
@@ -460,7 +466,8 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
         t_write = sp_client_write_due(x.c, x.now);
       if (!x.end_done)
         t_end = sp_client_end_due(x.c, x.now);
-      t_pat = sp_client_patience_due(x.c, patience, sim->cfg.clock_reply, x.now);
+      t_pat =
+          sp_client_patience_due(x.c, patience, sim->cfg.clock_reply, x.now);
     }
     if (x.connect_id && !x.up_open)
       t_conn = x.connect_due;
@@ -474,11 +481,16 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
       t_dl = NEVER;
     moved = 0;
     sl_tstamp t = t_write;
-    if (t_end < t) t = t_end;
-    if (t_pat < t) t = t_pat;
-    if (t_up < t) t = t_up;
-    if (t_conn < t) t = t_conn;
-    if (t_dl < t) t = t_dl;
+    if (t_end < t)
+      t = t_end;
+    if (t_pat < t)
+      t = t_pat;
+    if (t_up < t)
+      t = t_up;
+    if (t_conn < t)
+      t = t_conn;
+    if (t_dl < t)
+      t = t_dl;
     if (t == NEVER) {
       if (!x.cl_closed)
         sp_client_note_forever(x.c);
@@ -527,7 +539,8 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
     }
     if (t_up <= x.now) {
       upreply *u = &sim->q[sim->qh];
-      long took = sl_relay_feed_upstream(x.r, u->p + u->done, u->len - u->done, x.now);
+      long took =
+          sl_relay_feed_upstream(x.r, u->p + u->done, u->len - u->done, x.now);
       if (took > 0)
         u->done += (size_t)took;
       if (u->done >= u->len) {
@@ -603,11 +616,11 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
   } else if (x.c->rejected || st->end_reason == SL_END_REJECTED ||
              st->end_reason == SL_END_PROTOCOL) {
     res->outcome = SP_OUT_REJECTED;
-    res->reject_by = st->end_reason == SL_END_TIMEOUT ? "timeout"
-                     : st->end_reason == SL_END_REJECTED ||
-                             st->end_reason == SL_END_PROTOCOL
-                         ? "sluice"
-                         : "upstream";
+    res->reject_by =
+        st->end_reason == SL_END_TIMEOUT ? "timeout"
+        : st->end_reason == SL_END_REJECTED || st->end_reason == SL_END_PROTOCOL
+            ? "sluice"
+            : "upstream";
   } else if (st->end_reason == SL_END_UPSTREAM || s->end == SP_SEND_GAP) {
     res->outcome = SP_OUT_ERROR;
   } else {
@@ -618,4 +631,3 @@ int sp_sim_run(sp_sim *sim, const sp_script *s, double patience,
   sl_relay_free(x.r);
   return 0;
 }
-

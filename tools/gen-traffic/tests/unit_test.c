@@ -38,7 +38,8 @@ static void test_rng_ranges(void) {
 static void test_checksum_rfc1071(void) {
   static const uint8_t b[8] = {0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7};
   CHECK_INT(pkt_fold(pkt_sum(0, b, 8)), 0xddf2);
-  CHECK_INT(pkt_fold(pkt_sum(0, b, 7)), pkt_fold(0x0001u + 0xf203u + 0xf4f5u + 0xf600u));
+  CHECK_INT(pkt_fold(pkt_sum(0, b, 7)),
+            pkt_fold(0x0001u + 0xf203u + 0xf4f5u + 0xf600u));
 }
 
 /* A built frame verifies: its IP and TCP sums, taken again, come to 0xffff. */
@@ -66,8 +67,10 @@ static void test_frame_sums_verify(void) {
   uint32_t ps = pkt_sum(0, buf + 14 + 12, 8) + 6 + (uint32_t)(20 + s.plen);
   CHECK_INT(pkt_fold(pkt_sum(ps, buf + 34, 20 + s.plen)), 0xffff);
 
-  struct addr a6 = {6, {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9}};
-  struct addr b6 = {6, {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x25}};
+  struct addr a6 = {
+      6, {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9}};
+  struct addr b6 = {
+      6, {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x25}};
   s.src = &a6;
   s.dst = &b6;
   n = pkt_build(buf, DLT_RAW, &s);
