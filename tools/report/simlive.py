@@ -52,6 +52,14 @@ def write(data, w):
       "their message text as commands, and sluiced closed 96 of them there on a synchronization "
       "error (554) — the 96 \"delivered in sim, rejected live\" sessions, all 28 mta-helo, 32 "
       "bot-helo-forms, 36 bot-pregreet — a configuration difference, not a difference of the relay. "
+      "Those runs also showed a fault of the client model both sides share: replies are matched "
+      "to the captured units by count, and 379 other sessions, whose message text went out as "
+      "commands after the refused DATA, were counted delivered although sluiced accepted no "
+      "message (its log: 0 accepted) — the reply where the message's belonged was a 2xx to a "
+      "header line taken for a command (session 7, replayed by hand: \"221 2.7.0 Error: I can "
+      "break rules, too. Goodbye.\"). sim counts the same way wherever the relay refuses DATA "
+      "(two real-capture sessions with an unbracketed MAIL FROM in section 2). Now only a 2xx "
+      "other than 221 after a 354 is a delivery. "
       "sluiced's log of the run is kept beside the records (`simlive-sluiced.log`).\n")
     n = len(keys)
     agree = sum(1 for k in keys if sim[k]["outcome"] == live[k]["outcome"])
