@@ -54,6 +54,7 @@ typedef struct sp_client {
   uint32_t line_len;
   char line4[4];
   int rejected;
+  int data_open;  /* DATA's 354 came: the message unit's 2xx is a delivery */
   sl_stage stage; /* the furthest seen from the client, in the core's terms */
 } sp_client;
 

@@ -187,6 +187,47 @@ static void test_scaled(void) {
   sp_script_free(&s);
 }
 
+/* A refused recipient and DATA: the captured message text goes out as
+ * commands, and a server that takes its first header line for a command
+ * answers "221 ... Goodbye" (sluiced, Postfix).  That reply lines up with
+ * the message unit, but nothing was delivered: the session is rejected.
+ * The same 2xx after a 354 is a delivery; a 221 never is. */
+static void test_refused_data(void) {
+  sp_script s;
+  if (load(&s))
+    return;
+  for (int accept_data = 0; accept_data <= 1; accept_data++) {
+    sp_result r;
+    memset(&r, 0, sizeof r);
+    r.deliver_s = -1;
+    sp_client c;
+    memset(&c, 0, sizeof c);
+    CHECK_INT(sp_client_begin(&c, &s, &r, T0, 1.0), 0);
+    feed(&c, "220 mx\r\n", T0 + 50 * MS);
+    send_all(&c, T0 + 100 * MS);
+    feed(&c, "250 mx\r\n", T0 + 110 * MS);
+    send_all(&c, T0 + 140 * MS);
+    if (accept_data)
+      feed(&c, "250 ok\r\n250 ok\r\n354 go\r\n", T0 + 150 * MS);
+    else
+      feed(&c,
+           "250 2.1.0 Ok\r\n454 4.7.1 Relay access denied\r\n"
+           "503 5.5.1 Error: need RCPT command\r\n",
+           T0 + 150 * MS);
+    CHECK_INT(c.rx, 5);
+    send_all(&c, T0 + 200 * MS);
+    CHECK_INT(sp_client_awaited(&c), SP_U_MESSAGE);
+    feed(&c, "221 2.7.0 Error: I can break rules, too. Goodbye.\r\n",
+         T0 + 210 * MS);
+    CHECK_INT(r.messages, 0);
+    CHECK(r.deliver_s < 0);
+    CHECK(strcmp(sp_client_stage_name(&c), "delivered") != 0);
+    CHECK_INT(c.rejected, !accept_data);
+    sp_client_free(&c);
+  }
+  sp_script_free(&s);
+}
+
 /* sim reuses one client for every session: buffers are kept, state is
  * not. */
 static void test_reuse(void) {
@@ -214,6 +255,7 @@ static void test_reuse(void) {
 int main(void) {
   SL_RUN(test_session);
   SL_RUN(test_scaled);
+  SL_RUN(test_refused_data);
   SL_RUN(test_reuse);
   return sl_test_summary();
 }

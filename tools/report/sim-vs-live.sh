@@ -6,6 +6,12 @@
 # (--upstream sink).  sluiced's delays are wall-clock, so its greeting delay
 # and timeouts are the capture-time values (sim: the defaults, 300 s for a
 # command, 180 s for a data block) times the time scale.
+# Both sides run one policy: sluiced's default relay_domains (none: every
+# recipient refused 454 4.7.1) is not the replay's (every domain passes, as
+# its upstream is simulated), so the policy names relay_domains = *; without
+# it the live run refused every RCPT and 96 sessions delivered in sim ended
+# after the message in live.  sluiced's log is kept as OUT_PREFIX-sluiced.log
+# (its session lines: refusals, last_upstream_code) to explain a difference.
 # usage: tools/report/sim-vs-live.sh BUILD_DIR OUT_PREFIX CAPTURE...
 # env: SCALE (0.1), GREET (capture seconds, 21), PATIENCE (ops90), SEED (1)
 set -eu
@@ -18,7 +24,12 @@ for x in "$R" "$SINK" "$SLUICED"; do
 done
 W=$(mktemp -d)
 pids=""
-cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; rm -rf "$W"; }
+cleanup() {
+  for p in $pids; do kill "$p" 2>/dev/null || true; done
+  for p in $pids; do wait "$p" 2>/dev/null || true; done
+  cp "$W/sluiced.log" "$OUTP-sluiced.log" 2>/dev/null || true
+  rm -rf "$W"
+}
 trap cleanup EXIT INT TERM
 port_of() { # file: waits for the first line
   i=0
@@ -35,7 +46,8 @@ kill $tp; wait $tp 2>/dev/null || true
 POLICY="mode = passthrough
 features = all
 auth_requires_tls = no
-lenient_bare_lf = yes"
+lenient_bare_lf = yes
+relay_domains = *"
 WALLMS=$(awk "BEGIN { printf \"%d\", $GREET * $SCALE * 1000 + 0.5 }")
 cat > "$W/sluiced.conf" <<CONF
 listen = 127.0.0.1:$LP

@@ -39,6 +39,7 @@ int sp_client_begin(sp_client *c, const sp_script *s, sp_result *res,
   c->units_sent = 0;
   c->rx = c->line_len = 0;
   c->rejected = 0;
+  c->data_open = 0;
   c->stage = SL_STAGE_CONNECT;
   /* Last: a client without buffers still has a clock and a script (live
    * records it as a failed connection). */
@@ -117,6 +118,8 @@ static void reply_done(sp_client *c, uint16_t code, uint64_t now) {
     c->reply_t[idx] = now;
   sp_unit_kind k = unit_of_reply(c, idx);
   int cls = code / 100;
+  int data_was_open = c->data_open;
+  c->data_open = k == SP_U_DATA && cls == 3;
   if (cls == 2 || cls == 3) {
     sl_stage st = k == SP_U_GREETING ? SL_STAGE_GREETING
                   : k == SP_U_HELO   ? SL_STAGE_HELO
@@ -124,7 +127,13 @@ static void reply_done(sp_client *c, uint16_t code, uint64_t now) {
                   : k == SP_U_RCPT   ? SL_STAGE_RCPT
                   : k == SP_U_DATA   ? SL_STAGE_DATA
                                      : SL_STAGE_CONNECT;
-    if (cls == 2 && (k == SP_U_MESSAGE || k == SP_U_BDAT)) {
+    /* Replies are matched to the captured units by count, so after a
+       refused DATA the captured message text goes out as commands and its
+       reply can be a 2xx to something else: a server that takes a header
+       line for a command says "221 ... Goodbye" and closes.  Only a
+       message after a 354, never a 221, is a delivery. */
+    if (cls == 2 && code != 221 &&
+        ((k == SP_U_MESSAGE && data_was_open) || k == SP_U_BDAT)) {
       st = SL_STAGE_DELIVERED;
       if (!c->res->messages)
         c->res->deliver_s = secs(c, now - c->t0);
