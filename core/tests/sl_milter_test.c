@@ -117,8 +117,8 @@ static void read_filter_packet(const uint8_t *p, size_t n,
 /* Sends one event as sluice would: skipped if the filter opted out,
    compared with the capture, and its replies read if one is due. */
 static void event(replay *rp, uint8_t cmd, const uint8_t *pkt, long plen) {
-  const uint8_t *p;
-  size_t n;
+  const uint8_t *p = NULL;
+  size_t n = 0;
   CHECK(plen > 0);
   if (rp->negotiated && !sl_milter_sends(&rp->s, cmd))
     return;
