@@ -166,8 +166,10 @@ class PostfixInstance:
     def _postfix(self, verb, timeout=30):
         r = run([POSTFIX, "-c", self.config_dir, verb], timeout=timeout)
         if r.returncode != 0:
+            # postfix(1) says why on its log, not on its output
             raise RuntimeError(f"postfix {verb} failed ({r.returncode}): "
-                               f"{r.stdout.decode(errors='replace')}{r.stderr.decode(errors='replace')}")
+                               f"{r.stdout.decode(errors='replace')}{r.stderr.decode(errors='replace')}"
+                               f"maillog: {self.log()[-1500:]}")
         return r
 
     @property
