@@ -629,6 +629,34 @@ static void test_sync_before_reply(void) {
   sl_harness_free(&h);
 }
 
+/* A DATA line refused for its 8-bit bytes is still a DATA: what the
+   client pipelined after it is a body to drop up to its end-of-data line,
+   never commands (RFC 2920 3.1), as after a DATA refused for any other
+   reason.  The 8-bit check used to answer it before that rule applied, so
+   the body's lines ran as commands (issue 8 fuzz reproducers, guarantee
+   1).  Bytes split from the DATA line differently make a different (and
+   legitimate) session, hence a unit test rather than a transcript. */
+static void test_data_refused_8bit_drops_early_body(void) {
+  sl_harness h;
+  screen_first(&h);
+  h.policy.greet_teaser = 0;
+  h.policy.forbid_unauth_pipelining = 0;
+  CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
+  sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
+  size_t before = h.client_out.len;
+  sl_harness_client(&h, S("DATA \xff\xfe\r\nMAIL FROM:<a@example.org>\r\n"
+                          "RCPT TO:<b@example.net>\r\n.\r\n"), 0);
+  sl_harness_client(&h, S("NOOP\r\n"), 0);
+  static const char want[] = "500 5.5.2 Error: bad UTF-8 syntax\r\n"
+                             "250 2.0.0 Ok\r\n";
+  CHECK_MEM(h.client_out.p + before, h.client_out.len - before, want,
+            sizeof(want) - 1);
+  CHECK_INT(sl_harness_requests(&h, SL_REQ_CONNECT_UPSTREAM), 0);
+  CHECK(!sl_harness_closed(&h));
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
 /* With the default limits, an EHLO dripped one byte every half second (a
    line that never ends) is ended by record_timeout (60 s), not held for
    ever (issue 8 defect 10). */
@@ -751,6 +779,7 @@ int main(void) {
   SL_RUN(test_sync_ehlo_mail);
   SL_RUN(test_sync_helo_and_groups);
   SL_RUN(test_sync_before_reply);
+  SL_RUN(test_data_refused_8bit_drops_early_body);
   SL_RUN(test_drip_default_limits);
   SL_RUN(test_session_cap_default);
   SL_RUN(test_refusal_events);
