@@ -283,6 +283,29 @@ static void test_starved_preamble_keeps_its_ehlo(void) {
   sl_harness_free(&h);
 }
 
+/* A goodbye the client does not read (here a command timeout's 421 to a
+   client that stopped reading): the closing session ends after the send
+   timeout, or at its session cap, without the rest of the goodbye.  It
+   used to stay open with a deadline in the past that its expiry handling
+   never acted on (guarantee 7; found by a fuzz run on branch crash). */
+static void test_unread_goodbye_ends(void) {
+  sl_harness h;
+  screen_first(&h);
+  h.policy.greet_teaser = 0;
+  h.limits.command_timeout = 5 * SL_SEC;
+  h.limits.send_timeout = 10 * SL_SEC;
+  h.limits.session_timeout = 12 * SL_SEC;
+  CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
+  sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
+  h.client_stalled = 1;
+  sl_harness_advance(&h, 30 * SL_SEC);
+  CHECK(sl_harness_closed(&h));
+  CHECK_INT(sl_relay_stats(h.r)->end_reason, SL_END_TIMEOUT);
+  CHECK_INT(lent_small(&h) + lent_large(&h), 0);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
 /* Guarantee 7 with a pool that never lends a buffer again (corpus inputs
    such as 0523c0a9... and 1bc0e021...): the timeouts keep running and the
    session ends, with its 421 when a buffer can be had, without it (after a
@@ -773,6 +796,7 @@ int main(void) {
   SL_RUN(test_screen_pass);
   SL_RUN(test_starttls_injection_counted);
   SL_RUN(test_client_that_does_not_read);
+  SL_RUN(test_unread_goodbye_ends);
   SL_RUN(test_local_replies_enhanced_codes);
   SL_RUN(test_message_sizes_pipelined);
   SL_RUN(test_five_bdat_events);
