@@ -1041,6 +1041,15 @@ static int step_expiry(sl_relay *r) {
     } else if (now >= sl__tadd(r->stats.start, l->session_timeout)) {
       force_close(r, R_TIMEOUT);
     }
+  } else if (r->cl == CL_CLOSING && r->cout.len && !r->greet_held &&
+             (now >= sl__tadd(r->t_client, l->send_timeout) ||
+              now >= sl__tadd(r->stats.start, l->session_timeout))) {
+    /* A goodbye still being written when the client stops reading it, or
+       read so slowly that the session passes its cap: the session ends
+       without the rest of it (guarantee 7), for the reason it was
+       closing. */
+    abort_now(r);
+    return 1;
   }
   if (now >= upstream_record_due(r)) {
     sl__up_fail(r, SL_UPFAIL_TIMEOUT); /* a reply line dripping in */

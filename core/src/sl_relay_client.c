@@ -244,6 +244,16 @@ static int rcpt_check(sl_relay *r, const uint8_t *arg, size_t alen) {
   return -2;
 }
 
+/* Whatever the answer to a DATA line (relayed, refused for its state, its
+   8-bit bytes or a rejected client), the bytes after it wait for that
+   reply: a 354 makes them the body, a refusal a body to drop, never
+   commands (RFC 2920 3.1; they could smuggle a RCPT upstream). */
+static void wait_after_data(sl_relay *r, int early) {
+  r->cl = CL_WAIT;
+  r->wait_354 = 1;
+  r->body_early = early != 0;
+}
+
 static int is_junk(sl_verb v) {
   return v == SL_V_NOOP || v == SL_V_RSET || v == SL_V_VRFY || v == SL_V_EXPN ||
          v == SL_V_HELP;
@@ -323,11 +333,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       break;
     }
     case SL_V_DATA:
-      /* refused like any DATA: bytes the client sent after it are a body
-         to drop, never commands (as in the SL_V_DATA case below) */
-      r->cl = CL_WAIT;
-      r->wait_354 = 1;
-      r->body_early = early != 0;
+      wait_after_data(r, early);
       lr = R_REJECTED;
       break;
     default:
@@ -339,8 +345,11 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
      RCPT outside a transaction gets its 503 first. */
   if (c.verb != SL_V_UNKNOWN && c.verb != SL_V_NONSMTP &&
       !(c.verb == SL_V_RCPT && !r->mail) &&
-      (lr = envelope_8bit(r, c.verb, line, len, c.arg)) >= 0)
+      (lr = envelope_8bit(r, c.verb, line, len, c.arg)) >= 0) {
+    if (c.verb == SL_V_DATA)
+      wait_after_data(r, early);
     goto reply;
+  }
 
   switch (c.verb) {
   case SL_V_EHLO:
@@ -523,12 +532,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       return 0;
     else if (rc < 0)
       lr = R_UPSTREAM_FAIL;
-    /* Whatever the answer, the bytes after DATA wait for its reply: a
-       354 makes them the body, a refusal makes them a body to drop, never
-       commands (RFC 2920 3.1; they could smuggle a RCPT upstream). */
-    r->cl = CL_WAIT;
-    r->wait_354 = 1;
-    r->body_early = early != 0;
+    wait_after_data(r, early);
     break;
   case SL_V_BDAT: {
     uint64_t size;

@@ -295,6 +295,16 @@ static void refused(sl_relay *r, unsigned code) {
 
 static int emit_local(sl_relay *r, enum local_reply id) {
   const char *host = r->pol->hostname;
+  if (r->teaser && id != R_GREETING) {
+    /* The "220-" teaser began a reply: a local reply that comes before the
+       greeting (a forced close's 421) goes after the greeting's last line,
+       or the client reads one reply with two codes (guarantee 5). */
+    if (sl__buf_reserve(r, &r->cout,
+                        (uint32_t)(sl__local_len(r, R_GREETING) +
+                                   sl__local_len(r, id))))
+      return -1;
+    emit_local(r, R_GREETING);
+  }
   if (id == R_EHLO_LOCAL) {
     /* screen-first: what sluice offers before any upstream exists, no
        more than the pool can take (guarantee 8) */
@@ -347,6 +357,8 @@ static int emit_local(sl_relay *r, enum local_reply id) {
   if (id == R_BDAT_FAILED && r->bdat_fail_code)
     code = r->bdat_fail_code;
   sl__buf_grow(&r->cout, render_local(sl__buf_tail(&r->cout), id, code, host));
+  if (id == R_GREETING)
+    r->teaser = 0; /* the multi-line greeting is complete */
   refused(r, code);
   if (id == R_HELO_LOCAL)
     r->offered = 0;
@@ -581,13 +593,8 @@ static int emit_greeting(sl_relay *r) {
       sl__buf_release(r, &r->cout); /* the upstream's greeting is not sent */
       r->greet_held = 0;
     }
-    size_t need = sl__local_len(r, R_DROP) +
-                  (r->teaser ? sl__local_len(r, R_GREETING) : 0);
-    if (sl__buf_reserve(r, &r->cout, (uint32_t)need))
+    if (emit_local(r, R_DROP)) /* after the teaser's greeting, if any */
       return -1;
-    if (r->teaser)
-      emit_local(r, R_GREETING); /* finish the multi-line greeting first */
-    emit_local(r, R_DROP);
     r->greeted = 1;
     sl__set_stage(r, SL_STAGE_GREETING);
     q_pop(r);

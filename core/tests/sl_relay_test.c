@@ -283,6 +283,29 @@ static void test_starved_preamble_keeps_its_ehlo(void) {
   sl_harness_free(&h);
 }
 
+/* A goodbye the client does not read (here a command timeout's 421 to a
+   client that stopped reading): the closing session ends after the send
+   timeout, or at its session cap, without the rest of the goodbye.  It
+   used to stay open with a deadline in the past that its expiry handling
+   never acted on (guarantee 7; found by a fuzz run on branch crash). */
+static void test_unread_goodbye_ends(void) {
+  sl_harness h;
+  screen_first(&h);
+  h.policy.greet_teaser = 0;
+  h.limits.command_timeout = 5 * SL_SEC;
+  h.limits.send_timeout = 10 * SL_SEC;
+  h.limits.session_timeout = 12 * SL_SEC;
+  CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
+  sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
+  h.client_stalled = 1;
+  sl_harness_advance(&h, 30 * SL_SEC);
+  CHECK(sl_harness_closed(&h));
+  CHECK_INT(sl_relay_stats(h.r)->end_reason, SL_END_TIMEOUT);
+  CHECK_INT(lent_small(&h) + lent_large(&h), 0);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
 /* Guarantee 7 with a pool that never lends a buffer again (corpus inputs
    such as 0523c0a9... and 1bc0e021...): the timeouts keep running and the
    session ends, with its 421 when a buffer can be had, without it (after a
@@ -649,6 +672,34 @@ static void test_sync_before_reply(void) {
   sl_harness_free(&h);
 }
 
+/* A DATA line refused for its 8-bit bytes is still a DATA: what the
+   client pipelined after it is a body to drop up to its end-of-data line,
+   never commands (RFC 2920 3.1), as after a DATA refused for any other
+   reason.  The 8-bit check used to answer it before that rule applied, so
+   the body's lines ran as commands (issue 8 fuzz reproducers, guarantee
+   1).  Bytes split from the DATA line differently make a different (and
+   legitimate) session, hence a unit test rather than a transcript. */
+static void test_data_refused_8bit_drops_early_body(void) {
+  sl_harness h;
+  screen_first(&h);
+  h.policy.greet_teaser = 0;
+  h.policy.forbid_unauth_pipelining = 0;
+  CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
+  sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
+  size_t before = h.client_out.len;
+  sl_harness_client(&h, S("DATA \xff\xfe\r\nMAIL FROM:<a@example.org>\r\n"
+                          "RCPT TO:<b@example.net>\r\n.\r\n"), 0);
+  sl_harness_client(&h, S("NOOP\r\n"), 0);
+  static const char want[] = "500 5.5.2 Error: bad UTF-8 syntax\r\n"
+                             "250 2.0.0 Ok\r\n";
+  CHECK_MEM(h.client_out.p + before, h.client_out.len - before, want,
+            sizeof(want) - 1);
+  CHECK_INT(sl_harness_requests(&h, SL_REQ_CONNECT_UPSTREAM), 0);
+  CHECK(!sl_harness_closed(&h));
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
 /* With the default limits, an EHLO dripped one byte every half second (a
    line that never ends) is ended by record_timeout (60 s), not held for
    ever (issue 8 defect 10). */
@@ -767,12 +818,14 @@ int main(void) {
   SL_RUN(test_screen_pass);
   SL_RUN(test_starttls_injection_counted);
   SL_RUN(test_client_that_does_not_read);
+  SL_RUN(test_unread_goodbye_ends);
   SL_RUN(test_local_replies_enhanced_codes);
   SL_RUN(test_message_sizes_pipelined);
   SL_RUN(test_five_bdat_events);
   SL_RUN(test_sync_ehlo_mail);
   SL_RUN(test_sync_helo_and_groups);
   SL_RUN(test_sync_before_reply);
+  SL_RUN(test_data_refused_8bit_drops_early_body);
   SL_RUN(test_drip_default_limits);
   SL_RUN(test_session_cap_default);
   SL_RUN(test_refusal_events);
