@@ -299,9 +299,9 @@ static int emit_local(sl_relay *r, enum local_reply id) {
     /* The "220-" teaser began a reply: a local reply that comes before the
        greeting (a forced close's 421) goes after the greeting's last line,
        or the client reads one reply with two codes (guarantee 5). */
-    if (sl__buf_reserve(r, &r->cout,
-                        (uint32_t)(sl__local_len(r, R_GREETING) +
-                                   sl__local_len(r, id))))
+    if (sl__buf_reserve(
+            r, &r->cout,
+            (uint32_t)(sl__local_len(r, R_GREETING) + sl__local_len(r, id))))
       return -1;
     emit_local(r, R_GREETING);
   }

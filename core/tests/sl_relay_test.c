@@ -687,8 +687,10 @@ static void test_data_refused_8bit_drops_early_body(void) {
   CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
   sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
   size_t before = h.client_out.len;
-  sl_harness_client(&h, S("DATA \xff\xfe\r\nMAIL FROM:<a@example.org>\r\n"
-                          "RCPT TO:<b@example.net>\r\n.\r\n"), 0);
+  sl_harness_client(&h,
+                    S("DATA \xff\xfe\r\nMAIL FROM:<a@example.org>\r\n"
+                      "RCPT TO:<b@example.net>\r\n.\r\n"),
+                    0);
   sl_harness_client(&h, S("NOOP\r\n"), 0);
   static const char want[] = "500 5.5.2 Error: bad UTF-8 syntax\r\n"
                              "250 2.0.0 Ok\r\n";
