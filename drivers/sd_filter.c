@@ -65,9 +65,9 @@ typedef struct fconn {
   uint32_t ev;
   uint8_t state;
   uint8_t eof;
-  int verdict;      /* sl_verdict once FC_DONE */
-  const char *fail; /* a failure's reason (the verdict is the default) */
-  char *text;       /* what the filter said, for the client */
+  sl_verdict verdict; /* once FC_DONE */
+  const char *fail;   /* a failure's reason (the verdict is the default) */
+  char *text;         /* what the filter said, for the client */
   size_t text_len;
   uint64_t start;
   uint8_t *out;
@@ -558,15 +558,15 @@ static int out_room(fconn *c, size_t n) {
   return 0;
 }
 
-static void fc_finish(fconn *c, int verdict, const char *fail,
+static void fc_finish(fconn *c, sl_verdict verdict, const char *fail,
                       const uint8_t *text, size_t len);
 
 static void fc_fail(fconn *c, const char *why) {
-  int v = c->f->cfg->filter_default_action == SL_FILTER_ACT_ACCEPT
-              ? SL_VERDICT_ACCEPT
-          : c->f->cfg->filter_default_action == SL_FILTER_ACT_REJECT
-              ? SL_VERDICT_REJECT
-              : SL_VERDICT_TEMPFAIL;
+  sl_verdict v = c->f->cfg->filter_default_action == SL_FILTER_ACT_ACCEPT
+                     ? SL_VERDICT_ACCEPT
+                 : c->f->cfg->filter_default_action == SL_FILTER_ACT_REJECT
+                     ? SL_VERDICT_REJECT
+                     : SL_VERDICT_TEMPFAIL;
   const char *t = v == SL_VERDICT_REJECT
                       ? "550 5.7.1 Service unavailable - content filter failed"
                       : "451 4.7.1 Service unavailable - try again later";
@@ -578,7 +578,7 @@ static void check_all_done(sd_filters *f) {
     sd_timer_set(f->loop, &f->fire, now_ns(f));
 }
 
-static void fc_finish(fconn *c, int verdict, const char *fail,
+static void fc_finish(fconn *c, sl_verdict verdict, const char *fail,
                       const uint8_t *text, size_t len) {
   if (c->state == FC_DONE)
     return;
@@ -599,7 +599,7 @@ static void fc_finish(fconn *c, int verdict, const char *fail,
   c->fail = fail;
   uint64_t us = (now_ns(f) - c->start) / 1000;
   size_t idx = (size_t)(c - f->fc);
-  sd_filter_observe(idx, fail ? -1 : verdict, fail, us);
+  sd_filter_observe(idx, fail ? -1 : (int)verdict, fail, us);
   if (fail)
     sd_log(SD_LOG_WARN, "filter %s failed (%s): counted as %s", c->cfg->name,
            fail, sl_verdict_name((sl_verdict)verdict));
