@@ -471,8 +471,10 @@ typedef struct sl_stats {
  *   call on the same relay; one returned by sl_relay_stats() or
  *   sl_relay_client_addr() until sl_relay_free().
  * - A request filled by sl_relay_next_request() is the caller's copy and
- *   holds no pointer: it stays valid after any call, sl_relay_free()
- *   included.
+ *   holds no pointer, so it stays valid after any call, sl_relay_free()
+ *   included; the one exception is SL_REQ_RCPT_CHECK, whose strings
+ *   (check.*) point into the relay until the check is answered or the
+ *   relay is freed.
  * - sl_relay_free() ends the relay: nothing may be called on it afterwards,
  *   not even sl_relay_stats(); read the final statistics before, e.g. at
  *   the SL_EV_SESSION_END event or once sl_relay_want() says SL_CLOSED.
