@@ -37,7 +37,6 @@ void sl__buf_release(sl_relay *r, sl_buf *b) {
    to a larger buffer.  Returns 0, or -1 (pool empty or need too large). */
 int sl__buf_reserve(sl_relay *r, sl_buf *b, uint32_t need) {
   if (b->p && sl__buf_cap(b) - b->len >= need) {
-    r->t_starved = SL_TSTAMP_NONE;
     if (sl__buf_cap(b) - b->off - b->len < need) {
       memmove(b->p, b->p + b->off, b->len);
       b->off = 0;
@@ -58,7 +57,6 @@ int sl__buf_reserve(sl_relay *r, sl_buf *b, uint32_t need) {
       r->t_starved = r->now;
     return -1;
   }
-  r->t_starved = SL_TSTAMP_NONE;
   if (b->len)
     memcpy(p, b->p + b->off, b->len);
   uint16_t len = b->len;
@@ -397,6 +395,11 @@ static int enter(sl_relay *r, sl_tstamp now) {
 
 static int leave(sl_relay *r) {
   run(r);
+  /* Starvation ends with a pass that the pool refused nothing.  One buffer
+     it still gives (or one that already has room) is no progress while
+     another need is refused on every retry (guarantee 7). */
+  if (!r->starved)
+    r->t_starved = SL_TSTAMP_NONE;
   return r->err ? -(int)r->err : 0;
 }
 

@@ -236,7 +236,7 @@ struct sl_relay {
   sl_tstamp t_rec;     /* first byte of the client's unfinished line */
   sl_tstamp t_urec;    /* first byte of the upstream's unfinished line */
   sl_tstamp t_bye;     /* a forced close queued its goodbye at */
-  sl_tstamp t_starved; /* the pool has refused every buffer since */
+  sl_tstamp t_starved; /* every pass since has had a buffer refused */
   sl_duration greet_jitter;
 
   uint64_t bdat_left;
