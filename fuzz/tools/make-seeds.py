@@ -217,6 +217,11 @@ def relay_seeds():
                  U("250 ok\r\n250 ok\r\n") + U("250 ok 3\r\n") + F(0) +
                  U("250 2.0.0 queued\r\n") + nxt)
     seeds.append(chunked + e_up + F(0) + C("QUIT\r\n"))
+    # spool mode (seed bit 12): the same client goes upstream as DATA
+    seeds.append(header(b5=7, seed=0x9001) + A(0) + GREET + C("EHLO client.example\r\n") +
+                 H(0x0003) + C("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n") +
+                 U("250 ok\r\n250 ok\r\n") + C("BDAT 9\r\n.dot\r\nx\r\nBDAT 5 LAST\r\nend\r\n") +
+                 U("354 go\r\n") + F(4, 1) + nxt)
     for s in seeds:
         write("relay", s)
 
