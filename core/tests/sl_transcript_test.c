@@ -548,7 +548,8 @@ static int run(const transcript *t, const plan *pl, int verbose) {
       long long v;
       if (sscanf(s->arg, "%63s %63s", field, value) != 2 ||
           stat_value(field, value, &v) != 0) {
-        snprintf(why, sizeof(why), "expect-stat: bad '%s'", s->arg);
+        fprintf(stderr, "%s:%d: expect-stat: bad '%s'\n", t->name, s->line,
+                s->arg);
         rc = -1;
         break;
       }
