@@ -185,6 +185,8 @@ static int envelope_8bit(const sl_relay *r, sl_verb v, const uint8_t *line,
   }
 }
 
+static void smuggling(sl_relay *r, sl_violation v);
+
 /* Relay control for a RCPT that passed the syntax checks: the local
    refusal, or -1 to relay it. */
 static int relay_control(const sl_relay *r, const uint8_t *arg, size_t alen) {
@@ -604,8 +606,16 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
         sl__up_write_line(r, up, un);
         sl__up_sent(r, Q_UP_BDAT_FLAST, 0);
         r->fchunk_owed = 1;
+      } else if (r->bdat_cr) {
+        /* the message would end on a bare CR: refused as in a chunk */
+        r->viol = SL_VIOL_BARE_CR;
+        smuggling(r, SL_VIOL_BARE_CR);
+        sl__up_close(r);
+        r->no_input = 1;
+        lr = R_SMUGGLE;
+      } else {
+        sl__filter_chunk_end(r); /* an empty LAST chunk: the end at once */
       }
-      down = 1; /* an empty LAST chunk still ends the message */
       sl__txn_reset(r);
     } else if (lr < 0) {
       rc = relay_line(r, line, len, last ? Q_UP_BDAT_LAST : Q_UP_BDAT);

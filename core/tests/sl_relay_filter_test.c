@@ -334,6 +334,32 @@ static void test_chunked_empty_last(void) {
   sl_harness_free(&h);
 }
 
+/* An empty LAST chunk after a chunk that ended on CR: the message would
+   end on a bare CR, so it is refused as smuggling, nothing held. */
+static void test_chunked_empty_last_after_cr(void) {
+  sl_harness h;
+  sl_harness_defaults(&h);
+  sl_harness_filters_on(&h, 0);
+  CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
+  CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
+  sl_harness_upstream(&h, S("220 up ESMTP\r\n" CHUNKING_CAPS), 0);
+  sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
+  sl_harness_client(&h,
+                    S("MAIL FROM:<a@example.org>\r\n"
+                      "RCPT TO:<b@example.net>\r\n"
+                      "BDAT 2\r\nx\r"),
+                    0);
+  sl_harness_upstream(&h, S("250 ok\r\n250 ok\r\n250 ok 2\r\n"), 0);
+  sl_harness_client(&h, S("BDAT 0 LAST\r\n"), 0);
+  CHECK(!contains(&h.upstream_out, "LAST"));
+  CHECK_INT(h.pending_filter, 0);
+  CHECK(ends_with(&h.client_out, "250 ok 2\r\n554 5.6.0 Error: bare CR, bare "
+                                 "LF or NUL in message; SMTP smuggling "
+                                 "refused\r\n"));
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
 /* The upstream lost while the end is held and the LAST chunk unanswered:
    the client's LAST gets one local reply, not two. */
 static void test_chunked_upstream_lost(void) {
@@ -517,6 +543,7 @@ int main(void) {
   SL_RUN(test_chunked_reject_rset);
   SL_RUN(test_chunked_last_chunk_refused);
   SL_RUN(test_chunked_empty_last);
+  SL_RUN(test_chunked_empty_last_after_cr);
   SL_RUN(test_chunked_upstream_lost);
   SL_RUN(test_unfiltered_unchanged);
   SL_RUN(test_skip_mynetworks);
