@@ -285,6 +285,19 @@ static long io_recv(redis_state *s, void *p, size_t len, const char **why) {
   }
 }
 
+static void tls_failed(redis_state *s, const char *why);
+
+/* The connection failed while reading or writing.  Over TLS before the
+   first answers: TLS 1.3 servers refuse a client (no or a wrong client
+   certificate) after the handshake, so the first read is where that shows:
+   the same TLS error as a refused handshake. */
+static void lost(redis_state *s, const char *why) {
+  if (s->tls && s->cs == C_LOADING)
+    tls_failed(s, why);
+  else
+    rd_disconnect(s, why);
+}
+
 static void flush(void *arg) {
   redis_state *s = arg;
   s->flush_queued = 0;
@@ -296,7 +309,7 @@ static void flush(void *arg) {
     if (w == -2)
       break;
     if (w <= 0) {
-      rd_disconnect(s, why);
+      lost(s, why);
       return;
     }
     memmove(s->out, s->out + w, s->outlen - (size_t)w);
@@ -520,7 +533,7 @@ static void read_replies(redis_state *s) {
     if (n == -2)
       break;
     if (n <= 0) {
-      rd_disconnect(s, n == 0 ? "closed by the server" : why);
+      lost(s, n == 0 ? "closed by the server" : why);
       return;
     }
     s->inlen += (size_t)n;
@@ -580,33 +593,34 @@ static void load_scripts(redis_state *s) {
   flush(s);
 }
 
-static void handshake(redis_state *s) {
-  int r = sd_tls_handshake(s->tls);
-  if (r == 1) {
-    load_scripts(s);
-    return;
-  }
-  if (r == 0) {
-    update_events(s);
-    return;
-  }
-  /* The certificate or the server's TLS settings: an operator's error,
-     logged as one (with OpenSSL's reason), counted, and retried with
-     backoff like a lost connection. */
-  char why[300];
-  snprintf(why, sizeof why, "%s", sd_tls_error(s->tls));
+/* The certificate or the server's TLS settings: an operator's error,
+   logged as one (with OpenSSL's reason), counted, and retried with backoff
+   like a lost connection. */
+static void tls_failed(redis_state *s, const char *why_) {
+  char why[300]; /* why_ is the TLS object's, freed by the disconnect */
+  snprintf(why, sizeof why, "%s", why_);
   sd_count(SD_C_STATE_TLS_FAILED, 1);
   uint64_t now = sd_loop_now(s->loop);
   if (!s->last_tls_log || now - s->last_tls_log >= AUTH_LOG_EVERY) {
     s->last_tls_log = now;
     sd_log(SD_LOG_ERR,
            "worker %u: redis %s: %s (expected name %s; check redis_tls_ca, "
-           "redis_tls_name and Redis's tls-cert-file); local verdicts until "
-           "it succeeds",
+           "redis_tls_name, redis_tls_cert/_key and Redis's tls-* "
+           "settings); local verdicts until it succeeds",
            s->worker, s->target, why, s->tls_name);
   }
   s->last_warn = now;
   rd_disconnect(s, why);
+}
+
+static void handshake(redis_state *s) {
+  int r = sd_tls_handshake(s->tls);
+  if (r == 1)
+    load_scripts(s);
+  else if (r == 0)
+    update_events(s);
+  else
+    tls_failed(s, sd_tls_error(s->tls));
 }
 
 /* TCP is up: TLS first when configured, then AUTH and the scripts. */
