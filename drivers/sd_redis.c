@@ -532,8 +532,12 @@ static void read_replies(redis_state *s) {
     long n = io_recv(s, s->in + s->inlen, IN_CAP - s->inlen, &why);
     if (n == -2)
       break;
-    if (n <= 0) {
-      lost(s, n == 0 ? "closed by the server" : why);
+    if (n == 0) {
+      rd_disconnect(s, "closed by the server");
+      return;
+    }
+    if (n < 0) {
+      lost(s, why);
       return;
     }
     s->inlen += (size_t)n;
