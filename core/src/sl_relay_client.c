@@ -569,8 +569,19 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
         return 0;
       lr = R_UPSTREAM_FAIL;
     }
-    if (lr < 0 && (!(r->up_caps & SL_CAP_CHUNKING) ||
-                   (r->fmsg && !sl__filter_chunked(r)))) {
+    if (lr < 0 && last && !size && r->bdat_cr && !r->bdat_down &&
+        (r->up_caps & SL_CAP_CHUNKING) &&
+        !(r->fmsg && !sl__filter_chunked(r))) {
+      /* An empty LAST chunk after a chunk that ended on CR: the message,
+         whose bytes went up as they came, would end on a bare CR.  Refused
+         as in a chunk: the leg closes, never the end (guarantee 3). */
+      r->viol = SL_VIOL_BARE_CR;
+      smuggling(r, SL_VIOL_BARE_CR);
+      sl__up_close(r);
+      r->no_input = 1;
+      lr = R_SMUGGLE;
+    } else if (lr < 0 && (!(r->up_caps & SL_CAP_CHUNKING) ||
+                          (r->fmsg && !sl__filter_chunked(r)))) {
       /* Promised CHUNKING, but this upstream lacks it: the transaction
          goes to it as one DATA, never as BDAT (guarantee 8). */
       down = 1;
@@ -606,13 +617,6 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
         sl__up_write_line(r, up, un);
         sl__up_sent(r, Q_UP_BDAT_FLAST, 0);
         r->fchunk_owed = 1;
-      } else if (r->bdat_cr) {
-        /* the message would end on a bare CR: refused as in a chunk */
-        r->viol = SL_VIOL_BARE_CR;
-        smuggling(r, SL_VIOL_BARE_CR);
-        sl__up_close(r);
-        r->no_input = 1;
-        lr = R_SMUGGLE;
       } else {
         sl__filter_chunk_end(r); /* an empty LAST chunk: the end at once */
       }

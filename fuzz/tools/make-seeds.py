@@ -217,6 +217,12 @@ def relay_seeds():
                  U("250 ok\r\n250 ok\r\n") + U("250 ok 3\r\n") + F(0) +
                  U("250 2.0.0 queued\r\n") + nxt)
     seeds.append(chunked + e_up + F(0) + C("QUIT\r\n"))
+    # an empty LAST chunk after a chunk that ended on CR, unfiltered: the
+    # message would end on a bare CR upstream (refused, the leg closed)
+    seeds.append(header(b5=7) + A(0) + GREET + C("EHLO c\r\n") + H(0x0003) +
+                 C("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n") +
+                 U("250 ok\r\n250 ok\r\n") + C("BDAT 2\r\nx\r") + U("250 ok 2\r\n") +
+                 C("BDAT 0 LAST\r\n") + U("250 queued\r\n"))
     # spool mode (seed bit 12): the same client goes upstream as DATA
     seeds.append(header(b5=7, seed=0x9001) + A(0) + GREET + C("EHLO client.example\r\n") +
                  H(0x0003) + C("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n") +
