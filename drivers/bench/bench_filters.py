@@ -38,7 +38,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "testbeds"))
 
-from bench_proxy import (cpu_seconds, find_binary, free_port, latencies,  # noqa: E402
+from bench_proxy import (Client, cpu_seconds, find_binary, free_port, latencies,  # noqa: E402
                          smtp_source, start_sluiced, wait_port)
 
 
