@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -176,6 +177,8 @@ static uint64_t now_ns(const sd_filters *f) { return sd_loop_now(f->loop); }
 static void fc_start(fconn *c);
 static void fc_pump(fconn *c);
 static int headers_ready(sd_filters *f);
+static void log_entry(sd_filters *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static char *memdup0(const void *p, size_t n) {
   char *s = malloc(n + 1);
@@ -570,6 +573,8 @@ static void rq_set(fconn *c, sl_verdict v, const uint8_t *text, size_t len) {
   c->rq_text[0] = '\0';
   if (v != SL_VERDICT_REJECT && v != SL_VERDICT_TEMPFAIL)
     return;
+  if (c->state != FC_DONE) /* a finished one is logged already */
+    log_entry(c->f, "%s:rcpt-%s", c->cfg->name, sl_verdict_name(v));
   if (len == 0) {
     /* Postfix's words for a milter's bare reject or tempfail at RCPT */
     const char *d = v == SL_VERDICT_REJECT
@@ -805,6 +810,20 @@ static int out_room(fconn *c, size_t n) {
 static void fc_finish(fconn *c, sl_verdict verdict, const char *fail,
                       const uint8_t *text, size_t len);
 
+/* One entry of the session log's filters field, outside a message's own
+   (a milter's verdict at connect, HELO, MAIL or one RCPT). */
+static void log_entry(sd_filters *f, const char *fmt, ...) {
+  size_t used = strlen(f->log);
+  if (used + 200 >= sizeof f->log)
+    return;
+  if (used)
+    used += (size_t)snprintf(f->log + used, sizeof f->log - used, "; ");
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(f->log + used, sizeof f->log - used, fmt, ap);
+  va_end(ap);
+}
+
 static void fc_fail(fconn *c, const char *why) {
   sl_verdict v = c->f->cfg->filter_default_action == SL_FILTER_ACT_ACCEPT
                      ? SL_VERDICT_ACCEPT
@@ -848,6 +867,14 @@ static void fc_finish(fconn *c, sl_verdict verdict, const char *fail,
     sd_log(SD_LOG_WARN, "filter %s failed (%s): counted as %s", c->cfg->name,
            fail, sl_verdict_name((sl_verdict)verdict));
   f->ndone++;
+  if (!f->body_started && !f->ended) {
+    /* decided on the envelope: no message line will name it */
+    if (fail)
+      log_entry(f, "%s:fail(%s)->%s", c->cfg->name, fail,
+                sl_verdict_name(verdict));
+    else
+      log_entry(f, "%s:%s", c->cfg->name, sl_verdict_name(verdict));
+  }
   rq_from_verdict(c);
   check_all_done(f);
 }
