@@ -28,9 +28,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,8 +237,7 @@ static void spool_put(sd_filters *f, const uint8_t *p, size_t n) {
                     : 0;
   uint64_t total = f->cfg->filter_spool_memory_total;
   if (total) {
-    uint64_t free_total =
-        spool_mem_total < total ? total - spool_mem_total : 0;
+    uint64_t free_total = spool_mem_total < total ? total - spool_mem_total : 0;
     if (room > free_total)
       room = (size_t)free_total;
   }
@@ -1039,8 +1038,12 @@ static void clamd_step(fconn *c) {
   }
   while (c->phase == 1) {
     int fl = fc_flush(c);
-    if (fl < 0)
+    if (fl < 0) {
+      /* clamd closes a stream past StreamMaxLength after saying so */
+      if (fc_read(c) == 0 && c->in_len)
+        break;
       return fc_fail(c, "write");
+    }
     if (fl > 0)
       break;
     c->spool_end = c->f->size;
@@ -1063,8 +1066,9 @@ static void clamd_step(fconn *c) {
     if (fl == 0)
       c->phase = 3;
   }
-  /* clamd may answer early (a size limit) whatever was sent */
-  if (fc_read(c) != 0)
+  /* clamd may answer early (a size limit) whatever was sent, and close at
+     once: what it said before a reset still counts */
+  if (fc_read(c) != 0 && c->in_len == 0)
     return fc_fail(c, "read");
   if (c->in_len) {
     sl_clamd_reply rep;
@@ -1332,8 +1336,7 @@ static int milter_next(fconn *c) {
     default:
       return 0;
     }
-    if (cmd == SL_MILTER_CMD_RCPT && c->live &&
-        !sl_milter_sends(&c->ms, cmd)) {
+    if (cmd == SL_MILTER_CMD_RCPT && c->live && !sl_milter_sends(&c->ms, cmd)) {
       rq_set(c, SL_VERDICT_ACCEPT, NULL, 0); /* not asked: passes */
       rq_check(f);
       continue;
@@ -1535,8 +1538,7 @@ static int milter_packet(fconn *c, uint8_t cmd, const uint8_t *data,
     return 0;
   }
   sd_filters *f = c->f;
-  if (c->await == SL_MILTER_CMD_RCPT && c->live &&
-      milter_rcpt_reply(c, &rp))
+  if (c->await == SL_MILTER_CMD_RCPT && c->live && milter_rcpt_reply(c, &rp))
     return 1;
   switch (rp.kind) {
   case SL_MILTER_CONTINUE:
@@ -1631,8 +1633,7 @@ static void milter_step(fconn *c) {
         return;
       if (c->phase == MP_EOB_WAIT && !c->await)
         c->await = SL_MILTER_CMD_BODYEOB;
-      if (c->out_len != before || c->phase != phase || c->await ||
-          c->rq != rq)
+      if (c->out_len != before || c->phase != phase || c->await || c->rq != rq)
         continue;
       idle = 1; /* nothing to say until the client sends more */
     }
