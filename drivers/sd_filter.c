@@ -136,6 +136,7 @@ struct sd_filters {
   char session_id[24]; /* the session log's id: rspamd's Queue-Id */
   sl_addr client;
   int body_started; /* the first body bytes came: every filter runs */
+  uint64_t t_end;   /* when the end of data came */
   /* the header section's end, watched as the body streams: 1 at a line
      start, 2 after a CR there; hdr_end once the empty line passed */
   int hst, hdr_end, hdr_scanned;
@@ -365,6 +366,7 @@ static void message_clear(sd_filters *f) {
   f->rq_open = 0; /* a question still open is never answered */
   sd_timer_stop(f->loop, &f->rq_fire);
   f->body_started = 0;
+  f->t_end = 0;
   f->hst = 1;
   f->hdr_end = f->hdr_scanned = 0;
   sd_timer_stop(f->loop, &f->fire);
@@ -859,7 +861,10 @@ static void fc_finish(fconn *c, sl_verdict verdict, const char *fail,
   c->state = FC_DONE;
   c->verdict = verdict;
   c->fail = fail;
-  uint64_t us = (now_ns(f) - c->start) / 1000;
+  /* the latency metric is the wait the filter adds after the end of data
+     (0 for a verdict before it) */
+  uint64_t from = f->t_end > c->start ? f->t_end : c->start;
+  uint64_t us = f->ended ? (now_ns(f) - from) / 1000 : 0;
   size_t idx = (size_t)(c - f->fc);
   sd_filter_observe(idx, fail ? -1 : (int)verdict, fail, us);
   if (fail)
@@ -1727,6 +1732,7 @@ static void fc_io(sd_handler *h, uint32_t ev) {
 
 void sd_filters_end(sd_filters *f, uint32_t id) {
   f->ended = 1;
+  f->t_end = now_ns(f);
   f->id = id;
   headers_ready(f);
   if (f->spool_err) {
