@@ -1330,6 +1330,11 @@ static int milter_next(fconn *c) {
         c->phase = MP_EOB;
         continue;
       }
+      /* whole chunks while the body streams: the milter answers each one,
+         and a round trip per small piece would leave it behind the client */
+      if (!f->ended && c->spool_end - c->spool_off < SL_MILTER_CHUNK_MAX &&
+          sl_milter_expects_reply(&c->ms, SL_MILTER_CMD_BODY))
+        return 0;
       if (queue_spool(c, SL_MILTER_CHUNK_MAX, 0, 1) < 0)
         return -1;
       if (sl_milter_expects_reply(&c->ms, SL_MILTER_CMD_BODY))
