@@ -8,8 +8,8 @@
  * asks the milters about each RCPT (sd_filters_rcpt, from its answer to
  * SL_REQ_RCPT_CHECK), and at SL_REQ_FILTER calls sd_filters_end() and gets
  * the combined verdict through the done callback (never from inside
- * sd_filters_end or the tap).  The filters get the body while it streams.  In spool
- * mode the session sends the changed message itself (sd_filters_inject)
+ * sd_filters_end or the tap).  The filters get the body while it streams.  In
+ * spool mode the session sends the changed message itself (sd_filters_inject)
  * before it gives an accept to the relay.
  */
 #ifndef SD_FILTER_H
@@ -48,8 +48,7 @@ void sd_filters_session(sd_filters *f, const sl_addr *client,
 
 /* A recipient's answer from the milters: code 0 passes; else 4xx/5xx and
    text "d.d.d words" (SL_CHECK_TEXT_MAX bytes, one line). */
-typedef void (*sd_filters_rcpt_fn)(void *ctx, uint16_t code,
-                                   const char *text);
+typedef void (*sd_filters_rcpt_fn)(void *ctx, uint16_t code, const char *text);
 /* Asks every milter of the current filtered transaction about rcpt (no
    angle brackets), as Postfix does at each RCPT: any reject wins, then
    any tempfail.  A milter that refused or tempfailed at connect, HELO or

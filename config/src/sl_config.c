@@ -376,8 +376,8 @@ static const sl_config_key keys[] = {
         "1048576", D,
         "message bytes of one spool held in memory before an unlinked "
         "temporary file"),
-    KEY("filter_spool_memory_total", SL_CT_SIZE64, filter_spool_memory_total,
-        0, 0, NULL, "67108864", D,
+    KEY("filter_spool_memory_total", SL_CT_SIZE64, filter_spool_memory_total, 0,
+        0, NULL, "67108864", D,
         "spool bytes held in memory by all sessions of one worker process "
         "together; past it spools go to their temporary file (0: no cap)"),
     KEY("filter_spool_dir", SL_CT_STRING, filter_spool_dir, 0, 0, NULL, NULL, D,
