@@ -132,7 +132,8 @@ typedef struct sd_xtra {
   char *msgtext[SD_MSGS_MAX]; /* each message's final reply line */
   sd_check *check;            /* the RCPT check out (sd_check.h), or NULL */
   uint8_t check_milter;       /* the milters are asked (sd_filters_rcpt) */
-  char check_rcpt[SL_CHECK_TEXT_MAX]; /* the recipient the check is about */
+  char check_rcpt[SL_CHECK_TEXT_MAX];   /* the recipient the check is about */
+  char check_sender[SL_CHECK_TEXT_MAX]; /* and its transaction's sender */
   uint32_t check_id;
 } sd_xtra;
 
@@ -704,7 +705,8 @@ static void milter_rcpt_done(void *ctx, uint16_t code, const char *text) {
    its milters after smtpd's restrictions).  1 if answered now. */
 static int rcpt_check_milters(sd_conn *c, const char *rcpt, uint16_t *code,
                               char *text) {
-  if (sd_filters_rcpt(c->flt, rcpt, milter_rcpt_done, c, code, text))
+  if (sd_filters_rcpt(c->flt, c->x->check_sender, rcpt, milter_rcpt_done, c,
+                      code, text))
     return 1;
   c->x->check_milter = 1;
   return 0;
@@ -741,6 +743,7 @@ static void rcpt_check(sd_conn *c, const sl_request *q) {
   sd_check *k;
   x->check_id = q->id;
   snprintf(x->check_rcpt, sizeof x->check_rcpt, "%s", q->check.rcpt);
+  snprintf(x->check_sender, sizeof x->check_sender, "%s", q->check.sender);
   if (sd_check_start(CS(c)->loop, CS(c)->state, c->g->dns, c->g->cfg, &f,
                      check_done, c, &code, text, &k) == SD_STATE_DONE) {
     if (code == 0 && !rcpt_check_milters(c, x->check_rcpt, &code, text))

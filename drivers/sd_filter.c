@@ -653,11 +653,24 @@ static void rq_from_verdict(fconn *c) {
   }
 }
 
-int sd_filters_rcpt(sd_filters *f, const char *addr, sd_filters_rcpt_fn cb,
-                    void *ctx, uint16_t *code, char *text) {
+int sd_filters_rcpt(sd_filters *f, const char *sender, const char *addr,
+                    sd_filters_rcpt_fn cb, void *ctx, uint16_t *code,
+                    char *text) {
   *code = 0;
   text[0] = '\0';
   if (f == NULL || !f->active || f->body_started)
+    return 1;
+  /* a transaction the relay did not tap (filter_skip after an AUTH that
+     followed an abandoned filtered one) is not the milters' */
+  const char *mail = f->mail_addr ? f->mail_addr : "";
+  /* the relay cuts the sender at half its small buffer, the session at
+     SL_CHECK_TEXT_MAX: a sender that long is compared as a prefix */
+  size_t cut = f->cfg->limits.small_buffer_size / 2 - 1;
+  if (cut > SL_CHECK_TEXT_MAX - 1)
+    cut = SL_CHECK_TEXT_MAX - 1;
+  size_t sl = strlen(sender);
+  if (sl > strlen(mail) || memcmp(sender, mail, sl) != 0 ||
+      (sl < cut && mail[sl] != '\0'))
     return 1;
   int any = 0;
   for (size_t i = 0; i < f->nfc; i++)

@@ -49,16 +49,17 @@ void sd_filters_session(sd_filters *f, const sl_addr *client,
 /* A recipient's answer from the milters: code 0 passes; else 4xx/5xx and
    text "d.d.d words" (SL_CHECK_TEXT_MAX bytes, one line). */
 typedef void (*sd_filters_rcpt_fn)(void *ctx, uint16_t code, const char *text);
-/* Asks every milter of the current filtered transaction about rcpt (no
-   angle brackets), as Postfix does at each RCPT: any reject wins, then
-   any tempfail.  A milter that refused or tempfailed at connect, HELO or
-   MAIL, or has failed (filter_default_action), answers every recipient
-   so.  Returns 1 with the answer in *code and text (SL_CHECK_TEXT_MAX;
-   also when nothing is to be asked: f NULL, no transaction filtered, no
-   milter), or 0: cb is called once later from the loop, unless
+/* Asks every milter of the current filtered transaction (whose MAIL
+   named sender) about rcpt (both without angle brackets), as Postfix does at
+   each RCPT: any reject wins, then any tempfail.  A milter that refused or
+   tempfailed at connect, HELO or MAIL, or has failed (filter_default_action),
+   answers every recipient so.  Returns 1 with the answer in *code and text
+   (SL_CHECK_TEXT_MAX; also when nothing is to be asked: f NULL, no transaction
+   filtered, no milter), or 0: cb is called once later from the loop, unless
    sd_filters_rcpt_cancel, release or free come first. */
-int sd_filters_rcpt(sd_filters *f, const char *rcpt, sd_filters_rcpt_fn cb,
-                    void *ctx, uint16_t *code, char *text);
+int sd_filters_rcpt(sd_filters *f, const char *sender, const char *rcpt,
+                    sd_filters_rcpt_fn cb, void *ctx, uint16_t *code,
+                    char *text);
 void sd_filters_rcpt_cancel(sd_filters *f);
 
 /* The message is complete (SL_REQ_FILTER id): the filters get its end and

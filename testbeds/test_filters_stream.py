@@ -176,3 +176,27 @@ def test_spool_memory_total_sends_spools_to_their_file(milters, filter_postfix,
         results[total] = (reply_code(r), len(step.new()), r.transcript[-600:] + s.stderr()[-1500:])
     assert results["4096"][:2] == (451, 0), results["4096"]
     assert results["67108864"][:2] == (250, 1), results["67108864"]
+
+
+def test_milter_refuses_a_recipient_of_the_null_sender(milters, filter_postfix, filtered_sluiced):
+    """MAIL FROM:<> (a bounce): the milter is asked at RCPT all the same and
+    refuses the one recipient; the other gets the message."""
+    milter = milters["rcptreject"]
+    s = filtered_sluiced(filter_postfix.address,
+                         [f"milter {milter.filter_address} name=m-rcptreject"])
+    step = QueueStep(filter_postfix)
+    with RawSMTP(s.address, timeout=20) as c:
+        assert c.read_reply().code == 220
+        assert c.cmd("EHLO client.test").code == 250
+        assert c.cmd("MAIL FROM:<>").code == 250
+        bad = c.cmd("RCPT TO:<refused@example.test>")
+        good = c.cmd("RCPT TO:<rcpt@example.test>")
+        assert c.cmd("DATA").code == 354
+        c.send(message("a bounce") + b".\r\n")
+        end = c.read_reply()
+        assert c.cmd("QUIT").code == 221
+    what = f"{bad!r} {good!r} {end!r}\n{s.stderr()[-2000:]}"
+    assert bad.code == 550 and "recipient refused by the test milter" in bad.text, what
+    assert good.code == 250 and end.code == 250, what
+    new = step.new()
+    assert len(new) == 1 and new[0].rcpts == ["rcpt@example.test"], what
