@@ -29,9 +29,9 @@
 #include "sluice/filter.h"
 #include "sluice/proxy.h"
 
-#define RUN_ROUNDS                                                             \
-  64 /* bounded work per wake-up; level-triggered epoll                        \
-        brings us back for the rest */
+/* Bounded work per wake-up, so that one busy session cannot starve the
+   others; conn_run comes back for the rest through its timer. */
+#define RUN_ROUNDS 64
 
 typedef struct sd_dnsq {
   struct sd_dnsq *next;
@@ -1719,8 +1719,9 @@ static void update_masks(sd_conn *c, unsigned want) {
 
 static void conn_run(sd_conn *c) {
   c->in_run = 1;
+  int progress = 0;
   for (int round = 0; round < RUN_ROUNDS; round++) {
-    int progress = 0;
+    progress = 0;
     if (c->c_hs && c->cfd >= 0 && !(c->c_rblk && c->c_wblk))
       progress |= step_client_hs(c);
     if (c->u->u_connecting && !c->u->u_wblk)
@@ -1766,11 +1767,15 @@ static void conn_run(sd_conn *c) {
     return;
   }
   update_masks(c, want);
-  /* Requests left after the bounded rounds: come back at once, since the
-     relay consumes no input until they are drained. */
+  /* The bounded rounds ended with work left: requests (the relay consumes
+     no input until they are drained), or a leg still making progress.
+     Come back at once: epoll would not, for a write the socket has not
+     refused (no EPOLLOUT is asked for then), and a 5 MB DATA burst stalled
+     with its upstream buffer full and the socket writable. */
   sd_timer_set(CS(c)->loop, &c->timer,
-               (want & SL_WANT_REQUESTS) ? now_of(c)
-                                         : sl_relay_next_deadline(RELAY(c)));
+               (want & SL_WANT_REQUESTS) || progress
+                   ? now_of(c)
+                   : sl_relay_next_deadline(RELAY(c)));
 }
 
 /* ---- epoll and timer callbacks ------------------------------------------ */
