@@ -2287,6 +2287,9 @@ static void start_session(sd_conns *s, sd_gen *g, const sd_start *st) {
      judged per transaction by the relay, which knows AUTH and the score. */
   if (cfg->nfilters && !cfg->listen[c->listener].nofilter) {
     info.flags |= SL_CONN_FILTER;
+    /* spool mode swaps a DATA body (write_injected): BDAT goes as DATA */
+    if (cfg->filter_mode_spool)
+      info.flags |= SL_CONN_FILTER_SPOOL;
     info.filter_skip = cfg->filter_skip;
     info.filter_tap = filter_tap;
     info.filter_ctx = c;

@@ -171,6 +171,8 @@ struct sd_filters {
   uint64_t inj_off;
   int inj_bol;
   char log[LOG_MAX];
+  /* issue 11: the AUTH user of this message (SL_FI_AUTH_USER), or NULL */
+  char *auth_user;
 };
 
 static uint64_t now_ns(const sd_filters *f) { return sd_loop_now(f->loop); }
@@ -373,6 +375,8 @@ static void message_clear(sd_filters *f) {
   free(f->mail_addr);
   free(f->mail_params);
   f->mail_addr = f->mail_params = NULL;
+  free(f->auth_user); /* issue 11: AUTH user */
+  f->auth_user = NULL;
   for (size_t i = 0; i < f->nrcpts; i++) {
     free(f->rcpts[i].addr);
     free(f->rcpts[i].params);
@@ -534,6 +538,10 @@ void sd_filters_tap(sd_filters *f, sl_filter_item item, const uint8_t *p,
     break;
   case SL_FI_ABORT:
     message_clear(f);
+    break;
+  case SL_FI_AUTH_USER: /* issue 11: checked by the relay (no CR/LF/NUL) */
+    if (f->active && f->auth_user == NULL)
+      f->auth_user = memdup0(p, n);
     break;
   }
 }
@@ -1180,11 +1188,12 @@ static void rspamd_step(fconn *c) {
     rq.rcpts = rc;
     rq.nrcpts = nr;
     /* rspamd's history and log line name the message by it (qid), so an
-       operator finds the session line of a rspamd verdict.  No User:
-       sluice relays AUTH without decoding the SASL exchange, so it never
-       knows the name (README). */
+       operator finds the session line of a rspamd verdict. */
     rq.queue_id =
         (sl_bytes){(const uint8_t *)f->session_id, strlen(f->session_id)};
+    /* issue 11: the user the relay learnt from AUTH PLAIN/LOGIN */
+    if (f->auth_user)
+      rq.user = (sl_bytes){(const uint8_t *)f->auth_user, strlen(f->auth_user)};
     size_t need = 4096 + 1100 * (nr + 8);
     long hl = out_room(c, need) == 0
                   ? sl_rspamd_request_head(c->out + c->out_len, need, &rq)
@@ -1410,8 +1419,20 @@ static int milter_next(fconn *c) {
     case SL_MILTER_CMD_MAIL: {
       size_t nw = words(f->mail_params, w, 16);
       const char *a = f->mail_addr ? f->mail_addr : "";
-      n = sl_milter_put_mail(o, need, (sl_bytes){(const uint8_t *)a, strlen(a)},
-                             w, nw);
+      long ml = 0;
+      if (f->auth_user) {
+        /* issue 11: as Postfix sends it with MAIL when AUTH succeeded */
+        sl_milter_macro m = {
+            {(const uint8_t *)"{auth_authen}", 13},
+            {(const uint8_t *)f->auth_user, strlen(f->auth_user)}};
+        ml = sl_milter_put_macro(o, need, cmd, &m, 1);
+        if (ml < 0)
+          return -1;
+      }
+      n = sl_milter_put_mail(o + ml, need - (size_t)ml,
+                             (sl_bytes){(const uint8_t *)a, strlen(a)}, w, nw);
+      if (n >= 0)
+        n += ml;
       break;
     }
     case SL_MILTER_CMD_RCPT: {

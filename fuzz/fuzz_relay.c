@@ -242,9 +242,11 @@ static void configure(fz *f, rd *r, uint32_t *pool_buffers, uint64_t *seed) {
   h->out_chunk = (size_t)(b5 >> 3) * 3;
   *seed = sd;
   /* the seed's top bit: content filters (the 'F' op answers them); bits
-     13-14 pick filter_skip */
+     13-14 pick filter_skip, bit 12 spool mode (BDAT goes up as DATA) */
   if (sd & 0x8000)
     sl_harness_filters_on(h, (sd >> 13) & 3);
+  if ((sd & 0x8000) && (sd & 0x1000))
+    h->info.flags |= SL_CONN_FILTER_SPOOL;
 }
 
 static uint8_t *take_buf(fz *f, int large, uint32_t *cap) {

@@ -116,7 +116,7 @@ def test_rspamd_names_the_message_by_the_session_id(mode, rspamd_server, filter_
                                          f"{rspamd_server.log()[-3000:]}")
     # The same scan: the envelope sluice sent is in that line too.
     assert "sender@example.test" in line and "rcpt@example.test" in line, line
-    # No User header: sluice relays AUTH undecoded, so it never knows the name.
+    # No AUTH in this session, so no User header (test_filters_auth_user.py).
     assert "user:" not in line, line
 
 

@@ -214,6 +214,7 @@ void sl_harness_free(sl_harness *h) {
   sl_bytes_free(&h->client_in);
   sl_bytes_free(&h->upstream_in);
   sl_bytes_free(&h->filter_content);
+  sl_bytes_free(&h->filter_user);
   sl_bytes_free(&h->pending_client);
   sl_bytes_free(&h->pending_upstream);
   h->r = NULL;
@@ -361,6 +362,10 @@ static void harness_tap(void *ctx, sl_filter_item item, const uint8_t *p,
     h->filter_items[item]++;
   if (item == SL_FI_BODY)
     sl_bytes_add(&h->filter_content, p, n);
+  if (item == SL_FI_AUTH_USER) {
+    h->filter_user.len = 0;
+    sl_bytes_add(&h->filter_user, p, n);
+  }
 }
 
 void sl_harness_filters_on(sl_harness *h, uint32_t skip) {

@@ -53,6 +53,7 @@ typedef struct sl_harness {
   /* What the filter tap received (sl_harness_filters_on): the content of
      the filtered messages, and the count of each sl_filter_item. */
   sl_bytes filter_content;
+  sl_bytes filter_user; /* the last SL_FI_AUTH_USER */
   uint32_t filter_items[8];
   /* SL_REQ_RCPT_CHECK: its id and what it asked about */
   uint32_t pending_check;

@@ -391,8 +391,9 @@ struct sl_oracle {
   uint32_t ev_count[16];
   uint64_t ev_msg_2xx, ev_msg_4xx, ev_msg_5xx, ev_starttls_bytes;
   /* content filters: a verdict asked (SL_REQ_FILTER) and not given; the
-     message refused (its terminator must never go up); the class its end
-     of data's reply must have (4 or 5; 0: no refusal pending) */
+     message refused (its terminator must never go up: the leg closes, or
+     RSET ends a chunked one); the class its end of data's reply must have
+     (4 or 5; 0: no refusal pending) */
   uint8_t f_pending, f_refused, f_class;
   uint16_t ev_last_code;
   uint64_t client_in_bytes, up_in_bytes;
@@ -1320,6 +1321,18 @@ static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
   }
   if (!cont && !o->up_broken)
     up_offered(o, p, len);
+  if (!cont && o->f_refused) {
+    /* A chunked message the content filters refused is still open
+       upstream: only RSET ends it (or QUIT, or closing the leg); a
+       "BDAT 0 LAST" would commit it (guarantee 2). */
+    if (verb_is(p, len, "RSET") || verb_is(p, len, "QUIT"))
+      o->f_refused = 0;
+    else
+      fail(o,
+           "guarantee 2: \"%s\" sent upstream after the content filters "
+           "refused the message, not RSET",
+           show(p, len < 60 ? len : 60, s, sizeof(s)));
+  }
   uint32_t kind = UK_CMD;
   if (cont)
     kind = UK_AUTH;
@@ -1351,6 +1364,9 @@ static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
       return;
     }
     up_pace(o, UK_CMD, p, len);
+    if (last && o->f_pending)
+      fail(o, "guarantee 2: BDAT LAST sent upstream while the content "
+              "filters' verdict was pending");
     o->up_chunk_left = size;
     o->up_chunk_last = last;
     o->um = UM_CHUNK;

@@ -197,8 +197,8 @@ static void event_payload(const ring_ent *e, sl_event *ev) {
 static int step_answers(sl_relay *r) {
   if (sl__ring_free(r) < STEP_ROOM)
     return 0;
-  if (r->fres)
-    return sl__filter_apply(r);
+  if (r->fres && sl__filter_apply(r))
+    return 1; /* else it waits (pool, a chunk's reply): the others go on */
   if (r->res_connect) {
     sl_status st = (sl_status)(r->res_connect - 1);
     r->res_connect = 0;
@@ -221,6 +221,7 @@ static int step_answers(sl_relay *r) {
       r->stats.tls_client = 1;
       r->helo = r->esmtp = r->mail = 0;
       r->utf8_txn = r->authed = 0;
+      sl__auth_forget(r);
       r->rcpts = 0;
       r->offered = 0;
       sl__buf_release(r, &r->ehlo);
@@ -311,6 +312,7 @@ static int step_close(sl_relay *r) {
       sl__buf_release(r, &r->cout);
       sl__buf_release(r, &r->ehlo);
       sl__buf_release(r, &r->chk);
+      sl__buf_release(r, &r->auser);
       sl__buf_release(r, &r->uin);
       sl__buf_release(r, &r->uout);
       /* Screening ends with the session: no lookup or score after
@@ -409,9 +411,10 @@ size_t sl_relay_size(const sl_limits *limits) {
 }
 
 size_t sl_relay_memory_bound(const sl_limits *limits) {
-  /* cin, cout, uin, uout; the EHLO line and a filter's refusal */
+  /* cin, cout, uin, uout; the EHLO line, a filter's refusal, the
+     rcpt_check strings and the AUTH user */
   return sl_relay_size(limits) + 4u * (size_t)limits->buffer_size +
-         3u * (size_t)limits->small_buffer_size; /* ehlo, frep, chk */
+         4u * (size_t)limits->small_buffer_size; /* ehlo, frep, chk, auser */
 }
 
 int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
@@ -468,6 +471,7 @@ void sl_relay_free(sl_relay *r) {
   sl__buf_release(r, &r->ehlo);
   sl__buf_release(r, &r->chk);
   sl__buf_release(r, &r->frep);
+  sl__buf_release(r, &r->auser);
 }
 
 static int dataish(const sl_relay *r) {

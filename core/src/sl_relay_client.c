@@ -185,6 +185,8 @@ static int envelope_8bit(const sl_relay *r, sl_verb v, const uint8_t *line,
   }
 }
 
+static void smuggling(sl_relay *r, sl_violation v);
+
 /* Relay control for a RCPT that passed the syntax checks: the local
    refusal, or -1 to relay it. */
 static int relay_control(const sl_relay *r, const uint8_t *arg, size_t alen) {
@@ -286,9 +288,10 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     /* It belongs to the AUTH at the queue head.  Only a SASL response
        (base64, or "*" to cancel; RFC 4954 4) goes upstream: any other text
        cancels the exchange, so no arbitrary line reaches the upstream. */
-    if (sasl_response(line, len))
+    if (sasl_response(line, len)) {
+      sl__auth_response(r, line, len);
       sasl_line(r, line, len);
-    else
+    } else
       sasl_line(r, (const uint8_t *)"*", 1);
     goto consumed;
   }
@@ -472,7 +475,9 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     sl__up_write_params(r, line, len, drop);
     sl__up_sent(r, Q_UP_MAIL, 0);
     r->fmsg = sl__filter_wanted(r) ? 1u : 0u;
+    r->fbol = 1;
     sl__ftap(r, SL_FI_MAIL, line, len);
+    sl__auth_tap(r);
     r->mail = 1;
     r->data.size = 0;
     break;
@@ -564,7 +569,19 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
         return 0;
       lr = R_UPSTREAM_FAIL;
     }
-    if (lr < 0 && (!(r->up_caps & SL_CAP_CHUNKING) || r->fmsg)) {
+    if (lr < 0 && last && !size && r->bdat_cr && !r->bdat_down &&
+        (r->up_caps & SL_CAP_CHUNKING) &&
+        !(r->fmsg && !sl__filter_chunked(r))) {
+      /* An empty LAST chunk after a chunk that ended on CR: the message,
+         whose bytes went up as they came, would end on a bare CR.  Refused
+         as in a chunk: the leg closes, never the end (guarantee 3). */
+      r->viol = SL_VIOL_BARE_CR;
+      smuggling(r, SL_VIOL_BARE_CR);
+      sl__up_close(r);
+      r->no_input = 1;
+      lr = R_SMUGGLE;
+    } else if (lr < 0 && (!(r->up_caps & SL_CAP_CHUNKING) ||
+                          (r->fmsg && !sl__filter_chunked(r)))) {
       /* Promised CHUNKING, but this upstream lacks it: the transaction
          goes to it as one DATA, never as BDAT (guarantee 8). */
       down = 1;
@@ -586,6 +603,24 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       }
       if (last)
         sl__txn_reset(r);
+    } else if (lr < 0 && last && r->fmsg) {
+      /* Filtered: the client's LAST chunk goes up as a plain one (none if
+         empty), and the end of the message is a "BDAT 0 LAST" held for
+         the verdict, whose entry is pushed when the chunk is read. */
+      uint8_t up[32];
+      memcpy(up, "BDAT ", 5);
+      size_t un = 5 + sl_put_decimal(up + 5, size);
+      if (!sl__up_can_send(r) || !sl__up_room(r, un) ||
+          r->q_len + 2 > QUEUE_CAP)
+        return 0;
+      if (size) {
+        sl__up_write_line(r, up, un);
+        sl__up_sent(r, Q_UP_BDAT_FLAST, 0);
+        r->fchunk_owed = 1;
+      } else {
+        sl__filter_chunk_end(r); /* an empty LAST chunk: the end at once */
+      }
+      sl__txn_reset(r);
     } else if (lr < 0) {
       rc = relay_line(r, line, len, last ? Q_UP_BDAT_LAST : Q_UP_BDAT);
       if (rc == 0)
@@ -661,6 +696,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       lr = R_UPSTREAM_FAIL;
       break;
     }
+    sl__auth_start(r, arg, alen);
     r->cl = CL_WAIT;
     break;
   case SL_V_STARTTLS:
@@ -986,6 +1022,7 @@ static int step_bdat(sl_relay *r) {
     if (r->uout.len == 0)
       r->t_uout = r->now;
     sl__buf_put(&r->uout, r->cin.p + r->cin.off, ok);
+    sl__filter_chunk(r, r->cin.p + r->cin.off, ok);
     if (v != SL_VIOL_NONE) {
       r->viol = (uint8_t)v;
       smuggling(r, v);
@@ -1004,6 +1041,9 @@ static int step_bdat(sl_relay *r) {
   r->data.size += n;
   if (r->bdat_left == 0) {
     r->cl = CL_CMD;
+    if (r->bdat_last && !r->bdat_discard && !r->bdat_down && r->fmsg &&
+        r->up == UP_READY)
+      sl__filter_chunk_end(r); /* step_client left ring room for it */
     if (!r->cin.len)
       r->t_rec = SL_TSTAMP_NONE; /* the chunk was the record */
     return 1;

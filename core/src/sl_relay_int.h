@@ -95,17 +95,25 @@ enum q_kind {
   Q_UP_RSET,
   Q_UP_AUTH,
   Q_UP_VRFY,
-  Q_UP_DATA_SYNC, /* a DATA whose body came too early: its reply is
-                     swallowed, the client gets 554 and the upstream leg
-                     closes before any body byte is sent */
-  Q_UP_BDAT_DATA, /* the DATA that carries a BDAT transaction to an upstream
-                     without CHUNKING: its 354 is swallowed and the entry
-                     becomes the first chunk's reply; any other reply is
-                     that chunk's */
-  Q_UP_RSET_OWN,  /* sluice's own RSET after that DATA was refused: its
-                     reply goes to no client command */
-  Q_UP_XFORWARD,  /* sluice's own XFORWARD before an upstream MAIL: its 250
-                     goes to no client command, a refusal fails the leg */
+  Q_UP_DATA_SYNC,   /* a DATA whose body came too early: its reply is
+                       swallowed, the client gets 554 and the upstream leg
+                       closes before any body byte is sent */
+  Q_UP_BDAT_DATA,   /* the DATA that carries a BDAT transaction to an upstream
+                       without CHUNKING: its 354 is swallowed and the entry
+                       becomes the first chunk's reply; any other reply is
+                       that chunk's */
+  Q_UP_RSET_OWN,    /* sluice's own RSET after that DATA was refused: its
+                       reply goes to no client command */
+  Q_UP_XFORWARD,    /* sluice's own XFORWARD before an upstream MAIL: its 250
+                       goes to no client command, a refusal fails the leg */
+  Q_UP_BDAT_FLAST,  /* a filtered transaction's LAST chunk, sent upstream as
+                       a plain chunk ahead of the held "BDAT 0 LAST": read
+                       once the verdict is in; a 2xx goes to no one, a
+                       refusal is the client's reply under an accept and
+                       is dropped under a refusal (the filter's wins) */
+  Q_UP_RSET_FILTER, /* the RSET that ends a chunked message the filters
+                       refused: its reply goes to no one, then the client
+                       gets the filter's (R_FILTER, R_FILTER_TEMP) */
   Q_LOCAL = 32
 };
 
@@ -339,9 +347,19 @@ struct sl_relay {
   uint8_t proxy_due : 1;   /* the PROXY header still waits for a buffer */
 
   /* Content filters (issue 11, sl_relay_filter.c). */
-  uint8_t fmsg : 1;   /* the transaction in force is filtered */
-  uint8_t fbody : 1;  /* its content is being given to filter_tap */
-  uint8_t fheld : 1;  /* its terminator is held for SL_REQ_FILTER */
+  uint8_t fmsg : 1;          /* the transaction in force is filtered */
+  uint8_t fbody : 1;         /* its content is being given to filter_tap */
+  uint8_t fheld : 1;         /* its terminator is held for SL_REQ_FILTER */
+  uint8_t fchunked : 1;      /* ... and it is "BDAT 0 LAST" (fterm unused) */
+  uint8_t fchunk_owed : 1;   /* the Q_UP_BDAT_FLAST before it is unanswered:
+                                the verdict waits for that reply */
+  uint8_t fchunk_failed : 1; /* ... which refused the chunk, and the client
+                                has that refusal: the end goes as RSET */
+  uint8_t fbol : 1;          /* BDAT content given to the tap ends a line */
+  /* The AUTH user (SL_FI_AUTH_USER): the SASL exchange being read (enum
+     auth_mech) and the name it gave, in a small pool buffer taken at the
+     AUTH and kept only once the upstream said 235. */
+  uint8_t auth_mech : 2;
   uint8_t fres;       /* the verdict taken (sl_verdict + 1), applied by
                          step_answers; 0 none */
   uint8_t fterm_len;  /* bytes of the held terminator */
@@ -352,6 +370,7 @@ struct sl_relay {
   uint32_t fsize;     /* that message's size, for its MESSAGE event */
   sl_buf frep;        /* the refusal line, re-framed (a small pool buffer, held
                          until it is sent; without one the fixed R_FILTER text) */
+  sl_buf auser;       /* the AUTH user name, decoded */
   /* policy.rcpt_check: the RCPT line stays unconsumed while its
      SL_REQ_RCPT_CHECK is out, then is read again with the answer.  chk is
      a small pool buffer, taken at the first MAIL, kept to the session's
@@ -366,6 +385,9 @@ struct sl_relay {
 };
 
 enum { CHK_IDLE = 0, CHK_ASKED, CHK_ANSWERED };
+
+/* The SASL mechanism whose user name is being learnt (auth_mech). */
+enum auth_mech { AM_NONE = 0, AM_PLAIN, AM_LOGIN };
 
 /* The PCG32 stream of the tarpit jitter (the seed comes from the driver). */
 #define RNG_STREAM 0x736c7569636531ull
@@ -497,5 +519,13 @@ void sl__filter_body(sl_relay *r, const uint8_t *p, size_t n);
 void sl__filter_hold(sl_relay *r, const uint8_t *term, size_t n, uint64_t size);
 void sl__filter_abort(sl_relay *r);
 int sl__filter_apply(sl_relay *r);
+int sl__filter_chunked(const sl_relay *r);
+void sl__filter_chunk(sl_relay *r, const uint8_t *p, size_t n);
+void sl__filter_chunk_end(sl_relay *r);
+void sl__auth_start(sl_relay *r, const uint8_t *arg, size_t alen);
+void sl__auth_response(sl_relay *r, const uint8_t *line, size_t len);
+void sl__auth_done(sl_relay *r, unsigned code);
+void sl__auth_forget(sl_relay *r);
+void sl__auth_tap(const sl_relay *r);
 
 #endif

@@ -17,6 +17,7 @@
 #include "sl_relay_int.h"
 #include "sl_relay_replies.h"
 #include "sl_reply.h"
+#include "sluice/filter.h"
 
 enum {
   RF_CLOSE = 1, /* the session ends once this reply is sent */
@@ -518,10 +519,23 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
                              .message = {.code = (uint16_t)code,
                                          .size = msize_pop(r)}});
     break;
+  case Q_UP_BDAT_FLAST:
+    /* the client's LAST chunk of a filtered message, refused upstream:
+       the message's end, whose size the hold kept */
+    if (cls == 4)
+      r->stats.messages_tempfailed++;
+    else
+      r->stats.messages_rejected++;
+    r->stats.last_upstream_code = (uint16_t)code;
+    sl__event(
+        r, &(sl_event){.kind = SL_EV_MESSAGE,
+                       .message = {.code = (uint16_t)code, .size = r->fsize}});
+    break;
   case Q_UP_AUTH:
     r->cl = code == 334 ? CL_AUTH : CL_CMD;
     if (code == 235)
       r->authed = 1;
+    sl__auth_done(r, code);
     break;
   case Q_UP_BDAT_DATA:
     /* DATA refused (354 is handled before): this chunk had that reply, the
@@ -719,6 +733,8 @@ int sl__step_replies(sl_relay *r) {
       rc = -1; /* DATA "accepted" with no body: never a chunk's 2xx */
     if (rc > 0 && r->fheld && (k == Q_UP_END || k == Q_UP_BDAT_LAST))
       rc = -1; /* a reply to a terminator the filters still hold */
+    if (rc > 0 && k == Q_UP_BDAT_FLAST && r->fchunk_owed && r->uout.len)
+      rc = -1; /* the chunk it answers is not all out */
     if (rc < 0) {
       sl__up_fail(r, SL_UPFAIL_MALFORMED);
       progress = 1;
@@ -735,6 +751,29 @@ int sl__step_replies(sl_relay *r) {
          to that server again. */
       sl__buf_consume(r, &r->uin, rep.len);
       sl__up_fail(r, SL_UPFAIL_IDENTITY);
+      progress = 1;
+      continue;
+    }
+    if (k == Q_UP_BDAT_FLAST && rc > 0 && r->fchunk_owed) {
+      /* where this reply goes depends on the verdict (sl_relay_filter.c) */
+      if (!r->fres)
+        break;
+      r->fchunk_owed = 0;
+      if (rep.code / 100 != 2 && r->fres - 1 < SL_VERDICT_DISCARD)
+        r->fchunk_failed = 1; /* relayed below: the client's answer */
+      else
+        k = Q_UP_RSET_OWN; /* to no one, at once */
+    }
+    if (k == Q_UP_RSET_FILTER && rc > 0) {
+      /* the refused chunked message is gone upstream: now the filter's
+         reply */
+      sl__buf_consume(r, &r->uin, rep.len);
+      r->up_out--;
+      r->t_up = r->up_out ? sl__tadd(r->now, r->lim->upstream_command_timeout)
+                          : SL_TSTAMP_NONE;
+      r->q[r->q_head] = (uint8_t)(Q_LOCAL + (r->frep.len || r->fcode / 100 == 5
+                                                 ? R_FILTER
+                                                 : R_FILTER_TEMP));
       progress = 1;
       continue;
     }

@@ -159,7 +159,15 @@ void sl__q_fail_upstream(sl_relay *r, enum local_reply why) {
     uint8_t k = r->q[from];
     if (k == Q_UP_RSET_OWN || k == Q_UP_XFORWARD)
       continue;
-    if (sl__is_up(k))
+    /* a filtered message's LAST chunk: the held end behind it answers */
+    if (k == Q_UP_BDAT_FLAST && i + 1 < r->q_len &&
+        r->q[(from + 1) % QUEUE_CAP] == Q_UP_BDAT_LAST)
+      continue;
+    if (k == Q_UP_RSET_FILTER)
+      k = (uint8_t)(Q_LOCAL + (r->frep.len || r->fcode / 100 == 5
+                                   ? R_FILTER
+                                   : R_FILTER_TEMP));
+    else if (sl__is_up(k))
       k = (uint8_t)(Q_LOCAL + why);
     else if (k == Q_GREETING && r->pol->mode == SL_MODE_PASSTHROUGH)
       k = (uint8_t)(Q_LOCAL + R_NO_UPSTREAM);

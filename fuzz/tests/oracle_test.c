@@ -654,6 +654,20 @@ static void filtered_prefix(env *e) {
   filter_req(e, 0x1004);
 }
 
+/* A filtered BDAT transaction to a CHUNKING upstream: a first chunk
+   relayed and answered, the client's LAST chunk sent up as a plain chunk
+   and answered, the verdict asked. */
+static void chunked_filtered_prefix(env *e) {
+  chunking_prefix(e);
+  C(e, "BDAT 3\r\na\r\nBDAT 3 LAST\r\nc\r\n");
+  u(e, "BDAT 3\r\na\r\n");
+  U(e, "250 2.0.0 3 octets\r\n");
+  c(e, "250 2.0.0 3 octets\r\n");
+  u(e, "BDAT 3\r\nc\r\n");
+  U(e, "250 2.0.0 3 octets\r\n");
+  filter_req(e, 0x1004);
+}
+
 static void filter_cases(void) {
   env e;
 
@@ -705,6 +719,54 @@ static void filter_cases(void) {
   close_upstream(&e, 0x1104);
   c(&e, "250 2.0.0 ok\r\n");
   expect(&e, "a refused message answered 250", "guarantee 5");
+
+  /* A chunked message (issue 11): the client's LAST chunk went up as a
+     plain one, "BDAT 0 LAST" held for the verdict. */
+  env_init(&e);
+  chunked_filtered_prefix(&e);
+  sl_oracle_filter_verdict(e.o, 0); /* accept */
+  u(&e, "BDAT 0 LAST\r\n");
+  U(&e, "250 2.0.0 queued\r\n");
+  c(&e, "250 2.0.0 queued\r\n");
+  expect(&e, "chunked: filters accept, BDAT 0 LAST, 250 relayed", NULL);
+
+  env_init(&e);
+  chunked_filtered_prefix(&e);
+  sl_oracle_filter_verdict(e.o, 4); /* reject */
+  u(&e, "RSET\r\n");
+  U(&e, "250 2.0.0 Ok\r\n");
+  c(&e, "550 5.7.1 spam\r\n");
+  C(&e, "MAIL FROM:<a@b.c>\r\n");
+  u(&e, "MAIL FROM:<a@b.c>\r\n");
+  expect(&e, "chunked: filters reject, RSET, 550, the leg goes on", NULL);
+
+  env_init(&e);
+  chunked_filtered_prefix(&e);
+  u(&e, "BDAT 0 LAST\r\n");
+  expect(&e, "chunked: BDAT LAST before the filters' verdict",
+         "BDAT LAST sent upstream while the content filters' verdict");
+
+  env_init(&e);
+  chunked_filtered_prefix(&e);
+  sl_oracle_filter_verdict(e.o, 4);
+  u(&e, "BDAT 0 LAST\r\n");
+  expect(&e, "chunked: BDAT 0 LAST after a reject",
+         "after the content filters refused the message, not RSET");
+
+  env_init(&e);
+  chunked_filtered_prefix(&e);
+  sl_oracle_filter_verdict(e.o, 3);
+  u(&e, "MAIL FROM:<a@b.c>\r\n");
+  expect(&e, "chunked: a new transaction without RSET after a tempfail",
+         "not RSET");
+
+  env_init(&e);
+  chunked_filtered_prefix(&e);
+  sl_oracle_filter_verdict(e.o, 4);
+  u(&e, "RSET\r\n");
+  U(&e, "250 2.0.0 Ok\r\n");
+  c(&e, "250 2.0.0 Ok\r\n");
+  expect(&e, "chunked: a refused message answered 250", "guarantee 5");
 
   /* the filter's text framing a second reply: one reply too many */
   env_init(&e);

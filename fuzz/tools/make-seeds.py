@@ -192,6 +192,42 @@ def relay_seeds():
         seeds.append(header(b0=mode, b5=7) + C("EHLO c\r\n") + A(0) + H(0x8000 | 0x2000) + U("250 up\r\n") +
                      C("MAIL FROM:<a@example.org> BODY=8BITMIME\r\nRCPT TO:<b@example.net>\r\nBDAT 3 LAST\r\nx\r\n") +
                      U("250 ok\r\n250 ok\r\n") + T(2))
+    # content filters (issue 11): seed bit 0x8000 turns them on, op F gives
+    # the verdict (byte: sl_verdict, byte: text index).  A filtered BDAT
+    # transaction to a CHUNKING upstream stays BDAT: the LAST chunk goes up
+    # as a plain one, "BDAT 0 LAST" is held; accept sends it, a refusal RSET.
+    def F(verdict, text=0):
+        return b"F" + bytes([verdict, text])
+    FH = header(b5=7, seed=0x8001)
+    PRE = FH + A(0) + GREET + C("EHLO client.example\r\n") + H(0x0003)
+    chunked = (PRE + C("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n") +
+               U("250 ok\r\n250 ok\r\n") + C("BDAT 9\r\n.dot\r\nx\r\n") + U("250 ok 9\r\n") +
+               C("BDAT 5 LAST\r\nend\r\n"))
+    nxt = C("MAIL FROM:<c@example.org>\r\n") + U("250 ok\r\n") + C("QUIT\r\n")
+    seeds.append(chunked + U("250 ok 5\r\n") + F(0) + U("250 2.0.0 queued\r\n") + nxt)
+    seeds.append(chunked + F(0) + U("250 ok 5\r\n") + U("250 2.0.0 queued\r\n") + nxt)
+    for v, t in ((4, 1), (3, 2), (2, 0), (4, 4), (4, 7)):
+        seeds.append(chunked + F(v, t) + U("250 ok 5\r\n") + U("250 2.0.0 reset\r\n") + nxt)
+    # the LAST chunk refused upstream, under an accept and a reject
+    seeds.append(chunked + U("552 5.3.4 too big\r\n") + F(0) + U("250 2.0.0 reset\r\n") + nxt)
+    seeds.append(chunked + U("552 5.3.4 too big\r\n") + F(4, 1) + U("250 2.0.0 reset\r\n") + nxt)
+    # an empty LAST chunk; the leg lost while the end is held
+    seeds.append(PRE + C("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n"
+                         "BDAT 3\r\nx\r\nBDAT 0 LAST\r\n") +
+                 U("250 ok\r\n250 ok\r\n") + U("250 ok 3\r\n") + F(0) +
+                 U("250 2.0.0 queued\r\n") + nxt)
+    seeds.append(chunked + e_up + F(0) + C("QUIT\r\n"))
+    # an empty LAST chunk after a chunk that ended on CR, unfiltered: the
+    # message would end on a bare CR upstream (refused, the leg closed)
+    seeds.append(header(b5=7) + A(0) + GREET + C("EHLO c\r\n") + H(0x0003) +
+                 C("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n") +
+                 U("250 ok\r\n250 ok\r\n") + C("BDAT 2\r\nx\r") + U("250 ok 2\r\n") +
+                 C("BDAT 0 LAST\r\n") + U("250 queued\r\n"))
+    # spool mode (seed bit 12): the same client goes upstream as DATA
+    seeds.append(header(b5=7, seed=0x9001) + A(0) + GREET + C("EHLO client.example\r\n") +
+                 H(0x0003) + C("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n") +
+                 U("250 ok\r\n250 ok\r\n") + C("BDAT 9\r\n.dot\r\nx\r\nBDAT 5 LAST\r\nend\r\n") +
+                 U("354 go\r\n") + F(4, 1) + nxt)
     for s in seeds:
         write("relay", s)
 

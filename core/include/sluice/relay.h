@@ -62,10 +62,14 @@ enum sl_conn_flag {
                                      PASS OLD): no DNSBL lookup, greet
                                      delay, pregreet test or score tarpit;
                                      an admission verdict still applies */
-  SL_CONN_FILTER = 1u << 4         /* content filters: each message of this
+  SL_CONN_FILTER = 1u << 4,        /* content filters: each message of this
                                       session (unless filter_skip says not)
                                       is given to filter_tap, and its end
                                       waits for sl_relay_filter_verdict() */
+  SL_CONN_FILTER_SPOOL = 1u << 5   /* the driver replaces a filtered
+                                      message's content (spool mode): its
+                                      BDAT transactions go upstream as one
+                                      DATA, whose body the driver swaps */
 };
 
 /* sl_conn_info.filter_skip: messages not filtered. */
@@ -78,18 +82,30 @@ enum sl_filter_skip {
 /*
  * What filter_tap receives, in order, for a filtered transaction.  Lines
  * are the client's command lines as the relay checked them (without CRLF);
- * content is what goes upstream: CRLF lines, dot-stuffed, never the
- * terminator.  Pointers are valid during the call only.
+ * content is the message as DATA carries it: CRLF lines, dot-stuffed,
+ * never the terminator (BDAT content, which goes upstream as it came, is
+ * given dot-stuffed too, so the tap reads one form).  Pointers are valid
+ * during the call only.
  */
 typedef enum sl_filter_item {
   SL_FI_MAIL = 1,   /* a transaction starts: its MAIL line */
   SL_FI_RCPT,       /* a RCPT line sent upstream */
   SL_FI_RCPT_REPLY, /* the upstream's reply to the oldest RCPT of this
                        transaction not yet answered: n = the code, p NULL */
-  SL_FI_BODY,       /* message content (DATA, or BDAT framed as DATA) */
-  SL_FI_ABORT       /* the message is not going to be filtered after all
+  SL_FI_BODY,       /* message content (DATA or BDAT, dot-stuffed) */
+  SL_FI_ABORT,      /* the message is not going to be filtered after all
                        (refused, upstream lost): drop what was given */
+  SL_FI_AUTH_USER   /* right after SL_FI_MAIL, when the upstream accepted
+                       the client's AUTH PLAIN or LOGIN: the user name
+                       (authcid) it gave, decoded, 1..SL_AUTH_USER_MAX
+                       bytes of printable ASCII or UTF-8, no CR, LF, NUL
+                       or other control byte (rspamd's User, a milter's
+                       {auth_authen}) */
 } sl_filter_item;
+
+/* The longest user name SL_FI_AUTH_USER gives; a longer one is not
+   given at all. */
+#define SL_AUTH_USER_MAX 255
 
 typedef struct sl_conn_info {
   sl_addr client; /* replaced by the PROXY header's source when present */
@@ -113,8 +129,11 @@ typedef struct sl_conn_info {
   sl_admission (*proxy_admit)(void *ctx, const sl_addr *client, sl_tstamp now);
   void *proxy_admit_ctx;
   /* With SL_CONN_FILTER: sl_filter_skip bits, and the tap (must not call
-     back into the relay).  Every message of a filtered transaction is
-     BDAT-downgraded to DATA upstream, so one held terminator ends both. */
+     back into the relay).  The held end of a filtered message is its DATA
+     terminator, or for a BDAT transaction to an upstream with CHUNKING
+     (and no SL_CONN_FILTER_SPOOL) a "BDAT 0 LAST" that follows every
+     chunk, the client's LAST one sent as a plain chunk; without CHUNKING
+     the transaction goes upstream as one DATA. */
   uint32_t filter_skip;
   void (*filter_tap)(void *ctx, sl_filter_item item, const uint8_t *p,
                      size_t n);
@@ -567,8 +586,11 @@ int sl_relay_complete(sl_relay *r, const sl_completion *c, sl_tstamp now);
  * of SL_REQ_FILTER `id`.  ACCEPT or
  * CHANGE: the terminator goes upstream and the client gets the upstream's
  * reply (guarantee 2).  TEMPFAIL or REJECT (DISCARD counts as REJECT): the
- * upstream leg is closed without the terminator and the client gets
- * sl_filter_reply(v, text), one re-framed line (guarantee 5); text is the
+ * upstream leg is closed without the terminator (a chunked message's
+ * transaction is ended by RSET instead, and the leg stays open) and the
+ * client gets sl_filter_reply(v, text), one re-framed line (guarantee 5);
+ * if the upstream refused the client's LAST chunk meanwhile, an ACCEPT
+ * relays that refusal and the end goes as RSET too.  text is the
  * deciding filter's reply or message, NULL/0 for the default.  Returns 0,
  * SL_ERR_UNKNOWN_REQUEST (stale id: the message ended otherwise, e.g. the
  * upstream was lost meanwhile) or another SL_ERR_*.
