@@ -221,6 +221,8 @@ static int step_answers(sl_relay *r) {
       r->stats.tls_client = 1;
       r->helo = r->esmtp = r->mail = 0;
       r->utf8_txn = r->authed = 0;
+      r->mail_held = r->mail_fail = 0;
+      sl__buf_release(r, &r->mailh);
       r->rcpts = 0;
       r->offered = 0;
       sl__buf_release(r, &r->ehlo);
@@ -311,6 +313,7 @@ static int step_close(sl_relay *r) {
       sl__buf_release(r, &r->cout);
       sl__buf_release(r, &r->ehlo);
       sl__buf_release(r, &r->chk);
+      sl__buf_release(r, &r->mailh);
       sl__buf_release(r, &r->uin);
       sl__buf_release(r, &r->uout);
       /* Screening ends with the session: no lookup or score after
@@ -409,9 +412,10 @@ size_t sl_relay_size(const sl_limits *limits) {
 }
 
 size_t sl_relay_memory_bound(const sl_limits *limits) {
-  /* cin, cout, uin, uout; the EHLO line and a filter's refusal */
+  /* cin, cout, uin, uout; the EHLO line, a filter's refusal, the RCPT
+     check's paths and a MAIL held for it */
   return sl_relay_size(limits) + 4u * (size_t)limits->buffer_size +
-         3u * (size_t)limits->small_buffer_size; /* ehlo, frep, chk */
+         4u * (size_t)limits->small_buffer_size; /* ehlo, frep, chk, mailh */
 }
 
 int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
@@ -467,6 +471,7 @@ void sl_relay_free(sl_relay *r) {
   sl__buf_release(r, &r->uout);
   sl__buf_release(r, &r->ehlo);
   sl__buf_release(r, &r->chk);
+  sl__buf_release(r, &r->mailh);
   sl__buf_release(r, &r->frep);
 }
 

@@ -244,6 +244,68 @@ static int rcpt_check(sl_relay *r, const uint8_t *arg, size_t alen) {
   return -2;
 }
 
+/* Screen-first, a RCPT check on and no upstream yet: the MAIL is answered
+   here and kept until a RCPT passes its check (mailh), so a greylisted or
+   refused client never reaches the mail server. */
+static int mail_may_wait(const sl_relay *r) {
+  return r->pol->mode == SL_MODE_SCREEN_FIRST && r->pol->rcpt_check &&
+         r->up == UP_NONE && !r->authed;
+}
+
+/* Sends a checked MAIL line upstream: the client's (kind Q_UP_MAIL, a new
+   transaction) or the one held for a RCPT check (Q_UP_MAIL_HELD, which
+   nothing follows before its reply, since a refusal must answer the RCPT
+   waiting behind it).  -1 sent, -2 not now (leave the command), or the
+   local refusal. */
+static int mail_upstream(sl_relay *r, const uint8_t *line, size_t len,
+                         uint8_t kind) {
+  sl_cmd c;
+  sl_cmd_parse(line, len, &c);
+  const uint8_t *arg = line + c.arg;
+  size_t alen = len - c.arg;
+  int u = sl__need_upstream(r);
+  if (u == 0 || (u > 0 && !(sl__up_can_send(r) && sl__up_room(r, len))))
+    return -2;
+  if (u < 0)
+    return R_UPSTREAM_FAIL;
+  /* Only what this upstream's EHLO offered goes to it (guarantee 8):
+     what cannot be dropped without changing the message is refused. */
+  uint32_t has = sl_cmd_param_classes(arg, alen), up = r->up_caps;
+  if ((has & SL_P_SMTPUTF8) && !(up & SL_CAP_SMTPUTF8))
+    return R_UP_NO_UTF8;
+  if ((has & SL_P_BODY_8BIT) && !(up & SL_CAP_8BITMIME))
+    return R_UP_NO_8BIT;
+  uint32_t drop = (up & SL_CAP_SIZE ? 0 : SL_P_SIZE) |
+                  (up & SL_CAP_8BITMIME ? 0 : SL_P_BODY_7BIT) |
+                  (up & SL_CAP_DSN ? 0 : SL_P_DSN) |
+                  (up & SL_CAP_AUTH ? 0 : SL_P_AUTH);
+  if (r->pol->identity == SL_IDENT_XFORWARD && (up & SL_CAP_XFORWARD) &&
+      !r->xfwd_sent) {
+    /* Postfix forgets XFORWARD attributes at each transaction's end
+       (mail_reset): every MAIL needs its own.  Without PIPELINING the
+       MAIL waits, unconsumed, for the XFORWARD's reply (RFC 2920). */
+    uint8_t xl[SL_XCLIENT_LINE_MAX];
+    sl_ident id;
+    sl__ident(r, &id);
+    size_t xn = sl_xforward_line(xl, &id, r->up_caps);
+    if (r->q_len + 2u > QUEUE_CAP || !sl__up_room(r, xn + len + 2))
+      return -2;
+    sl__up_write_line(r, xl, xn);
+    sl__up_sent(r, Q_UP_XFORWARD, 0);
+    r->xfwd_sent = 1;
+    if (!sl__up_can_send(r))
+      return -2;
+  }
+  r->xfwd_sent = 0;
+  if (kind == Q_UP_MAIL)
+    sl__txn_reset(r);
+  sl__up_write_params(r, line, len, drop);
+  sl__up_sent(r, kind, kind == Q_UP_MAIL_HELD);
+  r->fmsg = sl__filter_wanted(r) ? 1u : 0u;
+  sl__ftap(r, SL_FI_MAIL, line, len);
+  return -1;
+}
+
 /* Whatever the answer to a DATA line (relayed, refused for its state, its
    8-bit bytes or a rejected client), the bytes after it wait for that
    reply: a 354 makes them the body, a refusal a body to drop, never
@@ -419,47 +481,20 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     if (r->pol->rcpt_check && !r->chk.p &&
         sl__buf_reserve(r, &r->chk, r->lim->small_buffer_size))
       return 0; /* the pool is empty: retried when it has one */
-    int u = sl__need_upstream(r);
-    if (u == 0 || (u > 0 && !(sl__up_can_send(r) && sl__up_room(r, len))))
-      return 0;
-    if (u < 0) {
-      lr = R_UPSTREAM_FAIL;
-      break;
-    }
-    /* Only what this upstream's EHLO offered goes to it (guarantee 8):
-       what cannot be dropped without changing the message is refused. */
-    uint32_t has = sl_cmd_param_classes(arg, alen), up = r->up_caps;
-    if ((has & SL_P_SMTPUTF8) && !(up & SL_CAP_SMTPUTF8)) {
-      lr = R_UP_NO_UTF8;
-      break;
-    }
-    if ((has & SL_P_BODY_8BIT) && !(up & SL_CAP_8BITMIME)) {
-      lr = R_UP_NO_8BIT;
-      break;
-    }
-    uint32_t drop = (up & SL_CAP_SIZE ? 0 : SL_P_SIZE) |
-                    (up & SL_CAP_8BITMIME ? 0 : SL_P_BODY_7BIT) |
-                    (up & SL_CAP_DSN ? 0 : SL_P_DSN) |
-                    (up & SL_CAP_AUTH ? 0 : SL_P_AUTH);
-    if (r->pol->identity == SL_IDENT_XFORWARD && (up & SL_CAP_XFORWARD) &&
-        !r->xfwd_sent) {
-      /* Postfix forgets XFORWARD attributes at each transaction's end
-         (mail_reset): every MAIL needs its own.  Without PIPELINING the
-         MAIL waits, unconsumed, for the XFORWARD's reply (RFC 2920). */
-      uint8_t xl[SL_XCLIENT_LINE_MAX];
-      sl_ident id;
-      sl__ident(r, &id);
-      size_t xn = sl_xforward_line(xl, &id, r->up_caps);
-      if (r->q_len + 2u > QUEUE_CAP || !sl__up_room(r, xn + len + 2))
+    if (mail_may_wait(r)) {
+      sl__txn_reset(r); /* releases mailh */
+      if (sl__buf_reserve(r, &r->mailh, (uint32_t)len))
         return 0;
-      sl__up_write_line(r, xl, xn);
-      sl__up_sent(r, Q_UP_XFORWARD, 0);
-      r->xfwd_sent = 1;
-      if (!sl__up_can_send(r))
+      sl__buf_put(&r->mailh, line, len);
+      r->mail_held = 1;
+      r->fmsg = 0; /* decided when the MAIL goes upstream */
+      lr = R_MAIL_HELD;
+    } else if ((rc = mail_upstream(r, line, len, Q_UP_MAIL)) != -1) {
+      if (rc == -2)
         return 0;
+      lr = rc;
+      break;
     }
-    r->xfwd_sent = 0;
-    sl__txn_reset(r);
     r->utf8_txn = sl_env_mail_smtputf8(arg, alen) != 0;
     if (r->pol->rcpt_check) {
       size_t po, pn;
@@ -469,15 +504,16 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     }
     r->bdat_cr = 0; /* a CRLF may span two chunks of one message only */
     r->bdat_down = r->bdat_go = r->bdat_failed = 0;
-    sl__up_write_params(r, line, len, drop);
-    sl__up_sent(r, Q_UP_MAIL, 0);
-    r->fmsg = sl__filter_wanted(r) ? 1u : 0u;
-    sl__ftap(r, SL_FI_MAIL, line, len);
     r->mail = 1;
     r->data.size = 0;
     break;
   }
   case SL_V_RCPT: {
+    if (r->mail_fail) {
+      lr = R_MAIL_FAILED; /* the held MAIL was refused upstream */
+      r->chk_state = CHK_IDLE;
+      break;
+    }
     if (!r->mail) {
       lr = R_NEED_MAIL;
       break;
@@ -513,6 +549,27 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
         return 0;
       break;
     }
+    if (r->mail_held) {
+      /* The first RCPT that passed its check: the held MAIL goes first,
+         and this RCPT waits for its reply (read again then). */
+      rc = mail_upstream(r, r->mailh.p + r->mailh.off, r->mailh.len,
+                         Q_UP_MAIL_HELD);
+      if (rc == -1) {
+        r->mail_held = 0;
+        sl__buf_release(r, &r->mailh);
+        return 0;
+      }
+      if (rc == -2)
+        return 0;
+      r->chk_state = CHK_IDLE;
+      if (rc == R_UPSTREAM_FAIL) {
+        lr = rc; /* no mail server now: the next RCPT tries again */
+        break;
+      }
+      sl__mail_refused_local(r, (enum local_reply)rc);
+      lr = R_MAIL_FAILED;
+      break;
+    }
     if ((rc = relay_line(r, line, len, Q_UP_RCPT)) == 0)
       return 0;
     r->chk_state = CHK_IDLE;
@@ -524,7 +581,9 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     break;
   }
   case SL_V_DATA:
-    if (!r->mail)
+    if (r->mail_fail)
+      lr = R_MAIL_FAILED;
+    else if (!r->mail)
       lr = R_NEED_MAIL;
     else if (!r->rcpts)
       lr = R_NEED_RCPT;
@@ -544,7 +603,11 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     uint64_t max = size_limit(r);
     if (!(r->offered & SL_CAP_CHUNKING))
       lr = R_NOT_IMPL;
-    else if (!r->mail)
+    else if (r->mail_fail) {
+      lr = R_MAIL_FAILED;
+      if (last)
+        sl__txn_reset(r);
+    } else if (!r->mail)
       lr = R_NEED_MAIL;
     else if (r->bdat_failed) {
       /* the upstream refused this transaction's DATA: every chunk fails

@@ -159,6 +159,12 @@ void sl__q_fail_upstream(sl_relay *r, enum local_reply why) {
     uint8_t k = r->q[from];
     if (k == Q_UP_RSET_OWN || k == Q_UP_XFORWARD)
       continue;
+    if (k == Q_UP_MAIL_HELD) {
+      /* the client had its 250: the RCPT waiting behind it (and the rest
+         of the transaction) gets this failure instead */
+      sl__mail_refused_local(r, why);
+      continue;
+    }
     if (sl__is_up(k))
       k = (uint8_t)(Q_LOCAL + why);
     else if (k == Q_GREETING && r->pol->mode == SL_MODE_PASSTHROUGH)
