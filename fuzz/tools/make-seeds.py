@@ -192,6 +192,20 @@ def relay_seeds():
         seeds.append(header(b0=mode, b5=7) + C("EHLO c\r\n") + A(0) + H(0x8000 | 0x2000) + U("250 up\r\n") +
                      C("MAIL FROM:<a@example.org> BODY=8BITMIME\r\nRCPT TO:<b@example.net>\r\nBDAT 3 LAST\r\nx\r\n") +
                      U("250 ok\r\n250 ok\r\n") + T(2))
+    # RCPT checks (seed bit 12): screen-first holds the MAIL (local 250)
+    # until a RCPT passes; greylisted, then passed, the held MAIL refused
+    # by the upstream, the upstream lost while the held MAIL is out
+    def G(st, k):
+        return b"G" + bytes([st, k])
+    chk = 0x1001
+    seeds.append(header(b0=1, seed=chk) + C(ENV) + G(0, 1) + C("DATA\r\nQUIT\r\n") + T(2))
+    seeds.append(header(b0=1, seed=chk) + C(ENV + "RCPT TO:<c@example.net>\r\nDATA\r\n") + G(0, 1) +
+                 G(0, 0) + A(0) + GREET + EHLO_UP + EHLO_UP + U("250 ok\r\n") + U("250 ok\r\n") +
+                 U("354 go\r\n") + C("x\r\n.\r\n") + U("250 ok\r\n") + C("QUIT\r\n"))
+    seeds.append(header(b0=1, seed=chk) + C(ENV + "DATA\r\n") + G(0, 0) + A(0) + GREET + EHLO_UP + EHLO_UP +
+                 U("553 5.7.1 sender refused\r\n") + C("MAIL FROM:<c@example.org>\r\n") + U("250 ok\r\n") + T(2))
+    seeds.append(header(b0=1, seed=chk) + C(ENV) + G(0, 0) + A(0) + GREET + EHLO_UP + EHLO_UP + e_up + T(2))
+    seeds.append(header(b0=0x11, b3=1, seed=chk) + C(ENV) + G(0, 8 | 2) + G(1, 0) + T(3) + A(0) + GREET + EHLO_UP + EHLO_UP + T(3))
     for s in seeds:
         write("relay", s)
 
