@@ -844,6 +844,8 @@ int sl_relay_next_request(sl_relay *r, sl_request *out) {
         r->ehlo.len > 5 ? (const char *)r->ehlo.p + r->ehlo.off + 5 : "";
     out->check.helo_len = r->ehlo.len > 5 ? (uint16_t)(r->ehlo.len - 5) : 0;
     out->check.rcpt_count = r->rcpts;
+    out->check.stage = r->chk_stage;
+    out->check.size = r->mail_size;
     out->check.authed = r->authed;
     out->check.allowlisted =
         r->authed ||

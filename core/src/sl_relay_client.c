@@ -220,11 +220,18 @@ static void chk_copy(sl_relay *r, int second, const uint8_t *src, size_t n) {
   dst[n] = 0;
 }
 
-/* policy.rcpt_check for a RCPT that passed relay control: -1 to relay it
-   (chk_state stays ANSWERED until the line is consumed, so a RCPT that
-   waits for upstream room is not asked about twice), -2 to leave the line
-   until the answer comes, or the local refusal. */
-static int rcpt_check(sl_relay *r, const uint8_t *arg, size_t alen) {
+/* Does this session ask the driver about anything (chk is needed)? */
+static int checks_on(const sl_relay *r) {
+  return r->pol->rcpt_check || r->pol->check_stages;
+}
+
+/* The driver's check of the command line being dispatched (stage: RCPT,
+   MAIL or DATA; path: the recipient or sender, NULL for DATA): -1 to go
+   on (chk_state stays ANSWERED until the line is consumed, so a command
+   that waits for upstream room is not asked about twice), -2 to leave the
+   line until the answer comes, or the local refusal. */
+static int ask_check(sl_relay *r, uint8_t stage, const uint8_t *path,
+                     size_t n) {
   if (r->chk_state == CHK_ANSWERED) {
     if (!r->chk_code)
       return -1;
@@ -234,14 +241,31 @@ static int rcpt_check(sl_relay *r, const uint8_t *arg, size_t alen) {
   }
   if (r->chk_state == CHK_ASKED || r->chk_queued || !r->chk.p)
     return -2;
-  size_t off, n;
-  if (sl_env_path(arg, alen, &off, &n) < 0)
-    return R_BAD_RCPT;
-  chk_copy(r, 1, arg + off, n);
+  if (stage == SL_CMD_MAIL)
+    chk_copy(r, 0, path, n);
+  chk_copy(r, 1, stage == SL_CMD_RCPT ? path : (const uint8_t *)"",
+           stage == SL_CMD_RCPT ? n : 0);
+  r->chk_stage = stage;
   r->chk_id = sl__new_id(r, TAG_CHECK);
   sl__push_req(r, SL_REQ_RCPT_CHECK, r->chk_id, 0);
   r->chk_state = CHK_ASKED;
   return -2;
+}
+
+/* policy.rcpt_check for a RCPT that passed relay control (ask_check). */
+static int rcpt_check(sl_relay *r, const uint8_t *arg, size_t alen) {
+  size_t off = 0, n = 0;
+  if (r->chk_state == CHK_IDLE && sl_env_path(arg, alen, &off, &n) < 0)
+    return R_BAD_RCPT;
+  return ask_check(r, SL_CMD_RCPT, arg + off, n);
+}
+
+/* A relayed RCPT's reply has not come back yet. */
+static int rcpt_reply_due(const sl_relay *r) {
+  for (unsigned i = 0; i < r->q_len; i++)
+    if (r->q[(r->q_head + i) % QUEUE_CAP] == Q_UP_RCPT)
+      return 1;
+  return 0;
 }
 
 /* Screen-first, a RCPT check on and no upstream yet: the MAIL is answered
@@ -478,9 +502,21 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       lr = (int)path_reply(e, 1);
       break;
     }
-    if (r->pol->rcpt_check && !r->chk.p &&
+    if (checks_on(r) && !r->chk.p &&
         sl__buf_reserve(r, &r->chk, r->lim->small_buffer_size))
       return 0; /* the pool is empty: retried when it has one */
+    r->mail_size = size;
+    if (r->pol->check_stages & SL_CHECK_MAIL) {
+      size_t po, pn;
+      if (sl_env_path(arg, alen, &po, &pn) < 0)
+        po = pn = 0;
+      if ((rc = ask_check(r, SL_CMD_MAIL, arg + po, pn)) != -1) {
+        if (rc == -2)
+          return 0;
+        lr = rc;
+        break;
+      }
+    }
     if (mail_may_wait(r)) {
       sl__txn_reset(r); /* releases mailh */
       if (sl__buf_reserve(r, &r->mailh, (uint32_t)len))
@@ -496,7 +532,7 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       break;
     }
     r->utf8_txn = sl_env_mail_smtputf8(arg, alen) != 0;
-    if (r->pol->rcpt_check) {
+    if (checks_on(r)) {
       size_t po, pn;
       if (sl_env_path(arg, alen, &po, &pn) < 0)
         pn = 0;
@@ -585,9 +621,16 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       lr = R_MAIL_FAILED;
     else if (!r->mail)
       lr = R_NEED_MAIL;
+    else if ((r->pol->check_stages & SL_CHECK_DATA) && rcpt_reply_due(r))
+      return 0; /* the check's recipient_count is the accepted ones */
     else if (!r->rcpts)
       lr = R_NEED_RCPT;
-    else if ((rc = relay_line(r, line, len, Q_UP_DATA)) == 0)
+    else if ((r->pol->check_stages & SL_CHECK_DATA) &&
+             (rc = ask_check(r, SL_CMD_DATA, NULL, 0)) != -1) {
+      if (rc == -2)
+        return 0;
+      lr = rc;
+    } else if ((rc = relay_line(r, line, len, Q_UP_DATA)) == 0)
       return 0;
     else if (rc < 0)
       lr = R_UPSTREAM_FAIL;
@@ -771,6 +814,8 @@ reply:
   if (ends_group(r, c.verb) && r->q_len)
     r->q_sync |= 1u << ((r->q_head + r->q_len - 1) % QUEUE_CAP);
 consumed:
+  if (r->chk_state == CHK_ANSWERED)
+    r->chk_state = CHK_IDLE; /* the answer was for this line */
   sl__buf_consume(r, &r->cin, whole);
   r->stats.commands++;
   r->t_client = r->now;

@@ -369,6 +369,8 @@ struct sl_relay {
   uint16_t chk_code;  /* the answer: 0 pass, else the reply code */
   uint8_t chk_state;  /* CHK_IDLE, CHK_ASKED, CHK_ANSWERED */
   uint8_t chk_queued; /* an R_CHECK reply is in the queue */
+  uint8_t chk_stage;  /* sl_command the check out is about */
+  uint64_t mail_size; /* the transaction's MAIL SIZE=, for the checks */
   /* Screen-first with policy.rcpt_check, no upstream yet: a MAIL that
      passed the local checks is answered 250 by sluice and its line kept
      in mailh (a small pool buffer) until the first RCPT that passes its

@@ -943,6 +943,65 @@ static void test_mail_held_upstream_lost(void) {
   sl_harness_free(&h);
 }
 
+/* policy.check_stages: the driver is asked at MAIL (refusal answers the
+   MAIL) and at DATA once every RCPT reply is in (recipient_count is the
+   accepted ones; a refusal answers the DATA). */
+static void test_check_stages(void) {
+  sl_harness h;
+  sl_harness_defaults(&h);
+  h.policy.check_stages = SL_CHECK_MAIL | SL_CHECK_DATA;
+  CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
+  CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
+  sl_harness_upstream(
+      &h, S("220 up ESMTP\r\n250-up\r\n250-SIZE 1000\r\n250 PIPELINING\r\n"),
+      0);
+  sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
+  sl_harness_client(&h, S("MAIL FROM:<a@example.org> SIZE=100\r\n"), 0);
+  CHECK(h.pending_check != 0);
+  CHECK_INT(h.check.check.stage, SL_CMD_MAIL);
+  CHECK_STR(h.check_sender, "a@example.org");
+  CHECK_STR(h.check_rcpt, "");
+  CHECK_INT((int)h.check.check.size, 100);
+  size_t before = h.client_out.len;
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 554, "5.7.1 no sender"), 0);
+  CHECK_MEM(h.client_out.p + before, h.client_out.len - before,
+            "554 5.7.1 no sender\r\n", 21);
+  CHECK(!memmem(h.upstream_out.p, h.upstream_out.len, "MAIL", 4));
+  sl_harness_client(&h,
+                    S("MAIL FROM:<b@example.org>\r\nRCPT TO:<x@example.net>\r\n"
+                      "RCPT TO:<y@example.net>\r\nDATA\r\n"),
+                    0);
+  CHECK_INT(h.check.check.stage, SL_CMD_MAIL);
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 0, NULL), 0);
+  CHECK(memmem(h.upstream_out.p, h.upstream_out.len, "RCPT TO:<y@", 11));
+  /* no DATA check before the RCPT replies are in */
+  CHECK(h.pending_check == 0);
+  sl_harness_upstream(&h, S("250 ok\r\n250 ok\r\n550 no such user\r\n"), 0);
+  CHECK(h.pending_check != 0);
+  CHECK_INT(h.check.check.stage, SL_CMD_DATA);
+  CHECK_INT(h.check.check.rcpt_count, 1);
+  CHECK_STR(h.check_sender, "b@example.org");
+  before = h.client_out.len;
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 450, "4.7.1 later"), 0);
+  CHECK_MEM(h.client_out.p + before, h.client_out.len - before,
+            "450 4.7.1 later\r\n", 17);
+  CHECK(!memmem(h.upstream_out.p, h.upstream_out.len, "DATA", 4));
+  sl_harness_client(&h, S("DATA\r\n"), 0);
+  CHECK_INT(h.check.check.stage, SL_CMD_DATA);
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 0, NULL), 0);
+  CHECK(memmem(h.upstream_out.p, h.upstream_out.len, "DATA\r\n", 6));
+  sl_harness_upstream(&h, S("354 go\r\n"), 0);
+  sl_harness_client(&h, S("hi\r\n.\r\n"), 0);
+  sl_harness_upstream(&h, S("250 queued\r\n"), 0);
+  sl_harness_client(&h, S("QUIT\r\n"), 0);
+  sl_harness_upstream(&h, S("221 bye\r\n"), 0);
+  CHECK(sl_harness_closed(&h));
+  CHECK_INT(sl_relay_stats(h.r)->messages_accepted, 1);
+  CHECK_INT(sl_relay_stats(h.r)->errors, 1); /* only the 550 */
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
 int main(void) {
   SL_RUN(test_buffers_lent_only_while_used);
   SL_RUN(test_pool_exhaustion);
@@ -971,5 +1030,6 @@ int main(void) {
   SL_RUN(test_mail_held_for_rcpt_check);
   SL_RUN(test_mail_held_refused);
   SL_RUN(test_mail_held_upstream_lost);
+  SL_RUN(test_check_stages);
   return sl_test_summary();
 }

@@ -206,6 +206,16 @@ def relay_seeds():
                  U("553 5.7.1 sender refused\r\n") + C("MAIL FROM:<c@example.org>\r\n") + U("250 ok\r\n") + T(2))
     seeds.append(header(b0=1, seed=chk) + C(ENV) + G(0, 0) + A(0) + GREET + EHLO_UP + EHLO_UP + e_up + T(2))
     seeds.append(header(b0=0x11, b3=1, seed=chk) + C(ENV) + G(0, 8 | 2) + G(1, 0) + T(3) + A(0) + GREET + EHLO_UP + EHLO_UP + T(3))
+    # checks at MAIL and DATA too (seed bit 11): MAIL refused, then passed;
+    # DATA asked once the RCPT replies are in, refused, then passed
+    stg = 0x1801
+    seeds.append(header(seed=stg) + A(0) + GREET + EHLO_UP + C("EHLO c\r\n") + EHLO_UP +
+                 C("MAIL FROM:<a@example.org>\r\n") + G(0, 2) + C("MAIL FROM:<a@example.org>\r\n") + G(0, 0) +
+                 U("250 ok\r\n") + C("RCPT TO:<b@example.net>\r\nDATA\r\n") + G(0, 0) + U("250 ok\r\n") +
+                 G(0, 1) + C("DATA\r\n") + G(0, 0) + U("354 go\r\n") + C("x\r\n.\r\n") + U("250 ok\r\n"))
+    seeds.append(header(b0=1, seed=stg) + C(ENV + "DATA\r\n") + G(0, 0) + G(0, 0) + A(0) + GREET + EHLO_UP +
+                 EHLO_UP + U("250 ok\r\n") + U("250 ok\r\n") + G(2, 1) + U("354 go\r\n") + C("x\r\n.\r\n") +
+                 U("250 ok\r\n"))
     for s in seeds:
         write("relay", s)
 
