@@ -2017,8 +2017,8 @@ void sl_oracle_progress(sl_oracle *o, unsigned holds, sl_tstamp now) {
   if (o->uin.linelen || o->uin.nlines || o->uin.cr)
     return;
   static const char *const names[] = {
-      "?",        "greeting",    "command",     "DATA", "AUTH",
-      "STARTTLS", "end-of-data", "end-of-data", "BDAT", "BDAT LAST"};
+      "?",           "greeting",    "command", "DATA",      "AUTH", "STARTTLS",
+      "end-of-data", "end-of-data", "BDAT",    "BDAT LAST", "MAIL"};
   fail(o,
        "guarantee 9: the %s (%zu owed) is unanswered with nothing to "
        "wait for (no tarpit delay, no pending request, no upstream reply "
