@@ -11,6 +11,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int sl_test_passed_, sl_test_failed_, sl_test_cur_failed_;
@@ -59,6 +60,20 @@ static int sl_test_passed_, sl_test_failed_, sl_test_cur_failed_;
       sl_test_passed_++;                                                       \
     }                                                                          \
   } while (0)
+
+/* A test vector file, whole (at most cap bytes); a missing file ends the
+   test program (exit 2): the vectors are part of the test. */
+static inline size_t sl_test_read_file(const char *path, uint8_t *buf,
+                                       size_t cap) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    fprintf(stderr, "cannot open %s\n", path);
+    exit(2);
+  }
+  size_t n = fread(buf, 1, cap, f);
+  fclose(f);
+  return n;
+}
 
 static inline int sl_test_summary(void) {
   printf("%d passed, %d failed\n", sl_test_passed_, sl_test_failed_);

@@ -20,18 +20,16 @@
 
 /* ---- enum names: the one place each list is spelt ----------------------- */
 
-static const char *const mode_names[] = {"passthrough", "screen", NULL};
-static const char *const vrfy_names[] = {"252", "502", "relay", NULL};
-static const char *const ident_names[] = {"none",   "xclient",  "proxy1",
-                                          "proxy2", "xforward", NULL};
-static const char *const uptls_names[] = {"none", "opportunistic", "required",
-                                          "implicit", NULL};
-static const char *const action_names[] = {"continue", "tarpit", "reject",
-                                           "drop", NULL};
-/* The core's own admission names, in value order from 0 (sluice/ratelim.h). */
-#define ADMIT_NAME_(name, value, text) text,
-static const char *const admit_names[] = {SL_ADMISSION_MAP(ADMIT_NAME_) NULL};
-#undef ADMIT_NAME_
+/* The core's own names, in value order from 0 (sluice/policy.h,
+   sluice/ratelim.h). */
+#define CORE_NAME_(name, value, text) text,
+static const char *const mode_names[] = {SL_MODE_MAP(CORE_NAME_) NULL};
+static const char *const vrfy_names[] = {SL_VRFY_POLICY_MAP(CORE_NAME_) NULL};
+static const char *const ident_names[] = {SL_IDENTITY_MAP(CORE_NAME_) NULL};
+static const char *const uptls_names[] = {SL_UPSTREAM_TLS_MAP(CORE_NAME_) NULL};
+static const char *const action_names[] = {SL_ACTION_MAP(CORE_NAME_) NULL};
+static const char *const admit_names[] = {SL_ADMISSION_MAP(CORE_NAME_) NULL};
+#undef CORE_NAME_
 static const char *const balance_names[] = {"roundrobin", "leastconn", NULL};
 static const char *const backend_names[] = {"shm", "redis", NULL};
 static const char *const logfmt_names[] = {"logfmt", "json", NULL};

@@ -29,17 +29,6 @@ static const uint8_t *guarded(const void *p, size_t n) {
   return sl_guard_copy(guard_end, p, n);
 }
 
-static size_t load(const char *path, uint8_t *buf, size_t cap) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    fprintf(stderr, "cannot open %s\n", path);
-    exit(2);
-  }
-  size_t n = fread(buf, 1, cap, f);
-  fclose(f);
-  return n;
-}
-
 static void test_framing(void) {
   uint8_t b[16];
   CHECK_INT(sl_clamd_put_command(b), SL_CLAMD_COMMAND_LEN);
@@ -56,7 +45,7 @@ static void test_framing(void) {
    re-framed from its payload with sluice's functions it is identical. */
 static void test_captured_request(void) {
   static uint8_t cap[8192], mine[8192], payload[8192];
-  size_t n = load("vectors/clamd/clean.request", cap, sizeof(cap));
+  size_t n = sl_test_read_file("vectors/clamd/clean.request", cap, sizeof(cap));
   CHECK(n > SL_CLAMD_COMMAND_LEN + 8);
   /* take the payload out with an independent reading of the framing */
   size_t p = SL_CLAMD_COMMAND_LEN, plen = 0;
@@ -104,13 +93,13 @@ static void check_reply_all_splits(const uint8_t *b, size_t n,
 
 static void test_captured_replies(void) {
   uint8_t b[256];
-  size_t n = load("vectors/clamd/clean.reply", b, sizeof(b));
+  size_t n = sl_test_read_file("vectors/clamd/clean.reply", b, sizeof(b));
   CHECK_MEM(b, n, "stream: OK\0", 11);
   check_reply_all_splits(b, n, SL_CLAMD_OK, SL_VERDICT_ACCEPT, "");
-  n = load("vectors/clamd/eicar.reply", b, sizeof(b));
+  n = sl_test_read_file("vectors/clamd/eicar.reply", b, sizeof(b));
   check_reply_all_splits(b, n, SL_CLAMD_FOUND, SL_VERDICT_REJECT,
                          "Sluice-Test-EICAR.UNOFFICIAL");
-  n = load("vectors/clamd/too_big.reply", b, sizeof(b));
+  n = sl_test_read_file("vectors/clamd/too_big.reply", b, sizeof(b));
   check_reply_all_splits(b, n, SL_CLAMD_SIZE_LIMIT, SL_VERDICT_TEMPFAIL, "");
 }
 

@@ -54,14 +54,8 @@ typedef struct transcript {
 } transcript;
 
 static void load(transcript *t, const char *path) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    fprintf(stderr, "cannot open %s\n", path);
-    exit(2);
-  }
-  t->len = fread(t->data, 1, sizeof(t->data), f);
+  t->len = sl_test_read_file(path, t->data, sizeof(t->data));
   t->pos = 0;
-  fclose(f);
 }
 
 /* The next record: its direction and packet, or 0 at the end. */

@@ -20,7 +20,8 @@
     map(ROW_##prefix) for (int i_ = 0; i_ < cnt_; i_++) {                      \
       CHECK_STR(fn((type)vals_[i_]), nms_[i_]);                                \
       for (const char *p_ = nms_[i_]; *p_; p_++)                               \
-        CHECK(islower((unsigned char)*p_) || *p_ == '_');                      \
+        CHECK(islower((unsigned char)*p_) || isdigit((unsigned char)*p_) ||    \
+              *p_ == '_');                                                     \
       for (int j_ = i_ + 1; j_ < cnt_; j_++)                                   \
         CHECK(strcmp(nms_[i_], nms_[j_]) != 0);                                \
       if (i_)                                                                  \
@@ -43,6 +44,11 @@
 #define ROW_STAGE(name, value, text) ROW_(STAGE, name, value, text)
 #define ROW_END(name, value, text) ROW_(END, name, value, text)
 #define ROW_ADMIT(name, value, text) ROW_(ADMIT, name, value, text)
+#define ROW_MODE(name, value, text) ROW_(MODE, name, value, text)
+#define ROW_VRFY(name, value, text) ROW_(VRFY, name, value, text)
+#define ROW_IDENT(name, value, text) ROW_(IDENT, name, value, text)
+#define ROW_UPTLS(name, value, text) ROW_(UPTLS, name, value, text)
+#define ROW_ACT(name, value, text) ROW_(ACT, name, value, text)
 
 static void test_lists(void) {
   CHECK_LIST(SL_REQUEST_MAP, REQ, sl_request_name, sl_request_type);
@@ -55,6 +61,11 @@ static void test_lists(void) {
   CHECK_LIST(SL_STAGE_MAP, STAGE, sl_stage_name, sl_stage);
   CHECK_LIST(SL_END_REASON_MAP, END, sl_end_reason_name, sl_end_reason);
   CHECK_LIST(SL_ADMISSION_MAP, ADMIT, sl_admission_name, sl_admission);
+  CHECK_LIST(SL_MODE_MAP, MODE, sl_mode_name, sl_mode);
+  CHECK_LIST(SL_VRFY_POLICY_MAP, VRFY, sl_vrfy_policy_name, sl_vrfy_policy);
+  CHECK_LIST(SL_IDENTITY_MAP, IDENT, sl_identity_name, sl_identity);
+  CHECK_LIST(SL_UPSTREAM_TLS_MAP, UPTLS, sl_upstream_tls_name, sl_upstream_tls);
+  CHECK_LIST(SL_ACTION_MAP, ACT, sl_action_name, sl_action);
 }
 
 /* The session log's stage=, end=, smuggling=, upstream_failures= and
@@ -72,8 +83,19 @@ static void test_log_words(void) {
   CHECK_STR(sl_request_name(SL_REQ_CLOSE_CLIENT), "close_client");
 }
 
+/* The configuration's words (sluiced.conf): operators' files depend on
+   them. */
+static void test_config_words(void) {
+  CHECK_STR(sl_mode_name(SL_MODE_SCREEN_FIRST), "screen");
+  CHECK_STR(sl_vrfy_policy_name(SL_VRFY_502), "502");
+  CHECK_STR(sl_identity_name(SL_IDENT_PROXY_V2), "proxy2");
+  CHECK_STR(sl_upstream_tls_name(SL_UPTLS_OPPORTUNISTIC), "opportunistic");
+  CHECK_STR(sl_action_name(SL_ACT_DROP), "drop");
+}
+
 int main(void) {
   SL_RUN(test_lists);
   SL_RUN(test_log_words);
+  SL_RUN(test_config_words);
   return sl_test_summary();
 }

@@ -41,17 +41,6 @@ static int bytes_is(sl_bytes b, const char *s) {
   return b.len == strlen(s) && memcmp(b.p, s, b.len) == 0;
 }
 
-static size_t load(const char *path, uint8_t *buf, size_t cap) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    fprintf(stderr, "cannot open %s\n", path);
-    exit(2);
-  }
-  size_t n = fread(buf, 1, cap, f);
-  fclose(f);
-  return n;
-}
-
 /* ---- request ----------------------------------------------------------- */
 
 static void test_captured_request(void) {
@@ -63,7 +52,7 @@ static void test_captured_request(void) {
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
     char path[128];
     snprintf(path, sizeof(path), "vectors/rspamd/%s.request", names[i]);
-    size_t n = load(path, cap, sizeof(cap));
+    size_t n = sl_test_read_file(path, cap, sizeof(cap));
     const uint8_t *end = NULL;
     for (size_t k = 0; k + 4 <= n; k++)
       if (memcmp(cap + k, "\r\n\r\n", 4) == 0) {
@@ -335,7 +324,7 @@ static void read_captured(const char *name) {
   static uint8_t b[16384];
   char path[128];
   snprintf(path, sizeof(path), "vectors/rspamd/%s.response", name);
-  size_t n = load(path, b, sizeof(b)), consumed, bl = 0;
+  size_t n = sl_test_read_file(path, b, sizeof(b)), consumed, bl = 0;
   const uint8_t *bp = NULL;
   for (size_t step = 0; step < 8; step += 7) {
     CHECK_INT(feed_steps(b, n, step == 0 ? 0 : step, sizeof(body), &consumed),

@@ -391,6 +391,28 @@ static size_t feed(sl_harness *h, int up, const uint8_t *p, size_t n,
 }
 
 /* Runs one replay; returns 0 or -1 after printing why. */
+
+/* An expect-stat value: stage and end_reason by their names (as the
+   session log writes them), the counters as numbers.  0, or -1. */
+static int stat_value(const char *field, const char *value, long long *v) {
+  int by_name = !strcmp(field, "stage") || !strcmp(field, "end_reason");
+  if (!by_name) {
+    char *end;
+    *v = strtoll(value, &end, 10);
+    return *end ? -1 : 0;
+  }
+  for (int i = 0; i < 32; i++) {
+    const char *name = !strcmp(field, "stage")
+                           ? sl_stage_name((sl_stage)i)
+                           : sl_end_reason_name((sl_end_reason)i);
+    if (name && !strcmp(name, value)) {
+      *v = i;
+      return 0;
+    }
+  }
+  return -1;
+}
+
 static int run(const transcript *t, const plan *pl, int verbose) {
   sl_harness h;
   sl_harness_defaults(&h);
@@ -522,9 +544,12 @@ static int run(const transcript *t, const plan *pl, int verbose) {
         rc = -1;
       }
     } else if (!strcmp(op, "expect-stat")) {
-      char field[64];
+      char field[64], value[64];
       long long v;
-      if (sscanf(s->arg, "%63s %lld", field, &v) != 2) {
+      if (sscanf(s->arg, "%63s %63s", field, value) != 2 ||
+          stat_value(field, value, &v) != 0) {
+        fprintf(stderr, "%s:%d: expect-stat: bad '%s'\n", t->name, s->line,
+                s->arg);
         rc = -1;
         break;
       }
@@ -549,7 +574,15 @@ static int run(const transcript *t, const plan *pl, int verbose) {
           : !strcmp(field, "delay_s") ? (long long)(st->delay_total / SL_SEC)
                                       : -999999;
       if (got != v) {
-        snprintf(why, sizeof(why), "stat %s = %lld, want %lld", field, got, v);
+        if (!strcmp(field, "stage"))
+          snprintf(why, sizeof(why), "stat stage = %s, want %s",
+                   sl_stage_name((sl_stage)got), value);
+        else if (!strcmp(field, "end_reason"))
+          snprintf(why, sizeof(why), "stat end_reason = %s, want %s",
+                   sl_end_reason_name((sl_end_reason)got), value);
+        else
+          snprintf(why, sizeof(why), "stat %s = %lld, want %lld", field, got,
+                   v);
         rc = -1;
       }
     } else {

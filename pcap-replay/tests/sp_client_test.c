@@ -11,54 +11,29 @@
 #include "sl_test.h"
 #include "sp_client.h"
 #include "sp_script.h"
+#include "sp_tb.h"
 
 #define MS 1000000ull /* ns */
 #define T0 (1000 * MS)
 
-typedef struct tb {
-  char buf[8192];
-  size_t len;
-} tb;
-
-static void tb_head(tb *t) {
-  t->len = (size_t)snprintf(t->buf, sizeof t->buf,
-                            "sluice-transcript 1\nsource hand.pcap session 1\n"
-                            "client 192.0.2.7 40000\nserver 198.51.100.1 25\n"
-                            "start 1700000000.000000\n\n");
-}
-
-static void tb_rec(tb *t, char type, unsigned long long us, const char *data) {
-  t->len += (size_t)snprintf(t->buf + t->len, sizeof t->buf - t->len,
-                             "%c %llu %zu\n%s\n", type, us, strlen(data), data);
-}
-
-static void tb_end(tb *t, unsigned long long us, const char *why) {
-  t->len += (size_t)snprintf(t->buf + t->len, sizeof t->buf - t->len,
-                             "E %llu %s\n", us, why);
-}
-
 /* Greeting at 50 ms; EHLO 50 ms later; MAIL, RCPT and DATA pipelined in
  * one write 30 ms after the EHLO reply; the message; QUIT; client FIN. */
 static int load(sp_script *s) {
-  tb t;
-  tb_head(&t);
-  tb_rec(&t, 'S', 50000, "220 mx.example ESMTP\r\n");
-  tb_rec(&t, 'C', 100000, "EHLO client.example\r\n");
-  tb_rec(&t, 'S', 110000, "250-mx.example\r\n250 PIPELINING\r\n");
-  tb_rec(&t, 'C', 140000,
-         "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n");
-  tb_rec(&t, 'S', 150000, "250 ok\r\n250 ok\r\n354 go ahead\r\n");
-  tb_rec(&t, 'C', 200000, "Subject: t\r\n\r\nhello\r\n.\r\n");
-  tb_rec(&t, 'S', 210000, "250 2.0.0 queued\r\n");
-  tb_rec(&t, 'C', 300000, "QUIT\r\n");
-  tb_rec(&t, 'S', 310000, "221 Bye\r\n");
-  tb_end(&t, 315000, "server-fin");
-  tb_end(&t, 320000, "client-fin");
-  char err[256];
-  int rc = sp_script_from_transcript(s, (const uint8_t *)t.buf, t.len, err,
-                                     sizeof err);
-  if (rc)
-    fprintf(stderr, "transcript: %s\n", err);
+  sp_tb t;
+  sp_tb_head(&t);
+  sp_tb_rec(&t, 'S', 50000, "220 mx.example ESMTP\r\n");
+  sp_tb_rec(&t, 'C', 100000, "EHLO client.example\r\n");
+  sp_tb_rec(&t, 'S', 110000, "250-mx.example\r\n250 PIPELINING\r\n");
+  sp_tb_rec(&t, 'C', 140000,
+            "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n");
+  sp_tb_rec(&t, 'S', 150000, "250 ok\r\n250 ok\r\n354 go ahead\r\n");
+  sp_tb_rec(&t, 'C', 200000, "Subject: t\r\n\r\nhello\r\n.\r\n");
+  sp_tb_rec(&t, 'S', 210000, "250 2.0.0 queued\r\n");
+  sp_tb_rec(&t, 'C', 300000, "QUIT\r\n");
+  sp_tb_rec(&t, 'S', 310000, "221 Bye\r\n");
+  sp_tb_end(&t, 315000, "server-fin");
+  sp_tb_end(&t, 320000, "client-fin");
+  int rc = sp_tb_load(s, &t);
   CHECK_INT(rc, 0);
   return rc;
 }

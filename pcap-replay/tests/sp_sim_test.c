@@ -12,56 +12,26 @@
 #include "sp_policy.h"
 #include "sp_script.h"
 #include "sp_sim.h"
-
-typedef struct tb {
-  char buf[16384];
-  size_t len;
-} tb;
-
-static void tb_head(tb *t) {
-  t->len = (size_t)snprintf(t->buf, sizeof t->buf,
-                            "sluice-transcript 1\nsource hand.pcap session 1\n"
-                            "client 192.0.2.7 40000\nserver 198.51.100.1 25\n"
-                            "start 1700000000.000000\n\n");
-}
-
-static void tb_rec(tb *t, char type, unsigned long long us, const char *data) {
-  t->len += (size_t)snprintf(t->buf + t->len, sizeof t->buf - t->len,
-                             "%c %llu %zu\n%s\n", type, us, strlen(data), data);
-}
-
-static void tb_end(tb *t, unsigned long long us, const char *why) {
-  t->len += (size_t)snprintf(t->buf + t->len, sizeof t->buf - t->len,
-                             "E %llu %s\n", us, why);
-}
+#include "sp_tb.h"
 
 /* A plain MTA session, one command per write, 10 ms server latency. */
-static void plain_session(tb *t) {
-  tb_head(t);
-  tb_rec(t, 'S', 50000, "220 mx.example ESMTP\r\n");
-  tb_rec(t, 'C', 100000, "EHLO client.example\r\n");
-  tb_rec(t, 'S', 110000, "250-mx.example\r\n250 PIPELINING\r\n");
-  tb_rec(t, 'C', 200000, "MAIL FROM:<a@example.org>\r\n");
-  tb_rec(t, 'S', 210000, "250 2.1.0 Ok\r\n");
-  tb_rec(t, 'C', 300000, "RCPT TO:<b@example.net>\r\n");
-  tb_rec(t, 'S', 310000, "250 2.1.5 Ok\r\n");
-  tb_rec(t, 'C', 400000, "DATA\r\n");
-  tb_rec(t, 'S', 410000, "354 go ahead\r\n");
-  tb_rec(t, 'C', 500000, "Subject: t\r\n\r\nhello\r\n.\r\n");
-  tb_rec(t, 'S', 510000, "250 2.0.0 queued\r\n");
-  tb_rec(t, 'C', 600000, "QUIT\r\n");
-  tb_rec(t, 'S', 610000, "221 2.0.0 Bye\r\n");
-  tb_end(t, 620000, "server-fin");
-  tb_end(t, 630000, "client-fin");
-}
-
-static int load(sp_script *s, const tb *t) {
-  char err[256];
-  int rc = sp_script_from_transcript(s, (const uint8_t *)t->buf, t->len, err,
-                                     sizeof err);
-  if (rc)
-    fprintf(stderr, "transcript: %s\n", err);
-  return rc;
+static void plain_session(sp_tb *t) {
+  sp_tb_head(t);
+  sp_tb_rec(t, 'S', 50000, "220 mx.example ESMTP\r\n");
+  sp_tb_rec(t, 'C', 100000, "EHLO client.example\r\n");
+  sp_tb_rec(t, 'S', 110000, "250-mx.example\r\n250 PIPELINING\r\n");
+  sp_tb_rec(t, 'C', 200000, "MAIL FROM:<a@example.org>\r\n");
+  sp_tb_rec(t, 'S', 210000, "250 2.1.0 Ok\r\n");
+  sp_tb_rec(t, 'C', 300000, "RCPT TO:<b@example.net>\r\n");
+  sp_tb_rec(t, 'S', 310000, "250 2.1.5 Ok\r\n");
+  sp_tb_rec(t, 'C', 400000, "DATA\r\n");
+  sp_tb_rec(t, 'S', 410000, "354 go ahead\r\n");
+  sp_tb_rec(t, 'C', 500000, "Subject: t\r\n\r\nhello\r\n.\r\n");
+  sp_tb_rec(t, 'S', 510000, "250 2.0.0 queued\r\n");
+  sp_tb_rec(t, 'C', 600000, "QUIT\r\n");
+  sp_tb_rec(t, 'S', 610000, "221 2.0.0 Bye\r\n");
+  sp_tb_end(t, 620000, "server-fin");
+  sp_tb_end(t, 630000, "client-fin");
 }
 
 /* setting: NULL or "key=value" pairs separated by ';'. */
@@ -105,10 +75,10 @@ static sp_result run_one(const sp_script *s, const char *setting,
 }
 
 static void test_script_model(void) {
-  tb t;
+  sp_tb t;
   plain_session(&t);
   sp_script s;
-  if (load(&s, &t)) {
+  if (sp_tb_load(&s, &t)) {
     CHECK(0);
     return;
   }
@@ -126,10 +96,10 @@ static void test_script_model(void) {
 }
 
 static void test_greet_delay_patience(void) {
-  tb t;
+  sp_tb t;
   plain_session(&t);
   sp_script s;
-  if (load(&s, &t)) {
+  if (sp_tb_load(&s, &t)) {
     CHECK(0);
     return;
   }
@@ -157,20 +127,20 @@ static void test_greet_delay_patience(void) {
 }
 
 static void test_pipelining_as_captured(void) {
-  tb t;
-  tb_head(&t);
-  tb_rec(&t, 'S', 10000, "220 mx ESMTP\r\n");
-  tb_rec(&t, 'C', 20000, "EHLO c\r\n");
-  tb_rec(&t, 'S', 30000, "250-mx\r\n250 PIPELINING\r\n");
-  tb_rec(&t, 'C', 40000,
-         "MAIL FROM:<a@x.org>\r\nRCPT TO:<b@y.org>\r\nDATA\r\n");
-  tb_rec(&t, 'S', 50000, "250 Ok\r\n250 Ok\r\n354 go\r\n");
-  tb_rec(&t, 'C', 60000, "x\r\n.\r\nQUIT\r\n");
-  tb_rec(&t, 'S', 70000, "250 queued\r\n221 Bye\r\n");
-  tb_end(&t, 80000, "client-fin");
-  tb_end(&t, 80100, "server-fin");
+  sp_tb t;
+  sp_tb_head(&t);
+  sp_tb_rec(&t, 'S', 10000, "220 mx ESMTP\r\n");
+  sp_tb_rec(&t, 'C', 20000, "EHLO c\r\n");
+  sp_tb_rec(&t, 'S', 30000, "250-mx\r\n250 PIPELINING\r\n");
+  sp_tb_rec(&t, 'C', 40000,
+            "MAIL FROM:<a@x.org>\r\nRCPT TO:<b@y.org>\r\nDATA\r\n");
+  sp_tb_rec(&t, 'S', 50000, "250 Ok\r\n250 Ok\r\n354 go\r\n");
+  sp_tb_rec(&t, 'C', 60000, "x\r\n.\r\nQUIT\r\n");
+  sp_tb_rec(&t, 'S', 70000, "250 queued\r\n221 Bye\r\n");
+  sp_tb_end(&t, 80000, "client-fin");
+  sp_tb_end(&t, 80100, "server-fin");
   sp_script s;
-  if (load(&s, &t)) {
+  if (sp_tb_load(&s, &t)) {
     CHECK(0);
     return;
   }
@@ -187,14 +157,14 @@ static void test_pipelining_as_captured(void) {
 }
 
 static void test_captured_giveup(void) {
-  tb t;
-  tb_head(&t);
-  tb_rec(&t, 'S', 10000, "220 mx ESMTP\r\n");
-  tb_rec(&t, 'C', 20000, "HELO c\r\n");
-  tb_end(&t, 7020000, "client-fin"); /* gave up after 7 s without a reply */
-  tb_end(&t, 7020100, "server-fin");
+  sp_tb t;
+  sp_tb_head(&t);
+  sp_tb_rec(&t, 'S', 10000, "220 mx ESMTP\r\n");
+  sp_tb_rec(&t, 'C', 20000, "HELO c\r\n");
+  sp_tb_end(&t, 7020000, "client-fin"); /* gave up after 7 s without a reply */
+  sp_tb_end(&t, 7020100, "server-fin");
   sp_script s;
-  if (load(&s, &t)) {
+  if (sp_tb_load(&s, &t)) {
     CHECK(0);
     return;
   }
@@ -334,10 +304,10 @@ static void test_policy_file(void) {
 /* Tie rule (sp_sim.h): a reply that arrives at the instant the patience runs
  * out is received; patience strictly shorter than the wait gives up. */
 static void test_tie_rule(void) {
-  tb t;
+  sp_tb t;
   plain_session(&t);
   sp_script s;
-  if (load(&s, &t)) {
+  if (sp_tb_load(&s, &t)) {
     CHECK(0);
     return;
   }
@@ -359,10 +329,10 @@ static void test_tie_rule(void) {
  * running out (bytes keep coming), but a per-reply clock sees the whole
  * reply take tens of seconds. */
 static void test_clocks_stutter(void) {
-  tb t;
+  sp_tb t;
   plain_session(&t);
   sp_script s;
-  if (load(&s, &t)) {
+  if (sp_tb_load(&s, &t)) {
     CHECK(0);
     return;
   }
@@ -382,10 +352,10 @@ static void test_clocks_stutter(void) {
  * iff p < W, the wait measured with patience "none" under the same clock
  * (the client's behaviour does not depend on p until it gives up). */
 static void test_giveup_iff_wait_exceeds(void) {
-  tb t;
+  sp_tb t;
   plain_session(&t);
   sp_script s;
-  if (load(&s, &t)) {
+  if (sp_tb_load(&s, &t)) {
     CHECK(0);
     return;
   }

@@ -18,13 +18,23 @@
 extern "C" {
 #endif
 
+/* Each enum below is an X-macro list XX(NAME, value, "config name"): the
+   enum and its sl_*_name() (the configuration's spelling) come from it. */
+
+/* passthrough: connect upstream on accept and relay its greeting.
+   screen: greet locally, screen, connect upstream at the first command that
+   needs it (MAIL, AUTH, VRFY/EXPN when relayed) and replay the client's
+   EHLO. */
+#define SL_MODE_MAP(XX)                                                        \
+  XX(PASSTHROUGH, 0, "passthrough")                                            \
+  XX(SCREEN_FIRST, 1, "screen")
+
 typedef enum sl_mode {
-  /* Connect upstream on accept and relay its greeting. */
-  SL_MODE_PASSTHROUGH = 0,
-  /* Greet locally, screen, connect upstream at the first command that needs
-     it (MAIL, AUTH, VRFY/EXPN when relayed) and replay the client's EHLO. */
-  SL_MODE_SCREEN_FIRST = 1
+#define SL_MODE_ENUM_(name, value, text) SL_MODE_##name = value,
+  SL_MODE_MAP(SL_MODE_ENUM_)
+#undef SL_MODE_ENUM_
 } sl_mode;
+const char *sl_mode_name(sl_mode m);
 
 /* ESMTP features sluice may offer the client (sl_policy.features). */
 enum sl_feature {
@@ -49,36 +59,70 @@ enum sl_lenient {
   SL_LENIENT_NORMALIZE_BARE_LF = 1u << 0
 };
 
+/* 252: "252 2.5.0 Cannot VRFY user" (RFC 5321 3.5.3); 502: "502 5.5.1
+   VRFY/EXPN disabled"; relay: to the upstream. */
+#define SL_VRFY_POLICY_MAP(XX)                                                 \
+  XX(252, 0, "252")                                                            \
+  XX(502, 1, "502")                                                            \
+  XX(RELAY, 2, "relay")
+
 typedef enum sl_vrfy_policy {
-  SL_VRFY_252 = 0,  /* "252 2.5.0 Cannot VRFY user" (RFC 5321 3.5.3) */
-  SL_VRFY_502 = 1,  /* "502 5.5.1 VRFY/EXPN disabled" */
-  SL_VRFY_RELAY = 2 /* relay to the upstream */
+#define SL_VRFY_ENUM_(name, value, text) SL_VRFY_##name = value,
+  SL_VRFY_POLICY_MAP(SL_VRFY_ENUM_)
+#undef SL_VRFY_ENUM_
 } sl_vrfy_policy;
+const char *sl_vrfy_policy_name(sl_vrfy_policy v);
+
+/* How the upstream learns the client's identity.  xclient: XCLIENT
+   ADDR/PORT/NAME/HELO/PROTO when offered; proxy1/proxy2: a PROXY header
+   first; xforward: XFORWARD NAME/ADDR/PORT/PROTO/HELO/SOURCE before each
+   upstream MAIL, when offered. */
+#define SL_IDENTITY_MAP(XX)                                                    \
+  XX(NONE, 0, "none")                                                          \
+  XX(XCLIENT, 1, "xclient")                                                    \
+  XX(PROXY_V1, 2, "proxy1")                                                    \
+  XX(PROXY_V2, 3, "proxy2")                                                    \
+  XX(XFORWARD, 4, "xforward")
 
 typedef enum sl_identity {
-  SL_IDENT_NONE = 0,
-  SL_IDENT_XCLIENT = 1, /* XCLIENT ADDR/PORT/NAME/HELO/PROTO when offered */
-  SL_IDENT_PROXY_V1 = 2,
-  SL_IDENT_PROXY_V2 = 3,
-  SL_IDENT_XFORWARD = 4 /* XFORWARD NAME/ADDR/PORT/PROTO/HELO/SOURCE before
-                           each upstream MAIL, when offered */
+#define SL_IDENT_ENUM_(name, value, text) SL_IDENT_##name = value,
+  SL_IDENTITY_MAP(SL_IDENT_ENUM_)
+#undef SL_IDENT_ENUM_
 } sl_identity;
+const char *sl_identity_name(sl_identity i);
+
+/* none: never STARTTLS upstream; opportunistic: STARTTLS when offered;
+   required: an upstream without STARTTLS has failed; implicit: the driver
+   connects with TLS (port 465). */
+#define SL_UPSTREAM_TLS_MAP(XX)                                                \
+  XX(NONE, 0, "none")                                                          \
+  XX(OPPORTUNISTIC, 1, "opportunistic")                                        \
+  XX(REQUIRED, 2, "required")                                                  \
+  XX(IMPLICIT, 3, "implicit")
 
 typedef enum sl_upstream_tls {
-  SL_UPTLS_NONE = 0,          /* never STARTTLS upstream */
-  SL_UPTLS_OPPORTUNISTIC = 1, /* STARTTLS when offered */
-  SL_UPTLS_REQUIRED = 2,      /* an upstream without STARTTLS has failed */
-  SL_UPTLS_IMPLICIT = 3       /* the driver connects with TLS (port 465) */
+#define SL_UPTLS_ENUM_(name, value, text) SL_UPTLS_##name = value,
+  SL_UPSTREAM_TLS_MAP(SL_UPTLS_ENUM_)
+#undef SL_UPTLS_ENUM_
 } sl_upstream_tls;
+const char *sl_upstream_tls_name(sl_upstream_tls t);
 
-/* What a screening verdict does to the session. */
+/* What a screening verdict does to the session.  continue: only log and
+   score; tarpit: switch to the suspect tarpit profile; reject: 554 5.7.1 to
+   every transaction command, the client may still QUIT (RFC 5321 3.1);
+   drop: 521 5.7.1 and close. */
+#define SL_ACTION_MAP(XX)                                                      \
+  XX(CONTINUE, 0, "continue")                                                  \
+  XX(TARPIT, 1, "tarpit")                                                      \
+  XX(REJECT, 2, "reject")                                                      \
+  XX(DROP, 3, "drop")
+
 typedef enum sl_action {
-  SL_ACT_CONTINUE = 0, /* only log and score */
-  SL_ACT_TARPIT = 1,   /* switch to the suspect tarpit profile */
-  SL_ACT_REJECT = 2,   /* 554 5.7.1 to every transaction command; the
-                          client may still QUIT (RFC 5321 3.1) */
-  SL_ACT_DROP = 3      /* 521 5.7.1 and close */
+#define SL_ACT_ENUM_(name, value, text) SL_ACT_##name = value,
+  SL_ACTION_MAP(SL_ACT_ENUM_)
+#undef SL_ACT_ENUM_
 } sl_action;
+const char *sl_action_name(sl_action a);
 
 /* How replies go out.  All durations may be 0 (off). */
 typedef struct sl_tarpit {
