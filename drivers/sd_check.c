@@ -59,9 +59,17 @@ struct sd_check {
 
 /* The policy_stages bit of a check's stage. */
 static uint32_t stage_bit(uint8_t stage) {
-  return stage == SL_CMD_MAIL   ? SL_POLICY_AT_MAIL
-         : stage == SL_CMD_DATA ? SL_POLICY_AT_DATA
-                                : SL_POLICY_AT_RCPT;
+  switch (stage) {
+  case SL_CMD_MAIL:
+    return SL_POLICY_AT_MAIL;
+  case SL_CMD_DATA:
+    return SL_POLICY_AT_DATA;
+  case SL_CMD_EHLO:
+  case SL_CMD_HELO:
+    return SL_POLICY_AT_HELO;
+  default:
+    return SL_POLICY_AT_RCPT;
+  }
 }
 
 static void policy_close(sd_check *k) {
@@ -94,13 +102,15 @@ static void refusal(sd_check *k, uint16_t code, const char *dtext) {
   k->code = code;
   /* a long recipient cuts the text, never the code */
   char *o = k->text, *end = k->text + sizeof k->text - 1;
+  int helo = k->stage == SL_CMD_EHLO || k->stage == SL_CMD_HELO;
   const char *what = k->stage == SL_CMD_MAIL   ? k->sender
                      : k->stage == SL_CMD_DATA ? "DATA"
+                     : helo                    ? k->helo
                                                : k->rcpt;
-  const char *how = k->stage == SL_CMD_MAIL ? ">: Sender address rejected: "
-                    : k->stage == SL_CMD_DATA
-                        ? ">: Data command rejected: "
-                        : ">: Recipient address rejected: ";
+  const char *how = k->stage == SL_CMD_MAIL   ? ">: Sender address rejected: "
+                    : k->stage == SL_CMD_DATA ? ">: Data command rejected: "
+                    : helo                    ? ">: Helo command rejected: "
+                           : ">: Recipient address rejected: ";
   const char *parts[] = {" <", what, how, sp ? sp + 1 : ""};
   if (elen > 9)
     elen = 9;
@@ -443,6 +453,8 @@ static int policy_request(sd_check *k, const sd_check_facts *f) {
   snprintf(size, sizeof size, "%llu", (unsigned long long)q->check.size);
   const char *state = k->stage == SL_CMD_MAIL   ? "MAIL"
                       : k->stage == SL_CMD_DATA ? "DATA"
+                      : k->stage == SL_CMD_EHLO ? "EHLO"
+                      : k->stage == SL_CMD_HELO ? "HELO"
                                                 : "RCPT";
   const char *name =
       f->client_name && f->client_name[0] != '[' ? f->client_name : "unknown";

@@ -248,9 +248,10 @@ static void configure(fz *f, rd *r, uint32_t *pool_buffers, uint64_t *seed) {
   /* bit 12: RCPT checks (the 'G' op answers them); in screen-first this
      also holds the MAIL until a RCPT passes */
   p->rcpt_check = (sd >> 12) & 1;
-  /* bit 11: the same checks at MAIL and DATA (policy.check_stages) */
+  /* bit 11: the same checks at EHLO/HELO, MAIL and DATA
+     (policy.check_stages) */
   if (sd & 0x0800)
-    p->check_stages = SL_CHECK_MAIL | SL_CHECK_DATA;
+    p->check_stages = SL_CHECK_HELO | SL_CHECK_MAIL | SL_CHECK_DATA;
 }
 
 static uint8_t *take_buf(fz *f, int large, uint32_t *cap) {

@@ -150,6 +150,37 @@ def test_policy_at_mail_rcpt_and_data(postfix_upstream, sluiced_factory, stage_p
     assert "554" in recs[-1]["refusals"] and "550" in recs[-1]["refusals"], recs[-1]
 
 
+@pytest.mark.parametrize("mode", ["screen", "passthrough"])
+def test_policy_at_helo(postfix_upstream, sluiced_factory, stage_policy, mode):
+    pf = postfix_upstream
+
+    def by_helo(req):
+        return "REJECT not you" if req["helo_name"] == "bad.test" else "DUNNO"
+
+    p = stage_policy(by_helo)
+    s = sluiced_factory([pf.address], conf={
+        "mode": mode, "greet_teaser": "no", "policy_service": p.address,
+        "policy_stages": "helo"})
+    with raw_connect(s.address, source_ip="127.0.0.94") as c:
+        assert c.read_reply().code == 220
+        r = c.cmd("EHLO bad.test")
+        assert r.code == 554 and r.text == "5.7.1 <bad.test>: Helo command rejected: not you", r
+        assert c.cmd("MAIL FROM:<a@example.test>").code == 503  # no EHLO in force
+        assert c.cmd("HELO good.test").code == 250
+        assert c.cmd("MAIL FROM:<a@example.test>").code == 250
+        assert c.cmd("RCPT TO:<user@example.test>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(b"Subject: helo\r\n\r\nhello\r\n.\r\n")
+        assert c.read_reply().code == 250
+        c.cmd("QUIT")
+    held = pf.wait_held(1)
+    assert "log_helo_name=good.test" in held[0].raw or mode == "passthrough", held[0].raw
+    assert "bad.test" not in pf.log()
+    assert [(r["protocol_state"], r["helo_name"], r["protocol_name"]) for r in p.requests] == \
+        [("EHLO", "bad.test", "ESMTP"), ("HELO", "good.test", "SMTP")], p.requests
+    assert all(r["sender"] == "" and r["recipient"] == "" for r in p.requests), p.requests
+
+
 def test_default_stage_is_rcpt(sink, sluiced_factory, stage_policy):
     p = stage_policy(decide)
     s = sluiced_factory([sink.address], conf={

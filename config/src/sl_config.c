@@ -43,7 +43,8 @@ static const char *const filter_mode_names[] = {"auto", "stream", "spool",
                                                 NULL};
 static const char *const filter_discard_names[] = {"reject", "tag", NULL};
 /* Bit i of policy_stages is policy_stage_names[i] (SL_POLICY_AT_* order). */
-static const char *const policy_stage_names[] = {"mail", "rcpt", "data", NULL};
+static const char *const policy_stage_names[] = {"mail", "rcpt", "data", "helo",
+                                                 NULL};
 
 /* Bit i of filter_skip is filter_skip_names[i] (SL_FILTER_SKIP_* order). */
 static const char *const filter_skip_names[] = {"authenticated", "mynetworks",
@@ -268,7 +269,7 @@ static const sl_config_key keys[] = {
     KEY("policy_stages", SL_CT_POLICY_STAGES, policy_stages, 0, 0,
         policy_stage_names, "rcpt", D,
         "where policy_service is asked, as Postfix's protocol_state: any of "
-        "mail rcpt data"),
+        "helo mail rcpt data"),
     KEY("policy_timeout", SL_CT_DURATION, policy_timeout, 0, 0, NULL, "10s", D,
         "connect, write and answer budget of one policy query"),
     KEY("policy_default_action", SL_CT_STRING, policy_default_action, 0, 0,
@@ -1262,13 +1263,13 @@ static int set_policy_stages(pctx *p, sl_config *c, char *v) {
       x++;
     if (policy_stage_names[x] == NULL)
       return fail(p,
-                  "\"%s\" is not a stage sluice asks at: mail, rcpt or data "
-                  "(connect, helo and end-of-message are not done yet)",
+                  "\"%s\" is not a stage sluice asks at: helo, mail, rcpt or "
+                  "data (connect and end-of-message are not done yet)",
                   s);
     flags |= 1u << x;
   }
   if (!flags)
-    return fail(p, "name at least one stage: mail, rcpt or data");
+    return fail(p, "name at least one stage: helo, mail, rcpt or data");
   c->policy_stages = flags;
   return 0;
 }
@@ -1834,6 +1835,8 @@ int sl_config_finish(sl_config *c, unsigned flags, char *err, size_t errlen) {
       c->policy.check_stages |= SL_CHECK_MAIL;
     if (c->policy_service && (c->policy_stages & SL_POLICY_AT_DATA))
       c->policy.check_stages |= SL_CHECK_DATA;
+    if (c->policy_service && (c->policy_stages & SL_POLICY_AT_HELO))
+      c->policy.check_stages |= SL_CHECK_HELO;
     if (c->redis_lease && c->redis_lease < 3 * SL_SEC) {
       key_where(c, name, "redis_lease", w, sizeof w);
       snprintf(err, errlen, "%s: at least 3s (sessions renew it every third)",

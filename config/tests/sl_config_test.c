@@ -727,7 +727,7 @@ static void test_policy_stages(void) {
   }
   expect_error("policy_stages = connect\n",
                "policy_stages: \"connect\" is not a stage sluice asks at: "
-               "mail, rcpt or data");
+               "helo, mail, rcpt or data");
   expect_error("policy_stages = ,\n", "name at least one stage");
 }
 

@@ -843,6 +843,13 @@ int sl_relay_next_request(sl_relay *r, sl_request *out) {
     out->check.helo =
         r->ehlo.len > 5 ? (const char *)r->ehlo.p + r->ehlo.off + 5 : "";
     out->check.helo_len = r->ehlo.len > 5 ? (uint16_t)(r->ehlo.len - 5) : 0;
+    if (r->chk_stage == SL_CMD_EHLO || r->chk_stage == SL_CMD_HELO) {
+      /* the EHLO/HELO being asked about (in chk's second half) is not
+         kept yet; nothing of a transaction is known */
+      out->check.helo = out->check.rcpt;
+      out->check.helo_len = (uint16_t)strlen(out->check.rcpt);
+      out->check.sender = out->check.rcpt = "";
+    }
     out->check.rcpt_count = r->rcpts;
     out->check.stage = r->chk_stage;
     out->check.size = r->mail_size;
@@ -851,7 +858,9 @@ int sl_relay_next_request(sl_relay *r, sl_request *out) {
         r->authed ||
         sl_dnsbl_allowlisted(r->pol, r->dnsbl_done, r->stats.score) ||
         sl_rcpt_client_trusted(&r->pol->rcpt, &r->info.client);
-    out->check.esmtp = r->esmtp;
+    out->check.esmtp = r->chk_stage == SL_CMD_EHLO   ? 1
+                       : r->chk_stage == SL_CMD_HELO ? 0
+                                                     : r->esmtp;
     out->check.tls = r->stats.tls_client;
     break;
   default:

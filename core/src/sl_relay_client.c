@@ -226,7 +226,8 @@ static int checks_on(const sl_relay *r) {
 }
 
 /* The driver's check of the command line being dispatched (stage: RCPT,
-   MAIL or DATA; path: the recipient or sender, NULL for DATA): -1 to go
+   EHLO/HELO, MAIL or DATA; path: the recipient, EHLO name or sender, NULL
+   for DATA): -1 to go
    on (chk_state stays ANSWERED until the line is consumed, so a command
    that waits for upstream room is not asked about twice), -2 to leave the
    line until the answer comes, or the local refusal. */
@@ -241,10 +242,11 @@ static int ask_check(sl_relay *r, uint8_t stage, const uint8_t *path,
   }
   if (r->chk_state == CHK_ASKED || r->chk_queued || !r->chk.p)
     return -2;
+  int named = stage == SL_CMD_RCPT || stage == SL_CMD_EHLO ||
+              stage == SL_CMD_HELO; /* the second half's path or name */
   if (stage == SL_CMD_MAIL)
     chk_copy(r, 0, path, n);
-  chk_copy(r, 1, stage == SL_CMD_RCPT ? path : (const uint8_t *)"",
-           stage == SL_CMD_RCPT ? n : 0);
+  chk_copy(r, 1, named ? path : (const uint8_t *)"", named ? n : 0);
   r->chk_stage = stage;
   r->chk_id = sl__new_id(r, TAG_CHECK);
   sl__push_req(r, SL_REQ_RCPT_CHECK, r->chk_id, 0);
@@ -440,9 +442,22 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
   switch (c.verb) {
   case SL_V_EHLO:
   case SL_V_HELO: {
-    if (!sl_cmd_helo_arg(arg, alen, r->lim->domain_max)) {
+    size_t hn = sl_cmd_helo_arg(arg, alen, r->lim->domain_max);
+    if (!hn) {
       lr = R_HELO_SYNTAX;
       break;
+    }
+    if (r->pol->check_stages & SL_CHECK_HELO) {
+      if (!r->chk.p && sl__buf_reserve(r, &r->chk, r->lim->small_buffer_size))
+        return 0; /* the pool is empty: retried when it has one */
+      rc = ask_check(r, c.verb == SL_V_EHLO ? SL_CMD_EHLO : SL_CMD_HELO, arg,
+                     hn);
+      if (rc == -2)
+        return 0;
+      if (rc >= 0) {
+        lr = rc;
+        break;
+      }
     }
     int via_up = r->pol->mode == SL_MODE_PASSTHROUGH || r->up == UP_READY;
     if (via_up) {

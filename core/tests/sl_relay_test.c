@@ -1002,6 +1002,43 @@ static void test_check_stages(void) {
   sl_harness_free(&h);
 }
 
+/* policy.check_stages with SL_CHECK_HELO: the EHLO is asked about with its
+   own name (not kept yet) before it runs; a refusal answers it. */
+static void test_check_helo(void) {
+  sl_harness h;
+  screen_first(&h);
+  h.policy.check_stages = SL_CHECK_HELO;
+  CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
+  sl_harness_client(&h, S("EHLO bad.example\r\n"), 0);
+  CHECK(h.pending_check != 0);
+  CHECK_INT(h.check.check.stage, SL_CMD_EHLO);
+  CHECK_STR(h.check_helo, "bad.example");
+  CHECK_STR(h.check_sender, "");
+  CHECK_STR(h.check_rcpt, "");
+  CHECK_INT(h.check.check.esmtp, 1);
+  size_t before = h.client_out.len;
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 550, "5.7.1 go away"), 0);
+  CHECK_MEM(h.client_out.p + before, h.client_out.len - before,
+            "550 5.7.1 go away\r\n", 19);
+  /* refused: no EHLO in force, so MAIL needs one */
+  before = h.client_out.len;
+  sl_harness_client(&h, S("MAIL FROM:<a@example.org>\r\n"), 0);
+  CHECK(memmem(h.client_out.p + before, h.client_out.len - before, "503 ", 4) !=
+        NULL);
+  sl_harness_client(&h, S("HELO good.example\r\n"), 0);
+  CHECK_INT(h.check.check.stage, SL_CMD_HELO);
+  CHECK_STR(h.check_helo, "good.example");
+  CHECK_INT(h.check.check.esmtp, 0);
+  before = h.client_out.len;
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 0, NULL), 0);
+  CHECK_MEM(h.client_out.p + before, 4, "250 ", 4);
+  sl_harness_client(&h, S("QUIT\r\n"), 0);
+  CHECK(sl_harness_closed(&h));
+  CHECK_INT(sl_harness_requests(&h, SL_REQ_CONNECT_UPSTREAM), 0);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
 int main(void) {
   SL_RUN(test_buffers_lent_only_while_used);
   SL_RUN(test_pool_exhaustion);
@@ -1031,5 +1068,6 @@ int main(void) {
   SL_RUN(test_mail_held_refused);
   SL_RUN(test_mail_held_upstream_lost);
   SL_RUN(test_check_stages);
+  SL_RUN(test_check_helo);
   return sl_test_summary();
 }

@@ -83,7 +83,8 @@ enum { SL_FILTER_DISCARD_REJECT = 0, SL_FILTER_DISCARD_TAG = 1 };
 enum {
   SL_POLICY_AT_MAIL = 1u << 0,
   SL_POLICY_AT_RCPT = 1u << 1,
-  SL_POLICY_AT_DATA = 1u << 2
+  SL_POLICY_AT_DATA = 1u << 2,
+  SL_POLICY_AT_HELO = 1u << 3
 };
 
 /* filter_skip bits: sessions that are not filtered. */

@@ -151,7 +151,8 @@ typedef struct sl_dnsbl_zone {
 /* policy.check_stages: the commands besides RCPT a check is asked at. */
 enum sl_check_stage {
   SL_CHECK_MAIL = 1u << 0, /* check.stage SL_CMD_MAIL */
-  SL_CHECK_DATA = 1u << 1  /* check.stage SL_CMD_DATA */
+  SL_CHECK_DATA = 1u << 1, /* check.stage SL_CMD_DATA */
+  SL_CHECK_HELO = 1u << 2  /* check.stage SL_CMD_EHLO or SL_CMD_HELO */
 };
 
 typedef struct sl_policy {

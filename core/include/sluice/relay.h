@@ -400,9 +400,10 @@ typedef struct sl_request {
       uint8_t esmtp;
       uint8_t tls;
       /* the command asked about (sl_command): SL_CMD_RCPT, or with
-         policy.check_stages SL_CMD_MAIL (rcpt "") or SL_CMD_DATA (rcpt "",
-         rcpt_count the recipients the upstream accepted); a refusal
-         answers that command */
+         policy.check_stages SL_CMD_EHLO/SL_CMD_HELO (helo the command's
+         argument, sender and rcpt ""), SL_CMD_MAIL (rcpt "") or
+         SL_CMD_DATA (rcpt "", rcpt_count the recipients the upstream
+         accepted); a refusal answers that command */
       uint8_t stage;
       uint64_t size; /* the MAIL's SIZE= value, 0 if none */
     } check;
