@@ -254,5 +254,13 @@ int sd_config_state_differs(const sd_config *a, const sd_config *b) {
          str_differs(a->redis, b->redis) ||
          a->redis_timeout != b->redis_timeout ||
          str_differs(a->redis_key_prefix, b->redis_key_prefix) ||
-         a->redis_lease != b->redis_lease;
+         a->redis_lease != b->redis_lease ||
+         str_differs(a->redis_username, b->redis_username) ||
+         str_differs(a->redis_password, b->redis_password) ||
+         str_differs(a->redis_password_file, b->redis_password_file) ||
+         a->redis_tls != b->redis_tls ||
+         str_differs(a->redis_tls_ca, b->redis_tls_ca) ||
+         str_differs(a->redis_tls_cert, b->redis_tls_cert) ||
+         str_differs(a->redis_tls_key, b->redis_tls_key) ||
+         str_differs(a->redis_tls_name, b->redis_tls_name);
 }

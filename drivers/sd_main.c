@@ -201,6 +201,23 @@ static sd_config *master_reload(const char *path, sd_config *cfg,
   return nc;
 }
 
+static void state_config(const sd_config *cfg, sd_state_config *sc) {
+  *sc = (sd_state_config){
+      .kv_entries = cfg->state_entries,
+      .redis = cfg->redis,
+      .redis_timeout = cfg->redis_timeout,
+      .redis_prefix = cfg->redis_key_prefix ? cfg->redis_key_prefix : "",
+      .lease_s = (uint32_t)(cfg->redis_lease / SL_SEC),
+      .username = cfg->redis_username,
+      .password = cfg->redis_password,
+      .password_file = cfg->redis_password_file,
+      .tls = cfg->redis_tls,
+      .tls_ca = cfg->redis_tls_ca,
+      .tls_cert = cfg->redis_tls_cert,
+      .tls_key = cfg->redis_tls_key,
+      .tls_name = cfg->redis_tls_name};
+}
+
 static int master(const char *path, sd_config *cfg, uint32_t nworkers,
                   int metrics_fd, sd_state *state, sd_guards *guards) {
   worker_slot *ws = calloc(nworkers, sizeof *ws);
@@ -412,6 +429,14 @@ int main(int argc, char **argv) {
       return 2;
     }
     sd_gen_unref(g);
+    sd_state_config sc;
+    state_config(cfg, &sc);
+    if (cfg->state_backend == 1 &&
+        sd_state_redis_check(&sc, err, sizeof err) != 0) {
+      fprintf(stderr, "sluiced: %s\n", err);
+      sd_config_unref(cfg);
+      return 2;
+    }
     sd_privs pv;
     if (sd_privs_resolve(cfg, &pv, err, sizeof err) != 0) {
       fprintf(stderr, "sluiced: %s\n", err);
@@ -460,9 +485,8 @@ int main(int argc, char **argv) {
   rc = 1;
   /* One state for the machine (and with Redis beyond it), made before the
      workers fork; Redis connections are made per worker after it. */
-  sd_state_config sc = {cfg->state_entries, cfg->redis, cfg->redis_timeout,
-                        cfg->redis_key_prefix ? cfg->redis_key_prefix : "",
-                        (uint32_t)(cfg->redis_lease / SL_SEC)};
+  sd_state_config sc;
+  state_config(cfg, &sc);
   state = cfg->state_backend == 1
               ? sd_state_redis_new(&cfg->ratelim, &sc, err, sizeof err)
               : sd_state_shm_new(&cfg->ratelim, &sc, err, sizeof err);

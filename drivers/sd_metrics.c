@@ -211,10 +211,12 @@ char *sd_metrics_render(size_t *len, const char *const *server_names,
         "result", cs, v, 4);
   }
   {
-    enum sd_counter cs[] = {SD_C_STATE_CONNECTS, SD_C_STATE_DISCONNECTS};
-    const char *v[] = {"connected", "lost"};
-    counter(&b, "sluice_state_connections", "Redis connections made and lost.",
-            "event", cs, v, 2);
+    enum sd_counter cs[] = {SD_C_STATE_CONNECTS, SD_C_STATE_DISCONNECTS,
+                            SD_C_STATE_AUTH_FAILED, SD_C_STATE_TLS_FAILED};
+    const char *v[] = {"connected", "lost", "auth_failed", "tls_failed"};
+    counter(&b, "sluice_state_connections",
+            "Redis connections made, lost, refused at AUTH, failed at TLS.",
+            "event", cs, v, 4);
   }
   C1("sluice_screen_pass_old",
      "Sessions that skipped screening: passed it before.",

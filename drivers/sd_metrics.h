@@ -65,8 +65,10 @@ enum sd_counter {
   SD_C_STATE_ERROR,
   SD_C_STATE_CONNECTS,
   SD_C_STATE_DISCONNECTS,
-  SD_C_SCREEN_PASS_OLD, /* sessions that skipped screening (passed before) */
-  SD_C_PROXY_PROBES,    /* proxy listener: closed before any header (checks) */
+  SD_C_STATE_AUTH_FAILED, /* Redis refused AUTH (or wanted one not sent) */
+  SD_C_STATE_TLS_FAILED,  /* TLS handshake to Redis failed */
+  SD_C_SCREEN_PASS_OLD,   /* sessions that skipped screening (passed before) */
+  SD_C_PROXY_PROBES, /* proxy listener: closed before any header (checks) */
   SD_C_COUNT
 };
 

@@ -23,6 +23,18 @@
  * read and dropped); a connection that fails, or whose oldest reply is
  * overdue by REDIS_STALL, is closed and made again with backoff.  Nothing
  * blocks the loop: connect, read and write are non-blocking.
+ *
+ * Across machines (README "Redis across machines: AUTH and TLS"): with
+ * redis_tls the socket is wrapped by sd_tls (the OpenSSL code the
+ * listeners and the upstream leg use), its handshake driven by the loop
+ * like the connect; the server's certificate is always verified (a Redis
+ * reachable by others that is not checked gives away the limits and the
+ * password).  With a password, AUTH is the first command of every
+ * connection, pipelined ahead of the SCRIPT LOADs: one round trip.  A
+ * refused AUTH is an error of its own (logged as one, counted), and the
+ * connection is closed and re-made with backoff like a lost one, so the
+ * sessions meanwhile get local verdicts.  The password is read at start,
+ * before privileges are dropped, and kept for the reconnections.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +54,7 @@
 #include "sd_loop.h"
 #include "sd_metrics.h"
 #include "sd_state.h"
+#include "sd_tls.h"
 #include "sluice/errors.h"
 #include "sluice/resp.h"
 
@@ -52,6 +65,8 @@
 #define BACKOFF_MAX (5 * SL_SEC)
 #define REDIS_STALL (2 * SL_SEC) /* the oldest reply this late: reconnect */
 #define KEY_MAX (SD_STATE_KEY_MAX + 128)
+#define SECRET_MAX 1024              /* AUTH password bytes */
+#define AUTH_LOG_EVERY (60 * SL_SEC) /* a refused AUTH repeats with backoff */
 
 /* The scripts, loaded at each connect (SCRIPT LOAD), run by EVALSHA. */
 static const char admit_lua[] =
@@ -111,6 +126,7 @@ static const char *const scripts[S_NSCRIPTS] = {admit_lua, renew_lua, grey_lua};
 
 enum rq_kind {
   RQ_FIRE, /* nobody waits (release, renew, pass) */
+  RQ_AUTH, /* AUTH at connect, ahead of the loads */
   RQ_LOAD, /* SCRIPT LOAD at connect; arg: script index */
   RQ_ADMIT,
   RQ_GREY
@@ -136,7 +152,9 @@ typedef struct rq {
   sd_state_ticket ticket;
 } rq;
 
-enum conn_state { C_IDLE, C_CONNECTING, C_LOADING, C_READY };
+/* C_HANDSHAKE: TLS only.  C_LOADING: AUTH and SCRIPT LOAD sent, their
+   replies not all in yet; callers get local verdicts until C_READY. */
+enum conn_state { C_IDLE, C_CONNECTING, C_HANDSHAKE, C_LOADING, C_READY };
 
 typedef struct redis_state {
   sd_state base;
@@ -145,11 +163,16 @@ typedef struct redis_state {
   char *target, *prefix;
   uint64_t budget;
   uint32_t lease_ms;
+  char *username, *password; /* AUTH; password NULL: no AUTH */
+  sd_tls_ctx *tls_ctx;       /* NULL: plain TCP or unix socket */
+  char *tls_name;            /* the name the certificate must carry */
   /* per worker process (after attach) */
   sd_loop *loop;
   uint32_t worker;
   uint64_t seq, nonce;
   int fd;
+  sd_tls_conn *tls;
+  uint8_t tls_read_wants_out; /* a TLS read stopped to write first */
   enum conn_state cs;
   sd_handler h;
   sd_timer deadline, retry;
@@ -165,6 +188,7 @@ typedef struct redis_state {
   uint32_t head, n, next_id;
   char sha[S_NSCRIPTS][41];
   uint64_t last_warn;
+  uint64_t last_auth_log, last_tls_log;
 } redis_state;
 
 static void rd_disconnect(redis_state *s, const char *why);
@@ -204,27 +228,94 @@ static size_t key(const redis_state *s, char *out, const char *kind,
 /* ---- output and the pending ring ------------------------------------------
  */
 
-static void flush(void *arg) {
-  redis_state *s = arg;
-  s->flush_queued = 0;
-  if (s->fd < 0 || s->cs == C_CONNECTING)
-    return;
-  while (s->outlen) {
-    ssize_t w = send(s->fd, s->out, s->outlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+/* The epoll mask the connection needs now. */
+static void update_events(redis_state *s) {
+  uint32_t want = EPOLLIN;
+  if (s->cs == C_HANDSHAKE)
+    want |= sd_tls_want(s->tls) == SD_TLS_WANT_WRITE ? EPOLLOUT : 0;
+  else if (s->outlen || s->tls_read_wants_out)
+    want |= EPOLLOUT;
+  if (want != s->ev && sd_loop_mod(s->loop, s->fd, want, &s->h) == 0)
+    s->ev = want;
+}
+
+/* Bytes out and in, over TLS or not: > 0 done, 0 closed (in only), -1
+   failed (*why says how), -2 would block. */
+static long io_send(redis_state *s, const void *p, size_t len,
+                    const char **why) {
+  if (s->tls) {
+    long w = sd_tls_write(s->tls, p, len);
+    if (w == -1)
+      *why = sd_tls_error(s->tls);
+    return w;
+  }
+  for (;;) {
+    ssize_t w = send(s->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0 && errno == EINTR)
       continue;
     if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return -2;
+    if (w <= 0) {
+      *why = w == 0 ? "short write" : strerror(errno);
+      return -1;
+    }
+    return (long)w;
+  }
+}
+
+static long io_recv(redis_state *s, void *p, size_t len, const char **why) {
+  if (s->tls) {
+    long n = sd_tls_read(s->tls, p, len);
+    s->tls_read_wants_out = n == -2 && sd_tls_want(s->tls) == SD_TLS_WANT_WRITE;
+    if (n == -1)
+      *why = sd_tls_error(s->tls);
+    return n;
+  }
+  for (;;) {
+    ssize_t n = recv(s->fd, p, len, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return -2;
+    if (n < 0) {
+      *why = strerror(errno);
+      return -1;
+    }
+    return (long)n;
+  }
+}
+
+static void tls_failed(redis_state *s, const char *why);
+
+/* The connection failed while reading or writing.  Over TLS before the
+   first answers: TLS 1.3 servers refuse a client (no or a wrong client
+   certificate) after the handshake, so the first read is where that shows:
+   the same TLS error as a refused handshake. */
+static void lost(redis_state *s, const char *why) {
+  if (s->tls && s->cs == C_LOADING)
+    tls_failed(s, why);
+  else
+    rd_disconnect(s, why);
+}
+
+static void flush(void *arg) {
+  redis_state *s = arg;
+  s->flush_queued = 0;
+  if (s->fd < 0 || s->cs == C_CONNECTING || s->cs == C_HANDSHAKE)
+    return;
+  while (s->outlen) {
+    const char *why = "write failed";
+    long w = io_send(s, s->out, s->outlen, &why);
+    if (w == -2)
       break;
     if (w <= 0) {
-      rd_disconnect(s, strerror(errno));
+      lost(s, why);
       return;
     }
     memmove(s->out, s->out + w, s->outlen - (size_t)w);
     s->outlen -= (size_t)w;
   }
-  uint32_t want = EPOLLIN | (s->outlen ? EPOLLOUT : 0);
-  if (want != s->ev && sd_loop_mod(s->loop, s->fd, want, &s->h) == 0)
-    s->ev = want;
+  update_events(s);
 }
 
 static void arm_deadline(redis_state *s) {
@@ -247,7 +338,8 @@ static void arm_deadline(redis_state *s) {
    take it now (down, ring or buffer full). */
 static rq *send_cmd(redis_state *s, const sl_resp_arg *args, size_t nargs,
                     uint8_t kind) {
-  if (s->cs != C_READY && !(kind == RQ_LOAD && s->cs == C_LOADING))
+  if (s->cs != C_READY &&
+      !((kind == RQ_LOAD || kind == RQ_AUTH) && s->cs == C_LOADING))
     return NULL;
   if (s->n == RING)
     return NULL;
@@ -349,15 +441,61 @@ static void give_local(redis_state *s, rq *q, enum sd_counter why) {
   }
 }
 
+/* The server's words, printable and bounded, for a log line. */
+static void server_text(const sl_resp_val *v, char *out, size_t len) {
+  size_t n = 0;
+  for (uint32_t i = 0; i < v->len && n + 1 < len; i++) {
+    uint8_t c = v->s[i];
+    out[n++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+  }
+  out[n] = 0;
+}
+
+/* AUTH refused, or a command refused for want of one: an operator's error
+   (a password out of step with redis.conf), so logged as an error, not
+   as a passing network warning; then handled like a lost connection. */
+static void auth_failed(redis_state *s, const sl_resp_val *v) {
+  char said[200];
+  server_text(v, said, sizeof said);
+  sd_count(SD_C_STATE_AUTH_FAILED, 1);
+  uint64_t now = sd_loop_now(s->loop);
+  if (!s->last_auth_log || now - s->last_auth_log >= AUTH_LOG_EVERY) {
+    s->last_auth_log = now;
+    if (s->password)
+      sd_log(SD_LOG_ERR,
+             "worker %u: redis %s: AUTH as user %s refused: \"%s\"; check "
+             "redis_username and redis_password(_file) against redis.conf; "
+             "local verdicts until it is accepted",
+             s->worker, s->target, s->username ? s->username : "default", said);
+    else
+      sd_log(SD_LOG_ERR,
+             "worker %u: redis %s wants AUTH: \"%s\"; set redis_password_file "
+             "(and redis_username for an ACL user); local verdicts until then",
+             s->worker, s->target, said);
+  }
+  /* the error line says it all: no second warning for the close */
+  s->last_warn = now;
+  rd_disconnect(s, "AUTH refused");
+}
+
 static void on_reply(redis_state *s, const sl_resp_reply *r) {
   rq q = s->ring[s->head]; /* a copy: callbacks may queue more */
   s->head = (s->head + 1) % RING;
   s->n--;
+  if (q.kind == RQ_AUTH ||
+      (q.kind == RQ_LOAD && r->top.type == SL_RESP_ERROR && r->top.len >= 6 &&
+       memcmp(r->top.s, "NOAUTH", 6) == 0)) {
+    if (r->top.type == SL_RESP_ERROR)
+      auth_failed(s, &r->top);
+    return;
+  }
   if (r->top.type == SL_RESP_ERROR) {
+    /* e.g. NOPERM from an ACL that lacks a command the scripts run */
+    char said[200], what[230];
+    server_text(&r->top, said, sizeof said);
+    snprintf(what, sizeof what, "error reply \"%s\"", said);
     sd_count(SD_C_STATE_ERROR, 1);
-    warn(s, "error reply");
-    sd_log(SD_LOG_DEBUG, "redis error: %.*s", (int)r->top.len,
-           (const char *)r->top.s);
+    warn(s, what);
   }
   switch (q.kind) {
   case RQ_LOAD:
@@ -390,13 +528,16 @@ static void on_reply(redis_state *s, const sl_resp_reply *r) {
 
 static void read_replies(redis_state *s) {
   for (;;) {
-    ssize_t n = recv(s->fd, s->in + s->inlen, IN_CAP - s->inlen, MSG_DONTWAIT);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    const char *why = "read failed";
+    long n = io_recv(s, s->in + s->inlen, IN_CAP - s->inlen, &why);
+    if (n == -2)
       break;
-    if (n <= 0) {
-      rd_disconnect(s, n == 0 ? "closed by the server" : strerror(errno));
+    if (n == 0) {
+      rd_disconnect(s, "closed by the server");
+      return;
+    }
+    if (n < 0) {
+      lost(s, why);
       return;
     }
     s->inlen += (size_t)n;
@@ -428,8 +569,21 @@ static void read_replies(redis_state *s) {
 /* ---- the connection
  * ---------------------------------------------------------- */
 
+/* The connection is up (and TLS done): AUTH, then the scripts, in one
+   write. */
 static void load_scripts(redis_state *s) {
   s->cs = C_LOADING;
+  if (s->password) {
+    sl_resp_arg a[3] = {{"AUTH", 4}};
+    size_t na = 1;
+    if (s->username)
+      a[na++] = (sl_resp_arg){s->username, strlen(s->username)};
+    a[na++] = (sl_resp_arg){s->password, strlen(s->password)};
+    if (send_cmd(s, a, na, RQ_AUTH) == NULL) {
+      rd_disconnect(s, "cannot queue AUTH");
+      return;
+    }
+  }
   for (int i = 0; i < S_NSCRIPTS; i++) {
     sl_resp_arg a[] = {
         {"SCRIPT", 6}, {"LOAD", 4}, {scripts[i], strlen(scripts[i])}};
@@ -441,6 +595,51 @@ static void load_scripts(redis_state *s) {
     q->arg = (uint8_t)i;
   }
   flush(s);
+}
+
+/* The certificate or the server's TLS settings: an operator's error,
+   logged as one (with OpenSSL's reason), counted, and retried with backoff
+   like a lost connection. */
+static void tls_failed(redis_state *s, const char *why_) {
+  char why[300]; /* why_ is the TLS object's, freed by the disconnect */
+  snprintf(why, sizeof why, "%s", why_);
+  sd_count(SD_C_STATE_TLS_FAILED, 1);
+  uint64_t now = sd_loop_now(s->loop);
+  if (!s->last_tls_log || now - s->last_tls_log >= AUTH_LOG_EVERY) {
+    s->last_tls_log = now;
+    sd_log(SD_LOG_ERR,
+           "worker %u: redis %s: %s (expected name %s; check redis_tls_ca, "
+           "redis_tls_name, redis_tls_cert/_key and Redis's tls-* "
+           "settings); local verdicts until it succeeds",
+           s->worker, s->target, why, s->tls_name);
+  }
+  s->last_warn = now;
+  rd_disconnect(s, why);
+}
+
+static void handshake(redis_state *s) {
+  int r = sd_tls_handshake(s->tls);
+  if (r == 1)
+    load_scripts(s);
+  else if (r == 0)
+    update_events(s);
+  else
+    tls_failed(s, sd_tls_error(s->tls));
+}
+
+/* TCP is up: TLS first when configured, then AUTH and the scripts. */
+static void connected(redis_state *s) {
+  if (s->tls_ctx == NULL) {
+    load_scripts(s);
+    return;
+  }
+  s->tls = sd_tls_conn_new(s->tls_ctx, s->fd, 0, s->tls_name);
+  if (s->tls == NULL) {
+    rd_disconnect(s, "cannot set up TLS");
+    return;
+  }
+  s->cs = C_HANDSHAKE;
+  handshake(s);
 }
 
 static void rd_io(sd_handler *h, uint32_t ev) {
@@ -457,12 +656,19 @@ static void rd_io(sd_handler *h, uint32_t ev) {
       rd_disconnect(s, strerror(err));
       return;
     }
-    load_scripts(s);
+    connected(s);
     return;
   }
-  if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR))
+  if (s->cs == C_HANDSHAKE) {
+    handshake(s);
+    return;
+  }
+  /* TLS: a read may wait for the socket to take a write and the other way
+     round, so both directions are tried on any event */
+  if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) ||
+      (s->tls && s->tls_read_wants_out))
     read_replies(s);
-  if (s->fd >= 0 && (ev & EPOLLOUT))
+  if (s->fd >= 0 && ((ev & EPOLLOUT) || (s->tls && s->outlen)))
     flush(s);
 }
 
@@ -470,6 +676,13 @@ static void rd_deadline(sd_timer *t) {
   redis_state *s =
       (redis_state *)(void *)((char *)t - offsetof(redis_state, deadline));
   uint64_t now = sd_loop_now(s->loop);
+  /* a server that takes the SYN but never answers TLS (or a black hole)
+     is given up like a stalled reply */
+  if (s->cs == C_CONNECTING || s->cs == C_HANDSHAKE) {
+    rd_disconnect(s, s->cs == C_CONNECTING ? "connect timed out"
+                                           : "TLS handshake timed out");
+    return;
+  }
   if (s->n && now >= s->ring[s->head].deadline + REDIS_STALL) {
     rd_disconnect(s, "no reply for 2s");
     return;
@@ -491,10 +704,15 @@ static void rd_retry(sd_timer *t) {
   rd_connect(s);
 }
 
-static void rd_disconnect(redis_state *s, const char *why) {
+static void rd_disconnect(redis_state *s, const char *why_) {
+  char why[300]; /* why_ may be the TLS object's, freed below */
+  snprintf(why, sizeof why, "%s", why_);
   if (s->fd >= 0) {
     if (s->ev)
       sd_loop_del(s->loop, s->fd);
+    sd_tls_conn_free(s->tls);
+    s->tls = NULL;
+    s->tls_read_wants_out = 0;
     close(s->fd);
     s->fd = -1;
     if (s->cs == C_READY)
@@ -562,8 +780,9 @@ static void rd_connect(redis_state *s) {
   }
   s->ev = EPOLLIN | EPOLLOUT;
   s->cs = C_CONNECTING;
+  sd_timer_set(s->loop, &s->deadline, sd_loop_now(s->loop) + REDIS_STALL);
   if (rc == 0)
-    load_scripts(s);
+    connected(s);
 }
 
 /* ---- operations -------------------------------------------------------------
@@ -789,11 +1008,17 @@ static int rd_attach(sd_state *st, sd_loop *loop, uint32_t worker,
   return 0;
 }
 
-static void rd_free(sd_state *st) {
-  redis_state *s = (redis_state *)st;
+/* Everything but the shm part. */
+static void rd_free_parts(redis_state *s) {
+  sd_tls_conn_free(s->tls);
   if (s->fd >= 0)
     close(s->fd);
-  sd_state_shm_free(s->shm);
+  sd_tls_ctx_free(s->tls_ctx);
+  if (s->password)
+    explicit_bzero(s->password, strlen(s->password));
+  free(s->password);
+  free(s->username);
+  free(s->tls_name);
   free(s->ring);
   free(s->out);
   free(s->in);
@@ -802,9 +1027,124 @@ static void rd_free(sd_state *st) {
   free(s);
 }
 
+static void rd_free(sd_state *st) {
+  redis_state *s = (redis_state *)st;
+  sd_state_shm_free(s->shm);
+  rd_free_parts(s);
+}
+
 static const sd_state_ops redis_ops = {
     "redis", rd_admit,       rd_release,    rd_live,   rd_configure, rd_recount,
     rd_hold, rd_screen_pass, rd_grey_check, rd_cancel, rd_attach,    rd_free};
+
+/* The AUTH password: given, or the file's first line (its line end is not
+   part of it).  *out NULL when there is none; -1 with err on failure. */
+static int read_secret(const sd_state_config *sc, char **out, char *err,
+                       size_t errlen) {
+  *out = NULL;
+  if (sc->password) {
+    if (strlen(sc->password) > SECRET_MAX) {
+      snprintf(err, errlen, "redis_password: longer than %d bytes", SECRET_MAX);
+      return -1;
+    }
+    *out = strdup(sc->password);
+    if (*out == NULL)
+      snprintf(err, errlen, "out of memory");
+    return *out ? 0 : -1;
+  }
+  if (sc->password_file == NULL)
+    return 0;
+  const char *f = sc->password_file;
+  int fd = open(f, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    snprintf(err, errlen, "redis_password_file %s: %s", f, strerror(errno));
+    return -1;
+  }
+  char buf[SECRET_MAX + 3];
+  size_t n = 0;
+  for (;;) {
+    ssize_t r = read(fd, buf + n, sizeof buf - 1 - n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    n += (size_t)r;
+    if (n == sizeof buf - 1)
+      break;
+  }
+  close(fd);
+  buf[n] = 0;
+  if (n && buf[n - 1] == '\n')
+    buf[--n] = 0;
+  if (n && buf[n - 1] == '\r')
+    buf[--n] = 0;
+  const char *why = NULL;
+  if (n == 0)
+    why = "empty";
+  else if (n > SECRET_MAX)
+    why = "longer than 1024 bytes";
+  else if (memchr(buf, '\n', n) || memchr(buf, '\r', n) || strlen(buf) != n)
+    why = "not one line of text (a password is the file's only line)";
+  if (why == NULL && (*out = strdup(buf)) == NULL)
+    why = "out of memory";
+  explicit_bzero(buf, sizeof buf);
+  if (why) {
+    snprintf(err, errlen, "redis_password_file %s: %s", f, why);
+    return -1;
+  }
+  return 0;
+}
+
+/* The host part of "inet:HOST:PORT" ("[v6]:PORT" too): the name Redis's
+   certificate must carry when redis_tls_name is not set. */
+static char *target_host(const char *target) {
+  const char *h = target + 5, *end;
+  if (*h == '[') {
+    h++;
+    end = strchr(h, ']');
+  } else {
+    end = strrchr(h, ':');
+  }
+  if (end == NULL)
+    end = h + strlen(h);
+  return strndup(h, (size_t)(end - h));
+}
+
+/* The client context: verification always on, the CA and client
+   certificate loaded now (before privileges are dropped). */
+static sd_tls_ctx *make_tls(const sd_state_config *sc, char *err,
+                            size_t errlen) {
+  char why[512];
+  sd_tls_ctx *ctx = sd_tls_client_ctx_new(1, sc->tls_ca, NULL, why, sizeof why);
+  if (ctx == NULL) {
+    snprintf(err, errlen, "redis_tls_ca: %s", why);
+    return NULL;
+  }
+  if (sc->tls_cert && sd_tls_ctx_use_cert(ctx, sc->tls_cert, sc->tls_key, why,
+                                          sizeof why) != 0) {
+    snprintf(err, errlen, "redis_tls_cert: %s", why);
+    sd_tls_ctx_free(ctx);
+    return NULL;
+  }
+  return ctx;
+}
+
+int sd_state_redis_check(const sd_state_config *sc, char *err, size_t errlen) {
+  char *pw = NULL;
+  if (read_secret(sc, &pw, err, errlen) != 0)
+    return -1;
+  if (pw) {
+    explicit_bzero(pw, strlen(pw));
+    free(pw);
+  }
+  if (sc->tls) {
+    sd_tls_ctx *ctx = make_tls(sc, err, errlen);
+    if (ctx == NULL)
+      return -1;
+    sd_tls_ctx_free(ctx);
+  }
+  return 0;
+}
 
 sd_state *sd_state_redis_new(const sl_ratelim_config *c,
                              const sd_state_config *sc, char *err,
@@ -822,6 +1162,23 @@ sd_state *sd_state_redis_new(const sl_ratelim_config *c,
     return NULL;
   }
   s->fd = -1;
+  if (read_secret(sc, &s->password, err, errlen) != 0 ||
+      (sc->tls && (s->tls_ctx = make_tls(sc, err, errlen)) == NULL)) {
+    rd_free_parts(s);
+    return NULL;
+  }
+  if (s->password && s->password[0] == 0) {
+    free(s->password);
+    s->password = NULL;
+  }
+  s->username = sc->username ? strdup(sc->username) : NULL;
+  if (sc->tls)
+    s->tls_name = sc->tls_name ? strdup(sc->tls_name) : target_host(sc->redis);
+  if ((sc->username && !s->username) || (sc->tls && !s->tls_name)) {
+    snprintf(err, errlen, "out of memory");
+    rd_free_parts(s);
+    return NULL;
+  }
   s->shm = sd_state_shm_create(c, sc, err, errlen);
   s->target = strdup(sc->redis);
   s->prefix = strdup(sc->redis_prefix ? sc->redis_prefix : "");
@@ -830,9 +1187,7 @@ sd_state *sd_state_redis_new(const sl_ratelim_config *c,
       sd_state_shm_free(s->shm);
     else if (!err[0])
       snprintf(err, errlen, "out of memory");
-    free(s->target);
-    free(s->prefix);
-    free(s);
+    rd_free_parts(s);
     return NULL;
   }
   s->rl = *c;

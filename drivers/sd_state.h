@@ -97,7 +97,8 @@ typedef struct sd_grey_result {
 typedef void (*sd_grey_cb)(void *ctx, const sd_grey_result *res);
 
 /* What a backend needs beyond the limits (config keys state_backend,
-   state_entries, redis, redis_timeout, redis_key_prefix). */
+   state_entries, redis, redis_timeout, redis_key_prefix, redis_lease and
+   the redis_username, redis_password* and redis_tls* keys). */
 typedef struct sd_state_config {
   uint32_t kv_entries;      /* shm slots for pass cache and greylisting */
   const char *redis;        /* "inet:HOST:PORT" or "unix:PATH" */
@@ -105,6 +106,15 @@ typedef struct sd_state_config {
   const char *redis_prefix; /* prepended to every key */
   uint32_t lease_s;         /* a shared live count expires after this
                                unless its session renews it */
+  /* Redis across machines (README "Redis across machines: AUTH and TLS"):
+     AUTH [username] password on every connection, the password given or
+     read from password_file (at most one of the two); TLS when tls, the
+     certificate verified against tls_ca (NULL: the system store) and
+     tls_name (NULL: the host of redis), with a client certificate when
+     tls_cert and tls_key are set. */
+  const char *username, *password, *password_file;
+  int tls;
+  const char *tls_ca, *tls_cert, *tls_key, *tls_name;
 } sd_state_config;
 
 typedef struct sd_state_ops {
@@ -168,6 +178,11 @@ sd_state *sd_state_shm_new(const sl_ratelim_config *c,
 sd_state *sd_state_redis_new(const sl_ratelim_config *c,
                              const sd_state_config *sc, char *err,
                              size_t errlen);
+
+/* --check-config for the Redis backend: reads the password file and loads
+   the TLS files as sd_state_redis_new would, without connecting.  0, or -1
+   with the reason in err. */
+int sd_state_redis_check(const sd_state_config *sc, char *err, size_t errlen);
 
 static inline int sd_state_admit(sd_state *st, const sl_addr *a, uint64_t now,
                                  sd_state_ticket *t, sd_admit_cb cb, void *ctx,

@@ -408,6 +408,13 @@ fail:
   return NULL;
 }
 
+int sd_tls_ctx_use_cert(sd_tls_ctx *ctx, const char *cert_file,
+                        const char *key_file, char *err, size_t errlen) {
+  if (err != NULL && errlen > 0)
+    err[0] = '\0';
+  return load_pair(ctx->ssl_ctx, cert_file, key_file, err, errlen) ? 0 : -1;
+}
+
 int sd_tls_ctx_set_min_version(sd_tls_ctx *ctx, const char *version) {
   int v;
   size_t i;

@@ -77,6 +77,13 @@ sd_tls_ctx *sd_tls_client_ctx_new(int verify, const char *ca_file,
                                   const char *ciphers, char *err,
                                   size_t errlen);
 
+/* A client context's own certificate, for servers that ask for one (Redis's
+ * tls-auth-clients): cert_file holds the chain (leaf first), key_file its
+ * key, both PEM.  Returns 0, or -1 with a message naming the file at fault
+ * in err (unreadable, bad PEM, key not matching the certificate). */
+int sd_tls_ctx_use_cert(sd_tls_ctx *, const char *cert_file,
+                        const char *key_file, char *err, size_t errlen);
+
 /* Sets the lowest protocol version, "TLSv1.2" or "TLSv1.3", for connections
  * created afterwards (for a server context, SNI entries included).
  * Returns 0, or -1 for an unknown name. */

@@ -238,6 +238,25 @@ static const sl_config_key keys[] = {
     KEY("redis_lease", SL_CT_DURATION, redis_lease, 0, 0, NULL, "60s", D,
         "a shared live count is dropped this long after its instance stops "
         "renewing it"),
+    KEY("redis_username", SL_CT_STRING, redis_username, 0, 0, NULL, NULL, D,
+        "Redis 6+ ACL user for AUTH (empty: the default user)"),
+    KEY("redis_password", SL_CT_STRING, redis_password, 0, 0, NULL, NULL,
+        D | SL_KEY_SECRET,
+        "AUTH password (requirepass or the ACL user's); prefer "
+        "redis_password_file"),
+    KEY("redis_password_file", SL_CT_FILE, redis_password_file, 0, 0, NULL,
+        NULL, D, "file holding the AUTH password (one line), read at start"),
+    KEY("redis_tls", SL_CT_BOOL, redis_tls, 0, 0, NULL, "no", D,
+        "TLS to Redis (its tls-port); the certificate is always verified"),
+    KEY("redis_tls_ca", SL_CT_FILE, redis_tls_ca, 0, 0, NULL, NULL, D,
+        "CA file that signed Redis's certificate (empty: the system store)"),
+    KEY("redis_tls_cert", SL_CT_FILE, redis_tls_cert, 0, 0, NULL, NULL, D,
+        "client certificate for Redis's tls-auth-clients (with "
+        "redis_tls_key)"),
+    KEY("redis_tls_key", SL_CT_FILE, redis_tls_key, 0, 0, NULL, NULL, D,
+        "private key of redis_tls_cert"),
+    KEY("redis_tls_name", SL_CT_STRING, redis_tls_name, 0, 0, NULL, NULL, D,
+        "name Redis's certificate must carry (empty: the host of redis)"),
     KEY("screen_pass_ttl", SL_CT_DURATION, screen_pass_ttl, 0, 0, NULL, "0s", D,
         "remember a client that passed screening this long (0: off)"),
     /* greylisting and policy services at RCPT (drivers/sd_check.c) */
@@ -1683,6 +1702,40 @@ int sl_config_check_core(const sl_policy *p, const sl_limits *l,
   return check_core(p, l, NULL, name, err, errlen);
 }
 
+/* AUTH and TLS toward Redis: settings that only make sense together. */
+static int redis_checks(const sl_config *c, const char *name, char *err,
+                        size_t errlen) {
+  char w[700];
+  const char *msg = NULL, *at = NULL;
+  if (c->redis_password && c->redis_password_file) {
+    at = "redis_password_file";
+    msg = "set redis_password or redis_password_file, not both";
+  } else if (c->redis_username && !c->redis_password &&
+             !c->redis_password_file) {
+    at = "redis_username";
+    msg = "an ACL user needs redis_password or redis_password_file";
+  } else if (!c->redis_tls && (c->redis_tls_ca || c->redis_tls_cert ||
+                               c->redis_tls_key || c->redis_tls_name)) {
+    at = c->redis_tls_ca     ? "redis_tls_ca"
+         : c->redis_tls_cert ? "redis_tls_cert"
+         : c->redis_tls_key  ? "redis_tls_key"
+                             : "redis_tls_name";
+    msg = "has no effect without redis_tls = yes";
+  } else if (!c->redis_tls_cert != !c->redis_tls_key) {
+    at = c->redis_tls_cert ? "redis_tls_cert" : "redis_tls_key";
+    msg = "redis_tls_cert and redis_tls_key go together";
+  } else if (c->redis_tls && c->redis && strncmp(c->redis, "inet:", 5) != 0) {
+    at = "redis_tls";
+    msg = "Redis speaks TLS on its tls-port only: redis must be "
+          "inet:ADDRESS:PORT";
+  }
+  if (msg == NULL)
+    return 0;
+  key_where(c, name, at, w, sizeof w);
+  snprintf(err, errlen, "%s: %s", w, msg);
+  return -1;
+}
+
 int sl_config_finish(sl_config *c, unsigned flags, char *err, size_t errlen) {
   const char *name = c->path ? c->path : "config";
   char w[700];
@@ -1807,6 +1860,8 @@ int sl_config_finish(sl_config *c, unsigned flags, char *err, size_t errlen) {
         return -1;
       }
     }
+    if (redis_checks(c, name, err, errlen) != 0)
+      return -1;
     if (c->policy_service) {
       const char *ps = c->policy_service;
       sl_sockaddr sa;
@@ -2097,7 +2152,11 @@ void sl_config_dump(const sl_config *c, FILE *f, unsigned flags) {
       if (strcmp(v, dv) == 0 && k->type != SL_CT_FEATURES)
         continue;
     }
-    fprintf(f, "%s = %s\n", k->name, v);
+    /* A secret is not printed: dumps end up in tickets and chat logs. */
+    if ((k->flags & SL_KEY_SECRET) && v[0])
+      fprintf(f, "# %s is set (not shown)\n", k->name);
+    else
+      fprintf(f, "%s = %s\n", k->name, v);
   }
   sl_config_unref(def);
 }

@@ -9,6 +9,11 @@
  * seen by the other, greylisting triplets live through postgrey's steps,
  * and with the server gone every operation answers at once with the local
  * verdict.
+ *
+ * Across machines: servers with requirepass, with an ACL user, and with
+ * TLS only (certificates made here by the openssl CLI): the right password
+ * or certificate shares state; a wrong password, a missing AUTH, a wrong
+ * CA or name gives local verdicts at once and is counted.
  */
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -43,20 +48,52 @@ static int free_port(void) {
   return ntohs(a.sin_port);
 }
 
-static void start_redis(int port) {
+/* Ready when it accepts a connection (at most 10 s). */
+static void wait_port(int port) {
+  for (int i = 0; i < 200; i++) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)port);
+    int up = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    if (up)
+      return;
+    usleep(50000);
+  }
+}
+
+/* extra: more redis-server arguments, NULL-terminated (or NULL); port 0:
+   extra has the ports (the caller waits). */
+static void start_redis_with(int port, const char *const *extra) {
   char p[16];
   snprintf(p, sizeof p, "%d", port);
+  const char *argv[40] = {REDIS_SERVER, "--port",      p,        "--bind",
+                          "127.0.0.1",  "--save",      "",       "--appendonly",
+                          "no",         "--daemonize", "no",     "--dir",
+                          "/tmp",       "--loglevel",  "warning"};
+  size_t n = 15;
+  for (size_t i = 0; extra && extra[i] && n + 1 < 40; i++)
+    argv[n++] = extra[i];
+  argv[n] = NULL;
   redis_pid = fork();
   if (redis_pid == 0) {
     int null = open("/dev/null", O_WRONLY);
     dup2(null, 1);
     dup2(null, 2);
-    execl(REDIS_SERVER, REDIS_SERVER, "--port", p, "--bind", "127.0.0.1",
-          "--save", "", "--appendonly", "no", "--daemonize", "no", "--dir",
-          "/tmp", "--loglevel", "warning", (char *)NULL);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wcast-qual"
+    execv(REDIS_SERVER, (char *const *)argv);
+#pragma GCC diagnostic pop
     _exit(127);
   }
+  if (port)
+    wait_port(port);
 }
+
+static void start_redis(int port) { start_redis_with(port, NULL); }
 
 static void stop_redis(void) {
   if (redis_pid > 0) {
@@ -73,27 +110,40 @@ typedef struct inst {
 
 /* seed: the worker's random seed, which names its leases (two instances
    in one test process need different ones, as different processes have). */
-static inst make(const char *prefix, uint64_t seed) {
+/* sc: AUTH and TLS settings (redis, prefix and timers are filled here). */
+static inst make_with(const char *prefix, uint64_t seed, sd_state_config sc) {
   inst in;
   sl_ratelim_config c;
   sl_ratelim_config_default(&c);
   c.entries = 256;
   c.concurrency_max = 2;
+  sc.kv_entries = 1024;
+  sc.redis = target;
   /* A budget far above any loopback answer on a loaded machine: this test
      is about what is shared, not about the budget (sd_state_test is). */
-  sd_state_config sc = {1024, target, 3 * SL_SEC, prefix, 5};
-  char err[200];
+  sc.redis_timeout = 3 * SL_SEC;
+  sc.redis_prefix = prefix;
+  sc.lease_s = 5;
+  char err[200] = "";
   in.loop = sd_loop_new();
   in.st = sd_state_redis_new(&c, &sc, err, sizeof err);
+  if (in.st == NULL)
+    fprintf(stderr, "sd_state_redis_new: %s\n", err);
   CHECK(in.st != NULL && in.loop != NULL);
   CHECK_INT(sd_state_attach(in.st, in.loop, 0, seed), 0);
   return in;
 }
 
+static inst make(const char *prefix, uint64_t seed) {
+  return make_with(prefix, seed, (sd_state_config){0});
+}
+
+/* In a worker's order: detach, the loop (its deferred flushes run on a
+   detached backend), then the backend. */
 static void drop(inst *in) {
   sd_state_attach(in->st, NULL, 0, 0);
-  sd_state_free(in->st);
   sd_loop_free(in->loop);
+  sd_state_free(in->st);
 }
 
 /* Runs both loops until *done (at most about 5 s), or without done for
@@ -215,6 +265,270 @@ static void test_shared(void) {
   drop(&b);
 }
 
+/* A fresh admission of a new address: whether Redis answered it. */
+static int shares(inst *in, uint8_t last) {
+  sl_addr x = v4(last);
+  sd_state_ticket t;
+  sd_admit_result r = admit(in, &x, &t);
+  sd_state_release(in->st, &x, &t);
+  return r.shared;
+}
+
+/* Connection refused for AUTH or TLS: the admission is answered at once
+   (never pending: nothing waits for a connection that is not ready), with
+   the local verdict, and the refusal was counted. */
+static void refused(sd_state_config sc, enum sd_counter counter) {
+  uint64_t before = sd_m->c[counter];
+  inst a = make_with("t2:", 44, sc);
+  spin(&a, NULL, NULL);
+  sl_addr x = v4(9);
+  sd_state_ticket t;
+  answer an = {0};
+  sd_state_req req;
+  CHECK_INT(sd_state_admit(a.st, &x, sd_loop_now(a.loop), &t, on_admit, &an,
+                           &an.adm, &req),
+            SD_STATE_DONE);
+  CHECK_INT(an.adm.admission, SL_ADMIT_ACCEPT);
+  CHECK_INT(an.adm.shared, 0);
+  CHECK(sd_m->c[counter] > before);
+  drop(&a);
+}
+
+static void test_auth(void) {
+  int port = free_port();
+  snprintf(target, sizeof target, "inet:127.0.0.1:%d", port);
+  /* requirepass for the default user, and an ACL user limited to what the
+     backend runs (Redis's "user" directive, as in redis.conf) */
+  const char *extra[] = {"--requirepass",
+                         "default secret",
+                         "--user",
+                         "sluice",
+                         "on",
+                         ">acl secret",
+                         "resetchannels",
+                         "~t2:*",
+                         "+evalsha",
+                         "+script|load",
+                         "+zrem",
+                         "+set",
+                         "+time",
+                         "+zadd",
+                         "+zcard",
+                         "+zremrangebyscore",
+                         "+zremrangebyrank",
+                         "+pexpire",
+                         "+expire",
+                         "+exists",
+                         "+get",
+                         "+hmget",
+                         "+hset",
+                         "+incr",
+                         NULL};
+  start_redis_with(port, extra);
+  inst a =
+      make_with("t2:", 42, (sd_state_config){.password = "default secret"});
+  inst b = make_with(
+      "t2:", 43,
+      (sd_state_config){.username = "sluice", .password = "acl secret"});
+  spin(&a, &b, NULL);
+  CHECK_INT(shares(&a, 20), 1);
+  CHECK_INT(shares(&b, 21), 1);
+  /* the limit is shared between the default user and the ACL user */
+  sl_addr x = v4(22);
+  sd_state_ticket t1, t2, t3;
+  CHECK_INT(admit(&a, &x, &t1).admission, SL_ADMIT_ACCEPT);
+  CHECK_INT(admit(&b, &x, &t2).admission, SL_ADMIT_ACCEPT);
+  CHECK_INT(admit(&a, &x, &t3).admission, SL_ADMIT_TEMPFAIL);
+  /* the ACL above (README) covers greylisting too */
+  CHECK_INT(grey(&b, "c", "t").verdict, SD_GREY_NEW);
+  CHECK_INT(sd_m->c[SD_C_STATE_ERROR], 0);
+  drop(&a);
+  drop(&b);
+  refused((sd_state_config){.password = "wrong"}, SD_C_STATE_AUTH_FAILED);
+  refused((sd_state_config){.username = "sluice", .password = "default secret"},
+          SD_C_STATE_AUTH_FAILED);
+  /* no AUTH at all: Redis answers NOAUTH, counted the same way */
+  refused((sd_state_config){0}, SD_C_STATE_AUTH_FAILED);
+  stop_redis();
+}
+
+static void sh(const char *cmd) {
+  int rc = system(cmd);
+  CHECK_INT(rc, 0);
+}
+
+static char dir[] = "/tmp/sd_redis_test.XXXXXX";
+
+static void test_tls(void) {
+  char cmd[2048];
+  /* a CA, Redis's certificate for 127.0.0.1 and redis.test, a client
+     certificate, and a second CA that signed none of them */
+  snprintf(
+      cmd, sizeof cmd,
+      "set -e; cd %s; o='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+      "-nodes';"
+      "for ca in ca other; do openssl req -x509 $o -keyout $ca.key -out "
+      "$ca.pem -days 2 -subj /CN=$ca -addext basicConstraints=critical,CA:TRUE "
+      "2>/dev/null; done;"
+      "printf 'subjectAltName=DNS:redis.test,IP:127.0.0.1\n' > srv.ext;"
+      "printf 'extendedKeyUsage=clientAuth\n' > cli.ext;"
+      "for l in srv cli; do openssl req -new $o -keyout $l.key -out $l.csr "
+      "-subj /CN=$l 2>/dev/null; openssl x509 -req -in $l.csr -CA ca.pem "
+      "-CAkey ca.key -CAcreateserial -out $l.pem -days 2 -extfile $l.ext "
+      "2>/dev/null; done",
+      dir);
+  sh(cmd);
+  char cert[256], key[256], ca[256], ccert[256], ckey[256], other[256];
+  snprintf(cert, sizeof cert, "%s/srv.pem", dir);
+  snprintf(key, sizeof key, "%s/srv.key", dir);
+  snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+  snprintf(ccert, sizeof ccert, "%s/cli.pem", dir);
+  snprintf(ckey, sizeof ckey, "%s/cli.key", dir);
+  snprintf(other, sizeof other, "%s/other.pem", dir);
+  int port = free_port();
+  char ps[16];
+  snprintf(ps, sizeof ps, "%d", port);
+  snprintf(target, sizeof target, "inet:127.0.0.1:%d", port);
+  /* TLS only (port 0: no plaintext port), client certificates required */
+  const char *extra[] = {"--port",
+                         "0",
+                         "--tls-port",
+                         ps,
+                         "--tls-cert-file",
+                         cert,
+                         "--tls-key-file",
+                         key,
+                         "--tls-ca-cert-file",
+                         ca,
+                         "--requirepass",
+                         "tls secret",
+                         NULL};
+  start_redis_with(0, extra);
+  wait_port(port);
+  sd_state_config ok = {.password = "tls secret",
+                        .tls = 1,
+                        .tls_ca = ca,
+                        .tls_cert = ccert,
+                        .tls_key = ckey};
+  char err[300];
+  CHECK_INT(sd_state_redis_check(&ok, err, sizeof err), 0);
+  inst a = make_with("t3:", 42, ok);
+  sd_state_config named = ok;
+  named.tls_name = "redis.test";
+  inst b = make_with("t3:", 43, named);
+  spin(&a, &b, NULL);
+  CHECK_INT(shares(&a, 30), 1);
+  CHECK_INT(shares(&b, 31), 1);
+  sl_addr x = v4(32);
+  sd_state_ticket t1, t2, t3;
+  CHECK_INT(admit(&a, &x, &t1).admission, SL_ADMIT_ACCEPT);
+  CHECK_INT(admit(&b, &x, &t2).admission, SL_ADMIT_ACCEPT);
+  CHECK_INT(admit(&b, &x, &t3).admission, SL_ADMIT_TEMPFAIL);
+  drop(&a);
+  drop(&b);
+  sd_state_config bad = ok;
+  bad.tls_ca = other;
+  refused(bad, SD_C_STATE_TLS_FAILED);
+  bad = ok;
+  bad.tls_name = "other.test";
+  refused(bad, SD_C_STATE_TLS_FAILED);
+  /* Redis wants a client certificate: with TLS 1.3 its refusal comes
+     after the handshake, at the first read, and counts the same */
+  bad = ok;
+  bad.tls_cert = bad.tls_key = NULL;
+  refused(bad, SD_C_STATE_TLS_FAILED);
+  uint64_t ready = sd_m->c[SD_C_STATE_CONNECTS];
+  inst c;
+  /* plaintext to the TLS port: never ready, answered locally */
+  bad = ok;
+  bad.tls = 0;
+  bad.tls_ca = bad.tls_cert = bad.tls_key = NULL;
+  c = make_with("t3:", 46, bad);
+  spin(&c, NULL, NULL);
+  CHECK_INT(shares(&c, 34), 0);
+  CHECK_INT(sd_m->c[SD_C_STATE_CONNECTS], ready);
+  drop(&c);
+  /* a server that takes the connection and never answers the handshake
+     (a listening socket nobody serves): lookups are answered locally
+     meanwhile, and after 2 s the attempt is given up and made again */
+  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  struct sockaddr_in la;
+  memset(&la, 0, sizeof la);
+  la.sin_family = AF_INET;
+  la.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t ll = sizeof la;
+  CHECK_INT(bind(lfd, (struct sockaddr *)&la, sizeof la), 0);
+  CHECK_INT(listen(lfd, 8), 0);
+  CHECK_INT(getsockname(lfd, (struct sockaddr *)&la, &ll), 0);
+  snprintf(target, sizeof target, "inet:127.0.0.1:%d", ntohs(la.sin_port));
+  c = make_with("t3:", 47, ok);
+  int attempts = 0, held[2];
+  uint64_t first = 0;
+  for (int i = 0; i < 800 && attempts < 2; i++) {
+    sd_loop_once(c.loop, 5);
+    int afd = accept(lfd, NULL, NULL);
+    if (afd < 0)
+      continue;
+    held[attempts++] = afd; /* kept open and silent */
+    if (attempts == 1)
+      first = sd_loop_now(c.loop);
+    CHECK_INT(shares(&c, 35), 0);
+  }
+  CHECK_INT(attempts, 2);
+  CHECK(sd_loop_now(c.loop) - first >= 2 * SL_SEC);
+  while (attempts)
+    close(held[--attempts]);
+  drop(&c);
+  close(lfd);
+  snprintf(target, sizeof target, "inet:127.0.0.1:%d", port);
+  /* the files are checked as --check-config does */
+  bad = ok;
+  bad.tls_ca = "/nonexistent/ca.pem";
+  CHECK_INT(sd_state_redis_check(&bad, err, sizeof err), -1);
+  CHECK(strstr(err, "/nonexistent/ca.pem") != NULL);
+  bad = ok;
+  bad.tls_key = ca; /* not the certificate's key */
+  CHECK_INT(sd_state_redis_check(&bad, err, sizeof err), -1);
+  stop_redis();
+}
+
+static void test_password_file(void) {
+  char path[256], err[300];
+  snprintf(path, sizeof path, "%s/pw", dir);
+  sd_state_config sc = {.password_file = path};
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  fputs("s3cret\n", f);
+  fclose(f);
+  CHECK_INT(sd_state_redis_check(&sc, err, sizeof err), 0);
+  f = fopen(path, "w");
+  fputs("two\nlines\n", f);
+  fclose(f);
+  CHECK_INT(sd_state_redis_check(&sc, err, sizeof err), -1);
+  CHECK(strstr(err, "one line") != NULL);
+  f = fopen(path, "w");
+  fclose(f);
+  CHECK_INT(sd_state_redis_check(&sc, err, sizeof err), -1);
+  CHECK(strstr(err, "empty") != NULL);
+  unlink(path);
+  CHECK_INT(sd_state_redis_check(&sc, err, sizeof err), -1);
+  CHECK(strstr(err, "No such file") != NULL);
+  /* the file's password is what AUTH sends */
+  int port = free_port();
+  snprintf(target, sizeof target, "inet:127.0.0.1:%d", port);
+  const char *extra[] = {"--requirepass", "from a file", NULL};
+  start_redis_with(port, extra);
+  f = fopen(path, "w");
+  fputs("from a file\r\n", f);
+  fclose(f);
+  inst a = make_with("t4:", 42, sc);
+  spin(&a, NULL, NULL);
+  CHECK_INT(shares(&a, 40), 1);
+  drop(&a);
+  unlink(path);
+  stop_redis();
+}
+
 int main(void) {
   if (access(REDIS_SERVER, X_OK) != 0) {
     printf("redis-server not installed: skipped\n");
@@ -224,21 +538,19 @@ int main(void) {
   int port = free_port();
   snprintf(target, sizeof target, "inet:127.0.0.1:%d", port);
   start_redis(port);
-  /* ready when it accepts a connection (at most 10 s) */
-  for (int i = 0; i < 200; i++) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons((uint16_t)port);
-    int up = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    close(fd);
-    if (up)
-      break;
-    usleep(50000);
-  }
   SL_RUN(test_shared);
+  stop_redis();
+  CHECK(mkdtemp(dir) != NULL);
+  SL_RUN(test_auth);
+  SL_RUN(test_password_file);
+  if (system("openssl version > /dev/null 2>&1") == 0)
+    SL_RUN(test_tls);
+  else
+    printf("openssl CLI not installed: TLS part skipped\n");
+  char rm[300];
+  snprintf(rm, sizeof rm, "rm -rf %s", dir);
+  if (system(rm) != 0)
+    fprintf(stderr, "cannot remove %s\n", dir);
   stop_redis();
   return sl_test_summary();
 }

@@ -26,7 +26,7 @@ static sd_state *make(uint32_t conc) {
   c.entries = 256;
   c.concurrency_max = conc;
   char err[200];
-  sd_state_config sc = {1024, NULL, 0, NULL, 0};
+  sd_state_config sc = {.kv_entries = 1024};
   sd_state *st = sd_state_shm_new(&c, &sc, err, sizeof err);
   CHECK(st != NULL);
   return st;

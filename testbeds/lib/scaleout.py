@@ -28,9 +28,11 @@ class ScaleOut:
     """
 
     def __init__(self, workdir: Path, sluiced_factory, upstream, n=3, conf=None,
-                 balance="roundrobin", instance_conf=None):
+                 balance="roundrobin", instance_conf=None, redis_opts=None):
         self.workdir = Path(workdir)
-        self.redis = RedisServer(self.workdir / "redis")
+        # redis_opts: RedisServer's keywords (AUTH, TLS: README "Redis across
+        # machines: AUTH and TLS")
+        self.redis = RedisServer(self.workdir / "redis", **(redis_opts or {}))
         self.instances = {}
         self.haproxy = None
         try:

@@ -187,6 +187,9 @@ typedef struct sl_config {
   char *redis; /* inet:HOST:PORT or unix:PATH */
   sl_duration redis_timeout, redis_lease, screen_pass_ttl;
   char *redis_key_prefix;
+  char *redis_username, *redis_password, *redis_password_file;
+  int redis_tls;
+  char *redis_tls_ca, *redis_tls_cert, *redis_tls_key, *redis_tls_name;
   /* greylisting and policy services at RCPT (sluiced's sd_check.c) */
   int greylist;
   sl_duration greylist_delay, greylist_retry_window, greylist_max_age;
@@ -263,6 +266,7 @@ enum {
   SL_KEY_DAEMON =
       1u << 0, /* applied by sluiced only; sluice-replay ignores it */
   SL_KEY_REPEAT = 1u << 1, /* may appear on several lines, each adds one */
+  SL_KEY_SECRET = 1u << 2, /* never printed by sl_config_dump */
 };
 
 typedef struct sl_config_key {
