@@ -29,9 +29,9 @@
 #include "sluice/filter.h"
 #include "sluice/proxy.h"
 
-#define RUN_ROUNDS                                                             \
-  64 /* bounded work per wake-up; level-triggered epoll                        \
-        brings us back for the rest */
+/* Bounded work per wake-up, so that one busy session cannot starve the
+   others; conn_run comes back for the rest through its timer. */
+#define RUN_ROUNDS 64
 
 typedef struct sd_dnsq {
   struct sd_dnsq *next;
@@ -131,6 +131,11 @@ typedef struct sd_xtra {
   uint8_t reflen;
   char *msgtext[SD_MSGS_MAX]; /* each message's final reply line */
   sd_check *check;            /* the RCPT check out (sd_check.h), or NULL */
+  uint8_t check_milter;       /* the milters are asked (sd_filters_rcpt) */
+  uint8_t check_not_rcpt;     /* the check is at EHLO, MAIL or DATA
+                                 (policy_stages): no milter RCPT verdict */
+  char check_rcpt[SL_CHECK_TEXT_MAX];   /* the recipient the check is about */
+  char check_sender[SL_CHECK_TEXT_MAX]; /* and its transaction's sender */
   uint32_t check_id;
 } sd_xtra;
 
@@ -690,10 +695,44 @@ static void check_complete(sd_conn *c, uint32_t id, uint16_t code,
   sl_relay_complete(RELAY(c), &comp, now_of(c));
 }
 
+static void milter_rcpt_done(void *ctx, uint16_t code, const char *text) {
+  sd_conn *c = ctx;
+  c->x->check_milter = 0;
+  check_complete(c, c->x->check_id, code, text);
+  if (!c->in_run)
+    conn_run(c);
+}
+
+/* The policy checks passed: the milters are asked next (Postfix calls
+   its milters after smtpd's restrictions).  1 if answered now. */
+static int rcpt_check_milters(sd_conn *c, const char *rcpt, uint16_t *code,
+                              char *text) {
+  if (c->x->check_not_rcpt) {
+    *code = 0; /* the policy service's stage, not a recipient */
+    text[0] = 0;
+    return 1;
+  }
+  if (sd_filters_rcpt(c->flt, c->x->check_sender, rcpt, milter_rcpt_done, c,
+                      code, text))
+    return 1;
+  c->x->check_milter = 1;
+  return 0;
+}
+
 static void check_done(void *ctx, uint16_t code, const char *text) {
   sd_conn *c = ctx;
   c->x->check = NULL;
-  check_complete(c, c->x->check_id, code, text);
+  if (code == 0) {
+    uint16_t mc;
+    char mt[SL_CHECK_TEXT_MAX];
+    if (!rcpt_check_milters(c, c->x->check_rcpt, &mc, mt))
+      return;
+    code = mc;
+    text = mt;
+    check_complete(c, c->x->check_id, code, text);
+  } else {
+    check_complete(c, c->x->check_id, code, text);
+  }
   if (!c->in_run)
     conn_run(c);
 }
@@ -709,13 +748,18 @@ static void rcpt_check(sd_conn *c, const sl_request *q) {
   uint16_t code;
   char text[SL_CHECK_TEXT_MAX];
   sd_check *k;
+  x->check_id = q->id;
+  x->check_not_rcpt = q->check.stage && q->check.stage != SL_CMD_RCPT;
+  snprintf(x->check_rcpt, sizeof x->check_rcpt, "%s", q->check.rcpt);
+  snprintf(x->check_sender, sizeof x->check_sender, "%s", q->check.sender);
   if (sd_check_start(CS(c)->loop, CS(c)->state, c->g->dns, c->g->cfg, &f,
                      check_done, c, &code, text, &k) == SD_STATE_DONE) {
+    if (code == 0 && !rcpt_check_milters(c, x->check_rcpt, &code, text))
+      return;
     check_complete(c, q->id, code, text);
     return;
   }
   x->check = k;
-  x->check_id = q->id;
 }
 
 /* ---- the client's name (XCLIENT NAME=) ------------------------------------
@@ -1183,6 +1227,9 @@ static void filter_tap(void *ctx, sl_filter_item item, const uint8_t *p,
     c->flt = sd_filters_new(CS(c)->loop, c->g->cfg, filter_done, c);
   if (c->flt)
     sd_filters_tap(c->flt, item, p, n);
+  if (c->flt && item == SL_FI_MAIL)
+    sd_filters_session(c->flt, sl_relay_client_addr(RELAY(c)),
+                       c->x ? c->x->client_name : NULL, c->helo, sid_of(c).s);
 }
 
 static void filter_done(void *ctx, uint32_t id, int verdict,
@@ -1216,8 +1263,7 @@ static void filter_end(sd_conn *c, uint32_t id) {
                             NULL, 0, now_of(c));
     return;
   }
-  sd_filters_end(c->flt, id, sl_relay_client_addr(RELAY(c)),
-                 c->x ? c->x->client_name : NULL, c->helo, sid_of(c).s);
+  sd_filters_end(c->flt, id);
 }
 
 /* Spool mode: sends the changed message, then lets the relay have the
@@ -1681,8 +1727,9 @@ static void update_masks(sd_conn *c, unsigned want) {
 
 static void conn_run(sd_conn *c) {
   c->in_run = 1;
+  int progress = 0;
   for (int round = 0; round < RUN_ROUNDS; round++) {
-    int progress = 0;
+    progress = 0;
     if (c->c_hs && c->cfd >= 0 && !(c->c_rblk && c->c_wblk))
       progress |= step_client_hs(c);
     if (c->u->u_connecting && !c->u->u_wblk)
@@ -1728,11 +1775,15 @@ static void conn_run(sd_conn *c) {
     return;
   }
   update_masks(c, want);
-  /* Requests left after the bounded rounds: come back at once, since the
-     relay consumes no input until they are drained. */
+  /* The bounded rounds ended with work left: requests (the relay consumes
+     no input until they are drained), or a leg still making progress.
+     Come back at once: epoll would not, for a write the socket has not
+     refused (no EPOLLOUT is asked for then), and a 5 MB DATA burst stalled
+     with its upstream buffer full and the socket writable. */
   sd_timer_set(CS(c)->loop, &c->timer,
-               (want & SL_WANT_REQUESTS) ? now_of(c)
-                                         : sl_relay_next_deadline(RELAY(c)));
+               (want & SL_WANT_REQUESTS) || progress
+                   ? now_of(c)
+                   : sl_relay_next_deadline(RELAY(c)));
 }
 
 /* ---- epoll and timer callbacks ------------------------------------------ */

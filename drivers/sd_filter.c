@@ -3,10 +3,18 @@
  *
  * Per message: the relay's tap fills the envelope (MAIL, the RCPTs the
  * upstream accepted) and the spool (the content with its dot-stuffing
- * removed: memory up to filter_spool_memory, then an unlinked temporary
- * file).  At the end of data every filter gets one connection, opened
- * then and closed with the message, fed from the spool at its own pace
- * (non-blocking, in the worker's epoll loop), under its timeout.  The
+ * removed: memory up to filter_spool_memory, and while the worker's spools
+ * hold less than filter_spool_memory_total, then an unlinked temporary
+ * file).  Every filter gets one connection per message, fed from the spool
+ * as the body arrives, at the filter's own pace (non-blocking, in the
+ * worker's epoll loop): a filter slower than the client never makes the
+ * worker buffer more than one chunk for it, the rest waits in the spool.
+ * Milters are connected at MAIL (connect, HELO, MAIL) and asked at each
+ * RCPT (sd_filters_rcpt, the RCPT check), as Postfix asks them; rspamd
+ * and clamd at the first body bytes (rspamd needs the accepted
+ * recipients).  The end of data only waits for the final answers, under
+ * filter_timeout from the end; before it, a filter's timeout runs only
+ * while sluice waits on it (an answer, or room to write).  The
  * protocols are the core's pure codecs (sluice/clamd.h, sluice/rspamd.h,
  * sluice/milter.h); this file only moves bytes and keeps the order.
  * Failures (refused, timeout, garbage) become filter_default_action.  The
@@ -22,6 +30,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +65,9 @@ typedef struct hop {
   long index;         /* INSERT: position; CHANGE/REMOVE: nth (0: all) */
 } hop;
 
+/* A RCPT question to a milter: none, to send, sent, answered. */
+enum { RQ_NONE, RQ_WANT, RQ_SENT, RQ_DONE };
+
 typedef struct fconn {
   sd_handler h;
   sd_timer timer;
@@ -65,6 +77,13 @@ typedef struct fconn {
   uint32_t ev;
   uint8_t state;
   uint8_t eof;
+  uint8_t armed;     /* the timer runs (sluice waits on the filter) */
+  uint8_t progress;  /* bytes moved since the timer was set */
+  uint8_t live;      /* milter: started at MAIL, RCPTs asked one by one */
+  uint8_t skip_body; /* milter: SMFIR_SKIP, no more body */
+  uint8_t rq;        /* RQ_*: the RCPT being asked */
+  uint16_t rq_code;  /* its answer: 0 passes */
+  char rq_text[SL_CHECK_TEXT_MAX];
   sl_verdict verdict; /* once FC_DONE */
   const char *fail;   /* a failure's reason (the verdict is the default) */
   char *text;         /* what the filter said, for the client */
@@ -103,7 +122,8 @@ struct sd_filters {
   const sd_config *cfg;
   sd_filters_done_fn done;
   void *ctx;
-  sd_timer fire; /* hands the verdict over, outside the caller's stack */
+  sd_timer fire;    /* hands the verdict over, outside the caller's stack */
+  sd_timer rq_fire; /* the same for a RCPT's answer */
   /* the message */
   int active;  /* MAIL seen and not ended or aborted */
   int ended;   /* SL_REQ_FILTER taken */
@@ -115,6 +135,16 @@ struct sd_filters {
   char client_ip[SL_ADDR_STRLEN], *client_name, *helo;
   char session_id[24]; /* the session log's id: rspamd's Queue-Id */
   sl_addr client;
+  int body_started; /* the first body bytes came: every filter runs */
+  uint64_t t_end;   /* when the end of data came */
+  /* the header section's end, watched as the body streams: 1 at a line
+     start, 2 after a CR there; hdr_end once the empty line passed */
+  int hst, hdr_end, hdr_scanned;
+  /* the RCPT the milters are being asked about (sd_filters_rcpt) */
+  char *rq_addr;
+  sd_filters_rcpt_fn rq_cb;
+  void *rq_ctx;
+  int rq_open, rq_sync;
   /* spool */
   uint8_t *mem;
   size_t mem_len, mem_cap;
@@ -144,6 +174,12 @@ struct sd_filters {
 };
 
 static uint64_t now_ns(const sd_filters *f) { return sd_loop_now(f->loop); }
+
+static void fc_start(fconn *c);
+static void fc_pump(fconn *c);
+static int headers_ready(sd_filters *f);
+static void log_entry(sd_filters *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static char *memdup0(const void *p, size_t n) {
   char *s = malloc(n + 1);
@@ -179,12 +215,33 @@ static int spool_file(sd_filters *f) {
   return fd;
 }
 
+/* Message bytes all spools of this process hold in memory (a worker is
+   one process with one loop: no lock). */
+static uint64_t spool_mem_total;
+
+/* Watches for the empty line that ends the header section. */
+static void hdr_watch(sd_filters *f, const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n && !f->hdr_end; i++) {
+    if (f->hst == 2 && p[i] == '\n')
+      f->hdr_end = 1;
+    f->hst = p[i] == '\n' ? 1 : (f->hst == 1 && p[i] == '\r') ? 2 : 0;
+  }
+}
+
 static void spool_put(sd_filters *f, const uint8_t *p, size_t n) {
   if (f->spool_err || !n)
     return;
+  if (!f->hdr_end)
+    hdr_watch(f, p, n);
   size_t room = f->mem_len < f->cfg->filter_spool_memory
                     ? (size_t)(f->cfg->filter_spool_memory - f->mem_len)
                     : 0;
+  uint64_t total = f->cfg->filter_spool_memory_total;
+  if (total) {
+    uint64_t free_total = spool_mem_total < total ? total - spool_mem_total : 0;
+    if (room > free_total)
+      room = (size_t)free_total;
+  }
   if (f->spool_fd < 0 && room) {
     size_t take = n < room ? n : room;
     if (f->mem_len + take > f->mem_cap) {
@@ -201,6 +258,7 @@ static void spool_put(sd_filters *f, const uint8_t *p, size_t n) {
     }
     memcpy(f->mem + f->mem_len, p, take);
     f->mem_len += take;
+    spool_mem_total += take;
     f->size += take;
     p += take;
     n -= take;
@@ -300,7 +358,17 @@ static void message_clear(sd_filters *f) {
     free(f->fc[i].text);
     f->fc[i].text = NULL;
     f->fc[i].state = FC_IDLE;
+    f->fc[i].live = f->fc[i].skip_body = 0;
+    f->fc[i].rq = RQ_NONE;
   }
+  free(f->rq_addr);
+  f->rq_addr = NULL;
+  f->rq_open = 0; /* a question still open is never answered */
+  sd_timer_stop(f->loop, &f->rq_fire);
+  f->body_started = 0;
+  f->t_end = 0;
+  f->hst = 1;
+  f->hdr_end = f->hdr_scanned = 0;
   sd_timer_stop(f->loop, &f->fire);
   free(f->mail_addr);
   free(f->mail_params);
@@ -317,6 +385,7 @@ static void message_clear(sd_filters *f) {
   f->client_name = f->helo = NULL;
   free(f->mem);
   f->mem = NULL;
+  spool_mem_total -= f->mem_len;
   f->mem_len = f->mem_cap = 0;
   if (f->spool_fd >= 0)
     close(f->spool_fd);
@@ -351,6 +420,7 @@ static void message_clear(sd_filters *f) {
 sd_filters *sd_filters_new(sd_loop *loop, const sd_config *cfg,
                            sd_filters_done_fn done, void *ctx);
 static void fire_cb(sd_timer *t);
+static void rq_fire_cb(sd_timer *t);
 
 sd_filters *sd_filters_new(sd_loop *loop, const sd_config *cfg,
                            sd_filters_done_fn done, void *ctx) {
@@ -369,8 +439,10 @@ sd_filters *sd_filters_new(sd_loop *loop, const sd_config *cfg,
   f->nfc = cfg->nfilters;
   f->spool_fd = -1;
   f->bol = 1;
+  f->hst = 1;
   f->inj_bol = 1;
   sd_timer_init(&f->fire, fire_cb);
+  sd_timer_init(&f->rq_fire, rq_fire_cb);
   for (size_t i = 0; i < f->nfc; i++) {
     f->fc[i].f = f;
     f->fc[i].fd = -1;
@@ -446,6 +518,19 @@ void sd_filters_tap(sd_filters *f, sl_filter_item item, const uint8_t *p,
     if (f->cfg->filter_mode_spool)
       f->holding = 1;
     spool_unstuff(f, p, n);
+    if (!f->body_started) {
+      /* the recipients are all answered (the upstream's 354 came after
+         them): every filter not yet connected starts now */
+      f->body_started = 1;
+      for (size_t i = 0; i < f->nfc; i++)
+        if (f->fc[i].state == FC_IDLE)
+          fc_start(&f->fc[i]);
+    }
+    /* each filter takes what it can of the new bytes; the rest waits in
+       the spool (no filter stops the client) */
+    for (size_t i = 0; i < f->nfc; i++)
+      if (f->fc[i].state == FC_RUN)
+        fc_pump(&f->fc[i]);
     break;
   case SL_FI_ABORT:
     message_clear(f);
@@ -454,6 +539,172 @@ void sd_filters_tap(sd_filters *f, sl_filter_item item, const uint8_t *p,
 }
 
 int sd_filters_holding(const sd_filters *f) { return f && f->holding; }
+
+void sd_filters_session(sd_filters *f, const sl_addr *client,
+                        const char *client_name, const char *helo,
+                        const char *session_id) {
+  if (!f->active)
+    return;
+  snprintf(f->session_id, sizeof f->session_id, "%s",
+           session_id ? session_id : "");
+  f->client = *client;
+  if (sl_addr_format(client, f->client_ip, sizeof f->client_ip) < 0)
+    f->client_ip[0] = '\0';
+  free(f->client_name);
+  free(f->helo);
+  f->client_name = client_name ? strdup(client_name) : NULL;
+  f->helo = helo ? strdup(helo) : NULL;
+  /* milters hear the envelope as it happens: connect, HELO, MAIL now */
+  for (size_t i = 0; i < f->nfc; i++) {
+    fconn *c = &f->fc[i];
+    if (c->cfg->kind != SL_FILTER_MILTER || c->state != FC_IDLE)
+      continue;
+    c->live = 1;
+    fc_start(c);
+    if (c->state == FC_RUN)
+      fc_pump(c);
+  }
+}
+
+/* The answer of one milter to the RCPT asked (a refusal: its code and
+   text, re-framed as a 4xx/5xx line without CR/LF). */
+static void rq_set(fconn *c, sl_verdict v, const uint8_t *text, size_t len) {
+  c->rq = RQ_DONE;
+  c->rq_code = 0;
+  c->rq_text[0] = '\0';
+  if (v != SL_VERDICT_REJECT && v != SL_VERDICT_TEMPFAIL)
+    return;
+  if (c->state != FC_DONE) /* a finished one is logged already */
+    log_entry(c->f, "%s:rcpt-%s", c->cfg->name, sl_verdict_name(v));
+  if (len == 0) {
+    /* Postfix's words for a milter's bare reject or tempfail at RCPT */
+    const char *d = v == SL_VERDICT_REJECT
+                        ? "5.7.1 Command rejected"
+                        : "4.7.1 Service unavailable - try again later";
+    c->rq_code = v == SL_VERDICT_REJECT ? 550 : 451;
+    snprintf(c->rq_text, sizeof c->rq_text, "%s", d);
+    return;
+  }
+  uint8_t line[SL_FILTER_REPLY_MAX];
+  int n = sl_filter_reply(line, v, text, len);
+  if (n < 6) {
+    c->rq_code = v == SL_VERDICT_REJECT ? 550 : 451;
+    return;
+  }
+  c->rq_code = (uint16_t)((line[0] - '0') * 100 + (line[1] - '0') * 10 +
+                          (line[2] - '0'));
+  size_t tl = (size_t)n - 4 - 2; /* after "DDD ", before CRLF */
+  if (tl >= sizeof c->rq_text)
+    tl = sizeof c->rq_text - 1;
+  memcpy(c->rq_text, line + 4, tl);
+  c->rq_text[tl] = '\0';
+}
+
+/* Every milter has answered the open question: the combined answer (any
+   reject wins, then any tempfail), to the caller of sd_filters_rcpt or its
+   callback.  1 if answered (code, text set). */
+static int rq_collect(sd_filters *f, uint16_t *code, char *text) {
+  if (!f->rq_open)
+    return 0;
+  const fconn *best = NULL;
+  for (size_t i = 0; i < f->nfc; i++) {
+    const fconn *c = &f->fc[i];
+    if (c->cfg->kind != SL_FILTER_MILTER || c->rq == RQ_NONE)
+      continue;
+    if (c->rq != RQ_DONE)
+      return 0;
+    if (c->rq_code &&
+        (best == NULL || (c->rq_code / 100 == 5 && best->rq_code / 100 != 5)))
+      best = c;
+  }
+  *code = best ? best->rq_code : 0;
+  snprintf(text, SL_CHECK_TEXT_MAX, "%s", best ? best->rq_text : "");
+  f->rq_open = 0;
+  for (size_t i = 0; i < f->nfc; i++)
+    f->fc[i].rq = RQ_NONE;
+  return 1;
+}
+
+/* Called when a milter's answer to the open question is in: the answer
+   goes out from a timer, never from inside a filter's I/O (the session may
+   ask the next RCPT at once). */
+static void rq_check(sd_filters *f) {
+  if (f->rq_sync || !f->rq_open)
+    return;
+  sd_timer_set(f->loop, &f->rq_fire, now_ns(f));
+}
+
+static void rq_fire_cb(sd_timer *t) {
+  sd_filters *f =
+      (sd_filters *)(void *)((char *)t - offsetof(sd_filters, rq_fire));
+  uint16_t code;
+  char text[SL_CHECK_TEXT_MAX];
+  if (rq_collect(f, &code, text))
+    f->rq_cb(f->rq_ctx, code, text);
+}
+
+/* A finished milter answers an open question with its verdict: a reject
+   or tempfail at connect, HELO or MAIL (or a failure's default action)
+   refuses every recipient, as Postfix then refuses the transaction. */
+static void rq_from_verdict(fconn *c) {
+  if (c->rq == RQ_WANT || c->rq == RQ_SENT) {
+    rq_set(c, c->verdict, (const uint8_t *)c->text, c->text_len);
+    rq_check(c->f);
+  }
+}
+
+int sd_filters_rcpt(sd_filters *f, const char *sender, const char *addr,
+                    sd_filters_rcpt_fn cb, void *ctx, uint16_t *code,
+                    char *text) {
+  *code = 0;
+  text[0] = '\0';
+  if (f == NULL || !f->active || f->body_started)
+    return 1;
+  /* a transaction the relay did not tap (filter_skip after an AUTH that
+     followed an abandoned filtered one) is not the milters' */
+  const char *mail = f->mail_addr ? f->mail_addr : "";
+  /* the relay cuts the sender at half its small buffer, the session at
+     SL_CHECK_TEXT_MAX: a sender that long is compared as a prefix */
+  size_t cut = f->cfg->limits.small_buffer_size / 2 - 1;
+  if (cut > SL_CHECK_TEXT_MAX - 1)
+    cut = SL_CHECK_TEXT_MAX - 1;
+  size_t sl = strlen(sender);
+  if (sl > strlen(mail) || memcmp(sender, mail, sl) != 0 ||
+      (sl < cut && mail[sl] != '\0'))
+    return 1;
+  int any = 0;
+  for (size_t i = 0; i < f->nfc; i++)
+    if (f->fc[i].cfg->kind == SL_FILTER_MILTER && f->fc[i].live)
+      any = 1;
+  if (!any)
+    return 1;
+  free(f->rq_addr);
+  if ((f->rq_addr = strdup(addr)) == NULL)
+    return 1; /* no memory: the recipient goes on unasked */
+  f->rq_cb = cb;
+  f->rq_ctx = ctx;
+  f->rq_open = 1;
+  f->rq_sync = 1;
+  for (size_t i = 0; i < f->nfc; i++) {
+    fconn *c = &f->fc[i];
+    if (c->cfg->kind != SL_FILTER_MILTER || !c->live)
+      continue;
+    c->rq = RQ_WANT;
+    if (c->state == FC_DONE)
+      rq_from_verdict(c);
+    else if (c->state == FC_RUN)
+      fc_pump(c);
+  }
+  f->rq_sync = 0;
+  return rq_collect(f, code, text);
+}
+
+void sd_filters_rcpt_cancel(sd_filters *f) {
+  if (f == NULL)
+    return;
+  f->rq_open = 0;
+  sd_timer_stop(f->loop, &f->rq_fire);
+}
 
 const char *sd_filters_log(const sd_filters *f) { return f ? f->log : ""; }
 
@@ -511,6 +762,18 @@ static void scan_headers(sd_filters *f) {
   f->body_off = i;
 }
 
+/* The header section is in the spool (its empty line came, the scan
+   bound is reached, or the message ended): indexed once.  1 if so. */
+static int headers_ready(sd_filters *f) {
+  if (f->hdr_scanned)
+    return 1;
+  if (!f->hdr_end && f->size < HDR_SCAN_MAX && !f->ended)
+    return 0;
+  scan_headers(f);
+  f->hdr_scanned = 1;
+  return 1;
+}
+
 static void add_hop(sd_filters *f, int op, const uint8_t *name, size_t nlen,
                     const uint8_t *value, size_t vlen, int has_value,
                     long index) {
@@ -561,6 +824,20 @@ static int out_room(fconn *c, size_t n) {
 static void fc_finish(fconn *c, sl_verdict verdict, const char *fail,
                       const uint8_t *text, size_t len);
 
+/* One entry of the session log's filters field, outside a message's own
+   (a milter's verdict at connect, HELO, MAIL or one RCPT). */
+static void log_entry(sd_filters *f, const char *fmt, ...) {
+  size_t used = strlen(f->log);
+  if (used + 200 >= sizeof f->log)
+    return;
+  if (used)
+    used += (size_t)snprintf(f->log + used, sizeof f->log - used, "; ");
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(f->log + used, sizeof f->log - used, fmt, ap);
+  va_end(ap);
+}
+
 static void fc_fail(fconn *c, const char *why) {
   sl_verdict v = c->f->cfg->filter_default_action == SL_FILTER_ACT_ACCEPT
                      ? SL_VERDICT_ACCEPT
@@ -597,13 +874,25 @@ static void fc_finish(fconn *c, sl_verdict verdict, const char *fail,
   c->state = FC_DONE;
   c->verdict = verdict;
   c->fail = fail;
-  uint64_t us = (now_ns(f) - c->start) / 1000;
+  /* the latency metric is the wait the filter adds after the end of data
+     (0 for a verdict before it) */
+  uint64_t from = f->t_end > c->start ? f->t_end : c->start;
+  uint64_t us = f->ended ? (now_ns(f) - from) / 1000 : 0;
   size_t idx = (size_t)(c - f->fc);
   sd_filter_observe(idx, fail ? -1 : (int)verdict, fail, us);
   if (fail)
     sd_log(SD_LOG_WARN, "filter %s failed (%s): counted as %s", c->cfg->name,
            fail, sl_verdict_name((sl_verdict)verdict));
   f->ndone++;
+  if (!f->body_started && !f->ended) {
+    /* decided on the envelope: no message line will name it */
+    if (fail)
+      log_entry(f, "%s:fail(%s)->%s", c->cfg->name, fail,
+                sl_verdict_name(verdict));
+    else
+      log_entry(f, "%s:%s", c->cfg->name, sl_verdict_name(verdict));
+  }
+  rq_from_verdict(c);
   check_all_done(f);
 }
 
@@ -620,6 +909,8 @@ static void fc_start(fconn *c) {
   sd_timer_init(&c->timer, fc_timer);
   sl_duration t = c->cfg->timeout ? c->cfg->timeout : f->cfg->filter_timeout;
   sd_timer_set(f->loop, &c->timer, c->start + t);
+  c->armed = 1;
+  c->progress = 0;
   int fam = c->cfg->path ? AF_UNIX : c->cfg->addr.ss.ss_family;
   c->fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (c->fd < 0) {
@@ -672,6 +963,7 @@ static int fc_flush(fconn *c) {
     if (w <= 0)
       return -1;
     c->out_off += (size_t)w;
+    c->progress = 1;
   }
   c->out_off = c->out_len = 0;
   return 0;
@@ -702,6 +994,7 @@ static int fc_read(fconn *c) {
       return 0;
     }
     c->in_len += (size_t)r;
+    c->progress = 1;
   }
 }
 
@@ -717,14 +1010,23 @@ static int queue_spool(fconn *c, size_t max, int clamd, int milter) {
     return 0;
   uint64_t left = c->spool_end - c->spool_off;
   size_t n = left < max ? (size_t)left : max;
-  size_t hl = clamd    ? SL_CLAMD_CHUNK_HEADER_LEN
-              : milter ? SL_MILTER_HEADER_LEN
-                       : 0;
-  if (out_room(c, n + hl) != 0)
+  int chunked = !clamd && !milter; /* rspamd: HTTP chunks */
+  uint8_t ch[SL_RSPAMD_CHUNK_HEADER_MAX];
+  size_t hl = clamd     ? SL_CLAMD_CHUNK_HEADER_LEN
+              : milter  ? SL_MILTER_HEADER_LEN
+              : chunked ? sl_rspamd_put_chunk_header(ch, n)
+                        : 0;
+  if (out_room(c, n + hl + 2) != 0)
     return -1;
   uint8_t *o = c->out + c->out_len;
   if (spool_get(c->f, c->spool_off, o + hl, n) != (long)n)
     return -1;
+  if (chunked) {
+    memcpy(o, ch, hl);
+    o[hl + n] = '\r';
+    o[hl + n + 1] = '\n';
+    c->out_len += 2;
+  }
   if (clamd)
     sl_clamd_put_chunk_header(o, (uint32_t)n);
   if (milter) {
@@ -750,18 +1052,24 @@ static void clamd_step(fconn *c) {
       return fc_fail(c, "memory");
     c->out_len += sl_clamd_put_command(c->out + c->out_len);
     c->spool_off = 0;
-    c->spool_end = c->f->size;
     c->phase = 1;
   }
   while (c->phase == 1) {
     int fl = fc_flush(c);
-    if (fl < 0)
+    if (fl < 0) {
+      /* clamd closes a stream past StreamMaxLength after saying so */
+      if (fc_read(c) == 0 && c->in_len)
+        break;
       return fc_fail(c, "write");
+    }
     if (fl > 0)
       break;
+    c->spool_end = c->f->size;
     int q = queue_spool(c, IO_CHUNK, 1, 0);
     if (q < 0)
       return fc_fail(c, "spool");
+    if (q == 0 && !c->f->ended)
+      break; /* all there is so far: more with the next body bytes */
     if (q == 0) {
       if (out_room(c, SL_CLAMD_CHUNK_HEADER_LEN) != 0)
         return fc_fail(c, "memory");
@@ -776,8 +1084,9 @@ static void clamd_step(fconn *c) {
     if (fl == 0)
       c->phase = 3;
   }
-  /* clamd may answer early (a size limit) whatever was sent */
-  if (fc_read(c) != 0)
+  /* clamd may answer early (a size limit) whatever was sent, and close at
+     once: what it said before a reset still counts */
+  if (fc_read(c) != 0 && c->in_len == 0)
     return fc_fail(c, "read");
   if (c->in_len) {
     sl_clamd_reply rep;
@@ -859,7 +1168,7 @@ static void rspamd_step(fconn *c) {
                               strlen(f->rcpts[i].addr)};
     sl_rspamd_request rq;
     memset(&rq, 0, sizeof rq);
-    rq.content_length = f->size;
+    rq.chunked = 1; /* the message follows as it arrives */
     rq.ip = (sl_bytes){(const uint8_t *)f->client_ip, strlen(f->client_ip)};
     if (f->helo)
       rq.helo = (sl_bytes){(const uint8_t *)f->helo, strlen(f->helo)};
@@ -885,7 +1194,6 @@ static void rspamd_step(fconn *c) {
       return fc_fail(c, "request");
     c->out_len += (size_t)hl;
     c->spool_off = 0;
-    c->spool_end = f->size;
     c->http = malloc(sizeof *c->http);
     c->hbody = malloc(IN_MAX);
     if (c->http == NULL || c->hbody == NULL)
@@ -899,12 +1207,23 @@ static void rspamd_step(fconn *c) {
       return fc_fail(c, "write");
     if (fl > 0)
       break;
+    c->spool_end = f->size;
     int q = queue_spool(c, IO_CHUNK, 0, 0);
     if (q < 0)
       return fc_fail(c, "spool");
-    if (q == 0)
+    if (q == 0 && !f->ended)
+      break; /* all there is so far */
+    if (q == 0) {
+      size_t el = sizeof SL_RSPAMD_CHUNK_END - 1;
+      if (out_room(c, el) != 0)
+        return fc_fail(c, "memory");
+      memcpy(c->out + c->out_len, SL_RSPAMD_CHUNK_END, el);
+      c->out_len += el;
       c->phase = 2;
+    }
   }
+  if (c->phase == 2 && fc_flush(c) < 0)
+    return fc_fail(c, "write");
   if (fc_read(c) != 0)
     return fc_fail(c, "read");
   if (c->in_len) {
@@ -980,6 +1299,17 @@ static int milter_next(fconn *c) {
       cmd = SL_MILTER_CMD_MAIL;
       break;
     case MP_RCPT:
+      if (c->live) {
+        /* one RCPT at a time, as the relay asks; DATA with the body */
+        if (c->rq == RQ_WANT) {
+          cmd = SL_MILTER_CMD_RCPT;
+          break;
+        }
+        if (c->rq == RQ_SENT || (!f->body_started && !f->ended))
+          return 0;
+        c->phase = MP_DATA;
+        continue;
+      }
       while (c->item < f->nrcpts && f->rcpts[c->item].state != 1)
         c->item++;
       if (c->item >= f->nrcpts) {
@@ -992,6 +1322,8 @@ static int milter_next(fconn *c) {
       cmd = SL_MILTER_CMD_DATA;
       break;
     case MP_HEADER:
+      if (!headers_ready(f))
+        return 0; /* the header section is still arriving */
       if (c->item >= f->nhdrs) {
         c->phase = MP_EOH;
         continue;
@@ -1003,11 +1335,19 @@ static int milter_next(fconn *c) {
       cmd = SL_MILTER_CMD_EOH;
       break;
     case MP_BODY:
-      if (!sl_milter_sends(&c->ms, SL_MILTER_CMD_BODY) ||
+      c->spool_end = f->size;
+      if (!sl_milter_sends(&c->ms, SL_MILTER_CMD_BODY) || c->skip_body ||
           c->spool_off >= c->spool_end) {
+        if (!f->ended)
+          return 0; /* more body to come */
         c->phase = MP_EOB;
         continue;
       }
+      /* whole chunks while the body streams: the milter answers each one,
+         and a round trip per small piece would leave it behind the client */
+      if (!f->ended && c->spool_end - c->spool_off < SL_MILTER_CHUNK_MAX &&
+          sl_milter_expects_reply(&c->ms, SL_MILTER_CMD_BODY))
+        return 0;
       if (queue_spool(c, SL_MILTER_CHUNK_MAX, 0, 1) < 0)
         return -1;
       if (sl_milter_expects_reply(&c->ms, SL_MILTER_CMD_BODY))
@@ -1018,6 +1358,11 @@ static int milter_next(fconn *c) {
       break;
     default:
       return 0;
+    }
+    if (cmd == SL_MILTER_CMD_RCPT && c->live && !sl_milter_sends(&c->ms, cmd)) {
+      rq_set(c, SL_VERDICT_ACCEPT, NULL, 0); /* not asked: passes */
+      rq_check(f);
+      continue;
     }
     if (!sl_milter_sends(&c->ms, cmd) && cmd != SL_MILTER_CMD_BODYEOB) {
       /* the filter opted out of this event: the next phase */
@@ -1070,6 +1415,12 @@ static int milter_next(fconn *c) {
       break;
     }
     case SL_MILTER_CMD_RCPT: {
+      if (c->live) {
+        const char *a = f->rq_addr ? f->rq_addr : "";
+        n = sl_milter_put_rcpt(o, need,
+                               (sl_bytes){(const uint8_t *)a, strlen(a)}, w, 0);
+        break;
+      }
       rcpt *r = &f->rcpts[c->item];
       size_t nw = words(r->params, w, 16);
       const char *a = r->addr ? r->addr : "";
@@ -1123,6 +1474,14 @@ static int milter_next(fconn *c) {
     c->out_len += (size_t)n;
     if (sl_milter_expects_reply(&c->ms, cmd))
       c->await = cmd;
+    if (cmd == SL_MILTER_CMD_RCPT && c->live) {
+      c->rq = RQ_SENT;
+      if (!c->await) {
+        rq_set(c, SL_VERDICT_ACCEPT, NULL, 0); /* no reply wanted */
+        rq_check(f);
+      }
+      return 0;
+    }
     /* the phase after this command */
     if (c->phase == MP_RCPT || c->phase == MP_HEADER) {
       c->item++;
@@ -1137,6 +1496,31 @@ static int milter_next(fconn *c) {
     }
     return 0;
   }
+}
+
+/* A live milter's reply to a RCPT: the recipient's answer.  1 if taken;
+   0 for a reply that ends the whole conversation (accept, discard, ...),
+   which fc_finish turns into the answer. */
+static int milter_rcpt_reply(fconn *c, const sl_milter_reply *rp) {
+  switch (rp->kind) {
+  case SL_MILTER_CONTINUE:
+    rq_set(c, SL_VERDICT_ACCEPT, NULL, 0);
+    break;
+  case SL_MILTER_REJECT:
+    rq_set(c, SL_VERDICT_REJECT, NULL, 0);
+    break;
+  case SL_MILTER_TEMPFAIL:
+    rq_set(c, SL_VERDICT_TEMPFAIL, NULL, 0);
+    break;
+  case SL_MILTER_REPLYCODE:
+    rq_set(c, rp->verdict, rp->text.p, rp->text.len);
+    break;
+  default:
+    return 0;
+  }
+  c->await = 0;
+  rq_check(c->f);
+  return 1;
 }
 
 /* One packet from the filter.  Returns 1 to go on, 0 when finished. */
@@ -1177,6 +1561,8 @@ static int milter_packet(fconn *c, uint8_t cmd, const uint8_t *data,
     return 0;
   }
   sd_filters *f = c->f;
+  if (c->await == SL_MILTER_CMD_RCPT && c->live && milter_rcpt_reply(c, &rp))
+    return 1;
   switch (rp.kind) {
   case SL_MILTER_CONTINUE:
     c->await = 0;
@@ -1187,7 +1573,7 @@ static int milter_packet(fconn *c, uint8_t cmd, const uint8_t *data,
     return 1;
   case SL_MILTER_SKIP:
     c->await = 0;
-    c->spool_off = c->spool_end; /* no more body */
+    c->skip_body = 1;
     return 1;
   case SL_MILTER_PROGRESS: {
     sl_duration t = c->cfg->timeout ? c->cfg->timeout : f->cfg->filter_timeout;
@@ -1259,12 +1645,20 @@ static void milter_step(fconn *c) {
     int fl = fc_flush(c);
     if (fl < 0)
       return fc_fail(c, "write");
+    int idle = 0;
     if (fl == 0 && !c->await && c->phase < MP_EOB_WAIT) {
+      size_t before = c->out_len;
+      int phase = c->phase;
+      uint8_t rq = c->rq;
       if (milter_next(c) != 0)
         return fc_fail(c, "request");
+      if (c->state != FC_RUN)
+        return;
       if (c->phase == MP_EOB_WAIT && !c->await)
         c->await = SL_MILTER_CMD_BODYEOB;
-      continue;
+      if (c->out_len != before || c->phase != phase || c->await || c->rq != rq)
+        continue;
+      idle = 1; /* nothing to say until the client sends more */
     }
     if (fc_read(c) != 0)
       return fc_fail(c, "read");
@@ -1286,13 +1680,34 @@ static void milter_step(fconn *c) {
     }
     if (c->eof)
       return fc_fail(c, "closed");
-    if (!more && (fl > 0 || c->await))
-      return; /* wait for the socket */
+    if (!more && (fl > 0 || c->await || idle))
+      return; /* wait for the socket, or the client */
   }
 }
 
 /* ---- dispatch
  * ---------------------------------------------------------------------- */
+
+/* Before the end of data a filter's timeout runs only while sluice waits
+   on it (its answer, or room to write), from its last progress: a filter
+   idle because the client is slow is not failing.  From the end of data
+   on, the deadline set then stands. */
+static void fc_arm(fconn *c) {
+  sd_filters *f = c->f;
+  if (f->ended)
+    return;
+  int waiting = c->await || c->out_off < c->out_len;
+  if (!waiting) {
+    if (c->armed)
+      sd_timer_stop(f->loop, &c->timer);
+    c->armed = 0;
+  } else if (!c->armed || c->progress) {
+    sl_duration t = c->cfg->timeout ? c->cfg->timeout : f->cfg->filter_timeout;
+    sd_timer_set(f->loop, &c->timer, now_ns(f) + t);
+    c->armed = 1;
+  }
+  c->progress = 0;
+}
 
 static void fc_pump(fconn *c) {
   if (c->state == FC_CONNECTING) {
@@ -1317,6 +1732,7 @@ static void fc_pump(fconn *c) {
   }
   if (c->state != FC_RUN || c->fd < 0)
     return;
+  fc_arm(c);
   uint32_t m = EPOLLIN | (c->out_off < c->out_len ? EPOLLOUT : 0);
   if (m != c->ev) {
     sd_loop_mod(c->f->loop, c->fd, m, &c->h);
@@ -1332,24 +1748,16 @@ static void fc_io(sd_handler *h, uint32_t ev) {
   fc_pump(c);
 }
 
-void sd_filters_end(sd_filters *f, uint32_t id, const sl_addr *client,
-                    const char *client_name, const char *helo,
-                    const char *session_id) {
+void sd_filters_end(sd_filters *f, uint32_t id) {
   f->ended = 1;
+  f->t_end = now_ns(f);
   f->id = id;
-  snprintf(f->session_id, sizeof f->session_id, "%s",
-           session_id ? session_id : "");
-  f->client = *client;
-  if (sl_addr_format(client, f->client_ip, sizeof f->client_ip) < 0)
-    f->client_ip[0] = '\0';
-  f->client_name = client_name ? strdup(client_name) : NULL;
-  f->helo = helo ? strdup(helo) : NULL;
-  f->ndone = 0;
-  scan_headers(f);
+  headers_ready(f);
   if (f->spool_err) {
-    /* nothing to give the filters: every one has failed */
+    /* the filters cannot have the whole message: every one has failed */
     for (size_t i = 0; i < f->nfc; i++) {
-      f->fc[i].start = now_ns(f);
+      if (f->fc[i].state == FC_IDLE)
+        f->fc[i].start = now_ns(f);
       fc_fail(&f->fc[i], "spool");
     }
     check_all_done(f);
@@ -1357,8 +1765,17 @@ void sd_filters_end(sd_filters *f, uint32_t id, const sl_addr *client,
   }
   for (size_t i = 0; i < f->nfc; i++) {
     fconn *c = &f->fc[i];
-    c->state = FC_IDLE;
-    fc_start(c);
+    if (c->state == FC_DONE)
+      continue;
+    if (c->state == FC_IDLE) {
+      fc_start(c); /* a message without body bytes */
+    } else {
+      /* the final answer is due within the filter's timeout from now */
+      sl_duration t =
+          c->cfg->timeout ? c->cfg->timeout : f->cfg->filter_timeout;
+      sd_timer_set(f->loop, &c->timer, now_ns(f) + t);
+      c->armed = 1;
+    }
     if (c->state == FC_RUN)
       fc_pump(c);
   }

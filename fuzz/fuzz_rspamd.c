@@ -195,6 +195,7 @@ static void request_mode(const uint8_t *b, size_t n, uint8_t seed) {
   sl_rspamd_request rq;
   memset(&rq, 0, sizeof(rq));
   rq.content_length = (uint64_t)seed * 1000003u;
+  rq.chunked = seed & 1; /* the streamed form: no length, chunked */
   rq.ip = f[0];
   rq.helo = f[1];
   rq.hostname = f[2];
@@ -238,6 +239,35 @@ static void request_mode(const uint8_t *b, size_t n, uint8_t seed) {
   }
   if (rcpts != rq.nrcpts)
     fail("one Rcpt line per recipient");
+  /* exactly one framing header, the one asked for */
+  int te = 0, cl = 0;
+  for (size_t i = 0; i + 28 <= L; i++) {
+    if (i && out[i - 1] != '\n')
+      continue;
+    te += memcmp(out + i, "Transfer-Encoding: chunked\r\n", 28) == 0;
+    cl += i + 16 <= L && memcmp(out + i, "Content-Length: ", 16) == 0;
+  }
+  if (te + cl != 1 || te != (rq.chunked != 0))
+    fail("one framing header, the one asked for");
+  /* a chunk header is the hex size and CRLF, nothing else */
+  uint8_t ch[SL_RSPAMD_CHUNK_HEADER_MAX];
+  uint64_t size = rq.content_length + 1;
+  size_t hl = sl_rspamd_put_chunk_header(ch, size);
+  uint64_t back = 0;
+  if (hl < 3 || hl > SL_RSPAMD_CHUNK_HEADER_MAX || ch[hl - 2] != '\r' ||
+      ch[hl - 1] != '\n')
+    fail("chunk header frame");
+  for (size_t i = 0; i + 2 < hl; i++) {
+    uint8_t c = ch[i];
+    int d = c >= '0' && c <= '9'   ? c - '0'
+            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                   : -1;
+    if (d < 0 || (i == 0 && d == 0))
+      fail("chunk size digit");
+    back = back * 16 + (uint64_t)d;
+  }
+  if (back != size)
+    fail("chunk size value");
   free(out);
 }
 

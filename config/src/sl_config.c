@@ -401,8 +401,12 @@ static const sl_config_key keys[] = {
         "change headers)"),
     KEY("filter_spool_memory", SL_CT_SIZE64, filter_spool_memory, 0, 0, NULL,
         "1048576", D,
-        "spool mode: message bytes held in memory before an unlinked "
+        "message bytes of one spool held in memory before an unlinked "
         "temporary file"),
+    KEY("filter_spool_memory_total", SL_CT_SIZE64, filter_spool_memory_total, 0,
+        0, NULL, "67108864", D,
+        "spool bytes held in memory by all sessions of one worker process "
+        "together; past it spools go to their temporary file (0: no cap)"),
     KEY("filter_spool_dir", SL_CT_STRING, filter_spool_dir, 0, 0, NULL, NULL, D,
         "spool mode: directory of the temporary files (empty: $TMPDIR, "
         "else /tmp)"),
@@ -1885,6 +1889,10 @@ int sl_config_finish(sl_config *c, unsigned flags, char *err, size_t errlen) {
     c->policy.rcpt_check =
         c->greylist ||
         (c->policy_service && (c->policy_stages & SL_POLICY_AT_RCPT));
+    /* a milter is asked at each RCPT, as Postfix asks it (sd_filter.c) */
+    for (size_t i = 0; i < c->nfilters; i++)
+      if (c->filters[i].kind == SL_FILTER_MILTER)
+        c->policy.rcpt_check = 1;
     c->policy.check_stages = 0;
     if (c->policy_service && (c->policy_stages & SL_POLICY_AT_MAIL))
       c->policy.check_stages |= SL_CHECK_MAIL;

@@ -566,6 +566,7 @@ static void test_filters(void) {
     CHECK_INT(c->filter_default_action, SL_FILTER_ACT_TEMPFAIL);
     CHECK_INT(c->filter_mode, SL_FILTER_MODE_AUTO);
     CHECK(c->filter_spool_memory == 1048576);
+    CHECK(c->filter_spool_memory_total == 67108864);
     CHECK_INT(c->filter_discard_action, SL_FILTER_DISCARD_REJECT);
     CHECK_INT(c->filter_skip, 0);
     sl_config_unref(c);

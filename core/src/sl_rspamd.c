@@ -93,10 +93,14 @@ long sl_rspamd_request_head(uint8_t *out, size_t cap,
   out_buf o = {out, cap, 0, 0};
   put_str(&o, "POST /checkv2 HTTP/1.1\r\n");
   put_header(&o, "Host", rq->host, "localhost");
-  put_str(&o, "Content-Length: ");
-  uint8_t num[20];
-  put(&o, num, sl_put_decimal(num, rq->content_length));
-  put(&o, "\r\n", 2);
+  if (rq->chunked) {
+    put_str(&o, "Transfer-Encoding: chunked\r\n");
+  } else {
+    put_str(&o, "Content-Length: ");
+    uint8_t num[20];
+    put(&o, num, sl_put_decimal(num, rq->content_length));
+    put(&o, "\r\n", 2);
+  }
   put_header(&o, "IP", rq->ip, NULL);
   put_header(&o, "Helo", rq->helo, NULL);
   put_header(&o, "Hostname", rq->hostname, NULL);
@@ -108,6 +112,19 @@ long sl_rspamd_request_head(uint8_t *out, size_t cap,
   put_header(&o, "Flags", rq->flags, NULL);
   put(&o, "\r\n", 2);
   return o.err ? o.err : (long)o.len;
+}
+
+size_t sl_rspamd_put_chunk_header(uint8_t *out, uint64_t n) {
+  static const char hex[] = "0123456789abcdef";
+  size_t len = 0;
+  int shift = 60;
+  while (shift > 0 && !((n >> shift) & 0xf))
+    shift -= 4;
+  for (; shift >= 0; shift -= 4)
+    out[len++] = (uint8_t)hex[(n >> shift) & 0xf];
+  out[len++] = '\r';
+  out[len++] = '\n';
+  return len;
 }
 
 /* ---- HTTP/1.1 response reader ------------------------------------------ */

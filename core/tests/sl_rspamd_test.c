@@ -158,6 +158,30 @@ static int feed_steps(const uint8_t *b, size_t n, size_t step, size_t cap,
   return rc;
 }
 
+/* A streamed request: the head says chunked, never a length; the chunk
+   headers are the hex sizes RFC 9112 7.1 reads. */
+static void test_request_chunked(void) {
+  uint8_t out[1024];
+  sl_rspamd_request rq;
+  memset(&rq, 0, sizeof(rq));
+  rq.content_length = 12;
+  rq.chunked = 1;
+  rq.ip = B("192.0.2.1");
+  long n = sl_rspamd_request_head(out, sizeof(out), &rq);
+  const char *want = "POST /checkv2 HTTP/1.1\r\n"
+                     "Host: localhost\r\n"
+                     "Transfer-Encoding: chunked\r\n"
+                     "IP: 192.0.2.1\r\n"
+                     "From: <>\r\n"
+                     "\r\n";
+  CHECK_MEM(out, n > 0 ? n : 0, want, strlen(want));
+  uint8_t h[SL_RSPAMD_CHUNK_HEADER_MAX];
+  CHECK_MEM(h, sl_rspamd_put_chunk_header(h, 1), "1\r\n", 3);
+  CHECK_MEM(h, sl_rspamd_put_chunk_header(h, 0x10000), "10000\r\n", 7);
+  CHECK_MEM(h, sl_rspamd_put_chunk_header(h, 0xfffe), "fffe\r\n", 6);
+  CHECK_INT((long)sl_rspamd_put_chunk_header(h, UINT64_MAX), 18);
+}
+
 static void test_http_table(void) {
   struct {
     const char *in;
@@ -586,6 +610,7 @@ int main(void) {
   guard_end = sl_guard_area(AREA);
   SL_RUN(test_captured_request);
   SL_RUN(test_request_sanitising);
+  SL_RUN(test_request_chunked);
   SL_RUN(test_http_table);
   SL_RUN(test_http_eof);
   SL_RUN(test_http_bounds);

@@ -38,7 +38,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "testbeds"))
 
-from bench_proxy import (cpu_seconds, find_binary, free_port, latencies,  # noqa: E402
+from bench_proxy import (Client, cpu_seconds, find_binary, free_port, latencies,  # noqa: E402
                          smtp_source, start_sluiced, wait_port)
 
 
@@ -56,6 +56,58 @@ def stop(p):
         p.wait(timeout=5)
 
 
+def eod_latencies(port, n, body):
+    """Seconds from the final dot to the reply, for n messages of one session.
+    The body is written first (sendall returns once all but the socket
+    buffers' worth is read by sluiced), then the clock starts at the dot."""
+    c = Client(port, timeout=120)
+    assert c.reply() == 220
+    assert c.cmd(b"EHLO bench.test\r\n") == 250
+    out = []
+    for _ in range(n):
+        c.s.sendall(b"MAIL FROM:<a@bench.test>\r\nRCPT TO:<b@bench.test>\r\nDATA\r\n")
+        assert c.reply() == 250 and c.reply() == 250 and c.reply() == 354
+        c.s.sendall(body)
+        t0 = time.perf_counter()
+        assert c.cmd(b".\r\n") == 250
+        out.append(time.perf_counter() - t0)
+    c.cmd(b"QUIT\r\n")
+    c.close()
+    return out
+
+
+def eod_run(a, configs, want, sluiced, work, sink_port, procs, end):
+    sizes = [int(x) for x in a.eod.split(",")]
+    rows = []
+    for size in sizes:
+        body = b"Subject: bench\r\nFrom: a@bench.test\r\nTo: b@bench.test\r\n\r\n" + \
+            (b"x" * 76 + b"\r\n") * max(1, size // 78)
+        for name, extra in configs:
+            if not want(name) and name != "none":
+                continue
+            if time.monotonic() > end - 30:
+                print(f"bench_filters: deadline near, {name} at {size} and later skipped")
+                break
+            p, port = start_sluiced(sluiced, work, name.replace("/", "-"), sink_port,
+                                    extra + ["relay_domains = *", "filter_timeout = 60s",
+                                             "message_size_max = 52428800"])
+            procs.append(p)
+            eod_latencies(port, 1, body)  # warm-up
+            lat = sorted(eod_latencies(port, a.latency_n, body))
+            stop(p)
+            procs.remove(p)
+            rows.append((size, name, statistics.median(lat), lat[-1]))
+    print(f"\nlatency after the final dot, {a.latency_n} sequential messages per row")
+    print(f"{'size':>10} {'config':<15} {'p50 ms':>9} {'max ms':>9} {'added p50 ms':>13}")
+    base = {}
+    for size, name, p50, mx in rows:
+        if name == "none":
+            base[size] = p50
+        added = (p50 - base[size]) * 1e3 if size in base else float("nan")
+        print(f"{size:>10} {name:<15} {p50 * 1e3:9.2f} {mx * 1e3:9.2f} {added:13.2f}")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sluiced")
@@ -66,6 +118,9 @@ def main():
     ap.add_argument("--latency-n", type=int, default=60, help="sequential messages per config")
     ap.add_argument("--only", help="comma-separated configs to run (default: all)")
     ap.add_argument("--deadline", type=float, default=400, help="seconds for the whole run")
+    ap.add_argument("--eod", help="comma-separated message sizes in bytes (e.g. 1000000,10000000): "
+                    "only measure, per config, the time from the final dot to the reply "
+                    "(what the filters add after the end of data), --latency-n messages each")
     a = ap.parse_args()
     end = time.monotonic() + a.deadline
     sluiced = find_binary("sluiced", a.sluiced)
@@ -111,6 +166,8 @@ def main():
                                           "filter_mode = spool"])]
         body = b"Subject: bench\r\nFrom: a@bench.test\r\nTo: b@bench.test\r\n\r\n" + \
             (b"x" * 76 + b"\r\n") * max(1, a.size // 78)
+        if a.eod:
+            return eod_run(a, configs, want, sluiced, work, sink_port, procs, end)
         for name, extra in configs:
             if not want(name):
                 continue

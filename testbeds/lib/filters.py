@@ -295,7 +295,8 @@ class ClamdServer:
 # ---------------------------------------------------------------- milters
 
 MILTER_SCRIPT = Path(__file__).resolve().parent / "milter_script.py"
-MILTER_MODES = ("accept", "reject", "addheader", "tempfail", "hang", "rcptreject")
+MILTER_MODES = ("accept", "reject", "addheader", "tempfail", "hang", "rcptreject", "stamp",
+                "bodyhang")
 
 
 class MilterServer:
@@ -338,6 +339,14 @@ class MilterServer:
             return self.logfile.read_text().splitlines()
         except OSError:
             return []
+
+    def stamps(self) -> list:
+        """The stamp mode's (event, unix time, bytes) tuples, in order."""
+        try:
+            text = (self.root / "seen.log.stamps").read_text()
+        except OSError:
+            return []
+        return [(e, float(t), int(n)) for e, t, n in (l.split() for l in text.splitlines())]
 
     def stop(self):
         if getattr(self, "proc", None) is not None:

@@ -16,6 +16,11 @@ Modes:
                "refuse" gets 550 5.7.1, one starting with "defer" 451 4.7.1;
                continues the others and accepts at end of body
   hang         never answers end of body (sleeps)
+  stamp        accept, writing "<event> <unix time> <bytes>" to LOGFILE.stamps
+               at each RCPT, DATA, end of headers, body chunk and end of
+               body: when the MTA told it what (streaming, seen from the filter)
+  bodyhang     never answers the first body chunk (sleeps): a filter that
+               hangs mid-stream
 """
 import sys
 import time
@@ -24,6 +29,11 @@ import Milter
 
 MODE, SOCKET, LOGFILE = sys.argv[1], sys.argv[2], sys.argv[3]
 NAME = f"sluice-test-{MODE}"
+
+
+def stamp(event, n=0):
+    with open(LOGFILE + ".stamps", "a") as f:
+        f.write(f"{event} {time.time():.6f} {n}\n")
 
 
 def log(verdict, sender):
@@ -40,6 +50,8 @@ class ScriptedMilter(Milter.Base):
         return Milter.CONTINUE
 
     def envrcpt(self, to, *params):
+        if MODE == "stamp":
+            stamp("rcpt")
         local = to.strip("<>").lower()
         if MODE == "rcptreject" and local.startswith("refuse"):
             self.setreply("550", "5.7.1", "recipient refused by the test milter")
@@ -51,6 +63,24 @@ class ScriptedMilter(Milter.Base):
             return Milter.TEMPFAIL
         return Milter.CONTINUE
 
+    def data(self):
+        if MODE == "stamp":
+            stamp("data")
+        return Milter.CONTINUE
+
+    def eoh(self):
+        if MODE == "stamp":
+            stamp("eoh")
+        return Milter.CONTINUE
+
+    def body(self, chunk):
+        if MODE == "stamp":
+            stamp("body", len(chunk))
+        if MODE == "bodyhang":
+            log("bodyhang", self.sender)
+            time.sleep(3600)
+        return Milter.CONTINUE
+
     def header(self, name, value):
         if MODE == "reject" and name.lower() == "x-sluice-verdict" and value.strip() == "reject":
             self.setreply("550", "5.7.1", "rejected by the test milter")
@@ -59,6 +89,8 @@ class ScriptedMilter(Milter.Base):
         return Milter.CONTINUE
 
     def eom(self):
+        if MODE == "stamp":
+            stamp("eom")
         if MODE == "tempfail":
             self.setreply("451", "4.7.1", "try again later, says the test milter")
             log("tempfail", self.sender)

@@ -220,6 +220,8 @@ typedef struct sl_config {
   int filter_mode;            /* SL_FILTER_MODE_* */
   int filter_mode_spool;      /* derived by finish: auto resolved */
   uint64_t filter_spool_memory;
+  /* all spools of one worker process together, 0: no cap */
+  uint64_t filter_spool_memory_total;
   char *filter_spool_dir;    /* NULL: $TMPDIR, else /tmp */
   int filter_discard_action; /* SL_FILTER_DISCARD_* */
   uint32_t filter_skip;      /* SL_FILTER_SKIP_* */

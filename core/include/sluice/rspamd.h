@@ -54,6 +54,11 @@ typedef struct sl_rspamd_request {
   /* rspamd "Flags" header, e.g. "milter" or "pass_all"; not sanitised
      beyond the header-value rules. */
   sl_bytes flags;
+  /* Nonzero: "Transfer-Encoding: chunked" instead of Content-Length
+     (content_length is ignored), so the message can follow while it is
+     still arriving; rspamd 3.4 reads a chunked /checkv2 body.  The caller
+     frames the body (sl_rspamd_put_chunk_header, then "0" CRLF CRLF). */
+  int chunked;
 } sl_rspamd_request;
 
 /*
@@ -69,6 +74,17 @@ typedef struct sl_rspamd_request {
  */
 long sl_rspamd_request_head(uint8_t *out, size_t cap,
                             const sl_rspamd_request *rq);
+
+/* The longest chunk header sl_rspamd_put_chunk_header writes. */
+#define SL_RSPAMD_CHUNK_HEADER_MAX 18
+/* The end of a chunked body: the last chunk and the empty trailer. */
+#define SL_RSPAMD_CHUNK_END "0\r\n\r\n"
+/*
+ * Writes the header of one chunk of n > 0 bytes (RFC 9112 7.1: hex size,
+ * CRLF) into out (SL_RSPAMD_CHUNK_HEADER_MAX bytes); the chunk's data and
+ * a CRLF follow it.  Returns the length written.
+ */
+size_t sl_rspamd_put_chunk_header(uint8_t *out, uint64_t n);
 
 /* ---- HTTP/1.1 response reader ------------------------------------------ */
 
