@@ -274,8 +274,10 @@ static int rcpt_reply_due(const sl_relay *r) {
    here and kept until a RCPT passes its check (mailh), so a greylisted or
    refused client never reaches the mail server. */
 static int mail_may_wait(const sl_relay *r) {
+  /* A filtered transaction is not held: its milters must see the MAIL
+     (filter_tap) before they are asked about a RCPT. */
   return r->pol->mode == SL_MODE_SCREEN_FIRST && r->pol->rcpt_check &&
-         r->up == UP_NONE && !r->authed;
+         r->up == UP_NONE && !r->authed && !sl__filter_wanted(r);
 }
 
 /* Sends a checked MAIL line upstream: the client's (kind Q_UP_MAIL, a new
