@@ -1,6 +1,8 @@
 /*
  * sd_check.h: the driver's answer to the relay's SL_REQ_RCPT_CHECK: a
- * Postfix policy delegation server (policy_service) asked first, then
+ * Postfix policy delegation server (policy_service) asked first, at the
+ * stages policy_stages names (the request's check.stage: MAIL, RCPT or
+ * DATA, sent as Postfix's protocol_state), then, at RCPT only,
  * greylisting (greylist) through the state backend (sd_state.h), so the
  * triplets are shared by every worker and, with Redis, every instance.
  *

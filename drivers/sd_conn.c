@@ -132,6 +132,8 @@ typedef struct sd_xtra {
   char *msgtext[SD_MSGS_MAX]; /* each message's final reply line */
   sd_check *check;            /* the RCPT check out (sd_check.h), or NULL */
   uint8_t check_milter;       /* the milters are asked (sd_filters_rcpt) */
+  uint8_t check_not_rcpt;     /* the check is at EHLO, MAIL or DATA
+                                 (policy_stages): no milter RCPT verdict */
   char check_rcpt[SL_CHECK_TEXT_MAX];   /* the recipient the check is about */
   char check_sender[SL_CHECK_TEXT_MAX]; /* and its transaction's sender */
   uint32_t check_id;
@@ -705,6 +707,11 @@ static void milter_rcpt_done(void *ctx, uint16_t code, const char *text) {
    its milters after smtpd's restrictions).  1 if answered now. */
 static int rcpt_check_milters(sd_conn *c, const char *rcpt, uint16_t *code,
                               char *text) {
+  if (c->x->check_not_rcpt) {
+    *code = 0; /* the policy service's stage, not a recipient */
+    text[0] = 0;
+    return 1;
+  }
   if (sd_filters_rcpt(c->flt, c->x->check_sender, rcpt, milter_rcpt_done, c,
                       code, text))
     return 1;
@@ -742,6 +749,7 @@ static void rcpt_check(sd_conn *c, const sl_request *q) {
   char text[SL_CHECK_TEXT_MAX];
   sd_check *k;
   x->check_id = q->id;
+  x->check_not_rcpt = q->check.stage && q->check.stage != SL_CMD_RCPT;
   snprintf(x->check_rcpt, sizeof x->check_rcpt, "%s", q->check.rcpt);
   snprintf(x->check_sender, sizeof x->check_sender, "%s", q->check.sender);
   if (sd_check_start(CS(c)->loop, CS(c)->state, c->g->dns, c->g->cfg, &f,

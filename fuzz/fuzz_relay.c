@@ -242,11 +242,19 @@ static void configure(fz *f, rd *r, uint32_t *pool_buffers, uint64_t *seed) {
   h->out_chunk = (size_t)(b5 >> 3) * 3;
   *seed = sd;
   /* the seed's top bit: content filters (the 'F' op answers them); bits
-     13-14 pick filter_skip, bit 12 spool mode (BDAT goes up as DATA) */
+     13-14 pick filter_skip */
   if (sd & 0x8000)
     sl_harness_filters_on(h, (sd >> 13) & 3);
-  if ((sd & 0x8000) && (sd & 0x1000))
+  /* bit 10 (with filters on): spool mode, a filtered BDAT goes up as DATA */
+  if ((sd & 0x8000) && (sd & 0x0400))
     h->info.flags |= SL_CONN_FILTER_SPOOL;
+  /* bit 12: RCPT checks (the 'G' op answers them); in screen-first this
+     also holds the MAIL until a RCPT passes */
+  p->rcpt_check = (sd >> 12) & 1;
+  /* bit 11: the same checks at EHLO/HELO, MAIL and DATA
+     (policy.check_stages) */
+  if (sd & 0x0800)
+    p->check_stages = SL_CHECK_HELO | SL_CHECK_MAIL | SL_CHECK_DATA;
 }
 
 static uint8_t *take_buf(fz *f, int large, uint32_t *cap) {
@@ -403,12 +411,23 @@ static void filter_op(fz *f, rd *r) {
   }
 }
 
+/* 'G': the answer to the pending RCPT check (policy service or
+   greylisting), a status and one of the codes and texts, some of which try
+   to frame SMTP themselves (guarantee 5). */
+static void check_op(fz *f, rd *r) {
+  static const uint16_t codes[] = {0, 450, 554, 421, 250, 451};
+  static const char *const texts[] = {
+      "4.7.1 Greylisted", "5.7.1 refused\r\n250 2.1.5 injected", "", NULL};
+  uint8_t st = get8(r), k = get8(r);
+  sl_harness_check(&f->h, status_of(st), codes[k % 6], texts[(k >> 3) % 4]);
+}
+
 static void run_op(fz *f, rd *r) {
   static const char ops[] = "CUTDASsNEeKPXcuH";
   uint8_t op = get8(r);
   /* 'F' (filter verdicts) came later: it is not in the table, so other
      bytes keep the op they always mapped to */
-  if (op != 'F' && (!strchr(ops, op) || op == 0))
+  if (op != 'F' && op != 'G' && (!strchr(ops, op) || op == 0))
     op = (uint8_t)ops[op % (sizeof(ops) - 1)];
   sl_harness *h = &f->h;
   switch (op) {
@@ -464,6 +483,9 @@ static void run_op(fz *f, rd *r) {
     break;
   case 'F':
     filter_op(f, r);
+    break;
+  case 'G':
+    check_op(f, r);
     break;
   default:
     break;

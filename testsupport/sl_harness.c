@@ -434,7 +434,7 @@ void sl_harness_before_time(sl_harness *h) {
   for (size_t i = 0; i < SL_DNSBL_ZONES_MAX; i++)
     dnsbl |= h->pending_dnsbl[i] != 0;
   if (h->pending_connect || h->pending_tls_client || h->pending_tls_upstream ||
-      dnsbl)
+      h->pending_check || dnsbl)
     holds |= SL_HOLD_REQUEST;
   if (h->client_stalled)
     holds |= SL_HOLD_CLIENT_OUT;

@@ -268,8 +268,11 @@ enum ck {
   CK_EOD,       /* end of a DATA body; the body index in the high bits */
   CK_EOD_AMBIG, /* a body made ambiguous by a smuggling byte */
   CK_BDAT,
-  CK_BDAT_LAST
+  CK_BDAT_LAST,
+  CK_MAIL /* the high bits: its index in mails, and MAIL_UNCONNECTED */
 };
+/* The MAIL was read, or waited, while no upstream was connected. */
+#define MAIL_UNCONNECTED (1u << 31)
 #define CK_KIND(x) ((x)&0xffu)
 #define CK_ARG(x) ((x) >> 8)
 
@@ -334,10 +337,22 @@ struct sl_oracle {
   /* ---- client leg ---- */
   obuf cin; /* accepted client bytes not yet modelled */
   enum cmode cm;
-  fifo owed;      /* CK_* still owed a reply */
-  uint32_t held;  /* the CK_* being held for (CM_HOLD) */
-  int closing;    /* an unsolicited closing reply was sent */
-  int ambig_open; /* CK_EOD_AMBIG owed or answered: session must end */
+  fifo owed; /* CK_* still owed a reply */
+  /* Every MAIL line the client sent, in order, for the MAIL lines that go
+     upstream (each must be one of them, parameters aside), and whether
+     sluice answered it 2xx itself: a held MAIL (screen-first with a RCPT
+     check, no upstream yet; relay.h) whose 2xx upstream is then no
+     client's. */
+  struct omail {
+    char *line;
+    uint8_t local_ok;
+  } * mails;
+  size_t nmails, capmails, mail_cursor;
+  fifo upmail;         /* per upstream MAIL awaiting its reply: 1 held */
+  uint64_t up_mail_ok; /* upstream 2xx to client MAILs not yet relayed */
+  uint32_t held;       /* the CK_* being held for (CM_HOLD) */
+  int closing;         /* an unsolicited closing reply was sent */
+  int ambig_open;      /* CK_EOD_AMBIG owed or answered: session must end */
   uint64_t chunk_left;
   uint8_t q_state; /* CM_QUIET scanner (see quiet_byte) */
   /* DATA body scanner */
@@ -491,6 +506,10 @@ void sl_oracle_free(sl_oracle *o) {
   free(o->cin.p);
   free(o->uout.p);
   free(o->owed.v);
+  for (size_t i = 0; i < o->nmails; i++)
+    free(o->mails[i].line);
+  free(o->mails);
+  free(o->upmail.v);
   free(o->upend.v);
   free(o->early.v);
   free(o->bodies);
@@ -524,6 +543,85 @@ void sl_oracle_counts_get(const sl_oracle *o, sl_oracle_counts *c) {
 static void owe(sl_oracle *o, uint32_t k) {
   fifo_push(&o->owed, k);
   o->commands++;
+}
+
+static size_t mail_add(sl_oracle *o, const uint8_t *p, size_t len) {
+  if (o->nmails == o->capmails) {
+    size_t cap = o->capmails ? o->capmails * 2 : 8;
+    struct omail *m = realloc(o->mails, cap * sizeof(*m));
+    if (!m)
+      abort();
+    o->mails = m;
+    o->capmails = cap;
+  }
+  char *t = malloc(len + 1);
+  if (!t)
+    abort();
+  memcpy(t, p, len);
+  t[len] = 0;
+  o->mails[o->nmails].line = t;
+  o->mails[o->nmails].local_ok = 0;
+  return o->nmails++;
+}
+
+/* The MAIL a relay sends upstream is the client's line with whole
+   parameters dropped (those the upstream did not offer): the same bytes up
+   to the end of the path, then a subsequence of its parameters. */
+static int mail_same(const char *client, const uint8_t *up, size_t n) {
+  if (strlen(client) < 10)
+    return 0;
+  const char *gt = strchr(client, '>');
+  size_t head = gt ? (size_t)(gt - client) + 1 : strcspn(client + 10, " ") + 10;
+  if (head > strlen(client))
+    head = strlen(client);
+  if (n < head || memcmp(client, up, head))
+    return 0;
+  const char *c = client + head;
+  size_t i = head;
+  while (i < n) {
+    while (i < n && up[i] == ' ')
+      i++;
+    size_t s0 = i;
+    while (i < n && up[i] != ' ')
+      i++;
+    if (i == s0)
+      break;
+    /* the next client parameter equal to this one */
+    for (;;) {
+      while (*c == ' ')
+        c++;
+      if (!*c)
+        return 0;
+      size_t k = strcspn(c, " ");
+      int eq = k == i - s0 && !memcmp(c, up + s0, k);
+      c += k;
+      if (eq)
+        break;
+    }
+  }
+  return 1;
+}
+
+/* A MAIL line went upstream: which client MAIL it is, and whether its 2xx
+   is owed to that client or the client had a local one (held MAIL). */
+static void up_mail(sl_oracle *o, const uint8_t *p, size_t len) {
+  char s[120];
+  for (size_t i = o->mail_cursor; i < o->nmails; i++) {
+    if (mail_same(o->mails[i].line, p, len)) {
+      o->mail_cursor = i + 1;
+      fifo_push(&o->upmail, o->mails[i].local_ok);
+      return;
+    }
+  }
+  /* Hand-made streams may send a MAIL no client sent; a MAIL sluice
+     answered itself, though, may only go upstream as the client sent it. */
+  for (size_t i = o->mail_cursor; i < o->nmails; i++)
+    if (o->mails[i].local_ok)
+      fail(o,
+           "guarantee 3: \"%s\" sent upstream for the held MAIL \"%s\" "
+           "the client had its 2xx to",
+           show(p, len < 60 ? len : 60, s, sizeof(s)), o->mails[i].line);
+  fifo_push(&o->upmail, 0);
 }
 
 static void new_chunked(sl_oracle *o) {
@@ -822,7 +920,11 @@ static void client_parse(sl_oracle *o) {
         if (verb_is(p, len, "MAIL") || verb_is(p, len, "RSET") ||
             verb_is(p, len, "EHLO") || verb_is(p, len, "HELO"))
           o->chunk_open = 0; /* an unfinished BDAT transaction is over */
-        owe(o, CK_CMD);
+        if (verb_is(p, len, "MAIL"))
+          owe(o, CK_MAIL | (uint32_t)(mail_add(o, p, len) << 8) |
+                     (o->um == UM_NONE ? MAIL_UNCONNECTED : 0));
+        else
+          owe(o, CK_CMD);
       }
       continue;
     }
@@ -1001,6 +1103,26 @@ static void client_reply(sl_oracle *o, unsigned code) {
       o->tls_client_pending = 1;
     } else {
       o->cm = CM_CMD;
+    }
+    break;
+  case CK_MAIL:
+    /* A 2xx to MAIL is the upstream's, or sluice's own for a MAIL it
+       holds for a RCPT check in screen-first before any upstream. */
+    if (cls == 2 && !o->up_broken) {
+      size_t i = (CK_ARG(k) & ~(MAIL_UNCONNECTED >> 8));
+      if (o->up_mail_ok) {
+        o->up_mail_ok--;
+      } else if ((k & MAIL_UNCONNECTED) &&
+                 o->pol.mode == SL_MODE_SCREEN_FIRST && o->pol.rcpt_check) {
+        if (i < o->nmails)
+          o->mails[i].local_ok = 1;
+      } else {
+        fail(o,
+             "guarantee 2: client got %u to MAIL but the upstream gave none "
+             "(and sluice holds a MAIL only in screen-first with a RCPT "
+             "check, before the upstream is connected)",
+             code);
+      }
     }
     break;
   case CK_EOD:
@@ -1340,9 +1462,10 @@ static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
     kind = UK_EHLO;
   else if (verb_is(p, len, "HELO"))
     kind = UK_HELO;
-  else if (verb_is(p, len, "MAIL"))
+  else if (verb_is(p, len, "MAIL")) {
     kind = UK_MAIL;
-  else if (verb_is(p, len, "DATA"))
+    up_mail(o, p, len);
+  } else if (verb_is(p, len, "DATA"))
     kind = UK_DATA;
   else if (verb_is(p, len, "AUTH"))
     kind = UK_AUTH;
@@ -1638,6 +1761,13 @@ static void up_answer(sl_oracle *o, uint32_t k, unsigned code, uint32_t caps,
     if (code == 334)
       o->up_auth_cont = 1;
     break;
+  case UK_MAIL: {
+    uint32_t held = 0;
+    fifo_pop(&o->upmail, &held);
+    if (cls == 2 && !held)
+      o->up_mail_ok++;
+    break;
+  }
   case UK_STARTTLS:
     if (code == 220)
       o->um = UM_TLS;
@@ -1784,6 +1914,11 @@ void sl_oracle_request(sl_oracle *o, const sl_request *q) {
     ob_drop(&o->uout, o->uout.len);
     fifo_clear(&o->upend);
     fifo_clear(&o->early);
+    fifo_clear(&o->upmail);
+    /* a MAIL read while this leg was up may now be held by sluice */
+    for (size_t i = 0; i < o->owed.len; i++)
+      if (CK_KIND(o->owed.v[o->owed.head + i]) == CK_MAIL)
+        o->owed.v[o->owed.head + i] |= MAIL_UNCONNECTED;
     break;
   case SL_REQ_CLOSE_CLIENT:
     o->client_close_req = 1;
@@ -1898,8 +2033,8 @@ void sl_oracle_progress(sl_oracle *o, unsigned holds, sl_tstamp now) {
   if (o->uin.linelen || o->uin.nlines || o->uin.cr)
     return;
   static const char *const names[] = {
-      "?",        "greeting",    "command",     "DATA", "AUTH",
-      "STARTTLS", "end-of-data", "end-of-data", "BDAT", "BDAT LAST"};
+      "?",           "greeting",    "command", "DATA",      "AUTH", "STARTTLS",
+      "end-of-data", "end-of-data", "BDAT",    "BDAT LAST", "MAIL"};
   fail(o,
        "guarantee 9: the %s (%zu owed) is unanswered with nothing to "
        "wait for (no tarpit delay, no pending request, no upstream reply "

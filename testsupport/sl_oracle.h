@@ -115,7 +115,7 @@ int sl_oracle_check(sl_oracle *, const sl_relay *r, sl_tstamp now, char *why,
    the upstream (a reply outstanding, a TLS switch); the driver tells what
    only it knows, as SL_HOLD_* bits. */
 enum sl_oracle_hold {
-  SL_HOLD_REQUEST = 1u << 0,    /* a connect/TLS/DNSBL request unanswered */
+  SL_HOLD_REQUEST = 1u << 0, /* a connect/TLS/DNSBL/check request unanswered */
   SL_HOLD_CLIENT_OUT = 1u << 1, /* the client is not reading its output */
   SL_HOLD_POOL = 1u << 2        /* the pool ran dry since the last expiry */
 };

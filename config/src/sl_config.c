@@ -42,6 +42,10 @@ static const char *const filter_action_names[] = {"tempfail", "accept",
 static const char *const filter_mode_names[] = {"auto", "stream", "spool",
                                                 NULL};
 static const char *const filter_discard_names[] = {"reject", "tag", NULL};
+/* Bit i of policy_stages is policy_stage_names[i] (SL_POLICY_AT_* order). */
+static const char *const policy_stage_names[] = {"mail", "rcpt", "data", "helo",
+                                                 NULL};
+
 /* Bit i of filter_skip is filter_skip_names[i] (SL_FILTER_SKIP_* order). */
 static const char *const filter_skip_names[] = {"authenticated", "mynetworks",
                                                 "dnswl", NULL};
@@ -281,6 +285,10 @@ static const sl_config_key keys[] = {
     KEY("policy_service", SL_CT_STRING, policy_service, 0, 0, NULL, NULL, D,
         "Postfix policy delegation server asked at RCPT: inet:HOST:PORT or "
         "unix:PATH"),
+    KEY("policy_stages", SL_CT_POLICY_STAGES, policy_stages, 0, 0,
+        policy_stage_names, "rcpt", D,
+        "where policy_service is asked, as Postfix's protocol_state: any of "
+        "helo mail rcpt data"),
     KEY("policy_timeout", SL_CT_DURATION, policy_timeout, 0, 0, NULL, "10s", D,
         "connect, write and answer budget of one policy query"),
     KEY("policy_default_action", SL_CT_STRING, policy_default_action, 0, 0,
@@ -1266,6 +1274,29 @@ static int set_filter_skip(pctx *p, sl_config *c, char *v) {
   return 0;
 }
 
+static int set_policy_stages(pctx *p, sl_config *c, char *v) {
+  uint32_t flags = 0;
+  for (char *q = v; *q; q++)
+    if (*q == ',' || *q == '\t')
+      *q = ' ';
+  char *save = NULL;
+  for (char *s = strtok_r(v, " ", &save); s; s = strtok_r(NULL, " ", &save)) {
+    int x = 0;
+    while (policy_stage_names[x] && strcmp(s, policy_stage_names[x]))
+      x++;
+    if (policy_stage_names[x] == NULL)
+      return fail(p,
+                  "\"%s\" is not a stage sluice asks at: helo, mail, rcpt or "
+                  "data (connect and end-of-message are not done yet)",
+                  s);
+    flags |= 1u << x;
+  }
+  if (!flags)
+    return fail(p, "name at least one stage: helo, mail, rcpt or data");
+  c->policy_stages = flags;
+  return 0;
+}
+
 static int set_features(pctx *p, sl_config *c, char *v) {
   for (char *q = v; *q; q++)
     if (*q == ',')
@@ -1437,6 +1468,8 @@ static int set_value(pctx *p, sl_config *c, const sl_config_key *k, char *v) {
     return add_filter(p, c, k, v);
   case SL_CT_FILTER_SKIP:
     return set_filter_skip(p, c, v);
+  case SL_CT_POLICY_STAGES:
+    return set_policy_stages(p, c, v);
   }
   return fail(p, "internal: bad key type");
 }
@@ -1853,11 +1886,20 @@ int sl_config_finish(sl_config *c, unsigned flags, char *err, size_t errlen) {
       return -1;
     }
     /* the relay asks the driver about each RCPT only when someone answers */
-    c->policy.rcpt_check = c->greylist || c->policy_service;
+    c->policy.rcpt_check =
+        c->greylist ||
+        (c->policy_service && (c->policy_stages & SL_POLICY_AT_RCPT));
     /* a milter is asked at each RCPT, as Postfix asks it (sd_filter.c) */
     for (size_t i = 0; i < c->nfilters; i++)
       if (c->filters[i].kind == SL_FILTER_MILTER)
         c->policy.rcpt_check = 1;
+    c->policy.check_stages = 0;
+    if (c->policy_service && (c->policy_stages & SL_POLICY_AT_MAIL))
+      c->policy.check_stages |= SL_CHECK_MAIL;
+    if (c->policy_service && (c->policy_stages & SL_POLICY_AT_DATA))
+      c->policy.check_stages |= SL_CHECK_DATA;
+    if (c->policy_service && (c->policy_stages & SL_POLICY_AT_HELO))
+      c->policy.check_stages |= SL_CHECK_HELO;
     if (c->redis_lease && c->redis_lease < 3 * SL_SEC) {
       key_where(c, name, "redis_lease", w, sizeof w);
       snprintf(err, errlen, "%s: at least 3s (sessions renew it every third)",
@@ -1996,6 +2038,14 @@ static void format_value(const sl_config *c, const sl_config_key *k, char *out,
       }
     if (!out[0])
       snprintf(out, len, "none");
+    break;
+  case SL_CT_POLICY_STAGES:
+    for (int x = 0; policy_stage_names[x]; x++)
+      if (c->policy_stages & (1u << x)) {
+        size_t used = strlen(out);
+        snprintf(out + used, len - used, "%s%s", used ? " " : "",
+                 policy_stage_names[x]);
+      }
     break;
   case SL_CT_FILTER_SKIP:
     for (int x = 0; filter_skip_names[x]; x++)

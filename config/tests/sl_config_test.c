@@ -673,6 +673,65 @@ static void test_filters(void) {
                       "filter_mode spool");
 }
 
+/* policy_stages: where policy_service is asked; rcpt by default, and the
+   relay's checks follow (greylisting keeps RCPT checks on). */
+static void test_policy_stages(void) {
+  char buf[512];
+  const char *lu = "listen = 127.0.0.1:2\nupstream = 127.0.0.1:1\n";
+  snprintf(buf, sizeof buf, "%spolicy_service = inet:127.0.0.1:10023\n", lu);
+  sl_config *c = finished(buf, SL_CONFIG_DAEMON);
+  CHECK(c != NULL);
+  if (c) {
+    CHECK_INT(c->policy_stages, SL_POLICY_AT_RCPT);
+    CHECK_INT(c->policy.rcpt_check, 1);
+    CHECK_INT(c->policy.check_stages, 0);
+    sl_config_unref(c);
+  }
+  snprintf(buf, sizeof buf,
+           "%spolicy_service = inet:127.0.0.1:10023\n"
+           "policy_stages = mail, data\n",
+           lu);
+  c = finished(buf, SL_CONFIG_DAEMON);
+  CHECK(c != NULL);
+  if (c) {
+    CHECK_INT(c->policy.rcpt_check, 0);
+    CHECK_INT(c->policy.check_stages, SL_CHECK_MAIL | SL_CHECK_DATA);
+    char *dump = NULL;
+    size_t dlen = 0;
+    FILE *f = open_memstream(&dump, &dlen);
+    sl_config_dump(c, f, 0);
+    fclose(f);
+    CHECK(strstr(dump, "policy_stages = mail data\n") != NULL);
+    free(dump);
+    sl_config_unref(c);
+  }
+  /* greylisting asks at RCPT whatever the policy service's stages */
+  snprintf(buf, sizeof buf,
+           "%spolicy_service = inet:127.0.0.1:10023\ngreylist = yes\n"
+           "policy_stages = mail\n",
+           lu);
+  c = finished(buf, SL_CONFIG_DAEMON);
+  CHECK(c != NULL);
+  if (c) {
+    CHECK_INT(c->policy.rcpt_check, 1);
+    CHECK_INT(c->policy.check_stages, SL_CHECK_MAIL);
+    sl_config_unref(c);
+  }
+  /* stages without a policy service ask nothing */
+  snprintf(buf, sizeof buf, "%spolicy_stages = mail data\n", lu);
+  c = finished(buf, SL_CONFIG_DAEMON);
+  CHECK(c != NULL);
+  if (c) {
+    CHECK_INT(c->policy.rcpt_check, 0);
+    CHECK_INT(c->policy.check_stages, 0);
+    sl_config_unref(c);
+  }
+  expect_error("policy_stages = connect\n",
+               "policy_stages: \"connect\" is not a stage sluice asks at: "
+               "helo, mail, rcpt or data");
+  expect_error("policy_stages = ,\n", "name at least one stage");
+}
+
 int main(void) {
   SL_RUN(test_table);
   SL_RUN(test_durations);
@@ -687,5 +746,6 @@ int main(void) {
   SL_RUN(test_dump);
   SL_RUN(test_relay_control);
   SL_RUN(test_filters);
+  SL_RUN(test_policy_stages);
   return sl_test_summary();
 }

@@ -222,6 +222,8 @@ static int step_answers(sl_relay *r) {
       r->helo = r->esmtp = r->mail = 0;
       r->utf8_txn = r->authed = 0;
       sl__auth_forget(r);
+      r->mail_held = r->mail_fail = 0;
+      sl__buf_release(r, &r->mailh);
       r->rcpts = 0;
       r->offered = 0;
       sl__buf_release(r, &r->ehlo);
@@ -313,6 +315,7 @@ static int step_close(sl_relay *r) {
       sl__buf_release(r, &r->ehlo);
       sl__buf_release(r, &r->chk);
       sl__buf_release(r, &r->auser);
+      sl__buf_release(r, &r->mailh);
       sl__buf_release(r, &r->uin);
       sl__buf_release(r, &r->uout);
       /* Screening ends with the session: no lookup or score after
@@ -411,10 +414,11 @@ size_t sl_relay_size(const sl_limits *limits) {
 }
 
 size_t sl_relay_memory_bound(const sl_limits *limits) {
-  /* cin, cout, uin, uout; the EHLO line, a filter's refusal, the
-     rcpt_check strings and the AUTH user */
+  /* cin, cout, uin, uout; the EHLO line, a filter's refusal, the RCPT
+     check's paths, a MAIL held for it and the AUTH user */
   return sl_relay_size(limits) + 4u * (size_t)limits->buffer_size +
-         4u * (size_t)limits->small_buffer_size; /* ehlo, frep, chk, auser */
+         5u * (size_t)limits->small_buffer_size; /* ehlo, frep, chk, mailh,
+                                                    auser */
 }
 
 int sl_relay_init(sl_relay **out, void *mem, size_t memlen,
@@ -470,6 +474,7 @@ void sl_relay_free(sl_relay *r) {
   sl__buf_release(r, &r->uout);
   sl__buf_release(r, &r->ehlo);
   sl__buf_release(r, &r->chk);
+  sl__buf_release(r, &r->mailh);
   sl__buf_release(r, &r->frep);
   sl__buf_release(r, &r->auser);
 }
@@ -842,13 +847,24 @@ int sl_relay_next_request(sl_relay *r, sl_request *out) {
     out->check.helo =
         r->ehlo.len > 5 ? (const char *)r->ehlo.p + r->ehlo.off + 5 : "";
     out->check.helo_len = r->ehlo.len > 5 ? (uint16_t)(r->ehlo.len - 5) : 0;
+    if (r->chk_stage == SL_CMD_EHLO || r->chk_stage == SL_CMD_HELO) {
+      /* the EHLO/HELO being asked about (in chk's second half) is not
+         kept yet; nothing of a transaction is known */
+      out->check.helo = out->check.rcpt;
+      out->check.helo_len = (uint16_t)strlen(out->check.rcpt);
+      out->check.sender = out->check.rcpt = "";
+    }
     out->check.rcpt_count = r->rcpts;
+    out->check.stage = r->chk_stage;
+    out->check.size = r->mail_size;
     out->check.authed = r->authed;
     out->check.allowlisted =
         r->authed ||
         sl_dnsbl_allowlisted(r->pol, r->dnsbl_done, r->stats.score) ||
         sl_rcpt_client_trusted(&r->pol->rcpt, &r->info.client);
-    out->check.esmtp = r->esmtp;
+    out->check.esmtp = r->chk_stage == SL_CMD_EHLO   ? 1
+                       : r->chk_stage == SL_CMD_HELO ? 0
+                                                     : r->esmtp;
     out->check.tls = r->stats.tls_client;
     break;
   default:

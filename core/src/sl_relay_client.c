@@ -222,11 +222,19 @@ static void chk_copy(sl_relay *r, int second, const uint8_t *src, size_t n) {
   dst[n] = 0;
 }
 
-/* policy.rcpt_check for a RCPT that passed relay control: -1 to relay it
-   (chk_state stays ANSWERED until the line is consumed, so a RCPT that
-   waits for upstream room is not asked about twice), -2 to leave the line
-   until the answer comes, or the local refusal. */
-static int rcpt_check(sl_relay *r, const uint8_t *arg, size_t alen) {
+/* Does this session ask the driver about anything (chk is needed)? */
+static int checks_on(const sl_relay *r) {
+  return r->pol->rcpt_check || r->pol->check_stages;
+}
+
+/* The driver's check of the command line being dispatched (stage: RCPT,
+   EHLO/HELO, MAIL or DATA; path: the recipient, EHLO name or sender, NULL
+   for DATA): -1 to go
+   on (chk_state stays ANSWERED until the line is consumed, so a command
+   that waits for upstream room is not asked about twice), -2 to leave the
+   line until the answer comes, or the local refusal. */
+static int ask_check(sl_relay *r, uint8_t stage, const uint8_t *path,
+                     size_t n) {
   if (r->chk_state == CHK_ANSWERED) {
     if (!r->chk_code)
       return -1;
@@ -236,14 +244,98 @@ static int rcpt_check(sl_relay *r, const uint8_t *arg, size_t alen) {
   }
   if (r->chk_state == CHK_ASKED || r->chk_queued || !r->chk.p)
     return -2;
-  size_t off, n;
-  if (sl_env_path(arg, alen, &off, &n) < 0)
-    return R_BAD_RCPT;
-  chk_copy(r, 1, arg + off, n);
+  int named = stage == SL_CMD_RCPT || stage == SL_CMD_EHLO ||
+              stage == SL_CMD_HELO; /* the second half's path or name */
+  if (stage == SL_CMD_MAIL)
+    chk_copy(r, 0, path, n);
+  chk_copy(r, 1, named ? path : (const uint8_t *)"", named ? n : 0);
+  r->chk_stage = stage;
   r->chk_id = sl__new_id(r, TAG_CHECK);
   sl__push_req(r, SL_REQ_RCPT_CHECK, r->chk_id, 0);
   r->chk_state = CHK_ASKED;
   return -2;
+}
+
+/* policy.rcpt_check for a RCPT that passed relay control (ask_check). */
+static int rcpt_check(sl_relay *r, const uint8_t *arg, size_t alen) {
+  size_t off = 0, n = 0;
+  if (r->chk_state == CHK_IDLE && sl_env_path(arg, alen, &off, &n) < 0)
+    return R_BAD_RCPT;
+  return ask_check(r, SL_CMD_RCPT, arg + off, n);
+}
+
+/* A relayed RCPT's reply has not come back yet. */
+static int rcpt_reply_due(const sl_relay *r) {
+  for (unsigned i = 0; i < r->q_len; i++)
+    if (r->q[(r->q_head + i) % QUEUE_CAP] == Q_UP_RCPT)
+      return 1;
+  return 0;
+}
+
+/* Screen-first, a RCPT check on and no upstream yet: the MAIL is answered
+   here and kept until a RCPT passes its check (mailh), so a greylisted or
+   refused client never reaches the mail server. */
+static int mail_may_wait(const sl_relay *r) {
+  /* A filtered transaction is not held: its milters must see the MAIL
+     (filter_tap) before they are asked about a RCPT. */
+  return r->pol->mode == SL_MODE_SCREEN_FIRST && r->pol->rcpt_check &&
+         r->up == UP_NONE && !r->authed && !sl__filter_wanted(r);
+}
+
+/* Sends a checked MAIL line upstream: the client's (kind Q_UP_MAIL, a new
+   transaction) or the one held for a RCPT check (Q_UP_MAIL_HELD, which
+   nothing follows before its reply, since a refusal must answer the RCPT
+   waiting behind it).  -1 sent, -2 not now (leave the command), or the
+   local refusal. */
+static int mail_upstream(sl_relay *r, const uint8_t *line, size_t len,
+                         uint8_t kind) {
+  sl_cmd c;
+  sl_cmd_parse(line, len, &c);
+  const uint8_t *arg = line + c.arg;
+  size_t alen = len - c.arg;
+  int u = sl__need_upstream(r);
+  if (u == 0 || (u > 0 && !(sl__up_can_send(r) && sl__up_room(r, len))))
+    return -2;
+  if (u < 0)
+    return R_UPSTREAM_FAIL;
+  /* Only what this upstream's EHLO offered goes to it (guarantee 8):
+     what cannot be dropped without changing the message is refused. */
+  uint32_t has = sl_cmd_param_classes(arg, alen), up = r->up_caps;
+  if ((has & SL_P_SMTPUTF8) && !(up & SL_CAP_SMTPUTF8))
+    return R_UP_NO_UTF8;
+  if ((has & SL_P_BODY_8BIT) && !(up & SL_CAP_8BITMIME))
+    return R_UP_NO_8BIT;
+  uint32_t drop = (up & SL_CAP_SIZE ? 0 : SL_P_SIZE) |
+                  (up & SL_CAP_8BITMIME ? 0 : SL_P_BODY_7BIT) |
+                  (up & SL_CAP_DSN ? 0 : SL_P_DSN) |
+                  (up & SL_CAP_AUTH ? 0 : SL_P_AUTH);
+  if (r->pol->identity == SL_IDENT_XFORWARD && (up & SL_CAP_XFORWARD) &&
+      !r->xfwd_sent) {
+    /* Postfix forgets XFORWARD attributes at each transaction's end
+       (mail_reset): every MAIL needs its own.  Without PIPELINING the
+       MAIL waits, unconsumed, for the XFORWARD's reply (RFC 2920). */
+    uint8_t xl[SL_XCLIENT_LINE_MAX];
+    sl_ident id;
+    sl__ident(r, &id);
+    size_t xn = sl_xforward_line(xl, &id, r->up_caps);
+    if (r->q_len + 2u > QUEUE_CAP || !sl__up_room(r, xn + len + 2))
+      return -2;
+    sl__up_write_line(r, xl, xn);
+    sl__up_sent(r, Q_UP_XFORWARD, 0);
+    r->xfwd_sent = 1;
+    if (!sl__up_can_send(r))
+      return -2;
+  }
+  r->xfwd_sent = 0;
+  if (kind == Q_UP_MAIL)
+    sl__txn_reset(r);
+  sl__up_write_params(r, line, len, drop);
+  sl__up_sent(r, kind, kind == Q_UP_MAIL_HELD);
+  r->fmsg = sl__filter_wanted(r) ? 1u : 0u;
+  r->fbol = 1;
+  sl__ftap(r, SL_FI_MAIL, line, len);
+  sl__auth_tap(r);
+  return -1;
 }
 
 /* Whatever the answer to a DATA line (relayed, refused for its state, its
@@ -357,9 +449,22 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
   switch (c.verb) {
   case SL_V_EHLO:
   case SL_V_HELO: {
-    if (!sl_cmd_helo_arg(arg, alen, r->lim->domain_max)) {
+    size_t hn = sl_cmd_helo_arg(arg, alen, r->lim->domain_max);
+    if (!hn) {
       lr = R_HELO_SYNTAX;
       break;
+    }
+    if (r->pol->check_stages & SL_CHECK_HELO) {
+      if (!r->chk.p && sl__buf_reserve(r, &r->chk, r->lim->small_buffer_size))
+        return 0; /* the pool is empty: retried when it has one */
+      rc = ask_check(r, c.verb == SL_V_EHLO ? SL_CMD_EHLO : SL_CMD_HELO, arg,
+                     hn);
+      if (rc == -2)
+        return 0;
+      if (rc >= 0) {
+        lr = rc;
+        break;
+      }
     }
     int via_up = r->pol->mode == SL_MODE_PASSTHROUGH || r->up == UP_READY;
     if (via_up) {
@@ -419,52 +524,37 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       lr = (int)path_reply(e, 1);
       break;
     }
-    if (r->pol->rcpt_check && !r->chk.p &&
+    if (checks_on(r) && !r->chk.p &&
         sl__buf_reserve(r, &r->chk, r->lim->small_buffer_size))
       return 0; /* the pool is empty: retried when it has one */
-    int u = sl__need_upstream(r);
-    if (u == 0 || (u > 0 && !(sl__up_can_send(r) && sl__up_room(r, len))))
-      return 0;
-    if (u < 0) {
-      lr = R_UPSTREAM_FAIL;
-      break;
+    r->mail_size = size;
+    if (r->pol->check_stages & SL_CHECK_MAIL) {
+      size_t po, pn;
+      if (sl_env_path(arg, alen, &po, &pn) < 0)
+        po = pn = 0;
+      if ((rc = ask_check(r, SL_CMD_MAIL, arg + po, pn)) != -1) {
+        if (rc == -2)
+          return 0;
+        lr = rc;
+        break;
+      }
     }
-    /* Only what this upstream's EHLO offered goes to it (guarantee 8):
-       what cannot be dropped without changing the message is refused. */
-    uint32_t has = sl_cmd_param_classes(arg, alen), up = r->up_caps;
-    if ((has & SL_P_SMTPUTF8) && !(up & SL_CAP_SMTPUTF8)) {
-      lr = R_UP_NO_UTF8;
-      break;
-    }
-    if ((has & SL_P_BODY_8BIT) && !(up & SL_CAP_8BITMIME)) {
-      lr = R_UP_NO_8BIT;
-      break;
-    }
-    uint32_t drop = (up & SL_CAP_SIZE ? 0 : SL_P_SIZE) |
-                    (up & SL_CAP_8BITMIME ? 0 : SL_P_BODY_7BIT) |
-                    (up & SL_CAP_DSN ? 0 : SL_P_DSN) |
-                    (up & SL_CAP_AUTH ? 0 : SL_P_AUTH);
-    if (r->pol->identity == SL_IDENT_XFORWARD && (up & SL_CAP_XFORWARD) &&
-        !r->xfwd_sent) {
-      /* Postfix forgets XFORWARD attributes at each transaction's end
-         (mail_reset): every MAIL needs its own.  Without PIPELINING the
-         MAIL waits, unconsumed, for the XFORWARD's reply (RFC 2920). */
-      uint8_t xl[SL_XCLIENT_LINE_MAX];
-      sl_ident id;
-      sl__ident(r, &id);
-      size_t xn = sl_xforward_line(xl, &id, r->up_caps);
-      if (r->q_len + 2u > QUEUE_CAP || !sl__up_room(r, xn + len + 2))
+    if (mail_may_wait(r)) {
+      sl__txn_reset(r); /* releases mailh */
+      if (sl__buf_reserve(r, &r->mailh, (uint32_t)len))
         return 0;
-      sl__up_write_line(r, xl, xn);
-      sl__up_sent(r, Q_UP_XFORWARD, 0);
-      r->xfwd_sent = 1;
-      if (!sl__up_can_send(r))
+      sl__buf_put(&r->mailh, line, len);
+      r->mail_held = 1;
+      r->fmsg = 0; /* decided when the MAIL goes upstream */
+      lr = R_MAIL_HELD;
+    } else if ((rc = mail_upstream(r, line, len, Q_UP_MAIL)) != -1) {
+      if (rc == -2)
         return 0;
+      lr = rc;
+      break;
     }
-    r->xfwd_sent = 0;
-    sl__txn_reset(r);
     r->utf8_txn = sl_env_mail_smtputf8(arg, alen) != 0;
-    if (r->pol->rcpt_check) {
+    if (checks_on(r)) {
       size_t po, pn;
       if (sl_env_path(arg, alen, &po, &pn) < 0)
         pn = 0;
@@ -472,17 +562,16 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     }
     r->bdat_cr = 0; /* a CRLF may span two chunks of one message only */
     r->bdat_down = r->bdat_go = r->bdat_failed = 0;
-    sl__up_write_params(r, line, len, drop);
-    sl__up_sent(r, Q_UP_MAIL, 0);
-    r->fmsg = sl__filter_wanted(r) ? 1u : 0u;
-    r->fbol = 1;
-    sl__ftap(r, SL_FI_MAIL, line, len);
-    sl__auth_tap(r);
     r->mail = 1;
     r->data.size = 0;
     break;
   }
   case SL_V_RCPT: {
+    if (r->mail_fail) {
+      lr = R_MAIL_FAILED; /* the held MAIL was refused upstream */
+      r->chk_state = CHK_IDLE;
+      break;
+    }
     if (!r->mail) {
       lr = R_NEED_MAIL;
       break;
@@ -518,6 +607,27 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
         return 0;
       break;
     }
+    if (r->mail_held) {
+      /* The first RCPT that passed its check: the held MAIL goes first,
+         and this RCPT waits for its reply (read again then). */
+      rc = mail_upstream(r, r->mailh.p + r->mailh.off, r->mailh.len,
+                         Q_UP_MAIL_HELD);
+      if (rc == -1) {
+        r->mail_held = 0;
+        sl__buf_release(r, &r->mailh);
+        return 0;
+      }
+      if (rc == -2)
+        return 0;
+      r->chk_state = CHK_IDLE;
+      if (rc == R_UPSTREAM_FAIL) {
+        lr = rc; /* no mail server now: the next RCPT tries again */
+        break;
+      }
+      sl__mail_refused_local(r, (enum local_reply)rc);
+      lr = R_MAIL_FAILED;
+      break;
+    }
     if ((rc = relay_line(r, line, len, Q_UP_RCPT)) == 0)
       return 0;
     r->chk_state = CHK_IDLE;
@@ -529,11 +639,20 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     break;
   }
   case SL_V_DATA:
-    if (!r->mail)
+    if (r->mail_fail)
+      lr = R_MAIL_FAILED;
+    else if (!r->mail)
       lr = R_NEED_MAIL;
+    else if ((r->pol->check_stages & SL_CHECK_DATA) && rcpt_reply_due(r))
+      return 0; /* the check's recipient_count is the accepted ones */
     else if (!r->rcpts)
       lr = R_NEED_RCPT;
-    else if ((rc = relay_line(r, line, len, Q_UP_DATA)) == 0)
+    else if ((r->pol->check_stages & SL_CHECK_DATA) &&
+             (rc = ask_check(r, SL_CMD_DATA, NULL, 0)) != -1) {
+      if (rc == -2)
+        return 0;
+      lr = rc;
+    } else if ((rc = relay_line(r, line, len, Q_UP_DATA)) == 0)
       return 0;
     else if (rc < 0)
       lr = R_UPSTREAM_FAIL;
@@ -549,7 +668,11 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     uint64_t max = size_limit(r);
     if (!(r->offered & SL_CAP_CHUNKING))
       lr = R_NOT_IMPL;
-    else if (!r->mail)
+    else if (r->mail_fail) {
+      lr = R_MAIL_FAILED;
+      if (last)
+        sl__txn_reset(r);
+    } else if (!r->mail)
       lr = R_NEED_MAIL;
     else if (r->bdat_failed) {
       /* the upstream refused this transaction's DATA: every chunk fails
@@ -744,6 +867,8 @@ reply:
   if (ends_group(r, c.verb) && r->q_len)
     r->q_sync |= 1u << ((r->q_head + r->q_len - 1) % QUEUE_CAP);
 consumed:
+  if (r->chk_state == CHK_ANSWERED)
+    r->chk_state = CHK_IDLE; /* the answer was for this line */
   sl__buf_consume(r, &r->cin, whole);
   r->stats.commands++;
   r->t_client = r->now;

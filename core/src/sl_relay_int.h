@@ -114,6 +114,9 @@ enum q_kind {
   Q_UP_RSET_FILTER, /* the RSET that ends a chunked message the filters
                        refused: its reply goes to no one, then the client
                        gets the filter's (R_FILTER, R_FILTER_TEMP) */
+  Q_UP_MAIL_HELD,   /* the MAIL answered locally (mail_held), sent once a RCPT
+                       passed its check: its 2xx goes to no client command, a
+                       refusal becomes the transaction's (mail_fail) */
   Q_LOCAL = 32
 };
 
@@ -179,6 +182,9 @@ enum local_reply {
   R_FILTER,      /* a content filter's refusal: frep, re-framed */
   R_FILTER_TEMP, /* ... its deferral when frep is empty */
   R_CHECK,       /* policy.rcpt_check refused: chk_code and chk_text */
+  R_MAIL_HELD,   /* a MAIL kept until a RCPT passes its check */
+  R_MAIL_FAILED, /* that MAIL was refused when it went upstream: the code
+                    is mail_fail_code, the text in chk's first half */
   R_COUNT
 };
 
@@ -382,6 +388,20 @@ struct sl_relay {
   uint16_t chk_code;  /* the answer: 0 pass, else the reply code */
   uint8_t chk_state;  /* CHK_IDLE, CHK_ASKED, CHK_ANSWERED */
   uint8_t chk_queued; /* an R_CHECK reply is in the queue */
+  uint8_t chk_stage;  /* sl_command the check out is about */
+  uint64_t mail_size; /* the transaction's MAIL SIZE=, for the checks */
+  /* Screen-first with policy.rcpt_check, no upstream yet: a MAIL that
+     passed the local checks is answered 250 by sluice and its line kept
+     in mailh (a small pool buffer) until the first RCPT that passes its
+     check, which connects the upstream and sends it there first
+     (Q_UP_MAIL_HELD).  A greylisted client thus never costs the mail
+     server a connection.  If the upstream refuses that MAIL, the RCPT and
+     the rest of the transaction get its refusal (R_MAIL_FAILED) until
+     RSET, MAIL or EHLO. */
+  sl_buf mailh;
+  uint16_t mail_fail_code;
+  uint8_t mail_held : 1; /* mailh holds the transaction's MAIL, unsent */
+  uint8_t mail_fail : 1; /* ... which the upstream refused */
 };
 
 enum { CHK_IDLE = 0, CHK_ASKED, CHK_ANSWERED };
@@ -473,6 +493,9 @@ int sl__emit_upstream(sl_relay *r, const uint8_t *buf, const sl_reply *rep,
                       uint8_t kind);
 int sl__is_sync(uint8_t k);
 int sl__step_replies(sl_relay *r);
+void sl__mail_refused(sl_relay *r, unsigned code, const uint8_t *text,
+                      size_t n);
+void sl__mail_refused_local(sl_relay *r, enum local_reply id);
 
 /* sl_relay_upstream.c: the upstream leg */
 sl_duration sl__up_timeout(const sl_relay *r, uint8_t kind);

@@ -128,6 +128,12 @@ static const struct {
     /* the driver's answer to SL_REQ_RCPT_CHECK (chk_code, chk_text); a
        greylisted recipient is the server's choice, not a client error */
     [R_CHECK] = {450, RF_NOERR, "4.7.1 Recipient address rejected"},
+    /* Postfix's words for an accepted sender */
+    [R_MAIL_HELD] = {250, 0, "2.1.0 Ok"},
+    /* the mail server's refusal of the held MAIL (mail_fail_code, the
+       text in chk); this text only without a chk buffer */
+    [R_MAIL_FAILED] = {451, RF_NOERR,
+                       "4.3.0 Error: the mail server refused the sender"},
 };
 
 /* ---- the reply queue ----------------------------------------------------- */
@@ -152,6 +158,8 @@ void sl__q_push(sl_relay *r, uint8_t k) {
 /* A new transaction state starts (RSET, MAIL, EHLO, end of data): replies
    still owed to earlier MAIL/RCPT commands no longer change it. */
 void sl__txn_reset(sl_relay *r) {
+  r->mail_held = r->mail_fail = 0;
+  sl__buf_release(r, &r->mailh);
   r->q_cur = 0;
   r->mail = 0;
   r->utf8_txn = 0;
@@ -236,6 +244,8 @@ static void replied(sl_relay *r, unsigned code) {
 size_t sl__local_len(const sl_relay *r, enum local_reply id) {
   if (id == R_CHECK)
     return strlen((const char *)r->chk.p + sl__buf_cap(&r->chk) / 2) + 8;
+  if (id == R_MAIL_FAILED && r->chk.p)
+    return strlen((const char *)r->chk.p) + 8;
   return strlen(replies[id].text) + strlen(r->pol->hostname) + 8;
 }
 
@@ -354,6 +364,17 @@ static int emit_local(sl_relay *r, enum local_reply id) {
     refused(r, r->chk_code);
     return 0;
   }
+  if (id == R_MAIL_FAILED && r->chk.p) {
+    uint8_t *o = sl__buf_tail(&r->cout);
+    size_t n = sl_put_decimal(o, r->mail_fail_code);
+    o[n++] = ' ';
+    n += sl__put_str(o + n, (const char *)r->chk.p);
+    o[n++] = '\r';
+    o[n++] = '\n';
+    sl__buf_grow(&r->cout, n);
+    refused(r, r->mail_fail_code);
+    return 0;
+  }
   unsigned code = replies[id].code;
   if (id == R_BDAT_FAILED && r->bdat_fail_code)
     code = r->bdat_fail_code;
@@ -400,6 +421,39 @@ static size_t esc_len(const uint8_t *t, size_t n) {
     }
   }
   return i == n || t[i] == ' ' ? i : 0;
+}
+
+/* The held MAIL was refused (by the upstream's reply, or locally when it
+   was to go there): the RCPT waiting for it and the rest of the
+   transaction get code and text (its last line, printable ASCII, cut to
+   half of chk; 421 becomes 451: the upstream is closing, this session is
+   not).  The client may start again with a new MAIL. */
+void sl__mail_refused(sl_relay *r, unsigned code, const uint8_t *text,
+                      size_t n) {
+  r->mail_fail_code = (uint16_t)(code == 421 ? 451 : code);
+  if (r->chk.p) {
+    size_t half = sl__buf_cap(&r->chk) / 2, i = 0;
+    char *t = (char *)r->chk.p;
+    if ((r->offered & SL_CAP_ENHANCEDSTATUSCODES) && !esc_len(text, n)) {
+      memcpy(t, "4.0.0 ", 6);
+      t[0] = (char)('0' + r->mail_fail_code / 100);
+      i = 6;
+    }
+    for (size_t j = 0; j < n && i < half - 1; j++)
+      t[i++] = text[j] >= 0x20 && text[j] < 0x7f ? (char)text[j] : '?';
+    t[i] = 0;
+  }
+  r->mail_held = 0;
+  sl__buf_release(r, &r->mailh);
+  r->mail_fail = 1;
+  r->mail = 0;
+  r->rcpts = 0;
+  r->q_cur = 0;
+}
+
+void sl__mail_refused_local(sl_relay *r, enum local_reply id) {
+  const char *t = replies[id].text;
+  sl__mail_refused(r, replies[id].code, (const uint8_t *)t, strlen(t));
 }
 
 /* Re-frames an upstream reply into cout; EHLO replies are rebuilt from the
@@ -571,6 +625,8 @@ static void after_local_reply(sl_relay *r, enum local_reply id) {
   }
   if (id == R_EHLO_LOCAL || id == R_HELO_LOCAL)
     sl__set_stage(r, SL_STAGE_HELO);
+  if (id == R_MAIL_HELD)
+    sl__set_stage(r, SL_STAGE_MAIL);
   if (id == R_FILTER || id == R_FILTER_TEMP) {
     /* a message the filters refused: counted as its reply says */
     if (r->fcode / 100 == 4)
@@ -774,6 +830,35 @@ int sl__step_replies(sl_relay *r) {
       r->q[r->q_head] = (uint8_t)(Q_LOCAL + (r->frep.len || r->fcode / 100 == 5
                                                  ? R_FILTER
                                                  : R_FILTER_TEMP));
+      progress = 1;
+      continue;
+    }
+    if (k == Q_UP_MAIL_HELD && rc > 0) {
+      /* The reply to the held MAIL answers no client command (the client
+         had its 250): a 2xx lets the RCPT behind it go, a refusal becomes
+         that RCPT's and the transaction's. */
+      if (rep.code / 100 == 3) {
+        sl__up_fail(r, SL_UPFAIL_MALFORMED);
+        progress = 1;
+        continue;
+      }
+      if (rep.code / 100 == 2) {
+        sl__set_stage(r, SL_STAGE_MAIL);
+      } else {
+        size_t pos = 0, n = 0, ln;
+        const uint8_t *t = NULL, *lt;
+        while (sl_reply_next_line(b, &rep, &pos, &lt, &ln)) {
+          t = lt;
+          n = ln;
+        }
+        sl__mail_refused(r, rep.code, t, t ? n : 0);
+      }
+      sl__buf_consume(r, &r->uin, rep.len);
+      r->up_out--;
+      r->up_sync--;
+      r->t_up = r->up_out ? sl__tadd(r->now, r->lim->upstream_command_timeout)
+                          : SL_TSTAMP_NONE;
+      q_pop(r);
       progress = 1;
       continue;
     }

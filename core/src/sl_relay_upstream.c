@@ -159,6 +159,12 @@ void sl__q_fail_upstream(sl_relay *r, enum local_reply why) {
     uint8_t k = r->q[from];
     if (k == Q_UP_RSET_OWN || k == Q_UP_XFORWARD)
       continue;
+    if (k == Q_UP_MAIL_HELD) {
+      /* the client had its 250: the RCPT waiting behind it (and the rest
+         of the transaction) gets this failure instead */
+      sl__mail_refused_local(r, why);
+      continue;
+    }
     /* a filtered message's LAST chunk: the held end behind it answers */
     if (k == Q_UP_BDAT_FLAST && i + 1 < r->q_len &&
         r->q[(from + 1) % QUEUE_CAP] == Q_UP_BDAT_LAST)

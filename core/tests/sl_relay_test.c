@@ -808,6 +808,237 @@ static void test_rcpt_check(void) {
   sl_harness_free(&h);
 }
 
+/* Screen-first with a RCPT check: the MAIL is answered locally and the
+   upstream is not connected for a greylisted RCPT; the first RCPT that
+   passes connects, sends the held MAIL (its reply consumed), then the
+   RCPT. */
+static void test_mail_held_for_rcpt_check(void) {
+  sl_harness h;
+  screen_first(&h);
+  h.policy.rcpt_check = 1;
+  CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
+  sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
+  size_t before = h.client_out.len;
+  sl_harness_client(&h,
+                    S("MAIL FROM:<a@example.org> SIZE=100\r\n"
+                      "RCPT TO:<b@example.net>\r\n"),
+                    0);
+  static const char ok[] = "250 2.1.0 Ok\r\n";
+  CHECK_MEM(h.client_out.p + before, h.client_out.len - before, ok,
+            sizeof(ok) - 1);
+  CHECK(h.pending_check != 0);
+  CHECK_STR(h.check_sender, "a@example.org");
+  CHECK_INT(sl_harness_requests(&h, SL_REQ_CONNECT_UPSTREAM), 0);
+  before = h.client_out.len;
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 450, "4.7.1 Greylisted"), 0);
+  static const char grey[] = "450 4.7.1 Greylisted\r\n";
+  CHECK_MEM(h.client_out.p + before, h.client_out.len - before, grey,
+            sizeof(grey) - 1);
+  /* DATA without a recipient and QUIT: still no connection */
+  sl_harness_client(&h, S("DATA\r\n"), 0);
+  CHECK_INT(sl_harness_requests(&h, SL_REQ_CONNECT_UPSTREAM), 0);
+  /* RSET drops the held MAIL; a new one, and its RCPT passes */
+  sl_harness_client(&h, S("RSET\r\nMAIL FROM:<a2@example.org>\r\n"), 0);
+  sl_harness_client(&h, S("RCPT TO:<c@example.net>\r\n"), 0);
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 0, NULL), 0);
+  CHECK_INT(sl_harness_requests(&h, SL_REQ_CONNECT_UPSTREAM), 1);
+  CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
+  sl_harness_upstream(&h, S("220 up ESMTP\r\n"), 0);
+  sl_harness_upstream(&h, S("250-up\r\n250 PIPELINING\r\n"), 0);
+  /* the held MAIL goes alone (SIZE dropped: not offered), the RCPT waits */
+  static const char up1[] = "EHLO c.example\r\nMAIL FROM:<a2@example.org>\r\n";
+  CHECK_MEM(h.upstream_out.p, h.upstream_out.len, up1, sizeof(up1) - 1);
+  before = h.client_out.len;
+  sl_harness_upstream(&h, S("250 2.1.0 Ok\r\n"), 0);
+  CHECK_INT(h.client_out.len, before); /* the client had its 250 */
+  CHECK(memmem(h.upstream_out.p, h.upstream_out.len,
+               "RCPT TO:<c@example.net>\r\n", 25) != NULL);
+  sl_harness_upstream(&h, S("250 2.1.5 Ok\r\n"), 0);
+  sl_harness_client(&h, S("DATA\r\n"), 0);
+  sl_harness_upstream(&h, S("354 go\r\n"), 0);
+  sl_harness_client(&h, S("Subject: x\r\n\r\nhi\r\n.\r\n"), 0);
+  sl_harness_upstream(&h, S("250 2.0.0 Ok: queued\r\n"), 0);
+  CHECK(memmem(h.client_out.p, h.client_out.len, "250 2.0.0 Ok: queued", 20) !=
+        NULL);
+  /* the next transaction goes straight up: the upstream is there now */
+  before = h.upstream_out.len;
+  sl_harness_client(&h, S("MAIL FROM:<d@example.org>\r\n"), 0);
+  CHECK(memmem(h.upstream_out.p + before, h.upstream_out.len - before,
+               "MAIL FROM:<d@example.org>", 25) != NULL);
+  sl_harness_upstream(&h, S("250 2.1.0 Ok\r\n"), 0);
+  sl_harness_client(&h, S("QUIT\r\n"), 0);
+  sl_harness_upstream(&h, S("221 bye\r\n"), 0);
+  CHECK(sl_harness_closed(&h));
+  CHECK_INT(sl_relay_stats(h.r)->messages_accepted, 1);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+/* The upstream refuses the held MAIL: the RCPT waiting for it and the rest
+   of the transaction get that refusal; a new MAIL starts over. */
+static void test_mail_held_refused(void) {
+  sl_harness h;
+  screen_first(&h);
+  h.policy.rcpt_check = 1;
+  CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
+  sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
+  sl_harness_client(&h,
+                    S("MAIL FROM:<bad@example.org>\r\n"
+                      "RCPT TO:<b@example.net>\r\nRCPT TO:<c@example.net>\r\n"
+                      "DATA\r\n"),
+                    0);
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 0, NULL), 0);
+  CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
+  sl_harness_upstream(&h, S("220 up ESMTP\r\n250-up\r\n250 PIPELINING\r\n"), 0);
+  size_t before = h.client_out.len;
+  sl_harness_upstream(
+      &h, S("553-5.7.1 <bad@example.org>:\r\n553 5.7.1 Sender\x01 refused\r\n"),
+      0);
+  static const char want[] = "553 5.7.1 Sender? refused\r\n"
+                             "553 5.7.1 Sender? refused\r\n"
+                             "553 5.7.1 Sender? refused\r\n";
+  CHECK_MEM(h.client_out.p + before, h.client_out.len - before, want,
+            sizeof(want) - 1);
+  CHECK(!memmem(h.upstream_out.p, h.upstream_out.len, "RCPT", 4));
+  CHECK(!memmem(h.upstream_out.p, h.upstream_out.len, "DATA", 4));
+  CHECK_INT(sl_relay_stats(h.r)->errors, 0);
+  /* a new MAIL goes straight to the connected upstream */
+  sl_harness_client(&h, S("MAIL FROM:<good@example.org>\r\n"), 0);
+  CHECK(memmem(h.upstream_out.p, h.upstream_out.len,
+               "MAIL FROM:<good@example.org>", 28) != NULL);
+  before = h.client_out.len;
+  sl_harness_upstream(&h, S("250 2.1.0 Ok\r\n"), 0);
+  CHECK_MEM(h.client_out.p + before, h.client_out.len - before,
+            "250 2.1.0 Ok\r\n", 14);
+  sl_harness_client(&h, S("QUIT\r\n"), 0);
+  sl_harness_upstream(&h, S("221 bye\r\n"), 0);
+  CHECK(sl_harness_closed(&h));
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+/* The upstream is lost while the held MAIL awaits its reply: the RCPT
+   gets one 451, never a second reply. */
+static void test_mail_held_upstream_lost(void) {
+  sl_harness h;
+  screen_first(&h);
+  h.policy.rcpt_check = 1;
+  CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
+  sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
+  sl_harness_client(&h, S("MAIL FROM:<a@example.org>\r\n"), 0);
+  sl_harness_client(&h, S("RCPT TO:<b@example.net>\r\n"), 0);
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 0, NULL), 0);
+  CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
+  sl_harness_upstream(&h, S("220 up ESMTP\r\n250 up\r\n"), 0);
+  size_t before = h.client_out.len;
+  sl_harness_upstream_eof(&h);
+  static const char lost[] =
+      "451 4.4.2 Error: connection to the mail server lost; try again "
+      "later\r\n";
+  CHECK_MEM(h.client_out.p + before, h.client_out.len - before, lost,
+            sizeof(lost) - 1);
+  sl_harness_client(&h, S("QUIT\r\n"), 0);
+  CHECK(sl_harness_closed(&h));
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+/* policy.check_stages: the driver is asked at MAIL (refusal answers the
+   MAIL) and at DATA once every RCPT reply is in (recipient_count is the
+   accepted ones; a refusal answers the DATA). */
+static void test_check_stages(void) {
+  sl_harness h;
+  sl_harness_defaults(&h);
+  h.policy.check_stages = SL_CHECK_MAIL | SL_CHECK_DATA;
+  CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
+  CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
+  sl_harness_upstream(
+      &h, S("220 up ESMTP\r\n250-up\r\n250-SIZE 1000\r\n250 PIPELINING\r\n"),
+      0);
+  sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
+  sl_harness_client(&h, S("MAIL FROM:<a@example.org> SIZE=100\r\n"), 0);
+  CHECK(h.pending_check != 0);
+  CHECK_INT(h.check.check.stage, SL_CMD_MAIL);
+  CHECK_STR(h.check_sender, "a@example.org");
+  CHECK_STR(h.check_rcpt, "");
+  CHECK_INT((int)h.check.check.size, 100);
+  size_t before = h.client_out.len;
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 554, "5.7.1 no sender"), 0);
+  CHECK_MEM(h.client_out.p + before, h.client_out.len - before,
+            "554 5.7.1 no sender\r\n", 21);
+  CHECK(!memmem(h.upstream_out.p, h.upstream_out.len, "MAIL", 4));
+  sl_harness_client(&h,
+                    S("MAIL FROM:<b@example.org>\r\nRCPT TO:<x@example.net>\r\n"
+                      "RCPT TO:<y@example.net>\r\nDATA\r\n"),
+                    0);
+  CHECK_INT(h.check.check.stage, SL_CMD_MAIL);
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 0, NULL), 0);
+  CHECK(memmem(h.upstream_out.p, h.upstream_out.len, "RCPT TO:<y@", 11));
+  /* no DATA check before the RCPT replies are in */
+  CHECK(h.pending_check == 0);
+  sl_harness_upstream(&h, S("250 ok\r\n250 ok\r\n550 no such user\r\n"), 0);
+  CHECK(h.pending_check != 0);
+  CHECK_INT(h.check.check.stage, SL_CMD_DATA);
+  CHECK_INT(h.check.check.rcpt_count, 1);
+  CHECK_STR(h.check_sender, "b@example.org");
+  before = h.client_out.len;
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 450, "4.7.1 later"), 0);
+  CHECK_MEM(h.client_out.p + before, h.client_out.len - before,
+            "450 4.7.1 later\r\n", 17);
+  CHECK(!memmem(h.upstream_out.p, h.upstream_out.len, "DATA", 4));
+  sl_harness_client(&h, S("DATA\r\n"), 0);
+  CHECK_INT(h.check.check.stage, SL_CMD_DATA);
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 0, NULL), 0);
+  CHECK(memmem(h.upstream_out.p, h.upstream_out.len, "DATA\r\n", 6));
+  sl_harness_upstream(&h, S("354 go\r\n"), 0);
+  sl_harness_client(&h, S("hi\r\n.\r\n"), 0);
+  sl_harness_upstream(&h, S("250 queued\r\n"), 0);
+  sl_harness_client(&h, S("QUIT\r\n"), 0);
+  sl_harness_upstream(&h, S("221 bye\r\n"), 0);
+  CHECK(sl_harness_closed(&h));
+  CHECK_INT(sl_relay_stats(h.r)->messages_accepted, 1);
+  CHECK_INT(sl_relay_stats(h.r)->errors, 1); /* only the 550 */
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+/* policy.check_stages with SL_CHECK_HELO: the EHLO is asked about with its
+   own name (not kept yet) before it runs; a refusal answers it. */
+static void test_check_helo(void) {
+  sl_harness h;
+  screen_first(&h);
+  h.policy.check_stages = SL_CHECK_HELO;
+  CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
+  sl_harness_client(&h, S("EHLO bad.example\r\n"), 0);
+  CHECK(h.pending_check != 0);
+  CHECK_INT(h.check.check.stage, SL_CMD_EHLO);
+  CHECK_STR(h.check_helo, "bad.example");
+  CHECK_STR(h.check_sender, "");
+  CHECK_STR(h.check_rcpt, "");
+  CHECK_INT(h.check.check.esmtp, 1);
+  size_t before = h.client_out.len;
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 550, "5.7.1 go away"), 0);
+  CHECK_MEM(h.client_out.p + before, h.client_out.len - before,
+            "550 5.7.1 go away\r\n", 19);
+  /* refused: no EHLO in force, so MAIL needs one */
+  before = h.client_out.len;
+  sl_harness_client(&h, S("MAIL FROM:<a@example.org>\r\n"), 0);
+  CHECK(memmem(h.client_out.p + before, h.client_out.len - before, "503 ", 4) !=
+        NULL);
+  sl_harness_client(&h, S("HELO good.example\r\n"), 0);
+  CHECK_INT(h.check.check.stage, SL_CMD_HELO);
+  CHECK_STR(h.check_helo, "good.example");
+  CHECK_INT(h.check.check.esmtp, 0);
+  before = h.client_out.len;
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 0, NULL), 0);
+  CHECK_MEM(h.client_out.p + before, 4, "250 ", 4);
+  sl_harness_client(&h, S("QUIT\r\n"), 0);
+  CHECK(sl_harness_closed(&h));
+  CHECK_INT(sl_harness_requests(&h, SL_REQ_CONNECT_UPSTREAM), 0);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
 int main(void) {
   SL_RUN(test_buffers_lent_only_while_used);
   SL_RUN(test_pool_exhaustion);
@@ -833,5 +1064,10 @@ int main(void) {
   SL_RUN(test_refusal_events);
   SL_RUN(test_refusal_connect_and_none);
   SL_RUN(test_rcpt_check);
+  SL_RUN(test_mail_held_for_rcpt_check);
+  SL_RUN(test_mail_held_refused);
+  SL_RUN(test_mail_held_upstream_lost);
+  SL_RUN(test_check_stages);
+  SL_RUN(test_check_helo);
   return sl_test_summary();
 }

@@ -777,6 +777,87 @@ static void filter_cases(void) {
   expect(&e, "reply injected through a filter's text", "guarantee 1");
 }
 
+/* ---- a MAIL held for a RCPT check (screen-first, no upstream yet) ----- */
+
+static void held_env(env *e, int screen_first, int rcpt_check) {
+  env_init(e);
+  sl_oracle_free(e->o);
+  e->pol.mode = screen_first ? SL_MODE_SCREEN_FIRST : SL_MODE_PASSTHROUGH;
+  e->pol.rcpt_check = (uint8_t)rcpt_check;
+  e->o = sl_oracle_new(&e->lim, &e->pol, &e->info);
+  c(e, "220 sluice ESMTP\r\n");
+  C(e, "EHLO client\r\n");
+  c(e, "250 sluice\r\n");
+  C(e, "MAIL FROM:<a@example.org> SIZE=10\r\nRCPT TO:<b@example.net>\r\n");
+  c(e, "250 2.1.0 Ok\r\n");
+}
+
+static void held_upstream(env *e, const char *mail) {
+  sl_oracle_completed(e->o, SL_REQ_CONNECT_UPSTREAM, SL_STATUS_OK);
+  U(e, "220 up ESMTP\r\n");
+  u(e, "EHLO client\r\n");
+  U(e, "250-up\r\n250-SIZE 1000\r\n250 PIPELINING\r\n");
+  u(e, mail);
+  U(e, "250 2.1.0 Ok\r\n");
+  u(e, "RCPT TO:<b@example.net>\r\n");
+  U(e, "250 2.1.5 Ok\r\n");
+  c(e, "250 2.1.5 Ok\r\n");
+}
+
+static void held_mail_tests(void) {
+  env e;
+  held_env(&e, 1, 1);
+  held_upstream(&e, "MAIL FROM:<a@example.org>\r\n");
+  C(&e, "DATA\r\n");
+  u(&e, "DATA\r\n");
+  U(&e, "354 go\r\n");
+  c(&e, "354 go\r\n");
+  C(&e, "hi\r\n.\r\n");
+  u(&e, "hi\r\n.\r\n");
+  U(&e, "250 queued\r\n");
+  c(&e, "250 queued\r\n");
+  expect(&e, "held MAIL sent upstream once a RCPT passed", NULL);
+
+  held_env(&e, 1, 1);
+  c(&e, "450 4.7.1 Greylisted\r\n");
+  C(&e, "QUIT\r\n");
+  c(&e, "221 bye\r\n");
+  expect(&e, "held MAIL, greylisted RCPT, no upstream at all", NULL);
+
+  held_env(&e, 0, 1);
+  expect(&e, "local 250 to MAIL in pass-through", "guarantee 2");
+
+  held_env(&e, 1, 0);
+  expect(&e, "local 250 to MAIL without a RCPT check", "guarantee 2");
+
+  env_init(&e);
+  clean_prefix(&e);
+  C(&e, "hi\r\n.\r\nMAIL FROM:<x@example.org>\r\n");
+  u(&e, "hi\r\n.\r\n");
+  U(&e, "250 queued\r\n");
+  c(&e, "250 queued\r\n250 2.1.0 Ok\r\n");
+  expect(&e, "local 250 to MAIL with the upstream connected", "guarantee 2");
+
+  held_env(&e, 1, 1);
+  held_upstream(&e, "MAIL FROM:<other@example.org>\r\n");
+  expect(&e, "held MAIL replayed as another sender", "the held MAIL");
+
+  held_env(&e, 1, 1);
+  held_upstream(&e, "MAIL FROM:<a@example.org> SIZE=99\r\n");
+  expect(&e, "held MAIL replayed with another parameter", "the held MAIL");
+
+  held_env(&e, 1, 1);
+  held_upstream(&e, "MAIL FROM:<a@example.org>\r\n");
+  C(&e, "DATA\r\n");
+  u(&e, "DATA\r\n");
+  U(&e, "354 go\r\n");
+  c(&e, "354 go\r\n");
+  C(&e, "hi\r\n.\r\n");
+  c(&e, "250 queued\r\n");
+  expect(&e, "held MAIL, 250 to end-of-data the upstream did not give",
+         "guarantee 2");
+}
+
 int main(void) {
   env e;
 
@@ -981,6 +1062,7 @@ int main(void) {
   upstream_view_tests();
   progress_tests();
   completeness_tests();
+  held_mail_tests();
 
   printf("%d failure(s)\n", failures);
   return failures ? 1 : 0;

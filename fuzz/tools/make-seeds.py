@@ -223,11 +223,35 @@ def relay_seeds():
                  C("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n") +
                  U("250 ok\r\n250 ok\r\n") + C("BDAT 2\r\nx\r") + U("250 ok 2\r\n") +
                  C("BDAT 0 LAST\r\n") + U("250 queued\r\n"))
-    # spool mode (seed bit 12): the same client goes upstream as DATA
-    seeds.append(header(b5=7, seed=0x9001) + A(0) + GREET + C("EHLO client.example\r\n") +
+    # spool mode (seed bit 10): the same client goes upstream as DATA
+    seeds.append(header(b5=7, seed=0x8401) + A(0) + GREET + C("EHLO client.example\r\n") +
                  H(0x0003) + C("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n") +
                  U("250 ok\r\n250 ok\r\n") + C("BDAT 9\r\n.dot\r\nx\r\nBDAT 5 LAST\r\nend\r\n") +
                  U("354 go\r\n") + F(4, 1) + nxt)
+    # RCPT checks (seed bit 12): screen-first holds the MAIL (local 250)
+    # until a RCPT passes; greylisted, then passed, the held MAIL refused
+    # by the upstream, the upstream lost while the held MAIL is out
+    def G(st, k):
+        return b"G" + bytes([st, k])
+    chk = 0x1001
+    seeds.append(header(b0=1, seed=chk) + C(ENV) + G(0, 1) + C("DATA\r\nQUIT\r\n") + T(2))
+    seeds.append(header(b0=1, seed=chk) + C(ENV + "RCPT TO:<c@example.net>\r\nDATA\r\n") + G(0, 1) +
+                 G(0, 0) + A(0) + GREET + EHLO_UP + EHLO_UP + U("250 ok\r\n") + U("250 ok\r\n") +
+                 U("354 go\r\n") + C("x\r\n.\r\n") + U("250 ok\r\n") + C("QUIT\r\n"))
+    seeds.append(header(b0=1, seed=chk) + C(ENV + "DATA\r\n") + G(0, 0) + A(0) + GREET + EHLO_UP + EHLO_UP +
+                 U("553 5.7.1 sender refused\r\n") + C("MAIL FROM:<c@example.org>\r\n") + U("250 ok\r\n") + T(2))
+    seeds.append(header(b0=1, seed=chk) + C(ENV) + G(0, 0) + A(0) + GREET + EHLO_UP + EHLO_UP + e_up + T(2))
+    seeds.append(header(b0=0x11, b3=1, seed=chk) + C(ENV) + G(0, 8 | 2) + G(1, 0) + T(3) + A(0) + GREET + EHLO_UP + EHLO_UP + T(3))
+    # checks at MAIL and DATA too (seed bit 11): MAIL refused, then passed;
+    # DATA asked once the RCPT replies are in, refused, then passed
+    stg = 0x1801
+    seeds.append(header(seed=stg) + A(0) + GREET + EHLO_UP + C("EHLO c\r\n") + EHLO_UP +
+                 C("MAIL FROM:<a@example.org>\r\n") + G(0, 2) + C("MAIL FROM:<a@example.org>\r\n") + G(0, 0) +
+                 U("250 ok\r\n") + C("RCPT TO:<b@example.net>\r\nDATA\r\n") + G(0, 0) + U("250 ok\r\n") +
+                 G(0, 1) + C("DATA\r\n") + G(0, 0) + U("354 go\r\n") + C("x\r\n.\r\n") + U("250 ok\r\n"))
+    seeds.append(header(b0=1, seed=stg) + C(ENV + "DATA\r\n") + G(0, 0) + G(0, 0) + A(0) + GREET + EHLO_UP +
+                 EHLO_UP + U("250 ok\r\n") + U("250 ok\r\n") + G(2, 1) + U("354 go\r\n") + C("x\r\n.\r\n") +
+                 U("250 ok\r\n"))
     for s in seeds:
         write("relay", s)
 

@@ -77,6 +77,16 @@ enum {
   SL_FILTER_MODE_SPOOL = 2
 };
 enum { SL_FILTER_DISCARD_REJECT = 0, SL_FILTER_DISCARD_TAG = 1 };
+/* policy_stages bits: the commands at which the policy service is asked
+   (Postfix's protocol_state; README "Policy delegation at Postfix's
+   stages"). */
+enum {
+  SL_POLICY_AT_MAIL = 1u << 0,
+  SL_POLICY_AT_RCPT = 1u << 1,
+  SL_POLICY_AT_DATA = 1u << 2,
+  SL_POLICY_AT_HELO = 1u << 3
+};
+
 /* filter_skip bits: sessions that are not filtered. */
 enum {
   SL_FILTER_SKIP_AUTHENTICATED = 1u << 0, /* the client authenticated */
@@ -187,7 +197,8 @@ typedef struct sl_config {
   int greylist_spf;
   sl_duration greylist_spf_timeout;
   char *greylist_asn_zone, *greylist_asn6_zone;
-  char *policy_service; /* inet:HOST:PORT or unix:PATH */
+  char *policy_service;   /* inet:HOST:PORT or unix:PATH */
+  uint32_t policy_stages; /* SL_POLICY_AT_*: where policy_service is asked */
   sl_duration policy_timeout;
   char *policy_default_action;
   uint32_t max_connections;       /* per worker process */
@@ -236,11 +247,12 @@ typedef enum sl_config_type {
   SL_CT_FILE,    /* char *: a file sluiced must be able to read */
   SL_CT_LOGFILE, /* char *: a file sluiced appends to (its directory must exist)
                   */
-  SL_CT_HOSTNAME,    /* char *: a DNS host name */
-  SL_CT_ADDRPORT,    /* char * + metrics_addr: numeric ADDRESS:PORT */
-  SL_CT_FEATURES,    /* policy.features from names */
-  SL_CT_RELAY_ALLOW, /* policy.rcpt.flags: relay_allow names */
-  SL_CT_FILTER_SKIP, /* filter_skip: names of SL_FILTER_SKIP_* bits */
+  SL_CT_HOSTNAME,      /* char *: a DNS host name */
+  SL_CT_ADDRPORT,      /* char * + metrics_addr: numeric ADDRESS:PORT */
+  SL_CT_FEATURES,      /* policy.features from names */
+  SL_CT_RELAY_ALLOW,   /* policy.rcpt.flags: relay_allow names */
+  SL_CT_FILTER_SKIP,   /* filter_skip: names of SL_FILTER_SKIP_* bits */
+  SL_CT_POLICY_STAGES, /* policy_stages: names of SL_POLICY_AT_* bits */
   /* repeatable line types, each with its own parser */
   SL_CT_LISTEN,
   SL_CT_UPSTREAM,

@@ -148,6 +148,13 @@ typedef struct sl_dnsbl_zone {
 
 #define SL_POLICY_VERSION 1
 
+/* policy.check_stages: the commands besides RCPT a check is asked at. */
+enum sl_check_stage {
+  SL_CHECK_MAIL = 1u << 0, /* check.stage SL_CMD_MAIL */
+  SL_CHECK_DATA = 1u << 1, /* check.stage SL_CMD_DATA */
+  SL_CHECK_HELO = 1u << 2  /* check.stage SL_CMD_EHLO or SL_CMD_HELO */
+};
+
 typedef struct sl_policy {
   uint32_t version; /* SL_POLICY_VERSION */
   sl_mode mode;
@@ -190,6 +197,12 @@ typedef struct sl_policy {
   /* Ask the driver (SL_REQ_RCPT_CHECK) about each RCPT that passed relay
      control, before it goes upstream: policy services and greylisting. */
   uint8_t rcpt_check;
+  /* sl_check_stage bits: ask the driver the same way (the request's
+     check.stage says which) about each MAIL that passed sluice's own
+     checks, and each DATA that has recipients once every RCPT reply is
+     in; a refusal answers that command (Postfix's check_policy_service in
+     smtpd_sender_restrictions / smtpd_data_restrictions). */
+  uint8_t check_stages;
 } sl_policy;
 
 /* Fills p with a strict pass-through policy: all features, no tarpit, no

@@ -173,7 +173,8 @@ typedef struct sl_conn_info {
      terminator is held: answer sl_relay_filter_verdict() */                   \
   XX(FILTER, 8, "filter")                                                      \
   /* policy.rcpt_check: may this RCPT go upstream? (policy service,            \
-     greylisting); the facts are in check, the answer in check_code */         \
+     greylisting); the facts are in check, the answer in check_code; with      \
+     policy.check_stages also asked at MAIL and DATA (check.stage) */          \
   XX(RCPT_CHECK, 9, "rcpt_check")
 
 typedef enum sl_request_type {
@@ -417,6 +418,13 @@ typedef struct sl_request {
       uint8_t authed;
       uint8_t esmtp;
       uint8_t tls;
+      /* the command asked about (sl_command): SL_CMD_RCPT, or with
+         policy.check_stages SL_CMD_EHLO/SL_CMD_HELO (helo the command's
+         argument, sender and rcpt ""), SL_CMD_MAIL (rcpt "") or
+         SL_CMD_DATA (rcpt "", rcpt_count the recipients the upstream
+         accepted); a refusal answers that command */
+      uint8_t stage;
+      uint64_t size; /* the MAIL's SIZE= value, 0 if none */
     } check;
   };
 } sl_request;
@@ -439,7 +447,7 @@ typedef struct sl_completion {
      n = 0 means NXDOMAIN (not listed). */
   uint32_t dnsbl_answers[SL_DNSBL_ANSWERS_MAX];
   uint8_t ndnsbl_answers;
-  /* SL_REQ_RCPT_CHECK, status OK: 0 lets the RCPT go upstream; a 4xx or
+  /* SL_REQ_RCPT_CHECK, status OK: 0 lets the command go upstream; a 4xx or
      5xx refuses it locally with check_text ("d.d.d text"; bytes outside
      printable ASCII become '?', the line is cut at
      SL_CHECK_TEXT_MAX - 1).  Any other status lets it go upstream (the

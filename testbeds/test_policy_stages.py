@@ -1,0 +1,302 @@
+"""Policy delegation at Postfix's stages (README "Policy delegation at
+Postfix's stages"): with policy_stages, sluiced asks the policy service at
+MAIL, RCPT and DATA with protocol_state and the attributes Postfix sends
+there, and a refusal answers that command.  Against a small policy server
+speaking the real protocol that records every request, and Debian's
+postfix-policyd-spf-python (spawned per connection, as Postfix's spawn(8)
+runs it) rejecting at MAIL; a real Postfix upstream, judged from its log
+and queue."""
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import lib.dns as dns_lib
+from lib.dns import UnboundServer
+from lib.net import LOCALHOST
+from test_proxy_support import raw_connect, sluiced_factory  # noqa: F401
+
+POLICYD_SPF = "/usr/bin/policyd-spf"
+
+
+class StagePolicy:
+    """Reads one request per connection (name=value lines, an empty line),
+    records it and answers with decide(request) -> action."""
+
+    def __init__(self, decide):
+        self.decide = decide
+        self.requests = []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((LOCALHOST, 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.t = threading.Thread(target=self.serve, daemon=True)
+        self.t.start()
+
+    @property
+    def address(self):
+        return f"inet:{LOCALHOST}:{self.sock.getsockname()[1]}"
+
+    def serve(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            with c:
+                c.settimeout(5)
+                buf = b""
+                try:
+                    while b"\n\n" not in buf:
+                        d = c.recv(4096)
+                        if not d:
+                            break
+                        buf += d
+                except OSError:
+                    continue
+                req = dict(line.split("=", 1) for line in
+                           buf.decode(errors="replace").strip().split("\n") if "=" in line)
+                self.requests.append(req)
+                c.sendall(f"action={self.decide(req)}\n\n".encode())
+
+    def states(self):
+        return [r["protocol_state"] for r in self.requests]
+
+    def stop(self):
+        self.stopping = True
+        self.t.join(5)
+        self.sock.close()
+
+
+@pytest.fixture
+def stage_policy():
+    made = []
+
+    def make(decide):
+        p = StagePolicy(decide)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.stop()
+
+
+def decide(req):
+    state = req["protocol_state"]
+    if state == "MAIL" and req["sender"].startswith("spammer@"):
+        return "REJECT spam source"
+    if state == "RCPT" and req["recipient"].startswith("blocked@"):
+        return "DEFER_IF_PERMIT try later"
+    if state == "DATA" and req["recipient_count"] == "2":
+        return "550 5.7.1 one recipient per message here"
+    return "DUNNO"
+
+
+@pytest.mark.parametrize("mode", ["screen", "passthrough"])
+def test_policy_at_mail_rcpt_and_data(postfix_upstream, sluiced_factory, stage_policy, mode):
+    pf = postfix_upstream
+    p = stage_policy(decide)
+    s = sluiced_factory([pf.address], conf={
+        "mode": mode, "greet_teaser": "no", "policy_service": p.address,
+        "policy_stages": "mail rcpt data"})
+    with raw_connect(s.address, source_ip="127.0.0.91") as c:
+        assert c.read_reply().code == 220
+        assert c.cmd("EHLO client.test").code == 250
+        r = c.cmd("MAIL FROM:<spammer@example.test>")
+        assert r.code == 554 and r.text == (
+            "5.7.1 <spammer@example.test>: Sender address rejected: spam source"), r
+        # the refused MAIL opened no transaction
+        assert c.cmd("RCPT TO:<user@example.test>").code == 503
+        assert c.cmd("MAIL FROM:<ok@example.test> SIZE=321").code == 250
+        r = c.cmd("RCPT TO:<blocked@example.test>")
+        assert r.code == 450 and r.text == (
+            "4.7.1 <blocked@example.test>: Recipient address rejected: try later"), r
+        assert c.cmd("RCPT TO:<user@example.test>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(b"Subject: one\r\n\r\nhello\r\n.\r\n")
+        assert c.read_reply().code == 250
+        # two recipients: the DATA check refuses, nothing is committed
+        assert c.cmd("MAIL FROM:<ok@example.test>").code == 250
+        assert c.cmd("RCPT TO:<u1@example.test>").code == 250
+        assert c.cmd("RCPT TO:<u2@example.test>").code == 250
+        r = c.cmd("DATA")
+        assert r.code == 550 and r.text == (
+            "5.7.1 <DATA>: Data command rejected: one recipient per message here"), r
+        assert c.cmd("RSET").code == 250
+        assert c.cmd("QUIT").code == 221
+    held = pf.wait_held(1)
+    time.sleep(0.5)
+    assert len(pf.held()) == 1
+    assert held[0].sender == "ok@example.test" and held[0].recipients == ["user@example.test"]
+    log = pf.log()
+    assert "spammer@example.test" not in log and "blocked@example.test" not in log, log
+    assert p.states() == ["MAIL", "MAIL", "RCPT", "RCPT", "DATA", "MAIL", "RCPT", "RCPT",
+                          "DATA"], p.requests
+    mail, data1, data2 = p.requests[1], p.requests[4], p.requests[8]
+    assert mail["sender"] == "ok@example.test" and mail["recipient"] == "" and \
+        mail["size"] == "321" and mail["recipient_count"] == "0", mail
+    assert data1["recipient_count"] == "1" and data1["size"] == "321", data1
+    assert data2["recipient_count"] == "2" and data2["size"] == "0", data2
+    for r in p.requests:
+        assert r["request"] == "smtpd_access_policy" and r["client_address"] == "127.0.0.91"
+        assert r["helo_name"] == "client.test" and r["protocol_name"] == "ESMTP"
+    recs = s.wait_sessions(1)
+    assert "554" in recs[-1]["refusals"] and "550" in recs[-1]["refusals"], recs[-1]
+
+
+@pytest.mark.parametrize("mode", ["screen", "passthrough"])
+def test_policy_at_helo(postfix_upstream, sluiced_factory, stage_policy, mode):
+    pf = postfix_upstream
+
+    def by_helo(req):
+        return "REJECT not you" if req["helo_name"] == "bad.test" else "DUNNO"
+
+    p = stage_policy(by_helo)
+    s = sluiced_factory([pf.address], conf={
+        "mode": mode, "greet_teaser": "no", "policy_service": p.address,
+        "policy_stages": "helo"})
+    with raw_connect(s.address, source_ip="127.0.0.94") as c:
+        assert c.read_reply().code == 220
+        r = c.cmd("EHLO bad.test")
+        assert r.code == 554 and r.text == "5.7.1 <bad.test>: Helo command rejected: not you", r
+        assert c.cmd("MAIL FROM:<a@example.test>").code == 503  # no EHLO in force
+        assert c.cmd("HELO good.test").code == 250
+        assert c.cmd("MAIL FROM:<a@example.test>").code == 250
+        assert c.cmd("RCPT TO:<user@example.test>").code == 250
+        assert c.cmd("DATA").code == 354
+        c.send(b"Subject: helo\r\n\r\nhello\r\n.\r\n")
+        assert c.read_reply().code == 250
+        c.cmd("QUIT")
+    held = pf.wait_held(1)
+    assert "log_helo_name=good.test" in held[0].raw or mode == "passthrough", held[0].raw
+    assert "bad.test" not in pf.log()
+    assert [(r["protocol_state"], r["helo_name"], r["protocol_name"]) for r in p.requests] == \
+        [("EHLO", "bad.test", "ESMTP"), ("HELO", "good.test", "SMTP")], p.requests
+    assert all(r["sender"] == "" and r["recipient"] == "" for r in p.requests), p.requests
+
+
+def test_default_stage_is_rcpt(sink, sluiced_factory, stage_policy):
+    p = stage_policy(decide)
+    s = sluiced_factory([sink.address], conf={
+        "mode": "screen", "greet_teaser": "no", "policy_service": p.address})
+    with raw_connect(s.address, source_ip="127.0.0.92") as c:
+        assert c.read_reply().code == 220
+        c.cmd("EHLO client.test")
+        assert c.cmd("MAIL FROM:<spammer@example.test>").code == 250  # not asked at MAIL
+        assert c.cmd("RCPT TO:<u1@example.test>").code == 250
+        assert c.cmd("RCPT TO:<u2@example.test>").code == 250
+        assert c.cmd("DATA").code == 354  # nor at DATA
+        c.send(b"Subject: x\r\n\r\nhi\r\n.\r\n")
+        assert c.read_reply().code == 250
+        c.cmd("QUIT")
+    assert p.states() == ["RCPT", "RCPT"], p.requests
+
+
+class SpawnedPolicy:
+    """A TCP listener that runs one policy daemon process per connection
+    with the connection as its stdin and stdout, as Postfix's spawn(8)
+    runs postfix-policyd-spf-python."""
+
+    def __init__(self, argv):
+        self.argv = argv
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((LOCALHOST, 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.procs = []
+        self.t = threading.Thread(target=self.serve, daemon=True)
+        self.t.start()
+
+    @property
+    def address(self):
+        return f"inet:{LOCALHOST}:{self.sock.getsockname()[1]}"
+
+    def serve(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            with c:
+                self.procs.append(subprocess.Popen(self.argv, stdin=c.fileno(),
+                                                   stdout=c.fileno(),
+                                                   stderr=subprocess.DEVNULL))
+
+    def stop(self):
+        self.stopping = True
+        self.t.join(5)
+        for pr in self.procs:
+            try:
+                pr.wait(5)
+            except subprocess.TimeoutExpired:
+                pr.kill()
+                pr.wait()
+        self.sock.close()
+
+
+class Port53Unbound(UnboundServer):
+    """The test beds' unbound on port 53 of its own loopback address: a
+    resolv.conf (which names no port) can point at it."""
+
+    def start(self):
+        orig = dns_lib.free_port
+        dns_lib.free_port = lambda *a, **k: 53
+        try:
+            return super().start()
+        finally:
+            dns_lib.free_port = orig
+
+
+@pytest.mark.skipif(not os.path.exists(POLICYD_SPF),
+                    reason="Debian's postfix-policyd-spf-python is not installed")
+def test_policyd_spf_rejects_at_mail(postfix_upstream, sluiced_factory, tmp_path):
+    """postfix-policyd-spf-python at MAIL: unbound publishes strict.test's
+    SPF record, which fails for this client, and the daemon's REJECT
+    refuses the MAIL in its own words; a sender without SPF passes with its
+    Received-SPF PREPEND (a proxy cannot carry it out: DUNNO) and the
+    message reaches Postfix.  The daemon runs in a mount namespace whose
+    /etc/resolv.conf names that unbound (the host's is not touched)."""
+    u = Port53Unbound(tmp_path / "unbound", host="127.0.53.1")
+    u.add_record("strict.test", "strict.test", "TXT", '"v=spf1 ip4:192.0.2.1 -all"')
+    u.add_zone("example.test")
+    u.start()
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.53.1\n")
+    conf = tmp_path / "policyd-spf.conf"
+    conf.write_text("debugLevel = 0\nTestOnly = 1\nHELO_reject = No_Check\n"
+                    "Mail_From_reject = Fail\nPermError_reject = False\n"
+                    "TempError_Defer = False\nskip_addresses = 192.0.2.0/24\n")
+    spf = SpawnedPolicy(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                         f"mount --bind {resolv} /etc/resolv.conf && exec {POLICYD_SPF} {conf}"])
+    try:
+        pf = postfix_upstream
+        s = sluiced_factory([pf.address], conf={
+            "mode": "screen", "greet_teaser": "no", "policy_service": spf.address,
+            "policy_stages": "mail", "policy_timeout": "8s"})
+        with raw_connect(s.address, source_ip="127.0.0.93") as c:
+            assert c.read_reply().code == 220
+            assert c.cmd("EHLO client.test").code == 250
+            r = c.cmd("MAIL FROM:<a@strict.test>")
+            assert r.code == 550 and r.text.startswith(
+                "5.7.23 <a@strict.test>: Sender address rejected: Message rejected due to: "
+                "SPF fail - not authorized"), r
+            assert c.cmd("MAIL FROM:<b@example.test>").code == 250
+            assert c.cmd("RCPT TO:<user@example.test>").code == 250
+            assert c.cmd("DATA").code == 354
+            c.send(b"Subject: spf\r\n\r\nhello\r\n.\r\n")
+            assert c.read_reply().code == 250
+            c.cmd("QUIT")
+        held = pf.wait_held(1)
+        assert held[0].sender == "b@example.test"
+        assert "strict.test" not in pf.log()
+    finally:
+        spf.stop()
+        u.stop()
