@@ -952,8 +952,8 @@ int main(void) {
   env_init(&e);
   up_with(&e, "250-up\r\n250 STARTTLS\r\n");
   U(&e, "220 go\r\n");
-  sl_oracle_request(e.o, &(sl_request){.type = SL_REQ_STARTTLS_UPSTREAM,
-                                       .id = 77});
+  sl_oracle_request(e.o,
+                    &(sl_request){.type = SL_REQ_STARTTLS_UPSTREAM, .id = 77});
   expect(&e, "STARTTLS_UPSTREAM before STARTTLS went out",
          "guarantee 3: STARTTLS_UPSTREAM requested");
 
@@ -961,8 +961,8 @@ int main(void) {
   up_with(&e, "250-up\r\n250 STARTTLS\r\n");
   U(&e, "220 go\r\n");
   u(&e, "STARTTLS\r\n");
-  sl_oracle_request(e.o, &(sl_request){.type = SL_REQ_STARTTLS_UPSTREAM,
-                                       .id = 77});
+  sl_oracle_request(e.o,
+                    &(sl_request){.type = SL_REQ_STARTTLS_UPSTREAM, .id = 77});
   sl_oracle_completed(e.o, SL_REQ_STARTTLS_UPSTREAM, SL_STATUS_OK);
   u(&e, "EHLO mx.sluice.test\r\n");
   expect(&e, "STARTTLS_UPSTREAM after STARTTLS and an early 220", NULL);
