@@ -923,7 +923,12 @@ sl_tstamp sl_relay_next_deadline(const sl_relay *r) {
     if (due > r->now)
       t = sl__tmin(t, due);
   }
-  if (r->cl < CL_CLOSING) /* a closing session sends no more replies */
+  /* A closing session sends no more replies.  Once passed, the release
+     waits on something else (room in cout while the client reads slowly or
+     a stutter pause runs, the ring, an upstream reply), each with its own
+     wake-up: a release time left here would be due forever and a driver
+     would spin on handle_expiry (guarantee 7). */
+  if (r->cl < CL_CLOSING && r->t_release > r->now)
     t = sl__tmin(t, r->t_release);
   if (r->cl < CL_CLOSING && r->t_bye != SL_TSTAMP_NONE)
     t = sl__tmin(t, sl__tadd(r->t_bye, l->send_timeout));

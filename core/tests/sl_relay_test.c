@@ -253,6 +253,48 @@ static void test_client_that_does_not_read(void) {
   sl_harness_free(&h);
 }
 
+/* Found by the session 3 fuzz campaign (guarantee 7): a tarpitted reply
+   whose release time has passed but which finds no room in cout, because
+   the client reads nothing, waits on the client, not on the clock.  Its
+   release time must leave next_deadline, or a driver that sleeps until the
+   deadline and calls handle_expiry is woken at once, for ever, until the
+   send timeout (a busy loop). */
+static void test_released_reply_waiting_for_room(void) {
+  sl_harness h;
+  screen_first(&h);
+  /* Pipelined EHLOs: each reply needs room for a whole capability list,
+     so with a 1 KiB cout one that is due finds none while the command
+     reader (which stops at half a buffer) has long queued the rest. */
+  h.limits.buffer_size = 1024;
+  h.limits.reply_max = 512;
+  h.limits.auth_line_max = 512;
+  h.limits.send_timeout = 10 * SL_SEC;
+  h.policy.normal.reply_delay = 100 * SL_MSEC;
+  h.policy.forbid_unauth_pipelining = 0;
+  CHECK_INT(sl_harness_start(&h, 4, 1, 1), 0);
+  h.client_stalled = 1;
+  char many[20 * 8];
+  for (int i = 0; i < 20; i++)
+    memcpy(many + 8 * i, "EHLO c\r\n", 8);
+  sl_harness_client(&h, many, sizeof(many), 0);
+  int expiries = 0;
+  while (expiries < 1000 && sl_harness_next_deadline(&h, 11 * SL_SEC)) {
+    expiries++;
+    if (sl_harness_closed(&h))
+      break;
+    sl_tstamp due = sl_relay_next_deadline(h.r);
+    CHECK(due == SL_TSTAMP_NONE || due > h.now);
+    if (due != SL_TSTAMP_NONE && due <= h.now)
+      break;
+  }
+  CHECK(sl_harness_closed(&h));
+  CHECK_INT(sl_relay_stats(h.r)->end_reason, SL_END_TIMEOUT);
+  /* one expiry per delayed reply that fitted, then the send timeout */
+  CHECK(expiries <= 25);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
 /* Was fuzz/findings/relay-g8-early-reply-taken-as-ehlo: the smallest pool
    (two small buffers), the upstream's greeting and an EHLO reply offering
    STARTTLS in one read.  uin and the held greeting take both small buffers,
@@ -1083,6 +1125,7 @@ int main(void) {
   SL_RUN(test_starttls_injection_counted);
   SL_RUN(test_client_that_does_not_read);
   SL_RUN(test_unread_goodbye_ends);
+  SL_RUN(test_released_reply_waiting_for_room);
   SL_RUN(test_local_replies_enhanced_codes);
   SL_RUN(test_message_sizes_pipelined);
   SL_RUN(test_five_bdat_events);
