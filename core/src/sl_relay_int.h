@@ -367,18 +367,19 @@ struct sl_relay {
      pool buffer taken at the AUTH and kept only once the upstream said
      235. */
   uint8_t auth_mech : 2;
-  uint8_t auser_login : 1; /* auser came from AUTH LOGIN (else PLAIN) */
-  uint8_t fres;            /* the verdict taken (sl_verdict + 1), applied by
-                              step_answers; 0 none */
-  uint8_t fterm_len;       /* bytes of the held terminator */
-  uint8_t fterm[5];        /* ".\r\n", or "\r\n.\r\n" after a BDAT without a
-                              final CRLF */
-  uint16_t fcode;          /* code of the refusal */
-  uint32_t id_filter;      /* the SL_REQ_FILTER of the held terminator */
-  uint32_t fsize;          /* that message's size, for its MESSAGE event */
-  sl_buf frep;  /* the refusal line, re-framed (a small pool buffer, held
-                   until it is sent; without one the fixed R_FILTER text) */
-  sl_buf auser; /* the AUTH user name, decoded */
+  /* auser came from AUTH LOGIN (else PLAIN) */
+  uint8_t auser_login : 1;
+  uint8_t fres;       /* the verdict taken (sl_verdict + 1), applied by
+                         step_answers; 0 none */
+  uint8_t fterm_len;  /* bytes of the held terminator */
+  uint8_t fterm[5];   /* ".\r\n", or "\r\n.\r\n" after a BDAT without a
+                         final CRLF */
+  uint16_t fcode;     /* code of the refusal */
+  uint32_t id_filter; /* the SL_REQ_FILTER of the held terminator */
+  uint32_t fsize;     /* that message's size, for its MESSAGE event */
+  sl_buf frep;        /* the refusal line, re-framed (a small pool buffer, held
+                         until it is sent; without one the fixed R_FILTER text) */
+  sl_buf auser;       /* the AUTH user name, decoded */
   /* policy.rcpt_check: the RCPT line stays unconsumed while its
      SL_REQ_RCPT_CHECK is out, then is read again with the answer.  chk is
      a small pool buffer, taken at the first MAIL, kept to the session's
