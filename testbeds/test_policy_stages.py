@@ -300,3 +300,53 @@ def test_policyd_spf_rejects_at_mail(postfix_upstream, sluiced_factory, tmp_path
     finally:
         spf.stop()
         u.stop()
+
+
+AUTH_USER = "sasl-alice@example.test"
+AUTH_PASSWORD = "s3cret-pw"
+
+
+def by_sasl_user(req):
+    """Relays only for the authenticated account, as a submission policy
+    keyed on sasl_username does."""
+    if req["protocol_state"] == "RCPT" and req["sasl_username"] != AUTH_USER:
+        return "REJECT authenticate first"
+    return "DUNNO"
+
+
+@pytest.mark.parametrize("mech", ["PLAIN", "LOGIN"])
+def test_policy_learns_the_sasl_user(aiosmtpd_factory, sluiced_factory, stage_policy,
+                                     tls_certs, mech):
+    """After an AUTH the upstream accepted (relayed undecoded to aiosmtpd
+    with one account), the MAIL and RCPT requests carry sasl_username and
+    sasl_method as Postfix sends them; a refused AUTH, or none, sends them
+    empty, and the policy keyed on them refuses that client's recipient."""
+    from lib.clients import swaks
+    up = aiosmtpd_factory(auth=(AUTH_USER, AUTH_PASSWORD))
+    p = stage_policy(by_sasl_user)
+    s = sluiced_factory([up.address], tls_certs=tls_certs, conf={
+        "features": "all", "greet_teaser": "no", "policy_service": p.address,
+        "policy_stages": "mail rcpt"})
+    r = swaks(s.address, tls=True, tls_verify_ca=tls_certs.ca_cert,
+              auth=(mech, AUTH_USER, AUTH_PASSWORD), body="authenticated")
+    assert r.rc == 0, r.transcript + r.stderr + s.stderr()[-3000:]
+    m = up.wait_messages(1)[0]
+    assert m.envelope["auth_login"] == AUTH_USER, m.envelope  # the upstream did the AUTH
+    assert [(q["protocol_state"], q["sasl_username"], q["sasl_method"], q["sasl_sender"])
+            for q in p.requests] == [("MAIL", AUTH_USER, mech, ""),
+                                     ("RCPT", AUTH_USER, mech, "")], p.requests
+    assert all(AUTH_PASSWORD not in str(q) for q in p.requests), p.requests
+    # a refused AUTH: swaks gives up at the 535, nothing is asked
+    r = swaks(s.address, tls=True, tls_verify_ca=tls_certs.ca_cert,
+              auth=(mech, AUTH_USER, "wrong"), body="refused")
+    assert r.rc != 0 and "535" in r.transcript, r.transcript
+    assert len(p.requests) == 2, p.requests
+    # no AUTH: asked with no user, and refused by the policy at RCPT
+    r = swaks(s.address, tls=True, tls_verify_ca=tls_certs.ca_cert, body="anonymous")
+    assert r.rc != 0, r.transcript
+    assert "554 5.7.1 <rcpt@example.test>: Recipient address rejected: authenticate first" \
+        in r.transcript, r.transcript
+    assert [(q["protocol_state"], q["sasl_username"], q["sasl_method"])
+            for q in p.requests[2:]] == [("MAIL", "", ""), ("RCPT", "", "")], p.requests
+    time.sleep(0.5)
+    assert len(up.message_ids()) == 1
