@@ -1713,7 +1713,7 @@ static void up_parse(sl_oracle *o) {
       fail(o, "guarantee 3: bytes \"%s\" sent upstream %s",
            show(p, n < 40 ? n : 40, s, sizeof(s)),
            o->um == UM_TLS ? "between the 220 to STARTTLS and the handshake"
-                           : "after QUIT");
+                           : "after QUIT or a failed handshake");
       pos = b->len;
       continue;
     }
@@ -1931,6 +1931,13 @@ void sl_oracle_request(sl_oracle *o, const sl_request *q) {
     if (o->cm != CM_TLS)
       fail(o, "guarantee 4: STARTTLS_CLIENT requested without a 220 reply to "
               "STARTTLS");
+    break;
+  case SL_REQ_STARTTLS_UPSTREAM:
+    /* The receiver starts its handshake only after it read STARTTLS and
+       answered 220; anything still unsent would follow the handshake. */
+    if (o->um != UM_TLS)
+      fail(o, "guarantee 3: STARTTLS_UPSTREAM requested before the upstream "
+              "was sent STARTTLS and answered it 220");
     break;
   default:
     break;

@@ -80,9 +80,9 @@ static sl_relay *open_session(void) {
     exit(1);
   }
   drain(r, NULL);
-  FEED(r, 1,
-       "220 up ESMTP\r\n250-up\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 "
-       "8BITMIME\r\n");
+  /* pass-through without a probe: the client's EHLO is the upstream's only
+     one (README "What it relays") */
+  FEED(r, 1, "220 up ESMTP\r\n");
   FEED(r, 0, "EHLO client.example\r\n");
   FEED(r, 1, "250-up\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 8BITMIME\r\n");
   return r;
@@ -104,6 +104,7 @@ static void bench_data(double secs) {
     blen += 80;
   }
   size_t in = 0, out = 0;
+  int refused = 0;
   double t0 = now_s(), t1;
   do {
     for (int k = 0; k < 256; k++) {
@@ -113,8 +114,16 @@ static void bench_data(double secs) {
         uint8_t *p = sl_relay_client_in_buf(r, &cap, t);
         if (!p) {
           drain(r, &out);
+          if (++refused > 1000) {
+            /* a bench must end: a relay that stopped reading (a refused
+               or closed session) is an error, not a loop */
+            fprintf(stderr, "the relay stopped reading the body (want 0x%x)\n",
+                    sl_relay_want(r));
+            exit(1);
+          }
           continue;
         }
+        refused = 0;
         size_t n = blen - off < cap ? blen - off : cap;
         memcpy(p, body + off, n); /* stands for recv() into the buffer */
         sl_relay_client_in_ack(r, n, t);

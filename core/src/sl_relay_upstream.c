@@ -418,6 +418,13 @@ static int preamble_reply(sl_relay *r) {
     }
     return 0;
   }
+  if (r->up != UP_GREETING && r->uout.len)
+    /* Sluice's own command is not all out yet: a reply already read
+       waits until it is, or the preamble runs ahead of the wire (the
+       STARTTLS handshake asked for while "STARTTLS" still waits in uout,
+       which then follows the handshake with the next EHLO).  The ack of
+       the last byte runs this step again. */
+    return 0;
   const uint8_t *b = r->uin.p + r->uin.off;
   unsigned code = rep.code, cls = code / 100;
   sl_caps caps;

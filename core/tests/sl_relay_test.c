@@ -589,6 +589,36 @@ static int ends_with(const sl_bytes *b, const char *s) {
   return b->len >= n && memcmp(b->p + b->len - n, s, n) == 0;
 }
 
+/* Fuzz finding (issue 8, guarantee 3): the upstream's greeting, EHLO reply
+   and 220 to STARTTLS in one read.  They were all taken while sluice's EHLO
+   and STARTTLS still sat unsent in uout, so the handshake was asked for
+   before "STARTTLS" went out, and "EHLO STARTTLS EHLO" followed it.  Each
+   reply must wait until the command it answers is out. */
+static void test_preamble_reply_waits_for_its_command(void) {
+  sl_harness h;
+  sl_harness_defaults(&h);
+  h.policy.mode = SL_MODE_PASSTHROUGH;
+  h.policy.upstream_tls = SL_UPTLS_REQUIRED;
+  h.policy.upstream_attempts = 1;
+  CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
+  CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
+  sl_harness_upstream(&h,
+                      S("220 up.example ESMTP\r\n250-up.example\r\n"
+                        "250 STARTTLS\r\n220 2.0.0 Ready to start TLS\r\n"),
+                      0);
+  CHECK_INT(sl_harness_requests(&h, SL_REQ_STARTTLS_UPSTREAM), 1);
+  CHECK(h.upstream_out.len == 31 &&
+        !memcmp(h.upstream_out.p, "EHLO mx.sluice.test\r\nSTARTTLS\r\n", 31));
+  CHECK_INT(sl_harness_tls_upstream(&h, SL_STATUS_OK), 0);
+  CHECK(ends_with(&h.upstream_out, "STARTTLS\r\nEHLO mx.sluice.test\r\n"));
+  sl_harness_upstream(&h, S("250-up.example\r\n250 PIPELINING\r\n"), 0);
+  CHECK(ends_with(&h.client_out, "220 up.example ESMTP\r\n"));
+  sl_harness_client(&h, S("QUIT\r\n"), 0);
+  CHECK(ends_with(&h.upstream_out, "EHLO mx.sluice.test\r\nQUIT\r\n"));
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
 /* forbid_unauth_pipelining is on by default (Postfix 3.9): EHLO and MAIL
    in one write end the session with 554 5.5.0, before MAIL reaches an
    upstream (issue 8 defect 5). */
@@ -1102,6 +1132,7 @@ int main(void) {
   SL_RUN(test_buffers_lent_only_while_used);
   SL_RUN(test_pool_exhaustion);
   SL_RUN(test_starved_preamble_keeps_its_ehlo);
+  SL_RUN(test_preamble_reply_waits_for_its_command);
   SL_RUN(test_starved_session_ends);
   SL_RUN(test_time_backwards_is_sticky);
   SL_RUN(test_stale_and_unknown_answers);

@@ -946,6 +946,33 @@ int main(void) {
   c(&e, "250 x\r\n");
   expect(&e, "STARTTLS injection discarded", NULL);
 
+  /* The upstream's handshake starts only once it has read STARTTLS and
+     answered 220: a request while "STARTTLS" is unsent (the 220 came
+     early) puts the commands still queued after the handshake. */
+  env_init(&e);
+  up_with(&e, "250-up\r\n250 STARTTLS\r\n");
+  U(&e, "220 go\r\n");
+  sl_oracle_request(e.o,
+                    &(sl_request){.type = SL_REQ_STARTTLS_UPSTREAM, .id = 77});
+  expect(&e, "STARTTLS_UPSTREAM before STARTTLS went out",
+         "guarantee 3: STARTTLS_UPSTREAM requested");
+
+  env_init(&e);
+  up_with(&e, "250-up\r\n250 STARTTLS\r\n");
+  U(&e, "220 go\r\n");
+  u(&e, "STARTTLS\r\n");
+  sl_oracle_request(e.o,
+                    &(sl_request){.type = SL_REQ_STARTTLS_UPSTREAM, .id = 77});
+  sl_oracle_completed(e.o, SL_REQ_STARTTLS_UPSTREAM, SL_STATUS_OK);
+  u(&e, "EHLO mx.sluice.test\r\n");
+  expect(&e, "STARTTLS_UPSTREAM after STARTTLS and an early 220", NULL);
+
+  env_init(&e);
+  up_with(&e, "250-up\r\n250 STARTTLS\r\n");
+  u(&e, "QUIT\r\n");
+  u(&e, "NOOP\r\n");
+  expect(&e, "command after QUIT", "after QUIT or a failed handshake");
+
   env_init(&e);
   clean_prefix(&e);
   C(&e, "body\n.\r\nMAIL FROM:<evil@example.org>\r\n");
