@@ -442,13 +442,17 @@ static int policy_connect(sd_check *k) {
 /* Postfix's attributes (SMTPD_POLICY_README) that sluice knows at the
    check's stage: protocol_state MAIL, RCPT or DATA; the MAIL's SIZE=;
    recipient_count the recipients accepted before this one (RCPT) or in
-   all (DATA); recipient only at RCPT. */
+   all (DATA); recipient only at RCPT; sasl_username and sasl_method only
+   after an AUTH the upstream accepted, as Postfix sends them. */
 static int policy_request(sd_check *k, const sd_check_facts *f) {
   const sl_request *q = f->req;
   char addr[SL_ADDR_STRLEN], helo[256], count[16], size[24];
+  char user[SL_AUTH_USER_MAX + 1];
   if (sl_addr_format(f->client, addr, sizeof addr) < 0)
     snprintf(addr, sizeof addr, "unknown");
   snprintf(helo, sizeof helo, "%.*s", (int)q->check.helo_len, q->check.helo);
+  snprintf(user, sizeof user, "%.*s", (int)q->check.sasl_username_len,
+           q->check.sasl_username ? q->check.sasl_username : "");
   snprintf(count, sizeof count, "%u", (unsigned)q->check.rcpt_count);
   snprintf(size, sizeof size, "%llu", (unsigned long long)q->check.size);
   const char *state = k->stage == SL_CMD_MAIL   ? "MAIL"
@@ -472,12 +476,12 @@ static int policy_request(sd_check *k, const sd_check_facts *f) {
       {"queue_id", ""},
       {"instance", f->instance},
       {"size", size},
-      {"sasl_method", ""},
-      {"sasl_username", ""},
+      {"sasl_method", q->check.sasl_method ? q->check.sasl_method : ""},
+      {"sasl_username", user},
       {"sasl_sender", ""},
       {"encryption_protocol", q->check.tls ? "TLS" : ""},
   };
-  size_t cap = 1024 + 2 * SL_GREY_KEY_MAX + sizeof helo;
+  size_t cap = 1024 + 2 * SL_GREY_KEY_MAX + sizeof helo + sizeof user;
   k->out = malloc(cap);
   k->in = malloc(RESP_MAX);
   if (!k->out || !k->in)

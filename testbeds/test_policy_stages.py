@@ -300,3 +300,139 @@ def test_policyd_spf_rejects_at_mail(postfix_upstream, sluiced_factory, tmp_path
     finally:
         spf.stop()
         u.stop()
+
+
+AUTH_USER = "sasl-alice@example.test"
+AUTH_PASSWORD = "s3cret-pw"
+
+
+def by_sasl_user(req):
+    """Relays only for the authenticated account, as a submission policy
+    keyed on sasl_username does."""
+    if req["protocol_state"] == "RCPT" and req["sasl_username"] != AUTH_USER:
+        return "REJECT authenticate first"
+    return "DUNNO"
+
+
+@pytest.mark.parametrize("mech", ["PLAIN", "LOGIN"])
+def test_policy_learns_the_sasl_user(aiosmtpd_factory, sluiced_factory, stage_policy,
+                                     tls_certs, mech):
+    """After an AUTH the upstream accepted (relayed undecoded to aiosmtpd
+    with one account), the MAIL and RCPT requests carry sasl_username and
+    sasl_method as Postfix sends them; a refused AUTH, or none, sends them
+    empty, and the policy keyed on them refuses that client's recipient."""
+    from lib.clients import swaks
+    up = aiosmtpd_factory(auth=(AUTH_USER, AUTH_PASSWORD))
+    p = stage_policy(by_sasl_user)
+    s = sluiced_factory([up.address], tls_certs=tls_certs, conf={
+        "features": "all", "greet_teaser": "no", "policy_service": p.address,
+        "policy_stages": "mail rcpt"})
+    r = swaks(s.address, tls=True, tls_verify_ca=tls_certs.ca_cert,
+              auth=(mech, AUTH_USER, AUTH_PASSWORD), body="authenticated")
+    assert r.rc == 0, r.transcript + r.stderr + s.stderr()[-3000:]
+    m = up.wait_messages(1)[0]
+    assert m.envelope["auth_login"] == AUTH_USER, m.envelope  # the upstream did the AUTH
+    assert [(q["protocol_state"], q["sasl_username"], q["sasl_method"], q["sasl_sender"])
+            for q in p.requests] == [("MAIL", AUTH_USER, mech, ""),
+                                     ("RCPT", AUTH_USER, mech, "")], p.requests
+    assert all(AUTH_PASSWORD not in str(q) for q in p.requests), p.requests
+    # a refused AUTH: swaks gives up at the 535, nothing is asked
+    r = swaks(s.address, tls=True, tls_verify_ca=tls_certs.ca_cert,
+              auth=(mech, AUTH_USER, "wrong"), body="refused")
+    assert r.rc != 0 and "535" in r.transcript, r.transcript
+    assert len(p.requests) == 2, p.requests
+    # no AUTH: asked with no user, and refused by the policy at RCPT
+    r = swaks(s.address, tls=True, tls_verify_ca=tls_certs.ca_cert, body="anonymous")
+    assert r.rc != 0, r.transcript
+    assert "554 5.7.1 <rcpt@example.test>: Recipient address rejected: authenticate first" \
+        in r.transcript, r.transcript
+    assert [(q["protocol_state"], q["sasl_username"], q["sasl_method"])
+            for q in p.requests[2:]] == [("MAIL", "", ""), ("RCPT", "", "")], p.requests
+    time.sleep(0.5)
+    assert len(up.message_ids()) == 1
+
+
+POLICYD_RATE_LIMIT = "/usr/bin/policyd-rate-limit"
+
+
+@pytest.fixture
+def rate_limit_policyd():
+    """Debian's policyd-rate-limit on loopback, limiting by sasl_username
+    only (limit_by_ip off) to 2 recipients a minute, with its sqlite
+    database in a directory of its own; it drops to its own user."""
+    import tempfile
+    import shutil
+    from lib.net import free_port, wait_port
+    d = tempfile.mkdtemp(prefix="sluice-prl-")
+    os.chmod(d, 0o755)
+    port = free_port()
+    conf = os.path.join(d, "policyd-rate-limit.yaml")
+    with open(conf, "w") as f:
+        f.write(f"""debug: True
+user: "policyd-rate-limit"
+group: "policyd-rate-limit"
+pidfile: "{d}/run/policyd-rate-limit.pid"
+sqlite_config:
+    database: "{d}/db/db.sqlite3"
+backend: 0
+SOCKET: ["{LOCALHOST}", {port}]
+limits:
+    - [2, 60]
+limits_by_id: {{}}
+limit_by_sasl: True
+limit_by_sender: False
+limit_by_ip: False
+limited_networks: []
+success_action: "dunno"
+fail_action: "defer_if_permit Rate limit reach, retry later"
+db_error_action: "dunno"
+report: False
+delay_to_close: 300
+""")
+    log = open(os.path.join(d, "log"), "wb")
+    p = subprocess.Popen([POLICYD_RATE_LIMIT, "-f", conf], stdout=log, stderr=log)
+    try:
+        wait_port(LOCALHOST, port, 15, proc=p)
+        yield f"inet:{LOCALHOST}:{port}", lambda: open(os.path.join(d, "log"),
+                                                       errors="replace").read()
+    finally:
+        p.terminate()
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+        log.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.skipif(not os.path.exists(POLICYD_RATE_LIMIT),
+                    reason="Debian's policyd-rate-limit is not installed")
+def test_policyd_rate_limit_by_sasl_user(aiosmtpd_factory, sluiced_factory, tls_certs,
+                                         rate_limit_policyd):
+    """The real policyd-rate-limit at RCPT counts the authenticated user's
+    recipients and defers the third within its minute; clients without AUTH
+    carry no sasl_username and are not limited (it limits by user only)."""
+    from lib.clients import swaks
+    address, log = rate_limit_policyd
+    up = aiosmtpd_factory(auth=(AUTH_USER, AUTH_PASSWORD))
+    s = sluiced_factory([up.address], tls_certs=tls_certs, conf={
+        "features": "all", "greet_teaser": "no", "policy_service": address,
+        "policy_stages": "rcpt"})
+    for i, mech in enumerate(["PLAIN", "LOGIN", "PLAIN"]):
+        r = swaks(s.address, tls=True, tls_verify_ca=tls_certs.ca_cert,
+                  auth=(mech, AUTH_USER, AUTH_PASSWORD), body=f"authed {i}")
+        if i < 2:
+            assert r.rc == 0, r.transcript + r.stderr + log()[-3000:]
+        else:
+            assert r.rc != 0, r.transcript
+            assert "450 4.7.1 <rcpt@example.test>: Recipient address rejected: " \
+                "Rate limit reach, retry later" in r.transcript, r.transcript + log()[-3000:]
+    for i in range(3):
+        r = swaks(s.address, tls=True, tls_verify_ca=tls_certs.ca_cert, body=f"anon {i}")
+        assert r.rc == 0, r.transcript + log()[-3000:]
+    up.wait_messages(5)
+    time.sleep(0.5)
+    assert len(up.message_ids()) == 5
+    assert f"sasl_username={AUTH_USER}" in log() and f"insert id {AUTH_USER}" in log(), log()
+    assert AUTH_PASSWORD not in log()

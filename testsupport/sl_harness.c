@@ -102,6 +102,15 @@ static void on_request(sl_harness *h, const sl_request *q) {
     snprintf(h->check_rcpt, sizeof(h->check_rcpt), "%s", q->check.rcpt);
     snprintf(h->check_helo, sizeof(h->check_helo), "%.*s",
              (int)q->check.helo_len, q->check.helo);
+    /* the AUTH user only with its mechanism, after a successful AUTH */
+    if (!q->check.sasl_username || !q->check.sasl_method ||
+        q->check.sasl_username_len > SL_AUTH_USER_MAX ||
+        (q->check.sasl_username_len && !q->check.authed) ||
+        (q->check.sasl_username_len != 0) != (q->check.sasl_method[0] != 0))
+      fail(h, "RCPT_CHECK with a SASL user out of place");
+    else
+      snprintf(h->check_user, sizeof(h->check_user), "%.*s",
+               (int)q->check.sasl_username_len, q->check.sasl_username);
     break;
   case SL_REQ_CLOSE_UPSTREAM:
     /* that connection is gone, with whatever it had still to deliver */

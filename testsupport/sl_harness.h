@@ -59,6 +59,7 @@ typedef struct sl_harness {
   uint32_t pending_check;
   sl_request check;
   char check_sender[512], check_rcpt[512], check_helo[512];
+  char check_user[512]; /* check.sasl_username, terminated */
   int client_closed, upstream_closed, upstream_open;
 
   /* Bytes a peer has sent that the relay has not taken yet (it stopped

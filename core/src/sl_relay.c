@@ -858,6 +858,7 @@ int sl_relay_next_request(sl_relay *r, sl_request *out) {
     out->check.stage = r->chk_stage;
     out->check.size = r->mail_size;
     out->check.authed = r->authed;
+    sl__auth_check(r, out);
     out->check.allowlisted =
         r->authed ||
         sl_dnsbl_allowlisted(r->pol, r->dnsbl_done, r->stats.score) ||

@@ -202,15 +202,16 @@ int sl__filter_apply(sl_relay *r) {
 /* ---- the AUTH user (SL_FI_AUTH_USER) -------------------------------------
  *
  * sluice relays AUTH without taking part in it; for the filters (rspamd's
- * User, a milter's {auth_authen}) it reads the user name along: AUTH
+ * User, a milter's {auth_authen}) and a policy service (sasl_username,
+ * given with SL_REQ_RCPT_CHECK) it reads the user name along: AUTH
  * PLAIN's authcid (RFC 4616: authzid NUL authcid NUL passwd, in the
  * initial response or the first continuation) or AUTH LOGIN's first
  * response.  The base64 is decoded a quantum at a time and only the name's
  * bytes are kept, so a password is never stored.  The name is kept in a
  * small pool buffer from the AUTH on, given to the tap at each filtered
- * MAIL once the upstream said 235, and dropped on any other outcome.  A
- * name too long, with a control byte (CR, LF, NUL...) or not UTF-8 is not
- * given at all.  Other mechanisms give none. */
+ * MAIL and with each check once the upstream said 235, and dropped on any other
+ * outcome.  A name too long, with a control byte (CR, LF, NUL...) or not UTF-8
+ * is not given at all.  Other mechanisms give none. */
 
 static int b64_value(uint8_t c) {
   if (c >= 'A' && c <= 'Z')
@@ -292,7 +293,10 @@ void sl__auth_response(sl_relay *r, const uint8_t *line, size_t len) {
 /* An AUTH went upstream (arg: its mechanism and initial response). */
 void sl__auth_start(sl_relay *r, const uint8_t *arg, size_t alen) {
   sl__auth_forget(r);
-  if (!(r->info.flags & SL_CONN_FILTER) || r->authed)
+  /* a policy service keys on the name too (sasl_username) */
+  int wanted = (r->info.flags & SL_CONN_FILTER) || r->pol->rcpt_check ||
+               r->pol->check_stages;
+  if (!wanted || r->authed)
     return;
   size_t m = 0;
   while (m < alen && arg[m] != ' ')
@@ -303,6 +307,7 @@ void sl__auth_start(sl_relay *r, const uint8_t *arg, size_t alen) {
   if (mech == AM_NONE || sl__buf_reserve(r, &r->auser, SL_AUTH_USER_MAX))
     return;
   r->auth_mech = mech & 3u;
+  r->auser_login = mech == AM_LOGIN;
   size_t ir = m;
   while (ir < alen && arg[ir] == ' ')
     ir++;
@@ -322,4 +327,13 @@ void sl__auth_done(sl_relay *r, unsigned code) {
 void sl__auth_tap(const sl_relay *r) {
   if (r->authed && r->auser.len)
     sl__ftap(r, SL_FI_AUTH_USER, r->auser.p + r->auser.off, r->auser.len);
+}
+
+/* The name and mechanism for SL_REQ_RCPT_CHECK ("" and 0 for none). */
+void sl__auth_check(const sl_relay *r, sl_request *out) {
+  int known = r->authed && r->auser.len;
+  out->check.sasl_username =
+      known ? (const char *)r->auser.p + r->auser.off : "";
+  out->check.sasl_username_len = known ? (uint16_t)r->auser.len : 0;
+  out->check.sasl_method = !known ? "" : r->auser_login ? "LOGIN" : "PLAIN";
 }

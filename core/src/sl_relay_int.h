@@ -362,10 +362,13 @@ struct sl_relay {
   uint8_t fchunk_failed : 1; /* ... which refused the chunk, and the client
                                 has that refusal: the end goes as RSET */
   uint8_t fbol : 1;          /* BDAT content given to the tap ends a line */
-  /* The AUTH user (SL_FI_AUTH_USER): the SASL exchange being read (enum
-     auth_mech) and the name it gave, in a small pool buffer taken at the
-     AUTH and kept only once the upstream said 235. */
+  /* The AUTH user (SL_FI_AUTH_USER, check.sasl_username): the SASL
+     exchange being read (enum auth_mech) and the name it gave, in a small
+     pool buffer taken at the AUTH and kept only once the upstream said
+     235. */
   uint8_t auth_mech : 2;
+  /* auser came from AUTH LOGIN (else PLAIN) */
+  uint8_t auser_login : 1;
   uint8_t fres;       /* the verdict taken (sl_verdict + 1), applied by
                          step_answers; 0 none */
   uint8_t fterm_len;  /* bytes of the held terminator */
@@ -550,5 +553,6 @@ void sl__auth_response(sl_relay *r, const uint8_t *line, size_t len);
 void sl__auth_done(sl_relay *r, unsigned code);
 void sl__auth_forget(sl_relay *r);
 void sl__auth_tap(const sl_relay *r);
+void sl__auth_check(const sl_relay *r, sl_request *out);
 
 #endif

@@ -1111,6 +1111,65 @@ static void test_check_helo(void) {
   sl_harness_free(&h);
 }
 
+/* policy.rcpt_check with AUTH, no filter: the check carries the AUTH user
+   and its mechanism (Postfix's sasl_username, sasl_method) once the
+   upstream accepted the AUTH, and none before it or after a refused one. */
+static void auth_check_case(const char *const *client, const char *const *up,
+                            const char *user, const char *method) {
+  sl_harness h;
+  sl_harness_defaults(&h);
+  h.policy.rcpt_check = 1;
+  h.policy.features |= SL_FEAT_AUTH;
+  h.info.flags |= SL_CONN_TLS;
+  CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
+  CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
+  sl_harness_upstream(&h,
+                      S("220 up ESMTP\r\n250-up\r\n250-AUTH PLAIN LOGIN "
+                        "CRAM-MD5\r\n250 PIPELINING\r\n"),
+                      0);
+  sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
+  for (size_t i = 0; client[i]; i++) {
+    sl_harness_client(&h, client[i], strlen(client[i]), 0);
+    sl_harness_upstream(&h, up[i], strlen(up[i]), 0);
+  }
+  sl_harness_client(&h, S("MAIL FROM:<a@example.org>\r\n"), 0);
+  sl_harness_upstream(&h, S("250 2.1.0 Ok\r\n"), 0);
+  sl_harness_client(&h, S("RCPT TO:<b@example.net>\r\n"), 0);
+  CHECK(h.pending_check != 0);
+  CHECK_STR(h.check_rcpt, "b@example.net");
+  CHECK_STR(h.check_user, user);
+  CHECK_INT(h.check.check.sasl_username_len, strlen(user));
+  CHECK_STR(h.check.check.sasl_method, method);
+  CHECK_INT(h.check.check.authed, user[0] != 0);
+  CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 0, NULL), 0);
+  CHECK(memmem(h.upstream_out.p, h.upstream_out.len, "RCPT TO:<b@", 11));
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+static void test_rcpt_check_auth_user(void) {
+  /* PLAIN: authzid NUL authcid NUL password */
+  auth_check_case(
+      (const char *const[]){
+          "AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHMzY3JldA==\r\n", NULL},
+      (const char *const[]){"235 2.7.0 ok\r\n", NULL}, "alice@example.org",
+      "PLAIN");
+  /* LOGIN: the first response is the user, the second the password */
+  auth_check_case(
+      (const char *const[]){"AUTH LOGIN\r\n", "Y2Fyb2w=\r\n", "cHc=\r\n", NULL},
+      (const char *const[]){"334 VXNlcm5hbWU6\r\n", "334 UGFzc3dvcmQ6\r\n",
+                            "235 2.7.0 ok\r\n", NULL},
+      "carol", "LOGIN");
+  /* refused AUTH: none, the name read along is dropped */
+  auth_check_case(
+      (const char *const[]){
+          "AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHMzY3JldA==\r\n", NULL},
+      (const char *const[]){"535 5.7.8 bad\r\n", NULL}, "", "");
+  /* no AUTH at all */
+  auth_check_case((const char *const[]){NULL}, (const char *const[]){NULL}, "",
+                  "");
+}
+
 int main(void) {
   SL_RUN(test_buffers_lent_only_while_used);
   SL_RUN(test_pool_exhaustion);
@@ -1143,5 +1202,6 @@ int main(void) {
   SL_RUN(test_mail_held_upstream_lost);
   SL_RUN(test_check_stages);
   SL_RUN(test_check_helo);
+  SL_RUN(test_rcpt_check_auth_user);
   return sl_test_summary();
 }

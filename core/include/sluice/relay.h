@@ -409,7 +409,16 @@ typedef struct sl_request {
       const char *sender;
       const char *rcpt;
       const char *helo;
+      /* the AUTH user (sasl_username in Postfix's policy protocol), once
+         the upstream accepted the AUTH: PLAIN's authcid or LOGIN's user
+         name, decoded, UTF-8 without control bytes, sasl_username_len
+         bytes (1..SL_AUTH_USER_MAX), not terminated; sasl_method its
+         mechanism, "PLAIN" or "LOGIN".  "" and 0 before AUTH, after a
+         refused one, and after another mechanism (no name is read). */
+      const char *sasl_username;
+      const char *sasl_method;
       uint16_t helo_len;
+      uint16_t sasl_username_len;
       uint32_t rcpt_count; /* recipients accepted so far, this one not */
       /* the client is allowlisted: its DNSBL/DNSWL score is at or below
          allow_score, it authenticated, or relay control trusts it
