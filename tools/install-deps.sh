@@ -21,7 +21,7 @@ packages+=(mandoc logrotate systemd debhelper dpkg-dev fakeroot lintian adduser)
 # the test beds run in parallel (pytest-xdist), and the format check.
 packages+=(rspamd clamav-daemon clamav python3-milter haproxy redis-server redis-tools
            python3-pytest-xdist clang-format postgrey
-           postfix-policyd-spf-python)
+           postfix-policyd-spf-python policyd-rate-limit)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

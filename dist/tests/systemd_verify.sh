@@ -15,6 +15,11 @@ grep -q '^NoNewPrivileges=yes$' "$UNIT" || fail "no NoNewPrivileges"
 sed "s|^\(Exec[A-Za-z]*=\)/[^ ]*/sluiced |\1$D |" "$UNIT" > "$W/sluiced.service"
 out=$(MANPATH=$MAN SYSTEMD_LOG_LEVEL=notice "$SA" verify "$W/sluiced.service" 2>&1)
 rc=$?
+# verify also loads the units the machine has enabled (multi-user.target
+# pulls them in) and warns about their files: those lines are about other
+# packages (policyd-rate-limit's unit still says StandardOutput=syslog),
+# not this unit.
+out=$(printf '%s\n' "$out" | grep -Ev '^(/usr)?/lib/systemd/system/|^/etc/systemd/system/' || true)
 [ $rc -eq 0 ] || fail "systemd-analyze verify: status $rc: $out"
 [ -z "$out" ] || fail "systemd-analyze verify: $out"
 echo "ok: systemd-analyze verify is silent"
