@@ -185,8 +185,23 @@ int sl__filter_apply(sl_relay *r) {
   r->fterm_len = 0;
   r->id_filter = 0;
   sl__up_close(r);
-  /* up_close made the held end's entry (the newest one the upstream owed:
-     nothing was sent after it) a local 451; it is the filter's reply. */
+  sl__filter_lost_end(r);
+  return 1;
+}
+
+/* A held message whose verdict, taken and not yet applied, refuses it. */
+int sl__filter_refused(const sl_relay *r) {
+  sl_verdict v = (sl_verdict)(r->fres - 1);
+  return r->fheld && r->fres && v != SL_VERDICT_ACCEPT &&
+         v != SL_VERDICT_CHANGE;
+}
+
+/* The leg was just closed (sl__up_close) with the held end of a message
+   the filters refused: up_close made that end's entry (the newest one the
+   upstream owed: nothing was sent after it) a local 451; the client gets
+   the filters' reply instead, the verdict it would have had with the leg
+   up (guarantee 5). */
+void sl__filter_lost_end(sl_relay *r) {
   for (uint8_t i = r->q_len; i > 0; i--) {
     uint8_t *k = &r->q[(r->q_head + i - 1) % QUEUE_CAP];
     if (*k == Q_LOCAL + R_UPSTREAM_LOST) {
@@ -196,7 +211,6 @@ int sl__filter_apply(sl_relay *r) {
       break;
     }
   }
-  return 1;
 }
 
 /* ---- the AUTH user (SL_FI_AUTH_USER) -------------------------------------

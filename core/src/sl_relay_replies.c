@@ -779,9 +779,10 @@ int sl__step_replies(sl_relay *r) {
                            r->lim->reply_max, &rep);
     /* A reply to the last command sent while its bytes (a BDAT chunk, the
        message, the line itself) are not all out yet answers something the
-       upstream never received: a broken or hostile upstream. */
+       upstream never received: a broken or hostile upstream.  Local
+       replies queued behind it do not make it any less the last. */
     if (rc > 0 && (r->up_out == 0 || /* nothing asked: an AUTH after 334 */
-                   (r->q_len == 1 &&
+                   (r->up_out == 1 &&
                     (r->uout.len || (r->cl == CL_BDAT && !r->bdat_discard &&
                                      k != Q_UP_BDAT_DATA)))))
       rc = -1;

@@ -121,10 +121,16 @@ void sl__up_connect(sl_relay *r) {
 /* Closes the upstream leg at once, discarding what it holds.  An open
    message is thereby aborted without its terminator (SECURITY.md 1.1). */
 void sl__up_close(sl_relay *r) {
+  /* A chunked message refused by the filters whose LAST chunk's reply the
+     upstream still owed (the RSET waits for it) is refused all the same:
+     the filters' verdict is known before any reply of the lost leg. */
+  int refused = sl__filter_refused(r);
   sl__filter_abort(r); /* a message it carried is not filtered after all */
   /* whatever the reason, a reply this upstream still owed becomes local */
   if (q_owes_upstream(r))
     sl__q_fail_upstream(r, R_UPSTREAM_LOST);
+  if (refused)
+    sl__filter_lost_end(r);
   if (r->up != UP_NONE)
     sl__push_req(r, SL_REQ_CLOSE_UPSTREAM, sl__new_id(r, 0), 0);
   sl__buf_release(r, &r->uin);

@@ -382,6 +382,36 @@ static void test_chunked_upstream_lost(void) {
   sl_harness_free(&h);
 }
 
+/* The filters refused (or deferred) the message, and the leg is lost
+   (a malformed reply, or the end of its stream) before the reply to the
+   LAST chunk that the RSET waits for: the client's LAST gets the filters'
+   reply, as it would with the leg up, not the loss's 451 (fuzz finding
+   g5, guarantee 5). */
+static void test_chunked_refused_then_upstream_lost(void) {
+  for (int i = 0; i < 4; i++) {
+    sl_harness h;
+    chunked_held(&h);
+    CHECK_INT(sl_harness_filter_verdict(
+                  &h, i & 1 ? SL_VERDICT_TEMPFAIL : SL_VERDICT_REJECT, "spam"),
+              0);
+    size_t before = h.client_out.len;
+    if (i & 2)
+      sl_harness_upstream(&h, S("250 ok 5\ro\r\n"), 0);
+    else
+      sl_harness_upstream_eof(&h);
+    sl_bytes tail = {h.client_out.p + before, h.client_out.len - before, 0};
+    CHECK(tail.len > 12 &&
+          !memcmp(tail.p, i & 1 ? "451 4.7.1 spam" : "550 5.7.1 spam", 14));
+    CHECK(!contains(&tail, "4.4.2"));
+    CHECK(!contains(&h.upstream_out, "LAST"));
+    CHECK_INT(i & 1 ? sl_relay_stats(h.r)->messages_tempfailed
+                    : sl_relay_stats(h.r)->messages_rejected,
+              1);
+    CHECK_STR(h.failure, "");
+    sl_harness_free(&h);
+  }
+}
+
 /* Without SL_CONN_FILTER nothing changes: no request, no tap. */
 static void test_unfiltered_unchanged(void) {
   sl_harness h;
@@ -545,6 +575,7 @@ int main(void) {
   SL_RUN(test_chunked_empty_last);
   SL_RUN(test_chunked_empty_last_after_cr);
   SL_RUN(test_chunked_upstream_lost);
+  SL_RUN(test_chunked_refused_then_upstream_lost);
   SL_RUN(test_unfiltered_unchanged);
   SL_RUN(test_skip_mynetworks);
   SL_RUN(test_auth_user);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "sl_harness.h"
+#include "sl_oracle.h"
 #include "sl_relay_replies.h"
 #include "sl_test.h"
 
@@ -631,6 +632,39 @@ static int ends_with(const sl_bytes *b, const char *s) {
   return b->len >= n && memcmp(b->p + b->len - n, s, n) == 0;
 }
 
+/* A reply read while the MAIL it would answer is still unsent never
+   becomes that MAIL's reply, also with a local reply queued behind the
+   MAIL (a RCPT refused for its 8-bit parameter): the leg fails and the
+   MAIL gets a local 451 (fuzz finding g2, guarantee 2).  Before, only a
+   command alone in the queue was guarded. */
+static void test_early_reply_not_mail_reply(void) {
+  sl_harness h;
+  passthrough_ready(&h);
+  size_t before = h.client_out.len;
+  h.upstream_open = 0; /* the upstream socket takes nothing for now */
+  sl_harness_client(&h,
+                    S("MAIL FROM:<a@example.org>\r\n"
+                      "RCPT TO:<b@example.net> NOTIFY\xb9NEVER\r\n"),
+                    0);
+  /* the relay reads a reply (the harness feeds only an open upstream) */
+  size_t cap;
+  uint8_t *in = sl_relay_upstream_in_buf(h.r, &cap, h.now);
+  CHECK(in && cap >= 19);
+  memcpy(in, "250 not yet asked\r\n", 19);
+  sl_bytes_add(&h.upstream_in, "250 not yet asked\r\n", 19);
+  if (h.oracle)
+    sl_oracle_upstream_in(h.oracle, (const uint8_t *)"250 not yet asked\r\n",
+                          19);
+  CHECK_INT(sl_relay_upstream_in_ack(h.r, 19, h.now), 0);
+  h.upstream_open = 1;
+  sl_harness_pump(&h);
+  sl_bytes got = {h.client_out.p + before, h.client_out.len - before, 0};
+  CHECK(got.len > 10 && !memcmp(got.p, "451 4.4.2 ", 10));
+  CHECK(!memmem(got.p, got.len, "not yet asked", 13));
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
 /* Fuzz finding (issue 8, guarantee 3): the upstream's greeting, EHLO reply
    and 220 to STARTTLS in one read.  They were all taken while sluice's EHLO
    and STARTTLS still sat unsent in uout, so the handshake was asked for
@@ -1187,6 +1221,7 @@ int main(void) {
   SL_RUN(test_released_reply_waiting_for_room);
   SL_RUN(test_local_replies_enhanced_codes);
   SL_RUN(test_message_sizes_pipelined);
+  SL_RUN(test_early_reply_not_mail_reply);
   SL_RUN(test_five_bdat_events);
   SL_RUN(test_sync_ehlo_mail);
   SL_RUN(test_sync_helo_and_groups);
