@@ -322,6 +322,10 @@ static int step_close(sl_relay *r) {
          SESSION_END (guarantee 10), late answers are stale. */
       r->dnsbl_done = 1;
       r->dnsbl_pending = 0;
+      /* chk is gone: a check still asked is stale too, its answer
+         refused (SL_ERR_UNKNOWN_REQUEST), never written into it */
+      r->chk_state = CHK_IDLE;
+      r->chk_queued = 0;
       sl__event(r, &(sl_event){.kind = SL_EV_SESSION_END,
                                .session_end.reason =
                                    (sl_end_reason)r->stats.end_reason});

@@ -914,6 +914,43 @@ static void test_rcpt_check(void) {
   sl_harness_free(&h);
 }
 
+/* The client leaves while a RCPT check is asked: the session ends and
+   gives back its buffers, and the driver's late answer is stale (refused,
+   nothing written; before, it was copied into the released check buffer:
+   AFL++ on the relay target, session 4). */
+static void test_check_answer_after_session_end(void) {
+  sl_harness h;
+  sl_harness_defaults(&h);
+  h.policy.rcpt_check = 1;
+  CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
+  CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
+  sl_harness_upstream(&h, S("220 up ESMTP\r\n250-up\r\n250 PIPELINING\r\n"), 0);
+  sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
+  sl_harness_client(&h,
+                    S("MAIL FROM:<a@example.org>\r\n"
+                      "RCPT TO:<b@example.net>\r\n"),
+                    0);
+  sl_harness_upstream(&h, S("250 2.1.0 Ok\r\n"), 0);
+  uint32_t id = h.pending_check;
+  CHECK(id != 0);
+  sl_harness_client_eof(&h);
+  sl_harness_upstream(&h, S("221 bye\r\n"), 0);
+  /* the RCPT still waits for its answer: the session's timers end it */
+  CHECK(!sl_harness_closed(&h));
+  for (int i = 0; i < 16 && !sl_harness_closed(&h); i++)
+    sl_harness_next_deadline(&h, 3600 * SL_SEC);
+  CHECK(sl_harness_closed(&h));
+  sl_completion c;
+  memset(&c, 0, sizeof(c));
+  c.id = id;
+  c.status = SL_STATUS_OK;
+  c.check_code = 450;
+  snprintf(c.check_text, sizeof c.check_text, "4.7.1 too late");
+  CHECK_INT(sl_relay_complete(h.r, &c, h.now), SL_ERR_UNKNOWN_REQUEST);
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
 /* Screen-first with a RCPT check: the MAIL is answered locally and the
    upstream is not connected for a greylisted RCPT; the first RCPT that
    passes connects, sends the held MAIL (its reply consumed), then the
@@ -1232,6 +1269,7 @@ int main(void) {
   SL_RUN(test_refusal_events);
   SL_RUN(test_refusal_connect_and_none);
   SL_RUN(test_rcpt_check);
+  SL_RUN(test_check_answer_after_session_end);
   SL_RUN(test_mail_held_for_rcpt_check);
   SL_RUN(test_mail_held_refused);
   SL_RUN(test_mail_held_upstream_lost);
