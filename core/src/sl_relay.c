@@ -822,6 +822,8 @@ int sl_relay_upstream_out_ack(sl_relay *r, size_t n, sl_tstamp now) {
     sl__buf_consume(r, &r->uout, n);
     r->stats.upstream_bytes_out += n;
     r->t_uout = now;
+    if (!r->uout.len)
+      sl__msize_out(r);
   }
   return leave(r);
 }

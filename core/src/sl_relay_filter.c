@@ -172,6 +172,7 @@ int sl__filter_apply(sl_relay *r) {
     if (r->uout.len == 0)
       r->t_uout = r->now;
     sl__buf_put(&r->uout, r->fterm, r->fterm_len);
+    sl__msize_mark_newest(r);
     r->fheld = 0;
     r->fres = 0;
     r->fterm_len = 0;

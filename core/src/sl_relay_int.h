@@ -288,6 +288,14 @@ struct sl_relay {
      the next MAIL may be read before the reply to the previous end of data
      arrives, so the size cannot live in the transaction state. */
   uint32_t msize[MSIZE_CAP];
+  /* For each: the upstream bytes read (stats.upstream_bytes_in, mod 2^32)
+     when its terminator was all out (the first time uout ran empty after
+     it was written; until then its bit in mmark_pend is set).  A reply
+     that starts in bytes read before then was sent before the upstream
+     could have read the end: it never counts as the message's acceptance
+     (guarantee 2). */
+  uint32_t mmark[MSIZE_CAP];
+  uint8_t mmark_pend;
   uint8_t msize_head, msize_len;
 
   uint8_t cl, up;  /* enum cl_state, enum up_state */
@@ -488,6 +496,8 @@ void sl__q_push(sl_relay *r, uint8_t k);
 void sl__txn_reset(sl_relay *r);
 void sl__msize_push(sl_relay *r, uint64_t size);
 void sl__msize_clear(sl_relay *r);
+void sl__msize_mark_newest(sl_relay *r);
+void sl__msize_out(sl_relay *r);
 void sl__q_push_local(sl_relay *r, enum local_reply id);
 void sl__set_stage(sl_relay *r, sl_stage s);
 void sl__client_close_after_reply(sl_relay *r, sl_end_reason why);

@@ -168,9 +168,38 @@ void sl__txn_reset(sl_relay *r) {
 }
 
 void sl__msize_push(sl_relay *r, uint64_t size) {
-  r->msize[(r->msize_head + r->msize_len) % MSIZE_CAP] =
-      size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
+  unsigned i = (r->msize_head + r->msize_len) % MSIZE_CAP;
+  r->msize[i] = size > UINT32_MAX ? UINT32_MAX : (uint32_t)size;
+  r->mmark_pend = (uint8_t)(r->mmark_pend | 1u << i);
   r->msize_len++;
+}
+
+/* The newest end's terminator is written only now (a filtered message's
+   end, held for the verdict when its size was pushed). */
+void sl__msize_mark_newest(sl_relay *r) {
+  if (r->msize_len) {
+    unsigned i = (r->msize_head + r->msize_len - 1u) % MSIZE_CAP;
+    r->mmark_pend = (uint8_t)(r->mmark_pend | 1u << i);
+  }
+}
+
+/* uout ran empty: every end written so far is out. */
+void sl__msize_out(sl_relay *r) {
+  for (unsigned i = 0; r->mmark_pend && i < MSIZE_CAP; i++)
+    if (r->mmark_pend & 1u << i)
+      r->mmark[i] = (uint32_t)r->stats.upstream_bytes_in;
+  r->mmark_pend = 0;
+}
+
+/* Does the reply at the head of uin start in bytes read before the oldest
+   owed end of data was all out? */
+static int reply_before_end(const sl_relay *r) {
+  if (!r->msize_len)
+    return 0;
+  if (r->mmark_pend & 1u << r->msize_head)
+    return 1;
+  uint32_t start = (uint32_t)(r->stats.upstream_bytes_in - r->uin.len);
+  return (int32_t)(start - r->mmark[r->msize_head]) < 0;
 }
 
 static uint64_t msize_pop(sl_relay *r) {
@@ -184,7 +213,10 @@ static uint64_t msize_pop(sl_relay *r) {
 
 /* Every end-of-data reply still owed is gone (failed over to local
    replies, or the queue was dropped). */
-void sl__msize_clear(sl_relay *r) { r->msize_head = r->msize_len = 0; }
+void sl__msize_clear(sl_relay *r) {
+  r->msize_head = r->msize_len = 0;
+  r->mmark_pend = 0;
+}
 
 static int q_head_current(const sl_relay *r) {
   return (r->q_cur >> r->q_head) & 1u;
@@ -771,27 +803,30 @@ int sl__step_replies(sl_relay *r) {
       progress = 1;
       continue;
     }
-    if (r->up != UP_READY || !r->uin.len)
+    /* A reply is read only once everything sluice wrote upstream is out,
+       as in the preamble: one the upstream sent earlier (queued ahead by
+       a script, or unsolicited) then answers the oldest command owed, and
+       an end of data's acceptance must have come after the end was out
+       (reply_before_end). */
+    if (r->up != UP_READY || !r->uin.len || r->uout.len)
       break;
     sl_reply rep;
     const uint8_t *b = r->uin.p + r->uin.off;
     int rc = sl_reply_scan(b, r->uin.len, r->lim->reply_line_max,
                            r->lim->reply_max, &rep);
-    /* A reply to the last command sent while its bytes (a BDAT chunk, the
-       message, the line itself) are not all out yet answers something the
-       upstream never received: a broken or hostile upstream.  Local
-       replies queued behind it do not make it any less the last. */
+    /* A reply to the last command sent while its BDAT chunk is still being
+       read from the client answers bytes the upstream never received: a
+       broken or hostile upstream.  (uout is empty here: see above.) */
     if (rc > 0 && (r->up_out == 0 || /* nothing asked: an AUTH after 334 */
-                   (r->up_out == 1 &&
-                    (r->uout.len || (r->cl == CL_BDAT && !r->bdat_discard &&
-                                     k != Q_UP_BDAT_DATA)))))
+                   (r->up_out == 1 && r->cl == CL_BDAT && !r->bdat_discard &&
+                    k != Q_UP_BDAT_DATA)))
       rc = -1;
     if (k == Q_UP_BDAT_DATA && rc > 0 && rep.code != 354 && rep.code < 400)
       rc = -1; /* DATA "accepted" with no body: never a chunk's 2xx */
     if (rc > 0 && r->fheld && (k == Q_UP_END || k == Q_UP_BDAT_LAST))
       rc = -1; /* a reply to a terminator the filters still hold */
-    if (rc > 0 && k == Q_UP_BDAT_FLAST && r->fchunk_owed && r->uout.len)
-      rc = -1; /* the chunk it answers is not all out */
+    if (rc > 0 && (k == Q_UP_END || k == Q_UP_BDAT_LAST) && reply_before_end(r))
+      rc = -1; /* sent before the end went out: no acceptance of it */
     if (rc < 0) {
       sl__up_fail(r, SL_UPFAIL_MALFORMED);
       progress = 1;
