@@ -4,13 +4,12 @@ the client's /24, the normalised sender and the recipient; a Postfix
 policy delegation client against Debian's postgrey and against scripted
 servers for the failure cases.  Judged from the client's replies and what
 the upstream received."""
-import socket
-import threading
 import time
 
 import pytest
 
 from lib.net import LOCALHOST, free_port, wait_for
+from lib.policy_server import answering
 from lib.postgrey import Postgrey
 from test_proxy_support import raw_connect, send_message, sluiced_factory  # noqa: F401
 
@@ -175,64 +174,12 @@ def test_postgrey_as_policy_service(sink, sluiced_factory, postgrey):
     assert "action=pass, reason=triplet found" in log
 
 
-class ScriptedPolicy:
-    """A policy server that speaks the protocol with a fixed answer (or
-    none): the failure cases postgrey does not produce."""
-
-    def __init__(self, answer: bytes = None):
-        self.answer = answer
-        self.requests = []
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((LOCALHOST, 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.stopping = False
-        self.held = []
-        self.t = threading.Thread(target=self.serve, daemon=True)
-        self.t.start()
-
-    @property
-    def address(self):
-        return f"inet:{LOCALHOST}:{self.sock.getsockname()[1]}"
-
-    def serve(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                continue
-            c.settimeout(5)
-            buf = b""
-            try:
-                while b"\n\n" not in buf:
-                    d = c.recv(4096)
-                    if not d:
-                        break
-                    buf += d
-            except OSError:
-                pass
-            self.requests.append(buf.decode(errors="replace"))
-            if self.answer is None:
-                self.held.append(c)  # never answers
-                continue
-            c.sendall(self.answer)
-            c.close()
-
-    def stop(self):
-        self.stopping = True
-        self.t.join(5)
-        for c in self.held:
-            c.close()
-        self.sock.close()
-
-
 @pytest.fixture
 def scripted():
     made = []
 
     def make(answer):
-        p = ScriptedPolicy(answer)
+        p = answering(answer)
         made.append(p)
         return p
 
@@ -248,7 +195,7 @@ def test_policy_request_and_reject_text_sanitised(sink, sluiced_factory, scripte
     r = attempt(s, "127.0.4.1", "a@example.test")
     assert r.code == 550 and r.text == (
         "5.7.1 <r@example.test>: Recipient address rejected: no? way <script>"), r
-    req = dict(line.split("=", 1) for line in p.requests[0].strip().split("\n"))
+    req = p.requests[0]
     assert req["request"] == "smtpd_access_policy"
     assert req["protocol_state"] == "RCPT" and req["protocol_name"] == "ESMTP"
     assert req["client_address"] == "127.0.4.1" and req["helo_name"] == "client.test"

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from test_greylist import DELAY, ScriptedPolicy, grey_conf  # noqa: F401
+from lib.policy_server import answering
+from test_greylist import DELAY, grey_conf  # noqa: F401
 from test_proxy_support import raw_connect, sluiced_factory  # noqa: F401
 
 CONNECT = re.compile(r"/smtpd\[\d+\]: connect from ")
@@ -90,7 +91,7 @@ def test_greylisted_first_attempt_never_reaches_postfix(postfix_upstream, identi
     indirect=True)
 def test_postfix_refusing_the_held_sender(postfix_upstream, sluiced_factory):
     pf = postfix_upstream
-    policy = ScriptedPolicy(b"action=DUNNO\n\n")
+    policy = answering(b"action=DUNNO\n\n")
     try:
         s = sluiced_factory([pf.address], conf={
             "mode": "screen", "greet_teaser": "no", "identity": "xclient",

@@ -17,60 +17,10 @@ import pytest
 import lib.dns as dns_lib
 from lib.dns import UnboundServer
 from lib.net import LOCALHOST
+from lib.policy_server import deciding
 from test_proxy_support import raw_connect, sluiced_factory  # noqa: F401
 
 POLICYD_SPF = "/usr/bin/policyd-spf"
-
-
-class StagePolicy:
-    """Reads one request per connection (name=value lines, an empty line),
-    records it and answers with decide(request) -> action."""
-
-    def __init__(self, decide):
-        self.decide = decide
-        self.requests = []
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((LOCALHOST, 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.stopping = False
-        self.t = threading.Thread(target=self.serve, daemon=True)
-        self.t.start()
-
-    @property
-    def address(self):
-        return f"inet:{LOCALHOST}:{self.sock.getsockname()[1]}"
-
-    def serve(self):
-        while not self.stopping:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                continue
-            with c:
-                c.settimeout(5)
-                buf = b""
-                try:
-                    while b"\n\n" not in buf:
-                        d = c.recv(4096)
-                        if not d:
-                            break
-                        buf += d
-                except OSError:
-                    continue
-                req = dict(line.split("=", 1) for line in
-                           buf.decode(errors="replace").strip().split("\n") if "=" in line)
-                self.requests.append(req)
-                c.sendall(f"action={self.decide(req)}\n\n".encode())
-
-    def states(self):
-        return [r["protocol_state"] for r in self.requests]
-
-    def stop(self):
-        self.stopping = True
-        self.t.join(5)
-        self.sock.close()
 
 
 @pytest.fixture
@@ -78,7 +28,7 @@ def stage_policy():
     made = []
 
     def make(decide):
-        p = StagePolicy(decide)
+        p = deciding(decide)
         made.append(p)
         return p
 
