@@ -1115,6 +1115,7 @@ static int step_bdat_down(sl_relay *r) {
     sl__filter_hold(r, term, tn, r->data.size);
   } else {
     sl__buf_grow(&r->uout, sl_stuff_end(&r->stuff, sl__buf_tail(&r->uout)));
+    sl__msize_mark_newest(r); /* pushed at the 354: the end goes out now */
   }
   /* the LAST chunk's entry now waits for the end-of-data's reply */
   r->up_out++;
