@@ -253,7 +253,15 @@ static void replied(sl_relay *r, unsigned code) {
     if (r->lim->errors_max && r->stats.errors >= r->lim->errors_max) {
       /* Commands read but not yet answered locally get no answer: the
          421 comes next whatever the client's write sizes were.  Replies
-         owed by the upstream keep their place. */
+         owed by the upstream keep their place.  Input is read no more,
+         so content or an AUTH exchange the client is still sending would
+         never end: its upstream transaction is aborted (the leg closed,
+         never a terminator) and nothing waits on the client. */
+      if (r->cl == CL_DATA || r->cl == CL_BDAT || r->cl == CL_DISCARD ||
+          r->cl == CL_AUTH) {
+        sl__up_close(r);
+        r->cl = CL_CMD;
+      }
       uint8_t n = 0;
       for (uint8_t i = 0; i < r->q_len; i++) {
         unsigned from = (r->q_head + i) % QUEUE_CAP;

@@ -179,6 +179,10 @@ void sl__q_fail_upstream(sl_relay *r, enum local_reply why) {
       k = (uint8_t)(Q_LOCAL + (r->frep.len || r->fcode / 100 == 5
                                    ? R_FILTER
                                    : R_FILTER_TEMP));
+    else if (k == Q_UP_DATA_SYNC)
+      /* a DATA refused for a synchronisation error keeps its refusal,
+         which ends the session (the client's input is no longer read) */
+      k = (uint8_t)(Q_LOCAL + R_SYNC);
     else if (sl__is_up(k))
       k = (uint8_t)(Q_LOCAL + why);
     else if (k == Q_GREETING && r->pol->mode == SL_MODE_PASSTHROUGH)
