@@ -445,6 +445,20 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
       wait_after_data(r, early);
     goto reply;
   }
+  /* A BDAT transaction downgraded to DATA for this upstream has its body
+     open there: a command line would be read as message content, and its
+     reply would never come.  NOOP is answered here; any other command
+     aborts the upstream transaction (the leg closed, never a terminator)
+     and ends the client's, then runs as it would outside one. */
+  if (r->bdat_down && r->mail && !r->bdat_failed && c.verb != SL_V_BDAT) {
+    if (c.verb == SL_V_NOOP) {
+      lr = R_OK;
+      goto reply;
+    }
+    sl__up_close(r);
+    sl__txn_reset(r);
+    r->bdat_down = r->bdat_go = r->bdat_failed = 0;
+  }
 
   switch (c.verb) {
   case SL_V_EHLO:
