@@ -351,6 +351,10 @@ struct sl_oracle {
   fifo upmail;         /* per upstream MAIL awaiting its reply: 1 held */
   uint64_t up_mail_ok; /* upstream 2xx to client MAILs not yet relayed */
   uint32_t held;       /* the CK_* being held for (CM_HOLD) */
+  size_t eod_wait;     /* body number + 1 of a terminator sent upstream
+                          while the client's DATA still waited for its 354:
+                          the body is the client's once that 354 reaches
+                          it (a client reading slowly) */
   int closing;         /* an unsolicited closing reply was sent */
   int ambig_open;      /* CK_EOD_AMBIG owed or answered: session must end */
   uint64_t chunk_left;
@@ -1159,6 +1163,27 @@ static void client_reply(sl_oracle *o, unsigned code) {
   }
   if (o->cm == CM_CMD || o->cm == CM_BODY || o->cm == CM_QUIET)
     client_parse(o);
+  if (o->eod_wait && o->held != CK_DATA) {
+    /* the DATA whose body went up early has its reply now */
+    size_t i = o->eod_wait - 1;
+    o->eod_wait = 0;
+    if (i >= o->nbodies)
+      fail(o,
+           "guarantee 3: end-of-data sent upstream for message #%zu "
+           "that the client never sent",
+           i + 1);
+    else if (!o->bodies[i].complete)
+      fail(o,
+           "guarantee 3: end-of-data sent upstream before the client's "
+           "message #%zu ended",
+           i + 1);
+    else if (o->bodies[i].bad)
+      fail(o,
+           "guarantee 3: end-of-data sent upstream for message #%zu "
+           "that had a framing violation (smuggling bytes, overlong "
+           "line or size)",
+           i + 1);
+  }
 }
 
 void sl_oracle_client_out(sl_oracle *o, const uint8_t *p, size_t n) {
@@ -1524,6 +1549,8 @@ static void up_body_byte(sl_oracle *o, uint8_t c) {
       if (!(i < o->nbodies && o->bodies[i].complete && !o->bodies[i].bad) &&
           commit_chunked(o))
         o->up_bodies--; /* a BDAT transaction, not a DATA body */
+      else if (i == o->nbodies && o->held == CK_DATA && !o->eod_wait)
+        o->eod_wait = i + 1; /* judged when the client has its 354 */
       else if (i >= o->nbodies)
         fail(o,
              "guarantee 3: end-of-data sent upstream for message #%zu "

@@ -149,6 +149,26 @@ static void clean_prefix(env *e) {
   c(e, "354 go\r\n");
 }
 
+/* Up to the upstream's 354 to a DATA whose body the client pipelined
+   behind it (the client's reply not given yet). */
+static void early_body_prefix(env *e) {
+  sl_oracle_completed(e->o, SL_REQ_CONNECT_UPSTREAM, SL_STATUS_OK);
+  U(e, "220 up ESMTP\r\n");
+  u(e, "EHLO mx.sluice.test\r\n");
+  U(e, "250-up\r\n250 PIPELINING\r\n");
+  c(e, "220 up ESMTP\r\n");
+  C(e, "EHLO client\r\nMAIL FROM:<a@example.org>\r\nRCPT "
+       "TO:<b@example.net>\r\nDATA\r\nbody\r\n.\r\n");
+  u(e, "EHLO client\r\n");
+  U(e, "250-up\r\n250 PIPELINING\r\n");
+  c(e, "250-up\r\n250 PIPELINING\r\n");
+  u(e, "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n");
+  U(e, "250 ok\r\n250 ok\r\n");
+  c(e, "250 ok\r\n250 ok\r\n");
+  u(e, "DATA\r\n");
+  U(e, "354 go\r\n");
+}
+
 /* ---- guarantee 8: the upstream's view --------------------------------- */
 
 #define ALL_EXT                                                                \
@@ -883,6 +903,28 @@ int main(void) {
   u(&e, "body\r\n.\r\n");
   c(&e, "250 queued\r\n");
   expect(&e, "250 to end-of-data without the upstream's", "guarantee 2");
+
+  /* A body the client sent before its 354 (pipelining allowed) goes up
+     once the upstream said 354, possibly before that 354 has reached a
+     client reading slowly: the terminator is judged when the client's
+     DATA has its reply.  A 354 makes it the client's message; any other
+     reply means the client never sent one. */
+  env_init(&e);
+  early_body_prefix(&e);
+  c(&e, "354 g");
+  u(&e, "body\r\n.\r\n");
+  c(&e, "o\r\n");
+  expect(&e, "end of data sent upstream while the client's 354 was on its way",
+         NULL);
+
+  env_init(&e);
+  early_body_prefix(&e);
+  c(&e, "554 5");
+  u(&e, "body\r\n.\r\n");
+  c(&e, ".5.1 no\r\n");
+  expect(&e, "end of data sent upstream for a DATA the client got 554 to",
+         "guarantee 3: end-of-data sent upstream for message #1 that the "
+         "client never sent");
 
   /* A 2xx on the wire before BDAT LAST went out (nothing of a chunk was
      being sent, so guarantee 8 has nothing to say) is not the upstream
