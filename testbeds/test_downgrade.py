@@ -234,6 +234,48 @@ def test_bdat_refused_data_reaches_last_chunk(postfix_factory, sluiced_factory):
     assert "nested MAIL" not in pf.log()
 
 
+def test_command_between_downgraded_chunks(postfix_factory, sluiced_factory):
+    """Between two chunks of a BDAT transaction downgraded to DATA, Postfix
+    is reading a message body: a RCPT the client sends there must not reach
+    it (it would be message content, and its reply would never come).
+    sluice answers NOOP itself and lets the RCPT abort the transaction: the
+    client gets an answer at once, Postfix queues nothing and its log shows
+    the DATA aborted by the lost connection, and the next transaction of the
+    same session is delivered."""
+    pf = postfix_factory(main_cf={**NO_CHUNKING,
+                                  "smtpd_recipient_restrictions": "check_recipient_access static:HOLD"})
+    s = sluiced_factory([pf.address], conf={"mode": "screen"})
+    with raw_connect(s.address, timeout=15) as c:
+        assert c.read_reply().code == 220
+        c.send(b"EHLO client.test\r\n")
+        assert "CHUNKING" in ehlo_keywords(c.read_reply())
+        assert c.cmd(f"MAIL FROM:<{LEGIT}>").code == 250
+        assert c.cmd(f"RCPT TO:<{RCPT}>").code == 250
+        chunk = b"Subject: aborted\r\n\r\nfirst\r\n"
+        c.send(f"BDAT {len(chunk)}\r\n".encode() + chunk)
+        assert c.read_reply(timeout=15).code == 250
+        assert c.cmd("NOOP").code == 250
+        t = time.monotonic()
+        r = c.cmd("RCPT TO:<victim@example.test>", timeout=15)
+        assert r.code == 503 and time.monotonic() - t < 5, r
+        # a new transaction, delivered
+        assert c.cmd(f"MAIL FROM:<{LEGIT}>").code == 250
+        assert c.cmd(f"RCPT TO:<{RCPT}>").code == 250
+        c.send(f"BDAT {len(CONTENT)} LAST\r\n".encode() + CONTENT)
+        assert c.read_reply(timeout=15).code == 250
+        c.send(b"QUIT\r\n")
+    s.wait_sessions(1)
+    held = pf.wait_held(1, timeout=15)
+    time.sleep(0.5)
+    held = pf.wait_held(1)
+    assert len(held) == 1, [h.sender for h in held]
+    assert held_content(pf, held[0]) == CONTENT.decode().replace("\r\n", "\n")
+    log = pf.log()
+    assert "victim@example.test" not in log
+    assert "Subject: aborted" not in "".join(h.text for h in held)
+    assert re.search(r"lost connection after DATA", log), log[-3000:]
+
+
 def test_parameters_to_postfix_without_extensions(postfix_factory, sluiced_factory):
     """DSN and SIZE parameters are dropped for a Postfix that offers neither
     (it would refuse them); SMTPUTF8 and BODY=8BITMIME are refused by sluice
