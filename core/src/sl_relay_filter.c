@@ -190,6 +190,24 @@ int sl__filter_apply(sl_relay *r) {
   return 1;
 }
 
+/* The leg is about to close with a held chunked message whose LAST chunk
+   the upstream refused: that refusal was the client's answer to LAST
+   (fchunk_failed), so the held end's entry answers no one.  Made an entry
+   of sluice's own, it leaves with the leg instead of becoming a second
+   reply to LAST.  1 if it was so. */
+int sl__filter_end_answered(sl_relay *r) {
+  if (!r->fheld || !r->fchunk_failed)
+    return 0;
+  for (uint8_t i = r->q_len; i > 0; i--) {
+    uint8_t *k = &r->q[(r->q_head + i - 1) % QUEUE_CAP];
+    if (*k == Q_UP_BDAT_LAST) {
+      *k = Q_UP_RSET_OWN;
+      break;
+    }
+  }
+  return 1;
+}
+
 /* A held message whose verdict, taken and not yet applied, refuses it. */
 int sl__filter_refused(const sl_relay *r) {
   sl_verdict v = (sl_verdict)(r->fres - 1);

@@ -556,6 +556,7 @@ void sl__filter_hold(sl_relay *r, const uint8_t *term, size_t n, uint64_t size);
 void sl__filter_abort(sl_relay *r);
 int sl__filter_apply(sl_relay *r);
 int sl__filter_refused(const sl_relay *r);
+int sl__filter_end_answered(sl_relay *r);
 void sl__filter_lost_end(sl_relay *r);
 int sl__filter_chunked(const sl_relay *r);
 void sl__filter_chunk(sl_relay *r, const uint8_t *p, size_t n);

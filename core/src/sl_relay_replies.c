@@ -253,14 +253,25 @@ static void replied(sl_relay *r, unsigned code) {
     if (r->lim->errors_max && r->stats.errors >= r->lim->errors_max) {
       /* Commands read but not yet answered locally get no answer: the
          421 comes next whatever the client's write sizes were.  Replies
-         owed by the upstream keep their place.  Input is read no more,
-         so content or an AUTH exchange the client is still sending would
-         never end: its upstream transaction is aborted (the leg closed,
-         never a terminator) and nothing waits on the client. */
+         owed by the upstream keep their place, unless a command left
+         unanswered comes before one (the client would take that reply
+         for the earlier command's).  Input is read no more, so content
+         or an AUTH exchange the client is still sending would never end.
+         In those cases the upstream transaction is aborted (the leg
+         closed, never a terminator) and nothing waits on the client. */
+      int behind_local = 0; /* an upstream reply owed after a local one */
+      for (uint8_t i = 0, local = 0; i < r->q_len && !behind_local; i++) {
+        uint8_t k = r->q[(r->q_head + i) % QUEUE_CAP];
+        if (k >= Q_LOCAL)
+          local = 1;
+        else if (local)
+          behind_local = 1;
+      }
       if (r->cl == CL_DATA || r->cl == CL_BDAT || r->cl == CL_DISCARD ||
-          r->cl == CL_AUTH) {
+          r->cl == CL_AUTH || behind_local) {
         sl__up_close(r);
-        r->cl = CL_CMD;
+        if (r->cl != CL_WAIT && r->cl != CL_TLS && r->cl != CL_PROXY)
+          r->cl = CL_CMD;
       }
       uint8_t n = 0;
       for (uint8_t i = 0; i < r->q_len; i++) {

@@ -412,6 +412,25 @@ static void test_chunked_refused_then_upstream_lost(void) {
   }
 }
 
+/* The filters accepted, the upstream refused the LAST chunk (its refusal
+   is the client's answer to LAST), and in the same read sent garbage that
+   fails the leg before the RSET went out: the held end answers no one, so
+   LAST gets one reply, not a second 451 (AFL++ on the relay target,
+   session 4; guarantee 1). */
+static void test_chunked_last_refused_then_upstream_lost(void) {
+  sl_harness h;
+  chunked_held(&h);
+  CHECK_INT(sl_harness_filter_verdict(&h, SL_VERDICT_ACCEPT, NULL), 0);
+  size_t before = h.client_out.len;
+  sl_harness_upstream(&h, S("552 5.3.4 chunk too big\r\nbogus\x00\r\n"), 0);
+  sl_bytes tail = {h.client_out.p + before, h.client_out.len - before, 0};
+  static const char want[] = "552 5.3.4 chunk too big\r\n";
+  CHECK_MEM(tail.p, tail.len, want, sizeof(want) - 1);
+  CHECK(!contains(&h.upstream_out, "LAST"));
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
 /* Without SL_CONN_FILTER nothing changes: no request, no tap. */
 static void test_unfiltered_unchanged(void) {
   sl_harness h;
@@ -576,6 +595,7 @@ int main(void) {
   SL_RUN(test_chunked_empty_last_after_cr);
   SL_RUN(test_chunked_upstream_lost);
   SL_RUN(test_chunked_refused_then_upstream_lost);
+  SL_RUN(test_chunked_last_refused_then_upstream_lost);
   SL_RUN(test_unfiltered_unchanged);
   SL_RUN(test_skip_mynetworks);
   SL_RUN(test_auth_user);
