@@ -126,7 +126,7 @@ void sl__up_close(sl_relay *r) {
      the filters' verdict is known before any reply of the lost leg. */
   int refused = sl__filter_refused(r);
   if (sl__filter_end_answered(r))
-    refused = 0; /* the client's LAST already has its one answer */
+    refused = 0;       /* the client's LAST already has its one answer */
   sl__filter_abort(r); /* a message it carried is not filtered after all */
   /* whatever the reason, a reply this upstream still owed becomes local */
   if (q_owes_upstream(r))
