@@ -533,6 +533,10 @@ static int preamble_reply(sl_relay *r) {
     }
     r->xclient_done = 1; /* the upstream is back at its greeting */
     r->replayed = 0;     /* so the client's EHLO goes again */
+    /* and it offers nothing until an EHLO is answered 2xx again: a
+       refused one leaves no PIPELINING to pace by */
+    r->up_caps = 0;
+    r->up_size = 0;
     up_preamble_next(r);
     return 1;
   case UP_REPLAY:
