@@ -386,3 +386,42 @@ def test_policyd_rate_limit_by_sasl_user(aiosmtpd_factory, sluiced_factory, tls_
     assert len(up.message_ids()) == 5
     assert f"sasl_username={AUTH_USER}" in log() and f"insert id {AUTH_USER}" in log(), log()
     assert AUTH_PASSWORD not in log()
+
+
+@pytest.mark.skipif(not os.path.exists(POLICYD_RATE_LIMIT),
+                    reason="Debian's policyd-rate-limit is not installed")
+def test_second_auth_keeps_the_rate_limited_user(aiosmtpd_factory, sluiced_factory,
+                                                 tls_certs, rate_limit_policyd):
+    """An authenticated client cannot shed policyd-rate-limit's per-user
+    count by sending a second AUTH in its session: aiosmtpd refuses it with
+    503 (RFC 4954 4), the first user stays the session's sasl_username, and
+    the third recipient of the minute is deferred as for any session of
+    that user.  (sluiced once forgot the user at the second AUTH, and the
+    rest of the session went through as anonymous, unlimited.)"""
+    import base64
+    import smtplib
+    import ssl
+    address, log = rate_limit_policyd
+    up = aiosmtpd_factory(auth=(AUTH_USER, AUTH_PASSWORD))
+    s = sluiced_factory([up.address], tls_certs=tls_certs, conf={
+        "features": "all", "greet_teaser": "no", "policy_service": address,
+        "policy_stages": "rcpt"})
+    ctx = ssl.create_default_context(cafile=tls_certs.ca_cert)
+    with smtplib.SMTP(s.address[0], s.address[1], timeout=20) as c:
+        c.starttls(context=ctx)
+        c.login(AUTH_USER, AUTH_PASSWORD)
+        other = base64.b64encode(b"\0mallory@example.test\0pw").decode()
+        code, text = c.docmd("AUTH", "PLAIN " + other)
+        assert code == 503, (code, text)
+        for i in range(2):
+            assert c.sendmail("sender@example.test", ["rcpt@example.test"],
+                              f"Subject: {i}\r\n\r\nbody {i}\r\n") == {}
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as e:
+            c.sendmail("sender@example.test", ["rcpt@example.test"],
+                       "Subject: 2\r\n\r\nbody 2\r\n")
+        code, text = e.value.recipients["rcpt@example.test"]
+        assert code == 450 and b"Rate limit reach" in text, (code, text, log()[-3000:])
+    up.wait_messages(2)
+    time.sleep(0.5)
+    assert len(up.message_ids()) == 2
+    assert f"sasl_username={AUTH_USER}" in log() and "mallory" not in log(), log()

@@ -371,6 +371,8 @@ static void harness_tap(void *ctx, sl_filter_item item, const uint8_t *p,
     h->filter_items[item]++;
   if (item == SL_FI_BODY)
     sl_bytes_add(&h->filter_content, p, n);
+  if (h->oracle)
+    sl_oracle_filter_item(h->oracle, item, p, n);
   if (item == SL_FI_AUTH_USER) {
     h->filter_user.len = 0;
     sl_bytes_add(&h->filter_user, p, n);

@@ -316,6 +316,11 @@ enum umode {
   UM_DEAD /* QUIT sent or TLS failed: nothing may be sent */
 };
 
+/* Where an AUTH exchange sent upstream stands (RFC 4954, RFC 4616 PLAIN,
+   the LOGIN draft): the next continuation line is PLAIN's message,
+   LOGIN's user name or its password; AU_SENT: only the outcome is owed. */
+enum au_step { AU_NONE, AU_PLAIN, AU_LOGIN_USER, AU_LOGIN_PASS, AU_SENT };
+
 typedef struct body {
   uint8_t complete, bad;
 } body;
@@ -401,6 +406,17 @@ struct sl_oracle {
   uint8_t ub_cr, ub_first_dot;
   size_t up_bodies; /* upstream DATA bodies started (session-wide) */
   uint64_t upstream_accepted, up_commands, up_replies;
+
+  /* ---- guarantee 2: the AUTH user named to filters and checks ---- */
+  uint8_t au_step;    /* enum au_step: what the next continuation is */
+  uint8_t au_further; /* the exchange upstream began after a 235 */
+  uint8_t au_authed;  /* the upstream answered an exchange 235 */
+  uint8_t au_given;   /* the relay named au_user since that 235 */
+  uint8_t au_tap_due; /* SL_FI_MAIL came: SL_FI_AUTH_USER must follow */
+  uint8_t au_cand_ok, au_user_ok;
+  char au_method[6], au_umethod[6]; /* "PLAIN" or "LOGIN" */
+  uint8_t au_cand[256], au_user[256];
+  size_t au_cand_len, au_user_len;
 
   /* ---- guarantee 10: requests and events against the statistics ---- */
   uint32_t *req_ids; /* every request id so far (unique per relay) */
@@ -1226,6 +1242,9 @@ static void up_fresh(sl_oracle *o, int greeting) {
   o->up_tx_utf8 = 0;
   o->up_auth_cont = 0;
   o->up_last_kind = 0;
+  o->au_step = AU_NONE; /* an exchange in flight is lost with its leg */
+  o->au_further = 0;
+  o->au_cand_ok = 0;
   if (greeting) {
     fifo_push(&o->upend, UK_GREETING);
     int proxy = o->pol.identity == SL_IDENT_PROXY_V1 ||
@@ -1427,6 +1446,211 @@ static void up_offered(sl_oracle *o, const uint8_t *p, size_t len) {
          show(p, len < 60 ? len : 60, s, sizeof(s)));
 }
 
+/* ---- guarantee 2: the AUTH user -------------------------------------
+ * sluice names the client's AUTH user to content filters (SL_FI_AUTH_USER)
+ * and policy checks (sasl_username) so they can key on it (per-user rate
+ * limits).  A name it gives must be the one the exchange the upstream
+ * answered 235 gave: PLAIN's authcid or LOGIN's user name, as sent
+ * upstream, never the authzid, a password, or a name from a refused,
+ * cancelled or later exchange.  Once given, the name stands until the
+ * client's TLS switch resets the session: a later refused AUTH (503 after
+ * a success, RFC 4954 4) does not take it away.  (Whether a name is given
+ * at all also depends on the buffer pool; the model does not require it.) */
+
+static int b64v(uint8_t c) {
+  if (c >= 'A' && c <= 'Z')
+    return c - 'A';
+  if (c >= 'a' && c <= 'z')
+    return c - 'a' + 26;
+  if (c >= '0' && c <= '9')
+    return c - '0' + 52;
+  return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* RFC 3629 without overlongs, surrogates or code points past U+10FFFF. */
+static int utf8_ok(const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n;) {
+    uint8_t c = p[i];
+    size_t k = c < 0x80                 ? 0
+               : c >= 0xc2 && c <= 0xdf ? 1
+               : c >= 0xe0 && c <= 0xef ? 2
+               : c >= 0xf0 && c <= 0xf4 ? 3
+                                        : 9;
+    if (k == 9 || i + k >= n + (k ? 0 : 1))
+      return 0;
+    uint32_t cp = k == 0 ? c : c & (0x3fu >> k);
+    for (size_t j = 1; j <= k; j++) {
+      if ((p[i + j] & 0xc0) != 0x80)
+        return 0;
+      cp = cp << 6 | (p[i + j] & 0x3fu);
+    }
+    if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+      return 0;
+    i += k + 1;
+  }
+  return 1;
+}
+
+static void au_keep(sl_oracle *o, const uint8_t *dec, size_t m, int plain);
+
+/* A SASL response sent upstream: the user name it carries, if any. */
+static void au_take(sl_oracle *o, const uint8_t *p, size_t n, int plain) {
+  o->au_cand_ok = 0;
+  o->au_cand_len = 0;
+  if (n == 0 || n % 4)
+    return;
+  uint8_t *dec = malloc(n / 4 * 3);
+  if (!dec)
+    abort();
+  size_t m = 0;
+  for (size_t i = 0; i < n; i += 4) {
+    int pad = 0;
+    uint32_t q = 0;
+    for (size_t j = 0; j < 4; j++) {
+      int v = b64v(p[i + j]);
+      if (p[i + j] == '=' && i + 4 == n && j >= 2 &&
+          (j == 3 || p[i + 3] == '='))
+        v = 0, pad++;
+      else if (v < 0 || pad) {
+        free(dec);
+        return;
+      }
+      q = q << 6 | (uint32_t)v;
+    }
+    for (int j = 0; j < 3 - pad; j++)
+      dec[m++] = (uint8_t)(q >> (16 - 8 * j));
+  }
+  au_keep(o, dec, m, plain);
+  free(dec);
+}
+
+/* The decoded response: PLAIN's authcid, LOGIN's whole user name. */
+static void au_keep(sl_oracle *o, const uint8_t *dec, size_t m, int plain) {
+  const uint8_t *u = dec;
+  size_t ulen = m;
+  if (plain) { /* authzid NUL authcid NUL passwd (RFC 4616 2) */
+    const uint8_t *a = memchr(dec, 0, m);
+    const uint8_t *b = a ? memchr(a + 1, 0, m - (size_t)(a + 1 - dec)) : NULL;
+    if (!b)
+      return;
+    u = a + 1;
+    ulen = (size_t)(b - u);
+  }
+  if (ulen == 0 || ulen > SL_AUTH_USER_MAX || !utf8_ok(u, ulen))
+    return;
+  for (size_t i = 0; i < ulen; i++)
+    if (u[i] < 0x20 || u[i] == 0x7f)
+      return;
+  memcpy(o->au_cand, u, ulen);
+  o->au_cand_len = ulen;
+  o->au_cand_ok = 1;
+}
+
+/* A line sent upstream (cont: an AUTH continuation after 334). */
+static void au_line(sl_oracle *o, const uint8_t *p, size_t len, int cont) {
+  if (cont) {
+    if (len == 1 && p[0] == '*') { /* cancelled: 501 follows */
+      o->au_step = AU_NONE;
+      o->au_cand_ok = 0;
+    } else if (o->au_step == AU_PLAIN) {
+      au_take(o, p, len, 1);
+      o->au_step = AU_SENT;
+    } else if (o->au_step == AU_LOGIN_USER) {
+      au_take(o, p, len, 0);
+      o->au_step = AU_LOGIN_PASS;
+    } else if (o->au_step == AU_LOGIN_PASS) {
+      o->au_step = AU_SENT;
+    }
+    return;
+  }
+  if (!verb_is(p, len, "AUTH"))
+    return;
+  o->au_further = o->au_authed;
+  o->au_step = AU_NONE;
+  o->au_cand_ok = 0;
+  o->au_method[0] = 0;
+  size_t m = 5, e;
+  while (m < len && p[m] == ' ')
+    m++;
+  for (e = m; e < len && p[e] != ' ';)
+    e++;
+  size_t ir = e;
+  while (ir < len && p[ir] == ' ')
+    ir++;
+  int plain = ieq(p + m, e - m, "PLAIN");
+  if (!plain && !ieq(p + m, e - m, "LOGIN"))
+    return; /* no other mechanism names its user in a way sluice reads */
+  snprintf(o->au_method, sizeof o->au_method, "%s", plain ? "PLAIN" : "LOGIN");
+  if (ir < len) {
+    au_take(o, p + ir, len - ir, plain);
+    o->au_step = plain ? AU_SENT : AU_LOGIN_PASS;
+  } else {
+    o->au_step = plain ? AU_PLAIN : AU_LOGIN_USER;
+  }
+}
+
+/* The upstream's reply to an AUTH line or continuation. */
+static void au_reply(sl_oracle *o, unsigned code) {
+  if (code == 334)
+    return;
+  if (code == 235) {
+    /* A second success (an upstream that ignores RFC 4954's 503) names a
+       user sluice may not know: from then on no name is right. */
+    o->au_user_ok = !o->au_further && o->au_cand_ok && o->au_step != AU_PLAIN;
+    o->au_user_len = o->au_user_ok ? o->au_cand_len : 0;
+    memcpy(o->au_user, o->au_cand, o->au_user_len);
+    memcpy(o->au_umethod, o->au_method, sizeof o->au_umethod);
+    o->au_authed = 1;
+    o->au_given = 0;
+  }
+  o->au_step = AU_NONE;
+  o->au_further = 0;
+  o->au_cand_ok = 0;
+}
+
+/* The relay named the AUTH user (len 0: it named none) to what. */
+static void au_named(sl_oracle *o, const char *what, const uint8_t *name,
+                     size_t len, const char *method) {
+  char s[120], t[120];
+  if (len == 0) {
+    if (o->au_given)
+      fail(o,
+           "guarantee 2: %s names no AUTH user, though the upstream's 235 to "
+           "\"%s\" still stands and was named before",
+           what, show(o->au_user, o->au_user_len, s, sizeof(s)));
+    return;
+  }
+  if (!o->au_authed || !o->au_user_ok)
+    fail(o,
+         "guarantee 2: %s names AUTH user \"%s\", which no exchange the "
+         "upstream answered 235 gave",
+         what, show(name, len, s, sizeof(s)));
+  else if (len != o->au_user_len || memcmp(name, o->au_user, len) != 0)
+    fail(o,
+         "guarantee 2: %s names AUTH user \"%s\"; the upstream accepted "
+         "\"%s\"",
+         what, show(name, len, s, sizeof(s)),
+         show(o->au_user, o->au_user_len, t, sizeof(t)));
+  else if (method && strcmp(method, o->au_umethod) != 0)
+    fail(o, "guarantee 2: %s names mechanism %s; the upstream accepted %s",
+         what, method, o->au_umethod);
+  else
+    o->au_given = 1;
+}
+
+void sl_oracle_filter_item(sl_oracle *o, int item, const uint8_t *p, size_t n) {
+  if (o->au_tap_due && item != SL_FI_AUTH_USER)
+    au_named(o, "the filter tap after SL_FI_MAIL", NULL, 0, NULL);
+  o->au_tap_due = item == SL_FI_MAIL;
+  if (item == SL_FI_AUTH_USER) {
+    if (n == 0)
+      fail(o, "guarantee 2: SL_FI_AUTH_USER with an empty name");
+    else
+      au_named(o, "SL_FI_AUTH_USER", p, n, NULL);
+  }
+}
+
 /* One complete command line (with its CRLF) sent upstream. */
 static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
   char s[120];
@@ -1468,6 +1692,7 @@ static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
   }
   if (!cont && !o->up_broken)
     up_offered(o, p, len);
+  au_line(o, p, len, cont);
   if (!cont && o->f_refused) {
     /* A chunked message the content filters refused is still open
        upstream: only RSET ends it (or QUIT, or closing the leg); a
@@ -1787,6 +2012,7 @@ static void up_answer(sl_oracle *o, uint32_t k, unsigned code, uint32_t caps,
   case UK_AUTH:
     if (code == 334)
       o->up_auth_cont = 1;
+    au_reply(o, code);
     break;
   case UK_MAIL: {
     uint32_t held = 0;
@@ -1954,6 +2180,11 @@ void sl_oracle_request(sl_oracle *o, const sl_request *q) {
     o->f_pending = 1;
     o->f_refused = 0;
     break;
+  case SL_REQ_RCPT_CHECK:
+    au_named(o, "the check request", (const uint8_t *)q->check.sasl_username,
+             q->check.sasl_username ? q->check.sasl_username_len : 0,
+             q->check.sasl_method);
+    break;
   case SL_REQ_STARTTLS_CLIENT:
     if (o->cm != CM_TLS)
       fail(o, "guarantee 4: STARTTLS_CLIENT requested without a 220 reply to "
@@ -2006,6 +2237,10 @@ void sl_oracle_completed(sl_oracle *o, uint32_t type, sl_status st) {
       fifo_clear(&o->owed);
       o->cm = CM_CMD;
       o->held = 0;
+      /* RFC 3207 4.2: the AUTH learnt before TLS is forgotten */
+      o->au_authed = o->au_given = o->au_user_ok = 0;
+      o->au_step = AU_NONE;
+      o->au_further = o->au_cand_ok = 0;
     } else {
       o->cm = CM_DEAD;
     }

@@ -20,7 +20,9 @@
  *  (2) 2xx replies to end-of-data / BDAT LAST seen by the client never
  *      outnumber the upstream's 2xx to terminators / BDAT LAST received
  *      after they were sent (per session); a message the client sent with a
- *      framing violation is never reported accepted;
+ *      framing violation is never reported accepted; an AUTH user named
+ *      to the filter tap or a check is the one of the exchange the upstream
+ *      answered 235, and once named stays named until STARTTLS;
  *  (3) upstream bytes are well-formed SMTP (see sl_oracle.c); a BDAT
  *      transaction may reach it as one DATA body, committed only once the
  *      client's LAST chunk is in and clean;
@@ -91,6 +93,9 @@ void sl_oracle_completed(sl_oracle *, uint32_t request_type, sl_status);
    of the refusal's class, 4xx or 5xx (guarantee 5: the filter's text is
    re-framed, one reply in its place). */
 void sl_oracle_filter_verdict(sl_oracle *, int verdict);
+/* An item the relay gave its filter tap (an sl_filter_item): the AUTH
+   user it names is checked (guarantee 2). */
+void sl_oracle_filter_item(sl_oracle *, int item, const uint8_t *p, size_t n);
 
 /* Optional hooks for guarantees 6 and 7.  watch_pool: the pool lends to this
    relay only.  expiry: called by the driver just before

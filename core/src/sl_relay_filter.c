@@ -325,11 +325,16 @@ void sl__auth_response(sl_relay *r, const uint8_t *line, size_t len) {
 
 /* An AUTH went upstream (arg: its mechanism and initial response). */
 void sl__auth_start(sl_relay *r, const uint8_t *arg, size_t alen) {
+  /* After a 235 a further AUTH is refused (RFC 4954 4, 503) and the user
+     in force stays: forgetting it here would let a client shed a limit a
+     policy service keys on sasl_username by sending a second AUTH. */
+  if (r->authed)
+    return;
   sl__auth_forget(r);
   /* a policy service keys on the name too (sasl_username) */
   int wanted = (r->info.flags & SL_CONN_FILTER) || r->pol->rcpt_check ||
                r->pol->check_stages;
-  if (!wanted || r->authed)
+  if (!wanted)
     return;
   size_t m = 0;
   while (m < alen && arg[m] != ' ')
@@ -348,10 +353,19 @@ void sl__auth_start(sl_relay *r, const uint8_t *arg, size_t alen) {
     sl__auth_response(r, arg + ir, alen - ir);
 }
 
-/* The upstream's final answer to the AUTH (334 is not final). */
+/* The upstream's final answer to the AUTH (334 is not final); called
+   before a 235 sets authed. */
 void sl__auth_done(sl_relay *r, unsigned code) {
   if (code == 334)
     return;
+  if (r->authed) {
+    /* A further AUTH: refused, the user in force stays; accepted anyway
+       (an upstream ignoring RFC 4954's 503), it names a user sluice did
+       not read, so none is named from then on. */
+    if (code == 235)
+      sl__auth_forget(r);
+    return;
+  }
   if (code != 235 || r->auth_mech != AM_NONE || !r->auser.len)
     sl__auth_forget(r);
 }

@@ -638,9 +638,9 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
     break;
   case Q_UP_AUTH:
     r->cl = code == 334 ? CL_AUTH : CL_CMD;
+    sl__auth_done(r, code);
     if (code == 235)
       r->authed = 1;
-    sl__auth_done(r, code);
     break;
   case Q_UP_BDAT_DATA:
     /* DATA refused (354 is handled before): this chunk had that reply, the

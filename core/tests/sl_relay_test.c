@@ -1235,9 +1235,11 @@ static void auth_check_case(const char *const *client, const char *const *up,
                         "CRAM-MD5\r\n250 PIPELINING\r\n"),
                       0);
   sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
+  int authed = 0;
   for (size_t i = 0; client[i]; i++) {
     sl_harness_client(&h, client[i], strlen(client[i]), 0);
     sl_harness_upstream(&h, up[i], strlen(up[i]), 0);
+    authed |= strncmp(up[i], "235", 3) == 0;
   }
   sl_harness_client(&h, S("MAIL FROM:<a@example.org>\r\n"), 0);
   sl_harness_upstream(&h, S("250 2.1.0 Ok\r\n"), 0);
@@ -1247,7 +1249,7 @@ static void auth_check_case(const char *const *client, const char *const *up,
   CHECK_STR(h.check_user, user);
   CHECK_INT(h.check.check.sasl_username_len, strlen(user));
   CHECK_STR(h.check.check.sasl_method, method);
-  CHECK_INT(h.check.check.authed, user[0] != 0);
+  CHECK_INT(h.check.check.authed, authed);
   CHECK_INT(sl_harness_check(&h, SL_STATUS_OK, 0, NULL), 0);
   CHECK(memmem(h.upstream_out.p, h.upstream_out.len, "RCPT TO:<b@", 11));
   CHECK_STR(h.failure, "");
@@ -1275,6 +1277,24 @@ static void test_rcpt_check_auth_user(void) {
   /* no AUTH at all */
   auth_check_case((const char *const[]){NULL}, (const char *const[]){NULL}, "",
                   "");
+  /* a further AUTH after the 235 is refused (RFC 4954 4: 503): the first
+     user stands, the second name is not read (a per-user limit keyed on
+     sasl_username cannot be shed by a second AUTH) */
+  auth_check_case(
+      (const char *const[]){
+          "AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHMzY3JldA==\r\n",
+          "AUTH PLAIN AGJvYgBwdw==\r\n", NULL},
+      (const char *const[]){"235 2.7.0 ok\r\n",
+                            "503 5.5.1 already authenticated\r\n", NULL},
+      "alice@example.org", "PLAIN");
+  /* ... and an upstream that accepts it anyway names a user sluice did
+     not read: no name, still authenticated */
+  auth_check_case(
+      (const char *const[]){
+          "AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHMzY3JldA==\r\n",
+          "AUTH PLAIN AGJvYgBwdw==\r\n", NULL},
+      (const char *const[]){"235 2.7.0 ok\r\n", "235 2.7.0 ok\r\n", NULL}, "",
+      "");
 }
 
 int main(void) {

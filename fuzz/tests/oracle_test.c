@@ -878,10 +878,141 @@ static void held_mail_tests(void) {
          "guarantee 2");
 }
 
+/* ---- guarantee 2: the AUTH user named to filters and checks ---------- */
+
+#define AUTH_EXT "250-up\r\n250-PIPELINING\r\n250 AUTH PLAIN LOGIN\r\n"
+
+/* After EHLO, one AUTH exchange: each of lines goes to the client's side
+   and upstream, each of replies back, the last one final. */
+static void auth_prefix(env *e, const char *const *lines,
+                        const char *const *replies) {
+  up_with(e, AUTH_EXT);
+  C(e, "EHLO c\r\n");
+  u(e, "EHLO c\r\n");
+  U(e, AUTH_EXT);
+  c(e, AUTH_EXT);
+  for (size_t i = 0; lines[i]; i++) {
+    C(e, lines[i]);
+    u(e, lines[i]);
+    U(e, replies[i]);
+    c(e, replies[i]);
+  }
+}
+
+static void check_named(env *e, uint32_t id, const char *user,
+                        const char *method) {
+  sl_request q;
+  memset(&q, 0, sizeof(q));
+  q.type = SL_REQ_RCPT_CHECK;
+  q.id = id;
+  q.check.sender = "a@b.c";
+  q.check.rcpt = "d@e.f";
+  q.check.helo = "c";
+  q.check.helo_len = 1;
+  q.check.sasl_username = user;
+  q.check.sasl_username_len = (uint16_t)strlen(user);
+  q.check.sasl_method = method;
+  q.check.authed = 1;
+  sl_oracle_request(e->o, &q);
+}
+
+static void auth_user_tests(void) {
+  static const char *const plain[] = {"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n",
+                                      NULL};
+  static const char *const plain_authzid[] = {
+      "AUTH PLAIN YWRtaW4AYWxpY2UAc2VjcmV0\r\n", NULL};
+  static const char *const ok[] = {"235 2.7.0 ok\r\n"};
+  static const char *const refused[] = {"535 5.7.8 no\r\n"};
+  static const char *const login[] = {"AUTH LOGIN\r\n", "YWxpY2U=\r\n",
+                                      "c2VjcmV0\r\n", NULL};
+  static const char *const login_ok[] = {"334 VXNlcm5hbWU6\r\n",
+                                         "334 UGFzc3dvcmQ6\r\n", "235 ok\r\n"};
+  static const char *const login_cancel[] = {"AUTH LOGIN\r\n", "*\r\n", NULL};
+  static const char *const cancel_r[] = {"334 VXNlcm5hbWU6\r\n",
+                                         "501 5.7.0 cancelled\r\n"};
+  env e;
+
+  env_init(&e);
+  auth_prefix(&e, plain, ok);
+  check_named(&e, 0x701, "alice", "PLAIN");
+  sl_oracle_filter_item(e.o, SL_FI_MAIL, (const uint8_t *)"MAIL", 4);
+  sl_oracle_filter_item(e.o, SL_FI_AUTH_USER, (const uint8_t *)"alice", 5);
+  expect(&e, "AUTH PLAIN accepted, its authcid named", NULL);
+
+  env_init(&e);
+  auth_prefix(&e, plain_authzid, ok);
+  check_named(&e, 0x701, "admin", "PLAIN");
+  expect(&e, "the authzid named as the AUTH user", "guarantee 2");
+
+  env_init(&e);
+  auth_prefix(&e, plain, refused);
+  check_named(&e, 0x701, "alice", "PLAIN");
+  expect(&e, "a refused AUTH's user named", "guarantee 2");
+
+  env_init(&e);
+  auth_prefix(&e, login, login_ok);
+  check_named(&e, 0x701, "alice", "LOGIN");
+  expect(&e, "AUTH LOGIN accepted, its user named", NULL);
+
+  env_init(&e);
+  auth_prefix(&e, login, login_ok);
+  check_named(&e, 0x701, "alice", "PLAIN");
+  expect(&e, "AUTH LOGIN named as PLAIN", "mechanism");
+
+  env_init(&e);
+  auth_prefix(&e, login_cancel, cancel_r);
+  check_named(&e, 0x701, "alice", "LOGIN");
+  expect(&e, "a cancelled AUTH LOGIN's user named", "guarantee 2");
+
+  env_init(&e);
+  auth_prefix(&e, plain, ok);
+  sl_oracle_filter_item(e.o, SL_FI_MAIL, (const uint8_t *)"MAIL", 4);
+  sl_oracle_filter_item(e.o, SL_FI_AUTH_USER, (const uint8_t *)"bob", 3);
+  expect(&e, "the filter tap names another user", "guarantee 2");
+
+  /* RFC 4954 4: a further AUTH gets 503; the first one stands. */
+  env_init(&e);
+  auth_prefix(&e, plain, ok);
+  check_named(&e, 0x701, "alice", "PLAIN");
+  C(&e, "AUTH PLAIN AGJvYgBwdw==\r\n");
+  u(&e, "AUTH PLAIN AGJvYgBwdw==\r\n");
+  U(&e, "503 5.5.1 already authenticated\r\n");
+  c(&e, "503 5.5.1 already authenticated\r\n");
+  check_named(&e, 0x702, "alice", "PLAIN");
+  expect(&e, "a further AUTH refused, the first user still named", NULL);
+
+  env_init(&e);
+  auth_prefix(&e, plain, ok);
+  check_named(&e, 0x701, "alice", "PLAIN");
+  C(&e, "AUTH PLAIN AGJvYgBwdw==\r\n");
+  u(&e, "AUTH PLAIN AGJvYgBwdw==\r\n");
+  U(&e, "503 5.5.1 already authenticated\r\n");
+  c(&e, "503 5.5.1 already authenticated\r\n");
+  check_named(&e, 0x702, "", "");
+  expect(&e, "a further AUTH refused, the user forgotten", "names no AUTH");
+
+  env_init(&e);
+  auth_prefix(&e, plain, ok);
+  C(&e, "AUTH PLAIN AGJvYgBwdw==\r\n");
+  u(&e, "AUTH PLAIN AGJvYgBwdw==\r\n");
+  U(&e, "503 5.5.1 already authenticated\r\n");
+  c(&e, "503 5.5.1 already authenticated\r\n");
+  check_named(&e, 0x702, "bob", "PLAIN");
+  expect(&e, "a further AUTH refused, its user named", "guarantee 2");
+
+  env_init(&e);
+  auth_prefix(&e, plain, ok);
+  check_named(&e, 0x701, "alice", "PLAIN");
+  sl_oracle_filter_item(e.o, SL_FI_MAIL, (const uint8_t *)"MAIL", 4);
+  sl_oracle_filter_item(e.o, SL_FI_RCPT, (const uint8_t *)"RCPT", 4);
+  expect(&e, "the filter tap leaves out a user named before", "names no AUTH");
+}
+
 int main(void) {
   env e;
 
   filter_cases();
+  auth_user_tests();
 
   env_init(&e);
   clean_prefix(&e);
