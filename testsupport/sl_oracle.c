@@ -1639,7 +1639,8 @@ static void au_named(sl_oracle *o, const char *what, const uint8_t *name,
     o->au_given = 1;
 }
 
-void sl_oracle_filter_item(sl_oracle *o, int item, const uint8_t *p, size_t n) {
+void sl_oracle_filter_item(sl_oracle *o, sl_filter_item item, const uint8_t *p,
+                           size_t n) {
   if (o->au_tap_due && item != SL_FI_AUTH_USER)
     au_named(o, "the filter tap after SL_FI_MAIL", NULL, 0, NULL);
   o->au_tap_due = item == SL_FI_MAIL;

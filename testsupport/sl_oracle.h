@@ -95,7 +95,8 @@ void sl_oracle_completed(sl_oracle *, uint32_t request_type, sl_status);
 void sl_oracle_filter_verdict(sl_oracle *, int verdict);
 /* An item the relay gave its filter tap (an sl_filter_item): the AUTH
    user it names is checked (guarantee 2). */
-void sl_oracle_filter_item(sl_oracle *, int item, const uint8_t *p, size_t n);
+void sl_oracle_filter_item(sl_oracle *, sl_filter_item item, const uint8_t *p,
+                           size_t n);
 
 /* Optional hooks for guarantees 6 and 7.  watch_pool: the pool lends to this
    relay only.  expiry: called by the driver just before
