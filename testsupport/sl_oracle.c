@@ -2181,6 +2181,14 @@ void sl_oracle_request(sl_oracle *o, const sl_request *q) {
     o->f_pending = 1;
     o->f_refused = 0;
     break;
+  case SL_REQ_CONNECT_UPSTREAM:
+    /* The authentication belongs to the leg that answered 235; sluice
+       cannot repeat it (no password), so a new leg would carry the
+       session on as authenticated where the server saw no AUTH. */
+    if (o->au_authed)
+      fail(o, "guarantee 2: a new upstream connection for a session "
+              "authenticated on a lost one");
+    break;
   case SL_REQ_RCPT_CHECK:
     au_named(o, "the check request", (const uint8_t *)q->check.sasl_username,
              q->check.sasl_username ? q->check.sasl_username_len : 0,

@@ -22,7 +22,9 @@
  *      after they were sent (per session); a message the client sent with a
  *      framing violation is never reported accepted; an AUTH user named
  *      to the filter tap or a check is the one of the exchange the upstream
- *      answered 235, and once named stays named until STARTTLS;
+ *      answered 235, and once named stays named until STARTTLS; no new
+ *      upstream connection after that 235 (the next leg would not be
+ *      authenticated);
  *  (3) upstream bytes are well-formed SMTP (see sl_oracle.c); a BDAT
  *      transaction may reach it as one DATA body, committed only once the
  *      client's LAST chunk is in and clean;

@@ -873,6 +873,13 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     break;
   }
 reply:
+  if (lr == R_UPSTREAM_FAIL && r->authed && r->up == UP_NONE &&
+      r->cl != CL_BDAT) {
+    /* sl__need_upstream(): the authenticated leg is lost.  (A chunk still
+       to read gets the 451; the command after it gets this.) */
+    lr = R_AUTH_LOST;
+    r->no_input = 1;
+  }
   if (lr >= 0)
     sl__q_push_local(r, (enum local_reply)lr);
   if (early)

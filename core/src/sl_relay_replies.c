@@ -77,6 +77,9 @@ static const struct {
          "4.4.2 Error: connection to the mail server lost; try again later"},
     [R_UPSTREAM_FAIL] =
         {451, 0, "4.3.0 Error: mail server unavailable; try again later"},
+    [R_AUTH_LOST] = {421, RF_CLOSE | RF_HOST,
+                     "4.4.2 Error: connection to the mail server lost; "
+                     "reconnect and authenticate again"},
     [R_SMUGGLE] = {554, RF_CLOSE,
                    "5.6.0 Error: bare CR, bare LF or NUL in message; SMTP "
                    "smuggling refused"},
@@ -661,13 +664,13 @@ static void after_upstream_reply(sl_relay *r, uint8_t kind, unsigned code,
 /* After a local reply went out. */
 static void after_local_reply(sl_relay *r, enum local_reply id) {
   if (replies[id].flags & RF_CLOSE) {
-    sl__client_close_after_reply(r, id == R_BYE       ? SL_END_QUIT
-                                    : id == R_TIMEOUT ? SL_END_TIMEOUT
-                                    : id == R_SMUGGLE || id == R_SYNC ||
-                                            id == R_NONSMTP
-                                        ? SL_END_PROTOCOL
-                                    : id == R_NO_UPSTREAM ? SL_END_UPSTREAM
-                                                          : SL_END_REJECTED);
+    sl__client_close_after_reply(
+        r, id == R_BYE       ? SL_END_QUIT
+           : id == R_TIMEOUT ? SL_END_TIMEOUT
+           : id == R_SMUGGLE || id == R_SYNC || id == R_NONSMTP
+               ? SL_END_PROTOCOL
+           : id == R_NO_UPSTREAM || id == R_AUTH_LOST ? SL_END_UPSTREAM
+                                                      : SL_END_REJECTED);
     return;
   }
   if (id == R_TLS_READY) {

@@ -248,6 +248,12 @@ int sl__need_upstream(sl_relay *r) {
     r->up_gave_up = 0;
     return -1;
   }
+  /* The leg that accepted the client's AUTH is gone, and a new one would
+     not be authenticated (sluice never has the password) while this
+     session goes on as if it were: no new leg; the command gets
+     R_AUTH_LOST (sl_relay_client.c) and the session ends. */
+  if (r->up == UP_NONE && r->authed)
+    return -1;
   if (r->up == UP_NONE && sl__ring_free(r) >= 3) {
     r->attempt = 0;
     sl__up_connect(r);

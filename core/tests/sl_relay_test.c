@@ -1297,6 +1297,58 @@ static void test_rcpt_check_auth_user(void) {
       "");
 }
 
+/* The upstream leg that accepted the client's AUTH is lost: a new leg
+   would not be authenticated (sluice never has the password), yet the
+   session would go on as authenticated (no relay control, the user named
+   to policy services) while the mail server sees an anonymous client from
+   sluice's address, one it may trust (mynetworks) and whose sender it
+   then does not match against the login.  So no new leg is opened: the
+   next command that needs the upstream gets 421 and the session ends, and
+   the client reconnects and authenticates again, as after a mail server
+   that dropped it.  An unauthenticated session reconnects as before. */
+static void auth_lost_case(int authed) {
+  sl_harness h;
+  sl_harness_defaults(&h);
+  h.policy.features |= SL_FEAT_AUTH;
+  h.info.flags |= SL_CONN_TLS;
+  CHECK_INT(sl_harness_start(&h, 8, 1, 1), 0);
+  CHECK_INT(sl_harness_connect(&h, SL_STATUS_OK), 0);
+  sl_harness_upstream(&h,
+                      S("220 up ESMTP\r\n250-up\r\n250-AUTH PLAIN\r\n250 "
+                        "PIPELINING\r\n"),
+                      0);
+  sl_harness_client(&h, S("EHLO c.example\r\n"), 0);
+  sl_harness_client(&h, S("AUTH PLAIN AGFsaWNlAHB3\r\n"), 0);
+  if (authed)
+    sl_harness_upstream(&h, S("235 2.7.0 ok\r\n"), 0);
+  else
+    sl_harness_upstream(&h, S("535 5.7.8 no\r\n"), 0);
+  sl_harness_upstream_eof(&h);
+  CHECK_INT(sl_harness_requests(&h, SL_REQ_CLOSE_UPSTREAM), 1);
+  size_t before = h.client_out.len;
+  sl_harness_client(
+      &h, S("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@x.test>\r\n"), 0);
+  if (authed) {
+    CHECK_INT(sl_harness_requests(&h, SL_REQ_CONNECT_UPSTREAM), 1);
+    static const char want[] = "421 4.4.2 mx.sluice.test Error: connection "
+                               "to the mail server lost; reconnect and "
+                               "authenticate again\r\n";
+    CHECK_MEM(h.client_out.p + before, h.client_out.len - before, want,
+              sizeof want - 1);
+    CHECK(sl_harness_closed(&h));
+  } else {
+    CHECK_INT(sl_harness_requests(&h, SL_REQ_CONNECT_UPSTREAM), 2);
+    CHECK(!sl_harness_closed(&h));
+  }
+  CHECK_STR(h.failure, "");
+  sl_harness_free(&h);
+}
+
+static void test_auth_leg_lost_ends_session(void) {
+  auth_lost_case(1);
+  auth_lost_case(0);
+}
+
 int main(void) {
   SL_RUN(test_buffers_lent_only_while_used);
   SL_RUN(test_pool_exhaustion);
@@ -1333,5 +1385,6 @@ int main(void) {
   SL_RUN(test_check_stages);
   SL_RUN(test_check_helo);
   SL_RUN(test_rcpt_check_auth_user);
+  SL_RUN(test_auth_leg_lost_ends_session);
   return sl_test_summary();
 }

@@ -878,7 +878,7 @@ static void held_mail_tests(void) {
          "guarantee 2");
 }
 
-/* ---- guarantee 2: the AUTH user named to filters and checks ---------- */
+/* ---- guarantee 2: the AUTH user, and the leg that accepted it -------- */
 
 #define AUTH_EXT "250-up\r\n250-PIPELINING\r\n250 AUTH PLAIN LOGIN\r\n"
 
@@ -913,6 +913,14 @@ static void check_named(env *e, uint32_t id, const char *user,
   q.check.sasl_username_len = (uint16_t)strlen(user);
   q.check.sasl_method = method;
   q.check.authed = 1;
+  sl_oracle_request(e->o, &q);
+}
+
+static void connect_req(env *e, uint32_t id) {
+  sl_request q;
+  memset(&q, 0, sizeof(q));
+  q.type = SL_REQ_CONNECT_UPSTREAM;
+  q.id = id;
   sl_oracle_request(e->o, &q);
 }
 
@@ -999,6 +1007,18 @@ static void auth_user_tests(void) {
   c(&e, "503 5.5.1 already authenticated\r\n");
   check_named(&e, 0x702, "bob", "PLAIN");
   expect(&e, "a further AUTH refused, its user named", "guarantee 2");
+
+  env_init(&e);
+  auth_prefix(&e, plain, refused);
+  close_upstream(&e, 0x702);
+  connect_req(&e, 0x703);
+  expect(&e, "a refused AUTH's leg lost, a new leg", NULL);
+
+  env_init(&e);
+  auth_prefix(&e, plain, ok);
+  close_upstream(&e, 0x702);
+  connect_req(&e, 0x703);
+  expect(&e, "an authenticated leg lost, a new leg", "authenticated on a lost");
 
   env_init(&e);
   auth_prefix(&e, plain, ok);
