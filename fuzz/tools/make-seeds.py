@@ -31,7 +31,7 @@ def write(target, data):
 
 
 # ---- relay op language --------------------------------------------------------
-def header(b0=0, b1=0, b2=0, b3=0, b4=0, b5=0, seed=1):
+def header(b0=0, b1=0, b2=0, b3=0, b4=0, b5=3, seed=1):
     return bytes([b0, b1, b2, b3, b4, b5]) + struct.pack("<H", seed)
 
 
@@ -72,7 +72,7 @@ ENV = "EHLO client.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.ne
 
 def passthrough_to_354(h=None):
     """pass-through session up to the client seeing 354."""
-    return (h or header()) + A(0) + GREET + EHLO_UP + C("EHLO client.example\r\n") + EHLO_UP + \
+    return (h or header()) + A(0) + GREET + C("EHLO client.example\r\n") + EHLO_UP + \
         C("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n") + \
         U("250 ok\r\n") + U("250 ok\r\n") + U("354 go\r\n")
 
@@ -83,7 +83,7 @@ def relay_seeds():
     seeds.append(passthrough_to_354() + C("Subject: hi\r\n\r\n..dot\r\nbody\r\n.\r\n") +
                  U("250 2.0.0 queued\r\n") + C("QUIT\r\n") + U("221 bye\r\n"))
     # screen-first, teaser, then relayed
-    seeds.append(header(b0=1) + T(10) + C(ENV) + A(0) + GREET + EHLO_UP + EHLO_UP +
+    seeds.append(header(b0=1) + T(10) + C(ENV) + A(0) + GREET +
                  U("250 ok\r\n250 ok\r\n") + C("DATA\r\n") + U("354 go\r\n") +
                  C("x\r\n.\r\n") + U("250 ok\r\n") + C("QUIT\r\n"))
     # every smuggling end-of-data variant, strict and lenient
@@ -97,7 +97,7 @@ def relay_seeds():
     seeds.append(passthrough_to_354() + C("body\r\n.\r\nMAIL FROM:<x@example.org>\r\nRCPT TO:<y@example.net>\r\nDATA\r\n") +
                  U("250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n") + C("two\r\n.\r\n") + U("250 ok\r\n"))
     # the two Haraka probes of PEERS.md A8
-    seeds.append(header(b0=2) + A(0) + GREET + EHLO_UP + C("EHLO c\r\n") + EHLO_UP +
+    seeds.append(header(b0=2) + A(0) + GREET + C("EHLO c\r\n") + EHLO_UP +
                  C("STARTTLS\r\nNOOP injected\r\n") + S(0) + C("EHLO c\r\nQUIT\r\n"))
     seeds.append(passthrough_to_354() + C("first body\n.\r\nMAIL FROM:<smuggled@evil.test>\r\nRCPT TO:<v@example.net>\r\nDATA\r\nx\r\n.\r\n"))
     # STARTTLS injection on the client leg, TLS failure
@@ -109,53 +109,53 @@ def relay_seeds():
     # reply injection: bare LF, NUL, code change, overlong line, unsolicited
     for bad in ["250 ok\nX-Injected: 1\r\n", "250 o\x00k\r\n", "250-a\r\n354 b\r\n",
                 "250 " + "x" * 600 + "\r\n", "250 ok\r\n250 unsolicited\r\n"]:
-        seeds.append(header() + A(0) + GREET + EHLO_UP + C("EHLO c\r\nMAIL FROM:<a@b.c>\r\n") + EHLO_UP + U(bad))
+        seeds.append(header() + A(0) + GREET + C("EHLO c\r\nMAIL FROM:<a@b.c>\r\n") + EHLO_UP + U(bad))
     # upstream dies mid-DATA, failover
     seeds.append(passthrough_to_354() + C("part one\r\n") + e_up + C("rest\r\n.\r\n") + T(1))
-    seeds.append(header() + A(1) + A(2) + T(40) + A(0) + GREET + EHLO_UP + C("EHLO c\r\n"))
+    seeds.append(header() + A(1) + A(2) + T(40) + A(0) + GREET + C("EHLO c\r\n"))
     # overlong command line, NUL in command, bare LF command, small limits
-    seeds.append(header(b2=1) + A(0) + GREET + EHLO_UP + C("EHLO " + "a" * 300 + "\r\nNOOP\r\n"))
-    seeds.append(header() + A(0) + GREET + EHLO_UP + C("EHLO c\x00d\r\nNOOP\nHELO x\r\n"))
-    seeds.append(header(b2=3) + A(0) + GREET + EHLO_UP + C("EHLO c\r\n") + EHLO_UP +
+    seeds.append(header(b2=1) + A(0) + GREET + C("EHLO " + "a" * 300 + "\r\nNOOP\r\n"))
+    seeds.append(header() + A(0) + GREET + C("EHLO c\x00d\r\nNOOP\nHELO x\r\n"))
+    seeds.append(header(b2=3) + A(0) + GREET + C("EHLO c\r\n") + EHLO_UP +
                  C("MAIL FROM:<" + "a" * 100 + "@b.c>\r\n"))
     # PROXY header from the balancer: valid v1, valid v2, spoofed (untrusted), malformed
     v2 = b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11, 0, 12]) + bytes([203, 0, 113, 9, 198, 51, 100, 1]) + struct.pack(">HH", 4242, 25)
     seeds.append(header(b0=0x20) + C("PROXY TCP4 203.0.113.9 198.51.100.1 4242 25\r\nEHLO c\r\n") + A(0) + GREET + EHLO_UP)
-    seeds.append(header(b0=0x20, b1=2) + C(v2 + b"EHLO c\r\n") + A(0) + GREET + EHLO_UP + EHLO_UP)
+    seeds.append(header(b0=0x20, b1=2) + C(v2 + b"EHLO c\r\n") + A(0) + GREET + EHLO_UP)
     seeds.append(header() + C("PROXY TCP4 203.0.113.9 198.51.100.1 4242 25\r\n") + A(0) + GREET)
     seeds.append(header(b0=0x20) + C("PROXY TCP4 203.0.113.09 198.51.100.1 4242 25\r\n"))
     seeds.append(header(b0=0x20) + C("PROXY TCP4 1.2.3.4\n") + T(10))
     # identity toward the upstream: XCLIENT, PROXY v1/v2
     seeds.append(header(b1=1) + A(0) + GREET + U("250-up\r\n250 XCLIENT ADDR NAME HELO\r\n") +
                  U("220 up again\r\n") + C(ENV) + EHLO_UP + U("250 ok\r\n250 ok\r\n"))
-    seeds.append(header(b0=1, b1=3 | 0xc0) + C(ENV) + A(0) + GREET + EHLO_UP + EHLO_UP)
+    seeds.append(header(b0=1, b1=3 | 0xc0) + C(ENV) + A(0) + GREET + EHLO_UP)
     # client XCLIENT / XFORWARD never relayed
-    seeds.append(header() + A(0) + GREET + EHLO_UP + C("EHLO c\r\nXCLIENT ADDR=10.0.0.1\r\nXFORWARD NAME=x\r\n") + EHLO_UP)
+    seeds.append(header() + A(0) + GREET + C("EHLO c\r\nXCLIENT ADDR=10.0.0.1\r\nXFORWARD NAME=x\r\n") + EHLO_UP)
     # BDAT: clean, bare LF, CR at the end of LAST, oversize
     for chunk in ["BDAT 5 LAST\r\nab\r\nc", "BDAT 3\r\na\nbBDAT 0 LAST\r\n", "BDAT 2 LAST\r\na\r",
                   "BDAT 99999999 LAST\r\nxx"]:
-        seeds.append(header() + A(0) + GREET + EHLO_UP + C(ENV) + EHLO_UP + U("250 ok\r\n250 ok\r\n") + C(chunk) + U("250 ok\r\n"))
+        seeds.append(header() + A(0) + GREET + C(ENV) + EHLO_UP + U("250 ok\r\n250 ok\r\n") + C(chunk) + U("250 ok\r\n"))
     # AUTH with continuations
-    seeds.append(header(b0=4 | 0x40) + A(0) + GREET + U("250-up\r\n250 AUTH PLAIN LOGIN\r\n") +
+    seeds.append(header(b0=4 | 0x40) + A(0) + GREET +
                  C("EHLO c\r\n") + U("250-up\r\n250 AUTH PLAIN LOGIN\r\n") + C("AUTH LOGIN\r\n") +
                  U("334 VXNlcm5hbWU6\r\n") + C("dXNlcg==\r\n") + U("334 UGFzc3dvcmQ6\r\n") + C("*\r\n") + U("501 cancelled\r\n"))
     # forbid_unauth_pipelining
-    seeds.append(header(b0=0x10) + A(0) + GREET + EHLO_UP + C("EHLO c\r\nMAIL FROM:<a@b.c>\r\n"))
+    seeds.append(header(b0=0x10) + A(0) + GREET + C("EHLO c\r\nMAIL FROM:<a@b.c>\r\n"))
     # tarpit, stutter, throttle, DNSBL screening
     seeds.append(header(b0=1, b3=1 | 4, b4=1 | 0x10 | 0x20) + b"N\x00\x00\x01\x02" + T(3) + C("EHLO c\r\nQUIT\r\n") + T(30))
     seeds.append(header(b0=1, b3=2, b4=2 | 8) + b"N\x01\x00\x01\x05" + b"N\x00\x02\x00" + D + D + C("HELO c\r\n") + D + D)
     seeds.append(header(b0=1, b3=0x10) + C("EHLO early\r\n") + T(30))  # pregreet
     seeds.append(header(b0=1, b3=0x30) + C("EHLO early\r\n") + T(30))  # pregreet drop
-    seeds.append(header(b3=3) + A(0) + GREET + EHLO_UP + C("EHLO c\r\n") + EHLO_UP + T(5))
+    seeds.append(header(b3=3) + A(0) + GREET + C("EHLO c\r\n") + T(5) + EHLO_UP + T(5))
     # admission tarpit / tempfail, timeouts, pool exhaustion, partial acks
-    seeds.append(header(b1=0x40) + A(0) + GREET + EHLO_UP + T(30) + C("EHLO c\r\n"))
+    seeds.append(header(b1=0x40) + A(0) + GREET + T(30) + C("EHLO c\r\n") + EHLO_UP)
     seeds.append(header(b1=0x80) + T(1))
-    seeds.append(header() + A(0) + GREET + EHLO_UP + T(250, 3))
-    seeds.append(header(b5=0) + b"P\x07P\x47" + A(0) + GREET + EHLO_UP + C("EHLO c\r\n") + b"P\x80" + D + EHLO_UP)
-    seeds.append(header(b5=0x08) + A(0) + GREET + EHLO_UP + C("EHLO c\r\nHELP\r\nNOOP\r\n") + EHLO_UP + b"K\x01" + C("QUIT\r\n"))
+    seeds.append(header() + A(0) + GREET + T(250, 3))
+    seeds.append(header(b5=0) + b"P\x07P\x47" + A(0) + GREET + C("EHLO c\r\n") + b"P\x80" + D + EHLO_UP)
+    seeds.append(header(b5=0x0b) + A(0) + GREET + C("EHLO c\r\nHELP\r\nNOOP\r\n") + EHLO_UP + b"K\x01" + C("QUIT\r\n"))
     seeds.append(header() + A(0) + GREET + C("EHLO c\r\n") + b"X")
     # cross-protocol
-    seeds.append(header() + A(0) + GREET + EHLO_UP + C("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+    seeds.append(header() + A(0) + GREET + C("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
     # guarantee 8: the simulated upstream's EHLO offers a chosen set (op H,
     # mask bits as in fuzz_relay.c: 0 PIPELINING 1 CHUNKING 2 BINARYMIME
     # 3 8BITMIME 4 SMTPUTF8 5 DSN 6 SIZE 7 STARTTLS 8 AUTH 9 XCLIENT
@@ -169,12 +169,16 @@ def relay_seeds():
         for mask in (0x0000, 0x0001, 0x0002, 0x0003, 0x007f, 0x0049, 0x0021, 0x1fff,
                      0x2000, 0x4043, 0x1003, 0x0080, 0x0100):
             h = header(b0=mode | (4 if mask & 0x100 else 0) | (0x40 if mask & 0x100 else 0), b5=7)
+            # one EHLO upstream (the client's): pass-through relays the
+            # greeting and then the client's EHLO; screen-first replays the
+            # client's EHLO after the greeting (no probe without upstream
+            # TLS or XCLIENT)
             if mode == 0:
-                pre = h + A(0) + H(0x8000 | mask)
+                pre = h + A(0) + GREET
                 post = H(mask)
             else:
                 pre = h + C("EHLO c\r\n")
-                post = A(0) + H(0x8000 | mask) + H(mask)
+                post = A(0) + H(0x8000 | mask)
             # BDAT whether offered or not
             seeds.append(pre + (C("EHLO c\r\n") if mode == 0 else b"") +
                          C("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nBDAT 6 LAST\r\nhi\r\n\r\n") +
@@ -185,12 +189,15 @@ def relay_seeds():
                          U("250 ok\r\n") + T(2))
         # pipelined group to an upstream without PIPELINING; then STARTTLS
         # upstream and a smaller set after the handshake
-        seeds.append(header(b0=mode, b1=4, b5=7) + A(0) + H(0x8000 | 0x0083) + C(ENV + "DATA\r\n") +
-                     U("220 go\r\n") + s_up(0) + H(0x0002) + H(0x0002) + U("250 ok\r\n250 ok\r\n") +
-                     U("354 go\r\n") + C(BODY) + U("250 ok\r\n"))
+        # (screen-first connects at the MAIL: the client's commands first)
+        client = C(ENV + "DATA\r\n")
+        seeds.append(header(b0=mode, b1=4, b5=7) + (client if mode else b"") + A(0) + H(0x8000 | 0x0083) +
+                     (b"" if mode else client) + U("220 go\r\n") + s_up(0) + H(0x0002) + H(0x0002) +
+                     U("250 ok\r\n250 ok\r\n") + U("354 go\r\n") + C(BODY) + U("250 ok\r\n"))
         # EHLO refused upstream (HELO fallback), extensions promised to the client
-        seeds.append(header(b0=mode, b5=7) + C("EHLO c\r\n") + A(0) + H(0x8000 | 0x2000) + U("250 up\r\n") +
-                     C("MAIL FROM:<a@example.org> BODY=8BITMIME\r\nRCPT TO:<b@example.net>\r\nBDAT 3 LAST\r\nx\r\n") +
+        txn = C("MAIL FROM:<a@example.org> BODY=8BITMIME\r\nRCPT TO:<b@example.net>\r\nBDAT 3 LAST\r\nx\r\n")
+        seeds.append(header(b0=mode, b5=7) + C("EHLO c\r\n") + (txn if mode else b"") + A(0) +
+                     H(0x8000 | 0x2000) + U("250 up\r\n") + (b"" if mode else txn) +
                      U("250 ok\r\n250 ok\r\n") + T(2))
     # content filters (issue 11): seed bit 0x8000 turns them on, op F gives
     # the verdict (byte: sl_verdict, byte: text index).  A filtered BDAT
@@ -236,22 +243,38 @@ def relay_seeds():
     chk = 0x1001
     seeds.append(header(b0=1, seed=chk) + C(ENV) + G(0, 1) + C("DATA\r\nQUIT\r\n") + T(2))
     seeds.append(header(b0=1, seed=chk) + C(ENV + "RCPT TO:<c@example.net>\r\nDATA\r\n") + G(0, 1) +
-                 G(0, 0) + A(0) + GREET + EHLO_UP + EHLO_UP + U("250 ok\r\n") + U("250 ok\r\n") +
+                 G(0, 0) + A(0) + GREET + EHLO_UP + U("250 ok\r\n") + U("250 ok\r\n") +
                  U("354 go\r\n") + C("x\r\n.\r\n") + U("250 ok\r\n") + C("QUIT\r\n"))
-    seeds.append(header(b0=1, seed=chk) + C(ENV + "DATA\r\n") + G(0, 0) + A(0) + GREET + EHLO_UP + EHLO_UP +
+    seeds.append(header(b0=1, seed=chk) + C(ENV + "DATA\r\n") + G(0, 0) + A(0) + GREET +
                  U("553 5.7.1 sender refused\r\n") + C("MAIL FROM:<c@example.org>\r\n") + U("250 ok\r\n") + T(2))
-    seeds.append(header(b0=1, seed=chk) + C(ENV) + G(0, 0) + A(0) + GREET + EHLO_UP + EHLO_UP + e_up + T(2))
-    seeds.append(header(b0=0x11, b3=1, seed=chk) + C(ENV) + G(0, 8 | 2) + G(1, 0) + T(3) + A(0) + GREET + EHLO_UP + EHLO_UP + T(3))
+    seeds.append(header(b0=1, seed=chk) + C(ENV) + G(0, 0) + A(0) + GREET + EHLO_UP + e_up + T(2))
+    seeds.append(header(b0=0x11, b3=1, seed=chk) + C(ENV) + G(0, 8 | 2) + G(1, 0) + T(3) + A(0) + GREET + EHLO_UP + T(3))
     # checks at MAIL and DATA too (seed bit 11): MAIL refused, then passed;
     # DATA asked once the RCPT replies are in, refused, then passed
     stg = 0x1801
-    seeds.append(header(seed=stg) + A(0) + GREET + EHLO_UP + C("EHLO c\r\n") + EHLO_UP +
+    seeds.append(header(seed=stg) + A(0) + GREET + C("EHLO c\r\n") + G(0, 0) + EHLO_UP +
                  C("MAIL FROM:<a@example.org>\r\n") + G(0, 2) + C("MAIL FROM:<a@example.org>\r\n") + G(0, 0) +
                  U("250 ok\r\n") + C("RCPT TO:<b@example.net>\r\nDATA\r\n") + G(0, 0) + U("250 ok\r\n") +
                  G(0, 1) + C("DATA\r\n") + G(0, 0) + U("354 go\r\n") + C("x\r\n.\r\n") + U("250 ok\r\n"))
-    seeds.append(header(b0=1, seed=stg) + C(ENV + "DATA\r\n") + G(0, 0) + G(0, 0) + A(0) + GREET + EHLO_UP +
+    seeds.append(header(b0=1, seed=stg) + C(ENV + "DATA\r\n") + G(0, 0) + G(0, 0) + A(0) + GREET +
                  EHLO_UP + U("250 ok\r\n") + U("250 ok\r\n") + G(2, 1) + U("354 go\r\n") + C("x\r\n.\r\n") +
                  U("250 ok\r\n"))
+    # the AUTH user (guarantee 2), with filters and RCPT checks on (seed
+    # bits 15 and 12; the preamble's EHLO reply answers the client's): a
+    # PLAIN the upstream accepted, a checked RCPT, a further AUTH refused
+    # 503, another checked RCPT; then the authenticated leg lost (no new
+    # leg: 421); and the same with LOGIN
+    au = 0x9001
+    au_ext = "250-up\r\n250-PIPELINING\r\n250 AUTH PLAIN LOGIN\r\n"
+    for auth in [C("AUTH PLAIN AGFsaWNlAHB3\r\n") + U("235 2.7.0 ok\r\n"),
+                 C("AUTH LOGIN\r\n") + U("334 VXNlcm5hbWU6\r\n") + C("YWxpY2U=\r\n") +
+                 U("334 UGFzc3dvcmQ6\r\n") + C("cHc=\r\n") + U("235 2.7.0 ok\r\n")]:
+        seeds.append(header(b0=4 | 0x40, seed=au) + A(0) + GREET + C("EHLO c\r\n") + U(au_ext) +
+                     auth + C("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n") +
+                     U("250 ok\r\n") + G(0, 0) + U("250 ok\r\n") + C("AUTH PLAIN AGJvYgBwdw==\r\n") +
+                     U("503 5.5.1 already authenticated\r\n") + C("RSET\r\n") + U("250 ok\r\n") +
+                     C("MAIL FROM:<a@example.org>\r\nRCPT TO:<c@example.net>\r\n") + U("250 ok\r\n") +
+                     G(0, 0) + U("250 ok\r\n") + e_up + C("MAIL FROM:<a@example.org>\r\n") + T(2))
     for s in seeds:
         write("relay", s)
 

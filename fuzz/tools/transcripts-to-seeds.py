@@ -12,9 +12,10 @@ harness's op language (fuzz_relay.c; fuzz/README.md documents it):
            sent bare LFs; pipeline_max 30, four large buffers, output acked
            in full; no tarpit, DNSBL or identity;
   A 0      the connect answer the pass-through relay waits for;
-  U        after the captured greeting, a reply to the relay's own EHLO
-           (its upstream preamble): a copy of the captured server's EHLO
-           reply, so the captured replies after it stay in step;
+           (no preamble reply: without upstream TLS or XCLIENT the relay
+           sends no EHLO of its own, and the client's captured EHLO is the
+           upstream's first, answered by the captured reply to it; a reply
+           fed before it would be unsolicited and fail the leg);
   C / U    the client's bytes and the captured server replies as upstream
            bytes, in capture order, one op per captured segment;
   T        the time between records, from the transcript's timestamps;
@@ -147,21 +148,6 @@ def data_ops(op, data):
     return out
 
 
-def preamble_reply(recs):
-    """The reply to the relay's own EHLO after a 2xx greeting (the preamble,
-    sl_relay.c up_ehlo): the captured server's reply to the client's EHLO
-    when there is one, so that every captured reply after it still answers
-    the command it answered in the capture."""
-    cs, ss = client_stream(recs), b"".join(d for typ, _, d in recs if typ == "S")
-    if not re.match(rb"2[0-9][0-9][ -]", ss):
-        return None
-    if re.search(rb"(?im)^EHLO", cs):
-        m = re.search(rb"(?m)^250-[^\n]*\n(?:250-[^\n]*\n)*250 [^\n]*\n", ss)
-        if m:
-            return m.group(0)
-    return b"250 upstream.example\r\n"
-
-
 def convert(recs):
     cs = client_stream(recs)
     b0 = 0  # pass-through, greet teaser on
@@ -175,8 +161,6 @@ def convert(recs):
     hdr = bytes([b0, 0, b2, 0, 0, 3]) + struct.pack("<H", 1)
     out = hdr + b"A\x00"
     last_t = 0
-    server = b""
-    preamble = preamble_reply(recs)
     for typ, t, d in recs:
         if t > last_t:
             out += time_ops(t - last_t)
@@ -185,11 +169,6 @@ def convert(recs):
             out += data_ops(b"C", d)
         elif typ == "S":
             out += data_ops(b"U", d)
-            if preamble and re.search(rb"(?m)^2[0-9][0-9](?: [^\n]*)?\n", server + d):
-                # the greeting is complete: the relay's own EHLO gets its reply
-                out += data_ops(b"U", preamble)
-                preamble = None
-            server += d
         elif typ == "E":
             out += {"client-fin": b"E", "client-rst": b"X", "server-fin": b"e",
                     "server-rst": b"e", "tls": b"S\x00", "capture-end": b""}[d]
