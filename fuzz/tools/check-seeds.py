@@ -16,7 +16,9 @@ write upstream (a refused client, a capture without a server side) are
 listed with the reason in fuzz/tools/silent-seeds.txt.
 
 RUNNER is fuzz_relay_runner; FUZZ_RELAY_TRACE=2 makes it print what crossed
-the boundary for every input.
+the boundary for every input.  FUZZ_DIR (default: this script's fuzz/) may
+be another tree's, with that tree's runner, to check its seeds (the list of
+seeds silent by design is always this script's).
 """
 import os
 import re
@@ -33,7 +35,10 @@ def silent_upstream(runner, path):
     env = dict(os.environ, FUZZ_RELAY_TRACE="2")
     out = subprocess.run([runner, path], env=env, capture_output=True, text=True,
                          errors="replace", timeout=60).stderr
-    return "connect_upstream" in out and re.search(r"--- upstream out \(0 bytes\)", out) is not None
+    # "type 1 id": SL_REQ_CONNECT_UPSTREAM as the trace printed requests
+    # before they had names (for checking an older tree's seeds)
+    return (re.search(r"connect_upstream|type 1 id", out) is not None
+            and re.search(r"--- upstream out \(0 bytes\)", out) is not None)
 
 
 def main():
@@ -53,7 +58,8 @@ def main():
         held = os.path.join(fuzz, "findings", "held-seeds.txt")
         if os.path.exists(held):
             shutil.copy(held, os.path.join(tmp, "findings"))
-        subprocess.run([sys.executable, os.path.join(HERE, "make-seeds.py"), tmp], check=True)
+        subprocess.run([sys.executable, os.path.join(fuzz, "tools", "make-seeds.py"), tmp],
+                       check=True)
         hand = sorted(os.listdir(os.path.join(tmp, "corpus", "relay")))
         for name in hand:
             if not os.path.exists(os.path.join(corpus, name)):
@@ -63,7 +69,7 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     captures = 0
-    for ln in open(os.path.join(HERE, "capture-seeds.txt")):
+    for ln in open(os.path.join(fuzz, "tools", "capture-seeds.txt")):
         if ln.startswith("#") or not ln.strip():
             continue
         name, source = ln.split(" ", 1)
