@@ -418,6 +418,10 @@ struct sl_oracle {
   uint8_t au_cand[256], au_user[256];
   size_t au_cand_len, au_user_len;
 
+  /* ---- guarantee 10: the recipients asked about are the ones relayed ---- */
+  char **asked; /* check.rcpt of each RCPT check not yet matched */
+  size_t nasked;
+
   /* ---- guarantee 10: requests and events against the statistics ---- */
   uint32_t *req_ids; /* every request id so far (unique per relay) */
   size_t nreq_ids, capreq_ids;
@@ -535,6 +539,9 @@ void sl_oracle_free(sl_oracle *o) {
   free(o->bodies);
   free(o->chunks);
   free(o->req_ids);
+  for (size_t i = 0; i < o->nasked; i++)
+    free(o->asked[i]);
+  free(o->asked);
   free(o->ref_ev);
   free(o->ref_out);
   free(o);
@@ -1652,6 +1659,86 @@ void sl_oracle_filter_item(sl_oracle *o, sl_filter_item item, const uint8_t *p,
   }
 }
 
+/* ---- guarantee 10: a RCPT relayed is a RCPT asked about ---------------
+ * With RCPT checks on (greylisting, a policy service, live milters), the
+ * driver's verdict is about check.rcpt; the recipient that then goes
+ * upstream must be that one, or a policy passed one address and the mail
+ * server got another.  Each RCPT sent upstream must match a check asked
+ * since the last match (checks the driver refused never match; the path
+ * as the check gives it: inside the angle brackets, cut at half a small
+ * buffer). */
+
+#define ASKED_MAX 64
+
+static void rcpt_asked(sl_oracle *o, const char *rcpt) {
+  if (o->nasked == ASKED_MAX) { /* the oldest can no longer match */
+    free(o->asked[0]);
+    memmove(o->asked, o->asked + 1, (ASKED_MAX - 1) * sizeof *o->asked);
+    o->nasked--;
+  }
+  if (!o->asked && !(o->asked = calloc(ASKED_MAX, sizeof *o->asked)))
+    abort();
+  size_t n = strlen(rcpt);
+  char *c = malloc(n + 1);
+  if (!c)
+    abort();
+  memcpy(c, rcpt, n + 1);
+  o->asked[o->nasked++] = c;
+}
+
+/* The path of "RCPT TO:<path> ..." (quoted strings may hold '>'). */
+static int rcpt_path(const uint8_t *p, size_t len, size_t *off, size_t *n) {
+  size_t i = 4;
+  while (i < len && p[i] == ' ')
+    i++;
+  if (i + 3 > len || !ieq(p + i, 3, "TO:"))
+    return -1;
+  i += 3;
+  while (i < len && p[i] == ' ')
+    i++;
+  if (i >= len || p[i] != '<')
+    return -1;
+  size_t start = ++i;
+  int quoted = 0;
+  for (; i < len; i++) {
+    if (quoted && p[i] == '\\' && i + 1 < len)
+      i++;
+    else if (p[i] == '"')
+      quoted = !quoted;
+    else if (p[i] == '>' && !quoted)
+      break;
+  }
+  if (i >= len)
+    return -1;
+  *off = start;
+  *n = i - start;
+  return 0;
+}
+
+static void rcpt_relayed(sl_oracle *o, const uint8_t *p, size_t len) {
+  char s[120];
+  size_t off, n;
+  if (!o->pol.rcpt_check || rcpt_path(p, len, &off, &n) != 0)
+    return;
+  size_t cut = o->lim.small_buffer_size / 2 - 1;
+  for (size_t i = 0; i < o->nasked; i++) {
+    size_t an = strlen(o->asked[i]);
+    if ((an == n || (an >= cut && an < n)) &&
+        memcmp(o->asked[i], p + off, an) == 0) {
+      for (size_t j = 0; j <= i; j++)
+        free(o->asked[j]);
+      memmove(o->asked, o->asked + i + 1,
+              (o->nasked - i - 1) * sizeof *o->asked);
+      o->nasked -= i + 1;
+      return;
+    }
+  }
+  fail(o,
+       "guarantee 10: \"%s\" sent upstream, but no RCPT check asked about "
+       "that recipient",
+       show(p, len < 80 ? len : 80, s, sizeof(s)));
+}
+
 /* One complete command line (with its CRLF) sent upstream. */
 static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
   char s[120];
@@ -1694,6 +1781,8 @@ static void up_line(sl_oracle *o, const uint8_t *p, size_t whole) {
   if (!cont && !o->up_broken)
     up_offered(o, p, len);
   au_line(o, p, len, cont);
+  if (!cont && verb_is(p, len, "RCPT"))
+    rcpt_relayed(o, p, len);
   if (!cont && o->f_refused) {
     /* A chunked message the content filters refused is still open
        upstream: only RSET ends it (or QUIT, or closing the leg); a
@@ -2190,6 +2279,8 @@ void sl_oracle_request(sl_oracle *o, const sl_request *q) {
               "authenticated on a lost one");
     break;
   case SL_REQ_RCPT_CHECK:
+    if (q->check.stage == SL_CMD_RCPT && q->check.rcpt)
+      rcpt_asked(o, q->check.rcpt);
     au_named(o, "the check request", (const uint8_t *)q->check.sasl_username,
              q->check.sasl_username ? q->check.sasl_username_len : 0,
              q->check.sasl_method);

@@ -58,7 +58,9 @@
  *  (10) completeness (sl_oracle_stats): request ids are unique, SESSION_END
  *      comes once and last and before SL_CLOSED, and the statistics equal
  *      the bytes that crossed the boundary and the events (MESSAGE by code
- *      class and last code, STARTTLS_INJECTION bytes, the TARPIT switch).
+ *      class and last code, STARTTLS_INJECTION bytes, the TARPIT switch);
+ *      with RCPT checks on, every RCPT sent upstream matches a check asked
+ *      about that recipient since the last match.
  */
 #ifndef SL_ORACLE_H
 #define SL_ORACLE_H

@@ -812,7 +812,24 @@ static void held_env(env *e, int screen_first, int rcpt_check) {
   c(e, "250 2.1.0 Ok\r\n");
 }
 
+/* The driver is asked about a recipient (SL_REQ_RCPT_CHECK at RCPT). */
+static void rcpt_check_req(env *e, uint32_t id, const char *rcpt) {
+  sl_request q;
+  memset(&q, 0, sizeof(q));
+  q.type = SL_REQ_RCPT_CHECK;
+  q.id = id;
+  q.check.sender = "a@example.org";
+  q.check.rcpt = rcpt;
+  q.check.helo = "client";
+  q.check.helo_len = 6;
+  q.check.sasl_username = "";
+  q.check.sasl_method = "";
+  q.check.stage = SL_CMD_RCPT;
+  sl_oracle_request(e->o, &q);
+}
+
 static void held_upstream(env *e, const char *mail) {
+  rcpt_check_req(e, 0x601, "b@example.net");
   sl_oracle_completed(e->o, SL_REQ_CONNECT_UPSTREAM, SL_STATUS_OK);
   U(e, "220 up ESMTP\r\n");
   u(e, "EHLO client\r\n");
@@ -861,6 +878,41 @@ static void held_mail_tests(void) {
   held_env(&e, 1, 1);
   held_upstream(&e, "MAIL FROM:<other@example.org>\r\n");
   expect(&e, "held MAIL replayed as another sender", "the held MAIL");
+
+  /* guarantee 10: the recipient relayed is the one the check was about */
+  held_env(&e, 1, 1);
+  rcpt_check_req(&e, 0x601, "c@example.net");
+  sl_oracle_completed(e.o, SL_REQ_CONNECT_UPSTREAM, SL_STATUS_OK);
+  U(&e, "220 up ESMTP\r\n");
+  u(&e, "EHLO client\r\n");
+  U(&e, "250-up\r\n250 PIPELINING\r\n");
+  u(&e, "MAIL FROM:<a@example.org>\r\n");
+  U(&e, "250 2.1.0 Ok\r\n");
+  u(&e, "RCPT TO:<b@example.net>\r\n");
+  expect(&e, "a RCPT relayed that no check asked about", "guarantee 10");
+
+  held_env(&e, 1, 1);
+  {
+    /* the check's path is cut at half a small buffer: a prefix matches */
+    char longp[400], line[440];
+    memset(longp, 'x', sizeof longp);
+    longp[0] = 'b';
+    longp[sizeof longp - 1] = 0;
+    size_t cut = e.lim.small_buffer_size / 2 - 1;
+    char asked[400];
+    memcpy(asked, longp, cut);
+    asked[cut] = 0;
+    rcpt_check_req(&e, 0x601, asked);
+    snprintf(line, sizeof line, "RCPT TO:<%s@example.net>\r\n", longp);
+    sl_oracle_completed(e.o, SL_REQ_CONNECT_UPSTREAM, SL_STATUS_OK);
+    U(&e, "220 up ESMTP\r\n");
+    u(&e, "EHLO client\r\n");
+    U(&e, "250-up\r\n250 PIPELINING\r\n");
+    u(&e, "MAIL FROM:<a@example.org>\r\n");
+    U(&e, "250 2.1.0 Ok\r\n");
+    u(&e, line);
+  }
+  expect(&e, "a long recipient asked about cut, relayed whole", NULL);
 
   held_env(&e, 1, 1);
   held_upstream(&e, "MAIL FROM:<a@example.org> SIZE=99\r\n");
