@@ -383,8 +383,13 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     if (sasl_response(line, len)) {
       sl__auth_response(r, line, len);
       sasl_line(r, line, len);
-    } else
+    } else {
+      /* the exchange is cancelled: no later line names the user (an
+         upstream that asks on after "*" would else have LOGIN's
+         password read as its user name) */
+      sl__auth_response(r, (const uint8_t *)"*", 1);
       sasl_line(r, (const uint8_t *)"*", 1);
+    }
     goto consumed;
   }
   if (is_junk(c.verb) && r->lim->junk_commands_max &&

@@ -1287,6 +1287,15 @@ static void test_rcpt_check_auth_user(void) {
       (const char *const[]){"235 2.7.0 ok\r\n",
                             "503 5.5.1 already authenticated\r\n", NULL},
       "alice@example.org", "PLAIN");
+  /* a LOGIN user line that is not base64 goes up as "*" (cancel); an
+     upstream that asks on regardless must not have the password that
+     follows read as the user (AFL++, session 5, the oracle's guarantee 2) */
+  auth_check_case((const char *const[]){"AUTH LOGIN\r\n", "Y\x84xpY2U=\r\n",
+                                        "cHc=\r\n", NULL},
+                  (const char *const[]){"334 VXNlcm5hbWU6\r\n",
+                                        "334 UGFzc3dvcmQ6\r\n",
+                                        "235 2.7.0 ok\r\n", NULL},
+                  "", "");
   /* ... and an upstream that accepts it anyway names a user sluice did
      not read: no name, still authenticated */
   auth_check_case(
