@@ -167,6 +167,18 @@ static void sasl_line(sl_relay *r, const uint8_t *line, size_t len) {
   r->cl = CL_WAIT;
 }
 
+/* Cancels the AUTH exchange upstream with "*" (RFC 4954 4), for the
+   client's own "*" and in place of a line that cannot go up (not base64,
+   bare CR/LF or NUL, too long).  A cancelled exchange names no one,
+   whatever an upstream that asks on or accepts regardless answers (LOGIN's
+   password would else be read as the user, or a user kept from the
+   cancelled exchange); a user in force from an earlier 235 stays. */
+static void sasl_cancel(sl_relay *r) {
+  if (!r->authed)
+    sl__auth_forget(r);
+  sasl_line(r, (const uint8_t *)"*", 1);
+}
+
 /* The local reply for 8-bit bytes where they are not allowed, or -1. */
 static int envelope_8bit(const sl_relay *r, sl_verb v, const uint8_t *line,
                          size_t len, size_t arg) {
@@ -380,15 +392,11 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
     /* It belongs to the AUTH at the queue head.  Only a SASL response
        (base64, or "*" to cancel; RFC 4954 4) goes upstream: any other text
        cancels the exchange, so no arbitrary line reaches the upstream. */
-    if (sasl_response(line, len)) {
+    if (sasl_response(line, len) && !(len == 1 && line[0] == '*')) {
       sl__auth_response(r, line, len);
       sasl_line(r, line, len);
     } else {
-      /* the exchange is cancelled: no later line names the user (an
-         upstream that asks on after "*" would else have LOGIN's
-         password read as its user name) */
-      sl__auth_response(r, (const uint8_t *)"*", 1);
-      sasl_line(r, (const uint8_t *)"*", 1);
+      sasl_cancel(r);
     }
     goto consumed;
   }
@@ -954,7 +962,7 @@ static int step_line(sl_relay *r) {
     } else if (r->cl == CL_AUTH) {
       if (!sl__up_room(r, 1))
         return 0;
-      sasl_line(r, (const uint8_t *)"*", 1); /* cancel the exchange */
+      sasl_cancel(r);
     } else {
       line_cmd(r, p, len);
       sl__q_push_local(r, R_BAD_CHAR);
@@ -969,7 +977,7 @@ too_long:
   if (r->cl == CL_AUTH && r->up != UP_READY)
     r->cl = CL_CMD; /* the AUTH's local answer goes to this line */
   else if (r->cl == CL_AUTH)
-    sasl_line(r, (const uint8_t *)"*", 1); /* room checked before consuming */
+    sasl_cancel(r); /* room checked before consuming */
   else {
     sl__q_push_local(r, R_LINE_TOO_LONG);
   }

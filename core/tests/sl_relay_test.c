@@ -1296,6 +1296,19 @@ static void test_rcpt_check_auth_user(void) {
                                         "334 UGFzc3dvcmQ6\r\n",
                                         "235 2.7.0 ok\r\n", NULL},
                   "", "");
+  /* the same for a password line that cannot go up (a bare LF: "*") and
+     for the client's own "*": a cancelled exchange names no one, even
+     when the upstream answers 235 regardless */
+  auth_check_case(
+      (const char *const[]){"AUTH LOGIN\r\n", "YWxpY2U=\r\n", "cHc=\n", NULL},
+      (const char *const[]){"334 VXNlcm5hbWU6\r\n", "334 UGFzc3dvcmQ6\r\n",
+                            "235 2.7.0 ok\r\n", NULL},
+      "", "");
+  auth_check_case(
+      (const char *const[]){"AUTH LOGIN\r\n", "YWxpY2U=\r\n", "*\r\n", NULL},
+      (const char *const[]){"334 VXNlcm5hbWU6\r\n", "334 UGFzc3dvcmQ6\r\n",
+                            "235 2.7.0 ok\r\n", NULL},
+      "", "");
   /* ... and an upstream that accepts it anyway names a user sluice did
      not read: no name, still authenticated */
   auth_check_case(
