@@ -179,6 +179,13 @@ static void sasl_cancel(sl_relay *r) {
   sasl_line(r, (const uint8_t *)"*", 1);
 }
 
+static int has_8bit(const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (p[i] & 0x80)
+      return 1;
+  return 0;
+}
+
 /* The local reply for 8-bit bytes where they are not allowed, or -1. */
 static int envelope_8bit(const sl_relay *r, sl_verb v, const uint8_t *line,
                          size_t len, size_t arg) {
@@ -816,6 +823,14 @@ static int dispatch(sl_relay *r, const uint8_t *line, size_t len,
   case SL_V_VRFY:
   case SL_V_EXPN:
     if (r->pol->vrfy == SL_VRFY_RELAY) {
+      /* An 8-bit argument (RFC 6531 3.7.4, allowed with the SMTPUTF8
+         sluice offered) goes only to an upstream that offered SMTPUTF8
+         (guarantee 8); the check waits for the upstream to be ready. */
+      if (r->up == UP_READY && !(r->up_caps & SL_CAP_SMTPUTF8) &&
+          has_8bit(line, len)) {
+        lr = R_UP_NO_UTF8;
+        break;
+      }
       if ((rc = relay_line(r, line, len, Q_UP_VRFY)) == 0)
         return 0;
       if (rc > 0)
